@@ -1,0 +1,103 @@
+"""Reading and writing raw state dicts: .safetensors, torch pickles (.ckpt/.pt/.pth/.bin), hub paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def resolve_path(path_or_id: str | os.PathLike, kind: str = "file") -> Path:
+    """A local path as is; else a hub reference: `owner/repo` (a folder) or `owner/repo/file.ext` (one file).
+
+    Raises a FileNotFoundError that says what was tried when neither works (offline, typo, no access).
+    """
+    path = Path(path_or_id).expanduser()
+    if path.exists():
+        return path
+    text = str(path_or_id)
+    parts = text.split("/")
+    looks_like_hub = len(parts) >= 2 and not text.startswith((".", "/", "~")) and all(parts)
+    if not looks_like_hub:
+        raise FileNotFoundError(f"{kind} not found: {text}")
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+
+        repo_id = "/".join(parts[:2])
+        if len(parts) > 2:
+            return Path(hf_hub_download(repo_id, "/".join(parts[2:])))
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.bin"]))
+    except Exception as err:  # noqa: BLE001 - any hub failure (offline, 404, auth) gets the same clear message
+        raise FileNotFoundError(
+            f"{kind} {text!r} is not a local path and could not be fetched from the Hugging Face Hub "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
+    """(tensors and other entries, safetensors metadata) from a weights file; clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                metadata = dict(f.metadata() or {})
+            return load_file(str(path)), metadata
+        except (SafetensorError, OSError, ValueError) as err:
+            with path.open("rb") as f:
+                head = f.read(2)
+            hint = " It looks like a torch pickle: rename it to .ckpt." if head[:1] == b"\x80" or head == b"PK" else ""
+            raise ValueError(f"{path} is not a readable safetensors file ({err}).{hint}") from None
+    if path.suffix in PICKLE_SUFFIXES:
+        try:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+            raise ValueError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+        if not isinstance(sd, dict):
+            raise ValueError(f"{path} holds a {type(sd).__name__}, not a state dict")
+        return sd, {}
+    raise ValueError(
+        f"{path}: unsupported weights file extension {path.suffix!r} "
+        f"(expected .safetensors or one of {', '.join(PICKLE_SUFFIXES)})"
+    )
+
+
+def write_atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path) produces the file
+    """Write through a temporary file in the same folder and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_state_dict(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Save as .safetensors (metadata in the header) or as a torch pickle (metadata as plain entries)."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    if path.suffix == ".safetensors":
+        write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata or {}))
+    elif path.suffix in PICKLE_SUFFIXES:
+        payload: dict = dict(tensors)
+        for key, value in (metadata or {}).items():
+            payload[key] = json.loads(value)
+        write_atomic(path, lambda tmp: torch.save(payload, str(tmp)))
+    else:
+        raise ValueError(f"{path}: unsupported weights file extension {path.suffix!r}")
+    return path

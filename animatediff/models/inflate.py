@@ -1,0 +1,196 @@
+"""Network inflation: run a 2-D diffusers UNet on videos and insert motion modules (paper Sec. 4.1).
+
+Frames are folded into the batch axis, so every convolution and spatial attention of the image model sees
+each frame on its own; only the motion modules look across frames. The 2-D UNet is used as loaded — its
+weights are neither copied nor changed. Motion modules are attached with forward hooks at the official
+positions (github.com/guoyww/AnimateDiff, `animatediff/models/unet_blocks.py`):
+
+- down/up blocks with attention: after each (ResNet → spatial transformer) pair;
+- down/up blocks without attention: after each ResNet;
+- mid block (v2): after the spatial transformer, before the second ResNet.
+
+v1 modules were trained with the ResNets' GroupNorms computing statistics over the whole clip; `clip_norms`
+reproduces that by switching those norms (same parameters) to clip-wide statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from einops import rearrange, repeat
+from torch import nn
+
+from animatediff.models.motion_adapter import MotionModules
+from animatediff.models.motion_module import MotionModule
+
+
+class FrameContext:
+    """How many frames the current batch folds; None outside a video forward pass (plain 2-D behaviour)."""
+
+    def __init__(self) -> None:
+        self.num_frames: int | None = None
+
+
+class ClipGroupNorm(nn.GroupNorm):
+    """A GroupNorm whose statistics span all frames of a clip (the official v1 "non-inflated" ResNet norm)."""
+
+    frames: FrameContext
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.frames.num_frames
+        if f is None:
+            return super().forward(x)
+        clip = rearrange(x, "(b f) c h w -> b c f h w", f=f)
+        clip = F.group_norm(clip, self.num_groups, self.weight, self.bias, self.eps)
+        return rearrange(clip, "b c f h w -> (b f) c h w")
+
+
+def _resnet_norms(unet: UNet2DConditionModel) -> list[nn.GroupNorm]:
+    norms = [
+        m
+        for name, m in unet.named_modules()
+        if isinstance(m, nn.GroupNorm) and ".resnets." in name and name.rsplit(".", 1)[-1] in ("norm1", "norm2")
+    ]
+    if isinstance(unet.conv_norm_out, nn.GroupNorm):
+        norms.append(unet.conv_norm_out)
+    return norms
+
+
+def _check_fits(unet: UNet2DConditionModel, motion: MotionModules) -> None:
+    cfg = motion.config
+    unet_channels = tuple(unet.config.block_out_channels)
+    if unet_channels != cfg.block_out_channels:
+        hint = " (an SDXL motion module?)" if cfg.block_out_channels == (320, 640, 1280) else ""
+        raise ValueError(
+            f"motion module was built for UNet channels {cfg.block_out_channels}{hint}, but the base UNet "
+            f"has {unet_channels}; use a motion module made for this base model (SD1.x: 320, 640, 1280, 1280)"
+        )
+    for kind, blocks, expected in (
+        ("down", unet.down_blocks, cfg.layers_per_block),
+        ("up", unet.up_blocks, cfg.layers_per_block + 1),
+    ):
+        for i, block in enumerate(blocks):
+            if len(block.resnets) != expected:
+                raise ValueError(
+                    f"motion module expects {expected} layers in UNet {kind} block {i}, "
+                    f"the base UNet has {len(block.resnets)}"
+                )
+    if cfg.use_mid_block and getattr(unet.mid_block, "attentions", None) is None:
+        raise ValueError("motion module has a mid-block module but the base UNet's mid block has no attention")
+
+
+def _attachment_points(unet: UNet2DConditionModel, motion: MotionModules) -> Iterator[tuple[nn.Module, MotionModule]]:
+    """(layer of the 2-D UNet, motion module that runs right after it), in the official positions."""
+    for unet_blocks, motion_blocks in ((unet.down_blocks, motion.down_blocks), (unet.up_blocks, motion.up_blocks)):
+        for block, mblock in zip(unet_blocks, motion_blocks):
+            layers = getattr(block, "attentions", None) or block.resnets
+            yield from zip(layers, mblock.motion_modules)
+    if motion.mid_block is not None:
+        yield unet.mid_block.attentions[0], motion.mid_block.motion_modules[0]
+
+
+class AnimationUNet(nn.Module):
+    """A 2-D UNet with motion modules: (b, c, f, h, w) noisy latents → (b, c, f, h, w) prediction."""
+
+    def __init__(
+        self, unet: UNet2DConditionModel, motion_modules: MotionModules, clip_norms: bool | None = None
+    ) -> None:
+        super().__init__()
+        _check_fits(unet, motion_modules)
+        self.unet = unet
+        self.motion_modules = motion_modules
+        self.frames = FrameContext()
+        self.motion_enabled = True
+        self._hooks = [
+            layer.register_forward_hook(self._motion_hook(module))
+            for layer, module in _attachment_points(unet, motion_modules)
+        ]
+        self._clip_norms = False
+        self.set_clip_norms(motion_modules.config.version == "v1" if clip_norms is None else clip_norms)
+
+    @property
+    def config(self):  # noqa: ANN201 - the 2-D UNet's FrozenDict config, for code written against diffusers
+        return self.unet.config
+
+    @property
+    def max_frames(self) -> int:
+        return self.motion_modules.max_frames
+
+    def _motion_hook(self, module: MotionModule):  # noqa: ANN202
+        def hook(_layer: nn.Module, _args: tuple, output):  # noqa: ANN001, ANN202
+            f = self.frames.num_frames
+            if f is None or not self.motion_enabled:
+                return output
+            if isinstance(output, torch.Tensor):  # a ResNet
+                return module(output, f)
+            if isinstance(output, tuple):  # a spatial transformer called with return_dict=False
+                return (module(output[0], f), *output[1:])
+            output.sample = module(output.sample, f)
+            return output
+
+        return hook
+
+    def set_clip_norms(self, enabled: bool) -> None:
+        """Switch the ResNet GroupNorms (norm1, norm2, conv_norm_out) to statistics over all frames (v1)."""
+        for norm in _resnet_norms(self.unet):
+            # Swapping the class keeps the very same module, parameters and state-dict keys.
+            norm.__class__ = ClipGroupNorm if enabled else nn.GroupNorm
+            if enabled:
+                norm.frames = self.frames
+        self._clip_norms = enabled
+
+    @property
+    def clip_norms(self) -> bool:
+        return self._clip_norms
+
+    def remove(self) -> UNet2DConditionModel:
+        """Detach the motion modules and give back the plain 2-D UNet."""
+        self.set_clip_norms(False)
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        return self.unet
+
+    @contextmanager
+    def _folded(self, num_frames: int) -> Iterator[None]:
+        self.frames.num_frames = num_frames
+        try:
+            yield
+        finally:
+            self.frames.num_frames = None
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        **unet_kwargs,
+    ) -> torch.Tensor:
+        """sample (b, c, f, h, w); encoder_hidden_states (b, tokens, dim), or (b, f, tokens, dim) per frame."""
+        b, _, f, _, _ = sample.shape
+        if self.motion_enabled and f > self.max_frames:
+            raise ValueError(
+                f"{f} frames requested, but the motion module's position encoding holds at most "
+                f"{self.max_frames}; generate at most {self.max_frames} frames or use context windows"
+            )
+        x = rearrange(sample, "b c f h w -> (b f) c h w")
+        t = torch.as_tensor(timestep, device=sample.device)
+        t = repeat(t.reshape(-1).expand(b), "b -> (b f)", f=f)
+        if encoder_hidden_states.ndim == 3:
+            context = repeat(encoder_hidden_states, "b n d -> (b f) n d", f=f)
+        else:
+            context = rearrange(encoder_hidden_states, "b f n d -> (b f) n d")
+        with self._folded(f):
+            out = self.unet(x, t, encoder_hidden_states=context, return_dict=False, **unet_kwargs)[0]
+        return rearrange(out, "(b f) c h w -> b c f h w", f=f)
+
+
+def inflate_unet(
+    unet: UNet2DConditionModel, motion_modules: MotionModules, clip_norms: bool | None = None
+) -> AnimationUNet:
+    """Insert `motion_modules` into `unet`; `clip_norms` defaults to True exactly for v1 modules."""
+    return AnimationUNet(unet, motion_modules, clip_norms)

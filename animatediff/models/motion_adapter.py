@@ -1,0 +1,99 @@
+"""The full set of motion modules for one UNet, arranged as in the official checkpoints.
+
+Key layout of `state_dict()`: `down_blocks.{i}.motion_modules.{j}.temporal_transformer.*`,
+`up_blocks.{i}.motion_modules.{j}.…` and (v2) `mid_block.motion_modules.0.…` — the official layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from torch import nn
+
+from animatediff.models.motion_module import MotionModule
+
+
+@dataclass
+class MotionModuleConfig:
+    """Shape of a motion-module set; everything needed to rebuild it before loading weights."""
+
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    """Channels of each UNet resolution level (down order); a module at level i has this many channels."""
+    layers_per_block: int = 2
+    """Modules per down block; up blocks get one more, as the UNet's up blocks have one more ResNet."""
+    use_mid_block: bool = False
+    """A module in the mid block, between its attention and second ResNet (v2 files)."""
+    num_attention_heads: int = 8
+    num_transformer_blocks: int = 1
+    max_frames: int = 32
+    """Length of the sinusoidal position encoding: 24 in v1 files, 32 in v2/v3."""
+    norm_num_groups: int = 32
+    version: str = "v3"
+    """'v1', 'v2' or 'v3'. v1 also switches the UNet's ResNet norms to statistics over the whole clip."""
+
+    def __post_init__(self) -> None:
+        self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        if self.version not in ("v1", "v2", "v3"):
+            raise ValueError(f"unknown motion module version {self.version!r}; expected v1, v2 or v3")
+        for channels in self.block_out_channels:
+            if channels % self.num_attention_heads or channels % self.norm_num_groups:
+                raise ValueError(
+                    f"block channels {channels} must be divisible by {self.num_attention_heads} heads "
+                    f"and {self.norm_num_groups} norm groups"
+                )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["block_out_channels"] = list(self.block_out_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MotionModuleConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown motion module config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+class MotionBlock(nn.Module):
+    """The motion modules of one UNet block (named `motion_modules` as in the official files)."""
+
+    def __init__(self, channels: int, count: int, config: MotionModuleConfig) -> None:
+        super().__init__()
+        self.motion_modules = nn.ModuleList(
+            [
+                MotionModule(
+                    channels,
+                    heads=config.num_attention_heads,
+                    num_blocks=config.num_transformer_blocks,
+                    max_len=config.max_frames,
+                    norm_groups=config.norm_num_groups,
+                )
+                for _ in range(count)
+            ]
+        )
+
+
+class MotionModules(nn.Module):
+    """All motion modules of a UNet: 2 per down block, 3 per up block (SD1.5), optionally 1 in the middle."""
+
+    def __init__(self, config: MotionModuleConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or MotionModuleConfig()
+        channels = config.block_out_channels
+        self.down_blocks = nn.ModuleList([MotionBlock(c, config.layers_per_block, config) for c in channels])
+        self.up_blocks = nn.ModuleList(
+            [MotionBlock(c, config.layers_per_block + 1, config) for c in reversed(channels)]
+        )
+        self.mid_block = MotionBlock(channels[-1], 1, config) if config.use_mid_block else None
+
+    @property
+    def max_frames(self) -> int:
+        return self.config.max_frames
+
+    def named_motion_modules(self) -> list[tuple[str, MotionModule]]:
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, MotionModule)]
+
+
+__all__ = ["MotionModuleConfig", "MotionModules", "MotionBlock"]

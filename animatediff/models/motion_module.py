@@ -1,0 +1,163 @@
+"""The AnimateDiff motion module: a temporal transformer inserted after each spatial layer.
+
+Guo et al., "AnimateDiff: Animate Your Personalized Text-to-Image Diffusion Models without Specific
+Tuning", ICLR 2024 (arXiv 2307.04725), Sec. 4.2; layout as released in github.com/guoyww/AnimateDiff
+(`animatediff/models/motion_module.py`). Parameter names follow the official files, so a module's
+`state_dict()` *is* the official key layout (minus the recomputable `pos_encoder.pe` buffer).
+
+Shapes: b = videos, f = frames, c = channels, h/w = spatial size of the feature map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+def sinusoidal_position_encoding(length: int, dim: int) -> torch.Tensor:
+    """The Transformer sinusoid (Vaswani et al. 2017): (1, length, dim), sin on even, cos on odd channels."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(1, length, dim)
+    pe[0, :, 0::2] = torch.sin(position * div)
+    pe[0, :, 1::2] = torch.cos(position * div)
+    return pe
+
+
+class PositionalEncoding(nn.Module):
+    """Adds a frame-index encoding to a (batch, frames, channels) sequence."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        # Not persistent: released files carry the plain sinusoid, which we recompute; a file whose `pe`
+        # differs (a stretched or trained encoding) is copied in by the checkpoint loader.
+        self.register_buffer("pe", sinusoidal_position_encoding(max_len, dim), persistent=False)
+
+    @property
+    def max_len(self) -> int:
+        return self.pe.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.shape[1]
+        if frames > self.max_len:
+            raise ValueError(
+                f"{frames} frames requested, but this motion module's position encoding holds at most "
+                f"{self.max_len}. Generate at most {self.max_len} frames, or use context windows for longer clips."
+            )
+        return x + self.pe[:, :frames].to(x.dtype)
+
+
+class TemporalSelfAttention(nn.Module):
+    """Multi-head self-attention along the frame axis, position encoding added to its (normed) input."""
+
+    def __init__(self, dim: int, heads: int, max_len: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"channels {dim} are not divisible by {heads} attention heads")
+        self.heads = heads
+        self.pos_encoder = PositionalEncoding(dim, max_len)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim), nn.Dropout(0.0)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (b·h·w, f, c) — every spatial position is an independent sequence over frames.
+        x = self.pos_encoder(x)
+        q, k, v = (
+            rearrange(proj(x), "n f (heads d) -> n heads f d", heads=self.heads)
+            for proj in (self.to_q, self.to_k, self.to_v)
+        )
+        out = F.scaled_dot_product_attention(q, k, v)  # scale d^-0.5, as the paper's softmax(QKᵀ/√d)V
+        return self.to_out[0](rearrange(out, "n heads f d -> n f (heads d)"))
+
+
+class GEGLU(nn.Module):
+    """Gated GELU (Shazeer 2020): one projection to 2·inner, value · gelu(gate)."""
+
+    def __init__(self, dim: int, inner: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, inner * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4) -> None:
+        super().__init__()
+        # Indices 0 and 2 match the official names `ff.net.0.proj` and `ff.net.2`.
+        self.net = nn.ModuleList([GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class TemporalTransformerBlock(nn.Module):
+    """Pre-norm residual block: two temporal self-attentions, then a GEGLU feed-forward."""
+
+    def __init__(self, dim: int, heads: int, max_len: int, num_attentions: int = 2) -> None:
+        super().__init__()
+        self.attention_blocks = nn.ModuleList(
+            [TemporalSelfAttention(dim, heads, max_len) for _ in range(num_attentions)]
+        )
+        self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(num_attentions)])
+        self.ff = FeedForward(dim)
+        self.ff_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for attention, norm in zip(self.attention_blocks, self.norms):
+            x = attention(norm(x)) + x
+        return self.ff(self.ff_norm(x)) + x
+
+
+class TemporalTransformer(nn.Module):
+    """GroupNorm per frame → proj_in → blocks along frames → proj_out (zero-initialized) → + input."""
+
+    def __init__(self, dim: int, heads: int = 8, num_blocks: int = 1, max_len: int = 32, norm_groups: int = 32) -> None:
+        super().__init__()
+        if dim % norm_groups:
+            raise ValueError(f"channels {dim} are not divisible by {norm_groups} norm groups")
+        self.norm = nn.GroupNorm(norm_groups, dim, eps=1e-6, affine=True)
+        self.proj_in = nn.Linear(dim, dim)
+        self.transformer_blocks = nn.ModuleList(
+            [TemporalTransformerBlock(dim, heads, max_len) for _ in range(num_blocks)]
+        )
+        self.proj_out = nn.Linear(dim, dim)
+        # Zero output projection: a fresh module adds nothing, so the inflated UNet starts as the image model.
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        # x: ((b f), c, h, w). The norm runs before frames are unfolded, so its statistics are per frame.
+        _, _, height, width = x.shape
+        h = self.norm(x)
+        h = rearrange(h, "(b f) c h w -> (b h w) f c", f=num_frames)
+        h = self.proj_in(h)
+        for block in self.transformer_blocks:
+            h = block(h)
+        h = self.proj_out(h)
+        h = rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
+        return h + x
+
+
+class MotionModule(nn.Module):
+    """One insertion point; the wrapper exists so parameter names read `temporal_transformer.*`."""
+
+    def __init__(self, dim: int, heads: int = 8, num_blocks: int = 1, max_len: int = 32, norm_groups: int = 32) -> None:
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(dim, heads, num_blocks, max_len, norm_groups)
+
+    @property
+    def max_frames(self) -> int:
+        return self.temporal_transformer.transformer_blocks[0].attention_blocks[0].pos_encoder.max_len
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        return self.temporal_transformer(x, num_frames)

@@ -1,0 +1,191 @@
+"""Text-to-animation: prompt → CLIP embeddings → noise (b, 4, f, h, w) → guided denoising → VAE decode.
+
+Follows the official AnimateDiff inference (github.com/guoyww/AnimateDiff, `pipeline_animation.py`) and uses
+diffusers' argument names, so the same seed gives the same video as both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from animatediff.formats.motion_module_files import load_motion_modules
+from animatediff.formats.state_dicts import resolve_path
+from animatediff.models import AnimationUNet, MotionModules, inflate_unet
+from animatediff.sampling import denoise, guided, initial_noise, make_scheduler
+
+
+@dataclass
+class BaseModel:
+    """The parts of a Stable Diffusion 1.x model an animation needs."""
+
+    tokenizer: CLIPTokenizer
+    text_encoder: CLIPTextModel
+    vae: AutoencoderKL
+    unet: UNet2DConditionModel
+
+
+def load_base_model(path_or_id: str | os.PathLike, dtype: torch.dtype = torch.float32) -> BaseModel:
+    """A diffusers-format SD1.x folder (unet/, vae/, text_encoder/, tokenizer/) or its hub id."""
+    folder = resolve_path(path_or_id, "base model")
+    missing = [sub for sub in ("unet", "vae", "text_encoder", "tokenizer") if not (folder / sub).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a diffusers Stable Diffusion folder: missing {', '.join(missing)}/")
+    kwargs = {"local_files_only": True}
+    return BaseModel(
+        tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kwargs),
+        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kwargs),
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **kwargs),
+    )
+
+
+class AnimationPipeline:
+    """Generates animations with an inflated UNet; build it from parts or with `from_pretrained`."""
+
+    def __init__(
+        self,
+        tokenizer: CLIPTokenizer,
+        text_encoder: CLIPTextModel,
+        vae: AutoencoderKL,
+        unet: AnimationUNet,
+        scheduler: SchedulerMixin | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.vae = vae.eval().requires_grad_(False)
+        self.unet = unet.eval().requires_grad_(False)
+        self.scheduler = scheduler or make_scheduler("ddim")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        base: str | os.PathLike,
+        motion_module: str | os.PathLike | MotionModules,
+        scheduler: str | SchedulerMixin = "ddim",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> AnimationPipeline:
+        parts = load_base_model(base, dtype)
+        modules = motion_module if isinstance(motion_module, MotionModules) else load_motion_modules(motion_module)
+        unet = inflate_unet(parts.unet, modules.to(dtype))
+        if isinstance(scheduler, str):
+            scheduler = make_scheduler(scheduler)
+        return cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, scheduler).to(device)
+
+    def to(self, device: str | torch.device) -> AnimationPipeline:
+        for part in (self.text_encoder, self.vae, self.unet):
+            part.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Pixel sizes must be multiples of this: the VAE factor times the UNet's total downsampling."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
+    def native_size(self) -> int:
+        """The base model's training resolution (512 for SD1.5), from the UNet's config."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """CLIP last hidden states at the tokenizer's full length (77 for SD), (len(prompts), 77, D)."""
+        tokens = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return self.text_encoder(tokens.input_ids.to(self.device))[0].to(self.dtype)
+
+    def check_inputs(self, num_frames: int, height: int, width: int, num_inference_steps: int) -> None:
+        m = self.size_multiple
+        for name, value in (("height", height), ("width", width)):
+            if value <= 0 or value % m:
+                vae = self.vae_scale_factor
+                raise ValueError(
+                    f"{name} {value} must be a positive multiple of {m} for this model "
+                    f"(VAE factor {vae} × UNet downsampling {m // vae})"
+                )
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+        if num_frames > self.unet.max_frames:
+            raise ValueError(
+                f"{num_frames} frames requested, but this motion module's position encoding holds at "
+                f"most {self.unet.max_frames}; ask for {self.unet.max_frames} or fewer frames"
+            )
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        num_frames: int = 16,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        decode_chunk_size: int = 16,
+        progress: bool = True,
+    ) -> np.ndarray:
+        """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3)."""
+        height = height or self.native_size
+        width = width or self.native_size
+        self.check_inputs(num_frames, height, width, num_inference_steps)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * len(prompts)
+        if len(negatives) != len(prompts):
+            raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+
+        # 1. Text: one embedding per prompt; the UNet repeats it per frame.
+        cond = self.encode_prompt(prompts)
+        uncond = self.encode_prompt(negatives) if guidance_scale > 1.0 else None
+
+        # 2. Noise: (b, 4, f, h/8, w/8) from one CPU randn.
+        f = self.vae_scale_factor
+        shape = (len(prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
+        if latents is None:
+            latents = initial_noise(shape, seed, generator, self.device, self.dtype)
+
+        # 3. Denoise.
+        predict = guided(lambda x, t, ctx: self.unet(x, t, ctx), uncond, cond, guidance_scale)
+        latents = denoise(predict, self.scheduler, latents, num_inference_steps, generator, progress)
+
+        # 4. Decode frame chunks.
+        return self.decode(latents, decode_chunk_size)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> np.ndarray:
+        b, _, num_frames, _, _ = latents.shape
+        flat = (latents / self.vae.config.scaling_factor).permute(0, 2, 1, 3, 4).flatten(0, 1)
+        frames = torch.cat(
+            [self.vae.decode(chunk.to(self.vae.dtype)).sample for chunk in flat.split(decode_chunk_size)]
+        )
+        frames = (frames.float() / 2 + 0.5).clamp(0, 1)
+        frames = frames.unflatten(0, (b, num_frames)).permute(0, 1, 3, 4, 2)
+        return frames.cpu().numpy()

@@ -1,0 +1,74 @@
+"""Noise schedulers by name, with the official AnimateDiff inference settings as the base config.
+
+The official code builds `DDIMScheduler(**inference_config)` fresh — linear betas 0.00085→0.012 (AnimateDiff's
+"linear" is ComfyUI's "sqrt_linear"), steps_offset 1, clip_sample False — rather than inheriting the base
+model's scheduler config, so every scheduler here starts from those values too.
+"""
+
+from __future__ import annotations
+
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LCMScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+OFFICIAL_SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "linear",
+    "steps_offset": 1,
+    "clip_sample": False,
+}
+
+# name → (class, extra config). Names follow what users type in the A1111/ComfyUI UIs, lower-cased.
+SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
+    "ddim": (DDIMScheduler, {}),
+    "ddpm": (DDPMScheduler, {}),
+    "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler-ancestral": (EulerAncestralDiscreteScheduler, {}),
+    "dpm++-2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpm++-2m-karras": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
+    "dpm++-2m-sde-karras": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "lcm": (LCMScheduler, {}),
+}
+ALIASES = {
+    "euler_a": "euler-ancestral",
+    "euler-a": "euler-ancestral",
+    "dpm++2m": "dpm++-2m",
+    "dpmpp_2m": "dpm++-2m",
+    "dpm++-2m karras": "dpm++-2m-karras",
+    "dpm++2m-karras": "dpm++-2m-karras",
+    "dpmpp_2m_karras": "dpm++-2m-karras",
+}
+
+
+def scheduler_names() -> list[str]:
+    return list(SCHEDULERS)
+
+
+def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
+    """A diffusers scheduler by name, on the official AnimateDiff betas; `overrides` change its config."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    cls, extra = SCHEDULERS[key]
+    config = {**OFFICIAL_SCHEDULER_CONFIG, **extra, **overrides}
+    if cls is not DDIMScheduler and cls is not DDPMScheduler and cls is not LCMScheduler:
+        config.pop("clip_sample")
+    return cls(**config)

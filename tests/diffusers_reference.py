@@ -1,0 +1,47 @@
+"""diffusers' AnimateDiff classes, corrected where they depart from the official code, as a test reference."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from einops import rearrange
+from torch import nn
+
+from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
+from animatediff.models import MotionModules
+
+
+class PerFrameGroupNorm(nn.Module):
+    """diffusers normalizes (b, c, f, h, w) over all frames; the official module normalizes each frame."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = x.shape[2]
+        y = self.norm(rearrange(x, "b c f h w -> (b f) c h w"))
+        return rearrange(y, "(b f) c h w -> b c f h w", f=f)
+
+
+def diffusers_adapter(modules: MotionModules) -> MotionAdapter:
+    cfg = modules.config
+    adapter = MotionAdapter(
+        block_out_channels=cfg.block_out_channels,
+        motion_layers_per_block=cfg.layers_per_block,
+        motion_transformer_layers_per_block=cfg.num_transformer_blocks,
+        motion_num_attention_heads=cfg.num_attention_heads,
+        motion_norm_num_groups=cfg.norm_num_groups,
+        motion_max_seq_length=cfg.max_frames,
+        use_motion_mid_block=cfg.use_mid_block,
+    )
+    adapter.load_state_dict(official_to_diffusers(motion_state_dict(modules)), strict=True)
+    return adapter.eval()
+
+
+def diffusers_motion_unet(unet: UNet2DConditionModel, modules: MotionModules) -> UNetMotionModel:
+    model = UNetMotionModel.from_unet2d(unet, diffusers_adapter(modules)).eval()
+    for module in [m for m in model.modules() if isinstance(m, AnimateDiffTransformer3D)]:
+        module.norm = PerFrameGroupNorm(module.norm)
+    return model
