@@ -17,3 +17,17 @@ def make_pipeline(tokenizer):
         return AnimationPipeline(tokenizer, tiny_text_encoder(len(tokenizer)), tiny_vae(), unet, official_scheduler())
 
     return make
+
+
+@pytest.fixture
+def base_folder(tmp_path, tokenizer):
+    """A tiny SD1.x model in the diffusers folder layout."""
+    from tests.tiny import tiny_text_encoder, tiny_unet, tiny_vae
+
+    folder = tmp_path / "base"
+    tokenizer.save_pretrained(folder / "tokenizer")
+    tiny_text_encoder(len(tokenizer)).save_pretrained(folder / "text_encoder")
+    tiny_vae().save_pretrained(folder / "vae")
+    tiny_unet().save_pretrained(folder / "unet")
+    official_scheduler().save_pretrained(folder / "scheduler")
+    return folder

@@ -1,0 +1,3 @@
+from animatediff.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,115 @@
+"""`animatediff` command line: one subcommand per user task. Thin: parsing here, work in the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class CliError(Exception):
+    """An input problem worth one line on stderr, not a traceback."""
+
+
+def _torch_dtype(name: str, device: str):  # noqa: ANN202
+    import torch
+
+    if name == "auto":
+        name = "fp16" if device.startswith("cuda") else "fp32"
+    if name != "fp32" and not device.startswith("cuda"):
+        raise CliError(f"--dtype {name} needs a GPU; on {device} use fp32")
+    return getattr(torch, DTYPES[name])
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="text → animation (GIF, MP4, WebP, .npy or a folder of PNGs)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--base", required=True, help="SD1.x diffusers folder or hub id")
+    p.add_argument("--motion-module", required=True,
+                   help="motion module: official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--width", type=int, default=None, help="default: the base model's native size")
+    p.add_argument("--height", type=int, default=None, help="default: the base model's native size")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance-scale", type=float, default=7.5)
+    p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    p.add_argument("--scheduler", default="ddim", help="ddim, euler, euler-ancestral, dpm++-2m, dpm++-2m-karras, "
+                   "dpm++-2m-sde-karras, unipc, pndm, ddpm, lcm")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--output", default="animation.gif",
+                   help="file by extension (.gif, .mp4, .webp, .npy) or a directory for numbered PNGs")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="auto: fp16 on GPU, fp32 on CPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(run=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    import random
+
+    from animatediff.io.video import FORMATS, save_video
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.sampling import make_scheduler
+
+    suffix = Path(args.output).suffix.lower()
+    if suffix and suffix not in FORMATS:
+        raise CliError(f"--output {args.output}: unsupported format {suffix}; use {', '.join(FORMATS)} or a folder")
+    device = args.device or _default_device()
+    dtype = _torch_dtype(args.dtype, device)
+    scheduler = make_scheduler(args.scheduler)
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    start = time.perf_counter()
+    pipe = AnimationPipeline.from_pretrained(args.base, args.motion_module, scheduler, device, dtype)
+    frames = pipe(args.prompt, args.negative_prompt, num_frames=args.frames, height=args.height, width=args.width,
+                  num_inference_steps=args.steps, guidance_scale=args.guidance_scale, seed=seed,
+                  progress=not args.quiet)[0]
+    path = save_video(frames, args.output, args.fps)
+    if not args.quiet:
+        print(f"wrote {path} ({len(frames)} frames, seed {seed}, {time.perf_counter() - start:.1f} s)")
+
+
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert a motion module between the official and diffusers layouts")
+    p.add_argument("source", help="official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id")
+    p.add_argument("destination", help=".safetensors/.ckpt → official single file; anything else → diffusers folder")
+    p.set_defaults(run=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    from animatediff.formats import convert_motion_module
+
+    print(f"wrote {convert_motion_module(args.source, args.destination)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="animatediff", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_generate(sub)
+    add_convert(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (CliError, FileNotFoundError, ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"animatediff {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

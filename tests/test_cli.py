@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from animatediff.cli import main
+from animatediff.formats import save_motion_modules
+from tests.tiny import tiny_motion
+
+
+@pytest.fixture
+def motion_file(tmp_path):
+    return save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
+
+
+@pytest.mark.parametrize("output", ["out.npy", "out.gif", "out.mp4", "out.webp", "frames"])
+def test_generate_writes_every_format(tmp_path, base_folder, motion_file, output):
+    out = tmp_path / output
+    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "a fox",
+               "--frames", "4", "--steps", "2", "--seed", "1", "--output", str(out), "--quiet"])
+    assert rc == 0
+    if output.endswith(".npy"):
+        frames = np.load(out)
+        assert frames.shape == (4, 16, 16, 3) and frames.dtype == np.float32
+        assert 0 <= frames.min() and frames.max() <= 1
+    elif output.endswith((".gif", ".webp")):
+        assert Image.open(out).n_frames == 4
+    elif output.endswith(".mp4"):
+        import av
+
+        with av.open(str(out)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 4
+    else:
+        assert sorted(p.name for p in out.iterdir()) == [f"{i:04d}.png" for i in range(4)]
+
+
+def test_convert_round_trip_via_cli(tmp_path, motion_file):
+    assert main(["convert", str(motion_file), str(tmp_path / "folder")]) == 0
+    assert main(["convert", str(tmp_path / "folder"), str(tmp_path / "back.ckpt")]) == 0
+    assert (tmp_path / "folder" / "config.json").is_file() and (tmp_path / "back.ckpt").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--scheduler", "nope"], "unknown scheduler 'nope'"),
+        (["--frames", "40"], "at most 32"),
+        (["--width", "18"], "multiple of 4"),
+        (["--output", "x.avi"], "unsupported format"),
+    ],
+)
+def test_generate_bad_input_is_one_clear_line(tmp_path, base_folder, motion_file, capsys, extra, message):
+    args = ["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "p",
+            "--steps", "1", "--output", str(tmp_path / "o.npy"), "--quiet"]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_motion_module_file(tmp_path, base_folder, capsys):
+    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(tmp_path / "none.ckpt"),
+               "--prompt", "p", "--quiet"])
+    assert rc == 2 and "not found" in capsys.readouterr().err
