@@ -1,0 +1,118 @@
+"""Turn a folder of captioned videos (or a WebVid CSV and its folder) into tar shards for streaming.
+
+Optionally re-encodes each video with its shorter side at `resize` pixels and a short keyframe interval: shards
+shrink several-fold from WebVid's 336×596, and training seeks land close to the clip. Unreadable and too-short
+videos are left out and counted.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from tqdm.auto import tqdm
+
+from animatediff.data.datasets import SKIP_REASONS, list_video_folder, read_webvid_csv
+from animatediff.data.shards import ShardWriter
+from animatediff.data.video_reader import VideoReader, VideoReadError
+
+logger = logging.getLogger("animatediff.data")
+
+
+@dataclass
+class PrepareReport:
+    shards: list[Path]
+    """The shard files written, in order."""
+    written: int
+    """Samples written."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Videos left out, per reason (see SKIP_REASONS)."""
+
+
+def reencode(source: str | os.PathLike, short_side: int, keyframe_interval: int = 16, crf: int = 20) -> bytes:
+    """The video as H.264 MP4 bytes with its shorter side at `short_side` (never enlarged), all frames kept."""
+    try:
+        with av.open(str(source)) as src, io.BytesIO() as buffer:
+            stream_in = src.streams.video[0]
+            height, width = stream_in.codec_context.height, stream_in.codec_context.width
+            scale = min(1.0, short_side / min(height, width))
+            # yuv420p wants even sides.
+            out_w, out_h = max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+            rate = stream_in.average_rate or stream_in.guessed_rate or 25
+            with av.open(buffer, mode="w", format="mp4") as dst:
+                stream = dst.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
+                stream.options = {
+                    "crf": str(crf),
+                    "g": str(keyframe_interval),
+                    "keyint_min": str(keyframe_interval),
+                    "sc_threshold": "0",
+                }
+                for i, frame in enumerate(src.decode(stream_in)):
+                    # Constant-rate timestamps: decoded frame i is frame i of the output, whatever the input's.
+                    out = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
+                    out.pts, out.time_base = i, 1 / Fraction(rate)
+                    dst.mux(stream.encode(out))
+                dst.mux(stream.encode())
+            return buffer.getvalue()
+    except (av.error.FFmpegError, OSError, IndexError) as err:
+        raise VideoReadError(f"re-encoding failed ({err})", "corrupt", str(source)) from err
+
+
+def _key(path: Path, used: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "video"
+    key, n = base, 1
+    while key in used:
+        key, n = f"{base}_{n}", n + 1
+    used.add(key)
+    return key
+
+
+def prepare_shards(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    shard_size: int = 1000,
+    csv_path: str | os.PathLike | None = None,
+    resize: int | None = None,
+    min_frames: int = 16,
+    keyframe_interval: int = 16,
+    progress: bool = True,
+) -> PrepareReport:
+    """Shards of `<key>.mp4` + `<key>.txt` from the videos in `source` (captions from `.txt` files beside them, or
+    from the WebVid CSV `csv_path`). Videos with fewer than `min_frames` frames or that do not decode are skipped."""
+    if resize is not None and resize < 8:
+        raise ValueError(f"resize must be at least 8 pixels, got {resize}")
+    if min_frames < 1:
+        raise ValueError(f"min_frames must be at least 1, got {min_frames}")
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    if csv_path is not None:
+        videos, captions, skipped["missing"] = read_webvid_csv(csv_path, source)
+    else:
+        videos, captions = list_video_folder(source)
+    used: set[str] = set()
+    with ShardWriter(out_dir, shard_size) as writer:
+        for path, caption in tqdm(list(zip(videos, captions)), desc="prepare", unit="video", disable=not progress):
+            try:
+                with VideoReader(path) as reader:
+                    if reader.info.num_frames < min_frames:
+                        raise VideoReadError(
+                            f"has {reader.info.num_frames} frames, needs {min_frames}", "too_short", str(path)
+                        )
+                    reader.read([0])  # a file that opens but does not decode is caught here, not in training
+                data = reencode(path, resize, keyframe_interval) if resize else Path(path).read_bytes()
+            except VideoReadError as err:
+                skipped[err.reason] += 1
+                logger.warning("skipped video (%s): %s", err.reason, err)
+                continue
+            writer.write(_key(path, used), {"mp4": data, "txt": caption.encode("utf-8")})
+        shards = [writer.out_dir / s["name"] for s in writer.shards]
+    written = sum(s["samples"] for s in writer.shards)
+    if not written:
+        raise ValueError(f"none of the {len(videos)} videos in {source} could be used (skipped: {skipped})")
+    return PrepareReport(shards, written, {k: v for k, v in skipped.items() if v})
