@@ -92,11 +92,37 @@ def run_convert(args: argparse.Namespace) -> None:
     print(f"wrote {convert_motion_module(args.source, args.destination)}")
 
 
+def add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="turn a folder of captioned videos (or a WebVid CSV) into tar shards",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("video_folder", help="videos with a same-named .txt caption beside each, or WebVid's video folder")
+    p.add_argument("out_dir", help="folder for shard-NNNNNN.tar files and their shards.json index")
+    p.add_argument("--csv", default=None, help="WebVid CSV (videoid, name, page_dir) giving the captions")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+    p.add_argument("--resize", type=int, default=None, help="re-encode with the shorter side at this many pixels")
+    p.add_argument("--min-frames", type=int, default=16, help="skip videos with fewer frames")
+    p.add_argument("--keyframe-interval", type=int, default=16, help="keyframe spacing of re-encoded videos")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(run=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    from animatediff.data import prepare_shards
+
+    report = prepare_shards(args.video_folder, args.out_dir, shard_size=args.shard_size, csv_path=args.csv,
+                            resize=args.resize, min_frames=args.min_frames, keyframe_interval=args.keyframe_interval,
+                            progress=not args.quiet)
+    if not args.quiet:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
+        print(f"wrote {report.written} clips in {len(report.shards)} shards to {args.out_dir} (skipped: {skipped})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animatediff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate(sub)
     add_convert(sub)
+    add_prepare(sub)
     return parser
 
 
