@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.sampling import denoise, guided, initial_noise, make_scheduler
+
+if TYPE_CHECKING:
+    from animatediff.formats.lora import LoraMerger
 
 
 @dataclass
@@ -71,13 +75,47 @@ class AnimationPipeline:
         scheduler: str | SchedulerMixin = "ddim",
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        dreambooth: str | os.PathLike | None = None,
     ) -> AnimationPipeline:
+        """`dreambooth`: a single-file SD1.x checkpoint (LDM layout) replacing the base's UNet, VAE and text encoder."""
         parts = load_base_model(base, dtype)
+        if dreambooth:
+            from animatediff.formats.single_file import load_single_file_weights
+
+            load_single_file_weights(dreambooth, parts.unet, parts.vae, parts.text_encoder)
         modules = motion_module if isinstance(motion_module, MotionModules) else load_motion_modules(motion_module)
         unet = inflate_unet(parts.unet, modules.to(dtype))
         if isinstance(scheduler, str):
             scheduler = make_scheduler(scheduler)
         return cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, scheduler).to(device)
+
+    @property
+    def loras(self) -> LoraMerger:
+        """LoRAs merged into this pipeline's weights, by name: switch, rescale or remove them exactly."""
+        from animatediff.formats.lora import LoraMerger
+
+        if getattr(self, "_loras", None) is None:
+            parts = {
+                "unet": self.unet.unet,
+                "text_encoder": self.text_encoder,
+                "motion_modules": self.unet.motion_modules,
+            }
+            self._loras = LoraMerger(parts)
+        return self._loras
+
+    def add_lora(
+        self, path: str | os.PathLike, scale: float = 1.0, kind: str = "image", name: str | None = None
+    ) -> str:
+        """Merge a LoRA file; kind 'image' (kohya/PEFT), 'motion' (MotionLoRA) or 'adapter' (v3 domain adapter)."""
+        from animatediff.formats.lora import load_lora
+        from animatediff.formats.motion_lora import load_adapter_lora, load_motion_lora
+
+        loaders = {"image": load_lora, "motion": load_motion_lora, "adapter": load_adapter_lora}
+        if kind not in loaders:
+            raise ValueError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(loaders)}")
+        name = name or f"{kind}:{path}"
+        self.loras.add(name, loaders[kind](path), scale)
+        return name
 
     def to(self, device: str | torch.device) -> AnimationPipeline:
         for part in (self.text_encoder, self.vae, self.unet):
