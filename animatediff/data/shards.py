@@ -106,7 +106,8 @@ class ShardDataset(IterableDataset):
     should run a fixed number of steps over `repeat=True`, which moves to the next epoch by itself.
 
     Resume with `set_position(epoch, consumed, batch_size)`: the readers skip, without decoding, the samples
-    that the rank's first `consumed` items came from. Exact unless bad videos were skipped in that range.
+    that the rank's first `consumed` items since the start of `epoch` came from (with `repeat`, the count runs on
+    across epochs). Exact while no worker has run dry and no bad video was skipped in that range.
     """
 
     def __init__(
@@ -147,8 +148,9 @@ class ShardDataset(IterableDataset):
         self._state[0] = epoch
 
     def set_position(self, epoch: int, consumed: int, batch_size: int = 1) -> None:
-        """Resume `epoch` after the first `consumed` items this rank's DataLoader yielded (a multiple of
-        `batch_size`, the DataLoader's, since each worker builds whole batches)."""
+        """Start at `epoch` and skip the first `consumed` items this rank's DataLoader yielded from its start (a
+        multiple of `batch_size`, the DataLoader's, since each worker builds whole batches). A later `set_epoch`
+        to another epoch clears the skip."""
         if consumed < 0 or batch_size < 1 or consumed % batch_size:
             raise ValueError(f"consumed ({consumed}) must be a non-negative multiple of batch_size ({batch_size})")
         self._state.copy_(torch.tensor([epoch, epoch, consumed, batch_size]))
@@ -168,33 +170,32 @@ class ShardDataset(IterableDataset):
         info = get_worker_info()
         return (0, 1) if info is None else (info.id, info.num_workers)
 
-    def _raw_samples(self, epoch: int) -> Iterator[dict]:
-        """This reader's share of the raw samples of one epoch, in shuffled order, not yet decoded."""
-        worker, num_workers = self._reader()
+    def _raw_samples(self, epoch: int, reader: int, num_readers: int) -> Iterator[dict]:
+        """Reader `reader`'s share of the raw samples of one epoch, in shuffled order, not yet decoded."""
         order = np.arange(len(self.shards))
         if self.shuffle:
             np.random.default_rng([self.seed, epoch]).shuffle(order)
         shards = [self.shards[i] for i in order]
         # Split by shard where there are enough shards, else by sample (rank level first, then worker level).
         keep = []  # (parts, part) filters applied to the running sample count
-        for parts, part in ((self.world_size, self.rank), (num_workers, worker)):
+        for parts, part in ((self.world_size, self.rank), (num_readers, reader)):
             if len(shards) >= parts:
                 shards = shards[part::parts]
             else:
                 keep.append((parts, part))
-        if keep and worker == 0 and self.rank == 0 and not getattr(self, "_warned", False):
+        if keep and reader == 0 and self.rank == 0 and not getattr(self, "_warned", False):
             self._warned = True
             logger.warning(
                 "%d shards for %d ranks × %d workers: every reader reads shards it mostly discards; "
                 "write more, smaller shards",
                 len(self.shards),
                 self.world_size,
-                num_workers,
+                num_readers,
             )
         stream = self._samples_of(shards)
         for parts, part in keep:
             stream = (s for i, s in enumerate(stream) if i % parts == part)
-        yield from self._shuffled(stream, np.random.default_rng([self.seed, epoch, self.rank, worker]))
+        yield from self._shuffled(stream, np.random.default_rng([self.seed, epoch, self.rank, reader]))
 
     def _samples_of(self, shards: list[str]) -> Iterator[dict]:
         for shard in shards:
@@ -218,32 +219,31 @@ class ShardDataset(IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
-    def _items(self, epoch: int) -> Iterator[dict]:
-        worker, num_workers = self._reader()
-        skip = 0
-        _, position_epoch, consumed, batch_size = self._state.tolist()
-        if position_epoch == epoch:
-            # The DataLoader takes whole batches from its workers in turn: worker w made batches w, w + n, ...
-            batches = consumed // batch_size
-            skip = batch_size * max(0, -(-(batches - worker) // num_workers))
-        for sample in self._raw_samples(epoch):
-            key = sample["__key__"]
-            video, caption = _video_member(sample), sample.get("txt")
-            if video is None or caption is None:
-                self.counter.add("missing", f"sample {key} lacks a {'video' if video is None else 'caption'} member")
-                continue
-            if skip:
-                skip -= 1
-                continue
-            try:
-                yield load_clip(video, caption.decode("utf-8").strip(), self.clip, item_rng(self.seed, epoch, key))
-            except VideoReadError as err:
-                self.counter.add(err.reason, f"sample {key}: {err}")
-
     def __iter__(self) -> Iterator[dict]:
-        epoch = self.epoch
+        worker, num_workers = self._reader()
+        epoch, position_epoch, consumed, batch_size = self._state.tolist()
+        reader, skip = worker, 0
+        if position_epoch == epoch and consumed:
+            # The DataLoader takes whole batches from its workers in turn, starting with worker 0: before the stop,
+            # reader r made batches r, r + n, ...; after it, worker w must play the reader whose batch is next.
+            batches = consumed // batch_size
+            reader = (worker + batches) % num_workers
+            skip = batch_size * max(0, -(-(batches - reader) // num_workers))
         while True:
-            yield from self._items(epoch)
+            for sample in self._raw_samples(epoch, reader, num_workers):
+                key = sample["__key__"]
+                video, caption = _video_member(sample), sample.get("txt")
+                if video is None or caption is None:
+                    what = "video" if video is None else "caption"
+                    self.counter.add("missing", f"sample {key} lacks a {what} member")
+                    continue
+                if skip:  # resuming: this sample was trained on before the stop; no need to decode it
+                    skip -= 1
+                    continue
+                try:
+                    yield load_clip(video, caption.decode("utf-8").strip(), self.clip, item_rng(self.seed, epoch, key))
+                except VideoReadError as err:
+                    self.counter.add(err.reason, f"sample {key}: {err}")
             if not self.repeat:
                 return
             epoch += 1

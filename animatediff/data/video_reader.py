@@ -67,6 +67,13 @@ class VideoReader:
         if not isinstance(source, bytes) and not Path(source).is_file():
             raise VideoReadError("no such file", "missing", self.name)
         self._source = source
+        self._threads = threads
+        self._open()
+        self._start = self._stream.start_time or 0
+        self.info = self._probe()
+
+    def _open(self) -> None:
+        source = self._source
         try:
             self._container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
@@ -75,9 +82,17 @@ class VideoReader:
             self.close()
             raise VideoReadError("no video stream", "unreadable", self.name)
         self._stream = self._container.streams.video[0]
-        self._stream.codec_context.thread_count = threads
-        self._start = self._stream.start_time or 0
-        self.info = self._probe()
+        self._stream.codec_context.thread_count = self._threads
+        self._fresh = True  # nothing decoded since opening: no rewind needed
+
+    def _rewind(self) -> None:
+        if self._fresh:
+            return
+        try:
+            self._container.seek(self._start, stream=self._stream, backward=True)
+        except av.error.FFmpegError:  # raw streams cannot seek at all: start over
+            self.close()
+            self._open()
 
     def _probe(self) -> VideoInfo:
         stream = self._stream
@@ -99,10 +114,10 @@ class VideoReader:
 
     def _count_frames(self) -> int:
         count = 0
+        self._fresh = False
         try:
             for _ in self._container.decode(self._stream):
                 count += 1
-            self._container.seek(0, stream=self._stream)
         except av.error.FFmpegError as err:
             raise VideoReadError(f"decoding failed while counting frames ({err})", "corrupt", self.name) from err
         return count
@@ -145,9 +160,14 @@ class VideoReader:
         if seek:
             # Aim half a frame early so rounding in the timestamp cannot land us one frame late.
             target = (wanted[0] - 0.5) / self.info.fps / float(stream.time_base)
-            self._container.seek(self._start + max(0, math.floor(target)), stream=stream, backward=True)
+            try:
+                self._container.seek(self._start + max(0, math.floor(target)), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                return None
         else:
-            self._container.seek(self._start, stream=stream, backward=True)
+            self._rewind()
+            stream = self._stream  # rewinding may have reopened the file
+        self._fresh = False
         got: dict[int, np.ndarray] = {}
         pending = iter(wanted)
         next_wanted = next(pending)

@@ -1,0 +1,204 @@
+"""Tar shards: `prepare` round trip (library and CLI), streaming split across workers and ranks, determinism,
+resuming mid-epoch, bad samples and shards skipped and counted."""
+
+import csv
+import itertools
+import json
+import tarfile
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from animatediff.cli import main
+from animatediff.data import ClipConfig, ShardDataset, ShardWriter, VideoReader, open_dataset, prepare_shards
+from animatediff.data.shards import iter_tar_samples
+from animatediff.data.synthetic import write_corrupt_video, write_dataset_folder, write_synthetic_video
+
+CLIP = ClipConfig(num_frames=4, stride=2, size=16)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Seven captioned videos: one corrupt, one too short (4 frames), five good (24 frames, 32×32)."""
+    root = tmp_path_factory.mktemp("videos")
+    write_dataset_folder(root, num_videos=7, corrupt=1, too_short=1, short_frames=4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def video_bytes(tmp_path_factory):
+    return write_synthetic_video(tmp_path_factory.mktemp("one") / "v.mp4", num_frames=24).read_bytes()
+
+
+def write_shards(out_dir, video_bytes, num_samples, shard_size):
+    """Shards whose samples share one video but carry unique captions `clip N`."""
+    with ShardWriter(out_dir, shard_size) as writer:
+        for i in range(num_samples):
+            writer.write(f"s{i:04d}", {"mp4": video_bytes, "txt": f"clip {i}".encode()})
+    return out_dir
+
+
+def texts(items):
+    return [t for item in items for t in (item["text"] if isinstance(item["text"], list) else [item["text"]])]
+
+
+def test_prepare_round_trip(folder, tmp_path):
+    report = prepare_shards(folder, tmp_path / "shards", shard_size=2, progress=False)
+    assert report.written == 5 and report.skipped == {"unreadable": 1, "too_short": 1}
+    assert [p.name for p in report.shards] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert not list((tmp_path / "shards").glob("*.tmp"))
+    index = json.loads((tmp_path / "shards" / "shards.json").read_text())
+    assert [s["samples"] for s in index["shards"]] == [2, 2, 1] and index["samples"] == 5
+    # Members follow the WebDataset convention and keep the bytes of the source videos.
+    with tarfile.open(report.shards[0]) as tar:
+        assert tar.getnames() == ["video_002.mp4", "video_002.txt", "video_003.mp4", "video_003.txt"]
+        assert tar.extractfile("video_002.mp4").read() == (folder / "video_002.mp4").read_bytes()
+    dataset = ShardDataset(tmp_path / "shards", CLIP, shuffle=False)
+    items = list(dataset)
+    assert texts(items) == [f"a square moving, clip {i}" for i in range(2, 7)]
+    assert all(item["pixel_values"].shape == (4, 3, 16, 16) for item in items)
+    assert dataset.num_samples() == 5 and dataset.skipped == dict.fromkeys(dataset.skipped, 0)
+
+
+def test_prepare_resizes_and_reads_webvid_csv(folder, tmp_path):
+    with open(tmp_path / "results.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(
+            [
+                ("videoid", "name", "page_dir"),
+                ("video_002", "two", "p"),
+                ("video_005", "five", "p"),
+                ("gone", "absent", "p"),
+            ]
+        )
+    report = prepare_shards(
+        folder, tmp_path / "shards", csv_path=tmp_path / "results.csv", resize=16, min_frames=16, progress=False
+    )
+    assert report.written == 2 and report.skipped == {"missing": 1}
+    samples = list(iter_tar_samples(report.shards[0]))
+    assert [s["txt"] for s in samples] == [b"two", b"five"]
+    with VideoReader(samples[0]["mp4"]) as reader:
+        assert (reader.info.height, reader.info.width, reader.info.num_frames) == (16, 16, 24)
+
+
+def test_prepare_cli(folder, tmp_path, capsys):
+    assert main(["prepare", str(folder), str(tmp_path / "out"), "--shard-size", "3"]) == 0
+    out = capsys.readouterr()
+    assert "wrote 5 clips in 2 shards" in out.out and "1 unreadable, 1 too_short" in out.out
+    assert "prepare" in out.err  # the progress bar
+    assert main(["prepare", str(folder), str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    (tmp_path / "empty").mkdir()
+    assert main(["prepare", str(tmp_path / "empty"), str(tmp_path / "o2")]) == 2
+    assert "error: no videos in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("num_shards", [8, 2])  # enough shards to deal out, and fewer shards than readers
+def test_two_ranks_two_workers_split_without_duplicates(video_bytes, tmp_path, num_shards):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=24, shard_size=24 // num_shards)
+    seen = []
+    for rank in range(2):
+        dataset = ShardDataset(shards, CLIP, seed=3, rank=rank, world_size=2)
+        seen.append(texts(DataLoader(dataset, batch_size=None, num_workers=2)))
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == sorted(f"clip {i}" for i in range(24))
+    assert abs(len(seen[0]) - len(seen[1])) <= 3
+
+
+def test_stream_is_deterministic_and_changes_with_the_epoch(video_bytes, tmp_path):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=12, shard_size=3)
+    first, second = list(ShardDataset(shards, CLIP, seed=5)), list(ShardDataset(shards, CLIP, seed=5))
+    assert texts(first) == texts(second)
+    assert all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(first, second))
+    assert texts(first) != [f"clip {i}" for i in range(12)]  # shuffled
+    other = ShardDataset(shards, CLIP, seed=5)
+    other.set_epoch(1)
+    assert texts(list(other)) != texts(first) and sorted(texts(list(other))) == sorted(texts(first))
+
+
+def test_resume_continues_the_same_stream(video_bytes, tmp_path):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=20, shard_size=2)
+
+    def batches(dataset):
+        return list(DataLoader(dataset, batch_size=2, num_workers=2))
+
+    full = ShardDataset(shards, CLIP, seed=9, rank=1, world_size=2)
+    full.set_epoch(2)
+    reference = batches(full)
+    resumed = ShardDataset(shards, CLIP, seed=9, rank=1, world_size=2)
+    resumed.set_epoch(2)
+    resumed.set_position(epoch=2, consumed=3 * 2, batch_size=2)  # three batches were trained on before the stop
+    rest = batches(resumed)
+    assert [b["text"] for b in rest] == [b["text"] for b in reference[3:]]
+    assert all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(rest, reference[3:]))
+    resumed.set_epoch(3)  # the position only applies to its own epoch
+    assert len(batches(resumed)) == len(reference)
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        resumed.set_position(epoch=0, consumed=3, batch_size=2)
+
+
+def test_bad_samples_and_shards_are_skipped_and_counted(video_bytes, tmp_path):
+    bad = write_corrupt_video(tmp_path / "bad.mp4").read_bytes()
+    short = write_synthetic_video(tmp_path / "short.mp4", num_frames=2).read_bytes()
+    with ShardWriter(tmp_path / "shards", shard_size=10) as writer:
+        writer.write("good", {"mp4": video_bytes, "txt": b"good"})
+        writer.write("corrupt", {"mp4": bad, "txt": b"corrupt"})
+        writer.write("short", {"mp4": short, "txt": b"short"})
+        writer.write("nocaption", {"mp4": video_bytes})
+        writer.write("good2", {"mp4": video_bytes, "txt": b"good2"})
+    shard = tmp_path / "shards" / "shard-000000.tar"
+    with tarfile.open(shard) as tar:  # a copy cut inside the second sample's video
+        cut = tar.getmember("corrupt.mp4").offset_data + 100
+    (tmp_path / "shards" / "shard-000001.tar").write_bytes(shard.read_bytes()[:cut])
+    dataset = ShardDataset(tmp_path / "shards", CLIP, shuffle=False)
+    items = list(DataLoader(dataset, batch_size=None, num_workers=2))
+    assert sorted(texts(items)) == ["good", "good", "good2"]  # the truncated copy yields its first sample
+    assert dataset.skipped == {"missing": 1, "unreadable": 1, "corrupt": 0, "too_short": 1, "bad_shard": 1}
+
+
+def test_repeat_streams_past_the_epoch(video_bytes, tmp_path):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=4, shard_size=2)
+    items = list(itertools.islice(ShardDataset(shards, CLIP, repeat=True), 10))
+    assert len(items) == 10 and sorted(texts(items[:4])) == sorted(texts(items[4:8]))
+
+
+def test_shard_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no shard file or folder"):
+        ShardDataset(tmp_path / "missing", CLIP)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .tar shards in"):
+        ShardDataset(str(tmp_path / "empty" / "*.tar"), CLIP)
+    with pytest.raises(ValueError, match="rank 2 is outside world_size 2"):
+        ShardDataset(tmp_path, CLIP, rank=2, world_size=2) if list(tmp_path.glob("*.tar")) else ShardDataset(
+            write_shards(tmp_path / "s", b"x", 1, 1), CLIP, rank=2, world_size=2
+        )
+
+
+def test_open_dataset_picks_shards(video_bytes, tmp_path):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=2, shard_size=1)
+    assert isinstance(open_dataset(shards, clip=CLIP), ShardDataset)
+    assert isinstance(open_dataset(str(shards / "shard-*.tar"), clip=CLIP), ShardDataset)
+
+
+def test_resume_with_repeat_crosses_epochs(video_bytes, tmp_path):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=20, shard_size=2)  # 10 per rank
+
+    def first_batches(dataset, n):
+        return [b["text"] for b in itertools.islice(iter(DataLoader(dataset, batch_size=2, num_workers=2)), n)]
+
+    reference = first_batches(ShardDataset(shards, CLIP, seed=4, rank=0, world_size=2, repeat=True), 12)
+    resumed = ShardDataset(shards, CLIP, seed=4, rank=0, world_size=2, repeat=True)
+    resumed.set_position(epoch=0, consumed=7 * 2, batch_size=2)
+    assert first_batches(resumed, 5) == reference[7:12]
+
+
+def test_set_epoch_reaches_persistent_workers(video_bytes, tmp_path):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=12, shard_size=2)
+    dataset = ShardDataset(shards, CLIP, seed=2)
+    loader = DataLoader(dataset, batch_size=None, num_workers=2, persistent_workers=True)
+    epoch0 = texts(loader)
+    dataset.set_epoch(1)
+    epoch1 = texts(loader)
+    fresh = ShardDataset(shards, CLIP, seed=2)
+    fresh.set_epoch(1)
+    assert epoch1 == texts(DataLoader(fresh, batch_size=None, num_workers=2)) and epoch1 != epoch0
