@@ -1,0 +1,351 @@
+"""The image half of the world's recipe: train the VAE, then the UNet on its latents, and save an SD1.x folder.
+
+Plain torch loops, as in latent diffusion (Rombach et al. 2022): the VAE learns reconstruction with a tiny KL
+term; its latents are scaled to unit variance (SD's 0.18215 was found the same way); the UNet learns epsilon
+prediction on AnimateDiff's linear betas — the schedule the project samples with — with 10% of captions dropped
+so classifier-free guidance works.
+
+The text encoder stays random and frozen. SD's CLIP is frozen too, and every later stage here (motion module,
+DreamBooth, LoRA) keeps it fixed; a frozen encoder also treats words the base never sees in captions — motion
+words, the personalization words — exactly like the words it does see, whereas an encoder trained on image
+captions alone would leave those as untrained stragglers next to co-adapted ones. It is causal, so the colour and
+shape at the start of a caption embed the same with or without a motion phrase after them. And it costs nothing:
+each distinct caption is encoded once. `UnetTrainConfig.train_text_encoder` switches to joint training if
+prompts ever come out wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from animatediff.world.base_model import (
+    BaseModelConfig,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    official_scheduler,
+    save_base_folder,
+)
+from animatediff.world.datasets import WorldImages
+from animatediff.world.tokenizer import world_tokenizer
+
+
+@dataclass(frozen=True)
+class VaeTrainConfig:
+    """How the VAE is trained."""
+
+    steps: int = 800
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Images per step."""
+    lr: float = 1e-3
+    """AdamW learning rate (constant after a short warmup)."""
+    kl_weight: float = 1e-6
+    """Weight of the KL term (per latent element) against the per-pixel reconstruction MSE."""
+    seed: int = 0
+    """Seeds the batch order and the posterior samples."""
+    progress: bool = True
+    """Show a tqdm bar."""
+
+
+@dataclass(frozen=True)
+class UnetTrainConfig:
+    """How the UNet (and optionally the text encoder) is trained on VAE latents."""
+
+    steps: int = 2500
+    """Optimizer steps."""
+    batch_size: int = 64
+    """Images per step."""
+    lr: float = 5e-4
+    """AdamW learning rate (constant after a short warmup)."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    caption_dropout: float = 0.1
+    """Probability that a caption is replaced by "" (for classifier-free guidance)."""
+    ema_decay: float | None = 0.999
+    """Decay of the weight average that gets saved; None saves the raw weights."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    train_text_encoder: bool = False
+    """Train the text encoder jointly instead of keeping it random and frozen."""
+    seed: int = 0
+    """Seeds the batch order, timesteps, noise and caption dropout."""
+    progress: bool = True
+    """Show a tqdm bar."""
+
+
+@dataclass
+class TrainLog:
+    """Per-step losses and wall time of one training stage."""
+
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def mean(self, last: int = 50) -> float:
+        tail = self.losses[-last:]
+        return sum(tail) / len(tail) if tail else math.nan
+
+
+def _optimizer(
+    params, lr: float, weight_decay: float = 0.0
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    params = list(params)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # A short linear warmup keeps the first Adam steps (poor second-moment estimates) from kicking tiny nets.
+    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 50))
+    return opt, warmup
+
+
+def _batches(dataset: Dataset, batch_size: int, seed: int):
+    """Endless shuffled batches, reshuffled each epoch from `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator, drop_last=True)
+        if len(loader) == 0:
+            raise ValueError(f"dataset of {len(dataset)} items is smaller than one batch of {batch_size}")
+        yield from loader
+
+
+def vae_loss(
+    vae: AutoencoderKL, pixels: torch.Tensor, kl_weight: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, reconstruction MSE) for pixels (b, 3, H, W) in [-1, 1], decoding a posterior sample."""
+    posterior = vae.encode(pixels).latent_dist
+    recon = vae.decode(posterior.sample(generator)).sample
+    mse = F.mse_loss(recon, pixels)
+    kl = posterior.kl().mean() / posterior.mean[0].numel()
+    return mse + kl_weight * kl, mse
+
+
+@torch.no_grad()
+def reconstruction_mse(vae: AutoencoderKL, pixels: torch.Tensor) -> float:
+    """Reconstruction MSE through the posterior mean (deterministic), pixels in [-1, 1]."""
+    recon = vae.decode(vae.encode(pixels).latent_dist.mean).sample
+    return F.mse_loss(recon, pixels).item()
+
+
+def train_vae(vae: AutoencoderKL, dataset: Dataset, cfg: VaeTrainConfig = VaeTrainConfig()) -> TrainLog:
+    """Train `vae` in place on `dataset`'s images."""
+    vae.train().requires_grad_(True)
+    opt, warmup = _optimizer(vae.parameters(), cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    log, start = TrainLog(), time.perf_counter()
+    batches = _batches(dataset, cfg.batch_size, cfg.seed)
+    for _ in (bar := tqdm(range(cfg.steps), desc="VAE", disable=not cfg.progress)):
+        loss, mse = vae_loss(vae, next(batches)["pixel_values"], cfg.kl_weight, generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        warmup.step()
+        log.losses.append(mse.item())
+        bar.set_postfix(mse=f"{mse.item():.4f}")
+    log.seconds = time.perf_counter() - start
+    vae.eval().requires_grad_(False)
+    return log
+
+
+@dataclass
+class LatentCache:
+    """Every dataset image's posterior (mean, std), encoded once, with its caption."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    captions: list[str]
+
+    def sample(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        mean, std = self.mean[index], self.std[index]
+        return mean + std * torch.randn(mean.shape, generator=generator)
+
+
+@torch.no_grad()
+def encode_dataset(vae: AutoencoderKL, dataset: Dataset, batch_size: int = 128, progress: bool = True) -> LatentCache:
+    """Encode all images once: the UNet then trains for many epochs without touching the VAE encoder."""
+    means, stds, captions = [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc="encode", disable=not progress):
+        posterior = vae.encode(batch["pixel_values"]).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+        captions += batch["text"]
+    return LatentCache(torch.cat(means), torch.cat(stds), captions)
+
+
+def set_scaling_factor(vae: AutoencoderKL, cache: LatentCache, seed: int = 0) -> float:
+    """Set `vae.config.scaling_factor` to 1 / std of the latents, so the UNet sees unit-variance latents."""
+    latents = cache.sample(torch.arange(len(cache.captions)), torch.Generator().manual_seed(seed))
+    factor = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=factor)
+    return factor
+
+
+class CaptionEmbeddings:
+    """Text-encoder outputs per caption; with a frozen encoder each distinct caption is encoded once."""
+
+    def __init__(self, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, cache: bool = True) -> None:
+        self.tokenizer, self.text_encoder, self.cache = tokenizer, text_encoder, cache
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def _encode(self, captions: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(
+            captions,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids)[0]
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        """(len(captions), 77, D)."""
+        if not self.cache:
+            return self._encode(captions)
+        new = sorted({c for c in captions if c not in self._memo})
+        if new:
+            with torch.no_grad():
+                for caption, embedding in zip(new, self._encode(new)):
+                    self._memo[caption] = embedding
+        return torch.stack([self._memo[c] for c in captions])
+
+
+def unet_loss(
+    unet: UNet2DConditionModel,
+    latents: torch.Tensor,
+    text: torch.Tensor,
+    generator: torch.Generator,
+    timesteps: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Epsilon-prediction MSE on AnimateDiff's linear-beta schedule; latents already scaled."""
+    scheduler = official_scheduler()
+    if timesteps is None:
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    return F.mse_loss(unet(noisy, timesteps, text).sample, noise)
+
+
+def train_unet(
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    latents: LatentCache,
+    scaling_factor: float,
+    cfg: UnetTrainConfig = UnetTrainConfig(),
+) -> TrainLog:
+    """Train `unet` in place on cached latents; with `cfg.ema_decay` it ends holding the averaged weights."""
+    trainable = list(unet.parameters())
+    unet.train().requires_grad_(True)
+    text_encoder.requires_grad_(cfg.train_text_encoder).train(cfg.train_text_encoder)
+    if cfg.train_text_encoder:
+        trainable += list(text_encoder.parameters())
+    embed = CaptionEmbeddings(tokenizer, text_encoder, cache=not cfg.train_text_encoder)
+    opt, warmup = _optimizer(trainable, cfg.lr, cfg.weight_decay)
+    ema = EMAModel(trainable, decay=cfg.ema_decay) if cfg.ema_decay else None
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n = len(latents.captions)
+    if n < cfg.batch_size:
+        raise ValueError(f"{n} cached images are fewer than one batch of {cfg.batch_size}")
+    log, start = TrainLog(), time.perf_counter()
+    for _ in (bar := tqdm(range(cfg.steps), desc="UNet", disable=not cfg.progress)):
+        index = torch.randint(0, n, (cfg.batch_size,), generator=generator)
+        x = latents.sample(index, generator) * scaling_factor
+        drop = torch.rand(cfg.batch_size, generator=generator) < cfg.caption_dropout
+        captions = ["" if d else latents.captions[i] for d, i in zip(drop.tolist(), index.tolist())]
+        loss = unet_loss(unet, x, embed(captions), generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        opt.step()
+        warmup.step()
+        if ema is not None:
+            ema.step(trainable)
+        log.losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    if ema is not None:
+        ema.copy_to(trainable)
+    log.seconds = time.perf_counter() - start
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    return log
+
+
+@torch.no_grad()
+def fixed_unet_loss(
+    unet: UNet2DConditionModel, text: torch.Tensor, latents: torch.Tensor, seed: int = 0, repeats: int = 4
+) -> float:
+    """The UNet loss on fixed latents, timesteps and noise: comparable before and after training."""
+    generator = torch.Generator().manual_seed(seed)
+    timesteps = torch.linspace(0, 999, latents.shape[0] * repeats).long()
+    x = latents.repeat(repeats, 1, 1, 1)
+    return unet_loss(unet, x, text.repeat(repeats, 1, 1), generator, timesteps).item()
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """Everything that decides the world's base model: data, sizes, and both training stages."""
+
+    model: BaseModelConfig = BaseModelConfig()
+    """Component sizes."""
+    vae: VaeTrainConfig = VaeTrainConfig()
+    """VAE stage."""
+    unet: UnetTrainConfig = UnetTrainConfig()
+    """UNet stage."""
+    num_images: int = 20_000
+    """Distinct training images (rendered on the fly; the UNet stage caches their latents)."""
+    data_seed: int = 0
+    """Seed of the image dataset."""
+    model_seed: int = 0
+    """Seed of the initial weights (and so of the frozen text encoder)."""
+
+
+def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecipe()) -> Path:
+    """Tokenizer → VAE → latents → UNet, written as an SD1.5-layout folder with the recipe in world.json.
+
+    A folder that already holds a trained vae/ keeps it (only the UNet stage reruns), so the stages can be
+    run one after the other.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = recipe.model
+    tokenizer = world_tokenizer(folder / "tokenizer")
+    text_encoder = build_text_encoder(tokenizer, cfg, recipe.model_seed).eval().requires_grad_(False)
+    dataset = WorldImages(recipe.num_images, recipe.data_seed, resolution=cfg.resolution, split="train")
+    report: dict = {"recipe": asdict(recipe)}
+
+    if (folder / "vae" / "config.json").is_file():
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True).eval()
+    else:
+        vae = build_vae(cfg, recipe.model_seed)
+        vae_log = train_vae(vae, dataset, recipe.vae)
+        report["vae"] = {"final_mse": vae_log.mean(), "seconds": vae_log.seconds}
+        vae.save_pretrained(folder / "vae")
+    vae.requires_grad_(False)
+
+    cache = encode_dataset(vae, dataset, progress=recipe.vae.progress)
+    factor = set_scaling_factor(vae, cache, recipe.data_seed)
+    unet = build_unet(cfg, recipe.model_seed)
+    unet_log = train_unet(unet, text_encoder, tokenizer, cache, factor, recipe.unet)
+    report["unet"] = {"final_loss": unet_log.mean(), "seconds": unet_log.seconds, "scaling_factor": factor}
+
+    save_base_folder(folder, tokenizer, text_encoder, vae, unet)
+    (folder / "world.json").write_text(json.dumps(report, indent=2, default=_jsonable))
+    return folder
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
