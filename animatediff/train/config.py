@@ -1,0 +1,383 @@
+"""Training configuration: typed dataclasses loaded from YAML, with `key.sub=value` overrides.
+
+Defaults are the official AnimateDiff training recipe (github.com/guoyww/AnimateDiff, `configs/training/`):
+AdamW 1e-4, betas (0.9, 0.999), weight decay 1e-2, eps 1e-8, constant LR, grad clip 1.0, batch 4 per GPU,
+16 frames at stride 4, 256 px, caption dropout 0.1, linear betas 0.00085 → 0.012.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class ScratchMotionConfig:
+    """Shape of a motion module trained from scratch; channels and layers come from the base UNet."""
+
+    version: str = "v3"
+    """'v1', 'v2' or 'v3': v2 adds a mid-block module; v1 uses clip-wide ResNet norms and 24 positions."""
+    max_frames: int | None = None
+    """Length of the position encoding; None: 24 for v1, 32 otherwise."""
+    num_attention_heads: int = 8
+    """Heads of each temporal attention (the released modules use 8)."""
+    num_transformer_blocks: int = 1
+    """Transformer blocks per module (the released modules use 1)."""
+    norm_num_groups: int = 32
+    """Groups of each module's GroupNorm."""
+
+
+@dataclass
+class ModelConfig:
+    """What is trained, and on top of which frozen base."""
+
+    base: str = ""
+    """Stable Diffusion 1.x in the diffusers folder layout (unet/, vae/, text_encoder/, tokenizer/) or a hub id."""
+    init_motion_module: str | None = None
+    """Start from this motion module (official file, diffusers folder or hub id); None: from scratch (zero proj_out)."""
+    convert_to_version: str | None = None
+    """With `init_motion_module`: rebuild it as this version first (e.g. 'v2' adds a fresh mid-block module and
+    32 positions to a v1 file); None keeps the file's own version."""
+    scratch: ScratchMotionConfig = field(default_factory=ScratchMotionConfig)
+    """Shape of a new motion module (used when `init_motion_module` is None, and for `convert_to_version`)."""
+    prediction_type: str = "auto"
+    """'epsilon', 'v_prediction', or 'auto': what the base model's scheduler config says (epsilon if absent)."""
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are cut."""
+
+    kind: str = "webvid"
+    """'webvid' (CSV + folder of <videoid>.mp4), 'folder' (videos with .txt captions), 'shards' (WebDataset tars),
+    or 'synthetic' (moving squares drawn in memory, for smoke tests and benchmarks)."""
+    csv: str | None = None
+    """WebVid CSV with columns videoid, name (the caption), page_dir."""
+    video_folder: str | None = None
+    """Folder of videos: `<videoid>.mp4` for 'webvid'; videos beside same-named .txt captions for 'folder'."""
+    shards: list[str] = field(default_factory=list)
+    """Tar shard paths or globs for 'shards' (as written by `animatediff prepare`)."""
+    num_frames: int = 16
+    """Frames per training clip."""
+    stride: int = 4
+    """Take every stride-th frame (fewer when the video is short)."""
+    resolution: int = 256
+    """Clips are resized and center-cropped to this square size in pixels."""
+    random_flip: bool = True
+    """Flip clips horizontally with probability 0.5."""
+    num_workers: int = 4
+    """DataLoader worker processes decoding videos."""
+    synthetic_clips: int = 64
+    """Number of clips of the 'synthetic' dataset."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer, schedule, batch and diffusion noise."""
+
+    learning_rate: float = 1e-4
+    """AdamW learning rate (per optimizer step, not scaled by the number of processes)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    weight_decay: float = 1e-2
+    """AdamW decoupled weight decay."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    lr_scheduler: str = "constant"
+    """A diffusers schedule name: 'constant', 'constant_with_warmup', 'linear', 'cosine', ..."""
+    warmup_steps: int = 0
+    """Linear warmup optimizer steps (for the *_with_warmup, linear and cosine schedules)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm of the trained parameters to this; 0 disables clipping."""
+    batch_size: int = 4
+    """Clips per process per micro-batch."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches summed into one optimizer step."""
+    max_steps: int = 100_000
+    """Optimizer steps to train for (counted across resumes)."""
+    caption_dropout: float = 0.1
+    """Probability of replacing a caption by "" (teaches the unconditional prediction used by guidance)."""
+    num_train_timesteps: int = 1000
+    """Diffusion timesteps; one is drawn uniformly per video."""
+    beta_start: float = 0.00085
+    """First beta of the noise schedule."""
+    beta_end: float = 0.012
+    """Last beta of the noise schedule."""
+    beta_schedule: str = "linear"
+    """diffusers name of the beta schedule; AnimateDiff trains with 'linear' (not SD's 'scaled_linear')."""
+
+
+@dataclass
+class LoRAConfig:
+    """MotionLoRA: train low-rank adapters on the motion modules' attention instead of the whole module."""
+
+    enabled: bool = False
+    """Train a MotionLoRA (needs `model.init_motion_module`); the motion module itself stays frozen."""
+    rank: int = 64
+    """LoRA rank (the released MotionLoRAs use 64)."""
+    alpha: float | None = None
+    """LoRA alpha; the update is (alpha / rank)·up·down. None: equal to rank (scale 1, the official convention)."""
+
+
+@dataclass
+class LoggingConfig:
+    """Trackers and console output."""
+
+    report_to: str = "tensorboard"
+    """An accelerate tracker ('tensorboard', 'wandb', 'comet_ml', 'mlflow', 'aim', 'all') or 'none'."""
+    project_name: str = "animatediff-train"
+    """Run name given to the trackers."""
+    every: int = 10
+    """Log loss and learning rate every this many optimizer steps."""
+    progress: bool = True
+    """Show a tqdm progress bar on the main process."""
+
+
+@dataclass
+class CheckpointConfig:
+    """Periodic checkpoints and resuming."""
+
+    every: int = 1000
+    """Save a checkpoint every this many optimizer steps (and always at the end); 0: only at the end."""
+    keep_last: int = 3
+    """Keep this many most recent checkpoints; 0 keeps all."""
+    resume_from: str | None = None
+    """A checkpoint folder, 'latest' (the newest under output_dir/checkpoints, if any), or None."""
+
+
+@dataclass
+class ValidationConfig:
+    """Sample animations now and then while training."""
+
+    every: int = 0
+    """Generate validation animations every this many optimizer steps; 0 disables."""
+    prompts: list[str] = field(default_factory=list)
+    """One animation per prompt."""
+    negative_prompt: str = ""
+    """Negative prompt for every validation animation."""
+    num_frames: int = 16
+    """Frames per validation animation."""
+    resolution: int = 256
+    """Square size of validation animations in pixels."""
+    num_inference_steps: int = 25
+    """DDIM steps per validation animation."""
+    guidance_scale: float = 7.5
+    """Classifier-free guidance scale."""
+    seed: int = 42
+    """Seed of the validation noise (the same every time, so animations are comparable across steps)."""
+    fps: float = 8.0
+    """Frame rate of the saved GIFs."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs."""
+
+    output_dir: str = "runs/motion-module"
+    """Checkpoints, exported modules, logs and validation animations go here."""
+    seed: int = 42
+    """Global seed; process r seeds its noise and timestep draws with seed + r."""
+    precision: str = "no"
+    """Mixed precision: 'no' (fp32), 'fp16' (autocast + grad scaler) or 'bf16'. Trained weights stay fp32."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward (less memory, about a third more compute)."""
+    cpu: bool = False
+    """Train on CPU even when a GPU is present (tests; multi-process CPU runs use gloo)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Base model and motion module."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training clips."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer, batch and noise schedule."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """MotionLoRA mode."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Trackers and progress bar."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoints and resuming."""
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    """Periodic validation animations."""
+
+    def __post_init__(self) -> None:
+        choices = {
+            "precision": (self.precision, ("no", "fp16", "bf16")),
+            "model.prediction_type": (self.model.prediction_type, ("auto", "epsilon", "v_prediction")),
+            "model.scratch.version": (self.model.scratch.version, ("v1", "v2", "v3")),
+            "data.kind": (self.data.kind, ("webvid", "folder", "shards", "synthetic")),
+        }
+        if self.model.convert_to_version is not None:
+            choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        positive = {
+            "data.num_frames": self.data.num_frames,
+            "data.stride": self.data.stride,
+            "data.resolution": self.data.resolution,
+            "optim.batch_size": self.optim.batch_size,
+            "optim.gradient_accumulation_steps": self.optim.gradient_accumulation_steps,
+            "optim.max_steps": self.optim.max_steps,
+            "lora.rank": self.lora.rank,
+            "validation.num_frames": self.validation.num_frames,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if not 0.0 <= self.optim.caption_dropout <= 1.0:
+            raise ValueError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
+        if not self.model.base:
+            raise ValueError("model.base is required: a Stable Diffusion 1.x diffusers folder or hub id")
+        if self.lora.enabled and not self.model.init_motion_module:
+            raise ValueError(
+                "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "
+                "(a fresh module's zero proj_out would give its attention no gradient)"
+            )
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):  # noqa: ANN001, ANN202 - tuples → lists, so the dict is YAML/JSON clean
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _field_names(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key a config accepts, for suggestions."""
+    names = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        names.append(prefix + f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            names.extend(_field_names(hints[f.name], f"{prefix}{f.name}."))
+    return names
+
+
+def _unknown_key_error(key: str) -> ValueError:
+    close = difflib.get_close_matches(key, _field_names(TrainConfig), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown config key {key!r}{hint}")
+
+
+def _coerce(value, annotation, key: str):  # noqa: ANN001, ANN202
+    """Check and convert one YAML value to its field's type (ints to floats, lists to tuples)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
+        return _build(annotation, value, f"{key}.")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key!r} must be a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is not Ellipsis and len(value) != len(args):
+            raise ValueError(f"config key {key!r} must have {len(args)} entries, got {value!r}")
+        if origin is tuple:
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads "1e-4" (no dot) as a string
+        except ValueError:
+            pass
+    if annotation in (int, float, str, bool) and not (
+        isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
+    ):
+        raise ValueError(f"config key {key!r} must be a {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict, prefix: str = ""):  # noqa: ANN202
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise _unknown_key_error(prefix + str(key))
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in values.items()})
+
+
+def _set_dotted(tree: dict, key: str, value) -> None:  # noqa: ANN001
+    """tree["a"]["b"] = value for key "a.b", creating mappings on the way."""
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """`["optim.learning_rate=3e-5", "data.kind=synthetic"]` → nested dict; values are read as YAML scalars."""
+    tree: dict = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        _set_dotted(tree, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """A validated TrainConfig from nested plain values; unknown keys are named with the nearest known key."""
+    return _build(TrainConfig, values)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from defaults when `path` is None) and apply `key.sub=value` overrides."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of config sections, got {type(values).__name__}")
+    return config_from_dict(_merge(values, parse_overrides(overrides or [])))
+
+
+def flat_config(config: TrainConfig) -> dict[str, object]:
+    """{'optim.learning_rate': 1e-4, ...}: scalars only, as trackers' hyperparameter tables want."""
+    out: dict[str, object] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif isinstance(value, (int, float, str, bool)):
+                out[prefix + key] = value
+            else:
+                out[prefix + key] = str(value)
+
+    walk(config.to_dict(), "")
+    return out

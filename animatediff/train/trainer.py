@@ -1,0 +1,387 @@
+"""Training motion modules (and MotionLoRAs) on video clips with Hugging Face Accelerate.
+
+The recipe is the paper's (Sec. 4.2) as released in github.com/guoyww/AnimateDiff (`train.py`): the image
+model (UNet, VAE, text encoder) is frozen; clips are VAE-encoded (× scaling factor), noised at one random
+timestep per video on linear betas, captions dropped to "" with probability 0.1, and the motion modules learn
+to predict the noise (or v) under an fp32 MSE. Accelerate supplies one GPU, multi-GPU DDP, multi-node and
+DeepSpeed/FSDP (through `accelerate config`), mixed precision and trackers; nothing of that is rebuilt here.
+
+Randomness: every draw of the step (VAE posterior sample, caption dropout, noise, timesteps) comes from one
+generator per process seeded with seed + rank and saved in checkpoints, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from animatediff.formats.motion_module_files import save_motion_modules
+from animatediff.formats.state_dicts import resolve_path
+from animatediff.models import MotionModules, inflate_unet
+from animatediff.train.checkpoints import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
+from animatediff.train.config import TrainConfig, flat_config
+from animatediff.train.datasets import ClipLoader, build_dataset
+from animatediff.train.lora import add_motion_lora, save_motion_lora_files
+from animatediff.train.motion_init import init_motion_modules, read_component_config
+
+WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+StepCallback = Callable[["Trainer", int, float], None]
+
+
+def check_frames(config: TrainConfig, max_frames: int) -> None:
+    """Clips longer than the position encoding cannot train; say so before any weights are loaded."""
+    asked = {"data.num_frames": config.data.num_frames}
+    if config.validation.every and config.validation.prompts:
+        asked["validation.num_frames"] = config.validation.num_frames
+    for name, frames in asked.items():
+        if frames > max_frames:
+            raise ValueError(
+                f"{name} is {frames}, but the motion module's position encoding holds at most {max_frames} "
+                f"frames; use at most {max_frames}, or a module with a longer encoding (model.scratch.max_frames)"
+            )
+
+
+def check_resolution(config: TrainConfig, unet_config: dict, vae_config: dict) -> None:
+    multiple = 2 ** (len(vae_config["block_out_channels"]) - 1) * 2 ** (len(unet_config["block_out_channels"]) - 1)
+    sizes = {"data.resolution": config.data.resolution}
+    if config.validation.every and config.validation.prompts:
+        sizes["validation.resolution"] = config.validation.resolution
+    for name, size in sizes.items():
+        if size % multiple:
+            raise ValueError(f"{name} {size} must be a multiple of {multiple} for this base model")
+
+
+def resolve_prediction_type(requested: str, base: Path) -> str:
+    if requested != "auto":
+        return requested
+    path = base / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        return "epsilon"
+    import json
+
+    return json.loads(path.read_text()).get("prediction_type", "epsilon")
+
+
+class Trainer:
+    """One training run: build everything from the config (failing early on bad input), then `train()`."""
+
+    def __init__(self, config: TrainConfig, on_step: StepCallback | None = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration, set_seed
+        from diffusers import DDPMScheduler
+
+        self.config = c = config
+        self.on_step = on_step
+        self.accelerator = acc = Accelerator(
+            mixed_precision=c.precision,
+            gradient_accumulation_steps=c.optim.gradient_accumulation_steps,
+            log_with=None if c.logging.report_to == "none" else c.logging.report_to,
+            project_config=ProjectConfiguration(project_dir=c.output_dir, logging_dir=str(Path(c.output_dir) / "logs")),
+            cpu=c.cpu,
+        )
+
+        # 1. Everything that can be wrong with the inputs, before any weights are loaded.
+        base = resolve_path(c.model.base, "base model")
+        unet_config = read_component_config(base, "unet")
+        vae_config = read_component_config(base, "vae")
+        set_seed(c.seed)  # the same fresh motion-module weights on every process
+        motion, self.motion_origin = init_motion_modules(c.model, unet_config)
+        check_frames(c, motion.max_frames)
+        check_resolution(c, unet_config, vae_config)
+        self.prediction_type = resolve_prediction_type(c.model.prediction_type, base)
+        self.resume_path = resolve_resume(c)
+        resume_state = check_resumable(self.resume_path, c, acc.num_processes) if self.resume_path else None
+        self.dataset = build_dataset(c.data, c.seed, acc.process_index, acc.num_processes)
+        self.loader = ClipLoader(
+            self.dataset, c.optim.batch_size, c.data.num_workers, c.seed, acc.process_index, acc.num_processes
+        )
+
+        # 2. The frozen image model.
+        from animatediff.pipeline import load_base_model
+
+        parts = load_base_model(base)
+        weight_dtype = WEIGHT_DTYPES[c.precision]
+        self.tokenizer = parts.tokenizer
+        self.text_encoder = parts.text_encoder.requires_grad_(False).eval().to(acc.device, weight_dtype)
+        self.vae = parts.vae.requires_grad_(False).eval().to(acc.device, weight_dtype)
+        parts.unet.requires_grad_(False).eval().to(weight_dtype)
+        self.motion_config = motion.config
+        self.unet = inflate_unet(parts.unet, motion).to(acc.device)  # motion modules stay fp32
+
+        # 3. What trains: the whole motion module, or LoRA adapters on its attention.
+        if c.lora.enabled:
+            self.trainable = add_motion_lora(motion, c.lora.rank, c.lora.alpha)
+            self.lora_scale = (c.lora.alpha or c.lora.rank) / c.lora.rank
+            self.unet.to(acc.device)  # the adapters were created on the CPU
+        else:
+            motion.requires_grad_(True)
+            self.trainable = list(motion.parameters())
+        self._check_frozen()
+        if c.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=c.optim.num_train_timesteps,
+            beta_start=c.optim.beta_start,
+            beta_end=c.optim.beta_end,
+            beta_schedule=c.optim.beta_schedule,
+            prediction_type=self.prediction_type,
+        )
+
+        # 4. Optimizer and schedule, handed to Accelerate with the model.
+        from diffusers.optimization import get_scheduler
+
+        optimizer = torch.optim.AdamW(
+            self.trainable,
+            lr=c.optim.learning_rate,
+            betas=c.optim.betas,
+            weight_decay=c.optim.weight_decay,
+            eps=c.optim.eps,
+        )
+        # Not prepared: Accelerate would step it once per process per step; it is stepped once per optimizer step.
+        self.lr_scheduler = get_scheduler(
+            c.optim.lr_scheduler,
+            optimizer,
+            num_warmup_steps=c.optim.warmup_steps,
+            num_training_steps=c.optim.max_steps,
+        )
+        self.model, self.optimizer = acc.prepare(self.unet, optimizer)
+        acc.register_for_checkpointing(self.lr_scheduler)
+        # Checkpoints hold the trained modules only; the frozen base is the base folder's business.
+        acc.register_save_state_pre_hook(_keep_motion_weights)
+        if acc.is_main_process and c.logging.report_to != "none":
+            acc.init_trackers(c.logging.project_name, config=flat_config(c))
+
+        # 5. Per-process randomness, then the saved state if resuming.
+        set_seed(c.seed + acc.process_index)
+        self.generator = torch.Generator().manual_seed(c.seed + acc.process_index)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        if resume_state is not None:
+            own = load_checkpoint(acc, self.resume_path, self._motion_keys())
+            self.generator.set_state(own["generator"])
+            self.step, self.epoch, self.batch_in_epoch = resume_state["step"], own["epoch"], own["batch_in_epoch"]
+        self._saved_step = self.step if resume_state is not None else -1
+
+    # ----------------------------------------------------------------------------------------------- checks
+
+    def _check_frozen(self) -> None:
+        """Raise unless exactly the intended parameters require gradients."""
+        for name, part in (("unet", self.unet.unet), ("vae", self.vae), ("text_encoder", self.text_encoder)):
+            thawed = [n for n, p in part.named_parameters() if p.requires_grad]
+            if thawed:
+                raise RuntimeError(f"base model is not frozen: {name}.{thawed[0]} requires grad ({len(thawed)} in all)")
+        intended = {id(p) for p in self.trainable}
+        actual = {id(p) for p in self.unet.parameters() if p.requires_grad}
+        if intended != actual or not intended:
+            raise RuntimeError(f"{len(actual)} parameters require grad, {len(intended)} were meant to train")
+
+    def _motion_keys(self) -> list[str]:
+        return [k for k in self.unet.state_dict() if k.startswith("motion_modules.")]
+
+    # ------------------------------------------------------------------------------------------------ a step
+
+    @torch.no_grad()
+    def encode_videos(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(b, f, 3, H, W) in [-1, 1] → posterior samples × scaling factor, (b, 4, f, H/8, W/8)."""
+        b, f = pixel_values.shape[:2]
+        flat = pixel_values.flatten(0, 1).to(self.accelerator.device, self.vae.dtype)
+        latents = torch.cat(
+            [self.vae.encode(chunk).latent_dist.sample(generator=self.generator) for chunk in flat.split(64)]
+        )
+        latents = latents * self.vae.config.scaling_factor
+        return latents.unflatten(0, (b, f)).transpose(1, 2)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return self.text_encoder(tokens.input_ids.to(self.accelerator.device))[0]
+
+    def loss_and_backward(self, batch: dict) -> torch.Tensor:
+        """One micro-batch: noise the clips, predict, fp32 MSE, backward. Returns the (unscaled) loss."""
+        pixels = batch["pixel_values"]
+        b, f = pixels.shape[:2]
+        if f > self.unet.max_frames:
+            raise ValueError(f"a batch has {f} frames; the motion module holds at most {self.unet.max_frames}")
+        device = self.accelerator.device
+        latents = self.encode_videos(pixels)
+        drop = torch.rand(b, generator=self.generator) < self.config.optim.caption_dropout
+        texts = ["" if d else text for d, text in zip(drop.tolist(), batch["text"])]
+        context = self.encode_text(texts)
+        noise = torch.randn(latents.shape, generator=self.generator).to(device, latents.dtype)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=self.generator)
+        timesteps = timesteps.to(device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        if self.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
+        with self.unet.fold_frames(f):
+            prediction = self.model(noisy, timesteps, context)
+            loss = F.mse_loss(prediction.float(), target.float())
+            self.accelerator.backward(loss)
+        return loss.detach()
+
+    def micro_step(self, batch: dict) -> torch.Tensor:
+        acc, optim = self.accelerator, self.config.optim
+        with acc.accumulate(self.model):
+            loss = self.loss_and_backward(batch)
+            if acc.sync_gradients and optim.max_grad_norm > 0:
+                acc.clip_grad_norm_(self.trainable, optim.max_grad_norm)
+            self.optimizer.step()
+            if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+                self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    # --------------------------------------------------------------------------------------------- the loop
+
+    def train(self, stop_after: int | None = None) -> dict:
+        """Train to `optim.max_steps` optimizer steps; `stop_after` ends early without a final checkpoint (as if
+        killed). Returns {"step", "loss", "checkpoint"}."""
+        c, acc = self.config, self.accelerator
+        if acc.is_main_process and c.logging.progress:
+            what = self.motion_origin
+            if c.lora.enabled:
+                what = f"MotionLoRA (rank {c.lora.rank}) on the {what}"
+            count = sum(p.numel() for p in self.trainable)
+            resumed = f", resuming from {self.resume_path}" if self.resume_path else ""
+            print(f"training {what}: {count:,} parameters on {acc.num_processes} process(es){resumed}")
+        bar = tqdm(
+            total=c.optim.max_steps,
+            initial=self.step,
+            desc="training",
+            unit="step",
+            disable=not (acc.is_main_process and c.logging.progress),
+        )
+        self.unet.motion_modules.train()
+        loss, checkpoint, done = math.nan, None, self.step >= c.optim.max_steps
+        while not done:
+            batches = 0
+            for batch in self.loader.epoch(self.epoch, self.batch_in_epoch):
+                batches += 1
+                loss_t = self.micro_step(batch)
+                self.batch_in_epoch += 1
+                if not acc.sync_gradients:
+                    continue
+                self.step += 1
+                loss = float(loss_t)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                self._after_step(loss_t)
+                if self.on_step is not None:
+                    self.on_step(self, self.step, loss)
+                if c.checkpoint.every and self.step % c.checkpoint.every == 0 and self.step < c.optim.max_steps:
+                    checkpoint = self.save()
+                if self.step >= c.optim.max_steps or (stop_after is not None and self.step >= stop_after):
+                    done = True
+                    break
+            else:
+                if batches == 0 and self.batch_in_epoch == 0:
+                    raise ValueError(f"epoch {self.epoch} gave no batch: is the dataset (or this rank's share) empty?")
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        bar.close()
+        if self.step >= c.optim.max_steps and self._saved_step != self.step:
+            checkpoint = self.save()
+        acc.end_training()
+        return {"step": self.step, "loss": loss, "checkpoint": checkpoint}
+
+    def _after_step(self, loss: torch.Tensor) -> None:
+        c, acc = self.config, self.accelerator
+        if c.logging.every and self.step % c.logging.every == 0:
+            mean_loss = acc.reduce(loss.to(acc.device).reshape(1), "mean").item()
+            logs = {"train/loss": mean_loss, "train/lr": self.lr_scheduler.get_last_lr()[0], "train/epoch": self.epoch}
+            for reason, count in (getattr(self.dataset, "skipped", None) or {}).items():
+                logs[f"data/skipped_{reason}"] = count
+            acc.log(logs, step=self.step)
+        if c.validation.every and c.validation.prompts and self.step % c.validation.every == 0:
+            if acc.is_main_process:
+                self.validate()
+            acc.wait_for_everyone()
+
+    # ------------------------------------------------------------------------------- validation and saving
+
+    @torch.no_grad()
+    def validate(self) -> list[Path]:
+        """Animate the validation prompts with the current motion module; GIFs under output_dir/validation."""
+        from animatediff.io.video import save_video
+        from animatediff.pipeline import AnimationPipeline
+        from animatediff.sampling import make_scheduler
+
+        v = self.config.validation
+        trains = {id(p): p.requires_grad for p in self.unet.parameters()}
+        folder = Path(self.config.output_dir) / "validation" / f"step-{self.step:08d}"
+        paths = []
+        # The pipeline puts the UNet in eval mode and freezes it; both are undone below.
+        pipe = AnimationPipeline(self.tokenizer, self.text_encoder, self.vae, self.unet, make_scheduler("ddim"))
+        try:
+            with self.accelerator.autocast():
+                for i, prompt in enumerate(v.prompts):
+                    frames = pipe(
+                        prompt,
+                        v.negative_prompt,
+                        num_frames=v.num_frames,
+                        height=v.resolution,
+                        width=v.resolution,
+                        num_inference_steps=v.num_inference_steps,
+                        guidance_scale=v.guidance_scale,
+                        seed=v.seed,
+                        progress=False,
+                    )[0]
+                    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48]
+                    paths.append(save_video(frames, folder / f"{i}-{slug}.gif", v.fps))
+        finally:
+            for p in self.unet.parameters():
+                p.requires_grad_(trains[id(p)])
+            self.unet.motion_modules.train()
+        return paths
+
+    def export(self, folder: Path) -> None:
+        """The trained weights alone, loadable by `animatediff generate`: official file + diffusers folder."""
+        state = self.accelerator.get_state_dict(self.model)  # collective under ZeRO-3 / FSDP
+        if not self.accelerator.is_main_process:
+            return
+        motion_sd = {
+            k.removeprefix("motion_modules."): v.detach().float().cpu()
+            for k, v in state.items()
+            if k.startswith("motion_modules.")
+        }
+        if self.config.lora.enabled:
+            save_motion_lora_files(motion_sd, self.lora_scale, folder)
+            return
+        modules = MotionModules(self.motion_config)
+        modules.load_state_dict(motion_sd, strict=True)
+        for (_, buffer), (_, live) in zip(modules.named_buffers(), self.unet.motion_modules.named_buffers()):
+            buffer.copy_(live.cpu())  # a position encoding carried in from the init file, if it was not the sinusoid
+        save_motion_modules(modules, folder / "motion_module.safetensors", layout="official")
+        save_motion_modules(modules, folder / "motion_module_diffusers", layout="diffusers")
+
+    def save(self) -> Path | None:
+        state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+        own = {"generator": self.generator.get_state(), "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+        path = save_checkpoint(self.accelerator, self.config, state, own, self.export)
+        self._saved_step = self.step
+        return path
+
+
+def _keep_motion_weights(models: list, weights: list[dict], _output_dir: str) -> None:
+    """Accelerate save-state hook: drop the frozen base from the saved model state (it is not trained)."""
+    for sd in weights:
+        for key in [k for k in sd if not k.removeprefix("module.").startswith("motion_modules.")]:
+            del sd[key]
+
+
+def train(config: TrainConfig, on_step: StepCallback | None = None) -> dict:
+    """Build a Trainer for `config` and run it to the end."""
+    return Trainer(config, on_step).train()
