@@ -1,0 +1,114 @@
+"""The training loop on a tiny SD1.x model and synthetic clips: what trains, what stays frozen, resuming."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from animatediff.formats.motion_module_files import save_motion_modules
+from animatediff.pipeline import load_base_model
+from animatediff.train.trainer import Trainer
+from tests.test_train_synthetic import one_thread, train_config  # noqa: F401 - fixture
+from tests.tiny import tiny_motion
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_base_stays_bit_for_bit_and_only_motion_weights_change(base_folder, tmp_path, one_thread):
+    trainer = Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 3}))
+    frozen = {name: _snapshot(part) for name, part in
+              (("unet", trainer.unet.unet), ("vae", trainer.vae), ("text_encoder", trainer.text_encoder))}
+    motion_before = _snapshot(trainer.unet.motion_modules)
+    assert all(not p.requires_grad for p in trainer.unet.unet.parameters())
+    assert {id(p) for p in trainer.trainable} == {id(p) for p in trainer.unet.motion_modules.parameters()}
+
+    trainer.train()
+
+    for name, part in (("unet", trainer.unet.unet), ("vae", trainer.vae), ("text_encoder", trainer.text_encoder)):
+        after = part.state_dict()
+        assert all(torch.equal(frozen[name][k], after[k]) for k in frozen[name]), f"{name} changed"
+    # ... and equal to the weights on disk.
+    fresh = load_base_model(base_folder)
+    for k, v in fresh.unet.state_dict().items():
+        assert torch.equal(v, trainer.unet.unet.state_dict()[k])
+    motion_after = trainer.unet.motion_modules.state_dict()
+    changed = [k for k in motion_before if not torch.equal(motion_before[k], motion_after[k])]
+    assert len(changed) == len(motion_before)
+
+
+def test_overfitting_one_batch_drives_the_loss_down(base_folder, tmp_path, one_thread):
+    config = train_config(
+        base_folder, tmp_path / "run",
+        data={"synthetic_clips": 2},
+        optim={"max_steps": 40, "learning_rate": 3e-3, "caption_dropout": 0.0},
+    )
+    trainer = Trainer(config)
+    start = trainer.generator.get_state()
+    losses = []
+
+    def same_noise_every_step(t: Trainer, step: int, loss: float) -> None:
+        losses.append(loss)
+        t.generator.set_state(start)  # the same batch, noise and timesteps every step: pure memorization
+
+    trainer.on_step = same_noise_every_step
+    trainer.train()
+    assert losses[-1] < losses[0] / 4, losses
+
+
+def _motion_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.unet.motion_modules.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_an_uninterrupted_run(base_folder, tmp_path, one_thread):
+    # Accumulation over 2 micro-batches and 3 micro-batches per epoch: steps straddle epochs; warmup makes the
+    # LR schedule's state matter; caption dropout, noise and timesteps make the generator's state matter.
+    sections = dict(
+        data={"synthetic_clips": 3},
+        optim={"batch_size": 1, "gradient_accumulation_steps": 2, "max_steps": 5,
+               "lr_scheduler": "constant_with_warmup", "warmup_steps": 3, "caption_dropout": 0.5},
+        checkpoint={"every": 2, "keep_last": 2, "resume_from": "latest"},
+    )
+    whole = Trainer(train_config(base_folder, tmp_path / "whole", **sections))
+    whole.train()
+
+    killed = Trainer(train_config(base_folder, tmp_path / "split", **sections))
+    killed.train(stop_after=3)  # "killed" after step 3: the newest checkpoint is step 2
+    assert killed.step == 3
+
+    resumed = Trainer(train_config(base_folder, tmp_path / "split", **sections))
+    assert resumed.step == 2 and resumed.resume_path.name == "checkpoint-00000002"
+    resumed.train()
+    assert resumed.step == 5
+    a, b = _motion_weights(whole), _motion_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.lr_scheduler.get_last_lr() == whole.lr_scheduler.get_last_lr()
+    # Keep-last-2 pruned the oldest.
+    names = sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())
+    assert names == ["checkpoint-00000004", "checkpoint-00000005"]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(base_folder, tmp_path, one_thread):
+    # v1: the clip-wide ResNet norms need the frame count again when backward recomputes them.
+    init = save_motion_modules(tiny_motion("v1"), tmp_path / "v1.safetensors")
+    grads = []
+    for checkpointing in (False, True):
+        trainer = Trainer(train_config(base_folder, tmp_path / f"run{checkpointing}", gradient_checkpointing=checkpointing,
+                                       model={"init_motion_module": str(init)}))
+        batch = next(iter(trainer.loader.epoch(0)))
+        trainer.loss_and_backward(batch)
+        grads.append({n: p.grad.clone() for n, p in trainer.unet.motion_modules.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(g.abs().sum() > 0 for g in grads[0].values())
+
+
+def test_v_prediction_trains_on_velocity(base_folder, tmp_path, one_thread):
+    trainer = Trainer(train_config(base_folder, tmp_path / "run", model={"prediction_type": "v_prediction"}))
+    assert trainer.noise_scheduler.config.prediction_type == "v_prediction"
+    assert Trainer(train_config(base_folder, tmp_path / "run2")).prediction_type == "epsilon"  # from the base
+    result = trainer.train()
+    assert result["step"] == 3 and result["loss"] == result["loss"]  # finite
