@@ -16,6 +16,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from animatediff.models import MotionModuleConfig
 from animatediff.sampling.schedulers import OFFICIAL_SCHEDULER_CONFIG
 from animatediff.world.tokenizer import write_clip_files
 
@@ -122,6 +123,18 @@ def build_text_encoder(
         pad_token_id=tokenizer.pad_token_id,
     )
     return CLIPTextModel(config)
+
+
+def motion_module_config(cfg: BaseModelConfig = BaseModelConfig(), max_frames: int = 32) -> MotionModuleConfig:
+    """The motion-module set that fits this UNet (v3-style: no mid-block module, per-frame norms)."""
+    return MotionModuleConfig(
+        block_out_channels=cfg.unet_channels,
+        layers_per_block=cfg.unet_layers,
+        num_attention_heads=cfg.attention_heads,
+        max_frames=max_frames,
+        norm_num_groups=cfg.norm_groups,
+        version="v3",
+    )
 
 
 def official_scheduler() -> DDIMScheduler:

@@ -53,7 +53,9 @@ class VaeTrainConfig:
     batch_size: int = 32
     """Images per step."""
     lr: float = 1e-3
-    """AdamW learning rate (constant after a short warmup)."""
+    """AdamW learning rate (constant after the warmup)."""
+    warmup_steps: int = 50
+    """Steps of linear learning-rate warmup."""
     kl_weight: float = 1e-6
     """Weight of the KL term (per latent element) against the per-pixel reconstruction MSE."""
     seed: int = 0
@@ -71,7 +73,9 @@ class UnetTrainConfig:
     batch_size: int = 64
     """Images per step."""
     lr: float = 5e-4
-    """AdamW learning rate (constant after a short warmup)."""
+    """AdamW learning rate (constant after the warmup)."""
+    warmup_steps: int = 50
+    """Steps of linear learning-rate warmup."""
     weight_decay: float = 1e-2
     """AdamW weight decay."""
     caption_dropout: float = 0.1
@@ -101,12 +105,11 @@ class TrainLog:
 
 
 def _optimizer(
-    params, lr: float, weight_decay: float = 0.0
+    params, lr: float, warmup_steps: int, weight_decay: float = 0.0
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    params = list(params)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    # A short linear warmup keeps the first Adam steps (poor second-moment estimates) from kicking tiny nets.
-    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 50))
+    opt = torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay)
+    # A linear warmup keeps the first Adam steps (poor second-moment estimates) from kicking tiny nets.
+    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / max(1, warmup_steps)))
     return opt, warmup
 
 
@@ -141,7 +144,7 @@ def reconstruction_mse(vae: AutoencoderKL, pixels: torch.Tensor) -> float:
 def train_vae(vae: AutoencoderKL, dataset: Dataset, cfg: VaeTrainConfig = VaeTrainConfig()) -> TrainLog:
     """Train `vae` in place on `dataset`'s images."""
     vae.train().requires_grad_(True)
-    opt, warmup = _optimizer(vae.parameters(), cfg.lr)
+    opt, warmup = _optimizer(vae.parameters(), cfg.lr, cfg.warmup_steps)
     generator = torch.Generator().manual_seed(cfg.seed)
     log, start = TrainLog(), time.perf_counter()
     batches = _batches(dataset, cfg.batch_size, cfg.seed)
@@ -252,7 +255,7 @@ def train_unet(
     if cfg.train_text_encoder:
         trainable += list(text_encoder.parameters())
     embed = CaptionEmbeddings(tokenizer, text_encoder, cache=not cfg.train_text_encoder)
-    opt, warmup = _optimizer(trainable, cfg.lr, cfg.weight_decay)
+    opt, warmup = _optimizer(trainable, cfg.lr, cfg.warmup_steps, cfg.weight_decay)
     ema = EMAModel(trainable, decay=cfg.ema_decay) if cfg.ema_decay else None
     generator = torch.Generator().manual_seed(cfg.seed)
     n = len(latents.captions)
@@ -327,6 +330,9 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
 
     if (folder / "vae" / "config.json").is_file():
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True).eval()
+        previous = folder / "world.json"
+        earlier = json.loads(previous.read_text()).get("vae", {}) if previous.is_file() else {}
+        report["vae"] = {**earlier, "reused": True}
     else:
         vae = build_vae(cfg, recipe.model_seed)
         vae_log = train_vae(vae, dataset, recipe.vae)

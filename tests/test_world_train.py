@@ -1,0 +1,107 @@
+import json
+import tempfile
+
+import pytest
+import torch
+
+from animatediff.pipeline import load_base_model
+from animatediff.world.base_model import BaseModelConfig, build_text_encoder, build_unet, build_vae
+from animatediff.world.datasets import WorldImages
+from animatediff.world.tokenizer import world_tokenizer
+from animatediff.world.train_image import (
+    CaptionEmbeddings,
+    ImageRecipe,
+    UnetTrainConfig,
+    VaeTrainConfig,
+    build_base_model,
+    encode_dataset,
+    fixed_unet_loss,
+    reconstruction_mse,
+    set_scaling_factor,
+    train_unet,
+    train_vae,
+)
+
+TINY = BaseModelConfig(resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), text_width=32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models train faster on one thread than on two that compete with other processes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return WorldImages(64, seed=0, resolution=16)
+
+
+def test_vae_training_lowers_reconstruction_error(images):
+    vae = build_vae(TINY)
+    pixels = torch.stack([images[i]["pixel_values"] for i in range(16)])
+    before = reconstruction_mse(vae, pixels)
+    log = train_vae(vae, images, VaeTrainConfig(steps=30, batch_size=8, lr=2e-3, warmup_steps=5, progress=False))
+    after = reconstruction_mse(vae, pixels)
+    assert len(log.losses) == 30 and log.seconds > 0
+    assert after < 0.85 * before, (before, after)
+    assert not any(p.requires_grad for p in vae.parameters())
+
+
+def test_unet_training_lowers_the_denoising_loss(images):
+    vae = build_vae(TINY).eval()
+    cache = encode_dataset(vae, images, progress=False)
+    assert cache.mean.shape == (64, 4, 8, 8) and len(cache.captions) == 64
+    factor = set_scaling_factor(vae, cache)
+    assert vae.config.scaling_factor == factor
+    assert cache.sample(torch.arange(64), torch.Generator().manual_seed(0)).mul(factor).std() == pytest.approx(
+        1, abs=0.01
+    )
+
+    tokenizer = world_tokenizer(tempfile.mkdtemp())
+    text_encoder = build_text_encoder(tokenizer, TINY).eval()
+    frozen = {k: v.clone() for k, v in text_encoder.state_dict().items()}
+    unet = build_unet(TINY)
+    latents = cache.mean[:8] * factor
+    text = CaptionEmbeddings(tokenizer, text_encoder)(cache.captions[:8])
+    before = fixed_unet_loss(unet, text, latents)
+    cfg = UnetTrainConfig(steps=30, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=None, progress=False)
+    log = train_unet(unet, text_encoder, tokenizer, cache, factor, cfg)
+    after = fixed_unet_loss(unet, text, latents)
+    assert len(log.losses) == 30
+    assert after < 0.8 * before, (before, after)
+    # The text encoder is frozen unless asked otherwise.
+    for key, value in text_encoder.state_dict().items():
+        torch.testing.assert_close(value, frozen[key])
+
+
+def test_caption_embeddings_are_cached_per_caption():
+    tokenizer = world_tokenizer(tempfile.mkdtemp())
+    embed = CaptionEmbeddings(tokenizer, build_text_encoder(tokenizer, TINY).eval())
+    out = embed(["a red circle on a black background", "", "a red circle on a black background"])
+    assert out.shape == (3, 77, 32)
+    torch.testing.assert_close(out[0], out[2])
+    assert not torch.allclose(out[0], out[1])
+    assert len(embed._memo) == 2
+
+
+def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_path):
+    quick = dict(steps=2, batch_size=4, progress=False)
+    recipe = ImageRecipe(model=TINY, vae=VaeTrainConfig(**quick), unet=UnetTrainConfig(**quick), num_images=8)
+    folder = build_base_model(tmp_path / "world", recipe)
+    base = load_base_model(folder)
+    report = json.loads((folder / "world.json").read_text())
+    assert report["recipe"]["unet"]["caption_dropout"] == 0.1
+    assert report["unet"]["scaling_factor"] == pytest.approx(base.vae.config.scaling_factor)
+    assert "vae" in report
+
+    # A second build keeps the trained VAE and retrains only the UNet.
+    vae_before = base.vae.state_dict()
+    build_base_model(folder, recipe)
+    again = load_base_model(folder)
+    for key, value in again.vae.state_dict().items():
+        torch.testing.assert_close(value, vae_before[key])
+    vae_report = json.loads((folder / "world.json").read_text())["vae"]
+    assert vae_report["reused"] and vae_report["final_mse"] == report["vae"]["final_mse"]
