@@ -11,15 +11,19 @@ from animatediff.train.trainer import Trainer
 from tests.test_train_synthetic import one_thread, train_config  # noqa: F401 - fixture
 from tests.tiny import tiny_motion
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_base_stays_bit_for_bit_and_only_motion_weights_change(base_folder, tmp_path, one_thread):
+def test_base_stays_bit_for_bit_and_only_motion_weights_change(base_folder, tmp_path):
     trainer = Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 3}))
-    frozen = {name: _snapshot(part) for name, part in
-              (("unet", trainer.unet.unet), ("vae", trainer.vae), ("text_encoder", trainer.text_encoder))}
+    frozen = {
+        name: _snapshot(part)
+        for name, part in (("unet", trainer.unet.unet), ("vae", trainer.vae), ("text_encoder", trainer.text_encoder))
+    }
     motion_before = _snapshot(trainer.unet.motion_modules)
     assert all(not p.requires_grad for p in trainer.unet.unet.parameters())
     assert {id(p) for p in trainer.trainable} == {id(p) for p in trainer.unet.motion_modules.parameters()}
@@ -38,9 +42,10 @@ def test_base_stays_bit_for_bit_and_only_motion_weights_change(base_folder, tmp_
     assert len(changed) == len(motion_before)
 
 
-def test_overfitting_one_batch_drives_the_loss_down(base_folder, tmp_path, one_thread):
+def test_overfitting_one_batch_drives_the_loss_down(base_folder, tmp_path):
     config = train_config(
-        base_folder, tmp_path / "run",
+        base_folder,
+        tmp_path / "run",
         data={"synthetic_clips": 2},
         optim={"max_steps": 40, "learning_rate": 3e-3, "caption_dropout": 0.0},
     )
@@ -62,13 +67,19 @@ def _motion_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_kill_and_resume_equals_an_uninterrupted_run(base_folder, tmp_path, one_thread):
+def test_kill_and_resume_equals_an_uninterrupted_run(base_folder, tmp_path):
     # Accumulation over 2 micro-batches and 3 micro-batches per epoch: steps straddle epochs; warmup makes the
     # LR schedule's state matter; caption dropout, noise and timesteps make the generator's state matter.
     sections = dict(
         data={"synthetic_clips": 3},
-        optim={"batch_size": 1, "gradient_accumulation_steps": 2, "max_steps": 5,
-               "lr_scheduler": "constant_with_warmup", "warmup_steps": 3, "caption_dropout": 0.5},
+        optim={
+            "batch_size": 1,
+            "gradient_accumulation_steps": 2,
+            "max_steps": 5,
+            "lr_scheduler": "constant_with_warmup",
+            "warmup_steps": 3,
+            "caption_dropout": 0.5,
+        },
         checkpoint={"every": 2, "keep_last": 2, "resume_from": "latest"},
     )
     whole = Trainer(train_config(base_folder, tmp_path / "whole", **sections))
@@ -90,13 +101,19 @@ def test_kill_and_resume_equals_an_uninterrupted_run(base_folder, tmp_path, one_
     assert names == ["checkpoint-00000004", "checkpoint-00000005"]
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(base_folder, tmp_path, one_thread):
+def test_gradient_checkpointing_gives_the_same_gradients(base_folder, tmp_path):
     # v1: the clip-wide ResNet norms need the frame count again when backward recomputes them.
     init = save_motion_modules(tiny_motion("v1"), tmp_path / "v1.safetensors")
     grads = []
     for checkpointing in (False, True):
-        trainer = Trainer(train_config(base_folder, tmp_path / f"run{checkpointing}", gradient_checkpointing=checkpointing,
-                                       model={"init_motion_module": str(init)}))
+        trainer = Trainer(
+            train_config(
+                base_folder,
+                tmp_path / f"run{checkpointing}",
+                gradient_checkpointing=checkpointing,
+                model={"init_motion_module": str(init)},
+            )
+        )
         batch = next(iter(trainer.loader.epoch(0)))
         trainer.loss_and_backward(batch)
         grads.append({n: p.grad.clone() for n, p in trainer.unet.motion_modules.named_parameters()})
@@ -106,7 +123,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(base_folder, tmp_path, 
     assert any(g.abs().sum() > 0 for g in grads[0].values())
 
 
-def test_v_prediction_trains_on_velocity(base_folder, tmp_path, one_thread):
+def test_v_prediction_trains_on_velocity(base_folder, tmp_path):
     trainer = Trainer(train_config(base_folder, tmp_path / "run", model={"prediction_type": "v_prediction"}))
     assert trainer.noise_scheduler.config.prediction_type == "v_prediction"
     assert Trainer(train_config(base_folder, tmp_path / "run2")).prediction_type == "epsilon"  # from the base
