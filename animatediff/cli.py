@@ -52,7 +52,28 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="auto: fp16 on GPU, fp32 on CPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    add_personalization_args(p)
     p.set_defaults(run=run_generate)
+
+
+def add_personalization_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dreambooth", default=None,
+                   help="single-file SD1.x checkpoint (.safetensors/.ckpt, LDM layout) replacing --base's weights")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                   help="image LoRA (kohya or diffusers/PEFT), scale default 1.0; repeatable")
+    p.add_argument("--motion-lora", action="append", default=[], metavar="PATH[:SCALE]",
+                   help="MotionLoRA (official or diffusers layout), scale default 1.0; repeatable")
+    p.add_argument("--adapter-lora", default=None, metavar="PATH[:SCALE]",
+                   help="v3 domain adapter LoRA on the spatial attention, scale default 1.0")
+
+
+def lora_specs(args: argparse.Namespace) -> list[tuple[str, str, float]]:
+    """(kind, path, scale) of the LoRAs on the command line, in the official merge order: image, adapter, motion."""
+    from animatediff.formats.lora import parse_scaled_path
+
+    specs = [("image", s) for s in args.lora] + [("adapter", args.adapter_lora)] * bool(args.adapter_lora)
+    specs += [("motion", s) for s in args.motion_lora]
+    return [(kind, *parse_scaled_path(spec)) for kind, spec in specs]
 
 
 def run_generate(args: argparse.Namespace) -> None:
@@ -70,7 +91,12 @@ def run_generate(args: argparse.Namespace) -> None:
     scheduler = make_scheduler(args.scheduler)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
-    pipe = AnimationPipeline.from_pretrained(args.base, args.motion_module, scheduler, device, dtype)
+    loras = lora_specs(args)  # a bad scale fails before minutes of loading
+    pipe = AnimationPipeline.from_pretrained(
+        args.base, args.motion_module, scheduler, device, dtype, dreambooth=args.dreambooth
+    )
+    for kind, path, scale in loras:
+        pipe.add_lora(path, scale, kind=kind)
     frames = pipe(args.prompt, args.negative_prompt, num_frames=args.frames, height=args.height, width=args.width,
                   num_inference_steps=args.steps, guidance_scale=args.guidance_scale, seed=seed,
                   progress=not args.quiet)[0]
@@ -117,11 +143,42 @@ def run_prepare(args: argparse.Namespace) -> None:
         print(f"wrote {report.written} clips in {len(report.shards)} shards to {args.out_dir} (skipped: {skipped})")
 
 
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an official AnimateDiff prompt config (configs/prompts/*.yaml) unchanged",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("config", help="prompt config YAML: a list (or mapping) of entries as in the official repo")
+    p.add_argument("--base", default="models/StableDiffusion/stable-diffusion-v1-5",
+                   help="SD1.x diffusers folder or hub id (the official --pretrained-model-path)")
+    p.add_argument("--output-dir", default="samples", help="runs go to <output-dir>/<config name>-<time>/")
+    p.add_argument("--W", type=int, default=None, help="width unless an entry sets W; default: the base's native size")
+    p.add_argument("--H", type=int, default=None, help="height unless an entry sets H; default: the base's native size")
+    p.add_argument("--L", type=int, default=16, help="frames unless an entry sets L")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="auto: fp16 on GPU, fp32 on CPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(run=run_run)
+
+
+def run_run(args: argparse.Namespace) -> None:
+    from animatediff.model_cache import ModelCache
+    from animatediff.prompt_config import load_prompt_config, run_prompt_config
+
+    load_prompt_config(args.config)  # a bad config fails before any model loads
+    device = args.device or _default_device()
+    cache = ModelCache(device, _torch_dtype(args.dtype, device))
+    out = run_prompt_config(args.config, args.base, args.output_dir, cache, width=args.W, height=args.H,
+                            frames=args.L, fps=args.fps, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animatediff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate(sub)
     add_convert(sub)
+    add_run(sub)
     add_prepare(sub)
     return parser
 

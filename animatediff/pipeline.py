@@ -113,7 +113,12 @@ class AnimationPipeline:
         loaders = {"image": load_lora, "motion": load_motion_lora, "adapter": load_adapter_lora}
         if kind not in loaders:
             raise ValueError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(loaders)}")
-        name = name or f"{kind}:{path}"
+        if name is None:  # the same file given twice merges twice, under two names
+            name = base = f"{kind}:{path}"
+            for n in range(2, len(self.loras.active) + 2):
+                if name not in self.loras.active:
+                    break
+                name = f"{base}#{n}"
         self.loras.add(name, loaders[kind](path), scale)
         return name
 

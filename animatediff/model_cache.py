@@ -1,0 +1,109 @@
+"""Reuse loaded models across runs: switching only a LoRA or a motion module must not reload the base from disk.
+
+The cache holds one pipeline. A request that keeps the base model (base folder + personalized checkpoint) keeps its
+UNet, VAE and text encoder in memory; a new motion module is swapped in place (motion modules are cached by path);
+LoRAs are switched with exact unmerge + merge (`LoraMerger`). `loads` counts what was read from disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from animatediff.formats.lora import Lora, load_lora
+from animatediff.formats.motion_lora import load_adapter_lora, load_motion_lora
+from animatediff.formats.motion_module_files import load_motion_modules
+from animatediff.models import MotionModules, inflate_unet
+from animatediff.pipeline import AnimationPipeline, load_base_model
+
+LORA_LOADERS = {"image": load_lora, "motion": load_motion_lora, "adapter": load_adapter_lora}
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """Everything that decides a pipeline's weights."""
+
+    base: str
+    """Diffusers SD1.x folder or hub id."""
+    motion_module: str
+    """Motion-module file, diffusers MotionAdapter folder or hub reference."""
+    dreambooth: str | None = None
+    """Single-file SD1.x checkpoint replacing the base's UNet, VAE and text encoder."""
+    loras: tuple[tuple[str, str, float], ...] = ()
+    """(kind, path, scale) with kind 'image', 'adapter' or 'motion', merged in this order."""
+
+
+class ModelCache:
+    """Hands out a pipeline for a `PipelineSpec`, reloading only the parts that changed since the last one."""
+
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.loads: Counter[str] = Counter()
+        """How many times each kind of file was read: 'base', 'dreambooth', 'motion_module', 'lora'."""
+        self._pipe: AnimationPipeline | None = None
+        self._base_key: tuple[str, str | None] | None = None
+        self._motion_path: str | None = None
+        self._motion: dict[str, MotionModules] = {}
+        self._loras: dict[tuple[str, str], Lora] = {}
+
+    def _motion_modules(self, path: str) -> MotionModules:
+        if path not in self._motion:
+            self._motion[path] = load_motion_modules(path).to(device=self.device, dtype=self.dtype).eval()
+            self.loads["motion_module"] += 1
+        return self._motion[path]
+
+    def _lora(self, kind: str, path: str) -> Lora:
+        if (kind, path) not in self._loras:
+            self._loras[kind, path] = LORA_LOADERS[kind](path)
+            self.loads["lora"] += 1
+        return self._loras[kind, path]
+
+    def pipeline(self, spec: PipelineSpec) -> AnimationPipeline:
+        for kind, _, _ in spec.loras:
+            if kind not in LORA_LOADERS:
+                raise ValueError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(LORA_LOADERS)}")
+        base_key = (os.fspath(spec.base), os.fspath(spec.dreambooth) if spec.dreambooth else None)
+        if self._pipe is None or base_key != self._base_key:
+            self._load_base(spec, base_key)
+        elif spec.motion_module != self._motion_path:
+            self._swap_motion(spec.motion_module)
+        self._switch_loras(spec.loras)
+        return self._pipe
+
+    def _load_base(self, spec: PipelineSpec, key: tuple[str, str | None]) -> None:
+        self._pipe = None  # drop the old model before loading the next one
+        parts = load_base_model(spec.base, self.dtype)
+        self.loads["base"] += 1
+        if spec.dreambooth:
+            from animatediff.formats.single_file import load_single_file_weights
+
+            load_single_file_weights(spec.dreambooth, parts.unet, parts.vae, parts.text_encoder)
+            self.loads["dreambooth"] += 1
+        # Cached motion modules may still carry this cache's MotionLoRAs from the old pipeline: start clean.
+        self._motion.clear()
+        unet = inflate_unet(parts.unet, self._motion_modules(spec.motion_module))
+        self._pipe = AnimationPipeline(parts.tokenizer, parts.text_encoder, parts.vae, unet).to(self.device)
+        self._base_key, self._motion_path = key, spec.motion_module
+
+    def _swap_motion(self, path: str) -> None:
+        pipe = self._pipe
+        pipe.loras.clear("motion_modules")  # MotionLoRAs belong to the old modules: unmerge before leaving them
+        modules = self._motion_modules(path)
+        pipe.unet = inflate_unet(pipe.unet.remove(), modules).eval().requires_grad_(False)
+        pipe.loras.components["motion_modules"] = modules
+        self._motion_path = path
+
+    def _switch_loras(self, wanted: tuple[tuple[str, str, float], ...]) -> None:
+        merger = self._pipe.loras
+        names = {f"{kind}:{path}": (kind, path, scale) for kind, path, scale in wanted}
+        for name in [n for n in merger.active if n not in names]:
+            merger.remove(name)
+        for name, (kind, path, scale) in names.items():
+            if name not in merger.active:
+                merger.add(name, self._lora(kind, path), scale)
+            elif merger.active[name] != scale:
+                merger.set_scale(name, scale)

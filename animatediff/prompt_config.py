@@ -1,0 +1,241 @@
+"""Official AnimateDiff prompt configs (`configs/prompts/*.yaml`), run unchanged.
+
+Layout (github.com/guoyww/AnimateDiff, `scripts/animate.py`): a YAML list of entries — or, in the older v1 files,
+a mapping of named entries — each with the model to load (dreambooth_path, lora_model_path + lora_alpha,
+motion_module, motion_module_lora_configs [{path, alpha}], adapter_lora_path + adapter_lora_scale,
+inference_config) and what to draw (prompt list, n_prompt list with one entry reused, seed: int, list or -1 =
+random, steps, guidance_scale, optional W, H, L).
+
+Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
+per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used
+(`random_seed` per entry).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import random
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from animatediff.model_cache import ModelCache, PipelineSpec
+
+# Keys the official configs carry that are spelled differently or only informative here.
+ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
+IGNORED = {"random_seed"}  # written by the official script into saved configs; re-running one draws `seed` again
+UNSUPPORTED_PREFIXES = ("controlnet_",)  # SparseCtrl entries
+
+
+@dataclass
+class PromptEntry:
+    """One entry of a prompt config: a model and the prompts to draw with it."""
+
+    prompt: list[str]
+    """Prompts, one video each."""
+    motion_module: list[str]
+    """Motion-module files; v1 configs list several, and every prompt is drawn with each."""
+    n_prompt: list[str] = field(default_factory=lambda: [""])
+    """Negative prompts: one per prompt, or a single one reused for all."""
+    seed: list[int] = field(default_factory=lambda: [-1])
+    """Seeds: one per prompt, or a single one reused; -1 draws a random seed (recorded in config.yaml)."""
+    dreambooth_path: str = ""
+    """Single-file SD1.x checkpoint applied over the base; empty for the base itself."""
+    lora_model_path: str = ""
+    """Image LoRA merged after the checkpoint; empty for none."""
+    lora_alpha: float = 0.8
+    """Scale of the image LoRA (the official default)."""
+    motion_module_lora_configs: list[dict] = field(default_factory=list)
+    """MotionLoRAs as [{path, alpha}], merged into the motion modules."""
+    adapter_lora_path: str = ""
+    """v3 domain adapter LoRA; empty for none."""
+    adapter_lora_scale: float = 1.0
+    """Scale of the domain adapter."""
+    inference_config: str = ""
+    """Official inference YAML; its `noise_scheduler_kwargs` build the DDIM scheduler when the file exists."""
+    steps: int = 25
+    guidance_scale: float = 7.5
+    W: int | None = None
+    H: int | None = None
+    L: int | None = None
+    """Width, height, frames; unset takes the run's defaults."""
+    base: str = ""
+    """v1 configs: a base-model folder overriding the run's --base when not empty."""
+    name: str = ""
+    """The entry's key in mapping-form configs, else its index."""
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.seed * len(self.prompt) if len(self.seed) == 1 else self.seed
+
+    @property
+    def negative_prompts(self) -> list[str]:
+        return self.n_prompt * len(self.prompt) if len(self.n_prompt) == 1 else self.n_prompt
+
+
+def _strings(value: object, key: str, where: str) -> list[str]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
+    return values
+
+
+def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
+    """Validate one raw entry: unknown keys are named with the nearest known one."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+    known = {f.name for f in fields(PromptEntry)} - {"name"}
+    values: dict = {}
+    for key, value in raw.items():
+        if key in IGNORED:
+            continue
+        if str(key).startswith(UNSUPPORTED_PREFIXES):
+            raise ValueError(f"{where}: {key!r}: SparseCtrl (controlnet_*) entries are not supported by `run`")
+        target = ALIASES.get(key, key)
+        if target not in known:
+            close = difflib.get_close_matches(str(key), sorted(known | set(ALIASES)), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            raise ValueError(f"{where}: unknown key {key!r}{hint}")
+        if target in values and key in ALIASES:
+            continue  # the official spelling wins over its alias
+        values[target] = value
+    for key in ("prompt", "motion_module"):
+        if not values.get(key):
+            raise ValueError(f"{where}: {key!r} is required")
+    values["prompt"] = _strings(values["prompt"], "prompt", where)
+    values["motion_module"] = _strings(values["motion_module"], "motion_module", where)
+    values["n_prompt"] = _strings(values.get("n_prompt", [""]), "n_prompt", where) or [""]
+    seed = values.get("seed", [-1])
+    seeds = [seed] if isinstance(seed, int) else seed
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"{where}: seed must be an integer or a list of integers (-1 = random), got {seed!r}")
+    values["seed"] = seeds or [-1]
+    loras = values.get("motion_module_lora_configs") or []
+    if not isinstance(loras, list) or not all(isinstance(c, dict) and "path" in c for c in loras):
+        raise ValueError(f"{where}: motion_module_lora_configs must be a list of {{path, alpha}} mappings")
+    values["motion_module_lora_configs"] = loras
+    for key in ("dreambooth_path", "lora_model_path", "adapter_lora_path", "inference_config", "base"):
+        values[key] = values.get(key) or ""
+    for key in ("steps", "W", "H", "L"):
+        if values.get(key) is not None and (not isinstance(values[key], int) or isinstance(values[key], bool)):
+            raise ValueError(f"{where}: {key} must be an integer, got {values[key]!r}")
+    for key in ("lora_alpha", "adapter_lora_scale", "guidance_scale"):
+        if key in values and not isinstance(values[key], (int, float)):
+            raise ValueError(f"{where}: {key} must be a number, got {values[key]!r}")
+    entry = PromptEntry(**values, name=name)
+    for label, items in (("n_prompt", entry.n_prompt), ("seed", entry.seed)):
+        if len(items) not in (1, len(entry.prompt)):
+            raise ValueError(
+                f"{where}: {len(items)} {label} values for {len(entry.prompt)} prompts (give 1 or one each)"
+            )
+    return entry
+
+
+def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], object]:
+    """(entries, the raw YAML document) of an official prompt config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if isinstance(raw, list):
+        entries = [parse_entry(e, f"{path.name} entry {i}", str(i)) for i, e in enumerate(raw)]
+    elif isinstance(raw, dict):
+        entries = [parse_entry(e, f"{path.name} entry {k!r}", str(k)) for k, e in raw.items()]
+    else:
+        raise ValueError(f"{path}: expected a list (or mapping) of entries, got {type(raw).__name__}")
+    if not entries:
+        raise ValueError(f"{path}: no entries")
+    return entries, raw
+
+
+def _local(path: str, config_dir: Path) -> str:
+    """Paths are relative to the working directory (as in the official repo), else to the config's folder."""
+    if not path or Path(path).expanduser().exists() or not (config_dir / path).exists():
+        return path
+    return str(config_dir / path)
+
+
+def _scheduler(inference_config: str):  # noqa: ANN202
+    from diffusers import DDIMScheduler
+
+    from animatediff.sampling import make_scheduler
+
+    if not inference_config or not Path(inference_config).is_file():
+        return make_scheduler("ddim")  # the official inference configs' DDIM settings
+    cfg = yaml.safe_load(Path(inference_config).read_text()) or {}
+    kwargs = cfg.get("noise_scheduler_kwargs")
+    return DDIMScheduler(**kwargs) if kwargs else make_scheduler("ddim")
+
+
+def sample_name(prompt: str) -> str:
+    """The official file stem: the first ten words of the prompt joined by '-', slashes removed."""
+    return "-".join(prompt.replace("/", "").split(" ")[:10])
+
+
+def run_prompt_config(
+    config: str | os.PathLike,
+    base: str | os.PathLike,
+    output_root: str | os.PathLike = "samples",
+    cache: ModelCache | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    frames: int = 16,
+    fps: float = 8.0,
+    progress: bool = True,
+) -> Path:
+    """Draw every prompt of every entry; returns the output folder."""
+    from animatediff.io.video import grid, save_video
+
+    config = Path(config)
+    entries, raw = load_prompt_config(config)
+    here = config.parent
+    cache = cache or ModelCache()
+    out = Path(output_root) / f"{config.stem}-{datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}"
+    videos, used_seeds, index = [], [], 0
+    for entry in entries:
+        entry_seeds: list[int] = []
+        loras = [("image", _local(entry.lora_model_path, here), float(entry.lora_alpha))] * bool(entry.lora_model_path)
+        if entry.adapter_lora_path:
+            loras.append(("adapter", _local(entry.adapter_lora_path, here), float(entry.adapter_lora_scale)))
+        for cfg in entry.motion_module_lora_configs:
+            loras.append(("motion", _local(str(cfg["path"]), here), float(cfg.get("alpha", 1.0))))
+        for motion_module in entry.motion_module:
+            spec = PipelineSpec(
+                base=_local(entry.base, here) or os.fspath(base),
+                motion_module=_local(motion_module, here),
+                dreambooth=_local(entry.dreambooth_path, here) or None,
+                loras=tuple(loras),
+            )
+            pipe = cache.pipeline(spec)
+            pipe.scheduler = _scheduler(_local(entry.inference_config, here))
+            for prompt, negative, seed in zip(entry.prompt, entry.negative_prompts, entry.seeds):
+                seed = seed if seed != -1 else random.SystemRandom().randrange(2**63)
+                entry_seeds.append(seed)
+                video = pipe(
+                    prompt, negative, num_frames=entry.L or frames, height=entry.H or height, width=entry.W or width,
+                    num_inference_steps=entry.steps, guidance_scale=entry.guidance_scale, seed=seed, progress=progress,
+                )[0]  # fmt: skip
+                save_video(video, out / "sample" / f"{index}-{sample_name(prompt)}.gif", fps)
+                videos.append(video)
+                index += 1
+        used_seeds.append(entry_seeds)
+    if len({v.shape for v in videos}) == 1:
+        save_video(grid(videos, columns=min(4, len(videos))), out / "sample.gif", fps)
+    (out / "config.yaml").write_text(yaml.safe_dump(_with_seeds(raw, used_seeds), sort_keys=False))
+    return out
+
+
+def _with_seeds(raw: object, used: list[list[int]]) -> object:
+    items = raw if isinstance(raw, list) else list(raw.values())
+    for entry, seeds in zip(items, used):
+        entry["random_seed"] = seeds
+    return raw
+
+
+__all__ = ["PromptEntry", "load_prompt_config", "parse_entry", "run_prompt_config", "sample_name"]

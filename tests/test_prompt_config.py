@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image, ImageSequence
+from safetensors.torch import save_file
+
+from animatediff.cli import main
+from animatediff.formats import save_motion_modules
+from animatediff.formats.motion_lora import save_motion_lora
+from animatediff.io.video import save_video
+from animatediff.model_cache import ModelCache
+from animatediff.pipeline import AnimationPipeline, load_base_model
+from animatediff.prompt_config import load_prompt_config, run_prompt_config, sample_name
+from tests.tiny import tiny_motion
+
+ATTN = "down_blocks.0.attentions.0.transformer_blocks.0"
+LONG = "a/b city at night with many lights shining over the bay right now"
+
+
+@pytest.fixture
+def assets(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
+    name = f"lora_unet_{ATTN}_attn1_to_q".replace(".", "_")
+    lora = {f"{name}.lora_down.weight": torch.randn(4, 32, generator=g), f"{name}.lora_up.weight": torch.randn(32, 4)}
+    save_file(lora, tmp_path / "style.safetensors")
+    target = "mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_k.weight"
+    save_motion_lora({target: (torch.randn(4, 64, generator=g), torch.randn(64, 4))}, tmp_path / "pan.safetensors")
+    return tmp_path
+
+
+def _write(path, entries) -> str:  # noqa: ANN001
+    path.write_text(yaml.safe_dump(entries, sort_keys=False))
+    return path
+
+
+def _two_entries(assets) -> list[dict]:  # noqa: ANN001
+    common = dict(motion_module=str(assets / "mm.safetensors"), steps=1, guidance_scale=7.5, L=2)
+    return [
+        dict(
+            lora_model_path="style.safetensors",
+            lora_alpha=0.7,
+            seed=[5, -1],
+            prompt=["a fox runs", LONG],
+            n_prompt=["blurry"],
+            **common,
+        ),  # fmt: skip
+        dict(
+            motion_module_lora_configs=[{"path": "pan.safetensors", "alpha": 0.5}],
+            seed=9,
+            prompt=["a boat"],
+            n_prompt=[""],
+            inference_config="configs/inference/inference-v2.yaml",
+            **common,
+        ),  # fmt: skip
+    ]
+
+
+def _frames(path) -> np.ndarray:  # noqa: ANN001
+    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
+
+
+def test_two_entries_three_prompts_official_layout_and_one_base_load(assets, base_folder, tmp_path):
+    config = _write(assets / "my-config.yaml", _two_entries(assets))  # relative LoRA paths: beside the config
+    cache = ModelCache()
+    out = run_prompt_config(config, base_folder, tmp_path / "samples", cache, progress=False)
+
+    assert out.parent == tmp_path / "samples" and out.name.startswith("my-config-")
+    words = "ab-city-at-night-with-many-lights-shining-over-the"  # first ten words, slash removed
+    assert sorted(p.name for p in (out / "sample").iterdir()) == ["0-a-fox-runs.gif", f"1-{words}.gif", "2-a-boat.gif"]
+    assert Image.open(out / "sample.gif").size == (3 * 16, 16) and Image.open(out / "sample.gif").n_frames == 2
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved[0]["random_seed"][0] == 5 and saved[1]["random_seed"] == [9]
+    assert isinstance(saved[0]["random_seed"][1], int) and saved[0]["random_seed"][1] != -1
+    assert saved[0]["prompt"] == ["a fox runs", LONG]  # the rest of the config as given
+
+    # The base and the motion module were read once; switching entries only swapped LoRAs.
+    assert cache.loads == {"base": 1, "motion_module": 1, "lora": 2}
+    pipe = cache.pipeline(_spec(assets, base_folder))  # entry 2 again: nothing to load
+    assert cache.loads["base"] == 1 and pipe.loras.active == {f"motion:{assets / 'pan.safetensors'}": 0.5}
+    # Unmerging the image LoRA restored the UNet exactly.
+    fresh = load_base_model(base_folder).unet.state_dict()
+    assert all(torch.equal(v, fresh[k]) for k, v in pipe.unet.unet.state_dict().items())
+
+    # The first video is what the library draws with the same model, LoRA and seed.
+    ref = AnimationPipeline.from_pretrained(base_folder, assets / "mm.safetensors")
+    ref.add_lora(assets / "style.safetensors", 0.7)
+    video = ref("a fox runs", "blurry", num_frames=2, num_inference_steps=1, seed=5, progress=False)[0]
+    np.testing.assert_array_equal(
+        _frames(out / "sample" / "0-a-fox-runs.gif"), _frames(save_video(video, tmp_path / "r.gif"))
+    )
+
+
+def _spec(assets, base_folder):  # noqa: ANN001, ANN202
+    from animatediff.model_cache import PipelineSpec
+
+    loras = (("motion", str(assets / "pan.safetensors"), 0.5),)
+    return PipelineSpec(str(base_folder), str(assets / "mm.safetensors"), loras=loras)
+
+
+def test_v1_mapping_form_with_motion_module_list_and_path_alias(assets, base_folder, tmp_path):
+    mm2 = save_motion_modules(tiny_motion("v3", seed=4), assets / "mm2.safetensors")
+    modules = [str(assets / "mm.safetensors"), str(mm2)]
+    entry = {"base": "", "path": "", "motion_module": modules, "seed": 3, "steps": 1, "L": 2, "prompt": ["a", "b"]}
+    config = _write(assets / "v1.yaml", {"Toon": entry})
+    cache = ModelCache()
+    out = run_prompt_config(config, base_folder, tmp_path, cache, progress=False)
+    assert sorted(p.name for p in (out / "sample").iterdir()) == ["0-a.gif", "1-b.gif", "2-a.gif", "3-b.gif"]
+    assert cache.loads == {"base": 1, "motion_module": 2}
+    assert yaml.safe_load((out / "config.yaml").read_text())["Toon"]["random_seed"] == [3, 3, 3, 3]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"gudance_scale": 8.0}, "unknown key 'gudance_scale'; did you mean 'guidance_scale'"),
+        ({"lora_modle_path": "x"}, "did you mean 'lora_model_path'"),
+        ({"seed": [1, 2, 3]}, "3 seed values for 2 prompts"),
+        ({"n_prompt": ["a", "b", "c"]}, "3 n_prompt values for 2 prompts"),
+        ({"seed": "7"}, "seed must be an integer"),
+        ({"steps": 2.5}, "steps must be an integer"),
+        ({"controlnet_path": "x"}, "SparseCtrl"),
+        ({"prompt": []}, "'prompt' is required"),
+    ],
+)
+def test_bad_configs_name_the_problem(assets, edit, message):
+    entry = {"motion_module": "mm.safetensors", "prompt": ["a", "b"], **edit}
+    with pytest.raises(ValueError, match=message):
+        load_prompt_config(_write(assets / "bad.yaml", [entry]))
+
+
+def test_cli_run_writes_the_layout_and_reports_bad_configs(assets, base_folder, tmp_path, capsys):
+    config = _write(assets / "cli.yaml", _two_entries(assets)[1:])
+    assert main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "s"), "--quiet"]) == 0
+    (out,) = (tmp_path / "s").iterdir()
+    assert (out / "sample" / "0-a-boat.gif").is_file() and (out / "sample.gif").is_file()
+    bad = _write(assets / "typo.yaml", [{"motion_module": "m", "prompt": ["x"], "stpes": 3}])
+    assert main(["run", str(bad), "--base", str(base_folder)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'stpes'; did you mean 'steps'" in err and "Traceback" not in err
+
+
+def test_sample_name_matches_the_official_rule():
+    assert sample_name("a / b c") == "a--b-c"
+    assert sample_name(" ".join(str(i) for i in range(12))) == "0-1-2-3-4-5-6-7-8-9"
