@@ -8,7 +8,7 @@ LoRAs are switched with exact unmerge + merge (`LoraMerger`). `loads` counts wha
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -39,21 +39,28 @@ class PipelineSpec:
 class ModelCache:
     """Hands out a pipeline for a `PipelineSpec`, reloading only the parts that changed since the last one."""
 
-    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_motion_modules: int = 2
+    ) -> None:
         self.device = device
         self.dtype = dtype
+        self.max_motion_modules = max_motion_modules
+        """Motion-module sets kept in memory (1.7 GB each at fp32 for SD1.5), least recently used dropped first."""
         self.loads: Counter[str] = Counter()
         """How many times each kind of file was read: 'base', 'dreambooth', 'motion_module', 'lora'."""
         self._pipe: AnimationPipeline | None = None
         self._base_key: tuple[str, str | None] | None = None
         self._motion_path: str | None = None
-        self._motion: dict[str, MotionModules] = {}
+        self._motion: OrderedDict[str, MotionModules] = OrderedDict()
         self._loras: dict[tuple[str, str], Lora] = {}
 
     def _motion_modules(self, path: str) -> MotionModules:
         if path not in self._motion:
+            while len(self._motion) >= max(self.max_motion_modules, 1):
+                self._motion.popitem(last=False)
             self._motion[path] = load_motion_modules(path).to(device=self.device, dtype=self.dtype).eval()
             self.loads["motion_module"] += 1
+        self._motion.move_to_end(path)
         return self._motion[path]
 
     def _lora(self, kind: str, path: str) -> Lora:
@@ -75,7 +82,10 @@ class ModelCache:
         return self._pipe
 
     def _load_base(self, spec: PipelineSpec, key: tuple[str, str | None]) -> None:
-        self._pipe = None  # drop the old model before loading the next one
+        if self._pipe is not None:
+            # Cached motion modules outlive this pipeline: unmerge its MotionLoRAs from them first.
+            self._pipe.loras.clear("motion_modules")
+            self._pipe = None  # drop the old model before loading the next one
         parts = load_base_model(spec.base, self.dtype)
         self.loads["base"] += 1
         if spec.dreambooth:
@@ -83,8 +93,6 @@ class ModelCache:
 
             load_single_file_weights(spec.dreambooth, parts.unet, parts.vae, parts.text_encoder)
             self.loads["dreambooth"] += 1
-        # Cached motion modules may still carry this cache's MotionLoRAs from the old pipeline: start clean.
-        self._motion.clear()
         unet = inflate_unet(parts.unet, self._motion_modules(spec.motion_module))
         self._pipe = AnimationPipeline(parts.tokenizer, parts.text_encoder, parts.vae, unet).to(self.device)
         self._base_key, self._motion_path = key, spec.motion_module

@@ -116,6 +116,13 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     loras = values.get("motion_module_lora_configs") or []
     if not isinstance(loras, list) or not all(isinstance(c, dict) and "path" in c for c in loras):
         raise ValueError(f"{where}: motion_module_lora_configs must be a list of {{path, alpha}} mappings")
+    for c in loras:
+        for key in set(c) - {"path", "alpha"}:
+            close = difflib.get_close_matches(str(key), ["path", "alpha"], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; expected path and alpha"
+            raise ValueError(f"{where}: motion_module_lora_configs: unknown key {key!r}{hint}")
+        if not isinstance(c.get("alpha", 1.0), (int, float)):
+            raise ValueError(f"{where}: motion_module_lora_configs alpha must be a number, got {c['alpha']!r}")
     values["motion_module_lora_configs"] = loras
     for key in ("dreambooth_path", "lora_model_path", "adapter_lora_path", "inference_config", "base"):
         values[key] = values.get(key) or ""

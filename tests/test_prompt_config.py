@@ -122,6 +122,8 @@ def test_v1_mapping_form_with_motion_module_list_and_path_alias(assets, base_fol
         ({"steps": 2.5}, "steps must be an integer"),
         ({"controlnet_path": "x"}, "SparseCtrl"),
         ({"prompt": []}, "'prompt' is required"),
+        ({"motion_module_lora_configs": [{"path": "p", "alpah": 1}]}, "unknown key 'alpah'; did you mean 'alpha'"),
+        ({"motion_module_lora_configs": [{"path": "p", "alpha": "high"}]}, "alpha must be a number"),
     ],
 )
 def test_bad_configs_name_the_problem(assets, edit, message):
