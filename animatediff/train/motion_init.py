@@ -17,7 +17,10 @@ def read_component_config(base: Path, component: str) -> dict:
     path = base / component / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{base} is not a diffusers Stable Diffusion folder: missing {component}/config.json")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
 
 
 def _layers_per_block(unet_config: dict) -> int:

@@ -1,0 +1,180 @@
+"""Training config: YAML + overrides, documented fields, shipped examples, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import ast
+import json
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+import animatediff.train.config as config_module
+from animatediff.cli import main
+from animatediff.train.config import TrainConfig, load_config, parse_overrides
+from animatediff.train.trainer import Trainer
+from tests.test_train_synthetic import one_thread, train_config  # noqa: F401 - fixture
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
+
+
+def _write(path: Path, values: dict) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_defaults_are_the_official_recipe(tmp_path):
+    c = load_config(_write(tmp_path / "c.yaml", {"model": {"base": "sd15"}}))
+    o = c.optim
+    assert (o.learning_rate, o.betas, o.weight_decay, o.eps, o.max_grad_norm) == (1e-4, (0.9, 0.999), 1e-2, 1e-8, 1.0)
+    assert (o.lr_scheduler, o.batch_size, o.caption_dropout) == ("constant", 4, 0.1)
+    assert (o.beta_start, o.beta_end, o.beta_schedule) == (0.00085, 0.012, "linear")
+    assert (c.data.num_frames, c.data.stride, c.data.resolution) == (16, 4, 256)
+    assert c.logging.report_to == "tensorboard"
+
+
+def test_every_field_has_a_docstring():
+    tree = ast.parse(inspect.getsource(config_module))
+    documented: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            body = node.body
+            documented[node.name] = {
+                stmt.target.id
+                for stmt, following in zip(body, body[1:])
+                if isinstance(stmt, ast.AnnAssign)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            }
+    classes = [
+        c
+        for c in vars(config_module).values()
+        if dataclasses.is_dataclass(c) and c.__module__ == config_module.__name__
+    ]
+    assert TrainConfig in classes and len(classes) >= 8
+    for cls in classes:
+        missing = {f.name for f in dataclasses.fields(cls)} - documented[cls.__name__]
+        assert not missing, f"{cls.__name__}: fields without a docstring: {missing}"
+
+
+def test_overrides_are_typed_and_win_over_the_file(tmp_path):
+    path = _write(tmp_path / "c.yaml", {"model": {"base": "sd15"}, "optim": {"learning_rate": 3e-4}})
+    c = load_config(
+        path,
+        [
+            "optim.learning_rate=5e-5",
+            "optim.betas=[0.8, 0.99]",
+            "data.kind=synthetic",
+            "lora.enabled=false",
+            "validation.prompts=[a, b]",
+            "checkpoint.resume_from=latest",
+        ],
+    )
+    assert c.optim.learning_rate == 5e-5 and c.optim.betas == (0.8, 0.99)
+    assert c.data.kind == "synthetic" and c.validation.prompts == ["a", "b"]
+    assert c.checkpoint.resume_from == "latest"
+    assert parse_overrides(["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+
+
+@pytest.mark.parametrize(
+    ("values", "overrides", "message"),
+    [
+        ({"model": {"base": "sd15"}, "optim": {"learnig_rate": 1e-4}}, [], "did you mean 'optim.learning_rate'"),
+        ({"model": {"base": "sd15"}}, ["optim.max_step=10"], "did you mean 'optim.max_steps'"),
+        ({"model": {"base": "sd15"}, "validaton": {}}, [], "did you mean 'validation'"),
+        ({"model": {"base": "sd15"}}, ["optim.batch_size=four"], "optim.batch_size' must be a int"),
+        ({"model": {"base": "sd15"}}, ["optim.betas=[0.9]"], "must have 2 entries"),
+        ({"model": {"base": "sd15"}}, ["precision=fp8"], "precision: 'fp8' is not one of"),
+        ({"model": {"base": "sd15"}}, ["data.num_frames=0"], "data.num_frames must be at least 1"),
+        ({}, [], "model.base is required"),
+        ({"model": {"base": "sd15"}, "lora": {"enabled": True}}, [], "lora.enabled needs model.init_motion_module"),
+        ({"model": {"base": "sd15"}}, ["optim"], "must look like key.sub=value"),
+    ],
+)
+def test_bad_configs_are_named(tmp_path, values, overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_config(_write(tmp_path / "c.yaml", values), overrides)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_load(path):
+    config = load_config(path)
+    assert config.model.base and config.output_dir
+
+
+def test_shipped_configs_exist():
+    assert {p.stem for p in CONFIGS} >= {"motion_module_webvid", "motion_lora", "smoke_synthetic"}
+
+
+def test_too_many_frames_fail_before_any_weights_load(tmp_path):
+    base = tmp_path / "base"  # only the config files: loading weights would fail loudly
+    for part, cfg in (
+        ("unet", {"block_out_channels": [32, 64], "layers_per_block": 2}),
+        ("vae", {"block_out_channels": [32, 32]}),
+    ):
+        (base / part).mkdir(parents=True)
+        (base / part / "config.json").write_text(json.dumps(cfg))
+    config = train_config(base, tmp_path / "run", data={"num_frames": 40})
+    with pytest.raises(ValueError, match="data.num_frames is 40.*at most 32"):
+        Trainer(config)
+    v1 = train_config(base, tmp_path / "run", data={"num_frames": 28}, model={"scratch": {"version": "v1"}})
+    with pytest.raises(ValueError, match="at most 24"):
+        Trainer(v1)
+    odd = train_config(base, tmp_path / "run", data={"resolution": 18})
+    with pytest.raises(ValueError, match="data.resolution 18 must be a multiple of 4"):
+        Trainer(odd)
+
+
+def test_missing_data_is_named(base_folder, tmp_path):
+    with pytest.raises(ValueError, match="data.kind 'folder' needs data.video_folder"):
+        Trainer(train_config(base_folder, tmp_path / "run", data={"kind": "folder"}))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Trainer(
+            train_config(base_folder, tmp_path / "run", data={"kind": "folder", "video_folder": str(tmp_path / "x")})
+        )
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        Trainer(train_config(base_folder, tmp_path / "run", data={"synthetic_clips": 1}))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_resuming_with_a_different_config_names_the_fields(base_folder, tmp_path):
+    Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 1})).train()
+    changed = train_config(
+        base_folder,
+        tmp_path / "run",
+        optim={"max_steps": 4, "learning_rate": 2e-3},
+        data={"stride": 2},
+        checkpoint={"resume_from": "latest"},
+    )
+    with pytest.raises(ValueError, match="differing fields") as err:
+        Trainer(changed)
+    text = str(err.value)
+    assert "optim.learning_rate: checkpoint 0.001, now 0.002" in text and "data.stride" in text
+    assert "max_steps" not in text  # training longer is what resuming is for
+    same = train_config(base_folder, tmp_path / "run", optim={"max_steps": 2}, checkpoint={"resume_from": "latest"})
+    assert Trainer(same).step == 1
+    with pytest.raises(FileNotFoundError, match="not a training checkpoint"):
+        Trainer(train_config(base_folder, tmp_path / "run", checkpoint={"resume_from": str(tmp_path)}))
+
+
+def test_cli_train_prints_config_and_reports_errors_in_one_line(tmp_path, capsys):
+    path = _write(tmp_path / "c.yaml", {"model": {"base": "sd15"}})
+    assert main(["train", str(path), "optim.learning_rate=2e-5", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["learning_rate"] == 2e-5 and printed["model"]["base"] == "sd15"
+    assert main(["train", str(path), "optim.lr=1"]) == 2
+    assert "unknown config key 'optim.lr'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "training config not found" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_train_runs_a_config(base_folder, tmp_path, capsys):
+    config = train_config(base_folder, tmp_path / "run", optim={"max_steps": 2})
+    path = _write(tmp_path / "c.yaml", config.to_dict())
+    assert main(["train", str(path), "optim.max_steps=1"]) == 0
+    assert "trained to step 1" in capsys.readouterr().out
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-00000001" / "motion_module.safetensors").is_file()
