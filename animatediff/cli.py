@@ -173,6 +173,29 @@ def run_run(args: argparse.Namespace) -> None:
         print(f"wrote {out}")
 
 
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a motion module or MotionLoRA (one GPU, or with accelerate launch)")
+    p.add_argument("config", help="training config YAML (see configs/train/)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="config overrides, e.g. optim.learning_rate=5e-5 data.num_workers=8")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from animatediff.train import Trainer, load_config
+
+    config = load_config(args.config, args.overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return
+    result = Trainer(config).train()
+    if result["checkpoint"] is not None:
+        print(f"trained to step {result['step']}; last checkpoint {result['checkpoint']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animatediff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert(sub)
     add_run(sub)
     add_prepare(sub)
+    add_train(sub)
     return parser
 
 

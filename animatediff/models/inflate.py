@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from einops import rearrange, repeat
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from animatediff.models.motion_adapter import MotionModules
 from animatediff.models.motion_module import MotionModule
@@ -105,6 +107,7 @@ class AnimationUNet(nn.Module):
         self.motion_modules = motion_modules
         self.frames = FrameContext()
         self.motion_enabled = True
+        self.gradient_checkpointing = False
         self._hooks = [
             layer.register_forward_hook(self._motion_hook(module))
             for layer, module in _attachment_points(unet, motion_modules)
@@ -125,11 +128,14 @@ class AnimationUNet(nn.Module):
             f = self.frames.num_frames
             if f is None or not self.motion_enabled:
                 return output
+            run = module
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                run = partial(checkpoint, module, use_reentrant=False)  # f passed as an argument, kept for backward
             if isinstance(output, torch.Tensor):  # a ResNet
-                return module(output, f)
+                return run(output, f)
             if isinstance(output, tuple):  # a spatial transformer called with return_dict=False
-                return (module(output[0], f), *output[1:])
-            output.sample = module(output.sample, f)
+                return (run(output[0], f), *output[1:])
+            output.sample = run(output.sample, f)
             return output
 
         return hook
@@ -157,11 +163,23 @@ class AnimationUNet(nn.Module):
 
     @contextmanager
     def _folded(self, num_frames: int) -> Iterator[None]:
+        previous = self.frames.num_frames
         self.frames.num_frames = num_frames
         try:
             yield
         finally:
-            self.frames.num_frames = None
+            self.frames.num_frames = previous
+
+    def fold_frames(self, num_frames: int):  # noqa: ANN201 - a context manager
+        """Keep `num_frames` set around forward *and* backward: gradient checkpointing re-runs the hooks
+        (and the v1 clip norms) during backward, after `forward` has returned."""
+        return self._folded(num_frames)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in backward: the 2-D UNet's own checkpointing plus each motion module.
+        Run forward and backward inside `fold_frames(f)`."""
+        self.unet.enable_gradient_checkpointing()
+        self.gradient_checkpointing = True
 
     def forward(
         self,
