@@ -183,3 +183,38 @@ def test_scaled_paths():
     assert parse_scaled_path("/tmp/a:b/c.ckpt") == ("/tmp/a:b/c.ckpt", 1.0)
     with pytest.raises(ValueError, match="'strong' is not a number"):
         parse_scaled_path("b.safetensors:strong")
+
+
+def test_kohya_merge_equals_diffusers_fuse_lora(models, tokenizer):
+    """Same file through diffusers' `load_lora_weights` + `fuse_lora`: identical weights (linear, 1×1, 3×3, alpha)."""
+    pytest.importorskip("peft")
+    from diffusers import StableDiffusionPipeline
+
+    from tests.tiny import official_scheduler, tiny_vae
+
+    shapes = {
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q": ((32,), (32,)),
+        "lora_unet_down_blocks_0_attentions_0_proj_in": ((32, 1, 1), (32, 1, 1)),
+        "lora_unet_up_blocks_0_resnets_1_conv2": ((64, 1, 1), (64, 3, 3)),
+        # diffusers 0.42 maps kohya's text-encoder attention keys to names transformers 5 lacks; its MLP keys work.
+        "lora_te_text_model_encoder_layers_1_mlp_fc1": ((64,), (32,)),
+    }
+    pairs = {name: _pair(4, out, inp, seed) for seed, (name, (out, inp)) in enumerate(shapes.items())}
+    sd = _kohya(pairs, alphas={name: 2.0 for name in pairs})
+    LoraMerger(models).add("x", parse_lora(sd), 0.7)
+
+    theirs = {"unet": tiny_unet(), "text_encoder": tiny_text_encoder(len(tokenizer))}
+    pipe = StableDiffusionPipeline(
+        vae=tiny_vae(), tokenizer=tokenizer, scheduler=official_scheduler(), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False, **theirs,
+    )  # fmt: skip
+    pipe.load_lora_weights({k: v.clone() for k, v in sd.items()}, adapter_name="x")
+    pipe.fuse_lora(lora_scale=0.7)
+    pipe.unload_lora_weights()
+    for c in models:
+        ours, ref = models[c].state_dict(), theirs[c].state_dict()
+        assert all(torch.equal(ours[k], ref[k]) for k in ours), c
+    fc1 = "encoder.layers.1.mlp.fc1.weight"  # the comparison is not vacuous: both sides did merge
+    assert not torch.equal(
+        models["text_encoder"].get_parameter(fc1), tiny_text_encoder(len(tokenizer)).get_parameter(fc1)
+    )
