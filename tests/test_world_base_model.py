@@ -15,9 +15,19 @@ from animatediff.world.base_model import (
     motion_module_config,
     save_base_folder,
 )
+from animatediff.world.datasets import WorldVideos
 from animatediff.world.tokenizer import world_tokenizer
 
 TINY = BaseModelConfig(resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), text_width=32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models run faster on one thread than on two that compete with other processes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +96,20 @@ def test_project_motion_modules_fit_the_world_unet(world_folder):
     pipe = AnimationPipeline.from_pretrained(folder, modules)
     frames = pipe("a red circle moving left on a black background", num_frames=4, num_inference_steps=2, progress=False)
     assert frames.shape == (1, 4, 16, 16, 3)
+
+
+def test_the_trainer_trains_motion_modules_on_world_videos_over_the_world_base(world_folder, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from animatediff.train.trainer import Trainer
+    from tests.test_train_synthetic import train_config
+
+    trainer = Trainer(train_config(world_folder[0], tmp_path / "run", data={"num_frames": 4, "resolution": 16}))
+    batch = next(iter(DataLoader(WorldVideos(2, frames=4, resolution=16), batch_size=2)))
+    loss = trainer.loss_and_backward(batch)
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in trainer.trainable if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
 
 
 def test_default_sizes_match_the_world_notes():

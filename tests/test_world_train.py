@@ -105,3 +105,16 @@ def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_p
         torch.testing.assert_close(value, vae_before[key])
     vae_report = json.loads((folder / "world.json").read_text())["vae"]
     assert vae_report["reused"] and vae_report["final_mse"] == report["vae"]["final_mse"]
+
+
+def test_joint_text_encoder_training_updates_the_encoder(images):
+    vae = build_vae(TINY).eval()
+    cache = encode_dataset(vae, images, progress=False)
+    tokenizer = world_tokenizer(tempfile.mkdtemp())
+    text_encoder = build_text_encoder(tokenizer, TINY)
+    before = {k: v.clone() for k, v in text_encoder.state_dict().items()}
+    cfg = UnetTrainConfig(steps=2, batch_size=4, train_text_encoder=True, progress=False)
+    train_unet(build_unet(TINY), text_encoder, tokenizer, cache, 1.0, cfg)
+    changed = [k for k, v in text_encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert any("token_embedding" in k for k in changed) and any("layers.0" in k for k in changed)
+    assert not any(p.requires_grad for p in text_encoder.parameters())
