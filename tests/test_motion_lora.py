@@ -147,3 +147,35 @@ def test_kinds_are_not_mixed_up(pipe, motion_lora, tmp_path):
         load_adapter_lora(motion)
     with pytest.raises(ValueError, match="not a MotionLoRA"):
         load_motion_lora(adapter)
+
+
+def test_diffusers_format_motion_lora_matches_diffusers_own_loading(make_pipeline, motion_lora, tmp_path):
+    """A PEFT-keyed motion LoRA through diffusers' AnimateDiffPipeline.load_lora_weights + fuse_lora: same video."""
+    pytest.importorskip("peft")
+    from diffusers import AnimateDiffPipeline
+
+    from tests.diffusers_reference import diffusers_motion_unet
+
+    peft = {}
+    for target, (down, up) in motion_lora.items():
+        name = next(iter(official_to_diffusers({target: down}))).removesuffix(".weight")
+        peft[f"unet.{name}.lora_A.weight"], peft[f"unet.{name}.lora_B.weight"] = down, up
+    save_file(peft, tmp_path / "motion_lora.safetensors")
+
+    ours = make_pipeline("v2")
+    reference = AnimateDiffPipeline(
+        vae=ours.vae, text_encoder=ours.text_encoder, tokenizer=ours.tokenizer,
+        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules), motion_adapter=None,
+        scheduler=ours.scheduler,
+    )  # fmt: skip
+    reference.set_progress_bar_config(disable=True)
+    reference.load_lora_weights({k: v.clone() for k, v in peft.items()}, adapter_name="pan")
+    reference.fuse_lora(lora_scale=0.8)
+    ours.add_lora(tmp_path / "motion_lora.safetensors", 0.8, kind="motion")
+
+    args = dict(prompt="a car", num_frames=4, height=16, width=16, num_inference_steps=2, guidance_scale=7.5)
+    expected = reference(**args, generator=torch.Generator("cpu").manual_seed(3), output_type="np").frames
+    got = ours(**args, seed=3, progress=False)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    ours.loras.clear()
+    assert np.abs(ours(**args, seed=3, progress=False) - got).max() > 1e-3  # the LoRA mattered
