@@ -146,3 +146,69 @@ def test_cli_run_writes_the_layout_and_reports_bad_configs(assets, base_folder, 
 def test_sample_name_matches_the_official_rule():
     assert sample_name("a / b c") == "a--b-c"
     assert sample_name(" ".join(str(i) for i in range(12))) == "0-1-2-3-4-5-6-7-8-9"
+
+
+OFFICIAL_V2_MOTION_LORA = """\
+- inference_config: "configs/inference/inference-v2.yaml"
+  motion_module:    "models/Motion_Module/mm_sd_v15_v2.ckpt"
+
+  motion_module_lora_configs:
+    - path:  "models/MotionLoRA/v2_lora_ZoomIn.ckpt"
+      alpha: 1.0
+
+  dreambooth_path: "models/DreamBooth_LoRA/realisticVision.safetensors"
+  lora_model_path: ""
+
+  seed:           [13100322578370451493]
+  steps:          1
+  guidance_scale: 7.5
+  L: 2
+
+  prompt:
+    - "photo of coastline, rocks, storm weather, wind, waves, lightning, 8k uhd, dslr, soft lighting"
+
+  n_prompt:
+    - "blur, haze, deformed iris, deformed pupils, semi-realistic, cgi, 3d, render, sketch, cartoon"
+"""
+INFERENCE_V2 = """\
+unet_additional_kwargs:
+  use_inflated_groupnorm: true
+  motion_module_mid_block: true
+noise_scheduler_kwargs:
+  num_train_timesteps: 1000
+  beta_start: 0.00085
+  beta_end: 0.0125
+  beta_schedule: "linear"
+  steps_offset: 1
+  clip_sample: false
+"""
+
+
+def test_an_official_config_runs_unchanged_from_the_repo_root(base_folder, tokenizer, tmp_path, monkeypatch):
+    """The official file layout (models/…, configs/inference/…), a 64-bit seed, a .ckpt MotionLoRA, a checkpoint."""
+    from tests.ldm_checkpoint import save_ldm_checkpoint
+    from tests.tiny import tiny_text_encoder, tiny_unet, tiny_vae
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("configs/prompts", "configs/inference", "models/Motion_Module", "models/MotionLoRA",
+                   "models/DreamBooth_LoRA"):  # fmt: skip
+        (tmp_path / folder).mkdir(parents=True)
+    save_motion_modules(tiny_motion("v2"), "models/Motion_Module/mm_sd_v15_v2.ckpt")
+    target = "up_blocks.1.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_out.0.weight"
+    save_motion_lora({target: (torch.randn(4, 32), torch.randn(32, 4))}, "models/MotionLoRA/v2_lora_ZoomIn.ckpt")
+    save_ldm_checkpoint("models/DreamBooth_LoRA/realisticVision.safetensors", tiny_unet(seed=5), tiny_vae(seed=6),
+                        tiny_text_encoder(len(tokenizer), 7))  # fmt: skip
+    (tmp_path / "configs/inference/inference-v2.yaml").write_text(INFERENCE_V2)
+    (tmp_path / "configs/prompts/v2-2-MotionLoRA.yaml").write_text(OFFICIAL_V2_MOTION_LORA)
+
+    cache = ModelCache()
+    out = run_prompt_config("configs/prompts/v2-2-MotionLoRA.yaml", base_folder, "samples", cache, progress=False)
+    assert out.parent.resolve() == tmp_path / "samples" and out.name.startswith("v2-2-MotionLoRA-")
+    assert [p.name for p in (out / "sample").iterdir()] == [
+        "0-photo-of-coastline,-rocks,-storm-weather,-wind,-waves,-lightning,-8k.gif"
+    ]
+    assert yaml.safe_load((out / "config.yaml").read_text())[0]["random_seed"] == [13100322578370451493]
+    pipe = cache._pipe
+    assert pipe.scheduler.config.beta_end == 0.0125  # from the inference config
+    assert cache.loads == {"base": 1, "dreambooth": 1, "motion_module": 1, "lora": 1}
+    assert list(pipe.loras.active.values()) == [1.0]
