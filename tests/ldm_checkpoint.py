@@ -68,7 +68,11 @@ def _vae_key(key: str, n: int) -> str:
     return key
 
 
-def ldm_state_dict(unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel) -> dict:
+def ldm_state_dict(
+    unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel, text_model_level: bool = True
+) -> dict:
+    """text_model_level: CLIP keys as `cond_stage_model.transformer.text_model.*` (most files) or without that level
+    (files saved with transformers < 4.22)."""
     sd = {f"model.diffusion_model.{_unet_key(k, unet)}": v for k, v in unet.state_dict().items()}
     n = len(vae.config.block_out_channels)
     for key, value in vae.state_dict().items():
@@ -77,14 +81,14 @@ def ldm_state_dict(unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder:
             value = value[:, :, None, None]  # LDM's VAE attention projections are 1×1 convolutions
         sd[f"first_stage_model.{new}"] = value
     for key, value in text_encoder.state_dict().items():
-        sd[f"cond_stage_model.transformer.text_model.{key}"] = value
+        sd[f"cond_stage_model.transformer.{'text_model.' * text_model_level}{key}"] = value
     return {k: v.clone().contiguous() for k, v in sd.items()}
 
 
-def save_ldm_checkpoint(path, unet, vae, text_encoder, wrap: bool = False) -> None:  # noqa: ANN001
+def save_ldm_checkpoint(path, unet, vae, text_encoder, wrap: bool = False, text_model_level: bool = True) -> None:  # noqa: ANN001
     from safetensors.torch import save_file
 
-    sd = ldm_state_dict(unet, vae, text_encoder)
+    sd = ldm_state_dict(unet, vae, text_encoder, text_model_level)
     if str(path).endswith(".safetensors"):
         save_file(sd, str(path))
     else:

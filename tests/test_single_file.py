@@ -15,10 +15,10 @@ def personal(tokenizer):
     return tiny_unet(seed=5), tiny_vae(seed=6), tiny_text_encoder(len(tokenizer), seed=7)
 
 
-@pytest.mark.parametrize("name", ["model.safetensors", "model.ckpt"])
+@pytest.mark.parametrize("name", ["model.safetensors", "model.ckpt", "old-clip-keys.safetensors"])
 def test_single_file_loads_to_the_same_weights(base_folder, personal, tmp_path, name):
     path = tmp_path / name
-    save_ldm_checkpoint(path, *personal, wrap=name.endswith(".ckpt"))
+    save_ldm_checkpoint(path, *personal, wrap=name.endswith(".ckpt"), text_model_level=not name.startswith("old"))
     base = load_base_model(base_folder)
     assert not torch.equal(base.unet.conv_in.weight, personal[0].conv_in.weight)
     load_single_file_weights(path, base.unet, base.vae, base.text_encoder)
