@@ -128,6 +128,7 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", type=int, default=None, help="re-encode with the shorter side at this many pixels")
     p.add_argument("--min-frames", type=int, default=16, help="skip videos with fewer frames")
     p.add_argument("--keyframe-interval", type=int, default=16, help="keyframe spacing of re-encoded videos")
+    p.add_argument("--workers", type=int, default=0, help="processes checking and re-encoding videos (0: this one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(run=run_prepare)
 
@@ -137,7 +138,7 @@ def run_prepare(args: argparse.Namespace) -> None:
 
     report = prepare_shards(args.video_folder, args.out_dir, shard_size=args.shard_size, csv_path=args.csv,
                             resize=args.resize, min_frames=args.min_frames, keyframe_interval=args.keyframe_interval,
-                            progress=not args.quiet)
+                            num_workers=args.workers, progress=not args.quiet)
     if not args.quiet:
         skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
         print(f"wrote {report.written} clips in {len(report.shards)} shards to {args.out_dir} (skipped: {skipped})")

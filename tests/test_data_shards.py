@@ -81,6 +81,21 @@ def test_prepare_resizes_and_reads_webvid_csv(folder, tmp_path):
         assert (reader.info.height, reader.info.width, reader.info.num_frames) == (16, 16, 24)
 
 
+def test_prepare_with_workers_matches_and_keeps_other_containers(folder, tmp_path):
+    serial = prepare_shards(folder, tmp_path / "serial", shard_size=2, resize=16, progress=False)
+    pooled = prepare_shards(folder, tmp_path / "pooled", shard_size=2, resize=16, num_workers=2, progress=False)
+    assert pooled.skipped == serial.skipped
+    for a, b in zip(serial.shards, pooled.shards, strict=True):
+        assert list(iter_tar_samples(a)) == list(iter_tar_samples(b))
+    other = tmp_path / "mkv"
+    other.mkdir()
+    (other / "clip.mkv").write_bytes(write_synthetic_video(tmp_path / "clip.mkv", num_frames=20).read_bytes())
+    (other / "clip.txt").write_text("in matroska")
+    report = prepare_shards(other, tmp_path / "mkv_shards", progress=False)
+    assert set(next(iter_tar_samples(report.shards[0]))) == {"__key__", "mkv", "txt"}
+    assert texts(ShardDataset(report.shards, CLIP)) == ["in matroska"]
+
+
 def test_prepare_cli(folder, tmp_path, capsys):
     assert main(["prepare", str(folder), str(tmp_path / "out"), "--shard-size", "3"]) == 0
     out = capsys.readouterr()

@@ -7,8 +7,10 @@ videos are left out and counted.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import multiprocessing
 import os
 import re
 from dataclasses import dataclass, field
@@ -74,6 +76,29 @@ def _key(path: Path, used: set[str]) -> str:
     return key
 
 
+def load_video_for_shard(
+    path: Path, resize: int | None, min_frames: int, keyframe_interval: int
+) -> tuple[str, bytes] | VideoReadError:
+    """(member extension, bytes) of one checked (and optionally re-encoded) video, or the reason to leave it out.
+
+    Returns the error rather than raising it, so that pool workers hand it back like a result.
+    """
+    try:
+        with VideoReader(path) as reader:
+            if reader.info.num_frames < min_frames:
+                raise VideoReadError(f"has {reader.info.num_frames} frames, needs {min_frames}", "too_short", str(path))
+            reader.read([0])  # a file that opens but does not decode is caught here, not in training
+        if resize:
+            return "mp4", reencode(path, resize, keyframe_interval)
+        return path.suffix.lower().lstrip("."), path.read_bytes()
+    except VideoReadError as err:
+        return err
+
+
+def _load_task(task: tuple) -> tuple[str, bytes] | VideoReadError:
+    return load_video_for_shard(*task)
+
+
 def prepare_shards(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -82,37 +107,44 @@ def prepare_shards(
     resize: int | None = None,
     min_frames: int = 16,
     keyframe_interval: int = 16,
+    num_workers: int = 0,
     progress: bool = True,
 ) -> PrepareReport:
     """Shards of `<key>.mp4` + `<key>.txt` from the videos in `source` (captions from `.txt` files beside them, or
-    from the WebVid CSV `csv_path`). Videos with fewer than `min_frames` frames or that do not decode are skipped."""
+    from the WebVid CSV `csv_path`). Videos with fewer than `min_frames` frames or that do not decode are skipped.
+    `num_workers` processes check and re-encode videos (0: this process); shards keep the source order."""
     if resize is not None and resize < 8:
         raise ValueError(f"resize must be at least 8 pixels, got {resize}")
     if min_frames < 1:
         raise ValueError(f"min_frames must be at least 1, got {min_frames}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be non-negative, got {num_workers}")
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     if csv_path is not None:
         videos, captions, skipped["missing"] = read_webvid_csv(csv_path, source)
     else:
         videos, captions = list_video_folder(source)
+    tasks = [(Path(v), resize, min_frames, keyframe_interval) for v in videos]
     used: set[str] = set()
-    with ShardWriter(out_dir, shard_size) as writer:
-        for path, caption in tqdm(list(zip(videos, captions)), desc="prepare", unit="video", disable=not progress):
-            try:
-                with VideoReader(path) as reader:
-                    if reader.info.num_frames < min_frames:
-                        raise VideoReadError(
-                            f"has {reader.info.num_frames} frames, needs {min_frames}", "too_short", str(path)
-                        )
-                    reader.read([0])  # a file that opens but does not decode is caught here, not in training
-                data = reencode(path, resize, keyframe_interval) if resize else Path(path).read_bytes()
-            except VideoReadError as err:
-                skipped[err.reason] += 1
-                logger.warning("skipped video (%s): %s", err.reason, err)
+    with contextlib.ExitStack() as stack:
+        if num_workers:
+            pool = stack.enter_context(multiprocessing.get_context().Pool(num_workers))
+            results = pool.imap(_load_task, tasks, chunksize=4)
+        else:
+            results = map(_load_task, tasks)
+        writer = stack.enter_context(ShardWriter(out_dir, shard_size))
+        bar = tqdm(
+            zip(videos, captions, results), total=len(videos), desc="prepare", unit="video", disable=not progress
+        )
+        for path, caption, result in bar:
+            if isinstance(result, VideoReadError):
+                skipped[result.reason] += 1
+                logger.warning("skipped video (%s): %s", result.reason, result)
                 continue
-            writer.write(_key(path, used), {"mp4": data, "txt": caption.encode("utf-8")})
+            extension, data = result
+            writer.write(_key(Path(path), used), {extension: data, "txt": caption.encode("utf-8")})
         shards = [writer.out_dir / s["name"] for s in writer.shards]
-    written = sum(s["samples"] for s in writer.shards)
+        written = sum(s["samples"] for s in writer.shards)
     if not written:
         raise ValueError(f"none of the {len(videos)} videos in {source} could be used (skipped: {skipped})")
     return PrepareReport(shards, written, {k: v for k, v in skipped.items() if v})

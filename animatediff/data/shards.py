@@ -301,5 +301,8 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._tar is not None:  # leave the unfinished shard as .tmp and no index: the run did not complete
+            self._tar.close()

@@ -34,8 +34,13 @@ class VideoReadError(Exception):
 
     def __init__(self, message: str, reason: str, source: str = "") -> None:
         super().__init__(f"{source}: {message}" if source else message)
+        self.message = message
         self.reason = reason
         self.source = source
+
+    def __reduce__(self) -> tuple:
+        # Travels between processes (prepare's pool) with its reason intact.
+        return type(self), (self.message, self.reason, self.source)
 
 
 @dataclass(frozen=True)
