@@ -168,6 +168,26 @@ def _local(path: str, config_dir: Path) -> str:
     return str(config_dir / path)
 
 
+def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str) -> None:
+    """Fail before loading anything when a file is missing from a folder that exists locally.
+
+    Paths whose folder does not exist locally may be hub references (`owner/repo/file`) and are left to the hub
+    client, which names them clearly when offline.
+    """
+    for entry in entries:
+        paths = [("dreambooth_path", entry.dreambooth_path), ("lora_model_path", entry.lora_model_path),
+                 ("adapter_lora_path", entry.adapter_lora_path), ("base", entry.base)]  # fmt: skip
+        paths += [("motion_module", m) for m in entry.motion_module]
+        paths += [("motion_module_lora_configs", str(c["path"])) for c in entry.motion_module_lora_configs]
+        for key, path in paths:
+            if not path or Path(_local(path, here)).expanduser().exists():
+                continue
+            if any((root / path).parent.is_dir() for root in (Path.cwd(), here)):
+                raise FileNotFoundError(
+                    f"{config_name} entry {entry.name}: {key} {path!r} not found (looked in {Path.cwd()} and {here})"
+                )
+
+
 def _scheduler(inference_config: str):  # noqa: ANN202
     from diffusers import DDIMScheduler
 
@@ -202,6 +222,7 @@ def run_prompt_config(
     config = Path(config)
     entries, raw = load_prompt_config(config)
     here = config.parent
+    _check_local_paths(entries, here, config.name)
     cache = cache or ModelCache()
     out = Path(output_root) / f"{config.stem}-{datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}"
     videos, used_seeds, index = [], [], 0

@@ -212,3 +212,14 @@ def test_an_official_config_runs_unchanged_from_the_repo_root(base_folder, token
     assert pipe.scheduler.config.beta_end == 0.0125  # from the inference config
     assert cache.loads == {"base": 1, "dreambooth": 1, "motion_module": 1, "lora": 1}
     assert list(pipe.loras.active.values()) == [1.0]
+
+
+def test_a_missing_local_file_fails_before_loading(assets, base_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(assets)
+    (assets / "models" / "MotionLoRA").mkdir(parents=True)
+    entries = _two_entries(assets)
+    entries[1]["motion_module_lora_configs"] = [{"path": "models/MotionLoRA/v2_lora_PanLeft.ckpt", "alpha": 1.0}]
+    cache = ModelCache()
+    with pytest.raises(FileNotFoundError, match=r"entry 1: motion_module_lora_configs 'models/MotionLoRA/v2_lora_P"):
+        run_prompt_config(_write(assets / "c.yaml", entries), base_folder, tmp_path, cache, progress=False)
+    assert not cache.loads
