@@ -105,6 +105,10 @@ def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_p
         torch.testing.assert_close(value, vae_before[key])
     vae_report = json.loads((folder / "world.json").read_text())["vae"]
     assert vae_report["reused"] and vae_report["final_mse"] == report["vae"]["final_mse"]
+    # A recipe with other VAE sizes does not silently reuse this one.
+    other = BaseModelConfig(resolution=16, vae_channels=(32, 64), unet_channels=(32, 64), text_width=32)
+    with pytest.raises(ValueError, match="remove that vae/ folder"):
+        build_base_model(folder, ImageRecipe(model=other, num_images=8))
 
 
 def test_joint_text_encoder_training_updates_the_encoder(images):

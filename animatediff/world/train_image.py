@@ -330,6 +330,11 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
 
     if (folder / "vae" / "config.json").is_file():
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True).eval()
+        if tuple(vae.config.block_out_channels) != tuple(cfg.vae_channels):
+            raise ValueError(
+                f"{folder / 'vae'} has channels {tuple(vae.config.block_out_channels)}, the recipe asks for "
+                f"{tuple(cfg.vae_channels)}; remove that vae/ folder to train a new VAE"
+            )
         previous = folder / "world.json"
         earlier = json.loads(previous.read_text()).get("vae", {}) if previous.is_file() else {}
         report["vae"] = {**earlier, "reused": True}
