@@ -129,3 +129,23 @@ def test_v_prediction_trains_on_velocity(base_folder, tmp_path):
     assert Trainer(train_config(base_folder, tmp_path / "run2")).prediction_type == "epsilon"  # from the base
     result = trainer.train()
     assert result["step"] == 3 and result["loss"] == result["loss"]  # finite
+
+
+def test_validation_writes_animations_without_disturbing_training(base_folder, tmp_path):
+    validation = {
+        "every": 2,
+        "prompts": ["a red square moving right"],
+        "num_frames": 4,
+        "resolution": 16,
+        "num_inference_steps": 2,
+    }
+    plain = Trainer(train_config(base_folder, tmp_path / "plain", optim={"max_steps": 3}))
+    plain.train()
+    validated = Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 3}, validation=validation))
+    validated.train()
+    gifs = sorted((tmp_path / "run" / "validation").rglob("*.gif"))
+    assert [g.parent.name for g in gifs] == ["step-00000002"]
+    assert gifs[0].name == "0-a-red-square-moving-right.gif"
+    assert all(p.requires_grad for p in validated.trainable)
+    a, b = plain.unet.motion_modules.state_dict(), validated.unet.motion_modules.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
