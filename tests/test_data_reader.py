@@ -94,3 +94,13 @@ def test_bad_indices_are_value_errors(coded_video):
         read_video_frames(coded_video, [-1, 3])
     with pytest.raises(ValueError, match="no frame indices"):
         read_video_frames(coded_video, [])
+
+
+@pytest.mark.parametrize("fps", [30000 / 1001, 25.0, 60.0])
+def test_seeking_at_common_frame_rates(tmp_path, fps):
+    path = write_video(index_coded_frames(120), tmp_path / "coded.mp4", fps=fps, keyframe_interval=30)
+    with VideoReader(path) as reader:
+        assert reader.info.num_frames == 120 and reader.info.fps == pytest.approx(fps, rel=1e-3)
+        for start in (29, 30, 31, 59, 103):
+            indices = list(range(start, min(120, start + 16), 4))
+            assert decoded_indices(reader.read(indices)) == indices

@@ -123,18 +123,17 @@ class VideoClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         epoch = self.epoch
+        # One stream per item draws its clip and, after a failed read, the replacement video and its clip: all
+        # reproducible, and two bad items replaced by the same video still get different clips.
         rng = item_rng(self.seed, epoch, index)
         current = index
         for _ in range(self.max_retries + 1):
             try:
-                return load_clip(
-                    self.videos[current], self.captions[current], self.clip, item_rng(self.seed, epoch, current)
-                )
+                return load_clip(self.videos[current], self.captions[current], self.clip, rng)
             except VideoReadError as err:
                 self.counter.add(err.reason, str(err))
                 last_error = err
-            # Like the official code, replace a bad video by a random other one (drawn from this item's stream,
-            # so the replacement is reproducible).
+            # Like the official code, replace a bad video by a random other one.
             current = int(rng.integers(0, len(self)))
         raise RuntimeError(
             f"{self.max_retries + 1} videos in a row could not be read (last: {last_error}); "

@@ -105,6 +105,10 @@ class ShardDataset(IterableDataset):
     Ranks can receive different numbers of clips (shards differ in size, skips differ): distributed training
     should run a fixed number of steps over `repeat=True`, which moves to the next epoch by itself.
 
+    `shuffle_buffer` samples (raw video bytes: about 2 MB each for WebVid originals, far less for shards prepared
+    with `--resize`) are held per reader; `shuffle=False` reads shards and samples in order. `rank`/`world_size`
+    default to torch.distributed's, else the RANK/WORLD_SIZE environment variables.
+
     Resume with `set_position(epoch, consumed, batch_size)`: the readers skip, without decoding, the samples
     that the rank's first `consumed` items since the start of `epoch` came from (with `repeat`, the count runs on
     across epochs). Exact while no worker has run dry and no bad video was skipped in that range.
