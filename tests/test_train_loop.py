@@ -149,3 +149,22 @@ def test_validation_writes_animations_without_disturbing_training(base_folder, t
     assert all(p.requires_grad for p in validated.trainable)
     a, b = plain.unet.motion_modules.state_dict(), validated.unet.motion_modules.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps one mixed-precision setting per process; give the next test back a clean slate."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_keeps_the_base_in_bf16_and_trains_fp32_motion_weights(base_folder, tmp_path, fresh_accelerate_state):
+    config = train_config(base_folder, tmp_path / "run", precision="bf16", gradient_checkpointing=True)
+    trainer = Trainer(config)
+    assert trainer.unet.unet.dtype == trainer.vae.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in trainer.trainable)
+    result = trainer.train()
+    assert result["step"] == 3 and torch.isfinite(torch.tensor(result["loss"]))
