@@ -83,3 +83,14 @@ def test_pickle_named_safetensors_and_a_lora(base_folder, tmp_path):
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)}, tmp_path / "lora.safetensors")
     with pytest.raises(ValueError, match=r"a LoRA \(use --lora\)"):
         load_single_file_weights(tmp_path / "lora.safetensors", base.unet, base.vae, base.text_encoder)
+
+
+def test_a_file_without_vae_keeps_the_base_vae(base_folder, personal, tmp_path):
+    sd = {k: v for k, v in ldm_state_dict(*personal).items() if not k.startswith("first_stage_model.")}
+    save_file(sd, tmp_path / "no_vae.safetensors")
+    base = load_base_model(base_folder)
+    vae_before = {k: v.clone() for k, v in base.vae.state_dict().items()}
+    replaced = load_single_file_weights(tmp_path / "no_vae.safetensors", base.unet, base.vae, base.text_encoder)
+    assert replaced == ["unet", "text_encoder"]
+    assert all(torch.equal(v, vae_before[k]) for k, v in base.vae.state_dict().items())
+    assert torch.equal(base.unet.conv_in.weight, personal[0].conv_in.weight)

@@ -111,11 +111,20 @@ def convert_single_file(
 @torch.no_grad()
 def load_single_file_weights(
     path: str | os.PathLike, unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel
-) -> None:
-    """Replace the base model's UNet, VAE and text-encoder weights with those of a single-file SD1.x checkpoint."""
+) -> list[str]:
+    """Replace the base model's UNet, VAE and text-encoder weights with those of a single-file SD1.x checkpoint.
+
+    A file without any VAE or text-encoder weights (some are saved UNet-only or without a baked VAE) keeps the
+    base's part; a part that is there must be complete. Returns the parts replaced.
+    """
     name = os.fspath(path)
     sd = read_single_file(path)
     check_sd1_checkpoint(sd, unet, name)
     converted = convert_single_file(sd, unet, vae)
+    replaced = []
     for part, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
+        if part != "unet" and not converted[part]:
+            continue
         _load_strict(module, converted[part], part, name)
+        replaced.append(part)
+    return replaced
