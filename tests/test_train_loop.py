@@ -141,12 +141,26 @@ def test_validation_writes_animations_without_disturbing_training(base_folder, t
     }
     plain = Trainer(train_config(base_folder, tmp_path / "plain", optim={"max_steps": 3}))
     plain.train()
-    validated = Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 3}, validation=validation))
+    validated = Trainer(
+        train_config(
+            base_folder,
+            tmp_path / "run",
+            optim={"max_steps": 3},
+            validation=validation,
+            logging={"report_to": "tensorboard", "every": 1},
+        )
+    )
     validated.train()
     gifs = sorted((tmp_path / "run" / "validation").rglob("*.gif"))
     assert [g.parent.name for g in gifs] == ["step-00000002"]
     assert gifs[0].name == "0-a-red-square-moving-right.gif"
     assert all(p.requires_grad for p in validated.trainable)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "logs" / "animatediff-train"))
+    events.Reload()
+    assert "validation/0-a-red-square-moving-right" in events.Tags()["images"]
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
     a, b = plain.unet.motion_modules.state_dict(), validated.unet.motion_modules.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -85,6 +85,11 @@ class Trainer:
             project_config=ProjectConfiguration(project_dir=c.output_dir, logging_dir=str(Path(c.output_dir) / "logs")),
             cpu=c.cpu,
         )
+        if acc.state.deepspeed_plugin is not None:
+            # DeepSpeed reads the micro-batch from prepared DataLoaders; ours is built per epoch, so say it here.
+            ds_config = acc.state.deepspeed_plugin.deepspeed_config
+            if ds_config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+                ds_config["train_micro_batch_size_per_gpu"] = c.optim.batch_size
 
         # 1. Everything that can be wrong with the inputs, before any weights are loaded.
         base = resolve_path(c.model.base, "base model")
@@ -341,11 +346,19 @@ class Trainer:
                     )[0]
                     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48]
                     paths.append(save_video(frames, folder / f"{i}-{slug}.gif", v.fps))
+                    self._log_frames(f"validation/{i}-{slug}", frames)
         finally:
             for p in self.unet.parameters():
                 p.requires_grad_(trains[id(p)])
             self.unet.motion_modules.train()
         return paths
+
+    def _log_frames(self, tag: str, frames) -> None:  # noqa: ANN001 - (f, H, W, 3) floats in [0, 1]
+        for tracker in self.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.log_images({tag: frames}, step=self.step, dataformats="NHWC")
+            elif tracker.name == "wandb":
+                tracker.log_images({tag: list(frames)}, step=self.step)
 
     def export(self, folder: Path) -> None:
         """The trained weights alone, loadable by `animatediff generate`: official file + diffusers folder."""
