@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -182,3 +189,53 @@ def test_bf16_keeps_the_base_in_bf16_and_trains_fp32_motion_weights(base_folder,
     assert all(p.dtype == torch.float32 for p in trainer.trainable)
     result = trainer.train()
     assert result["step"] == 3 and torch.isfinite(torch.tensor(result["loss"]))
+
+
+KILLABLE = """
+import sys, time
+from pathlib import Path
+
+import torch
+
+from animatediff.train.trainer import Trainer
+from tests.test_train_synthetic import train_config
+
+torch.set_num_threads(1)
+sections = eval(sys.argv[3])
+trainer = Trainer(train_config(Path(sys.argv[1]), Path(sys.argv[2]), **sections))
+trainer.on_step = lambda t, step, loss: time.sleep(0.3)  # slow enough to be killed mid-run
+trainer.train()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(base_folder, tmp_path):
+    sections = dict(
+        optim={"batch_size": 1, "max_steps": 8}, checkpoint={"every": 1, "keep_last": 2, "resume_from": "latest"}
+    )
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(base_folder), str(tmp_path / "split"), repr(sections)],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    third = tmp_path / "split" / "checkpoints" / "checkpoint-00000003" / "trainer_state.json"
+    deadline = time.monotonic() + 120
+    while not third.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+
+    resumed = Trainer(train_config(base_folder, tmp_path / "split", **sections))
+    assert 3 <= resumed.step < 8
+    resumed.train()
+    whole = Trainer(train_config(base_folder, tmp_path / "whole", **sections))
+    whole.train()
+    a, b = whole.unet.motion_modules.state_dict(), resumed.unet.motion_modules.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
