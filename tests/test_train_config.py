@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ast
-import json
 import dataclasses
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,9 @@ import animatediff.train.config as config_module
 from animatediff.cli import main
 from animatediff.train.config import TrainConfig, load_config, parse_overrides
 from animatediff.train.trainer import Trainer
-from tests.test_train_synthetic import one_thread, train_config  # noqa: F401 - fixture
+from tests.test_train_synthetic import fresh_accelerate_state, one_thread, train_config  # noqa: F401 - fixtures
 
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
 
 

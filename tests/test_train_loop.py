@@ -15,10 +15,10 @@ import torch
 from animatediff.formats.motion_module_files import save_motion_modules
 from animatediff.pipeline import load_base_model
 from animatediff.train.trainer import Trainer
-from tests.test_train_synthetic import one_thread, train_config  # noqa: F401 - fixture
+from tests.test_train_synthetic import fresh_accelerate_state, one_thread, train_config  # noqa: F401 - fixtures
 from tests.tiny import tiny_motion
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -172,17 +172,7 @@ def test_validation_writes_animations_without_disturbing_training(base_folder, t
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    """Accelerate keeps one mixed-precision setting per process; give the next test back a clean slate."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def test_bf16_keeps_the_base_in_bf16_and_trains_fp32_motion_weights(base_folder, tmp_path, fresh_accelerate_state):
+def test_bf16_keeps_the_base_in_bf16_and_trains_fp32_motion_weights(base_folder, tmp_path):
     config = train_config(base_folder, tmp_path / "run", precision="bf16", gradient_checkpointing=True)
     trainer = Trainer(config)
     assert trainer.unet.unet.dtype == trainer.vae.dtype == torch.bfloat16
