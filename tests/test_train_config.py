@@ -86,7 +86,7 @@ def test_overrides_are_typed_and_win_over_the_file(tmp_path):
         ({"model": {"base": "sd15"}, "optim": {"learnig_rate": 1e-4}}, [], "did you mean 'optim.learning_rate'"),
         ({"model": {"base": "sd15"}}, ["optim.max_step=10"], "did you mean 'optim.max_steps'"),
         ({"model": {"base": "sd15"}, "validaton": {}}, [], "did you mean 'validation'"),
-        ({"model": {"base": "sd15"}}, ["optim.batch_size=four"], "optim.batch_size' must be a int"),
+        ({"model": {"base": "sd15"}}, ["optim.batch_size=four"], "optim.batch_size' must be of type int"),
         ({"model": {"base": "sd15"}}, ["optim.betas=[0.9]"], "must have 2 entries"),
         ({"model": {"base": "sd15"}}, ["precision=fp8"], "precision: 'fp8' is not one of"),
         ({"model": {"base": "sd15"}}, ["data.num_frames=0"], "data.num_frames must be at least 1"),

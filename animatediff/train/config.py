@@ -299,7 +299,7 @@ def _coerce(value, annotation, key: str):  # noqa: ANN001, ANN202
     if annotation in (int, float, str, bool) and not (
         isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
     ):
-        raise ValueError(f"config key {key!r} must be a {annotation.__name__}, got {value!r}")
+        raise ValueError(f"config key {key!r} must be of type {annotation.__name__}, got {value!r}")
     return value
 
 
