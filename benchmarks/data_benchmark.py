@@ -5,7 +5,8 @@ a moving square over a panning texture with per-frame grain),
 then reads `--clips` random 16-frame, stride-4 clips from it both ways, in one process with one decoder thread
 (as in one DataLoader worker). The two ways alternate clip by clip and each rate is taken from the median clip
 time, so load from other processes on a shared machine hits both alike. Also times the whole item (decode +
-resize + crop to 256) with seeking, and a DataLoader over a folder of such videos.
+resize + crop to 256) with seeking, the same from a `prepare --resize 256` copy, and a DataLoader over a folder
+of such videos.
 
     python benchmarks/data_benchmark.py [--frames 600] [--height 336] [--width 596] [--gop 25 250] [--clips 12]
                                         [--loader-workers 0 2]
@@ -22,8 +23,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
-from animatediff.data.clips import ClipConfig, clip_indices, load_clip
+from animatediff.data.clips import ClipConfig, clip_indices, transform_clip
 from animatediff.data.datasets import VideoFolderDataset
+from animatediff.data.prepare import reencode
 from animatediff.data.synthetic import moving_square_frames, write_video
 from animatediff.data.video_reader import read_video_frames
 
@@ -40,6 +42,11 @@ def textured_frames(num_frames: int, height: int, width: int, noise: float) -> n
         pan = texture[:height, 2 * i : 2 * i + width].astype(np.float32)
         frames[i] = np.clip(0.5 * frames[i] + 0.5 * pan + grain, 0, 255).astype(np.uint8)
     return frames
+
+
+def make_item(source: Path | bytes, indices: np.ndarray, config: ClipConfig) -> None:
+    """What a dataset item costs once the clip's indices are drawn: seek + decode, flip, resize, crop."""
+    transform_clip(read_video_frames(source, indices), config, np.random.default_rng(0))
 
 
 def timed(fn) -> float:  # noqa: ANN001
@@ -82,13 +89,19 @@ def main() -> None:
             for i, indices in enumerate(clips):
                 seek.append(timed(lambda p=path, x=indices: read_video_frames(p, x, seek=True)))
                 start.append(timed(lambda p=path, x=indices: read_video_frames(p, x, seek=False)))
-                item.append(timed(lambda p=path, i=i: load_clip(p, "", config, np.random.default_rng(i))))
+                item.append(timed(lambda p=path, x=indices: make_item(p, x, config)))
             seek_rate, start_rate = 1 / statistics.median(seek), 1 / statistics.median(start)
             print(
                 f"keyframe every {gop:4d}: seek {seek_rate:6.2f} clips/s | from start {start_rate:6.2f} clips/s | "
                 f"speed-up {seek_rate / start_rate:4.2f}x | full item (seek + resize/crop 256) "
                 f"{1 / statistics.median(item):6.2f} items/s"
             )
+        prepared = reencode(path, config.size, keyframe_interval=16)
+        item = [timed(lambda x=indices: make_item(prepared, x, config)) for indices in clips]
+        print(
+            f"prepared (prepare --resize {config.size}, keyframe every 16; {len(prepared) / 2**20:.1f} MiB vs "
+            f"{path.stat().st_size / 2**20:.1f} MiB): full item {1 / statistics.median(item):6.2f} items/s"
+        )
         if args.loader_workers:
             folder = Path(tmp) / "folder"
             folder.mkdir()
