@@ -157,6 +157,8 @@ def test_resuming_with_a_different_config_names_the_fields(base_folder, tmp_path
     assert "max_steps" not in text  # training longer is what resuming is for
     same = train_config(base_folder, tmp_path / "run", optim={"max_steps": 2}, checkpoint={"resume_from": "latest"})
     assert Trainer(same).step == 1
+    with pytest.raises(ValueError, match="already holds checkpoints.*resume_from=latest"):
+        Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 2}))  # would overwrite them
     with pytest.raises(FileNotFoundError, match="not a training checkpoint"):
         Trainer(train_config(base_folder, tmp_path / "run", checkpoint={"resume_from": str(tmp_path)}))
 

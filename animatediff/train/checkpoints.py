@@ -50,9 +50,16 @@ def list_checkpoints(root: Path) -> list[Path]:
 
 
 def resolve_resume(config: TrainConfig) -> Path | None:
-    """The checkpoint to resume from: an explicit folder, the newest one for 'latest', or None."""
+    """The checkpoint to resume from: an explicit folder, the newest one for "latest", or None (refused when
+    output_dir already holds checkpoints, which a fresh run would overwrite)."""
     spec = config.checkpoint.resume_from
     if spec is None:
+        found = list_checkpoints(checkpoints_root(config))
+        if found:
+            raise ValueError(
+                f"{config.output_dir} already holds checkpoints of a run (newest: {found[-1].name}); set "
+                "checkpoint.resume_from=latest to continue it, or choose another output_dir"
+            )
         return None
     if spec == "latest":
         found = list_checkpoints(checkpoints_root(config))
