@@ -1,3 +1,5 @@
-from animatediff.cli import main
 import sys
+
+from animatediff.cli import main
+
 sys.exit(main())

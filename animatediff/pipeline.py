@@ -7,6 +7,7 @@ diffusers' argument names, so the same seed gives the same video as both.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -195,6 +196,7 @@ class AnimationPipeline:
         latents: torch.Tensor | None = None,
         decode_chunk_size: int = 16,
         progress: bool = True,
+        callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3)."""
         height = height or self.native_size
@@ -217,7 +219,7 @@ class AnimationPipeline:
 
         # 3. Denoise.
         predict = guided(lambda x, t, ctx: self.unet(x, t, ctx), uncond, cond, guidance_scale)
-        latents = denoise(predict, self.scheduler, latents, num_inference_steps, generator, progress)
+        latents = denoise(predict, self.scheduler, latents, num_inference_steps, generator, progress, callback)
 
         # 4. Decode frame chunks.
         return self.decode(latents, decode_chunk_size)

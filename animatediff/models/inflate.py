@@ -22,10 +22,12 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
 from einops import rearrange, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from animatediff.models.attention import SharedContextCrossAttnProcessor, share_text_context
 from animatediff.models.motion_adapter import MotionModules
 from animatediff.models.motion_module import MotionModule
 
@@ -112,6 +114,8 @@ class AnimationUNet(nn.Module):
             layer.register_forward_hook(self._motion_hook(module))
             for layer, module in _attachment_points(unet, motion_modules)
         ]
+        self._num_cross_attentions = sum(isinstance(m, Attention) and m.is_cross_attention for m in unet.modules())
+        self._shared_context = share_text_context(unet)
         self._clip_norms = False
         self.set_clip_norms(motion_modules.config.version == "v1" if clip_norms is None else clip_norms)
 
@@ -159,7 +163,18 @@ class AnimationUNet(nn.Module):
         for handle in self._hooks:
             handle.remove()
         self._hooks = []
+        for layer, processor in self._shared_context:
+            layer.set_processor(processor)
+        self._shared_context = []
         return self.unet
+
+    def _context_is_shared(self) -> bool:
+        # Re-checked per call: someone may have set other attention processors since inflation.
+        return (
+            bool(self._shared_context)
+            and all(isinstance(layer.processor, SharedContextCrossAttnProcessor) for layer, _ in self._shared_context)
+            and len(self._shared_context) == self._num_cross_attentions
+        )
 
     @contextmanager
     def _folded(self, num_frames: int) -> Iterator[None]:
@@ -199,7 +214,12 @@ class AnimationUNet(nn.Module):
         t = torch.as_tensor(timestep, device=sample.device)
         t = repeat(t.reshape(-1).expand(b), "b -> (b f)", f=f)
         if encoder_hidden_states.ndim == 3:
-            context = repeat(encoder_hidden_states, "b n d -> (b f) n d", f=f)
+            # One context per video: the cross-attention processors share it among the video's frames.
+            context = (
+                encoder_hidden_states
+                if self._context_is_shared()
+                else repeat(encoder_hidden_states, "b n d -> (b f) n d", f=f)
+            )
         else:
             context = rearrange(encoder_hidden_states, "b f n d -> (b f) n d")
         with self._folded(f):

@@ -32,8 +32,12 @@ def denoise(
     num_inference_steps: int,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Run `scheduler` from pure noise `latents` (unscaled) for `num_inference_steps` steps."""
+    """Run `scheduler` from pure noise `latents` (unscaled) for `num_inference_steps` steps.
+
+    `callback(step, timestep, latents)` runs after every step (previews, timing, inspection).
+    """
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     latents = latents * scheduler.init_noise_sigma
     step_params = set(inspect.signature(scheduler.step).parameters)
@@ -42,7 +46,9 @@ def denoise(
         step_kwargs["eta"] = 0.0
     if "generator" in step_params:
         step_kwargs["generator"] = generator
-    for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):
         eps = predict(scheduler.scale_model_input(latents, t), t)
         latents = scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
+        if callback is not None:
+            callback(i, t, latents)
     return latents

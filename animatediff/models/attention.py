@@ -1,0 +1,67 @@
+"""Spatial cross-attention that shares one text context among all frames of a video.
+
+With frames folded into the batch, diffusers' cross-attention would project the same 77 text tokens to keys and
+values once per frame. Cross-attention treats every query token independently, so a video's frames can instead be
+joined into one long query sequence against a single projection of its text: the same result, with the key/value
+projections done once per video rather than once per frame (and no per-frame copies of the text embeddings).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+
+class SharedContextCrossAttnProcessor(AttnProcessor2_0):
+    """Like `AttnProcessor2_0`, but accepts a context batch b that divides the query batch b·f."""
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        shared = (
+            encoder_hidden_states is not None
+            and hidden_states.ndim == 3
+            and encoder_hidden_states.shape[0] != hidden_states.shape[0]
+            and attention_mask is None
+            and attn.spatial_norm is None
+            and attn.group_norm is None
+            and attn.norm_q is None
+            and attn.norm_k is None
+        )
+        if not shared:
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        bf, n, c = hidden_states.shape
+        b = encoder_hidden_states.shape[0]
+        if bf % b:
+            raise ValueError(f"query batch {bf} is not a multiple of the text batch {b}")
+        residual = hidden_states
+        context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+        # ((b f), n, c) -> (b, f·n, c): one long query sequence per video.
+        query = attn.to_q(hidden_states.reshape(b, (bf // b) * n, c))
+        key, value = attn.to_k(context), attn.to_v(context)
+        heads = attn.heads
+        query, key, value = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (query, key, value))
+        out = F.scaled_dot_product_attention(query, key, value)
+        out = out.transpose(1, 2).flatten(2).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out)).reshape(bf, n, -1)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
+def share_text_context(unet: torch.nn.Module) -> list[tuple[Attention, object]]:
+    """Install the shared-context processor on every default cross-attention; returns (layer, old processor)."""
+    replaced = []
+    for module in unet.modules():
+        if isinstance(module, Attention) and module.is_cross_attention and type(module.processor) is AttnProcessor2_0:
+            replaced.append((module, module.processor))
+            module.set_processor(SharedContextCrossAttnProcessor())
+    return replaced

@@ -1,0 +1,223 @@
+"""Seconds per denoising step and peak memory: our pipeline vs diffusers' AnimateDiffPipeline.
+
+Both run the same random SD-shaped model (same UNet, motion module, VAE, text encoder, scheduler, seed).
+Each measurement runs in a fresh subprocess so peak memory is its own.
+
+    python benchmarks/pipeline_benchmark.py                 # mid-size config on CPU
+    python benchmarks/pipeline_benchmark.py --preset sd15 --device cuda --dtype fp16   # real SD1.5 shape, 16×512²
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+PRESETS = {
+    # SD1.5's structure (4 levels, 2 layers, 8 heads, 768-d text) at reduced width, for CPU runs.
+    "mid": dict(channels=(64, 128, 256, 256), size=128, frames=16, text_dim=768, text_layers=2),
+    "sd15": dict(channels=(320, 640, 1280, 1280), size=512, frames=16, text_dim=768, text_layers=12),
+}
+
+
+def build(preset: dict, seed: int = 0):  # noqa: ANN201
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from animatediff.models import MotionModuleConfig, MotionModules
+
+    torch.manual_seed(seed)
+    ch = preset["channels"]
+    unet = UNet2DConditionModel(
+        sample_size=preset["size"] // 8,
+        block_out_channels=ch,
+        layers_per_block=2,
+        cross_attention_dim=preset["text_dim"],
+        attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    )
+    motion = MotionModules(MotionModuleConfig(block_out_channels=ch, use_mid_block=True, version="v2"))
+    with torch.no_grad():
+        for p in motion.parameters():
+            p.normal_(0, 0.02)
+    vae_ch = tuple(min(c, 128) for c in ch) if preset["size"] < 512 else (128, 256, 512, 512)
+    vae = AutoencoderKL(
+        block_out_channels=vae_ch,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=preset["text_dim"],
+            intermediate_size=preset["text_dim"] * 4,
+            num_hidden_layers=preset["text_layers"],
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            vocab_size=49408,
+        )
+    )
+    return unet, motion, vae, text
+
+
+def tokenizer(tmp: str):  # noqa: ANN201
+    sys.path.insert(0, ".")
+    from pathlib import Path
+
+    from tests.tiny import tiny_tokenizer
+
+    return tiny_tokenizer(Path(tmp))
+
+
+def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int) -> dict:
+    import tempfile
+
+    import torch
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
+    from animatediff.models import inflate_unet
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.sampling import make_scheduler
+
+    preset = PRESETS[preset_name]
+    stamps: list[float] = []
+
+    def stamp() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
+    unet, motion, vae, text = build(preset)
+    tok = tokenizer(tempfile.mkdtemp())
+    if which == "ours":
+        pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim"))
+        pipe.to(device)
+        for part in (pipe.text_encoder, pipe.vae, pipe.unet):
+            part.to(dtype)
+
+        def run(n: int) -> None:
+            pipe(
+                "a red circle",
+                num_frames=preset["frames"],
+                num_inference_steps=n,
+                seed=0,
+                progress=False,
+                callback=lambda *_: stamp(),
+            )
+    else:
+        c = motion.config
+        adapter = MotionAdapter(
+            block_out_channels=c.block_out_channels,
+            motion_layers_per_block=2,
+            use_motion_mid_block=True,
+            motion_max_seq_length=32,
+        )
+        adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
+        pipe = AnimateDiffPipeline(
+            vae=vae,
+            text_encoder=text,
+            tokenizer=tok,
+            unet=unet,
+            motion_adapter=adapter,
+            scheduler=make_scheduler("ddim"),
+        ).to(device, dtype)
+        pipe.set_progress_bar_config(disable=True)
+
+        def on_step(_pipe, _i, _t, kwargs):  # noqa: ANN001, ANN202
+            stamp()
+            return kwargs
+
+        def run(n: int) -> None:
+            pipe(
+                "a red circle",
+                num_frames=preset["frames"],
+                num_inference_steps=n,
+                output_type="np",
+                generator=torch.Generator("cpu").manual_seed(0),
+                callback_on_step_end=on_step,
+            )
+
+    run(1)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    stamps.clear()
+    run(steps)
+    # Intervals between step ends: denoising steps only (no text encoding or VAE decoding); the median
+    # resists a busy machine's hiccups.
+    per_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"which": which, "s_per_step": per_step, "peak_mib": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=PRESETS, default="mid")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    parser.add_argument("--steps", type=int, default=6, help="denoising steps per run (the first is not timed)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate ours/diffusers this many times; best kept")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        print(json.dumps(measure(args.child, args.preset, args.device, args.dtype, args.steps)))
+        return
+    results: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for which in ("diffusers", "ours"):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    which,
+                    "--preset",
+                    args.preset,
+                    "--device",
+                    args.device,
+                    "--dtype",
+                    args.dtype,
+                    "--steps",
+                    str(args.steps),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            best = results.get(which)
+            if best is None or r["s_per_step"] < best["s_per_step"]:
+                results[which] = r
+    p = PRESETS[args.preset]
+    print(
+        f"preset {args.preset}: channels {p['channels']}, {p['frames']} frames at {p['size']}², "
+        f"{args.device} {args.dtype}, CFG on"
+    )
+    print(f"{'':10s} {'s/step':>8s} {'peak MiB':>9s}")
+    for which in ("diffusers", "ours"):
+        print(f"{which:10s} {results[which]['s_per_step']:8.3f} {results[which]['peak_mib']:9.0f}")
+    d, o = results["diffusers"], results["ours"]
+    print(
+        f"ratio ours/diffusers: time {o['s_per_step'] / d['s_per_step']:.2f}×, "
+        f"memory {o['peak_mib'] / d['peak_mib']:.2f}×"
+    )
+
+
+if __name__ == "__main__":
+    main()
