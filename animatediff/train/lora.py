@@ -37,7 +37,10 @@ def add_motion_lora(modules: MotionModules, rank: int, alpha: float | None = Non
 
     The up matrices start at zero (PEFT's default), so the adapted module starts exactly as the original.
     """
-    from peft import LoraConfig, inject_adapter_in_model
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError:
+        raise ImportError("MotionLoRA training needs PEFT: pip install 'animatediff[train]' (or peft)") from None
 
     modules.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=TARGET_MODULES, lora_dropout=0.0)
