@@ -86,7 +86,7 @@ def main() -> None:
             path = write_video(frames, Path(tmp) / f"gop{gop}.mp4", fps=args.fps, keyframe_interval=gop)
             read_video_frames(path, clips[0])  # warm-up: first-call allocations, file cache
             seek, start, item = [], [], []
-            for i, indices in enumerate(clips):
+            for indices in clips:
                 seek.append(timed(lambda p=path, x=indices: read_video_frames(p, x, seek=True)))
                 start.append(timed(lambda p=path, x=indices: read_video_frames(p, x, seek=False)))
                 item.append(timed(lambda p=path, x=indices: make_item(p, x, config)))
