@@ -129,6 +129,11 @@ def test_too_many_frames_fail_before_any_weights_load(tmp_path):
         Trainer(odd)
 
 
+def test_unknown_tracker_is_named(base_folder, tmp_path):
+    with pytest.raises(ValueError, match="logging.report_to: 'tensorbored' is not one of"):
+        Trainer(train_config(base_folder, tmp_path / "run", logging={"report_to": "tensorbored"}))
+
+
 def test_missing_data_is_named(base_folder, tmp_path):
     with pytest.raises(ValueError, match="data.kind 'folder' needs data.video_folder"):
         Trainer(train_config(base_folder, tmp_path / "run", data={"kind": "folder"}))

@@ -57,6 +57,23 @@ def check_resolution(config: TrainConfig, unet_config: dict, vae_config: dict) -
             raise ValueError(f"{name} {size} must be a multiple of {multiple} for this base model")
 
 
+def check_tracker(report_to: str) -> None:
+    """Accelerate drops a tracker whose package is missing without a word; say it instead."""
+    if report_to in ("none", "all"):
+        return
+    from accelerate.tracking import get_available_trackers
+    from accelerate.utils import LoggerType
+
+    known = [t.value for t in LoggerType if t.value != "all"]
+    if report_to not in known:
+        raise ValueError(f"logging.report_to: {report_to!r} is not one of {', '.join(known)}, 'all' or 'none'")
+    if report_to not in [str(t.value) for t in get_available_trackers()]:
+        raise ValueError(
+            f"logging.report_to {report_to!r}: its package is not installed (pip install {report_to}), "
+            "or set logging.report_to=none"
+        )
+
+
 def resolve_prediction_type(requested: str, base: Path) -> str:
     if requested != "auto":
         return requested
@@ -78,6 +95,7 @@ class Trainer:
 
         self.config = c = config
         self.on_step = on_step
+        check_tracker(c.logging.report_to)
         self.accelerator = acc = Accelerator(
             mixed_precision=c.precision,
             gradient_accumulation_steps=c.optim.gradient_accumulation_steps,
