@@ -167,5 +167,9 @@ def load_checkpoint(accelerator, path: Path, expected_keys: list[str]) -> dict: 
         missing = [k for k in expected_keys if k not in saved]
         if missing:
             raise ValueError(f"{path}: {len(missing)} trained weights missing from the checkpoint, e.g. {missing[:3]}")
-    accelerator.load_state(str(path / "accelerate"), strict=False)
+    from accelerate.utils import DistributedType
+
+    # DeepSpeed and FSDP save and load whole engine states themselves; only the plain path drops the frozen base.
+    plain = accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    accelerator.load_state(str(path / "accelerate"), **({"strict": False} if plain else {}))
     return torch.load(own, weights_only=True)
