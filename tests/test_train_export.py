@@ -19,7 +19,7 @@ from tests.tiny import tiny_motion
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
 
-def _generate(base_folder, motion_module, out) -> np.ndarray:
+def _generate(base_folder, motion_module, out, extra: list[str] | None = None) -> np.ndarray:
     args = [
         "generate",
         "--base",
@@ -38,7 +38,7 @@ def _generate(base_folder, motion_module, out) -> np.ndarray:
         str(out),
         "--quiet",
     ]
-    assert main(args) == 0
+    assert main(args + (extra or [])) == 0
     return np.load(out)
 
 
@@ -92,6 +92,12 @@ def test_motion_lora_trains_only_adapters_and_exports_both_layouts(base_folder, 
         LoraMerger({"motion_modules": merged}).add("trained", lora)
         torch.testing.assert_close(merged.get_submodule(block)(x, 4), expected, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(original.get_submodule(block)(x, 4), expected)  # the LoRA did change it
+
+    # End to end: `animatediff generate --motion-lora` takes the exported file.
+    plain = _generate(base_folder, init, tmp_path / "plain.npy")
+    lora_args = ["--motion-lora", str(checkpoint / "motion_lora.safetensors")]
+    with_lora = _generate(base_folder, init, tmp_path / "lora.npy", lora_args)
+    assert np.abs(with_lora - plain).max() > 1e-4
 
 
 def test_v1_module_rebuilt_as_v2_keeps_its_weights(base_folder, tmp_path):
