@@ -76,8 +76,21 @@ def lora_specs(args: argparse.Namespace) -> list[tuple[str, str, float]]:
     return [(kind, *parse_scaled_path(spec)) for kind, spec in specs]
 
 
+def _silence_libraries() -> None:
+    """--quiet covers the loading bars and notices of transformers and diffusers too."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    for logging in (diffusers_logging, transformers_logging):
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
+
+
 def run_generate(args: argparse.Namespace) -> None:
     import random
+
+    if args.quiet:
+        _silence_libraries()
 
     from animatediff.io.video import FORMATS, save_video
     from animatediff.pipeline import AnimationPipeline

@@ -60,3 +60,10 @@ def test_missing_motion_module_file(tmp_path, base_folder, capsys):
     rc = main(["generate", "--base", str(base_folder), "--motion-module", str(tmp_path / "none.ckpt"),
                "--prompt", "p", "--quiet"])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_quiet_prints_nothing(tmp_path, base_folder, motion_file, capfd):
+    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "a fox",
+               "--frames", "2", "--steps", "2", "--output", str(tmp_path / "o.npy"), "--quiet"])
+    out, err = capfd.readouterr()
+    assert rc == 0 and out == "" and err == ""
