@@ -51,6 +51,9 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
                    help="file by extension (.gif, .mp4, .webp, .npy) or a directory for numbered PNGs")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="auto: fp16 on GPU, fp32 on CPU")
+    p.add_argument("--context-length", type=int, default=None,
+                   help="denoise in sliding windows of this many frames (for more frames than the module holds)")
+    p.add_argument("--context-overlap", type=int, default=4, help="frames shared by neighbouring windows")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     add_personalization_args(p)
     p.set_defaults(run=run_generate)
@@ -112,7 +115,8 @@ def run_generate(args: argparse.Namespace) -> None:
         pipe.add_lora(path, scale, kind=kind)
     frames = pipe(args.prompt, args.negative_prompt, num_frames=args.frames, height=args.height, width=args.width,
                   num_inference_steps=args.steps, guidance_scale=args.guidance_scale, seed=seed,
-                  progress=not args.quiet)[0]
+                  progress=not args.quiet, context_length=args.context_length,
+                  context_overlap=args.context_overlap)[0]
     path = save_video(frames, args.output, args.fps)
     if not args.quiet:
         print(f"wrote {path} ({len(frames)} frames, seed {seed}, {time.perf_counter() - start:.1f} s)")

@@ -20,7 +20,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
-from animatediff.sampling import denoise, guided, initial_noise, make_scheduler
+from animatediff.sampling import denoise, guided, initial_noise, make_scheduler, windowed
 
 if TYPE_CHECKING:
     from animatediff.formats.lora import LoraMerger
@@ -162,7 +162,9 @@ class AnimationPipeline:
         )
         return self.text_encoder(tokens.input_ids.to(self.device))[0].to(self.dtype)
 
-    def check_inputs(self, num_frames: int, height: int, width: int, num_inference_steps: int) -> None:
+    def check_inputs(
+        self, num_frames: int, height: int, width: int, num_inference_steps: int, context_length: int | None = None
+    ) -> None:
         m = self.size_multiple
         for name, value in (("height", height), ("width", width)):
             if value <= 0 or value % m:
@@ -173,10 +175,13 @@ class AnimationPipeline:
                 )
         if num_frames < 1:
             raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-        if num_frames > self.unet.max_frames:
+        limit = self.unet.max_frames
+        if context_length is not None and not 1 <= context_length <= limit:
+            raise ValueError(f"context_length {context_length}: the motion module sees at most {limit} frames at once")
+        if num_frames > limit and context_length is None:
             raise ValueError(
-                f"{num_frames} frames requested, but this motion module's position encoding holds at "
-                f"most {self.unet.max_frames}; ask for {self.unet.max_frames} or fewer frames"
+                f"{num_frames} frames requested, but this motion module's position encoding holds at most {limit}; "
+                f"ask for {limit} or fewer frames, or set a context length (e.g. 16) to denoise in sliding windows"
             )
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
@@ -197,11 +202,18 @@ class AnimationPipeline:
         decode_chunk_size: int = 16,
         progress: bool = True,
         callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+        context_length: int | None = None,
+        context_overlap: int = 4,
+        context_fuse: str = "pyramid",
     ) -> np.ndarray:
-        """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3)."""
+        """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
+
+        `context_length`: denoise in sliding windows of this many frames (overlapping by `context_overlap`, fused
+        with `context_fuse` weights), for clips longer than the motion module's position encoding.
+        """
         height = height or self.native_size
         width = width or self.native_size
-        self.check_inputs(num_frames, height, width, num_inference_steps)
+        self.check_inputs(num_frames, height, width, num_inference_steps, context_length)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * len(prompts)
         if len(negatives) != len(prompts):
@@ -218,7 +230,10 @@ class AnimationPipeline:
             latents = initial_noise(shape, seed, generator, self.device, self.dtype)
 
         # 3. Denoise.
-        predict = guided(lambda x, t, ctx: self.unet(x, t, ctx), uncond, cond, guidance_scale)
+        predict = lambda x, t, ctx: self.unet(x, t, ctx)  # noqa: E731
+        if context_length is not None:
+            predict = windowed(predict, num_frames, context_length, context_overlap, context_fuse)
+        predict = guided(predict, uncond, cond, guidance_scale)
         latents = denoise(predict, self.scheduler, latents, num_inference_steps, generator, progress, callback)
 
         # 4. Decode frame chunks.

@@ -67,3 +67,10 @@ def test_quiet_prints_nothing(tmp_path, base_folder, motion_file, capfd):
                "--frames", "2", "--steps", "2", "--output", str(tmp_path / "o.npy"), "--quiet"])
     out, err = capfd.readouterr()
     assert rc == 0 and out == "" and err == ""
+
+
+def test_generate_long_clip_with_context_windows(tmp_path, base_folder, motion_file):
+    out = tmp_path / "long.npy"
+    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "a fox",
+               "--frames", "36", "--context-length", "16", "--steps", "1", "--output", str(out), "--quiet"])
+    assert rc == 0 and np.load(out).shape[0] == 36
