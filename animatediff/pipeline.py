@@ -21,6 +21,7 @@ from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.sampling import denoise, guided, initial_noise, make_scheduler, windowed
+from animatediff.text_encoding import encode_prompts
 
 if TYPE_CHECKING:
     from animatediff.formats.lora import LoraMerger
@@ -153,14 +154,7 @@ class AnimationPipeline:
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """CLIP last hidden states at the tokenizer's full length (77 for SD), (len(prompts), 77, D)."""
-        tokens = self.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return self.text_encoder(tokens.input_ids.to(self.device))[0].to(self.dtype)
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts).to(self.device, self.dtype)
 
     def check_inputs(
         self, num_frames: int, height: int, width: int, num_inference_steps: int, context_length: int | None = None

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from animatediff.formats.motion_module_files import save_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import MotionModules, inflate_unet
+from animatediff.text_encoding import encode_prompts
 from animatediff.train.checkpoints import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
 from animatediff.train.config import TrainConfig, flat_config
 from animatediff.train.datasets import ClipLoader, build_dataset
@@ -221,14 +222,7 @@ class Trainer:
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return self.text_encoder(tokens.input_ids.to(self.accelerator.device))[0]
+        return encode_prompts(self.tokenizer, self.text_encoder, texts)
 
     def loss_and_backward(self, batch: dict) -> torch.Tensor:
         """One micro-batch: noise the clips, predict, fp32 MSE, backward. Returns the (unscaled) loss."""
