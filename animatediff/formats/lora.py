@@ -23,12 +23,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from animatediff.formats.state_dicts import read_state_dict, resolve_path
+from animatediff.formats.state_dicts import read_weights
 
 # (pattern on the end of a key, role); the text before the match is the target module path.
 _ROLE_SUFFIXES = (
@@ -138,16 +137,8 @@ def parse_lora(sd: dict[str, torch.Tensor], name: str = "lora", default_componen
 
 def load_lora(path: str | os.PathLike, default_component: str = "unet") -> Lora:
     """Read a LoRA file (.safetensors, or a torch pickle) or a hub file reference."""
-    path = resolve_path(path, "LoRA")
-    if path.is_dir():
-        found = sorted(path.glob("*.safetensors"))
-        if len(found) != 1:
-            raise FileNotFoundError(f"{path}: expected one .safetensors LoRA file in the folder, found {len(found)}")
-        path = found[0]
-    sd, _ = read_state_dict(path)
-    if "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    return parse_lora(sd, Path(path).name, default_component)
+    sd, file = read_weights(path, "LoRA")
+    return parse_lora(sd, file.name, default_component)
 
 
 def lora_delta(down: torch.Tensor, up: torch.Tensor, shape: torch.Size) -> torch.Tensor:

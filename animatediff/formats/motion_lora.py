@@ -31,23 +31,15 @@ import torch
 
 from animatediff.formats.lora import Lora, LoraLayer, parse_lora
 from animatediff.formats.motion_module_files import diffusers_to_official
-from animatediff.formats.state_dicts import read_state_dict, resolve_path, write_state_dict
+from animatediff.formats.state_dicts import read_weights, write_state_dict
 
 MOTION = "motion_modules"
 _TARGET = re.compile(r"^(.*)\.(to_q|to_k|to_v|to_out\.0)(?:\.weight)?$")
 
 
 def _read(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], str]:
-    path = resolve_path(path, kind)
-    if path.is_dir():  # a diffusers hub repo: one weights file inside
-        found = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-        if len(found) != 1:
-            raise FileNotFoundError(f"{path}: expected one {kind} weights file in the folder, found {len(found)}")
-        path = found[0]
-    sd, _ = read_state_dict(path)
-    if "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    return {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, Path(path).name
+    sd, file = read_weights(path, kind)
+    return {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, file.name
 
 
 def _route(lora: Lora) -> Lora:

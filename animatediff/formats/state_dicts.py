@@ -72,6 +72,23 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
     )
 
 
+def read_weights(path_or_id: str | os.PathLike, kind: str) -> tuple[dict, Path]:
+    """A weights file given as a path, a hub reference, or a folder holding exactly one weights file.
+
+    Returns (entries with any `{"state_dict": ...}` wrapper peeled off, the file read).
+    """
+    path = resolve_path(path_or_id, kind)
+    if path.is_dir():  # e.g. a diffusers hub repo with one weights file inside
+        found = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"{path}: expected one {kind} weights file in the folder, found {len(found)}")
+        path = found[0]
+    sd, _ = read_state_dict(path)
+    if isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    return sd, path
+
+
 def write_atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path) produces the file
     """Write through a temporary file in the same folder and rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
