@@ -31,28 +31,48 @@ def _default_device() -> str:
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="text → animation (GIF, MP4, WebP, .npy or a folder of PNGs)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--base", required=True, help="SD1.x diffusers folder or hub id")
-    p.add_argument("--motion-module", required=True,
-                   help="motion module: official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--frames", type=int, default=16)
+    p = sub.add_parser(
+        "generate",
+        help="text → animation (GIF, MP4, WebP, .npy or a folder of PNGs)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--base",
+        default=None,
+        help="SD1.x diffusers folder or hub id; default: the embedded world model (with its module)",
+    )
+    p.add_argument(
+        "--motion-module",
+        default=None,
+        help="motion module: official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id",
+    )
+    p.add_argument("--prompt", required=True, help="what to animate")
+    p.add_argument("--negative-prompt", default="", help="what to steer away from")
+    p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="default: the base model's native size")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance-scale", type=float, default=7.5)
+    p.add_argument("--steps", type=int, default=25, help="denoising steps")
+    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
-    p.add_argument("--scheduler", default="ddim", help="ddim, euler, euler-ancestral, dpm++-2m, dpm++-2m-karras, "
-                   "dpm++-2m-sde-karras, unipc, pndm, ddpm, lcm")
-    p.add_argument("--fps", type=float, default=8.0)
-    p.add_argument("--output", default="animation.gif",
-                   help="file by extension (.gif, .mp4, .webp, .npy) or a directory for numbered PNGs")
+    p.add_argument(
+        "--scheduler",
+        default="ddim",
+        help="ddim, euler, euler-ancestral, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde-karras, unipc, pndm, ddpm, lcm",
+    )
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second of the written video")
+    p.add_argument(
+        "--output",
+        default="animation.gif",
+        help="file by extension (.gif, .mp4, .webp, .npy) or a directory for numbered PNGs",
+    )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="auto: fp16 on GPU, fp32 on CPU")
-    p.add_argument("--context-length", type=int, default=None,
-                   help="denoise in sliding windows of this many frames (for more frames than the module holds)")
+    p.add_argument(
+        "--context-length",
+        type=int,
+        default=None,
+        help="denoise in sliding windows of this many frames (for more frames than the module holds)",
+    )
     p.add_argument("--context-overlap", type=int, default=4, help="frames shared by neighbouring windows")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     add_personalization_args(p)
@@ -60,14 +80,31 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def add_personalization_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dreambooth", default=None,
-                   help="single-file SD1.x checkpoint (.safetensors/.ckpt, LDM layout) replacing --base's weights")
-    p.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
-                   help="image LoRA (kohya or diffusers/PEFT), scale default 1.0; repeatable")
-    p.add_argument("--motion-lora", action="append", default=[], metavar="PATH[:SCALE]",
-                   help="MotionLoRA (official or diffusers layout), scale default 1.0; repeatable")
-    p.add_argument("--adapter-lora", default=None, metavar="PATH[:SCALE]",
-                   help="v3 domain adapter LoRA on the spatial attention, scale default 1.0")
+    p.add_argument(
+        "--dreambooth",
+        default=None,
+        help="single-file SD1.x checkpoint (.safetensors/.ckpt, LDM layout) replacing --base's weights",
+    )
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="image LoRA (kohya or diffusers/PEFT), scale default 1.0; repeatable",
+    )
+    p.add_argument(
+        "--motion-lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="MotionLoRA (official or diffusers layout), scale default 1.0; repeatable",
+    )
+    p.add_argument(
+        "--adapter-lora",
+        default=None,
+        metavar="PATH[:SCALE]",
+        help="v3 domain adapter LoRA on the spatial attention, scale default 1.0",
+    )
 
 
 def lora_specs(args: argparse.Namespace) -> list[tuple[str, str, float]]:
@@ -89,6 +126,17 @@ def _silence_libraries() -> None:
         logging.set_verbosity_error()
 
 
+def _models(args: argparse.Namespace) -> tuple[str, str]:
+    """--base and --motion-module, with the embedded world model where neither is given."""
+    if args.base is None and args.motion_module is None:
+        from animatediff.defaults import default_models
+
+        return tuple(map(str, default_models()))
+    if args.base is None or args.motion_module is None:
+        raise CliError("give both --base and --motion-module, or neither (the embedded world model)")
+    return args.base, args.motion_module
+
+
 def run_generate(args: argparse.Namespace) -> None:
     import random
 
@@ -108,15 +156,23 @@ def run_generate(args: argparse.Namespace) -> None:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
-    pipe = AnimationPipeline.from_pretrained(
-        args.base, args.motion_module, scheduler, device, dtype, dreambooth=args.dreambooth
-    )
+    base, motion_module = _models(args)
+    pipe = AnimationPipeline.from_pretrained(base, motion_module, scheduler, device, dtype, dreambooth=args.dreambooth)
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
-    frames = pipe(args.prompt, args.negative_prompt, num_frames=args.frames, height=args.height, width=args.width,
-                  num_inference_steps=args.steps, guidance_scale=args.guidance_scale, seed=seed,
-                  progress=not args.quiet, context_length=args.context_length,
-                  context_overlap=args.context_overlap)[0]
+    frames = pipe(
+        args.prompt,
+        args.negative_prompt,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        seed=seed,
+        progress=not args.quiet,
+        context_length=args.context_length,
+        context_overlap=args.context_overlap,
+    )[0]
     path = save_video(frames, args.output, args.fps)
     if not args.quiet:
         print(f"wrote {path} ({len(frames)} frames, seed {seed}, {time.perf_counter() - start:.1f} s)")
@@ -136,8 +192,11 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="turn a folder of captioned videos (or a WebVid CSV) into tar shards",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "prepare",
+        help="turn a folder of captioned videos (or a WebVid CSV) into tar shards",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("video_folder", help="videos with a same-named .txt caption beside each, or WebVid's video folder")
     p.add_argument("out_dir", help="folder for shard-NNNNNN.tar files and their shards.json index")
     p.add_argument("--csv", default=None, help="WebVid CSV (videoid, name, page_dir) giving the captions")
@@ -153,20 +212,34 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 def run_prepare(args: argparse.Namespace) -> None:
     from animatediff.data import prepare_shards
 
-    report = prepare_shards(args.video_folder, args.out_dir, shard_size=args.shard_size, csv_path=args.csv,
-                            resize=args.resize, min_frames=args.min_frames, keyframe_interval=args.keyframe_interval,
-                            num_workers=args.workers, progress=not args.quiet)
+    report = prepare_shards(
+        args.video_folder,
+        args.out_dir,
+        shard_size=args.shard_size,
+        csv_path=args.csv,
+        resize=args.resize,
+        min_frames=args.min_frames,
+        keyframe_interval=args.keyframe_interval,
+        num_workers=args.workers,
+        progress=not args.quiet,
+    )
     if not args.quiet:
         skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
         print(f"wrote {report.written} clips in {len(report.shards)} shards to {args.out_dir} (skipped: {skipped})")
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run an official AnimateDiff prompt config (configs/prompts/*.yaml) unchanged",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help="run an official AnimateDiff prompt config (configs/prompts/*.yaml) unchanged",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("config", help="prompt config YAML: a list (or mapping) of entries as in the official repo")
-    p.add_argument("--base", default="models/StableDiffusion/stable-diffusion-v1-5",
-                   help="SD1.x diffusers folder or hub id (the official --pretrained-model-path)")
+    p.add_argument(
+        "--base",
+        default="models/StableDiffusion/stable-diffusion-v1-5",
+        help="SD1.x diffusers folder or hub id (the official --pretrained-model-path)",
+    )
     p.add_argument("--output-dir", default="samples", help="runs go to <output-dir>/<config name>-<time>/")
     p.add_argument("--W", type=int, default=None, help="width unless an entry sets W; default: the base's native size")
     p.add_argument("--H", type=int, default=None, help="height unless an entry sets H; default: the base's native size")
@@ -185,8 +258,17 @@ def run_run(args: argparse.Namespace) -> None:
     load_prompt_config(args.config)  # a bad config fails before any model loads
     device = args.device or _default_device()
     cache = ModelCache(device, _torch_dtype(args.dtype, device))
-    out = run_prompt_config(args.config, args.base, args.output_dir, cache, width=args.W, height=args.H,
-                            frames=args.L, fps=args.fps, progress=not args.quiet)
+    out = run_prompt_config(
+        args.config,
+        args.base,
+        args.output_dir,
+        cache,
+        width=args.W,
+        height=args.H,
+        frames=args.L,
+        fps=args.fps,
+        progress=not args.quiet,
+    )
     if not args.quiet:
         print(f"wrote {out}")
 
@@ -194,8 +276,12 @@ def run_run(args: argparse.Namespace) -> None:
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a motion module or MotionLoRA (one GPU, or with accelerate launch)")
     p.add_argument("config", help="training config YAML (see configs/train/)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                   help="config overrides, e.g. optim.learning_rate=5e-5 data.num_workers=8")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="config overrides, e.g. optim.learning_rate=5e-5 data.num_workers=8",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.set_defaults(run=run_train)
 
@@ -214,6 +300,38 @@ def run_train(args: argparse.Namespace) -> None:
         print(f"trained to step {result['step']}; last checkpoint {result['checkpoint']}")
 
 
+def add_world(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("world", help="the project's own small world: rebuild its models from scratch")
+    actions = p.add_subparsers(dest="action", required=True)
+    b = actions.add_parser(
+        "build",
+        help="data → VAE → base model → motion module, resumable",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    b.add_argument("out_dir", help="folder for the build (base/, motion_module.safetensors, build.json)")
+    b.add_argument("--quick", action="store_true", help="a tiny smoke build (seconds) instead of the full recipe")
+    b.add_argument(
+        "--ship", default=None, metavar="FOLDER", help="afterwards, write the fp16 weights the package embeds to FOLDER"
+    )
+    b.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    b.set_defaults(run=run_world_build)
+
+
+def run_world_build(args: argparse.Namespace) -> None:
+    from animatediff.world.build import WorldRecipe, build_world, quick_recipe, ship
+
+    recipe = quick_recipe() if args.quick else WorldRecipe()
+    if args.quiet:
+        recipe.progress = False
+        recipe.image.vae.progress = recipe.image.unet.progress = False
+    figures = build_world(args.out_dir, recipe)
+    if args.ship:
+        ship(args.out_dir, args.ship)
+    if not args.quiet:
+        minutes = {k: round(v["minutes"], 1) for k, v in figures.items() if isinstance(v, dict) and "minutes" in v}
+        print(f"built {args.out_dir}: minutes per stage {minutes}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="animatediff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(sub)
     add_prepare(sub)
     add_train(sub)
+    add_world(sub)
     return parser
 
 

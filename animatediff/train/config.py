@@ -56,7 +56,8 @@ class DataConfig:
 
     kind: str = "webvid"
     """'webvid' (CSV + folder of <videoid>.mp4), 'folder' (videos with .txt captions), 'shards' (WebDataset tars),
-    or 'synthetic' (moving squares drawn in memory, for smoke tests and benchmarks)."""
+    'synthetic' (moving squares drawn in memory, for smoke tests and benchmarks), or 'world' (the project's procedural
+    world of captioned shape motions, rendered on the fly; never flipped, as a flip would contradict its captions)."""
     csv: str | None = None
     """WebVid CSV with columns videoid, name (the caption), page_dir."""
     video_folder: str | None = None
@@ -74,7 +75,7 @@ class DataConfig:
     num_workers: int = 4
     """DataLoader worker processes decoding videos."""
     synthetic_clips: int = 64
-    """Number of clips of the 'synthetic' dataset."""
+    """Number of clips of the 'synthetic' and 'world' datasets."""
 
 
 @dataclass
@@ -209,7 +210,7 @@ class TrainConfig:
             "precision": (self.precision, ("no", "fp16", "bf16")),
             "model.prediction_type": (self.model.prediction_type, ("auto", "epsilon", "v_prediction")),
             "model.scratch.version": (self.model.scratch.version, ("v1", "v2", "v3")),
-            "data.kind": (self.data.kind, ("webvid", "folder", "shards", "synthetic")),
+            "data.kind": (self.data.kind, ("webvid", "folder", "shards", "synthetic", "world")),
         }
         if self.model.convert_to_version is not None:
             choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))

@@ -21,6 +21,10 @@ def build_dataset(config: DataConfig, seed: int, rank: int, world_size: int) -> 
     """The training dataset the data section describes; clear errors for missing paths or empty folders."""
     if config.kind == "synthetic":
         return MovingSquares(config.synthetic_clips, config.num_frames, config.resolution, seed)
+    if config.kind == "world":
+        from animatediff.world.datasets import WorldVideos
+
+        return WorldVideos(config.synthetic_clips, seed, resolution=config.resolution, frames=config.num_frames)
     from animatediff.data import ClipConfig, ShardDataset, VideoFolderDataset, WebVidDataset
 
     clip = ClipConfig(

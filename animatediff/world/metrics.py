@@ -1,0 +1,89 @@
+"""Measurements on generated frames of the world: where the object is, how it moves, whether it stays itself.
+
+No learned judge: the object is segmented as the pixels far from the background colour (estimated from the
+frame's border), and everything else follows from that mask — centroid track, area, mean colour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from animatediff.world.scenes import COLOURS
+
+DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+
+
+@dataclass
+class Track:
+    """Per-frame measurements of the one object in a clip; positions in fractions of the image side."""
+
+    x: np.ndarray
+    y: np.ndarray
+    area: np.ndarray
+    colour: np.ndarray  # (f, 3) mean RGB of the object, in [0, 1]
+
+
+def object_mask(frame: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """Pixels whose colour is far from the background's (the median colour of the frame's border)."""
+    border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
+    background = np.median(border, axis=0)
+    return np.linalg.norm(frame - background, axis=-1) > threshold
+
+
+def track(frames: np.ndarray) -> Track:
+    """Follow the object through frames (f, H, W, 3) in [0, 1]; an empty mask gives the image centre."""
+    f, h, w, _ = frames.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    out = {"x": [], "y": [], "area": [], "colour": []}
+    for frame in frames:
+        mask = object_mask(frame)
+        n = mask.sum()
+        out["area"].append(n / (h * w))
+        out["x"].append((xs[mask].mean() + 0.5) / w if n else 0.5)
+        out["y"].append((ys[mask].mean() + 0.5) / h if n else 0.5)
+        out["colour"].append(frame[mask].mean(axis=0) if n else np.full(3, np.nan))
+    return Track(*(np.asarray(out[k], dtype=np.float64) for k in ("x", "y", "area", "colour")))
+
+
+def displacement(t: Track) -> tuple[float, float]:
+    """Least-squares slope of the centroid over the clip, times its length: net travel, robust to jitter."""
+    s = np.linspace(0.0, 1.0, len(t.x))
+    return float(np.polyfit(s, t.x, 1)[0]), float(np.polyfit(s, t.y, 1)[0])
+
+
+def motion_correct(t: Track, motion: str, min_travel: float = 0.08) -> bool:
+    """Does the track show the captioned motion? Directions: net travel along the right axis, dominating the
+    other axis; growing/shrinking: the area changes by a quarter or more, the right way."""
+    if motion in DIRECTIONS:
+        dx, dy = displacement(t)
+        ux, uy = DIRECTIONS[motion]
+        along, across = dx * ux + dy * uy, abs(dx * uy) + abs(dy * ux)
+        return along >= min_travel and along > across
+    if motion in ("growing", "shrinking"):
+        first, last = t.area[: max(1, len(t.area) // 4)].mean(), t.area[-max(1, len(t.area) // 4) :].mean()
+        ratio = last / max(first, 1e-6)
+        return ratio >= 1.25 if motion == "growing" else ratio <= 0.8
+    raise ValueError(f"no motion measure for {motion!r}; measured: {', '.join([*DIRECTIONS, 'growing', 'shrinking'])}")
+
+
+def consistency(t: Track) -> float:
+    """Temporal consistency in [0, 1]: 1 − (relative spread of the area + spread of the object's colour + jitter
+    of its path). Jitter is the mean size of the centroid's second differences (×4): zero for steady motion,
+    large when the object jumps about between frames."""
+    area_spread = np.std(t.area) / max(np.mean(t.area), 1e-6)
+    colour_spread = float(np.nanmean(np.nanstd(t.colour, axis=0))) if np.isfinite(t.colour).any() else 1.0
+    path = np.stack([t.x, t.y], axis=1)
+    jitter = 4 * float(np.linalg.norm(np.diff(path, n=2, axis=0), axis=1).mean()) if len(path) > 2 else 0.0
+    return float(np.clip(1.0 - area_spread - colour_spread - jitter, 0.0, 1.0))
+
+
+def colour_correct(t: Track, colour: str) -> bool:
+    """Is the object's median colour closest to the captioned one among the world's colours?"""
+    measured = np.nanmedian(t.colour, axis=0)
+    if not np.isfinite(measured).all():
+        return False
+    names = list(COLOURS)
+    palette = np.asarray([COLOURS[n] for n in names]) / 255.0
+    return names[int(np.argmin(np.linalg.norm(palette - measured, axis=1)))] == colour
