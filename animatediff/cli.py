@@ -315,6 +315,19 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     b.set_defaults(run=run_world_build)
+    e = actions.add_parser(
+        "eval",
+        help="measure motion and consistency of generated world animations",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    e.add_argument("--base", default=None, help="world base folder; default: the embedded one")
+    e.add_argument("--motion-module", default=None, help="motion module; default: the embedded one")
+    e.add_argument("--prompts", type=int, default=24, help="prompts, cycling through the measured motions")
+    e.add_argument("--seeds", type=int, default=3, help="seeds per prompt")
+    e.add_argument("--steps", type=int, default=25, help="denoising steps")
+    e.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
+    e.add_argument("--output-dir", default="world-eval", help="where eval.md and samples.png go")
+    e.set_defaults(run=run_world_eval)
 
 
 def run_world_build(args: argparse.Namespace) -> None:
@@ -330,6 +343,34 @@ def run_world_build(args: argparse.Namespace) -> None:
     if not args.quiet:
         minutes = {k: round(v["minutes"], 1) for k, v in figures.items() if isinstance(v, dict) and "minutes" in v}
         print(f"built {args.out_dir}: minutes per stage {minutes}")
+
+
+def run_world_eval(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.world.evaluate import evaluate_row, evaluation_prompts, pipeline_rows, sample_sheet, table
+
+    _silence_libraries()
+    base, motion_module = _models(args)
+    pipe = AnimationPipeline.from_pretrained(base, motion_module)
+    prompts = evaluation_prompts(args.prompts)
+    seeds = list(range(args.seeds))
+    rows = pipeline_rows(pipe, args.steps, args.guidance_scale)
+    results = [evaluate_row(name, generate, prompts, seeds) for name, generate in rows.items()]
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(results)
+    (out / "eval.md").write_text(text + "\n")
+    sheets = [sample_sheet(generate, prompts[:6], seed=0) for generate in rows.values()]
+    gap = np.ones((sheets[0].shape[0], 8, 3))
+    Image.fromarray((np.concatenate([sheets[0], gap, sheets[1]], axis=1) * 255).astype(np.uint8)).save(
+        out / "samples.png"
+    )
+    print(text)
+    for r in results:
+        print(f"{r.name}: per motion {', '.join(f'{m} {v:.2f}' for m, v in r.per_motion.items())}")
 
 
 def build_parser() -> argparse.ArgumentParser:

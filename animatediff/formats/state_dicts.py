@@ -96,6 +96,9 @@ def write_atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path) p
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a weights file is as readable as any other
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -30,8 +30,10 @@ class MotionStage:
     """Optimizer steps."""
     batch_size: int = 8
     """Clips per step."""
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     """AdamW learning rate; higher than the official 1e-4, as the tiny module starts from zero and trains briefly."""
+    warmup_steps: int = 50
+    """Linear warmup steps, then constant."""
     clips: int = 50_000
     """Distinct clips the world dataset renders (on the fly)."""
     frames: int = 16
@@ -103,7 +105,12 @@ def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, pro
             synthetic_clips=stage.clips,
         ),
         optim=OptimConfig(
-            learning_rate=stage.learning_rate, batch_size=stage.batch_size, max_steps=stage.steps, caption_dropout=0.1
+            learning_rate=stage.learning_rate,
+            lr_scheduler="constant_with_warmup",
+            warmup_steps=stage.warmup_steps,
+            batch_size=stage.batch_size,
+            max_steps=stage.steps,
+            caption_dropout=0.1,
         ),
         logging=LoggingConfig(report_to="none", progress=progress),
         checkpoint=CheckpointConfig(every=250, keep_last=1, resume_from="latest" if checkpoints else None),
@@ -183,6 +190,9 @@ def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
     save_motion_modules(modules, staging / "motion_module.safetensors")
     if (build / "build.json").is_file():
         shutil.copyfile(build / "build.json", staging / "build.json")
+    for path in staging.rglob("*"):
+        # safetensors writes owner-only files; installed package data must be readable by every user
+        path.chmod(0o755 if path.is_dir() else 0o644)
     shutil.rmtree(assets, ignore_errors=True)
     os.replace(staging, assets)
     return assets
