@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from animatediff.models import inflate_unet
 from animatediff.pipeline import AnimationPipeline
@@ -31,3 +32,12 @@ def base_folder(tmp_path, tokenizer):
     tiny_unet().save_pretrained(folder / "unet")
     official_scheduler().save_pretrained(folder / "scheduler")
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run an order of magnitude faster on one thread when the CPU is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,15 +12,6 @@ from animatediff.train.synthetic import MovingSquares
 
 
 @pytest.fixture
-def one_thread():
-    """Tiny models train an order of magnitude faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def fresh_accelerate_state():
     """Accelerate keeps one state (mixed precision, CPU) per process; each training test starts from a clean one."""
     from accelerate.state import AcceleratorState

@@ -24,14 +24,7 @@ from animatediff.world.train_image import (
 
 TINY = BaseModelConfig(resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), text_width=32)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models train faster on one thread than on two that compete with other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
