@@ -15,8 +15,26 @@ def motion_file(tmp_path):
 @pytest.mark.parametrize("output", ["out.npy", "out.gif", "out.mp4", "out.webp", "frames"])
 def test_generate_writes_every_format(tmp_path, base_folder, motion_file, output):
     out = tmp_path / output
-    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "a fox",
-               "--frames", "4", "--steps", "2", "--seed", "1", "--output", str(out), "--quiet"])
+    rc = main(
+        [
+            "generate",
+            "--base",
+            str(base_folder),
+            "--motion-module",
+            str(motion_file),
+            "--prompt",
+            "a fox",
+            "--frames",
+            "4",
+            "--steps",
+            "2",
+            "--seed",
+            "1",
+            "--output",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     if output.endswith(".npy"):
         frames = np.load(out)
@@ -49,28 +67,84 @@ def test_convert_round_trip_via_cli(tmp_path, motion_file):
     ],
 )
 def test_generate_bad_input_is_one_clear_line(tmp_path, base_folder, motion_file, capsys, extra, message):
-    args = ["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "p",
-            "--steps", "1", "--output", str(tmp_path / "o.npy"), "--quiet"]
+    args = [
+        "generate",
+        "--base",
+        str(base_folder),
+        "--motion-module",
+        str(motion_file),
+        "--prompt",
+        "p",
+        "--steps",
+        "1",
+        "--output",
+        str(tmp_path / "o.npy"),
+        "--quiet",
+    ]
     assert main(args + extra) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 def test_missing_motion_module_file(tmp_path, base_folder, capsys):
-    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(tmp_path / "none.ckpt"),
-               "--prompt", "p", "--quiet"])
+    rc = main(
+        [
+            "generate",
+            "--base",
+            str(base_folder),
+            "--motion-module",
+            str(tmp_path / "none.ckpt"),
+            "--prompt",
+            "p",
+            "--quiet",
+        ]
+    )
     assert rc == 2 and "not found" in capsys.readouterr().err
 
 
 def test_quiet_prints_nothing(tmp_path, base_folder, motion_file, capfd):
-    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "a fox",
-               "--frames", "2", "--steps", "2", "--output", str(tmp_path / "o.npy"), "--quiet"])
+    rc = main(
+        [
+            "generate",
+            "--base",
+            str(base_folder),
+            "--motion-module",
+            str(motion_file),
+            "--prompt",
+            "a fox",
+            "--frames",
+            "2",
+            "--steps",
+            "2",
+            "--output",
+            str(tmp_path / "o.npy"),
+            "--quiet",
+        ]
+    )
     out, err = capfd.readouterr()
     assert rc == 0 and out == "" and err == ""
 
 
 def test_generate_long_clip_with_context_windows(tmp_path, base_folder, motion_file):
     out = tmp_path / "long.npy"
-    rc = main(["generate", "--base", str(base_folder), "--motion-module", str(motion_file), "--prompt", "a fox",
-               "--frames", "36", "--context-length", "16", "--steps", "1", "--output", str(out), "--quiet"])
+    rc = main(
+        [
+            "generate",
+            "--base",
+            str(base_folder),
+            "--motion-module",
+            str(motion_file),
+            "--prompt",
+            "a fox",
+            "--frames",
+            "36",
+            "--context-length",
+            "16",
+            "--steps",
+            "1",
+            "--output",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0 and np.load(out).shape[0] == 36
