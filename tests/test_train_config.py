@@ -15,7 +15,7 @@ import animatediff.train.config as config_module
 from animatediff.cli import main
 from animatediff.train.config import TrainConfig, load_config, parse_overrides
 from animatediff.train.trainer import Trainer
-from tests.test_train_synthetic import fresh_accelerate_state, one_thread, train_config  # noqa: F401 - fixtures
+from tests.test_train_synthetic import fresh_accelerate_state, train_config  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))

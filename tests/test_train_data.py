@@ -10,7 +10,7 @@ import torch
 from animatediff.data import prepare_shards
 from animatediff.data.synthetic import write_dataset_folder
 from animatediff.train.trainer import Trainer
-from tests.test_train_synthetic import fresh_accelerate_state, one_thread, train_config  # noqa: F401 - fixtures
+from tests.test_train_synthetic import fresh_accelerate_state, train_config  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 CLIPS = {"num_frames": 4, "stride": 2, "resolution": 16, "num_workers": 0}

@@ -13,7 +13,7 @@ from animatediff.formats.motion_module_files import load_motion_modules, save_mo
 from animatediff.models import MotionModules
 from animatediff.train.motion_init import init_motion_modules, read_component_config
 from animatediff.train.trainer import Trainer
-from tests.test_train_synthetic import fresh_accelerate_state, one_thread, train_config  # noqa: F401 - fixtures
+from tests.test_train_synthetic import fresh_accelerate_state, train_config  # noqa: F401 - fixtures
 from tests.tiny import tiny_motion
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")

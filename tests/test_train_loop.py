@@ -15,7 +15,7 @@ import torch
 from animatediff.formats.motion_module_files import save_motion_modules
 from animatediff.pipeline import load_base_model
 from animatediff.train.trainer import Trainer
-from tests.test_train_synthetic import fresh_accelerate_state, one_thread, train_config  # noqa: F401 - fixtures
+from tests.test_train_synthetic import fresh_accelerate_state, train_config  # noqa: F401 - fixtures
 from tests.tiny import tiny_motion
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
