@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from animatediff.text_encoding import encode_prompts
 from animatediff.world.base_model import (
     BaseModelConfig,
     build_text_encoder,
@@ -203,14 +204,7 @@ class CaptionEmbeddings:
         self._memo: dict[str, torch.Tensor] = {}
 
     def _encode(self, captions: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        return self.text_encoder(ids)[0]
+        return encode_prompts(self.tokenizer, self.text_encoder, captions)
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
         """(len(captions), 77, D)."""
