@@ -7,6 +7,11 @@ from animatediff.formats import save_motion_modules
 from tests.tiny import tiny_motion
 
 
+def generate_args(base, motion_module, *extra: str) -> list[str]:
+    """`animatediff generate --quiet` on the given models, plus `extra` options."""
+    return ["generate", "--base", str(base), "--motion-module", str(motion_module), "--quiet", *extra]
+
+
 @pytest.fixture
 def motion_file(tmp_path):
     return save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
@@ -16,12 +21,9 @@ def motion_file(tmp_path):
 def test_generate_writes_every_format(tmp_path, base_folder, motion_file, output):
     out = tmp_path / output
     rc = main(
-        [
-            "generate",
-            "--base",
-            str(base_folder),
-            "--motion-module",
-            str(motion_file),
+        generate_args(
+            base_folder,
+            motion_file,
             "--prompt",
             "a fox",
             "--frames",
@@ -32,8 +34,7 @@ def test_generate_writes_every_format(tmp_path, base_folder, motion_file, output
             "1",
             "--output",
             str(out),
-            "--quiet",
-        ]
+        )
     )
     assert rc == 0
     if output.endswith(".npy"):
@@ -67,49 +68,22 @@ def test_convert_round_trip_via_cli(tmp_path, motion_file):
     ],
 )
 def test_generate_bad_input_is_one_clear_line(tmp_path, base_folder, motion_file, capsys, extra, message):
-    args = [
-        "generate",
-        "--base",
-        str(base_folder),
-        "--motion-module",
-        str(motion_file),
-        "--prompt",
-        "p",
-        "--steps",
-        "1",
-        "--output",
-        str(tmp_path / "o.npy"),
-        "--quiet",
-    ]
+    args = generate_args(base_folder, motion_file, "--prompt", "p", "--steps", "1", "--output", str(tmp_path / "o.npy"))
     assert main(args + extra) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 def test_missing_motion_module_file(tmp_path, base_folder, capsys):
-    rc = main(
-        [
-            "generate",
-            "--base",
-            str(base_folder),
-            "--motion-module",
-            str(tmp_path / "none.ckpt"),
-            "--prompt",
-            "p",
-            "--quiet",
-        ]
-    )
+    rc = main(generate_args(base_folder, tmp_path / "none.ckpt", "--prompt", "p"))
     assert rc == 2 and "not found" in capsys.readouterr().err
 
 
 def test_quiet_prints_nothing(tmp_path, base_folder, motion_file, capfd):
     rc = main(
-        [
-            "generate",
-            "--base",
-            str(base_folder),
-            "--motion-module",
-            str(motion_file),
+        generate_args(
+            base_folder,
+            motion_file,
             "--prompt",
             "a fox",
             "--frames",
@@ -118,8 +92,7 @@ def test_quiet_prints_nothing(tmp_path, base_folder, motion_file, capfd):
             "2",
             "--output",
             str(tmp_path / "o.npy"),
-            "--quiet",
-        ]
+        )
     )
     out, err = capfd.readouterr()
     assert rc == 0 and out == "" and err == ""
@@ -128,12 +101,9 @@ def test_quiet_prints_nothing(tmp_path, base_folder, motion_file, capfd):
 def test_generate_long_clip_with_context_windows(tmp_path, base_folder, motion_file):
     out = tmp_path / "long.npy"
     rc = main(
-        [
-            "generate",
-            "--base",
-            str(base_folder),
-            "--motion-module",
-            str(motion_file),
+        generate_args(
+            base_folder,
+            motion_file,
             "--prompt",
             "a fox",
             "--frames",
@@ -144,7 +114,6 @@ def test_generate_long_clip_with_context_windows(tmp_path, base_folder, motion_f
             "1",
             "--output",
             str(out),
-            "--quiet",
-        ]
+        )
     )
     assert rc == 0 and np.load(out).shape[0] == 36
