@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -9,11 +10,11 @@ from animatediff.world.datasets import (
     WorldVideos,
     personalization_images,
 )
-from animatediff.world.scenes import BASE_WORLD, NEW_SHAPES
+from animatediff.world.scenes import BASE_WORLD, MOTION_PHRASES, NEW_SHAPES, render_image
 
 
 def test_image_items_follow_the_contract():
-    ds = WorldImages(8, seed=0)
+    ds = WorldImages(8, seed=0, moving=0.0)
     item = ds[3]
     assert set(item) == {"pixel_values", "text"}
     x = item["pixel_values"]
@@ -23,13 +24,28 @@ def test_image_items_follow_the_contract():
     assert "moving" not in item["text"]
 
 
+def test_images_of_moving_objects_carry_their_motion_words_and_a_moment():
+    ds = WorldImages(200, seed=0)
+    moving = [i for i in range(200) if ds.spec(i).motion != "still"]
+    assert 0.6 < len(moving) / 200 < 0.9  # moving=0.75 by default
+    for i in moving[:10]:
+        spec, r = ds.spec(i), ds.rendering(i)
+        assert MOTION_PHRASES[spec.motion] in r.caption
+        assert 0.0 <= ds.moment(i) <= 1.0
+        np.testing.assert_array_equal(r.image, render_image(spec, 32, ds.moment(i)).image)
+    assert all(ds.spec(i).motion == "still" for i in range(20) if i not in moving)
+    assert all(WorldImages(50, seed=0, moving=0.0).spec(i).motion == "still" for i in range(50))
+    with pytest.raises(ValueError, match="fraction"):
+        WorldImages(4, moving=1.5)
+
+
 def test_video_items_follow_the_contract():
     ds = WorldVideos(4, seed=0, frames=8, resolution=16)
     item = ds[1]
     assert set(item) == {"pixel_values", "text"}
     assert item["pixel_values"].shape == (8, 3, 16, 16)
     assert item["pixel_values"].abs().max() <= 1.0
-    assert item["text"] == ds.spec(1).caption(video=True)
+    assert item["text"] == ds.spec(1).caption()
     # The frames are the rendering's, rescaled.
     frames = torch.from_numpy(ds.rendering(1).frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     torch.testing.assert_close(item["pixel_values"], frames)
@@ -58,12 +74,18 @@ def test_holdout_combinations_never_reach_training():
     # Every held-out rule is exercised, and each part of a held-out combination is still seen in training.
     assert {next(r for r in DEFAULT_HOLDOUT if r.matches(s)) for s in held_specs} == set(DEFAULT_HOLDOUT)
     assert any(s.shape == "circle" for s in train_specs) and any(s.motion == "up" for s in train_specs)
-    # Image splits use the rules without motions only.
-    images_held = WorldImages(40, seed=0, split="holdout")
-    assert {(images_held.spec(i).colour, images_held.spec(i).shape) for i in range(40)} == {
+    # Images of moving objects follow the motion rules too; still images only the rules without motions.
+    images_train = WorldImages(300, seed=0, split="train")
+    assert not any(rule.matches(images_train.spec(i)) for i in range(300) for rule in DEFAULT_HOLDOUT)
+    images_held = WorldImages(80, seed=0, split="holdout")
+    held_images = [images_held.spec(i) for i in range(80)]
+    assert all(any(rule.matches(s) for rule in DEFAULT_HOLDOUT) for s in held_images)
+    assert {(s.colour, s.shape) for s in held_images if s.motion == "still"} == {
         ("yellow", "triangle"),
         ("blue", "cross"),
     }
+    still_only = WorldImages(40, seed=0, split="holdout", moving=0.0)
+    assert all(still_only.spec(i).motion == "still" for i in range(40))
 
 
 def test_personalization_sets_show_looks_the_base_lacks():
@@ -82,6 +104,6 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="unknown split"):
         WorldImages(4, split="test")
     with pytest.raises(ValueError, match="holdout split is empty"):
-        WorldImages(4, split="holdout", holdout=(HoldoutRule(motion="left"),))
+        WorldImages(4, split="holdout", holdout=(HoldoutRule(motion="left"),), moving=0.0)
     with pytest.raises(IndexError):
         WorldImages(4)[4]

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -38,15 +40,16 @@ def test_rendering_is_deterministic_by_seed():
 
 def test_captions_follow_the_spec():
     spec = SceneSpec("circle", "red", "blue", motion="left", amount=0.3, x=0.7)
-    assert render_image(spec).caption == "a red circle on a blue background"
+    assert render_image(SceneSpec("circle", "red", "blue")).caption == "a red circle on a blue background"
+    assert render_image(spec, t=0.5).caption == "a red circle moving left on a blue background"
     assert render_video(spec, 4).caption == "a red circle moving left on a blue background"
     striped = SceneSpec("square", "green", "black", texture="striped", motion="growing", amount=2.0, size=0.1)
-    assert striped.caption(video=True) == "a green striped square growing on a black background"
+    assert striped.caption() == "a green striped square growing on a black background"
     still = SceneSpec("triangle", "yellow", "gray", texture="outlined")
-    assert still.caption(video=True) == "a yellow outlined triangle on a gray background"
+    assert still.caption() == "a yellow outlined triangle on a gray background"
     for seed in range(20):
         spec = sample_spec(np.random.default_rng(seed), FULL_WORLD, video=True)
-        words = spec.caption(video=True).split()
+        words = spec.caption().split()
         assert spec.colour in words and spec.shape in words and spec.background in words
         assert spec.colour != spec.background
 
@@ -69,7 +72,9 @@ def test_centroid_moves_in_the_captioned_direction(motion, axis, sign):
         assert np.ptp(r.centroids[:, 1 - axis]) < 0.05
 
 
-def test_ground_truth_centroid_matches_the_pixels():
+def test_ground_truth_centroid_matches_the_pixels(monkeypatch):
+    # The ground truth is the object's own centroid: measure it on frames drawn without the trail.
+    monkeypatch.setattr("animatediff.world.scenes.TRAIL", ())
     for motion in ("left", "down", "bouncing"):
         r = video_of(motion, seed=3, texture="solid")
         for frame, (gx, gy) in zip(r.frames, r.centroids):
@@ -130,5 +135,23 @@ def test_bad_specs_are_named():
         WorldConfig(shapes=("circle", "hexagon"))
     with pytest.raises(ValueError, match="at least 2 frames"):
         render_video(SceneSpec("circle", "red", "black"), 1)
-    with pytest.raises(ValueError, match="images are still"):
+    with pytest.raises(ValueError, match="a still scene cannot fix motion"):
         sample_spec(np.random.default_rng(0), fixed={"motion": "left"})
+
+
+def test_a_moving_object_leaves_a_fading_trail_behind_it_and_a_still_one_none():
+    moving = SceneSpec("square", "red", "black", motion="right", amount=0.3, x=0.4, size=0.15)
+    still = replace(moving, motion="still", amount=0.0)
+    a, b = render_image(moving, t=0.5), render_image(still)
+    # The same object at the same place (x 0.4 + 0.3·0.5 = 0.55 against 0.4: compare against a still one there).
+    there = render_image(replace(still, x=0.55))
+    assert np.allclose(a.centroids, there.centroids) and np.allclose(a.areas, there.areas)
+    diff = np.abs(a.image.astype(int) - there.image.astype(int)).sum(axis=-1)
+    cols = np.nonzero(diff.any(axis=0))[0]
+    # Only the trail differs, and it lies behind (left of) the object, fainter than the object itself.
+    assert cols.size and cols.max() < a.centroids[0, 0]
+    trail = a.image[16, cols.min() : cols.max() + 1, 0].astype(int)
+    assert (trail > BACKGROUNDS["black"][0]).all() and (trail < COLOURS["red"][0]).all()
+    assert b.image.tobytes() == render_image(still, t=0.0).image.tobytes()
+    with pytest.raises(ValueError, match="clip time"):
+        render_image(moving, t=1.5)

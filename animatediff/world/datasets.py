@@ -50,9 +50,9 @@ class HoldoutRule:
     def matches(self, spec: SceneSpec) -> bool:
         return all(getattr(spec, k) == v for k, v in self.fields().items())
 
-    def applies_to(self, world: WorldConfig, video: bool) -> bool:
-        """Whether this world can produce a scene the rule matches."""
-        if not video and self.motion not in (None, "still"):
+    def applies_to(self, world: WorldConfig, moving: bool) -> bool:
+        """Whether this world (its moving scenes too, when `moving`) can produce a scene the rule matches."""
+        if not moving and self.motion not in (None, "still"):
             return False
         pools = {
             "shape": world.shapes,
@@ -77,6 +77,7 @@ DEFAULT_HOLDOUT: tuple[HoldoutRule, ...] = (
 class _WorldDataset(Dataset):
     video: bool = False
     stream: int = _IMAGE_STREAM
+    moving: float = 1.0
 
     def __init__(
         self,
@@ -93,7 +94,7 @@ class _WorldDataset(Dataset):
             raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         self.size, self.seed, self.world, self.resolution, self.split = size, seed, world, resolution, split
         self.holdout = tuple(holdout)
-        self.rules = [r for r in self.holdout if r.applies_to(world, self.video)]
+        self.rules = [r for r in self.holdout if r.applies_to(world, self.moving > 0)]
         if split == "holdout" and not self.rules:
             kind = "videos" if self.video else "images"
             raise ValueError(f"no holdout rule applies to {kind} of this world, so the holdout split is empty")
@@ -106,11 +107,14 @@ class _WorldDataset(Dataset):
         if not 0 <= index < self.size:
             raise IndexError(f"index {index} out of range for a dataset of {self.size}")
         rng = np.random.default_rng([self.seed, self.stream, index])
+        moving = self.video or rng.random() < self.moving
         if self.split == "holdout":
-            rule = self.rules[rng.integers(len(self.rules))]
-            return sample_spec(rng, self.world, self.video, rule.fields())
+            # A still draw can only meet the rules without a motion; when there are none, it moves.
+            rules = [r for r in self.rules if moving or r.motion in (None, "still")] or self.rules
+            rule = rules[rng.integers(len(rules))]
+            return sample_spec(rng, self.world, moving or rule.motion not in (None, "still"), rule.fields())
         for _ in range(1000):
-            spec = sample_spec(rng, self.world, self.video)
+            spec = sample_spec(rng, self.world, moving)
             if self.split == "all" or not any(r.matches(spec) for r in self.rules):
                 return spec
         raise ValueError("the holdout rules leave no training scenes in this world")
@@ -126,10 +130,34 @@ class _WorldDataset(Dataset):
 
 
 class WorldImages(_WorldDataset):
-    """Captioned still images: {"pixel_values": (3, H, W) in [-1, 1], "text": "a red circle on a ..."}."""
+    """Captioned images: {"pixel_values": (3, H, W) in [-1, 1], "text": "a red circle on a ..."}.
+
+    A fraction `moving` of them show an object caught mid-motion, with its trail and its motion words ("a red
+    circle moving left on a ..."): one moment of a video, the way photos of moving things fill real image sets.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        seed: int = 0,
+        world: WorldConfig = BASE_WORLD,
+        resolution: int = 32,
+        split: str = "train",
+        holdout: tuple[HoldoutRule, ...] = DEFAULT_HOLDOUT,
+        moving: float = 0.75,
+    ) -> None:
+        if not 0.0 <= moving <= 1.0:
+            raise ValueError(f"moving is a fraction of the images, in [0, 1]; got {moving}")
+        self.moving = moving
+        super().__init__(size, seed, world, resolution, split, holdout)
+
+    def moment(self, index: int) -> float:
+        """The clip time in [0, 1] image `index` shows (0 for a still object)."""
+        return float(np.random.default_rng([self.seed, self.stream, index, 1]).random())
 
     def rendering(self, index: int) -> Rendering:
-        return render_image(self.spec(index), self.resolution)
+        spec = self.spec(index)
+        return render_image(spec, self.resolution, 0.0 if spec.motion == "still" else self.moment(index))
 
 
 class WorldVideos(_WorldDataset):

@@ -25,11 +25,14 @@ class Track:
     colour: np.ndarray  # (f, 3) mean RGB of the object, in [0, 1]
 
 
-def object_mask(frame: np.ndarray, threshold: float = 0.2) -> np.ndarray:
-    """Pixels whose colour is far from the background's (the median colour of the frame's border)."""
+def object_mask(frame: np.ndarray, threshold: float = 0.2, relative: float = 0.6) -> np.ndarray:
+    """Pixels whose colour is far from the background's (the median colour of the frame's border): farther than
+    `threshold`, and farther than `relative` × the object's own contrast (the 99th percentile), which leaves out
+    the fainter trail a moving object draws behind it."""
     border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
     background = np.median(border, axis=0)
-    return np.linalg.norm(frame - background, axis=-1) > threshold
+    distance = np.linalg.norm(frame - background, axis=-1)
+    return distance > max(threshold, relative * float(np.percentile(distance, 99)))
 
 
 def track(frames: np.ndarray) -> Track:

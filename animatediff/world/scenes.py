@@ -49,6 +49,11 @@ TEXTURE_WORDS = {"solid": "", "striped": "striped", "outlined": "outlined"}
 
 # The farthest any shape reaches from its centre, in units of its size (the square's corners: 0.85·√2).
 EXTENT = 1.21
+# A moving object leaves a fading trail: copies of itself at earlier moments (clip time − offset, from the
+# motion's start on) drawn under it with the given opacity, as a photograph of something moving shows motion blur behind it. It is what lets a
+# model that only ever sees still images tell "moving left" from "moving right", as a real photo model tells a car
+# driving left from one driving right; a still object's copies coincide with it, so it has no trail.
+TRAIL: tuple[tuple[float, float], ...] = ((0.5, 0.2), (0.25, 0.45))
 OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 2 px at 32 px)
 STRIPE_PERIOD = 0.125  # stripe period, as a fraction of the image side (4 px at 32 px)
 
@@ -66,7 +71,7 @@ class SceneSpec:
     texture: str = "solid"
     """One of TEXTURES: filled, filled with darker stripes, or outline only."""
     motion: str = "still"
-    """One of MOTIONS; images are always rendered at the motion's start."""
+    """One of MOTIONS; an image shows one moment of the motion (with its trail)."""
     x: float = 0.5
     """Object centre at the first frame, horizontal, 0 = left edge, 1 = right edge."""
     y: float = 0.5
@@ -94,11 +99,9 @@ class SceneSpec:
         if self.motion in ("growing", "shrinking") and self.amount <= 0:
             raise ValueError(f"{self.motion} needs a positive size ratio as amount, got {self.amount}")
 
-    def caption(self, video: bool = False) -> str:
-        """Plain English: 'a red striped circle moving left on a blue background'; images omit the motion."""
-        words = ["a", self.colour, TEXTURE_WORDS[self.texture], self.shape]
-        if video:
-            words.append(MOTION_PHRASES[self.motion])
+    def caption(self) -> str:
+        """Plain English: 'a red striped circle moving left on a blue background' (no motion words when still)."""
+        words = ["a", self.colour, TEXTURE_WORDS[self.texture], self.shape, MOTION_PHRASES[self.motion]]
         words += ["on", "a", self.background, "background"]
         return " ".join(w for w in words if w)
 
@@ -241,11 +244,8 @@ def _draw_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: i
     return np.asarray(mask, dtype=np.float32) / 255.0
 
 
-def render_frame(
-    spec: SceneSpec, t: float, resolution: int = 32, supersample: int = 4
-) -> tuple[np.ndarray, float, float, float]:
-    """One frame at clip time t: (uint8 (H, W, 3), centroid x, centroid y, area), supersampled for smooth edges."""
-    S = resolution * supersample
+def _layer(spec: SceneSpec, t: float, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The object at clip time t on an S×S canvas: (filled mask, coverage as drawn, paint (S, S, 3))."""
     x, y, size, angle = object_state(spec, t)
     cx, cy, r = x * S, y * S, size * S
     filled = _draw_mask(spec.shape, cx, cy, r, angle, S, None)
@@ -262,9 +262,26 @@ def render_frame(
         along = (xx - cx) * s + (yy - cy) * c
         dark = (np.floor(along / (STRIPE_PERIOD * S)) % 2 == 1)[..., None]
         paint = np.where(dark, colour * 0.45, colour)
-    background = np.array(BACKGROUNDS[spec.background], dtype=np.float32)
+    return filled, coverage, paint
+
+
+def render_frame(
+    spec: SceneSpec, t: float, resolution: int = 32, supersample: int = 4
+) -> tuple[np.ndarray, float, float, float]:
+    """One frame at clip time t: (uint8 (H, W, 3), centroid x, centroid y, area), supersampled for smooth edges.
+
+    The ground truth (centroid, area) is the object's own; its trail (`TRAIL`) is drawn but not counted."""
+    S = resolution * supersample
+    hires = np.broadcast_to(np.array(BACKGROUNDS[spec.background], dtype=np.float32), (S, S, 3))
+    if spec.motion != "still":
+        for offset, opacity in TRAIL:
+            # The motion starts at t = 0: early in the clip the trail is shorter, and it never leaves the frame.
+            _, coverage, paint = _layer(spec, max(t - offset, 0.0), S)
+            a = opacity * coverage[..., None]
+            hires = hires * (1 - a) + paint * a
+    filled, coverage, paint = _layer(spec, t, S)
     a = coverage[..., None]
-    hires = background * (1 - a) + paint * a
+    hires = hires * (1 - a) + paint * a
     # (S, S, 3) → (H, W, 3): average each supersample × supersample block.
     frame = hires.reshape(resolution, supersample, resolution, supersample, 3).mean(axis=(1, 3))
     total = filled.sum()
@@ -290,9 +307,11 @@ def _render(spec: SceneSpec, times: list[float], resolution: int, caption: str) 
     return Rendering(spec, caption, np.stack(frames), np.array(centroids), np.array(areas))
 
 
-def render_image(spec: SceneSpec, resolution: int = 32) -> Rendering:
-    """The scene at its first moment, with the image caption (no motion words)."""
-    return _render(spec, [0.0], resolution, spec.caption(video=False))
+def render_image(spec: SceneSpec, resolution: int = 32, t: float = 0.0) -> Rendering:
+    """The scene at clip time t in [0, 1], with its caption: a moving object shows its trail and motion words."""
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"clip time t must lie in [0, 1], got {t}")
+    return _render(spec, [t], resolution, spec.caption())
 
 
 def render_video(spec: SceneSpec, frames: int = 16, resolution: int = 32) -> Rendering:
@@ -300,7 +319,7 @@ def render_video(spec: SceneSpec, frames: int = 16, resolution: int = 32) -> Ren
     if frames < 2:
         raise ValueError(f"a video needs at least 2 frames, got {frames}")
     times = [i / (frames - 1) for i in range(frames)]
-    return _render(spec, times, resolution, spec.caption(video=True))
+    return _render(spec, times, resolution, spec.caption())
 
 
 def sample_spec(
@@ -312,13 +331,14 @@ def sample_spec(
     """A random scene of `world` that stays inside the image over its whole motion.
 
     `fixed` pins categorical fields (shape, colour, background, texture, motion), e.g. for a held-out split.
+    `video=False` draws a still object; an image of a moving object is a video spec rendered at one moment.
     """
     fixed = dict(fixed or {})
     unknown = set(fixed) - {"shape", "colour", "background", "texture", "motion"}
     if unknown:
         raise ValueError(f"cannot fix {sorted(unknown)}; only shape, colour, background, texture, motion")
     if not video and fixed.get("motion", "still") != "still":
-        raise ValueError(f"images are still; cannot fix motion {fixed['motion']!r} for an image")
+        raise ValueError(f"a still scene cannot fix motion {fixed['motion']!r}; sample it with video=True")
     choices = {
         "shape": world.shapes,
         "colour": world.colours,

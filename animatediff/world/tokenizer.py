@@ -133,8 +133,7 @@ def world_captions(world: WorldConfig) -> list[str]:
         world.shapes, world.colours, world.backgrounds, world.textures, world.motions
     ):
         spec = SceneSpec(shape, colour, background, texture, motion, amount=1.0)
-        captions.add(spec.caption(video=False))
-        captions.add(spec.caption(video=True))
+        captions.add(spec.caption())
     return sorted(captions)
 
 
