@@ -16,18 +16,24 @@ runner ignored kohya's `.alpha` (W ← W + scale · up @ down); we follow kohya,
 `LoraMerger` keeps the original of every weight it touches and recomputes a weight from it whenever the set of
 active LoRAs or their scales change, so removing a LoRA restores the base bit for bit and several LoRAs compose
 independently of the order they were added in. That gives PEFT's "switchable adapters" at merged-weight speed.
+
+Writing: `save_kohya_lora` writes the kohya layout (what CivitAI LoRAs hold), from `{module path: (down, up,
+alpha)}` or from a model carrying PEFT LoRA layers (`peft_lora_layers` reads those out). kohya keeps alpha apart
+from the rank, as PEFT does, so the file merges to exactly what PEFT computes: W + (alpha / rank) · up @ down.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from animatediff.formats.state_dicts import read_weights
+from animatediff.formats.state_dicts import read_weights, write_state_dict
 
 # (pattern on the end of a key, role); the text before the match is the target module path.
 _ROLE_SUFFIXES = (
@@ -290,3 +296,57 @@ def parse_scaled_path(spec: str, default_scale: float = 1.0) -> tuple[str, float
         raise ValueError(
             f"{spec!r}: LoRA scale {scale!r} is not a number (use PATH:SCALE, e.g. style.safetensors:0.8)"
         ) from None
+
+
+def peft_lora_layers(model: nn.Module, adapter: str = "default") -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+    """`{module path: (down, up, alpha)}` of the PEFT LoRA layers (adapter `adapter`) in `model`.
+
+    alpha is PEFT's scaling × rank, so the kohya factor alpha / rank equals PEFT's scaling (rsLoRA included).
+    Paths lose the `base_model.model.` level `get_peft_model` adds, so they name modules of the plain model.
+    """
+    layers = {}
+    for name, module in model.named_modules():
+        lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+        if not isinstance(lora_a, nn.ModuleDict) or adapter not in lora_a:
+            continue
+        if getattr(module, "use_dora", {}).get(adapter) or getattr(module, "lora_bias", {}).get(adapter):
+            raise ValueError(f"{name}: DoRA and LoRA biases have no kohya LoRA equivalent")
+        down, up = lora_a[adapter].weight, lora_b[adapter].weight
+        alpha = float(module.scaling[adapter]) * down.shape[0]
+        layers[name.removeprefix("base_model.model.")] = (down, up, alpha)
+    return layers
+
+
+def save_kohya_lora(
+    layers: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]] | nn.Module,
+    path: str | os.PathLike,
+    component: str = "unet",
+    dtype: torch.dtype | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a LoRA in the kohya layout: `lora_unet_<module path, dots as _>.lora_down.weight`, `.lora_up.weight`
+    and `.alpha` (a scalar tensor); .safetensors (or a torch pickle), written atomically.
+
+    layers: `{dotted module path: (down (rank, in…), up (out, rank…), alpha)}`, or a model with PEFT LoRA layers
+    (adapter "default"). component: 'unet' (`lora_unet_`) or 'text_encoder' (`lora_te_`, paths as in
+    transformers 4, `text_model.encoder…`). dtype: cast the weights (e.g. torch.float16); None keeps float32.
+    """
+    if isinstance(layers, nn.Module):
+        layers = peft_lora_layers(layers)
+    prefixes = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+    if component not in prefixes:
+        raise ValueError(f"unknown LoRA component {component!r}; expected one of {', '.join(prefixes)}")
+    dtype = dtype or torch.float32
+    sd = {}
+    for target, (down, up, alpha) in layers.items():
+        if up.shape[1] != down.shape[0]:
+            raise ValueError(f"{target}: up {tuple(up.shape)} and down {tuple(down.shape)} ranks differ")
+        name = prefixes[component] + target.replace(".", "_")
+        if f"{name}.alpha" in sd:  # kohya names cannot tell `a.b_c` from `a_b.c`
+            raise ValueError(f"two LoRA layers share the kohya name {name!r}")
+        sd[f"{name}.lora_down.weight"] = down.detach().to(dtype).clone()
+        sd[f"{name}.lora_up.weight"] = up.detach().to(dtype).clone()
+        sd[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=dtype)
+    if not sd:
+        raise ValueError("no LoRA layers to save (a model needs PEFT LoRA layers under the adapter 'default')")
+    return write_state_dict(path, sd, metadata)
