@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -224,9 +224,11 @@ def unet_loss(
     text: torch.Tensor,
     generator: torch.Generator,
     timesteps: torch.Tensor | None = None,
+    scheduler: SchedulerMixin | None = None,
 ) -> torch.Tensor:
-    """Epsilon-prediction MSE on AnimateDiff's linear-beta schedule; latents already scaled."""
-    scheduler = official_scheduler()
+    """Epsilon-prediction MSE on `scheduler`'s noise schedule (AnimateDiff's linear betas by default); latents
+    already scaled."""
+    scheduler = scheduler or official_scheduler()
     if timesteps is None:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
@@ -281,13 +283,18 @@ def train_unet(
 
 @torch.no_grad()
 def fixed_unet_loss(
-    unet: UNet2DConditionModel, text: torch.Tensor, latents: torch.Tensor, seed: int = 0, repeats: int = 4
+    unet: UNet2DConditionModel,
+    text: torch.Tensor,
+    latents: torch.Tensor,
+    seed: int = 0,
+    repeats: int = 4,
+    scheduler: SchedulerMixin | None = None,
 ) -> float:
     """The UNet loss on fixed latents, timesteps and noise: comparable before and after training."""
     generator = torch.Generator().manual_seed(seed)
     timesteps = torch.linspace(0, 999, latents.shape[0] * repeats).long()
     x = latents.repeat(repeats, 1, 1, 1)
-    return unet_loss(unet, x, text.repeat(repeats, 1, 1), generator, timesteps).item()
+    return unet_loss(unet, x, text.repeat(repeats, 1, 1), generator, timesteps, scheduler).item()
 
 
 @dataclass(frozen=True)
