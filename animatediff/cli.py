@@ -320,13 +320,20 @@ def add_world(sub: argparse._SubParsersAction) -> None:
         help="measure motion and consistency of generated world animations",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    e.add_argument("--base", default=None, help="world base folder; default: the embedded one")
-    e.add_argument("--motion-module", default=None, help="motion module; default: the embedded one")
-    e.add_argument("--prompts", type=int, default=24, help="prompts, cycling through the measured motions")
-    e.add_argument("--seeds", type=int, default=3, help="seeds per prompt")
+    e.add_argument(
+        "--models",
+        default=None,
+        metavar="FOLDER",
+        help="a world build folder (base/, motion module, personalized/, look classifier); default: the embedded one",
+    )
+    e.add_argument("--prompts", type=int, default=12, help="prompts per model, cycling through the measured motions")
+    e.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
     e.add_argument("--steps", type=int, default=25, help="denoising steps")
     e.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
-    e.add_argument("--output-dir", default="world-eval", help="where eval.md and samples.png go")
+    e.add_argument(
+        "--no-text2video-zero", action="store_true", help="leave out the training-free Text2Video-Zero rows"
+    )
+    e.add_argument("--output-dir", default="world-eval", help="where eval.md, eval.json and samples.png go")
     e.set_defaults(run=run_world_eval)
 
 
@@ -346,30 +353,33 @@ def run_world_build(args: argparse.Namespace) -> None:
 
 
 def run_world_eval(args: argparse.Namespace) -> None:
+    import json
+    from dataclasses import asdict
+
     import numpy as np
     from PIL import Image
 
-    from animatediff.pipeline import AnimationPipeline
-    from animatediff.world.evaluate import evaluate_row, evaluation_prompts, pipeline_rows, sample_sheet, table
+    from animatediff.defaults import WORLD_ASSETS
+    from animatediff.world.evaluate import WorldModels, evaluate_world, table
 
     _silence_libraries()
-    base, motion_module = _models(args)
-    pipe = AnimationPipeline.from_pretrained(base, motion_module)
-    prompts = evaluation_prompts(args.prompts)
-    seeds = list(range(args.seeds))
-    rows = pipeline_rows(pipe, args.steps, args.guidance_scale)
-    results = [evaluate_row(name, generate, prompts, seeds) for name, generate in rows.items()]
+    try:
+        models = WorldModels.from_folder(args.models or WORLD_ASSETS)
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    result = evaluate_world(
+        models, args.prompts, args.seeds, args.steps, args.guidance_scale, text2video_zero=not args.no_text2video_zero
+    )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = table(results)
+    text = table(result.rows)
     (out / "eval.md").write_text(text + "\n")
-    sheets = [sample_sheet(generate, prompts[:6], seed=0) for generate in rows.values()]
-    gap = np.ones((sheets[0].shape[0], 8, 3))
-    Image.fromarray((np.concatenate([sheets[0], gap, sheets[1]], axis=1) * 255).astype(np.uint8)).save(
-        out / "samples.png"
-    )
+    (out / "eval.json").write_text(json.dumps([asdict(r) for r in result.rows], indent=2) + "\n")
+    width = max(sheet.shape[1] for sheet in result.sheets)
+    padded = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in result.sheets]
+    Image.fromarray((np.concatenate(padded) * 255).round().astype(np.uint8)).save(out / "samples.png")
     print(text)
-    for r in results:
+    for r in result.rows:
         print(f"{r.name}: per motion {', '.join(f'{m} {v:.2f}' for m, v in r.per_motion.items())}")
 
 

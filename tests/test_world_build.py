@@ -3,11 +3,18 @@ import torch
 from animatediff.formats import load_motion_modules
 from animatediff.pipeline import AnimationPipeline
 from animatediff.world.build import build_world, quick_recipe
+from animatediff.world.evaluate import LOOK_CLASSIFIER, PERSONALIZED, WorldModels
 
 
 def test_quick_build_runs_every_stage_and_resumes(tmp_path):
     figures = build_world(tmp_path, quick_recipe())
-    assert {"base", "motion"} <= set(figures)
+    assert {"base", "motion", "personalized", "looks"} <= set(figures)
+    assert set(figures["personalized"]) == {"object", "style"}
+    assert figures["personalized"]["object"]["method"] == "dreambooth"
+    for name in (*PERSONALIZED.values(), LOOK_CLASSIFIER):
+        assert (tmp_path / name).is_file()
+    models = WorldModels.from_folder(tmp_path)
+    assert models.dreambooth and models.lora and models.looks
     mm = load_motion_modules(tmp_path / "motion_module.safetensors")
     assert mm.config.block_out_channels == (32, 64)
     pipe = AnimationPipeline.from_pretrained(tmp_path / "base", mm)
@@ -19,7 +26,7 @@ def test_quick_build_runs_every_stage_and_resumes(tmp_path):
     before = (tmp_path / "motion_module.safetensors").stat().st_mtime_ns
     again = build_world(tmp_path, quick_recipe())
     assert (tmp_path / "motion_module.safetensors").stat().st_mtime_ns == before
-    assert again["base"] == figures["base"]
+    assert again["base"] == figures["base"] and again["personalized"] == figures["personalized"]
 
 
 def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeypatch):
@@ -32,8 +39,16 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
 
     build_world(tmp_path / "build", quick_recipe())
     assets = ship(tmp_path / "build", tmp_path / "assets")
-    with safe_open(str(assets / "base" / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
-        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+    for file in (
+        assets / "base" / "unet" / "diffusion_pytorch_model.safetensors",
+        *(assets / n for n in PERSONALIZED.values()),
+    ):
+        with safe_open(str(file), "pt") as f:
+            assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if not k.endswith(".alpha"))
+    # The shipped personalized models load as users load them: a single-file checkpoint and a kohya LoRA.
+    shipped = WorldModels.from_folder(assets)
+    pipe = AnimationPipeline.from_pretrained(shipped.base, shipped.motion_module, dreambooth=shipped.dreambooth)
+    assert pipe.add_lora(shipped.lora, 0.8)
     args = dict(
         prompt="a red circle moving left on a blue background",
         num_frames=4,
@@ -59,3 +74,25 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
     monkeypatch.setattr(defaults, "DEFAULT_BASE", tmp_path / "nothing")
     assert main(["generate", "--prompt", "x", "--output", str(out), "--quiet"]) == 2
     assert main(["generate", "--base", str(assets / "base"), "--prompt", "x", "--output", str(out), "--quiet"]) == 2
+
+
+def test_world_eval_measures_every_row_of_a_build(tmp_path, one_thread):
+    import json
+
+    from animatediff.cli import main
+
+    build_world(tmp_path / "build", quick_recipe())
+    out = tmp_path / "eval"
+    args = ["world", "eval", "--models", str(tmp_path / "build"), "--prompts", "2", "--seeds", "1", "--steps", "2"]
+    assert main([*args, "--output-dir", str(out)]) == 0
+    rows = json.loads((out / "eval.json").read_text())
+    names = [r["name"] for r in rows]
+    # Base, DreamBooth and LoRA, each with the module, with independent frames and by Text2Video-Zero, plus the
+    # base asked for each personalized look.
+    assert len(names) == 11 and len(set(names)) == 11
+    assert all(r["samples"] == 2 and r["look_accuracy"] is not None for r in rows)
+    assert all(0 <= r[k] <= 1 for r in rows for k in ("motion_accuracy", "colour_accuracy", "consistency"))
+    assert "| generation |" in (out / "eval.md").read_text() and (out / "samples.png").is_file()
+    assert main([*args, "--no-text2video-zero", "--output-dir", str(tmp_path / "e2")]) == 0
+    assert len(json.loads((tmp_path / "e2" / "eval.json").read_text())) == 8
+    assert main(["world", "eval", "--models", str(tmp_path / "nothing"), "--output-dir", str(out)]) == 2

@@ -13,12 +13,16 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from animatediff.formats.state_dicts import write_atomic
 from animatediff.world.base_model import BaseModelConfig
+from animatediff.world.evaluate import LOOK_CLASSIFIER, PERSONALIZED, PERSONALIZED_METHOD
+from animatediff.world.looks import LookConfig, save_look_classifier, train_look_classifier
+from animatediff.world.personalize import PersonalizeConfig, personalize
 from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig
 
 
@@ -52,6 +56,13 @@ class WorldRecipe:
     """Tokenizer, VAE and image UNet: the base model, trained on the world's images only."""
     motion: MotionStage = field(default_factory=MotionStage)
     """The motion module, trained on the world's videos."""
+    personalized: tuple[PersonalizeConfig, ...] = (
+        PersonalizeConfig(kind="object", method="dreambooth"),
+        PersonalizeConfig(kind="style", method="lora"),
+    )
+    """Personalized models made from the base with images only: a DreamBooth star, an outlined-style LoRA."""
+    looks: LookConfig = field(default_factory=LookConfig)
+    """The look classifier the evaluation reads shapes and textures with (trained on renderings)."""
     threads: int = 2
     """torch CPU threads (the rebuild is meant to run on a laptop CPU)."""
     progress: bool = True
@@ -69,6 +80,29 @@ def quick_recipe() -> WorldRecipe:
             num_images=32,
         ),
         motion=MotionStage(steps=2, batch_size=2, clips=8, frames=4),
+        personalized=(
+            PersonalizeConfig(
+                kind="object",
+                method="dreambooth",
+                steps=2,
+                batch_size=4,
+                num_images=8,
+                num_prior_images=8,
+                warmup_steps=1,
+                progress=False,
+            ),
+            PersonalizeConfig(
+                kind="style",
+                method="lora",
+                steps=2,
+                batch_size=4,
+                num_images=8,
+                num_prior_images=8,
+                warmup_steps=1,
+                progress=False,
+            ),
+        ),  # fmt: skip
+        looks=LookConfig(images=16, steps=2, batch_size=4, resolution=16, progress=False),
         threads=1,
         progress=False,
     )
@@ -141,7 +175,7 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
 
     base = out / "base"
     if not (base / "model_index.json").is_file():
-        _say(recipe, "stage 1/2: base model (tokenizer, VAE, UNet) on the world's images")
+        _say(recipe, "stage 1/4: base model (tokenizer, VAE, UNet) on the world's images")
         start = time.perf_counter()
         staging = out / "base.partial"
         build_base_model(staging, recipe.image)
@@ -152,19 +186,56 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
         }
     motion = out / "motion_module.safetensors"
     if not motion.is_file():
-        _say(recipe, "stage 2/2: motion module on the world's videos, base frozen")
+        _say(recipe, "stage 2/4: motion module on the world's videos, base frozen")
         start = time.perf_counter()
         exported = train_world_motion_module(base, out / "motion-run", recipe.motion, recipe.progress)
         shutil.copyfile(exported, out / "motion_module.safetensors.partial")
         os.replace(out / "motion_module.safetensors.partial", motion)
         figures["motion"] = {"minutes": (time.perf_counter() - start) / 60}
+    for cfg in recipe.personalized:
+        figures.setdefault("personalized", {})[cfg.kind] = personalize_stage(out, base, cfg, recipe.progress)
+    looks = out / LOOK_CLASSIFIER
+    if not looks.is_file():
+        _say(recipe, "stage 4/4: look classifier on rendered images (for the evaluation)")
+        start = time.perf_counter()
+        model, accuracy = train_look_classifier(replace(recipe.looks, progress=recipe.progress))
+        save_look_classifier(model, looks, accuracy)
+        figures["looks"] = {"minutes": (time.perf_counter() - start) / 60, **accuracy}
     figures_file.write_text(json.dumps(figures, indent=2, default=str))
     return figures
+
+
+def personalize_stage(out: Path, base: Path, cfg: PersonalizeConfig, progress: bool = True) -> dict:
+    """Train one personalized model into its place in the build (skipped when there); returns its figures,
+    which are kept next to it so a stage run on its own (or resumed) reports the same."""
+    target = out / PERSONALIZED[cfg.kind]
+    if PERSONALIZED_METHOD[cfg.kind] != cfg.method:
+        raise ValueError(f"the world's {cfg.kind} model is a {PERSONALIZED_METHOD[cfg.kind]}, not a {cfg.method}")
+    record = target.with_suffix(".json")
+    if not target.is_file():
+        if progress:
+            print(f"stage 3/4: {cfg.kind} personalization by {cfg.method}, images only", flush=True)
+        figures = personalize(base, target, replace(cfg, progress=cfg.progress and progress))
+        write_atomic(record, lambda tmp: tmp.write_text(json.dumps(figures, indent=2, default=str)))
+    return json.loads(record.read_text()) if record.is_file() else {}
 
 
 def _say(recipe: WorldRecipe, message: str) -> None:
     if recipe.progress:
         print(message, flush=True)
+
+
+def _copy_fp16(source: Path, target: Path) -> None:
+    """A safetensors file with its floating-point tensors in fp16 (metadata kept)."""
+    from safetensors import safe_open
+
+    from animatediff.formats.state_dicts import write_state_dict
+
+    with safe_open(str(source), "pt") as f:
+        metadata = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    write_state_dict(target, half, metadata=metadata)
 
 
 def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
@@ -188,6 +259,9 @@ def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
             shutil.copyfile(base / name, staging / "base" / name)
     modules = load_motion_modules(build / "motion_module.safetensors").to(torch.float16)
     save_motion_modules(modules, staging / "motion_module.safetensors")
+    for name in (LOOK_CLASSIFIER, *PERSONALIZED.values()):
+        if (build / name).is_file():
+            _copy_fp16(build / name, staging / name)
     if (build / "build.json").is_file():
         shutil.copyfile(build / "build.json", staging / "build.json")
     for path in staging.rglob("*"):

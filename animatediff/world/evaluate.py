@@ -1,22 +1,35 @@
 """Measure generated animations of the world: does the object move as captioned, and does it stay itself?
 
-Each row is a way of generating (base + motion module, frames generated independently, …); each is run on
-the same prompts and seeds, and its frames are measured (`metrics.py`): motion accuracy (the centroid track or
-area change matches the caption), colour accuracy, and temporal consistency.
+Each row is a way of generating (base + motion module, a personalized model + the same module, frames generated
+independently, a training-free Text2Video-Zero baseline); each runs on the same prompts and seeds, and its frames
+are measured (`metrics.py`): motion accuracy (the centroid track or area change matches the caption), colour
+accuracy, temporal consistency, and look accuracy (the fraction of frames the look classifier, `looks.py`, reads
+as the prompt's shape and texture: a personalized model's star or outline style kept in every frame).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from animatediff.world.metrics import colour_correct, consistency, motion_correct, track
 
+if TYPE_CHECKING:
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.world.looks import LookClassifier
+
 Generator = Callable[[str, int], np.ndarray]  # (prompt, seed) -> frames (f, H, W, 3) in [0, 1]
 
 MEASURED_MOTIONS = ("left", "right", "up", "down", "growing", "shrinking")
+
+
+# The look each kind of model is asked for: the base world's own, or a personalization's (`datasets.py`).
+LOOKS: dict[str, dict[str, str]] = {"base": {}, "style": {"texture": "outlined"}, "object": {"shape": "star"}}
 
 
 @dataclass(frozen=True)
@@ -25,11 +38,14 @@ class Prompt:
     shape: str
     motion: str
     background: str
+    texture: str = "solid"
 
     @property
     def text(self) -> str:
-        phrase = f"moving {self.motion}" if self.motion in ("left", "right", "up", "down") else self.motion
-        return f"a {self.colour} {self.shape} {phrase} on a {self.background} background"
+        from animatediff.world.scenes import MOTION_PHRASES, TEXTURE_WORDS
+
+        words = ["a", self.colour, TEXTURE_WORDS[self.texture], self.shape, MOTION_PHRASES[self.motion], "on", "a"]
+        return " ".join(w for w in [*words, self.background, "background"] if w)
 
 
 @dataclass
@@ -40,32 +56,51 @@ class RowResult:
     consistency: float
     samples: int
     per_motion: dict[str, float] = field(default_factory=dict)
+    look_accuracy: float | None = None
+    """Fraction of frames the look classifier reads as the prompt's shape and texture (None: not measured)."""
 
 
-def evaluation_prompts(n: int, seed: int = 0, motions: tuple[str, ...] = MEASURED_MOTIONS) -> list[Prompt]:
-    """`n` prompts cycling through the measured motions, with colour/shape/background drawn from the base world."""
+def evaluation_prompts(
+    n: int, seed: int = 0, motions: tuple[str, ...] = MEASURED_MOTIONS, look: str = "base"
+) -> list[Prompt]:
+    """`n` prompts cycling through the measured motions, with colour/shape/background drawn from the base world;
+    `look` 'style' makes every object outlined, 'object' makes it a star (the personalized models' looks)."""
     from animatediff.world.scenes import BASE_WORLD
 
+    if look not in LOOKS:
+        raise ValueError(f"unknown look {look!r}; choose one of: {', '.join(LOOKS)}")
     rng = np.random.default_rng(seed)
     prompts = []
     for i in range(n):
         colour = str(rng.choice(BASE_WORLD.colours))
         background = str(rng.choice([b for b in BASE_WORLD.backgrounds if b != colour]))
-        prompts.append(Prompt(colour, str(rng.choice(BASE_WORLD.shapes)), motions[i % len(motions)], background))
+        fields = {"shape": str(rng.choice(BASE_WORLD.shapes)), **LOOKS[look]}
+        prompts.append(Prompt(colour, motion=motions[i % len(motions)], background=background, **fields))
     return prompts
 
 
-def evaluate_row(name: str, generate: Generator, prompts: list[Prompt], seeds: list[int]) -> RowResult:
-    motion_hits, colour_hits, scores = [], [], []
+def evaluate_row(
+    name: str,
+    generate: Generator,
+    prompts: list[Prompt],
+    seeds: list[int],
+    looks: LookClassifier | None = None,
+) -> RowResult:
+    """Generate every (prompt, seed) clip and measure it; `looks` adds the look accuracy."""
+    motion_hits, colour_hits, scores, look_hits = [], [], [], []
     by_motion: dict[str, list[bool]] = {}
     for prompt in prompts:
         for seed in seeds:
-            t = track(generate(prompt.text, seed))
+            frames = generate(prompt.text, seed)
+            t = track(frames)
             hit = motion_correct(t, prompt.motion)
             motion_hits.append(hit)
             by_motion.setdefault(prompt.motion, []).append(hit)
             colour_hits.append(colour_correct(t, prompt.colour))
             scores.append(consistency(t))
+            if looks is not None:
+                shapes, textures = looks.predict(frames)
+                look_hits.append(np.mean([(s, x) == (prompt.shape, prompt.texture) for s, x in zip(shapes, textures)]))
     return RowResult(
         name,
         float(np.mean(motion_hits)),
@@ -73,23 +108,28 @@ def evaluate_row(name: str, generate: Generator, prompts: list[Prompt], seeds: l
         float(np.mean(scores)),
         len(motion_hits),
         {m: float(np.mean(v)) for m, v in by_motion.items()},
+        float(np.mean(look_hits)) if look_hits else None,
     )
 
 
 def table(rows: list[RowResult]) -> str:
     """A Markdown table of the rows."""
     lines = [
-        "| generation | motion accuracy | colour accuracy | consistency | clips |",
-        "|---|---|---|---|---|",
+        "| generation | motion accuracy | colour accuracy | look accuracy | consistency | clips |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
+        look = "–" if r.look_accuracy is None else f"{r.look_accuracy:.2f}"
         lines.append(
-            f"| {r.name} | {r.motion_accuracy:.2f} | {r.colour_accuracy:.2f} | {r.consistency:.2f} | {r.samples} |"
+            f"| {r.name} | {r.motion_accuracy:.2f} | {r.colour_accuracy:.2f} | {look} | {r.consistency:.2f} "
+            f"| {r.samples} |"
         )
     return "\n".join(lines)
 
 
-def pipeline_rows(pipe, steps: int = 25, guidance_scale: float = 7.5, frames: int = 16) -> dict[str, Generator]:  # noqa: ANN001
+def pipeline_rows(
+    pipe: AnimationPipeline, steps: int = 25, guidance_scale: float = 7.5, frames: int = 16, label: str = "base"
+) -> dict[str, Generator]:
     """The rows one pipeline gives: with its motion module, and with frames generated independently."""
 
     def with_motion(enabled: bool) -> Generator:
@@ -110,9 +150,44 @@ def pipeline_rows(pipe, steps: int = 25, guidance_scale: float = 7.5, frames: in
         return generate
 
     return {
-        "base + motion module": with_motion(True),
-        "base, frames independent (no motion module)": with_motion(False),
+        f"{label} + motion module": with_motion(True),
+        f"{label}, frames independent (no motion module)": with_motion(False),
     }
+
+
+def text2video_zero_row(
+    pipe: AnimationPipeline, steps: int = 25, guidance_scale: float = 7.5, frames: int = 16
+) -> Generator:
+    """The training-free baseline on the same image model: cross-frame attention to the first frame plus a
+    latent translation. It is given the captioned direction (a user of Text2Video-Zero picks the direction by
+    hand); growing and shrinking have none to give, so those clips get no translation."""
+    from animatediff.baselines.text2video_zero import direction_from_prompt, text2video_zero
+
+    def generate(prompt: str, seed: int) -> np.ndarray:
+        return text2video_zero(
+            pipe,
+            prompt,
+            num_frames=frames,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            direction=direction_from_prompt(prompt),
+            progress=False,
+        )[0]
+
+    return generate
+
+
+def memoized(generate: Generator) -> Generator:
+    """The same generator, remembering its clips, so a sample sheet of evaluated prompts costs nothing."""
+    clips: dict[tuple[str, int], np.ndarray] = {}
+
+    def cached(prompt: str, seed: int) -> np.ndarray:
+        if (prompt, seed) not in clips:
+            clips[prompt, seed] = generate(prompt, seed)
+        return clips[prompt, seed]
+
+    return cached
 
 
 def sample_sheet(
@@ -125,3 +200,100 @@ def sample_sheet(
         rows.append(np.concatenate([clip[min(i, len(clip) - 1)] for i in frames], axis=1))
     sheet = np.concatenate(rows, axis=0)
     return np.kron(sheet, np.ones((scale, scale, 1)))
+
+
+@dataclass(frozen=True)
+class WorldModels:
+    """The files of a world build (or of the shipped assets, which have the same layout)."""
+
+    base: Path
+    motion_module: Path
+    dreambooth: Path | None = None
+    """Single-file checkpoint of the DreamBooth fine-tune (the 'object' look: a star)."""
+    lora: Path | None = None
+    """kohya LoRA file (the 'style' look: outlined shapes)."""
+    looks: Path | None = None
+    """The look classifier's weights."""
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> WorldModels:
+        folder = Path(folder)
+        base, motion = folder / "base", folder / "motion_module.safetensors"
+        if not (base / "model_index.json").is_file() or not motion.is_file():
+            raise FileNotFoundError(f"{folder} holds no world build (base/ and motion_module.safetensors)")
+
+        def optional(path: Path) -> Path | None:
+            return path if path.is_file() else None
+
+        return cls(
+            base,
+            motion,
+            optional(folder / PERSONALIZED["object"]),
+            optional(folder / PERSONALIZED["style"]),
+            optional(folder / LOOK_CLASSIFIER),
+        )
+
+
+# Where a build (and the shipped assets) keep the personalized models and the look classifier.
+PERSONALIZED = {"object": "personalized/star_dreambooth.safetensors", "style": "personalized/outlined_lora.safetensors"}
+PERSONALIZED_METHOD = {"object": "dreambooth", "style": "lora"}
+LOOK_CLASSIFIER = "look_classifier.safetensors"
+
+
+@dataclass
+class Evaluation:
+    rows: list[RowResult]
+    sheets: list[np.ndarray]
+    """One picture per model: its rows side by side (with the module, independent frames, Text2Video-Zero)."""
+
+
+def evaluate_world(
+    models: WorldModels,
+    prompts: int = 12,
+    seeds: int = 2,
+    steps: int = 25,
+    guidance_scale: float = 7.5,
+    text2video_zero: bool = True,
+    sheet_prompts: int = 4,
+) -> Evaluation:
+    """Every row of the world's table on the same prompts and seeds: for the base and each personalized model,
+    with the motion module, with frames generated independently, and (optionally) Text2Video-Zero; plus the base
+    with the motion module asked for each personalized look, to show the look comes from the personalization."""
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.world.looks import load_look_classifier
+
+    looks = load_look_classifier(models.looks) if models.looks else None
+    seed_list = list(range(seeds))
+    base_pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module)
+    # (label, pipeline, look asked for); the LoRA is merged into the base pipeline only while its rows run.
+    groups: list[tuple[str, AnimationPipeline, str]] = [("base", base_pipe, "base")]
+    if models.dreambooth:
+        pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module, dreambooth=models.dreambooth)
+        groups.append(("star DreamBooth (single file)", pipe, "object"))
+    if models.lora:
+        groups.append(("outlined-style LoRA", base_pipe, "style"))
+
+    rows, sheets = [], []
+    for label, pipe, look in groups:
+        asked = evaluation_prompts(prompts, look=look)
+        name = None
+        if look == "style":
+            name = pipe.add_lora(models.lora, 1.0)
+        try:
+            generators = {k: memoized(g) for k, g in pipeline_rows(pipe, steps, guidance_scale, label=label).items()}
+            if text2video_zero:
+                generators[f"{label}, Text2Video-Zero (captioned direction)"] = memoized(
+                    text2video_zero_row(pipe, steps, guidance_scale)
+                )
+            rows += [evaluate_row(n, g, asked, seed_list, looks) for n, g in generators.items()]
+            shown = [sample_sheet(g, asked[:sheet_prompts], seed=0) for g in generators.values()]
+            gap = np.ones((shown[0].shape[0], 8, 3))
+            sheets.append(np.concatenate([x for sheet in shown for x in (sheet, gap)][:-1], axis=1))
+        finally:
+            if name is not None:
+                pipe.loras.remove(name)
+        if look != "base":
+            generate = pipeline_rows(base_pipe, steps, guidance_scale)["base + motion module"]
+            control = f"base + motion module, asked for the {label}'s look (no personalization)"
+            rows.append(evaluate_row(control, generate, asked, seed_list, looks))
+    return Evaluation(rows, sheets)

@@ -50,9 +50,10 @@ TEXTURE_WORDS = {"solid": "", "striped": "striped", "outlined": "outlined"}
 # The farthest any shape reaches from its centre, in units of its size (the square's corners: 0.85·√2).
 EXTENT = 1.21
 # A moving object leaves a fading trail: copies of itself at earlier moments (clip time − offset, from the
-# motion's start on) drawn under it with the given opacity, as a photograph of something moving shows motion blur behind it. It is what lets a
-# model that only ever sees still images tell "moving left" from "moving right", as a real photo model tells a car
-# driving left from one driving right; a still object's copies coincide with it, so it has no trail.
+# motion's start on) drawn under it with the given opacity, as a photograph of something moving shows motion
+# blur behind it. It is what lets a model that only ever sees still images tell "moving left" from "moving
+# right", as a real photo model tells a car driving left from one driving right; a still object's copies
+# coincide with it, so it has no trail.
 TRAIL: tuple[tuple[float, float], ...] = ((0.5, 0.2), (0.25, 0.45))
 OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 2 px at 32 px)
 STRIPE_PERIOD = 0.125  # stripe period, as a fraction of the image side (4 px at 32 px)
