@@ -30,7 +30,7 @@ from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrain
 class MotionStage:
     """Training the motion module on the world's videos over the frozen world base (the project's trainer)."""
 
-    steps: int = 2000
+    steps: int = 1500
     """Optimizer steps."""
     batch_size: int = 8
     """Clips per step."""

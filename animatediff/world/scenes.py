@@ -54,7 +54,9 @@ EXTENT = 1.21
 # blur behind it. It is what lets a model that only ever sees still images tell "moving left" from "moving
 # right", as a real photo model tells a car driving left from one driving right; a still object's copies
 # coincide with it, so it has no trail.
-TRAIL: tuple[tuple[float, float], ...] = ((0.5, 0.2), (0.25, 0.45))
+# Four copies over the last half of the clip, fading with age: long enough to show at the 4×4-pixel grain of the
+# latents, and one-sided, so it tells the direction's sign as well as its axis.
+TRAIL: tuple[tuple[float, float], ...] = ((0.5, 0.15), (0.375, 0.25), (0.25, 0.35), (0.125, 0.45))
 OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 2 px at 32 px)
 STRIPE_PERIOD = 0.125  # stripe period, as a fraction of the image side (4 px at 32 px)
 
@@ -275,11 +277,16 @@ def render_frame(
     S = resolution * supersample
     hires = np.broadcast_to(np.array(BACKGROUNDS[spec.background], dtype=np.float32), (S, S, 3))
     if spec.motion != "still":
+        # Each pixel of the trail takes the strongest copy over it (copies do not pile up into an opaque smear),
+        # so the trail stays fainter than the object everywhere and a measurement can tell them apart.
+        trail, trail_paint = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
         for offset, opacity in TRAIL:
             # The motion starts at t = 0: early in the clip the trail is shorter, and it never leaves the frame.
             _, coverage, paint = _layer(spec, max(t - offset, 0.0), S)
             a = opacity * coverage[..., None]
-            hires = hires * (1 - a) + paint * a
+            stronger = a > trail
+            trail, trail_paint = np.where(stronger, a, trail), np.where(stronger, paint, trail_paint)
+        hires = hires * (1 - trail) + trail_paint * trail
     filled, coverage, paint = _layer(spec, t, S)
     a = coverage[..., None]
     hires = hires * (1 - a) + paint * a

@@ -5,13 +5,12 @@ term; its latents are scaled to unit variance (SD's 0.18215 was found the same w
 prediction on AnimateDiff's linear betas — the schedule the project samples with — with 10% of captions dropped
 so classifier-free guidance works.
 
-The text encoder stays random and frozen. SD's CLIP is frozen too, and every later stage here (motion module,
-DreamBooth, LoRA) keeps it fixed; a frozen encoder also treats words the base never sees in captions — motion
-words, the personalization words — exactly like the words it does see, whereas an encoder trained on image
-captions alone would leave those as untrained stragglers next to co-adapted ones. It is causal, so the colour and
-shape at the start of a caption embed the same with or without a motion phrase after them. And it costs nothing:
-each distinct caption is encoded once. `UnetTrainConfig.train_text_encoder` switches to joint training if
-prompts ever come out wrong.
+The text encoder trains jointly with the UNet (SD's CLIP comes pretrained; ours has to learn here). A random
+frozen encoder was tried first: colour, shape and background came out right, but the UNet learned to look past
+the motion words, so nothing the motion module sees said which way to move. Trained jointly, the encoder puts the
+motion words where the UNet reads them, and the images of moving objects (with their trails) give it a reason
+to. Words the base never sees in captions (the personalization looks: "star", "outlined") keep their random
+embeddings, which DreamBooth and LoRA learn to read with the encoder frozen again.
 """
 
 from __future__ import annotations
@@ -85,8 +84,8 @@ class UnetTrainConfig:
     """Decay of the weight average that gets saved; None saves the raw weights."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
-    train_text_encoder: bool = False
-    """Train the text encoder jointly instead of keeping it random and frozen."""
+    train_text_encoder: bool = True
+    """Train the text encoder jointly; False keeps it random and frozen (each caption then encodes once)."""
     seed: int = 0
     """Seeds the batch order, timesteps, noise and caption dropout."""
     progress: bool = True
