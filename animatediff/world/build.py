@@ -21,7 +21,7 @@ import torch
 from animatediff.formats.state_dicts import write_atomic
 from animatediff.world.base_model import BaseModelConfig
 from animatediff.world.evaluate import LOOK_CLASSIFIER, PERSONALIZED, PERSONALIZED_METHOD
-from animatediff.world.looks import LookConfig, save_look_classifier, train_look_classifier
+from animatediff.world.looks import LookConfig, look_figures, save_look_classifier, train_look_classifier
 from animatediff.world.personalize import PersonalizeConfig, personalize
 from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig
 
@@ -199,8 +199,8 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
         _say(recipe, "stage 4/4: look classifier on rendered images (for the evaluation)")
         start = time.perf_counter()
         model, accuracy = train_look_classifier(replace(recipe.looks, progress=recipe.progress))
-        save_look_classifier(model, looks, accuracy)
-        figures["looks"] = {"minutes": (time.perf_counter() - start) / 60, **accuracy}
+        save_look_classifier(model, looks, {**accuracy, "minutes": (time.perf_counter() - start) / 60})
+    figures["looks"] = look_figures(looks)
     figures_file.write_text(json.dumps(figures, indent=2, default=str))
     return figures
 

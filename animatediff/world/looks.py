@@ -155,6 +155,14 @@ def save_look_classifier(model: LookClassifier, path: str | os.PathLike, figures
     return write_state_dict(path, model.state_dict(), metadata=metadata)
 
 
+def look_figures(path: str | os.PathLike) -> dict[str, float]:
+    """The figures saved with a classifier (accuracy, losses, minutes)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return {k: float(v) for k, v in (f.metadata() or {}).items()}
+
+
 def load_look_classifier(path: str | os.PathLike) -> LookClassifier:
     from safetensors.torch import load_file
 
