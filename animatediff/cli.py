@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -342,8 +343,13 @@ def run_world_build(args: argparse.Namespace) -> None:
 
     recipe = quick_recipe() if args.quick else WorldRecipe()
     if args.quiet:
+        # progress=False on the recipe silences every stage (the frozen stage configs follow it)
         recipe.progress = False
-        recipe.image.vae.progress = recipe.image.unet.progress = False
+        recipe.image = replace(
+            recipe.image,
+            vae=replace(recipe.image.vae, progress=False),
+            unet=replace(recipe.image.unet, progress=False),
+        )
     figures = build_world(args.out_dir, recipe)
     if args.ship:
         ship(args.out_dir, args.ship)

@@ -1,4 +1,10 @@
-"""The shipped world model (animatediff/assets/world): generation out of the box, measured on its own frames."""
+"""The shipped world models (animatediff/assets/world): generation out of the box, and the paper's claim measured
+on their own frames — a motion module trained once animates personalized models it never saw, with no tuning.
+
+Fast versions of `animatediff world eval` (fewer prompts, one seed, 15 steps); the thresholds sit below what the
+full evaluation measured (animatediff/assets/world/eval.md) by a margin for the smaller sample. What the shipped
+build does not do yet — follow the captioned direction, show the personalized looks — is kept as strict xfails,
+so a build that achieves it has to turn them into plain tests (see animatediff/world/README.md)."""
 
 import numpy as np
 import pytest
@@ -6,36 +12,72 @@ import torch
 
 from animatediff.defaults import WORLD_ASSETS, default_models
 from animatediff.pipeline import AnimationPipeline
-from animatediff.world.evaluate import evaluate_row, evaluation_prompts, pipeline_rows
+from animatediff.world.evaluate import WorldModels, evaluate_row, evaluation_prompts, pipeline_rows
+from animatediff.world.looks import LookConfig, load_look_classifier, look_accuracy
 
 PROMPTS = 6  # one per measured motion: left, right, up, down, growing, shrinking
 STEPS = 15
+MOTION_THRESHOLD = 0.6  # the goal; measured 0.12 (base) over 24 clips
+LOOK_THRESHOLD = 0.6  # the goal; measured 0.01 (DreamBooth star) and 0.08 (outlined LoRA) over 24 clips
 
 
 @pytest.fixture(scope="module")
-def pipe():
+def models():
+    return WorldModels.from_folder(WORLD_ASSETS)
+
+
+@pytest.fixture(scope="module")
+def looks(models):
+    return load_look_classifier(models.looks)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield AnimationPipeline.from_pretrained(*default_models())
+    yield
     torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def rows(pipe):
+def pipe(single_thread):
+    return AnimationPipeline.from_pretrained(*default_models())
+
+
+def _rows(pipe, look, looks, label):
+    prompts = evaluation_prompts(PROMPTS, look=look)
+    rows = pipeline_rows(pipe, steps=STEPS, label=label).items()
+    return [evaluate_row(name, generate, prompts, [0], looks) for name, generate in rows]
+
+
+@pytest.fixture(scope="module")
+def base_rows(pipe, looks):
     """(with the motion module, frames generated independently) on the same prompts and seed."""
-    prompts = evaluation_prompts(PROMPTS)
-    return [evaluate_row(name, g, prompts, [0]) for name, g in pipeline_rows(pipe, steps=STEPS).items()]
+    return _rows(pipe, "base", looks, "base")
 
 
-def test_shipped_weights_are_fp16_and_small():
+@pytest.fixture(scope="module")
+def dreambooth_rows(models, looks, single_thread):
+    pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module, dreambooth=models.dreambooth)
+    return _rows(pipe, "object", looks, "star DreamBooth")
+
+
+@pytest.fixture(scope="module")
+def lora_rows(models, looks, single_thread):
+    pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module)
+    pipe.add_lora(models.lora)
+    return _rows(pipe, "style", looks, "outlined LoRA")
+
+
+def test_shipped_weights_are_fp16_and_small(models):
     from safetensors import safe_open
 
-    base, motion = default_models()
     size = sum(p.stat().st_size for p in WORLD_ASSETS.rglob("*") if p.is_file())
     assert size < 30 * 2**20
-    for file in (motion, base / "unet" / "diffusion_pytorch_model.safetensors"):
+    files = (models.motion_module, models.base / "unet" / "diffusion_pytorch_model.safetensors", models.dreambooth)
+    for file in (*files, models.lora, models.looks):
         with safe_open(str(file), "pt") as f:
-            assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+            assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if not k.endswith(".alpha"))
 
 
 def test_default_generation_is_a_16_frame_32px_clip(pipe):
@@ -43,19 +85,42 @@ def test_default_generation_is_a_16_frame_32px_clip(pipe):
     assert frames.shape == (1, 16, 32, 32, 3) and np.isfinite(frames).all()
 
 
-def test_motion_module_keeps_the_object_and_its_colour(rows):
-    with_module, independent = rows
+def test_look_classifier_reads_renderings(looks, single_thread):
+    accuracy = look_accuracy(looks, LookConfig(), count=300)
+    assert accuracy["shape_accuracy"] >= 0.9 and accuracy["texture_accuracy"] >= 0.9
+
+
+def test_motion_module_keeps_the_object_and_its_colour(base_rows):
+    with_module, independent = base_rows
     assert with_module.colour_accuracy >= 0.8
-    # Measured on 24 clips: consistency 0.70 with the module, 0.00 with independent frames.
     assert with_module.consistency >= independent.consistency + 0.3
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="the first shipped motion module does not yet follow the captioned direction (motion accuracy 0.12 "
-    "over 24 clips); see animatediff/world/README.md",
+    strict=True, reason="the shipped motion module does not follow the captioned direction yet (0.12 over 24 clips)"
 )
-def test_motion_module_gets_the_captioned_motion(rows):
-    with_module, independent = rows
-    assert with_module.motion_accuracy >= 0.6
+def test_motion_module_gets_the_captioned_motion(base_rows):
+    with_module, independent = base_rows
+    assert with_module.motion_accuracy >= MOTION_THRESHOLD
+    assert with_module.motion_accuracy >= independent.motion_accuracy + 0.25
+
+
+@pytest.mark.parametrize("rows", ["dreambooth_rows", "lora_rows"])
+def test_personalized_models_stay_coherent_with_the_same_module_untuned(rows, request):
+    with_module, independent = request.getfixturevalue(rows)
+    # Measured on 24 clips: 0.78 (DreamBooth) and 0.63 (LoRA) with the module, 0.00 with independent frames.
+    assert with_module.consistency >= independent.consistency + 0.3
+    assert with_module.colour_accuracy >= 0.8
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped personalized models do not show their looks yet (star 0.01, outline 0.08 over 24 clips), "
+    "nor does the module follow the direction; see animatediff/world/README.md",
+)
+@pytest.mark.parametrize("rows", ["dreambooth_rows", "lora_rows"])
+def test_personalized_models_animate_the_captioned_motion_and_keep_their_look(rows, request):
+    with_module, independent = request.getfixturevalue(rows)
+    assert with_module.look_accuracy >= LOOK_THRESHOLD
+    assert with_module.motion_accuracy >= MOTION_THRESHOLD
     assert with_module.motion_accuracy >= independent.motion_accuracy + 0.25
