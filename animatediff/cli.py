@@ -331,9 +331,7 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
     e.add_argument("--steps", type=int, default=25, help="denoising steps")
     e.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
-    e.add_argument(
-        "--no-text2video-zero", action="store_true", help="leave out the training-free Text2Video-Zero rows"
-    )
+    e.add_argument("--no-text2video-zero", action="store_true", help="leave out the training-free Text2Video-Zero rows")
     e.add_argument("--output-dir", default="world-eval", help="where eval.md, eval.json and samples.png go")
     e.set_defaults(run=run_world_eval)
 

@@ -1,7 +1,9 @@
 """The project's own small world: procedural captioned images and videos, and the recipe for its models.
 
 `scenes` renders objects and their motions, `datasets` serves them to training, `tokenizer` builds a CLIP-format
-vocabulary of the captions, `base_model` builds and saves the tiny SD1.x components, `train_image` trains them.
+vocabulary of the captions, `base_model` builds and saves the tiny SD1.x components, `train_image` trains them,
+`personalize` derives DreamBooth and LoRA models from images only, `build` runs the whole recipe, and `metrics`,
+`looks` and `evaluate` measure generated animations.
 """
 
 from animatediff.world.datasets import DEFAULT_HOLDOUT, HoldoutRule, WorldImages, WorldVideos, personalization_images
