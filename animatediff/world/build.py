@@ -1,4 +1,4 @@
-"""Build the small world from scratch: data → VAE → base model → motion module, one command, resumable.
+"""Build the small world from scratch: data → VAE → base → motion module → personalized models, one command.
 
     animatediff world build OUT_DIR            # the full recipe (CPU: about an hour; a GPU: minutes)
     animatediff world build OUT_DIR --quick    # a tiny smoke build (seconds), for tests
