@@ -80,28 +80,10 @@ def quick_recipe() -> WorldRecipe:
             num_images=32,
         ),
         motion=MotionStage(steps=2, batch_size=2, clips=8, frames=4),
-        personalized=(
-            PersonalizeConfig(
-                kind="object",
-                method="dreambooth",
-                steps=2,
-                batch_size=4,
-                num_images=8,
-                num_prior_images=8,
-                warmup_steps=1,
-                progress=False,
-            ),
-            PersonalizeConfig(
-                kind="style",
-                method="lora",
-                steps=2,
-                batch_size=4,
-                num_images=8,
-                num_prior_images=8,
-                warmup_steps=1,
-                progress=False,
-            ),
-        ),  # fmt: skip
+        personalized=tuple(
+            replace(cfg, steps=2, batch_size=4, num_images=8, num_prior_images=8, warmup_steps=1, progress=False)
+            for cfg in WorldRecipe().personalized
+        ),
         looks=LookConfig(images=16, steps=2, batch_size=4, resolution=16, progress=False),
         threads=1,
         progress=False,

@@ -42,10 +42,9 @@ class Prompt:
 
     @property
     def text(self) -> str:
-        from animatediff.world.scenes import MOTION_PHRASES, TEXTURE_WORDS
+        from animatediff.world.scenes import caption
 
-        words = ["a", self.colour, TEXTURE_WORDS[self.texture], self.shape, MOTION_PHRASES[self.motion], "on", "a"]
-        return " ".join(w for w in [*words, self.background, "background"] if w)
+        return caption(self.colour, self.shape, self.background, self.texture, self.motion)
 
 
 @dataclass

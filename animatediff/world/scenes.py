@@ -61,6 +61,12 @@ OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 
 STRIPE_PERIOD = 0.125  # stripe period, as a fraction of the image side (4 px at 32 px)
 
 
+def caption(colour: str, shape: str, background: str, texture: str = "solid", motion: str = "still") -> str:
+    """The world's caption of an object: 'a red striped circle moving left on a blue background'."""
+    words = ["a", colour, TEXTURE_WORDS[texture], shape, MOTION_PHRASES[motion], "on", "a", background, "background"]
+    return " ".join(w for w in words if w)
+
+
 @dataclass(frozen=True)
 class SceneSpec:
     """One object on a background and how it moves; geometry in fractions of the image side."""
@@ -104,9 +110,7 @@ class SceneSpec:
 
     def caption(self) -> str:
         """Plain English: 'a red striped circle moving left on a blue background' (no motion words when still)."""
-        words = ["a", self.colour, TEXTURE_WORDS[self.texture], self.shape, MOTION_PHRASES[self.motion]]
-        words += ["on", "a", self.background, "background"]
-        return " ".join(w for w in words if w)
+        return caption(self.colour, self.shape, self.background, self.texture, self.motion)
 
 
 @dataclass(frozen=True)
