@@ -18,7 +18,9 @@ from animatediff.world.base_model import (
 from animatediff.world.datasets import WorldVideos
 from animatediff.world.tokenizer import world_tokenizer
 
-TINY = BaseModelConfig(resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), text_width=32)
+TINY = BaseModelConfig(
+    resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), unet_attention=(False, True), text_width=32
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -105,15 +107,19 @@ def test_the_trainer_trains_motion_modules_on_world_videos_over_the_world_base(w
     assert grads and any(g.abs().sum() > 0 for g in grads)
 
 
-def test_default_sizes_match_the_world_notes():
+def test_default_sizes_give_16_latents_and_attention_where_configured():
     cfg = BaseModelConfig()
-    assert cfg.vae_factor == 4 and cfg.latent_size == 8
+    assert cfg.vae_factor == 2 and cfg.latent_size == 16
     vae = build_vae(cfg)
     with torch.no_grad():
         latents = vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
-    assert latents.shape == (1, 4, 8, 8)
+    assert latents.shape == (1, 4, 16, 16)
     unet = build_unet(cfg)
-    assert tuple(unet.config.block_out_channels) == (64, 128) and unet.config.cross_attention_dim == 64
+    assert tuple(unet.config.block_out_channels) == (32, 64, 128) and unet.config.cross_attention_dim == 64
+    assert unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+    assert unet.config.up_block_types == ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    sd_like = build_unet(BaseModelConfig(unet_attention=None))
+    assert sd_like.config.down_block_types == ("CrossAttnDownBlock2D",) * 2 + ("DownBlock2D",)
     MotionModules(motion_module_config(cfg))  # 32 norm groups and 8 heads fit every level
 
 
@@ -122,3 +128,5 @@ def test_bad_sizes_are_named():
         BaseModelConfig(unet_channels=(48, 96))
     with pytest.raises(ValueError, match="resolution 30"):
         BaseModelConfig(resolution=30)
+    with pytest.raises(ValueError, match="one flag per UNet block"):
+        BaseModelConfig(unet_attention=(True, False))

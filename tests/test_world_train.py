@@ -18,11 +18,14 @@ from animatediff.world.train_image import (
     fixed_unet_loss,
     reconstruction_mse,
     set_scaling_factor,
+    sharpen_vae,
     train_unet,
     train_vae,
 )
 
-TINY = BaseModelConfig(resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), text_width=32)
+TINY = BaseModelConfig(
+    resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), unet_attention=(False, True), text_width=32
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,11 +39,21 @@ def test_vae_training_lowers_reconstruction_error(images):
     vae = build_vae(TINY)
     pixels = torch.stack([images[i]["pixel_values"] for i in range(16)])
     before = reconstruction_mse(vae, pixels)
-    log = train_vae(vae, images, VaeTrainConfig(steps=30, batch_size=8, lr=2e-3, warmup_steps=5, progress=False))
+    cfg = VaeTrainConfig(steps=30, sharpen_steps=10, batch_size=8, lr=2e-3, warmup_steps=5, progress=False)
+    log = train_vae(vae, images, cfg)
     after = reconstruction_mse(vae, pixels)
-    assert len(log.losses) == 30 and log.seconds > 0
+    assert len(log.losses) == 40 and log.seconds > 0
     assert after < 0.85 * before, (before, after)
     assert not any(p.requires_grad for p in vae.parameters())
+
+
+def test_the_l1_phase_alone_continues_a_saved_vae_reproducibly(images):
+    cfg = VaeTrainConfig(steps=0, sharpen_steps=6, batch_size=8, lr=2e-3, warmup_steps=2, progress=False)
+    first, second = build_vae(TINY), build_vae(TINY)
+    assert len(train_vae(first, images, cfg).losses) == 6  # no MSE phase: exactly the L1 phase
+    sharpen_vae(second, images, cfg)
+    for a, b in zip(first.parameters(), second.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_unet_training_lowers_the_denoising_loss(images):
@@ -84,7 +97,9 @@ def test_caption_embeddings_are_cached_per_caption():
 
 def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_path):
     quick = dict(steps=2, batch_size=4, progress=False)
-    recipe = ImageRecipe(model=TINY, vae=VaeTrainConfig(**quick), unet=UnetTrainConfig(**quick), num_images=8)
+    recipe = ImageRecipe(
+        model=TINY, vae=VaeTrainConfig(**quick, sharpen_steps=2), unet=UnetTrainConfig(**quick), num_images=8
+    )
     folder = build_base_model(tmp_path / "world", recipe)
     base = load_base_model(folder)
     report = json.loads((folder / "world.json").read_text())
@@ -101,7 +116,9 @@ def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_p
     vae_report = json.loads((folder / "world.json").read_text())["vae"]
     assert vae_report["reused"] and vae_report["final_mse"] == report["vae"]["final_mse"]
     # A recipe with other VAE sizes does not silently reuse this one.
-    other = BaseModelConfig(resolution=16, vae_channels=(32, 64), unet_channels=(32, 64), text_width=32)
+    other = BaseModelConfig(
+        resolution=16, vae_channels=(32, 64), unet_channels=(32, 64), unet_attention=(False, True), text_width=32
+    )
     with pytest.raises(ValueError, match="remove that vae/ folder"):
         build_base_model(folder, ImageRecipe(model=other, num_images=8))
 

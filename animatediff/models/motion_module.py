@@ -138,7 +138,9 @@ class TemporalTransformer(nn.Module):
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         # x: ((b f), c, h, w). The norm runs before frames are unfolded, so its statistics are per frame.
         _, _, height, width = x.shape
-        h = self.norm(x)
+        # A channels-last x (a ResNet's output over channels-last latents) sends torch's CPU GroupNorm backward
+        # down its channels-last kernel with the permuted gradient of the rearrange below, which crashes it.
+        h = self.norm(x.contiguous())
         h = rearrange(h, "(b f) c h w -> (b h w) f c", f=num_frames)
         h = self.proj_in(h)
         for block in self.transformer_blocks:

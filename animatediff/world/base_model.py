@@ -1,9 +1,12 @@
 """The world's tiny Stable Diffusion 1.x: the same diffusers/transformers classes and folder layout as SD1.5.
 
-Sizes follow what trained well on two CPU cores (docs/world-notes.md): a VAE with channels (32, 64, 64), so
-latents are 4 × H/4 × W/4; a UNet with channels (64, 128), one layer per block, 8 heads, cross-attention 64; a
-small CLIP text encoder. Channel counts are multiples of 32 and heads 8, as motion modules need (GroupNorm with
-32 groups, 8 attention heads), so the project's motion modules fit this UNet unchanged.
+Sizes follow what trains on two CPU cores within the rebuild's hour. The VAE downsamples by 2 only (channels
+(32, 64)), so a 32-px image has 16 × 16 latents: with SD's factor 8 (or 4, which the first builds used) the
+world's 8–13 px objects covered 2–3 latent pixels and the decoder gave back blobs, with stars, outlines, square
+corners and motion trails all lost. The UNet has channels (32, 64, 128), one layer per block, cross-attention
+(width 64) at the 8 × 8 level and in the mid block, not at 16 × 16, where spatial attention would triple the
+cost. Channel counts are multiples of 32 and heads 8, as motion modules need (GroupNorm with 32 groups, 8
+attention heads), so the project's motion modules fit this UNet unchanged.
 """
 
 from __future__ import annotations
@@ -27,14 +30,17 @@ class BaseModelConfig:
 
     resolution: int = 32
     """Image side in pixels the model is trained at."""
-    vae_channels: tuple[int, ...] = (32, 64, 64)
+    vae_channels: tuple[int, ...] = (32, 64)
     """VAE block widths; n blocks downsample by 2^(n-1)."""
     vae_layers: int = 1
     """ResNet layers per VAE block."""
     latent_channels: int = 4
     """Latent channels (4, as in SD)."""
-    unet_channels: tuple[int, ...] = (64, 128)
-    """UNet block widths; every block but the last has cross-attention, as in SD."""
+    unet_channels: tuple[int, ...] = (32, 64, 128)
+    """UNet block widths."""
+    unet_attention: tuple[bool, ...] | None = (False, True, False)
+    """Which blocks have (self- and cross-) attention, one flag per block; None: every block but the deepest,
+    as in SD. The mid block always has it."""
     unet_layers: int = 1
     """ResNet layers per UNet down block (up blocks get one more, as diffusers builds them)."""
     attention_heads: int = 8
@@ -58,9 +64,18 @@ class BaseModelConfig:
             )
         if self.text_width % self.text_heads:
             raise ValueError(f"text_width {self.text_width} must divide by text_heads {self.text_heads}")
+        if self.unet_attention is not None and len(self.unet_attention) != len(self.unet_channels):
+            raise ValueError(
+                f"unet_attention {self.unet_attention} needs one flag per UNet block ({len(self.unet_channels)})"
+            )
         multiple = self.vae_factor * 2 ** (len(self.unet_channels) - 1)
         if self.resolution % multiple:
             raise ValueError(f"resolution {self.resolution} must be a multiple of {multiple} for these block counts")
+
+    @property
+    def attention_blocks(self) -> tuple[bool, ...]:
+        n = len(self.unet_channels)
+        return self.unet_attention if self.unet_attention is not None else (True,) * (n - 1) + (False,)
 
     @property
     def vae_factor(self) -> int:
@@ -89,17 +104,17 @@ def build_vae(cfg: BaseModelConfig = BaseModelConfig(), seed: int = 0) -> Autoen
 
 
 def build_unet(cfg: BaseModelConfig = BaseModelConfig(), seed: int = 0) -> UNet2DConditionModel:
-    """A fresh SD1.x-style UNet2DConditionModel (cross-attention in all but the deepest block)."""
+    """A fresh SD1.x-style UNet2DConditionModel (cross-attention in the blocks `cfg.unet_attention` names)."""
     torch.manual_seed(seed)
-    n = len(cfg.unet_channels)
+    attention = cfg.attention_blocks
     return UNet2DConditionModel(
         sample_size=cfg.latent_size,
         in_channels=cfg.latent_channels,
         out_channels=cfg.latent_channels,
         block_out_channels=cfg.unet_channels,
         layers_per_block=cfg.unet_layers,
-        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
         cross_attention_dim=cfg.text_width,
         attention_head_dim=cfg.attention_heads,
         norm_num_groups=cfg.norm_groups,

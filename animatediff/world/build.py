@@ -71,11 +71,13 @@ class WorldRecipe:
 
 def quick_recipe() -> WorldRecipe:
     """A seconds-long build of tiny models: the same code path, for tests and smoke runs."""
-    model = BaseModelConfig(resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), text_width=32)
+    model = BaseModelConfig(
+        resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), unet_attention=(False, True), text_width=32
+    )
     return WorldRecipe(
         image=ImageRecipe(
             model=model,
-            vae=VaeTrainConfig(steps=4, batch_size=8, warmup_steps=1, progress=False),
+            vae=VaeTrainConfig(steps=4, sharpen_steps=2, batch_size=8, warmup_steps=1, progress=False),
             unet=UnetTrainConfig(steps=4, batch_size=8, warmup_steps=1, progress=False),
             num_images=32,
         ),

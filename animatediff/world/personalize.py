@@ -58,9 +58,8 @@ EVAL_IMAGES = 16
 class PersonalizeConfig:
     """What to personalize and how.
 
-    The defaults fit the world base (UNet channels (64, 128), 32×32 images, 8×8 latents): 400 steps of batch 32
-    take about 1.5 minutes at 0.2 s a step on two idle CPU cores, about 3 minutes at the 0.41-0.45 s a step
-    measured on one thread of a busy machine (both methods: LoRA still back-propagates through the whole UNet).
+    The defaults fit the world base (UNet channels (32, 64, 128), 32×32 images, 16×16 latents); both methods
+    back-propagate through the whole UNet (LoRA too), so a step costs about the same either way.
     """
 
     kind: str = "style"
