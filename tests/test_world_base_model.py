@@ -107,20 +107,26 @@ def test_the_trainer_trains_motion_modules_on_world_videos_over_the_world_base(w
     assert grads and any(g.abs().sum() > 0 for g in grads)
 
 
-def test_default_sizes_give_16_latents_and_attention_where_configured():
+def test_default_sizes_are_the_shipped_builds():
     cfg = BaseModelConfig()
-    assert cfg.vae_factor == 2 and cfg.latent_size == 16
+    assert cfg.vae_factor == 4 and cfg.latent_size == 8
     vae = build_vae(cfg)
     with torch.no_grad():
         latents = vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
-    assert latents.shape == (1, 4, 16, 16)
+    assert latents.shape == (1, 4, 8, 8)
     unet = build_unet(cfg)
-    assert tuple(unet.config.block_out_channels) == (32, 64, 128) and unet.config.cross_attention_dim == 64
+    assert tuple(unet.config.block_out_channels) == (64, 128) and unet.config.cross_attention_dim == 64
+    assert unet.config.down_block_types == ("CrossAttnDownBlock2D", "DownBlock2D")  # SD's placement
+    MotionModules(motion_module_config(cfg))  # 32 norm groups and 8 heads fit every level
+
+
+def test_attention_goes_where_the_config_puts_it():
+    cfg = BaseModelConfig(vae_channels=(32, 64), unet_channels=(32, 64, 128), unet_attention=(False, True, False))
+    assert cfg.latent_size == 16
+    unet = build_unet(cfg)
     assert unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
     assert unet.config.up_block_types == ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
-    sd_like = build_unet(BaseModelConfig(unet_attention=None))
-    assert sd_like.config.down_block_types == ("CrossAttnDownBlock2D",) * 2 + ("DownBlock2D",)
-    MotionModules(motion_module_config(cfg))  # 32 norm groups and 8 heads fit every level
+    MotionModules(motion_module_config(cfg))
 
 
 def test_bad_sizes_are_named():
@@ -129,4 +135,4 @@ def test_bad_sizes_are_named():
     with pytest.raises(ValueError, match="resolution 30"):
         BaseModelConfig(resolution=30)
     with pytest.raises(ValueError, match="one flag per UNet block"):
-        BaseModelConfig(unet_attention=(True, False))
+        BaseModelConfig(unet_attention=(True, False, True))

@@ -80,6 +80,28 @@ def test_shipped_weights_are_fp16_and_small(models):
             assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if not k.endswith(".alpha"))
 
 
+def test_the_default_recipe_is_the_one_the_shipped_build_ran():
+    """`animatediff world build` with no options must rebuild what ships: every setting the shipped build
+    recorded equals today's default (settings added since record only options it did not use)."""
+    import json
+    from dataclasses import asdict
+
+    from animatediff.world.build import WorldRecipe
+
+    shipped = json.loads((WORLD_ASSETS / "build.json").read_text())["recipe"]
+    current = json.loads(json.dumps(asdict(WorldRecipe()), default=str))
+
+    def differences(recorded, now, path=""):
+        if isinstance(recorded, dict):
+            for key, value in recorded.items():
+                if key != "progress":
+                    yield from differences(value, now.get(key) if isinstance(now, dict) else None, f"{path}.{key}")
+        elif recorded != now:
+            yield f"{path}: shipped {recorded!r}, default {now!r}"
+
+    assert not list(differences(shipped, current))
+
+
 def test_default_generation_is_a_16_frame_32px_clip(pipe):
     frames = pipe("a red circle moving right on a blue background", seed=0, num_inference_steps=5, progress=False)
     assert frames.shape == (1, 16, 32, 32, 3) and np.isfinite(frames).all()

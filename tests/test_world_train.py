@@ -19,6 +19,7 @@ from animatediff.world.train_image import (
     reconstruction_mse,
     set_scaling_factor,
     sharpen_vae,
+    standardize_latents,
     train_unet,
     train_vae,
 )
@@ -134,3 +135,31 @@ def test_joint_text_encoder_training_updates_the_encoder(images):
     changed = [k for k, v in text_encoder.state_dict().items() if not torch.equal(v, before[k])]
     assert any("token_embedding" in k for k in changed) and any("layers.0" in k for k in changed)
     assert not any(p.requires_grad for p in text_encoder.parameters())
+
+
+def test_standardized_latents_are_centred_and_decode_the_same(images):
+    vae = build_vae(TINY).eval()
+    with torch.no_grad():  # give the fresh VAE's latents a clear per-channel offset and spread to remove
+        vae.quant_conv.bias[:4] += torch.tensor([2.0, -1.0, 0.5, 3.0])
+        vae.quant_conv.weight[:4] *= torch.tensor([3.0, 1.0, 0.5, 2.0]).view(-1, 1, 1, 1)
+    pixels = torch.stack([images[i]["pixel_values"] for i in range(8)])
+    with torch.no_grad():
+        before = vae.encode(pixels).latent_dist
+        decoded_before = vae.decode(before.mean).sample
+    cache = encode_dataset(vae, images, progress=False)
+    mean, std = standardize_latents(vae, cache)
+    with torch.no_grad():
+        after = vae.encode(pixels).latent_dist
+        decoded_after = vae.decode(after.mean).sample
+    assert cache.mean.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    torch.testing.assert_close(cache.mean.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(decoded_after, decoded_before, atol=1e-4, rtol=1e-4)
+    # The whole posterior moves: a sample decodes to what the matching old sample did.
+    shift, scale = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    torch.testing.assert_close(after.mean, (before.mean - shift) / scale, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(after.std, before.std / scale, atol=1e-5, rtol=1e-3)
+    # Idempotent: standardizing again leaves the weights where they are.
+    weights = {k: v.clone() for k, v in vae.state_dict().items()}
+    standardize_latents(vae, encode_dataset(vae, images, progress=False))
+    for key, value in vae.state_dict().items():
+        torch.testing.assert_close(value, weights[key], atol=1e-4, rtol=1e-4)

@@ -1,12 +1,11 @@
 """The world's tiny Stable Diffusion 1.x: the same diffusers/transformers classes and folder layout as SD1.5.
 
-Sizes follow what trains on two CPU cores within the rebuild's hour. The VAE downsamples by 2 only (channels
-(32, 64)), so a 32-px image has 16 × 16 latents: with SD's factor 8 (or 4, which the first builds used) the
-world's 8–13 px objects covered 2–3 latent pixels and the decoder gave back blobs, with stars, outlines, square
-corners and motion trails all lost. The UNet has channels (32, 64, 128), one layer per block, cross-attention
-(width 64) at the 8 × 8 level and in the mid block, not at 16 × 16, where spatial attention would triple the
-cost. Channel counts are multiples of 32 and heads 8, as motion modules need (GroupNorm with 32 groups, 8
-attention heads), so the project's motion modules fit this UNet unchanged.
+Sizes are those of the shipped (second) build: a VAE with channels (32, 64, 64), so latents are 4 × H/4 × W/4
+(8 × 8 at 32 px); a UNet with channels (64, 128), one layer per block, 8 heads, cross-attention 64 in every
+block but the deepest, as SD; a small CLIP text encoder. Channel counts are multiples of 32 and heads 8, as
+motion modules need (GroupNorm with 32 groups, 8 attention heads), so the project's motion modules fit this UNet
+unchanged. `unet_attention` places attention per block, for UNets too wide at the top level to afford it there
+(animatediff/world/README.md records what a 16 × 16-latent variant did).
 """
 
 from __future__ import annotations
@@ -30,15 +29,15 @@ class BaseModelConfig:
 
     resolution: int = 32
     """Image side in pixels the model is trained at."""
-    vae_channels: tuple[int, ...] = (32, 64)
+    vae_channels: tuple[int, ...] = (32, 64, 64)
     """VAE block widths; n blocks downsample by 2^(n-1)."""
     vae_layers: int = 1
     """ResNet layers per VAE block."""
     latent_channels: int = 4
     """Latent channels (4, as in SD)."""
-    unet_channels: tuple[int, ...] = (32, 64, 128)
+    unet_channels: tuple[int, ...] = (64, 128)
     """UNet block widths."""
-    unet_attention: tuple[bool, ...] | None = (False, True, False)
+    unet_attention: tuple[bool, ...] | None = None
     """Which blocks have (self- and cross-) attention, one flag per block; None: every block but the deepest,
     as in SD. The mid block always has it."""
     unet_layers: int = 1

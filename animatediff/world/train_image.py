@@ -48,7 +48,7 @@ from animatediff.world.tokenizer import world_tokenizer
 class VaeTrainConfig:
     """How the VAE is trained."""
 
-    steps: int = 1000
+    steps: int = 800
     """Optimizer steps."""
     batch_size: int = 32
     """Images per step."""
@@ -58,7 +58,7 @@ class VaeTrainConfig:
     """Steps of linear learning-rate warmup."""
     kl_weight: float = 1e-6
     """Weight of the KL term (per latent element) against the per-pixel reconstruction loss."""
-    sharpen_steps: int = 1000
+    sharpen_steps: int = 0
     """Steps after the MSE phase with an L1 loss and the learning rate decaying to zero (cosine). MSE alone
     leaves the small, faint parts (thin outlines, motion trails, the arms of a cross) blurred away, as they
     weigh little in a mean square; L1 pushes every pixel's error equally."""
@@ -225,6 +225,31 @@ def set_scaling_factor(vae: AutoencoderKL, cache: LatentCache, seed: int = 0) ->
     return factor
 
 
+@torch.no_grad()
+def standardize_latents(vae: AutoencoderKL, cache: LatentCache) -> tuple[torch.Tensor, torch.Tensor]:
+    """Make the VAE's latents zero-mean with unit spread per channel, exactly, by folding the shift and scale into
+    its 1×1 `quant_conv` (encoder side) and `post_quant_conv` (decoder side); `cache` is rewritten to match.
+
+    Why: the world's latents came out with per-channel means of 1–2 standard deviations. SD's schedule keeps
+    √ᾱ_T ≈ 0.07 of the signal at the last step, so a UNet trained on such latents reads the leftover mean in
+    x_T, while sampling starts from zero-mean noise: the first build at 16×16 latents sampled colour noise. The
+    folded form keeps the VAE a plain SD `AutoencoderKL` (SD1.x pipelines apply no latent shift). Returns the
+    (mean, std) per channel that were removed."""
+    c = vae.config.latent_channels
+    mean, std = cache.mean.mean(dim=(0, 2, 3)), cache.mean.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    quant, post = vae.quant_conv, vae.post_quant_conv
+    # Encoder: the moments' mean half becomes (m − mean)/std, its log-variance half shifts by −2·log(std).
+    quant.weight[:c] /= std.view(-1, 1, 1, 1)
+    quant.bias[:c] = (quant.bias[:c] - mean) / std
+    quant.bias[c:] -= 2 * std.log()
+    # Decoder: it receives std·z + mean, so W·(std·z + mean) + b = (W·std)·z + (W·mean + b).
+    post.bias += post.weight[:, :, 0, 0] @ mean
+    post.weight *= std.view(1, -1, 1, 1)
+    cache.mean = (cache.mean - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    cache.std = cache.std / std.view(1, -1, 1, 1)
+    return mean, std
+
+
 class CaptionEmbeddings:
     """Text-encoder outputs per caption; with a frozen encoder each distinct caption is encoded once."""
 
@@ -342,6 +367,9 @@ class ImageRecipe:
     """Seed of the image dataset."""
     model_seed: int = 0
     """Seed of the initial weights (and so of the frozen text encoder)."""
+    standardize_latents: bool = False
+    """Fold a per-channel shift and scale into the VAE so its latents are zero-mean, unit-spread per channel
+    (`standardize_latents`) before the UNet trains; the shipped build predates it and did not."""
 
 
 def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecipe()) -> Path:
@@ -376,6 +404,9 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     vae.requires_grad_(False)
 
     cache = encode_dataset(vae, dataset, progress=recipe.vae.progress)
+    if recipe.standardize_latents:
+        standardize_latents(vae, cache)  # idempotent: a reused, already standardized VAE comes out the same
+        vae.save_pretrained(folder / "vae")
     factor = set_scaling_factor(vae, cache, recipe.data_seed)
     unet = build_unet(cfg, recipe.model_seed)
     unet_log = train_unet(unet, text_encoder, tokenizer, cache, factor, recipe.unet)
