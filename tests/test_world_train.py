@@ -1,5 +1,6 @@
 import json
 import tempfile
+from dataclasses import replace
 
 import pytest
 import torch
@@ -122,6 +123,24 @@ def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_p
     )
     with pytest.raises(ValueError, match="remove that vae/ folder"):
         build_base_model(folder, ImageRecipe(model=other, num_images=8))
+
+
+def test_build_options_full_world_vae_and_standardized_latents(tmp_path):
+    quick = dict(steps=2, batch_size=4, progress=False)
+    recipe = ImageRecipe(
+        model=TINY,
+        vae=VaeTrainConfig(**quick, sharpen_steps=1),
+        unet=UnetTrainConfig(**quick),
+        num_images=8,
+        vae_world="full",
+        standardize_latents=True,
+    )
+    folder = build_base_model(tmp_path / "world", recipe)
+    vae = load_base_model(folder).vae
+    cache = encode_dataset(vae, WorldImages(8, seed=0, resolution=16), progress=False)
+    assert cache.mean.mean(dim=(0, 2, 3)).abs().max() < 1e-3  # the saved VAE is the standardized one
+    with pytest.raises(ValueError, match="vae_world"):
+        build_base_model(tmp_path / "other", replace(recipe, vae_world="everything"))
 
 
 def test_joint_text_encoder_training_updates_the_encoder(images):

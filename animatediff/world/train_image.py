@@ -41,6 +41,7 @@ from animatediff.world.base_model import (
     save_base_folder,
 )
 from animatediff.world.datasets import WorldImages
+from animatediff.world.scenes import FULL_WORLD
 from animatediff.world.tokenizer import world_tokenizer
 
 
@@ -367,6 +368,10 @@ class ImageRecipe:
     """Seed of the image dataset."""
     model_seed: int = 0
     """Seed of the initial weights (and so of the frozen text encoder)."""
+    vae_world: str = "base"
+    """Images the VAE learns to reconstruct: 'base' (the base UNet's own images) or 'full' (every shape and
+    texture, stars and outlines included, as SD's VAE learned from a broader set than any fine-tune shows it: a
+    personalized look can only appear if the shared decoder can draw it)."""
     standardize_latents: bool = False
     """Fold a per-channel shift and scale into the VAE so its latents are zero-mean, unit-spread per channel
     (`standardize_latents`) before the UNet trains; the shipped build predates it and did not."""
@@ -383,7 +388,12 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     cfg = recipe.model
     tokenizer = world_tokenizer(folder / "tokenizer")
     text_encoder = build_text_encoder(tokenizer, cfg, recipe.model_seed).eval().requires_grad_(False)
+    if recipe.vae_world not in ("base", "full"):
+        raise ValueError(f"vae_world is 'base' or 'full', got {recipe.vae_world!r}")
     dataset = WorldImages(recipe.num_images, recipe.data_seed, resolution=cfg.resolution, split="train")
+    vae_images = dataset
+    if recipe.vae_world == "full":
+        vae_images = WorldImages(recipe.num_images, recipe.data_seed, FULL_WORLD, cfg.resolution, split="train")
     report: dict = {"recipe": asdict(recipe)}
 
     if (folder / "vae" / "config.json").is_file():
@@ -398,7 +408,7 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
         report["vae"] = {**earlier, "reused": True}
     else:
         vae = build_vae(cfg, recipe.model_seed)
-        vae_log = train_vae(vae, dataset, recipe.vae)
+        vae_log = train_vae(vae, vae_images, recipe.vae)
         report["vae"] = {"final_mse": vae_log.mean(), "seconds": vae_log.seconds}
         vae.save_pretrained(folder / "vae")
     vae.requires_grad_(False)
