@@ -22,9 +22,7 @@ from animatediff.world.base_model import (
 from animatediff.world.personalize import PersonalizeConfig, train_dreambooth, train_lora
 from animatediff.world.tokenizer import world_tokenizer
 
-TINY = BaseModelConfig(
-    resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), unet_attention=(False, True), text_width=32
-)
+TINY = BaseModelConfig(resolution=16, vae_channels=(32, 32), unet_channels=(32, 64), text_width=32)
 # A handful of steps on a few images: seconds on one thread.
 QUICK = dict(steps=3, batch_size=4, num_images=8, num_prior_images=8, warmup_steps=1, progress=False)
 
