@@ -58,7 +58,7 @@ EVAL_IMAGES = 16
 class PersonalizeConfig:
     """What to personalize and how.
 
-    The defaults fit the world base (UNet channels (32, 64, 128), 32×32 images, 16×16 latents); both methods
+    The defaults fit the world base (UNet channels (64, 128), 32×32 images, 8×8 latents); both methods
     back-propagate through the whole UNet (LoRA too), so a step costs about the same either way.
     """
 

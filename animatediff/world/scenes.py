@@ -54,7 +54,7 @@ EXTENT = 1.21
 # blur behind it. It is what lets a model that only ever sees still images tell "moving left" from "moving
 # right", as a real photo model tells a car driving left from one driving right; a still object's copies
 # coincide with it, so it has no trail.
-# Four copies over the last half of the clip, fading with age: long enough to show at the 2×2-pixel grain of the
+# Four copies over the last half of the clip, fading with age: long enough to show at the 4×4-pixel grain of the
 # latents, and one-sided, so it tells the direction's sign as well as its axis.
 TRAIL: tuple[tuple[float, float], ...] = ((0.5, 0.15), (0.375, 0.25), (0.25, 0.35), (0.125, 0.45))
 OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 2 px at 32 px)

@@ -110,12 +110,17 @@ class TrainLog:
 
 
 def _optimizer(
-    params, lr: float, warmup_steps: int, weight_decay: float = 0.0
+    params, lr: float, warmup_steps: int, weight_decay: float = 0.0, cosine_steps: int | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a linear warmup, then constant, or with `cosine_steps` a cosine decay to zero over that many."""
     opt = torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay)
+
     # A linear warmup keeps the first Adam steps (poor second-moment estimates) from kicking tiny nets.
-    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / max(1, warmup_steps)))
-    return opt, warmup
+    def factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / max(1, warmup_steps))
+        return warmup if cosine_steps is None else warmup * 0.5 * (1 + math.cos(math.pi * step / cosine_steps))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _batches(dataset: Dataset, batch_size: int, seed: int):
@@ -169,12 +174,8 @@ def _vae_phase(vae: AutoencoderKL, dataset: Dataset, cfg: VaeTrainConfig, steps:
     if steps <= 0:
         return log
     vae.train().requires_grad_(True)
-    opt, schedule = _optimizer(vae.parameters(), cfg.lr, cfg.warmup_steps)
-    if l1:  # after the warmup, decay to zero: the last steps polish instead of jumping around the optimum
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt,
-            lambda step: min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * step / steps)),
-        )
+    # The L1 phase decays to zero: its last steps polish instead of jumping around the optimum.
+    opt, schedule = _optimizer(vae.parameters(), cfg.lr, cfg.warmup_steps, cosine_steps=steps if l1 else None)
     seed = cfg.seed + (1 if l1 else 0)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -231,9 +232,10 @@ def standardize_latents(vae: AutoencoderKL, cache: LatentCache) -> tuple[torch.T
     """Make the VAE's latents zero-mean with unit spread per channel, exactly, by folding the shift and scale into
     its 1×1 `quant_conv` (encoder side) and `post_quant_conv` (decoder side); `cache` is rewritten to match.
 
-    Why: the world's latents came out with per-channel means of 1–2 standard deviations. SD's schedule keeps
-    √ᾱ_T ≈ 0.07 of the signal at the last step, so a UNet trained on such latents reads the leftover mean in
-    x_T, while sampling starts from zero-mean noise: the first build at 16×16 latents sampled colour noise. The
+    Why: the world's latents came out with per-channel means of 1–2 standard deviations. AnimateDiff's linear
+    schedule keeps √ᾱ_T ≈ 0.04 of the signal at the last step, so a UNet trained on such latents reads the
+    leftover mean in x_T, while sampling starts from zero-mean noise: the first build at 16×16 latents sampled
+    colour noise. The
     folded form keeps the VAE a plain SD `AutoencoderKL` (SD1.x pipelines apply no latent shift). Returns the
     (mean, std) per channel that were removed."""
     c = vae.config.latent_channels
@@ -376,6 +378,10 @@ class ImageRecipe:
     """Fold a per-channel shift and scale into the VAE so its latents are zero-mean, unit-spread per channel
     (`standardize_latents`) before the UNet trains; the shipped build predates it and did not."""
 
+    def __post_init__(self) -> None:
+        if self.vae_world not in ("base", "full"):
+            raise ValueError(f"vae_world is 'base' or 'full', got {self.vae_world!r}")
+
 
 def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecipe()) -> Path:
     """Tokenizer → VAE → latents → UNet, written as an SD1.5-layout folder with the recipe in world.json.
@@ -388,8 +394,6 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     cfg = recipe.model
     tokenizer = world_tokenizer(folder / "tokenizer")
     text_encoder = build_text_encoder(tokenizer, cfg, recipe.model_seed).eval().requires_grad_(False)
-    if recipe.vae_world not in ("base", "full"):
-        raise ValueError(f"vae_world is 'base' or 'full', got {recipe.vae_world!r}")
     dataset = WorldImages(recipe.num_images, recipe.data_seed, resolution=cfg.resolution, split="train")
     vae_images = dataset
     if recipe.vae_world == "full":
