@@ -93,6 +93,8 @@ def test_overrides_are_typed_and_win_over_the_file(tmp_path):
         ({}, [], "model.base is required"),
         ({"model": {"base": "sd15"}, "lora": {"enabled": True}}, [], "lora.enabled needs model.init_motion_module"),
         ({"model": {"base": "sd15"}}, ["optim"], "must look like key.sub=value"),
+        ({"model": {"base": "sd15"}, "data": {"kind": "world"}}, ["data.world_motions=[sideways]"], "unknown"),
+        ({"model": {"base": "sd15"}, "data": {"kind": "synthetic"}}, ["data.world_motions=[left]"], "applies to"),
     ],
 )
 def test_bad_configs_are_named(tmp_path, values, overrides, message):

@@ -81,3 +81,14 @@ def test_tar_shards_stream_and_resume_exactly(base_folder, tmp_path, videos):
     resumed.train()
     a, b = whole.unet.motion_modules.state_dict(), resumed.unet.motion_modules.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_world_clips_can_be_restricted_to_some_motions():
+    from animatediff.train.config import DataConfig
+    from animatediff.train.datasets import build_dataset
+
+    data = build_dataset(DataConfig(kind="world", resolution=16, num_frames=4, world_motions=["left"]), 0, 0, 1)
+    assert {data.spec(i).motion for i in range(20)} == {"left"}
+    assert all("moving left" in data[i]["text"] for i in range(3))
+    every = build_dataset(DataConfig(kind="world", resolution=16, num_frames=4, synthetic_clips=64), 0, 0, 1)
+    assert len({every.spec(i).motion for i in range(64)}) > 4

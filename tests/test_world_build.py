@@ -3,21 +3,24 @@ import torch
 from animatediff.formats import load_motion_modules
 from animatediff.pipeline import AnimationPipeline
 from animatediff.world.build import build_world, quick_recipe
-from animatediff.world.evaluate import LOOK_CLASSIFIER, PERSONALIZED, WorldModels
+from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, WorldModels
 
 
 def test_quick_build_runs_every_stage_and_resumes(tmp_path):
     figures = build_world(tmp_path, quick_recipe())
-    assert {"base", "motion", "personalized", "looks"} <= set(figures)
+    assert {"base", "motion", "motion_loras", "personalized", "looks"} <= set(figures)
     assert set(figures["personalized"]) == {"object", "style"}
+    assert set(figures["motion_loras"]) == {"left"}
     assert figures["personalized"]["object"]["method"] == "dreambooth"
     for name in (*PERSONALIZED.values(), LOOK_CLASSIFIER):
         assert (tmp_path / name).is_file()
     models = WorldModels.from_folder(tmp_path)
     assert models.dreambooth and models.lora and models.looks
+    assert set(models.motion_loras) == {"left"}
     mm = load_motion_modules(tmp_path / "motion_module.safetensors")
     assert mm.config.block_out_channels == (32, 64)
     pipe = AnimationPipeline.from_pretrained(tmp_path / "base", mm)
+    assert pipe.add_lora(models.motion_loras["left"], 1.0, kind="motion")
     frames = pipe(
         "a red circle moving left on a blue background", num_frames=4, num_inference_steps=2, seed=0, progress=False
     )
@@ -27,6 +30,14 @@ def test_quick_build_runs_every_stage_and_resumes(tmp_path):
     again = build_world(tmp_path, quick_recipe())
     assert (tmp_path / "motion_module.safetensors").stat().st_mtime_ns == before
     assert again["base"] == figures["base"] and again["personalized"] == figures["personalized"]
+    # A build stopped after the motion run checkpointed but before its module was copied out picks the run up.
+    (tmp_path / "motion_module.safetensors").unlink()
+    (tmp_path / "motion_loras" / "left.safetensors").unlink()
+    assert list((tmp_path / "motion-run" / "checkpoints").iterdir())
+    build_world(tmp_path, quick_recipe())
+    assert (tmp_path / "motion_module.safetensors").is_file() and (
+        tmp_path / "motion_loras" / "left.safetensors"
+    ).is_file()
 
 
 def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeypatch):
@@ -42,6 +53,7 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
     for file in (
         assets / "base" / "unet" / "diffusion_pytorch_model.safetensors",
         *(assets / n for n in PERSONALIZED.values()),
+        assets / MOTION_LORAS / "left.safetensors",
     ):
         with safe_open(str(file), "pt") as f:
             assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if not k.endswith(".alpha"))
@@ -87,12 +99,13 @@ def test_world_eval_measures_every_row_of_a_build(tmp_path, one_thread):
     assert main([*args, "--output-dir", str(out)]) == 0
     rows = json.loads((out / "eval.json").read_text())
     names = [r["name"] for r in rows]
-    # Base, DreamBooth and LoRA, each with the module, with independent frames and by Text2Video-Zero, plus the
-    # base asked for each personalized look.
-    assert len(names) == 11 and len(set(names)) == 11
+    # Base, DreamBooth and LoRA, each with the module, with independent frames, with the module steered by the
+    # captioned motion's MotionLoRA and by Text2Video-Zero, plus the base asked for each personalized look.
+    assert len(names) == 14 and len(set(names)) == 14
     assert all(r["samples"] == 2 and r["look_accuracy"] is not None for r in rows)
     assert all(0 <= r[k] <= 1 for r in rows for k in ("motion_accuracy", "colour_accuracy", "consistency"))
     assert "| generation |" in (out / "eval.md").read_text() and (out / "samples.png").is_file()
     assert main([*args, "--no-text2video-zero", "--output-dir", str(tmp_path / "e2")]) == 0
-    assert len(json.loads((tmp_path / "e2" / "eval.json").read_text())) == 8
+    assert len(json.loads((tmp_path / "e2" / "eval.json").read_text())) == 11
     assert main(["world", "eval", "--models", str(tmp_path / "nothing"), "--output-dir", str(out)]) == 2
+

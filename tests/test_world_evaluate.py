@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from animatediff.world.evaluate import Prompt, evaluate_row, evaluation_prompts, memoized, table
+from animatediff.world.evaluate import Prompt, caption_motion, evaluate_row, evaluation_prompts, memoized, table
 from animatediff.world.scenes import SceneSpec, render_video
 
 
@@ -73,3 +73,9 @@ def test_memoized_generates_each_clip_once():
     cached = memoized(generate)
     cached("a", 0), cached("a", 0), cached("a", 1)
     assert calls == [("a", 0), ("a", 1)]
+
+
+def test_caption_motion_reads_the_motion_a_caption_names():
+    for motion in ("left", "right", "up", "down", "growing", "shrinking", "still"):
+        assert caption_motion(Prompt("red", "circle", motion, "blue").text) == motion
+    assert caption_motion("a red striped square bouncing on a white background") == "bouncing"

@@ -76,6 +76,9 @@ class DataConfig:
     """DataLoader worker processes decoding videos."""
     synthetic_clips: int = 64
     """Number of clips of the 'synthetic' and 'world' datasets."""
+    world_motions: list[str] = field(default_factory=list)
+    """'world' only: the motions its clips show (e.g. ['left'] for a MotionLoRA that pans left); empty: every
+    motion of the base world."""
 
 
 @dataclass
@@ -234,6 +237,14 @@ class TrainConfig:
             raise ValueError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
         if not self.model.base:
             raise ValueError("model.base is required: a Stable Diffusion 1.x diffusers folder or hub id")
+        if self.data.world_motions:
+            from animatediff.world.scenes import MOTIONS
+
+            if self.data.kind != "world":
+                raise ValueError(f"data.world_motions applies to data.kind 'world', not {self.data.kind!r}")
+            unknown = [m for m in self.data.world_motions if m not in MOTIONS[1:]]
+            if unknown:
+                raise ValueError(f"data.world_motions: unknown {unknown}; choose from {', '.join(MOTIONS[1:])}")
         if self.lora.enabled and not self.model.init_motion_module:
             raise ValueError(
                 "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "

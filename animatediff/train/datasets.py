@@ -9,6 +9,7 @@ Tar shards stream as an IterableDataset that splits itself across ranks and work
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
@@ -23,8 +24,10 @@ def build_dataset(config: DataConfig, seed: int, rank: int, world_size: int) -> 
         return MovingSquares(config.synthetic_clips, config.num_frames, config.resolution, seed)
     if config.kind == "world":
         from animatediff.world.datasets import WorldVideos
+        from animatediff.world.scenes import BASE_WORLD
 
-        return WorldVideos(config.synthetic_clips, seed, resolution=config.resolution, frames=config.num_frames)
+        world = replace(BASE_WORLD, motions=tuple(config.world_motions)) if config.world_motions else BASE_WORLD
+        return WorldVideos(config.synthetic_clips, seed, world, config.resolution, config.num_frames)
     from animatediff.data import ClipConfig, ShardDataset, VideoFolderDataset, WebVidDataset
 
     clip = ClipConfig(

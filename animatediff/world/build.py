@@ -20,7 +20,7 @@ import torch
 
 from animatediff.formats.state_dicts import write_atomic
 from animatediff.world.base_model import BaseModelConfig
-from animatediff.world.evaluate import LOOK_CLASSIFIER, PERSONALIZED, PERSONALIZED_METHOD
+from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, PERSONALIZED_METHOD
 from animatediff.world.looks import LookConfig, look_figures, save_look_classifier, train_look_classifier
 from animatediff.world.personalize import PersonalizeConfig, personalize
 from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig
@@ -48,6 +48,35 @@ class MotionStage:
     """Seed of the run (data order, noise, timesteps, caption dropout)."""
 
 
+# The motions the evaluation measures, each with a MotionLoRA: the paper's way (§4.3) to control which motion a
+# module makes, as its released pan, tilt and zoom LoRAs do for camera moves.
+MOTION_LORA_MOTIONS = ("left", "right", "up", "down", "growing", "shrinking")
+
+
+@dataclass
+class MotionLoraStage:
+    """MotionLoRAs over the trained motion module, one per motion, each on the world's clips of that motion only."""
+
+    motions: tuple[str, ...] = ()
+    """One MotionLoRA per motion, written as `motion_loras/<motion>.safetensors` (official layout); empty: none.
+    `MOTION_LORA_MOTIONS` are the evaluated ones. Off by default: the shipped build has none, and at these
+    settings they steer growing and shrinking but not the directions (see the world README)."""
+    steps: int = 200
+    """Optimizer steps per MotionLoRA."""
+    batch_size: int = 4
+    """Clips per step."""
+    rank: int = 8
+    """LoRA rank (the released MotionLoRAs use 64 on a module a hundred times wider)."""
+    learning_rate: float = 1e-3
+    """AdamW learning rate."""
+    warmup_steps: int = 20
+    """Linear warmup steps, then constant."""
+    clips: int = 2000
+    """Distinct clips of the motion (rendered on the fly)."""
+    seed: int = 0
+    """Seed of each run."""
+
+
 @dataclass
 class WorldRecipe:
     """Every stage of the world build."""
@@ -56,6 +85,8 @@ class WorldRecipe:
     """Tokenizer, VAE and image UNet: the base model, trained on the world's images only."""
     motion: MotionStage = field(default_factory=MotionStage)
     """The motion module, trained on the world's videos."""
+    motion_loras: MotionLoraStage = field(default_factory=MotionLoraStage)
+    """MotionLoRAs that steer the motion module to one motion each."""
     personalized: tuple[PersonalizeConfig, ...] = (
         PersonalizeConfig(kind="object", method="dreambooth"),
         PersonalizeConfig(kind="style", method="lora"),
@@ -82,6 +113,7 @@ def quick_recipe() -> WorldRecipe:
             num_images=32,
         ),
         motion=MotionStage(steps=2, batch_size=2, clips=8, frames=4),
+        motion_loras=MotionLoraStage(motions=("left",), steps=2, batch_size=2, warmup_steps=1, clips=4),
         personalized=tuple(
             replace(cfg, steps=2, batch_size=4, num_images=8, num_prior_images=8, warmup_steps=1, progress=False)
             for cfg in WorldRecipe().personalized
@@ -94,26 +126,75 @@ def quick_recipe() -> WorldRecipe:
 
 def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, progress: bool = True) -> Path:
     """Train with the project's trainer; returns its exported official-layout motion-module file."""
+    from animatediff.train.trainer import train
+
+    train(_world_train_config(base, run_dir, stage, progress))
+    return _latest_checkpoint(run_dir) / "motion_module.safetensors"
+
+
+def train_world_motion_lora(
+    base: Path,
+    motion_module: Path,
+    run_dir: Path,
+    motion: str,
+    stage: MotionLoraStage,
+    frames: int = 16,
+    progress: bool = True,
+) -> Path:
+    """A MotionLoRA over the trained motion module on the world's clips of one motion (the project's trainer);
+    returns its exported official-layout file."""
+    from animatediff.train.trainer import train
+
+    motion_stage = MotionStage(
+        steps=stage.steps,
+        batch_size=stage.batch_size,
+        learning_rate=stage.learning_rate,
+        warmup_steps=stage.warmup_steps,
+        clips=stage.clips,
+        frames=frames,
+        seed=stage.seed,
+    )
+    config = _world_train_config(base, run_dir, motion_stage, progress, lora=(motion_module, motion, stage.rank))
+    train(config)
+    return _latest_checkpoint(run_dir) / "motion_lora.safetensors"
+
+
+def _latest_checkpoint(run_dir: Path) -> Path:
+    """The run's newest checkpoint: the one it just wrote, or, when it had already finished before an interrupted
+    build, the one it finished with (the trainer then writes none)."""
+    from animatediff.train.checkpoints import list_checkpoints
+
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint after training")
+    return found[-1]
+
+
+def _world_train_config(
+    base: Path, run_dir: Path, stage: MotionStage, progress: bool, lora: tuple[Path, str, int] | None = None
+):  # -> TrainConfig (imported lazily: the trainer pulls in accelerate)
+    """The trainer's config for a world run: a motion module from scratch, or with `lora` = (motion module, motion,
+    rank) a MotionLoRA over that module on the clips of that one motion."""
     from animatediff.train.config import (
         CheckpointConfig,
         DataConfig,
         LoggingConfig,
+        LoRAConfig,
         ModelConfig,
         OptimConfig,
         ScratchMotionConfig,
         TrainConfig,
     )
-    from animatediff.train.trainer import train
 
     resolution = json.loads((base / "unet" / "config.json").read_text())["sample_size"] * 2 ** (
         len(json.loads((base / "vae" / "config.json").read_text())["block_out_channels"]) - 1
     )
-    checkpoints = sorted(run_dir.glob("checkpoint-*")) if run_dir.is_dir() else []
-    config = TrainConfig(
+    init, motions, rank = (str(lora[0]), [lora[1]], lora[2]) if lora else (None, [], None)
+    return TrainConfig(
         output_dir=str(run_dir),
         seed=stage.seed,
         cpu=not torch.cuda.is_available(),
-        model=ModelConfig(base=str(base), scratch=ScratchMotionConfig(version=stage.version)),
+        model=ModelConfig(base=str(base), init_motion_module=init, scratch=ScratchMotionConfig(version=stage.version)),
         data=DataConfig(
             kind="world",
             num_frames=stage.frames,
@@ -121,6 +202,7 @@ def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, pro
             random_flip=False,
             num_workers=0,
             synthetic_clips=stage.clips,
+            world_motions=motions,
         ),
         optim=OptimConfig(
             learning_rate=stage.learning_rate,
@@ -131,10 +213,10 @@ def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, pro
             caption_dropout=0.1,
         ),
         logging=LoggingConfig(report_to="none", progress=progress),
-        checkpoint=CheckpointConfig(every=250, keep_last=1, resume_from="latest" if checkpoints else None),
+        # "latest" starts fresh when the run has no checkpoint yet, and continues an interrupted build otherwise
+        checkpoint=CheckpointConfig(every=250, keep_last=1, resume_from="latest"),
+        lora=LoRAConfig(enabled=True, rank=rank) if lora else LoRAConfig(),
     )
-    result = train(config)
-    return Path(result["checkpoint"]) / "motion_module.safetensors"
 
 
 def build_world(out_dir: str | os.PathLike, recipe: WorldRecipe | None = None) -> dict:
@@ -159,7 +241,7 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
 
     base = out / "base"
     if not (base / "model_index.json").is_file():
-        _say(recipe, "stage 1/4: base model (tokenizer, VAE, UNet) on the world's images")
+        _say(recipe, "stage 1/5: base model (tokenizer, VAE, UNet) on the world's images")
         start = time.perf_counter()
         staging = out / "base.partial"
         build_base_model(staging, recipe.image)
@@ -170,17 +252,35 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
         }
     motion = out / "motion_module.safetensors"
     if not motion.is_file():
-        _say(recipe, "stage 2/4: motion module on the world's videos, base frozen")
+        _say(recipe, "stage 2/5: motion module on the world's videos, base frozen")
         start = time.perf_counter()
         exported = train_world_motion_module(base, out / "motion-run", recipe.motion, recipe.progress)
         shutil.copyfile(exported, out / "motion_module.safetensors.partial")
         os.replace(out / "motion_module.safetensors.partial", motion)
         figures["motion"] = {"minutes": (time.perf_counter() - start) / 60}
+    for name in recipe.motion_loras.motions:
+        target = out / MOTION_LORAS / f"{name}.safetensors"
+        if not target.is_file():
+            _say(recipe, f"stage 3/5: MotionLoRA '{name}' over the motion module, on clips of that motion only")
+            start = time.perf_counter()
+            exported = train_world_motion_lora(
+                base,
+                motion,
+                out / "motion-lora-runs" / name,
+                name,
+                recipe.motion_loras,
+                recipe.motion.frames,
+                recipe.progress,
+            )
+            target.parent.mkdir(exist_ok=True)
+            shutil.copyfile(exported, target.with_name(target.name + ".partial"))
+            os.replace(target.with_name(target.name + ".partial"), target)
+            figures.setdefault("motion_loras", {})[name] = {"minutes": (time.perf_counter() - start) / 60}
     for cfg in recipe.personalized:
         figures.setdefault("personalized", {})[cfg.kind] = personalize_stage(out, base, cfg, recipe.progress)
     looks = out / LOOK_CLASSIFIER
     if not looks.is_file():
-        _say(recipe, "stage 4/4: look classifier on rendered images (for the evaluation)")
+        _say(recipe, "stage 5/5: look classifier on rendered images (for the evaluation)")
         start = time.perf_counter()
         model, accuracy = train_look_classifier(replace(recipe.looks, progress=recipe.progress))
         save_look_classifier(model, looks, {**accuracy, "minutes": (time.perf_counter() - start) / 60})
@@ -198,7 +298,7 @@ def personalize_stage(out: Path, base: Path, cfg: PersonalizeConfig, progress: b
     record = target.with_suffix(".json")
     if not target.is_file():
         if progress:
-            print(f"stage 3/4: {cfg.kind} personalization by {cfg.method}, images only", flush=True)
+            print(f"stage 4/5: {cfg.kind} personalization by {cfg.method}, images only", flush=True)
         figures = personalize(base, target, replace(cfg, progress=cfg.progress and progress))
         write_atomic(record, lambda tmp: tmp.write_text(json.dumps(figures, indent=2, default=str)))
     return json.loads(record.read_text()) if record.is_file() else {}
@@ -243,8 +343,10 @@ def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
             shutil.copyfile(base / name, staging / "base" / name)
     modules = load_motion_modules(build / "motion_module.safetensors").to(torch.float16)
     save_motion_modules(modules, staging / "motion_module.safetensors")
-    for name in (LOOK_CLASSIFIER, *PERSONALIZED.values()):
+    loras = sorted((build / MOTION_LORAS).glob("*.safetensors"))
+    for name in (LOOK_CLASSIFIER, *PERSONALIZED.values(), *(str(p.relative_to(build)) for p in loras)):
         if (build / name).is_file():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             _copy_fp16(build / name, staging / name)
     if (build / "build.json").is_file():
         shutil.copyfile(build / "build.json", staging / "build.json")

@@ -177,6 +177,41 @@ def text2video_zero_row(
     return generate
 
 
+def caption_motion(prompt: str) -> str:
+    """The motion a world caption names ('still' when it names none)."""
+    from animatediff.world.scenes import MOTION_PHRASES
+
+    words = f" {prompt} "
+    named = [m for m, phrase in MOTION_PHRASES.items() if phrase and f" {phrase} " in words]
+    return named[0] if named else "still"
+
+
+def motion_lora_row(
+    pipe: AnimationPipeline, loras: dict[str, Path], steps: int = 25, guidance_scale: float = 7.5, frames: int = 16
+) -> Generator:
+    """The motion module steered by the MotionLoRA of the captioned motion, merged for that clip only: picked by
+    hand, as a user of the official repo picks its pan or zoom MotionLoRA. A motion with no MotionLoRA runs the
+    module alone."""
+
+    def generate(prompt: str, seed: int) -> np.ndarray:
+        motion = caption_motion(prompt)
+        name = pipe.add_lora(loras[motion], 1.0, kind="motion") if motion in loras else None
+        try:
+            return pipe(
+                prompt,
+                num_frames=frames,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                seed=seed,
+                progress=False,
+            )[0]
+        finally:
+            if name is not None:
+                pipe.loras.remove(name)
+
+    return generate
+
+
 def memoized(generate: Generator) -> Generator:
     """The same generator, remembering its clips, so a sample sheet of evaluated prompts costs nothing."""
     clips: dict[tuple[str, int], np.ndarray] = {}
@@ -213,6 +248,8 @@ class WorldModels:
     """kohya LoRA file (the 'style' look: outlined shapes)."""
     looks: Path | None = None
     """The look classifier's weights."""
+    motion_loras: dict[str, Path] = field(default_factory=dict)
+    """MotionLoRA files by the motion they steer to ('left', 'growing', ...)."""
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> WorldModels:
@@ -230,6 +267,7 @@ class WorldModels:
             optional(folder / PERSONALIZED["object"]),
             optional(folder / PERSONALIZED["style"]),
             optional(folder / LOOK_CLASSIFIER),
+            {p.stem: p for p in sorted((folder / MOTION_LORAS).glob("*.safetensors"))},
         )
 
 
@@ -237,6 +275,7 @@ class WorldModels:
 PERSONALIZED = {"object": "personalized/star_dreambooth.safetensors", "style": "personalized/outlined_lora.safetensors"}
 PERSONALIZED_METHOD = {"object": "dreambooth", "style": "lora"}
 LOOK_CLASSIFIER = "look_classifier.safetensors"
+MOTION_LORAS = "motion_loras"
 
 
 @dataclass
@@ -256,7 +295,8 @@ def evaluate_world(
     sheet_prompts: int = 4,
 ) -> Evaluation:
     """Every row of the world's table on the same prompts and seeds: for the base and each personalized model,
-    with the motion module, with frames generated independently, and (optionally) Text2Video-Zero; plus the base
+    with the motion module, with frames generated independently, with the motion module steered by the MotionLoRA
+    of the captioned motion (when the build has MotionLoRAs), and (optionally) Text2Video-Zero; plus the base
     with the motion module asked for each personalized look, to show the look comes from the personalization."""
     from animatediff.pipeline import AnimationPipeline
     from animatediff.world.looks import load_look_classifier
@@ -280,6 +320,10 @@ def evaluate_world(
             name = pipe.add_lora(models.lora, 1.0)
         try:
             generators = {k: memoized(g) for k, g in pipeline_rows(pipe, steps, guidance_scale, label=label).items()}
+            if models.motion_loras:
+                generators[f"{label} + motion module + MotionLoRA of the captioned motion"] = memoized(
+                    motion_lora_row(pipe, models.motion_loras, steps, guidance_scale)
+                )
             if text2video_zero:
                 generators[f"{label}, Text2Video-Zero (captioned direction)"] = memoized(
                     text2video_zero_row(pipe, steps, guidance_scale)
