@@ -316,6 +316,16 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     b.set_defaults(run=run_world_build)
+    r = actions.add_parser(
+        "probe",
+        help="which caption words a world base reads: its loss rise when one word is swapped (seconds)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    r.add_argument(
+        "--models", default=None, metavar="FOLDER", help="a world build folder (its base/); default: the embedded one"
+    )
+    r.add_argument("--images", type=int, default=48, help="renderings of moving objects to measure on")
+    r.set_defaults(run=run_world_probe)
     e = actions.add_parser(
         "eval",
         help="measure motion and consistency of generated world animations",
@@ -354,6 +364,17 @@ def run_world_build(args: argparse.Namespace) -> None:
     if not args.quiet:
         minutes = {k: round(v["minutes"], 1) for k, v in figures.items() if isinstance(v, dict) and "minutes" in v}
         print(f"built {args.out_dir}: minutes per stage {minutes}")
+
+
+def run_world_probe(args: argparse.Namespace) -> None:
+    from animatediff.defaults import WORLD_ASSETS
+    from animatediff.world.probes import reliance_table, word_reliance
+
+    _silence_libraries()
+    base = Path(args.models or WORLD_ASSETS) / "base"
+    if not (base / "model_index.json").is_file():
+        raise CliError(f"{base.parent} holds no world build (base/)")
+    print(reliance_table(word_reliance(base, args.images)))
 
 
 def run_world_eval(args: argparse.Namespace) -> None:

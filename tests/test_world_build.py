@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from animatediff.formats import load_motion_modules
@@ -109,3 +110,21 @@ def test_world_eval_measures_every_row_of_a_build(tmp_path, one_thread):
     assert len(json.loads((tmp_path / "e2" / "eval.json").read_text())) == 11
     assert main(["world", "eval", "--models", str(tmp_path / "nothing"), "--output-dir", str(out)]) == 2
 
+
+def test_world_probe_measures_each_word_swap_of_a_base(tmp_path, capsys, one_thread):
+    from animatediff.cli import main
+    from animatediff.world.probes import SWAPS, _swapped, word_reliance
+    from animatediff.world.scenes import SceneSpec
+    from animatediff.world.train_image import build_base_model
+
+    build_base_model(tmp_path / "build" / "base", quick_recipe().image)
+    result = word_reliance(tmp_path / "build" / "base", images=8, timesteps=(100, 900))
+    assert set(result) == {"true", *SWAPS}
+    assert all(result["true"][t] > 0 for t in (100, 900))
+    assert all(np.isfinite(result[k][t]) for k in SWAPS for t in (100, 900))
+    spec = SceneSpec("square", "red", "blue", motion="left", amount=0.3, x=0.7)
+    assert _swapped(spec, "direction") == "a red square moving right on a blue background"
+    assert _swapped(spec, "motion") == "a red square on a blue background"
+    assert main(["world", "probe", "--models", str(tmp_path / "build"), "--images", "4"]) == 0
+    assert "| direction |" in capsys.readouterr().out
+    assert main(["world", "probe", "--models", str(tmp_path / "nothing")]) == 2

@@ -1,0 +1,89 @@
+"""Which caption words a world base reads: how much its denoising loss rises when one word is swapped.
+
+A motion module sees the caption only through the frozen base's features, so a base that ignores "left" versus
+"right" leaves it nothing to tell the two apart. Measured on renderings of moving objects, with the same noise and
+timesteps for every caption, this takes seconds on a CPU: the check to run on a new base before its motion stage.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from animatediff.world.scenes import BASE_WORLD, COLOURS, SceneSpec, render_image, sample_spec
+
+DIRECTIONS = ("left", "right", "up", "down")
+_OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+PROBE_TIMESTEPS = (200, 400, 600, 800)
+SWAPS = ("direction", "shape", "colour", "motion", "caption")
+
+
+def _swapped(spec: SceneSpec, swap: str) -> str:
+    """The caption of `spec` with one thing changed: 'direction' (to its opposite), 'shape', 'colour' (to the next
+    one the world has), 'motion' (the motion words dropped) or 'caption' (the empty caption)."""
+    if swap == "direction":
+        return replace(spec, motion=_OPPOSITE[spec.motion]).caption()
+    if swap == "shape":
+        shapes = BASE_WORLD.shapes
+        return replace(spec, shape=shapes[(shapes.index(spec.shape) + 1) % len(shapes)]).caption()
+    if swap == "colour":
+        others = [c for c in COLOURS if c not in (spec.colour, spec.background)]
+        return replace(spec, colour=others[0]).caption()
+    if swap == "motion":
+        return replace(spec, motion="still", amount=0.0).caption()
+    if swap == "caption":
+        return ""
+    raise ValueError(f"unknown swap {swap!r}; choose one of: {', '.join(SWAPS)}")
+
+
+@torch.no_grad()
+def word_reliance(
+    base: str | os.PathLike,
+    images: int = 48,
+    timesteps: tuple[int, ...] = PROBE_TIMESTEPS,
+    seed: int = 0,
+) -> dict[str, dict[int, float]]:
+    """{swap: {timestep: relative rise of the ε-prediction MSE}} over `images` renderings of objects moving in the
+    four directions, caught mid-motion; 0.1 means a tenth more error with that word swapped. The reference loss is
+    under 'true' (absolute)."""
+    from diffusers import DDPMScheduler
+
+    from animatediff.pipeline import load_base_model
+    from animatediff.text_encoding import encode_prompts
+
+    folder = Path(base)
+    model = load_base_model(folder)
+    scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
+    resolution = model.unet.config.sample_size * 2 ** (len(model.vae.config.block_out_channels) - 1)
+    rng = np.random.default_rng(seed)
+    specs = [sample_spec(rng, BASE_WORLD, True, {"motion": DIRECTIONS[i % 4]}) for i in range(images)]
+    pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0))).image for s in specs])
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    latents = model.vae.encode(x).latent_dist.mean * model.vae.config.scaling_factor
+    captions = {"true": [s.caption() for s in specs]} | {k: [_swapped(s, k) for s in specs] for k in SWAPS}
+    texts = {k: encode_prompts(model.tokenizer, model.text_encoder, v) for k, v in captions.items()}
+    result: dict[str, dict[int, float]] = {k: {} for k in captions}
+    for t in timesteps:
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed + t))
+        steps = torch.full((images,), t)
+        noisy = scheduler.add_noise(latents, noise, steps)
+        losses = {k: F.mse_loss(model.unet(noisy, steps, text).sample, noise).item() for k, text in texts.items()}
+        result["true"][t] = losses["true"]
+        for k in SWAPS:
+            result[k][t] = (losses[k] - losses["true"]) / losses["true"]
+    return result
+
+
+def reliance_table(result: dict[str, dict[int, float]]) -> str:
+    """A Markdown table: one row per swap, one column per timestep, rises in percent."""
+    steps = sorted(result["true"])
+    lines = ["| swapped | " + " | ".join(f"t={t}" for t in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    lines.append("| (loss, nothing swapped) | " + " | ".join(f"{result['true'][t]:.4f}" for t in steps) + " |")
+    for k in SWAPS:
+        lines.append(f"| {k} | " + " | ".join(f"{100 * result[k][t]:+.1f} %" for t in steps) + " |")
+    return "\n".join(lines)
