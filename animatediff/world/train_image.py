@@ -376,7 +376,7 @@ class ImageRecipe:
     personalized look can only appear if the shared decoder can draw it)."""
     standardize_latents: bool = False
     """Fold a per-channel shift and scale into the VAE so its latents are zero-mean, unit-spread per channel
-    (`standardize_latents`) before the UNet trains; the shipped build predates it and did not."""
+    (`standardize_latents`) before the UNet trains, so sampling from unit noise starts where training ended."""
 
     def __post_init__(self) -> None:
         if self.vae_world not in ("base", "full"):
