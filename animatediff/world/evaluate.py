@@ -126,6 +126,15 @@ def table(rows: list[RowResult]) -> str:
     return "\n".join(lines)
 
 
+def _clip(
+    pipe: AnimationPipeline, prompt: str, seed: int, steps: int, guidance_scale: float, frames: int
+) -> np.ndarray:
+    """One clip (f, H, W, 3) in [0, 1], quietly."""
+    return pipe(
+        prompt, num_frames=frames, num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed, progress=False
+    )[0]
+
+
 def pipeline_rows(
     pipe: AnimationPipeline, steps: int = 25, guidance_scale: float = 7.5, frames: int = 16, label: str = "base"
 ) -> dict[str, Generator]:
@@ -135,14 +144,7 @@ def pipeline_rows(
         def generate(prompt: str, seed: int) -> np.ndarray:
             pipe.unet.motion_enabled = enabled
             try:
-                return pipe(
-                    prompt,
-                    num_frames=frames,
-                    num_inference_steps=steps,
-                    guidance_scale=guidance_scale,
-                    seed=seed,
-                    progress=False,
-                )[0]
+                return _clip(pipe, prompt, seed, steps, guidance_scale, frames)
             finally:
                 pipe.unet.motion_enabled = True
 
@@ -197,14 +199,7 @@ def motion_lora_row(
         motion = caption_motion(prompt)
         name = pipe.add_lora(loras[motion], 1.0, kind="motion") if motion in loras else None
         try:
-            return pipe(
-                prompt,
-                num_frames=frames,
-                num_inference_steps=steps,
-                guidance_scale=guidance_scale,
-                seed=seed,
-                progress=False,
-            )[0]
+            return _clip(pipe, prompt, seed, steps, guidance_scale, frames)
         finally:
             if name is not None:
                 pipe.loras.remove(name)
