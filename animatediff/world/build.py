@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,6 +25,9 @@ from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZ
 from animatediff.world.looks import LookConfig, look_figures, save_look_classifier, train_look_classifier
 from animatediff.world.personalize import PersonalizeConfig, personalize
 from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig
+
+if TYPE_CHECKING:  # the trainer's modules pull in accelerate; they are imported when a stage runs
+    from animatediff.train.config import TrainConfig
 
 
 @dataclass
@@ -126,10 +130,7 @@ def quick_recipe() -> WorldRecipe:
 
 def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, progress: bool = True) -> Path:
     """Train with the project's trainer; returns its exported official-layout motion-module file."""
-    from animatediff.train.trainer import train
-
-    train(_world_train_config(base, run_dir, stage, progress))
-    return _latest_checkpoint(run_dir) / "motion_module.safetensors"
+    return _train_and_export(_world_train_config(base, run_dir, stage, progress), "motion_module.safetensors")
 
 
 def train_world_motion_lora(
@@ -143,8 +144,6 @@ def train_world_motion_lora(
 ) -> Path:
     """A MotionLoRA over the trained motion module on the world's clips of one motion (the project's trainer);
     returns its exported official-layout file."""
-    from animatediff.train.trainer import train
-
     motion_stage = MotionStage(
         steps=stage.steps,
         batch_size=stage.batch_size,
@@ -155,24 +154,26 @@ def train_world_motion_lora(
         seed=stage.seed,
     )
     config = _world_train_config(base, run_dir, motion_stage, progress, lora=(motion_module, motion, stage.rank))
+    return _train_and_export(config, "motion_lora.safetensors")
+
+
+def _train_and_export(config: TrainConfig, name: str) -> Path:
+    """Run (or resume) the trainer; the file `name` of the run's newest checkpoint: the one it just wrote, or, when
+    the run had already finished before an interrupted build, the one it finished with (the trainer then writes
+    none)."""
+    from animatediff.train.checkpoints import checkpoints_root, list_checkpoints
+    from animatediff.train.trainer import train
+
     train(config)
-    return _latest_checkpoint(run_dir) / "motion_lora.safetensors"
-
-
-def _latest_checkpoint(run_dir: Path) -> Path:
-    """The run's newest checkpoint: the one it just wrote, or, when it had already finished before an interrupted
-    build, the one it finished with (the trainer then writes none)."""
-    from animatediff.train.checkpoints import list_checkpoints
-
-    found = list_checkpoints(run_dir / "checkpoints")
+    found = list_checkpoints(checkpoints_root(config))
     if not found:
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint after training")
-    return found[-1]
+        raise FileNotFoundError(f"{config.output_dir} holds no checkpoint after training")
+    return found[-1] / name
 
 
 def _world_train_config(
     base: Path, run_dir: Path, stage: MotionStage, progress: bool, lora: tuple[Path, str, int] | None = None
-):  # -> TrainConfig (imported lazily: the trainer pulls in accelerate)
+) -> TrainConfig:
     """The trainer's config for a world run: a motion module from scratch, or with `lora` = (motion module, motion,
     rank) a MotionLoRA over that module on the clips of that one motion."""
     from animatediff.train.config import (

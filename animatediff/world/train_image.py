@@ -235,9 +235,8 @@ def standardize_latents(vae: AutoencoderKL, cache: LatentCache) -> tuple[torch.T
     Why: the world's latents came out with per-channel means of 1–2 standard deviations. AnimateDiff's linear
     schedule keeps √ᾱ_T ≈ 0.04 of the signal at the last step, so a UNet trained on such latents reads the
     leftover mean in x_T, while sampling starts from zero-mean noise: the first build at 16×16 latents sampled
-    colour noise. The
-    folded form keeps the VAE a plain SD `AutoencoderKL` (SD1.x pipelines apply no latent shift). Returns the
-    (mean, std) per channel that were removed."""
+    colour noise. The folded form keeps the VAE a plain SD `AutoencoderKL` (SD1.x pipelines apply no latent
+    shift). Returns the (mean, std) per channel that were removed."""
     c = vae.config.latent_channels
     mean, std = cache.mean.mean(dim=(0, 2, 3)), cache.mean.std(dim=(0, 2, 3)).clamp_min(1e-6)
     quant, post = vae.quant_conv, vae.post_quant_conv
