@@ -325,6 +325,11 @@ def add_world(sub: argparse._SubParsersAction) -> None:
         "--models", default=None, metavar="FOLDER", help="a world build folder (its base/); default: the embedded one"
     )
     r.add_argument("--images", type=int, default=48, help="renderings of moving objects to measure on")
+    r.add_argument(
+        "--motion-module",
+        action="store_true",
+        help="measure base + the build's motion module on whole clips (as many as --images) instead of the base alone",
+    )
     r.set_defaults(run=run_world_probe)
     e = actions.add_parser(
         "eval",
@@ -374,7 +379,10 @@ def run_world_probe(args: argparse.Namespace) -> None:
     base = Path(args.models or WORLD_ASSETS) / "base"
     if not (base / "model_index.json").is_file():
         raise CliError(f"{base.parent} holds no world build (base/)")
-    print(reliance_table(word_reliance(base, args.images)))
+    module = base.parent / "motion_module.safetensors" if args.motion_module else None
+    if module is not None and not module.is_file():
+        raise CliError(f"{base.parent} holds no motion module (motion_module.safetensors)")
+    print(reliance_table(word_reliance(base, args.images, motion_module=module)))
 
 
 def run_world_eval(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import animatediff.train.config as config_module
@@ -188,3 +189,63 @@ def test_cli_train_runs_a_config(base_folder, tmp_path, capsys):
     assert main(["train", str(path), "optim.max_steps=1"]) == 0
     assert "trained to step 1" in capsys.readouterr().out
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-00000001" / "motion_module.safetensors").is_file()
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_loss_weightings_weigh_the_x0_error_as_named(prediction_type):
+    from diffusers import DDPMScheduler
+
+    from animatediff.train.config import OptimConfig
+    from animatediff.train.trainer import timestep_weights
+
+    scheduler = DDPMScheduler(
+        beta_schedule="linear", beta_start=0.00085, beta_end=0.012, prediction_type=prediction_type
+    )
+    t = torch.tensor([0, 100, 400, 700, 951, 999])
+    alpha = scheduler.alphas_cumprod[t].double()
+    snr = alpha / (1 - alpha)
+    x0, noise = torch.randn(6, 64, dtype=torch.float64), torch.randn(6, 64, dtype=torch.float64)
+    x0_hat = x0 + 0.1 * torch.randn(6, 64, dtype=torch.float64)
+    noisy = alpha.sqrt()[:, None] * x0 + (1 - alpha).sqrt()[:, None] * noise
+    # The prediction consistent with x0_hat, in the target's parametrization.
+    eps_hat = (noisy - alpha.sqrt()[:, None] * x0_hat) / (1 - alpha).sqrt()[:, None]
+    if prediction_type == "epsilon":
+        target, prediction = noise, eps_hat
+    else:
+        target = alpha.sqrt()[:, None] * noise - (1 - alpha).sqrt()[:, None] * x0
+        prediction = alpha.sqrt()[:, None] * eps_hat - (1 - alpha).sqrt()[:, None] * x0_hat
+    target_mse, x0_mse = ((prediction - target) ** 2).mean(1), ((x0_hat - x0) ** 2).mean(1)
+    expected = {"none": None, "min_snr": snr.clamp(max=5.0), "truncated_snr": snr.clamp(min=1.0)}
+    for name, x0_weight in expected.items():
+        w = timestep_weights(scheduler, t, prediction_type, OptimConfig(loss_weighting=name, max_loss_weight=1e9))
+        if x0_weight is None:
+            assert torch.equal(w, torch.ones(6))
+        else:
+            torch.testing.assert_close(w.double() * target_mse, x0_weight * x0_mse, rtol=1e-4, atol=0)
+    capped = timestep_weights(scheduler, t, "epsilon", OptimConfig(loss_weighting="truncated_snr", max_loss_weight=50))
+    assert capped.max() == 50 and capped[0] == 1  # nearly clean timesteps keep weight 1
+    with pytest.raises(ValueError, match="optim.loss_weighting must be one of none, min_snr, truncated_snr"):
+        TrainConfig(model=config_module.ModelConfig(base="x"), optim=OptimConfig(loss_weighting="snr"))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_weighted_run_trains_and_old_checkpoints_resume(base_folder, tmp_path):
+    weighted = train_config(base_folder, tmp_path / "w", optim={"max_steps": 1, "loss_weighting": "truncated_snr"})
+    assert torch.isfinite(torch.tensor(Trainer(weighted).train()["loss"]))
+    # A checkpoint written before the weighting existed ran unweighted, and resumes as such.
+    Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 1})).train()
+    state_file = next((tmp_path / "run" / "checkpoints").iterdir()) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    for key in ("loss_weighting", "snr_gamma", "max_loss_weight"):
+        del state["config"]["optim"][key]
+    state_file.write_text(json.dumps(state))
+    resumed = train_config(base_folder, tmp_path / "run", optim={"max_steps": 2}, checkpoint={"resume_from": "latest"})
+    assert Trainer(resumed).step == 1
+    changed = train_config(
+        base_folder,
+        tmp_path / "run",
+        optim={"max_steps": 2, "loss_weighting": "min_snr"},
+        checkpoint={"resume_from": "latest"},
+    )
+    with pytest.raises(ValueError, match="optim.loss_weighting: checkpoint 'none', now 'min_snr'"):
+        Trainer(changed)

@@ -128,3 +128,19 @@ def test_world_probe_measures_each_word_swap_of_a_base(tmp_path, capsys, one_thr
     assert main(["world", "probe", "--models", str(tmp_path / "build"), "--images", "4"]) == 0
     assert "| direction |" in capsys.readouterr().out
     assert main(["world", "probe", "--models", str(tmp_path / "nothing")]) == 2
+    assert main(["world", "probe", "--models", str(tmp_path / "build"), "--motion-module"]) == 2
+
+
+def test_world_probe_runs_whole_clips_through_base_and_motion_module(capsys, one_thread):
+    from animatediff.cli import main
+    from animatediff.defaults import WORLD_ASSETS
+    from animatediff.world.probes import SWAPS, word_reliance
+
+    base, module = WORLD_ASSETS / "base", WORLD_ASSETS / "motion_module.safetensors"
+    clips = word_reliance(base, images=4, timesteps=(300,), motion_module=module, frames=8)
+    images = word_reliance(base, images=4, timesteps=(300,))
+    assert all(np.isfinite(clips[k][300]) for k in SWAPS)
+    # Different renderings (whole clips against single frames) give a different reference loss.
+    assert clips["true"][300] > 0 and clips["true"][300] != images["true"][300]
+    assert main(["world", "probe", "--images", "2", "--motion-module"]) == 0
+    assert "| direction |" in capsys.readouterr().out

@@ -84,10 +84,14 @@ def read_state(path: Path) -> dict:
     return json.loads((path / STATE_FILE).read_text())
 
 
+# Fields added after checkpoints were first written, with the value such a checkpoint's run used.
+ADDED_FIELDS = {"optim.loss_weighting": "none", "optim.snr_gamma": 5.0, "optim.max_loss_weight": 1000.0}
+
+
 def check_resumable(path: Path, config: TrainConfig, num_processes: int) -> dict:
     """The checkpoint's trainer state, after checking it was written by the same config; else a ValueError."""
     state = read_state(path)
-    saved = _flatten(state["config"])
+    saved = ADDED_FIELDS | _flatten(state["config"])
     current = _flatten(config.to_dict())
     differing = [
         f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"

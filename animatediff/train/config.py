@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+LOSS_WEIGHTINGS = ("none", "min_snr", "truncated_snr")
+
 
 @dataclass
 class ScratchMotionConfig:
@@ -115,6 +117,15 @@ class OptimConfig:
     """Last beta of the noise schedule."""
     beta_schedule: str = "linear"
     """diffusers name of the beta schedule; AnimateDiff trains with 'linear' (not SD's 'scaled_linear')."""
+    loss_weighting: str = "none"
+    """Per-timestep weight on the ε-MSE. 'none': the paper's plain MSE. 'min_snr': min(SNR, snr_gamma)/SNR (Hang
+    et al. 2023), which damps the nearly clean timesteps. 'truncated_snr': max(1, 1/SNR), at most
+    `max_loss_weight`, which weighs a clip's x0 error by max(SNR, 1) (Salimans & Ho 2022): the noisiest timesteps,
+    where a clip's layout and motion are decided, count as much as the rest instead of ~SNR ≈ 0.003 as much."""
+    snr_gamma: float = 5.0
+    """γ of 'min_snr'."""
+    max_loss_weight: float = 1000.0
+    """Upper bound on the 'truncated_snr' weight (1/SNR grows without bound as SNR → 0)."""
 
 
 @dataclass
@@ -233,6 +244,12 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.optim.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(
+                f"optim.loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.optim.loss_weighting!r}"
+            )
+        if self.optim.snr_gamma <= 0 or self.optim.max_loss_weight < 1:
+            raise ValueError("optim.snr_gamma must be positive and optim.max_loss_weight at least 1")
         if not 0.0 <= self.optim.caption_dropout <= 1.0:
             raise ValueError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
         if not self.model.base:

@@ -16,17 +16,21 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler
 
 from animatediff.formats.motion_module_files import save_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import MotionModules, inflate_unet
 from animatediff.text_encoding import encode_prompts
 from animatediff.train.checkpoints import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
-from animatediff.train.config import TrainConfig, flat_config
+from animatediff.train.config import OptimConfig, TrainConfig, flat_config
 from animatediff.train.datasets import ClipLoader, build_dataset
 from animatediff.train.lora import add_motion_lora, save_motion_lora_files
 from animatediff.train.motion_init import init_motion_modules, read_component_config
@@ -246,7 +250,12 @@ class Trainer:
         # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
         with self.unet.fold_frames(f):
             prediction = self.model(noisy, timesteps, context)
-            loss = F.mse_loss(prediction.float(), target.float())
+            if self.config.optim.loss_weighting == "none":
+                loss = F.mse_loss(prediction.float(), target.float())
+            else:
+                per_clip = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
+                weights = timestep_weights(self.noise_scheduler, timesteps, self.prediction_type, self.config.optim)
+                loss = (per_clip * weights.to(per_clip.device)).mean()
             self.accelerator.backward(loss)
         return loss.detach()
 
@@ -398,6 +407,25 @@ class Trainer:
         path = save_checkpoint(self.accelerator, self.config, state, own, self.export)
         self._saved_step = self.step
         return path
+
+
+def timestep_weights(
+    scheduler: DDPMScheduler, timesteps: torch.Tensor, prediction_type: str, optim: OptimConfig
+) -> torch.Tensor:
+    """The loss weight of each clip's timestep under `optim.loss_weighting`, for an ε or v target."""
+    alphas = scheduler.alphas_cumprod.to(torch.float64)[timesteps.cpu()]
+    snr = alphas / (1 - alphas)
+    # A target's MSE is the x0 error times SNR (ε) or SNR + 1 (v); dividing by that and multiplying by the chosen
+    # x0 weight λ(SNR) gives the clip's weight.
+    target_scale = snr + 1 if prediction_type == "v_prediction" else snr
+    if optim.loss_weighting == "min_snr":
+        x0_weight = snr.clamp(max=optim.snr_gamma)
+    elif optim.loss_weighting == "truncated_snr":
+        x0_weight = snr.clamp(min=1.0)
+    else:
+        return torch.ones_like(snr, dtype=torch.float32)
+    weights = (x0_weight / target_scale).clamp(max=optim.max_loss_weight)
+    return weights.float()
 
 
 def _keep_motion_weights(models: list, weights: list[dict], _output_dir: str) -> None:

@@ -48,6 +48,8 @@ class MotionStage:
     """Frames per clip, as the official recipe."""
     version: str = "v3"
     """Motion-module layout: 'v3' (no mid-block module) or 'v2' (with one)."""
+    loss_weighting: str = "none"
+    """The trainer's `optim.loss_weighting`: 'none' (the paper's plain ε-MSE), 'min_snr' or 'truncated_snr'."""
     seed: int = 0
     """Seed of the run (data order, noise, timesteps, caption dropout)."""
 
@@ -77,6 +79,8 @@ class MotionLoraStage:
     """Linear warmup steps, then constant."""
     clips: int = 2000
     """Distinct clips of the motion (rendered on the fly)."""
+    loss_weighting: str = "none"
+    """The trainer's `optim.loss_weighting`, as for the motion stage."""
     seed: int = 0
     """Seed of each run."""
 
@@ -150,6 +154,7 @@ def train_world_motion_lora(
         learning_rate=stage.learning_rate,
         warmup_steps=stage.warmup_steps,
         clips=stage.clips,
+        loss_weighting=stage.loss_weighting,
         frames=frames,
         seed=stage.seed,
     )
@@ -212,6 +217,7 @@ def _world_train_config(
             batch_size=stage.batch_size,
             max_steps=stage.steps,
             caption_dropout=0.1,
+            loss_weighting=stage.loss_weighting,
         ),
         logging=LoggingConfig(report_to="none", progress=progress),
         # "latest" starts fresh when the run has no checkpoint yet, and continues an interrupted build otherwise

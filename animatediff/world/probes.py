@@ -3,6 +3,8 @@
 A motion module sees the caption only through the frozen base's features, so a base that ignores "left" versus
 "right" leaves it nothing to tell the two apart. Measured on renderings of moving objects, with the same noise and
 timesteps for every caption, this takes seconds on a CPU: the check to run on a new base before its motion stage.
+Given a motion module too, the same probe runs on whole clips through base + module, and tells whether the module
+has learned to read the direction words that the base hands it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from animatediff.world.scenes import BASE_WORLD, COLOURS, SceneSpec, render_image, sample_spec
+from animatediff.world.scenes import BASE_WORLD, COLOURS, SceneSpec, render_image, render_video, sample_spec
 
 DIRECTIONS = ("left", "right", "up", "down")
 _OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -47,10 +49,12 @@ def word_reliance(
     images: int = 48,
     timesteps: tuple[int, ...] = PROBE_TIMESTEPS,
     seed: int = 0,
+    motion_module: str | os.PathLike | None = None,
+    frames: int = 16,
 ) -> dict[str, dict[int, float]]:
     """{swap: {timestep: relative rise of the ε-prediction MSE}} over `images` renderings of objects moving in the
     four directions, caught mid-motion; 0.1 means a tenth more error with that word swapped. The reference loss is
-    under 'true' (absolute)."""
+    under 'true' (absolute). With `motion_module`, `images` whole clips of `frames` frames go through base + module."""
     from diffusers import DDPMScheduler
 
     from animatediff.pipeline import load_base_model
@@ -62,9 +66,19 @@ def word_reliance(
     resolution = model.unet.config.sample_size * 2 ** (len(model.vae.config.block_out_channels) - 1)
     rng = np.random.default_rng(seed)
     specs = [sample_spec(rng, BASE_WORLD, True, {"motion": DIRECTIONS[i % 4]}) for i in range(images)]
-    pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0))).image for s in specs])
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    if motion_module is None:
+        denoiser, clip_frames = model.unet, 1
+        pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0))).image for s in specs])
+    else:
+        from animatediff.formats.motion_module_files import load_motion_modules
+        from animatediff.models import inflate_unet
+
+        denoiser, clip_frames = inflate_unet(model.unet, load_motion_modules(motion_module)).eval(), frames
+        pixels = np.stack([render_video(s, frames, resolution).frames for s in specs])
+    x = torch.from_numpy(pixels).flatten(0, -4).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     latents = model.vae.encode(x).latent_dist.mean * model.vae.config.scaling_factor
+    if motion_module is not None:  # (b f) c h w → b c f h w
+        latents = latents.unflatten(0, (images, clip_frames)).transpose(1, 2)
     captions = {"true": [s.caption() for s in specs]} | {k: [_swapped(s, k) for s in specs] for k in SWAPS}
     texts = {k: encode_prompts(model.tokenizer, model.text_encoder, v) for k, v in captions.items()}
     result: dict[str, dict[int, float]] = {k: {} for k in captions}
@@ -72,11 +86,16 @@ def word_reliance(
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed + t))
         steps = torch.full((images,), t)
         noisy = scheduler.add_noise(latents, noise, steps)
-        losses = {k: F.mse_loss(model.unet(noisy, steps, text).sample, noise).item() for k, text in texts.items()}
+        losses = {k: F.mse_loss(_predict(denoiser, noisy, steps, text), noise).item() for k, text in texts.items()}
         result["true"][t] = losses["true"]
         for k in SWAPS:
             result[k][t] = (losses[k] - losses["true"]) / losses["true"]
     return result
+
+
+def _predict(denoiser: torch.nn.Module, noisy: torch.Tensor, steps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    output = denoiser(noisy, steps, text)
+    return output.sample if hasattr(output, "sample") else output
 
 
 def reliance_table(result: dict[str, dict[int, float]]) -> str:
