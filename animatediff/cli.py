@@ -60,6 +60,19 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         default="ddim",
         help="ddim, euler, euler-ancestral, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde-karras, unipc, pndm, ddpm, lcm",
     )
+    p.add_argument(
+        "--prediction-type",
+        choices=["auto", "epsilon", "v_prediction"],
+        default="auto",
+        help="what the base's UNet predicts; auto: its scheduler config (epsilon if it has none)",
+    )
+    p.add_argument(
+        "--zero-snr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the base was trained on a zero-terminal-SNR schedule (sample with trailing timesteps); "
+        "default: its scheduler config",
+    )
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the written video")
     p.add_argument(
         "--output",
@@ -158,7 +171,16 @@ def run_generate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     base, motion_module = _models(args)
-    pipe = AnimationPipeline.from_pretrained(base, motion_module, scheduler, device, dtype, dreambooth=args.dreambooth)
+    pipe = AnimationPipeline.from_pretrained(
+        base,
+        motion_module,
+        scheduler,
+        device,
+        dtype,
+        dreambooth=args.dreambooth,
+        prediction_type=None if args.prediction_type == "auto" else args.prediction_type,
+        zero_snr=args.zero_snr,
+    )
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
     frames = pipe(

@@ -6,9 +6,10 @@ diffusers' argument names, so the same seed gives the same video as both.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +21,15 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
-from animatediff.sampling import denoise, guided, initial_noise, make_scheduler, windowed
+from animatediff.sampling import (
+    denoise,
+    for_model,
+    guided,
+    initial_noise,
+    make_scheduler,
+    model_noise_settings,
+    windowed,
+)
 from animatediff.text_encoding import encode_prompts
 
 if TYPE_CHECKING:
@@ -35,6 +44,8 @@ class BaseModel:
     text_encoder: CLIPTextModel
     vae: AutoencoderKL
     unet: UNet2DConditionModel
+    scheduler_config: dict = field(default_factory=dict)
+    """The folder's scheduler/scheduler_config.json (how it was trained: prediction type, zero-SNR); {} if none."""
 
 
 def load_base_model(path_or_id: str | os.PathLike, dtype: torch.dtype = torch.float32) -> BaseModel:
@@ -44,11 +55,13 @@ def load_base_model(path_or_id: str | os.PathLike, dtype: torch.dtype = torch.fl
     if missing:
         raise FileNotFoundError(f"{folder} is not a diffusers Stable Diffusion folder: missing {', '.join(missing)}/")
     kwargs = {"local_files_only": True}
+    scheduler_file = folder / "scheduler" / "scheduler_config.json"
     return BaseModel(
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kwargs),
         text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
         vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kwargs),
         unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **kwargs),
+        scheduler_config=json.loads(scheduler_file.read_text()) if scheduler_file.is_file() else {},
     )
 
 
@@ -68,6 +81,8 @@ class AnimationPipeline:
         self.vae = vae.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
         self.scheduler = scheduler or make_scheduler("ddim")
+        # How the base was trained (prediction type, zero-SNR), kept for schedulers swapped in later (`for_model`).
+        self.noise_settings: dict = {}
 
     @classmethod
     def from_pretrained(
@@ -78,9 +93,15 @@ class AnimationPipeline:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         dreambooth: str | os.PathLike | None = None,
+        prediction_type: str | None = None,
+        zero_snr: bool | None = None,
     ) -> AnimationPipeline:
-        """`dreambooth`: a single-file SD1.x checkpoint (LDM layout) replacing the base's UNet, VAE and text encoder."""
+        """`dreambooth`: a single-file SD1.x checkpoint (LDM layout) replacing the base's UNet, VAE and text encoder.
+
+        The scheduler samples as the base was trained: its scheduler config's prediction type ('epsilon' or
+        'v_prediction') and zero-terminal-SNR rescaling, unless `prediction_type` / `zero_snr` say otherwise."""
         parts = load_base_model(base, dtype)
+        settings = model_noise_settings(parts.scheduler_config, prediction_type, zero_snr)
         if dreambooth:
             from animatediff.formats.single_file import load_single_file_weights
 
@@ -89,7 +110,9 @@ class AnimationPipeline:
         unet = inflate_unet(parts.unet, modules.to(dtype))
         if isinstance(scheduler, str):
             scheduler = make_scheduler(scheduler)
-        return cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, scheduler).to(device)
+        pipe = cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, for_model(scheduler, settings))
+        pipe.noise_settings = settings
+        return pipe.to(device)
 
     @property
     def loras(self) -> LoraMerger:

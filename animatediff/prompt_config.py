@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from animatediff.model_cache import ModelCache, PipelineSpec
+from animatediff.sampling import for_model
 
 # Keys the official configs carry that are spelled differently or only informative here.
 ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
@@ -241,7 +242,7 @@ def run_prompt_config(
                 loras=tuple(loras),
             )
             pipe = cache.pipeline(spec)
-            pipe.scheduler = _scheduler(_local(entry.inference_config, here))
+            pipe.scheduler = for_model(_scheduler(_local(entry.inference_config, here)), pipe.noise_settings)
             for prompt, negative, seed in zip(entry.prompt, entry.negative_prompts, entry.seeds):
                 seed = seed if seed != -1 else random.SystemRandom().randrange(2**63)
                 entry_seeds.append(seed)

@@ -33,3 +33,60 @@ def test_aliases_and_unknown_names():
     assert make_scheduler("dpmpp_2m_karras").config.use_karras_sigmas
     with pytest.raises(ValueError, match="unknown scheduler 'heun2'.*ddim"):
         make_scheduler("heun2")
+
+
+def test_sampling_follows_how_the_base_was_trained():
+    from animatediff.sampling import for_model, model_noise_settings
+
+    assert model_noise_settings({}) == {"prediction_type": "epsilon"}
+    zsnr = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
+    assert model_noise_settings(zsnr) == {
+        "prediction_type": "v_prediction",
+        "rescale_betas_zero_snr": True,
+        "timestep_spacing": "trailing",
+    }
+    assert model_noise_settings(zsnr, prediction_type="epsilon", zero_snr=False) == {"prediction_type": "epsilon"}
+    with pytest.raises(ValueError, match="unknown prediction type 'x0'"):
+        model_noise_settings({}, prediction_type="x0")
+    ddim = make_scheduler()
+    assert for_model(ddim, model_noise_settings({})) is ddim  # an ε base keeps the official scheduler as it is
+    for name in ("ddim", "euler", "dpm++-2m-karras", "unipc"):
+        s = for_model(make_scheduler(name), model_noise_settings(zsnr))
+        assert s.config.prediction_type == "v_prediction" and s.config.timestep_spacing == "trailing"
+        assert s.config.beta_schedule == "linear" and s.alphas_cumprod[-1] < 1e-6  # zero terminal SNR
+    s = for_model(make_scheduler("ddim"), model_noise_settings(zsnr))
+    s.set_timesteps(10)
+    assert int(s.timesteps[0]) == 999  # sampling starts where the schedule holds no signal
+    with pytest.raises(ValueError, match="PNDMScheduler scheduler cannot sample this model"):
+        for_model(make_scheduler("pndm"), model_noise_settings(zsnr))
+
+
+def test_a_v_prediction_base_is_sampled_as_one(base_folder, tmp_path, capsys):
+    import json
+
+    from animatediff.cli import main
+    from animatediff.formats.motion_module_files import save_motion_modules
+    from animatediff.pipeline import AnimationPipeline
+    from tests.tiny import tiny_motion
+
+    config_file = base_folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps(config | {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}))
+    module = tiny_motion("v3", random=True)
+    pipe = AnimationPipeline.from_pretrained(base_folder, module, "euler")
+    assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.scheduler.config.rescale_betas_zero_snr
+    frames = pipe("a cat", num_frames=2, num_inference_steps=3, seed=0, progress=False)
+    assert np.isfinite(frames).all()
+    forced = AnimationPipeline.from_pretrained(base_folder, module, prediction_type="epsilon", zero_snr=False)
+    assert forced.scheduler.config.prediction_type == "epsilon" and not forced.scheduler.config.rescale_betas_zero_snr
+    save_motion_modules(module, tmp_path / "mm.safetensors")
+    from animatediff.model_cache import ModelCache, PipelineSpec
+
+    cached = ModelCache().pipeline(PipelineSpec(str(base_folder), str(tmp_path / "mm.safetensors")))
+    assert cached.scheduler.config.prediction_type == "v_prediction" and cached.noise_settings["rescale_betas_zero_snr"]
+    args = ["generate", "--base", str(base_folder), "--motion-module", str(tmp_path / "mm.safetensors")]
+    args += ["--prompt", "a cat", "--frames", "2", "--steps", "2", "--quiet", "--output", str(tmp_path / "a.npy")]
+    assert main(args) == 0
+    assert main([*args, "--scheduler", "pndm"]) == 2
+    assert "PNDMScheduler scheduler cannot sample this model" in capsys.readouterr().err
+    assert main([*args, "--scheduler", "pndm", "--no-zero-snr"]) == 0

@@ -7,6 +7,8 @@ model's scheduler config, so every scheduler here starts from those values too.
 
 from __future__ import annotations
 
+import inspect
+
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -72,3 +74,36 @@ def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
     if cls is not DDIMScheduler and cls is not DDPMScheduler and cls is not LCMScheduler:
         config.pop("clip_sample")
     return cls(**config)
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def model_noise_settings(
+    base_scheduler_config: dict, prediction_type: str | None = None, zero_snr: bool | None = None
+) -> dict:
+    """What sampling must take from how a base model was trained, rather than from the official inference config:
+    its prediction type, and whether its schedule was rescaled to zero terminal SNR (Lin et al. 2024; such a model
+    is sampled from the last timestep on, with "trailing" spacing). Read from the base's own scheduler config;
+    `prediction_type` and `zero_snr` override it (for a single-file checkpoint that came with no config)."""
+    prediction = prediction_type or base_scheduler_config.get("prediction_type") or "epsilon"
+    if prediction not in PREDICTION_TYPES:
+        raise ValueError(f"unknown prediction type {prediction!r}; choose one of: {', '.join(PREDICTION_TYPES)}")
+    settings: dict = {"prediction_type": prediction}
+    if base_scheduler_config.get("rescale_betas_zero_snr", False) if zero_snr is None else zero_snr:
+        settings |= {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+    return settings
+
+
+def for_model(scheduler: SchedulerMixin, settings: dict) -> SchedulerMixin:
+    """`scheduler` with a model's noise settings (`model_noise_settings`): itself when it has them already."""
+    if all(scheduler.config.get(k) == v for k, v in settings.items()):
+        return scheduler
+    accepted = inspect.signature(type(scheduler).__init__).parameters
+    missing = [k for k in settings if k not in accepted]
+    if missing:
+        raise ValueError(
+            f"the {type(scheduler).__name__} scheduler cannot sample this model ({', '.join(missing)}); "
+            "pick another one, e.g. ddim or euler"
+        )
+    return type(scheduler).from_config(scheduler.config, **settings)
