@@ -1,4 +1,7 @@
+import json
+
 import numpy as np
+import pytest
 import torch
 
 from animatediff.formats import load_motion_modules
@@ -144,3 +147,50 @@ def test_world_probe_runs_whole_clips_through_base_and_motion_module(capsys, one
     assert clips["true"][300] > 0 and clips["true"][300] != images["true"][300]
     assert main(["world", "probe", "--images", "2", "--motion-module"]) == 0
     assert "| direction |" in capsys.readouterr().out
+
+
+def test_a_zero_terminal_snr_world_trains_samples_and_probes_as_v_prediction(tmp_path, one_thread):
+    from dataclasses import replace
+
+    from animatediff.train.trainer import resolve_zero_terminal_snr
+    from animatediff.world.build import train_world_motion_module
+    from animatediff.world.probes import word_reliance
+
+    recipe = quick_recipe()
+    recipe = replace(recipe, image=replace(recipe.image, unet=replace(recipe.image.unet, zero_terminal_snr=True)))
+    figures = build_world(
+        tmp_path, replace(recipe, personalized=(), motion_loras=replace(recipe.motion_loras, motions=()))
+    )
+    assert "motion" in figures
+    config = json.loads((tmp_path / "base" / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
+    assert resolve_zero_terminal_snr(None, tmp_path / "base", "v_prediction")
+    with pytest.raises(ValueError, match="needs a v-prediction base"):
+        resolve_zero_terminal_snr(True, tmp_path / "base", "epsilon")
+    pipe = AnimationPipeline.from_pretrained(tmp_path / "base", tmp_path / "motion_module.safetensors")
+    assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.scheduler.config.rescale_betas_zero_snr
+    assert np.isfinite(pipe("a red circle", num_frames=4, num_inference_steps=2, seed=0, progress=False)).all()
+    result = word_reliance(tmp_path / "base", images=4, timesteps=(500, 999), motion_module=None)
+    assert all(np.isfinite(result[k][t]) for k in result for t in (500, 999))
+    # The motion stage reads the schedule from the base: a resumed run keeps it.
+    again = train_world_motion_module(
+        tmp_path / "base", tmp_path / "motion-run", replace(recipe.motion, steps=3), False
+    )
+    assert again.is_file()
+
+
+def test_the_denoising_loss_targets_what_the_schedule_predicts():
+    from types import SimpleNamespace
+
+    from animatediff.world.base_model import official_scheduler
+    from animatediff.world.train_image import unet_loss
+
+    latents, t = torch.randn(3, 4, 4, 4), torch.tensor([10, 500, 999])
+    zero = lambda x, steps, text: SimpleNamespace(sample=torch.zeros_like(x))  # noqa: E731
+    for zero_snr in (False, True):
+        scheduler = official_scheduler(zero_snr)
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+        target = scheduler.get_velocity(latents, noise, t) if zero_snr else noise
+        loss = unet_loss(zero, latents, None, torch.Generator().manual_seed(0), t, scheduler)
+        torch.testing.assert_close(loss, (target**2).mean())
+    assert official_scheduler(True).alphas_cumprod[-1] < 1e-6 < official_scheduler().alphas_cumprod[-1]

@@ -85,7 +85,12 @@ def read_state(path: Path) -> dict:
 
 
 # Fields added after checkpoints were first written, with the value such a checkpoint's run used.
-ADDED_FIELDS = {"optim.loss_weighting": "none", "optim.snr_gamma": 5.0, "optim.max_loss_weight": 1000.0}
+ADDED_FIELDS = {
+    "optim.loss_weighting": "none",
+    "optim.snr_gamma": 5.0,
+    "optim.max_loss_weight": 1000.0,
+    "optim.zero_terminal_snr": None,
+}
 
 
 def check_resumable(path: Path, config: TrainConfig, num_processes: int) -> dict:

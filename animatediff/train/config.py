@@ -117,6 +117,9 @@ class OptimConfig:
     """Last beta of the noise schedule."""
     beta_schedule: str = "linear"
     """diffusers name of the beta schedule; AnimateDiff trains with 'linear' (not SD's 'scaled_linear')."""
+    zero_terminal_snr: bool | None = None
+    """Rescale the betas to zero terminal SNR (Lin et al. 2024; needs a v-prediction base); None: as the base's
+    scheduler config says (`rescale_betas_zero_snr`)."""
     loss_weighting: str = "none"
     """Per-timestep weight on the ε-MSE. 'none': the paper's plain MSE. 'min_snr': min(SNR, snr_gamma)/SNR (Hang
     et al. 2023), which damps the nearly clean timesteps. 'truncated_snr': max(1, 1/SNR), at most

@@ -79,15 +79,29 @@ def check_tracker(report_to: str) -> None:
         )
 
 
+def base_scheduler_config(base: Path) -> dict:
+    """The base's scheduler/scheduler_config.json: how it was trained ({} when it has none)."""
+    import json
+
+    path = base / "scheduler" / "scheduler_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def resolve_prediction_type(requested: str, base: Path) -> str:
     if requested != "auto":
         return requested
-    path = base / "scheduler" / "scheduler_config.json"
-    if not path.is_file():
-        return "epsilon"
-    import json
+    return base_scheduler_config(base).get("prediction_type", "epsilon")
 
-    return json.loads(path.read_text()).get("prediction_type", "epsilon")
+
+def resolve_zero_terminal_snr(requested: bool | None, base: Path, prediction_type: str) -> bool:
+    """Whether the noise schedule is rescaled to zero terminal SNR: `requested`, or what the base was trained on."""
+    zero_snr = base_scheduler_config(base).get("rescale_betas_zero_snr", False) if requested is None else requested
+    if zero_snr and prediction_type != "v_prediction":
+        raise ValueError(
+            "a zero-terminal-SNR schedule leaves no signal at its last timestep, where an epsilon target is the input "
+            "itself: it needs a v-prediction base (model.prediction_type v_prediction)"
+        )
+    return bool(zero_snr)
 
 
 class Trainer:
@@ -159,6 +173,7 @@ class Trainer:
             beta_end=c.optim.beta_end,
             beta_schedule=c.optim.beta_schedule,
             prediction_type=self.prediction_type,
+            rescale_betas_zero_snr=resolve_zero_terminal_snr(c.optim.zero_terminal_snr, base, self.prediction_type),
         )
 
         # 4. Optimizer and schedule, handed to Accelerate with the model.
@@ -343,14 +358,16 @@ class Trainer:
         """Animate the validation prompts with the current motion module; GIFs under output_dir/validation."""
         from animatediff.io.video import save_video
         from animatediff.pipeline import AnimationPipeline
-        from animatediff.sampling import make_scheduler
+        from animatediff.sampling import for_model, make_scheduler, model_noise_settings
 
         v = self.config.validation
         trains = {id(p): p.requires_grad for p in self.unet.parameters()}
         folder = Path(self.config.output_dir) / "validation" / f"step-{self.step:08d}"
         paths = []
         # The pipeline puts the UNet in eval mode and freezes it; both are undone below.
-        pipe = AnimationPipeline(self.tokenizer, self.text_encoder, self.vae, self.unet, make_scheduler("ddim"))
+        # Sample as the run trains: the base's prediction type and (zero-SNR) schedule.
+        scheduler = for_model(make_scheduler("ddim"), model_noise_settings(dict(self.noise_scheduler.config)))
+        pipe = AnimationPipeline(self.tokenizer, self.text_encoder, self.vae, self.unet, scheduler)
         try:
             with self.accelerator.autocast():
                 for i, prompt in enumerate(v.prompts):

@@ -151,9 +151,18 @@ def motion_module_config(cfg: BaseModelConfig = BaseModelConfig(), max_frames: i
     )
 
 
-def official_scheduler() -> DDIMScheduler:
-    """DDIM with AnimateDiff's linear betas: what the world's models are trained and sampled with."""
-    return DDIMScheduler(**OFFICIAL_SCHEDULER_CONFIG)
+def official_scheduler(zero_terminal_snr: bool = False) -> DDIMScheduler:
+    """DDIM with AnimateDiff's linear betas: what the world's models are trained and sampled with. With
+    `zero_terminal_snr`, the betas rescaled so that the last timestep keeps no signal (Lin et al. 2024), which
+    needs v-prediction and is sampled from that last timestep on ("trailing" spacing)."""
+    if not zero_terminal_snr:
+        return DDIMScheduler(**OFFICIAL_SCHEDULER_CONFIG)
+    return DDIMScheduler(
+        **OFFICIAL_SCHEDULER_CONFIG,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+    )
 
 
 def save_base_folder(

@@ -294,8 +294,10 @@ def _load_base(base_folder: str | os.PathLike) -> tuple[BaseModel, SchedulerMixi
     # DDPM is the training-side view of the base's schedule (as in diffusers' DreamBooth script); only the betas
     # matter for adding noise.
     scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
-    if scheduler.config.prediction_type != "epsilon":
-        raise ValueError(f"{folder}: the base predicts {scheduler.config.prediction_type!r}; only epsilon is supported")
+    if scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(
+            f"{folder}: the base predicts {scheduler.config.prediction_type!r}; not epsilon or v_prediction"
+        )
     return base, scheduler
 
 

@@ -86,7 +86,10 @@ def word_reliance(
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed + t))
         steps = torch.full((images,), t)
         noisy = scheduler.add_noise(latents, noise, steps)
-        losses = {k: F.mse_loss(_predict(denoiser, noisy, steps, text), noise).item() for k, text in texts.items()}
+        target = noise
+        if scheduler.config.prediction_type == "v_prediction":
+            target = scheduler.get_velocity(latents, noise, steps)
+        losses = {k: F.mse_loss(_predict(denoiser, noisy, steps, text), target).item() for k, text in texts.items()}
         result["true"][t] = losses["true"]
         for k in SWAPS:
             result[k][t] = (losses[k] - losses["true"]) / losses["true"]

@@ -91,6 +91,10 @@ class UnetTrainConfig:
     """Gradient-norm clip."""
     train_text_encoder: bool = True
     """Train the text encoder jointly; False keeps it random and frozen (each caption then encodes once)."""
+    zero_terminal_snr: bool = False
+    """Train for v-prediction on the linear betas rescaled to zero terminal SNR (`official_scheduler`): no clip or
+    image leaks into the last timestep, so what a sample starts from is decided by the caption, not read from the
+    noise. The base's scheduler config records it, and sampling and the motion stage follow it."""
     seed: int = 0
     """Seeds the batch order, timesteps, noise and caption dropout."""
     progress: bool = True
@@ -282,14 +286,21 @@ def unet_loss(
     timesteps: torch.Tensor | None = None,
     scheduler: SchedulerMixin | None = None,
 ) -> torch.Tensor:
-    """Epsilon-prediction MSE on `scheduler`'s noise schedule (AnimateDiff's linear betas by default); latents
-    already scaled."""
+    """The denoising MSE on `scheduler`'s noise schedule (AnimateDiff's linear betas by default) against its
+    prediction type's target (ε, or v); latents already scaled."""
     scheduler = scheduler or official_scheduler()
     if timesteps is None:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    return F.mse_loss(unet(noisy, timesteps, text).sample, noise)
+    target = noise
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    elif scheduler.config.prediction_type != "epsilon":
+        raise ValueError(
+            f"unsupported prediction type {scheduler.config.prediction_type!r}; use epsilon or v_prediction"
+        )
+    return F.mse_loss(unet(noisy, timesteps, text).sample, target)
 
 
 def train_unet(
@@ -313,13 +324,14 @@ def train_unet(
     n = len(latents.captions)
     if n < cfg.batch_size:
         raise ValueError(f"{n} cached images are fewer than one batch of {cfg.batch_size}")
+    scheduler = official_scheduler(cfg.zero_terminal_snr)
     log, start = TrainLog(), time.perf_counter()
     for _ in (bar := tqdm(range(cfg.steps), desc="UNet", disable=not cfg.progress)):
         index = torch.randint(0, n, (cfg.batch_size,), generator=generator)
         x = latents.sample(index, generator) * scaling_factor
         drop = torch.rand(cfg.batch_size, generator=generator) < cfg.caption_dropout
         captions = ["" if d else latents.captions[i] for d, i in zip(drop.tolist(), index.tolist())]
-        loss = unet_loss(unet, x, embed(captions), generator)
+        loss = unet_loss(unet, x, embed(captions), generator, scheduler=scheduler)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
@@ -425,7 +437,7 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     unet_log = train_unet(unet, text_encoder, tokenizer, cache, factor, recipe.unet)
     report["unet"] = {"final_loss": unet_log.mean(), "seconds": unet_log.seconds, "scaling_factor": factor}
 
-    save_base_folder(folder, tokenizer, text_encoder, vae, unet)
+    save_base_folder(folder, tokenizer, text_encoder, vae, unet, official_scheduler(recipe.unet.zero_terminal_snr))
     (folder / "world.json").write_text(json.dumps(report, indent=2, default=_jsonable))
     return folder
 
