@@ -54,6 +54,12 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=None, help="default: the base model's native size")
     p.add_argument("--steps", type=int, default=25, help="denoising steps")
     p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
+    p.add_argument(
+        "--guidance-rescale",
+        type=float,
+        default=0.0,
+        help="0-1: rescale the guided prediction toward the conditional one's spread (zero-SNR bases; 0.7 is usual)",
+    )
     p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     p.add_argument(
         "--scheduler",
@@ -191,6 +197,7 @@ def run_generate(args: argparse.Namespace) -> None:
         width=args.width,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
+        guidance_rescale=args.guidance_rescale,
         seed=seed,
         progress=not args.quiet,
         context_length=args.context_length,

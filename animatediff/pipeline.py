@@ -213,6 +213,7 @@ class AnimationPipeline:
         width: int | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float = 7.5,
+        guidance_rescale: float = 0.0,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
@@ -227,6 +228,7 @@ class AnimationPipeline:
 
         `context_length`: denoise in sliding windows of this many frames (overlapping by `context_overlap`, fused
         with `context_fuse` weights), for clips longer than the motion module's position encoding.
+        `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         """
         height = height or self.native_size
         width = width or self.native_size
@@ -250,7 +252,7 @@ class AnimationPipeline:
         predict = lambda x, t, ctx: self.unet(x, t, ctx)  # noqa: E731
         if context_length is not None:
             predict = windowed(predict, num_frames, context_length, context_overlap, context_fuse)
-        predict = guided(predict, uncond, cond, guidance_scale)
+        predict = guided(predict, uncond, cond, guidance_scale, guidance_rescale)
         latents = denoise(predict, self.scheduler, latents, num_inference_steps, generator, progress, callback)
 
         # 4. Decode frame chunks.

@@ -90,3 +90,25 @@ def test_a_v_prediction_base_is_sampled_as_one(base_folder, tmp_path, capsys):
     assert main([*args, "--scheduler", "pndm"]) == 2
     assert "PNDMScheduler scheduler cannot sample this model" in capsys.readouterr().err
     assert main([*args, "--scheduler", "pndm", "--no-zero-snr"]) == 0
+    assert main([*args, "--guidance-rescale", "0.7"]) == 0
+    assert main([*args, "--guidance-rescale", "1.5"]) == 2
+    assert "guidance_rescale must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_guidance_rescale_matches_the_conditional_spread():
+    import torch
+
+    from animatediff.sampling import guided
+
+    cond, uncond = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    predict = lambda x, t, ctx: ctx  # noqa: E731 - the "prediction" is the context itself
+    x = torch.zeros(2)
+    plain = guided(predict, uncond, cond, 7.5)(x, 0)
+    torch.testing.assert_close(plain, uncond + 7.5 * (cond - uncond))
+    torch.testing.assert_close(guided(predict, uncond, cond, 7.5, 0.0)(x, 0), plain)
+    full = guided(predict, uncond, cond, 7.5, 1.0)(x, 0)
+    torch.testing.assert_close(full.flatten(1).std(1), cond.flatten(1).std(1))
+    half = guided(predict, uncond, cond, 7.5, 0.5)(x, 0)
+    torch.testing.assert_close(half, 0.5 * full + 0.5 * plain)
+    with pytest.raises(ValueError, match="guidance_rescale must be in"):
+        guided(predict, uncond, cond, 7.5, -0.1)
