@@ -18,7 +18,7 @@ from animatediff.formats.motion_lora import load_adapter_lora, load_motion_lora
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import MotionModules, inflate_unet
 from animatediff.pipeline import AnimationPipeline, load_base_model
-from animatediff.sampling import for_model, model_noise_settings
+from animatediff.sampling import model_noise_settings
 
 LORA_LOADERS = {"image": load_lora, "motion": load_motion_lora, "adapter": load_adapter_lora}
 
@@ -95,9 +95,9 @@ class ModelCache:
             load_single_file_weights(spec.dreambooth, parts.unet, parts.vae, parts.text_encoder)
             self.loads["dreambooth"] += 1
         unet = inflate_unet(parts.unet, self._motion_modules(spec.motion_module))
-        self._pipe = AnimationPipeline(parts.tokenizer, parts.text_encoder, parts.vae, unet).to(self.device)
-        self._pipe.noise_settings = model_noise_settings(parts.scheduler_config)
-        self._pipe.scheduler = for_model(self._pipe.scheduler, self._pipe.noise_settings)
+        settings = model_noise_settings(parts.scheduler_config)
+        self._pipe = AnimationPipeline(parts.tokenizer, parts.text_encoder, parts.vae, unet, None, settings)
+        self._pipe.to(self.device)
         self._base_key, self._motion_path = key, spec.motion_module
 
     def _swap_motion(self, path: str) -> None:

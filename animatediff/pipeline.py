@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +49,12 @@ class BaseModel:
     """The folder's scheduler/scheduler_config.json (how it was trained: prediction type, zero-SNR); {} if none."""
 
 
+def read_scheduler_config(folder: str | os.PathLike) -> dict:
+    """A diffusers folder's scheduler/scheduler_config.json: how its model was trained ({} when it has none)."""
+    path = Path(folder) / "scheduler" / "scheduler_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def load_base_model(path_or_id: str | os.PathLike, dtype: torch.dtype = torch.float32) -> BaseModel:
     """A diffusers-format SD1.x folder (unet/, vae/, text_encoder/, tokenizer/) or its hub id."""
     folder = resolve_path(path_or_id, "base model")
@@ -55,13 +62,12 @@ def load_base_model(path_or_id: str | os.PathLike, dtype: torch.dtype = torch.fl
     if missing:
         raise FileNotFoundError(f"{folder} is not a diffusers Stable Diffusion folder: missing {', '.join(missing)}/")
     kwargs = {"local_files_only": True}
-    scheduler_file = folder / "scheduler" / "scheduler_config.json"
     return BaseModel(
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kwargs),
         text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
         vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kwargs),
         unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **kwargs),
-        scheduler_config=json.loads(scheduler_file.read_text()) if scheduler_file.is_file() else {},
+        scheduler_config=read_scheduler_config(folder),
     )
 
 
@@ -75,14 +81,16 @@ class AnimationPipeline:
         vae: AutoencoderKL,
         unet: AnimationUNet,
         scheduler: SchedulerMixin | None = None,
+        noise_settings: dict | None = None,
     ) -> None:
+        """`noise_settings` (`model_noise_settings`): how the base was trained, applied to this scheduler and kept
+        for schedulers swapped in later (`for_model`)."""
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
-        self.scheduler = scheduler or make_scheduler("ddim")
-        # How the base was trained (prediction type, zero-SNR), kept for schedulers swapped in later (`for_model`).
-        self.noise_settings: dict = {}
+        self.noise_settings = noise_settings or {}
+        self.scheduler = for_model(scheduler or make_scheduler("ddim"), self.noise_settings)
 
     @classmethod
     def from_pretrained(
@@ -110,9 +118,7 @@ class AnimationPipeline:
         unet = inflate_unet(parts.unet, modules.to(dtype))
         if isinstance(scheduler, str):
             scheduler = make_scheduler(scheduler)
-        pipe = cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, for_model(scheduler, settings))
-        pipe.noise_settings = settings
-        return pipe.to(device)
+        return cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, scheduler, settings).to(device)
 
     @property
     def loras(self) -> LoraMerger:

@@ -224,7 +224,9 @@ def test_loss_weightings_weigh_the_x0_error_as_named(prediction_type):
             torch.testing.assert_close(w.double() * target_mse, x0_weight * x0_mse, rtol=1e-4, atol=0)
     capped = timestep_weights(scheduler, t, "epsilon", OptimConfig(loss_weighting="truncated_snr", max_loss_weight=50))
     assert capped.max() == 50 and capped[0] == 1  # nearly clean timesteps keep weight 1
-    with pytest.raises(ValueError, match="optim.loss_weighting must be one of none, min_snr, truncated_snr"):
+    with pytest.raises(
+        ValueError, match="optim.loss_weighting: 'snr' is not one of 'none', 'min_snr', 'truncated_snr'"
+    ):
         TrainConfig(model=config_module.ModelConfig(base="x"), optim=OptimConfig(loss_weighting="snr"))
 
 

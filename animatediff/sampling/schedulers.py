@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+import torch
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -93,6 +94,19 @@ def model_noise_settings(
     if base_scheduler_config.get("rescale_betas_zero_snr", False) if zero_snr is None else zero_snr:
         settings |= {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
     return settings
+
+
+def denoising_target(
+    scheduler: SchedulerMixin, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """What a model trained on `scheduler` predicts for `latents` noised with `noise` at `timesteps`: the noise
+    (epsilon) or the velocity (v_prediction)."""
+    kind = scheduler.config.prediction_type
+    if kind == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    if kind != "epsilon":
+        raise ValueError(f"unsupported prediction type {kind!r}; use epsilon or v_prediction")
+    return noise
 
 
 def for_model(scheduler: SchedulerMixin, settings: dict) -> SchedulerMixin:

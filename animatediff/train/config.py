@@ -228,6 +228,7 @@ class TrainConfig:
             "model.prediction_type": (self.model.prediction_type, ("auto", "epsilon", "v_prediction")),
             "model.scratch.version": (self.model.scratch.version, ("v1", "v2", "v3")),
             "data.kind": (self.data.kind, ("webvid", "folder", "shards", "synthetic", "world")),
+            "optim.loss_weighting": (self.optim.loss_weighting, LOSS_WEIGHTINGS),
         }
         if self.model.convert_to_version is not None:
             choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))
@@ -247,10 +248,6 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        if self.optim.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(
-                f"optim.loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.optim.loss_weighting!r}"
-            )
         if self.optim.snr_gamma <= 0 or self.optim.max_loss_weight < 1:
             raise ValueError("optim.snr_gamma must be positive and optim.max_loss_weight at least 1")
         if not 0.0 <= self.optim.caption_dropout <= 1.0:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 from animatediff.formats.motion_module_files import save_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import MotionModules, inflate_unet
+from animatediff.sampling import denoising_target, make_scheduler, model_noise_settings
 from animatediff.text_encoding import encode_prompts
 from animatediff.train.checkpoints import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
 from animatediff.train.config import OptimConfig, TrainConfig, flat_config
@@ -79,23 +80,19 @@ def check_tracker(report_to: str) -> None:
         )
 
 
-def base_scheduler_config(base: Path) -> dict:
-    """The base's scheduler/scheduler_config.json: how it was trained ({} when it has none)."""
-    import json
-
-    path = base / "scheduler" / "scheduler_config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def resolve_prediction_type(requested: str, base: Path) -> str:
     if requested != "auto":
         return requested
-    return base_scheduler_config(base).get("prediction_type", "epsilon")
+    from animatediff.pipeline import read_scheduler_config
+
+    return read_scheduler_config(base).get("prediction_type", "epsilon")
 
 
 def resolve_zero_terminal_snr(requested: bool | None, base: Path, prediction_type: str) -> bool:
     """Whether the noise schedule is rescaled to zero terminal SNR: `requested`, or what the base was trained on."""
-    zero_snr = base_scheduler_config(base).get("rescale_betas_zero_snr", False) if requested is None else requested
+    from animatediff.pipeline import read_scheduler_config
+
+    zero_snr = read_scheduler_config(base).get("rescale_betas_zero_snr", False) if requested is None else requested
     if zero_snr and prediction_type != "v_prediction":
         raise ValueError(
             "a zero-terminal-SNR schedule leaves no signal at its last timestep, where an epsilon target is the input "
@@ -258,10 +255,7 @@ class Trainer:
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=self.generator)
         timesteps = timesteps.to(device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        if self.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
+        target = denoising_target(self.noise_scheduler, latents, noise, timesteps)
         # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
         with self.unet.fold_frames(f):
             prediction = self.model(noisy, timesteps, context)
@@ -358,7 +352,6 @@ class Trainer:
         """Animate the validation prompts with the current motion module; GIFs under output_dir/validation."""
         from animatediff.io.video import save_video
         from animatediff.pipeline import AnimationPipeline
-        from animatediff.sampling import for_model, make_scheduler, model_noise_settings
 
         v = self.config.validation
         trains = {id(p): p.requires_grad for p in self.unet.parameters()}
@@ -366,8 +359,10 @@ class Trainer:
         paths = []
         # The pipeline puts the UNet in eval mode and freezes it; both are undone below.
         # Sample as the run trains: the base's prediction type and (zero-SNR) schedule.
-        scheduler = for_model(make_scheduler("ddim"), model_noise_settings(dict(self.noise_scheduler.config)))
-        pipe = AnimationPipeline(self.tokenizer, self.text_encoder, self.vae, self.unet, scheduler)
+        settings = model_noise_settings(dict(self.noise_scheduler.config))
+        pipe = AnimationPipeline(
+            self.tokenizer, self.text_encoder, self.vae, self.unet, make_scheduler("ddim"), settings
+        )
         try:
             with self.accelerator.autocast():
                 for i, prompt in enumerate(v.prompts):

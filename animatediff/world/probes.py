@@ -58,6 +58,7 @@ def word_reliance(
     from diffusers import DDPMScheduler
 
     from animatediff.pipeline import load_base_model
+    from animatediff.sampling import denoising_target
     from animatediff.text_encoding import encode_prompts
 
     folder = Path(base)
@@ -86,9 +87,7 @@ def word_reliance(
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed + t))
         steps = torch.full((images,), t)
         noisy = scheduler.add_noise(latents, noise, steps)
-        target = noise
-        if scheduler.config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(latents, noise, steps)
+        target = denoising_target(scheduler, latents, noise, steps)
         losses = {k: F.mse_loss(_predict(denoiser, noisy, steps, text), target).item() for k, text in texts.items()}
         result["true"][t] = losses["true"]
         for k in SWAPS:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from animatediff.sampling import denoising_target
 from animatediff.text_encoding import encode_prompts
 from animatediff.world.base_model import (
     BaseModelConfig,
@@ -293,13 +294,7 @@ def unet_loss(
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    target = noise
-    if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, timesteps)
-    elif scheduler.config.prediction_type != "epsilon":
-        raise ValueError(
-            f"unsupported prediction type {scheduler.config.prediction_type!r}; use epsilon or v_prediction"
-        )
+    target = denoising_target(scheduler, latents, noise, timesteps)
     return F.mse_loss(unet(noisy, timesteps, text).sample, target)
 
 
