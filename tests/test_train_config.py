@@ -230,15 +230,56 @@ def test_loss_weightings_weigh_the_x0_error_as_named(prediction_type):
         TrainConfig(model=config_module.ModelConfig(base="x"), optim=OptimConfig(loss_weighting="snr"))
 
 
+def test_timestep_bias_draws_the_favoured_portion_as_often_as_its_multiplier_says():
+    from animatediff.train.config import OptimConfig
+    from animatediff.train.trainer import draw_timesteps, timestep_probabilities
+
+    uniform = OptimConfig()
+    assert torch.equal(
+        draw_timesteps(64, uniform, torch.Generator().manual_seed(3)),
+        torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(3)),
+    )  # runs without a bias draw what they drew before the option existed
+    later = OptimConfig(timestep_bias="later", timestep_bias_portion=0.25, timestep_bias_multiplier=3.0)
+    p = timestep_probabilities(later)
+    # 250 timesteps at weight 3 against 750 at weight 1: half the draws land in the noisiest quarter.
+    assert p.sum().item() == pytest.approx(1.0) and p[750:].sum().item() == pytest.approx(0.5)
+    assert p[999] == p[750] == 3 * p[749]
+    drawn = draw_timesteps(20_000, later, torch.Generator().manual_seed(0))
+    assert drawn.min() >= 0 and drawn.max() <= 999
+    assert (drawn >= 750).float().mean().item() == pytest.approx(0.5, abs=0.02)
+    earlier = timestep_probabilities(OptimConfig(timestep_bias="earlier", timestep_bias_multiplier=2.0))
+    assert earlier[:250].sum().item() == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="optim.timestep_bias: 'high' is not one of 'none', 'later', 'earlier'"):
+        TrainConfig(model=config_module.ModelConfig(base="x"), optim=OptimConfig(timestep_bias="high"))
+    with pytest.raises(ValueError, match="optim.timestep_bias_portion must be in"):
+        TrainConfig(model=config_module.ModelConfig(base="x"), optim=OptimConfig(timestep_bias_portion=0.0))
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_a_weighted_run_trains_and_old_checkpoints_resume(base_folder, tmp_path):
-    weighted = train_config(base_folder, tmp_path / "w", optim={"max_steps": 1, "loss_weighting": "truncated_snr"})
+    weighted = train_config(
+        base_folder,
+        tmp_path / "w",
+        optim={
+            "max_steps": 1,
+            "loss_weighting": "truncated_snr",
+            "timestep_bias": "later",
+            "timestep_bias_multiplier": 4,
+        },
+    )
     assert torch.isfinite(torch.tensor(Trainer(weighted).train()["loss"]))
     # A checkpoint written before the weighting existed ran unweighted, and resumes as such.
     Trainer(train_config(base_folder, tmp_path / "run", optim={"max_steps": 1})).train()
     state_file = next((tmp_path / "run" / "checkpoints").iterdir()) / "trainer_state.json"
     state = json.loads(state_file.read_text())
-    for key in ("loss_weighting", "snr_gamma", "max_loss_weight"):
+    for key in (
+        "loss_weighting",
+        "snr_gamma",
+        "max_loss_weight",
+        "timestep_bias",
+        "timestep_bias_portion",
+        "timestep_bias_multiplier",
+    ):
         del state["config"]["optim"][key]
     state_file.write_text(json.dumps(state))
     resumed = train_config(base_folder, tmp_path / "run", optim={"max_steps": 2}, checkpoint={"resume_from": "latest"})

@@ -90,6 +90,9 @@ ADDED_FIELDS = {
     "optim.snr_gamma": 5.0,
     "optim.max_loss_weight": 1000.0,
     "optim.zero_terminal_snr": None,
+    "optim.timestep_bias": "none",
+    "optim.timestep_bias_portion": 0.25,
+    "optim.timestep_bias_multiplier": 1.0,
 }
 
 

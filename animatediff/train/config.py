@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 LOSS_WEIGHTINGS = ("none", "min_snr", "truncated_snr")
+TIMESTEP_BIASES = ("none", "later", "earlier")
 
 
 @dataclass
@@ -110,7 +111,7 @@ class OptimConfig:
     caption_dropout: float = 0.1
     """Probability of replacing a caption by "" (teaches the unconditional prediction used by guidance)."""
     num_train_timesteps: int = 1000
-    """Diffusion timesteps; one is drawn uniformly per video."""
+    """Diffusion timesteps; one is drawn per video, uniformly unless `timestep_bias` says otherwise."""
     beta_start: float = 0.00085
     """First beta of the noise schedule."""
     beta_end: float = 0.012
@@ -129,6 +130,14 @@ class OptimConfig:
     """γ of 'min_snr'."""
     max_loss_weight: float = 1000.0
     """Upper bound on the 'truncated_snr' weight (1/SNR grows without bound as SNR → 0)."""
+    timestep_bias: str = "none"
+    """Which timesteps are drawn more often (diffusers' `timestep_bias_strategy`): 'none' (uniform, the paper's),
+    'later' (the noisiest `timestep_bias_portion` of the schedule, where a clip's layout and motion are decided)
+    or 'earlier' (the cleanest, where detail is)."""
+    timestep_bias_portion: float = 0.25
+    """Fraction of the schedule's timesteps that `timestep_bias` favours, in (0, 1]."""
+    timestep_bias_multiplier: float = 1.0
+    """How much more often a favoured timestep is drawn than the others (1: no bias; diffusers' default)."""
 
 
 @dataclass
@@ -229,6 +238,7 @@ class TrainConfig:
             "model.scratch.version": (self.model.scratch.version, ("v1", "v2", "v3")),
             "data.kind": (self.data.kind, ("webvid", "folder", "shards", "synthetic", "world")),
             "optim.loss_weighting": (self.optim.loss_weighting, LOSS_WEIGHTINGS),
+            "optim.timestep_bias": (self.optim.timestep_bias, TIMESTEP_BIASES),
         }
         if self.model.convert_to_version is not None:
             choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))
@@ -250,6 +260,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if self.optim.snr_gamma <= 0 or self.optim.max_loss_weight < 1:
             raise ValueError("optim.snr_gamma must be positive and optim.max_loss_weight at least 1")
+        if not 0 < self.optim.timestep_bias_portion <= 1 or self.optim.timestep_bias_multiplier <= 0:
+            raise ValueError(
+                "optim.timestep_bias_portion must be in (0, 1] and optim.timestep_bias_multiplier positive, got "
+                f"{self.optim.timestep_bias_portion} and {self.optim.timestep_bias_multiplier}"
+            )
         if not 0.0 <= self.optim.caption_dropout <= 1.0:
             raise ValueError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
         if not self.model.base:

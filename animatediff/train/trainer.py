@@ -252,8 +252,7 @@ class Trainer:
         texts = ["" if d else text for d, text in zip(drop.tolist(), batch["text"])]
         context = self.encode_text(texts)
         noise = torch.randn(latents.shape, generator=self.generator).to(device, latents.dtype)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=self.generator)
-        timesteps = timesteps.to(device)
+        timesteps = draw_timesteps(b, self.config.optim, self.generator).to(device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         target = denoising_target(self.noise_scheduler, latents, noise, timesteps)
         # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
@@ -419,6 +418,24 @@ class Trainer:
         path = save_checkpoint(self.accelerator, self.config, state, own, self.export)
         self._saved_step = self.step
         return path
+
+
+def timestep_probabilities(optim: OptimConfig) -> torch.Tensor:
+    """The probability of drawing each training timestep under `optim.timestep_bias`."""
+    weights = torch.ones(optim.num_train_timesteps, dtype=torch.float64)
+    if optim.timestep_bias != "none":
+        count = max(1, round(optim.timestep_bias_portion * optim.num_train_timesteps))
+        favoured = slice(-count, None) if optim.timestep_bias == "later" else slice(0, count)
+        weights[favoured] *= optim.timestep_bias_multiplier
+    return weights / weights.sum()
+
+
+def draw_timesteps(count: int, optim: OptimConfig, generator: torch.Generator) -> torch.Tensor:
+    """`count` training timesteps from `timestep_probabilities`; uniform draws stay the plain randint, so runs
+    without a bias draw exactly what they did before the option existed."""
+    if optim.timestep_bias == "none" or optim.timestep_bias_multiplier == 1:
+        return torch.randint(0, optim.num_train_timesteps, (count,), generator=generator)
+    return torch.multinomial(timestep_probabilities(optim), count, replacement=True, generator=generator)
 
 
 def timestep_weights(

@@ -50,6 +50,11 @@ class MotionStage:
     """Motion-module layout: 'v3' (no mid-block module) or 'v2' (with one)."""
     loss_weighting: str = "none"
     """The trainer's `optim.loss_weighting`: 'none' (the paper's plain ε-MSE), 'min_snr' or 'truncated_snr'."""
+    timestep_bias: str = "none"
+    """The trainer's `optim.timestep_bias`: 'none' (uniform), 'later' (the noisiest quarter, where the motion is
+    decided) or 'earlier'."""
+    timestep_bias_multiplier: float = 1.0
+    """The trainer's `optim.timestep_bias_multiplier`: how much more often the favoured quarter is drawn."""
     seed: int = 0
     """Seed of the run (data order, noise, timesteps, caption dropout)."""
 
@@ -218,6 +223,8 @@ def _world_train_config(
             max_steps=stage.steps,
             caption_dropout=0.1,
             loss_weighting=stage.loss_weighting,
+            timestep_bias=stage.timestep_bias,
+            timestep_bias_multiplier=stage.timestep_bias_multiplier,
         ),
         logging=LoggingConfig(report_to="none", progress=progress),
         # "latest" starts fresh when the run has no checkpoint yet, and continues an interrupted build otherwise
