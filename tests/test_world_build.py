@@ -194,3 +194,23 @@ def test_the_denoising_loss_targets_what_the_schedule_predicts():
         loss = unet_loss(zero, latents, None, torch.Generator().manual_seed(0), t, scheduler)
         torch.testing.assert_close(loss, (target**2).mean())
     assert official_scheduler(True).alphas_cumprod[-1] < 1e-6 < official_scheduler().alphas_cumprod[-1]
+
+
+def test_the_motion_and_motion_lora_stages_hand_their_noise_options_to_the_trainer(tmp_path, monkeypatch):
+    import animatediff.world.build as build
+
+    base = tmp_path / "base"
+    for folder, config in (("unet", {"sample_size": 8}), ("vae", {"block_out_channels": [32, 64, 64]})):
+        (base / folder).mkdir(parents=True)
+        (base / folder / "config.json").write_text(json.dumps(config))
+    configs = []
+    monkeypatch.setattr(build, "_train_and_export", lambda config, name: configs.append(config) or tmp_path / name)
+    options = {"loss_weighting": "min_snr", "timestep_bias": "later", "timestep_bias_multiplier": 3.0}
+    build.train_world_motion_module(base, tmp_path / "mm", build.MotionStage(**options), progress=False)
+    build.train_world_motion_lora(
+        base, tmp_path / "mm.safetensors", tmp_path / "lora", "right", build.MotionLoraStage(**options), progress=False
+    )
+    for config in configs:
+        assert (config.optim.loss_weighting, config.optim.timestep_bias) == ("min_snr", "later")
+        assert config.optim.timestep_bias_multiplier == 3.0 and config.data.resolution == 32
+    assert configs[1].lora.enabled and configs[1].data.world_motions == ["right"]

@@ -86,6 +86,10 @@ class MotionLoraStage:
     """Distinct clips of the motion (rendered on the fly)."""
     loss_weighting: str = "none"
     """The trainer's `optim.loss_weighting`, as for the motion stage."""
+    timestep_bias: str = "none"
+    """The trainer's `optim.timestep_bias`, as for the motion stage."""
+    timestep_bias_multiplier: float = 1.0
+    """The trainer's `optim.timestep_bias_multiplier`, as for the motion stage."""
     seed: int = 0
     """Seed of each run."""
 
@@ -160,6 +164,8 @@ def train_world_motion_lora(
         warmup_steps=stage.warmup_steps,
         clips=stage.clips,
         loss_weighting=stage.loss_weighting,
+        timestep_bias=stage.timestep_bias,
+        timestep_bias_multiplier=stage.timestep_bias_multiplier,
         frames=frames,
         seed=stage.seed,
     )
