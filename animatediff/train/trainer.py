@@ -134,6 +134,7 @@ class Trainer:
         check_frames(c, motion.max_frames)
         check_resolution(c, unet_config, vae_config)
         self.prediction_type = resolve_prediction_type(c.model.prediction_type, base)
+        zero_terminal_snr = resolve_zero_terminal_snr(c.optim.zero_terminal_snr, base, self.prediction_type)
         self.resume_path = resolve_resume(c)
         resume_state = check_resumable(self.resume_path, c, acc.num_processes) if self.resume_path else None
         self.dataset = build_dataset(c.data, c.seed, acc.process_index, acc.num_processes)
@@ -170,7 +171,7 @@ class Trainer:
             beta_end=c.optim.beta_end,
             beta_schedule=c.optim.beta_schedule,
             prediction_type=self.prediction_type,
-            rescale_betas_zero_snr=resolve_zero_terminal_snr(c.optim.zero_terminal_snr, base, self.prediction_type),
+            rescale_betas_zero_snr=zero_terminal_snr,
         )
 
         # 4. Optimizer and schedule, handed to Accelerate with the model.
