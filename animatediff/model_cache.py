@@ -96,7 +96,7 @@ class ModelCache:
             self.loads["dreambooth"] += 1
         unet = inflate_unet(parts.unet, self._motion_modules(spec.motion_module))
         settings = model_noise_settings(parts.scheduler_config)
-        self._pipe = AnimationPipeline(parts.tokenizer, parts.text_encoder, parts.vae, unet, None, settings)
+        self._pipe = AnimationPipeline(parts.tokenizer, parts.text_encoder, parts.vae, unet, noise_settings=settings)
         self._pipe.to(self.device)
         self._base_key, self._motion_path = key, spec.motion_module
 
