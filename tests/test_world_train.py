@@ -76,7 +76,14 @@ def test_unet_training_lowers_the_denoising_loss(images):
     text = CaptionEmbeddings(tokenizer, text_encoder)(cache.captions[:8])
     before = fixed_unet_loss(unet, text, latents)
     cfg = UnetTrainConfig(
-        steps=30, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=None, train_text_encoder=False, progress=False
+        steps=30,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=5,
+        ema_decay=None,
+        train_text_encoder=False,
+        zero_terminal_snr=False,  # ε on the linear betas, the schedule fixed_unet_loss measures by default
+        progress=False,
     )
     log = train_unet(unet, text_encoder, tokenizer, cache, factor, cfg)
     after = fixed_unet_loss(unet, text, latents)
@@ -182,3 +189,21 @@ def test_standardized_latents_are_centred_and_decode_the_same(images):
     standardize_latents(vae, encode_dataset(vae, images, progress=False))
     for key, value in vae.state_dict().items():
         torch.testing.assert_close(value, weights[key], atol=1e-4, rtol=1e-4)
+
+
+def test_rendering_workers_give_the_same_batches_and_latents(images, monkeypatch):
+    """Next to a GPU the world renders in DataLoader workers; the data must be what a CPU build sees."""
+    import animatediff.world.train_image as train_image
+
+    def first_batches():
+        batches = train_image._batches(images, 8, seed=3)
+        return [next(batches)["pixel_values"] for _ in range(3)]
+
+    vae = build_vae(TINY).eval()
+    alone = first_batches(), encode_dataset(vae, images, batch_size=16, progress=False).mean
+    monkeypatch.setattr(train_image, "rendering_workers", lambda: 2)
+    with_workers = first_batches(), encode_dataset(vae, images, batch_size=16, progress=False).mean
+    for a, b in zip(alone[0], with_workers[0]):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(alone[1], with_workers[1])
+    assert train_image.training_device().type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -288,6 +288,7 @@ def evaluate_world(
     guidance_scale: float = 7.5,
     text2video_zero: bool = True,
     sheet_prompts: int = 4,
+    device: str = "cpu",
 ) -> Evaluation:
     """Every row of the world's table on the same prompts and seeds: for the base and each personalized model,
     with the motion module, with frames generated independently, with the motion module steered by the MotionLoRA
@@ -298,11 +299,13 @@ def evaluate_world(
 
     looks = load_look_classifier(models.looks) if models.looks else None
     seed_list = list(range(seeds))
-    base_pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module)
+    base_pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module, device=device)
     # (label, pipeline, look asked for); the LoRA is merged into the base pipeline only while its rows run.
     groups: list[tuple[str, AnimationPipeline, str]] = [("base", base_pipe, "base")]
     if models.dreambooth:
-        pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module, dreambooth=models.dreambooth)
+        pipe = AnimationPipeline.from_pretrained(
+            models.base, models.motion_module, dreambooth=models.dreambooth, device=device
+        )
         groups.append(("star DreamBooth (single file)", pipe, "object"))
     if models.lora:
         groups.append(("outlined-style LoRA", base_pipe, "style"))

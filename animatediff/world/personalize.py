@@ -10,10 +10,11 @@ lacks (kind 'style': outlined shapes; kind 'object': a star):
 - `train_lora`: PEFT LoRA layers on the UNet's attention projections (to_q, to_k, to_v, to_out.0), base frozen,
   written as a kohya LoRA (`formats.lora.save_kohya_lora`).
 
-Both use the base's own recipe (`train_image`): epsilon-prediction MSE on the base folder's noise schedule, VAE
-latents encoded once, each caption encoded once by the frozen text encoder. DreamBooth's prior preservation
-is done by mixing base-world images into every batch; the original generates its class images with the base
-model itself, but here the world can render real ones, which keep the base's looks without the base's errors.
+Both use the base's own recipe (`train_image`): the MSE of the prediction the base's scheduler names (ε or v)
+on its noise schedule, VAE latents encoded once, each caption encoded once by the frozen text encoder. DreamBooth's
+prior preservation is done by mixing base-world images into every batch; the original generates its class images
+with the base model itself, but here the world can render real ones, which keep the base's looks without the base's
+errors.
 
 Both return figures: `final_loss` (mean of the last 50 step losses), `personal_loss_before/after` and
 `prior_loss_before/after` (loss on 16 images of each set at fixed timesteps and noise, comparable across the
@@ -43,6 +44,7 @@ from animatediff.world.train_image import (
     _optimizer,
     encode_dataset,
     fixed_unet_loss,
+    training_device,
     unet_loss,
 )
 
@@ -238,6 +240,9 @@ def _run(base_folder: str | os.PathLike, out_path: str | os.PathLike, cfg: Perso
     if out_path.suffix != ".safetensors":
         raise ValueError(f"{out_path}: personalized models are written as .safetensors files")
     base, scheduler = _load_base(base_folder)
+    device = training_device()
+    for module in (base.unet, base.vae, base.text_encoder):
+        module.to(device)
     resolution = image_resolution(base.unet, base.vae)
     data = encode_personalization(base.vae, cfg, resolution)
     embed = CaptionEmbeddings(base.tokenizer, base.text_encoder)
@@ -252,6 +257,8 @@ def _run(base_folder: str | os.PathLike, out_path: str | os.PathLike, cfg: Perso
     log = fit(unet, trainable, embed, data, scheduler, cfg)
     after = _fixed_losses(unet, embed, data, scheduler)
     unet.requires_grad_(False)
+    for module in (unet, base.vae, base.text_encoder):
+        module.cpu()
 
     metadata = {"animatediff.personalize": json.dumps(asdict(cfg))}
     dtype = torch.float16 if cfg.fp16 else None

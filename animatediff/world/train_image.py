@@ -114,6 +114,19 @@ class TrainLog:
         return sum(tail) / len(tail) if tail else math.nan
 
 
+def training_device() -> torch.device:
+    """Where the world's image stages train: the GPU when there is one (minutes), else the CPU. Random draws stay
+    on CPU generators either way, so a seed means the same data order, noise and timesteps on both."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def rendering_workers() -> int:
+    """DataLoader workers that render the world's images and clips. None on a CPU build, whose cores the training
+    uses; next to a GPU, rendering on one core would leave the GPU waiting. Items are rendered from their index,
+    so the data is the same either way."""
+    return min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
+
+
 def _optimizer(
     params, lr: float, warmup_steps: int, weight_decay: float = 0.0, cosine_steps: int | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -132,7 +145,14 @@ def _batches(dataset: Dataset, batch_size: int, seed: int):
     """Endless shuffled batches, reshuffled each epoch from `seed`."""
     generator = torch.Generator().manual_seed(seed)
     while True:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator, drop_last=True)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=generator,
+            drop_last=True,
+            num_workers=rendering_workers(),
+        )
         if len(loader) == 0:
             raise ValueError(f"dataset of {len(dataset)} items is smaller than one batch of {batch_size}")
         yield from loader
@@ -147,8 +167,9 @@ def vae_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(total loss, reconstruction MSE) for pixels (b, 3, H, W) in [-1, 1], decoding a posterior sample; the
     loss reconstructs by MSE, or by L1 with `l1`."""
-    posterior = vae.encode(pixels).latent_dist
+    posterior = vae.encode(pixels.to(vae.device)).latent_dist
     recon = vae.decode(posterior.sample(generator)).sample
+    pixels = pixels.to(recon.device)
     mse = F.mse_loss(recon, pixels)
     reconstruction = F.l1_loss(recon, pixels) if l1 else mse
     kl = posterior.kl().mean() / posterior.mean[0].numel()
@@ -158,6 +179,7 @@ def vae_loss(
 @torch.no_grad()
 def reconstruction_mse(vae: AutoencoderKL, pixels: torch.Tensor) -> float:
     """Reconstruction MSE through the posterior mean (deterministic), pixels in [-1, 1]."""
+    pixels = pixels.to(vae.device)
     recon = vae.decode(vae.encode(pixels).latent_dist.mean).sample
     return F.mse_loss(recon, pixels).item()
 
@@ -213,13 +235,14 @@ class LatentCache:
 
 @torch.no_grad()
 def encode_dataset(vae: AutoencoderKL, dataset: Dataset, batch_size: int = 128, progress: bool = True) -> LatentCache:
-    """Encode all images once: the UNet then trains for many epochs without touching the VAE encoder."""
+    """Encode all images once: the UNet then trains for many epochs without touching the VAE encoder. The cache
+    lives on the CPU, where its samples are drawn."""
     means, stds, captions = [], [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=rendering_workers())
     for batch in tqdm(loader, desc="encode", disable=not progress):
-        posterior = vae.encode(batch["pixel_values"]).latent_dist
-        means.append(posterior.mean)
-        stds.append(posterior.std)
+        posterior = vae.encode(batch["pixel_values"].to(vae.device)).latent_dist
+        means.append(posterior.mean.cpu())
+        stds.append(posterior.std.cpu())
         captions += batch["text"]
     return LatentCache(torch.cat(means), torch.cat(stds), captions)
 
@@ -245,13 +268,15 @@ def standardize_latents(vae: AutoencoderKL, cache: LatentCache) -> tuple[torch.T
     c = vae.config.latent_channels
     mean, std = cache.mean.mean(dim=(0, 2, 3)), cache.mean.std(dim=(0, 2, 3)).clamp_min(1e-6)
     quant, post = vae.quant_conv, vae.post_quant_conv
+    on_vae = {"device": quant.weight.device, "dtype": quant.weight.dtype}
+    shift, scale = mean.to(**on_vae), std.to(**on_vae)
     # Encoder: the moments' mean half becomes (m − mean)/std, its log-variance half shifts by −2·log(std).
-    quant.weight[:c] /= std.view(-1, 1, 1, 1)
-    quant.bias[:c] = (quant.bias[:c] - mean) / std
-    quant.bias[c:] -= 2 * std.log()
+    quant.weight[:c] /= scale.view(-1, 1, 1, 1)
+    quant.bias[:c] = (quant.bias[:c] - shift) / scale
+    quant.bias[c:] -= 2 * scale.log()
     # Decoder: it receives std·z + mean, so W·(std·z + mean) + b = (W·std)·z + (W·mean + b).
-    post.bias += post.weight[:, :, 0, 0] @ mean
-    post.weight *= std.view(1, -1, 1, 1)
+    post.bias += post.weight[:, :, 0, 0] @ shift
+    post.weight *= scale.view(1, -1, 1, 1)
     cache.mean = (cache.mean - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
     cache.std = cache.std / std.view(1, -1, 1, 1)
     return mean, std
@@ -288,11 +313,13 @@ def unet_loss(
     scheduler: SchedulerMixin | None = None,
 ) -> torch.Tensor:
     """The denoising MSE on `scheduler`'s noise schedule (AnimateDiff's linear betas by default) against its
-    prediction type's target (ε, or v); latents already scaled."""
+    prediction type's target (ε, or v); latents already scaled. Timesteps and noise are drawn on the CPU
+    `generator`, and everything then moves to the UNet's device."""
     scheduler = scheduler or official_scheduler()
     if timesteps is None:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
+    latents, noise, timesteps, text = (x.to(unet.device) for x in (latents, noise, timesteps, text))
     noisy = scheduler.add_noise(latents, noise, timesteps)
     target = denoising_target(scheduler, latents, noise, timesteps)
     return F.mse_loss(unet(noisy, timesteps, text).sample, target)
@@ -398,8 +425,9 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = recipe.model
+    device = training_device()
     tokenizer = world_tokenizer(folder / "tokenizer")
-    text_encoder = build_text_encoder(tokenizer, cfg, recipe.model_seed).eval().requires_grad_(False)
+    text_encoder = build_text_encoder(tokenizer, cfg, recipe.model_seed).eval().requires_grad_(False).to(device)
     dataset = WorldImages(recipe.num_images, recipe.data_seed, resolution=cfg.resolution, split="train")
     vae_images = dataset
     if recipe.vae_world == "full":
@@ -407,7 +435,7 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     report: dict = {"recipe": asdict(recipe)}
 
     if (folder / "vae" / "config.json").is_file():
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True).eval()
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True).eval().to(device)
         if tuple(vae.config.block_out_channels) != tuple(cfg.vae_channels):
             raise ValueError(
                 f"{folder / 'vae'} has channels {tuple(vae.config.block_out_channels)}, the recipe asks for "
@@ -417,7 +445,7 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
         earlier = json.loads(previous.read_text()).get("vae", {}) if previous.is_file() else {}
         report["vae"] = {**earlier, "reused": True}
     else:
-        vae = build_vae(cfg, recipe.model_seed)
+        vae = build_vae(cfg, recipe.model_seed).to(device)
         vae_log = train_vae(vae, vae_images, recipe.vae)
         report["vae"] = {"final_mse": vae_log.mean(), "seconds": vae_log.seconds}
         vae.save_pretrained(folder / "vae")
@@ -428,10 +456,11 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
         standardize_latents(vae, cache)  # idempotent: a reused, already standardized VAE comes out the same
         vae.save_pretrained(folder / "vae")
     factor = set_scaling_factor(vae, cache, recipe.data_seed)
-    unet = build_unet(cfg, recipe.model_seed)
+    unet = build_unet(cfg, recipe.model_seed).to(device)
     unet_log = train_unet(unet, text_encoder, tokenizer, cache, factor, recipe.unet)
     report["unet"] = {"final_loss": unet_log.mean(), "seconds": unet_log.seconds, "scaling_factor": factor}
 
+    text_encoder, vae, unet = text_encoder.cpu(), vae.cpu(), unet.cpu()
     save_base_folder(folder, tokenizer, text_encoder, vae, unet, official_scheduler(recipe.unet.zero_terminal_snr))
     (folder / "world.json").write_text(json.dumps(report, indent=2, default=_jsonable))
     return folder
