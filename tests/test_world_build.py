@@ -185,13 +185,19 @@ def test_the_denoising_loss_targets_what_the_schedule_predicts():
     from animatediff.world.base_model import official_scheduler
     from animatediff.world.train_image import unet_loss
 
-    latents, t = torch.randn(3, 4, 4, 4), torch.tensor([10, 500, 999])
-    zero = lambda x, steps, text: SimpleNamespace(sample=torch.zeros_like(x))  # noqa: E731
+    class ZeroUnet:  # predicts zeros, so the loss is the target's mean square
+        device = torch.device("cpu")
+
+        def __call__(self, x, steps, text):
+            return SimpleNamespace(sample=torch.zeros_like(x))
+
+    latents, t, text = torch.randn(3, 4, 4, 4), torch.tensor([10, 500, 999]), torch.zeros(3, 77, 8)
+    zero = ZeroUnet()
     for zero_snr in (False, True):
         scheduler = official_scheduler(zero_snr)
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
         target = scheduler.get_velocity(latents, noise, t) if zero_snr else noise
-        loss = unet_loss(zero, latents, None, torch.Generator().manual_seed(0), t, scheduler)
+        loss = unet_loss(zero, latents, text, torch.Generator().manual_seed(0), t, scheduler)
         torch.testing.assert_close(loss, (target**2).mean())
     assert official_scheduler(True).alphas_cumprod[-1] < 1e-6 < official_scheduler().alphas_cumprod[-1]
 
