@@ -24,7 +24,7 @@ from animatediff.world.base_model import BaseModelConfig
 from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, PERSONALIZED_METHOD
 from animatediff.world.looks import LookConfig, look_figures, save_look_classifier, train_look_classifier
 from animatediff.world.personalize import PersonalizeConfig, personalize
-from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig
+from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig, rendering_workers
 
 if TYPE_CHECKING:  # the trainer's modules pull in accelerate; they are imported when a stage runs
     from animatediff.train.config import TrainConfig
@@ -50,11 +50,12 @@ class MotionStage:
     """Motion-module layout: 'v3' (no mid-block module) or 'v2' (with one)."""
     loss_weighting: str = "none"
     """The trainer's `optim.loss_weighting`: 'none' (the paper's plain ε-MSE), 'min_snr' or 'truncated_snr'."""
-    timestep_bias: str = "none"
-    """The trainer's `optim.timestep_bias`: 'none' (uniform), 'later' (the noisiest quarter, where the motion is
-    decided) or 'earlier'."""
-    timestep_bias_multiplier: float = 1.0
-    """The trainer's `optim.timestep_bias_multiplier`: how much more often the favoured quarter is drawn."""
+    timestep_bias: str = "later"
+    """The trainer's `optim.timestep_bias`: 'none' (uniform, the paper's), 'later' (the noisiest quarter, where
+    the motion is decided) or 'earlier'."""
+    timestep_bias_multiplier: float = 3.0
+    """The trainer's `optim.timestep_bias_multiplier`: how much more often the favoured quarter is drawn (×3: half
+    of all draws)."""
     seed: int = 0
     """Seed of the run (data order, noise, timesteps, caption dropout)."""
 
@@ -68,11 +69,10 @@ MOTION_LORA_MOTIONS = ("left", "right", "up", "down", "growing", "shrinking")
 class MotionLoraStage:
     """MotionLoRAs over the trained motion module, one per motion, each on the world's clips of that motion only."""
 
-    motions: tuple[str, ...] = ()
+    motions: tuple[str, ...] = MOTION_LORA_MOTIONS
     """One MotionLoRA per motion, written as `motion_loras/<motion>.safetensors` (official layout); empty: none.
-    `MOTION_LORA_MOTIONS` are the evaluated ones. Off by default: the shipped build has none, and at these
-    settings they steer growing and shrinking but not the directions (see the world README)."""
-    steps: int = 200
+    By default the evaluated ones, `MOTION_LORA_MOTIONS`."""
+    steps: int = 600
     """Optimizer steps per MotionLoRA."""
     batch_size: int = 4
     """Clips per step."""
@@ -86,9 +86,9 @@ class MotionLoraStage:
     """Distinct clips of the motion (rendered on the fly)."""
     loss_weighting: str = "none"
     """The trainer's `optim.loss_weighting`, as for the motion stage."""
-    timestep_bias: str = "none"
+    timestep_bias: str = "later"
     """The trainer's `optim.timestep_bias`, as for the motion stage."""
-    timestep_bias_multiplier: float = 1.0
+    timestep_bias_multiplier: float = 3.0
     """The trainer's `optim.timestep_bias_multiplier`, as for the motion stage."""
     seed: int = 0
     """Seed of each run."""
@@ -217,7 +217,7 @@ def _world_train_config(
             num_frames=stage.frames,
             resolution=resolution,
             random_flip=False,
-            num_workers=0,
+            num_workers=rendering_workers(),
             synthetic_clips=stage.clips,
             world_motions=motions,
         ),

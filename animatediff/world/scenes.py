@@ -49,14 +49,15 @@ TEXTURE_WORDS = {"solid": "", "striped": "striped", "outlined": "outlined"}
 
 # The farthest any shape reaches from its centre, in units of its size (the square's corners: 0.85·√2).
 EXTENT = 1.21
-# A moving object leaves a fading trail: copies of itself at earlier moments (clip time − offset, from the
-# motion's start on) drawn under it with the given opacity, as a photograph of something moving shows motion
-# blur behind it. It is what lets a model that only ever sees still images tell "moving left" from "moving
-# right", as a real photo model tells a car driving left from one driving right; a still object's copies
-# coincide with it, so it has no trail.
-# Four copies over the last half of the clip, fading with age: long enough to show at the 4×4-pixel grain of the
-# latents, and one-sided, so it tells the direction's sign as well as its axis.
-TRAIL: tuple[tuple[float, float], ...] = ((0.5, 0.15), (0.375, 0.25), (0.25, 0.35), (0.125, 0.45))
+# A moving object leaves a fading trail: copies of itself at earlier moments (clip time − offset) drawn under it
+# with the given opacity, as a photograph of something moving shows motion blur behind it. It is what lets a model
+# that only ever sees still images tell "moving left" from "moving right", as a real photo model tells a car
+# driving left from one driving right; a still object's copies coincide with it, so it has no trail.
+# Eight copies reaching back 0.8 of the clip, fading from half the object's opacity: a streak of 6–10 pixels at
+# 32 px, two or three cells of the latent grid, which is what a factor-4 VAE gives back and a small UNet learns
+# (the second recipe's four faint copies over half a clip were lost in both). The object was already moving
+# before the clip began, so the trail has its full length from the first frame on (`past_state`).
+TRAIL: tuple[tuple[float, float], ...] = tuple((0.1 * k, 0.5 * (1 - (k - 1) / 8)) for k in range(1, 9))
 OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 2 px at 32 px)
 STRIPE_PERIOD = 0.125  # stripe period, as a fraction of the image side (4 px at 32 px)
 
@@ -211,6 +212,13 @@ def object_state(spec: SceneSpec, t: float) -> tuple[float, float, float, float]
     return x, y, size, angle
 
 
+def past_state(spec: SceneSpec, t: float) -> tuple[float, float, float, float]:
+    """`object_state`, continued before the clip (t < 0) as the motion was going then: a bounce starts from rest."""
+    if t < 0 and spec.motion == "bouncing":
+        t = 0.0
+    return object_state(spec, t)
+
+
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     """Vertices of a shape centred at (cx, cy) with radius r, rotated counter-clockwise by angle degrees."""
     if shape == "square":
@@ -252,8 +260,9 @@ def _draw_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: i
 
 
 def _layer(spec: SceneSpec, t: float, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The object at clip time t on an S×S canvas: (filled mask, coverage as drawn, paint (S, S, 3))."""
-    x, y, size, angle = object_state(spec, t)
+    """The object at clip time t (before the clip when negative) on an S×S canvas: (filled mask, coverage as
+    drawn, paint (S, S, 3))."""
+    x, y, size, angle = past_state(spec, t)
     cx, cy, r = x * S, y * S, size * S
     filled = _draw_mask(spec.shape, cx, cy, r, angle, S, None)
     if spec.texture == "outlined":
@@ -285,8 +294,7 @@ def render_frame(
         # so the trail stays fainter than the object everywhere and a measurement can tell them apart.
         trail, trail_paint = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
         for offset, opacity in TRAIL:
-            # The motion starts at t = 0: early in the clip the trail is shorter, and it never leaves the frame.
-            _, coverage, paint = _layer(spec, max(t - offset, 0.0), S)
+            _, coverage, paint = _layer(spec, t - offset, S)
             a = opacity * coverage[..., None]
             stronger = a > trail
             trail, trail_paint = np.where(stronger, a, trail), np.where(stronger, paint, trail_paint)

@@ -50,7 +50,7 @@ from animatediff.world.tokenizer import world_tokenizer
 class VaeTrainConfig:
     """How the VAE is trained."""
 
-    steps: int = 800
+    steps: int = 1000
     """Optimizer steps."""
     batch_size: int = 32
     """Images per step."""
@@ -60,7 +60,7 @@ class VaeTrainConfig:
     """Steps of linear learning-rate warmup."""
     kl_weight: float = 1e-6
     """Weight of the KL term (per latent element) against the per-pixel reconstruction loss."""
-    sharpen_steps: int = 0
+    sharpen_steps: int = 1000
     """Steps after the MSE phase with an L1 loss and the learning rate decaying to zero (cosine). MSE alone
     leaves the small, faint parts (thin outlines, motion trails, the arms of a cross) blurred away, as they
     weigh little in a mean square; L1 pushes every pixel's error equally."""
@@ -74,7 +74,7 @@ class VaeTrainConfig:
 class UnetTrainConfig:
     """How the UNet (and optionally the text encoder) is trained on VAE latents."""
 
-    steps: int = 2500
+    steps: int = 4000
     """Optimizer steps."""
     batch_size: int = 64
     """Images per step."""
@@ -92,7 +92,7 @@ class UnetTrainConfig:
     """Gradient-norm clip."""
     train_text_encoder: bool = True
     """Train the text encoder jointly; False keeps it random and frozen (each caption then encodes once)."""
-    zero_terminal_snr: bool = False
+    zero_terminal_snr: bool = True
     """Train for v-prediction on the linear betas rescaled to zero terminal SNR (`official_scheduler`): no clip or
     image leaks into the last timestep, so what a sample starts from is decided by the caption, not read from the
     noise. The base's scheduler config records it, and sampling and the motion stage follow it."""
@@ -407,7 +407,7 @@ class ImageRecipe:
     """Images the VAE learns to reconstruct: 'base' (the base UNet's own images) or 'full' (every shape and
     texture, stars and outlines included, as SD's VAE learned from a broader set than any fine-tune shows it: a
     personalized look can only appear if the shared decoder can draw it)."""
-    standardize_latents: bool = False
+    standardize_latents: bool = True
     """Fold a per-channel shift and scale into the VAE so its latents are zero-mean, unit-spread per channel
     (`standardize_latents`) before the UNet trains, so sampling from unit noise starts where training ended."""
 
