@@ -117,7 +117,8 @@ def add_personalization_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATH[:SCALE]",
-        help="MotionLoRA (official or diffusers layout), scale default 1.0; repeatable",
+        help="MotionLoRA (official or diffusers layout), scale default 1.0; repeatable. With the embedded world "
+        "model, a motion's name picks its shipped MotionLoRA: left, right, up, down, growing, shrinking",
     )
     p.add_argument(
         "--adapter-lora",
@@ -133,7 +134,23 @@ def lora_specs(args: argparse.Namespace) -> list[tuple[str, str, float]]:
 
     specs = [("image", s) for s in args.lora] + [("adapter", args.adapter_lora)] * bool(args.adapter_lora)
     specs += [("motion", s) for s in args.motion_lora]
-    return [(kind, *parse_scaled_path(spec)) for kind, spec in specs]
+    parsed = [(kind, *parse_scaled_path(spec)) for kind, spec in specs]
+    return [(kind, _world_motion_lora(path) if kind == "motion" else path, scale) for kind, path, scale in parsed]
+
+
+def _world_motion_lora(path: str) -> str:
+    """A MotionLoRA path as given, or the embedded world's MotionLoRA where the path is one of its motion names."""
+    from animatediff.defaults import world_motion_lora, world_motion_lora_names
+
+    if Path(path).exists():
+        return path
+    found = world_motion_lora(path)
+    if found is not None:
+        return str(found)
+    if path.isidentifier():
+        names = ", ".join(world_motion_lora_names()) or "none shipped"
+        raise CliError(f"--motion-lora {path}: no such file, nor a MotionLoRA of the embedded world ({names})")
+    return path
 
 
 def _silence_libraries() -> None:
@@ -376,6 +393,7 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--steps", type=int, default=25, help="denoising steps")
     e.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
     e.add_argument("--no-text2video-zero", action="store_true", help="leave out the training-free Text2Video-Zero rows")
+    e.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     e.add_argument("--output-dir", default="world-eval", help="where eval.md, eval.json and samples.png go")
     e.set_defaults(run=run_world_eval)
 
@@ -430,7 +448,13 @@ def run_world_eval(args: argparse.Namespace) -> None:
     except FileNotFoundError as e:
         raise CliError(str(e)) from None
     result = evaluate_world(
-        models, args.prompts, args.seeds, args.steps, args.guidance_scale, text2video_zero=not args.no_text2video_zero
+        models,
+        args.prompts,
+        args.seeds,
+        args.steps,
+        args.guidance_scale,
+        text2video_zero=not args.no_text2video_zero,
+        device=args.device or _default_device(),
     )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
