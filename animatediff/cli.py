@@ -352,7 +352,7 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     b = actions.add_parser(
         "build",
-        help="data → VAE → base model → motion module → personalized models → look classifier, resumable",
+        help="data → VAE → base model → motion module → MotionLoRAs → personalized models → look classifier, resumable",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     b.add_argument("out_dir", help="folder for the build (base/, motion_module.safetensors, build.json)")

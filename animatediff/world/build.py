@@ -1,6 +1,6 @@
 """Build the small world from scratch: data → VAE → base → motion module → personalized models, one command.
 
-    animatediff world build OUT_DIR            # the full recipe (CPU: about an hour; a GPU: minutes)
+    animatediff world build OUT_DIR            # the full recipe (2-core CPU: about 2 h; one H200: about 15 min)
     animatediff world build OUT_DIR --quick    # a tiny smoke build (seconds), for tests
 
 Each stage writes its output atomically and is skipped when that output exists, so an interrupted build
