@@ -140,17 +140,19 @@ def lora_specs(args: argparse.Namespace) -> list[tuple[str, str, float]]:
 
 def _world_motion_lora(path: str) -> str:
     """A MotionLoRA path as given, or the embedded world's MotionLoRA where the path is one of its motion names."""
-    from animatediff.defaults import world_motion_lora, world_motion_lora_names
-
-    if Path(path).exists():
+    if Path(path).exists() or not path.isidentifier():
         return path
-    found = world_motion_lora(path)
-    if found is not None:
-        return str(found)
-    if path.isidentifier():
-        names = ", ".join(world_motion_lora_names()) or "none shipped"
-        raise CliError(f"--motion-lora {path}: no such file, nor a MotionLoRA of the embedded world ({names})")
-    return path
+    from animatediff.defaults import WORLD_ASSETS
+    from animatediff.world.evaluate import WorldModels
+
+    try:
+        loras = WorldModels.from_folder(WORLD_ASSETS).motion_loras
+    except FileNotFoundError:
+        loras = {}
+    if path in loras:
+        return str(loras[path])
+    names = ", ".join(loras) or "none shipped"
+    raise CliError(f"--motion-lora {path}: no such file, nor a MotionLoRA of the embedded world ({names})")
 
 
 def _silence_libraries() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 WORLD_ASSETS = Path(__file__).parent / "assets" / "world"
 DEFAULT_BASE = WORLD_ASSETS / "base"
 DEFAULT_MOTION_MODULE = WORLD_ASSETS / "motion_module.safetensors"
-WORLD_MOTION_LORAS = WORLD_ASSETS / "motion_loras"
 
 
 def default_models() -> tuple[Path, Path]:
@@ -19,17 +18,3 @@ def default_models() -> tuple[Path, Path]:
             "--motion-module, or rebuild it: animatediff world build OUT --ship " + str(WORLD_ASSETS)
         )
     return DEFAULT_BASE, DEFAULT_MOTION_MODULE
-
-
-def world_motion_lora(name: str) -> Path | None:
-    """The embedded world's MotionLoRA called `name` ('left', 'right', 'up', 'down', 'growing', 'shrinking'), or
-    None where `name` is no such name (a path, say)."""
-    if not name.isidentifier():
-        return None
-    path = WORLD_MOTION_LORAS / f"{name}.safetensors"
-    return path if path.is_file() else None
-
-
-def world_motion_lora_names() -> list[str]:
-    """Names of the embedded world's MotionLoRAs."""
-    return sorted(p.stem for p in WORLD_MOTION_LORAS.glob("*.safetensors"))
