@@ -46,31 +46,31 @@ def pipe(single_thread):
     return AnimationPipeline.from_pretrained(*default_models())
 
 
-def _rows(pipe, look, looks, label):
+def _rows(pipe, look, looks, label, motion_loras):
     """(with the motion module, frames generated independently, with the captioned motion's MotionLoRA)."""
     prompts = evaluation_prompts(PROMPTS, look=look)
     rows = pipeline_rows(pipe, steps=STEPS, label=label)
-    rows["MotionLoRA"] = motion_lora_row(pipe, WorldModels.from_folder(WORLD_ASSETS).motion_loras, steps=STEPS)
+    rows["MotionLoRA"] = motion_lora_row(pipe, motion_loras, steps=STEPS)
     return [evaluate_row(name, generate, prompts, [0], looks) for name, generate in rows.items()]
 
 
 @pytest.fixture(scope="module")
-def base_rows(pipe, looks):
+def base_rows(pipe, looks, models):
     """(with the motion module, frames generated independently) on the same prompts and seed."""
-    return _rows(pipe, "base", looks, "base")
+    return _rows(pipe, "base", looks, "base", models.motion_loras)
 
 
 @pytest.fixture(scope="module")
 def dreambooth_rows(models, looks, single_thread):
     pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module, dreambooth=models.dreambooth)
-    return _rows(pipe, "object", looks, "star DreamBooth")
+    return _rows(pipe, "object", looks, "star DreamBooth", models.motion_loras)
 
 
 @pytest.fixture(scope="module")
 def lora_rows(models, looks, single_thread):
     pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module)
     pipe.add_lora(models.lora)
-    return _rows(pipe, "style", looks, "outlined LoRA")
+    return _rows(pipe, "style", looks, "outlined LoRA", models.motion_loras)
 
 
 def test_shipped_weights_are_fp16_and_small(models):
