@@ -362,6 +362,12 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--ship", default=None, metavar="FOLDER", help="afterwards, write the fp16 weights the package embeds to FOLDER"
     )
+    b.add_argument(
+        "--images-only",
+        action="store_true",
+        help="stop after the image stages (base, personalized models, look classifier), to check them with "
+        "`world probe` and `world eval` before the motion stages; a later run without it goes on from there",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     b.set_defaults(run=run_world_build)
     r = actions.add_parser(
@@ -388,7 +394,8 @@ def add_world(sub: argparse._SubParsersAction) -> None:
         "--models",
         default=None,
         metavar="FOLDER",
-        help="a world build folder (base/, motion module, personalized/, look classifier); default: the embedded one",
+        help="a world build folder (base/, motion module, personalized/, look classifier; one built with "
+        "--images-only gets the rows that need no motion module); default: the embedded one",
     )
     e.add_argument("--prompts", type=int, default=12, help="prompts per model, cycling through the measured motions")
     e.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
@@ -412,7 +419,9 @@ def run_world_build(args: argparse.Namespace) -> None:
             vae=replace(recipe.image.vae, progress=False),
             unet=replace(recipe.image.unet, progress=False),
         )
-    figures = build_world(args.out_dir, recipe)
+    if args.images_only and args.ship:
+        raise CliError("--ship needs the motion module, which --images-only stops before")
+    figures = build_world(args.out_dir, recipe, images_only=args.images_only)
     if args.ship:
         ship(args.out_dir, args.ship)
     if not args.quiet:

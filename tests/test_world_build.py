@@ -6,7 +6,7 @@ import torch
 
 from animatediff.formats import load_motion_modules
 from animatediff.pipeline import AnimationPipeline
-from animatediff.world.build import build_world, quick_recipe
+from animatediff.world.build import build_world, quick_recipe, ship
 from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, WorldModels
 
 
@@ -50,7 +50,6 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
 
     import animatediff.defaults as defaults
     from animatediff.cli import main
-    from animatediff.world.build import ship
 
     build_world(tmp_path / "build", quick_recipe())
     assets = ship(tmp_path / "build", tmp_path / "assets")
@@ -220,3 +219,33 @@ def test_the_motion_and_motion_lora_stages_hand_their_noise_options_to_the_train
         assert (config.optim.loss_weighting, config.optim.timestep_bias) == ("min_snr", "later")
         assert config.optim.timestep_bias_multiplier == 3.0 and config.data.resolution == 32
     assert configs[1].lora.enabled and configs[1].data.world_motions == ["right"]
+
+
+def test_an_images_only_build_is_measured_before_its_motion_stages_and_then_finished(tmp_path, one_thread):
+    from animatediff.cli import main
+
+    build = tmp_path / "build"
+    assert main(["world", "build", str(build), "--quick", "--images-only", "--quiet"]) == 0
+    assert not (build / "motion_module.safetensors").exists() and not (build / MOTION_LORAS).exists()
+    assert all((build / name).is_file() for name in (*PERSONALIZED.values(), LOOK_CLASSIFIER))
+    assert main(["world", "build", str(build), "--quick", "--images-only", "--ship", str(tmp_path / "assets")]) == 2
+    with pytest.raises(FileNotFoundError, match="no motion module to ship"):
+        ship(build, tmp_path / "assets")
+
+    out = tmp_path / "eval"
+    args = ["world", "eval", "--models", str(build), "--prompts", "2", "--seeds", "1", "--steps", "2"]
+    assert main([*args, "--output-dir", str(out)]) == 0
+    rows = json.loads((out / "eval.json").read_text())
+    names = [r["name"] for r in rows]
+    # Per model, independent frames and Text2Video-Zero; the base asked for each personalized look, frames independent.
+    assert len(names) == 8 and len(set(names)) == 8
+    assert not [n for n in names if "+ motion module" in n]
+    assert "base, frames independent, asked for the star DreamBooth (single file)'s look (no personalization)" in names
+    assert all(r["look_accuracy"] is not None for r in rows)
+
+    # Without --images-only the build goes on from there: the motion stages run, the image stages are kept.
+    kept = (build / PERSONALIZED["object"]).stat().st_mtime_ns
+    figures = build_world(build, quick_recipe())
+    assert (build / "motion_module.safetensors").is_file() and (build / MOTION_LORAS / "left.safetensors").is_file()
+    assert (build / PERSONALIZED["object"]).stat().st_mtime_ns == kept
+    assert {"base", "personalized", "looks", "motion", "motion_loras"} <= set(figures)

@@ -1,4 +1,4 @@
-"""Build the small world from scratch: data → VAE → base → motion module → personalized models, one command.
+"""Build the small world from scratch: data → VAE → base → personalized models → motion module, one command.
 
     animatediff world build OUT_DIR            # the full recipe (2-core CPU: about 2 h; one H200: about 15 min)
     animatediff world build OUT_DIR --quick    # a tiny smoke build (seconds), for tests
@@ -239,20 +239,23 @@ def _world_train_config(
     )
 
 
-def build_world(out_dir: str | os.PathLike, recipe: WorldRecipe | None = None) -> dict:
-    """Run every stage not yet done; returns the figures of this build (also written to OUT_DIR/build.json)."""
+def build_world(out_dir: str | os.PathLike, recipe: WorldRecipe | None = None, images_only: bool = False) -> dict:
+    """Run every stage not yet done; returns the figures of this build (also written to OUT_DIR/build.json).
+
+    The image stages (base, personalized models, look classifier) come first; `images_only` stops after them, so a
+    new base and its personalizations can be checked (`world probe`, `world eval`) before the motion stages."""
     recipe = recipe or WorldRecipe()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
     try:
-        return _build(out, recipe)
+        return _build(out, recipe, images_only)
     finally:
         torch.set_num_threads(threads)
 
 
-def _build(out: Path, recipe: WorldRecipe) -> dict:
+def _build(out: Path, recipe: WorldRecipe, images_only: bool) -> dict:
     from animatediff.world.train_image import build_base_model
 
     figures_file = out / "build.json"
@@ -270,9 +273,26 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
             "minutes": (time.perf_counter() - start) / 60,
             **json.loads((base / "world.json").read_text()),
         }
+    for cfg in recipe.personalized:
+        figures.setdefault("personalized", {})[cfg.kind] = personalize_stage(out, base, cfg, recipe.progress)
+    looks = out / LOOK_CLASSIFIER
+    if not looks.is_file():
+        _say(recipe, "stage 3/5: look classifier on rendered images (for the evaluation)")
+        start = time.perf_counter()
+        model, accuracy = train_look_classifier(replace(recipe.looks, progress=recipe.progress))
+        save_look_classifier(model, looks, {**accuracy, "minutes": (time.perf_counter() - start) / 60})
+    figures["looks"] = look_figures(looks)
+    if not images_only:
+        _motion_stages(out, base, recipe, figures)
+    figures_file.write_text(json.dumps(figures, indent=2, default=str))
+    return figures
+
+
+def _motion_stages(out: Path, base: Path, recipe: WorldRecipe, figures: dict) -> None:
+    """The motion module, then its MotionLoRAs, each skipped when done; their minutes go into `figures`."""
     motion = out / "motion_module.safetensors"
     if not motion.is_file():
-        _say(recipe, "stage 2/5: motion module on the world's videos, base frozen")
+        _say(recipe, "stage 4/5: motion module on the world's videos, base frozen")
         start = time.perf_counter()
         exported = train_world_motion_module(base, out / "motion-run", recipe.motion, recipe.progress)
         shutil.copyfile(exported, out / "motion_module.safetensors.partial")
@@ -281,7 +301,7 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
     for name in recipe.motion_loras.motions:
         target = out / MOTION_LORAS / f"{name}.safetensors"
         if not target.is_file():
-            _say(recipe, f"stage 3/5: MotionLoRA '{name}' over the motion module, on clips of that motion only")
+            _say(recipe, f"stage 5/5: MotionLoRA '{name}' over the motion module, on clips of that motion only")
             start = time.perf_counter()
             exported = train_world_motion_lora(
                 base,
@@ -296,17 +316,6 @@ def _build(out: Path, recipe: WorldRecipe) -> dict:
             shutil.copyfile(exported, target.with_name(target.name + ".partial"))
             os.replace(target.with_name(target.name + ".partial"), target)
             figures.setdefault("motion_loras", {})[name] = {"minutes": (time.perf_counter() - start) / 60}
-    for cfg in recipe.personalized:
-        figures.setdefault("personalized", {})[cfg.kind] = personalize_stage(out, base, cfg, recipe.progress)
-    looks = out / LOOK_CLASSIFIER
-    if not looks.is_file():
-        _say(recipe, "stage 5/5: look classifier on rendered images (for the evaluation)")
-        start = time.perf_counter()
-        model, accuracy = train_look_classifier(replace(recipe.looks, progress=recipe.progress))
-        save_look_classifier(model, looks, {**accuracy, "minutes": (time.perf_counter() - start) / 60})
-    figures["looks"] = look_figures(looks)
-    figures_file.write_text(json.dumps(figures, indent=2, default=str))
-    return figures
 
 
 def personalize_stage(out: Path, base: Path, cfg: PersonalizeConfig, progress: bool = True) -> dict:
@@ -318,7 +327,7 @@ def personalize_stage(out: Path, base: Path, cfg: PersonalizeConfig, progress: b
     record = target.with_suffix(".json")
     if not target.is_file():
         if progress:
-            print(f"stage 4/5: {cfg.kind} personalization by {cfg.method}, images only", flush=True)
+            print(f"stage 2/5: {cfg.kind} personalization by {cfg.method}, images only", flush=True)
         figures = personalize(base, target, replace(cfg, progress=cfg.progress and progress))
         write_atomic(record, lambda tmp: tmp.write_text(json.dumps(figures, indent=2, default=str)))
     return json.loads(record.read_text()) if record.is_file() else {}
@@ -350,6 +359,8 @@ def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
     from animatediff.formats import load_motion_modules, save_motion_modules
 
     build, assets = Path(build_dir), Path(assets_dir)
+    if not (build / "motion_module.safetensors").is_file():
+        raise FileNotFoundError(f"{build} has no motion module to ship; run `world build` without --images-only")
     staging = assets.with_name(assets.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     base = build / "base"

@@ -9,6 +9,7 @@ as the prompt's shape and texture: a personalized model's star or outline style 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 from animatediff.world.metrics import colour_correct, consistency, motion_correct, track
 
 if TYPE_CHECKING:
+    from animatediff.models.motion_adapter import MotionModules
     from animatediff.pipeline import AnimationPipeline
     from animatediff.world.looks import LookClassifier
 
@@ -236,7 +238,8 @@ class WorldModels:
     """The files of a world build (or of the shipped assets, which have the same layout)."""
 
     base: Path
-    motion_module: Path
+    motion_module: Path | None = None
+    """None: a build stopped after its image stages (`world build --images-only`)."""
     dreambooth: Path | None = None
     """Single-file checkpoint of the DreamBooth fine-tune (the 'object' look: a star)."""
     lora: Path | None = None
@@ -249,16 +252,16 @@ class WorldModels:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> WorldModels:
         folder = Path(folder)
-        base, motion = folder / "base", folder / "motion_module.safetensors"
-        if not (base / "model_index.json").is_file() or not motion.is_file():
-            raise FileNotFoundError(f"{folder} holds no world build (base/ and motion_module.safetensors)")
+        base = folder / "base"
+        if not (base / "model_index.json").is_file():
+            raise FileNotFoundError(f"{folder} holds no world build (base/)")
 
         def optional(path: Path) -> Path | None:
             return path if path.is_file() else None
 
         return cls(
             base,
-            motion,
+            optional(folder / "motion_module.safetensors"),
             optional(folder / PERSONALIZED["object"]),
             optional(folder / PERSONALIZED["style"]),
             optional(folder / LOOK_CLASSIFIER),
@@ -271,6 +274,16 @@ PERSONALIZED = {"object": "personalized/star_dreambooth.safetensors", "style": "
 PERSONALIZED_METHOD = {"object": "dreambooth", "style": "lora"}
 LOOK_CLASSIFIER = "look_classifier.safetensors"
 MOTION_LORAS = "motion_loras"
+
+
+def _switched_off_motion_modules(base: Path) -> MotionModules:
+    """A fresh motion-module set that fits `base`'s UNet, for a build that has none: every row such a build gets
+    runs with the modules off, but the pipeline is built around a set."""
+    from animatediff.models.motion_adapter import MotionModules
+    from animatediff.train.config import ModelConfig
+    from animatediff.train.motion_init import scratch_config
+
+    return MotionModules(scratch_config(ModelConfig(), json.loads((base / "unet" / "config.json").read_text())))
 
 
 @dataclass
@@ -293,19 +306,21 @@ def evaluate_world(
     """Every row of the world's table on the same prompts and seeds: for the base and each personalized model,
     with the motion module, with frames generated independently, with the motion module steered by the MotionLoRA
     of the captioned motion (when the build has MotionLoRAs), and (optionally) Text2Video-Zero; plus the base
-    with the motion module asked for each personalized look, to show the look comes from the personalization."""
+    with the motion module asked for each personalized look, to show the look comes from the personalization.
+
+    A build without a motion module (stopped after its image stages) gets the rows that need none: independent
+    frames and Text2Video-Zero, and the base asked for each look with frames independent."""
     from animatediff.pipeline import AnimationPipeline
     from animatediff.world.looks import load_look_classifier
 
     looks = load_look_classifier(models.looks) if models.looks else None
     seed_list = list(range(seeds))
-    base_pipe = AnimationPipeline.from_pretrained(models.base, models.motion_module, device=device)
+    module = models.motion_module or _switched_off_motion_modules(models.base)
+    base_pipe = AnimationPipeline.from_pretrained(models.base, module, device=device)
     # (label, pipeline, look asked for); the LoRA is merged into the base pipeline only while its rows run.
     groups: list[tuple[str, AnimationPipeline, str]] = [("base", base_pipe, "base")]
     if models.dreambooth:
-        pipe = AnimationPipeline.from_pretrained(
-            models.base, models.motion_module, dreambooth=models.dreambooth, device=device
-        )
+        pipe = AnimationPipeline.from_pretrained(models.base, module, dreambooth=models.dreambooth, device=device)
         groups.append(("star DreamBooth (single file)", pipe, "object"))
     if models.lora:
         groups.append(("outlined-style LoRA", base_pipe, "style"))
@@ -318,7 +333,9 @@ def evaluate_world(
             name = pipe.add_lora(models.lora, 1.0)
         try:
             generators = {k: memoized(g) for k, g in pipeline_rows(pipe, steps, guidance_scale, label=label).items()}
-            if models.motion_loras:
+            if models.motion_module is None:
+                del generators[f"{label} + motion module"]
+            elif models.motion_loras:
                 generators[f"{label} + motion module + MotionLoRA of the captioned motion"] = memoized(
                     motion_lora_row(pipe, models.motion_loras, steps, guidance_scale)
                 )
@@ -334,7 +351,8 @@ def evaluate_world(
             if name is not None:
                 pipe.loras.remove(name)
         if look != "base":
-            generate = pipeline_rows(base_pipe, steps, guidance_scale)["base + motion module"]
-            control = f"base + motion module, asked for the {label}'s look (no personalization)"
+            row = "base + motion module" if models.motion_module else "base, frames independent (no motion module)"
+            generate = pipeline_rows(base_pipe, steps, guidance_scale)[row]
+            control = f"{row.removesuffix(' (no motion module)')}, asked for the {label}'s look (no personalization)"
             rows.append(evaluate_row(control, generate, asked, seed_list, looks))
     return Evaluation(rows, sheets)
