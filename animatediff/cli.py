@@ -431,16 +431,19 @@ def run_world_build(args: argparse.Namespace) -> None:
 
 def run_world_probe(args: argparse.Namespace) -> None:
     from animatediff.defaults import WORLD_ASSETS
+    from animatediff.world.evaluate import WorldModels
     from animatediff.world.probes import reliance_table, word_reliance
 
     _silence_libraries()
-    base = Path(args.models or WORLD_ASSETS) / "base"
-    if not (base / "model_index.json").is_file():
-        raise CliError(f"{base.parent} holds no world build (base/)")
-    module = base.parent / "motion_module.safetensors" if args.motion_module else None
-    if module is not None and not module.is_file():
-        raise CliError(f"{base.parent} holds no motion module (motion_module.safetensors)")
-    print(reliance_table(word_reliance(base, args.images, motion_module=module)))
+    folder = Path(args.models or WORLD_ASSETS)
+    try:
+        models = WorldModels.from_folder(folder)
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    if args.motion_module and models.motion_module is None:
+        raise CliError(f"{folder} holds no motion module (motion_module.safetensors)")
+    module = models.motion_module if args.motion_module else None
+    print(reliance_table(word_reliance(models.base, args.images, motion_module=module)))
 
 
 def run_world_eval(args: argparse.Namespace) -> None:
