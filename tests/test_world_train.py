@@ -17,12 +17,15 @@ from animatediff.world.train_image import (
     build_base_model,
     encode_dataset,
     fixed_unet_loss,
+    foreground_weights,
+    reconstruction_loss,
     reconstruction_mse,
     set_scaling_factor,
     sharpen_vae,
     standardize_latents,
     train_unet,
     train_vae,
+    vae_loss,
 )
 
 TINY = BaseModelConfig(
@@ -47,6 +50,39 @@ def test_vae_training_lowers_reconstruction_error(images):
     assert len(log.losses) == 40 and log.seconds > 0
     assert after < 0.85 * before, (before, after)
     assert not any(p.requires_grad for p in vae.parameters())
+
+
+def test_foreground_weights_cover_the_object_and_its_edge_on_any_background():
+    from animatediff.world.scenes import SceneSpec, render_image
+
+    spec = SceneSpec("square", "yellow", "blue", x=0.3, y=0.6, size=0.2)
+    pixels = torch.from_numpy(render_image(spec, 32).image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    weights = foreground_weights(pixels, 10.0)[0, 0]
+    object_pixels = (pixels[0] - pixels[0, :, 0, 0, None, None]).abs().amax(0) > 0.1
+    assert weights.shape == (32, 32) and set(weights.unique().tolist()) == {1.0, 10.0}
+    assert (weights[object_pixels] == 10).all()  # the whole object
+    heavy = int((weights == 10).sum())
+    assert int(object_pixels.sum()) < heavy < 32 * 32 // 4  # plus a one-pixel rim, and no background beyond it
+    assert weights[0, 0] == 1 and weights[-1, -1] == 1
+
+
+def test_an_object_weight_makes_the_reconstruction_loss_count_the_object_more(images):
+    pixels = torch.stack([images[i]["pixel_values"] for i in range(8)])
+    recon = pixels + 0.1 * torch.randn(pixels.shape, generator=torch.Generator().manual_seed(0))
+    for l1 in (False, True):  # weight 1 is the plain loss, exactly
+        plain = torch.nn.functional.l1_loss(recon, pixels) if l1 else torch.nn.functional.mse_loss(recon, pixels)
+        assert torch.equal(reconstruction_loss(recon, pixels, l1), plain)
+    # A reconstruction with the background right and the object wrong loses more once the object weighs more.
+    wrong_object = torch.where(foreground_weights(pixels, 10.0) > 1, -pixels, pixels)
+    assert reconstruction_loss(wrong_object, pixels, object_weight=10.0) > 2 * reconstruction_loss(wrong_object, pixels)
+    # ... and one with the object right and the background wrong loses less.
+    wrong_background = torch.where(foreground_weights(pixels, 10.0) > 1, pixels, -pixels)
+    assert reconstruction_loss(wrong_background, pixels, object_weight=10.0) < reconstruction_loss(
+        wrong_background, pixels
+    )
+    vae = build_vae(TINY).eval()
+    loss, mse = vae_loss(vae, pixels, 0.0, torch.Generator().manual_seed(0), object_weight=10.0)
+    assert loss != mse and mse > 0  # the reported MSE stays the plain one, comparable across recipes
 
 
 def test_the_l1_phase_alone_continues_a_saved_vae_reproducibly(images):
