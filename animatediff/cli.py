@@ -368,6 +368,15 @@ def add_world(sub: argparse._SubParsersAction) -> None:
         help="stop after the image stages (base, personalized models, look classifier), to check them with "
         "`world probe` and `world eval` before the motion stages; a later run without it goes on from there",
     )
+    b.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one recipe setting (repeatable), e.g. --set image.vae.object_weight=10 --set motion.steps=3000; "
+        "the keys are the fields of WorldRecipe (animatediff/world/build.py), dotted",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     b.set_defaults(run=run_world_build)
     r = actions.add_parser(
@@ -408,9 +417,14 @@ def add_world(sub: argparse._SubParsersAction) -> None:
 
 
 def run_world_build(args: argparse.Namespace) -> None:
-    from animatediff.world.build import WorldRecipe, build_world, quick_recipe, ship
+    from animatediff.world.build import WorldRecipe, build_world, override_recipe, quick_recipe, ship
 
     recipe = quick_recipe() if args.quick else WorldRecipe()
+    if args.overrides:
+        try:
+            recipe = override_recipe(recipe, args.overrides)
+        except ValueError as err:
+            raise CliError(str(err)) from None
     if args.quiet:
         # progress=False on the recipe silences every stage (the frozen stage configs follow it)
         recipe.progress = False

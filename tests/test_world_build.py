@@ -6,7 +6,7 @@ import torch
 
 from animatediff.formats import load_motion_modules
 from animatediff.pipeline import AnimationPipeline
-from animatediff.world.build import build_world, quick_recipe, ship
+from animatediff.world.build import WorldRecipe, build_world, override_recipe, quick_recipe, ship
 from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, WorldModels
 
 
@@ -249,3 +249,31 @@ def test_an_images_only_build_is_measured_before_its_motion_stages_and_then_fini
     assert (build / "motion_module.safetensors").is_file() and (build / MOTION_LORAS / "left.safetensors").is_file()
     assert (build / PERSONALIZED["object"]).stat().st_mtime_ns == kept
     assert {"base", "personalized", "looks", "motion", "motion_loras"} <= set(figures)
+
+
+def test_a_recipe_takes_dotted_overrides_and_names_an_unknown_key():
+    recipe = override_recipe(
+        WorldRecipe(),
+        ["image.vae.object_weight=10", "image.unet.steps=8000", "motion_loras.motions=[left, right]", "looks.lr=1e-3"],
+    )
+    assert recipe.image.vae.object_weight == 10.0 and isinstance(recipe.image.vae.object_weight, float)
+    assert recipe.image.unet.steps == 8000 and recipe.motion_loras.motions == ("left", "right")
+    assert recipe.looks.lr == 1e-3
+    # Everything else is the default recipe, tuples of dataclasses included.
+    assert recipe.personalized == WorldRecipe().personalized and recipe.image.model == WorldRecipe().image.model
+    assert recipe.motion == WorldRecipe().motion
+    with pytest.raises(
+        ValueError, match=r"unknown recipe key 'image.vae.object_weigth'; did you mean 'image.vae.object_weight'"
+    ):
+        override_recipe(WorldRecipe(), ["image.vae.object_weigth=10"])
+    with pytest.raises(ValueError, match="must be of type int"):
+        override_recipe(WorldRecipe(), ["motion.steps=many"])
+
+
+def test_world_build_set_reports_a_bad_key_in_one_line(tmp_path, capsys):
+    from animatediff.cli import main
+
+    assert main(["world", "build", str(tmp_path / "w"), "--quick", "--set", "motion.stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown recipe key 'motion.stepz'; did you mean 'motion.steps'" in err and "Traceback" not in err
+    assert not (tmp_path / "w").exists()

@@ -8,13 +8,12 @@ AdamW 1e-4, betas (0.9, 0.999), weight decay 1e-2, eps 1e-8, constant LR, grad c
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from animatediff.config_values import dataclass_from_dict, merge, parse_overrides
 
 LOSS_WEIGHTINGS = ("none", "min_snr", "truncated_snr")
 TIMESTEP_BIASES = ("none", "later", "earlier")
@@ -295,103 +294,9 @@ def _plain(value):  # noqa: ANN001, ANN202 - tuples → lists, so the dict is YA
     return value
 
 
-def _field_names(cls: type, prefix: str = "") -> list[str]:
-    """Every dotted key a config accepts, for suggestions."""
-    names = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        names.append(prefix + f.name)
-        if dataclasses.is_dataclass(hints[f.name]):
-            names.extend(_field_names(hints[f.name], f"{prefix}{f.name}."))
-    return names
-
-
-def _unknown_key_error(key: str) -> ValueError:
-    close = difflib.get_close_matches(key, _field_names(TrainConfig), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown config key {key!r}{hint}")
-
-
-def _coerce(value, annotation, key: str):  # noqa: ANN001, ANN202
-    """Check and convert one YAML value to its field's type (ints to floats, lists to tuples)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
-        return _build(annotation, value, f"{key}.")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {key!r} must be a list, got {value!r}")
-        if origin is tuple and len(args) == 2 and args[1] is not Ellipsis and len(value) != len(args):
-            raise ValueError(f"config key {key!r} must have {len(args)} entries, got {value!r}")
-        if origin is tuple:
-            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation is float and isinstance(value, str):
-        try:
-            return float(value)  # YAML reads "1e-4" (no dot) as a string
-        except ValueError:
-            pass
-    if annotation in (int, float, str, bool) and not (
-        isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
-    ):
-        raise ValueError(f"config key {key!r} must be of type {annotation.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls: type, values: dict, prefix: str = ""):  # noqa: ANN202
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in names:
-            raise _unknown_key_error(prefix + str(key))
-    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in values.items()})
-
-
-def _set_dotted(tree: dict, key: str, value) -> None:  # noqa: ANN001
-    """tree["a"]["b"] = value for key "a.b", creating mappings on the way."""
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ValueError(f"override {key!r}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> dict:
-    """`["optim.learning_rate=3e-5", "data.kind=synthetic"]` → nested dict; values are read as YAML scalars."""
-    tree: dict = {}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} must look like key.sub=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(text) if text.strip() else None)
-    return tree
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def config_from_dict(values: dict) -> TrainConfig:
     """A validated TrainConfig from nested plain values; unknown keys are named with the nearest known key."""
-    return _build(TrainConfig, values)
+    return dataclass_from_dict(TrainConfig, values)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
@@ -407,7 +312,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ValueError(f"{path}: not valid YAML ({err})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of config sections, got {type(values).__name__}")
-    return config_from_dict(_merge(values, parse_overrides(overrides or [])))
+    return config_from_dict(merge(values, parse_overrides(overrides or [])))
 
 
 def flat_config(config: TrainConfig) -> dict[str, object]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from animatediff.config_values import dataclass_from_dict, merge, parse_overrides
 from animatediff.formats.state_dicts import write_atomic
 from animatediff.world.base_model import BaseModelConfig
 from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, PERSONALIZED_METHOD
@@ -139,6 +140,13 @@ def quick_recipe() -> WorldRecipe:
         threads=1,
         progress=False,
     )
+
+
+def override_recipe(recipe: WorldRecipe, overrides: list[str]) -> WorldRecipe:
+    """`recipe` with changes such as `image.vae.object_weight=10` or `motion.steps=3000` (values read as YAML); an
+    unknown key raises ValueError naming the closest one."""
+    values = merge(asdict(recipe), parse_overrides(overrides))
+    return dataclass_from_dict(WorldRecipe, values, what="recipe")
 
 
 def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, progress: bool = True) -> Path:
