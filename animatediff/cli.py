@@ -381,7 +381,8 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(run=run_world_build)
     r = actions.add_parser(
         "probe",
-        help="which caption words a world base reads: its loss rise when one word is swapped (seconds)",
+        help="which caption words a world base reads: its loss rise when one word is swapped; and, where the build "
+        "has a look classifier, which looks survive its VAE (seconds)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     r.add_argument(
@@ -446,7 +447,7 @@ def run_world_build(args: argparse.Namespace) -> None:
 def run_world_probe(args: argparse.Namespace) -> None:
     from animatediff.defaults import WORLD_ASSETS
     from animatediff.world.evaluate import WorldModels
-    from animatediff.world.probes import reliance_table, word_reliance
+    from animatediff.world.probes import reliance_table, round_trip_table, vae_round_trip, word_reliance
 
     _silence_libraries()
     folder = Path(args.models or WORLD_ASSETS)
@@ -457,6 +458,8 @@ def run_world_probe(args: argparse.Namespace) -> None:
     if args.motion_module and models.motion_module is None:
         raise CliError(f"{folder} holds no motion module (motion_module.safetensors)")
     module = models.motion_module if args.motion_module else None
+    if models.looks is not None and module is None:
+        print(round_trip_table(vae_round_trip(models.base, models.looks, args.images)), end="\n\n")
     print(reliance_table(word_reliance(models.base, args.images, motion_module=module)))
 
 

@@ -5,10 +5,14 @@ A motion module sees the caption only through the frozen base's features, so a b
 timesteps for every caption, this takes seconds on a CPU: the check to run on a new base before its motion stage.
 Given a motion module too, the same probe runs on whole clips through base + module, and tells whether the module
 has learned to read the direction words that the base hands it.
+
+Before any of that, a look the VAE cannot give back is one no UNet can draw: `vae_round_trip` sends renderings of
+each look through the base's VAE and has the look classifier read them before and after.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from animatediff.world.scenes import BASE_WORLD, COLOURS, SceneSpec, render_image, render_video, sample_spec
+from animatediff.world.scenes import (
+    BASE_WORLD,
+    COLOURS,
+    SceneSpec,
+    WorldConfig,
+    render_image,
+    render_video,
+    sample_spec,
+)
 
 DIRECTIONS = ("left", "right", "up", "down")
 _OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -107,4 +119,59 @@ def reliance_table(result: dict[str, dict[int, float]]) -> str:
     lines.append("| (loss, nothing swapped) | " + " | ".join(f"{result['true'][t]:.4f}" for t in steps) + " |")
     for k in SWAPS:
         lines.append(f"| {k} | " + " | ".join(f"{100 * result[k][t]:+.1f} %" for t in steps) + " |")
+    return "\n".join(lines)
+
+
+def round_trip_looks() -> dict[str, WorldConfig]:
+    """The looks `vae_round_trip` measures: the base world's shapes, and each personalization's look."""
+    from animatediff.world.datasets import PERSONALIZATION_WORLDS
+
+    return {
+        "base shapes": BASE_WORLD,
+        "stars": PERSONALIZATION_WORLDS["object"],
+        "outlines": PERSONALIZATION_WORLDS["style"],
+    }
+
+
+@torch.no_grad()
+def vae_round_trip(
+    base: str | os.PathLike, looks: str | os.PathLike, images: int = 48, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """{look: {"rendered": accuracy, "round trip": accuracy, "mse": reconstruction MSE}}: the fraction of `images`
+    still renderings of each look that the look classifier at `looks` reads as their shape and texture, as
+    rendered and after the base's VAE (posterior mean, decoded), and the round trip's MSE in [-1, 1] units."""
+    from diffusers import AutoencoderKL
+
+    from animatediff.world.looks import load_look_classifier
+
+    vae = AutoencoderKL.from_pretrained(Path(base), subfolder="vae", local_files_only=True).eval()
+    unet_config = json.loads((Path(base) / "unet" / "config.json").read_text())
+    resolution = unet_config["sample_size"] * 2 ** (len(vae.config.block_out_channels) - 1)
+    classifier = load_look_classifier(looks)
+    result = {}
+    for i, (name, world) in enumerate(round_trip_looks().items()):
+        rng = np.random.default_rng([seed, i])
+        specs = [sample_spec(rng, world) for _ in range(images)]
+        pixels = torch.from_numpy(np.stack([render_image(s, resolution).image for s in specs]))
+        x = pixels.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        back = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        truth = [(s.shape, s.texture) for s in specs]
+        result[name] = {
+            "rendered": _look_accuracy(classifier, x, truth),
+            "round trip": _look_accuracy(classifier, back, truth),
+            "mse": F.mse_loss(back, x).item(),
+        }
+    return result
+
+
+def _look_accuracy(classifier: torch.nn.Module, pixels: torch.Tensor, truth: list[tuple[str, str]]) -> float:
+    shapes, textures = classifier.predict(((pixels + 1) / 2).permute(0, 2, 3, 1).numpy())
+    return float(np.mean([look == want for look, want in zip(zip(shapes, textures), truth)]))
+
+
+def round_trip_table(result: dict[str, dict[str, float]]) -> str:
+    """A Markdown table: one row per look."""
+    lines = ["| look | renderings read right | after the VAE | round-trip MSE |", "|---|---|---|---|"]
+    for name, r in result.items():
+        lines.append(f"| {name} | {r['rendered']:.2f} | {r['round trip']:.2f} | {r['mse']:.4f} |")
     return "\n".join(lines)
