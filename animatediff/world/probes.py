@@ -12,7 +12,6 @@ each look through the base's VAE and has the look classifier read them before an
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -145,8 +144,7 @@ def vae_round_trip(
     from animatediff.world.looks import load_look_classifier
 
     vae = AutoencoderKL.from_pretrained(Path(base), subfolder="vae", local_files_only=True).eval()
-    unet_config = json.loads((Path(base) / "unet" / "config.json").read_text())
-    resolution = unet_config["sample_size"] * 2 ** (len(vae.config.block_out_channels) - 1)
+    resolution = vae.config.sample_size  # the world's VAEs are built at the image side they learn
     classifier = load_look_classifier(looks)
     result = {}
     for i, (name, world) in enumerate(round_trip_looks().items()):
