@@ -200,7 +200,7 @@ def vae_loss(
     recon = vae.decode(posterior.sample(generator)).sample
     pixels = pixels.to(recon.device)
     mse = F.mse_loss(recon, pixels)
-    reconstruction = mse if not l1 and object_weight == 1.0 else reconstruction_loss(recon, pixels, l1, object_weight)
+    reconstruction = reconstruction_loss(recon, pixels, l1, object_weight)
     kl = posterior.kl().mean() / posterior.mean[0].numel()
     return reconstruction + kl_weight * kl, mse
 
