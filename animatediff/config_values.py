@@ -62,8 +62,6 @@ def _coerce(value, annotation, key: str):  # noqa: ANN001, ANN202
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
     if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
         if not isinstance(value, dict):
             raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
         return _build(annotation, value, f"{key}.")
