@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # the trainer's modules pull in accelerate; they are imported
 
 
 @dataclass
-class MotionStage:
-    """Training the motion module on the world's videos over the frozen world base (the project's trainer)."""
+class TrainerStage:
+    """A world run of the project's trainer over the frozen world base: what the motion module and each MotionLoRA
+    share."""
 
     steps: int = 1500
     """Optimizer steps."""
@@ -45,10 +46,6 @@ class MotionStage:
     """Linear warmup steps, then constant."""
     clips: int = 50_000
     """Distinct clips the world dataset renders (on the fly)."""
-    frames: int = 16
-    """Frames per clip, as the official recipe."""
-    version: str = "v3"
-    """Motion-module layout: 'v3' (no mid-block module) or 'v2' (with one)."""
     loss_weighting: str = "none"
     """The trainer's `optim.loss_weighting`: 'none' (the paper's plain ε-MSE), 'min_snr' or 'truncated_snr'."""
     timestep_bias: str = "later"
@@ -61,38 +58,35 @@ class MotionStage:
     """Seed of the run (data order, noise, timesteps, caption dropout)."""
 
 
+@dataclass
+class MotionStage(TrainerStage):
+    """Training the motion module on the world's videos over the frozen world base."""
+
+    frames: int = 16
+    """Frames per clip, as the official recipe (the MotionLoRAs train on as many)."""
+    version: str = "v3"
+    """Motion-module layout: 'v3' (no mid-block module) or 'v2' (with one)."""
+
+
 # The motions the evaluation measures, each with a MotionLoRA: the paper's way (§4.3) to control which motion a
 # module makes, as its released pan, tilt and zoom LoRAs do for camera moves.
 MOTION_LORA_MOTIONS = ("left", "right", "up", "down", "growing", "shrinking")
 
 
 @dataclass
-class MotionLoraStage:
+class MotionLoraStage(TrainerStage):
     """MotionLoRAs over the trained motion module, one per motion, each on the world's clips of that motion only."""
 
+    steps: int = 600
+    batch_size: int = 4
+    warmup_steps: int = 20
+    clips: int = 2000
+    """Distinct clips of the motion (rendered on the fly)."""
     motions: tuple[str, ...] = MOTION_LORA_MOTIONS
     """One MotionLoRA per motion, written as `motion_loras/<motion>.safetensors` (official layout); empty: none.
     By default the evaluated ones, `MOTION_LORA_MOTIONS`."""
-    steps: int = 600
-    """Optimizer steps per MotionLoRA."""
-    batch_size: int = 4
-    """Clips per step."""
     rank: int = 8
     """LoRA rank (the released MotionLoRAs use 64 on a module a hundred times wider)."""
-    learning_rate: float = 1e-3
-    """AdamW learning rate."""
-    warmup_steps: int = 20
-    """Linear warmup steps, then constant."""
-    clips: int = 2000
-    """Distinct clips of the motion (rendered on the fly)."""
-    loss_weighting: str = "none"
-    """The trainer's `optim.loss_weighting`, as for the motion stage."""
-    timestep_bias: str = "later"
-    """The trainer's `optim.timestep_bias`, as for the motion stage."""
-    timestep_bias_multiplier: float = 3.0
-    """The trainer's `optim.timestep_bias_multiplier`, as for the motion stage."""
-    seed: int = 0
-    """Seed of each run."""
 
 
 @dataclass
@@ -151,7 +145,8 @@ def override_recipe(recipe: WorldRecipe, overrides: list[str]) -> WorldRecipe:
 
 def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, progress: bool = True) -> Path:
     """Train with the project's trainer; returns its exported official-layout motion-module file."""
-    return _train_and_export(_world_train_config(base, run_dir, stage, progress), "motion_module.safetensors")
+    config = _world_train_config(base, run_dir, stage, stage.frames, progress, version=stage.version)
+    return _train_and_export(config, "motion_module.safetensors")
 
 
 def train_world_motion_lora(
@@ -165,19 +160,7 @@ def train_world_motion_lora(
 ) -> Path:
     """A MotionLoRA over the trained motion module on the world's clips of one motion (the project's trainer);
     returns its exported official-layout file."""
-    motion_stage = MotionStage(
-        steps=stage.steps,
-        batch_size=stage.batch_size,
-        learning_rate=stage.learning_rate,
-        warmup_steps=stage.warmup_steps,
-        clips=stage.clips,
-        loss_weighting=stage.loss_weighting,
-        timestep_bias=stage.timestep_bias,
-        timestep_bias_multiplier=stage.timestep_bias_multiplier,
-        frames=frames,
-        seed=stage.seed,
-    )
-    config = _world_train_config(base, run_dir, motion_stage, progress, lora=(motion_module, motion, stage.rank))
+    config = _world_train_config(base, run_dir, stage, frames, progress, lora=(motion_module, motion, stage.rank))
     return _train_and_export(config, "motion_lora.safetensors")
 
 
@@ -196,10 +179,16 @@ def _train_and_export(config: TrainConfig, name: str) -> Path:
 
 
 def _world_train_config(
-    base: Path, run_dir: Path, stage: MotionStage, progress: bool, lora: tuple[Path, str, int] | None = None
+    base: Path,
+    run_dir: Path,
+    stage: TrainerStage,
+    frames: int,
+    progress: bool,
+    version: str = "v3",
+    lora: tuple[Path, str, int] | None = None,
 ) -> TrainConfig:
-    """The trainer's config for a world run: a motion module from scratch, or with `lora` = (motion module, motion,
-    rank) a MotionLoRA over that module on the clips of that one motion."""
+    """The trainer's config for a world run: a `version` motion module from scratch, or with `lora` = (motion
+    module, motion, rank) a MotionLoRA over that module (whose layout it reads) on the clips of that one motion."""
     from animatediff.train.config import (
         CheckpointConfig,
         DataConfig,
@@ -219,10 +208,10 @@ def _world_train_config(
         output_dir=str(run_dir),
         seed=stage.seed,
         cpu=not torch.cuda.is_available(),
-        model=ModelConfig(base=str(base), init_motion_module=init, scratch=ScratchMotionConfig(version=stage.version)),
+        model=ModelConfig(base=str(base), init_motion_module=init, scratch=ScratchMotionConfig(version=version)),
         data=DataConfig(
             kind="world",
-            num_frames=stage.frames,
+            num_frames=frames,
             resolution=resolution,
             random_flip=False,
             num_workers=rendering_workers(),
