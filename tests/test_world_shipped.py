@@ -3,8 +3,8 @@ on their own frames — a motion module trained once animates personalized model
 
 Fast versions of `animatediff world eval` (fewer prompts, one seed, 15 steps); the thresholds sit below what the
 full evaluation measured (animatediff/assets/world/eval.md) by a margin for the smaller sample. What the shipped
-build does not do yet — follow the captioned direction, show the personalized looks — is kept as strict xfails,
-so a build that achieves it has to turn them into plain tests (see animatediff/world/README.md)."""
+build does not do yet — show the personalized looks in most frames — is kept as a strict xfail, so a build that
+achieves it has to turn it into a plain test (see animatediff/world/README.md)."""
 
 import numpy as np
 import pytest
@@ -17,9 +17,10 @@ from animatediff.world.looks import LookConfig, load_look_classifier, look_accur
 
 PROMPTS = 6  # one per measured motion: left, right, up, down, growing, shrinking
 STEPS = 15
-MOTION_THRESHOLD = 0.6  # the goal for the module alone; measured 0.25 (base) over 24 clips
-LOOK_THRESHOLD = 0.6  # the goal; measured 0.01 (DreamBooth star) and 0.20 (outlined LoRA) over 24 clips
-COLOUR_THRESHOLD = 0.66  # measured 0.71-1.00 over 24 clips (0.83-1.00 on this sample)
+MOTION_THRESHOLD = 0.6  # the module alone, base: measured 0.71 over 24 clips (every left/right/up/down clip)
+LOOK_THRESHOLD = 0.6  # the goal; measured 0.19 (DreamBooth star) and 0.09 (outlined LoRA) over 24 clips
+STAR_THRESHOLD = 0.1  # the star DreamBooth + module: measured 0.19 over 24 clips, the base asked for a star 0.00
+COLOUR_THRESHOLD = 0.66  # measured 0.96-1.00 over 24 clips
 DIRECTIONS = ("left", "right", "up", "down")
 
 
@@ -122,11 +123,6 @@ def test_motion_module_keeps_the_object_and_its_colour(base_rows):
     assert with_module.consistency >= independent.consistency + 0.3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped motion module alone does not follow the captioned motion yet (0.25 over 24 clips); "
-    "its MotionLoRAs do (test_motion_loras_steer_every_model_to_the_captioned_direction)",
-)
 def test_motion_module_gets_the_captioned_motion(base_rows):
     with_module, independent, _ = base_rows
     assert with_module.motion_accuracy >= MOTION_THRESHOLD
@@ -136,16 +132,31 @@ def test_motion_module_gets_the_captioned_motion(base_rows):
 @pytest.mark.parametrize("rows", ["dreambooth_rows", "lora_rows"])
 def test_personalized_models_stay_coherent_with_the_same_module_untuned(rows, request):
     with_module, independent, _ = request.getfixturevalue(rows)
-    # Measured on 24 clips: 0.78 (DreamBooth) and 0.65 (LoRA) with the module, 0.07 and 0.00 with independent frames.
+    # Measured on 24 clips: 0.76 (DreamBooth) and 0.57 (LoRA) with the module, 0.37 and 0.04 with independent frames.
     assert with_module.consistency >= independent.consistency + 0.3
     assert with_module.colour_accuracy >= COLOUR_THRESHOLD
 
 
+@pytest.mark.parametrize("rows", ["dreambooth_rows", "lora_rows"])
+def test_the_module_untuned_moves_personalized_models_the_captioned_direction(rows, request):
+    """The paper's claim on motion: the module trained once on the base animates each personalized model the way
+    its caption says, with no tuning and no MotionLoRA. Measured over 24 clips: 0.67 (star) and 0.71 (outline) of
+    all motions, 15 and 16 of 16 directions; on this sample 3 and 4 of the 4 directions."""
+    with_module, independent, _ = request.getfixturevalue(rows)
+    along = [with_module.per_motion[m] for m in DIRECTIONS]
+    assert sum(along) / len(along) >= 0.5, with_module
+    assert with_module.motion_accuracy >= independent.motion_accuracy + 0.25
+
+
+def test_the_star_dreambooth_draws_stars_with_the_module(dreambooth_rows):
+    with_module, _, _ = dreambooth_rows
+    assert with_module.look_accuracy >= STAR_THRESHOLD
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="the shipped personalized models do not show their looks yet (star 0.01, outline 0.20 over 24 clips: "
-    "the base-world VAE gives back 6 % of stars and 19 % of outlines as such), "
-    "nor does the module alone follow the captioned motion; see animatediff/world/README.md",
+    reason="the shipped personalized models show their looks in a minority of frames (star 0.19, outline 0.09 over "
+    "24 clips; the outlined LoRA not beyond the base asked for outlines, 0.05); see animatediff/world/README.md",
 )
 @pytest.mark.parametrize("rows", ["dreambooth_rows", "lora_rows"])
 def test_personalized_models_animate_the_captioned_motion_and_keep_their_look(rows, request):
@@ -158,8 +169,7 @@ def test_personalized_models_animate_the_captioned_motion_and_keep_their_look(ro
 def test_motion_loras_steer_every_model_to_the_captioned_direction(base_rows, dreambooth_rows, lora_rows):
     """The paper's §4.3 control: the motion module, untuned, plus the MotionLoRA of the captioned direction moves the
     base's and both personalized models' objects that way, and stays one coherent object. Measured over 24 clips
-    each: 0.58, 0.58 and 0.71 of all motions (13, 13 and 15 of 16 directions; growing and shrinking are not
-    steered); on this sample 3, 4 and 4 of the 4 directions."""
+    each: 0.88, 0.79 and 0.88 of all motions (16 of 16 directions each; growing and shrinking 5, 3 and 5 of 8)."""
     directions = []
     for _, independent, steered in (base_rows, dreambooth_rows, lora_rows):
         along = [steered.per_motion[m] for m in DIRECTIONS]

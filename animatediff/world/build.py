@@ -100,10 +100,12 @@ class WorldRecipe:
     motion_loras: MotionLoraStage = field(default_factory=MotionLoraStage)
     """MotionLoRAs that steer the motion module to one motion each."""
     personalized: tuple[PersonalizeConfig, ...] = (
-        PersonalizeConfig(kind="object", method="dreambooth"),
+        PersonalizeConfig(kind="object", method="dreambooth", steps=1200),
         PersonalizeConfig(kind="style", method="lora"),
     )
-    """Personalized models made from the base with images only: a DreamBooth star, an outlined-style LoRA."""
+    """Personalized models made from the base with images only: a DreamBooth star, an outlined-style LoRA. The
+    DreamBooth runs 1,200 steps: on the tenth attempt's base it drew stars in 0.16 of frames after 400, 0.27 after
+    1,200."""
     looks: LookConfig = field(default_factory=LookConfig)
     """The look classifier the evaluation reads shapes and textures with (trained on renderings)."""
     threads: int = 2

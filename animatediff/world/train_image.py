@@ -60,15 +60,15 @@ class VaeTrainConfig:
     """Steps of linear learning-rate warmup."""
     kl_weight: float = 1e-6
     """Weight of the KL term (per latent element) against the per-pixel reconstruction loss."""
-    sharpen_steps: int = 1000
+    sharpen_steps: int = 500
     """Steps after the MSE phase with an L1 loss and the learning rate decaying to zero (cosine). MSE alone
     leaves the small, faint parts (thin outlines, motion trails, the arms of a cross) blurred away, as they
     weigh little in a mean square; L1 pushes every pixel's error equally."""
-    object_weight: float = 1.0
+    object_weight: float = 10.0
     """How much more a pixel of the object (and of its trail, and a pixel around them) counts in the
     reconstruction loss than one of the plain background (`foreground_weights`). At 1 every pixel counts the same,
-    and the object, a tenth of the image, is what the VAE learns last: the shipped VAE gives back a blob for a
-    square or a cross. Both phases use it."""
+    and the object, a tenth of the image, is what the VAE learns last: the third build's VAE, trained so, gave back
+    a blob for a square or a cross. Both phases use it."""
     seed: int = 0
     """Seeds the batch order and the posterior samples."""
     progress: bool = True
@@ -79,7 +79,7 @@ class VaeTrainConfig:
 class UnetTrainConfig:
     """How the UNet (and optionally the text encoder) is trained on VAE latents."""
 
-    steps: int = 4000
+    steps: int = 8000
     """Optimizer steps."""
     batch_size: int = 64
     """Images per step."""
@@ -432,7 +432,7 @@ class ImageRecipe:
     """Seed of the image dataset."""
     model_seed: int = 0
     """Seed of the initial weights (and so of the frozen text encoder)."""
-    vae_world: str = "base"
+    vae_world: str = "full"
     """Images the VAE learns to reconstruct: 'base' (the base UNet's own images) or 'full' (every shape and
     texture, stars and outlines included, as SD's VAE learned from a broader set than any fine-tune shows it: a
     personalized look can only appear if the shared decoder can draw it)."""
