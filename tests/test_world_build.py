@@ -156,11 +156,10 @@ def test_world_probe_reads_each_look_back_through_the_vae(capsys, one_thread):
 
     result = vae_round_trip(WORLD_ASSETS / "base", WORLD_ASSETS / LOOK_CLASSIFIER, images=24)
     assert set(result) == {"base shapes", "stars", "outlines"}
-    # The classifier reads the renderings themselves; the shipped VAE gives back blobs (what the world README
-    # records), so fewer survive it, stars fewest, though the round trip stays close in pixels.
+    # The classifier reads the renderings themselves; the shipped VAE, trained on every look with the object
+    # weighted, gives each look back (0.96 of each here, what the world README records) and close in pixels.
     assert all(r["rendered"] >= 0.9 for r in result.values())
-    assert all(r["round trip"] < r["rendered"] for r in result.values())
-    assert result["stars"]["round trip"] <= 0.25 and all(r["mse"] < 0.05 for r in result.values())
+    assert all(r["round trip"] >= 0.85 and r["mse"] < 0.01 for r in result.values())
     assert main(["world", "probe", "--images", "4"]) == 0
     out = capsys.readouterr().out
     assert "| base shapes |" in out and "| direction |" in out
