@@ -47,6 +47,11 @@ def pipe(single_thread):
     return AnimationPipeline.from_pretrained(*default_models())
 
 
+def _along_directions(row):
+    """The row's motion accuracy on each of the four directions (growing and shrinking left out)."""
+    return [row.per_motion[m] for m in DIRECTIONS]
+
+
 def _rows(pipe, look, looks, label, motion_loras):
     """(with the motion module, frames generated independently, with the captioned motion's MotionLoRA)."""
     prompts = evaluation_prompts(PROMPTS, look=look)
@@ -143,7 +148,7 @@ def test_the_module_untuned_moves_personalized_models_the_captioned_direction(ro
     its caption says, with no tuning and no MotionLoRA. Measured over 24 clips: 0.67 (star) and 0.71 (outline) of
     all motions, 15 and 16 of 16 directions; on this sample 3 and 4 of the 4 directions."""
     with_module, independent, _ = request.getfixturevalue(rows)
-    along = [with_module.per_motion[m] for m in DIRECTIONS]
+    along = _along_directions(with_module)
     assert sum(along) / len(along) >= 0.5, with_module
     assert with_module.motion_accuracy >= independent.motion_accuracy + 0.25
 
@@ -172,7 +177,7 @@ def test_motion_loras_steer_every_model_to_the_captioned_direction(base_rows, dr
     each: 0.88, 0.79 and 0.88 of all motions (16 of 16 directions each; growing and shrinking 5, 3 and 5 of 8)."""
     directions = []
     for _, independent, steered in (base_rows, dreambooth_rows, lora_rows):
-        along = [steered.per_motion[m] for m in DIRECTIONS]
+        along = _along_directions(steered)
         directions += along
         assert sum(along) / len(along) >= 0.5, steered
         assert steered.motion_accuracy >= independent.motion_accuracy + 0.25
