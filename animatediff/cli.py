@@ -8,6 +8,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from animatediff.defaults import WORLD_GUIDANCE_SCALE, default_guidance_scale
+
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -53,7 +55,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=None, help="default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="default: the base model's native size")
     p.add_argument("--steps", type=int, default=25, help="denoising steps")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale; default: 7.5, or 3 for a world model (the embedded one, or a base "
+        "folder with world.json)",
+    )
     p.add_argument(
         "--guidance-rescale",
         type=float,
@@ -196,6 +204,7 @@ def run_generate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     base, motion_module = _models(args)
+    guidance_scale = default_guidance_scale(args.base) if args.guidance_scale is None else args.guidance_scale
     pipe = AnimationPipeline.from_pretrained(
         base,
         motion_module,
@@ -215,7 +224,7 @@ def run_generate(args: argparse.Namespace) -> None:
         height=args.height,
         width=args.width,
         num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
+        guidance_scale=guidance_scale,
         guidance_rescale=args.guidance_rescale,
         seed=seed,
         progress=not args.quiet,
@@ -410,7 +419,7 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--prompts", type=int, default=12, help="prompts per model, cycling through the measured motions")
     e.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
     e.add_argument("--steps", type=int, default=25, help="denoising steps")
-    e.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale")
+    e.add_argument("--guidance-scale", type=float, default=WORLD_GUIDANCE_SCALE, help="classifier-free guidance scale")
     e.add_argument("--no-text2video-zero", action="store_true", help="leave out the training-free Text2Video-Zero rows")
     e.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     e.add_argument("--output-dir", default="world-eval", help="where eval.md, eval.json and samples.png go")

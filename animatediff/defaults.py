@@ -8,6 +8,12 @@ from pathlib import Path
 WORLD_ASSETS = Path(__file__).parent / "assets" / "world"
 DEFAULT_BASE = WORLD_ASSETS / "base"
 DEFAULT_MOTION_MODULE = WORLD_ASSETS / "motion_module.safetensors"
+GUIDANCE_SCALE = 7.5
+"""Classifier-free guidance for a named model: the official repo's, diffusers' and the UIs' default."""
+WORLD_GUIDANCE_SCALE = 3.0
+"""Classifier-free guidance for the embedded world. Its tiny base over-drives textures at 7.5: on the fourth
+build, frames read as the asked shape and texture 0.45 of the time at 7.5 and 0.55 at 2, the star DreamBooth's 0.27
+and 0.34; with the motion module at 3 the captioned motion holds (0.79 against 0.71 at 7.5)."""
 
 
 def default_models() -> tuple[Path, Path]:
@@ -18,3 +24,11 @@ def default_models() -> tuple[Path, Path]:
             "--motion-module, or rebuild it: animatediff world build OUT --ship " + str(WORLD_ASSETS)
         )
     return DEFAULT_BASE, DEFAULT_MOTION_MODULE
+
+
+def default_guidance_scale(base: str | None) -> float:
+    """The guidance a run gets when none is given: the world's for the embedded model (`base` None) or any world
+    base (its folder carries the world.json a world build writes), the usual 7.5 for every other model."""
+    if base is None or (Path(base) / "world.json").is_file():
+        return WORLD_GUIDANCE_SCALE
+    return GUIDANCE_SCALE

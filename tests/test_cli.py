@@ -3,7 +3,9 @@ import pytest
 from PIL import Image
 
 from animatediff.cli import main
+from animatediff.defaults import GUIDANCE_SCALE, WORLD_GUIDANCE_SCALE, default_models
 from animatediff.formats import save_motion_modules
+from animatediff.pipeline import AnimationPipeline
 from tests.tiny import tiny_motion
 
 
@@ -117,3 +119,32 @@ def test_generate_long_clip_with_context_windows(tmp_path, base_folder, motion_f
         )
     )
     assert rc == 0 and np.load(out).shape[0] == 36
+
+
+@pytest.mark.parametrize(
+    "models, extra, expected",
+    [
+        ("named", [], GUIDANCE_SCALE),
+        ("embedded", [], WORLD_GUIDANCE_SCALE),
+        ("world base named", [], WORLD_GUIDANCE_SCALE),
+        ("embedded", ["--guidance-scale", "6"], 6.0),
+    ],
+)
+def test_guidance_defaults_to_what_suits_the_model(
+    tmp_path, base_folder, motion_file, monkeypatch, models, extra, expected
+):
+    """Named models get the usual 7.5; a world model, whose tiny base over-drives textures at 7.5, its own."""
+    seen = []
+    call = AnimationPipeline.__call__
+    monkeypatch.setattr(
+        AnimationPipeline, "__call__", lambda self, *a, **kw: seen.append(kw["guidance_scale"]) or call(self, *a, **kw)
+    )
+    args = {
+        "named": generate_args(base_folder, motion_file),
+        "embedded": ["generate", "--quiet"],
+        "world base named": generate_args(*default_models()),
+    }[models]
+    out = str(tmp_path / "o.npy")
+    rc = main([*args, *extra, "--prompt", "a red circle", "--frames", "2", "--steps", "1", "--output", out])
+    assert rc == 0
+    assert seen == [expected]

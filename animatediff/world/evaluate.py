@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from animatediff.defaults import WORLD_GUIDANCE_SCALE
 from animatediff.world.metrics import colour_correct, consistency, motion_correct, track
 
 if TYPE_CHECKING:
@@ -138,7 +139,11 @@ def _clip(
 
 
 def pipeline_rows(
-    pipe: AnimationPipeline, steps: int = 25, guidance_scale: float = 7.5, frames: int = 16, label: str = "base"
+    pipe: AnimationPipeline,
+    steps: int = 25,
+    guidance_scale: float = WORLD_GUIDANCE_SCALE,
+    frames: int = 16,
+    label: str = "base",
 ) -> dict[str, Generator]:
     """The rows one pipeline gives: with its motion module, and with frames generated independently."""
 
@@ -159,7 +164,7 @@ def pipeline_rows(
 
 
 def text2video_zero_row(
-    pipe: AnimationPipeline, steps: int = 25, guidance_scale: float = 7.5, frames: int = 16
+    pipe: AnimationPipeline, steps: int = 25, guidance_scale: float = WORLD_GUIDANCE_SCALE, frames: int = 16
 ) -> Generator:
     """The training-free baseline on the same image model: cross-frame attention to the first frame plus a
     latent translation. It is given the captioned direction (a user of Text2Video-Zero picks the direction by
@@ -191,7 +196,11 @@ def caption_motion(prompt: str) -> str:
 
 
 def motion_lora_row(
-    pipe: AnimationPipeline, loras: dict[str, Path], steps: int = 25, guidance_scale: float = 7.5, frames: int = 16
+    pipe: AnimationPipeline,
+    loras: dict[str, Path],
+    steps: int = 25,
+    guidance_scale: float = WORLD_GUIDANCE_SCALE,
+    frames: int = 16,
 ) -> Generator:
     """The motion module steered by the MotionLoRA of the captioned motion, merged for that clip only: picked by
     hand, as a user of the official repo picks its pan or zoom MotionLoRA. A motion with no MotionLoRA runs the
@@ -298,7 +307,7 @@ def evaluate_world(
     prompts: int = 12,
     seeds: int = 2,
     steps: int = 25,
-    guidance_scale: float = 7.5,
+    guidance_scale: float = WORLD_GUIDANCE_SCALE,
     text2video_zero: bool = True,
     sheet_prompts: int = 4,
     device: str = "cpu",
