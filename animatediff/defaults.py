@@ -9,11 +9,12 @@ WORLD_ASSETS = Path(__file__).parent / "assets" / "world"
 DEFAULT_BASE = WORLD_ASSETS / "base"
 DEFAULT_MOTION_MODULE = WORLD_ASSETS / "motion_module.safetensors"
 GUIDANCE_SCALE = 7.5
-"""Classifier-free guidance for a named model: the official repo's, diffusers' and the UIs' default."""
+"""Classifier-free guidance for every other model: the official repo's, diffusers' and the UIs' default."""
 WORLD_GUIDANCE_SCALE = 3.0
-"""Classifier-free guidance for the embedded world. Its tiny base over-drives textures at 7.5: on the fourth
-build, frames read as the asked shape and texture 0.45 of the time at 7.5 and 0.55 at 2, the star DreamBooth's 0.27
-and 0.34; with the motion module at 3 the captioned motion holds (0.79 against 0.71 at 7.5)."""
+"""Classifier-free guidance for a world model (the embedded one, or a world build's base). Its tiny base
+over-drives textures at 7.5: on the fourth build, frames read as the asked shape and texture 0.45 of the time at 7.5
+and 0.55 at 2, the star DreamBooth's 0.27 and 0.34; with the motion module at 3 the captioned motion holds (0.79
+against 0.71 at 7.5)."""
 
 
 def default_models() -> tuple[Path, Path]:
