@@ -19,6 +19,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from animatediff.defaults import GUIDANCE_SCALE
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
@@ -218,7 +219,7 @@ class AnimationPipeline:
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 25,
-        guidance_scale: float = 7.5,
+        guidance_scale: float = GUIDANCE_SCALE,
         guidance_rescale: float = 0.0,
         seed: int | None = None,
         generator: torch.Generator | None = None,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from animatediff.defaults import GUIDANCE_SCALE
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.sampling import for_model
 
@@ -58,7 +59,7 @@ class PromptEntry:
     inference_config: str = ""
     """Official inference YAML; its `noise_scheduler_kwargs` build the DDIM scheduler when the file exists."""
     steps: int = 25
-    guidance_scale: float = 7.5
+    guidance_scale: float = GUIDANCE_SCALE
     W: int | None = None
     H: int | None = None
     L: int | None = None

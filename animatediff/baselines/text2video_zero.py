@@ -33,6 +33,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from einops import rearrange, repeat
 from tqdm.auto import tqdm
 
+from animatediff.defaults import GUIDANCE_SCALE
 from animatediff.models.attention import SharedContextCrossAttnProcessor
 from animatediff.models.inflate import AnimationUNet, FrameContext
 from animatediff.pipeline import AnimationPipeline
@@ -198,7 +199,7 @@ def text2video_zero(
     height: int | None = None,
     width: int | None = None,
     num_inference_steps: int = 25,
-    guidance_scale: float = 7.5,
+    guidance_scale: float = GUIDANCE_SCALE,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
     direction: tuple[float, float] | None = (1.0, 1.0),

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from animatediff.config_values import dataclass_from_dict, merge, parse_overrides
+from animatediff.defaults import GUIDANCE_SCALE
 
 LOSS_WEIGHTINGS = ("none", "min_snr", "truncated_snr")
 TIMESTEP_BIASES = ("none", "later", "earlier")
@@ -193,7 +194,7 @@ class ValidationConfig:
     """Square size of validation animations in pixels."""
     num_inference_steps: int = 25
     """DDIM steps per validation animation."""
-    guidance_scale: float = 7.5
+    guidance_scale: float = GUIDANCE_SCALE
     """Classifier-free guidance scale."""
     seed: int = 42
     """Seed of the validation noise (the same every time, so animations are comparable across steps)."""
