@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from animatediff.defaults import WORLD_GUIDANCE_SCALE, default_guidance_scale
+from animatediff.defaults import WORLD_GUIDANCE_SCALE
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -204,7 +204,6 @@ def run_generate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     base, motion_module = _models(args)
-    guidance_scale = default_guidance_scale(args.base) if args.guidance_scale is None else args.guidance_scale
     pipe = AnimationPipeline.from_pretrained(
         base,
         motion_module,
@@ -224,7 +223,7 @@ def run_generate(args: argparse.Namespace) -> None:
         height=args.height,
         width=args.width,
         num_inference_steps=args.steps,
-        guidance_scale=guidance_scale,
+        guidance_scale=args.guidance_scale,  # None: the base's own (3 for a world model, else 7.5)
         guidance_rescale=args.guidance_rescale,
         seed=seed,
         progress=not args.quiet,

@@ -3,6 +3,7 @@ the package (fp16 safetensors under animatediff/assets/world/, rebuilt by `anima
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 WORLD_ASSETS = Path(__file__).parent / "assets" / "world"
@@ -27,9 +28,7 @@ def default_models() -> tuple[Path, Path]:
     return DEFAULT_BASE, DEFAULT_MOTION_MODULE
 
 
-def default_guidance_scale(base: str | None) -> float:
-    """The guidance a run gets when none is given: the world's for the embedded model (`base` None) or any world
-    base (its folder carries the world.json a world build writes), the usual 7.5 for every other model."""
-    if base is None or (Path(base) / "world.json").is_file():
-        return WORLD_GUIDANCE_SCALE
-    return GUIDANCE_SCALE
+def default_guidance_scale(base_folder: str | os.PathLike) -> float:
+    """The guidance a model samples with when none is asked for: the world's for a world model (its base folder
+    carries the world.json a world build writes, as the embedded one does), the usual 7.5 for every other model."""
+    return WORLD_GUIDANCE_SCALE if (Path(base_folder) / "world.json").is_file() else GUIDANCE_SCALE

@@ -19,7 +19,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from animatediff.defaults import GUIDANCE_SCALE
+from animatediff.defaults import GUIDANCE_SCALE, default_guidance_scale
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
@@ -83,14 +83,17 @@ class AnimationPipeline:
         unet: AnimationUNet,
         scheduler: SchedulerMixin | None = None,
         noise_settings: dict | None = None,
+        guidance_scale: float = GUIDANCE_SCALE,
     ) -> None:
         """`noise_settings` (`model_noise_settings`): how the base was trained, applied to this scheduler and kept
-        for schedulers swapped in later (`for_model`)."""
+        for schedulers swapped in later (`for_model`). `guidance_scale`: what a call samples with when it names
+        none (`from_pretrained` picks it for the base: `default_guidance_scale`)."""
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
         self.noise_settings = noise_settings or {}
+        self.guidance_scale = guidance_scale
         self.scheduler = for_model(scheduler or make_scheduler("ddim"), self.noise_settings)
 
     @classmethod
@@ -108,8 +111,10 @@ class AnimationPipeline:
         """`dreambooth`: a single-file SD1.x checkpoint (LDM layout) replacing the base's UNet, VAE and text encoder.
 
         The scheduler samples as the base was trained: its scheduler config's prediction type ('epsilon' or
-        'v_prediction') and zero-terminal-SNR rescaling, unless `prediction_type` / `zero_snr` say otherwise."""
-        parts = load_base_model(base, dtype)
+        'v_prediction') and zero-terminal-SNR rescaling, unless `prediction_type` / `zero_snr` say otherwise.
+        Calls that name no guidance scale get the base's: 3 for a world model, else 7.5 (`default_guidance_scale`)."""
+        folder = resolve_path(base, "base model")
+        parts = load_base_model(folder, dtype)
         settings = model_noise_settings(parts.scheduler_config, prediction_type, zero_snr)
         if dreambooth:
             from animatediff.formats.single_file import load_single_file_weights
@@ -119,7 +124,8 @@ class AnimationPipeline:
         unet = inflate_unet(parts.unet, modules.to(dtype))
         if isinstance(scheduler, str):
             scheduler = make_scheduler(scheduler)
-        return cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, scheduler, settings).to(device)
+        guidance = default_guidance_scale(folder)
+        return cls(parts.tokenizer, parts.text_encoder, parts.vae, unet, scheduler, settings, guidance).to(device)
 
     @property
     def loras(self) -> LoraMerger:
@@ -219,7 +225,7 @@ class AnimationPipeline:
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 25,
-        guidance_scale: float = GUIDANCE_SCALE,
+        guidance_scale: float | None = None,
         guidance_rescale: float = 0.0,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -235,8 +241,10 @@ class AnimationPipeline:
 
         `context_length`: denoise in sliding windows of this many frames (overlapping by `context_overlap`, fused
         with `context_fuse` weights), for clips longer than the motion module's position encoding.
+        `guidance_scale`: classifier-free guidance; None takes the pipeline's (`self.guidance_scale`).
         `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         """
+        guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         height = height or self.native_size
         width = width or self.native_size
         self.check_inputs(num_frames, height, width, num_inference_steps, context_length)

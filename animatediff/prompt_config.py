@@ -22,7 +22,6 @@ from pathlib import Path
 
 import yaml
 
-from animatediff.defaults import GUIDANCE_SCALE
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.sampling import for_model
 
@@ -59,7 +58,8 @@ class PromptEntry:
     inference_config: str = ""
     """Official inference YAML; its `noise_scheduler_kwargs` build the DDIM scheduler when the file exists."""
     steps: int = 25
-    guidance_scale: float = GUIDANCE_SCALE
+    guidance_scale: float | None = None
+    """Classifier-free guidance; unset takes the base's (`default_guidance_scale`: 3 for a world model, else 7.5)."""
     W: int | None = None
     H: int | None = None
     L: int | None = None

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from animatediff import pipeline as pipeline_module
 from animatediff.cli import main
 from animatediff.defaults import GUIDANCE_SCALE, WORLD_GUIDANCE_SCALE, default_models
 from animatediff.formats import save_motion_modules
@@ -135,10 +136,8 @@ def test_guidance_defaults_to_what_suits_the_model(
 ):
     """Named models get the usual 7.5; a world model, whose tiny base over-drives textures at 7.5, its own."""
     seen = []
-    call = AnimationPipeline.__call__
-    monkeypatch.setattr(
-        AnimationPipeline, "__call__", lambda self, *a, **kw: seen.append(kw["guidance_scale"]) or call(self, *a, **kw)
-    )
+    guide = pipeline_module.guided
+    monkeypatch.setattr(pipeline_module, "guided", lambda *a: seen.append(a[3]) or guide(*a))
     args = {
         "named": generate_args(base_folder, motion_file),
         "embedded": ["generate", "--quiet"],
@@ -148,3 +147,15 @@ def test_guidance_defaults_to_what_suits_the_model(
     rc = main([*args, *extra, "--prompt", "a red circle", "--frames", "2", "--steps", "1", "--output", out])
     assert rc == 0
     assert seen == [expected]
+
+
+def test_the_python_api_samples_a_world_model_at_its_own_guidance(monkeypatch):
+    """`AnimationPipeline.from_pretrained` on a world base, called with no guidance scale, samples as the CLI does."""
+    seen = []
+    guide = pipeline_module.guided
+    monkeypatch.setattr(pipeline_module, "guided", lambda *a: seen.append(a[3]) or guide(*a))
+    pipe = AnimationPipeline.from_pretrained(*default_models())
+    assert pipe.guidance_scale == WORLD_GUIDANCE_SCALE
+    pipe("a red circle", num_frames=2, num_inference_steps=1, progress=False)
+    pipe("a red circle", num_frames=2, num_inference_steps=1, guidance_scale=5.0, progress=False)
+    assert seen == [WORLD_GUIDANCE_SCALE, 5.0]

@@ -33,7 +33,6 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from einops import rearrange, repeat
 from tqdm.auto import tqdm
 
-from animatediff.defaults import GUIDANCE_SCALE
 from animatediff.models.attention import SharedContextCrossAttnProcessor
 from animatediff.models.inflate import AnimationUNet, FrameContext
 from animatediff.pipeline import AnimationPipeline
@@ -199,7 +198,7 @@ def text2video_zero(
     height: int | None = None,
     width: int | None = None,
     num_inference_steps: int = 25,
-    guidance_scale: float = GUIDANCE_SCALE,
+    guidance_scale: float | None = None,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
     direction: tuple[float, float] | None = (1.0, 1.0),
@@ -214,7 +213,9 @@ def text2video_zero(
     The motion module is off during the call. `direction` (x right, y down; normalised) and `strength` (the fraction
     of the latent's shorter side moved per frame) set the translation. The default 0.02 moves 16 frames about 30% of
     the side. None or 0 means no translation. `t0` and `t1` are T' and T in training timesteps.
+    `guidance_scale`: None takes the pipeline's (`pipe.guidance_scale`).
     """
+    guidance_scale = pipe.guidance_scale if guidance_scale is None else guidance_scale
     height = height or pipe.native_size
     width = width or pipe.native_size
     # The motion module is off, so its frame limit does not apply. Check sizes and steps as for a single frame.

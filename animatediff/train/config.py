@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 
 from animatediff.config_values import dataclass_from_dict, merge, parse_overrides
-from animatediff.defaults import GUIDANCE_SCALE
 
 LOSS_WEIGHTINGS = ("none", "min_snr", "truncated_snr")
 TIMESTEP_BIASES = ("none", "later", "earlier")
@@ -194,8 +193,9 @@ class ValidationConfig:
     """Square size of validation animations in pixels."""
     num_inference_steps: int = 25
     """DDIM steps per validation animation."""
-    guidance_scale: float = GUIDANCE_SCALE
-    """Classifier-free guidance scale."""
+    guidance_scale: float | None = None
+    """Classifier-free guidance scale; None takes the base's (`default_guidance_scale`: 3 for a world model, else
+    7.5)."""
     seed: int = 42
     """Seed of the validation noise (the same every time, so animations are comparable across steps)."""
     fps: float = 8.0

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler
 
+from animatediff.defaults import default_guidance_scale
 from animatediff.formats.motion_module_files import save_motion_modules
 from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import MotionModules, inflate_unet
@@ -135,6 +136,7 @@ class Trainer:
         check_resolution(c, unet_config, vae_config)
         self.prediction_type = resolve_prediction_type(c.model.prediction_type, base)
         zero_terminal_snr = resolve_zero_terminal_snr(c.optim.zero_terminal_snr, base, self.prediction_type)
+        self.guidance_scale = default_guidance_scale(base)  # validation samples' unless the config names one
         self.resume_path = resolve_resume(c)
         resume_state = check_resumable(self.resume_path, c, acc.num_processes) if self.resume_path else None
         self.dataset = build_dataset(c.data, c.seed, acc.process_index, acc.num_processes)
@@ -360,9 +362,8 @@ class Trainer:
         # The pipeline puts the UNet in eval mode and freezes it; both are undone below.
         # Sample as the run trains: the base's prediction type and (zero-SNR) schedule.
         settings = model_noise_settings(dict(self.noise_scheduler.config))
-        pipe = AnimationPipeline(
-            self.tokenizer, self.text_encoder, self.vae, self.unet, make_scheduler("ddim"), settings
-        )
+        parts = (self.tokenizer, self.text_encoder, self.vae, self.unet)
+        pipe = AnimationPipeline(*parts, make_scheduler("ddim"), settings, self.guidance_scale)
         try:
             with self.accelerator.autocast():
                 for i, prompt in enumerate(v.prompts):
