@@ -4,6 +4,7 @@ from collections import Counter
 import pytest
 from transformers import CLIPTokenizer
 
+from animatediff.defaults import DEFAULT_BASE
 from animatediff.world.scenes import FULL_WORLD
 from animatediff.world.tokenizer import (
     END,
@@ -64,6 +65,13 @@ def test_write_clip_files_reproduces_the_trained_files(folder, tmp_path):
     write_clip_files(CLIPTokenizer.from_pretrained(folder), tmp_path)
     assert (tmp_path / "vocab.json").read_text() == (folder / "vocab.json").read_text()
     assert (tmp_path / "merges.txt").read_text() == (folder / "merges.txt").read_text()
+
+
+def test_the_world_tokenizer_rebuilds_the_shipped_one(folder):
+    """The first stage of a rebuild from scratch gives back the embedded model's tokenizer, byte for byte."""
+    shipped = DEFAULT_BASE / "tokenizer"
+    for name in ("vocab.json", "merges.txt"):
+        assert (folder / name).read_bytes() == (shipped / name).read_bytes()
 
 
 def test_bpe_merges_most_frequent_pairs_first():
