@@ -122,6 +122,15 @@ def test_generate_long_clip_with_context_windows(tmp_path, base_folder, motion_f
     assert rc == 0 and np.load(out).shape[0] == 36
 
 
+@pytest.fixture
+def seen(monkeypatch):
+    """The guidance scale of each sampling run, as the pipeline's guidance step receives it."""
+    scales = []
+    guide = pipeline_module.guided
+    monkeypatch.setattr(pipeline_module, "guided", lambda *a: scales.append(a[3]) or guide(*a))
+    return scales
+
+
 @pytest.mark.parametrize(
     "models, extra, expected",
     [
@@ -131,13 +140,8 @@ def test_generate_long_clip_with_context_windows(tmp_path, base_folder, motion_f
         ("embedded", ["--guidance-scale", "6"], 6.0),
     ],
 )
-def test_guidance_defaults_to_what_suits_the_model(
-    tmp_path, base_folder, motion_file, monkeypatch, models, extra, expected
-):
+def test_guidance_defaults_to_what_suits_the_model(tmp_path, base_folder, motion_file, seen, models, extra, expected):
     """Named models get the usual 7.5; a world model, whose tiny base over-drives textures at 7.5, its own."""
-    seen = []
-    guide = pipeline_module.guided
-    monkeypatch.setattr(pipeline_module, "guided", lambda *a: seen.append(a[3]) or guide(*a))
     args = {
         "named": generate_args(base_folder, motion_file),
         "embedded": ["generate", "--quiet"],
@@ -149,11 +153,8 @@ def test_guidance_defaults_to_what_suits_the_model(
     assert seen == [expected]
 
 
-def test_the_python_api_samples_a_world_model_at_its_own_guidance(monkeypatch):
+def test_the_python_api_samples_a_world_model_at_its_own_guidance(seen):
     """`AnimationPipeline.from_pretrained` on a world base, called with no guidance scale, samples as the CLI does."""
-    seen = []
-    guide = pipeline_module.guided
-    monkeypatch.setattr(pipeline_module, "guided", lambda *a: seen.append(a[3]) or guide(*a))
     pipe = AnimationPipeline.from_pretrained(*default_models())
     assert pipe.guidance_scale == WORLD_GUIDANCE_SCALE
     pipe("a red circle", num_frames=2, num_inference_steps=1, progress=False)
