@@ -44,12 +44,18 @@ def test_quick_build_runs_every_stage_and_resumes(tmp_path):
     ).is_file()
 
 
-def test_a_build_run_again_from_scratch_gives_the_same_weights(tmp_path):
+def test_a_build_run_again_from_scratch_gives_the_same_weights(tmp_path, monkeypatch):
     """Every stage draws from seeded CPU generators, so a rebuild on the same machine type reproduces each weight
-    exactly (the full recipe's VAE, rebuilt so, equals the shipped one in every fp16 value)."""
+    exactly (the full recipe's VAE, rebuilt so, equals the shipped one in every fp16 value), whether the world is
+    rendered in the training process or in a DataLoader worker."""
     from safetensors.torch import load_file
 
-    for name in ("first", "second"):
+    import animatediff.world.build as build_module
+    import animatediff.world.train_image as train_image
+
+    for name, workers in (("first", 0), ("second", 1)):
+        for module in (build_module, train_image):
+            monkeypatch.setattr(module, "rendering_workers", lambda n=workers: n)
         build_world(tmp_path / name, quick_recipe())
     weights = sorted(p.relative_to(tmp_path / "first") for p in (tmp_path / "first").rglob("*.safetensors"))
     outputs = [p for p in weights if not str(p).startswith(("motion-run", "motion-lora-runs"))]

@@ -232,7 +232,11 @@ class Trainer:
     def encode_videos(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(b, f, 3, H, W) in [-1, 1] → posterior samples × scaling factor, (b, 4, f, H/8, W/8)."""
         b, f = pixel_values.shape[:2]
+        # Channels-last whatever layout the loader gave: a DataLoader worker collates into contiguous memory, the
+        # main process keeps the items' layout (channels-last from HWC frames), and the two layouts take different
+        # convolution kernels, whose last bits differ; so a run would depend on num_workers.
         flat = pixel_values.flatten(0, 1).to(self.accelerator.device, self.vae.dtype)
+        flat = flat.contiguous(memory_format=torch.channels_last)
         latents = torch.cat(
             [self.vae.encode(chunk).latent_dist.sample(generator=self.generator) for chunk in flat.split(64)]
         )

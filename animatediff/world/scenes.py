@@ -245,8 +245,8 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     return [(cx + px * c + py * s, cy - px * s + py * c) for px, py in points]
 
 
-def _draw_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: int, outline: int | None) -> np.ndarray:
-    """Coverage mask (size, size) in [0, 1]: filled, or an outline `outline` pixels wide."""
+def _draw_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: int, outline: int | None) -> Image.Image:
+    """Coverage mask (size, size), 255 where covered: filled, or an outline `outline` pixels wide."""
     mask = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(mask)
     fill, line = (None, 255) if outline else (255, None)
@@ -256,10 +256,15 @@ def _draw_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: i
     else:
         points = _polygon(shape, cx, cy, r, angle)
         draw.polygon(points, fill=fill, outline=line, width=width)
+    return mask
+
+
+def _coverage(mask: Image.Image) -> np.ndarray:
+    """A mask as floats in [0, 1]."""
     return np.asarray(mask, dtype=np.float32) / 255.0
 
 
-def _layer(spec: SceneSpec, t: float, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _layer(spec: SceneSpec, t: float, S: int) -> tuple[Image.Image, Image.Image, np.ndarray]:
     """The object at clip time t (before the clip when negative) on an S×S canvas: (filled mask, coverage as
     drawn, paint (S, S, 3))."""
     x, y, size, angle = past_state(spec, t)
@@ -281,6 +286,23 @@ def _layer(spec: SceneSpec, t: float, S: int) -> tuple[np.ndarray, np.ndarray, n
     return filled, coverage, paint
 
 
+Box = tuple[slice, slice]
+
+
+def _extent(mask: Image.Image) -> Box | None:
+    """The bounding box (rows, columns) of a mask's covered pixels, or None when it covers none."""
+    box = mask.getbbox()
+    return None if box is None else (slice(box[1], box[3]), slice(box[0], box[2]))
+
+
+def _union(a: Box | None, b: Box) -> Box:
+    if a is None:
+        return b
+    return slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)), slice(
+        min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)
+    )
+
+
 def render_frame(
     spec: SceneSpec, t: float, resolution: int = 32, supersample: int = 4
 ) -> tuple[np.ndarray, float, float, float]:
@@ -288,20 +310,34 @@ def render_frame(
 
     The ground truth (centroid, area) is the object's own; its trail (`TRAIL`) is drawn but not counted."""
     S = resolution * supersample
-    hires = np.broadcast_to(np.array(BACKGROUNDS[spec.background], dtype=np.float32), (S, S, 3))
+    hires = np.empty((S, S, 3), np.float32)
+    hires[...] = np.array(BACKGROUNDS[spec.background], dtype=np.float32)
+    # Layers are blended only inside their bounding boxes: outside, their coverage is zero and the blend would
+    # give back the same background bits, so this is the whole-canvas blend, several times faster (the motion
+    # stages render 128 frames a step).
     if spec.motion != "still":
         # Each pixel of the trail takes the strongest copy over it (copies do not pile up into an opaque smear),
         # so the trail stays fainter than the object everywhere and a measurement can tell them apart.
         trail, trail_paint = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
+        span = None
         for offset, opacity in TRAIL:
             _, coverage, paint = _layer(spec, t - offset, S)
-            a = opacity * coverage[..., None]
-            stronger = a > trail
-            trail, trail_paint = np.where(stronger, a, trail), np.where(stronger, paint, trail_paint)
-        hires = hires * (1 - trail) + trail_paint * trail
-    filled, coverage, paint = _layer(spec, t, S)
-    a = coverage[..., None]
-    hires = hires * (1 - a) + paint * a
+            box = _extent(coverage)
+            if box is None:
+                continue
+            span = _union(span, box)
+            a = opacity * _coverage(coverage.crop((box[1].start, box[0].start, box[1].stop, box[0].stop)))[..., None]
+            stronger = a > trail[box]
+            trail[box] = np.where(stronger, a, trail[box])
+            trail_paint[box] = np.where(stronger, paint[box], trail_paint[box])
+        if span is not None:
+            hires[span] = hires[span] * (1 - trail[span]) + trail_paint[span] * trail[span]
+    filled_mask, coverage_mask, paint = _layer(spec, t, S)
+    filled, coverage = _coverage(filled_mask), _coverage(coverage_mask)
+    box = _extent(coverage_mask)
+    if box is not None:
+        a = coverage[box][..., None]
+        hires[box] = hires[box] * (1 - a) + paint[box] * a
     # (S, S, 3) → (H, W, 3): average each supersample × supersample block.
     frame = hires.reshape(resolution, supersample, resolution, supersample, 3).mean(axis=(1, 3))
     total = filled.sum()

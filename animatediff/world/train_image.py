@@ -126,10 +126,14 @@ def training_device() -> torch.device:
 
 
 def rendering_workers() -> int:
-    """DataLoader workers that render the world's images and clips. None on a CPU build, whose cores the training
-    uses; next to a GPU, rendering on one core would leave the GPU waiting. Items are rendered from their index,
-    so the data is the same either way."""
-    return min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
+    """DataLoader workers that render the world's images and clips. Next to a GPU, several, as rendering on one
+    core would leave the GPU waiting; on a CPU build, one, which renders the next batch while torch computes this
+    one (a motion-stage step takes about a tenth less on 2 cores than rendering in between). Items are rendered
+    from their index, so the data is the same either way."""
+    cores = os.cpu_count() or 1
+    if torch.cuda.is_available():
+        return min(8, max(0, cores - 2))
+    return 1 if cores >= 2 else 0
 
 
 def _optimizer(
