@@ -316,3 +316,19 @@ def test_world_build_set_reports_a_bad_key_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown recipe key 'motion.stepz'; did you mean 'motion.steps'" in err and "Traceback" not in err
     assert not (tmp_path / "w").exists()
+
+
+def test_a_motion_listed_twice_in_the_motion_stage_is_drawn_twice_as_often(tmp_path):
+    from collections import Counter
+
+    from animatediff.defaults import DEFAULT_BASE
+    from animatediff.train.datasets import build_dataset
+    from animatediff.world.build import _world_train_config
+
+    recipe = override_recipe(WorldRecipe(), ["motion.motions=[left, growing, growing]"])
+    config = _world_train_config(DEFAULT_BASE, tmp_path, recipe.motion, 16, False, motions=recipe.motion.motions)
+    dataset = build_dataset(config.data, config.seed, 0, 1)
+    counts = Counter(dataset.spec(i).motion for i in range(3000))
+    assert set(counts) == {"left", "growing"}
+    assert 1.8 < counts["growing"] / counts["left"] < 2.2
+    assert not WorldRecipe().motion.motions  # the default draws every motion of the world alike

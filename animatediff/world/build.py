@@ -66,6 +66,9 @@ class MotionStage(TrainerStage):
     """Frames per clip, as the official recipe (the MotionLoRAs train on as many)."""
     version: str = "v3"
     """Motion-module layout: 'v3' (no mid-block module) or 'v2' (with one)."""
+    motions: tuple[str, ...] = ()
+    """The clips' motions, drawn uniformly from this list, so a motion listed twice is drawn twice as often; empty:
+    every motion of the base world, each alike."""
 
 
 # The motions the evaluation measures, each with a MotionLoRA: the paper's way (§4.3) to control which motion a
@@ -147,7 +150,7 @@ def override_recipe(recipe: WorldRecipe, overrides: list[str]) -> WorldRecipe:
 
 def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, progress: bool = True) -> Path:
     """Train with the project's trainer; returns its exported official-layout motion-module file."""
-    config = _world_train_config(base, run_dir, stage, stage.frames, progress, version=stage.version)
+    config = _world_train_config(base, run_dir, stage, stage.frames, progress, stage.version, motions=stage.motions)
     return _train_and_export(config, "motion_module.safetensors")
 
 
@@ -188,9 +191,11 @@ def _world_train_config(
     progress: bool,
     version: str = "v3",
     lora: tuple[Path, str, int] | None = None,
+    motions: tuple[str, ...] = (),
 ) -> TrainConfig:
-    """The trainer's config for a world run: a `version` motion module from scratch, or with `lora` = (motion
-    module, motion, rank) a MotionLoRA over that module (whose layout it reads) on the clips of that one motion."""
+    """The trainer's config for a world run: a `version` motion module from scratch on clips of `motions` (all
+    when empty), or with `lora` = (motion module, motion, rank) a MotionLoRA over that module (whose layout it
+    reads) on the clips of that one motion."""
     from animatediff.train.config import (
         CheckpointConfig,
         DataConfig,
@@ -205,7 +210,7 @@ def _world_train_config(
     resolution = json.loads((base / "unet" / "config.json").read_text())["sample_size"] * 2 ** (
         len(json.loads((base / "vae" / "config.json").read_text())["block_out_channels"]) - 1
     )
-    init, motions, rank = (str(lora[0]), [lora[1]], lora[2]) if lora else (None, [], None)
+    init, motions, rank = (str(lora[0]), [lora[1]], lora[2]) if lora else (None, list(motions), None)
     return TrainConfig(
         output_dir=str(run_dir),
         seed=stage.seed,
