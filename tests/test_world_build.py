@@ -332,3 +332,28 @@ def test_a_motion_listed_twice_in_the_motion_stage_is_drawn_twice_as_often(tmp_p
     assert set(counts) == {"left", "growing"}
     assert 1.8 < counts["growing"] / counts["left"] < 2.2
     assert not WorldRecipe().motion.motions  # the default draws every motion of the world alike
+
+
+def test_motion_stages_over_the_fp16_base_rerun_from_shipped_assets_alone(tmp_path):
+    """With `motion_over_fp16`, the motion module trains over the base as it ships, and the MotionLoRAs over the
+    module as it ships, so a folder holding only the shipped base (and the image stages' other outputs) gives the
+    same motion weights as the build from scratch."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    recipe = override_recipe(quick_recipe(), ["motion_over_fp16=true"])
+    build_world(tmp_path / "scratch", recipe)
+    assets = ship(tmp_path / "scratch", tmp_path / "assets")
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copytree(assets / "base", again / "base")
+    shutil.copytree(assets / "personalized", again / "personalized")
+    shutil.copyfile(assets / LOOK_CLASSIFIER, again / LOOK_CLASSIFIER)
+    build_world(again, recipe)
+    unet = load_file(tmp_path / "scratch" / "base-fp16" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(v.dtype == torch.float16 for v in unet.values())
+    for name in ("motion_module.safetensors", f"{MOTION_LORAS}/left.safetensors"):
+        first, second = load_file(tmp_path / "scratch" / name), load_file(again / name)
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first), name

@@ -28,6 +28,8 @@ from animatediff.world.personalize import PersonalizeConfig, personalize
 from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig, rendering_workers
 
 if TYPE_CHECKING:  # the trainer's modules pull in accelerate; they are imported when a stage runs
+    from collections.abc import Callable
+
     from animatediff.train.config import TrainConfig
 
 
@@ -111,6 +113,10 @@ class WorldRecipe:
     0.45 (2,400) of frames; 0.13 (outline, rank 8, 400 steps) and 0.20 (rank 32, 1,200 steps)."""
     looks: LookConfig = field(default_factory=LookConfig)
     """The look classifier the evaluation reads shapes and textures with (trained on renderings)."""
+    motion_over_fp16: bool = False
+    """Train the motion module over the base rounded to fp16, and the MotionLoRAs over that module rounded so too:
+    the weights that ship and that users run, instead of the build's fp32 ones. A motion stage can then be rerun
+    from the embedded assets alone (`base/` copied from them), and gives what a rebuild from scratch gives."""
     threads: int = 2
     """torch CPU threads (the rebuild is meant to run on a laptop CPU)."""
     progress: bool = True
@@ -294,6 +300,8 @@ def _build(out: Path, recipe: WorldRecipe, images_only: bool) -> dict:
 
 def _motion_stages(out: Path, base: Path, recipe: WorldRecipe, figures: dict) -> None:
     """The motion module, then its MotionLoRAs, each skipped when done; their minutes go into `figures`."""
+    if recipe.motion_over_fp16:
+        base = _staged(out / "base-fp16", lambda target: _write_fp16_base(base, target))
     motion = out / "motion_module.safetensors"
     if not motion.is_file():
         _say(recipe, "stage 4/5: motion module on the world's videos, base frozen")
@@ -302,6 +310,9 @@ def _motion_stages(out: Path, base: Path, recipe: WorldRecipe, figures: dict) ->
         shutil.copyfile(exported, out / "motion_module.safetensors.partial")
         os.replace(out / "motion_module.safetensors.partial", motion)
         figures["motion"] = {"minutes": (time.perf_counter() - start) / 60}
+    if recipe.motion_over_fp16 and recipe.motion_loras.motions:
+        source = motion
+        motion = _staged(out / "motion_module-fp16.safetensors", lambda target: _write_fp16_module(source, target))
     for name in recipe.motion_loras.motions:
         target = out / MOTION_LORAS / f"{name}.safetensors"
         if not target.is_file():
@@ -355,29 +366,49 @@ def _copy_fp16(source: Path, target: Path) -> None:
     write_state_dict(target, half, metadata=metadata)
 
 
-def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
-    """Write a build's weights as fp16 safetensors in the layout the package embeds (base/ + motion module)."""
+def _staged(target: Path, write: Callable[[Path], None]) -> Path:
+    """`target`, written by `write` to a staging path first (so an interrupted build never leaves half of it)
+    unless it exists."""
+    if not target.exists():
+        staging = target.with_name(f"{target.stem}.partial{target.suffix}")  # writers go by the suffix
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.unlink(missing_ok=True)
+        write(staging)
+        os.replace(staging, target)
+    return target
+
+
+def _write_fp16_base(base: Path, target: Path) -> None:
+    """A base folder with its UNet, VAE and text encoder in fp16, the other files as they are."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
+    for sub, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel)):
+        model = cls.from_pretrained(base, subfolder=sub, local_files_only=True)
+        model.to(torch.float16).save_pretrained(target / sub, safe_serialization=True)
+    for sub in ("tokenizer", "scheduler"):
+        shutil.copytree(base / sub, target / sub)
+    for name in ("model_index.json", "world.json"):
+        if (base / name).is_file():
+            shutil.copyfile(base / name, target / name)
+
+
+def _write_fp16_module(source: Path, target: Path) -> None:
+    """A motion-module file in the official layout with fp16 weights."""
     from animatediff.formats import load_motion_modules, save_motion_modules
 
+    save_motion_modules(load_motion_modules(source).to(torch.float16), target)
+
+
+def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
+    """Write a build's weights as fp16 safetensors in the layout the package embeds (base/ + motion module)."""
     build, assets = Path(build_dir), Path(assets_dir)
     if not (build / "motion_module.safetensors").is_file():
         raise FileNotFoundError(f"{build} has no motion module to ship; run `world build` without --images-only")
     staging = assets.with_name(assets.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    base = build / "base"
-    for sub, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel)):
-        model = cls.from_pretrained(base, subfolder=sub, local_files_only=True)
-        model.to(torch.float16).save_pretrained(staging / "base" / sub, safe_serialization=True)
-    for sub in ("tokenizer", "scheduler"):
-        shutil.copytree(base / sub, staging / "base" / sub)
-    for name in ("model_index.json", "world.json"):
-        if (base / name).is_file():
-            shutil.copyfile(base / name, staging / "base" / name)
-    modules = load_motion_modules(build / "motion_module.safetensors").to(torch.float16)
-    save_motion_modules(modules, staging / "motion_module.safetensors")
+    _write_fp16_base(build / "base", staging / "base")
+    _write_fp16_module(build / "motion_module.safetensors", staging / "motion_module.safetensors")
     loras = sorted((build / MOTION_LORAS).glob("*.safetensors"))
     for name in (LOOK_CLASSIFIER, *PERSONALIZED.values(), *(str(p.relative_to(build)) for p in loras)):
         if (build / name).is_file():
