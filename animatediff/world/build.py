@@ -28,8 +28,6 @@ from animatediff.world.personalize import PersonalizeConfig, personalize
 from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig, rendering_workers
 
 if TYPE_CHECKING:  # the trainer's modules pull in accelerate; they are imported when a stage runs
-    from collections.abc import Callable
-
     from animatediff.train.config import TrainConfig
 
 
@@ -301,7 +299,13 @@ def _build(out: Path, recipe: WorldRecipe, images_only: bool) -> dict:
 def _motion_stages(out: Path, base: Path, recipe: WorldRecipe, figures: dict) -> None:
     """The motion module, then its MotionLoRAs, each skipped when done; their minutes go into `figures`."""
     if recipe.motion_over_fp16:
-        base = _staged(out / "base-fp16", lambda target: _write_fp16_base(base, target))
+        rounded = out / "base-fp16"
+        if not rounded.is_dir():
+            staging = out / "base-fp16.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            _write_fp16_base(base, staging)
+            os.replace(staging, rounded)  # complete or absent, as the base itself
+        base = rounded
     motion = out / "motion_module.safetensors"
     if not motion.is_file():
         _say(recipe, "stage 4/5: motion module on the world's videos, base frozen")
@@ -311,8 +315,10 @@ def _motion_stages(out: Path, base: Path, recipe: WorldRecipe, figures: dict) ->
         os.replace(out / "motion_module.safetensors.partial", motion)
         figures["motion"] = {"minutes": (time.perf_counter() - start) / 60}
     if recipe.motion_over_fp16 and recipe.motion_loras.motions:
-        source = motion
-        motion = _staged(out / "motion_module-fp16.safetensors", lambda target: _write_fp16_module(source, target))
+        rounded = out / "motion_module-fp16.safetensors"
+        if not rounded.is_file():
+            _write_fp16_module(motion, rounded)  # written atomically
+        motion = rounded
     for name in recipe.motion_loras.motions:
         target = out / MOTION_LORAS / f"{name}.safetensors"
         if not target.is_file():
@@ -364,18 +370,6 @@ def _copy_fp16(source: Path, target: Path) -> None:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     write_state_dict(target, half, metadata=metadata)
-
-
-def _staged(target: Path, write: Callable[[Path], None]) -> Path:
-    """`target`, written by `write` to a staging path first (so an interrupted build never leaves half of it)
-    unless it exists."""
-    if not target.exists():
-        staging = target.with_name(f"{target.stem}.partial{target.suffix}")  # writers go by the suffix
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.unlink(missing_ok=True)
-        write(staging)
-        os.replace(staging, target)
-    return target
 
 
 def _write_fp16_base(base: Path, target: Path) -> None:
