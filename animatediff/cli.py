@@ -455,7 +455,13 @@ def run_world_build(args: argparse.Namespace) -> None:
 def run_world_probe(args: argparse.Namespace) -> None:
     from animatediff.defaults import WORLD_ASSETS
     from animatediff.world.evaluate import WorldModels
-    from animatediff.world.probes import reliance_table, round_trip_table, vae_round_trip, word_reliance
+    from animatediff.world.probes import (
+        PROBED_MOTIONS,
+        reliance_table,
+        round_trip_table,
+        vae_round_trip,
+        word_reliance,
+    )
 
     _silence_libraries()
     folder = Path(args.models or WORLD_ASSETS)
@@ -468,7 +474,11 @@ def run_world_probe(args: argparse.Namespace) -> None:
     module = models.motion_module if args.motion_module else None
     if models.looks is not None and module is None:
         print(round_trip_table(vae_round_trip(models.base, models.looks, args.images)), end="\n\n")
-    print(reliance_table(word_reliance(models.base, args.images, motion_module=module)))
+    for family, motions in PROBED_MOTIONS.items():
+        print(f"Caption words, on {'clips' if module else 'renderings'} of {family}:", end="\n\n")
+        print(
+            reliance_table(word_reliance(models.base, args.images, motion_module=module, motions=motions)), end="\n\n"
+        )
 
 
 def run_world_eval(args: argparse.Namespace) -> None:

@@ -137,7 +137,7 @@ def test_world_eval_measures_every_row_of_a_build(tmp_path, one_thread):
 
 def test_world_probe_measures_each_word_swap_of_a_base(tmp_path, capsys, one_thread):
     from animatediff.cli import main
-    from animatediff.world.probes import SWAPS, _swapped, word_reliance
+    from animatediff.world.probes import SCALINGS, SWAPS, _swapped, word_reliance
     from animatediff.world.scenes import SceneSpec
     from animatediff.world.train_image import build_base_model
 
@@ -149,8 +149,15 @@ def test_world_probe_measures_each_word_swap_of_a_base(tmp_path, capsys, one_thr
     spec = SceneSpec("square", "red", "blue", motion="left", amount=0.3, x=0.7)
     assert _swapped(spec, "direction") == "a red square moving right on a blue background"
     assert _swapped(spec, "motion") == "a red square on a blue background"
+    growing = SceneSpec("square", "red", "blue", motion="growing", amount=1.8, size=0.1)
+    assert _swapped(growing, "direction") == "a red square shrinking on a blue background"
+    scalings = word_reliance(tmp_path / "build" / "base", images=4, timesteps=(100,), motions=SCALINGS)
+    assert scalings["true"][100] != result["true"][100]  # renderings of other motions
+    with pytest.raises(ValueError, match="opposite"):
+        word_reliance(tmp_path / "build" / "base", images=4, motions=("bouncing",))
     assert main(["world", "probe", "--models", str(tmp_path / "build"), "--images", "4"]) == 0
-    assert "| direction |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("| direction |") == 2 and "renderings of growing and shrinking" in out
     assert main(["world", "probe", "--models", str(tmp_path / "nothing")]) == 2
     assert main(["world", "probe", "--models", str(tmp_path / "build"), "--motion-module"]) == 2
 
@@ -169,6 +176,7 @@ def test_world_probe_runs_whole_clips_through_base_and_motion_module(capsys, one
     assert main(["world", "probe", "--images", "2", "--motion-module"]) == 0
     out = capsys.readouterr().out
     assert "| direction |" in out and "| stars |" not in out  # the VAE check goes with the base-only probe
+    assert "clips of growing and shrinking" in out
 
 
 def test_world_probe_reads_each_look_back_through_the_vae(capsys, one_thread):

@@ -1,8 +1,9 @@
 """Which caption words a world base reads: how much its denoising loss rises when one word is swapped.
 
 A motion module sees the caption only through the frozen base's features, so a base that ignores "left" versus
-"right" leaves it nothing to tell the two apart. Measured on renderings of moving objects, with the same noise and
-timesteps for every caption, this takes seconds on a CPU: the check to run on a new base before its motion stage.
+"right" (or "growing" versus "shrinking") leaves it nothing to tell the two apart. Measured on renderings of moving
+objects, with the same noise and timesteps for every caption, this takes seconds on a CPU: the check to run on a
+new base before its motion stage.
 Given a motion module too, the same probe runs on whole clips through base + module, and tells whether the module
 has learned to read the direction words that the base hands it.
 
@@ -31,14 +32,25 @@ from animatediff.world.scenes import (
 )
 
 DIRECTIONS = ("left", "right", "up", "down")
-_OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+SCALINGS = ("growing", "shrinking")
+PROBED_MOTIONS = {"directions": DIRECTIONS, "growing and shrinking": SCALINGS}
+"""The motion families `world probe` measures, each on renderings of its own motions."""
+_OPPOSITE = {
+    "left": "right",
+    "right": "left",
+    "up": "down",
+    "down": "up",
+    "growing": "shrinking",
+    "shrinking": "growing",
+}
 PROBE_TIMESTEPS = (200, 400, 600, 800)
 SWAPS = ("direction", "shape", "colour", "motion", "caption")
 
 
 def _swapped(spec: SceneSpec, swap: str) -> str:
-    """The caption of `spec` with one thing changed: 'direction' (to its opposite), 'shape', 'colour' (to the next
-    one the world has), 'motion' (the motion words dropped) or 'caption' (the empty caption)."""
+    """The caption of `spec` with one thing changed: 'direction' (the opposite motion: left and right, up and down,
+    growing and shrinking), 'shape', 'colour' (to the next one the world has), 'motion' (the motion words dropped)
+    or 'caption' (the empty caption)."""
     if swap == "direction":
         return replace(spec, motion=_OPPOSITE[spec.motion]).caption()
     if swap == "shape":
@@ -62,10 +74,12 @@ def word_reliance(
     seed: int = 0,
     motion_module: str | os.PathLike | None = None,
     frames: int = 16,
+    motions: tuple[str, ...] = DIRECTIONS,
 ) -> dict[str, dict[int, float]]:
-    """{swap: {timestep: relative rise of the ε-prediction MSE}} over `images` renderings of objects moving in the
-    four directions, caught mid-motion; 0.1 means a tenth more error with that word swapped. The reference loss is
-    under 'true' (absolute). With `motion_module`, `images` whole clips of `frames` frames go through base + module."""
+    """{swap: {timestep: relative rise of the denoising MSE}} over `images` renderings of objects doing `motions`
+    (in turn; by default the four directions), caught mid-motion; 0.1 means a tenth more error with that word
+    swapped. The reference loss is under 'true' (absolute). With `motion_module`, `images` whole clips of `frames`
+    frames go through base + module."""
     from diffusers import DDPMScheduler
 
     from animatediff.pipeline import load_base_model
@@ -76,8 +90,13 @@ def word_reliance(
     model = load_base_model(folder)
     scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
     resolution = model.unet.config.sample_size * 2 ** (len(model.vae.config.block_out_channels) - 1)
+    unknown = [m for m in motions if m not in _OPPOSITE]
+    if not motions or unknown:
+        raise ValueError(
+            f"the probe swaps a motion for its opposite, so it takes {', '.join(_OPPOSITE)}; got {motions}"
+        )
     rng = np.random.default_rng(seed)
-    specs = [sample_spec(rng, BASE_WORLD, True, {"motion": DIRECTIONS[i % 4]}) for i in range(images)]
+    specs = [sample_spec(rng, BASE_WORLD, True, {"motion": motions[i % len(motions)]}) for i in range(images)]
     if motion_module is None:
         denoiser, clip_frames = model.unet, 1
         pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0))).image for s in specs])
