@@ -2,17 +2,9 @@ import numpy as np
 import pytest
 
 from animatediff.world.metrics import colour_correct, consistency, motion_correct, track
-from animatediff.world.scenes import BASE_WORLD, render_video, sample_spec
+from animatediff.world.scenes import BASE_WORLD, OPPOSITE_MOTIONS, render_video, sample_spec
 
 MEASURED = ["left", "right", "up", "down", "growing", "shrinking"]
-OPPOSITE = {
-    "left": "right",
-    "right": "left",
-    "up": "down",
-    "down": "up",
-    "growing": "shrinking",
-    "shrinking": "growing",
-}
 
 
 @pytest.mark.parametrize("motion", MEASURED)
@@ -24,7 +16,7 @@ def test_measures_agree_with_the_ground_truth_of_rendered_clips(motion):
         t = track(r.frames / 255.0)
         np.testing.assert_allclose(t.x * 32, r.centroids[:, 0], atol=1.0)
         assert motion_correct(t, motion), spec
-        assert not motion_correct(t, OPPOSITE[motion]), spec
+        assert not motion_correct(t, OPPOSITE_MOTIONS[motion]), spec
         assert colour_correct(t, spec.colour)
         if motion in DIRECTIONS_ONLY:
             assert consistency(t) > 0.8

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from animatediff.world.scenes import (
     BASE_WORLD,
     COLOURS,
+    OPPOSITE_MOTIONS,
     SceneSpec,
     WorldConfig,
     render_image,
@@ -35,14 +36,6 @@ DIRECTIONS = ("left", "right", "up", "down")
 SCALINGS = ("growing", "shrinking")
 PROBED_MOTIONS = {"directions": DIRECTIONS, "growing and shrinking": SCALINGS}
 """The motion families `world probe` measures, each on renderings of its own motions."""
-_OPPOSITE = {
-    "left": "right",
-    "right": "left",
-    "up": "down",
-    "down": "up",
-    "growing": "shrinking",
-    "shrinking": "growing",
-}
 PROBE_TIMESTEPS = (200, 400, 600, 800)
 SWAPS = ("direction", "shape", "colour", "motion", "caption")
 
@@ -52,7 +45,7 @@ def _swapped(spec: SceneSpec, swap: str) -> str:
     growing and shrinking), 'shape', 'colour' (to the next one the world has), 'motion' (the motion words dropped)
     or 'caption' (the empty caption)."""
     if swap == "direction":
-        return replace(spec, motion=_OPPOSITE[spec.motion]).caption()
+        return replace(spec, motion=OPPOSITE_MOTIONS[spec.motion]).caption()
     if swap == "shape":
         shapes = BASE_WORLD.shapes
         return replace(spec, shape=shapes[(shapes.index(spec.shape) + 1) % len(shapes)]).caption()
@@ -90,10 +83,10 @@ def word_reliance(
     model = load_base_model(folder)
     scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
     resolution = model.unet.config.sample_size * 2 ** (len(model.vae.config.block_out_channels) - 1)
-    unknown = [m for m in motions if m not in _OPPOSITE]
+    unknown = [m for m in motions if m not in OPPOSITE_MOTIONS]
     if not motions or unknown:
         raise ValueError(
-            f"the probe swaps a motion for its opposite, so it takes {', '.join(_OPPOSITE)}; got {motions}"
+            f"the probe swaps a motion for its opposite, so it takes {', '.join(OPPOSITE_MOTIONS)}; got {motions}"
         )
     rng = np.random.default_rng(seed)
     specs = [sample_spec(rng, BASE_WORLD, True, {"motion": motions[i % len(motions)]}) for i in range(images)]

@@ -45,6 +45,15 @@ MOTION_PHRASES = {
     "shrinking": "shrinking",
     "rotating": "rotating",
 }
+# Each motion that has an opposite one, paired with it: what a measurement or a caption swap tells apart.
+OPPOSITE_MOTIONS = {
+    "left": "right",
+    "right": "left",
+    "up": "down",
+    "down": "up",
+    "growing": "shrinking",
+    "shrinking": "growing",
+}
 TEXTURE_WORDS = {"solid": "", "striped": "striped", "outlined": "outlined"}
 
 # The farthest any shape reaches from its centre, in units of its size (the square's corners: 0.85·√2).
