@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -365,3 +366,47 @@ def test_motion_stages_over_the_fp16_base_rerun_from_shipped_assets_alone(tmp_pa
         first, second = load_file(tmp_path / "scratch" / name), load_file(again / name)
         assert first.keys() == second.keys()
         assert all(torch.equal(first[k], second[k]) for k in first), name
+
+
+def test_a_base_drawn_with_growth_cores_hands_them_to_every_stage_over_it(tmp_path):
+    from animatediff.defaults import DEFAULT_BASE
+    from animatediff.train.config import DataConfig, ModelConfig, TrainConfig
+    from animatediff.train.datasets import build_dataset
+    from animatediff.world.build import _world_train_config
+    from animatediff.world.datasets import base_world
+    from animatediff.world.scenes import FULL_WORLD
+
+    base = tmp_path / "base"
+    for folder, config in (("unet", {"sample_size": 8}), ("vae", {"block_out_channels": [32, 64, 64]})):
+        (base / folder).mkdir(parents=True)
+        (base / folder / "config.json").write_text(json.dumps(config))
+    (base / "world.json").write_text(json.dumps({"recipe": {"growth_core": True}}))
+    assert base_world(base).growth_core and base_world(base, FULL_WORLD) == replace(FULL_WORLD, growth_core=True)
+    # The shipped base predates the option, and a real SD1.5 folder has no world.json: drawn without.
+    assert not base_world(DEFAULT_BASE).growth_core and not base_world(tmp_path).growth_core
+    for motions in ((), ("growing",)):
+        config = _world_train_config(base, tmp_path / "run", WorldRecipe().motion, 16, False, motions=motions)
+        assert config.data.world_growth_core
+        assert build_dataset(config.data, 0, 0, 1).world.growth_core
+    with pytest.raises(ValueError, match="world_growth_core applies to data.kind 'world'"):
+        TrainConfig(model=ModelConfig(base="b"), data=DataConfig(kind="synthetic", world_growth_core=True))
+
+
+def test_image_stages_with_growth_cores_draw_every_image_with_them(tmp_path, monkeypatch, one_thread):
+    """`image.growth_core`: the VAE, the base, the personalizations and the look classifier all learn from images
+    drawn with growing objects' cores, and the base records it for the stages and probes that come after."""
+    from animatediff.world import datasets
+    from animatediff.world.datasets import base_world
+
+    worlds = []
+    real = datasets._WorldDataset.__init__
+
+    def recording(self, size, seed=0, world=datasets.BASE_WORLD, *args, **kwargs):
+        worlds.append(world)
+        real(self, size, seed, world, *args, **kwargs)
+
+    monkeypatch.setattr(datasets._WorldDataset, "__init__", recording)
+    build_world(tmp_path, override_recipe(quick_recipe(), ["image.growth_core=true"]), images_only=True)
+    # The VAE's (every look), the base's, each personalization's images and its prior, the classifier's.
+    assert len(worlds) >= 6 and all(world.growth_core for world in worlds)
+    assert base_world(tmp_path / "base").growth_core

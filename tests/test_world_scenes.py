@@ -189,3 +189,43 @@ def test_blending_only_where_a_layer_covers_gives_the_whole_canvas_pixels():
         for t in (0.0, float(rng.random()), 1.0):
             expected = whole_canvas_frame(spec, t, resolution)
             assert np.array_equal(scenes.render_frame(spec, t, resolution)[0], expected), (spec, t)
+
+
+def test_a_growing_object_shows_a_dark_core_only_with_growth_core():
+    growing = SceneSpec("square", "red", "black", motion="growing", amount=2.0, size=0.12)
+    t = 0.5
+    _, _, size, _ = scenes.object_state(growing, t)
+    same_size_still = render_image(replace(growing, motion="still", amount=0.0, size=size))
+    plain, marked = render_image(growing, t=t), render_image(growing, t=t, growth_core=True)
+    # Its trail lies under it: without the core, an image of a growing object is a still object's.
+    assert plain.image.tobytes() == same_size_still.image.tobytes()
+    assert np.allclose(marked.centroids, plain.centroids) and np.allclose(marked.areas, plain.areas)
+    # Along a row from the centre to the rim: darkest where it started (the oldest copy, at half its shade),
+    # lighter outwards, where the object grew later.
+    red = marked.image[16, 16:20, 0].astype(int)
+    assert (plain.image[16, 16:20, 0] == COLOURS["red"][0]).all()
+    assert red[0] == pytest.approx(COLOURS["red"][0] * (1 - 0.5 * (1 - scenes.CORE_SHADE)), abs=2)
+    assert (np.diff(red) >= 0).all() and red[0] < red[-1] < COLOURS["red"][0]
+    # Only the growth is marked: other motions, and shrinking (whose halo shows already), draw as before.
+    for spec in (
+        replace(growing, motion="shrinking", amount=0.5, size=0.2),
+        replace(growing, motion="right", amount=0.3),
+    ):
+        assert render_image(spec, t=t, growth_core=True).image.tobytes() == render_image(spec, t=t).image.tobytes()
+
+
+def test_a_world_with_growth_core_draws_every_growing_frame_with_it():
+    from animatediff.world.datasets import WorldImages, WorldVideos
+
+    world = replace(scenes.BASE_WORLD, motions=("growing",), growth_core=True)
+    videos = WorldVideos(2, 0, world, frames=4)
+    for i in range(2):
+        frames = videos.rendering(i).frames
+        assert frames.tobytes() == render_video(videos.spec(i), 4, growth_core=True).frames.tobytes()
+        assert frames.tobytes() != render_video(videos.spec(i), 4).frames.tobytes()
+    images = WorldImages(40, 0, world)
+    moving = [i for i in range(40) if images.spec(i).motion == "growing"]
+    assert moving and all(
+        images.rendering(i).image.tobytes() == render_image(images.spec(i), 32, images.moment(i), True).image.tobytes()
+        for i in moving
+    )

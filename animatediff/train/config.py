@@ -81,6 +81,9 @@ class DataConfig:
     world_motions: list[str] = field(default_factory=list)
     """'world' only: the motions its clips show (e.g. ['left'] for a MotionLoRA that pans left); empty: every
     motion of the base world."""
+    world_growth_core: bool = False
+    """'world' only: draw growing objects with a darker core (`WorldConfig.growth_core`), as a base trained on
+    such images expects."""
 
 
 @dataclass
@@ -277,6 +280,8 @@ class TrainConfig:
             unknown = [m for m in self.data.world_motions if m not in MOTIONS[1:]]
             if unknown:
                 raise ValueError(f"data.world_motions: unknown {unknown}; choose from {', '.join(MOTIONS[1:])}")
+        if self.data.world_growth_core and self.data.kind != "world":
+            raise ValueError(f"data.world_growth_core applies to data.kind 'world', not {self.data.kind!r}")
         if self.lora.enabled and not self.model.init_motion_module:
             raise ValueError(
                 "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "

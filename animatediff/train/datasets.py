@@ -26,7 +26,9 @@ def build_dataset(config: DataConfig, seed: int, rank: int, world_size: int) -> 
         from animatediff.world.datasets import WorldVideos
         from animatediff.world.scenes import BASE_WORLD
 
-        world = replace(BASE_WORLD, motions=tuple(config.world_motions)) if config.world_motions else BASE_WORLD
+        world = replace(BASE_WORLD, growth_core=config.world_growth_core)
+        if config.world_motions:
+            world = replace(world, motions=tuple(config.world_motions))
         return WorldVideos(config.synthetic_clips, seed, world, config.resolution, config.num_frames)
     from animatediff.data import ClipConfig, ShardDataset, VideoFolderDataset, WebVidDataset
 

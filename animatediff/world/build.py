@@ -22,9 +22,11 @@ import torch
 from animatediff.config_values import dataclass_from_dict, merge, parse_overrides
 from animatediff.formats.state_dicts import write_atomic
 from animatediff.world.base_model import BaseModelConfig
+from animatediff.world.datasets import base_world
 from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, PERSONALIZED_METHOD
 from animatediff.world.looks import LookConfig, look_figures, save_look_classifier, train_look_classifier
 from animatediff.world.personalize import PersonalizeConfig, personalize
+from animatediff.world.scenes import FULL_WORLD
 from animatediff.world.train_image import ImageRecipe, UnetTrainConfig, VaeTrainConfig, rendering_workers
 
 if TYPE_CHECKING:  # the trainer's modules pull in accelerate; they are imported when a stage runs
@@ -228,6 +230,7 @@ def _world_train_config(
             num_workers=rendering_workers(),
             synthetic_clips=stage.clips,
             world_motions=motions,
+            world_growth_core=base_world(base).growth_core,
         ),
         optim=OptimConfig(
             learning_rate=stage.learning_rate,
@@ -287,7 +290,9 @@ def _build(out: Path, recipe: WorldRecipe, images_only: bool) -> dict:
     if not looks.is_file():
         _say(recipe, "stage 3/5: look classifier on rendered images (for the evaluation)")
         start = time.perf_counter()
-        model, accuracy = train_look_classifier(replace(recipe.looks, progress=recipe.progress))
+        model, accuracy = train_look_classifier(
+            replace(recipe.looks, progress=recipe.progress), base_world(base, FULL_WORLD)
+        )
         save_look_classifier(model, looks, {**accuracy, "minutes": (time.perf_counter() - start) / 60})
     figures["looks"] = look_figures(looks)
     if not images_only:

@@ -7,7 +7,10 @@ Items follow the project's training contract: `{"pixel_values": (3, H, W) or (f,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -157,7 +160,8 @@ class WorldImages(_WorldDataset):
 
     def rendering(self, index: int) -> Rendering:
         spec = self.spec(index)
-        return render_image(spec, self.resolution, 0.0 if spec.motion == "still" else self.moment(index))
+        t = 0.0 if spec.motion == "still" else self.moment(index)
+        return render_image(spec, self.resolution, t, self.world.growth_core)
 
 
 class WorldVideos(_WorldDataset):
@@ -182,7 +186,7 @@ class WorldVideos(_WorldDataset):
         super().__init__(size, seed, world, resolution, split, holdout)
 
     def rendering(self, index: int) -> Rendering:
-        return render_video(self.spec(index), self.frames, self.resolution)
+        return render_video(self.spec(index), self.frames, self.resolution, self.world.growth_core)
 
 
 # Looks the base world never shows, for personalized models learned from images alone.
@@ -194,9 +198,22 @@ PERSONALIZATION_WORLDS: dict[str, WorldConfig] = {
 }
 
 
-def personalization_images(kind: str, size: int = 200, seed: int = 0, resolution: int = 32) -> WorldImages:
-    """Images of a look the base lacks: kind 'style' (outlined shapes) or 'object' (stars)."""
+def personalization_images(
+    kind: str, size: int = 200, seed: int = 0, resolution: int = 32, growth_core: bool = False
+) -> WorldImages:
+    """Images of a look the base lacks: kind 'style' (outlined shapes) or 'object' (stars); growing objects drawn
+    with their cores when `growth_core` (as the base saw them)."""
     if kind not in PERSONALIZATION_WORLDS:
         raise ValueError(f"unknown personalization {kind!r}; choose one of: {', '.join(PERSONALIZATION_WORLDS)}")
+    world = replace(PERSONALIZATION_WORLDS[kind], growth_core=growth_core)
     # A seed offset keeps these scenes apart from the base images of the same seed.
-    return WorldImages(size, seed + 1_000_003, PERSONALIZATION_WORLDS[kind], resolution, split="all")
+    return WorldImages(size, seed + 1_000_003, world, resolution, split="all")
+
+
+def base_world(base: str | os.PathLike, world: WorldConfig = BASE_WORLD) -> WorldConfig:
+    """`world` drawn as the world base at `base` saw it in training: with growing objects' cores (`growth_core`)
+    when its world.json records them, so that what trains or measures over a base shows it the images it knows.
+    A base without world.json (any real SD1.5 model) gets `world` as it is."""
+    record = Path(base) / "world.json"
+    recipe = json.loads(record.read_text()).get("recipe", {}) if record.is_file() else {}
+    return replace(world, growth_core=bool(recipe.get("growth_core", False)))

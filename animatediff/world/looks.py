@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from animatediff.world.datasets import WorldImages
-from animatediff.world.scenes import FULL_WORLD, NEW_SHAPES, SHAPES, TEXTURES
+from animatediff.world.scenes import FULL_WORLD, NEW_SHAPES, SHAPES, TEXTURES, WorldConfig
 
 SHAPE_NAMES = SHAPES + NEW_SHAPES
 TEXTURE_NAMES = TEXTURES
@@ -80,9 +80,11 @@ class LookClassifier(nn.Module):
         return [SHAPE_NAMES[i] for i in shape.argmax(1)], [TEXTURE_NAMES[i] for i in texture.argmax(1)]
 
 
-def _rendered(count: int, seed: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images (n, 3, H, W) in [0, 1], shape labels, texture labels) of the full world, half of them mid-motion."""
-    ds = WorldImages(count, seed, FULL_WORLD, resolution, split="all", moving=0.5)
+def _rendered(
+    count: int, seed: int, resolution: int, world: WorldConfig = FULL_WORLD
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images (n, 3, H, W) in [0, 1], shape labels, texture labels) of `world`, half of them mid-motion."""
+    ds = WorldImages(count, seed, world, resolution, split="all", moving=0.5)
     images, shapes, textures = [], [], []
     for i in range(count):
         r = ds.rendering(i)
@@ -108,12 +110,15 @@ def _augment(x: torch.Tensor, cfg: LookConfig, generator: torch.Generator) -> to
     return (flat.reshape(x.shape) + noise).clamp(0, 1)
 
 
-def train_look_classifier(cfg: LookConfig = LookConfig()) -> tuple[LookClassifier, dict[str, float]]:
-    """Train on fresh renderings; returns the classifier (eval mode) and its figures: accuracy on other
-    renderings, and the mean loss of the first and last tenth of the steps."""
+def train_look_classifier(
+    cfg: LookConfig = LookConfig(), world: WorldConfig = FULL_WORLD
+) -> tuple[LookClassifier, dict[str, float]]:
+    """Train on fresh renderings of `world` (every shape and texture; drawn as the base's world is); returns the
+    classifier (eval mode) and its figures: accuracy on other renderings, and the mean loss of the first and last
+    tenth of the steps."""
     torch.manual_seed(cfg.seed)
     model = LookClassifier()
-    images, shapes, textures = _rendered(cfg.images, cfg.seed, cfg.resolution)
+    images, shapes, textures = _rendered(cfg.images, cfg.seed, cfg.resolution, world)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(cfg.seed)
     bar = tqdm(range(cfg.steps), desc="look classifier", disable=not cfg.progress)
@@ -132,12 +137,15 @@ def train_look_classifier(cfg: LookConfig = LookConfig()) -> tuple[LookClassifie
     model.eval()
     tenth = max(1, cfg.steps // 10)
     figures = {"first_loss": float(np.mean(losses[:tenth])), "final_loss": float(np.mean(losses[-tenth:]))}
-    return model, {**look_accuracy(model, cfg), **figures}
+    return model, {**look_accuracy(model, cfg, world=world), **figures}
 
 
-def look_accuracy(model: LookClassifier, cfg: LookConfig = LookConfig(), count: int = 1000) -> dict[str, float]:
-    """Shape and texture accuracy on renderings the classifier never saw (another seed), augmented alike."""
-    images, shapes, textures = _rendered(count, cfg.seed + 7919, cfg.resolution)
+def look_accuracy(
+    model: LookClassifier, cfg: LookConfig = LookConfig(), count: int = 1000, world: WorldConfig = FULL_WORLD
+) -> dict[str, float]:
+    """Shape and texture accuracy on renderings of `world` the classifier never saw (another seed), augmented
+    alike."""
+    images, shapes, textures = _rendered(count, cfg.seed + 7919, cfg.resolution, world)
     x = _augment(images, cfg, torch.Generator().manual_seed(cfg.seed + 1))
     with torch.no_grad():
         shape_logits, texture_logits = model(x)

@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 from animatediff.formats.ldm_export import save_single_file
 from animatediff.formats.lora import save_kohya_lora
 from animatediff.pipeline import BaseModel, load_base_model
-from animatediff.world.datasets import PERSONALIZATION_WORLDS, WorldImages, personalization_images
+from animatediff.world.datasets import PERSONALIZATION_WORLDS, WorldImages, base_world, personalization_images
+from animatediff.world.scenes import BASE_WORLD, WorldConfig
 from animatediff.world.train_image import (
     CaptionEmbeddings,
     LatentCache,
@@ -157,14 +158,16 @@ def image_resolution(unet: UNet2DConditionModel, vae: AutoencoderKL) -> int:
     return unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def encode_personalization(vae: AutoencoderKL, cfg: PersonalizeConfig, resolution: int) -> PersonalizationData:
-    """Render and encode the personalization images and (with a prior share) as many base-world images."""
-    personal = encode_dataset(
-        vae, personalization_images(cfg.kind, cfg.num_images, cfg.seed, resolution), progress=cfg.progress
-    )
+def encode_personalization(
+    vae: AutoencoderKL, cfg: PersonalizeConfig, resolution: int, world: WorldConfig = BASE_WORLD
+) -> PersonalizationData:
+    """Render and encode the personalization images and (with a prior share) as many images of `world`, the base's
+    own (drawn as the base saw it: `base_world`)."""
+    looks = personalization_images(cfg.kind, cfg.num_images, cfg.seed, resolution, world.growth_core)
+    personal = encode_dataset(vae, looks, progress=cfg.progress)
     prior = None
     if cfg.prior_per_batch:
-        images = WorldImages(cfg.num_prior_images, cfg.seed, resolution=resolution, split="train")
+        images = WorldImages(cfg.num_prior_images, cfg.seed, world, resolution, split="train")
         prior = encode_dataset(vae, images, progress=cfg.progress)
     return PersonalizationData(personal, prior, vae.config.scaling_factor)
 
@@ -244,7 +247,7 @@ def _run(base_folder: str | os.PathLike, out_path: str | os.PathLike, cfg: Perso
     for module in (base.unet, base.vae, base.text_encoder):
         module.to(device)
     resolution = image_resolution(base.unet, base.vae)
-    data = encode_personalization(base.vae, cfg, resolution)
+    data = encode_personalization(base.vae, cfg, resolution, base_world(base_folder))
     embed = CaptionEmbeddings(base.tokenizer, base.text_encoder)
     unet = base.unet
     if method == "lora":

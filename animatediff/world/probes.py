@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from animatediff.world.datasets import base_world
 from animatediff.world.scenes import (
     BASE_WORLD,
     COLOURS,
@@ -90,15 +91,16 @@ def word_reliance(
         )
     rng = np.random.default_rng(seed)
     specs = [sample_spec(rng, BASE_WORLD, True, {"motion": motions[i % len(motions)]}) for i in range(images)]
+    core = base_world(folder).growth_core  # the renderings the base learned from
     if motion_module is None:
         denoiser, clip_frames = model.unet, 1
-        pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0))).image for s in specs])
+        pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0)), core).image for s in specs])
     else:
         from animatediff.formats.motion_module_files import load_motion_modules
         from animatediff.models import inflate_unet
 
         denoiser, clip_frames = inflate_unet(model.unet, load_motion_modules(motion_module)).eval(), frames
-        pixels = np.stack([render_video(s, frames, resolution).frames for s in specs])
+        pixels = np.stack([render_video(s, frames, resolution, core).frames for s in specs])
     x = torch.from_numpy(pixels).flatten(0, -4).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     latents = model.vae.encode(x).latent_dist.mean * model.vae.config.scaling_factor
     if motion_module is not None:  # (b f) c h w → b c f h w

@@ -67,6 +67,13 @@ EXTENT = 1.21
 # (the second recipe's four faint copies over half a clip were lost in both). The object was already moving
 # before the clip began, so the trail has its full length from the first frame on (`past_state`).
 TRAIL: tuple[tuple[float, float], ...] = tuple((0.1 * k, 0.5 * (1 - (k - 1) / 8)) for k in range(1, 9))
+# A growing object's trail lies under it, hidden: its earlier copies are smaller and centred on it, so a still image
+# of it is a still object's, and an image model cannot learn "growing" from it. With `growth_core` the same copies
+# are drawn over the object instead, darkened (`CORE_SHADE`), the oldest and smallest strongest: a dark core where
+# the object started, fading towards its rim, as a tree's rings show it grew. Shrinking needs no mark, as its larger
+# earlier copies already show as a halo round it.
+GROWTH_CORE: tuple[tuple[float, float], ...] = tuple(zip((o for o, _ in TRAIL), (a for _, a in reversed(TRAIL))))
+CORE_SHADE = 0.5
 OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 2 px at 32 px)
 STRIPE_PERIOD = 0.125  # stripe period, as a fraction of the image side (4 px at 32 px)
 
@@ -145,6 +152,9 @@ class WorldConfig:
     """End/start size ratio range for growing (its inverse for shrinking)."""
     rotation_range: tuple[float, float] = (60.0, 120.0)
     """Rotation range in degrees for rotating (either direction)."""
+    growth_core: bool = False
+    """How its growing objects are drawn: with their earlier sizes over them as a darker core (`GROWTH_CORE`), so
+    that one image of one shows it grows; off, an image of a growing object is a still one's."""
 
     def __post_init__(self) -> None:
         for name, values, allowed in (
@@ -312,12 +322,34 @@ def _union(a: Box | None, b: Box) -> Box:
     )
 
 
+def _strongest_copies(
+    spec: SceneSpec, t: float, S: int, copies: tuple[tuple[float, float], ...], shade: float = 1.0
+) -> tuple[Box | None, np.ndarray, np.ndarray]:
+    """The object's earlier copies (clip time t − offset, at the given opacity) as one layer: (their span, opacity
+    (S, S, 1), paint (S, S, 3) × `shade`), each pixel taking the strongest copy over it, so copies do not pile up
+    into an opaque smear and stay fainter than the object everywhere."""
+    alpha, paint_of = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
+    span = None
+    for offset, opacity in copies:
+        _, coverage, paint = _layer(spec, t - offset, S)
+        box = _extent(coverage)
+        if box is None:
+            continue
+        span = _union(span, box)
+        a = opacity * _coverage(coverage.crop((box[1].start, box[0].start, box[1].stop, box[0].stop)))[..., None]
+        stronger = a > alpha[box]
+        alpha[box] = np.where(stronger, a, alpha[box])
+        paint_of[box] = np.where(stronger, paint[box] * shade, paint_of[box])
+    return span, alpha, paint_of
+
+
 def render_frame(
-    spec: SceneSpec, t: float, resolution: int = 32, supersample: int = 4
+    spec: SceneSpec, t: float, resolution: int = 32, supersample: int = 4, growth_core: bool = False
 ) -> tuple[np.ndarray, float, float, float]:
     """One frame at clip time t: (uint8 (H, W, 3), centroid x, centroid y, area), supersampled for smooth edges.
 
-    The ground truth (centroid, area) is the object's own; its trail (`TRAIL`) is drawn but not counted."""
+    The ground truth (centroid, area) is the object's own; its trail (`TRAIL`) is drawn but not counted, nor is a
+    growing object's core (`GROWTH_CORE`, drawn with `growth_core`)."""
     S = resolution * supersample
     hires = np.empty((S, S, 3), np.float32)
     hires[...] = np.array(BACKGROUNDS[spec.background], dtype=np.float32)
@@ -325,20 +357,7 @@ def render_frame(
     # give back the same background bits, so this is the whole-canvas blend, several times faster (the motion
     # stages render 128 frames a step).
     if spec.motion != "still":
-        # Each pixel of the trail takes the strongest copy over it (copies do not pile up into an opaque smear),
-        # so the trail stays fainter than the object everywhere and a measurement can tell them apart.
-        trail, trail_paint = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
-        span = None
-        for offset, opacity in TRAIL:
-            _, coverage, paint = _layer(spec, t - offset, S)
-            box = _extent(coverage)
-            if box is None:
-                continue
-            span = _union(span, box)
-            a = opacity * _coverage(coverage.crop((box[1].start, box[0].start, box[1].stop, box[0].stop)))[..., None]
-            stronger = a > trail[box]
-            trail[box] = np.where(stronger, a, trail[box])
-            trail_paint[box] = np.where(stronger, paint[box], trail_paint[box])
+        span, trail, trail_paint = _strongest_copies(spec, t, S, TRAIL)
         if span is not None:
             hires[span] = hires[span] * (1 - trail[span]) + trail_paint[span] * trail[span]
     filled_mask, coverage_mask, paint = _layer(spec, t, S)
@@ -347,6 +366,10 @@ def render_frame(
     if box is not None:
         a = coverage[box][..., None]
         hires[box] = hires[box] * (1 - a) + paint[box] * a
+    if growth_core and spec.motion == "growing":
+        span, core, core_paint = _strongest_copies(spec, t, S, GROWTH_CORE, CORE_SHADE)
+        if span is not None:
+            hires[span] = hires[span] * (1 - core[span]) + core_paint[span] * core[span]
     # (S, S, 3) → (H, W, 3): average each supersample × supersample block.
     frame = hires.reshape(resolution, supersample, resolution, supersample, 3).mean(axis=(1, 3))
     total = filled.sum()
@@ -360,31 +383,32 @@ def render_frame(
     return np.clip(np.rint(frame), 0, 255).astype(np.uint8), float(centroid_x), float(centroid_y), float(area)
 
 
-def _render(spec: SceneSpec, times: list[float], resolution: int, caption: str) -> Rendering:
+def _render(spec: SceneSpec, times: list[float], resolution: int, caption: str, growth_core: bool) -> Rendering:
     if resolution < 8:
         raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
     frames, centroids, areas = [], [], []
     for t in times:
-        frame, cx, cy, area = render_frame(spec, t, resolution)
+        frame, cx, cy, area = render_frame(spec, t, resolution, growth_core=growth_core)
         frames.append(frame)
         centroids.append((cx, cy))
         areas.append(area)
     return Rendering(spec, caption, np.stack(frames), np.array(centroids), np.array(areas))
 
 
-def render_image(spec: SceneSpec, resolution: int = 32, t: float = 0.0) -> Rendering:
-    """The scene at clip time t in [0, 1], with its caption: a moving object shows its trail and motion words."""
+def render_image(spec: SceneSpec, resolution: int = 32, t: float = 0.0, growth_core: bool = False) -> Rendering:
+    """The scene at clip time t in [0, 1], with its caption: a moving object shows its trail and motion words
+    (and a growing one its core, with `growth_core`)."""
     if not 0.0 <= t <= 1.0:
         raise ValueError(f"clip time t must lie in [0, 1], got {t}")
-    return _render(spec, [t], resolution, spec.caption())
+    return _render(spec, [t], resolution, spec.caption(), growth_core)
 
 
-def render_video(spec: SceneSpec, frames: int = 16, resolution: int = 32) -> Rendering:
+def render_video(spec: SceneSpec, frames: int = 16, resolution: int = 32, growth_core: bool = False) -> Rendering:
     """The whole motion spread evenly over `frames` frames, first to last, with the video caption."""
     if frames < 2:
         raise ValueError(f"a video needs at least 2 frames, got {frames}")
     times = [i / (frames - 1) for i in range(frames)]
-    return _render(spec, times, resolution, spec.caption())
+    return _render(spec, times, resolution, spec.caption(), growth_core)
 
 
 def sample_spec(

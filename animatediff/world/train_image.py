@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ from animatediff.world.base_model import (
     save_base_folder,
 )
 from animatediff.world.datasets import WorldImages
-from animatediff.world.scenes import FULL_WORLD
+from animatediff.world.scenes import BASE_WORLD, FULL_WORLD
 from animatediff.world.tokenizer import world_tokenizer
 
 
@@ -441,6 +441,10 @@ class ImageRecipe:
     """Images the VAE learns to reconstruct: 'base' (the base UNet's own images) or 'full' (every shape and
     texture, stars and outlines included, as SD's VAE learned from a broader set than any fine-tune shows it: a
     personalized look can only appear if the shared decoder can draw it)."""
+    growth_core: bool = False
+    """Draw growing objects with a darker core (`WorldConfig.growth_core`), so that an image shows the growth; off,
+    a growing object's image is a still one's. Recorded in world.json, and every stage over the base draws its
+    world the same way (`base_world`)."""
     standardize_latents: bool = True
     """Fold a per-channel shift and scale into the VAE so its latents are zero-mean, unit-spread per channel
     (`standardize_latents`) before the UNet trains, so sampling from unit noise starts where training ended."""
@@ -462,10 +466,12 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     device = training_device()
     tokenizer = world_tokenizer(folder / "tokenizer")
     text_encoder = build_text_encoder(tokenizer, cfg, recipe.model_seed).eval().requires_grad_(False).to(device)
-    dataset = WorldImages(recipe.num_images, recipe.data_seed, resolution=cfg.resolution, split="train")
+    world = replace(BASE_WORLD, growth_core=recipe.growth_core)
+    dataset = WorldImages(recipe.num_images, recipe.data_seed, world, cfg.resolution, split="train")
     vae_images = dataset
     if recipe.vae_world == "full":
-        vae_images = WorldImages(recipe.num_images, recipe.data_seed, FULL_WORLD, cfg.resolution, split="train")
+        full = replace(FULL_WORLD, growth_core=recipe.growth_core)
+        vae_images = WorldImages(recipe.num_images, recipe.data_seed, full, cfg.resolution, split="train")
     report: dict = {"recipe": asdict(recipe)}
 
     if (folder / "vae" / "config.json").is_file():
