@@ -326,8 +326,8 @@ def _strongest_copies(
     spec: SceneSpec, t: float, S: int, copies: tuple[tuple[float, float], ...], shade: float = 1.0
 ) -> tuple[Box | None, np.ndarray, np.ndarray]:
     """The object's earlier copies (clip time t − offset, at the given opacity) as one layer: (their span, opacity
-    (S, S, 1), paint (S, S, 3) × `shade`), each pixel taking the strongest copy over it, so copies do not pile up
-    into an opaque smear and stay fainter than the object everywhere."""
+    (S, S, 1), paint (S, S, 3) × `shade`), each pixel taking the strongest copy over it: copies do not pile up into
+    an opaque smear, so a trail stays fainter than the object everywhere and a measurement can tell them apart."""
     alpha, paint_of = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
     span = None
     for offset, opacity in copies:
