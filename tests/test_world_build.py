@@ -249,13 +249,18 @@ def test_the_denoising_loss_targets_what_the_schedule_predicts():
     assert official_scheduler(True).alphas_cumprod[-1] < 1e-6 < official_scheduler().alphas_cumprod[-1]
 
 
-def test_the_motion_and_motion_lora_stages_hand_their_noise_options_to_the_trainer(tmp_path, monkeypatch):
-    import animatediff.world.build as build
-
-    base = tmp_path / "base"
+def _stub_base(base):
+    """A base folder holding only what a trainer config is made from: the UNet's and VAE's sizes (32 px)."""
     for folder, config in (("unet", {"sample_size": 8}), ("vae", {"block_out_channels": [32, 64, 64]})):
         (base / folder).mkdir(parents=True)
         (base / folder / "config.json").write_text(json.dumps(config))
+    return base
+
+
+def test_the_motion_and_motion_lora_stages_hand_their_noise_options_to_the_trainer(tmp_path, monkeypatch):
+    import animatediff.world.build as build
+
+    base = _stub_base(tmp_path / "base")
     configs = []
     monkeypatch.setattr(build, "_train_and_export", lambda config, name: configs.append(config) or tmp_path / name)
     options = {"loss_weighting": "min_snr", "timestep_bias": "later", "timestep_bias_multiplier": 3.0}
@@ -376,10 +381,7 @@ def test_a_base_drawn_with_growth_cores_hands_them_to_every_stage_over_it(tmp_pa
     from animatediff.world.datasets import base_world
     from animatediff.world.scenes import FULL_WORLD
 
-    base = tmp_path / "base"
-    for folder, config in (("unet", {"sample_size": 8}), ("vae", {"block_out_channels": [32, 64, 64]})):
-        (base / folder).mkdir(parents=True)
-        (base / folder / "config.json").write_text(json.dumps(config))
+    base = _stub_base(tmp_path / "base")
     (base / "world.json").write_text(json.dumps({"recipe": {"growth_core": True}}))
     assert base_world(base).growth_core and base_world(base, FULL_WORLD) == replace(FULL_WORLD, growth_core=True)
     # The shipped base predates the option, and a real SD1.5 folder has no world.json: drawn without.

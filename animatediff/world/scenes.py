@@ -322,12 +322,13 @@ def _union(a: Box | None, b: Box) -> Box:
     )
 
 
-def _strongest_copies(
-    spec: SceneSpec, t: float, S: int, copies: tuple[tuple[float, float], ...], shade: float = 1.0
-) -> tuple[Box | None, np.ndarray, np.ndarray]:
-    """The object's earlier copies (clip time t − offset, at the given opacity) as one layer: (their span, opacity
-    (S, S, 1), paint (S, S, 3) × `shade`), each pixel taking the strongest copy over it: copies do not pile up into
-    an opaque smear, so a trail stays fainter than the object everywhere and a measurement can tell them apart."""
+def _draw_copies(
+    hires: np.ndarray, spec: SceneSpec, t: float, copies: tuple[tuple[float, float], ...], shade: float = 1.0
+) -> None:
+    """Blend the object's earlier copies (clip time t − offset, at the given opacity, paint × `shade`) into the
+    supersampled canvas `hires`, each pixel taking the strongest copy over it: copies do not pile up into an opaque
+    smear, so a trail stays fainter than the object everywhere and a measurement can tell them apart."""
+    S = hires.shape[0]
     alpha, paint_of = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
     span = None
     for offset, opacity in copies:
@@ -340,7 +341,8 @@ def _strongest_copies(
         stronger = a > alpha[box]
         alpha[box] = np.where(stronger, a, alpha[box])
         paint_of[box] = np.where(stronger, paint[box] * shade, paint_of[box])
-    return span, alpha, paint_of
+    if span is not None:
+        hires[span] = hires[span] * (1 - alpha[span]) + paint_of[span] * alpha[span]
 
 
 def render_frame(
@@ -357,9 +359,7 @@ def render_frame(
     # give back the same background bits, so this is the whole-canvas blend, several times faster (the motion
     # stages render 128 frames a step).
     if spec.motion != "still":
-        span, trail, trail_paint = _strongest_copies(spec, t, S, TRAIL)
-        if span is not None:
-            hires[span] = hires[span] * (1 - trail[span]) + trail_paint[span] * trail[span]
+        _draw_copies(hires, spec, t, TRAIL)
     filled_mask, coverage_mask, paint = _layer(spec, t, S)
     filled, coverage = _coverage(filled_mask), _coverage(coverage_mask)
     box = _extent(coverage_mask)
@@ -367,9 +367,7 @@ def render_frame(
         a = coverage[box][..., None]
         hires[box] = hires[box] * (1 - a) + paint[box] * a
     if growth_core and spec.motion == "growing":
-        span, core, core_paint = _strongest_copies(spec, t, S, GROWTH_CORE, CORE_SHADE)
-        if span is not None:
-            hires[span] = hires[span] * (1 - core[span]) + core_paint[span] * core[span]
+        _draw_copies(hires, spec, t, GROWTH_CORE, CORE_SHADE)
     # (S, S, 3) → (H, W, 3): average each supersample × supersample block.
     frame = hires.reshape(resolution, supersample, resolution, supersample, 3).mean(axis=(1, 3))
     total = filled.sum()
