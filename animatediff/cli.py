@@ -516,6 +516,9 @@ def run_world_eval(args: argparse.Namespace) -> None:
     print(text)
     for r in result.rows:
         print(f"{r.name}: per motion {', '.join(f'{m} {v:.2f}' for m, v in r.per_motion.items())}")
+        if r.look_accuracy is not None:
+            by_shape = ", ".join(f"{s} {v:.2f}" for s, v in r.look_by_shape.items())
+            print(f"  look: shape {r.shape_accuracy:.2f}, texture {r.texture_accuracy:.2f}; by asked shape {by_shape}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -114,7 +114,7 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
     assert main(["generate", "--base", str(assets / "base"), "--prompt", "x", "--output", str(out), "--quiet"]) == 2
 
 
-def test_world_eval_measures_every_row_of_a_build(tmp_path, one_thread):
+def test_world_eval_measures_every_row_of_a_build(tmp_path, capsys, one_thread):
     import json
 
     from animatediff.cli import main
@@ -130,6 +130,10 @@ def test_world_eval_measures_every_row_of_a_build(tmp_path, one_thread):
     assert len(names) == 14 and len(set(names)) == 14
     assert all(r["samples"] == 2 and r["look_accuracy"] is not None for r in rows)
     assert all(0 <= r[k] <= 1 for r in rows for k in ("motion_accuracy", "colour_accuracy", "consistency"))
+    # The look, split into shape and texture and by the asked shape, in eval.json and on the terminal.
+    assert all(r["look_accuracy"] <= min(r["shape_accuracy"], r["texture_accuracy"]) for r in rows)
+    assert all(r["look_by_shape"] for r in rows)
+    assert capsys.readouterr().out.count("  look: shape ") == 14
     assert "| generation |" in (out / "eval.md").read_text() and (out / "samples.png").is_file()
     assert main([*args, "--no-text2video-zero", "--output-dir", str(tmp_path / "e2")]) == 0
     assert len(json.loads((tmp_path / "e2" / "eval.json").read_text())) == 11

@@ -60,6 +60,12 @@ def test_rendered_ground_truth_scores_full_marks_and_reversed_clips_none():
     right = evaluate_row("r", truth, one, [0], _Looks(one[0].shape, "solid"))
     wrong = evaluate_row("w", truth, one, [0], _Looks("star", "solid"))
     assert right.look_accuracy == 1.0 and wrong.look_accuracy == 0.0
+    assert right.look_by_shape == {one[0].shape: 1.0} and row.look_by_shape == {}
+    # Split: the right shape in the wrong texture is half right, and the look wrong.
+    outlined = evaluate_row("o", truth, one, [0], _Looks(one[0].shape, "outlined"))
+    assert (outlined.look_accuracy, outlined.shape_accuracy, outlined.texture_accuracy) == (0.0, 1.0, 0.0)
+    assert (wrong.shape_accuracy, wrong.texture_accuracy) == (0.0, 1.0)
+    assert row.shape_accuracy is None and row.texture_accuracy is None
     assert "| r | 1.00 | 1.00 | 1.00 |" in table([right]) and "| – |" in table([row])
 
 

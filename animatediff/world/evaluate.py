@@ -60,6 +60,12 @@ class RowResult:
     per_motion: dict[str, float] = field(default_factory=dict)
     look_accuracy: float | None = None
     """Fraction of frames the look classifier reads as the prompt's shape and texture (None: not measured)."""
+    shape_accuracy: float | None = None
+    """Fraction of frames read as the prompt's shape, whatever their texture (None: not measured)."""
+    texture_accuracy: float | None = None
+    """Fraction of frames read as the prompt's texture, whatever their shape (None: not measured)."""
+    look_by_shape: dict[str, float] = field(default_factory=dict)
+    """Look accuracy of the prompts asking for each shape: which shapes a model fails to draw."""
 
 
 def evaluation_prompts(
@@ -88,9 +94,11 @@ def evaluate_row(
     seeds: list[int],
     looks: LookClassifier | None = None,
 ) -> RowResult:
-    """Generate every (prompt, seed) clip and measure it; `looks` adds the look accuracy."""
-    motion_hits, colour_hits, scores, look_hits = [], [], [], []
+    """Generate every (prompt, seed) clip and measure it; `looks` adds the look accuracy, split into shape and
+    texture and by the asked shape."""
+    motion_hits, colour_hits, scores = [], [], []
     by_motion: dict[str, list[bool]] = {}
+    read: dict[str, list[tuple[bool, bool]]] = {}  # asked shape → (shape right, texture right) per frame
     for prompt in prompts:
         for seed in seeds:
             frames = generate(prompt.text, seed)
@@ -102,7 +110,11 @@ def evaluate_row(
             scores.append(consistency(t))
             if looks is not None:
                 shapes, textures = looks.predict(frames)
-                look_hits.append(np.mean([(s, x) == (prompt.shape, prompt.texture) for s, x in zip(shapes, textures)]))
+                read.setdefault(prompt.shape, []).extend(
+                    (s == prompt.shape, x == prompt.texture) for s, x in zip(shapes, textures)
+                )
+    frames_read = np.array([f for per_shape in read.values() for f in per_shape], dtype=bool).reshape(-1, 2)
+    measured = len(frames_read) > 0
     return RowResult(
         name,
         float(np.mean(motion_hits)),
@@ -110,7 +122,10 @@ def evaluate_row(
         float(np.mean(scores)),
         len(motion_hits),
         {m: float(np.mean(v)) for m, v in by_motion.items()},
-        float(np.mean(look_hits)) if look_hits else None,
+        float(frames_read.all(1).mean()) if measured else None,
+        float(frames_read[:, 0].mean()) if measured else None,
+        float(frames_read[:, 1].mean()) if measured else None,
+        {shape: float(np.mean([a and b for a, b in v])) for shape, v in sorted(read.items())},
     )
 
 
