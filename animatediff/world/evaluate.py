@@ -98,7 +98,7 @@ def evaluate_row(
     texture and by the asked shape."""
     motion_hits, colour_hits, scores = [], [], []
     by_motion: dict[str, list[bool]] = {}
-    read: dict[str, list[tuple[bool, bool]]] = {}  # asked shape → (shape right, texture right) per frame
+    shape_hits, texture_hits, asked_shapes = [], [], []  # one entry per frame read
     for prompt in prompts:
         for seed in seeds:
             frames = generate(prompt.text, seed)
@@ -110,11 +110,15 @@ def evaluate_row(
             scores.append(consistency(t))
             if looks is not None:
                 shapes, textures = looks.predict(frames)
-                read.setdefault(prompt.shape, []).extend(
-                    (s == prompt.shape, x == prompt.texture) for s, x in zip(shapes, textures)
-                )
-    frames_read = np.array([f for per_shape in read.values() for f in per_shape], dtype=bool).reshape(-1, 2)
-    measured = len(frames_read) > 0
+                shape_hits += [s == prompt.shape for s in shapes]
+                texture_hits += [x == prompt.texture for x in textures]
+                asked_shapes += [prompt.shape] * len(shapes)
+    look_hits = np.logical_and(shape_hits, texture_hits)
+    asked = np.array(asked_shapes)
+
+    def fraction(hits) -> float | None:
+        return float(np.mean(hits)) if len(hits) else None
+
     return RowResult(
         name,
         float(np.mean(motion_hits)),
@@ -122,10 +126,10 @@ def evaluate_row(
         float(np.mean(scores)),
         len(motion_hits),
         {m: float(np.mean(v)) for m, v in by_motion.items()},
-        float(frames_read.all(1).mean()) if measured else None,
-        float(frames_read[:, 0].mean()) if measured else None,
-        float(frames_read[:, 1].mean()) if measured else None,
-        {shape: float(np.mean([a and b for a, b in v])) for shape, v in sorted(read.items())},
+        fraction(look_hits),
+        fraction(shape_hits),
+        fraction(texture_hits),
+        {shape: float(look_hits[asked == shape].mean()) for shape in sorted(set(asked_shapes))},
     )
 
 
