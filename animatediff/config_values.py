@@ -14,6 +14,8 @@ import typing
 
 import yaml
 
+from animatediff.errors import InputError
+
 
 def field_names(cls: type, prefix: str = "") -> list[str]:
     """Every dotted key a config class accepts."""
@@ -26,7 +28,7 @@ def field_names(cls: type, prefix: str = "") -> list[str]:
     return names
 
 
-class _UnknownKey(ValueError):
+class _UnknownKey(InputError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
@@ -34,13 +36,13 @@ class _UnknownKey(ValueError):
 
 def dataclass_from_dict(cls: type, values: dict, what: str = "config"):  # noqa: ANN201 - an instance of cls
     """`cls(**values)`, nested dataclasses included, each value checked against its field's type; an unknown key
-    raises ValueError naming it and the closest known key. `what` names the config in messages."""
+    raises InputError naming it and the closest known key. `what` names the config in messages."""
     try:
         return _build(cls, values)
     except _UnknownKey as err:
         close = difflib.get_close_matches(err.key, field_names(cls), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown {what} key {err.key!r}{hint}") from None
+        raise InputError(f"unknown {what} key {err.key!r}{hint}") from None
 
 
 def _build(cls: type, values: dict, prefix: str = ""):  # noqa: ANN202
@@ -63,14 +65,14 @@ def _coerce(value, annotation, key: str):  # noqa: ANN001, ANN202
         return _coerce(value, inner[0], key)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
+            raise InputError(f"config key {key!r} must be a mapping, got {value!r}")
         return _build(annotation, value, f"{key}.")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {key!r} must be a list, got {value!r}")
+            raise InputError(f"config key {key!r} must be a list, got {value!r}")
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
-                raise ValueError(f"config key {key!r} must have {len(args)} entries, got {value!r}")
+                raise InputError(f"config key {key!r} must have {len(args)} entries, got {value!r}")
             return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         items = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -84,7 +86,7 @@ def _coerce(value, annotation, key: str):  # noqa: ANN001, ANN202
     if annotation in (int, float, str, bool) and not (
         isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
     ):
-        raise ValueError(f"config key {key!r} must be of type {annotation.__name__}, got {value!r}")
+        raise InputError(f"config key {key!r} must be of type {annotation.__name__}, got {value!r}")
     return value
 
 
@@ -95,7 +97,7 @@ def _set_dotted(tree: dict, key: str, value) -> None:  # noqa: ANN001
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ValueError(f"override {key!r}: {part!r} is not a section")
+            raise InputError(f"override {key!r}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -106,7 +108,7 @@ def parse_overrides(overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"override {item!r} must look like key.sub=value")
+            raise InputError(f"override {item!r} must look like key.sub=value")
         _set_dotted(tree, key.strip(), yaml.safe_load(text) if text.strip() else None)
     return tree
 

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from animatediff.formats.lora import Lora, load_lora
-from animatediff.formats.motion_lora import load_adapter_lora, load_motion_lora
+from animatediff.base_model import load_base
+from animatediff.errors import InputError
+from animatediff.formats.lora import Lora
+from animatediff.formats.motion_lora import LORA_KINDS, load_lora_of_kind
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import MotionModules, inflate_unet
-from animatediff.pipeline import AnimationPipeline, load_base_model
-from animatediff.sampling import model_noise_settings
-
-LORA_LOADERS = {"image": load_lora, "motion": load_motion_lora, "adapter": load_adapter_lora}
+from animatediff.pipeline import AnimationPipeline
 
 
 @dataclass(frozen=True)
@@ -66,14 +65,14 @@ class ModelCache:
 
     def _lora(self, kind: str, path: str) -> Lora:
         if (kind, path) not in self._loras:
-            self._loras[kind, path] = LORA_LOADERS[kind](path)
+            self._loras[kind, path] = load_lora_of_kind(kind, path)
             self.loads["lora"] += 1
         return self._loras[kind, path]
 
     def pipeline(self, spec: PipelineSpec) -> AnimationPipeline:
         for kind, _, _ in spec.loras:
-            if kind not in LORA_LOADERS:
-                raise ValueError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(LORA_LOADERS)}")
+            if kind not in LORA_KINDS:
+                raise InputError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(LORA_KINDS)}")
         base_key = (os.fspath(spec.base), os.fspath(spec.dreambooth) if spec.dreambooth else None)
         if self._pipe is None or base_key != self._base_key:
             self._load_base(spec, base_key)
@@ -87,17 +86,12 @@ class ModelCache:
             # Cached motion modules outlive this pipeline: unmerge its MotionLoRAs from them first.
             self._pipe.loras.clear("motion_modules")
             self._pipe = None  # drop the old model before loading the next one
-        parts = load_base_model(spec.base, self.dtype)
+        parts = load_base(spec.base, self.dtype, spec.dreambooth)
         self.loads["base"] += 1
         if spec.dreambooth:
-            from animatediff.formats.single_file import load_single_file_weights
-
-            load_single_file_weights(spec.dreambooth, parts.unet, parts.vae, parts.text_encoder)
             self.loads["dreambooth"] += 1
-        unet = inflate_unet(parts.unet, self._motion_modules(spec.motion_module))
-        settings = model_noise_settings(parts.scheduler_config)
-        self._pipe = AnimationPipeline(parts.tokenizer, parts.text_encoder, parts.vae, unet, noise_settings=settings)
-        self._pipe.to(self.device)
+        # The same factory as `AnimationPipeline.from_pretrained`: the base's noise settings and default guidance.
+        self._pipe = AnimationPipeline.from_base(parts, self._motion_modules(spec.motion_module), device=self.device)
         self._base_key, self._motion_path = key, spec.motion_module
 
     def _swap_motion(self, path: str) -> None:

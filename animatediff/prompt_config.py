@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from animatediff.errors import InputError, InputNotFound
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.sampling import for_model
 
@@ -59,7 +60,7 @@ class PromptEntry:
     """Official inference YAML; its `noise_scheduler_kwargs` build the DDIM scheduler when the file exists."""
     steps: int = 25
     guidance_scale: float | None = None
-    """Classifier-free guidance; unset takes the base's (`default_guidance_scale`: 3 for a world model, else 7.5)."""
+    """Classifier-free guidance; unset takes the base's own (its animatediff.json, else 7.5)."""
     W: int | None = None
     H: int | None = None
     L: int | None = None
@@ -81,63 +82,63 @@ class PromptEntry:
 def _strings(value: object, key: str, where: str) -> list[str]:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise ValueError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
+        raise InputError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
     return values
 
 
 def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     """Validate one raw entry: unknown keys are named with the nearest known one."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+        raise InputError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
     known = {f.name for f in fields(PromptEntry)} - {"name"}
     values: dict = {}
     for key, value in raw.items():
         if key in IGNORED:
             continue
         if str(key).startswith(UNSUPPORTED_PREFIXES):
-            raise ValueError(f"{where}: {key!r}: SparseCtrl (controlnet_*) entries are not supported by `run`")
+            raise InputError(f"{where}: {key!r}: SparseCtrl (controlnet_*) entries are not supported by `run`")
         target = ALIASES.get(key, key)
         if target not in known:
             close = difflib.get_close_matches(str(key), sorted(known | set(ALIASES)), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
-            raise ValueError(f"{where}: unknown key {key!r}{hint}")
+            raise InputError(f"{where}: unknown key {key!r}{hint}")
         if target in values and key in ALIASES:
             continue  # the official spelling wins over its alias
         values[target] = value
     for key in ("prompt", "motion_module"):
         if not values.get(key):
-            raise ValueError(f"{where}: {key!r} is required")
+            raise InputError(f"{where}: {key!r} is required")
     values["prompt"] = _strings(values["prompt"], "prompt", where)
     values["motion_module"] = _strings(values["motion_module"], "motion_module", where)
     values["n_prompt"] = _strings(values.get("n_prompt", [""]), "n_prompt", where) or [""]
     seed = values.get("seed", [-1])
     seeds = [seed] if isinstance(seed, int) else seed
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"{where}: seed must be an integer or a list of integers (-1 = random), got {seed!r}")
+        raise InputError(f"{where}: seed must be an integer or a list of integers (-1 = random), got {seed!r}")
     values["seed"] = seeds or [-1]
     loras = values.get("motion_module_lora_configs") or []
     if not isinstance(loras, list) or not all(isinstance(c, dict) and "path" in c for c in loras):
-        raise ValueError(f"{where}: motion_module_lora_configs must be a list of {{path, alpha}} mappings")
+        raise InputError(f"{where}: motion_module_lora_configs must be a list of {{path, alpha}} mappings")
     for c in loras:
         for key in set(c) - {"path", "alpha"}:
             close = difflib.get_close_matches(str(key), ["path", "alpha"], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else "; expected path and alpha"
-            raise ValueError(f"{where}: motion_module_lora_configs: unknown key {key!r}{hint}")
+            raise InputError(f"{where}: motion_module_lora_configs: unknown key {key!r}{hint}")
         if not isinstance(c.get("alpha", 1.0), (int, float)):
-            raise ValueError(f"{where}: motion_module_lora_configs alpha must be a number, got {c['alpha']!r}")
+            raise InputError(f"{where}: motion_module_lora_configs alpha must be a number, got {c['alpha']!r}")
     values["motion_module_lora_configs"] = loras
     for key in ("dreambooth_path", "lora_model_path", "adapter_lora_path", "inference_config", "base"):
         values[key] = values.get(key) or ""
     for key in ("steps", "W", "H", "L"):
         if values.get(key) is not None and (not isinstance(values[key], int) or isinstance(values[key], bool)):
-            raise ValueError(f"{where}: {key} must be an integer, got {values[key]!r}")
+            raise InputError(f"{where}: {key} must be an integer, got {values[key]!r}")
     for key in ("lora_alpha", "adapter_lora_scale", "guidance_scale"):
         if key in values and not isinstance(values[key], (int, float)):
-            raise ValueError(f"{where}: {key} must be a number, got {values[key]!r}")
+            raise InputError(f"{where}: {key} must be a number, got {values[key]!r}")
     entry = PromptEntry(**values, name=name)
     for label, items in (("n_prompt", entry.n_prompt), ("seed", entry.seed)):
         if len(items) not in (1, len(entry.prompt)):
-            raise ValueError(
+            raise InputError(
                 f"{where}: {len(items)} {label} values for {len(entry.prompt)} prompts (give 1 or one each)"
             )
     return entry
@@ -147,19 +148,19 @@ def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], obje
     """(entries, the raw YAML document) of an official prompt config."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prompt config not found: {path}")
+        raise InputNotFound(f"prompt config not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+        raise InputError(f"{path}: not valid YAML ({err})") from None
     if isinstance(raw, list):
         entries = [parse_entry(e, f"{path.name} entry {i}", str(i)) for i, e in enumerate(raw)]
     elif isinstance(raw, dict):
         entries = [parse_entry(e, f"{path.name} entry {k!r}", str(k)) for k, e in raw.items()]
     else:
-        raise ValueError(f"{path}: expected a list (or mapping) of entries, got {type(raw).__name__}")
+        raise InputError(f"{path}: expected a list (or mapping) of entries, got {type(raw).__name__}")
     if not entries:
-        raise ValueError(f"{path}: no entries")
+        raise InputError(f"{path}: no entries")
     return entries, raw
 
 
@@ -185,7 +186,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
             if not path or Path(_local(path, here)).expanduser().exists():
                 continue
             if any((root / path).parent.is_dir() for root in (Path.cwd(), here)):
-                raise FileNotFoundError(
+                raise InputNotFound(
                     f"{config_name} entry {entry.name}: {key} {path!r} not found (looked in {Path.cwd()} and {here})"
                 )
 

@@ -50,7 +50,7 @@ def _write_base(folder: Path) -> None:
 def _batches(args: argparse.Namespace) -> list[dict]:
     from torch.utils.data import DataLoader
 
-    from animatediff.train.synthetic import MovingSquares
+    from animatediff.data.synthetic import MovingSquares
 
     data = MovingSquares(args.batch * (args.steps + args.warmup), args.frames, args.size, seed=0)
     return list(DataLoader(data, batch_size=args.batch))
@@ -82,14 +82,14 @@ def run_official(args: argparse.Namespace, base: Path, _out: Path) -> tuple[call
     from diffusers import DDPMScheduler
     from einops import rearrange
 
+    from animatediff.base_model import load_base, read_component_config
     from animatediff.models import MotionModules, inflate_unet
-    from animatediff.pipeline import load_base_model
     from animatediff.train.config import ModelConfig
-    from animatediff.train.motion_init import read_component_config, scratch_config
+    from animatediff.train.motion_init import scratch_config
 
     device = torch.device(args.device)
     torch.manual_seed(42)
-    parts = load_base_model(base)
+    parts = load_base(base)
     modules = MotionModules(scratch_config(ModelConfig(base=str(base)), read_component_config(base, "unet")))
     unet = inflate_unet(parts.unet, modules).to(device)
     vae, text_encoder, tokenizer = parts.vae.to(device), parts.text_encoder.to(device), parts.tokenizer

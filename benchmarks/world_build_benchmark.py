@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_world_scenes import whole_canvas_frame  # noqa: E402 - the reference lives with the test that holds it
 
 import animatediff.world.build as build  # noqa: E402
-from animatediff.defaults import DEFAULT_BASE  # noqa: E402
 from animatediff.world.datasets import WorldVideos  # noqa: E402
-from animatediff.world.scenes import render_video  # noqa: E402
+from animatediff.world.layout import EMBEDDED  # noqa: E402
+from animatediff.world.render import render_video  # noqa: E402
 
 
 def render_ms(clips: int) -> tuple[float, float]:
@@ -51,9 +51,9 @@ def step_seconds(workers: int, steps: int, run_dir: Path) -> tuple[float, list[f
     from animatediff.train.trainer import Trainer
 
     build.rendering_workers = lambda: workers
-    config = build._world_train_config(DEFAULT_BASE, run_dir, build.MotionStage(), 16, progress=False)
+    config, clips = build.motion_module_run(EMBEDDED / "base", run_dir, build.MotionStage(), progress=False)
     config.checkpoint.every = 0
-    trainer = Trainer(config)
+    trainer = Trainer(config, dataset=clips)
     batches = iter(trainer.loader.epoch(0, 0))
     times, losses = [], []
     for _ in range(steps + 2):

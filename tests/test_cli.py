@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animatediff import pipeline as pipeline_module
+from animatediff.base_model import DEFAULT_GUIDANCE_SCALE as GUIDANCE_SCALE
 from animatediff.cli import main
-from animatediff.defaults import GUIDANCE_SCALE, WORLD_GUIDANCE_SCALE, default_models
 from animatediff.formats import save_motion_modules
 from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline import animation as pipeline_module
+from animatediff.world.cli import embedded_base_and_module as default_models
+from animatediff.world.layout import WORLD_GUIDANCE_SCALE
 from tests.tiny import tiny_motion
 
 
@@ -160,3 +162,37 @@ def test_the_python_api_samples_a_world_model_at_its_own_guidance(seen):
     pipe("a red circle", num_frames=2, num_inference_steps=1, progress=False)
     pipe("a red circle", num_frames=2, num_inference_steps=1, guidance_scale=5.0, progress=False)
     assert seen == [WORLD_GUIDANCE_SCALE, 5.0]
+
+
+def test_only_input_errors_become_one_line(tmp_path, base_folder, motion_file, capsys, monkeypatch):
+    """A check of ours fails in one line (exit 2); `--debug` shows its traceback; a bug always keeps it."""
+    args = generate_args(
+        base_folder, motion_file, "--prompt", "p", "--width", "18", "--output", str(tmp_path / "o.npy")
+    )
+    assert main(args) == 2
+    assert "width 18 must be a positive multiple of 4" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="width 18"):
+        main(["--debug", *args])
+    monkeypatch.setenv("ANIMATEDIFF_DEBUG", "1")
+    with pytest.raises(ValueError, match="width 18"):
+        main(args)
+    monkeypatch.delenv("ANIMATEDIFF_DEBUG")
+
+    def bug(*_args, **_kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(AnimationPipeline, "decode", bug)
+    with pytest.raises(ValueError, match="an internal invariant broke"):
+        main(generate_args(base_folder, motion_file, "--prompt", "p", "--steps", "1", "--frames", "2"))
+
+
+def test_version_and_a_missing_half_of_the_models(base_folder, motion_file, capsys):
+    from animatediff import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"animatediff {__version__}"
+    assert main(["generate", "--base", str(base_folder), "--prompt", "p", "--quiet"]) == 2
+    assert "--base needs --motion-module" in capsys.readouterr().err
+    assert main(["generate", "--motion-module", str(motion_file), "--prompt", "p", "--quiet"]) == 2
+    assert "--motion-module needs --base" in capsys.readouterr().err

@@ -26,11 +26,11 @@ def test_fusion_is_a_weighted_mean_of_window_predictions():
     x = torch.zeros(1, 1, 10, 1, 1)
     calls = []
 
-    def predict(xw, t, ctx):
+    def predict(xw, t, ctx, frames):
         calls.append(xw.shape[2])
         return torch.full_like(xw, float(len(calls)))
 
-    out = windowed(predict, 10, length=6, overlap=2)(x, torch.tensor(1), torch.zeros(1, 3, 2))
+    out = windowed(predict, 10, length=6, overlap=2)(x, torch.tensor(1), torch.zeros(1, 3, 2), torch.arange(10))
     assert calls == [6, 6]  # windows [0..5], [4..9]
     w = window_weights(6)
     # Frames 4 and 5 are in both windows: weighted means of 1 and 2.
@@ -38,16 +38,17 @@ def test_fusion_is_a_weighted_mean_of_window_predictions():
     assert out[0, 0, 0, 0, 0].item() == 1 and out[0, 0, 9, 0, 0].item() == 2
 
 
-def test_per_frame_text_follows_its_frames():
-    seen = []
+def test_per_frame_text_and_frame_indices_follow_their_frames():
+    seen, indices = [], []
 
-    def predict(xw, t, ctx):
+    def predict(xw, t, ctx, frames):
         seen.append(ctx[0, :, 0, 0].tolist())
+        indices.append(frames.tolist())
         return xw
 
     ctx = torch.arange(10.0).view(1, 10, 1, 1).expand(1, 10, 3, 2)
-    windowed(predict, 10, length=6, overlap=2)(torch.zeros(1, 1, 10, 1, 1), torch.tensor(1), ctx)
-    assert seen == [[0, 1, 2, 3, 4, 5], [4, 5, 6, 7, 8, 9]]
+    windowed(predict, 10, length=6, overlap=2)(torch.zeros(1, 1, 10, 1, 1), torch.tensor(1), ctx, torch.arange(10))
+    assert seen == indices == [[0, 1, 2, 3, 4, 5], [4, 5, 6, 7, 8, 9]]
 
 
 def test_pipeline_makes_clips_longer_than_the_position_encoding(make_pipeline):

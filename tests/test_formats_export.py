@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from animatediff.base_model import load_base
 from animatediff.formats.ldm_export import save_single_file
 from animatediff.formats.lora import LoraMerger, load_lora, save_kohya_lora
 from animatediff.formats.single_file import load_single_file_weights
-from animatediff.pipeline import load_base_model
 from tests.tiny import tiny_text_encoder, tiny_unet, tiny_vae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,7 +26,7 @@ def test_half_precision_single_file_loads_onto_the_base(base_folder, tokenizer, 
     with safe_open(str(path), "pt") as f:
         assert f.metadata() == {"note": "x"}
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
-    base = load_base_model(base_folder)
+    base = load_base(base_folder)
     assert load_single_file_weights(path, base.unet, base.vae, base.text_encoder) == ["unet", "vae", "text_encoder"]
     for loaded, expected in zip((base.unet, base.vae, base.text_encoder), personal):
         a, b = loaded.state_dict(), expected.state_dict()

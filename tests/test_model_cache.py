@@ -2,10 +2,11 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from animatediff.base_model import load_base
 from animatediff.formats import load_motion_modules, save_motion_modules
 from animatediff.formats.motion_lora import save_motion_lora
 from animatediff.model_cache import ModelCache, PipelineSpec
-from animatediff.pipeline import AnimationPipeline, load_base_model
+from animatediff.pipeline import AnimationPipeline
 from tests.ldm_checkpoint import save_ldm_checkpoint
 from tests.tiny import tiny_motion, tiny_text_encoder, tiny_unet, tiny_vae
 
@@ -38,7 +39,7 @@ def test_cache_reloads_only_what_changed_and_switches_loras_exactly(base_folder,
     # Another motion module, the image LoRA dropped: same pipeline object, base untouched on disk.
     same = cache.pipeline(PipelineSpec(base, b, loras=(("motion", pan, 0.5),)))
     assert same is pipe and cache.loads == {"base": 1, "motion_module": 2, "lora": 2}
-    assert _equal(pipe.unet.unet, load_base_model(base_folder).unet)  # image LoRA unmerged exactly
+    assert _equal(pipe.unet.unet, load_base(base_folder).unet)  # image LoRA unmerged exactly
     assert _equal(cache._motion[a], load_motion_modules(a))  # A got its MotionLoRA back out
     fresh_b = load_motion_modules(b).state_dict()
     torch.testing.assert_close(pipe.unet.motion_modules.state_dict()[TARGET], fresh_b[TARGET] + 0.5 * up @ down)

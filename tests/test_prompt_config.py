@@ -5,12 +5,13 @@ import yaml
 from PIL import Image, ImageSequence
 from safetensors.torch import save_file
 
+from animatediff.base_model import load_base
 from animatediff.cli import main
 from animatediff.formats import save_motion_modules
 from animatediff.formats.motion_lora import save_motion_lora
 from animatediff.io.video import save_video
 from animatediff.model_cache import ModelCache
-from animatediff.pipeline import AnimationPipeline, load_base_model
+from animatediff.pipeline import AnimationPipeline
 from animatediff.prompt_config import load_prompt_config, run_prompt_config, sample_name
 from tests.tiny import tiny_motion
 
@@ -80,7 +81,7 @@ def test_two_entries_three_prompts_official_layout_and_one_base_load(assets, bas
     pipe = cache.pipeline(_spec(assets, base_folder))  # entry 2 again: nothing to load
     assert cache.loads["base"] == 1 and pipe.loras.active == {f"motion:{assets / 'pan.safetensors'}": 0.5}
     # Unmerging the image LoRA restored the UNet exactly.
-    fresh = load_base_model(base_folder).unet.state_dict()
+    fresh = load_base(base_folder).unet.state_dict()
     assert all(torch.equal(v, fresh[k]) for k, v in pipe.unet.unet.state_dict().items())
 
     # The first video is what the library draws with the same model, LoRA and seed.

@@ -38,27 +38,20 @@ def test_aliases_and_unknown_names():
 def test_sampling_follows_how_the_base_was_trained():
     from animatediff.sampling import for_model, model_noise_settings
 
-    assert model_noise_settings({}) == {"prediction_type": "epsilon"}
-    zsnr = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
-    assert model_noise_settings(zsnr) == {
-        "prediction_type": "v_prediction",
-        "rescale_betas_zero_snr": True,
-        "timestep_spacing": "trailing",
-    }
-    assert model_noise_settings(zsnr, prediction_type="epsilon", zero_snr=False) == {"prediction_type": "epsilon"}
-    with pytest.raises(ValueError, match="unknown prediction type 'x0'"):
-        model_noise_settings({}, prediction_type="x0")
+    assert model_noise_settings() == {"prediction_type": "epsilon"}
+    zsnr = model_noise_settings("v_prediction", zero_snr=True)
+    assert zsnr == {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
     ddim = make_scheduler()
-    assert for_model(ddim, model_noise_settings({})) is ddim  # an ε base keeps the official scheduler as it is
+    assert for_model(ddim, model_noise_settings()) is ddim  # an ε base keeps the official scheduler as it is
     for name in ("ddim", "euler", "dpm++-2m-karras", "unipc"):
-        s = for_model(make_scheduler(name), model_noise_settings(zsnr))
+        s = for_model(make_scheduler(name), zsnr)
         assert s.config.prediction_type == "v_prediction" and s.config.timestep_spacing == "trailing"
         assert s.config.beta_schedule == "linear" and s.alphas_cumprod[-1] < 1e-6  # zero terminal SNR
-    s = for_model(make_scheduler("ddim"), model_noise_settings(zsnr))
+    s = for_model(make_scheduler("ddim"), zsnr)
     s.set_timesteps(10)
     assert int(s.timesteps[0]) == 999  # sampling starts where the schedule holds no signal
     with pytest.raises(ValueError, match="PNDMScheduler scheduler cannot sample this model"):
-        for_model(make_scheduler("pndm"), model_noise_settings(zsnr))
+        for_model(make_scheduler("pndm"), zsnr)
 
 
 def test_a_v_prediction_base_is_sampled_as_one(base_folder, tmp_path, capsys):
@@ -101,8 +94,8 @@ def test_guidance_rescale_matches_the_conditional_spread():
     from animatediff.sampling import guided
 
     cond, uncond = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
-    predict = lambda x, t, ctx: ctx  # noqa: E731 - the "prediction" is the context itself
-    x = torch.zeros(2)
+    predict = lambda x, t, ctx, frames: ctx  # noqa: E731 - the "prediction" is the context itself
+    x = torch.zeros(2, 4, 3, 2, 2)
     plain = guided(predict, uncond, cond, 7.5)(x, 0)
     torch.testing.assert_close(plain, uncond + 7.5 * (cond - uncond))
     torch.testing.assert_close(guided(predict, uncond, cond, 7.5, 0.0)(x, 0), plain)

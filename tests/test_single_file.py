@@ -3,8 +3,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from animatediff.base_model import load_base
 from animatediff.formats.single_file import load_single_file_weights
-from animatediff.pipeline import AnimationPipeline, load_base_model
+from animatediff.pipeline import AnimationPipeline
 from tests.ldm_checkpoint import ldm_state_dict, save_ldm_checkpoint
 from tests.tiny import official_scheduler, tiny_motion, tiny_text_encoder, tiny_unet, tiny_vae
 
@@ -19,7 +20,7 @@ def personal(tokenizer):
 def test_single_file_loads_to_the_same_weights(base_folder, personal, tmp_path, name):
     path = tmp_path / name
     save_ldm_checkpoint(path, *personal, wrap=name.endswith(".ckpt"), text_model_level=not name.startswith("old"))
-    base = load_base_model(base_folder)
+    base = load_base(base_folder)
     assert not torch.equal(base.unet.conv_in.weight, personal[0].conv_in.weight)
     load_single_file_weights(path, base.unet, base.vae, base.text_encoder)
     for loaded, expected in zip((base.unet, base.vae, base.text_encoder), personal):
@@ -70,13 +71,13 @@ def _widen(sd: dict, dim: int) -> None:
     ],
 )
 def test_wrong_checkpoints_have_clear_errors(base_folder, personal, tmp_path, edit, message):
-    base = load_base_model(base_folder)
+    base = load_base(base_folder)
     with pytest.raises(ValueError, match=message):
         load_single_file_weights(_bad(tmp_path, personal, edit), base.unet, base.vae, base.text_encoder)
 
 
 def test_pickle_named_safetensors_and_a_lora(base_folder, tmp_path):
-    base = load_base_model(base_folder)
+    base = load_base(base_folder)
     torch.save({"state_dict": {}}, tmp_path / "fake.safetensors")
     with pytest.raises(ValueError, match="looks like a torch pickle"):
         load_single_file_weights(tmp_path / "fake.safetensors", base.unet, base.vae, base.text_encoder)
@@ -88,7 +89,7 @@ def test_pickle_named_safetensors_and_a_lora(base_folder, tmp_path):
 def test_a_file_without_vae_keeps_the_base_vae(base_folder, personal, tmp_path):
     sd = {k: v for k, v in ldm_state_dict(*personal).items() if not k.startswith("first_stage_model.")}
     save_file(sd, tmp_path / "no_vae.safetensors")
-    base = load_base_model(base_folder)
+    base = load_base(base_folder)
     vae_before = {k: v.clone() for k, v in base.vae.state_dict().items()}
     replaced = load_single_file_weights(tmp_path / "no_vae.safetensors", base.unet, base.vae, base.text_encoder)
     assert replaced == ["unet", "text_encoder"]

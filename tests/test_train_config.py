@@ -94,8 +94,7 @@ def test_overrides_are_typed_and_win_over_the_file(tmp_path):
         ({}, [], "model.base is required"),
         ({"model": {"base": "sd15"}, "lora": {"enabled": True}}, [], "lora.enabled needs model.init_motion_module"),
         ({"model": {"base": "sd15"}}, ["optim"], "must look like key.sub=value"),
-        ({"model": {"base": "sd15"}, "data": {"kind": "world"}}, ["data.world_motions=[sideways]"], "unknown"),
-        ({"model": {"base": "sd15"}, "data": {"kind": "synthetic"}}, ["data.world_motions=[left]"], "applies to"),
+        ({"model": {"base": "sd15"}, "data": {"kind": "world"}}, [], "data.kind: 'world' is not one of"),
     ],
 )
 def test_bad_configs_are_named(tmp_path, values, overrides, message):
@@ -116,8 +115,10 @@ def test_shipped_configs_exist():
 def test_too_many_frames_fail_before_any_weights_load(tmp_path):
     base = tmp_path / "base"  # only the config files: loading weights would fail loudly
     for part, cfg in (
-        ("unet", {"block_out_channels": [32, 64], "layers_per_block": 2}),
+        ("unet", {"block_out_channels": [32, 64], "layers_per_block": 2, "sample_size": 8}),
         ("vae", {"block_out_channels": [32, 32]}),
+        ("text_encoder", {}),
+        ("tokenizer", {}),
     ):
         (base / part).mkdir(parents=True)
         (base / part / "config.json").write_text(json.dumps(cfg))
@@ -196,7 +197,7 @@ def test_loss_weightings_weigh_the_x0_error_as_named(prediction_type):
     from diffusers import DDPMScheduler
 
     from animatediff.train.config import OptimConfig
-    from animatediff.train.trainer import timestep_weights
+    from animatediff.train.noise import timestep_weights
 
     scheduler = DDPMScheduler(
         beta_schedule="linear", beta_start=0.00085, beta_end=0.012, prediction_type=prediction_type
@@ -232,7 +233,7 @@ def test_loss_weightings_weigh_the_x0_error_as_named(prediction_type):
 
 def test_timestep_bias_draws_the_favoured_portion_as_often_as_its_multiplier_says():
     from animatediff.train.config import OptimConfig
-    from animatediff.train.trainer import draw_timesteps, timestep_probabilities
+    from animatediff.train.noise import draw_timesteps, timestep_probabilities
 
     uniform = OptimConfig()
     assert torch.equal(
@@ -281,6 +282,8 @@ def test_a_weighted_run_trains_and_old_checkpoints_resume(base_folder, tmp_path)
         "timestep_bias_multiplier",
     ):
         del state["config"]["optim"][key]
+    # ... and one written when the config still had the world's data fields, at the values that drew no world clips.
+    state["config"]["data"] |= {"world_motions": [], "world_growth_core": False}
     state_file.write_text(json.dumps(state))
     resumed = train_config(base_folder, tmp_path / "run", optim={"max_steps": 2}, checkpoint={"resume_from": "latest"})
     assert Trainer(resumed).step == 1

@@ -83,12 +83,19 @@ def test_tar_shards_stream_and_resume_exactly(base_folder, tmp_path, videos):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_world_clips_can_be_restricted_to_some_motions():
-    from animatediff.train.config import DataConfig
-    from animatediff.train.datasets import build_dataset
+def test_a_dataset_handed_to_the_trainer_trains_as_the_config_s_own(base_folder, tmp_path):
+    """data.kind 'custom': the trainer takes clips from Python (as the world build gives it its renderings); the
+    same clips train the same weights as when the config names them."""
+    from animatediff.data.synthetic import MovingSquares
 
-    data = build_dataset(DataConfig(kind="world", resolution=16, num_frames=4, world_motions=["left"]), 0, 0, 1)
-    assert {data.spec(i).motion for i in range(20)} == {"left"}
-    assert all("moving left" in data[i]["text"] for i in range(3))
-    every = build_dataset(DataConfig(kind="world", resolution=16, num_frames=4, synthetic_clips=64), 0, 0, 1)
-    assert len({every.spec(i).motion for i in range(64)}) > 4
+    named = Trainer(train_config(base_folder, tmp_path / "named"))
+    named.train()
+    config = train_config(base_folder, tmp_path / "given", data={"kind": "custom"})
+    given = Trainer(config, dataset=MovingSquares(8, 4, 16, seed=config.seed))
+    given.train()
+    a, b = named.unet.motion_modules.state_dict(), given.unet.motion_modules.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="pass one as Trainer\\(config, dataset=...\\)|only then"):
+        Trainer(train_config(base_folder, tmp_path / "none", data={"kind": "custom"}))
+    with pytest.raises(ValueError, match="data.kind must be 'custom', not 'synthetic'"):
+        Trainer(train_config(base_folder, tmp_path / "both"), dataset=MovingSquares(8, 4, 16))

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from animatediff.base_model import read_component_config
 from animatediff.cli import main
 from animatediff.formats.lora import LoraMerger
 from animatediff.formats.motion_lora import load_motion_lora
 from animatediff.formats.motion_module_files import load_motion_modules, save_motion_modules
 from animatediff.models import MotionModules
-from animatediff.train.motion_init import init_motion_modules, read_component_config
+from animatediff.train.motion_init import init_motion_modules
 from animatediff.train.trainer import Trainer
 from tests.test_train_synthetic import fresh_accelerate_state, train_config  # noqa: F401 - fixtures
 from tests.tiny import tiny_motion

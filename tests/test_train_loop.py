@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from animatediff.base_model import load_base
 from animatediff.formats.motion_module_files import save_motion_modules
-from animatediff.pipeline import load_base_model
 from animatediff.train.trainer import Trainer
 from tests.test_train_synthetic import fresh_accelerate_state, train_config  # noqa: F401 - fixtures
 from tests.tiny import tiny_motion
@@ -41,7 +41,7 @@ def test_base_stays_bit_for_bit_and_only_motion_weights_change(base_folder, tmp_
         after = part.state_dict()
         assert all(torch.equal(frozen[name][k], after[k]) for k in frozen[name]), f"{name} changed"
     # ... and equal to the weights on disk.
-    fresh = load_base_model(base_folder)
+    fresh = load_base(base_folder)
     for k, v in fresh.unet.state_dict().items():
         assert torch.equal(v, trainer.unet.unet.state_dict()[k])
     motion_after = trainer.unet.motion_modules.state_dict()

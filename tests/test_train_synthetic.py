@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from animatediff.data.synthetic import MovingSquares
 from animatediff.train.config import TrainConfig, config_from_dict
-from animatediff.train.synthetic import MovingSquares
 
 
 @pytest.fixture

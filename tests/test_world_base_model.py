@@ -5,8 +5,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+from animatediff.base_model import load_base
 from animatediff.models import MotionModules
-from animatediff.pipeline import AnimationPipeline, load_base_model
+from animatediff.pipeline import AnimationPipeline
 from animatediff.world.base_model import (
     BaseModelConfig,
     build_text_encoder,
@@ -67,7 +68,7 @@ def test_folder_has_the_sd15_layout(world_folder):
 
 def test_loads_through_the_projects_path(world_folder):
     folder, parts = world_folder
-    base = load_base_model(folder)
+    base = load_base(folder)
     for name in ("unet", "vae", "text_encoder"):
         saved, loaded = parts[name].state_dict(), getattr(base, name).state_dict()
         assert saved.keys() == loaded.keys()

@@ -7,8 +7,10 @@ import torch
 
 from animatediff.formats import load_motion_modules
 from animatediff.pipeline import AnimationPipeline
-from animatediff.world.build import WorldRecipe, build_world, override_recipe, quick_recipe, ship
-from animatediff.world.evaluate import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, WorldModels
+from animatediff.world.build import build_world
+from animatediff.world.layout import LOOK_CLASSIFIER, MOTION_LORAS, PERSONALIZED, WorldModels
+from animatediff.world.recipe import WorldRecipe, override_recipe, quick_recipe
+from animatediff.world.ship import ship
 
 
 def test_quick_build_runs_every_stage_and_resumes(tmp_path):
@@ -52,10 +54,11 @@ def test_a_build_run_again_from_scratch_gives_the_same_weights(tmp_path, monkeyp
     from safetensors.torch import load_file
 
     import animatediff.world.build as build_module
-    import animatediff.world.train_image as train_image
+    import animatediff.world.loops as loops
+    import animatediff.world.train_vae as train_vae
 
     for name, workers in (("first", 0), ("second", 1)):
-        for module in (build_module, train_image):
+        for module in (build_module, loops, train_vae):
             monkeypatch.setattr(module, "rendering_workers", lambda n=workers: n)
         build_world(tmp_path / name, quick_recipe())
     weights = sorted(p.relative_to(tmp_path / "first") for p in (tmp_path / "first").rglob("*.safetensors"))
@@ -71,7 +74,7 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
     import numpy as np
     from safetensors import safe_open
 
-    import animatediff.defaults as defaults
+    import animatediff.world.layout as layout
     from animatediff.cli import main
 
     build_world(tmp_path / "build", quick_recipe())
@@ -101,15 +104,14 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
     np.testing.assert_allclose(half(**args), full(**args), atol=2e-2)
 
     # generate with no model arguments uses the embedded world; none shipped → a clear one-line error.
-    monkeypatch.setattr(defaults, "DEFAULT_BASE", assets / "base")
-    monkeypatch.setattr(defaults, "DEFAULT_MOTION_MODULE", assets / "motion_module.safetensors")
+    monkeypatch.setattr(layout, "EMBEDDED", assets)
     out = tmp_path / "default.npy"
     assert (
         main(["generate", "--prompt", "a red circle", "--frames", "4", "--steps", "1", "--output", str(out), "--quiet"])
         == 0
     )
     assert np.load(out).shape == (4, 16, 16, 3)
-    monkeypatch.setattr(defaults, "DEFAULT_BASE", tmp_path / "nothing")
+    monkeypatch.setattr(layout, "EMBEDDED", tmp_path / "nothing")
     assert main(["generate", "--prompt", "x", "--output", str(out), "--quiet"]) == 2
     assert main(["generate", "--base", str(assets / "base"), "--prompt", "x", "--output", str(out), "--quiet"]) == 2
 
@@ -169,7 +171,7 @@ def test_world_probe_measures_each_word_swap_of_a_base(tmp_path, capsys, one_thr
 
 def test_world_probe_runs_whole_clips_through_base_and_motion_module(capsys, one_thread):
     from animatediff.cli import main
-    from animatediff.defaults import WORLD_ASSETS
+    from animatediff.world.layout import EMBEDDED as WORLD_ASSETS
     from animatediff.world.probes import SWAPS, word_reliance
 
     base, module = WORLD_ASSETS / "base", WORLD_ASSETS / "motion_module.safetensors"
@@ -186,7 +188,7 @@ def test_world_probe_runs_whole_clips_through_base_and_motion_module(capsys, one
 
 def test_world_probe_reads_each_look_back_through_the_vae(capsys, one_thread):
     from animatediff.cli import main
-    from animatediff.defaults import WORLD_ASSETS
+    from animatediff.world.layout import EMBEDDED as WORLD_ASSETS
     from animatediff.world.probes import vae_round_trip
 
     result = vae_round_trip(WORLD_ASSETS / "base", WORLD_ASSETS / LOOK_CLASSIFIER, images=24)
@@ -201,9 +203,9 @@ def test_world_probe_reads_each_look_back_through_the_vae(capsys, one_thread):
 
 
 def test_a_zero_terminal_snr_world_trains_samples_and_probes_as_v_prediction(tmp_path, one_thread):
-    from dataclasses import replace
 
-    from animatediff.train.trainer import resolve_zero_terminal_snr
+    from animatediff.base_model import read_traits
+    from animatediff.train.checks import check_zero_snr
     from animatediff.world.build import train_world_motion_module
     from animatediff.world.probes import word_reliance
 
@@ -215,9 +217,9 @@ def test_a_zero_terminal_snr_world_trains_samples_and_probes_as_v_prediction(tmp
     assert "motion" in figures
     config = json.loads((tmp_path / "base" / "scheduler" / "scheduler_config.json").read_text())
     assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
-    assert resolve_zero_terminal_snr(None, tmp_path / "base", "v_prediction")
+    assert read_traits(tmp_path / "base").zero_snr
     with pytest.raises(ValueError, match="needs a v-prediction base"):
-        resolve_zero_terminal_snr(True, tmp_path / "base", "epsilon")
+        check_zero_snr(read_traits(tmp_path / "base", prediction_type="epsilon", zero_snr=True))
     pipe = AnimationPipeline.from_pretrained(tmp_path / "base", tmp_path / "motion_module.safetensors")
     assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.scheduler.config.rescale_betas_zero_snr
     assert np.isfinite(pipe("a red circle", num_frames=4, num_inference_steps=2, seed=0, progress=False)).all()
@@ -234,7 +236,7 @@ def test_the_denoising_loss_targets_what_the_schedule_predicts():
     from types import SimpleNamespace
 
     from animatediff.world.base_model import official_scheduler
-    from animatediff.world.train_image import unet_loss
+    from animatediff.world.train_unet import unet_loss
 
     class ZeroUnet:  # predicts zeros, so the loss is the target's mean square
         device = torch.device("cpu")
@@ -255,7 +257,8 @@ def test_the_denoising_loss_targets_what_the_schedule_predicts():
 
 def _stub_base(base):
     """A base folder holding only what a trainer config is made from: the UNet's and VAE's sizes (32 px)."""
-    for folder, config in (("unet", {"sample_size": 8}), ("vae", {"block_out_channels": [32, 64, 64]})):
+    unet = {"sample_size": 8, "block_out_channels": [64, 128]}
+    for folder, config in (("unet", unet), ("vae", {"block_out_channels": [32, 64, 64]})):
         (base / folder).mkdir(parents=True)
         (base / folder / "config.json").write_text(json.dumps(config))
     return base
@@ -266,7 +269,14 @@ def test_the_motion_and_motion_lora_stages_hand_their_noise_options_to_the_train
 
     base = _stub_base(tmp_path / "base")
     configs = []
-    monkeypatch.setattr(build, "_train_and_export", lambda config, name: configs.append(config) or tmp_path / name)
+    clips = []
+
+    def record(config, dataset, name):
+        configs.append(config)
+        clips.append(dataset)
+        return tmp_path / name
+
+    monkeypatch.setattr(build, "_train_and_export", record)
     options = {"loss_weighting": "min_snr", "timestep_bias": "later", "timestep_bias_multiplier": 3.0}
     build.train_world_motion_module(base, tmp_path / "mm", build.MotionStage(**options), progress=False)
     build.train_world_motion_lora(
@@ -275,7 +285,8 @@ def test_the_motion_and_motion_lora_stages_hand_their_noise_options_to_the_train
     for config in configs:
         assert (config.optim.loss_weighting, config.optim.timestep_bias) == ("min_snr", "later")
         assert config.optim.timestep_bias_multiplier == 3.0 and config.data.resolution == 32
-    assert configs[1].lora.enabled and configs[1].data.world_motions == ["right"]
+    assert configs[1].lora.enabled and clips[1].world.motions == ("right",)
+    assert clips[0].world.motions == build.BASE_WORLD.motions and all(c.data.kind == "custom" for c in configs)
 
 
 def test_an_images_only_build_is_measured_before_its_motion_stages_and_then_finished(tmp_path, one_thread):
@@ -336,22 +347,6 @@ def test_world_build_set_reports_a_bad_key_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "w").exists()
 
 
-def test_a_motion_listed_twice_in_the_motion_stage_is_drawn_twice_as_often(tmp_path):
-    from collections import Counter
-
-    from animatediff.defaults import DEFAULT_BASE
-    from animatediff.train.datasets import build_dataset
-    from animatediff.world.build import _world_train_config
-
-    recipe = override_recipe(WorldRecipe(), ["motion.motions=[left, growing, growing]"])
-    config = _world_train_config(DEFAULT_BASE, tmp_path, recipe.motion, 16, False, motions=recipe.motion.motions)
-    dataset = build_dataset(config.data, config.seed, 0, 1)
-    counts = Counter(dataset.spec(i).motion for i in range(3000))
-    assert set(counts) == {"left", "growing"}
-    assert 1.8 < counts["growing"] / counts["left"] < 2.2
-    assert not WorldRecipe().motion.motions  # the default draws every motion of the world alike
-
-
 def test_motion_stages_over_the_fp16_base_rerun_from_shipped_assets_alone(tmp_path):
     """With `motion_over_fp16`, the motion module trains over the base as it ships, and the MotionLoRAs over the
     module as it ships, so a folder holding only the shipped base (and the image stages' other outputs) gives the
@@ -375,44 +370,3 @@ def test_motion_stages_over_the_fp16_base_rerun_from_shipped_assets_alone(tmp_pa
         first, second = load_file(tmp_path / "scratch" / name), load_file(again / name)
         assert first.keys() == second.keys()
         assert all(torch.equal(first[k], second[k]) for k in first), name
-
-
-def test_a_base_drawn_with_growth_cores_hands_them_to_every_stage_over_it(tmp_path):
-    from animatediff.defaults import DEFAULT_BASE
-    from animatediff.train.config import DataConfig, ModelConfig, TrainConfig
-    from animatediff.train.datasets import build_dataset
-    from animatediff.world.build import _world_train_config
-    from animatediff.world.datasets import base_world
-    from animatediff.world.scenes import FULL_WORLD
-
-    base = _stub_base(tmp_path / "base")
-    (base / "world.json").write_text(json.dumps({"recipe": {"growth_core": True}}))
-    assert base_world(base).growth_core and base_world(base, FULL_WORLD) == replace(FULL_WORLD, growth_core=True)
-    # The shipped base predates the option, and a real SD1.5 folder has no world.json: drawn without.
-    assert not base_world(DEFAULT_BASE).growth_core and not base_world(tmp_path).growth_core
-    for motions in ((), ("growing",)):
-        config = _world_train_config(base, tmp_path / "run", WorldRecipe().motion, 16, False, motions=motions)
-        assert config.data.world_growth_core
-        assert build_dataset(config.data, 0, 0, 1).world.growth_core
-    with pytest.raises(ValueError, match="world_growth_core applies to data.kind 'world'"):
-        TrainConfig(model=ModelConfig(base="b"), data=DataConfig(kind="synthetic", world_growth_core=True))
-
-
-def test_image_stages_with_growth_cores_draw_every_image_with_them(tmp_path, monkeypatch, one_thread):
-    """`image.growth_core`: the VAE, the base, the personalizations and the look classifier all learn from images
-    drawn with growing objects' cores, and the base records it for the stages and probes that come after."""
-    from animatediff.world import datasets
-    from animatediff.world.datasets import base_world
-
-    worlds = []
-    real = datasets._WorldDataset.__init__
-
-    def recording(self, size, seed=0, world=datasets.BASE_WORLD, *args, **kwargs):
-        worlds.append(world)
-        real(self, size, seed, world, *args, **kwargs)
-
-    monkeypatch.setattr(datasets._WorldDataset, "__init__", recording)
-    build_world(tmp_path, override_recipe(quick_recipe(), ["image.growth_core=true"]), images_only=True)
-    # The VAE's (every look), the base's, each personalization's images and its prior, the classifier's.
-    assert len(worlds) >= 6 and all(world.growth_core for world in worlds)
-    assert base_world(tmp_path / "base").growth_core

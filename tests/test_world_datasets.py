@@ -10,7 +10,8 @@ from animatediff.world.datasets import (
     WorldVideos,
     personalization_images,
 )
-from animatediff.world.scenes import BASE_WORLD, MOTION_PHRASES, NEW_SHAPES, render_image
+from animatediff.world.render import render_image
+from animatediff.world.scenes import BASE_WORLD, MOTION_PHRASES, NEW_SHAPES
 
 
 def test_image_items_follow_the_contract():

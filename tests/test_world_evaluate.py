@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from animatediff.world.evaluate import Prompt, caption_motion, evaluate_row, evaluation_prompts, memoized, table
-from animatediff.world.scenes import SceneSpec, render_video
+from animatediff.world.render import render_video
+from animatediff.world.scenes import SceneSpec
 
 
 def test_prompts_cycle_the_motions_and_carry_the_asked_look():

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from animatediff.world.metrics import colour_correct, consistency, motion_correct, track
-from animatediff.world.scenes import BASE_WORLD, OPPOSITE_MOTIONS, render_video, sample_spec
+from animatediff.world.render import render_video
+from animatediff.world.scenes import BASE_WORLD, OPPOSITE_MOTIONS, sample_spec
 
 MEASURED = ["left", "right", "up", "down", "growing", "shrinking"]
 

@@ -6,11 +6,12 @@ import torch
 from safetensors import safe_open
 
 import animatediff.world.personalize as personalize
+from animatediff.base_model import load_base
 from animatediff.formats.ldm_export import ldm_state_dict
 from animatediff.formats.lora import load_lora
 from animatediff.formats.single_file import read_single_file
 from animatediff.models import MotionModules
-from animatediff.pipeline import AnimationPipeline, load_base_model
+from animatediff.pipeline import AnimationPipeline
 from animatediff.world.base_model import (
     BaseModelConfig,
     build_text_encoder,
@@ -64,7 +65,7 @@ def test_dreambooth_file_loads_to_the_fine_tuned_unet_and_the_base_vae_and_text_
     assert _digest(world_base) == on_disk  # the base's files are untouched
 
     tuned = seen["model"].state_dict()
-    base = load_base_model(world_base)
+    base = load_base(world_base)
     assert any(not torch.equal(v, base.unet.state_dict()[k]) for k, v in tuned.items())
     motion = MotionModules(motion_module_config(TINY))
     pipe = AnimationPipeline.from_pretrained(world_base, motion, dreambooth=tmp_path / "style.safetensors")
@@ -107,7 +108,7 @@ def test_kohya_lora_merges_like_peft_and_only_into_attention(world_base, tmp_pat
     # … equals the kohya file merged into the base through the pipeline's loader.
     pipe = AnimationPipeline.from_pretrained(world_base, MotionModules(motion_module_config(TINY)))
     pipe.add_lora(tmp_path / "star.safetensors")
-    ours, base = pipe.unet.unet.state_dict(), load_base_model(world_base).unet.state_dict()
+    ours, base = pipe.unet.unet.state_dict(), load_base(world_base).unet.state_dict()
     assert set(merged) == {f"{n}.weight" for n in projections}
     for key, value in ours.items():
         if key in merged:
@@ -128,9 +129,9 @@ def test_training_lowers_the_loss_on_the_personalization_images(world_base, tmp_
 
 
 def test_personalization_and_prior_batches_mix_as_configured(world_base):
-    base = load_base_model(world_base)
+    base = load_base(world_base)
     cfg = PersonalizeConfig(**{**QUICK, "batch_size": 8}, prior_fraction=0.25)
-    data = personalize.encode_personalization(base.vae, cfg, personalize.image_resolution(base.unet, base.vae))
+    data = personalize.encode_personalization(base.vae, cfg, base.traits.native_size)
     latents, captions = data.batch(cfg, torch.Generator().manual_seed(0))
     assert latents.shape == (8, 4, 8, 8)
     assert all("outlined" in c for c in captions[:6]) and not any("outlined" in c for c in captions[6:])
@@ -155,12 +156,13 @@ def test_bad_configs_have_clear_errors(fields, message):
 
 def test_bad_paths_have_clear_errors(world_base, tmp_path):
     cfg = PersonalizeConfig(**QUICK)
-    with pytest.raises(FileNotFoundError, match="base model folder not found"):
+    with pytest.raises(FileNotFoundError, match="base model not found"):
         train_dreambooth(tmp_path / "no-such-base", tmp_path / "out.safetensors", cfg)
     with pytest.raises(ValueError, match=r"written as \.safetensors"):
         train_lora(world_base, tmp_path / "out.ckpt", cfg)
-    (tmp_path / "half").mkdir()
-    (tmp_path / "half" / "unet").mkdir()
+    import shutil
+
+    shutil.copytree(world_base, tmp_path / "half", ignore=shutil.ignore_patterns("scheduler"))
     with pytest.raises(FileNotFoundError, match="scheduler"):
         train_lora(tmp_path / "half", tmp_path / "out.safetensors", cfg)
     assert not list(tmp_path.glob("out*"))

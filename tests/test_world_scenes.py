@@ -3,18 +3,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from animatediff.world import scenes
-from animatediff.world.scenes import (
-    BACKGROUNDS,
-    COLOURS,
-    FULL_WORLD,
-    MOTIONS,
-    SceneSpec,
-    WorldConfig,
-    render_image,
-    render_video,
-    sample_spec,
-)
+from animatediff.world import render
+from animatediff.world.render import render_image, render_video
+from animatediff.world.scenes import BACKGROUNDS, COLOURS, FULL_WORLD, MOTIONS, SceneSpec, WorldConfig, sample_spec
 
 
 def pixel_centroid(frame: np.ndarray, background: tuple[int, int, int]) -> tuple[float, float]:
@@ -75,7 +66,7 @@ def test_centroid_moves_in_the_captioned_direction(motion, axis, sign):
 
 def test_ground_truth_centroid_matches_the_pixels(monkeypatch):
     # The ground truth is the object's own centroid: measure it on frames drawn without the trail.
-    monkeypatch.setattr("animatediff.world.scenes.TRAIL", ())
+    monkeypatch.setattr("animatediff.world.render.TRAIL", ())
     for motion in ("left", "down", "bouncing"):
         r = video_of(motion, seed=3, texture="solid")
         for frame, (gx, gy) in zip(r.frames, r.centroids):
@@ -112,7 +103,7 @@ def test_rotation_changes_frames_but_not_the_place():
 def test_objects_stay_inside_the_frame(motion, monkeypatch):
     # The object itself; its trail reaches back to before the clip began, so the frame's edge may cut it, as in a
     # photograph of something that came in from outside the picture.
-    monkeypatch.setattr(scenes, "TRAIL", ())
+    monkeypatch.setattr(render, "TRAIL", ())
     for seed in range(10):
         r = video_of(motion, seed, frames=16)
         border = np.concatenate([r.frames[:, 0], r.frames[:, -1], r.frames[:, :, 0], r.frames[:, :, -1]], axis=1)
@@ -168,14 +159,14 @@ def whole_canvas_frame(spec: SceneSpec, t: float, resolution: int, supersample: 
     hires = np.broadcast_to(np.array(BACKGROUNDS[spec.background], dtype=np.float32), (S, S, 3))
     if spec.motion != "still":
         trail, trail_paint = np.zeros((S, S, 1), np.float32), np.zeros((S, S, 3), np.float32)
-        for offset, opacity in scenes.TRAIL:
-            _, coverage, paint = scenes._layer(spec, t - offset, S)
-            a = opacity * scenes._coverage(coverage)[..., None]
+        for offset, opacity in render.TRAIL:
+            _, coverage, paint = render._layer(spec, t - offset, S)
+            a = opacity * render._coverage(coverage)[..., None]
             stronger = a > trail
             trail, trail_paint = np.where(stronger, a, trail), np.where(stronger, paint, trail_paint)
         hires = hires * (1 - trail) + trail_paint * trail
-    _, coverage, paint = scenes._layer(spec, t, S)
-    a = scenes._coverage(coverage)[..., None]
+    _, coverage, paint = render._layer(spec, t, S)
+    a = render._coverage(coverage)[..., None]
     hires = hires * (1 - a) + paint * a
     frame = hires.reshape(resolution, supersample, resolution, supersample, 3).mean(axis=(1, 3))
     return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
@@ -188,44 +179,4 @@ def test_blending_only_where_a_layer_covers_gives_the_whole_canvas_pixels():
         resolution = (16, 32)[i % 2]
         for t in (0.0, float(rng.random()), 1.0):
             expected = whole_canvas_frame(spec, t, resolution)
-            assert np.array_equal(scenes.render_frame(spec, t, resolution)[0], expected), (spec, t)
-
-
-def test_a_growing_object_shows_a_dark_core_only_with_growth_core():
-    growing = SceneSpec("square", "red", "black", motion="growing", amount=2.0, size=0.12)
-    t = 0.5
-    _, _, size, _ = scenes.object_state(growing, t)
-    same_size_still = render_image(replace(growing, motion="still", amount=0.0, size=size))
-    plain, marked = render_image(growing, t=t), render_image(growing, t=t, growth_core=True)
-    # Its trail lies under it: without the core, an image of a growing object is a still object's.
-    assert plain.image.tobytes() == same_size_still.image.tobytes()
-    assert np.allclose(marked.centroids, plain.centroids) and np.allclose(marked.areas, plain.areas)
-    # Along a row from the centre to the rim: darkest where it started (the oldest copy, at half its shade),
-    # lighter outwards, where the object grew later.
-    red = marked.image[16, 16:20, 0].astype(int)
-    assert (plain.image[16, 16:20, 0] == COLOURS["red"][0]).all()
-    assert red[0] == pytest.approx(COLOURS["red"][0] * (1 - 0.5 * (1 - scenes.CORE_SHADE)), abs=2)
-    assert (np.diff(red) >= 0).all() and red[0] < red[-1] < COLOURS["red"][0]
-    # Only the growth is marked: other motions, and shrinking (whose halo shows already), draw as before.
-    for spec in (
-        replace(growing, motion="shrinking", amount=0.5, size=0.2),
-        replace(growing, motion="right", amount=0.3),
-    ):
-        assert render_image(spec, t=t, growth_core=True).image.tobytes() == render_image(spec, t=t).image.tobytes()
-
-
-def test_a_world_with_growth_core_draws_every_growing_frame_with_it():
-    from animatediff.world.datasets import WorldImages, WorldVideos
-
-    world = replace(scenes.BASE_WORLD, motions=("growing",), growth_core=True)
-    videos = WorldVideos(2, 0, world, frames=4)
-    for i in range(2):
-        frames = videos.rendering(i).frames
-        assert frames.tobytes() == render_video(videos.spec(i), 4, growth_core=True).frames.tobytes()
-        assert frames.tobytes() != render_video(videos.spec(i), 4).frames.tobytes()
-    images = WorldImages(40, 0, world)
-    moving = [i for i in range(40) if images.spec(i).motion == "growing"]
-    assert moving and all(
-        images.rendering(i).image.tobytes() == render_image(images.spec(i), 32, images.moment(i), True).image.tobytes()
-        for i in moving
-    )
+            assert np.array_equal(render.render_frame(spec, t, resolution)[0], expected), (spec, t)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from animatediff.defaults import WORLD_ASSETS, WORLD_GUIDANCE_SCALE, default_models
 from animatediff.pipeline import AnimationPipeline
-from animatediff.world.evaluate import WorldModels, evaluate_row, evaluation_prompts, motion_lora_row, pipeline_rows
+from animatediff.world.cli import embedded_base_and_module as default_models
+from animatediff.world.evaluate import evaluate_row, evaluation_prompts, motion_lora_row, pipeline_rows
+from animatediff.world.layout import EMBEDDED as WORLD_ASSETS
+from animatediff.world.layout import WORLD_GUIDANCE_SCALE, WorldModels
 from animatediff.world.looks import LookConfig, load_look_classifier, look_accuracy
 
 PROMPTS = 6  # one per measured motion: left, right, up, down, growing, shrinking

@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 from transformers import CLIPTokenizer
 
-from animatediff.defaults import DEFAULT_BASE
+from animatediff.world.layout import EMBEDDED
 from animatediff.world.scenes import FULL_WORLD
 from animatediff.world.tokenizer import (
     END,
@@ -69,7 +69,7 @@ def test_write_clip_files_reproduces_the_trained_files(folder, tmp_path):
 
 def test_the_world_tokenizer_rebuilds_the_shipped_one(folder):
     """The first stage of a rebuild from scratch gives back the embedded model's tokenizer, byte for byte."""
-    shipped = DEFAULT_BASE / "tokenizer"
+    shipped = EMBEDDED / "base" / "tokenizer"
     for name in ("vocab.json", "merges.txt"):
         assert (folder / name).read_bytes() == (shipped / name).read_bytes()
 

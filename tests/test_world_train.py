@@ -5,25 +5,21 @@ from dataclasses import replace
 import pytest
 import torch
 
-from animatediff.pipeline import load_base_model
+from animatediff.base_model import load_base
 from animatediff.world.base_model import BaseModelConfig, build_text_encoder, build_unet, build_vae
 from animatediff.world.datasets import WorldImages
 from animatediff.world.tokenizer import world_tokenizer
-from animatediff.world.train_image import (
-    CaptionEmbeddings,
-    ImageRecipe,
-    UnetTrainConfig,
+from animatediff.world.train_image import ImageRecipe, build_base_model
+from animatediff.world.train_unet import CaptionEmbeddings, UnetTrainConfig, fixed_unet_loss, train_unet
+from animatediff.world.train_vae import (
     VaeTrainConfig,
-    build_base_model,
     encode_dataset,
-    fixed_unet_loss,
     foreground_weights,
     reconstruction_loss,
     reconstruction_mse,
     set_scaling_factor,
     sharpen_vae,
     standardize_latents,
-    train_unet,
     train_vae,
     vae_loss,
 )
@@ -56,7 +52,8 @@ def test_vae_training_lowers_reconstruction_error(images):
 
 
 def test_foreground_weights_cover_the_object_and_its_edge_on_any_background():
-    from animatediff.world.scenes import SceneSpec, render_image
+    from animatediff.world.render import render_image
+    from animatediff.world.scenes import SceneSpec
 
     spec = SceneSpec("square", "yellow", "blue", x=0.3, y=0.6, size=0.2)
     pixels = torch.from_numpy(render_image(spec, 32).image).permute(2, 0, 1)[None].float() / 127.5 - 1
@@ -149,7 +146,7 @@ def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_p
         model=TINY, vae=VaeTrainConfig(**quick, sharpen_steps=2), unet=UnetTrainConfig(**quick), num_images=8
     )
     folder = build_base_model(tmp_path / "world", recipe)
-    base = load_base_model(folder)
+    base = load_base(folder)
     report = json.loads((folder / "world.json").read_text())
     assert report["recipe"]["unet"]["caption_dropout"] == 0.1
     assert report["unet"]["scaling_factor"] == pytest.approx(base.vae.config.scaling_factor)
@@ -158,7 +155,7 @@ def test_build_base_model_writes_a_loadable_folder_and_keeps_a_trained_vae(tmp_p
     # A second build keeps the trained VAE and retrains only the UNet.
     vae_before = base.vae.state_dict()
     build_base_model(folder, recipe)
-    again = load_base_model(folder)
+    again = load_base(folder)
     for key, value in again.vae.state_dict().items():
         torch.testing.assert_close(value, vae_before[key])
     vae_report = json.loads((folder / "world.json").read_text())["vae"]
@@ -182,7 +179,7 @@ def test_build_options_full_world_vae_and_standardized_latents(tmp_path):
         standardize_latents=True,
     )
     folder = build_base_model(tmp_path / "world", recipe)
-    vae = load_base_model(folder).vae
+    vae = load_base(folder).vae
     cache = encode_dataset(vae, WorldImages(8, seed=0, resolution=16), progress=False)
     assert cache.mean.mean(dim=(0, 2, 3)).abs().max() < 1e-3  # the saved VAE is the standardized one
     with pytest.raises(ValueError, match="vae_world"):
@@ -232,17 +229,18 @@ def test_standardized_latents_are_centred_and_decode_the_same(images):
 
 def test_rendering_workers_give_the_same_batches_and_latents(images, monkeypatch):
     """Next to a GPU the world renders in DataLoader workers; the data must be what a CPU build sees."""
-    import animatediff.world.train_image as train_image
+    from animatediff.world import loops, train_vae
 
     def first_batches():
-        batches = train_image._batches(images, 8, seed=3)
+        batches = loops.endless_batches(images, 8, seed=3)
         return [next(batches)["pixel_values"] for _ in range(3)]
 
     vae = build_vae(TINY).eval()
     alone = first_batches(), encode_dataset(vae, images, batch_size=16, progress=False).mean
-    monkeypatch.setattr(train_image, "rendering_workers", lambda: 2)
+    for module in (loops, train_vae):
+        monkeypatch.setattr(module, "rendering_workers", lambda: 2)
     with_workers = first_batches(), encode_dataset(vae, images, batch_size=16, progress=False).mean
     for a, b in zip(alone[0], with_workers[0]):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(alone[1], with_workers[1])
-    assert train_image.training_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert loops.training_device().type == ("cuda" if torch.cuda.is_available() else "cpu")

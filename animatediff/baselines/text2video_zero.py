@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -29,14 +29,13 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from einops import rearrange, repeat
-from tqdm.auto import tqdm
 
+from animatediff.errors import InputError
 from animatediff.models.attention import SharedContextCrossAttnProcessor
 from animatediff.models.inflate import AnimationUNet, FrameContext
-from animatediff.pipeline import AnimationPipeline
-from animatediff.sampling import guided, initial_noise
+from animatediff.pipeline import AnimationPipeline, encode_text, prompt_batch, unet_predictor
+from animatediff.sampling import denoise, guided, initial_noise, sampling_timesteps
 
 # Unit directions in image coordinates: x to the right, y downwards.
 DIRECTIONS: dict[str, tuple[float, float]] = {
@@ -92,7 +91,7 @@ def _spatial_self_attentions(unet: AnimationUNet) -> list[Attention]:
     for layer in layers:
         # These would normalise the query's tokens but not the first frame's tokens passed in as the context.
         if layer.group_norm is not None or layer.spatial_norm is not None or layer.norm_cross is not None:
-            raise ValueError("cross-frame attention does not support self-attention with group/spatial/cross norms")
+            raise InputError("cross-frame attention does not support self-attention with group/spatial/cross norms")
     return layers
 
 
@@ -130,7 +129,7 @@ def translate(
     dx, dy = direction
     norm = math.hypot(dx, dy)
     if norm == 0:
-        raise ValueError("direction (0, 0) has no direction; pass None for no translation")
+        raise InputError("direction (0, 0) has no direction; pass None for no translation")
     k = torch.arange(num_frames, dtype=torch.float32, device=latent.device)
     shift = k * strength * min(h, w)  # pixels along the direction, per frame
     theta = torch.zeros(num_frames, 2, 3, device=latent.device)
@@ -151,7 +150,7 @@ def renoise(
 ) -> torch.Tensor:
     """DDPM forward noising q(x_to | x_from) = N(√(ᾱ_to/ᾱ_from)·x_from, (1 − ᾱ_to/ᾱ_from)·I), for t_to ≥ t_from."""
     if t_to < t_from:
-        raise ValueError(f"forward noising goes up in time; got {t_from} → {t_to}")
+        raise InputError(f"forward noising goes up in time; got {t_from} → {t_to}")
     ratio = (alphas_cumprod[t_to] / alphas_cumprod[t_from]).item()
     out = math.sqrt(ratio) * latents.float() + math.sqrt(1.0 - ratio) * noise.float()
     return out.to(latents.dtype)
@@ -164,29 +163,12 @@ def motion_steps(timesteps: torch.Tensor, t0: int, t1: int) -> tuple[int, int]:
     881, one step apart. The two are equal (Δt = 0, no motion) when the grid has no step between t0 and t1.
     """
     if not 0 <= t0 <= t1:
-        raise ValueError(f"need 0 ≤ t0 ≤ t1 (T' ≤ T); got t0={t0}, t1={t1}")
+        raise InputError(f"need 0 ≤ t0 ≤ t1 (T' ≤ T); got t0={t0}, t1={t1}")
     i_t1 = int((timesteps > t1).sum())
     i_t0 = int((timesteps > t0).sum())
     if i_t0 >= len(timesteps):
-        raise ValueError(f"t0={t0} lies below the last of the {len(timesteps)} steps ({int(timesteps[-1])})")
+        raise InputError(f"t0={t0} lies below the last of the {len(timesteps)} steps ({int(timesteps[-1])})")
     return i_t1, i_t0
-
-
-def ddim_steps(
-    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    scheduler: SchedulerMixin,
-    latents: torch.Tensor,
-    timesteps: torch.Tensor,
-    progress: bool = False,
-) -> torch.Tensor:
-    """DDIM (η = 0) from `timesteps[0]` down through each listed step. `scheduler.set_timesteps` must be called first.
-
-    `sampling.denoise` always runs the whole schedule from pure noise. This method stops and resumes midway.
-    """
-    for t in tqdm(timesteps, desc="denoising", disable=not progress, leave=False):
-        eps = predict(scheduler.scale_model_input(latents, t), t)
-        latents = scheduler.step(eps, t, latents, eta=0.0, return_dict=False)[0]
-    return latents
 
 
 @torch.no_grad()
@@ -221,17 +203,13 @@ def text2video_zero(
     # The motion module is off, so its frame limit does not apply. Check sizes and steps as for a single frame.
     pipe.check_inputs(1, height, width, num_inference_steps)
     if num_frames < 1:
-        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+        raise InputError(f"num_frames must be at least 1, got {num_frames}")
     if strength < 0:
-        raise ValueError(f"strength is a distance per frame and cannot be negative; got {strength}")
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt or ""] * len(prompts)
-    if len(negatives) != len(prompts):
-        raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        raise InputError(f"strength is a distance per frame and cannot be negative; got {strength}")
+    prompts, negatives = prompt_batch(prompt, negative_prompt)
     # The paper's sampler: DDIM on the pipeline's noise schedule, whatever scheduler the pipeline samples with.
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    scheduler.set_timesteps(num_inference_steps, device=pipe.device)
-    steps = scheduler.timesteps
+    steps = sampling_timesteps(scheduler, num_inference_steps, device=pipe.device)
     i_t1, i_t0 = motion_steps(steps, t0, t1)
     if generator is None:
         generator = torch.Generator("cpu")
@@ -239,8 +217,9 @@ def text2video_zero(
             generator.manual_seed(seed)
 
     # 1. Text.
-    cond = pipe.encode_prompt(prompts)
-    uncond = pipe.encode_prompt(negatives) if guidance_scale > 1.0 else None
+    text = encode_text(
+        pipe.tokenizer, pipe.text_encoder, prompts, negatives, guidance_scale > 1.0, pipe.device, pipe.dtype
+    )
 
     # 2. Noise for the first frame only: (b, 4, 1, h/8, w/8), the same draw `pipe` makes for a one-frame clip.
     s = pipe.vae_scale_factor
@@ -251,10 +230,11 @@ def text2video_zero(
     pipe.unet.motion_enabled = False
     try:
         with cross_frame_attention(pipe.unet):
-            predict = guided(pipe.unet, uncond, cond, guidance_scale)
+            denoiser = guided(unet_predictor(pipe.unet), text.uncond, text.cond, guidance_scale)
             # 3. The first frame alone: guided DDIM down to T, then Δt steps more to T'.
-            first_t1 = ddim_steps(predict, scheduler, x_start * scheduler.init_noise_sigma, steps[:i_t1], progress)
-            first_t0 = ddim_steps(predict, scheduler, first_t1, steps[i_t1:i_t0], progress)
+            x_start = x_start * scheduler.init_noise_sigma
+            first_t1 = denoise(denoiser, scheduler, x_start, steps[:i_t1], progress=progress)
+            first_t0 = denoise(denoiser, scheduler, first_t1, steps[i_t1:i_t0], progress=progress)
 
             # 4. Frames 1.. copy the first frame's latent at T', translated, and go back to T with fresh noise. The
             # noise is drawn frame by frame, (b, f−1, c, h, w), as diffusers draws it.
@@ -264,7 +244,7 @@ def text2video_zero(
             latents = torch.cat([first_t1, others], dim=2)  # (b, c, f, h, w)
 
             # 5. All frames from T to 0, with cross-frame attention.
-            latents = ddim_steps(predict, scheduler, latents, steps[i_t1:], progress)
+            latents = denoise(denoiser, scheduler, latents, steps[i_t1:], progress=progress)
     finally:
         pipe.unet.motion_enabled = motion_enabled
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from animatediff.data.video_reader import VideoReader, VideoReadError, VideoSource
+from animatediff.errors import InputError
 
 
 @dataclass
@@ -35,13 +36,13 @@ class ClipConfig:
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
-            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+            raise InputError(f"num_frames must be at least 1, got {self.num_frames}")
         if self.stride < 1:
-            raise ValueError(f"stride must be at least 1, got {self.stride}")
+            raise InputError(f"stride must be at least 1, got {self.stride}")
         if self.size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+            raise InputError(f"size must be at least 8 pixels, got {self.size}")
         if self.min_frames is not None and self.min_frames < 1:
-            raise ValueError(f"min_frames must be at least 1, got {self.min_frames}")
+            raise InputError(f"min_frames must be at least 1, got {self.min_frames}")
 
     @property
     def shortest(self) -> int:

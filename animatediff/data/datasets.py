@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from animatediff.data.clips import ClipConfig, item_rng, load_clip
 from animatediff.data.video_reader import VideoReadError
+from animatediff.errors import InputError, InputNotFound
 
 logger = logging.getLogger("animatediff.data")
 
@@ -91,11 +92,11 @@ class VideoClipDataset(Dataset):
         max_retries: int = 20,
     ) -> None:
         if len(videos) != len(captions):
-            raise ValueError(f"got {len(videos)} videos but {len(captions)} captions")
+            raise InputError(f"got {len(videos)} videos but {len(captions)} captions")
         if not videos:
-            raise ValueError("the dataset has no videos")
+            raise InputError("the dataset has no videos")
         if max_retries < 0:
-            raise ValueError(f"max_retries must be non-negative, got {max_retries}")
+            raise InputError(f"max_retries must be non-negative, got {max_retries}")
         self.videos = StringTable([str(v) for v in videos])
         self.captions = StringTable(list(captions))
         self.clip = clip or ClipConfig()
@@ -149,15 +150,15 @@ def list_video_folder(folder: str | os.PathLike) -> tuple[list[Path], list[str]]
     """Videos under `folder` (recursively) and the text of the `.txt` file beside each (same name)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"video folder {folder} does not exist")
+        raise InputNotFound(f"video folder {folder} does not exist")
     videos = _find_videos(folder)
     if not videos:
-        raise ValueError(f"no videos in {folder} (looked for {', '.join(VIDEO_EXTENSIONS)})")
+        raise InputError(f"no videos in {folder} (looked for {', '.join(VIDEO_EXTENSIONS)})")
     missing = [v for v in videos if not v.with_suffix(".txt").is_file()]
     if missing:
         names = ", ".join(str(v.relative_to(folder)) for v in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(
+        raise InputError(
             f"{len(missing)} of {len(videos)} videos in {folder} have no caption file (<video name>.txt): {names}{more}"
         )
     return videos, [v.with_suffix(".txt").read_text(encoding="utf-8").strip() for v in videos]
@@ -177,9 +178,9 @@ def read_webvid_csv(csv_path: str | os.PathLike, video_folder: str | os.PathLike
     """
     csv_path, video_folder = Path(csv_path), Path(video_folder)
     if not csv_path.is_file():
-        raise FileNotFoundError(f"WebVid CSV {csv_path} does not exist")
+        raise InputNotFound(f"WebVid CSV {csv_path} does not exist")
     if not video_folder.is_dir():
-        raise FileNotFoundError(f"video folder {video_folder} does not exist")
+        raise InputNotFound(f"video folder {video_folder} does not exist")
     top_level = {entry.name for entry in os.scandir(video_folder)}
     page_dirs: dict[str, set[str]] = {}  # listed once each: one stat per row is slow at 10M rows
     videos, captions, absent = [], [], 0
@@ -187,7 +188,7 @@ def read_webvid_csv(csv_path: str | os.PathLike, video_folder: str | os.PathLike
         reader = csv.DictReader(handle)
         missing_columns = [c for c in WEBVID_COLUMNS if c not in (reader.fieldnames or [])]
         if missing_columns:
-            raise ValueError(
+            raise InputError(
                 f"{csv_path} lacks the WebVid column(s) {', '.join(missing_columns)}; it needs "
                 f"{', '.join(WEBVID_COLUMNS)} (found: {', '.join(reader.fieldnames or []) or 'nothing'})"
             )
@@ -202,7 +203,7 @@ def read_webvid_csv(csv_path: str | os.PathLike, video_folder: str | os.PathLike
                 continue
             captions.append(row["name"])
     if not videos:
-        raise ValueError(
+        raise InputError(
             f"none of the {absent} videos listed in {csv_path} is in {video_folder} "
             f"(expected <videoid>.mp4 or <page_dir>/<videoid>.mp4)"
         )

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from animatediff.data.datasets import SKIP_REASONS, list_video_folder, read_webvid_csv
 from animatediff.data.shards import ShardWriter
 from animatediff.data.video_reader import VideoReader, VideoReadError
+from animatediff.errors import InputError
 
 logger = logging.getLogger("animatediff.data")
 
@@ -35,6 +36,10 @@ class PrepareReport:
     """Samples written."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Videos left out, per reason (see SKIP_REASONS)."""
+
+    def summary(self) -> str:
+        """'skipped: 2 corrupt, 1 too_short' (or 'skipped: none')."""
+        return "skipped: " + (", ".join(f"{n} {reason}" for reason, n in self.skipped.items()) or "none")
 
 
 def reencode(source: str | os.PathLike, short_side: int, keyframe_interval: int = 16, crf: int = 20) -> bytes:
@@ -114,11 +119,11 @@ def prepare_shards(
     from the WebVid CSV `csv_path`). Videos with fewer than `min_frames` frames or that do not decode are skipped.
     `num_workers` processes check and re-encode videos (0: this process); shards keep the source order."""
     if resize is not None and resize < 8:
-        raise ValueError(f"resize must be at least 8 pixels, got {resize}")
+        raise InputError(f"resize must be at least 8 pixels, got {resize}")
     if min_frames < 1:
-        raise ValueError(f"min_frames must be at least 1, got {min_frames}")
+        raise InputError(f"min_frames must be at least 1, got {min_frames}")
     if num_workers < 0:
-        raise ValueError(f"num_workers must be non-negative, got {num_workers}")
+        raise InputError(f"num_workers must be non-negative, got {num_workers}")
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     if csv_path is not None:
         videos, captions, skipped["missing"] = read_webvid_csv(csv_path, source)
@@ -146,5 +151,5 @@ def prepare_shards(
         shards = [writer.out_dir / s["name"] for s in writer.shards]
         written = sum(s["samples"] for s in writer.shards)
     if not written:
-        raise ValueError(f"none of the {len(videos)} videos in {source} could be used (skipped: {skipped})")
+        raise InputError(f"none of the {len(videos)} videos in {source} could be used (skipped: {skipped})")
     return PrepareReport(shards, written, {k: v for k, v in skipped.items() if v})

@@ -25,6 +25,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from animatediff.data.clips import ClipConfig, item_rng, load_clip
 from animatediff.data.datasets import VIDEO_EXTENSIONS, SkipCounter
 from animatediff.data.video_reader import VideoReadError
+from animatediff.errors import InputError, InputNotFound
 
 logger = logging.getLogger("animatediff.data")
 
@@ -47,9 +48,9 @@ def find_shards(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
     elif path.is_file():
         shards, where = [path], str(path)
     else:
-        raise FileNotFoundError(f"no shard file or folder at {path}")
+        raise InputNotFound(f"no shard file or folder at {path}")
     if not shards:
-        raise ValueError(f"no .tar shards in {where}")
+        raise InputError(f"no .tar shards in {where}")
     return shards
 
 
@@ -127,7 +128,7 @@ class ShardDataset(IterableDataset):
     ) -> None:
         self.shards = [str(s) for s in find_shards(shards)]
         if shuffle_buffer < 0:
-            raise ValueError(f"shuffle_buffer must be non-negative, got {shuffle_buffer}")
+            raise InputError(f"shuffle_buffer must be non-negative, got {shuffle_buffer}")
         self.clip = clip or ClipConfig()
         self.seed = seed
         self.shuffle = shuffle
@@ -259,7 +260,7 @@ class ShardWriter:
 
     def __init__(self, out_dir: str | os.PathLike, shard_size: int = 1000, prefix: str = "shard") -> None:
         if shard_size < 1:
-            raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+            raise InputError(f"shard_size must be at least 1, got {shard_size}")
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shard_size = shard_size

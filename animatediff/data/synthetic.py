@@ -1,4 +1,5 @@
-"""Tiny synthetic videos for tests and benchmarks: a moving square, frames that carry their own index, broken files.
+"""Tiny synthetic videos for tests and benchmarks: a moving square (as frames, as video files, or as a captioned
+training dataset), frames that carry their own index, broken files.
 
 Frame `i` of an index-coded video is split in two halves whose grey levels spell `i` in base 16
 (left = i // 16, right = i % 16, each times 16), so a test can read back which frame it decoded even after
@@ -12,6 +13,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from animatediff.errors import InputError
 
 INDEX_LEVEL = 16
 """Grey-level step between consecutive digits of an index-coded frame."""
@@ -19,18 +24,65 @@ MAX_CODED_INDEX = 255
 """Largest frame index two base-16 digits can carry."""
 
 
-def moving_square_frames(num_frames: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
-    """(f, H, W, 3) uint8: a coloured square sliding across a dark, noisy background."""
-    rng = np.random.default_rng(seed)
-    frames = np.full((num_frames, height, width, 3), 24, dtype=np.uint8)
-    frames += rng.integers(0, 16, size=(1, height, width, 3), dtype=np.uint8)
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white": (255, 255, 255)}
+"""The named colours of `MovingSquares`."""
+DIRECTIONS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
+"""The named directions of `MovingSquares`: (rows, columns) per step."""
+
+
+def square_clip(
+    background: np.ndarray, colour: tuple[int, int, int], start: tuple[int, int], step: tuple[int, int], frames: int
+) -> np.ndarray:
+    """(f, H, W, 3) uint8: a square a quarter of the shorter side wide over `background` (H, W, 3), its top-left
+    corner at `start` (row, column) moving by `step` each frame and wrapping round the edges, so it keeps moving
+    for any clip length."""
+    height, width = background.shape[:2]
     side = max(2, min(height, width) // 4)
-    colour = rng.integers(96, 256, size=3, dtype=np.uint8)
-    for i in range(num_frames):
-        x = (i * 2) % max(1, width - side)
-        y = (i + height // 3) % max(1, height - side)
-        frames[i, y : y + side, x : x + side] = colour
-    return frames
+    clip = np.repeat(background[None], frames, axis=0)
+    for t in range(frames):
+        rows = (start[0] + step[0] * t + np.arange(side)) % height
+        cols = (start[1] + step[1] * t + np.arange(side)) % width
+        clip[t][np.ix_(rows, cols)] = colour
+    return clip
+
+
+def moving_square_frames(num_frames: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
+    """(f, H, W, 3) uint8: a square of a random colour sliding diagonally across a dark, noisy background."""
+    rng = np.random.default_rng(seed)
+    background = np.full((height, width, 3), 24, dtype=np.uint8)
+    background += rng.integers(0, 16, size=(height, width, 3), dtype=np.uint8)
+    colour = tuple(int(c) for c in rng.integers(96, 256, size=3))
+    return square_clip(background, colour, (height // 3, 0), (1, 2), num_frames)
+
+
+class MovingSquares(Dataset):
+    """Captioned clips of a square of one colour sliding one way across a dark background, drawn in memory: a
+    training dataset for smoke tests and benchmarks, no files needed.
+
+    Items follow the training-data contract of `animatediff.data`: {"pixel_values": (f, 3, H, W) in [-1, 1],
+    "text": "a red square moving left"}. Clip i is fully determined by (seed, i), so runs are reproducible in any
+    worker."""
+
+    def __init__(self, num_clips: int = 64, num_frames: int = 16, size: int = 32, seed: int = 0) -> None:
+        if num_clips < 1 or num_frames < 1 or size < 8:
+            raise InputError(
+                f"MovingSquares needs num_clips ≥ 1, num_frames ≥ 1, size ≥ 8 (got {num_clips}, {num_frames}, {size})"
+            )
+        self.num_clips, self.num_frames, self.size, self.seed = num_clips, num_frames, size, seed
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, index])
+        colour, direction = rng.choice(list(COLOURS)), rng.choice(list(DIRECTIONS))
+        start = tuple(int(v) for v in rng.integers(0, self.size, size=2))
+        speed = max(1, self.size // (2 * self.num_frames))
+        step = tuple(speed * d for d in DIRECTIONS[direction])
+        background = np.full((self.size, self.size, 3), 25, dtype=np.uint8)
+        clip = square_clip(background, COLOURS[colour], start, step, self.num_frames)
+        pixels = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return {"pixel_values": pixels, "text": f"a {colour} square moving {direction}"}
 
 
 def index_coded_frames(num_frames: int, height: int = 32, width: int = 32) -> np.ndarray:

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from animatediff.errors import InputError
 from animatediff.formats.state_dicts import read_weights, write_state_dict
 
 # (pattern on the end of a key, role); the text before the match is the target module path.
@@ -100,7 +101,7 @@ def _split_key(key: str, default_component: str) -> tuple[str, str, bool, str] |
             return None
     target = target.removeprefix("base_model.model.")
     if target.startswith("lora_te2_"):
-        raise ValueError(f"key {key!r} targets a second text encoder: this is an SDXL LoRA, not an SD1.x one")
+        raise InputError(f"key {key!r} targets a second text encoder: this is an SDXL LoRA, not an SD1.x one")
     for prefix, component in _KOHYA_PREFIXES:
         if target.startswith(prefix):
             return component, target.removeprefix(prefix), True, role_name
@@ -124,18 +125,18 @@ def parse_lora(sd: dict[str, torch.Tensor], name: str = "lora", default_componen
         component, target, underscored, role = split
         slot = parts.setdefault((component, target, underscored), {})
         if role in slot:
-            raise ValueError(f"{name}: two {role} tensors for {target!r} (e.g. {key!r})")
+            raise InputError(f"{name}: two {role} tensors for {target!r} (e.g. {key!r})")
         slot[role] = value
     if not parts:
         example = f" (first key: {next(iter(sd), None)!r})" if sd else ""
-        raise ValueError(f"{name}: no LoRA weights found{example}")
+        raise InputError(f"{name}: no LoRA weights found{example}")
     if ignored:
-        raise ValueError(f"{name}: {len(ignored)} keys are not LoRA weights, e.g. {ignored[:3]}")
+        raise InputError(f"{name}: {len(ignored)} keys are not LoRA weights, e.g. {ignored[:3]}")
     layers = []
     for (component, target, underscored), slot in parts.items():
         if "down" not in slot or "up" not in slot:
             missing = "down" if "down" not in slot else "up"
-            raise ValueError(f"{name}: LoRA layer {target!r} has no {missing} weight")
+            raise InputError(f"{name}: LoRA layer {target!r} has no {missing} weight")
         alpha = float(slot["alpha"]) if "alpha" in slot else None
         layers.append(LoraLayer(component, target, slot["down"], slot["up"], alpha, underscored))
     return Lora(name, layers)
@@ -203,7 +204,7 @@ class LoraMerger:
             weight = self.components[layer.component].get_parameter(param_name)
             down, up = layer.down, layer.up
             if up.shape[1] != down.shape[0] or up.shape[0] * down[0].numel() != weight.numel():
-                raise ValueError(
+                raise InputError(
                     f"{lora.name}: LoRA layer {layer.target!r} (down {tuple(down.shape)}, up {tuple(up.shape)}) does "
                     f"not fit the weight {param_name} of shape {tuple(weight.shape)}; is this LoRA for another base "
                     "model (SD2/SDXL)?"
@@ -214,7 +215,7 @@ class LoraMerger:
             hint = ""
             if any(n in u for u in unmatched for n in _LDM_NAMES):
                 hint = " The keys use the original LDM block names (input_blocks…), which this loader does not map."
-            raise ValueError(
+            raise InputError(
                 f"{lora.name}: {len(resolved)} of {len(lora.layers)} LoRA layers match a module of the "
                 f"{' / '.join(self.components)}; unmatched e.g. {unmatched[:3]}.{hint}"
             )
@@ -293,7 +294,7 @@ def parse_scaled_path(spec: str, default_scale: float = 1.0) -> tuple[str, float
     try:
         return path, float(scale)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"{spec!r}: LoRA scale {scale!r} is not a number (use PATH:SCALE, e.g. style.safetensors:0.8)"
         ) from None
 
@@ -310,7 +311,7 @@ def peft_lora_layers(model: nn.Module, adapter: str = "default") -> dict[str, tu
         if not isinstance(lora_a, nn.ModuleDict) or adapter not in lora_a:
             continue
         if getattr(module, "use_dora", {}).get(adapter) or getattr(module, "lora_bias", {}).get(adapter):
-            raise ValueError(f"{name}: DoRA and LoRA biases have no kohya LoRA equivalent")
+            raise InputError(f"{name}: DoRA and LoRA biases have no kohya LoRA equivalent")
         down, up = lora_a[adapter].weight, lora_b[adapter].weight
         alpha = float(module.scaling[adapter]) * down.shape[0]
         layers[name.removeprefix("base_model.model.")] = (down, up, alpha)
@@ -335,18 +336,18 @@ def save_kohya_lora(
         layers = peft_lora_layers(layers)
     prefixes = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
     if component not in prefixes:
-        raise ValueError(f"unknown LoRA component {component!r}; expected one of {', '.join(prefixes)}")
+        raise InputError(f"unknown LoRA component {component!r}; expected one of {', '.join(prefixes)}")
     dtype = dtype or torch.float32
     sd = {}
     for target, (down, up, alpha) in layers.items():
         if up.shape[1] != down.shape[0]:
-            raise ValueError(f"{target}: up {tuple(up.shape)} and down {tuple(down.shape)} ranks differ")
+            raise InputError(f"{target}: up {tuple(up.shape)} and down {tuple(down.shape)} ranks differ")
         name = prefixes[component] + target.replace(".", "_")
         if f"{name}.alpha" in sd:  # kohya names cannot tell `a.b_c` from `a_b.c`
-            raise ValueError(f"two LoRA layers share the kohya name {name!r}")
+            raise InputError(f"two LoRA layers share the kohya name {name!r}")
         sd[f"{name}.lora_down.weight"] = down.detach().to(dtype).clone()
         sd[f"{name}.lora_up.weight"] = up.detach().to(dtype).clone()
         sd[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=dtype)
     if not sd:
-        raise ValueError("no LoRA layers to save (a model needs PEFT LoRA layers under the adapter 'default')")
+        raise InputError("no LoRA layers to save (a model needs PEFT LoRA layers under the adapter 'default')")
     return write_state_dict(path, sd, metadata)

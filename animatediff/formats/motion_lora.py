@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from animatediff.formats.lora import Lora, LoraLayer, parse_lora
+from animatediff.errors import InputError
+from animatediff.formats.lora import Lora, LoraLayer, load_lora, parse_lora
 from animatediff.formats.motion_module_files import diffusers_to_official
 from animatediff.formats.state_dicts import read_weights, write_state_dict
 
@@ -62,7 +63,7 @@ def load_motion_lora(path: str | os.PathLike) -> Lora:
     lora = _route(parse_lora(sd, name, default_component="unet"))
     others = [layer.target for layer in lora.layers if layer.component != MOTION]
     if others:
-        raise ValueError(
+        raise InputError(
             f"{name}: {len(others)} of {len(lora.layers)} layers are not on motion modules (e.g. {others[:2]}); "
             "not a MotionLoRA (image LoRAs go to --lora, the v3 domain adapter to --adapter-lora)"
         )
@@ -75,11 +76,25 @@ def load_adapter_lora(path: str | os.PathLike) -> Lora:
     lora = _route(parse_lora(sd, name, default_component="unet"))
     others = [layer.target for layer in lora.layers if layer.component != "unet"]
     if others:
-        raise ValueError(
+        raise InputError(
             f"{name}: {len(others)} of {len(lora.layers)} layers are not on the image UNet (e.g. {others[:2]}); "
             "not a domain adapter (MotionLoRAs go to --motion-lora)"
         )
     return lora
+
+
+LORA_KINDS = ("image", "adapter", "motion")
+"""The kinds of LoRA a pipeline merges, in the official merge order: image (kohya/PEFT), the v3 domain adapter,
+MotionLoRAs."""
+
+
+def load_lora_of_kind(kind: str, path: str | os.PathLike) -> Lora:
+    """A LoRA file read as `kind`: 'image' (`load_lora`), 'adapter' (`load_adapter_lora`), 'motion'
+    (`load_motion_lora`)."""
+    loaders = {"image": load_lora, "adapter": load_adapter_lora, "motion": load_motion_lora}
+    if kind not in loaders:
+        raise InputError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(LORA_KINDS)}")
+    return loaders[kind](path)
 
 
 def save_motion_lora(
@@ -90,12 +105,12 @@ def save_motion_lora(
     for target, (down, up) in lora_state.items():
         m = _TARGET.match(target)
         if m is None or "motion_modules." not in target:
-            raise ValueError(f"{target!r} is not a motion-module attention projection (…to_q/to_k/to_v/to_out.0)")
+            raise InputError(f"{target!r} is not a motion-module attention projection (…to_q/to_k/to_v/to_out.0)")
         if up.shape[1] != down.shape[0]:
-            raise ValueError(f"{target}: up {tuple(up.shape)} and down {tuple(down.shape)} ranks differ")
+            raise InputError(f"{target}: up {tuple(up.shape)} and down {tuple(down.shape)} ranks differ")
         prefix = f"{m.group(1)}.processor.{m.group(2).removesuffix('.0')}_lora"
         sd[f"{prefix}.down.weight"] = down.detach().float().clone()  # a shared tensor cannot go to safetensors
         sd[f"{prefix}.up.weight"] = up.detach().float() * alpha
     if not sd:
-        raise ValueError("no LoRA layers to save")
+        raise InputError("no LoRA layers to save")
     return write_state_dict(path, sd)

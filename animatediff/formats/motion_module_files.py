@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from animatediff.formats.state_dicts import read_state_dict, resolve_path, write_state_dict
-from animatediff.models.motion_adapter import MotionModuleConfig, MotionModules
+from animatediff.errors import InputError, InputNotFound
+from animatediff.formats.state_dicts import read_state_dict, write_state_dict
+from animatediff.hub import resolve_path
 from animatediff.models.motion_module import sinusoidal_position_encoding
+from animatediff.models.motion_modules import MotionModuleConfig, MotionModules
 
 CONFIG_KEY = "animatediff_config"
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -108,7 +110,7 @@ def infer_config(sd: dict[str, torch.Tensor], overrides: dict | None = None) -> 
         if b := re.search(r"transformer_blocks\.(\d+)\.", key):
             blocks = max(blocks, int(b.group(1)) + 1)
     if not channels:
-        raise ValueError(
+        raise InputError(
             "no motion-module weights found (expected keys like "
             "'down_blocks.0.motion_modules.0.temporal_transformer.norm.weight')"
         )
@@ -133,7 +135,7 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], config: MotionModuleConfi
     missing = sorted(set(modules.state_dict()) - set(weights))
     unexpected = sorted(set(weights) - set(modules.state_dict()))
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             "motion module weights do not match the expected layout: "
             + (f"{len(missing)} missing (e.g. {missing[:3]})" if missing else "")
             + ("; " if missing and unexpected else "")
@@ -144,7 +146,7 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], config: MotionModuleConfi
         f"{k}: file {tuple(v.shape)} vs module {tuple(shapes[k])}" for k, v in weights.items() if v.shape != shapes[k]
     ]
     if wrong:
-        raise ValueError(f"{len(wrong)} motion module weights have the wrong shape, e.g. {wrong[:3]}")
+        raise InputError(f"{len(wrong)} motion module weights have the wrong shape, e.g. {wrong[:3]}")
     modules.load_state_dict(weights, strict=True)
     _load_position_encodings(modules, sd)
     return modules
@@ -157,7 +159,7 @@ def _load_position_encodings(modules: MotionModules, sd: dict[str, torch.Tensor]
         if stored is None:
             continue
         if stored.shape != buffer.shape:
-            raise ValueError(
+            raise InputError(
                 f"{name}: position encoding of shape {tuple(stored.shape)}, expected {tuple(buffer.shape)}"
             )
         reference = sinusoidal_position_encoding(buffer.shape[1], buffer.shape[2])
@@ -176,7 +178,7 @@ def _diffusers_config_to_ours(cfg: dict) -> dict:
     def single(value, name: str) -> int:  # noqa: ANN001
         if isinstance(value, (list, tuple)):
             if len(set(value)) != 1:
-                raise ValueError(f"MotionAdapter config {name}={value}: per-block counts that differ are not supported")
+                raise InputError(f"MotionAdapter config {name}={value}: per-block counts that differ are not supported")
             return int(value[0])
         return int(value)
 
@@ -222,7 +224,7 @@ def read_motion_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         config_file = path / "config.json"
         weights = next((path / name for name in DIFFUSERS_WEIGHTS if (path / name).is_file()), None)
         if not config_file.is_file() or weights is None:
-            raise FileNotFoundError(
+            raise InputNotFound(
                 f"{path} is not a diffusers MotionAdapter folder "
                 f"(needs config.json and {' or '.join(DIFFUSERS_WEIGHTS)})"
             )
@@ -247,7 +249,7 @@ def load_motion_modules(path: str | os.PathLike) -> MotionModules:
     try:
         return build_from_state_dict(sd, config)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise InputError(f"{path}: {err}") from None
 
 
 def save_motion_modules(modules: MotionModules, path: str | os.PathLike, layout: str = "official") -> Path:
@@ -261,7 +263,7 @@ def save_motion_modules(modules: MotionModules, path: str | os.PathLike, layout:
         write_state_dict(path / DIFFUSERS_WEIGHTS[0], official_to_diffusers(sd))
         (path / "config.json").write_text(json.dumps(_ours_to_diffusers_config(modules.config), indent=2))
         return path
-    raise ValueError(f"unknown motion module layout {layout!r}; expected 'official' or 'diffusers'")
+    raise InputError(f"unknown motion module layout {layout!r}; expected 'official' or 'diffusers'")
 
 
 def convert_motion_module(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -16,7 +16,9 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 from transformers import CLIPTextModel
 
-from animatediff.formats.state_dicts import read_state_dict, resolve_path
+from animatediff.errors import InputError
+from animatediff.formats.state_dicts import read_state_dict
+from animatediff.hub import resolve_path
 
 UNET_PREFIX = "model.diffusion_model."
 CROSS_ATTN_KEY = UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
@@ -37,9 +39,9 @@ def read_single_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def check_sd1_checkpoint(sd: dict[str, torch.Tensor], unet: UNet2DConditionModel, name: str = "checkpoint") -> None:
     """Refuse what is not an SD1.x-family LDM checkpoint for this base, saying what it looks like instead."""
     if any(k.startswith("conditioner.embedders.") for k in sd):
-        raise ValueError(f"{name} is an SDXL checkpoint (conditioner.embedders.*); AnimateDiff needs an SD1.x model")
+        raise InputError(f"{name} is an SDXL checkpoint (conditioner.embedders.*); AnimateDiff needs an SD1.x model")
     if any(k.startswith("cond_stage_model.model.") for k in sd):
-        raise ValueError(f"{name} is an SD2.x checkpoint (OpenCLIP text encoder); AnimateDiff needs an SD1.x model")
+        raise InputError(f"{name} is an SD2.x checkpoint (OpenCLIP text encoder); AnimateDiff needs an SD1.x model")
     if not any(k.startswith(UNET_PREFIX) for k in sd):
         if any(".lora_down." in k or ".lora_A." in k or "_lora." in k for k in sd):
             what = "a LoRA (use --lora)"
@@ -49,20 +51,20 @@ def check_sd1_checkpoint(sd: dict[str, torch.Tensor], unet: UNet2DConditionModel
             what = "diffusers-named weights (pass a diffusers folder as --base)"
         else:
             what = f"something else (first key {next(iter(sd), None)!r})"
-        raise ValueError(f"{name} has no '{UNET_PREFIX}*' weights: not a single-file SD checkpoint but {what}")
+        raise InputError(f"{name} has no '{UNET_PREFIX}*' weights: not a single-file SD checkpoint but {what}")
     if CROSS_ATTN_KEY in sd:
         dim = sd[CROSS_ATTN_KEY].shape[1]
         expected = unet.config.cross_attention_dim
         if dim != expected:
             family = KNOWN_CROSS_DIMS.get(dim, "another model family")
-            raise ValueError(
+            raise InputError(
                 f"{name}: cross-attention dimension {dim} ({family}), but the base UNet expects {expected} "
                 f"({KNOWN_CROSS_DIMS.get(expected, 'this base')}); use an SD1.x checkpoint"
             )
     if CONV_IN_KEY in sd and sd[CONV_IN_KEY].shape[1] != unet.config.in_channels:
         channels = sd[CONV_IN_KEY].shape[1]
         kind = " (an inpainting model)" if channels == 9 else ""
-        raise ValueError(
+        raise InputError(
             f"{name}: UNet takes {channels} input channels{kind}, the base expects {unet.config.in_channels}"
         )
 
@@ -72,7 +74,7 @@ def _load_strict(module: nn.Module, sd: dict[str, torch.Tensor], part: str, name
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"{name}: the {part} weights do not match the base model's {part}: "
             f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
@@ -80,7 +82,7 @@ def _load_strict(module: nn.Module, sd: dict[str, torch.Tensor], part: str, name
         f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in sd.items() if v.shape != expected[k].shape
     ]
     if wrong:
-        raise ValueError(f"{name}: {len(wrong)} {part} weights have other shapes than the base's, e.g. {wrong[:2]}")
+        raise InputError(f"{name}: {len(wrong)} {part} weights have other shapes than the base's, e.g. {wrong[:2]}")
     module.load_state_dict(sd, strict=True)
 
 

@@ -1,4 +1,4 @@
-"""Reading and writing raw state dicts: .safetensors, torch pickles (.ckpt/.pt/.pth/.bin), hub paths."""
+"""Reading and writing raw state dicts: .safetensors and torch pickles (.ckpt/.pt/.pth/.bin)."""
 
 from __future__ import annotations
 
@@ -11,41 +11,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from animatediff.errors import InputError, InputNotFound
+from animatediff.hub import resolve_path
+
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-
-
-def resolve_path(path_or_id: str | os.PathLike, kind: str = "file") -> Path:
-    """A local path as is; else a hub reference: `owner/repo` (a folder) or `owner/repo/file.ext` (one file).
-
-    Raises a FileNotFoundError that says what was tried when neither works (offline, typo, no access).
-    """
-    path = Path(path_or_id).expanduser()
-    if path.exists():
-        return path
-    text = str(path_or_id)
-    parts = text.split("/")
-    looks_like_hub = len(parts) >= 2 and not text.startswith((".", "/", "~")) and all(parts)
-    if not looks_like_hub:
-        raise FileNotFoundError(f"{kind} not found: {text}")
-    try:
-        from huggingface_hub import hf_hub_download, snapshot_download
-
-        repo_id = "/".join(parts[:2])
-        if len(parts) > 2:
-            return Path(hf_hub_download(repo_id, "/".join(parts[2:])))
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.bin"]))
-    except Exception as err:  # noqa: BLE001 - any hub failure (offline, 404, auth) gets the same clear message
-        raise FileNotFoundError(
-            f"{kind} {text!r} is not a local path and could not be fetched from the Hugging Face Hub "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
 
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
     """(tensors and other entries, safetensors metadata) from a weights file; clear errors for bad files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise InputNotFound(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         try:
             from safetensors import safe_open
@@ -57,16 +33,16 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
             with path.open("rb") as f:
                 head = f.read(2)
             hint = " It looks like a torch pickle: rename it to .ckpt." if head[:1] == b"\x80" or head == b"PK" else ""
-            raise ValueError(f"{path} is not a readable safetensors file ({err}).{hint}") from None
+            raise InputError(f"{path} is not a readable safetensors file ({err}).{hint}") from None
     if path.suffix in PICKLE_SUFFIXES:
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-            raise ValueError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+            raise InputError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
         if not isinstance(sd, dict):
-            raise ValueError(f"{path} holds a {type(sd).__name__}, not a state dict")
+            raise InputError(f"{path} holds a {type(sd).__name__}, not a state dict")
         return sd, {}
-    raise ValueError(
+    raise InputError(
         f"{path}: unsupported weights file extension {path.suffix!r} "
         f"(expected .safetensors or one of {', '.join(PICKLE_SUFFIXES)})"
     )
@@ -81,7 +57,7 @@ def read_weights(path_or_id: str | os.PathLike, kind: str) -> tuple[dict, Path]:
     if path.is_dir():  # e.g. a diffusers hub repo with one weights file inside
         found = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         if len(found) != 1:
-            raise FileNotFoundError(f"{path}: expected one {kind} weights file in the folder, found {len(found)}")
+            raise InputNotFound(f"{path}: expected one {kind} weights file in the folder, found {len(found)}")
         path = found[0]
     sd, _ = read_state_dict(path)
     if isinstance(sd.get("state_dict"), dict):
@@ -119,5 +95,5 @@ def write_state_dict(
             payload[key] = json.loads(value)
         write_atomic(path, lambda tmp: torch.save(payload, str(tmp)))
     else:
-        raise ValueError(f"{path}: unsupported weights file extension {path.suffix!r}")
+        raise InputError(f"{path}: unsupported weights file extension {path.suffix!r}")
     return path

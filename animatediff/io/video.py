@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from animatediff.errors import InputError
+
 FORMATS = (".gif", ".mp4", ".webp", ".npy")
 
 
@@ -20,12 +22,12 @@ def save_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0) ->
     path = Path(path)
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected frames of shape (frames, height, width, 3), got {frames.shape}")
+        raise InputError(f"expected frames of shape (frames, height, width, 3), got {frames.shape}")
     if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        raise InputError(f"fps must be positive, got {fps}")
     suffix = path.suffix.lower()
     if suffix and suffix not in FORMATS:
-        raise ValueError(f"unsupported output format {suffix!r}; use one of {', '.join(FORMATS)} or a folder")
+        raise InputError(f"unsupported output format {suffix!r}; use one of {', '.join(FORMATS)} or a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
         np.save(path, frames)

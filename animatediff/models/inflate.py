@@ -27,9 +27,10 @@ from einops import rearrange, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from animatediff.errors import InputError
 from animatediff.models.attention import SharedContextCrossAttnProcessor, share_text_context
-from animatediff.models.motion_adapter import MotionModules
 from animatediff.models.motion_module import MotionModule
+from animatediff.models.motion_modules import MotionModules
 
 
 class FrameContext:
@@ -69,7 +70,7 @@ def _check_fits(unet: UNet2DConditionModel, motion: MotionModules) -> None:
     unet_channels = tuple(unet.config.block_out_channels)
     if unet_channels != cfg.block_out_channels:
         hint = " (an SDXL motion module?)" if cfg.block_out_channels == (320, 640, 1280) else ""
-        raise ValueError(
+        raise InputError(
             f"motion module was built for UNet channels {cfg.block_out_channels}{hint}, but the base UNet "
             f"has {unet_channels}; use a motion module made for this base model (SD1.x: 320, 640, 1280, 1280)"
         )
@@ -79,12 +80,12 @@ def _check_fits(unet: UNet2DConditionModel, motion: MotionModules) -> None:
     ):
         for i, block in enumerate(blocks):
             if len(block.resnets) != expected:
-                raise ValueError(
+                raise InputError(
                     f"motion module expects {expected} layers in UNet {kind} block {i}, "
                     f"the base UNet has {len(block.resnets)}"
                 )
     if cfg.use_mid_block and getattr(unet.mid_block, "attentions", None) is None:
-        raise ValueError("motion module has a mid-block module but the base UNet's mid block has no attention")
+        raise InputError("motion module has a mid-block module but the base UNet's mid block has no attention")
 
 
 def _attachment_points(unet: UNet2DConditionModel, motion: MotionModules) -> Iterator[tuple[nn.Module, MotionModule]]:
@@ -206,7 +207,7 @@ class AnimationUNet(nn.Module):
         """sample (b, c, f, h, w); encoder_hidden_states (b, tokens, dim), or (b, f, tokens, dim) per frame."""
         b, _, f, _, _ = sample.shape
         if self.motion_enabled and f > self.max_frames:
-            raise ValueError(
+            raise InputError(
                 f"{f} frames requested, but the motion module's position encoding holds at most "
                 f"{self.max_frames}; generate at most {self.max_frames} frames or use context windows"
             )

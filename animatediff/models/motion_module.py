@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from animatediff.errors import InputError
+
 
 def sinusoidal_position_encoding(length: int, dim: int) -> torch.Tensor:
     """The Transformer sinusoid (Vaswani et al. 2017): (1, length, dim), sin on even, cos on odd channels."""
@@ -44,7 +46,7 @@ class PositionalEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = x.shape[1]
         if frames > self.max_len:
-            raise ValueError(
+            raise InputError(
                 f"{frames} frames requested, but this motion module's position encoding holds at most "
                 f"{self.max_len}. Generate at most {self.max_len} frames, or use context windows for longer clips."
             )
@@ -57,7 +59,7 @@ class TemporalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, max_len: int) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"channels {dim} are not divisible by {heads} attention heads")
+            raise InputError(f"channels {dim} are not divisible by {heads} attention heads")
         self.heads = heads
         self.pos_encoder = PositionalEncoding(dim, max_len)
         self.to_q = nn.Linear(dim, dim, bias=False)
@@ -124,7 +126,7 @@ class TemporalTransformer(nn.Module):
     def __init__(self, dim: int, heads: int = 8, num_blocks: int = 1, max_len: int = 32, norm_groups: int = 32) -> None:
         super().__init__()
         if dim % norm_groups:
-            raise ValueError(f"channels {dim} are not divisible by {norm_groups} norm groups")
+            raise InputError(f"channels {dim} are not divisible by {norm_groups} norm groups")
         self.norm = nn.GroupNorm(norm_groups, dim, eps=1e-6, affine=True)
         self.proj_in = nn.Linear(dim, dim)
         self.transformer_blocks = nn.ModuleList(

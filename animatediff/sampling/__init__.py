@@ -1,6 +1,8 @@
+"""Sampling as plain functions: schedulers by name, classifier-free guidance, context windows, the loop."""
+
 from animatediff.sampling.context import context_windows, windowed
 from animatediff.sampling.guidance import guided
-from animatediff.sampling.loop import denoise, initial_noise
+from animatediff.sampling.loop import Denoiser, Predictor, denoise, initial_noise, sampling_timesteps
 from animatediff.sampling.schedulers import (
     denoising_target,
     for_model,
@@ -10,6 +12,8 @@ from animatediff.sampling.schedulers import (
 )
 
 __all__ = [
+    "Denoiser",
+    "Predictor",
     "context_windows",
     "denoise",
     "denoising_target",
@@ -18,6 +22,7 @@ __all__ = [
     "initial_noise",
     "make_scheduler",
     "model_noise_settings",
+    "sampling_timesteps",
     "scheduler_names",
     "windowed",
 ]

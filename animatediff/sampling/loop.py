@@ -1,4 +1,9 @@
-"""The denoising loop as a plain function: any scheduler, any noise predictor."""
+"""The denoising loop as a plain function: any scheduler, any denoiser, over the timesteps it is given.
+
+`sampling_timesteps` sets a scheduler's schedule and says which of its timesteps a run goes through: all of them
+from pure noise, or, for a start that is already partly denoised (a noised video), the last `strength` of them.
+`denoise` then runs exactly those, so a run can start and stop anywhere in the schedule.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,15 @@ from collections.abc import Callable
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
+
+from animatediff.errors import InputError
+
+Predictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(x, t, text, frames) ↦ prediction: x (b, c, f, h, w) noisy latents at timestep t; text (b, tokens, dim) per
+video or (b, f, tokens, dim) per frame; frames, the indices of x's f frames in the whole clip (a context window
+passes its own), by which anything per-frame (text, control frames) picks its part."""
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(x, t) ↦ prediction for the whole clip, text and guidance bound in (what `guided` returns)."""
 
 
 def initial_noise(
@@ -25,30 +39,53 @@ def initial_noise(
     return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
 
 
+def sampling_timesteps(
+    scheduler: SchedulerMixin, num_inference_steps: int, strength: float = 1.0, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Set `scheduler` to `num_inference_steps` steps; return the timesteps a run goes through.
+
+    `strength` 1 runs them all, from pure noise. Below 1 the run starts int(steps · strength) steps before the
+    end, at the timestep a start noised that far must be denoised from (as diffusers' image- and video-to-video
+    pipelines count it)."""
+    if num_inference_steps < 1:
+        raise InputError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+    if not 0.0 < strength <= 1.0:
+        raise InputError(f"strength must be in (0, 1], got {strength}")
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+    if start == 0:
+        return scheduler.timesteps
+    if start == num_inference_steps:
+        raise InputError(f"strength {strength} leaves no step of {num_inference_steps} to run")
+    begin = start * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(begin)
+    return scheduler.timesteps[begin:]
+
+
 def denoise(
-    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    denoiser: Denoiser,
     scheduler: SchedulerMixin,
     latents: torch.Tensor,
-    num_inference_steps: int,
+    timesteps: torch.Tensor,
     generator: torch.Generator | None = None,
     progress: bool = True,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Run `scheduler` from pure noise `latents` (unscaled) for `num_inference_steps` steps.
+    """Step `scheduler` through `timesteps` (from `sampling_timesteps`, or a slice of them), starting from
+    `latents` at the first one's noise level.
 
     `callback(step, timestep, latents)` runs after every step (previews, timing, inspection).
     """
-    scheduler.set_timesteps(num_inference_steps, device=latents.device)
-    latents = latents * scheduler.init_noise_sigma
     step_params = set(inspect.signature(scheduler.step).parameters)
     step_kwargs = {}
     if "eta" in step_params:
         step_kwargs["eta"] = 0.0
     if "generator" in step_params:
         step_kwargs["generator"] = generator
-    for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False)):
-        eps = predict(scheduler.scale_model_input(latents, t), t)
-        latents = scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
+    for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
+        prediction = denoiser(scheduler.scale_model_input(latents, t), t)
+        latents = scheduler.step(prediction, t, latents, **step_kwargs, return_dict=False)[0]
         if callback is not None:
             callback(i, t, latents)
     return latents

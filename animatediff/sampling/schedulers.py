@@ -22,6 +22,8 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from animatediff.errors import InputError
+
 OFFICIAL_SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,
     "beta_start": 0.00085,
@@ -69,7 +71,7 @@ def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
     """A diffusers scheduler by name, on the official AnimateDiff betas; `overrides` change its config."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+        raise InputError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
     cls, extra = SCHEDULERS[key]
     config = {**OFFICIAL_SCHEDULER_CONFIG, **extra, **overrides}
     if cls is not DDIMScheduler and cls is not DDPMScheduler and cls is not LCMScheduler:
@@ -77,21 +79,12 @@ def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
     return cls(**config)
 
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
-
-
-def model_noise_settings(
-    base_scheduler_config: dict, prediction_type: str | None = None, zero_snr: bool | None = None
-) -> dict:
-    """What sampling must take from how a base model was trained, rather than from the official inference config:
-    its prediction type, and whether its schedule was rescaled to zero terminal SNR (Lin et al. 2024; such a model
-    is sampled from the last timestep on, with "trailing" spacing). Read from the base's own scheduler config;
-    `prediction_type` and `zero_snr` override it (for a single-file checkpoint that came with no config)."""
-    prediction = prediction_type or base_scheduler_config.get("prediction_type") or "epsilon"
-    if prediction not in PREDICTION_TYPES:
-        raise ValueError(f"unknown prediction type {prediction!r}; choose one of: {', '.join(PREDICTION_TYPES)}")
-    settings: dict = {"prediction_type": prediction}
-    if base_scheduler_config.get("rescale_betas_zero_snr", False) if zero_snr is None else zero_snr:
+def model_noise_settings(prediction_type: str = "epsilon", zero_snr: bool = False) -> dict:
+    """What sampling must take from how a base model was trained (`BaseTraits`), rather than from the official
+    inference config: its prediction type, and whether its schedule was rescaled to zero terminal SNR (Lin et al.
+    2024; such a model is sampled from the last timestep on, with "trailing" spacing)."""
+    settings: dict = {"prediction_type": prediction_type}
+    if zero_snr:
         settings |= {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
     return settings
 
@@ -105,7 +98,7 @@ def denoising_target(
     if kind == "v_prediction":
         return scheduler.get_velocity(latents, noise, timesteps)
     if kind != "epsilon":
-        raise ValueError(f"unsupported prediction type {kind!r}; use epsilon or v_prediction")
+        raise InputError(f"unsupported prediction type {kind!r}; use epsilon or v_prediction")
     return noise
 
 
@@ -116,7 +109,7 @@ def for_model(scheduler: SchedulerMixin, settings: dict) -> SchedulerMixin:
     accepted = inspect.signature(type(scheduler).__init__).parameters
     missing = [k for k in settings if k not in accepted]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"the {type(scheduler).__name__} scheduler cannot sample this model ({', '.join(missing)}); "
             "pick another one, e.g. ddim or euler"
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from animatediff.errors import InputError, InputNotFound
 from animatediff.train.config import TrainConfig
 
 STATE_FILE = "trainer_state.json"
@@ -56,7 +57,7 @@ def resolve_resume(config: TrainConfig) -> Path | None:
     if spec is None:
         found = list_checkpoints(checkpoints_root(config))
         if found:
-            raise ValueError(
+            raise InputError(
                 f"{config.output_dir} already holds checkpoints of a run (newest: {found[-1].name}); set "
                 "checkpoint.resume_from=latest to continue it, or choose another output_dir"
             )
@@ -66,7 +67,7 @@ def resolve_resume(config: TrainConfig) -> Path | None:
         return found[-1] if found else None
     path = Path(spec)
     if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"checkpoint.resume_from: {path} is not a training checkpoint (no {STATE_FILE})")
+        raise InputNotFound(f"checkpoint.resume_from: {path} is not a training checkpoint (no {STATE_FILE})")
     return path
 
 
@@ -96,10 +97,17 @@ ADDED_FIELDS = {
 }
 
 
+# Fields that have since left the config, with the value that meant what the config without them means.
+REMOVED_FIELDS = {"data.world_motions": [], "data.world_growth_core": False}
+
+
 def check_resumable(path: Path, config: TrainConfig, num_processes: int) -> dict:
-    """The checkpoint's trainer state, after checking it was written by the same config; else a ValueError."""
+    """The checkpoint's trainer state, after checking it was written by the same config; else an InputError."""
     state = read_state(path)
     saved = ADDED_FIELDS | _flatten(state["config"])
+    for key, value in REMOVED_FIELDS.items():
+        if key in saved and saved[key] == value:
+            del saved[key]
     current = _flatten(config.to_dict())
     differing = [
         f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
@@ -111,7 +119,7 @@ def check_resumable(path: Path, config: TrainConfig, num_processes: int) -> dict
             f"num_processes: checkpoint {state['num_processes']}, now {num_processes} (the data order depends on it)"
         )
     if differing:
-        raise ValueError(
+        raise InputError(
             f"cannot resume from {path}: it was written with a different config; differing fields: "
             + "; ".join(differing)
         )
@@ -168,7 +176,7 @@ def load_checkpoint(accelerator, path: Path, expected_keys: list[str]) -> dict: 
 
     own = path / "rank" / f"{accelerator.process_index}.pt"
     if not own.is_file():
-        raise FileNotFoundError(
+        raise InputNotFound(
             f"{own} is missing: the checkpoint was not written by {accelerator.num_processes} processes"
         )
 
@@ -178,7 +186,7 @@ def load_checkpoint(accelerator, path: Path, expected_keys: list[str]) -> dict: 
             saved = {k.removeprefix("module.") for k in f.keys()}
         missing = [k for k in expected_keys if k not in saved]
         if missing:
-            raise ValueError(f"{path}: {len(missing)} trained weights missing from the checkpoint, e.g. {missing[:3]}")
+            raise InputError(f"{path}: {len(missing)} trained weights missing from the checkpoint, e.g. {missing[:3]}")
     from accelerate.utils import DistributedType
 
     # DeepSpeed and FSDP save and load whole engine states themselves; only the plain path drops the frozen base.

@@ -14,9 +14,11 @@ from pathlib import Path
 import yaml
 
 from animatediff.config_values import dataclass_from_dict, merge, parse_overrides
+from animatediff.errors import InputError, InputNotFound
 
 LOSS_WEIGHTINGS = ("none", "min_snr", "truncated_snr")
 TIMESTEP_BIASES = ("none", "later", "earlier")
+DATA_KINDS = ("webvid", "folder", "shards", "synthetic", "custom")
 
 
 @dataclass
@@ -58,8 +60,8 @@ class DataConfig:
 
     kind: str = "webvid"
     """'webvid' (CSV + folder of <videoid>.mp4), 'folder' (videos with .txt captions), 'shards' (WebDataset tars),
-    'synthetic' (moving squares drawn in memory, for smoke tests and benchmarks), or 'world' (the project's procedural
-    world of captioned shape motions, rendered on the fly; never flipped, as a flip would contradict its captions)."""
+    'synthetic' (moving squares drawn in memory, for smoke tests and benchmarks), or 'custom' (the dataset handed to
+    `Trainer(config, dataset=...)` in Python; the fields below still set the frames, size and workers)."""
     csv: str | None = None
     """WebVid CSV with columns videoid, name (the caption), page_dir."""
     video_folder: str | None = None
@@ -77,13 +79,7 @@ class DataConfig:
     num_workers: int = 4
     """DataLoader worker processes decoding videos."""
     synthetic_clips: int = 64
-    """Number of clips of the 'synthetic' and 'world' datasets."""
-    world_motions: list[str] = field(default_factory=list)
-    """'world' only: the motions its clips show (e.g. ['left'] for a MotionLoRA that pans left); empty: every
-    motion of the base world."""
-    world_growth_core: bool = False
-    """'world' only: draw growing objects with a darker core (`WorldConfig.growth_core`), as a base trained on
-    such images expects."""
+    """Number of clips of the 'synthetic' dataset."""
 
 
 @dataclass
@@ -197,8 +193,8 @@ class ValidationConfig:
     num_inference_steps: int = 25
     """DDIM steps per validation animation."""
     guidance_scale: float | None = None
-    """Classifier-free guidance scale; None takes the base's (`default_guidance_scale`: 3 for a world model, else
-    7.5)."""
+    """Classifier-free guidance scale; None takes the base's own (`BaseTraits.guidance_scale`: what its
+    animatediff.json states, else 7.5)."""
     seed: int = 42
     """Seed of the validation noise (the same every time, so animations are comparable across steps)."""
     fps: float = 8.0
@@ -239,7 +235,7 @@ class TrainConfig:
             "precision": (self.precision, ("no", "fp16", "bf16")),
             "model.prediction_type": (self.model.prediction_type, ("auto", "epsilon", "v_prediction")),
             "model.scratch.version": (self.model.scratch.version, ("v1", "v2", "v3")),
-            "data.kind": (self.data.kind, ("webvid", "folder", "shards", "synthetic", "world")),
+            "data.kind": (self.data.kind, DATA_KINDS),
             "optim.loss_weighting": (self.optim.loss_weighting, LOSS_WEIGHTINGS),
             "optim.timestep_bias": (self.optim.timestep_bias, TIMESTEP_BIASES),
         }
@@ -247,7 +243,7 @@ class TrainConfig:
             choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))
         for name, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ValueError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+                raise InputError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}")
         positive = {
             "data.num_frames": self.data.num_frames,
             "data.stride": self.data.stride,
@@ -260,30 +256,20 @@ class TrainConfig:
         }
         for name, value in positive.items():
             if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise InputError(f"{name} must be at least 1, got {value}")
         if self.optim.snr_gamma <= 0 or self.optim.max_loss_weight < 1:
-            raise ValueError("optim.snr_gamma must be positive and optim.max_loss_weight at least 1")
+            raise InputError("optim.snr_gamma must be positive and optim.max_loss_weight at least 1")
         if not 0 < self.optim.timestep_bias_portion <= 1 or self.optim.timestep_bias_multiplier <= 0:
-            raise ValueError(
+            raise InputError(
                 "optim.timestep_bias_portion must be in (0, 1] and optim.timestep_bias_multiplier positive, got "
                 f"{self.optim.timestep_bias_portion} and {self.optim.timestep_bias_multiplier}"
             )
         if not 0.0 <= self.optim.caption_dropout <= 1.0:
-            raise ValueError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
+            raise InputError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
         if not self.model.base:
-            raise ValueError("model.base is required: a Stable Diffusion 1.x diffusers folder or hub id")
-        if self.data.world_motions:
-            from animatediff.world.scenes import MOTIONS
-
-            if self.data.kind != "world":
-                raise ValueError(f"data.world_motions applies to data.kind 'world', not {self.data.kind!r}")
-            unknown = [m for m in self.data.world_motions if m not in MOTIONS[1:]]
-            if unknown:
-                raise ValueError(f"data.world_motions: unknown {unknown}; choose from {', '.join(MOTIONS[1:])}")
-        if self.data.world_growth_core and self.data.kind != "world":
-            raise ValueError(f"data.world_growth_core applies to data.kind 'world', not {self.data.kind!r}")
+            raise InputError("model.base is required: a Stable Diffusion 1.x diffusers folder or hub id")
         if self.lora.enabled and not self.model.init_motion_module:
-            raise ValueError(
+            raise InputError(
                 "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "
                 "(a fresh module's zero proj_out would give its attention no gradient)"
             )
@@ -311,13 +297,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"training config not found: {path}")
+            raise InputNotFound(f"training config not found: {path}")
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from None
+            raise InputError(f"{path}: not valid YAML ({err})") from None
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of config sections, got {type(values).__name__}")
+            raise InputError(f"{path}: expected a mapping of config sections, got {type(values).__name__}")
     return config_from_dict(merge(values, parse_overrides(overrides or [])))
 
 

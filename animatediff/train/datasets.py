@@ -9,27 +9,21 @@ Tar shards stream as an IterableDataset that splits itself across ranks and work
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from animatediff.data.synthetic import MovingSquares
+from animatediff.errors import InputError
 from animatediff.train.config import DataConfig
-from animatediff.train.synthetic import MovingSquares
 
 
 def build_dataset(config: DataConfig, seed: int, rank: int, world_size: int) -> Dataset:
     """The training dataset the data section describes; clear errors for missing paths or empty folders."""
+    if config.kind == "custom":
+        raise InputError("data.kind 'custom' has no dataset of its own: pass one as Trainer(config, dataset=...)")
     if config.kind == "synthetic":
         return MovingSquares(config.synthetic_clips, config.num_frames, config.resolution, seed)
-    if config.kind == "world":
-        from animatediff.world.datasets import WorldVideos
-        from animatediff.world.scenes import BASE_WORLD
-
-        world = replace(BASE_WORLD, growth_core=config.world_growth_core)
-        if config.world_motions:
-            world = replace(world, motions=tuple(config.world_motions))
-        return WorldVideos(config.synthetic_clips, seed, world, config.resolution, config.num_frames)
     from animatediff.data import ClipConfig, ShardDataset, VideoFolderDataset, WebVidDataset
 
     clip = ClipConfig(
@@ -37,14 +31,14 @@ def build_dataset(config: DataConfig, seed: int, rank: int, world_size: int) -> 
     )
     if config.kind == "webvid":
         if not config.csv or not config.video_folder:
-            raise ValueError("data.kind 'webvid' needs data.csv (videoid, name, page_dir) and data.video_folder")
+            raise InputError("data.kind 'webvid' needs data.csv (videoid, name, page_dir) and data.video_folder")
         return WebVidDataset(config.csv, config.video_folder, clip, seed)
     if config.kind == "folder":
         if not config.video_folder:
-            raise ValueError("data.kind 'folder' needs data.video_folder (videos with same-named .txt captions)")
+            raise InputError("data.kind 'folder' needs data.video_folder (videos with same-named .txt captions)")
         return VideoFolderDataset(config.video_folder, clip, seed)
     if not config.shards:
-        raise ValueError("data.kind 'shards' needs data.shards: tar files, folders or globs")
+        raise InputError("data.kind 'shards' needs data.shards: tar files, folders or globs")
     # One pass per epoch; ranks may get different numbers of batches per pass, so each rank keeps its own
     # (epoch, batch) position and the run is bounded by optimizer steps, not epochs.
     return ShardDataset(config.shards, clip, seed, rank=rank, world_size=world_size)
@@ -91,7 +85,7 @@ class ClipLoader:
         if not self.iterable:
             self.sampler = EpochSampler(len(dataset), rank, world_size, seed)
             if len(dataset) // world_size < batch_size:
-                raise ValueError(
+                raise InputError(
                     f"the dataset has {len(dataset)} clips: fewer than one batch of {batch_size} for each of "
                     f"{world_size} processes"
                 )
@@ -107,7 +101,7 @@ class ClipLoader:
             if start_batch and hasattr(self.dataset, "set_position"):
                 self.dataset.set_position(epoch, start_batch * self.batch_size, self.batch_size)
             elif start_batch:
-                raise ValueError("this streaming dataset cannot resume mid-epoch (it has no set_position)")
+                raise InputError("this streaming dataset cannot resume mid-epoch (it has no set_position)")
         else:
             self.sampler.set_epoch(epoch, start_batch * self.batch_size)
         return DataLoader(

@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from animatediff.errors import InputError
 from animatediff.formats.motion_lora import save_motion_lora
 from animatediff.formats.motion_module_files import official_to_diffusers
 from animatediff.formats.state_dicts import write_state_dict
-from animatediff.models.motion_adapter import MotionModules
+from animatediff.models.motion_modules import MotionModules
 
 TARGET_MODULES = r".*attention_blocks\.\d+\.(to_q|to_k|to_v|to_out\.0)"
 ADAPTER = "default"
@@ -49,7 +50,7 @@ def add_motion_lora(modules: MotionModules, rank: int, alpha: float | None = Non
     for name, p in modules.named_parameters():
         p.requires_grad_(".lora_A." in name or ".lora_B." in name)
     if not params:
-        raise ValueError("no temporal attention projections found to put LoRA adapters on")
+        raise InputError("no temporal attention projections found to put LoRA adapters on")
     return params
 
 
@@ -62,7 +63,7 @@ def lora_pairs(motion_sd: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tens
             prefix, proj, which = m.groups()
             (down if which == "A" else up)[f"{prefix}{proj}.weight"] = value
     if not down or set(down) != set(up):
-        raise ValueError("state dict holds no complete MotionLoRA (keys like '...to_q.lora_A.default.weight')")
+        raise InputError("state dict holds no complete MotionLoRA (keys like '...to_q.lora_A.default.weight')")
     return {target: (down[target], up[target]) for target in sorted(down)}
 
 

@@ -4,30 +4,18 @@ another version (v1 → v2: a new mid-block module and 32 positions, everything 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
+from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import build_from_state_dict, read_motion_file
-from animatediff.models.motion_adapter import MotionModuleConfig, MotionModules
+from animatediff.models.motion_modules import MotionModuleConfig, MotionModules
 from animatediff.train.config import ModelConfig
-
-
-def read_component_config(base: Path, component: str) -> dict:
-    """A base model component's config.json, read without loading any weights."""
-    path = base / component / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{base} is not a diffusers Stable Diffusion folder: missing {component}/config.json")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
 
 
 def _layers_per_block(unet_config: dict) -> int:
     layers = unet_config.get("layers_per_block", 2)
     if isinstance(layers, (list, tuple)):
         if len(set(layers)) != 1:
-            raise ValueError(f"base UNet has differing layers per block {layers}; motion modules need one count")
+            raise InputError(f"base UNet has differing layers per block {layers}; motion modules need one count")
         layers = layers[0]
     return int(layers)
 
@@ -63,7 +51,7 @@ def _converted(sd: dict, config: MotionModuleConfig, version: str, max_frames: i
     unexpected = sorted(k for k in set(weights) - set(expected) if not k.startswith("mid_block."))
     wrong = [k for k in set(weights) & set(expected) if weights[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise InputError(
             f"cannot rebuild this {config.version} motion module as {version}: "
             f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shapes {wrong[:3]}"
         )
@@ -83,14 +71,14 @@ def init_motion_modules(model: ModelConfig, unet_config: dict) -> tuple[MotionMo
         try:
             modules = build_from_state_dict(sd, config)
         except ValueError as err:
-            raise ValueError(f"{model.init_motion_module}: {err}") from None
+            raise InputError(f"{model.init_motion_module}: {err}") from None
         where = f"{config.version} motion module from {model.init_motion_module}"
     else:
         modules = _converted(sd, config, version, model.scratch.max_frames)
         where = f"{config.version} motion module from {model.init_motion_module}, rebuilt as {version}"
     unet_channels = tuple(unet_config["block_out_channels"])
     if modules.config.block_out_channels != unet_channels:
-        raise ValueError(
+        raise InputError(
             f"{model.init_motion_module} was built for UNet channels {modules.config.block_out_channels}, "
             f"the base UNet has {unet_channels}"
         )

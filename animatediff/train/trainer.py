@@ -13,102 +13,43 @@ generator per process seeded with seed + rank and saved in checkpoints, so a res
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    from diffusers import DDPMScheduler
-
-from animatediff.defaults import default_guidance_scale
+from animatediff.base_model import base_folder, load_base, read_component_config, read_traits
+from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import save_motion_modules
-from animatediff.formats.state_dicts import resolve_path
 from animatediff.models import MotionModules, inflate_unet
 from animatediff.sampling import denoising_target, make_scheduler, model_noise_settings
 from animatediff.text_encoding import encode_prompts
 from animatediff.train.checkpoints import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
-from animatediff.train.config import OptimConfig, TrainConfig, flat_config
+from animatediff.train.checks import check_frames, check_resolution, check_tracker, check_zero_snr
+from animatediff.train.config import TrainConfig, flat_config
 from animatediff.train.datasets import ClipLoader, build_dataset
 from animatediff.train.lora import add_motion_lora, save_motion_lora_files
-from animatediff.train.motion_init import init_motion_modules, read_component_config
+from animatediff.train.motion_init import init_motion_modules
+from animatediff.train.noise import draw_timesteps, noise_scheduler, timestep_weights
 
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 StepCallback = Callable[["Trainer", int, float], None]
 
 
-def check_frames(config: TrainConfig, max_frames: int) -> None:
-    """Clips longer than the position encoding cannot train; say so before any weights are loaded."""
-    asked = {"data.num_frames": config.data.num_frames}
-    if config.validation.every and config.validation.prompts:
-        asked["validation.num_frames"] = config.validation.num_frames
-    for name, frames in asked.items():
-        if frames > max_frames:
-            raise ValueError(
-                f"{name} is {frames}, but the motion module's position encoding holds at most {max_frames} "
-                f"frames; use at most {max_frames}, or a module with a longer encoding (model.scratch.max_frames)"
-            )
-
-
-def check_resolution(config: TrainConfig, unet_config: dict, vae_config: dict) -> None:
-    multiple = 2 ** (len(vae_config["block_out_channels"]) - 1) * 2 ** (len(unet_config["block_out_channels"]) - 1)
-    sizes = {"data.resolution": config.data.resolution}
-    if config.validation.every and config.validation.prompts:
-        sizes["validation.resolution"] = config.validation.resolution
-    for name, size in sizes.items():
-        if size % multiple:
-            raise ValueError(f"{name} {size} must be a multiple of {multiple} for this base model")
-
-
-def check_tracker(report_to: str) -> None:
-    """Accelerate drops a tracker whose package is missing without a word; say it instead."""
-    if report_to in ("none", "all"):
-        return
-    from accelerate.tracking import get_available_trackers
-    from accelerate.utils import LoggerType
-
-    known = [t.value for t in LoggerType if t.value != "all"]
-    if report_to not in known:
-        raise ValueError(f"logging.report_to: {report_to!r} is not one of {', '.join(known)}, 'all' or 'none'")
-    if report_to not in [str(t.value) for t in get_available_trackers()]:
-        raise ValueError(
-            f"logging.report_to {report_to!r}: its package is not installed (pip install {report_to}), "
-            "or set logging.report_to=none"
-        )
-
-
-def resolve_prediction_type(requested: str, base: Path) -> str:
-    if requested != "auto":
-        return requested
-    from animatediff.pipeline import read_scheduler_config
-
-    return read_scheduler_config(base).get("prediction_type", "epsilon")
-
-
-def resolve_zero_terminal_snr(requested: bool | None, base: Path, prediction_type: str) -> bool:
-    """Whether the noise schedule is rescaled to zero terminal SNR: `requested`, or what the base was trained on."""
-    from animatediff.pipeline import read_scheduler_config
-
-    zero_snr = read_scheduler_config(base).get("rescale_betas_zero_snr", False) if requested is None else requested
-    if zero_snr and prediction_type != "v_prediction":
-        raise ValueError(
-            "a zero-terminal-SNR schedule leaves no signal at its last timestep, where an epsilon target is the input "
-            "itself: it needs a v-prediction base (model.prediction_type v_prediction)"
-        )
-    return bool(zero_snr)
-
-
 class Trainer:
     """One training run: build everything from the config (failing early on bad input), then `train()`."""
 
-    def __init__(self, config: TrainConfig, on_step: StepCallback | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, on_step: StepCallback | None = None, dataset: Dataset | None = None
+    ) -> None:
+        """`on_step(trainer, step, loss)` runs after every optimizer step. `dataset`: the clips to train on when
+        `config.data.kind` is 'custom' ({"pixel_values": (f, 3, H, W) in [-1, 1], "text": str} items, map-style or
+        iterable), in place of a dataset the config describes."""
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration, set_seed
-        from diffusers import DDPMScheduler
 
         self.config = c = config
         self.on_step = on_step
@@ -127,27 +68,32 @@ class Trainer:
                 ds_config["train_micro_batch_size_per_gpu"] = c.optim.batch_size
 
         # 1. Everything that can be wrong with the inputs, before any weights are loaded.
-        base = resolve_path(c.model.base, "base model")
-        unet_config = read_component_config(base, "unet")
-        vae_config = read_component_config(base, "vae")
+        if (dataset is None) != (c.data.kind != "custom"):
+            raise InputError(
+                "data.kind 'custom' trains on the dataset given to Trainer(config, dataset=...), and only then"
+                if dataset is None
+                else f"a dataset was given to the Trainer, so data.kind must be 'custom', not {c.data.kind!r}"
+            )
+        prediction = None if c.model.prediction_type == "auto" else c.model.prediction_type
+        folder = base_folder(c.model.base)
+        self.traits = traits = read_traits(folder, prediction, c.optim.zero_terminal_snr)
+        check_zero_snr(traits)
+        self.prediction_type = traits.prediction_type
         set_seed(c.seed)  # the same fresh motion-module weights on every process
-        motion, self.motion_origin = init_motion_modules(c.model, unet_config)
+        motion, self.motion_origin = init_motion_modules(c.model, read_component_config(folder, "unet"))
         check_frames(c, motion.max_frames)
-        check_resolution(c, unet_config, vae_config)
-        self.prediction_type = resolve_prediction_type(c.model.prediction_type, base)
-        zero_terminal_snr = resolve_zero_terminal_snr(c.optim.zero_terminal_snr, base, self.prediction_type)
-        self.guidance_scale = default_guidance_scale(base)  # validation samples' unless the config names one
+        check_resolution(c, traits)
         self.resume_path = resolve_resume(c)
         resume_state = check_resumable(self.resume_path, c, acc.num_processes) if self.resume_path else None
-        self.dataset = build_dataset(c.data, c.seed, acc.process_index, acc.num_processes)
+        if dataset is None:
+            dataset = build_dataset(c.data, c.seed, acc.process_index, acc.num_processes)
+        self.dataset = dataset
         self.loader = ClipLoader(
             self.dataset, c.optim.batch_size, c.data.num_workers, c.seed, acc.process_index, acc.num_processes
         )
 
         # 2. The frozen image model.
-        from animatediff.pipeline import load_base_model
-
-        parts = load_base_model(base)
+        parts = load_base(folder)
         weight_dtype = WEIGHT_DTYPES[c.precision]
         self.tokenizer = parts.tokenizer
         self.text_encoder = parts.text_encoder.requires_grad_(False).eval().to(acc.device, weight_dtype)
@@ -167,14 +113,7 @@ class Trainer:
         self._check_frozen()
         if c.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
-        self.noise_scheduler = DDPMScheduler(
-            num_train_timesteps=c.optim.num_train_timesteps,
-            beta_start=c.optim.beta_start,
-            beta_end=c.optim.beta_end,
-            beta_schedule=c.optim.beta_schedule,
-            prediction_type=self.prediction_type,
-            rescale_betas_zero_snr=zero_terminal_snr,
-        )
+        self.noise_scheduler = noise_scheduler(c.optim, traits.prediction_type, traits.zero_snr)
 
         # 4. Optimizer and schedule, handed to Accelerate with the model.
         from diffusers.optimization import get_scheduler
@@ -252,7 +191,7 @@ class Trainer:
         pixels = batch["pixel_values"]
         b, f = pixels.shape[:2]
         if f > self.unet.max_frames:
-            raise ValueError(f"a batch has {f} frames; the motion module holds at most {self.unet.max_frames}")
+            raise InputError(f"a batch has {f} frames; the motion module holds at most {self.unet.max_frames}")
         device = self.accelerator.device
         latents = self.encode_videos(pixels)
         drop = torch.rand(b, generator=self.generator) < self.config.optim.caption_dropout
@@ -330,7 +269,7 @@ class Trainer:
                     break
             else:
                 if batches == 0 and self.batch_in_epoch == 0:
-                    raise ValueError(f"epoch {self.epoch} gave no batch: is the dataset (or this rank's share) empty?")
+                    raise InputError(f"epoch {self.epoch} gave no batch: is the dataset (or this rank's share) empty?")
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         bar.close()
         if self.step >= c.optim.max_steps and self._saved_step != self.step:
@@ -356,40 +295,23 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> list[Path]:
         """Animate the validation prompts with the current motion module; GIFs under output_dir/validation."""
-        from animatediff.io.video import save_video
         from animatediff.pipeline import AnimationPipeline
+        from animatediff.train.validation import sample_validation
 
-        v = self.config.validation
         trains = {id(p): p.requires_grad for p in self.unet.parameters()}
         folder = Path(self.config.output_dir) / "validation" / f"step-{self.step:08d}"
-        paths = []
-        # The pipeline puts the UNet in eval mode and freezes it; both are undone below.
-        # Sample as the run trains: the base's prediction type and (zero-SNR) schedule.
-        settings = model_noise_settings(dict(self.noise_scheduler.config))
+        # The pipeline puts the UNet in eval mode and freezes it; both are undone below. It samples as the run
+        # trains (the base's prediction type and zero-SNR schedule) and at the base's default guidance.
+        settings = model_noise_settings(self.traits.prediction_type, self.traits.zero_snr)
         parts = (self.tokenizer, self.text_encoder, self.vae, self.unet)
-        pipe = AnimationPipeline(*parts, make_scheduler("ddim"), settings, self.guidance_scale)
+        pipe = AnimationPipeline(*parts, make_scheduler("ddim"), settings, self.traits.guidance_scale)
         try:
             with self.accelerator.autocast():
-                for i, prompt in enumerate(v.prompts):
-                    frames = pipe(
-                        prompt,
-                        v.negative_prompt,
-                        num_frames=v.num_frames,
-                        height=v.resolution,
-                        width=v.resolution,
-                        num_inference_steps=v.num_inference_steps,
-                        guidance_scale=v.guidance_scale,
-                        seed=v.seed,
-                        progress=False,
-                    )[0]
-                    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48]
-                    paths.append(save_video(frames, folder / f"{i}-{slug}.gif", v.fps))
-                    self._log_frames(f"validation/{i}-{slug}", frames)
+                return sample_validation(pipe, self.config.validation, folder, self._log_frames)
         finally:
             for p in self.unet.parameters():
                 p.requires_grad_(trains[id(p)])
             self.unet.motion_modules.train()
-        return paths
 
     def _log_frames(self, tag: str, frames) -> None:  # noqa: ANN001 - (f, H, W, 3) floats in [0, 1]
         for tracker in self.accelerator.trackers:
@@ -426,43 +348,6 @@ class Trainer:
         return path
 
 
-def timestep_probabilities(optim: OptimConfig) -> torch.Tensor:
-    """The probability of drawing each training timestep under `optim.timestep_bias`."""
-    weights = torch.ones(optim.num_train_timesteps, dtype=torch.float64)
-    if optim.timestep_bias != "none":
-        count = max(1, round(optim.timestep_bias_portion * optim.num_train_timesteps))
-        favoured = slice(-count, None) if optim.timestep_bias == "later" else slice(0, count)
-        weights[favoured] *= optim.timestep_bias_multiplier
-    return weights / weights.sum()
-
-
-def draw_timesteps(count: int, optim: OptimConfig, generator: torch.Generator) -> torch.Tensor:
-    """`count` training timesteps from `timestep_probabilities`; uniform draws stay the plain randint, so runs
-    without a bias draw exactly what they did before the option existed."""
-    if optim.timestep_bias == "none" or optim.timestep_bias_multiplier == 1:
-        return torch.randint(0, optim.num_train_timesteps, (count,), generator=generator)
-    return torch.multinomial(timestep_probabilities(optim), count, replacement=True, generator=generator)
-
-
-def timestep_weights(
-    scheduler: DDPMScheduler, timesteps: torch.Tensor, prediction_type: str, optim: OptimConfig
-) -> torch.Tensor:
-    """The loss weight of each clip's timestep under `optim.loss_weighting`, for an ε or v target."""
-    alphas = scheduler.alphas_cumprod.to(torch.float64)[timesteps.cpu()]
-    snr = alphas / (1 - alphas)
-    # A target's MSE is the x0 error times SNR (ε) or SNR + 1 (v); dividing by that and multiplying by the chosen
-    # x0 weight λ(SNR) gives the clip's weight.
-    target_scale = snr + 1 if prediction_type == "v_prediction" else snr
-    if optim.loss_weighting == "min_snr":
-        x0_weight = snr.clamp(max=optim.snr_gamma)
-    elif optim.loss_weighting == "truncated_snr":
-        x0_weight = snr.clamp(min=1.0)
-    else:
-        return torch.ones_like(snr, dtype=torch.float32)
-    weights = (x0_weight / target_scale).clamp(max=optim.max_loss_weight)
-    return weights.float()
-
-
 def _keep_motion_weights(models: list, weights: list[dict], _output_dir: str) -> None:
     """Accelerate save-state hook: drop the frozen base from the saved model state (it is not trained)."""
     for sd in weights:
@@ -470,6 +355,6 @@ def _keep_motion_weights(models: list, weights: list[dict], _output_dir: str) ->
             del sd[key]
 
 
-def train(config: TrainConfig, on_step: StepCallback | None = None) -> dict:
-    """Build a Trainer for `config` and run it to the end."""
-    return Trainer(config, on_step).train()
+def train(config: TrainConfig, on_step: StepCallback | None = None, dataset: Dataset | None = None) -> dict:
+    """Build a Trainer for `config` (and `dataset`, for data.kind 'custom') and run it to the end."""
+    return Trainer(config, on_step, dataset).train()

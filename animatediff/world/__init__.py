@@ -7,16 +7,8 @@ vocabulary of the captions, `base_model` builds and saves the tiny SD1.x compone
 """
 
 from animatediff.world.datasets import DEFAULT_HOLDOUT, HoldoutRule, WorldImages, WorldVideos, personalization_images
-from animatediff.world.scenes import (
-    BASE_WORLD,
-    FULL_WORLD,
-    Rendering,
-    SceneSpec,
-    WorldConfig,
-    render_image,
-    render_video,
-    sample_spec,
-)
+from animatediff.world.render import Rendering, render_image, render_video
+from animatediff.world.scenes import BASE_WORLD, FULL_WORLD, SceneSpec, WorldConfig, sample_spec
 
 __all__ = [
     "BASE_WORLD",

@@ -1,11 +1,10 @@
 """The world's tiny Stable Diffusion 1.x: the same diffusers/transformers classes and folder layout as SD1.5.
 
-Sizes are those of the shipped (second) build: a VAE with channels (32, 64, 64), so latents are 4 × H/4 × W/4
-(8 × 8 at 32 px); a UNet with channels (64, 128), one layer per block, 8 heads, cross-attention 64 in every
-block but the deepest, as SD; a small CLIP text encoder. Channel counts are multiples of 32 and heads 8, as
-motion modules need (GroupNorm with 32 groups, 8 attention heads), so the project's motion modules fit this UNet
-unchanged. `unet_attention` places attention per block, for UNets too wide at the top level to afford it there
-(animatediff/world/README.md records what a 16 × 16-latent variant did).
+The default sizes are the shipped build's: a VAE with channels (32, 64, 64), so latents are 4 × H/4 × W/4 (8 × 8 at
+32 px); a UNet with channels (64, 128), one layer per block, 8 heads, cross-attention 64 in every block but the
+deepest, as SD; a small CLIP text encoder. Channel counts are multiples of 32 and heads 8, as motion modules need
+(GroupNorm with 32 groups, 8 attention heads), so the project's motion modules fit this UNet unchanged.
+`unet_attention` places attention per block, for UNets too wide at the top level to afford it there.
 """
 
 from __future__ import annotations

@@ -7,25 +7,14 @@ Items follow the project's training contract: `{"pixel_values": (3, H, W) or (f,
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from animatediff.world.scenes import (
-    BASE_WORLD,
-    NEW_SHAPES,
-    Rendering,
-    SceneSpec,
-    WorldConfig,
-    render_image,
-    render_video,
-    sample_spec,
-)
+from animatediff.world.render import Rendering, render_image, render_video
+from animatediff.world.scenes import BASE_WORLD, NEW_SHAPES, SceneSpec, WorldConfig, sample_spec
 
 SPLITS = ("train", "holdout", "all")
 # Separate random streams, so image i and video i of the same seed are unrelated scenes.
@@ -161,7 +150,7 @@ class WorldImages(_WorldDataset):
     def rendering(self, index: int) -> Rendering:
         spec = self.spec(index)
         t = 0.0 if spec.motion == "still" else self.moment(index)
-        return render_image(spec, self.resolution, t, self.world.growth_core)
+        return render_image(spec, self.resolution, t)
 
 
 class WorldVideos(_WorldDataset):
@@ -186,7 +175,7 @@ class WorldVideos(_WorldDataset):
         super().__init__(size, seed, world, resolution, split, holdout)
 
     def rendering(self, index: int) -> Rendering:
-        return render_video(self.spec(index), self.frames, self.resolution, self.world.growth_core)
+        return render_video(self.spec(index), self.frames, self.resolution)
 
 
 # Looks the base world never shows, for personalized models learned from images alone.
@@ -198,22 +187,9 @@ PERSONALIZATION_WORLDS: dict[str, WorldConfig] = {
 }
 
 
-def personalization_images(
-    kind: str, size: int = 200, seed: int = 0, resolution: int = 32, growth_core: bool = False
-) -> WorldImages:
-    """Images of a look the base lacks: kind 'style' (outlined shapes) or 'object' (stars); growing objects drawn
-    with their cores when `growth_core` (as the base saw them)."""
+def personalization_images(kind: str, size: int = 200, seed: int = 0, resolution: int = 32) -> WorldImages:
+    """Images of a look the base lacks: kind 'style' (outlined shapes) or 'object' (stars)."""
     if kind not in PERSONALIZATION_WORLDS:
         raise ValueError(f"unknown personalization {kind!r}; choose one of: {', '.join(PERSONALIZATION_WORLDS)}")
-    world = replace(PERSONALIZATION_WORLDS[kind], growth_core=growth_core)
     # A seed offset keeps these scenes apart from the base images of the same seed.
-    return WorldImages(size, seed + 1_000_003, world, resolution, split="all")
-
-
-def base_world(base: str | os.PathLike, world: WorldConfig = BASE_WORLD) -> WorldConfig:
-    """`world` drawn as the world base at `base` saw it in training: with growing objects' cores (`growth_core`)
-    when its world.json records them, so that what trains or measures over a base shows it the images it knows.
-    A base without world.json (any real SD1.5 model) gets `world` as it is."""
-    record = Path(base) / "world.json"
-    recipe = json.loads(record.read_text()).get("recipe", {}) if record.is_file() else {}
-    return replace(world, growth_core=bool(recipe.get("growth_core", False)))
+    return WorldImages(size, seed + 1_000_003, PERSONALIZATION_WORLDS[kind], resolution, split="all")

@@ -9,7 +9,6 @@ as the prompt's shape and texture: a personalized model's star or outline style 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from animatediff.defaults import WORLD_GUIDANCE_SCALE
+from animatediff.world.layout import WORLD_GUIDANCE_SCALE, WorldModels
 from animatediff.world.metrics import colour_correct, consistency, motion_correct, track
 
 if TYPE_CHECKING:
-    from animatediff.models.motion_adapter import MotionModules
+    from animatediff.models import MotionModules
     from animatediff.pipeline import AnimationPipeline
     from animatediff.world.looks import LookClassifier
 
@@ -261,57 +260,15 @@ def sample_sheet(
     return np.kron(sheet, np.ones((scale, scale, 1)))
 
 
-@dataclass(frozen=True)
-class WorldModels:
-    """The files of a world build (or of the shipped assets, which have the same layout)."""
-
-    base: Path
-    motion_module: Path | None = None
-    """None: a build stopped after its image stages (`world build --images-only`)."""
-    dreambooth: Path | None = None
-    """Single-file checkpoint of the DreamBooth fine-tune (the 'object' look: a star)."""
-    lora: Path | None = None
-    """kohya LoRA file (the 'style' look: outlined shapes)."""
-    looks: Path | None = None
-    """The look classifier's weights."""
-    motion_loras: dict[str, Path] = field(default_factory=dict)
-    """MotionLoRA files by the motion they steer to ('left', 'growing', ...)."""
-
-    @classmethod
-    def from_folder(cls, folder: str | os.PathLike) -> WorldModels:
-        folder = Path(folder)
-        base = folder / "base"
-        if not (base / "model_index.json").is_file():
-            raise FileNotFoundError(f"{folder} holds no world build (base/)")
-
-        def optional(path: Path) -> Path | None:
-            return path if path.is_file() else None
-
-        return cls(
-            base,
-            optional(folder / "motion_module.safetensors"),
-            optional(folder / PERSONALIZED["object"]),
-            optional(folder / PERSONALIZED["style"]),
-            optional(folder / LOOK_CLASSIFIER),
-            {p.stem: p for p in sorted((folder / MOTION_LORAS).glob("*.safetensors"))},
-        )
-
-
-# Where a build (and the shipped assets) keep the personalized models and the look classifier.
-PERSONALIZED = {"object": "personalized/star_dreambooth.safetensors", "style": "personalized/outlined_lora.safetensors"}
-PERSONALIZED_METHOD = {"object": "dreambooth", "style": "lora"}
-LOOK_CLASSIFIER = "look_classifier.safetensors"
-MOTION_LORAS = "motion_loras"
-
-
 def _switched_off_motion_modules(base: Path) -> MotionModules:
     """A fresh motion-module set that fits `base`'s UNet, for a build that has none: every row such a build gets
     runs with the modules off, but the pipeline is built around a set."""
-    from animatediff.models.motion_adapter import MotionModules
+    from animatediff.base_model import read_component_config
+    from animatediff.models import MotionModules
     from animatediff.train.config import ModelConfig
     from animatediff.train.motion_init import scratch_config
 
-    return MotionModules(scratch_config(ModelConfig(), json.loads((base / "unet" / "config.json").read_text())))
+    return MotionModules(scratch_config(ModelConfig(), read_component_config(base, "unet")))
 
 
 @dataclass
@@ -384,3 +341,37 @@ def evaluate_world(
             control = f"{row.removesuffix(' (no motion module)')}, asked for the {label}'s look (no personalization)"
             rows.append(evaluate_row(control, generate, asked, seed_list, looks))
     return Evaluation(rows, sheets)
+
+
+def write_report(evaluation: Evaluation, out_dir: str | os.PathLike) -> str:
+    """eval.md (the table), eval.json (every row's figures) and samples.png (each model's sheet, one under another)
+    into `out_dir`; returns the table."""
+    import json
+    from dataclasses import asdict
+
+    from PIL import Image
+
+    from animatediff.formats.state_dicts import write_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(evaluation.rows)
+    write_atomic(out / "eval.md", lambda tmp: tmp.write_text(text + "\n"))
+    rows = json.dumps([asdict(r) for r in evaluation.rows], indent=2) + "\n"
+    write_atomic(out / "eval.json", lambda tmp: tmp.write_text(rows))
+    width = max(sheet.shape[1] for sheet in evaluation.sheets)
+    padded = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in evaluation.sheets]
+    picture = Image.fromarray((np.concatenate(padded) * 255).round().astype(np.uint8))
+    write_atomic(out / "samples.png", lambda tmp: picture.save(tmp, format="PNG"))
+    return text
+
+
+def row_details(row: RowResult) -> list[str]:
+    """The lines a row adds under the table: its accuracy per motion, and where the look fails."""
+    lines = [f"{row.name}: per motion {', '.join(f'{m} {v:.2f}' for m, v in row.per_motion.items())}"]
+    if row.look_accuracy is not None:
+        by_shape = ", ".join(f"{s} {v:.2f}" for s, v in row.look_by_shape.items())
+        lines.append(
+            f"  look: shape {row.shape_accuracy:.2f}, texture {row.texture_accuracy:.2f}; by asked shape {by_shape}"
+        )
+    return lines

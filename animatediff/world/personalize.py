@@ -30,24 +30,18 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, SchedulerMixin, UNet2DConditionModel
+from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
 from tqdm.auto import tqdm
 
+from animatediff.base_model import BaseModel, load_base, read_traits
+from animatediff.base_model import base_folder as find_base
 from animatediff.formats.ldm_export import save_single_file
 from animatediff.formats.lora import save_kohya_lora
-from animatediff.pipeline import BaseModel, load_base_model
-from animatediff.world.datasets import PERSONALIZATION_WORLDS, WorldImages, base_world, personalization_images
+from animatediff.world.datasets import PERSONALIZATION_WORLDS, WorldImages, personalization_images
+from animatediff.world.loops import TrainLog, training_device, warmup_optimizer
 from animatediff.world.scenes import BASE_WORLD, WorldConfig
-from animatediff.world.train_image import (
-    CaptionEmbeddings,
-    LatentCache,
-    TrainLog,
-    _optimizer,
-    encode_dataset,
-    fixed_unet_loss,
-    training_device,
-    unet_loss,
-)
+from animatediff.world.train_unet import CaptionEmbeddings, fixed_unet_loss, unet_loss
+from animatediff.world.train_vae import LatentCache, encode_dataset
 
 METHODS = ("dreambooth", "lora")
 # A full fine-tune moves every weight of a model trained at 5e-4, so it steps gently; LoRA starts from a zero
@@ -153,17 +147,12 @@ class PersonalizationData:
         return torch.cat(latents), ["" if d else c for d, c in zip(drop.tolist(), captions)]
 
 
-def image_resolution(unet: UNet2DConditionModel, vae: AutoencoderKL) -> int:
-    """The pixel size the base was trained at: the UNet's latent size times the VAE's downsampling."""
-    return unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
-
-
 def encode_personalization(
     vae: AutoencoderKL, cfg: PersonalizeConfig, resolution: int, world: WorldConfig = BASE_WORLD
 ) -> PersonalizationData:
     """Render and encode the personalization images and (with a prior share) as many images of `world`, the base's
-    own (drawn as the base saw it: `base_world`)."""
-    looks = personalization_images(cfg.kind, cfg.num_images, cfg.seed, resolution, world.growth_core)
+    own."""
+    looks = personalization_images(cfg.kind, cfg.num_images, cfg.seed, resolution)
     personal = encode_dataset(vae, looks, progress=cfg.progress)
     prior = None
     if cfg.prior_per_batch:
@@ -181,7 +170,7 @@ def fit(
     cfg: PersonalizeConfig,
 ) -> TrainLog:
     """Train `trainable` (parameters of `unet`) in place on mixed batches; the UNet ends in eval mode."""
-    opt, warmup = _optimizer(trainable, cfg.learning_rate, cfg.warmup_steps, cfg.weight_decay)
+    opt, warmup = warmup_optimizer(trainable, cfg.learning_rate, cfg.warmup_steps, cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     log, start = TrainLog(), time.perf_counter()
     unet.train()
@@ -246,8 +235,7 @@ def _run(base_folder: str | os.PathLike, out_path: str | os.PathLike, cfg: Perso
     device = training_device()
     for module in (base.unet, base.vae, base.text_encoder):
         module.to(device)
-    resolution = image_resolution(base.unet, base.vae)
-    data = encode_personalization(base.vae, cfg, resolution, base_world(base_folder))
+    data = encode_personalization(base.vae, cfg, base.traits.native_size)
     embed = CaptionEmbeddings(base.tokenizer, base.text_encoder)
     unet = base.unet
     if method == "lora":
@@ -293,21 +281,12 @@ def _run(base_folder: str | os.PathLike, out_path: str | os.PathLike, cfg: Perso
 
 
 def _load_base(base_folder: str | os.PathLike) -> tuple[BaseModel, SchedulerMixin]:
-    folder = Path(base_folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"base model folder not found: {folder}")
-    if not (folder / "scheduler" / "scheduler_config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no scheduler/scheduler_config.json: the training noise schedule")
-    base = load_base_model(folder)  # float32: training and the saved weights need full precision
+    """The base in float32 (training and the saved weights need full precision), frozen, and a DDPM scheduler on its
+    own training schedule (as diffusers' DreamBooth script adds noise; only the betas matter)."""
+    scheduler = read_traits(find_base(base_folder)).noise_scheduler()  # before any weights load
+    base = load_base(base_folder)
     for module in (base.unet, base.vae, base.text_encoder):
         module.eval().requires_grad_(False)
-    # DDPM is the training-side view of the base's schedule (as in diffusers' DreamBooth script); only the betas
-    # matter for adding noise.
-    scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
-    if scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
-        raise ValueError(
-            f"{folder}: the base predicts {scheduler.config.prediction_type!r}; not epsilon or v_prediction"
-        )
     return base, scheduler
 
 

@@ -21,17 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from animatediff.world.datasets import base_world
-from animatediff.world.scenes import (
-    BASE_WORLD,
-    COLOURS,
-    OPPOSITE_MOTIONS,
-    SceneSpec,
-    WorldConfig,
-    render_image,
-    render_video,
-    sample_spec,
-)
+from animatediff.world.render import render_image, render_video
+from animatediff.world.scenes import BASE_WORLD, COLOURS, OPPOSITE_MOTIONS, SceneSpec, WorldConfig, sample_spec
 
 DIRECTIONS = ("left", "right", "up", "down")
 SCALINGS = ("growing", "shrinking")
@@ -74,16 +65,15 @@ def word_reliance(
     (in turn; by default the four directions), caught mid-motion; 0.1 means a tenth more error with that word
     swapped. The reference loss is under 'true' (absolute). With `motion_module`, `images` whole clips of `frames`
     frames go through base + module."""
-    from diffusers import DDPMScheduler
 
-    from animatediff.pipeline import load_base_model
+    from animatediff.base_model import load_base
     from animatediff.sampling import denoising_target
     from animatediff.text_encoding import encode_prompts
 
     folder = Path(base)
-    model = load_base_model(folder)
-    scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
-    resolution = model.unet.config.sample_size * 2 ** (len(model.vae.config.block_out_channels) - 1)
+    model = load_base(folder)
+    scheduler = model.traits.noise_scheduler()
+    resolution = model.traits.native_size
     unknown = [m for m in motions if m not in OPPOSITE_MOTIONS]
     if not motions or unknown:
         raise ValueError(
@@ -91,16 +81,15 @@ def word_reliance(
         )
     rng = np.random.default_rng(seed)
     specs = [sample_spec(rng, BASE_WORLD, True, {"motion": motions[i % len(motions)]}) for i in range(images)]
-    core = base_world(folder).growth_core  # the renderings the base learned from
     if motion_module is None:
         denoiser, clip_frames = model.unet, 1
-        pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0)), core).image for s in specs])
+        pixels = np.stack([render_image(s, resolution, float(rng.uniform(0.25, 1.0))).image for s in specs])
     else:
         from animatediff.formats.motion_module_files import load_motion_modules
         from animatediff.models import inflate_unet
 
         denoiser, clip_frames = inflate_unet(model.unet, load_motion_modules(motion_module)).eval(), frames
-        pixels = np.stack([render_video(s, frames, resolution, core).frames for s in specs])
+        pixels = np.stack([render_video(s, frames, resolution).frames for s in specs])
     x = torch.from_numpy(pixels).flatten(0, -4).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     latents = model.vae.encode(x).latent_dist.mean * model.vae.config.scaling_factor
     if motion_module is not None:  # (b f) c h w → b c f h w

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import nn
 
+from animatediff.errors import InputError
 from animatediff.models.motion_module import MotionModule
 
 
@@ -34,10 +35,10 @@ class MotionModuleConfig:
     def __post_init__(self) -> None:
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
         if self.version not in ("v1", "v2", "v3"):
-            raise ValueError(f"unknown motion module version {self.version!r}; expected v1, v2 or v3")
+            raise InputError(f"unknown motion module version {self.version!r}; expected v1, v2 or v3")
         for channels in self.block_out_channels:
             if channels % self.num_attention_heads or channels % self.norm_num_groups:
-                raise ValueError(
+                raise InputError(
                     f"block channels {channels} must be divisible by {self.num_attention_heads} heads "
                     f"and {self.norm_num_groups} norm groups"
                 )
@@ -52,7 +53,7 @@ class MotionModuleConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown motion module config keys {unknown}; known keys: {sorted(known)}")
+            raise InputError(f"unknown motion module config keys {unknown}; known keys: {sorted(known)}")
         return cls(**d)
 
 

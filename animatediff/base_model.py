@@ -1,0 +1,184 @@
+"""A base model: where it comes from, how it was trained, and what it samples at.
+
+A base is a Stable Diffusion 1.x model in the diffusers folder layout (unet/, vae/, text_encoder/, tokenizer/,
+scheduler/), given as a folder or a hub id, optionally with a single-file checkpoint (a CivitAI DreamBooth) laid over
+its weights. `read_traits` reads, from the folder's config files alone, what everything built on a base needs to
+know: how it was trained (prediction type, zero-terminal-SNR, the betas of its schedule) and what it samples at
+(native size, the multiple every size must be of, default guidance). `load_base` loads its weights. The pipeline,
+the model cache, the trainer, the world and the benchmarks all go through these two.
+
+A base folder may carry `animatediff.json`, the sampling defaults it states for itself, e.g. `{"guidance_scale":
+3.0}` for a small base that over-drives at the usual 7.5; a base without one samples at 7.5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from animatediff.errors import InputError, InputNotFound
+from animatediff.hub import resolve_path
+
+DEFAULT_GUIDANCE_SCALE = 7.5
+"""Classifier-free guidance of a base that states none: the official repo's, diffusers' and the UIs' default."""
+SAMPLING_DEFAULTS_FILE = "animatediff.json"
+"""The file in a base folder that states its own sampling defaults."""
+SAMPLING_DEFAULT_KEYS = ("guidance_scale",)
+"""What that file may set."""
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer")
+
+
+@dataclass(frozen=True)
+class BaseTraits:
+    """What a base was trained with and samples at, read from its config files (no weights loaded)."""
+
+    prediction_type: str
+    """What its UNet predicts: 'epsilon' or 'v_prediction'."""
+    zero_snr: bool
+    """Trained on betas rescaled to zero terminal SNR (Lin et al. 2024): sampled from the last timestep on."""
+    scheduler_config: dict
+    """Its scheduler/scheduler_config.json ({} when it has none): the betas it was trained on."""
+    vae_scale_factor: int
+    """Pixels per latent cell along each side (8 for SD)."""
+    size_multiple: int
+    """Pixel sizes must be multiples of this: the VAE factor times the UNet's total downsampling (64 for SD)."""
+    native_size: int
+    """The side in pixels it was trained at (512 for SD1.5)."""
+    guidance_scale: float
+    """Classifier-free guidance a call samples with when it names none."""
+
+    def noise_scheduler(self) -> DDPMScheduler:
+        """A DDPM scheduler on the base's own training schedule (its betas, prediction type and zero-SNR): what
+        training the image layers over it (DreamBooth, LoRA) adds noise with."""
+        if not self.scheduler_config:
+            raise InputNotFound(
+                "the base has no scheduler/scheduler_config.json: its training noise schedule is unknown"
+            )
+        return DDPMScheduler.from_config(
+            self.scheduler_config, prediction_type=self.prediction_type, rescale_betas_zero_snr=self.zero_snr
+        )
+
+
+@dataclass
+class BaseModel:
+    """A loaded base: the parts an animation needs, and its traits."""
+
+    tokenizer: CLIPTokenizer
+    text_encoder: CLIPTextModel
+    vae: AutoencoderKL
+    unet: UNet2DConditionModel
+    traits: BaseTraits
+    folder: Path
+    """The diffusers folder it was loaded from (for a hub id, the local snapshot)."""
+
+
+def base_folder(path_or_id: str | os.PathLike) -> Path:
+    """The local folder of a base given as a folder or a hub id; an InputError unless it has the SD layout."""
+    folder = resolve_path(path_or_id, "base model")
+    if not folder.is_dir():
+        raise InputError(
+            f"{folder} is a file, not a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/ ...)"
+        )
+    missing = [sub for sub in COMPONENTS if not (folder / sub).is_dir()]
+    if missing:
+        raise InputNotFound(f"{folder} is not a diffusers Stable Diffusion folder: missing {', '.join(missing)}/")
+    return folder
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from a config file, with one clear line when it is missing or not JSON."""
+    if not path.is_file():
+        raise InputNotFound(f"{what} not found: {path}")
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_component_config(folder: Path, component: str) -> dict:
+    """A component's config.json (unet, vae, text_encoder), read without loading any weights."""
+    return read_json(Path(folder) / component / "config.json", f"{component}/config.json of the base model")
+
+
+def size_multiple(unet_config: dict, vae_config: dict) -> int:
+    """The multiple every pixel size must be of: VAE factor × UNet downsampling."""
+    return vae_scale_factor(vae_config) * 2 ** (len(unet_config["block_out_channels"]) - 1)
+
+
+def vae_scale_factor(vae_config: dict) -> int:
+    return 2 ** (len(vae_config["block_out_channels"]) - 1)
+
+
+def sampling_defaults(folder: Path) -> dict:
+    """The sampling defaults a base folder states in animatediff.json ({} when it states none)."""
+    path = Path(folder) / SAMPLING_DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    values = read_json(path, SAMPLING_DEFAULTS_FILE)
+    unknown = sorted(set(values) - set(SAMPLING_DEFAULT_KEYS))
+    if unknown:
+        raise InputError(f"{path}: unknown keys {unknown}; it may set {', '.join(SAMPLING_DEFAULT_KEYS)}")
+    guidance = values.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance < 0:
+        raise InputError(f"{path}: guidance_scale must be a non-negative number, got {guidance!r}")
+    return values
+
+
+def read_traits(folder: Path, prediction_type: str | None = None, zero_snr: bool | None = None) -> BaseTraits:
+    """How the base in `folder` was trained and what it samples at. `prediction_type` and `zero_snr` override its
+    scheduler config, for a checkpoint that came without one."""
+    folder = Path(folder)
+    schedule_path = folder / "scheduler" / "scheduler_config.json"
+    schedule = read_json(schedule_path, "scheduler config") if schedule_path.is_file() else {}
+    prediction = prediction_type or schedule.get("prediction_type") or "epsilon"
+    if prediction not in PREDICTION_TYPES:
+        raise InputError(f"unknown prediction type {prediction!r}; choose one of: {', '.join(PREDICTION_TYPES)}")
+    unet_config = read_component_config(folder, "unet")
+    vae_config = read_component_config(folder, "vae")
+    factor = vae_scale_factor(vae_config)
+    return BaseTraits(
+        prediction_type=prediction,
+        zero_snr=bool(schedule.get("rescale_betas_zero_snr", False) if zero_snr is None else zero_snr),
+        scheduler_config=schedule,
+        vae_scale_factor=factor,
+        size_multiple=size_multiple(unet_config, vae_config),
+        native_size=int(unet_config["sample_size"]) * factor,
+        guidance_scale=float(sampling_defaults(folder).get("guidance_scale", DEFAULT_GUIDANCE_SCALE)),
+    )
+
+
+def load_base(
+    path_or_id: str | os.PathLike,
+    dtype: torch.dtype = torch.float32,
+    dreambooth: str | os.PathLike | None = None,
+    prediction_type: str | None = None,
+    zero_snr: bool | None = None,
+) -> BaseModel:
+    """Load a base: a diffusers SD1.x folder or its hub id; `dreambooth`, a single-file SD1.x checkpoint (LDM
+    layout), replaces its UNet, VAE and text-encoder weights. The traits are checked before any weight loads."""
+    folder = base_folder(path_or_id)
+    traits = read_traits(folder, prediction_type, zero_snr)
+    kwargs = {"local_files_only": True}
+    base = BaseModel(
+        tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kwargs),
+        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kwargs),
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **kwargs),
+        traits=traits,
+        folder=folder,
+    )
+    if dreambooth:
+        from animatediff.formats.single_file import load_single_file_weights
+
+        load_single_file_weights(dreambooth, base.unet, base.vae, base.text_encoder)
+    return base

@@ -1,0 +1,50 @@
+"""The `animatediff` command: one subcommand per user task, the work done by the library.
+
+An input error (`animatediff.errors.InputError`, raised by the library's own checks) is printed as one line and
+exits 2; with `--debug` (or ANIMATEDIFF_DEBUG=1) it keeps its traceback. Any other exception is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from animatediff import __version__
+from animatediff.cli.generate import add_generate
+from animatediff.cli.tasks import add_convert, add_prepare, add_run, add_train
+from animatediff.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="animatediff",
+        description="Animate Stable Diffusion 1.x models with trained motion modules (AnimateDiff).",
+    )
+    parser.add_argument("--version", action="version", version=f"animatediff {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of input errors too (or ANIMATEDIFF_DEBUG=1)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_generate(sub)
+    add_convert(sub)
+    add_run(sub)
+    add_prepare(sub)
+    add_train(sub)
+    from animatediff.world.cli import add_world  # the world's own subcommands, mounted here
+
+    add_world(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except InputError as err:
+        if args.debug or os.environ.get("ANIMATEDIFF_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"animatediff {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,191 @@
+"""`animatediff generate`: text → animation with any base, motion module, personalized model and LoRAs."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
+from animatediff.errors import InputError
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="text → animation (GIF, MP4, WebP, .npy or a folder of PNGs)",
+        description="Animate a prompt with a Stable Diffusion 1.x base and a motion module; with neither named, "
+        "the embedded world model (32×32, prompts like 'a red circle moving right on a blue background').",
+        formatter_class=HelpFormatter,
+        parents=[device_options(), quiet_option()],
+    )
+    p.add_argument("--base", default=None, help="SD1.x diffusers folder or hub id; default: the embedded world model")
+    p.add_argument(
+        "--motion-module",
+        default=None,
+        help="motion module: official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id; default: the "
+        "embedded world model's",
+    )
+    p.add_argument("--prompt", required=True, help="what to animate")
+    p.add_argument("--negative-prompt", default="", help="what to steer away from")
+    p.add_argument("--frames", type=int, default=16, help="number of frames")
+    p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
+    p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
+    p.add_argument("--steps", type=int, default=25, help="denoising steps")
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale; default: the base's own (its animatediff.json; 3 for the world "
+        "models), else 7.5",
+    )
+    p.add_argument(
+        "--guidance-rescale",
+        type=float,
+        default=0.0,
+        help="0-1: rescale the guided prediction toward the conditional one's spread (zero-SNR bases; 0.7 is usual)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    p.add_argument(
+        "--scheduler",
+        default="ddim",
+        help="ddim, euler, euler-ancestral, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde-karras, unipc, pndm, ddpm, lcm",
+    )
+    p.add_argument(
+        "--prediction-type",
+        choices=["auto", "epsilon", "v_prediction"],
+        default="auto",
+        help="what the base's UNet predicts; auto: its scheduler config (epsilon if it has none)",
+    )
+    p.add_argument(
+        "--zero-snr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the base was trained on a zero-terminal-SNR schedule (sample with trailing timesteps); "
+        "default: its scheduler config",
+    )
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second of the written video")
+    p.add_argument(
+        "--output",
+        default="animation.gif",
+        help="file by extension (.gif, .mp4, .webp, .npy) or a directory for numbered PNGs",
+    )
+    p.add_argument(
+        "--context-length",
+        type=int,
+        default=None,
+        help="denoise in sliding windows of this many frames (for more frames than the module holds)",
+    )
+    p.add_argument("--context-overlap", type=int, default=4, help="frames shared by neighbouring windows")
+    add_personalization_args(p)
+    p.set_defaults(run=run_generate)
+
+
+def add_personalization_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dreambooth",
+        default=None,
+        help="single-file SD1.x checkpoint (.safetensors/.ckpt, LDM layout) replacing --base's weights",
+    )
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="image LoRA (kohya or diffusers/PEFT), scale 1.0 unless given; repeatable",
+    )
+    p.add_argument(
+        "--motion-lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="MotionLoRA (official or diffusers layout), scale 1.0 unless given; repeatable. With the embedded world "
+        "model, a motion's name picks its shipped MotionLoRA: left, right, up, down, growing, shrinking",
+    )
+    p.add_argument(
+        "--adapter-lora",
+        default=None,
+        metavar="PATH[:SCALE]",
+        help="v3 domain adapter LoRA on the spatial attention, scale 1.0 unless given",
+    )
+
+
+def lora_specs(args: argparse.Namespace) -> list[tuple[str, str, float]]:
+    """(kind, path, scale) of the LoRAs on the command line, in the official merge order: image, adapter, motion.
+    A MotionLoRA given by a motion's name is the embedded world's."""
+    from animatediff.formats.lora import parse_scaled_path
+
+    specs = [("image", s) for s in args.lora] + [("adapter", args.adapter_lora)] * bool(args.adapter_lora)
+    specs += [("motion", s) for s in args.motion_lora]
+    parsed = [(kind, *parse_scaled_path(spec)) for kind, spec in specs]
+    return [(kind, _motion_lora(path) if kind == "motion" else path, scale) for kind, path, scale in parsed]
+
+
+def _motion_lora(path: str) -> str:
+    if Path(path).exists() or not path.isidentifier():
+        return path
+    from animatediff.world.cli import embedded_motion_lora
+
+    return embedded_motion_lora(path)
+
+
+def _models(args: argparse.Namespace) -> tuple[str, str]:
+    """--base and --motion-module, with the embedded world model where neither is given."""
+    if args.base is None and args.motion_module is None:
+        from animatediff.world.cli import embedded_base_and_module
+
+        return embedded_base_and_module()
+    if args.base is None:
+        raise InputError("--motion-module needs --base: the base model it animates (or name neither)")
+    if args.motion_module is None:
+        raise InputError("--base needs --motion-module: the motion module that animates it (or name neither)")
+    return args.base, args.motion_module
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    if args.quiet:
+        silence_libraries()
+
+    from animatediff.io.video import FORMATS, save_video
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.sampling import make_scheduler
+
+    suffix = Path(args.output).suffix.lower()
+    if suffix and suffix not in FORMATS:
+        raise InputError(f"--output {args.output}: unsupported format {suffix}; use {', '.join(FORMATS)} or a folder")
+    device, dtype = resolve_device(args)
+    scheduler = make_scheduler(args.scheduler)
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    start = time.perf_counter()
+    loras = lora_specs(args)  # a bad scale fails before minutes of loading
+    base, motion_module = _models(args)
+    pipe = AnimationPipeline.from_pretrained(
+        base,
+        motion_module,
+        scheduler,
+        device,
+        dtype,
+        dreambooth=args.dreambooth,
+        prediction_type=None if args.prediction_type == "auto" else args.prediction_type,
+        zero_snr=args.zero_snr,
+    )
+    for kind, path, scale in loras:
+        pipe.add_lora(path, scale, kind=kind)
+    frames = pipe(
+        args.prompt,
+        args.negative_prompt,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,  # None: the base's own
+        guidance_rescale=args.guidance_rescale,
+        seed=seed,
+        progress=not args.quiet,
+        context_length=args.context_length,
+        context_overlap=args.context_overlap,
+    )[0]
+    path = save_video(frames, args.output, args.fps)
+    if not args.quiet:
+        print(f"wrote {path} ({len(frames)} frames, seed {seed}, {time.perf_counter() - start:.1f} s)")
