@@ -1,10 +1,11 @@
-"""Build the small world from scratch: data → VAE → base → personalized models → motion module, one command.
+"""Build the small world from scratch, one command: base (tokenizer, VAE, UNet) → personalized models → look
+classifier → motion module → MotionLoRAs.
 
-    animatediff world build OUT_DIR            # the full recipe (2-core CPU: about 2 h; one H200: about 15 min)
+    animatediff world build OUT_DIR            # the full recipe (2-core CPU: about 2 h 40 min)
     animatediff world build OUT_DIR --quick    # a tiny smoke build (seconds), for tests
 
 Each stage writes its output atomically and is skipped when that output exists, so an interrupted build
-continues where it stopped. `ship` turns a build into the fp16 weights the package embeds as its default.
+continues where it stopped. `ship.ship` turns a build into the fp16 weights the package embeds as its default.
 """
 
 from __future__ import annotations

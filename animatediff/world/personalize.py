@@ -10,7 +10,7 @@ lacks (kind 'style': outlined shapes; kind 'object': a star):
 - `train_lora`: PEFT LoRA layers on the UNet's attention projections (to_q, to_k, to_v, to_out.0), base frozen,
   written as a kohya LoRA (`formats.lora.save_kohya_lora`).
 
-Both use the base's own recipe (`train_image`): the MSE of the prediction the base's scheduler names (ε or v)
+Both use the base's own recipe (`train_unet`): the MSE of the prediction the base's scheduler names (ε or v)
 on its noise schedule, VAE latents encoded once, each caption encoded once by the frozen text encoder. DreamBooth's
 prior preservation is done by mixing base-world images into every batch; the original generates its class images
 with the base model itself, but here the world can render real ones, which keep the base's looks without the base's
