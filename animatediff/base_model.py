@@ -7,14 +7,17 @@ know: how it was trained (prediction type, zero-terminal-SNR, the betas of its s
 (native size, the multiple every size must be of, default guidance). `load_base` loads its weights. The pipeline,
 the model cache, the trainer, the world and the benchmarks all go through these two.
 
-A base folder may carry `animatediff.json`, the sampling defaults it states for itself, e.g. `{"guidance_scale":
-3.0}` for a small base that over-drives at the usual 7.5; a base without one samples at 7.5.
+A base folder may carry `animatediff.json`, what it states about itself: `guidance_scale` (the guidance it samples
+at where none is asked for, e.g. 3.0 for a small base that over-drives at the usual 7.5; else 7.5), `vocabulary`
+(the words its text encoder was trained on: prompt words outside it get a warning) and `size_range` (the smallest
+and largest pixel side it draws well: other sizes get a warning; else half to twice its native size).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +30,10 @@ from animatediff.hub import resolve_path
 
 DEFAULT_GUIDANCE_SCALE = 7.5
 """Classifier-free guidance of a base that states none: the official repo's, diffusers' and the UIs' default."""
-SAMPLING_DEFAULTS_FILE = "animatediff.json"
-"""The file in a base folder that states its own sampling defaults."""
-SAMPLING_DEFAULT_KEYS = ("guidance_scale",)
-"""What that file may set."""
+STATEMENT_FILE = "animatediff.json"
+"""The file in a base folder that states what the base is (see the module docstring)."""
+STATEMENT_KEYS = ("guidance_scale", "vocabulary", "size_range")
+"""What that file may state."""
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer")
 
@@ -53,6 +56,31 @@ class BaseTraits:
     """The side in pixels it was trained at (512 for SD1.5)."""
     guidance_scale: float
     """Classifier-free guidance a call samples with when it names none."""
+    vocabulary: frozenset[str] | None = None
+    """The words its text encoder was trained on, lower-case; None where the base does not say."""
+    size_range: tuple[int, int] = (0, 0)
+    """The smallest and largest pixel side it draws well; (0, 0): half to twice `native_size`."""
+
+    def __post_init__(self) -> None:
+        if self.size_range == (0, 0):
+            object.__setattr__(self, "size_range", (self.native_size // 2, self.native_size * 2))
+
+    def prompt_warnings(self, prompts: list[str], height: int, width: int) -> list[str]:
+        """One line for each thing a call asks that this base does not do well: words it never saw (which it
+        cannot draw), and sizes outside its `size_range`."""
+        lines = []
+        if self.vocabulary is not None:
+            unknown = sorted({w for p in prompts for w in re.findall(r"[a-z]+", p.lower())} - self.vocabulary)
+            if unknown:
+                lines.append(
+                    f"this model never saw the words {', '.join(unknown)} in training and cannot draw them "
+                    f"(it knows: {', '.join(sorted(self.vocabulary))})"
+                )
+        low, high = self.size_range
+        if not (low <= height <= high and low <= width <= high):
+            drawn = f"{low}×{low}" if low == high else f"sides of {low} to {high} px"
+            lines.append(f"{width}×{height} px: this model draws {drawn}; other sizes come out smeared or repeated")
+        return lines
 
     def noise_scheduler(self) -> DDPMScheduler:
         """A DDPM scheduler on the base's own training schedule (its betas, prediction type and zero-SNR): what
@@ -119,18 +147,24 @@ def vae_scale_factor(vae_config: dict) -> int:
     return 2 ** (len(vae_config["block_out_channels"]) - 1)
 
 
-def sampling_defaults(folder: Path) -> dict:
-    """The sampling defaults a base folder states in animatediff.json ({} when it states none)."""
-    path = Path(folder) / SAMPLING_DEFAULTS_FILE
+def read_statement(folder: Path) -> dict:
+    """What a base folder states about itself in animatediff.json ({} when it states nothing), checked."""
+    path = Path(folder) / STATEMENT_FILE
     if not path.is_file():
         return {}
-    values = read_json(path, SAMPLING_DEFAULTS_FILE)
-    unknown = sorted(set(values) - set(SAMPLING_DEFAULT_KEYS))
+    values = read_json(path, STATEMENT_FILE)
+    unknown = sorted(set(values) - set(STATEMENT_KEYS))
     if unknown:
-        raise InputError(f"{path}: unknown keys {unknown}; it may set {', '.join(SAMPLING_DEFAULT_KEYS)}")
+        raise InputError(f"{path}: unknown keys {unknown}; it may state {', '.join(STATEMENT_KEYS)}")
     guidance = values.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance < 0:
         raise InputError(f"{path}: guidance_scale must be a non-negative number, got {guidance!r}")
+    words = values.get("vocabulary", [])
+    if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+        raise InputError(f"{path}: vocabulary must be a list of words, got {words!r}")
+    sizes = values.get("size_range", [1, 1])
+    if not (isinstance(sizes, list) and len(sizes) == 2 and all(isinstance(v, int) and v > 0 for v in sizes)):
+        raise InputError(f"{path}: size_range must be [smallest, largest] pixel sides, got {sizes!r}")
     return values
 
 
@@ -146,6 +180,8 @@ def read_traits(folder: Path, prediction_type: str | None = None, zero_snr: bool
     unet_config = read_component_config(folder, "unet")
     vae_config = read_component_config(folder, "vae")
     factor = vae_scale_factor(vae_config)
+    stated = read_statement(folder)
+    vocabulary = stated.get("vocabulary")
     return BaseTraits(
         prediction_type=prediction,
         zero_snr=bool(schedule.get("rescale_betas_zero_snr", False) if zero_snr is None else zero_snr),
@@ -153,7 +189,9 @@ def read_traits(folder: Path, prediction_type: str | None = None, zero_snr: bool
         vae_scale_factor=factor,
         size_multiple=size_multiple(unet_config, vae_config),
         native_size=int(unet_config["sample_size"]) * factor,
-        guidance_scale=float(sampling_defaults(folder).get("guidance_scale", DEFAULT_GUIDANCE_SCALE)),
+        guidance_scale=float(stated.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)),
+        vocabulary=None if vocabulary is None else frozenset(w.lower() for w in vocabulary),
+        size_range=tuple(stated.get("size_range", (0, 0))),
     )
 
 

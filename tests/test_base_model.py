@@ -5,7 +5,7 @@ import torch
 
 from animatediff.base_model import (
     DEFAULT_GUIDANCE_SCALE,
-    SAMPLING_DEFAULTS_FILE,
+    STATEMENT_FILE,
     load_base,
     read_traits,
     size_multiple,
@@ -33,14 +33,14 @@ def test_traits_come_from_the_config_files(base_folder):
 
 
 def test_a_base_states_its_own_guidance(base_folder, tmp_path):
-    (base_folder / SAMPLING_DEFAULTS_FILE).write_text(json.dumps({"guidance_scale": 3}))
+    (base_folder / STATEMENT_FILE).write_text(json.dumps({"guidance_scale": 3}))
     assert read_traits(base_folder).guidance_scale == 3.0
     pipe = AnimationPipeline.from_base(load_base(base_folder), tiny_motion())
     assert pipe.guidance_scale == 3.0
-    (base_folder / SAMPLING_DEFAULTS_FILE).write_text(json.dumps({"guidance": 3}))
-    with pytest.raises(InputError, match=r"unknown keys \['guidance'\]; it may set guidance_scale"):
+    (base_folder / STATEMENT_FILE).write_text(json.dumps({"guidance": 3}))
+    with pytest.raises(InputError, match=r"unknown keys \[.guidance.\]; it may state guidance_scale"):
         read_traits(base_folder)
-    (base_folder / SAMPLING_DEFAULTS_FILE).write_text("{not json")
+    (base_folder / STATEMENT_FILE).write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         read_traits(base_folder)
 
@@ -70,3 +70,31 @@ def test_a_single_file_checkpoint_replaces_the_bases_weights(base_folder, tokeni
         expected = theirs.state_dict()
         assert all(torch.equal(v, expected[k]) for k, v in ours.state_dict().items())
     assert base.folder == base_folder and base.traits == read_traits(base_folder)
+
+
+def test_a_base_states_its_words_and_sizes_and_calls_outside_them_are_warned(base_folder, caplog):
+    statement = {"guidance_scale": 3.0, "vocabulary": ["a", "Red", "circle"], "size_range": [16, 16]}
+    (base_folder / STATEMENT_FILE).write_text(json.dumps(statement))
+    traits = read_traits(base_folder)
+    assert traits.vocabulary == {"a", "red", "circle"} and traits.size_range == (16, 16)
+    assert traits.prompt_warnings(["a red circle"], 16, 16) == []
+    unknown, size = traits.prompt_warnings(["a red Corgi", "a blue circle"], 32, 16)
+    assert (
+        unknown.startswith("this model never saw the words blue, corgi in training")
+        and "knows: a, circle, red" in unknown
+    )
+    assert size.startswith("16×32 px: this model draws 16×16")
+    # Without a statement: no vocabulary check, and sizes from half to twice the native one.
+    (base_folder / STATEMENT_FILE).unlink()
+    plain = read_traits(base_folder)
+    assert plain.vocabulary is None and plain.size_range == (8, 32)
+    assert plain.prompt_warnings(["a corgi"], 32, 8) == []
+    (base_folder / STATEMENT_FILE).write_text(json.dumps({"size_range": [16]}))
+    with pytest.raises(InputError, match="size_range must be"):
+        read_traits(base_folder)
+
+    (base_folder / STATEMENT_FILE).write_text(json.dumps(statement))
+    pipe = AnimationPipeline.from_base(load_base(base_folder), tiny_motion())
+    with caplog.at_level("WARNING", logger="animatediff"):
+        pipe("a red corgi", num_frames=2, num_inference_steps=1, progress=False)
+    assert [r.getMessage().split(" in training")[0] for r in caplog.records] == ["this model never saw the words corgi"]

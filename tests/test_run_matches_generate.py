@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image, ImageSequence
 
-from animatediff.base_model import SAMPLING_DEFAULTS_FILE
+from animatediff.base_model import STATEMENT_FILE
 from animatediff.cli import main
 from animatediff.formats import save_motion_modules
 from animatediff.world.layout import EMBEDDED
@@ -39,7 +39,7 @@ def run_and_generate(tmp_path, base, motion_module, prompt, seed, steps, frames,
 @pytest.mark.parametrize("stated_guidance", [None, 3.0])
 def test_run_and_generate_draw_the_same_frames_of_a_tiny_model(tmp_path, base_folder, stated_guidance):
     if stated_guidance is not None:
-        (base_folder / SAMPLING_DEFAULTS_FILE).write_text(json.dumps({"guidance_scale": stated_guidance}))
+        (base_folder / STATEMENT_FILE).write_text(json.dumps({"guidance_scale": stated_guidance}))
     motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
     ran, generated = run_and_generate(tmp_path, base_folder, motion, "a fox", seed=3, steps=3, frames=4)
     assert ran.shape == (4, 16, 16, 3)

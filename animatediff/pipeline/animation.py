@@ -8,6 +8,7 @@ diffusers' argument names, so the same seed gives the same video as both. Each s
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -18,7 +19,14 @@ from diffusers import AutoencoderKL
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from animatediff.base_model import DEFAULT_GUIDANCE_SCALE, BaseModel, load_base, size_multiple, vae_scale_factor
+from animatediff.base_model import (
+    DEFAULT_GUIDANCE_SCALE,
+    BaseModel,
+    BaseTraits,
+    load_base,
+    size_multiple,
+    vae_scale_factor,
+)
 from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
@@ -39,6 +47,8 @@ from animatediff.text_encoding import encode_prompts
 if TYPE_CHECKING:
     from animatediff.formats.lora import LoraMerger
 
+logger = logging.getLogger("animatediff")
+
 
 class AnimationPipeline:
     """Generates animations with an inflated UNet; build it with `from_pretrained`, `from_base`, or from parts."""
@@ -52,16 +62,19 @@ class AnimationPipeline:
         scheduler: SchedulerMixin | None = None,
         noise_settings: dict | None = None,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        traits: BaseTraits | None = None,
     ) -> None:
         """`noise_settings` (`model_noise_settings`): how the base was trained, applied to this scheduler and kept
         for schedulers swapped in later (`for_model`). `guidance_scale`: what a call samples with when it names
-        none (`from_base` takes the base's own)."""
+        none (`from_base` takes the base's own). `traits`: the base's, whose `prompt_warnings` a call logs (words
+        the base never saw, sizes it does not draw well)."""
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
         self.noise_settings = noise_settings or {}
         self.guidance_scale = guidance_scale
+        self.traits = traits
         self.scheduler = for_model(scheduler or make_scheduler("ddim"), self.noise_settings)
 
     @classmethod
@@ -79,7 +92,9 @@ class AnimationPipeline:
             scheduler = make_scheduler(scheduler)
         traits = base.traits
         settings = model_noise_settings(traits.prediction_type, traits.zero_snr)
-        pipe = cls(base.tokenizer, base.text_encoder, base.vae, unet, scheduler, settings, traits.guidance_scale)
+        pipe = cls(
+            base.tokenizer, base.text_encoder, base.vae, unet, scheduler, settings, traits.guidance_scale, traits
+        )
         return pipe.to(device)
 
     @classmethod
@@ -223,6 +238,8 @@ class AnimationPipeline:
         width = width or self.native_size
         self.check_inputs(num_frames, height, width, num_inference_steps, context_length)
         prompts, negatives = prompt_batch(prompt, negative_prompt)
+        for line in self.traits.prompt_warnings(prompts, height, width) if self.traits else ():
+            logger.warning(line)
 
         # 1. Text: one embedding per prompt; the UNet repeats it per frame.
         text = encode_text(

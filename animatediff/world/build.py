@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from animatediff.base_model import SAMPLING_DEFAULTS_FILE, read_traits
+from animatediff.base_model import STATEMENT_FILE, read_traits
 from animatediff.formats.state_dicts import write_atomic
 from animatediff.world.datasets import WorldVideos
 from animatediff.world.layout import (
@@ -32,7 +32,7 @@ from animatediff.world.layout import (
     PERSONALIZED,
     PERSONALIZED_METHOD,
     RECIPE_RECORD,
-    write_sampling_defaults,
+    write_statement,
 )
 from animatediff.world.looks import look_figures, save_look_classifier, train_look_classifier
 from animatediff.world.loops import rendering_workers
@@ -178,8 +178,8 @@ def _build(out: Path, recipe: WorldRecipe, images_only: bool) -> dict:
             "minutes": (time.perf_counter() - start) / 60,
             **json.loads((base / RECIPE_RECORD).read_text()),
         }
-    if not (base / SAMPLING_DEFAULTS_FILE).is_file():  # a base built before bases stated their guidance
-        write_sampling_defaults(base)
+    if not (base / STATEMENT_FILE).is_file():  # a base built before bases stated what they are
+        write_statement(base)
     for cfg in recipe.personalized:
         figures.setdefault("personalized", {})[cfg.kind] = personalize_stage(out, base, cfg, recipe.progress)
     looks = out / LOOK_CLASSIFIER

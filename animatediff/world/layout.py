@@ -3,7 +3,7 @@
 A build folder (and `animatediff/assets/world/`, the embedded one, which has the same layout):
 
     base/                                  the SD1.x-layout base (world.json: its recipe and figures;
-                                           animatediff.json: the guidance it samples at)
+                                           animatediff.json: its guidance, vocabulary and size)
     motion_module.safetensors              official layout
     motion_loras/<motion>.safetensors      one MotionLoRA per motion, official layout
     personalized/star_dreambooth.safetensors   the 'object' look: a single-file DreamBooth checkpoint
@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from animatediff.base_model import SAMPLING_DEFAULTS_FILE
+from animatediff.base_model import STATEMENT_FILE, read_traits
 from animatediff.errors import InputNotFound
 
 EMBEDDED = Path(__file__).resolve().parent.parent / "assets" / "world"
@@ -35,15 +35,24 @@ RECIPE_RECORD = "world.json"
 """In base/: the image recipe and the figures of the stages that trained it."""
 
 WORLD_GUIDANCE_SCALE = 3.0
-"""The classifier-free guidance world bases sample at (their animatediff.json states it). The tiny base over-drives
-textures at the usual 7.5: frames read as the asked shape and texture 0.55 of the time at 2 against 0.45 at 7.5,
-and with the motion module at 3 the captioned motion holds (0.79 against 0.71 at 7.5)."""
+"""The classifier-free guidance world bases sample at (their animatediff.json states it: `write_statement`). The
+tiny base over-drives textures at the usual 7.5: frames read as the asked shape and texture 0.55 of the time at 2
+against 0.45 at 7.5, and with the motion module at 3 the captioned motion holds (0.79 against 0.71 at 7.5)."""
 
 
-def write_sampling_defaults(base: str | os.PathLike) -> Path:
-    """State a world base's own sampling defaults in its folder (`base_model.SAMPLING_DEFAULTS_FILE`)."""
-    path = Path(base) / SAMPLING_DEFAULTS_FILE
-    path.write_text(json.dumps({"guidance_scale": WORLD_GUIDANCE_SCALE}, indent=2) + "\n")
+def write_statement(base: str | os.PathLike) -> Path:
+    """State in a world base's folder (`base_model.STATEMENT_FILE`) the guidance it samples at, the words of every
+    world caption (those its text encoder knows) and the one size it draws: its native one."""
+    from animatediff.world.scenes import FULL_WORLD
+
+    size = read_traits(base).native_size
+    statement = {
+        "guidance_scale": WORLD_GUIDANCE_SCALE,
+        "vocabulary": sorted(FULL_WORLD.words()),
+        "size_range": [size, size],
+    }
+    path = Path(base) / STATEMENT_FILE
+    path.write_text(json.dumps(statement, indent=2) + "\n")
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from animatediff.base_model import SAMPLING_DEFAULTS_FILE
+from animatediff.base_model import STATEMENT_FILE
 from animatediff.errors import InputNotFound
 from animatediff.world.layout import (
     BUILD_FIGURES,
@@ -43,7 +43,7 @@ def write_fp16_base(base: Path, target: Path) -> None:
         model.to(torch.float16).save_pretrained(target / sub, safe_serialization=True)
     for sub in ("tokenizer", "scheduler"):
         shutil.copytree(base / sub, target / sub)
-    for name in ("model_index.json", RECIPE_RECORD, SAMPLING_DEFAULTS_FILE):
+    for name in ("model_index.json", RECIPE_RECORD, STATEMENT_FILE):
         if (base / name).is_file():
             shutil.copyfile(base / name, target / name)
 

@@ -23,7 +23,7 @@ from animatediff.world.base_model import (
     save_base_folder,
 )
 from animatediff.world.datasets import WorldImages
-from animatediff.world.layout import RECIPE_RECORD, write_sampling_defaults
+from animatediff.world.layout import RECIPE_RECORD, write_statement
 from animatediff.world.loops import training_device
 from animatediff.world.scenes import BASE_WORLD, FULL_WORLD
 from animatediff.world.tokenizer import world_tokenizer
@@ -114,7 +114,7 @@ def build_base_model(folder: str | os.PathLike, recipe: ImageRecipe = ImageRecip
     text_encoder, vae, unet = text_encoder.cpu(), vae.cpu(), unet.cpu()
     save_base_folder(folder, tokenizer, text_encoder, vae, unet, official_scheduler(recipe.unet.zero_terminal_snr))
     (folder / RECIPE_RECORD).write_text(json.dumps(report, indent=2, default=_jsonable))
-    write_sampling_defaults(folder)
+    write_statement(folder)
     return folder
 
 

@@ -1,0 +1,32 @@
+"""The prompt configs the repository ships (configs/prompts/) parse, name files that exist, and run offline."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from animatediff.prompt_config import load_prompt_config, run_prompt_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs" / "prompts").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_a_shipped_prompt_config_names_files_that_exist(config):
+    entries, _ = load_prompt_config(config)
+    for entry in entries:
+        paths = [entry.base, entry.dreambooth_path, entry.lora_model_path, *entry.motion_module]
+        paths += [c["path"] for c in entry.motion_module_lora_configs]
+        assert all((ROOT / p).exists() for p in paths if p), config
+
+
+def test_the_shipped_world_configs_run_as_written(tmp_path, monkeypatch, one_thread):
+    assert len(CONFIGS) >= 3
+    monkeypatch.chdir(ROOT)  # paths in the configs are relative to the repository root, as in the official repo
+    for config in CONFIGS:
+        entries = yaml.safe_load(config.read_text())
+        quick = [{**e, "steps": 2, "L": 2, "prompt": e["prompt"][:1], "seed": e["seed"][:1]} for e in entries]
+        short = tmp_path / config.name
+        short.write_text(yaml.safe_dump(quick))
+        out = run_prompt_config(short, ROOT / "animatediff/assets/world/base", tmp_path / "runs", progress=False)
+        assert len(list((out / "sample").glob("*.gif"))) == len(entries)
