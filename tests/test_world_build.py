@@ -370,3 +370,22 @@ def test_motion_stages_over_the_fp16_base_rerun_from_shipped_assets_alone(tmp_pa
         first, second = load_file(tmp_path / "scratch" / name), load_file(again / name)
         assert first.keys() == second.keys()
         assert all(torch.equal(first[k], second[k]) for k in first), name
+
+
+def test_a_build_records_what_its_bits_depend_on_and_needs_peft_before_its_first_stage(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from animatediff.cli import main
+
+    assert main(["world", "build", str(tmp_path / "w"), "--quick"]) == 0
+    out = capsys.readouterr().out
+    (env,) = json.loads((tmp_path / "w" / "build.json").read_text())["environments"]
+    assert {"torch", "diffusers", "transformers", "numpy", "cpu_capability", "cpu", "threads"} <= set(env)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["threads"] == 1
+    assert f"CPU {env['cpu_capability']}" in out.splitlines()[0]
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # not installed
+    assert main(["world", "build", str(tmp_path / "no-peft"), "--quick", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs peft, which is not installed: pip install 'animatediff[train]'" in err and "Traceback" not in err
+    assert not (tmp_path / "no-peft").exists()  # refused before any stage

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from animatediff.base_model import STATEMENT_FILE, read_traits
+from animatediff.extras import require
 from animatediff.formats.state_dicts import write_atomic
 from animatediff.world.datasets import WorldVideos
 from animatediff.world.layout import (
@@ -37,6 +38,7 @@ from animatediff.world.layout import (
 from animatediff.world.looks import look_figures, save_look_classifier, train_look_classifier
 from animatediff.world.loops import rendering_workers
 from animatediff.world.personalize import PersonalizeConfig, personalize
+from animatediff.world.provenance import environment
 from animatediff.world.recipe import MotionLoraStage, MotionStage, TrainerStage, WorldRecipe
 from animatediff.world.scenes import BASE_WORLD, FULL_WORLD
 from animatediff.world.ship import write_fp16_base, write_fp16_module
@@ -150,6 +152,7 @@ def build_world(out_dir: str | os.PathLike, recipe: WorldRecipe | None = None, i
     The image stages (base, personalized models, look classifier) come first; `images_only` stops after them, so a
     new base and its personalizations can be checked (`world probe`, `world eval`) before the motion stages."""
     recipe = recipe or WorldRecipe()
+    check_packages(recipe)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
@@ -160,12 +163,25 @@ def build_world(out_dir: str | os.PathLike, recipe: WorldRecipe | None = None, i
         torch.set_num_threads(threads)
 
 
+def check_packages(recipe: WorldRecipe) -> None:
+    """The optional packages the recipe's stages need, before the first stage: PEFT for LoRAs."""
+    loras = [f"the {c.kind} LoRA" for c in recipe.personalized if c.method == "lora"]
+    loras += ["the MotionLoRAs"] * bool(recipe.motion_loras.motions)
+    if loras:
+        require("peft", f"world build ({' and '.join(loras)})")
+
+
 def _build(out: Path, recipe: WorldRecipe, images_only: bool) -> dict:
     from animatediff.world.train_image import build_base_model
 
     figures_file = out / BUILD_FIGURES
     figures = json.loads(figures_file.read_text()) if figures_file.is_file() else {}
     figures["recipe"] = asdict(recipe)
+    env = environment()
+    # What the bits depend on, for each run of the build (a resumed build may span several machines).
+    runs = figures.setdefault("environments", [])
+    if not runs or runs[-1] != env:
+        runs.append(env)
 
     base = out / BASE
     if not (base / "model_index.json").is_file():

@@ -110,6 +110,7 @@ def add_world(sub: argparse._SubParsersAction) -> None:
 
 def run_world_build(args: argparse.Namespace) -> None:
     from animatediff.world.build import build_world
+    from animatediff.world.provenance import describe, environment
     from animatediff.world.recipe import WorldRecipe, override_recipe, quick_recipe, silenced
     from animatediff.world.ship import ship
 
@@ -120,6 +121,8 @@ def run_world_build(args: argparse.Namespace) -> None:
         recipe = override_recipe(recipe, args.overrides)
     if args.quiet:
         recipe = silenced(recipe)
+    else:
+        print(f"building {args.out_dir} on {describe(environment() | {'threads': recipe.threads})}", flush=True)
     figures = build_world(args.out_dir, recipe, images_only=args.images_only)
     if args.ship:
         ship(args.out_dir, args.ship)
