@@ -8,11 +8,13 @@ random, steps, guidance_scale, optional W, H, L).
 
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used
-(`random_seed` per entry).
+(`random_seed` per entry). Each file is written under a temporary name and renamed, and `config.yaml` is
+rewritten after every video, so a run that is interrupted leaves whole GIFs and the seeds that drew them.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import random
@@ -23,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from animatediff.errors import InputError, InputNotFound
+from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.sampling import for_model
 
@@ -220,12 +223,14 @@ def run_prompt_config(
     progress: bool = True,
 ) -> Path:
     """Draw every prompt of every entry; returns the output folder."""
-    from animatediff.io.video import grid, save_video
+    from animatediff.io.outputs import check_output_folder
+    from animatediff.io.video import check_finite, grid, save_video
 
     config = Path(config)
     entries, raw = load_prompt_config(config)
     here = config.parent
     _check_local_paths(entries, here, config.name)
+    check_output_folder(output_root, "output folder")
     cache = cache or ModelCache()
     out = Path(output_root) / f"{config.stem}-{datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}"
     videos, used_seeds, index = [], [], 0
@@ -252,14 +257,23 @@ def run_prompt_config(
                     prompt, negative, num_frames=entry.L or frames, height=entry.H or height, width=entry.W or width,
                     num_inference_steps=entry.steps, guidance_scale=entry.guidance_scale, seed=seed, progress=progress,
                 )[0]  # fmt: skip
-                save_video(video, out / "sample" / f"{index}-{sample_name(prompt)}.gif", fps)
+                path = out / "sample" / f"{index}-{sample_name(prompt)}.gif"
+                check_finite(video, path)
+                save_video(video, path, fps)
+                _write_config(out / "config.yaml", raw, [*used_seeds, entry_seeds])
                 videos.append(video)
                 index += 1
         used_seeds.append(entry_seeds)
     if len({v.shape for v in videos}) == 1:
         save_video(grid(videos, columns=min(4, len(videos))), out / "sample.gif", fps)
-    (out / "config.yaml").write_text(yaml.safe_dump(_with_seeds(raw, used_seeds), sort_keys=False))
+    _write_config(out / "config.yaml", raw, used_seeds)
     return out
+
+
+def _write_config(path: Path, raw: object, used: list[list[int]]) -> None:
+    """The config as given, each entry with the seeds drawn so far (`random_seed`), written atomically."""
+    text = yaml.safe_dump(_with_seeds(copy.deepcopy(raw), used), sort_keys=False)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _with_seeds(raw: object, used: list[list[int]]) -> object:

@@ -1,5 +1,8 @@
+import argparse
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from animatediff.base_model import DEFAULT_GUIDANCE_SCALE as GUIDANCE_SCALE
@@ -196,3 +199,51 @@ def test_version_and_a_missing_half_of_the_models(base_folder, motion_file, caps
     assert "--base needs --motion-module" in capsys.readouterr().err
     assert main(["generate", "--motion-module", str(motion_file), "--prompt", "p", "--quiet"]) == 2
     assert "--motion-module needs --base" in capsys.readouterr().err
+
+
+def _subparsers(parser):  # noqa: ANN001, ANN202
+    """(name, parser) of every command and subcommand, depth first."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                for subname, subsub in _subparsers(sub):
+                    yield f"{name} {subname}", subsub
+
+
+def test_every_help_says_each_default_once_and_explains_every_option():
+    from animatediff.cli import build_parser
+
+    commands = dict(_subparsers(build_parser()))
+    assert {"generate", "convert", "run", "prepare", "train", "world build", "world probe", "world eval"} <= set(
+        commands
+    )
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert "(default: None)" not in text and "(default: )" not in text and "(default: [])" not in text, name
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue  # each of its commands has its own help
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help text"
+            shown = parser._get_formatter()._get_help_string(action)
+            assert shown.count("default") <= 1, f"{name} {action.option_strings}: {shown!r} says its default twice"
+
+
+@pytest.mark.parametrize("dtype, expected", [(None, torch.float16), ("fp32", torch.float32), ("bf16", torch.bfloat16)])
+@pytest.mark.parametrize("destination", ["out.safetensors", "folder"])
+def test_convert_keeps_the_sources_dtype_unless_told(tmp_path, dtype, expected, destination):
+    from safetensors.torch import load_file
+
+    from animatediff.formats.motion_module_files import motion_state_dict
+    from animatediff.formats.state_dicts import write_state_dict
+
+    half = {k: v.half() for k, v in motion_state_dict(tiny_motion("v2")).items()}
+    write_state_dict(tmp_path / "half.safetensors", half)
+    args = ["convert", str(tmp_path / "half.safetensors"), str(tmp_path / destination)]
+    assert main(args + (["--dtype", dtype] if dtype else [])) == 0
+    weights = tmp_path / destination
+    written = load_file(weights if weights.is_file() else weights / "diffusion_pytorch_model.safetensors")
+    assert {v.dtype for v in written.values()} == {expected}
+    if destination.endswith(".safetensors"):
+        same = [torch.equal(written[k], v.to(expected)) for k, v in half.items() if not k.endswith("pos_encoder.pe")]
+        assert all(same) and len(same) == len(written) - sum(k.endswith("pos_encoder.pe") for k in written)

@@ -3,6 +3,7 @@ for bad layouts; determinism; DataLoader workers."""
 
 import csv
 import shutil
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from animatediff.data import ClipConfig, VideoFolderDataset, WebVidDataset, open_dataset
 from animatediff.data.synthetic import write_corrupt_video, write_dataset_folder, write_synthetic_video
+from animatediff.errors import InputError
 
 CLIP = ClipConfig(num_frames=4, stride=2, size=16)
 
@@ -51,14 +53,16 @@ def test_bad_videos_are_skipped_counted_and_replaced(folder, caplog):
     assert "video_000.mp4" in caplog.text and "too_short" in caplog.text
 
 
-def test_retries_are_bounded(tmp_path):
+def test_retries_are_bounded_and_end_in_one_clear_line(tmp_path):
     for i in range(3):
         write_corrupt_video(tmp_path / f"bad_{i}.mp4", seed=i)
         (tmp_path / f"bad_{i}.txt").write_text("broken")
     dataset = VideoFolderDataset(tmp_path, CLIP, max_retries=4)
-    with pytest.raises(RuntimeError, match="5 videos in a row could not be read"):
+    with pytest.raises(InputError, match="5 videos in a row could not be read") as info:
         dataset[0]
-    assert dataset.skipped["unreadable"] == 5
+    message = str(info.value)
+    assert "\n" not in message and "bad_" in message and "check the videos / data settings" in message
+    assert dataset.skipped["unreadable"] == 1  # the item asked for; its failed replacements are other items'
 
 
 def test_same_seed_same_items_new_epoch_new_clips(folder):
@@ -133,3 +137,20 @@ def test_folder_with_missing_captions_names_them(tmp_path):
 
 def test_open_dataset_picks_the_folder_layout(folder):
     assert isinstance(open_dataset(folder, clip=CLIP), VideoFolderDataset)
+
+
+def test_a_bad_video_is_counted_once_per_pass(tmp_path):
+    """A bad video counts when it is the item asked for, not again each time it is drawn as another item's
+    replacement: over one pass, with or without workers, one corrupt video of five is one skip."""
+    write_dataset_folder(tmp_path, num_videos=5, corrupt=1)
+    replaced_by_the_bad_one = 0
+    for seed in range(40):  # some seeds draw the corrupt video again as a replacement of the first one
+        dataset = VideoFolderDataset(tmp_path, CLIP, seed=seed)
+        with patch.object(dataset.counter, "add", wraps=dataset.counter.add) as add:
+            [dataset[i] for i in range(len(dataset))]
+        replaced_by_the_bad_one += add.call_count > 1
+        assert dataset.skipped == {"missing": 0, "unreadable": 1, "corrupt": 0, "too_short": 0, "bad_shard": 0}
+    assert replaced_by_the_bad_one  # the retry path met the corrupt video again for some seeds
+    dataset = VideoFolderDataset(tmp_path, CLIP, seed=11)
+    assert len(list(DataLoader(dataset, batch_size=1, num_workers=2))) == 5
+    assert dataset.skipped["unreadable"] == 1

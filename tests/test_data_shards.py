@@ -5,6 +5,7 @@ import csv
 import itertools
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from animatediff.cli import main
 from animatediff.data import ClipConfig, ShardDataset, ShardWriter, VideoReader, open_dataset, prepare_shards
-from animatediff.data.shards import iter_tar_samples
 from animatediff.data.synthetic import write_corrupt_video, write_dataset_folder, write_synthetic_video
+from animatediff.data.tar_members import iter_tar_samples
 
 CLIP = ClipConfig(num_frames=4, stride=2, size=16)
 
@@ -137,7 +138,7 @@ def test_resume_continues_the_same_stream(video_bytes, tmp_path):
     def batches(dataset):
         return list(DataLoader(dataset, batch_size=2, num_workers=2))
 
-    full = ShardDataset(shards, CLIP, seed=9, rank=1, world_size=2)
+    full = ShardDataset(shards, CLIP, seed=9, rank=1, world_size=2, batch_size=2)
     full.set_epoch(2)
     reference = batches(full)
     resumed = ShardDataset(shards, CLIP, seed=9, rank=1, world_size=2)
@@ -165,9 +166,12 @@ def test_bad_samples_and_shards_are_skipped_and_counted(video_bytes, tmp_path):
     with tarfile.open(shard) as tar:  # a copy cut inside the second sample's video
         cut = tar.getmember("corrupt.mp4").offset_data + 100
     (tmp_path / "shards" / "shard-000001.tar").write_bytes(shard.read_bytes()[:cut])
+    (tmp_path / "shards" / "shards.json").unlink()  # read every .tar in the folder, the cut copy too
     dataset = ShardDataset(tmp_path / "shards", CLIP, shuffle=False)
     items = list(DataLoader(dataset, batch_size=None, num_workers=2))
-    assert sorted(texts(items)) == ["good", "good", "good2"]  # the truncated copy yields its first sample
+    # Four complete samples in the whole shard, one before the cut in the copy; the corrupt and the short one are
+    # replaced by good samples near them, so every place in the stream holds a clip.
+    assert len(items) == 5 and set(texts(items)) == {"good", "good2"}
     assert dataset.skipped == {"missing": 1, "unreadable": 1, "corrupt": 0, "too_short": 1, "bad_shard": 1}
 
 
@@ -201,7 +205,7 @@ def test_resume_with_repeat_crosses_epochs(video_bytes, tmp_path):
     def first_batches(dataset, n):
         return [b["text"] for b in itertools.islice(iter(DataLoader(dataset, batch_size=2, num_workers=2)), n)]
 
-    reference = first_batches(ShardDataset(shards, CLIP, seed=4, rank=0, world_size=2, repeat=True), 12)
+    reference = first_batches(ShardDataset(shards, CLIP, seed=4, rank=0, world_size=2, repeat=True, batch_size=2), 12)
     resumed = ShardDataset(shards, CLIP, seed=4, rank=0, world_size=2, repeat=True)
     resumed.set_position(epoch=0, consumed=7 * 2, batch_size=2)
     assert first_batches(resumed, 5) == reference[7:12]
@@ -217,3 +221,87 @@ def test_set_epoch_reaches_persistent_workers(video_bytes, tmp_path):
     fresh = ShardDataset(shards, CLIP, seed=2)
     fresh.set_epoch(1)
     assert epoch1 == texts(DataLoader(fresh, batch_size=None, num_workers=2)) and epoch1 != epoch0
+
+
+def cut_points(shard):
+    """Byte counts to keep of a 4-sample shard, each cutting it short in a different place, with the number of
+    samples read before the cut and how many of them are whole (video and caption)."""
+    with tarfile.open(shard) as tar:
+        members = tar.getmembers()  # s0000.mp4, s0000.txt, s0001.mp4, ...
+    second_caption, third_video, last = members[3], members[4], members[-1]
+    return {
+        "inside a member's data": (third_video.offset_data + 100, 2, 2),
+        "inside a header": (second_caption.offset + 100, 2, 1),
+        "between two members of a sample": (second_caption.offset, 2, 1),
+        "between two samples": (third_video.offset, 2, 2),
+        "before the end-of-archive block": (last.offset_data + 512, 4, 4),
+    }
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "inside a member's data",
+        "inside a header",
+        "between two members of a sample",
+        "between two samples",
+        "before the end-of-archive block",
+    ],
+)
+def test_a_shard_cut_short_gives_its_samples_before_the_cut_and_counts_as_bad(video_bytes, tmp_path, where):
+    whole = write_shards(tmp_path / "whole", video_bytes, num_samples=4, shard_size=4) / "shard-000000.tar"
+    keep, read, whole_samples = cut_points(whole)[where]
+    cut = tmp_path / "cut" / "shard-000000.tar"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[:keep])
+    samples = []
+    with pytest.raises(tarfile.ReadError, match="cut short|unexpected end"):
+        for sample in iter_tar_samples(cut):
+            samples.append(sample)
+    assert [s["__key__"] for s in samples] == [f"s{i:04d}" for i in range(read)]
+    assert sum("txt" in s for s in samples) == whole_samples
+    dataset = ShardDataset(cut, CLIP, shuffle=False)
+    assert texts(dataset) == [f"clip {i}" for i in range(whole_samples)]
+    # The cut is one bad shard; the sample it took the caption of is not counted again as missing one.
+    assert dataset.skipped == {"missing": 0, "unreadable": 0, "corrupt": 0, "too_short": 0, "bad_shard": 1}
+
+
+def test_a_whole_shard_is_not_bad(video_bytes, tmp_path):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=3, shard_size=3)
+    assert [s["txt"] for s in iter_tar_samples(shards / "shard-000000.tar")] == [b"clip 0", b"clip 1", b"clip 2"]
+    dataset = ShardDataset(shards, CLIP)
+    assert sorted(texts(dataset)) == ["clip 0", "clip 1", "clip 2"] and sum(dataset.skipped.values()) == 0
+
+
+def test_a_bad_shard_is_counted_once_however_many_read_it(video_bytes, tmp_path):
+    """One shard cut short and fewer shards than readers: every worker, and every rank, reads the shard, and
+    one of them counts it."""
+    whole = write_shards(tmp_path / "whole", video_bytes, num_samples=6, shard_size=6) / "shard-000000.tar"
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[: cut_points(whole)["inside a member's data"][0]])
+    dataset = ShardDataset(cut, CLIP)
+    assert sorted(texts(DataLoader(dataset, batch_size=None, num_workers=2))) == ["clip 0", "clip 1"]
+    assert dataset.skipped["bad_shard"] == 1
+    ranks = [ShardDataset(cut, CLIP, rank=rank, world_size=2) for rank in range(2)]
+    assert sorted(t for rank in ranks for t in texts(DataLoader(rank, batch_size=None, num_workers=2))) == [
+        "clip 0",
+        "clip 1",
+    ]
+    assert sum(rank.skipped["bad_shard"] for rank in ranks) == 1
+
+
+def test_a_folder_with_an_index_reads_the_shards_it_lists(video_bytes, tmp_path, caplog):
+    shards = write_shards(tmp_path / "shards", video_bytes, num_samples=6, shard_size=2)
+    (shards / "shard-000009.tar").write_bytes((shards / "shard-000000.tar").read_bytes())  # not in the index
+    with caplog.at_level("WARNING", logger="animatediff.data"):
+        dataset = ShardDataset(shards, CLIP)
+    assert [Path(s).name for s in dataset.shards] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert sorted(texts(dataset)) == sorted(f"clip {i}" for i in range(6)) and dataset.num_samples() == 6
+    assert "shard-000009.tar" in caplog.text
+    assert isinstance(open_dataset(shards, clip=CLIP), ShardDataset)
+    (shards / "shard-000001.tar").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 shard\(s\) listed in .*shards.json are missing: shard-000001"):
+        ShardDataset(shards, CLIP)
+    (shards / "shards.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not a shard index"):
+        ShardDataset(shards, CLIP)

@@ -101,3 +101,48 @@ def test_trained_position_encoding_is_kept(tmp_path):
     write_state_dict(tmp_path / "pe.safetensors", sd, {"animatediff_config": json.dumps(mm.config.to_dict())})
     loaded = load_motion_modules(tmp_path / "pe.safetensors")
     assert torch.equal(dict(loaded.named_buffers())[key], sd[key])
+
+
+@pytest.mark.parametrize("layout", ["official", "diffusers"])
+def test_weights_that_are_not_finite_are_refused_with_their_count(tmp_path, layout):
+    mm = tiny_motion("v3")
+    sd = motion_state_dict(mm)
+    key = next(k for k in sd if k.endswith("to_q.weight"))
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[:4] = float("nan")
+    sd[key].view(-1)[4] = float("inf")
+    total = sum(v.numel() for v in sd.values())
+    if layout == "official":
+        path = write_state_dict(tmp_path / "diverged.safetensors", sd)
+        weights = path
+    else:
+        path = save_motion_modules(mm, tmp_path / "folder", layout="diffusers")
+        weights = path / "diffusion_pytorch_model.safetensors"
+        write_state_dict(weights, official_to_diffusers(sd))
+        total = sum(v.numel() for v in diffusers_to_official(official_to_diffusers(sd)).values())
+    with pytest.raises(ValueError, match=rf"^{weights}: 5 of {total} motion-module weight values are not finite"):
+        load_motion_modules(path)
+
+
+def test_convert_keeps_half_precision_and_writes_a_folder_whole(tmp_path):
+    from safetensors.torch import load_file
+
+    from animatediff.formats import convert_motion_module
+
+    half = {k: v.half() for k, v in motion_state_dict(tiny_motion("v2")).items()}
+    write_state_dict(tmp_path / "half.ckpt", half)
+    convert_motion_module(tmp_path / "half.ckpt", tmp_path / "adapter")
+    weights = load_file(tmp_path / "adapter" / "diffusion_pytorch_model.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.float16}
+    # An earlier export is replaced whole; a folder holding anything else is left alone.
+    (tmp_path / "adapter" / "diffusion_pytorch_model.bin").write_bytes(b"stale")
+    convert_motion_module(tmp_path / "half.ckpt", tmp_path / "adapter", torch.float32)
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
+    (tmp_path / "adapter" / "README.md").write_text("mine")
+    with pytest.raises(ValueError, match="holding other files"):
+        convert_motion_module(tmp_path / "half.ckpt", tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "README.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "half.ckpt"]  # no temporaries left

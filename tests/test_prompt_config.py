@@ -224,3 +224,37 @@ def test_a_missing_local_file_fails_before_loading(assets, base_folder, tmp_path
     with pytest.raises(FileNotFoundError, match=r"entry 1: motion_module_lora_configs 'models/MotionLoRA/v2_lora_P"):
         run_prompt_config(_write(assets / "c.yaml", entries), base_folder, tmp_path, cache, progress=False)
     assert not cache.loads
+
+
+def test_an_interrupted_run_keeps_its_whole_gifs_and_their_seeds(assets, base_folder, tmp_path, monkeypatch):
+    """Interrupted while drawing the second video: the first GIF and config.yaml with its seed, nothing partial."""
+    decode, calls = AnimationPipeline.decode, []
+
+    def interrupted_second(self, *args, **kwargs):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return decode(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnimationPipeline, "decode", interrupted_second)
+    entries = _two_entries(assets)
+    entries[0]["seed"] = [-1, 5]
+    with pytest.raises(KeyboardInterrupt):
+        run_prompt_config(_write(assets / "c.yaml", entries), base_folder, tmp_path / "s", progress=False)
+    (out,) = (tmp_path / "s").iterdir()
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "config.yaml",
+        "sample",
+        "sample/0-a-fox-runs.gif",
+    ]
+    assert Image.open(out / "sample" / "0-a-fox-runs.gif").n_frames == 2
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert len(saved[0]["random_seed"]) == 1 and saved[0]["random_seed"][0] != -1 and "random_seed" not in saved[1]
+
+
+def test_an_output_root_that_cannot_be_written_fails_before_loading(assets, base_folder, tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    cache = ModelCache()
+    with pytest.raises(ValueError, match="taken is a file, not a folder"):
+        run_prompt_config(_write(assets / "c.yaml", _two_entries(assets)), base_folder, tmp_path / "taken", cache)
+    assert not cache.loads

@@ -30,3 +30,16 @@ def test_the_shipped_world_configs_run_as_written(tmp_path, monkeypatch, one_thr
         short.write_text(yaml.safe_dump(quick))
         out = run_prompt_config(short, ROOT / "animatediff/assets/world/base", tmp_path / "runs", progress=False)
         assert len(list((out / "sample").glob("*.gif"))) == len(entries)
+
+
+def test_run_without_a_base_animates_with_the_embedded_one(tmp_path):
+    from animatediff.cli import main
+
+    entry = {
+        "motion_module": str(ROOT / "animatediff/assets/world/motion_module.safetensors"),
+        "prompt": ["a red circle"],
+    }
+    config = tmp_path / "plain.yaml"
+    config.write_text(yaml.safe_dump([{**entry, "steps": 2, "L": 2, "seed": 1}]))
+    assert main(["run", str(config), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == 0
+    assert len(list((tmp_path / "runs").glob("plain-*/sample/*.gif"))) == 1

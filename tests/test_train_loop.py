@@ -198,33 +198,71 @@ trainer.train()
 """
 
 
-@pytest.mark.slow
-def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(base_folder, tmp_path):
-    sections = dict(
-        optim={"batch_size": 1, "max_steps": 8}, checkpoint={"every": 1, "keep_last": 2, "resume_from": "latest"}
-    )
-    script = tmp_path / "killable.py"
-    script.write_text(KILLABLE)
+def kill_when(script: str, sections: dict, base_folder: Path, tmp_path: Path, appears: Path) -> None:
+    """Train with `script` in a subprocess into tmp_path/split, and SIGKILL it as soon as `appears` exists."""
+    path = tmp_path / "killable.py"
+    path.write_text(script)
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(base_folder), str(tmp_path / "split"), repr(sections)],
-        env=env,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    third = tmp_path / "split" / "checkpoints" / "checkpoint-00000003" / "trainer_state.json"
+    args = [sys.executable, str(path), str(base_folder), str(tmp_path / "split"), repr(sections)]
+    proc = subprocess.Popen(args, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not third.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not appears.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
 
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(base_folder, tmp_path):
+    sections = dict(
+        optim={"batch_size": 1, "max_steps": 8}, checkpoint={"every": 1, "keep_last": 2, "resume_from": "latest"}
+    )
+    third = tmp_path / "split" / "checkpoints" / "checkpoint-00000003" / "trainer_state.json"
+    kill_when(KILLABLE, sections, base_folder, tmp_path, third)
+
     resumed = Trainer(train_config(base_folder, tmp_path / "split", **sections))
     assert 3 <= resumed.step < 8
     resumed.train()
+    whole = Trainer(train_config(base_folder, tmp_path / "whole", **sections))
+    whole.train()
+    a, b = whole.unet.motion_modules.state_dict(), resumed.unet.motion_modules.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+KILLABLE_WHILE_SAVING = """
+import sys, time
+from pathlib import Path
+
+import torch
+
+from animatediff.train.trainer import Trainer
+from tests.test_train_synthetic import train_config
+
+torch.set_num_threads(1)
+sections = eval(sys.argv[3])
+trainer = Trainer(train_config(Path(sys.argv[1]), Path(sys.argv[2]), **sections))
+export = trainer.export
+# Slow enough to be killed while a checkpoint is written: its exports are there, its rename is not.
+trainer.export = lambda folder: (export(folder), time.sleep(1.0))
+trainer.train()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_while_a_checkpoint_is_written_then_resume_equals_an_uninterrupted_run(base_folder, tmp_path):
+    sections = dict(
+        optim={"batch_size": 1, "max_steps": 6}, checkpoint={"every": 1, "keep_last": 2, "resume_from": "latest"}
+    )
+    checkpoints = tmp_path / "split" / "checkpoints"
+    half_written = checkpoints / ".tmp-checkpoint-00000003" / "motion_module.safetensors"
+    kill_when(KILLABLE_WHILE_SAVING, sections, base_folder, tmp_path, half_written)
+
+    resumed = Trainer(train_config(base_folder, tmp_path / "split", **sections))
+    assert resumed.step == 2 and not (checkpoints / "checkpoint-00000003").exists()  # the half-written one is not taken
+    resumed.train()
+    assert not any(p.name.startswith(".") for p in checkpoints.iterdir())  # and its leftovers were cleared
     whole = Trainer(train_config(base_folder, tmp_path / "whole", **sections))
     whole.train()
     a, b = whole.unet.motion_modules.state_dict(), resumed.unet.motion_modules.state_dict()

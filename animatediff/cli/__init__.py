@@ -1,8 +1,9 @@
 """The `animatediff` command: one subcommand per user task, the work done by the library.
 
 An input error (`animatediff.errors.InputError`, raised by the library's own checks) is printed as one line and
-exits 2; with `--debug` (or ANIMATEDIFF_DEBUG=1) it keeps its traceback. Any other exception is a bug and keeps
-its traceback.
+exits 2; with `--debug` (or ANIMATEDIFF_DEBUG=1) it keeps its traceback. An interrupt (Ctrl-C, KeyboardInterrupt)
+prints "animatediff <command>: interrupted" and exits 130, the outputs being written under temporary names that
+are removed. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -39,12 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    command = "animatediff"
     try:
+        args = build_parser().parse_args(argv)
+        command = " ".join(["animatediff", args.command, *([args.action] if getattr(args, "action", None) else [])])
         args.run(args)
     except InputError as err:
         if args.debug or os.environ.get("ANIMATEDIFF_DEBUG", "") not in ("", "0"):
             raise
         print(f"animatediff {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
     return 0

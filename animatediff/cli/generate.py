@@ -16,7 +16,12 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         "generate",
         help="text → animation (GIF, MP4, WebP, .npy or a folder of PNGs)",
         description="Animate a prompt with a Stable Diffusion 1.x base and a motion module; with neither named, "
-        "the embedded world model (32×32, prompts like 'a red circle moving right on a blue background').",
+        "the embedded world model.",
+        epilog="The embedded world model draws 32×32 and knows 27 words: shapes circle, square, triangle, cross "
+        "(star with its DreamBooth); colours red, green, blue, yellow, purple; backgrounds black, white, gray, blue; "
+        "textures striped, outlined; motions moving left/right/up/down, bouncing, growing, shrinking, rotating; and "
+        "a, on, background. E.g. 'a red circle moving right on a blue background'. Other words and sizes get a "
+        "warning.",
         formatter_class=HelpFormatter,
         parents=[device_options(), quiet_option()],
     )
@@ -69,7 +74,8 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output",
         default="animation.gif",
-        help="file by extension (.gif, .mp4, .webp, .npy) or a directory for numbered PNGs",
+        help="file by extension (.gif, .mp4, .webp, .npy) or a folder for numbered PNGs (replacing an earlier "
+        "folder of them)",
     )
     p.add_argument(
         "--context-length",
@@ -131,35 +137,51 @@ def _motion_lora(path: str) -> str:
 
 
 def _models(args: argparse.Namespace) -> tuple[str, str]:
-    """--base and --motion-module, with the embedded world model where neither is given."""
+    """--base and --motion-module, with the embedded world model where neither is given. Where only one is given,
+    a missing file is said first: it is the likelier mistake."""
     if args.base is None and args.motion_module is None:
         from animatediff.world.cli import embedded_base_and_module
 
         return embedded_base_and_module()
+    from animatediff.hub import check_reference
+
     if args.base is None:
+        check_reference(args.motion_module, "motion module")
         raise InputError("--motion-module needs --base: the base model it animates (or name neither)")
     if args.motion_module is None:
+        check_reference(args.base, "base model")
         raise InputError("--base needs --motion-module: the motion module that animates it (or name neither)")
     return args.base, args.motion_module
+
+
+def _check_models(base: str, motion_module: str, args: argparse.Namespace, loras: list) -> None:
+    """Every model named is a local path or can be a hub reference: a missing local file fails before any loads."""
+    from animatediff.hub import check_reference
+
+    check_reference(base, "base model")
+    check_reference(motion_module, "motion module")
+    if args.dreambooth:
+        check_reference(args.dreambooth, "personalized model")
+    for kind, path, _ in loras:
+        check_reference(path, {"image": "LoRA", "adapter": "adapter LoRA", "motion": "MotionLoRA"}[kind])
 
 
 def run_generate(args: argparse.Namespace) -> None:
     if args.quiet:
         silence_libraries()
 
-    from animatediff.io.video import FORMATS, save_video
+    from animatediff.io.video import check_finite, check_video_path, save_video
     from animatediff.pipeline import AnimationPipeline
     from animatediff.sampling import make_scheduler
 
-    suffix = Path(args.output).suffix.lower()
-    if suffix and suffix not in FORMATS:
-        raise InputError(f"--output {args.output}: unsupported format {suffix}; use {', '.join(FORMATS)} or a folder")
+    check_video_path(args.output, "--output")  # before minutes of loading and sampling
     device, dtype = resolve_device(args)
     scheduler = make_scheduler(args.scheduler)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     base, motion_module = _models(args)
+    _check_models(base, motion_module, args, loras)
     pipe = AnimationPipeline.from_pretrained(
         base,
         motion_module,
@@ -186,6 +208,7 @@ def run_generate(args: argparse.Namespace) -> None:
         context_length=args.context_length,
         context_overlap=args.context_overlap,
     )[0]
+    check_finite(frames, args.output)
     path = save_video(frames, args.output, args.fps)
     if not args.quiet:
         print(f"wrote {path} ({len(frames)} frames, seed {seed}, {time.perf_counter() - start:.1f} s)")

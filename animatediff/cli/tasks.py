@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
+from animatediff.cli.options import (
+    DTYPES,
+    HelpFormatter,
+    device_options,
+    quiet_option,
+    resolve_device,
+    silence_libraries,
+)
 
 
 def add_convert(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +24,22 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", help="official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id")
     p.add_argument("destination", help=".safetensors/.ckpt → official single file; anything else → diffusers folder")
+    p.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="precision of the written weights; default: the source's own (fp16 in, fp16 out)",
+    )
     p.set_defaults(run=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> None:
+    import torch
+
     from animatediff.formats import convert_motion_module
 
-    print(f"wrote {convert_motion_module(args.source, args.destination)}")
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
+    print(f"wrote {convert_motion_module(args.source, args.destination, dtype)}")
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
@@ -43,23 +59,39 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-frames", type=int, default=16, help="skip videos with fewer frames")
     p.add_argument("--keyframe-interval", type=int, default=16, help="keyframe spacing of re-encoded videos")
     p.add_argument("--workers", type=int, default=0, help="processes checking and re-encoding videos (0: this one)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a folder that is not empty, removing the .tar shards and shards.json in it first",
+    )
     p.set_defaults(run=run_prepare)
 
 
 def run_prepare(args: argparse.Namespace) -> None:
+    import logging
+
     from animatediff.data import prepare_shards
 
-    report = prepare_shards(
-        args.video_folder,
-        args.out_dir,
-        shard_size=args.shard_size,
-        csv_path=args.csv,
-        resize=args.resize,
-        min_frames=args.min_frames,
-        keyframe_interval=args.keyframe_interval,
-        num_workers=args.workers,
-        progress=not args.quiet,
-    )
+    # Skipped videos are logged as they are met; --quiet prints nothing at all.
+    data_logger = logging.getLogger("animatediff.data")
+    level = data_logger.level
+    if args.quiet:
+        data_logger.setLevel(logging.ERROR)
+    try:
+        report = prepare_shards(
+            args.video_folder,
+            args.out_dir,
+            shard_size=args.shard_size,
+            csv_path=args.csv,
+            resize=args.resize,
+            min_frames=args.min_frames,
+            keyframe_interval=args.keyframe_interval,
+            num_workers=args.workers,
+            progress=not args.quiet,
+            overwrite=args.overwrite,
+        )
+    finally:
+        data_logger.setLevel(level)
     if not args.quiet:
         print(f"wrote {report.written} clips in {len(report.shards)} shards to {args.out_dir} ({report.summary()})")
 
@@ -77,8 +109,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="prompt config YAML: a list (or mapping) of entries as in the official repo")
     p.add_argument(
         "--base",
-        default="models/StableDiffusion/stable-diffusion-v1-5",
-        help="SD1.x diffusers folder or hub id (the official --pretrained-model-path)",
+        default=None,
+        help="SD1.x diffusers folder or hub id (the official --pretrained-model-path) for entries that name no base; "
+        "default: the embedded world model's",
     )
     p.add_argument("--output-dir", default="samples", help="runs go to <output-dir>/<config name>-<time>/")
     p.add_argument("--W", type=int, default=None, help="width unless an entry sets W; default: the base's native size")
@@ -92,14 +125,22 @@ def run_run(args: argparse.Namespace) -> None:
     if args.quiet:
         silence_libraries()
 
+    from animatediff.io.outputs import check_output_folder
     from animatediff.model_cache import ModelCache
     from animatediff.prompt_config import load_prompt_config, run_prompt_config
 
-    load_prompt_config(args.config)  # a bad config fails before any model loads
+    # A bad config, or an output folder that cannot be written, fails before any model loads.
+    load_prompt_config(args.config)
+    check_output_folder(args.output_dir, "--output-dir")
+    base = args.base
+    if base is None:
+        from animatediff.world.cli import embedded_base_and_module
+
+        base = embedded_base_and_module()[0]
     cache = ModelCache(*resolve_device(args))
     out = run_prompt_config(
         args.config,
-        args.base,
+        base,
         args.output_dir,
         cache,
         width=args.W,

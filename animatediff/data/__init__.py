@@ -12,7 +12,9 @@ from animatediff.data.datasets import (
     read_webvid_csv,
 )
 from animatediff.data.prepare import PrepareReport, prepare_shards
-from animatediff.data.shards import ShardDataset, ShardWriter, find_shards, iter_tar_samples
+from animatediff.data.shard_index import ShardWriter, find_shards
+from animatediff.data.shards import ShardDataset
+from animatediff.data.tar_members import iter_tar_samples
 from animatediff.data.video_reader import VideoInfo, VideoReader, VideoReadError, read_video_frames
 
 __all__ = [

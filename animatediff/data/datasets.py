@@ -1,10 +1,12 @@
 """Video-caption datasets: the WebVid CSV layout, a folder of videos with `.txt` captions, and tar shards.
 
 Every item is `{"pixel_values": (f, 3, size, size) in [-1, 1], "text": str}` (see clips.py). A video that cannot
-give a clip is skipped, counted under its reason in `dataset.skipped` and logged, never raised: the map-style
-datasets draw another index (as the official code does, but at most `max_retries` times in a row); the shard
-stream moves to the next sample. Randomness is per item, from (seed, epoch, index or key), so a resumed run
-draws the same clips.
+give a clip is skipped and another one takes its place (a random other index, as the official code does; in the
+shard stream a random sample near it), at most `max_retries` times in a row: then the data is taken to be broken,
+an `InputError`. Skips are logged, and counted under their reason in `dataset.skipped` once per pass over the data:
+a bad video counts when it is the item asked for, not again when it is drawn as some other item's replacement, so
+each is counted by the one rank and worker it was handed to, and the counts of all ranks add up. Randomness is per
+item, from (seed, epoch, index or key), so a resumed run draws the same clips.
 """
 
 from __future__ import annotations
@@ -46,15 +48,24 @@ class SkipCounter:
         self._counts = torch.zeros(_COUNTER_ROWS, len(SKIP_REASONS), dtype=torch.int64).share_memory_()
         self._logged: dict[str, int] = {}
 
-    def add(self, reason: str, message: str) -> None:
-        info = get_worker_info()
-        row = 0 if info is None else 1 + info.id % (_COUNTER_ROWS - 1)
-        self._counts[row, SKIP_REASONS.index(reason)] += 1
+    def add(self, reason: str, message: str, count: bool = True) -> None:
+        """Log a skip and, with `count`, count it. A replacement that fails too is logged (at debug level) but
+        not counted: it is some other item's video, counted when that item's turn comes."""
+        if not count:
+            logger.debug("replacement skipped too (%s): %s", reason, message)
+            return
+        self.add_many(reason, 1)
         # Log the first few of each kind per process in full; at 10M clips the counts tell the rest.
         logged = self._logged.get(reason, 0)
         self._logged[reason] = logged + 1
         level = logging.WARNING if logged < _LOGGED_PER_REASON else logging.DEBUG
         logger.log(level, "skipped video (%s): %s", reason, message)
+
+    def add_many(self, reason: str, number: int) -> None:
+        """Count `number` skips of one reason without logging them."""
+        info = get_worker_info()
+        row = 0 if info is None else 1 + info.id % (_COUNTER_ROWS - 1)
+        self._counts[row, SKIP_REASONS.index(reason)] += number
 
     def totals(self) -> dict[str, int]:
         return dict(zip(SKIP_REASONS, self._counts.sum(0).tolist()))
@@ -128,18 +139,24 @@ class VideoClipDataset(Dataset):
         # reproducible, and two bad items replaced by the same video still get different clips.
         rng = item_rng(self.seed, epoch, index)
         current = index
-        for _ in range(self.max_retries + 1):
+        for attempt in range(self.max_retries + 1):
             try:
                 return load_clip(self.videos[current], self.captions[current], self.clip, rng)
             except VideoReadError as err:
-                self.counter.add(err.reason, str(err))
+                self.counter.add(err.reason, str(err), count=attempt == 0)
                 last_error = err
             # Like the official code, replace a bad video by a random other one.
             current = int(rng.integers(0, len(self)))
-        raise RuntimeError(
-            f"{self.max_retries + 1} videos in a row could not be read (last: {last_error}); "
-            f"skipped so far: {self.skipped}. Is the dataset mostly broken?"
-        )
+        raise InputError(unreadable_in_a_row(self.max_retries + 1, "videos", last_error, self.clip))
+
+
+def unreadable_in_a_row(attempts: int, what: str, last_error: Exception, clip: ClipConfig) -> str:
+    """The one-line message for a dataset none of whose tries gave a clip."""
+    last = " ".join(str(last_error).split())
+    return (
+        f"{attempts} {what} in a row could not be read (the last: {last}); check the videos / data settings "
+        f"(a clip takes {clip.num_frames} frames {clip.stride} apart and needs videos of at least {clip.shortest})"
+    )
 
 
 def _find_videos(folder: Path) -> list[Path]:
@@ -149,6 +166,8 @@ def _find_videos(folder: Path) -> list[Path]:
 def list_video_folder(folder: str | os.PathLike) -> tuple[list[Path], list[str]]:
     """Videos under `folder` (recursively) and the text of the `.txt` file beside each (same name)."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a folder of videos")
     if not folder.is_dir():
         raise InputNotFound(f"video folder {folder} does not exist")
     videos = _find_videos(folder)
@@ -224,7 +243,7 @@ class WebVidDataset(VideoClipDataset):
     """The WebVid-10M layout: a CSV (videoid, name = caption, page_dir) and a folder of `<videoid>.mp4`.
 
     Rows whose video is absent are dropped up front and counted under "missing" (WebVid downloads always
-    lose some).
+    lose some), unless `count_absent` is off: every rank of a distributed run reads the whole CSV, and one counts.
     """
 
     def __init__(
@@ -234,11 +253,12 @@ class WebVidDataset(VideoClipDataset):
         clip: ClipConfig | None = None,
         seed: int = 0,
         max_retries: int = 20,
+        count_absent: bool = True,
     ) -> None:
         videos, captions, absent = read_webvid_csv(csv_path, video_folder)
         super().__init__(videos, captions, clip, seed, max_retries)
-        if absent:
-            self.counter._counts[0, SKIP_REASONS.index("missing")] += absent
+        if absent and count_absent:
+            self.counter.add_many("missing", absent)
             logger.warning(
                 "%d of %d videos listed in %s are not in %s; training on the %d found",
                 absent,
@@ -259,17 +279,20 @@ def open_dataset(
     **kwargs,
 ) -> Dataset:
     """The dataset layout `path` points at: a `.csv` (WebVid, videos in `video_folder`, default the CSV's folder),
-    `.tar` shards (a file, a folder of them, or a glob), or a folder of videos with `.txt` captions.
+    `.tar` shards (a file, a folder of them or with a shards.json index, or a glob), or a folder of videos with
+    `.txt` captions.
 
     `rank`/`world_size` only matter for shards (map-style datasets are split by the trainer's sampler); extra
     keyword arguments go to the dataset class.
     """
-    from animatediff.data.shards import ShardDataset, find_shards
+    from animatediff.data.shard_index import INDEX_FILE, find_shards
+    from animatediff.data.shards import ShardDataset
 
     text = str(path)
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return WebVidDataset(path, video_folder or path.parent, clip, seed, **kwargs)
-    if path.suffix == ".tar" or any(c in text for c in "*?[") or (path.is_dir() and any(path.glob("*.tar"))):
+    holds_shards = path.is_dir() and ((path / INDEX_FILE).is_file() or any(path.glob("*.tar")))
+    if path.suffix == ".tar" or any(c in text for c in "*?[") or holds_shards:
         return ShardDataset(find_shards(text), clip, seed, rank=rank, world_size=world_size, **kwargs)
     return VideoFolderDataset(path, clip, seed, **kwargs)

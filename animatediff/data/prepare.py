@@ -3,6 +3,10 @@
 Optionally re-encodes each video with its shorter side at `resize` pixels and a short keyframe interval: shards
 shrink several-fold from WebVid's 336×596, and training seeks land close to the clip. Unreadable and too-short
 videos are left out and counted.
+
+The output folder must be empty, or `overwrite` given (its shards and index are removed first). The shards.json
+index is written last, and only when the whole run succeeded with at least one sample: a run that fails leaves
+no index and none of its shards.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import av
 from tqdm.auto import tqdm
 
 from animatediff.data.datasets import SKIP_REASONS, list_video_folder, read_webvid_csv
-from animatediff.data.shards import ShardWriter
+from animatediff.data.shard_index import INDEX_FILE, ShardWriter
 from animatediff.data.video_reader import VideoReader, VideoReadError
 from animatediff.errors import InputError
 
@@ -72,6 +76,32 @@ def reencode(source: str | os.PathLike, short_side: int, keyframe_interval: int 
         raise VideoReadError(f"re-encoding failed ({err})", "corrupt", str(source)) from err
 
 
+def check_output_folder(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an output folder under a regular file, or one holding anything unless `overwrite`."""
+    blocking = next((p for p in (out_dir, *out_dir.parents) if p.exists() or p.is_symlink()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise InputError(f"cannot write shards to {out_dir}: {blocking} is a file, not a folder")
+    if out_dir.is_dir() and not overwrite and any(out_dir.iterdir()):
+        raise InputError(
+            f"the output folder {out_dir} is not empty: choose an empty or new folder, or pass --overwrite "
+            f"(overwrite=True) to replace the shards and {INDEX_FILE} in it"
+        )
+
+
+def remove_shards(out_dir: Path) -> None:
+    """Remove a folder's shards.json index first, then its `.tar` shards and unfinished `.tar.tmp` ones."""
+    (out_dir / INDEX_FILE).unlink(missing_ok=True)
+    for pattern in ("*.tar", "*.tar.tmp", f".{INDEX_FILE}.*.tmp"):
+        for path in out_dir.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+
+
+def _remove_empty(folder: Path, created: bool) -> None:
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def _key(path: Path, used: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "video"
     key, n = base, 1
@@ -114,42 +144,56 @@ def prepare_shards(
     keyframe_interval: int = 16,
     num_workers: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> PrepareReport:
     """Shards of `<key>.mp4` + `<key>.txt` from the videos in `source` (captions from `.txt` files beside them, or
-    from the WebVid CSV `csv_path`). Videos with fewer than `min_frames` frames or that do not decode are skipped.
-    `num_workers` processes check and re-encode videos (0: this process); shards keep the source order."""
+    from the WebVid CSV `csv_path`) in the folder `out_dir`, which must be empty unless `overwrite` (its shards and
+    index are then removed first). Videos with fewer than `min_frames` frames or that do not decode are skipped
+    and logged. `num_workers` processes check and re-encode videos (0: this process); shards keep the source
+    order. A run that fails, or finds no usable video, removes the shards it wrote and writes no index."""
     if resize is not None and resize < 8:
         raise InputError(f"resize must be at least 8 pixels, got {resize}")
     if min_frames < 1:
         raise InputError(f"min_frames must be at least 1, got {min_frames}")
     if num_workers < 0:
         raise InputError(f"num_workers must be non-negative, got {num_workers}")
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, overwrite)
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     if csv_path is not None:
         videos, captions, skipped["missing"] = read_webvid_csv(csv_path, source)
     else:
         videos, captions = list_video_folder(source)
+    created = not out_dir.exists()
+    if overwrite and out_dir.is_dir():
+        remove_shards(out_dir)
     tasks = [(Path(v), resize, min_frames, keyframe_interval) for v in videos]
     used: set[str] = set()
-    with contextlib.ExitStack() as stack:
-        if num_workers:
-            pool = stack.enter_context(multiprocessing.get_context().Pool(num_workers))
-            results = pool.imap(_load_task, tasks, chunksize=4)
-        else:
-            results = map(_load_task, tasks)
-        writer = stack.enter_context(ShardWriter(out_dir, shard_size))
-        bar = tqdm(
-            zip(videos, captions, results), total=len(videos), desc="prepare", unit="video", disable=not progress
-        )
-        for path, caption, result in bar:
-            if isinstance(result, VideoReadError):
-                skipped[result.reason] += 1
-                logger.warning("skipped video (%s): %s", result.reason, result)
-                continue
-            extension, data = result
-            writer.write(_key(Path(path), used), {extension: data, "txt": caption.encode("utf-8")})
-        shards = [writer.out_dir / s["name"] for s in writer.shards]
-        written = sum(s["samples"] for s in writer.shards)
+    try:
+        with contextlib.ExitStack() as stack:
+            if num_workers:
+                pool = stack.enter_context(multiprocessing.get_context().Pool(num_workers))
+                results = pool.imap(_load_task, tasks, chunksize=4)
+            else:
+                results = map(_load_task, tasks)
+            writer = stack.enter_context(ShardWriter(out_dir, shard_size))
+            bar = tqdm(
+                zip(videos, captions, results), total=len(videos), desc="prepare", unit="video", disable=not progress
+            )
+            for path, caption, result in bar:
+                if isinstance(result, VideoReadError):
+                    skipped[result.reason] += 1
+                    logger.warning("skipped video (%s): %s", result.reason, result)
+                    continue
+                extension, data = result
+                writer.write(_key(Path(path), used), {extension: data, "txt": caption.encode("utf-8")})
+            shards = [writer.out_dir / s["name"] for s in writer.shards]
+            written = sum(s["samples"] for s in writer.shards)
+    except BaseException:  # the writer removed its shards; a folder this run made goes too
+        _remove_empty(out_dir, created)
+        raise
     if not written:
-        raise InputError(f"none of the {len(videos)} videos in {source} could be used (skipped: {skipped})")
+        _remove_empty(out_dir, created)
+        counts = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
+        raise InputError(f"none of the {len(videos)} videos in {source} could be used (skipped: {counts})")
     return PrepareReport(shards, written, {k: v for k, v in skipped.items() if v})

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.formats.state_dicts import read_state_dict, write_state_dict
+from animatediff.formats.state_dicts import non_finite, read_state_dict, write_state_dict
 from animatediff.hub import resolve_path
+from animatediff.io.atomic import write_folder_atomic
 from animatediff.models.motion_module import sinusoidal_position_encoding
 from animatediff.models.motion_modules import MotionModuleConfig, MotionModules
 
@@ -231,9 +232,11 @@ def read_motion_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         cfg = json.loads(config_file.read_text())
         raw, _ = read_state_dict(weights)
         sd = diffusers_to_official({k: v for k, v in raw.items() if isinstance(v, torch.Tensor)})
+        _check_finite(sd, weights)
         return sd, MotionModuleConfig.from_dict(_diffusers_config_to_ours(cfg))
     raw, metadata = read_state_dict(path)
     sd, embedded = _unwrap(raw)
+    _check_finite(sd, path)
     if CONFIG_KEY in metadata:
         embedded = json.loads(metadata[CONFIG_KEY])
     known = set(MotionModuleConfig.__dataclass_fields__)
@@ -243,13 +246,41 @@ def read_motion_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     return sd, infer_config(sd, overrides)
 
 
+def _check_finite(sd: dict[str, torch.Tensor], path: Path) -> None:
+    """Weights holding NaN or inf (a diverged training run) would draw black videos: refuse them."""
+    counts = non_finite(sd)
+    if counts:
+        total = sum(v.numel() for v in sd.values() if v.is_floating_point())
+        raise InputError(
+            f"{path}: {sum(counts.values())} of {total} motion-module weight values are not finite (NaN or inf), "
+            f"in {len(counts)} tensors (e.g. {next(iter(counts))}); the file is broken (a diverged training run?)"
+        )
+
+
+def stored_dtype(sd: dict[str, torch.Tensor]) -> torch.dtype:
+    """The floating-point dtype holding most of the weights' values (float32 where there are none)."""
+    sizes: dict[torch.dtype, int] = {}
+    for value in sd.values():
+        if value.is_floating_point():
+            sizes[value.dtype] = sizes.get(value.dtype, 0) + value.numel()
+    return max(sizes, key=sizes.__getitem__) if sizes else torch.float32
+
+
 def load_motion_modules(path: str | os.PathLike) -> MotionModules:
     """Load a motion module: official .ckpt/.safetensors, a diffusers MotionAdapter folder, or a hub id."""
-    sd, config = read_motion_file(path)
+    return _build(path, *read_motion_file(path))
+
+
+def _build(path: str | os.PathLike, sd: dict[str, torch.Tensor], config: MotionModuleConfig) -> MotionModules:
     try:
         return build_from_state_dict(sd, config)
     except ValueError as err:
         raise InputError(f"{path}: {err}") from None
+
+
+def is_adapter_folder(folder: Path) -> bool:
+    """Whether `folder` holds nothing but a MotionAdapter's files (an earlier export that a new one may replace)."""
+    return all(entry.name in ("config.json", *DIFFUSERS_WEIGHTS) for entry in folder.iterdir())
 
 
 def save_motion_modules(modules: MotionModules, path: str | os.PathLike, layout: str = "official") -> Path:
@@ -259,16 +290,22 @@ def save_motion_modules(modules: MotionModules, path: str | os.PathLike, layout:
     if layout == "official":
         return write_state_dict(path, sd, {CONFIG_KEY: json.dumps(modules.config.to_dict())})
     if layout == "diffusers":
-        path.mkdir(parents=True, exist_ok=True)
-        write_state_dict(path / DIFFUSERS_WEIGHTS[0], official_to_diffusers(sd))
-        (path / "config.json").write_text(json.dumps(_ours_to_diffusers_config(modules.config), indent=2))
-        return path
+
+        def write(folder: Path) -> None:
+            write_state_dict(folder / DIFFUSERS_WEIGHTS[0], official_to_diffusers(sd))
+            (folder / "config.json").write_text(json.dumps(_ours_to_diffusers_config(modules.config), indent=2))
+
+        return write_folder_atomic(path, write, replaceable=is_adapter_folder)
     raise InputError(f"unknown motion module layout {layout!r}; expected 'official' or 'diffusers'")
 
 
-def convert_motion_module(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Convert between layouts; a destination with a weights extension is official, anything else a folder."""
-    modules = load_motion_modules(src)
+def convert_motion_module(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Convert between layouts; a destination with a weights extension is official, anything else a folder.
+
+    The weights keep the source's dtype (fp16 in, fp16 out) unless `dtype` names another.
+    """
+    sd, config = read_motion_file(src)
+    modules = _build(src, sd, config).to(dtype or stored_dtype(sd))
     dst = Path(dst)
     layout = "official" if dst.suffix in (".safetensors", ".ckpt", ".pt", ".pth") else "diffusers"
     return save_motion_modules(modules, dst, layout)

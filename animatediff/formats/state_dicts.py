@@ -1,10 +1,12 @@
-"""Reading and writing raw state dicts: .safetensors and torch pickles (.ckpt/.pt/.pth/.bin)."""
+"""Reading and writing raw state dicts: .safetensors and torch pickles (.ckpt/.pt/.pth/.bin).
+
+Files are written atomically (`write_atomic`, from `animatediff.io.atomic`, importable from here too).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -13,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from animatediff.errors import InputError, InputNotFound
 from animatediff.hub import resolve_path
+from animatediff.io.atomic import write_atomic
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -65,20 +68,13 @@ def read_weights(path_or_id: str | os.PathLike, kind: str) -> tuple[dict, Path]:
     return sd, path
 
 
-def write_atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path) produces the file
-    """Write through a temporary file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a weights file is as readable as any other
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def non_finite(tensors: dict) -> dict[str, int]:
+    """How many values of each floating-point tensor are NaN or inf (only the tensors that hold any)."""
+    counts = {}
+    for key, value in tensors.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            counts[key] = int((~torch.isfinite(value)).sum())
+    return counts
 
 
 def write_state_dict(

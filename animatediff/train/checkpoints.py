@@ -1,14 +1,17 @@
-"""Training checkpoints: atomic folders, keep-last-N, resume checks, and the motion-module exports.
+"""Training checkpoints: the folder layout, atomic writing, keep-last-N, and which checkpoint a run resumes from.
 
 A checkpoint folder `output_dir/checkpoints/checkpoint-<step>/` holds
-- `accelerate/`: Accelerate's `save_state` (model, optimizer, LR schedule, grad scaler, global RNG states);
+- `accelerate/`: Accelerate's `save_state` (trained weights, optimizer, grad scaler, global RNG states);
 - `rank/<r>.pt`: each process's own noise/timestep generator and data position (epoch, batches taken) — ranks
   reading tar shards can be at different places;
-- `trainer_state.json`: step, the main process's data position and the full config (checked on resume);
+- `trainer_state.json`: step, the main process's data position, the LR schedule's state, the non-finite step
+  counts, the full config and its paths resolved (checked on resume);
 - the exports: `motion_module.safetensors` (official layout) and `motion_module_diffusers/` — or, for a
   MotionLoRA run, `motion_lora.safetensors` (official) and `motion_lora_diffusers/`.
-It is written under a hidden temporary name and renamed when complete, so a killed run never leaves a
-half-written checkpoint where `resume_from: latest` would pick it up.
+It is written under a hidden temporary name and renamed when complete; a checkpoint that is replaced or pruned is
+first renamed to a hidden name and then deleted. So a run killed at any point leaves only complete checkpoints
+where `resume_from: latest` looks, and the next save clears the hidden leftovers. `resume.py` checks and loads
+them.
 """
 
 from __future__ import annotations
@@ -23,19 +26,12 @@ from pathlib import Path
 import torch
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.train.config import TrainConfig
+from animatediff.train.config import TrainConfig, resolved_paths
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
-# Fields that may change between a run and its resumption: they do not change what the weights become.
-RESUMABLE_CHANGES = (
-    "output_dir",
-    "optim.max_steps",
-    "data.num_workers",
-    "logging.",
-    "checkpoint.",
-    "validation.",
-)
+_TEMPORARY = ".tmp-"
+_DISCARDED = ".deleting-"
 
 
 def checkpoints_root(config: TrainConfig) -> Path:
@@ -71,58 +67,15 @@ def resolve_resume(config: TrainConfig) -> Path | None:
     return path
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def read_state(path: Path) -> dict:
-    return json.loads((path / STATE_FILE).read_text())
-
-
-# Fields added after checkpoints were first written, with the value such a checkpoint's run used.
-ADDED_FIELDS = {
-    "optim.loss_weighting": "none",
-    "optim.snr_gamma": 5.0,
-    "optim.max_loss_weight": 1000.0,
-    "optim.zero_terminal_snr": None,
-    "optim.timestep_bias": "none",
-    "optim.timestep_bias_portion": 0.25,
-    "optim.timestep_bias_multiplier": 1.0,
-}
-
-
-# Fields that have since left the config, with the value that meant what the config without them means.
-REMOVED_FIELDS = {"data.world_motions": [], "data.world_growth_core": False}
-
-
-def check_resumable(path: Path, config: TrainConfig, num_processes: int) -> dict:
-    """The checkpoint's trainer state, after checking it was written by the same config; else an InputError."""
-    state = read_state(path)
-    saved = ADDED_FIELDS | _flatten(state["config"])
-    for key, value in REMOVED_FIELDS.items():
-        if key in saved and saved[key] == value:
-            del saved[key]
-    current = _flatten(config.to_dict())
-    differing = [
-        f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES)
-    ]
-    if state.get("num_processes", num_processes) != num_processes:
-        differing.append(
-            f"num_processes: checkpoint {state['num_processes']}, now {num_processes} (the data order depends on it)"
-        )
-    if differing:
-        raise InputError(
-            f"cannot resume from {path}: it was written with a different config; differing fields: "
-            + "; ".join(differing)
-        )
+    """A checkpoint's `trainer_state.json`; an InputError naming the file when it is not readable JSON."""
+    file = path / STATE_FILE
+    try:
+        state = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{file} is not readable JSON, truncated or damaged? ({err})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "step" not in state:
+        raise InputError(f"{file} is not a trainer state (no step and config)")
     return state
 
 
@@ -135,29 +88,58 @@ def save_checkpoint(
 ) -> Path | None:
     """Write a checkpoint for `state["step"]` on all processes; returns its folder (on the main process).
 
-    `rank_state` is this process's own part (generator state, data position), saved under `rank/<r>.pt`.
+    `state` (JSON values) goes into `trainer_state.json` with the config; `rank_state` is this process's own part
+    (generator state, data position), saved under `rank/<r>.pt`.
     """
     root = checkpoints_root(config)
     name = f"checkpoint-{state['step']:08d}"
-    tmp = root / f".tmp-{name}"
+    tmp = root / f"{_TEMPORARY}{name}"
     final = root / name
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        clear_leftovers(root)
         (tmp / "rank").mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "accelerate"))
-    torch.save(rank_state, tmp / "rank" / f"{accelerator.process_index}.pt")
+    write_rank_state(tmp / "rank" / f"{accelerator.process_index}.pt", rank_state)
     export(tmp)  # every process calls it: gathering sharded (ZeRO-3/FSDP) weights is collective
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        full_state = {**state, "num_processes": accelerator.num_processes, "config": config.to_dict()}
+        full_state = {
+            **state,
+            "num_processes": accelerator.num_processes,
+            "config": config.to_dict(),
+            "paths": resolved_paths(config),
+        }
         (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish(tmp, final)
         prune(root, config.checkpoint.keep_last)
     accelerator.wait_for_everyone()
     return final if accelerator.is_main_process else None
+
+
+def write_rank_state(path: Path, rank_state: dict) -> None:
+    """One process's own part of a checkpoint: tensors and plain values, readable with torch's weights-only load."""
+    torch.save(rank_state, path)
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename the complete `tmp` folder to `final`; a checkpoint already there (the same step, written again) is
+    moved aside first and deleted after."""
+    replaced = final.with_name(f"{_DISCARDED}{final.name}")
+    if final.exists():
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(final, replaced)
+    os.replace(tmp, final)
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+def discard(checkpoint: Path) -> None:
+    """Delete a checkpoint folder: renamed to a hidden name first (atomic), so it never lies half-deleted where
+    `resume_from: latest` would take it."""
+    hidden = checkpoint.with_name(f"{_DISCARDED}{checkpoint.name}")
+    shutil.rmtree(hidden, ignore_errors=True)
+    os.replace(checkpoint, hidden)
+    shutil.rmtree(hidden)
 
 
 def prune(root: Path, keep_last: int) -> None:
@@ -165,31 +147,13 @@ def prune(root: Path, keep_last: int) -> None:
     if keep_last <= 0:
         return
     for old in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old)
+        discard(old)
 
 
-def load_checkpoint(accelerator, path: Path, expected_keys: list[str]) -> dict:  # noqa: ANN001
-    """Restore Accelerate's state (trained weights, optimizer, scheduler, scaler, RNGs); return this process's
-    own part. The frozen base is not in checkpoints, so the model loads non-strictly after checking that every
-    trained weight is there."""
-    from safetensors import safe_open
-
-    own = path / "rank" / f"{accelerator.process_index}.pt"
-    if not own.is_file():
-        raise InputNotFound(
-            f"{own} is missing: the checkpoint was not written by {accelerator.num_processes} processes"
-        )
-
-    weights = path / "accelerate" / "model.safetensors"
-    if weights.is_file():
-        with safe_open(str(weights), framework="pt") as f:
-            saved = {k.removeprefix("module.") for k in f.keys()}
-        missing = [k for k in expected_keys if k not in saved]
-        if missing:
-            raise InputError(f"{path}: {len(missing)} trained weights missing from the checkpoint, e.g. {missing[:3]}")
-    from accelerate.utils import DistributedType
-
-    # DeepSpeed and FSDP save and load whole engine states themselves; only the plain path drops the frozen base.
-    plain = accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    accelerator.load_state(str(path / "accelerate"), **({"strict": False} if plain else {}))
-    return torch.load(own, weights_only=True)
+def clear_leftovers(root: Path) -> None:
+    """Remove what killed saves left under `root`: half-written and half-deleted checkpoint folders."""
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if path.name.startswith((_TEMPORARY, _DISCARDED)) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)

@@ -100,6 +100,11 @@ class OptimConfig:
     """Linear warmup optimizer steps (for the *_with_warmup, linear and cosine schedules)."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm of the trained parameters to this; 0 disables clipping."""
+    max_nonfinite_steps: int = 5
+    """Stop the run (an error, exit status 2) after this many optimizer steps in a row whose loss or gradients
+    were not finite (NaN or inf on any process). Such a step is skipped: no weight update, no LR-schedule step;
+    the run counts it (`train/nonfinite_steps`) and writes no checkpoint until a step is finite again. Under fp16
+    the grad scaler skips its own overflowing steps as before; only a non-finite loss counts there."""
     batch_size: int = 4
     """Clips per process per micro-batch."""
     gradient_accumulation_steps: int = 1
@@ -251,12 +256,24 @@ class TrainConfig:
             "optim.batch_size": self.optim.batch_size,
             "optim.gradient_accumulation_steps": self.optim.gradient_accumulation_steps,
             "optim.max_steps": self.optim.max_steps,
+            "optim.max_nonfinite_steps": self.optim.max_nonfinite_steps,
             "lora.rank": self.lora.rank,
             "validation.num_frames": self.validation.num_frames,
         }
         for name, value in positive.items():
             if value < 1:
                 raise InputError(f"{name} must be at least 1, got {value}")
+        counts = {
+            "data.num_workers": self.data.num_workers,
+            "optim.warmup_steps": self.optim.warmup_steps,
+            "logging.every": self.logging.every,
+            "checkpoint.every": self.checkpoint.every,
+            "checkpoint.keep_last": self.checkpoint.keep_last,
+            "validation.every": self.validation.every,
+        }
+        for name, value in counts.items():
+            if value < 0:
+                raise InputError(f"{name} must be at least 0, got {value}")
         if self.optim.snr_gamma <= 0 or self.optim.max_loss_weight < 1:
             raise InputError("optim.snr_gamma must be positive and optim.max_loss_weight at least 1")
         if not 0 < self.optim.timestep_bias_portion <= 1 or self.optim.timestep_bias_multiplier <= 0:
@@ -321,4 +338,33 @@ def flat_config(config: TrainConfig) -> dict[str, object]:
                 out[prefix + key] = str(value)
 
     walk(config.to_dict(), "")
+    return out
+
+
+PATH_FIELDS = ("model.base", "model.init_motion_module", "data.csv", "data.video_folder", "data.shards")
+"""Config fields naming files or folders: a resumed run compares them as resolved paths."""
+
+
+def resolve_path_value(value: object) -> object:
+    """A path field's value as an absolute, resolved path; a list entry by entry. A value that names nothing on
+    disk (a hub id, a glob) stays as given, but a glob's folder is resolved when it exists."""
+    if isinstance(value, (list, tuple)):
+        return [resolve_path_value(v) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if any(ch in path.name for ch in "*?[") and path.parent.is_dir():
+        return str(path.parent.resolve() / path.name)
+    return value
+
+
+def resolved_paths(config: TrainConfig) -> dict[str, object]:
+    """{field: resolved value} for the config's PATH_FIELDS."""
+    sections = config.to_dict()
+    out = {}
+    for key in PATH_FIELDS:
+        section, name = key.split(".")
+        out[key] = resolve_path_value(sections[section][name])
     return out

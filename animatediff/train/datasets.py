@@ -2,13 +2,17 @@
 
 Map-style datasets (WebVid CSV, captioned folder, synthetic) are split across processes by `EpochSampler`, which
 shuffles with (seed, epoch) and can start mid-epoch, so a resumed run sees exactly the clips it would have seen.
-Tar shards stream as an IterableDataset that splits itself across ranks and workers and resumes with
-`set_position`.
+Tar shards stream as an IterableDataset that splits itself across ranks, gives each rank's batches in an order that
+does not depend on `num_workers` (it is told the batch size), and resumes with `set_position`. Either way a run may
+resume with another `num_workers` and see the same clips.
+
+An `InputError` raised in a DataLoader worker (a dataset none of whose videos can be read) reaches the caller as
+its own one line, not wrapped in the worker's traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
@@ -32,7 +36,7 @@ def build_dataset(config: DataConfig, seed: int, rank: int, world_size: int) -> 
     if config.kind == "webvid":
         if not config.csv or not config.video_folder:
             raise InputError("data.kind 'webvid' needs data.csv (videoid, name, page_dir) and data.video_folder")
-        return WebVidDataset(config.csv, config.video_folder, clip, seed)
+        return WebVidDataset(config.csv, config.video_folder, clip, seed, count_absent=rank == 0)
     if config.kind == "folder":
         if not config.video_folder:
             raise InputError("data.kind 'folder' needs data.video_folder (videos with same-named .txt captions)")
@@ -93,18 +97,18 @@ class ClipLoader:
     def batches_per_epoch(self) -> int | None:
         return None if self.iterable else (len(self.dataset) // self.sampler.world_size) // self.batch_size
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> DataLoader:
-        """The DataLoader for `epoch`, skipping its first `start_batch` batches without loading them."""
+    def epoch(self, epoch: int, start_batch: int = 0) -> EpochBatches:
+        """The batches of `epoch`, skipping its first `start_batch` batches without loading them."""
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         if self.iterable:
-            if start_batch and hasattr(self.dataset, "set_position"):
+            if hasattr(self.dataset, "set_position"):  # also tells a stream the batch size its order follows
                 self.dataset.set_position(epoch, start_batch * self.batch_size, self.batch_size)
             elif start_batch:
                 raise InputError("this streaming dataset cannot resume mid-epoch (it has no set_position)")
         else:
             self.sampler.set_epoch(epoch, start_batch * self.batch_size)
-        return DataLoader(
+        loader = DataLoader(
             self.dataset,
             batch_size=self.batch_size,
             sampler=self.sampler,
@@ -115,3 +119,34 @@ class ClipLoader:
             # Worker seeds from (seed, rank, epoch): the same every time this epoch is replayed.
             generator=torch.Generator().manual_seed(self.seed * 1000 + self.rank * 100_003 + epoch),
         )
+        return EpochBatches(loader)
+
+
+def worker_error_line(err: InputError) -> str | None:
+    """The message of an `InputError` a DataLoader worker raised, which torch re-raises in this process with the
+    worker's traceback as its message: the traceback's last line, less the exception's name. None for an
+    `InputError` raised here."""
+    text = str(err)
+    if not text.startswith("Caught ") or "\n" not in text:
+        return None
+    name, colon, message = text.rstrip().splitlines()[-1].partition(": ")
+    return message if colon and name.endswith(type(err).__name__) else None
+
+
+class EpochBatches:
+    """One epoch's batches from a DataLoader; an input error from one of its workers is raised as its one line."""
+
+    def __init__(self, loader: Iterable) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        try:
+            yield from self.loader
+        except InputError as err:
+            line = worker_error_line(err)
+            if line is None:
+                raise
+            raise type(err)(line) from err

@@ -8,6 +8,9 @@ DeepSpeed/FSDP (through `accelerate config`), mixed precision and trackers; noth
 
 Randomness: every draw of the step (VAE posterior sample, caption dropout, noise, timesteps) comes from one
 generator per process seeded with seed + rank and saved in checkpoints, so a resumed run continues exactly.
+
+A step whose loss or gradients are not finite is skipped and counted (`nonfinite.py`); too many in a row stop the
+run, and no checkpoint is written of non-finite weights.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -23,17 +27,27 @@ from tqdm.auto import tqdm
 
 from animatediff.base_model import base_folder, load_base, read_component_config, read_traits
 from animatediff.errors import InputError
-from animatediff.formats.motion_module_files import save_motion_modules
-from animatediff.models import MotionModules, inflate_unet
-from animatediff.sampling import denoising_target, make_scheduler, model_noise_settings
+from animatediff.extras import require
+from animatediff.io.outputs import check_output_folder
+from animatediff.models import inflate_unet
+from animatediff.sampling import denoising_target
 from animatediff.text_encoding import encode_prompts
-from animatediff.train.checkpoints import check_resumable, load_checkpoint, resolve_resume, save_checkpoint
-from animatediff.train.checks import check_frames, check_resolution, check_tracker, check_zero_snr
+from animatediff.train.checkpoints import checkpoints_root, list_checkpoints, resolve_resume, save_checkpoint
+from animatediff.train.checks import (
+    check_frames,
+    check_resolution,
+    check_tracker,
+    check_zero_snr,
+)
 from animatediff.train.config import TrainConfig, flat_config
 from animatediff.train.datasets import ClipLoader, build_dataset
-from animatediff.train.lora import add_motion_lora, save_motion_lora_files
+from animatediff.train.export import export_trained
+from animatediff.train.lora import add_motion_lora
 from animatediff.train.motion_init import init_motion_modules
 from animatediff.train.noise import draw_timesteps, noise_scheduler, timestep_weights
+from animatediff.train.nonfinite import NonFiniteGuard, TrainingDiverged, any_process, grads_finite, weights_finite
+from animatediff.train.reporting import describe, step_logs
+from animatediff.train.resume import check_resumable, load_checkpoint, scheduler_state, verify_checkpoint
 
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 StepCallback = Callable[["Trainer", int, float], None]
@@ -54,6 +68,9 @@ class Trainer:
         self.config = c = config
         self.on_step = on_step
         check_tracker(c.logging.report_to)
+        check_output_folder(Path(c.output_dir) / "checkpoints", "output_dir")  # before minutes of training
+        if c.lora.enabled:
+            require("peft", "lora.enabled (MotionLoRA training)")
         self.accelerator = acc = Accelerator(
             mixed_precision=c.precision,
             gradient_accumulation_steps=c.optim.gradient_accumulation_steps,
@@ -84,7 +101,10 @@ class Trainer:
         check_frames(c, motion.max_frames)
         check_resolution(c, traits)
         self.resume_path = resolve_resume(c)
-        resume_state = check_resumable(self.resume_path, c, acc.num_processes) if self.resume_path else None
+        resume_state = None
+        if self.resume_path is not None:
+            resume_state = check_resumable(self.resume_path, c, acc.num_processes)
+            verify_checkpoint(self.resume_path, acc.process_index)
         if dataset is None:
             dataset = build_dataset(c.data, c.seed, acc.process_index, acc.num_processes)
         self.dataset = dataset
@@ -132,8 +152,8 @@ class Trainer:
             num_warmup_steps=c.optim.warmup_steps,
             num_training_steps=c.optim.max_steps,
         )
+        # Its state is saved in trainer_state.json, not registered with Accelerate (which would pickle it).
         self.model, self.optimizer = acc.prepare(self.unet, optimizer)
-        acc.register_for_checkpointing(self.lr_scheduler)
         # Checkpoints hold the trained modules only; the frozen base is the base folder's business.
         acc.register_save_state_pre_hook(_keep_motion_weights)
         if acc.is_main_process and c.logging.report_to != "none":
@@ -143,11 +163,17 @@ class Trainer:
         set_seed(c.seed + acc.process_index)
         self.generator = torch.Generator().manual_seed(c.seed + acc.process_index)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        # Under fp16 a grad scaler skips overflowing steps itself (DeepSpeed's own loss scaler likewise).
+        scaled = acc.scaler is not None or (acc.state.deepspeed_plugin is not None and c.precision == "fp16")
+        self.guard = NonFiniteGuard(c.optim.max_nonfinite_steps, scaled)
         if resume_state is not None:
-            own = load_checkpoint(acc, self.resume_path, self._motion_keys())
+            own = load_checkpoint(acc, self.model, self.optimizer, self.resume_path, self._motion_keys())
+            self.lr_scheduler.load_state_dict(scheduler_state(self.resume_path, resume_state))
+            self.guard.load_state_dict(resume_state.get("nonfinite", {}))
             self.generator.set_state(own["generator"])
             self.step, self.epoch, self.batch_in_epoch = resume_state["step"], own["epoch"], own["batch_in_epoch"]
         self._saved_step = self.step if resume_state is not None else -1
+        self._checkpoint_due = False
 
     # ----------------------------------------------------------------------------------------------- checks
 
@@ -213,17 +239,25 @@ class Trainer:
             self.accelerator.backward(loss)
         return loss.detach()
 
-    def micro_step(self, batch: dict) -> torch.Tensor:
+    def micro_step(self, batch: dict) -> tuple[torch.Tensor, bool]:
+        """One micro-batch, and at the end of an accumulation window the optimizer step. Returns (the loss,
+        whether the optimizer step was skipped as non-finite on some process)."""
         acc, optim = self.accelerator, self.config.optim
         with acc.accumulate(self.model):
             loss = self.loss_and_backward(batch)
-            if acc.sync_gradients and optim.max_grad_norm > 0:
-                acc.clip_grad_norm_(self.trainable, optim.max_grad_norm)
-            self.optimizer.step()
-            if acc.sync_gradients and not acc.optimizer_step_was_skipped:
-                self.lr_scheduler.step()
+            self.guard.observe_loss(loss)
+            skip = False
+            if acc.sync_gradients:
+                finite = None if self.guard.scaled else grads_finite(self.trainable)
+                skip = self.guard.step_is_nonfinite(acc, finite)
+                if not skip and optim.max_grad_norm > 0:
+                    acc.clip_grad_norm_(self.trainable, optim.max_grad_norm)
+            if not skip:
+                self.optimizer.step()
+                if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+                    self.lr_scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return loss
+        return loss, skip
 
     # --------------------------------------------------------------------------------------------- the loop
 
@@ -232,12 +266,7 @@ class Trainer:
         killed). Returns {"step", "loss", "checkpoint"}."""
         c, acc = self.config, self.accelerator
         if acc.is_main_process and c.logging.progress:
-            what = self.motion_origin
-            if c.lora.enabled:
-                what = f"MotionLoRA (rank {c.lora.rank}) on the {what}"
-            count = sum(p.numel() for p in self.trainable)
-            resumed = f", resuming from {self.resume_path}" if self.resume_path else ""
-            print(f"training {what}: {count:,} parameters on {acc.num_processes} process(es){resumed}")
+            print(describe(self))
         bar = tqdm(
             total=c.optim.max_steps,
             initial=self.step,
@@ -246,23 +275,32 @@ class Trainer:
             disable=not (acc.is_main_process and c.logging.progress),
         )
         self.unet.motion_modules.train()
-        loss, checkpoint, done = math.nan, None, self.step >= c.optim.max_steps
+        done = self.step >= c.optim.max_steps
+        # A run resumed at its last step trains nothing; its result is the checkpoint it resumed from.
+        loss, checkpoint = math.nan, self.resume_path if done else None
         while not done:
             batches = 0
             for batch in self.loader.epoch(self.epoch, self.batch_in_epoch):
                 batches += 1
-                loss_t = self.micro_step(batch)
+                loss_t, skipped = self.micro_step(batch)
                 self.batch_in_epoch += 1
                 if not acc.sync_gradients:
                     continue
                 self.step += 1
+                self.guard.record(skipped, self.step, log=acc.is_main_process)
                 loss = float(loss_t)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 self._after_step(loss_t)
                 if self.on_step is not None:
                     self.on_step(self, self.step, loss)
-                if c.checkpoint.every and self.step % c.checkpoint.every == 0 and self.step < c.optim.max_steps:
+                if self.guard.diverged:
+                    bar.close()
+                    self._stop(self.guard.diverged_error(self.step, self._newest_checkpoint()))
+                if c.checkpoint.every and self.step % c.checkpoint.every == 0:
+                    self._checkpoint_due = True
+                # Not while non-finite steps run on: the checkpoint waits for the next finite step.
+                if self._checkpoint_due and self.guard.streak == 0 and self.step < c.optim.max_steps:
                     checkpoint = self.save()
                 if self.step >= c.optim.max_steps or (stop_after is not None and self.step >= stop_after):
                     done = True
@@ -280,71 +318,58 @@ class Trainer:
     def _after_step(self, loss: torch.Tensor) -> None:
         c, acc = self.config, self.accelerator
         if c.logging.every and self.step % c.logging.every == 0:
-            mean_loss = acc.reduce(loss.to(acc.device).reshape(1), "mean").item()
-            logs = {"train/loss": mean_loss, "train/lr": self.lr_scheduler.get_last_lr()[0], "train/epoch": self.epoch}
-            for reason, count in (getattr(self.dataset, "skipped", None) or {}).items():
-                logs[f"data/skipped_{reason}"] = count
-            acc.log(logs, step=self.step)
+            acc.log(step_logs(self, loss), step=self.step)
         if c.validation.every and c.validation.prompts and self.step % c.validation.every == 0:
             if acc.is_main_process:
                 self.validate()
             acc.wait_for_everyone()
 
+    def _newest_checkpoint(self) -> str | None:
+        found = list_checkpoints(checkpoints_root(self.config))
+        return str(found[-1]) if found else None
+
+    def _stop(self, error: TrainingDiverged) -> NoReturn:
+        """End the run with `error`: its counts logged and the trackers closed first."""
+        self.accelerator.log({"train/nonfinite_steps": self.guard.total}, step=self.step)
+        self.accelerator.end_training()
+        raise error
+
     # ------------------------------------------------------------------------------- validation and saving
 
-    @torch.no_grad()
     def validate(self) -> list[Path]:
         """Animate the validation prompts with the current motion module; GIFs under output_dir/validation."""
-        from animatediff.pipeline import AnimationPipeline
-        from animatediff.train.validation import sample_validation
+        from animatediff.train.validation import validate_trainer
 
-        trains = {id(p): p.requires_grad for p in self.unet.parameters()}
-        folder = Path(self.config.output_dir) / "validation" / f"step-{self.step:08d}"
-        # The pipeline puts the UNet in eval mode and freezes it; both are undone below. It samples as the run
-        # trains (the base's prediction type and zero-SNR schedule) and at the base's default guidance.
-        settings = model_noise_settings(self.traits.prediction_type, self.traits.zero_snr)
-        parts = (self.tokenizer, self.text_encoder, self.vae, self.unet)
-        pipe = AnimationPipeline(*parts, make_scheduler("ddim"), settings, self.traits.guidance_scale)
-        try:
-            with self.accelerator.autocast():
-                return sample_validation(pipe, self.config.validation, folder, self._log_frames)
-        finally:
-            for p in self.unet.parameters():
-                p.requires_grad_(trains[id(p)])
-            self.unet.motion_modules.train()
-
-    def _log_frames(self, tag: str, frames) -> None:  # noqa: ANN001 - (f, H, W, 3) floats in [0, 1]
-        for tracker in self.accelerator.trackers:
-            if tracker.name == "tensorboard":
-                tracker.log_images({tag: frames}, step=self.step, dataformats="NHWC")
-            elif tracker.name == "wandb":
-                tracker.log_images({tag: list(frames)}, step=self.step)
+        return validate_trainer(self)
 
     def export(self, folder: Path) -> None:
         """The trained weights alone, loadable by `animatediff generate`: official file + diffusers folder."""
-        state = self.accelerator.get_state_dict(self.model)  # collective under ZeRO-3 / FSDP
-        if not self.accelerator.is_main_process:
-            return
-        motion_sd = {
-            k.removeprefix("motion_modules."): v.detach().float().cpu()
-            for k, v in state.items()
-            if k.startswith("motion_modules.")
-        }
-        if self.config.lora.enabled:
-            save_motion_lora_files(motion_sd, self.lora_scale, folder)
-            return
-        modules = MotionModules(self.motion_config)
-        modules.load_state_dict(motion_sd, strict=True)
-        for (_, buffer), (_, live) in zip(modules.named_buffers(), self.unet.motion_modules.named_buffers()):
-            buffer.copy_(live.cpu())  # a position encoding carried in from the init file, if it was not the sinusoid
-        save_motion_modules(modules, folder / "motion_module.safetensors", layout="official")
-        save_motion_modules(modules, folder / "motion_module_diffusers", layout="diffusers")
+        scale = self.lora_scale if self.config.lora.enabled else None
+        export_trained(self.accelerator, self.model, self.unet.motion_modules, folder, scale)
 
     def save(self) -> Path | None:
-        state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+        """Write a checkpoint of this step; refused (TrainingDiverged) when the trained weights are not finite, so
+        that no such checkpoint is written and keep_last prunes none of the good ones for it."""
+        if any_process(self.accelerator, ~weights_finite(self.trainable)):
+            newest = self._newest_checkpoint()
+            kept = f"the newest checkpoint, {newest}, is kept" if newest else "no checkpoint was written"
+            self._stop(
+                TrainingDiverged(
+                    f"training diverged: the trained weights hold non-finite values at step {self.step}; not "
+                    f"writing a checkpoint of them ({kept}). Lower optim.learning_rate or set optim.max_grad_norm"
+                )
+            )
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "nonfinite": self.guard.state_dict(),
+        }
         own = {"generator": self.generator.get_state(), "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
         path = save_checkpoint(self.accelerator, self.config, state, own, self.export)
         self._saved_step = self.step
+        self._checkpoint_due = False
         return path
 
 

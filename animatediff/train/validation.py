@@ -5,12 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from animatediff.io.video import save_video
 from animatediff.pipeline import AnimationPipeline
+from animatediff.sampling import make_scheduler, model_noise_settings
 from animatediff.train.config import ValidationConfig
+
+if TYPE_CHECKING:
+    from animatediff.train.trainer import Trainer
 
 
 def prompt_slug(prompt: str) -> str:
@@ -44,3 +50,33 @@ def sample_validation(
         if log_frames is not None:
             log_frames(f"validation/{i}-{slug}", frames)
     return paths
+
+
+@torch.no_grad()
+def validate_trainer(trainer: Trainer) -> list[Path]:
+    """Animate the validation prompts with the trainer's current motion module (GIFs under
+    output_dir/validation/step-N, and images for its trackers), leaving the modules training as before."""
+    unet, step = trainer.unet, trainer.step
+    trains = {id(p): p.requires_grad for p in unet.parameters()}
+    folder = Path(trainer.config.output_dir) / "validation" / f"step-{step:08d}"
+    # The pipeline puts the UNet in eval mode and freezes it; both are undone below. It samples as the run
+    # trains (the base's prediction type and zero-SNR schedule) and at the base's default guidance.
+    traits = trainer.traits
+    settings = model_noise_settings(traits.prediction_type, traits.zero_snr)
+    parts = (trainer.tokenizer, trainer.text_encoder, trainer.vae, unet)
+    pipe = AnimationPipeline(*parts, make_scheduler("ddim"), settings, traits.guidance_scale)
+
+    def log_frames(tag: str, frames: np.ndarray) -> None:  # (f, H, W, 3) floats in [0, 1]
+        for tracker in trainer.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.log_images({tag: frames}, step=step, dataformats="NHWC")
+            elif tracker.name == "wandb":
+                tracker.log_images({tag: list(frames)}, step=step)
+
+    try:
+        with trainer.accelerator.autocast():
+            return sample_validation(pipe, trainer.config.validation, folder, log_frames)
+    finally:
+        for p in unet.parameters():
+            p.requires_grad_(trains[id(p)])
+        unet.motion_modules.train()

@@ -40,7 +40,8 @@ def add_world(sub: argparse._SubParsersAction) -> None:
         "world",
         help="the project's own small world: rebuild its models from scratch, probe and evaluate them",
         description="The embedded world model: build it from scratch, probe what its base reads, evaluate its "
-        "animations (animatediff/world/README.md).",
+        "animations.",
+        formatter_class=HelpFormatter,
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     b = actions.add_parser(
@@ -67,13 +68,16 @@ def add_world(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="change one recipe setting (repeatable), e.g. --set image.vae.object_weight=10 --set motion.steps=3000; "
-        "the keys are the fields of WorldRecipe (animatediff/world/recipe.py), dotted",
+        "the keys are the recipe's dotted fields (image.model.*, image.vae.*, image.unet.*, motion.*, "
+        "motion_loras.*, looks.*, threads); an unknown one is named with the closest",
     )
     b.set_defaults(run=run_world_build)
     r = actions.add_parser(
         "probe",
         help="which caption words a world base reads: its loss rise when one word is swapped; and, where the build "
         "has a look classifier, which looks survive its VAE (seconds)",
+        description="How much a world base's denoising loss rises when one caption word is swapped (which words it "
+        "reads), and which looks its VAE gives back.",
         formatter_class=HelpFormatter,
     )
     r.add_argument(
@@ -89,6 +93,8 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     e = actions.add_parser(
         "eval",
         help="measure motion, consistency and looks of generated world animations",
+        description="Generate world animations with every model of a build (and with frames independent, "
+        "MotionLoRAs, Text2Video-Zero) and measure them: eval.md, eval.json, samples.png.",
         formatter_class=HelpFormatter,
         parents=[device_options()],
     )

@@ -1,0 +1,41 @@
+"""What a checkpoint exports: the trained weights alone, loadable by `animatediff generate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from animatediff.formats.motion_module_files import save_motion_modules
+from animatediff.models import MotionModules
+from animatediff.train.lora import save_motion_lora_files
+
+
+def export_trained(
+    accelerator,  # noqa: ANN001 - accelerate.Accelerator
+    model: nn.Module,
+    live: MotionModules,
+    folder: Path,
+    lora_scale: float | None = None,
+) -> None:
+    """Write the motion modules of the prepared `model` into `folder`: `motion_module.safetensors` (official
+    layout) and `motion_module_diffusers/`; with `lora_scale`, the MotionLoRA in both layouts instead. Every
+    process calls it (gathering ZeRO-3/FSDP weights is collective); the main process writes. `live`: the
+    training motion modules, whose buffers (a position encoding carried in from an init file) are copied over."""
+    state = accelerator.get_state_dict(model)
+    if not accelerator.is_main_process:
+        return
+    motion_sd = {
+        k.removeprefix("motion_modules."): v.detach().float().cpu()
+        for k, v in state.items()
+        if k.startswith("motion_modules.")
+    }
+    if lora_scale is not None:
+        save_motion_lora_files(motion_sd, lora_scale, folder)
+        return
+    modules = MotionModules(live.config)
+    modules.load_state_dict(motion_sd, strict=True)
+    for (_, buffer), (_, buffer_live) in zip(modules.named_buffers(), live.named_buffers()):
+        buffer.copy_(buffer_live.cpu())
+    save_motion_modules(modules, folder / "motion_module.safetensors", layout="official")
+    save_motion_modules(modules, folder / "motion_module_diffusers", layout="diffusers")
