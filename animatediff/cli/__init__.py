@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = " ".join(["animatediff", args.command, *([args.action] if getattr(args, "action", None) else [])])
-        args.run(args)
+        status = args.run(args)  # a command may return an exit status (`world check`: 1 when a figure is off)
     except InputError as err:
         if args.debug or os.environ.get("ANIMATEDIFF_DEBUG", "") not in ("", "0"):
             raise
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

@@ -112,6 +112,26 @@ def add_world(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-text2video-zero", action="store_true", help="leave out the training-free Text2Video-Zero rows")
     e.add_argument("--output-dir", default="world-eval", help="where eval.md, eval.json and samples.png go")
     e.set_defaults(run=run_world_eval)
+    c = actions.add_parser(
+        "check",
+        help="is a build sound: its probe and evaluation figures against the embedded build's, each within a band",
+        description="Compare a build's `world probe` figures and `world eval` table (12 prompts × 2 seeds, as the "
+        "embedded build was measured) with the embedded build's, one line per figure; exit 1 when any falls outside "
+        "its band. A rebuild on another CPU or other library versions differs in its bits; this says whether it "
+        "still does what the embedded build does.",
+        formatter_class=HelpFormatter,
+        parents=[device_options()],
+    )
+    c.add_argument("build", metavar="BUILD", help="a world build folder (base/, motion module, personalized/ ...)")
+    c.add_argument(
+        "--eval",
+        default=None,
+        metavar="FILE",
+        help="the build's eval.json or eval.md from an earlier `world eval` (12 prompts × 2 seeds); default: "
+        "evaluate now (about 40 minutes on a 2-core CPU) into BUILD/eval",
+    )
+    c.add_argument("--images", type=int, default=48, help="renderings each probe measures, on both builds")
+    c.set_defaults(run=run_world_check)
 
 
 def run_world_build(args: argparse.Namespace) -> None:
@@ -178,3 +198,24 @@ def run_world_eval(args: argparse.Namespace) -> None:
     print(write_report(result, args.output_dir))
     for row in result.rows:
         print("\n".join(row_details(row)))
+
+
+def run_world_check(args: argparse.Namespace) -> int:
+    from animatediff.world import check
+    from animatediff.world.evaluate import evaluate_world, write_report
+
+    silence_libraries()
+    models = _world_models(args.build)
+    if args.eval is None:
+        device, _ = resolve_device(args)
+        result = evaluate_world(models, device=device)  # the embedded build's settings: 12 × 2, 25 steps, guidance 3
+        write_report(result, Path(args.build) / "eval")
+        table = check.read_eval_table(Path(args.build) / "eval" / "eval.json")
+    else:
+        table = check.read_eval_table(args.eval)
+    figures = check.probe_figures(check.probe(EMBEDDED / "base", args.images), check.probe(models.base, args.images))
+    figures += check.eval_figures(check.embedded_eval_table(), table)
+    print("\n".join(f.line() for f in figures))
+    outside = [f for f in figures if not f.within]
+    print(f"{len(figures) - len(outside)} of {len(figures)} figures within their bands")
+    return 1 if outside else 0
