@@ -6,6 +6,12 @@ motion_module, motion_module_lora_configs [{path, alpha}], adapter_lora_path + a
 inference_config) and what to draw (prompt list, n_prompt list with one entry reused, seed: int, list or -1 =
 random, steps, guidance_scale, optional W, H, L).
 
+Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
+with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by
+",", `prompt_interpolation` or prompt-travel's `tensor_interpolation_slerp`) draws one video whose text embeddings
+travel between the keyframes (`pipeline.prompt_travel`); it takes one n_prompt and one seed. A prompt-travel config
+file itself (one mapping with `prompt_map` and `motion_module` at its top) is read as one such entry.
+
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used
 (`random_seed` per entry). Each file is written under a temporary name and renamed, and `config.yaml` is
@@ -27,12 +33,17 @@ import yaml
 from animatediff.errors import InputError, InputNotFound
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
+from animatediff.pipeline.prompt_travel import INTERPOLATIONS, PromptTravel, compose, keyframes
 from animatediff.sampling import for_model
 
 # Keys the official configs carry that are spelled differently or only informative here.
 ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
 IGNORED = {"random_seed"}  # written by the official script into saved configs; re-running one draws `seed` again
 UNSUPPORTED_PREFIXES = ("controlnet_",)  # SparseCtrl entries
+PROMPT_TRAVEL_ONLY = {"lora_map", "motion_lora_map", "ip_adapter_map", "img2img_map", "region_map", "upscale_config",
+                      "stylize_config", "lcm_map", "apply_lcm_lora", "gradual_latent_hires_fix_map", "clip_skip",
+                      "prompt_fixed_ratio", "scheduler", "context_schedule", "vae_path", "compile", "output",
+                      "unet_batch_size", "is_single_prompt_mode"}  # fmt: skip
 
 
 @dataclass
@@ -70,16 +81,32 @@ class PromptEntry:
     """Width, height, frames; unset takes the run's defaults."""
     base: str = ""
     """v1 configs: a base-model folder overriding the run's --base when not empty."""
+    prompt_map: dict[int, str] = field(default_factory=dict)
+    """Prompt travel: frame → prompt keyframes (string keys too, as prompt-travel's JSON writes them), drawn as one
+    video instead of `prompt`."""
+    head_prompt: str = ""
+    """Prompt travel: text put before every keyframe's prompt (joined by ",")."""
+    tail_prompt: str = ""
+    """Prompt travel: text put after every keyframe's prompt (joined by ",")."""
+    prompt_interpolation: str = "linear"
+    """Prompt travel: "linear", "slerp" or "none" between keyframes."""
     name: str = ""
     """The entry's key in mapping-form configs, else its index."""
 
     @property
+    def prompts(self) -> list[str | dict[int, str]]:
+        """What each video draws: a prompt, or the keyframes of a prompt map with head and tail joined."""
+        if self.prompt_map:
+            return [{k: compose(p, self.head_prompt, self.tail_prompt) for k, p in self.prompt_map.items()}]
+        return list(self.prompt)
+
+    @property
     def seeds(self) -> list[int]:
-        return self.seed * len(self.prompt) if len(self.seed) == 1 else self.seed
+        return self.seed * len(self.prompts) if len(self.seed) == 1 else self.seed
 
     @property
     def negative_prompts(self) -> list[str]:
-        return self.n_prompt * len(self.prompt) if len(self.n_prompt) == 1 else self.n_prompt
+        return self.n_prompt * len(self.prompts) if len(self.n_prompt) == 1 else self.n_prompt
 
 
 def _strings(value: object, key: str, where: str) -> list[str]:
@@ -100,6 +127,13 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
             continue
         if str(key).startswith(UNSUPPORTED_PREFIXES):
             raise InputError(f"{where}: {key!r}: SparseCtrl (controlnet_*) entries are not supported by `run`")
+        if key in PROMPT_TRAVEL_ONLY:
+            raise InputError(f"{where}: animatediff-cli-prompt-travel's {key!r} is not supported by `run`; remove it")
+        if key == "tensor_interpolation_slerp":  # prompt-travel's switch; an explicit prompt_interpolation wins
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: tensor_interpolation_slerp must be true or false, got {value!r}")
+            values.setdefault("prompt_interpolation", "slerp" if value else "linear")
+            continue
         target = ALIASES.get(key, key)
         if target not in known:
             close = difflib.get_close_matches(str(key), sorted(known | set(ALIASES)), n=1)
@@ -108,10 +142,11 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
         if target in values and key in ALIASES:
             continue  # the official spelling wins over its alias
         values[target] = value
+    _parse_prompt_travel(values, where)
     for key in ("prompt", "motion_module"):
-        if not values.get(key):
+        if not values.get(key) and not (key == "prompt" and values.get("prompt_map")):
             raise InputError(f"{where}: {key!r} is required")
-    values["prompt"] = _strings(values["prompt"], "prompt", where)
+    values["prompt"] = _strings(values.get("prompt", []), "prompt", where)
     values["motion_module"] = _strings(values["motion_module"], "motion_module", where)
     values["n_prompt"] = _strings(values.get("n_prompt", [""]), "n_prompt", where) or [""]
     seed = values.get("seed", [-1])
@@ -140,11 +175,30 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
             raise InputError(f"{where}: {key} must be a number, got {values[key]!r}")
     entry = PromptEntry(**values, name=name)
     for label, items in (("n_prompt", entry.n_prompt), ("seed", entry.seed)):
+        if entry.prompt_map and len(items) != 1:
+            raise InputError(f"{where}: {len(items)} {label} values for a prompt_map, which draws one video (give 1)")
         if len(items) not in (1, len(entry.prompt)):
             raise InputError(
                 f"{where}: {len(items)} {label} values for {len(entry.prompt)} prompts (give 1 or one each)"
             )
     return entry
+
+
+def _parse_prompt_travel(values: dict, where: str) -> None:
+    """Check an entry's prompt-travel keys in place: prompt_map (instead of prompt), head/tail text, interpolation."""
+    if "prompt_map" in values:
+        if values.get("prompt"):
+            raise InputError(
+                f"{where}: give 'prompt' (one video each) or 'prompt_map' (one travelling video), not both"
+            )
+        values["prompt_map"] = keyframes(values["prompt_map"], f"{where}: prompt_map")
+    for key in ("head_prompt", "tail_prompt"):
+        if not isinstance(values.get(key) or "", str):
+            raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")
+        values[key] = values.get(key) or ""
+    mode = values.get("prompt_interpolation", "linear")
+    if mode not in INTERPOLATIONS:
+        raise InputError(f"{where}: prompt_interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
 
 
 def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], object]:
@@ -156,7 +210,10 @@ def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], obje
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML ({err})") from None
-    if isinstance(raw, list):
+    if _single_entry(raw):  # an animatediff-cli-prompt-travel config: one entry, its `name` naming it
+        entry = {k: v for k, v in raw.items() if k != "name"}
+        entries = [parse_entry(entry, path.name, str(raw.get("name", path.stem)))]
+    elif isinstance(raw, list):
         entries = [parse_entry(e, f"{path.name} entry {i}", str(i)) for i, e in enumerate(raw)]
     elif isinstance(raw, dict):
         entries = [parse_entry(e, f"{path.name} entry {k!r}", str(k)) for k, e in raw.items()]
@@ -165,6 +222,20 @@ def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], obje
     if not entries:
         raise InputError(f"{path}: no entries")
     return entries, raw
+
+
+def _single_entry(raw: object) -> bool:
+    return isinstance(raw, dict) and "prompt_map" in raw and "motion_module" in raw
+
+
+def _check_prompt_maps(entries: list[PromptEntry], frames: int, config_name: str) -> None:
+    """Every prompt_map keyframe lies in its entry's clip (L, else the run's frames), before anything loads."""
+    for entry in entries:
+        if entry.prompt_map:
+            try:
+                PromptTravel(entry.prompt_map, num_frames=entry.L or frames)
+            except InputError as err:
+                raise InputError(f"{config_name} entry {entry.name}: prompt_map: {err}") from None
 
 
 def _local(path: str, config_dir: Path) -> str:
@@ -206,8 +277,11 @@ def _scheduler(inference_config: str):  # noqa: ANN202
     return DDIMScheduler(**kwargs) if kwargs else make_scheduler("ddim")
 
 
-def sample_name(prompt: str) -> str:
-    """The official file stem: the first ten words of the prompt joined by '-', slashes removed."""
+def sample_name(prompt: str | dict[int, str]) -> str:
+    """The official file stem: the first ten words of the prompt (a prompt map's first keyframe's) joined by '-',
+    slashes removed."""
+    if isinstance(prompt, dict):
+        prompt = next(iter(prompt.values()))
     return "-".join(prompt.replace("/", "").split(" ")[:10])
 
 
@@ -230,6 +304,7 @@ def run_prompt_config(
     entries, raw = load_prompt_config(config)
     here = config.parent
     _check_local_paths(entries, here, config.name)
+    _check_prompt_maps(entries, frames, config.name)
     check_output_folder(output_root, "output folder")
     cache = cache or ModelCache()
     out = Path(output_root) / f"{config.stem}-{datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}"
@@ -250,12 +325,13 @@ def run_prompt_config(
             )
             pipe = cache.pipeline(spec)
             pipe.scheduler = for_model(_scheduler(_local(entry.inference_config, here)), pipe.noise_settings)
-            for prompt, negative, seed in zip(entry.prompt, entry.negative_prompts, entry.seeds):
+            for prompt, negative, seed in zip(entry.prompts, entry.negative_prompts, entry.seeds):
                 seed = seed if seed != -1 else random.SystemRandom().randrange(2**63)
                 entry_seeds.append(seed)
                 video = pipe(
                     prompt, negative, num_frames=entry.L or frames, height=entry.H or height, width=entry.W or width,
                     num_inference_steps=entry.steps, guidance_scale=entry.guidance_scale, seed=seed, progress=progress,
+                    prompt_interpolation=entry.prompt_interpolation,
                 )[0]  # fmt: skip
                 path = out / "sample" / f"{index}-{sample_name(prompt)}.gif"
                 check_finite(video, path)
@@ -277,7 +353,7 @@ def _write_config(path: Path, raw: object, used: list[list[int]]) -> None:
 
 
 def _with_seeds(raw: object, used: list[list[int]]) -> object:
-    items = raw if isinstance(raw, list) else list(raw.values())
+    items = [raw] if _single_entry(raw) else raw if isinstance(raw, list) else list(raw.values())
     for entry, seeds in zip(items, used):
         entry["random_seed"] = seeds
     return raw

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -258,3 +260,102 @@ def test_an_output_root_that_cannot_be_written_fails_before_loading(assets, base
     with pytest.raises(ValueError, match="taken is a file, not a folder"):
         run_prompt_config(_write(assets / "c.yaml", _two_entries(assets)), base_folder, tmp_path / "taken", cache)
     assert not cache.loads
+
+
+def test_a_prompt_map_entry_draws_one_travelling_video_beside_plain_ones(assets, base_folder, tmp_path, one_thread):
+    """animatediff-cli-prompt-travel's entry form: prompt_map with string frames, head and tail joined by ','."""
+    mm = str(assets / "mm.safetensors")
+    travel = dict(
+        motion_module=mm,
+        steps=1,
+        guidance_scale=7.5,
+        L=4,
+        seed=[11],
+        head_prompt="a fox",
+        prompt_map={"0": "runs left", "3": "jumps"},
+        tail_prompt="at night",
+        n_prompt=["blurry"],
+        prompt_interpolation="slerp",
+    )
+    config = _write(assets / "travel.yaml", [travel, dict(motion_module=mm, steps=1, L=4, seed=2, prompt=["a boat"])])
+    out = run_prompt_config(config, base_folder, tmp_path / "s", ModelCache(), progress=False)
+
+    assert sorted(p.name for p in (out / "sample").iterdir()) == ["0-a-fox,runs-left,at-night.gif", "1-a-boat.gif"]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved[0]["random_seed"] == [11] and saved[0]["prompt_map"] == {"0": "runs left", "3": "jumps"}
+    ref = AnimationPipeline.from_pretrained(base_folder, mm)
+    keyframes = {0: "a fox,runs left,at night", 3: "a fox,jumps,at night"}
+    video = ref(keyframes, "blurry", num_frames=4, num_inference_steps=1, guidance_scale=7.5, seed=11,
+                prompt_interpolation="slerp", progress=False)[0]  # fmt: skip
+    np.testing.assert_array_equal(
+        _frames(out / "sample" / "0-a-fox,runs-left,at-night.gif"), _frames(save_video(video, tmp_path / "r.gif"))
+    )
+
+
+PROMPT_TRAVEL_JSON = """\
+{
+  "name": "sample",
+  "path": "",
+  "motion_module": "mm.safetensors",
+  "tensor_interpolation_slerp": true,
+  "seed": [341774366206100],
+  "steps": 1,
+  "guidance_scale": 7.5,
+  "head_prompt": "masterpiece",
+  "prompt_map": {"0": "smile standing", "1": "walking"},
+  "tail_prompt": "",
+  "n_prompt": ["worst quality"]
+}
+"""
+
+
+def test_cli_runs_a_prompt_travel_config_file_itself(assets, base_folder, tmp_path, capsys, one_thread):
+    config = assets / "prompt_travel.json"
+    config.write_text(PROMPT_TRAVEL_JSON)
+    (entry,), _ = load_prompt_config(config)
+    assert entry.name == "sample" and entry.prompt_interpolation == "slerp" and entry.prompt == []
+    assert entry.prompts == [{0: "masterpiece,smile standing", 1: "masterpiece,walking"}]
+    args = ["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "s"), "--L", "2", "--quiet"]
+    assert main(args) == 0
+    (out,) = (tmp_path / "s").iterdir()
+    assert [p.name for p in (out / "sample").iterdir()] == ["0-masterpiece,smile-standing.gif"]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["random_seed"] == [341774366206100] and saved["prompt_map"]["1"] == "walking"
+
+    # A keyframe beyond the clip fails in one line before any model loads.
+    assert main([*args[:-3], "--L", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "prompt_travel.json entry sample: prompt_map: prompt keyframe 1 is beyond the clip's last frame, 0" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"prompt": ["x"]}, "give 'prompt' (one video each) or 'prompt_map' (one travelling video), not both"),
+        ({"prompt_map": {"x": "a"}}, "prompt_map: frame 'x' is not a non-negative integer"),
+        ({"prompt_map": {}}, "prompt_map is empty"),
+        ({"prompt_map": ["a", "b"]}, "expected a mapping of frame → prompt, got list"),
+        ({"seed": [1, 2, 3]}, "3 seed values for a prompt_map, which draws one video (give 1)"),
+        ({"n_prompt": ["a", "b"]}, "2 n_prompt values for a prompt_map"),
+        ({"lora_map": {"a.safetensors": 1.0}}, "animatediff-cli-prompt-travel's 'lora_map' is not supported by `run`"),
+        ({"prompt_interpolation": "cubic"}, "prompt_interpolation 'cubic': choose one of linear, slerp, none"),
+        ({"tensor_interpolation_slerp": "yes"}, "tensor_interpolation_slerp must be true or false"),
+        ({"head_prompt": 3}, "head_prompt must be a string"),
+        ({"promt_map": {"0": "a"}}, "unknown key 'promt_map'; did you mean 'prompt_map'"),
+    ],
+)
+def test_bad_prompt_maps_name_the_problem(assets, edit, message):
+    entry = {"motion_module": "mm.safetensors", "prompt_map": {"0": "a", "8": "b"}, **edit}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_prompt_config(_write(assets / "bad.yaml", [entry]))
+
+
+def test_a_keyframe_beyond_the_clip_fails_before_loading(assets, base_folder, tmp_path):
+    entry = {"motion_module": str(assets / "mm.safetensors"), "prompt_map": {0: "a", 20: "b"}}
+    config = _write(assets / "c.yaml", [entry])
+    cache = ModelCache()
+    with pytest.raises(ValueError, match="entry 0: prompt_map: prompt keyframe 20 is beyond the clip's last frame, 15"):
+        run_prompt_config(config, base_folder, tmp_path, cache, progress=False)
+    assert not cache.loads
+    assert load_prompt_config(config)[0][0].prompt_interpolation == "linear"  # diffusers' default

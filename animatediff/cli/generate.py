@@ -6,9 +6,15 @@ import argparse
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from animatediff.cli.context_options import add_context_args, context_from_args, motion_scale_from_args
+from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
 from animatediff.errors import InputError
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.free_noise import FreeNoise
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +38,22 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="motion module: official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id; default: the "
         "embedded world model's",
     )
-    p.add_argument("--prompt", required=True, help="what to animate")
+    p.add_argument(
+        "--prompt", default=None, help="what to animate; with --prompt-map, text put before every keyframe's prompt"
+    )
+    p.add_argument(
+        "--prompt-map",
+        default=None,
+        metavar="FILE",
+        help="prompt travel: a YAML or JSON mapping frame → prompt (frames from 0); the text embeddings are "
+        "interpolated between these keyframes",
+    )
+    p.add_argument(
+        "--prompt-interpolation",
+        choices=["linear", "slerp", "none"],
+        default="linear",
+        help="how frames between --prompt-map keyframes get their text: linear, spherical, or the latest keyframe's",
+    )
     p.add_argument("--negative-prompt", default="", help="what to steer away from")
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
@@ -84,8 +105,55 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="denoise in sliding windows of this many frames (for more frames than the module holds)",
     )
     p.add_argument("--context-overlap", type=int, default=4, help="frames shared by neighbouring windows")
+    p.add_argument(
+        "--context-stride",
+        type=int,
+        default=None,
+        help="window stride: sliding windows (--context-schedule uniform) at strides 1, 2, …, 2^(S-1) (1 unless "
+        "given); with --free-noise, frames between window starts (4 unless given)",
+    )
+    add_context_args(p)
+    add_free_noise_args(p)
+    add_free_init_args(p)
     add_personalization_args(p)
     p.set_defaults(run=run_generate)
+
+
+FREE_NOISE_TYPES = ("shuffle_context", "repeat_context", "random")  # pipeline.free_noise.NOISE_TYPES
+FREE_NOISE_WEIGHTINGS = ("flat", "pyramid", "delayed_reverse_sawtooth")  # models.free_noise.WEIGHTINGS
+
+
+def add_free_noise_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--free-noise",
+        action="store_true",
+        help="FreeNoise for long clips: rescheduled noise, and motion modules attending in fused windows of "
+        "--context-length frames (16 unless given) every --context-stride frames (4 unless given), instead of the "
+        "sliding context windows",
+    )
+    p.add_argument(
+        "--free-noise-noise-type",
+        choices=FREE_NOISE_TYPES,
+        default="shuffle_context",
+        help="noise of frames past the first window: the window's shuffled locally, repeated, or independent",
+    )
+    p.add_argument(
+        "--free-noise-weighting",
+        choices=FREE_NOISE_WEIGHTINGS,
+        default="pyramid",
+        help="how the motion modules' windows are fused per frame",
+    )
+
+
+def free_noise_option(args: argparse.Namespace) -> FreeNoise | None:
+    """The FreeNoise --free-noise asks for (it takes --context-length and --context-stride over), else None."""
+    if not args.free_noise:
+        return None
+    from animatediff.pipeline.free_noise import FreeNoise
+
+    length = 16 if args.context_length is None else args.context_length
+    stride = 4 if args.context_stride is None else args.context_stride
+    return FreeNoise(length, stride, args.free_noise_weighting, args.free_noise_noise_type)
 
 
 def add_personalization_args(p: argparse.ArgumentParser) -> None:
@@ -172,13 +240,19 @@ def run_generate(args: argparse.Namespace) -> None:
 
     from animatediff.io.video import check_finite, check_video_path, save_video
     from animatediff.pipeline import AnimationPipeline
+    from animatediff.pipeline.prompt_travel import prompt_argument
     from animatediff.sampling import make_scheduler
 
     check_video_path(args.output, "--output")  # before minutes of loading and sampling
+    prompt = prompt_argument(args.prompt, args.prompt_map, args.frames)  # a bad --prompt-map fails before loading
+    free_noise = free_noise_option(args)  # bad FreeNoise options fail before loading
+    context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
+    motion_scale = motion_scale_from_args(args)
     device, dtype = resolve_device(args)
     scheduler = make_scheduler(args.scheduler)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
+    free_init = free_init_from_args(args)  # bad FreeInit options fail before loading
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     base, motion_module = _models(args)
     _check_models(base, motion_module, args, loras)
@@ -195,7 +269,7 @@ def run_generate(args: argparse.Namespace) -> None:
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
     frames = pipe(
-        args.prompt,
+        prompt,
         args.negative_prompt,
         num_frames=args.frames,
         height=args.height,
@@ -205,8 +279,11 @@ def run_generate(args: argparse.Namespace) -> None:
         guidance_rescale=args.guidance_rescale,
         seed=seed,
         progress=not args.quiet,
-        context_length=args.context_length,
-        context_overlap=args.context_overlap,
+        context=context,
+        motion_scale=motion_scale,
+        free_noise=free_noise,
+        prompt_interpolation=args.prompt_interpolation,
+        free_init=free_init,
     )[0]
     check_finite(frames, args.output)
     path = save_video(frames, args.output, args.fps)

@@ -10,7 +10,8 @@ positions (github.com/guoyww/AnimateDiff, `animatediff/models/unet_blocks.py`):
 - mid block (v2): after the spatial transformer, before the second ResNet.
 
 v1 modules were trained with the ResNets' GroupNorms computing statistics over the whole clip; `clip_norms`
-reproduces that by switching those norms (same parameters) to clip-wide statistics.
+reproduces that by switching those norms (same parameters) to clip-wide statistics. `motion_scale` keeps a
+fraction of what the modules add, per block group (`motion_scale.py`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from torch.utils.checkpoint import checkpoint
 
 from animatediff.errors import InputError
 from animatediff.models.attention import SharedContextCrossAttnProcessor, share_text_context
+from animatediff.models.free_noise import AttentionWindows
 from animatediff.models.motion_module import MotionModule
 from animatediff.models.motion_modules import MotionModules
+from animatediff.models.motion_scale import MotionScale, motion_group, motion_scales
 
 
 class FrameContext:
@@ -111,8 +114,10 @@ class AnimationUNet(nn.Module):
         self.frames = FrameContext()
         self.motion_enabled = True
         self.gradient_checkpointing = False
+        self.free_noise: AttentionWindows | None = None  # FreeNoise's windowed motion attention; None: off
+        self._motion_scales = motion_scales(1.0)
         self._hooks = [
-            layer.register_forward_hook(self._motion_hook(module))
+            layer.register_forward_hook(self._motion_hook(module, motion_group(motion_modules, module)))
             for layer, module in _attachment_points(unet, motion_modules)
         ]
         self._num_cross_attentions = sum(isinstance(m, Attention) and m.is_cross_attention for m in unet.modules())
@@ -128,14 +133,17 @@ class AnimationUNet(nn.Module):
     def max_frames(self) -> int:
         return self.motion_modules.max_frames
 
-    def _motion_hook(self, module: MotionModule):  # noqa: ANN202
+    def _motion_hook(self, module: MotionModule, group: str):  # noqa: ANN202
         def hook(_layer: nn.Module, _args: tuple, output):  # noqa: ANN001, ANN202
             f = self.frames.num_frames
-            if f is None or not self.motion_enabled:
+            scale = self._motion_scales[group]
+            if f is None or not self.motion_enabled or scale == 0:
                 return output
             run = module
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 run = partial(checkpoint, module, use_reentrant=False)  # f passed as an argument, kept for backward
+            if scale != 1:
+                run = partial(_scaled, run, scale)
             if isinstance(output, torch.Tensor):  # a ResNet
                 return run(output, f)
             if isinstance(output, tuple):  # a spatial transformer called with return_dict=False
@@ -144,6 +152,41 @@ class AnimationUNet(nn.Module):
             return output
 
         return hook
+
+    def set_free_noise(self, windows: AttentionWindows | None) -> None:
+        """FreeNoise (`models/free_noise.py`): every motion module attends within these windows of frames and fuses
+        them, so a clip may be longer than the position encoding; None: all frames at once (the default)."""
+        if windows is not None and windows.length > self.max_frames:
+            raise InputError(
+                f"FreeNoise context_length {windows.length}: the motion module sees at most {self.max_frames} frames"
+            )
+        for module in self.motion_modules.modules():
+            if isinstance(module, MotionModule):
+                module.set_attention_windows(windows)
+        self.free_noise = windows
+
+    @property
+    def motion_scale(self) -> float | dict[str, float]:
+        """How much of what the motion modules add is kept (`models/motion_scale.py`): out = x + s·(module(x) − x).
+        One number, or {"down": s, "mid": s, "up": s} per block group; 0 is the image model alone, 1 (the
+        default) the modules as trained. Reads as one number when every group has the same."""
+        values = set(self._motion_scales.values())
+        return values.pop() if len(values) == 1 else dict(self._motion_scales)
+
+    @motion_scale.setter
+    def motion_scale(self, scale: MotionScale) -> None:
+        self._motion_scales = motion_scales(scale)
+
+    @contextmanager
+    def scaled_motion(self, scale: MotionScale | None) -> Iterator[None]:
+        """`motion_scale` set to `scale` inside the block and restored after it; None leaves it as it is."""
+        previous = dict(self._motion_scales)
+        if scale is not None:
+            self.motion_scale = scale
+        try:
+            yield
+        finally:
+            self._motion_scales = previous
 
     def set_clip_norms(self, enabled: bool) -> None:
         """Switch the ResNet GroupNorms (norm1, norm2, conv_norm_out) to statistics over all frames (v1)."""
@@ -206,7 +249,7 @@ class AnimationUNet(nn.Module):
     ) -> torch.Tensor:
         """sample (b, c, f, h, w); encoder_hidden_states (b, tokens, dim), or (b, f, tokens, dim) per frame."""
         b, _, f, _, _ = sample.shape
-        if self.motion_enabled and f > self.max_frames:
+        if self.motion_enabled and f > self.max_frames and self.free_noise is None:
             raise InputError(
                 f"{f} frames requested, but the motion module's position encoding holds at most "
                 f"{self.max_frames}; generate at most {self.max_frames} frames or use context windows"
@@ -226,6 +269,11 @@ class AnimationUNet(nn.Module):
         with self._folded(f):
             out = self.unet(x, t, encoder_hidden_states=context, return_dict=False, **unet_kwargs)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=f)
+
+
+def _scaled(run, scale: float, x: torch.Tensor, num_frames: int) -> torch.Tensor:  # noqa: ANN001
+    """A motion module's output at `scale`: x + scale·(module(x) − x)."""
+    return x + scale * (run(x, num_frames) - x)
 
 
 def inflate_unet(

@@ -5,6 +5,9 @@ Tuning", ICLR 2024 (arXiv 2307.04725), Sec. 4.2; layout as released in github.co
 (`animatediff/models/motion_module.py`). Parameter names follow the official files, so a module's
 `state_dict()` *is* the official key layout (minus the recomputable `pos_encoder.pe` buffer).
 
+With `set_attention_windows`, the blocks attend within sliding windows of frames and fuse them (FreeNoise,
+`models/free_noise.py`); off by default.
+
 Shapes: b = videos, f = frames, c = channels, h/w = spatial size of the feature map.
 """
 
@@ -18,6 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from animatediff.errors import InputError
+from animatediff.models.free_noise import AttentionWindows, fused_windows
 
 
 def sinusoidal_position_encoding(length: int, dim: int) -> torch.Tensor:
@@ -113,10 +117,18 @@ class TemporalTransformerBlock(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(num_attentions)])
         self.ff = FeedForward(dim)
         self.ff_norm = nn.LayerNorm(dim)
+        self.windows: AttentionWindows | None = None
+        """FreeNoise: attend within these sliding windows of frames and fuse them (`models/free_noise.py`);
+        None (the default): all frames at once."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention sub-layers, each with its residual: (n, f, c) → (n, f, c)."""
         for attention, norm in zip(self.attention_blocks, self.norms):
             x = attention(norm(x)) + x
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attend(x) if self.windows is None else fused_windows(x, self.attend, self.windows)
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -162,6 +174,11 @@ class MotionModule(nn.Module):
     @property
     def max_frames(self) -> int:
         return self.temporal_transformer.transformer_blocks[0].attention_blocks[0].pos_encoder.max_len
+
+    def set_attention_windows(self, windows: AttentionWindows | None) -> None:
+        """FreeNoise's window-fused temporal attention (`models/free_noise.py`) in every block; None: off."""
+        for block in self.temporal_transformer.transformer_blocks:
+            block.windows = windows
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         return self.temporal_transformer(x, num_frames)

@@ -1,15 +1,21 @@
-"""The animation pipeline and its parts: text, start, conditions (see docs/architecture.md)."""
+"""The animation pipeline and its parts: text (prompt travel), start (noise, FreeNoise), conditions, motion scale
+(see docs/architecture.md)."""
 
 from animatediff.pipeline.animation import AnimationPipeline
 from animatediff.pipeline.conditions import Condition, merge_unet_kwargs, unet_predictor
-from animatediff.pipeline.start import noise_start
+from animatediff.pipeline.free_noise import FreeNoise
+from animatediff.pipeline.prompt_travel import PromptTravel
+from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import TextConditioning, encode_text, prompt_batch
 
 __all__ = [
     "AnimationPipeline",
     "Condition",
+    "FreeNoise",
+    "PromptTravel",
     "TextConditioning",
     "encode_text",
+    "free_noise_start",
     "merge_unet_kwargs",
     "noise_start",
     "prompt_batch",

@@ -31,7 +31,10 @@ from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.pipeline.conditions import Condition, unet_predictor
-from animatediff.pipeline.start import noise_start
+from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
+from animatediff.pipeline.motion_scale import motion_scaled
+from animatediff.pipeline.prompt_travel import prompt_travel
+from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import encode_text, prompt_batch
 from animatediff.sampling import (
     denoise,
@@ -42,6 +45,8 @@ from animatediff.sampling import (
     sampling_timesteps,
     windowed,
 )
+from animatediff.sampling.context import ContextSchedule, context_options
+from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
 from animatediff.text_encoding import encode_prompts
 
 if TYPE_CHECKING:
@@ -205,8 +210,8 @@ class AnimationPipeline:
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str],
-        negative_prompt: str | list[str] | None = None,
+        prompt: str | list[str] | dict[int, str],
+        negative_prompt: str | list[str] | dict[int, str] | None = None,
         num_frames: int = 16,
         height: int | None = None,
         width: int | None = None,
@@ -222,56 +227,104 @@ class AnimationPipeline:
         context_length: int | None = None,
         context_overlap: int = 4,
         context_fuse: str = "pyramid",
+        context_stride: int = 1,
+        context_schedule: str = "static",
+        closed_loop: bool = False,
+        context: ContextSchedule | None = None,
+        motion_scale: float | dict[str, float] | None = None,
         conditions: Sequence[Condition] = (),
+        free_noise: FreeNoise | None = None,
+        prompt_interpolation: str = "linear",
+        free_init: FreeInit | None = None,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
         `context_length`: denoise in sliding windows of this many frames (overlapping by `context_overlap`, fused
-        with `context_fuse` weights), for clips longer than the motion module's position encoding.
+        with `context_fuse` weights), for clips longer than the motion module's position encoding; `context_stride`,
+        `context_schedule` and `closed_loop` as in `sampling.context.ContextSchedule`, or all of them as one
+        `context=ContextSchedule(...)` instead of the `context_*` keywords (a seamless loop:
+        `ContextSchedule(length, schedule="looped")`).
+        `motion_scale`: for this call, how much of what the motion modules add is kept (`unet.motion_scale`: one
+        number, or {"down", "mid", "up"} per block group; 0 = frames drawn independently, 1 = as trained); None:
+        the UNet's own.
         `guidance_scale`: classifier-free guidance; None takes the pipeline's (`self.guidance_scale`).
         `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
         image embeddings), applied at every step and to every context window's own frames.
+        `free_noise`: FreeNoise (`pipeline/free_noise.py`) for long clips: rescheduled start noise and motion modules
+        attending in fused windows, the rest of the UNet on all frames; it replaces `context_length`'s windows
+        (asking for both is an input error).
+        `prompt` as a dict {frame: prompt} (and `negative_prompt` as one, or one string for all frames): prompt
+        travel, one video whose text embeddings are interpolated between these keyframes by `prompt_interpolation`
+        ("linear", "slerp" or "none"; `pipeline.prompt_travel`).
+        `free_init`: FreeInit (`sampling/free_init.py`): the loop rerun from re-initialised noise; with it, a seed
+        seeds one generator that the start, the steps and the fresh noise draw from in turn, as diffusers' does.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         height = height or self.native_size
         width = width or self.native_size
-        self.check_inputs(num_frames, height, width, num_inference_steps, context_length)
-        prompts, negatives = prompt_batch(prompt, negative_prompt)
-        for line in self.traits.prompt_warnings(prompts, height, width) if self.traits else ():
+        context = context_options(
+            context, context_length, context_overlap, context_fuse, context_stride, context_schedule, closed_loop
+        )
+        context_length = None if context is None else context.length
+        check_free_noise(free_noise, context_length)
+        window = free_noise.context_length if free_noise is not None else context_length
+        self.check_inputs(num_frames, height, width, num_inference_steps, window)
+        travel = prompt_travel(prompt, negative_prompt, prompt_interpolation, num_frames)  # None unless a dict
+        prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
+        for line in (
+            self.traits.prompt_warnings(travel.texts if travel else prompts, height, width) if self.traits else ()
+        ):
             logger.warning(line)
 
-        # 1. Text: one embedding per prompt; the UNet repeats it per frame.
+        # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel.
         text = encode_text(
-            self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype
-        )
+            self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
+            travel, num_frames,
+        )  # fmt: skip
 
         # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
+        if free_init is not None and generator is None:  # FreeInit's fresh noise follows the start's draw
+            generator = seeded_generator(seed)
         f = self.vae_scale_factor
         shape = (len(prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
-        latents = noise_start(self.scheduler, shape, seed, generator, self.device, self.dtype, latents)
+        if free_noise is not None:  # FreeNoise's rescheduled noise
+            latents = free_noise_start(
+                self.scheduler, shape, free_noise, seed, generator, self.device, self.dtype, latents
+            )
+        else:
+            latents = noise_start(self.scheduler, shape, seed, generator, self.device, self.dtype, latents)
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance.
         predict = unet_predictor(self.unet, conditions)
+        predict = motion_scaled(self.unet, predict, motion_scale)  # None: the predictor itself
+        if free_noise is not None:
+            predict = free_noise_predictor(predict, self.unet, free_noise)
         if context_length is not None:
-            predict = windowed(predict, num_frames, context_length, context_overlap, context_fuse)
+            predict = windowed(predict, num_frames, context, timesteps=timesteps)
         denoiser = guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale)
 
         # 4. Loop.
-        latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback)
+        if free_init is None:
+            latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback)
+        else:  # FreeInit: the loop rerun from re-initialised noise
+            latents = free_init_denoise(
+                free_init, denoiser, self.scheduler, latents, num_inference_steps, generator, progress, callback
+            )
 
         # 5. Decode frame chunks.
         return self.decode(latents, decode_chunk_size)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> np.ndarray:
-        """Latents (b, c, f, h, w) → frames (b, f, H, W, 3) in [0, 1], `decode_chunk_size` frames per VAE call."""
+        """Latents (b, c, f, h, w) → frames (b, f, H, W, 3) in [0, 1], `decode_chunk_size` frames per VAE call;
+        each chunk leaves the device as it is decoded, so device memory does not grow with the clip."""
         b, _, num_frames, _, _ = latents.shape
         flat = (latents / self.vae.config.scaling_factor).permute(0, 2, 1, 3, 4).flatten(0, 1)
-        frames = torch.cat(
-            [self.vae.decode(chunk.to(self.vae.dtype)).sample for chunk in flat.split(decode_chunk_size)]
-        )
-        frames = (frames.float() / 2 + 0.5).clamp(0, 1)
-        frames = frames.unflatten(0, (b, num_frames)).permute(0, 1, 3, 4, 2)
-        return frames.cpu().numpy()
+        chunks = [
+            (self.vae.decode(chunk.to(self.vae.dtype)).sample.float().cpu() / 2 + 0.5).clamp(0, 1)
+            for chunk in flat.split(decode_chunk_size)
+        ]
+        frames = torch.cat(chunks).unflatten(0, (b, num_frames)).permute(0, 1, 3, 4, 2)
+        return frames.numpy()

@@ -1,0 +1,109 @@
+"""`generate`'s context-window options beyond --context-length/--context-overlap/--context-stride (schedule, fuse,
+closed loop, --loop) and --motion-scale, and the `ContextSchedule` and scale they make, checked before any model
+loads (a context length above the motion module's position encoding is the pipeline's check, once it is loaded)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from animatediff.errors import InputError
+
+if TYPE_CHECKING:
+    from animatediff.sampling.context import ContextSchedule
+
+# sampling.context's SCHEDULES and FUSE_METHODS, here so that building the parser imports no torch.
+SCHEDULES = ("static", "uniform", "looped")
+FUSE_METHODS = ("flat", "pyramid", "overlap-linear", "relative")
+LOOP_LENGTH = 16
+"""--loop's window length without --context-length, for clips longer than it; shorter clips get half their frames."""
+
+
+def add_context_args(p: argparse.ArgumentParser) -> None:
+    """Sliding-window options as ComfyUI-AnimateDiff-Evolved names them, --loop, and --motion-scale."""
+    p.add_argument(
+        "--context-schedule",
+        default=None,
+        metavar="{" + ",".join(SCHEDULES) + "}",
+        help="where the sliding windows lie: static (fixed starts, the last snapped to the end; the default), "
+        "uniform (at strides 1, 2, 4, … up to --context-stride levels, shifted every step), looped (static starts "
+        "wrapping around the clip's end)",
+    )
+    p.add_argument(
+        "--context-fuse",
+        default=None,
+        metavar="{" + ",".join(FUSE_METHODS) + "}",
+        help="how the windows' predictions are weighed per frame: flat, pyramid (the default), overlap-linear "
+        "(ramps across the overlaps), relative (a tent over the window)",
+    )
+    p.add_argument(
+        "--closed-loop",
+        action="store_true",
+        help="uniform windows also wrap around the clip's end, so its last frame flows into its first",
+    )
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="a seamless loop: looped windows (or --context-schedule uniform, closed), of --context-length frames, "
+        f"or {LOOP_LENGTH} (half the clip, with at most half a window of overlap, for {LOOP_LENGTH} frames or "
+        "fewer); GIF and WebP play forever",
+    )
+    p.add_argument(
+        "--motion-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="how much of what the motion modules add is kept: 0 frames drawn independently, 1 as trained (the "
+        "default), below damps and above exaggerates the motion",
+    )
+
+
+def context_from_args(args: argparse.Namespace) -> ContextSchedule | None:
+    """The sliding windows the options ask for; None without --context-length or --loop, and under --free-noise,
+    whose windows take over (then asking for a schedule, fuse or loop is an error)."""
+    from animatediff.sampling.context import ContextSchedule
+
+    window_options = [
+        name
+        for name, given in (
+            ("--context-schedule", args.context_schedule is not None),
+            ("--context-fuse", args.context_fuse is not None),
+            ("--closed-loop", args.closed_loop),
+            ("--loop", args.loop),
+        )
+        if given
+    ]
+    if getattr(args, "free_noise", False):
+        if window_options:
+            raise InputError(f"{window_options[0]} is for sliding context windows, which --free-noise replaces")
+        return None
+    length, overlap = args.context_length, args.context_overlap
+    schedule = args.context_schedule or ("looped" if args.loop else "static")
+    if args.loop and schedule == "static":
+        raise InputError("--loop: static windows never wrap; use --context-schedule looped or uniform")
+    if args.loop and length is None:
+        length = LOOP_LENGTH if args.frames > LOOP_LENGTH else max(1, args.frames // 2)
+        overlap = min(overlap, length // 2)
+    if length is None:
+        if window_options or args.context_stride is not None:
+            name = window_options[0] if window_options else "--context-stride"
+            raise InputError(f"{name} needs --context-length (the window's frames, e.g. 16) or --loop")
+        return None
+    return ContextSchedule(
+        length,
+        overlap,
+        1 if args.context_stride is None else args.context_stride,
+        schedule,
+        args.context_fuse or "pyramid",
+        args.closed_loop or args.loop,
+    )
+
+
+def motion_scale_from_args(args: argparse.Namespace) -> float | None:
+    """--motion-scale, checked (a number ≥ 0); None when not given."""
+    if args.motion_scale is None:
+        return None
+    from animatediff.models.motion_scale import motion_scales
+
+    motion_scales(args.motion_scale)
+    return args.motion_scale

@@ -1,0 +1,192 @@
+"""Prompt travel: per-frame prompts given as keyframes, their text embeddings interpolated between keyframes.
+
+The form animatediff-cli-prompt-travel (github.com/s9roll7/animatediff-cli-prompt-travel) made known as a config's
+`prompt_map` {frame: prompt} with `head_prompt` / `tail_prompt` joined to every keyframe's prompt by ",", and that
+diffusers' `AnimateDiffPipeline` takes as a `prompt` dict under FreeNoise (Qiu et al. 2024;
+`_encode_prompt_free_noise` in diffusers/pipelines/free_noise_utils.py).
+
+What it does now: every keyframe's prompt is encoded on its own, so a keyframe's embedding is exactly its prompt's.
+Between two keyframes k0 < k1, frame j takes, with t = (j − k0) / (k1 − k0):
+
+- "linear": (1 − t)·e0 + t·e1, computed as diffusers' default `prompt_interpolation_callback` (`_lerp`) does;
+- "slerp": the spherical interpolation of the two whole embeddings, sin((1 − t)ω)/sin ω·e0 + sin(tω)/sin ω·e1
+  with ω the angle between them, linear where they are nearly parallel (|cos ω| > 0.9995), as prompt-travel's
+  `tensor_interpolation_slerp` does;
+- "none": e0, the latest keyframe's embedding.
+
+Frames before the first keyframe take the first keyframe's embedding, frames after the last the last one's. Negative
+prompts are one for every frame, or keyframes of their own, interpolated the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from animatediff.errors import InputError, InputNotFound
+
+INTERPOLATIONS = ("linear", "slerp", "none")
+PARALLEL = 0.9995
+"""Above this |cos ω| slerp falls back to linear interpolation (prompt-travel's threshold)."""
+
+
+def keyframes(raw: object, what: str = "prompt map") -> dict[int, str]:
+    """{frame: prompt} in frame order, from a mapping whose keys are non-negative integers or their decimal strings
+    (as JSON writes them) and whose values are prompts."""
+    if not isinstance(raw, Mapping):
+        raise InputError(f"{what}: expected a mapping of frame → prompt, got {type(raw).__name__}")
+    if not raw:
+        raise InputError(f"{what} is empty: give at least one frame → prompt")
+    frames: dict[int, str] = {}
+    for key, prompt in raw.items():
+        if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+            frame = key
+        elif isinstance(key, str) and re.fullmatch(r"\d+", key.strip()):
+            frame = int(key)
+        else:
+            raise InputError(f"{what}: frame {key!r} is not a non-negative integer (frames count from 0)")
+        if not isinstance(prompt, str):
+            raise InputError(f"{what}: the prompt of frame {frame} must be a string, got {prompt!r}")
+        if frame in frames:
+            raise InputError(f"{what}: frame {frame} is given twice")
+        frames[frame] = prompt
+    return dict(sorted(frames.items()))
+
+
+def compose(prompt: str, head: str = "", tail: str = "") -> str:
+    """`head,prompt,tail`, as prompt-travel writes a keyframe's prompt (an empty head or tail is left out)."""
+    if head:
+        prompt = f"{head},{prompt}"
+    if tail:
+        prompt = f"{prompt},{tail}"
+    return prompt
+
+
+@dataclass
+class PromptTravel:
+    """The text of one video whose prompt changes over its frames."""
+
+    prompts: Mapping[int, str]
+    """Keyframes, frame → prompt (keys may be decimal strings, as JSON writes them); kept sorted by frame."""
+    negative_prompts: Mapping[int, str] | str | None = None
+    """One negative prompt for every frame, or keyframes of their own; None is the empty prompt."""
+    interpolation: str = "linear"
+    """How frames between keyframes get their embedding: "linear", "slerp" or "none" (the latest keyframe's)."""
+    num_frames: int | None = None
+    """The clip's length when known: every keyframe must lie in it."""
+
+    def __post_init__(self) -> None:
+        check_interpolation(self.interpolation)
+        self.prompts = keyframes(self.prompts, "prompt")
+        negatives = self.negative_prompts
+        if negatives is None or isinstance(negatives, str):
+            self.negative_prompts = {0: negatives or ""}
+        else:
+            self.negative_prompts = keyframes(negatives, "negative prompt")
+        if self.num_frames is not None:
+            for what, frames in (("prompt", self.prompts), ("negative prompt", self.negative_prompts)):
+                last = max(frames)
+                if last >= self.num_frames:
+                    raise InputError(
+                        f"{what} keyframe {last} is beyond the clip's last frame, {self.num_frames - 1} "
+                        "(frames count from 0)"
+                    )
+
+    @property
+    def texts(self) -> list[str]:
+        """Every keyframe's prompt, in frame order."""
+        return list(self.prompts.values())
+
+    @property
+    def constant(self) -> bool:
+        """Whether every frame has the same prompt and the same negative prompt (then the text is per video)."""
+        return len(set(self.prompts.values())) == 1 and len(set(self.negative_prompts.values())) == 1
+
+    @property
+    def batch(self) -> tuple[list[str], list[str]]:
+        """(prompts, negative prompts) of the one video, as `prompt_batch` gives them: its first keyframes'."""
+        return [self.texts[0]], [next(iter(self.negative_prompts.values()))]
+
+
+def check_interpolation(mode: str) -> None:
+    if mode not in INTERPOLATIONS:
+        raise InputError(f"prompt interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
+
+
+def prompt_travel(prompt: object, negative_prompt: object, interpolation: str, num_frames: int) -> PromptTravel | None:
+    """The prompt travel a pipeline call asks for (a dict as `prompt` or `negative_prompt`), or None for plain
+    prompts; checks `interpolation` either way."""
+    check_interpolation(interpolation)
+    if not isinstance(prompt, Mapping) and not isinstance(negative_prompt, Mapping):
+        return None
+    if isinstance(prompt, str):
+        prompt = {0: prompt}
+    if not isinstance(prompt, Mapping):
+        raise InputError("keyframed negative prompts need a single prompt (a string or a frame → prompt dict)")
+    return PromptTravel(prompt, negative_prompt, interpolation, num_frames)  # type: ignore[arg-type]
+
+
+def lerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
+    """(1 − t)·start + t·end, written as diffusers' `_lerp` writes it (so the two agree to the bit)."""
+    return (1 - t) * start + t * end
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation of two whole embeddings (one angle between them), linear where nearly parallel."""
+    cos = (start * end).sum() / (start.norm() * end.norm())
+    if cos.abs() > PARALLEL:
+        return lerp(start, end, t)
+    omega = cos.clamp(-1, 1).acos()
+    return (((1 - t) * omega).sin() * start + (t * omega).sin() * end) / omega.sin()
+
+
+def interpolate(embeddings: Mapping[int, torch.Tensor], num_frames: int, mode: str = "linear") -> torch.Tensor:
+    """Per-frame embeddings (num_frames, ...) from keyframe embeddings {frame: (...)}: a keyframe's own exactly,
+    the first before it, the last after it, and between two keyframes by `mode` (module docstring)."""
+    check_interpolation(mode)
+    frames = sorted(embeddings)
+    mix = {"linear": lerp, "slerp": slerp}.get(mode)
+    out = []
+    for j in range(num_frames):
+        later = [k for k in frames if k > j]
+        earlier = [k for k in frames if k <= j]
+        if not earlier:
+            out.append(embeddings[frames[0]])
+        elif not later or earlier[-1] == j or mix is None:
+            out.append(embeddings[earlier[-1]])
+        else:
+            k0, k1 = earlier[-1], later[0]
+            out.append(mix(embeddings[k0], embeddings[k1], (j - k0) / (k1 - k0)))
+    return torch.stack(out)
+
+
+def load_prompt_map(path: str | os.PathLike) -> dict[int, str]:
+    """A YAML or JSON file holding a mapping frame → prompt."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFound(f"prompt map not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        reason = str(err).replace("\n", " ")
+        raise InputError(f"prompt map {path}: not readable as YAML or JSON ({reason})") from None
+    return keyframes(raw, f"prompt map {path}")
+
+
+def prompt_argument(prompt: str | None, prompt_map: str | os.PathLike | None, num_frames: int) -> str | dict[int, str]:
+    """What `generate` draws: --prompt, or the keyframes of --prompt-map with --prompt, if given, put before every
+    keyframe's prompt (prompt-travel's head prompt); checked against the clip's length before any model loads."""
+    if prompt_map is None:
+        if prompt is None:
+            raise InputError("give --prompt (what to animate) or --prompt-map (frame → prompt keyframes)")
+        return prompt
+    frames = {k: compose(p, prompt or "") for k, p in load_prompt_map(prompt_map).items()}
+    PromptTravel(frames, num_frames=num_frames if num_frames >= 1 else None)  # the pipeline names a bad length
+    return frames

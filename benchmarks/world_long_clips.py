@@ -1,0 +1,169 @@
+"""The long-clip features measured on the embedded world: prompt travel, schedules, FreeNoise, FreeInit, loops,
+motion scale. Prints one table per measurement; every clip's prompt and seed are fixed, so a rerun on the same
+machine prints the same figures.
+
+    python benchmarks/world_long_clips.py                    # everything (about 40 minutes on a 2-core CPU)
+    python benchmarks/world_long_clips.py --only travel scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from animatediff.pipeline import AnimationPipeline, FreeNoise
+from animatediff.sampling import ContextSchedule, FreeInit
+from animatediff.world.layout import EMBEDDED
+from animatediff.world.metrics import consistency, displacement, motion_correct, track
+
+SUBJECTS = (("red", "circle", "blue"), ("yellow", "square", "black"), ("green", "triangle", "white"))
+
+
+def caption(subject: tuple[str, str, str], motion: str) -> str:
+    colour, shape, background = subject
+    words = f"moving {motion}" if motion in ("left", "right", "up", "down") else motion
+    return f"a {colour} {shape} {words} on a {background} background"
+
+
+def segments_correct(frames: np.ndarray, motion: str, length: int = 16) -> list[bool]:
+    """Whether each consecutive `length`-frame stretch of a clip moves the captioned way."""
+    return [motion_correct(track(frames[s : s + length]), motion) for s in range(0, len(frames) - length + 1, length)]
+
+
+def step_sizes(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute pixel change between consecutive frames."""
+    return np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+
+
+def travel(pipe: AnimationPipeline, steps: int) -> None:
+    """Prompt travel right → up over 32 frames (keyframes 0 and 16, windows of 16): does the first half go right
+    and the second up? Against the plain 'moving right' prompt as the control."""
+    print("\n## Prompt travel: 'moving right' at frame 0 → 'moving up' at frame 16, 32 frames, windows 16/4\n")
+    print("| prompt | interpolation | first half right | second half up | clips |")
+    print("|---|---|---|---|---|")
+    clips = [(subject, seed) for subject in SUBJECTS[:2] for seed in range(4)]
+    for label, interpolation in (("right → up", "linear"), ("right → up", "none"), ("right only (control)", None)):
+        right = up = 0
+        for subject, seed in clips:
+            prompt = (
+                {0: caption(subject, "right"), 16: caption(subject, "up")}
+                if interpolation
+                else caption(subject, "right")
+            )
+            frames = pipe(
+                prompt, num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
+                context_length=16, context_overlap=4, prompt_interpolation=interpolation or "linear",
+            )[0]  # fmt: skip
+            right += motion_correct(track(frames[:16]), "right")
+            up += motion_correct(track(frames[16:]), "up")
+        print(f"| {label} | {interpolation or '–'} | {right} of {len(clips)} | {up} of {len(clips)} | {len(clips)} |")
+
+
+def long_clips(pipe: AnimationPipeline, steps: int, frames: int, seeds: int, with_free_init: bool) -> None:
+    """Clips of `frames` frames: each 16-frame stretch moving the captioned way, the clip's consistency, and the
+    largest step at a window seam against the median step."""
+    print(f"\n## {frames}-frame clips: direction per 16-frame stretch and consistency ({steps} DDIM steps)\n")
+    print("| way | stretches moving the captioned way | clips with every stretch right | consistency | s/clip |")
+    print("|---|---|---|---|---|")
+    ways = {
+        "static windows 16/4": dict(context_length=16, context_overlap=4),
+        "uniform windows 16/4, stride 2": dict(context_length=16, context_overlap=4, context_schedule="uniform",
+                                               context_stride=2),
+        "FreeNoise 16/4": dict(free_noise=FreeNoise(context_length=16, context_stride=4)),
+    }  # fmt: skip
+    if with_free_init:
+        ways |= {f"{k} + FreeInit ×2": {**v, "free_init": FreeInit(iterations=2)} for k, v in list(ways.items())}
+    motions = ("left", "right", "up", "down")
+    for name, options in ways.items():
+        hits, whole, scores, seconds = [], 0, [], []
+        for i, motion in enumerate(motions):
+            for seed in range(seeds):
+                start = time.perf_counter()
+                clip = pipe(
+                    caption(SUBJECTS[i % len(SUBJECTS)], motion), num_frames=frames, num_inference_steps=steps,
+                    seed=seed, progress=False, **options,
+                )[0]  # fmt: skip
+                seconds.append(time.perf_counter() - start)
+                correct = segments_correct(clip, motion)
+                hits += correct
+                whole += all(correct)
+                scores.append(consistency(track(clip)))
+        n = len(motions) * seeds
+        print(
+            f"| {name} | {sum(hits)} of {len(hits)} | {whole} of {n} | {np.mean(scores):.2f} | {np.mean(seconds):.0f} |"
+        )
+
+
+def loops(pipe: AnimationPipeline, steps: int) -> None:
+    """A looped schedule against static windows: the jump from the last frame to the first, against the clip's
+    typical (median) and largest frame-to-frame steps."""
+    print(f"\n## Loops: 32 frames, windows 16/4, {steps} DDIM steps\n")
+    print("| schedule | seam ≤ median step | seam ≤ largest step | seam / median step (mean) | clips |")
+    print("|---|---|---|---|---|")
+    clips = [(SUBJECTS[i % 3], motion, seed) for i, motion in enumerate(("rotating", "bouncing")) for seed in range(4)]
+    for name, schedule in (("looped (--loop)", "looped"), ("static", "static")):
+        below_median = below_max = 0
+        ratios = []
+        for subject, motion, seed in clips:
+            context = ContextSchedule(16, 4, schedule=schedule)
+            frames = pipe(
+                caption(subject, motion), num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
+                context=context,
+            )[0]  # fmt: skip
+            step = step_sizes(frames)
+            seam = np.abs(frames[-1] - frames[0]).mean()
+            below_median += seam <= np.median(step)
+            below_max += seam <= step.max()
+            ratios.append(seam / np.median(step))
+        n = len(clips)
+        print(f"| {name} | {below_median} of {n} | {below_max} of {n} | {np.mean(ratios):.2f} | {n} |")
+
+
+def motion_scale(pipe: AnimationPipeline, steps: int) -> None:
+    """Motion scale 0 → 1 → 1.5 on 16-frame clips: the motion figure and the mean travel."""
+    print(f"\n## Motion scale, 16 frames, {steps} DDIM steps\n")
+    print(
+        "| motion scale | motion accuracy | mean travel along the captioned direction (fraction of the side) | clips |"
+    )
+    print("|---|---|---|---|")
+    motions = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+    clips = [(SUBJECTS[i % 3], m, seed) for i, m in enumerate(motions) for seed in range(3)]
+    for scale in (0.0, 0.5, 1.0, 1.5):
+        hits, travels = 0, []
+        for subject, motion, seed in clips:
+            frames = pipe(
+                caption(subject, motion), num_frames=16, num_inference_steps=steps, seed=seed, progress=False,
+                motion_scale=scale,
+            )[0]  # fmt: skip
+            t = track(frames)
+            hits += motion_correct(t, motion)
+            dx, dy = displacement(t)
+            ux, uy = motions[motion]
+            travels.append(dx * ux + dy * uy)
+        print(f"| {scale} | {hits} of {len(clips)} | {np.mean(travels):+.3f} | {len(clips)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=["travel", "long", "loop", "scale"], help="which measurements")
+    parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    if "travel" in args.only:
+        travel(pipe, args.steps)
+    if "scale" in args.only:
+        motion_scale(pipe, args.steps)
+    if "loop" in args.only:
+        loops(pipe, args.steps)
+    if "long" in args.only:
+        long_clips(pipe, args.steps, 64, seeds=2, with_free_init=True)
+        long_clips(pipe, args.steps, 128, seeds=1, with_free_init=False)
+
+
+if __name__ == "__main__":
+    main()
