@@ -6,8 +6,10 @@ import importlib
 
 from animatediff.errors import InputError
 
-EXTRAS = {"peft": "train", "tensorboard": "train"}
+EXTRAS = {"peft": "train", "tensorboard": "train", "cv2": "control"}
 """The pyproject extra that installs each optional package."""
+PIP_NAMES = {"cv2": "opencv-python-headless"}
+"""The name to pip-install a package by, where it is not its import name."""
 
 
 def require(package: str, purpose: str) -> None:
@@ -16,5 +18,6 @@ def require(package: str, purpose: str) -> None:
         importlib.import_module(package)
     except ImportError:
         extra = EXTRAS.get(package)
-        how = f"pip install 'animatediff[{extra}]' (or {package})" if extra else f"pip install {package}"
+        name = PIP_NAMES.get(package, package)
+        how = f"pip install 'animatediff[{extra}]' (or {name})" if extra else f"pip install {name}"
         raise InputError(f"{purpose} needs {package}, which is not installed: {how}") from None

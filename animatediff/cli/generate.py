@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from animatediff.cli.context_options import add_context_args, context_from_args, motion_scale_from_args
+from animatediff.cli.controlnet_options import add_controlnet_args, controlnet_inputs_from_args, controlnets_for
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
+from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
+from animatediff.cli.video_options import add_video_args, video_from_args
 from animatediff.errors import InputError
 
 if TYPE_CHECKING:
@@ -115,6 +118,9 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_context_args(p)
     add_free_noise_args(p)
     add_free_init_args(p)
+    add_ip_adapter_args(p)
+    add_video_args(p)
+    add_controlnet_args(p)
     add_personalization_args(p)
     p.set_defaults(run=run_generate)
 
@@ -253,6 +259,9 @@ def run_generate(args: argparse.Namespace) -> None:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
     free_init = free_init_from_args(args)  # bad FreeInit options fail before loading
+    ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
+    video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
+    control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     base, motion_module = _models(args)
     _check_models(base, motion_module, args, loras)
@@ -268,6 +277,7 @@ def run_generate(args: argparse.Namespace) -> None:
     )
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
+    controlnets = controlnets_for(control_inputs, pipe, args)
     frames = pipe(
         prompt,
         args.negative_prompt,
@@ -284,6 +294,10 @@ def run_generate(args: argparse.Namespace) -> None:
         free_noise=free_noise,
         prompt_interpolation=args.prompt_interpolation,
         free_init=free_init,
+        controlnets=controlnets,
+        ip_adapter=ip_adapter,
+        video=video,
+        strength=strength,
     )[0]
     check_finite(frames, args.output)
     path = save_video(frames, args.output, args.fps)

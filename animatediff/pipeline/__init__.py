@@ -1,17 +1,22 @@
-"""The animation pipeline and its parts: text (prompt travel), start (noise, FreeNoise), conditions, motion scale
-(see docs/architecture.md)."""
+"""The animation pipeline and its parts: text (prompt travel), start (noise, FreeNoise, a video), conditions
+(ControlNet, IP-Adapter), motion scale (see docs/architecture.md)."""
 
 from animatediff.pipeline.animation import AnimationPipeline
 from animatediff.pipeline.conditions import Condition, merge_unet_kwargs, unet_predictor
+from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.free_noise import FreeNoise
+from animatediff.pipeline.ip_adapter import IPAdapter
 from animatediff.pipeline.prompt_travel import PromptTravel
 from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import TextConditioning, encode_text, prompt_batch
+from animatediff.pipeline.video_start import video_start
 
 __all__ = [
     "AnimationPipeline",
     "Condition",
+    "ControlNet",
     "FreeNoise",
+    "IPAdapter",
     "PromptTravel",
     "TextConditioning",
     "encode_text",
@@ -20,4 +25,5 @@ __all__ = [
     "noise_start",
     "prompt_batch",
     "unet_predictor",
+    "video_start",
 ]

@@ -31,11 +31,14 @@ from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.pipeline.conditions import Condition, unet_predictor
+from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
+from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
 from animatediff.pipeline.motion_scale import motion_scaled
 from animatediff.pipeline.prompt_travel import prompt_travel
 from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import encode_text, prompt_batch
+from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
 from animatediff.sampling import (
     denoise,
     for_model,
@@ -233,9 +236,14 @@ class AnimationPipeline:
         context: ContextSchedule | None = None,
         motion_scale: float | dict[str, float] | None = None,
         conditions: Sequence[Condition] = (),
+        controlnets: Sequence[ControlNet] = (),
         free_noise: FreeNoise | None = None,
         prompt_interpolation: str = "linear",
         free_init: FreeInit | None = None,
+        ip_adapter: IPAdapter | None = None,
+        video: VideoInput | None = None,
+        strength: float | None = None,
+        video_stride: int = 1,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -251,6 +259,8 @@ class AnimationPipeline:
         `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
         image embeddings), applied at every step and to every context window's own frames.
+        `controlnets`: ControlNets (`pipeline.controlnet.ControlNet`: a model, one control image per frame, scale,
+        start/end fractions of the steps, guess mode), bound to this call's steps and added to `conditions`.
         `free_noise`: FreeNoise (`pipeline/free_noise.py`) for long clips: rescheduled start noise and motion modules
         attending in fused windows, the rest of the UNet on all frames; it replaces `context_length`'s windows
         (asking for both is an input error).
@@ -259,6 +269,12 @@ class AnimationPipeline:
         ("linear", "slerp" or "none"; `pipeline.prompt_travel`).
         `free_init`: FreeInit (`sampling/free_init.py`): the loop rerun from re-initialised noise; with it, a seed
         seeds one generator that the start, the steps and the fresh noise draw from in turn, as diffusers' does.
+        `ip_adapter`: IP-Adapter (`pipeline/ip_adapter.py`): an image prompt beside the text, its image embeddings
+        given to every prediction and its attention processors in the UNet during each prediction only.
+        `video`: video-to-video (`pipeline/video_start.py`): frames (f, H, W, 3) in [0, 1] or a path (video file,
+        GIF, folder of frames; `io/video_input.py`), `num_frames` of them taken every `video_stride`-th and fitted
+        to height × width, encoded and noised to the first timestep `strength` (in (0, 1]; default 0.8) leaves, as
+        diffusers' AnimateDiffVideoToVideoPipeline does; a seed seeds one generator for the encoding and the steps.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         height = height or self.native_size
@@ -270,6 +286,9 @@ class AnimationPipeline:
         check_free_noise(free_noise, context_length)
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
+        clip = video_clip(
+            video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
+        )  # None without a video
         travel = prompt_travel(prompt, negative_prompt, prompt_interpolation, num_frames)  # None unless a dict
         prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
         for line in (
@@ -289,7 +308,13 @@ class AnimationPipeline:
             generator = seeded_generator(seed)
         f = self.vae_scale_factor
         shape = (len(prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
-        if free_noise is not None:  # FreeNoise's rescheduled noise
+        if clip is not None:  # video-to-video: the video's latents noised to its strength's first timestep
+            generator = generator or seeded_generator(seed)
+            timesteps, latents = video_start(
+                self.vae, self.scheduler, clip, num_inference_steps, len(prompts), generator, self.device, self.dtype,
+                decode_chunk_size,
+            )  # fmt: skip
+        elif free_noise is not None:  # FreeNoise's rescheduled noise
             latents = free_noise_start(
                 self.scheduler, shape, free_noise, seed, generator, self.device, self.dtype, latents
             )
@@ -297,7 +322,12 @@ class AnimationPipeline:
             latents = noise_start(self.scheduler, shape, seed, generator, self.device, self.dtype, latents)
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance.
+        controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
+        conditions = [*conditions, *controls]  # the ControlNets, bound to this run's steps
+        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0)  # IP-Adapter: loaded, its image encoded
+        conditions = [*conditions, *ip.conditions]
         predict = unet_predictor(self.unet, conditions)
+        predict = ip.around(predict)  # its processors in the UNet around each prediction
         predict = motion_scaled(self.unet, predict, motion_scale)  # None: the predictor itself
         if free_noise is not None:
             predict = free_noise_predictor(predict, self.unet, free_noise)

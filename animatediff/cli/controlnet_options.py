@@ -1,0 +1,122 @@
+"""`generate`'s ControlNet options (`--controlnet MODEL[:SCALE]` with its `--control-video` or `--control-frames`,
+`--control-from-video`, `--control-start`, `--control-end`, `--guess-mode`): the models named and the control
+videos read before any model loads, the ControlNets loaded after the base."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.animation import AnimationPipeline
+    from animatediff.pipeline.control_inputs import ControlInput
+    from animatediff.pipeline.controlnet import ControlNet
+
+ANNOTATORS = ("canny", "none")  # pipeline.annotators.ANNOTATORS, here so that building the parser imports no torch
+FLAGS = {
+    "controlnet": "--controlnet",
+    "video": "--control-video",
+    "frames": "--control-frames",
+    "annotator": "--control-from-video",
+    "start": "--control-start",
+    "end": "--control-end",
+    "guess_mode": "--guess-mode",
+}
+"""What errors call each setting (`pipeline.control_inputs.ENTRY_KEYS` on the command line)."""
+
+
+class _Source(argparse.Action):
+    """--control-video and --control-frames append to one list, so that the n-th of either is the n-th ControlNet's."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        sources = list(getattr(namespace, self.dest) or [])
+        sources.append((self.const, values))
+        setattr(namespace, self.dest, sources)
+
+
+def add_controlnet_args(p: argparse.ArgumentParser) -> None:
+    """ControlNet (Zhang et al. 2023) on every frame: each --controlnet with its control video, in order."""
+    p.add_argument(
+        "--controlnet",
+        action="append",
+        default=[],
+        metavar="MODEL[:SCALE]",
+        help="ControlNet for an SD1.5 base: a diffusers folder or hub id (e.g. lllyasviel/control_v11p_sd15_openpose) "
+        "or a single .pth/.safetensors file (e.g. control_v11p_sd15_openpose.pth), scale 1.0 unless given; "
+        "repeatable, each with its own --control-video or --control-frames, in the same order",
+    )
+    p.add_argument(
+        "--control-video",
+        action=_Source,
+        const="video",
+        dest="control_sources",
+        default=[],
+        metavar="VIDEO",
+        help="a ControlNet's control images: a video file, GIF, WebP or .npy; its first --frames frames, scaled to "
+        "cover --width × --height and center-cropped",
+    )
+    p.add_argument(
+        "--control-frames",
+        action=_Source,
+        const="frames",
+        dest="control_sources",
+        metavar="DIR",
+        help="a ControlNet's control images as a folder of PNG/JPG frames (in name order), as --control-video",
+    )
+    p.add_argument(
+        "--control-from-video",
+        action="append",
+        choices=ANNOTATORS,
+        default=[],
+        help="how control images are made of the control video: canny (Canny edges, OpenCV: pip install "
+        "'animatediff[control]'), or none (it holds them already: poses, depth maps, edges made elsewhere); once for "
+        "all ControlNets or once each; default: none. OpenPose and depth annotators are future work",
+    )
+    p.add_argument(
+        "--control-start",
+        action="append",
+        type=float,
+        default=[],
+        metavar="F",
+        help="fraction of the steps after which the ControlNet acts, 0-1; once for all or once each; default: 0",
+    )
+    p.add_argument(
+        "--control-end",
+        action="append",
+        type=float,
+        default=[],
+        metavar="F",
+        help="fraction of the steps after which the ControlNet stops, 0-1; once for all or once each; default: 1",
+    )
+    p.add_argument(
+        "--guess-mode",
+        action="store_true",
+        help="ControlNet guess mode: it sees only the prompted half of the guided batch, its residuals scaled from "
+        "0.1 (shallow) to 1 (middle), so the control images speak with little or no prompt (guidance 3-5 suits)",
+    )
+
+
+def controlnet_inputs_from_args(args: argparse.Namespace) -> list[ControlInput]:
+    """The ControlNets the options name, each with its control video read: everything checked before any model
+    loads (the options go together, the values are in range, the files exist, OpenCV for canny, the videos decode
+    and have --frames frames)."""
+    from animatediff.pipeline.control_inputs import entry_specs, read_control_inputs
+
+    sources = args.control_sources or []
+    kinds = {kind for kind, _ in sources}
+    videos = [path if kind == "video" else "" for kind, path in sources] if "video" in kinds else []
+    folders = [path if kind == "frames" else "" for kind, path in sources] if "frames" in kinds else []
+    specs = entry_specs(
+        args.controlnet, videos, folders, args.control_from_video, args.control_start, args.control_end,
+        args.guess_mode, names=FLAGS,
+    )  # fmt: skip
+    return read_control_inputs(specs, args.frames)
+
+
+def controlnets_for(inputs: list[ControlInput], pipe: AnimationPipeline, args: argparse.Namespace) -> list[ControlNet]:
+    """The ControlNets of `inputs`, loaded for `pipe`'s base, their control images at --width × --height."""
+    if not inputs:
+        return []
+    from animatediff.pipeline.control_inputs import load_controlnets
+
+    return load_controlnets(inputs, pipe, args.height, args.width)

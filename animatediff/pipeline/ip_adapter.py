@@ -1,0 +1,286 @@
+"""IP-Adapter in the pipeline: an image prompt beside the text (Ye et al. 2023, arXiv 2308.06721).
+
+`pipe(..., ip_adapter=IPAdapter(weights, image, scale=1.0, image_encoder=None))`. For a call, the pipeline
+(`ip_adapter_call`):
+
+1. reads the weights (`formats/ip_adapter.py`), checks they fit the base (cross-attention width, layers), and has
+   diffusers' loader build the IP-Adapter's attention processors and image projection for the 2-D UNet
+   (`models/ip_adapter.py`), set to `scale` with diffusers' `set_ip_adapter_scale`;
+2. encodes the image(s) with the CLIP image encoder as diffusers' `encode_image` does (`CLIPImageProcessor`, then
+   the projected image embedding for the plain IP-Adapter, the penultimate hidden states for Plus and Full; under
+   guidance the negative is zeros, or the hidden states of a zero image), once per call;
+3. gives the UNet `added_cond_kwargs={"image_embeds": [...]}` at every prediction (`ImageEmbeds`, a `Condition`):
+   one row per folded frame, the same image for every video and frame, negatives for the unconditional half;
+4. switches the IP-Adapter's processors into the UNet around each prediction only (`IPAdapterCall.around`), so
+   every call without `ip_adapter` runs the plain UNet, with its shared-context processors, exactly as before.
+
+Under context windows each window's call gets embeddings for its own frames; FreeNoise runs the whole clip at once.
+The pipeline keeps the last IP-Adapter's layers and image encoder loaded for its next call (`release_ip_adapter`
+drops them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from PIL import Image
+
+from animatediff.errors import InputError, InputNotFound
+from animatediff.formats.ip_adapter import (
+    check_ip_adapter,
+    default_image_encoder,
+    image_embed_width,
+    load_image_encoder,
+    read_ip_adapter,
+)
+from animatediff.hub import check_reference
+from animatediff.models.ip_adapter import IPAdapterLayers
+from animatediff.sampling import Predictor
+
+if TYPE_CHECKING:
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    from animatediff.pipeline.animation import AnimationPipeline
+
+ImageInput = str | os.PathLike | Image.Image
+
+
+def check_scale(scale: object, name: str = "IP-Adapter scale") -> float:
+    """`scale` as a float; an InputError unless it is a finite number ≥ 0."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise InputError(f"{name} {scale!r} must be a number ≥ 0 (0: no image prompt, 1: as trained)")
+    return float(scale)
+
+
+@dataclass(frozen=True)
+class IPAdapter:
+    """An image prompt for one pipeline call (see the module docstring)."""
+
+    weights: str | os.PathLike
+    """IP-Adapter weights (.safetensors or .bin in diffusers' layout: image_proj.*, ip_adapter.*): a path or a hub
+    reference (owner/repo/file)."""
+    image: ImageInput | Sequence[ImageInput]
+    """The image prompt: a file or PIL image; or several, seen together (their tokens joined, as diffusers'
+    `ip_adapter_image=[[a, b]]`)."""
+    scale: float = 1.0
+    """s ≥ 0, the weight of the image attention (diffusers' `set_ip_adapter_scale`): 0 the text alone, 1 as
+    trained; around 0.5 leaves the text more say."""
+    image_encoder: str | os.PathLike | None = None
+    """A CLIPVisionModelWithProjection folder or hub id; None: the `image_encoder` folder beside the weights file
+    (h94/IP-Adapter's layout)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weights, (str, os.PathLike)) or not os.fspath(self.weights):
+            raise InputError(f"IP-Adapter weights must be a path or hub reference, got {self.weights!r}")
+        images = [self.image] if isinstance(self.image, (str, os.PathLike, Image.Image)) else self.image
+        if not isinstance(images, Sequence) or not images:
+            raise InputError(f"IP-Adapter image must be a file or PIL image, or a list of them, got {self.image!r}")
+        for image in images:
+            if not isinstance(image, (str, os.PathLike, Image.Image)):
+                raise InputError(f"IP-Adapter image {image!r}: give a file path or a PIL image")
+        object.__setattr__(self, "image", tuple(images))
+        object.__setattr__(self, "scale", check_scale(self.scale))
+        encoder = self.image_encoder
+        if encoder is not None and (not isinstance(encoder, (str, os.PathLike)) or not os.fspath(encoder)):
+            raise InputError(f"image encoder must be a folder or hub id, got {encoder!r}")
+
+    @property
+    def images(self) -> tuple[ImageInput, ...]:
+        return tuple(self.image)
+
+    def check_files(self) -> None:
+        """Without loading anything: the weights, the image encoder (when named) and the image files exist (or can
+        be hub references); an InputNotFound naming the first that does not."""
+        check_reference(self.weights, "IP-Adapter")
+        if self.image_encoder is not None:
+            check_reference(self.image_encoder, "image encoder")
+        for image in self.images:
+            if not isinstance(image, Image.Image) and not Path(image).expanduser().is_file():
+                raise InputNotFound(f"IP-Adapter image not found: {os.fspath(image)}")
+
+
+def ip_adapter_option(
+    weights: str | os.PathLike | None,
+    images: Sequence[ImageInput] | None,
+    scale: float | None,
+    image_encoder: str | os.PathLike | None,
+    names: tuple[str, str, str, str] = ("ip_adapter", "ip_image", "ip_scale", "image_encoder"),
+) -> IPAdapter | None:
+    """The IPAdapter of separately given options (command-line flags or config keys, called `names` in messages);
+    None when neither weights nor any other option is given. Options without the weights, or weights without an
+    image, are an InputError."""
+    if not weights:
+        given = [n for n, v in zip(names[1:], (images, scale, image_encoder)) if v not in (None, "", [], ())]
+        if given:
+            raise InputError(f"{given[0]} needs {names[0]}: the IP-Adapter weights it is for")
+        return None
+    if not images:
+        raise InputError(f"{names[0]} needs {names[1]}: the image prompt")
+    scale = 1.0 if scale is None else check_scale(scale, names[2])
+    return IPAdapter(
+        weights, [images] if isinstance(images, (str, os.PathLike)) else list(images), scale, image_encoder or None
+    )
+
+
+def check_entry_keys(values: dict, where: str) -> None:
+    """A prompt-config entry's IP-Adapter keys (ip_adapter, ip_image, ip_scale, image_encoder), checked in place
+    (`ip_image` as a list); an InputError starting with `where` for a wrong type or a key without the others."""
+    if isinstance(values.get("ip_image"), str):
+        values["ip_image"] = [values["ip_image"]]
+    images = values.get("ip_image")
+    if images is not None and (not isinstance(images, list) or not all(isinstance(i, str) for i in images)):
+        raise InputError(f"{where}: ip_image must be a path or a list of paths, got {images!r}")
+    for key in ("ip_adapter", "image_encoder"):
+        if values.get(key) is not None and not isinstance(values[key], str):
+            raise InputError(f"{where}: {key} must be a path, got {values[key]!r}")
+    try:
+        ip_adapter_option(values.get("ip_adapter"), images, values.get("ip_scale"), values.get("image_encoder"))
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
+def open_images(images: Iterable[ImageInput]) -> list[Image.Image]:
+    """PIL images as given; files opened as RGB (an InputError for a file that is not an image)."""
+    opened = []
+    for image in images:
+        if isinstance(image, Image.Image):
+            opened.append(image)
+            continue
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise InputNotFound(f"IP-Adapter image not found: {os.fspath(image)}")
+        try:
+            with Image.open(path) as file:
+                opened.append(file.convert("RGB"))
+        except OSError as err:
+            raise InputError(f"IP-Adapter image {os.fspath(image)}: not a readable image ({err})") from None
+    return opened
+
+
+class ImageEmbeds:
+    """The IP-Adapter's `Condition`: `image_embeds` for every UNet call, with frames folded into the batch."""
+
+    def __init__(self, cond: torch.Tensor, uncond: torch.Tensor | None = None) -> None:
+        """`cond` (1, images, …): what the image encoder gave; `uncond`, its negative, for guided calls (x holds the
+        unconditional videos first); None for unguided ones."""
+        self.cond = cond
+        self.uncond = uncond
+
+    def unet_kwargs(
+        self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
+    ) -> dict[str, object]:
+        videos, num_frames = x.shape[0], x.shape[2]
+        if self.uncond is None:
+            embeds = self.cond.expand(videos, *self.cond.shape[1:])
+        else:
+            half = videos // 2
+            embeds = torch.cat(
+                [self.uncond.expand(half, *self.uncond.shape[1:]), self.cond.expand(half, *self.cond.shape[1:])]
+            )
+        # Videos are folded as (b f), frame fastest: each video's row repeated for its frames.
+        return {"added_cond_kwargs": {"image_embeds": [embeds.repeat_interleave(num_frames, dim=0)]}}
+
+
+@torch.no_grad()
+def encode_images(
+    encoder: CLIPVisionModelWithProjection,
+    processor: CLIPImageProcessor,
+    images: list[Image.Image],
+    hidden_states: bool,
+    guided: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(cond, uncond or None) of shape (1, images, …), as diffusers' `encode_image` and
+    `prepare_ip_adapter_image_embeds` make them for one IP-Adapter and one video."""
+    param = next(encoder.parameters())
+    pixels = processor(images, return_tensors="pt").pixel_values.to(device=param.device, dtype=param.dtype)
+    if hidden_states:
+        cond = encoder(pixels, output_hidden_states=True).hidden_states[-2]
+        uncond = encoder(torch.zeros_like(pixels), output_hidden_states=True).hidden_states[-2] if guided else None
+    else:
+        cond = encoder(pixels).image_embeds
+        uncond = torch.zeros_like(cond) if guided else None
+    return cond[None], None if uncond is None else uncond[None]
+
+
+@dataclass
+class _Loaded:
+    """What a pipeline keeps between calls for the IP-Adapter it last used."""
+
+    key: tuple
+    layers: IPAdapterLayers
+    encoder: CLIPVisionModelWithProjection
+    processor: CLIPImageProcessor
+
+
+def _load(pipe: AnimationPipeline, ip_adapter: IPAdapter) -> _Loaded:
+    unet = pipe.unet.unet
+    key = (os.fspath(ip_adapter.weights), os.fspath(ip_adapter.image_encoder or ""), pipe.device, pipe.dtype)
+    loaded = vars(pipe).get("_ip_adapter")
+    if loaded is not None and loaded.key == key and loaded.layers.unet is unet:
+        return loaded
+    vars(pipe).pop("_ip_adapter", None)  # the old one's encoder leaves memory before the next loads
+    state_dict, path = read_ip_adapter(ip_adapter.weights)
+    kind = check_ip_adapter(state_dict, unet, os.fspath(ip_adapter.weights))
+    encoder_path = ip_adapter.image_encoder
+    if encoder_path is None:
+        encoder_path = default_image_encoder(path)
+        if not encoder_path.is_dir():
+            raise InputError(
+                f"IP-Adapter {os.fspath(ip_adapter.weights)}: no image encoder; name its CLIPVisionModelWithProjection "
+                f"folder or hub id (image_encoder=, --image-encoder), or put it at {encoder_path}"
+            )
+    width, field = image_embed_width(state_dict, kind)
+    encoder, processor = load_image_encoder(encoder_path, width, field, pipe.dtype, pipe.device)
+    layers = IPAdapterLayers(unet, state_dict)
+    loaded = _Loaded(key, layers, encoder, processor)
+    vars(pipe)["_ip_adapter"] = loaded
+    return loaded
+
+
+def release_ip_adapter(pipe: AnimationPipeline) -> None:
+    """Drop the IP-Adapter layers and image encoder the pipeline keeps for its next call (the UNet never holds them
+    between calls)."""
+    vars(pipe).pop("_ip_adapter", None)
+
+
+class IPAdapterCall:
+    """One pipeline call's IP-Adapter: its condition, and the processors switched in around each prediction."""
+
+    def __init__(self, layers: IPAdapterLayers | None = None, condition: ImageEmbeds | None = None) -> None:
+        self.layers = layers
+        self.conditions = () if condition is None else (condition,)
+
+    def around(self, predict: Predictor) -> Predictor:
+        """`predict` with the IP-Adapter's processors and projection in the UNet during each call; without an
+        IP-Adapter, `predict` itself."""
+        layers = self.layers
+        if layers is None:
+            return predict
+
+        def predict_with_image(
+            x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
+        ) -> torch.Tensor:
+            with layers.installed():
+                return predict(x, t, text, frames)
+
+        return predict_with_image
+
+
+def ip_adapter_call(pipe: AnimationPipeline, ip_adapter: IPAdapter | None, guided: bool) -> IPAdapterCall:
+    """Load (or reuse), check and scale `ip_adapter` for `pipe`'s UNet and encode its image(s); `guided`: the call
+    runs classifier-free guidance (negatives needed). None: nothing to do."""
+    if ip_adapter is None:
+        return IPAdapterCall()
+    if not isinstance(ip_adapter, IPAdapter):
+        raise InputError(f"ip_adapter must be an IPAdapter or None, got {type(ip_adapter).__name__}")
+    images = open_images(ip_adapter.images)
+    loaded = _load(pipe, ip_adapter)
+    loaded.layers.set_scale(ip_adapter.scale)
+    cond, uncond = encode_images(loaded.encoder, loaded.processor, images, loaded.layers.takes_hidden_states, guided)
+    return IPAdapterCall(loaded.layers, ImageEmbeds(cond, uncond))

@@ -1,0 +1,243 @@
+"""The entries of a prompt config: official AnimateDiff entries, prompt travel's, and the keys of the features
+`generate` has (video-to-video, ControlNet, IP-Adapter), each checked with the nearest known key named.
+
+The layouts are described in `prompt_config`, which runs the entries.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from animatediff.errors import InputError, InputNotFound
+from animatediff.pipeline.control_inputs import check_control_keys
+from animatediff.pipeline.ip_adapter import check_entry_keys
+from animatediff.pipeline.prompt_travel import INTERPOLATIONS, compose, keyframes
+from animatediff.pipeline.video_start import check_video_keys
+
+# Keys the official configs carry that are spelled differently or only informative here.
+ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
+IGNORED = {"random_seed"}  # written by the official script into saved configs; re-running one draws `seed` again
+UNSUPPORTED_PREFIXES = ("controlnet_",)  # SparseCtrl entries
+PROMPT_TRAVEL_ONLY = {"lora_map", "motion_lora_map", "ip_adapter_map", "img2img_map", "region_map", "upscale_config",
+                      "stylize_config", "lcm_map", "apply_lcm_lora", "gradual_latent_hires_fix_map", "clip_skip",
+                      "prompt_fixed_ratio", "scheduler", "context_schedule", "vae_path", "compile", "output",
+                      "unet_batch_size", "is_single_prompt_mode"}  # fmt: skip
+
+
+@dataclass
+class PromptEntry:
+    """One entry of a prompt config: a model and the prompts to draw with it."""
+
+    prompt: list[str]
+    """Prompts, one video each."""
+    motion_module: list[str]
+    """Motion-module files; v1 configs list several, and every prompt is drawn with each."""
+    n_prompt: list[str] = field(default_factory=lambda: [""])
+    """Negative prompts: one per prompt, or a single one reused for all."""
+    seed: list[int] = field(default_factory=lambda: [-1])
+    """Seeds: one per prompt, or a single one reused; -1 draws a random seed (recorded in config.yaml)."""
+    dreambooth_path: str = ""
+    """Single-file SD1.x checkpoint applied over the base; empty for the base itself."""
+    lora_model_path: str = ""
+    """Image LoRA merged after the checkpoint; empty for none."""
+    lora_alpha: float = 0.8
+    """Scale of the image LoRA (the official default)."""
+    motion_module_lora_configs: list[dict] = field(default_factory=list)
+    """MotionLoRAs as [{path, alpha}], merged into the motion modules."""
+    adapter_lora_path: str = ""
+    """v3 domain adapter LoRA; empty for none."""
+    adapter_lora_scale: float = 1.0
+    """Scale of the domain adapter."""
+    inference_config: str = ""
+    """Official inference YAML; its `noise_scheduler_kwargs` build the DDIM scheduler when the file exists."""
+    steps: int = 25
+    guidance_scale: float | None = None
+    """Classifier-free guidance; unset takes the base's own (its animatediff.json, else 7.5)."""
+    W: int | None = None
+    H: int | None = None
+    L: int | None = None
+    """Width, height, frames; unset takes the run's defaults."""
+    base: str = ""
+    """v1 configs: a base-model folder overriding the run's --base when not empty."""
+    prompt_map: dict[int, str] = field(default_factory=dict)
+    """Prompt travel: frame → prompt keyframes (string keys too, as prompt-travel's JSON writes them), drawn as one
+    video instead of `prompt`."""
+    head_prompt: str = ""
+    """Prompt travel: text put before every keyframe's prompt (joined by ",")."""
+    tail_prompt: str = ""
+    """Prompt travel: text put after every keyframe's prompt (joined by ",")."""
+    prompt_interpolation: str = "linear"
+    """Prompt travel: "linear", "slerp" or "none" between keyframes."""
+    video: str = ""
+    """Video-to-video: the input every prompt starts from (video file, GIF, folder of frames); empty for none."""
+    strength: float | None = None
+    """Video-to-video: how much of the input is re-drawn, in (0, 1]; unset: 0.8."""
+    video_stride: int = 1
+    """Video-to-video: take every Nth input frame."""
+    ip_adapter: str = ""
+    """IP-Adapter weights (diffusers' layout) for an image prompt beside the text; empty for none."""
+    ip_image: list[str] = field(default_factory=list)
+    """IP-Adapter: the image prompt, a path or several seen together."""
+    ip_scale: float | None = None
+    """IP-Adapter: weight of the image prompt, ≥ 0; unset: 1 (as trained)."""
+    image_encoder: str = ""
+    """IP-Adapter: its CLIP image encoder folder or hub id; empty: the image_encoder folder beside ip_adapter."""
+    controlnet: list[str] = field(default_factory=list)
+    """ControlNets, 'MODEL[:SCALE]' each (a diffusers folder, hub id or .pth/.safetensors file); empty for none."""
+    control_video: list[str] = field(default_factory=list)
+    """ControlNet: each one's control video (video file, GIF, WebP, .npy or a folder of frames), in order."""
+    control_frames: list[str] = field(default_factory=list)
+    """ControlNet: control images as folders of frames, in order (beside control_video: by position, "" between)."""
+    control_from_video: list[str] = field(default_factory=list)
+    """ControlNet: how control images are made of the videos, canny or none; one for all or one each; unset: none."""
+    control_start: list[float] = field(default_factory=list)
+    """ControlNet: fraction of the steps after which it acts; one for all or one each; unset: 0."""
+    control_end: list[float] = field(default_factory=list)
+    """ControlNet: fraction of the steps after which it stops; one for all or one each; unset: 1."""
+    guess_mode: bool = False
+    """ControlNet guess mode: the ControlNets see only the prompted half of the guided batch."""
+    name: str = ""
+    """The entry's key in mapping-form configs, else its index."""
+
+    @property
+    def prompts(self) -> list[str | dict[int, str]]:
+        """What each video draws: a prompt, or the keyframes of a prompt map with head and tail joined."""
+        if self.prompt_map:
+            return [{k: compose(p, self.head_prompt, self.tail_prompt) for k, p in self.prompt_map.items()}]
+        return list(self.prompt)
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.seed * len(self.prompts) if len(self.seed) == 1 else self.seed
+
+    @property
+    def negative_prompts(self) -> list[str]:
+        return self.n_prompt * len(self.prompts) if len(self.n_prompt) == 1 else self.n_prompt
+
+
+def _strings(value: object, key: str, where: str) -> list[str]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InputError(f"{where}: {key} must be a string or a list of strings, got {value!r}")
+    return values
+
+
+def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
+    """Validate one raw entry: unknown keys are named with the nearest known one."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+    known = {f.name for f in fields(PromptEntry)} - {"name"}
+    values: dict = {}
+    for key, value in raw.items():
+        if key in IGNORED:
+            continue
+        if str(key).startswith(UNSUPPORTED_PREFIXES):
+            raise InputError(f"{where}: {key!r}: SparseCtrl (controlnet_*) entries are not supported by `run`")
+        if key in PROMPT_TRAVEL_ONLY:
+            raise InputError(f"{where}: animatediff-cli-prompt-travel's {key!r} is not supported by `run`; remove it")
+        if key == "tensor_interpolation_slerp":  # prompt-travel's switch; an explicit prompt_interpolation wins
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: tensor_interpolation_slerp must be true or false, got {value!r}")
+            values.setdefault("prompt_interpolation", "slerp" if value else "linear")
+            continue
+        target = ALIASES.get(key, key)
+        if target not in known:
+            close = difflib.get_close_matches(str(key), sorted(known | set(ALIASES)), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            raise InputError(f"{where}: unknown key {key!r}{hint}")
+        if target in values and key in ALIASES:
+            continue  # the official spelling wins over its alias
+        values[target] = value
+    _parse_prompt_travel(values, where)
+    check_video_keys(values, where)  # video-to-video's
+    check_entry_keys(values, where)  # IP-Adapter's
+    check_control_keys(values, where)  # ControlNet's
+    for key in ("prompt", "motion_module"):
+        if not values.get(key) and not (key == "prompt" and values.get("prompt_map")):
+            raise InputError(f"{where}: {key!r} is required")
+    values["prompt"] = _strings(values.get("prompt", []), "prompt", where)
+    values["motion_module"] = _strings(values["motion_module"], "motion_module", where)
+    values["n_prompt"] = _strings(values.get("n_prompt", [""]), "n_prompt", where) or [""]
+    seed = values.get("seed", [-1])
+    seeds = [seed] if isinstance(seed, int) else seed
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise InputError(f"{where}: seed must be an integer or a list of integers (-1 = random), got {seed!r}")
+    values["seed"] = seeds or [-1]
+    loras = values.get("motion_module_lora_configs") or []
+    if not isinstance(loras, list) or not all(isinstance(c, dict) and "path" in c for c in loras):
+        raise InputError(f"{where}: motion_module_lora_configs must be a list of {{path, alpha}} mappings")
+    for c in loras:
+        for key in set(c) - {"path", "alpha"}:
+            close = difflib.get_close_matches(str(key), ["path", "alpha"], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; expected path and alpha"
+            raise InputError(f"{where}: motion_module_lora_configs: unknown key {key!r}{hint}")
+        if not isinstance(c.get("alpha", 1.0), (int, float)):
+            raise InputError(f"{where}: motion_module_lora_configs alpha must be a number, got {c['alpha']!r}")
+    values["motion_module_lora_configs"] = loras
+    for key in ("dreambooth_path", "lora_model_path", "adapter_lora_path", "inference_config", "base"):
+        values[key] = values.get(key) or ""
+    for key in ("steps", "W", "H", "L"):
+        if values.get(key) is not None and (not isinstance(values[key], int) or isinstance(values[key], bool)):
+            raise InputError(f"{where}: {key} must be an integer, got {values[key]!r}")
+    for key in ("lora_alpha", "adapter_lora_scale", "guidance_scale"):
+        if key in values and not isinstance(values[key], (int, float)):
+            raise InputError(f"{where}: {key} must be a number, got {values[key]!r}")
+    entry = PromptEntry(**values, name=name)
+    for label, items in (("n_prompt", entry.n_prompt), ("seed", entry.seed)):
+        if entry.prompt_map and len(items) != 1:
+            raise InputError(f"{where}: {len(items)} {label} values for a prompt_map, which draws one video (give 1)")
+        if len(items) not in (1, len(entry.prompt)):
+            raise InputError(
+                f"{where}: {len(items)} {label} values for {len(entry.prompt)} prompts (give 1 or one each)"
+            )
+    return entry
+
+
+def _parse_prompt_travel(values: dict, where: str) -> None:
+    """Check an entry's prompt-travel keys in place: prompt_map (instead of prompt), head/tail text, interpolation."""
+    if "prompt_map" in values:
+        if values.get("prompt"):
+            raise InputError(
+                f"{where}: give 'prompt' (one video each) or 'prompt_map' (one travelling video), not both"
+            )
+        values["prompt_map"] = keyframes(values["prompt_map"], f"{where}: prompt_map")
+    for key in ("head_prompt", "tail_prompt"):
+        if not isinstance(values.get(key) or "", str):
+            raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")
+        values[key] = values.get(key) or ""
+    mode = values.get("prompt_interpolation", "linear")
+    if mode not in INTERPOLATIONS:
+        raise InputError(f"{where}: prompt_interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
+
+
+def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], object]:
+    """(entries, the raw YAML document) of an official prompt config."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFound(f"prompt config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML ({err})") from None
+    if single_entry(raw):  # an animatediff-cli-prompt-travel config: one entry, its `name` naming it
+        entry = {k: v for k, v in raw.items() if k != "name"}
+        entries = [parse_entry(entry, path.name, str(raw.get("name", path.stem)))]
+    elif isinstance(raw, list):
+        entries = [parse_entry(e, f"{path.name} entry {i}", str(i)) for i, e in enumerate(raw)]
+    elif isinstance(raw, dict):
+        entries = [parse_entry(e, f"{path.name} entry {k!r}", str(k)) for k, e in raw.items()]
+    else:
+        raise InputError(f"{path}: expected a list (or mapping) of entries, got {type(raw).__name__}")
+    if not entries:
+        raise InputError(f"{path}: no entries")
+    return entries, raw
+
+
+def single_entry(raw: object) -> bool:
+    """Whether a config document is one animatediff-cli-prompt-travel entry (a mapping with prompt_map at its top)."""
+    return isinstance(raw, dict) and "prompt_map" in raw and "motion_module" in raw

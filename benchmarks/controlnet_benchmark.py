@@ -1,0 +1,174 @@
+"""Seconds per denoising step and peak memory with one ControlNet: our pipeline vs diffusers'
+AnimateDiffControlNetPipeline.
+
+Both run the same random SD-shaped model (pipeline_benchmark.py's `build`), the same random ControlNet made from its
+UNet (`ControlNetModel.from_unet`, the residual convolutions drawn so that it steers), the same control frames and
+seed, with classifier-free guidance. Each measurement runs in a fresh subprocess so peak memory is its own.
+
+    python benchmarks/controlnet_benchmark.py                    # small config on CPU
+    python benchmarks/controlnet_benchmark.py --preset mid --threads 2
+    python benchmarks/controlnet_benchmark.py --preset sd15 --device cuda --dtype fp16   # SD1.5's shape, 16×512²
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline_benchmark import PRESETS as PIPELINE_PRESETS  # noqa: E402 - the random SD-shaped model both use
+from pipeline_benchmark import build, tokenizer  # noqa: E402
+
+PRESETS = {
+    # SD1.5's structure at a quarter of its width, 8 frames at 64², for a quick CPU run.
+    "small": dict(channels=(32, 64, 128, 128), size=64, frames=8, text_dim=768, text_layers=2),
+    **PIPELINE_PRESETS,
+}
+
+
+def controlnet_for(unet, seed: int = 1):  # noqa: ANN001, ANN201
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    model = ControlNetModel.from_unet(unet)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding")):
+                p.normal_(0, 0.02)
+    return model.eval()
+
+
+def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int) -> dict:
+    import tempfile
+
+    import torch
+    from diffusers import AnimateDiffControlNetPipeline, MotionAdapter
+
+    from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
+    from animatediff.models import inflate_unet
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.pipeline.controlnet import ControlNet
+    from animatediff.sampling import make_scheduler
+
+    preset = PRESETS[preset_name]
+    stamps: list[float] = []
+
+    def stamp() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
+    unet, motion, vae, text = build(preset)
+    controlnet = controlnet_for(unet).to(device, dtype)
+    size, frames = preset["size"], preset["frames"]
+    control = torch.rand(frames, 3, size, size, generator=torch.Generator().manual_seed(2))
+    tok = tokenizer(tempfile.mkdtemp())
+    if which == "ours":
+        pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim"))
+        pipe.to(device)
+        for part in (pipe.text_encoder, pipe.vae, pipe.unet):
+            part.to(dtype)
+        controls = [ControlNet(controlnet, control)]
+
+        def run(n: int) -> None:
+            pipe("a red circle", num_frames=frames, num_inference_steps=n, seed=0, progress=False,
+                 callback=lambda *_: stamp(), controlnets=controls)  # fmt: skip
+    else:
+        c = motion.config
+        adapter = MotionAdapter(
+            block_out_channels=c.block_out_channels,
+            motion_layers_per_block=2,
+            use_motion_mid_block=True,
+            motion_max_seq_length=32,
+        )
+        adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
+        pipe = AnimateDiffControlNetPipeline(
+            vae=vae,
+            text_encoder=text,
+            tokenizer=tok,
+            unet=unet,
+            motion_adapter=adapter,
+            controlnet=controlnet,
+            scheduler=make_scheduler("ddim"),
+        ).to(device, dtype)
+        pipe.set_progress_bar_config(disable=True)
+        conditioning = list(control)
+
+        def on_step(_pipe, _i, _t, kwargs):  # noqa: ANN001, ANN202
+            stamp()
+            return kwargs
+
+        def run(n: int) -> None:
+            pipe("a red circle", num_frames=frames, num_inference_steps=n, output_type="np",
+                 conditioning_frames=conditioning, generator=torch.Generator("cpu").manual_seed(0),
+                 callback_on_step_end=on_step)  # fmt: skip
+
+    run(1)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    stamps.clear()
+    run(steps)
+    # Intervals between step ends: denoising steps only (no text encoding or VAE decoding); the median
+    # resists a busy machine's hiccups.
+    per_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"which": which, "s_per_step": per_step, "peak_mib": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=PRESETS, default="small")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
+    parser.add_argument("--steps", type=int, default=5, help="denoising steps per run (the first is not timed)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate diffusers/ours this many times; best kept")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        print(json.dumps(measure(args.child, args.preset, args.device, args.dtype, args.steps)))
+        return
+    results: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for which in ("diffusers", "ours"):
+            command = [sys.executable, __file__, "--child", which, "--preset", args.preset, "--device", args.device,
+                       "--dtype", args.dtype, "--steps", str(args.steps)]  # fmt: skip
+            if args.threads:
+                command += ["--threads", str(args.threads)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            best = results.get(which)
+            if best is None or r["s_per_step"] < best["s_per_step"]:
+                results[which] = r
+    p = PRESETS[args.preset]
+    print(
+        f"preset {args.preset}: channels {p['channels']}, {p['frames']} frames at {p['size']}², one ControlNet, "
+        f"{args.device} {args.dtype}, CFG on"
+    )
+    print(f"{'':10s} {'s/step':>8s} {'peak MiB':>9s}")
+    for which in ("diffusers", "ours"):
+        print(f"{which:10s} {results[which]['s_per_step']:8.3f} {results[which]['peak_mib']:9.0f}")
+    d, o = results["diffusers"], results["ours"]
+    print(
+        f"ratio ours/diffusers: time {o['s_per_step'] / d['s_per_step']:.2f}×, "
+        f"memory {o['peak_mib'] / d['peak_mib']:.2f}×"
+    )
+
+
+if __name__ == "__main__":
+    main()

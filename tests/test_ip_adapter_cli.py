@@ -1,0 +1,115 @@
+"""IP-Adapter on the command line: `generate --ip-adapter/--ip-image/--ip-scale/--image-encoder` and `run` entries
+with the same keys draw what the pipeline draws, and bad options are one line before any model loads."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import save_file
+
+from animatediff.cli import main
+from animatediff.formats import save_motion_modules
+from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline.ip_adapter import IPAdapter
+from tests.test_ip_adapter import sample_image, tiny_image_encoder, tiny_ip_adapter
+from tests.test_run_matches_generate import gif_frames
+from tests.tiny import tiny_motion, tiny_unet
+
+
+@pytest.fixture
+def files(tmp_path):
+    """motion module, IP-Adapter weights with image_encoder/ beside them, and an image file."""
+    motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
+    folder = tmp_path / "ip"
+    folder.mkdir()
+    save_file(tiny_ip_adapter(tiny_unet()), str(folder / "ip.safetensors"))
+    tiny_image_encoder(folder / "image_encoder")
+    sample_image(3).save(tmp_path / "look.png")
+    return {"motion": motion, "weights": folder / "ip.safetensors", "image": tmp_path / "look.png"}
+
+
+def generate(base, files, out, *extra: str) -> int:  # noqa: ANN001
+    args = ["generate", "--base", str(base), "--motion-module", str(files["motion"]), "--quiet", "--prompt", "a fox"]
+    args += ["--frames", "4", "--steps", "2", "--seed", "3", "--output", str(out), *extra]
+    return main(args)
+
+
+def test_generate_with_an_ip_adapter_draws_what_the_pipeline_draws(tmp_path, base_folder, files, one_thread, capfd):
+    encoder = shutil.copytree(files["weights"].parent / "image_encoder", tmp_path / "elsewhere")
+    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", "0.6"]
+    assert generate(base_folder, files, tmp_path / "ip.npy", *ip_args) == 0
+    assert capfd.readouterr() == ("", "")  # --quiet: no notices of loading the IP-Adapter either
+    assert generate(base_folder, files, tmp_path / "enc.npy", *ip_args, "--image-encoder", str(encoder)) == 0
+    assert generate(base_folder, files, tmp_path / "plain.npy") == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, files["motion"])
+    ip_adapter = IPAdapter(files["weights"], files["image"], 0.6)
+    expected = pipe("a fox", "", num_frames=4, num_inference_steps=2, seed=3, progress=False, ip_adapter=ip_adapter)
+    got = np.load(tmp_path / "ip.npy")
+    np.testing.assert_array_equal(got, expected[0])
+    np.testing.assert_array_equal(np.load(tmp_path / "enc.npy"), got)
+    assert np.abs(got - np.load(tmp_path / "plain.npy")).mean() > 1e-2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ip-image", "{image}"], "--ip-image needs --ip-adapter"),
+        (["--ip-scale", "0.5"], "--ip-scale needs --ip-adapter"),
+        (["--image-encoder", "x"], "--image-encoder needs --ip-adapter"),
+        (["--ip-adapter", "{weights}"], "--ip-adapter needs --ip-image"),
+        (["--ip-adapter", "{weights}", "--ip-image", "{image}", "--ip-scale", "-1"], "--ip-scale -1.0 must be"),
+        (["--ip-adapter", "{tmp}/none.safetensors", "--ip-image", "{image}"], "IP-Adapter not found"),
+        (["--ip-adapter", "{weights}", "--ip-image", "{tmp}/none.png"], "IP-Adapter image not found"),
+        (["--ip-adapter", "{weights}", "--ip-image", "{weights}"], "not a readable image"),
+        (["--ip-adapter", "{weights}", "--ip-image", "{image}", "--image-encoder", "./nowhere"], "encoder not found"),
+    ],
+)
+def test_bad_ip_adapter_options_are_one_line_before_loading(
+    tmp_path, base_folder, files, capsys, monkeypatch, extra, message
+):
+    def no_loading(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(AnimationPipeline, "from_pretrained", no_loading)
+    values = {"image": files["image"], "weights": files["weights"], "tmp": tmp_path}
+    assert generate(base_folder, files, tmp_path / "o.npy", *[e.format(**values) for e in extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, base_folder, files, one_thread):
+    entry = {"motion_module": str(files["motion"]), "prompt": ["a fox"], "seed": 3, "steps": 2, "L": 4}
+    entry |= {"ip_adapter": str(files["weights"]), "ip_image": "look.png", "ip_scale": 0.6}  # the image by the config
+    config = tmp_path / "entry.yaml"
+    config.write_text(yaml.safe_dump([entry]))
+    assert (
+        main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == 0
+    )
+    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
+    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", "0.6"]
+    assert generate(base_folder, files, tmp_path / "generated.gif", *ip_args) == 0
+    np.testing.assert_array_equal(gif_frames(drawn), gif_frames(tmp_path / "generated.gif"))
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ({"ip_image": "look.png"}, "entry 0: ip_image needs ip_adapter"),
+        ({"ip_adapter": "{weights}"}, "entry 0: ip_adapter needs ip_image"),
+        ({"ip_adapter": "{weights}", "ip_image": "look.png", "ip_scale": "high"}, "ip_scale 'high' must be a number"),
+        ({"ip_adapter": "{weights}", "ip_image": ["look.png", 3]}, "ip_image must be a path or a list of paths"),
+        ({"ip_adapter": "{weights}", "ip_image": "gone.png"}, "ip_image 'gone.png' not found"),
+        ({"ip_adaptor": "{weights}"}, "did you mean 'ip_adapter'?"),
+    ],
+)
+def test_bad_ip_adapter_keys_name_the_problem(tmp_path, base_folder, files, capsys, keys, message):
+    entry = {"motion_module": str(files["motion"]), "prompt": ["a fox"]}
+    entry |= {k: v.format(weights=files["weights"]) if isinstance(v, str) else v for k, v in keys.items()}
+    config = tmp_path / "entry.yaml"
+    config.write_text(yaml.safe_dump([entry]))
+    assert main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
