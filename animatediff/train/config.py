@@ -156,6 +156,22 @@ class LoRAConfig:
 
 
 @dataclass
+class ControlNetTrainConfig:
+    """ControlNet mode: train a ControlNet that steers the frozen base and the frozen motion module."""
+
+    enabled: bool = False
+    """Train a ControlNet (needs `model.init_motion_module`, which stays frozen with the base) instead of the motion
+    module; checkpoints export it as a diffusers folder `controlnet/` that `--controlnet` loads."""
+    init: str | None = None
+    """Start from this ControlNet for the base (a diffusers folder, hub id or single file); None: a copy of the base
+    UNet's encoder and middle with zero output convolutions (ControlNet's own initialization)."""
+    annotator: str = "canny"
+    """How each frame's control image is made: 'canny' (Canny edges of the frame, as `--control-from-video canny`
+    makes them at inference; needs OpenCV) or 'none' (the dataset's items carry `control_values`, (f, 3, H, W) in
+    [0, 1], for data.kind 'custom')."""
+
+
+@dataclass
 class LoggingConfig:
     """Trackers and console output."""
 
@@ -228,6 +244,8 @@ class TrainConfig:
     """Optimizer, batch and noise schedule."""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """MotionLoRA mode."""
+    controlnet: ControlNetTrainConfig = field(default_factory=ControlNetTrainConfig)
+    """ControlNet mode."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Trackers and progress bar."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -243,6 +261,7 @@ class TrainConfig:
             "data.kind": (self.data.kind, DATA_KINDS),
             "optim.loss_weighting": (self.optim.loss_weighting, LOSS_WEIGHTINGS),
             "optim.timestep_bias": (self.optim.timestep_bias, TIMESTEP_BIASES),
+            "controlnet.annotator": (self.controlnet.annotator, ("canny", "none")),
         }
         if self.model.convert_to_version is not None:
             choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))
@@ -290,6 +309,19 @@ class TrainConfig:
                 "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "
                 "(a fresh module's zero proj_out would give its attention no gradient)"
             )
+        if self.controlnet.enabled:
+            if self.lora.enabled:
+                raise InputError("controlnet.enabled and lora.enabled: a run trains a ControlNet or a MotionLoRA")
+            if not self.model.init_motion_module:
+                raise InputError(
+                    "controlnet.enabled needs model.init_motion_module: the ControlNet learns to steer a trained "
+                    "motion module, which stays frozen"
+                )
+            if self.validation.every and self.validation.prompts:
+                raise InputError(
+                    "validation animations need control images, which a ControlNet run's validation does not take; "
+                    "set validation.every=0 and animate its exported controlnet/ with `animatediff generate`"
+                )
 
     def to_dict(self) -> dict:
         return _plain(dataclasses.asdict(self))
@@ -341,7 +373,14 @@ def flat_config(config: TrainConfig) -> dict[str, object]:
     return out
 
 
-PATH_FIELDS = ("model.base", "model.init_motion_module", "data.csv", "data.video_folder", "data.shards")
+PATH_FIELDS = (
+    "model.base",
+    "model.init_motion_module",
+    "data.csv",
+    "data.video_folder",
+    "data.shards",
+    "controlnet.init",
+)
 """Config fields naming files or folders: a resumed run compares them as resolved paths."""
 
 

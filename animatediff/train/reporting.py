@@ -20,14 +20,22 @@ def describe(trainer: Trainer) -> str:
         what = trainer.motion_origin
         if c.lora.enabled:
             what = f"MotionLoRA (rank {c.lora.rank}) on the {what}"
+        elif c.controlnet.enabled:
+            what = f"a ControlNet ({_controlnet_origin(c.controlnet.init)}) over the frozen {what}"
         return f"training {what}: {where}"
     what = f"the {trainer.motion_config.version} motion module of this run"
     if c.lora.enabled:
         what = f"the MotionLoRA (rank {c.lora.rank}) of this run (on the {trainer.motion_origin})"
+    elif c.controlnet.enabled:
+        what = f"the ControlNet of this run (over the frozen {trainer.motion_origin})"
     line = f"resuming {what} from {trainer.resume_path} at step {trainer.step}: {where}"
     if trainer.step >= c.optim.max_steps:
         line += f"; nothing to train, optim.max_steps is {c.optim.max_steps}"
     return line
+
+
+def _controlnet_origin(init: str | None) -> str:
+    return "a copy of the base UNet's encoder" if init is None else f"from {init}"
 
 
 def step_logs(trainer: Trainer, loss: torch.Tensor) -> dict[str, float]:

@@ -41,6 +41,9 @@ ADDED_FIELDS = {
     "optim.timestep_bias": "none",
     "optim.timestep_bias_portion": 0.25,
     "optim.timestep_bias_multiplier": 1.0,
+    "controlnet.enabled": False,
+    "controlnet.init": None,
+    "controlnet.annotator": "canny",
 }
 
 # Fields that have since left the config, with the value that meant what the config without them means.

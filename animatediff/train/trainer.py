@@ -9,6 +9,9 @@ DeepSpeed/FSDP (through `accelerate config`), mixed precision and trackers; noth
 Randomness: every draw of the step (VAE posterior sample, caption dropout, noise, timesteps) comes from one
 generator per process seeded with seed + rank and saved in checkpoints, so a resumed run continues exactly.
 
+In ControlNet mode (`controlnet.enabled`, `controlnet.py`) the motion module is frozen too and a ControlNet learns
+to steer the animated UNet from per-frame control images.
+
 A step whose loss or gradients are not finite is skipped and counted (`nonfinite.py`); too many in a row stop the
 run, and no checkpoint is written of non-finite weights.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -30,6 +34,7 @@ from animatediff.errors import InputError
 from animatediff.extras import require
 from animatediff.io.outputs import check_output_folder
 from animatediff.models import inflate_unet
+from animatediff.pipeline.annotators import check_annotator
 from animatediff.sampling import denoising_target
 from animatediff.text_encoding import encode_prompts
 from animatediff.train.checkpoints import checkpoints_root, list_checkpoints, resolve_resume, save_checkpoint
@@ -40,6 +45,7 @@ from animatediff.train.checks import (
     check_zero_snr,
 )
 from animatediff.train.config import TrainConfig, flat_config
+from animatediff.train.controlnet import ControlledUNet, build_controlnet, control_images, export_controlnet
 from animatediff.train.datasets import ClipLoader, build_dataset
 from animatediff.train.export import export_trained
 from animatediff.train.lora import add_motion_lora
@@ -71,6 +77,8 @@ class Trainer:
         check_output_folder(Path(c.output_dir) / "checkpoints", "output_dir")  # before minutes of training
         if c.lora.enabled:
             require("peft", "lora.enabled (MotionLoRA training)")
+        if c.controlnet.enabled and c.controlnet.annotator != "none":
+            check_annotator(c.controlnet.annotator, "controlnet.annotator")
         self.accelerator = acc = Accelerator(
             mixed_precision=c.precision,
             gradient_accumulation_steps=c.optim.gradient_accumulation_steps,
@@ -122,17 +130,27 @@ class Trainer:
         self.motion_config = motion.config
         self.unet = inflate_unet(parts.unet, motion).to(acc.device)  # motion modules stay fp32
 
-        # 3. What trains: the whole motion module, or LoRA adapters on its attention.
-        if c.lora.enabled:
+        # 3. What trains: the whole motion module, LoRA adapters on its attention, or a ControlNet.
+        self.controlnet = None
+        trained = self.unet
+        if c.controlnet.enabled:
+            motion.requires_grad_(False)
+            self.controlnet = build_controlnet(c.controlnet.init, parts.unet, traits.vae_scale_factor).to(acc.device)
+            self.trainable = list(self.controlnet.parameters())
+            trained = ControlledUNet(self.controlnet, self.unet)
+        elif c.lora.enabled:
             self.trainable = add_motion_lora(motion, c.lora.rank, c.lora.alpha)
             self.lora_scale = (c.lora.alpha or c.lora.rank) / c.lora.rank
             self.unet.to(acc.device)  # the adapters were created on the CPU
         else:
             motion.requires_grad_(True)
             self.trainable = list(motion.parameters())
-        self._check_frozen()
+        self.trained_prefix = "controlnet." if self.controlnet is not None else "motion_modules."
+        self._check_frozen(trained)
         if c.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
+            if self.controlnet is not None:
+                self.controlnet.enable_gradient_checkpointing()
         self.noise_scheduler = noise_scheduler(c.optim, traits.prediction_type, traits.zero_snr)
 
         # 4. Optimizer and schedule, handed to Accelerate with the model.
@@ -153,9 +171,9 @@ class Trainer:
             num_training_steps=c.optim.max_steps,
         )
         # Its state is saved in trainer_state.json, not registered with Accelerate (which would pickle it).
-        self.model, self.optimizer = acc.prepare(self.unet, optimizer)
+        self.model, self.optimizer = acc.prepare(trained, optimizer)
         # Checkpoints hold the trained modules only; the frozen base is the base folder's business.
-        acc.register_save_state_pre_hook(_keep_motion_weights)
+        acc.register_save_state_pre_hook(partial(_keep_trained_weights, self.trained_prefix))
         if acc.is_main_process and c.logging.report_to != "none":
             acc.init_trackers(c.logging.project_name, config=flat_config(c))
 
@@ -167,7 +185,7 @@ class Trainer:
         scaled = acc.scaler is not None or (acc.state.deepspeed_plugin is not None and c.precision == "fp16")
         self.guard = NonFiniteGuard(c.optim.max_nonfinite_steps, scaled)
         if resume_state is not None:
-            own = load_checkpoint(acc, self.model, self.optimizer, self.resume_path, self._motion_keys())
+            own = load_checkpoint(acc, self.model, self.optimizer, self.resume_path, self._trained_keys(trained))
             self.lr_scheduler.load_state_dict(scheduler_state(self.resume_path, resume_state))
             self.guard.load_state_dict(resume_state.get("nonfinite", {}))
             self.generator.set_state(own["generator"])
@@ -177,19 +195,19 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- checks
 
-    def _check_frozen(self) -> None:
-        """Raise unless exactly the intended parameters require gradients."""
+    def _check_frozen(self, trained: torch.nn.Module) -> None:
+        """Raise unless exactly the intended parameters of the module that trains require gradients."""
         for name, part in (("unet", self.unet.unet), ("vae", self.vae), ("text_encoder", self.text_encoder)):
             thawed = [n for n, p in part.named_parameters() if p.requires_grad]
             if thawed:
                 raise RuntimeError(f"base model is not frozen: {name}.{thawed[0]} requires grad ({len(thawed)} in all)")
         intended = {id(p) for p in self.trainable}
-        actual = {id(p) for p in self.unet.parameters() if p.requires_grad}
+        actual = {id(p) for p in trained.parameters() if p.requires_grad}
         if intended != actual or not intended:
             raise RuntimeError(f"{len(actual)} parameters require grad, {len(intended)} were meant to train")
 
-    def _motion_keys(self) -> list[str]:
-        return [k for k in self.unet.state_dict() if k.startswith("motion_modules.")]
+    def _trained_keys(self, trained: torch.nn.Module) -> list[str]:
+        return [k for k in trained.state_dict() if k.startswith(self.trained_prefix)]
 
     # ------------------------------------------------------------------------------------------------ a step
 
@@ -227,9 +245,12 @@ class Trainer:
         timesteps = draw_timesteps(b, self.config.optim, self.generator).to(device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         target = denoising_target(self.noise_scheduler, latents, noise, timesteps)
+        inputs = (noisy, timesteps, context)
+        if self.controlnet is not None:
+            inputs += (control_images(batch, self.config.controlnet.annotator).to(device),)
         # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
         with self.unet.fold_frames(f):
-            prediction = self.model(noisy, timesteps, context)
+            prediction = self.model(*inputs)
             if self.config.optim.loss_weighting == "none":
                 loss = F.mse_loss(prediction.float(), target.float())
             else:
@@ -274,7 +295,7 @@ class Trainer:
             unit="step",
             disable=not (acc.is_main_process and c.logging.progress),
         )
-        self.unet.motion_modules.train()
+        (self.controlnet if self.controlnet is not None else self.unet.motion_modules).train()
         done = self.step >= c.optim.max_steps
         # A run resumed at its last step trains nothing; its result is the checkpoint it resumed from.
         loss, checkpoint = math.nan, self.resume_path if done else None
@@ -343,7 +364,11 @@ class Trainer:
         return validate_trainer(self)
 
     def export(self, folder: Path) -> None:
-        """The trained weights alone, loadable by `animatediff generate`: official file + diffusers folder."""
+        """The trained weights alone, loadable by `animatediff generate`: official file + diffusers folder (a
+        ControlNet run: the ControlNet's diffusers folder)."""
+        if self.controlnet is not None:
+            export_controlnet(self.accelerator, self.model, self.controlnet, folder)
+            return
         scale = self.lora_scale if self.config.lora.enabled else None
         export_trained(self.accelerator, self.model, self.unet.motion_modules, folder, scale)
 
@@ -373,10 +398,11 @@ class Trainer:
         return path
 
 
-def _keep_motion_weights(models: list, weights: list[dict], _output_dir: str) -> None:
-    """Accelerate save-state hook: drop the frozen base from the saved model state (it is not trained)."""
+def _keep_trained_weights(prefix: str, models: list, weights: list[dict], _output_dir: str) -> None:
+    """Accelerate save-state hook: keep the trained weights (names starting with `prefix`) of the saved model state,
+    dropping the frozen base (it is not trained)."""
     for sd in weights:
-        for key in [k for k in sd if not k.removeprefix("module.").startswith("motion_modules.")]:
+        for key in [k for k in sd if not k.removeprefix("module.").startswith(prefix)]:
             del sd[key]
 
 

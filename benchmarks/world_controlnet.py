@@ -1,0 +1,138 @@
+"""A ControlNet trained on the embedded world, and measured: does it follow its control images against the text?
+
+1. Training (`animatediff train`'s ControlNet mode, here through its Python entry with the world's clips as a custom
+   dataset): a ControlNet copied from the embedded base's UNet learns to steer the frozen base and the frozen
+   embedded motion module from the Canny edges of each frame of the world's captioned clips (every motion, caption
+   dropout 0.5 so that it also learns to draw from the edges alone). Resumable: a rerun continues from the newest
+   checkpoint in --run-dir.
+2. Measurement: rendered clips of a red circle on blue moving right, left, up and down; each clip's Canny edges
+   drive a prompt that says the opposite direction ("... moving left ..." over a circle moving right). Per row it
+   prints how many generated clips move as the control does and how many as the text says (`world.metrics`: the
+   tracked centroid travels that way), next to the same prompts without the ControlNet (the text alone) and with a
+   prompt that agrees with the control.
+
+    python benchmarks/world_controlnet.py                    # 2500 steps (about 30 min on 2 cores), then 3 rows
+    python benchmarks/world_controlnet.py --steps 0 --seeds 4   # measure the ControlNet already trained
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from world_video_to_video import FRAMES, SIZE, STARTS, input_clip  # the same rendered circles, from beside this file
+
+from animatediff.formats.controlnet import load_controlnet
+from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline.annotators import canny
+from animatediff.pipeline.controlnet import ControlNet
+from animatediff.train.checkpoints import checkpoints_root, list_checkpoints
+from animatediff.train.config import config_from_dict
+from animatediff.train.controlnet import CONTROLNET_FOLDER
+from animatediff.train.trainer import train
+from animatediff.world.datasets import WorldVideos
+from animatediff.world.layout import EMBEDDED, MOTION_MODULE
+from animatediff.world.loops import rendering_workers
+from animatediff.world.metrics import motion_correct, track
+from animatediff.world.scenes import BASE_WORLD
+
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+def train_controlnet(run_dir: Path, steps: int, learning_rate: float, clips: int, seed: int) -> Path:
+    """Train (or go on training) the world ControlNet; its newest exported diffusers folder."""
+    config = config_from_dict(
+        {
+            "output_dir": str(run_dir),
+            "seed": seed,
+            "cpu": not torch.cuda.is_available(),
+            "model": {"base": str(EMBEDDED / "base"), "init_motion_module": str(EMBEDDED / MOTION_MODULE)},
+            # never flipped: a flip would contradict the captions' directions
+            "data": {
+                "kind": "custom",
+                "num_frames": FRAMES,
+                "resolution": SIZE,
+                "random_flip": False,
+                "num_workers": rendering_workers(),
+            },
+            "optim": {
+                "learning_rate": learning_rate,
+                "lr_scheduler": "constant_with_warmup",
+                "warmup_steps": 20,
+                "batch_size": 4,
+                "max_steps": steps,
+                "caption_dropout": 0.5,
+            },
+            "controlnet": {"enabled": True, "annotator": "canny"},
+            "logging": {"report_to": "none", "every": 25},
+            "checkpoint": {"every": 100, "keep_last": 1, "resume_from": "latest"},
+        }
+    )
+    start = time.perf_counter()
+    result = train(config, dataset=WorldVideos(clips, seed, BASE_WORLD, SIZE, FRAMES))
+    minutes = (time.perf_counter() - start) / 60
+    print(f"trained to step {result['step']} in {minutes:.1f} min; last loss {result['loss']:.4f}")
+    return list_checkpoints(checkpoints_root(config))[-1] / CONTROLNET_FOLDER
+
+
+def prompt(motion: str) -> str:
+    return f"a red circle moving {motion} on a blue background"
+
+
+def measure(pipe: AnimationPipeline, controlnet: torch.nn.Module | None, text_of, seeds: int, steps: int) -> tuple:
+    """(clips, moving as the control, moving as the text, s/clip) over every motion × seed."""
+    control_wins = text_wins = clips = 0
+    start = time.perf_counter()
+    for motion in STARTS:
+        edges = canny(input_clip(motion))
+        said = text_of(motion)
+        for seed in range(seeds):
+            nets = [] if controlnet is None else [ControlNet(controlnet, edges)]
+            frames = pipe(prompt(said), num_frames=FRAMES, num_inference_steps=steps, seed=seed, progress=False,
+                          controlnets=nets)[0]  # fmt: skip
+            path = track(frames)
+            control_wins += motion_correct(path, motion)
+            text_wins += motion_correct(path, said)
+            clips += 1
+    return clips, control_wins, text_wins, (time.perf_counter() - start) / clips
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="runs/world-controlnet", help="the training run's folder")
+    parser.add_argument("--steps", type=int, default=2500, help="optimizer steps to train to (0: measure only)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate")
+    parser.add_argument("--clips", type=int, default=4000, help="distinct world clips to train on")
+    parser.add_argument("--seeds", type=int, default=4, help="sampling seeds per motion (0, 1, …)")
+    parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    if args.steps:
+        exported = train_controlnet(run_dir, args.steps, args.learning_rate, args.clips, seed=0)
+    else:
+        exported = list_checkpoints(run_dir / "checkpoints")[-1] / CONTROLNET_FOLDER
+    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    controlnet = load_controlnet(exported, pipe.unet.unet)
+    print(f"\n## The world ControlNet ({exported}): control edges of a clip against the text\n")
+    print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames of {SIZE}×{SIZE}, ", end="")
+    print(f"{args.sample_steps} DDIM steps, guidance {pipe.guidance_scale:g}, ControlNet scale 1.\n")
+    print("| control | text | ControlNet | moves as the control | moves as the text | s/clip |")
+    print("|---|---|---|---|---|---|")
+    rows = [
+        ("opposite", lambda m: OPPOSITE[m], controlnet),
+        ("opposite", lambda m: OPPOSITE[m], None),
+        ("same", lambda m: m, controlnet),
+    ]
+    for text, text_of, net in rows:
+        n, by_control, by_text, seconds = measure(pipe, net, text_of, args.seeds, args.sample_steps)
+        used = "yes" if net is not None else "no (text alone)"
+        print(f"| Canny edges of the clip | {text} direction | {used} | {by_control} of {n} | {by_text} of {n} | "
+              f"{seconds:.1f} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
