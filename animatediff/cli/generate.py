@@ -13,6 +13,7 @@ from animatediff.cli.controlnet_options import add_controlnet_args, controlnet_i
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
+from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.video_options import add_video_args, video_from_args
 from animatediff.errors import InputError
 
@@ -121,6 +122,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_ip_adapter_args(p)
     add_video_args(p)
     add_controlnet_args(p)
+    add_sparse_ctrl_args(p)
     add_personalization_args(p)
     p.set_defaults(run=run_generate)
 
@@ -262,6 +264,7 @@ def run_generate(args: argparse.Namespace) -> None:
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
+    sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     base, motion_module = _models(args)
     _check_models(base, motion_module, args, loras)
@@ -278,6 +281,7 @@ def run_generate(args: argparse.Namespace) -> None:
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
     controlnets = controlnets_for(control_inputs, pipe, args)
+    sparse_ctrls = sparse_ctrls_for(sparse_input, pipe, args)
     frames = pipe(
         prompt,
         args.negative_prompt,
@@ -295,6 +299,7 @@ def run_generate(args: argparse.Namespace) -> None:
         prompt_interpolation=args.prompt_interpolation,
         free_init=free_init,
         controlnets=controlnets,
+        sparse_ctrls=sparse_ctrls,
         ip_adapter=ip_adapter,
         video=video,
         strength=strength,

@@ -17,12 +17,14 @@ from animatediff.cli.options import (
 def add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert a motion module between the official and diffusers layouts",
-        description="Convert a motion module: an official single file (.ckpt/.safetensors) to a diffusers "
-        "MotionAdapter folder, or back.",
+        help="convert a motion module or SparseCtrl encoder between the official and diffusers layouts",
+        description="Convert a motion module or a SparseCtrl encoder: an official single file (.ckpt/.safetensors) "
+        "to a diffusers folder (MotionAdapter, SparseControlNetModel), or back.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("source", help="official .ckpt/.safetensors, diffusers MotionAdapter folder, or hub id")
+    p.add_argument(
+        "source", help="official .ckpt/.safetensors, diffusers MotionAdapter or SparseControlNetModel folder, or hub id"
+    )
     p.add_argument("destination", help=".safetensors/.ckpt → official single file; anything else → diffusers folder")
     p.add_argument(
         "--dtype",
@@ -37,9 +39,13 @@ def run_convert(args: argparse.Namespace) -> None:
     import torch
 
     from animatediff.formats import convert_motion_module
+    from animatediff.formats.sparse_ctrl import convert_sparse_ctrl, is_sparse_ctrl
+    from animatediff.hub import resolve_path
 
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
-    print(f"wrote {convert_motion_module(args.source, args.destination, dtype)}")
+    source = resolve_path(args.source, "motion module or SparseCtrl")
+    convert = convert_sparse_ctrl if is_sparse_ctrl(source) else convert_motion_module
+    print(f"wrote {convert(source, args.destination, dtype)}")
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:

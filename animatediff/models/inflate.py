@@ -16,7 +16,7 @@ fraction of what the modules add, per block group (`motion_scale.py`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -144,12 +144,7 @@ class AnimationUNet(nn.Module):
                 run = partial(checkpoint, module, use_reentrant=False)  # f passed as an argument, kept for backward
             if scale != 1:
                 run = partial(_scaled, run, scale)
-            if isinstance(output, torch.Tensor):  # a ResNet
-                return run(output, f)
-            if isinstance(output, tuple):  # a spatial transformer called with return_dict=False
-                return (run(output[0], f), *output[1:])
-            output.sample = run(output.sample, f)
-            return output
+            return on_hidden_states(output, lambda x: run(x, f))
 
         return hook
 
@@ -269,6 +264,17 @@ class AnimationUNet(nn.Module):
         with self._folded(f):
             out = self.unet(x, t, encoder_hidden_states=context, return_dict=False, **unet_kwargs)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=f)
+
+
+def on_hidden_states(output, run: Callable[[torch.Tensor], torch.Tensor]):  # noqa: ANN001, ANN201
+    """A hooked layer's output with `run` applied to its hidden states: a ResNet's tensor, or a spatial
+    transformer's (a tuple when called with return_dict=False, else an output object with `.sample`)."""
+    if isinstance(output, torch.Tensor):
+        return run(output)
+    if isinstance(output, tuple):
+        return (run(output[0]), *output[1:])
+    output.sample = run(output.sample)
+    return output
 
 
 def _scaled(run, scale: float, x: torch.Tensor, num_frames: int) -> torch.Tensor:  # noqa: ANN001

@@ -107,7 +107,8 @@ class FeedForward(nn.Module):
 
 
 class TemporalTransformerBlock(nn.Module):
-    """Pre-norm residual block: two temporal self-attentions, then a GEGLU feed-forward."""
+    """Pre-norm residual block: two temporal self-attentions (one in SparseCtrl's encoder), then a GEGLU
+    feed-forward."""
 
     def __init__(self, dim: int, heads: int, max_len: int, num_attentions: int = 2) -> None:
         super().__init__()
@@ -135,14 +136,22 @@ class TemporalTransformerBlock(nn.Module):
 class TemporalTransformer(nn.Module):
     """GroupNorm per frame → proj_in → blocks along frames → proj_out (zero-initialized) → + input."""
 
-    def __init__(self, dim: int, heads: int = 8, num_blocks: int = 1, max_len: int = 32, norm_groups: int = 32) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        num_blocks: int = 1,
+        max_len: int = 32,
+        norm_groups: int = 32,
+        num_attentions: int = 2,
+    ) -> None:
         super().__init__()
         if dim % norm_groups:
             raise InputError(f"channels {dim} are not divisible by {norm_groups} norm groups")
         self.norm = nn.GroupNorm(norm_groups, dim, eps=1e-6, affine=True)
         self.proj_in = nn.Linear(dim, dim)
         self.transformer_blocks = nn.ModuleList(
-            [TemporalTransformerBlock(dim, heads, max_len) for _ in range(num_blocks)]
+            [TemporalTransformerBlock(dim, heads, max_len, num_attentions) for _ in range(num_blocks)]
         )
         self.proj_out = nn.Linear(dim, dim)
         # Zero output projection: a fresh module adds nothing, so the inflated UNet starts as the image model.
@@ -165,11 +174,20 @@ class TemporalTransformer(nn.Module):
 
 
 class MotionModule(nn.Module):
-    """One insertion point; the wrapper exists so parameter names read `temporal_transformer.*`."""
+    """One insertion point; the wrapper exists so parameter names read `temporal_transformer.*`. `num_attentions`:
+    temporal self-attentions per block (2 in the UNet's modules, 1 in SparseCtrl's encoder)."""
 
-    def __init__(self, dim: int, heads: int = 8, num_blocks: int = 1, max_len: int = 32, norm_groups: int = 32) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        num_blocks: int = 1,
+        max_len: int = 32,
+        norm_groups: int = 32,
+        num_attentions: int = 2,
+    ) -> None:
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(dim, heads, num_blocks, max_len, norm_groups)
+        self.temporal_transformer = TemporalTransformer(dim, heads, num_blocks, max_len, norm_groups, num_attentions)
 
     @property
     def max_frames(self) -> int:

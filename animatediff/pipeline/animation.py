@@ -36,6 +36,7 @@ from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_no
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
 from animatediff.pipeline.motion_scale import motion_scaled
 from animatediff.pipeline.prompt_travel import prompt_travel
+from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import encode_text, prompt_batch
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
@@ -237,6 +238,7 @@ class AnimationPipeline:
         motion_scale: float | dict[str, float] | None = None,
         conditions: Sequence[Condition] = (),
         controlnets: Sequence[ControlNet] = (),
+        sparse_ctrls: Sequence[SparseCtrl] = (),
         free_noise: FreeNoise | None = None,
         prompt_interpolation: str = "linear",
         free_init: FreeInit | None = None,
@@ -261,6 +263,8 @@ class AnimationPipeline:
         image embeddings), applied at every step and to every context window's own frames.
         `controlnets`: ControlNets (`pipeline.controlnet.ControlNet`: a model, one control image per frame, scale,
         start/end fractions of the steps, guess mode), bound to this call's steps and added to `conditions`.
+        `sparse_ctrls`: SparseCtrl encoders (`pipeline.sparse_ctrl.SparseCtrl`: a model, keyframes {frame index:
+        image}, scale, start/end, guess mode): image-to-video with a keyframe at 0, keyframe animation with several.
         `free_noise`: FreeNoise (`pipeline/free_noise.py`) for long clips: rescheduled start noise and motion modules
         attending in fused windows, the rest of the UNet on all frames; it replaces `context_length`'s windows
         (asking for both is an input error).
@@ -323,7 +327,8 @@ class AnimationPipeline:
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance.
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
-        conditions = [*conditions, *controls]  # the ControlNets, bound to this run's steps
+        sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
+        conditions = [*conditions, *controls, *sparse]  # the ControlNets and SparseCtrls, bound to this run's steps
         ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0)  # IP-Adapter: loaded, its image encoded
         conditions = [*conditions, *ip.conditions]
         predict = unet_predictor(self.unet, conditions)

@@ -143,9 +143,13 @@ class ControlNetCondition:
         )
         down, mid = [d.to(x.dtype) for d in down], mid.to(x.dtype)
         if half:  # the unconditional videos get no residuals
-            down = [torch.cat([torch.zeros_like(d), d]) for d in down]
-            mid = torch.cat([torch.zeros_like(mid), mid])
+            down, mid = unconditional_zeros(down, mid)
         return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
+
+
+def unconditional_zeros(down: list[torch.Tensor], mid: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Residuals of the conditional half of a guided batch, with zeros put first for its unconditional half."""
+    return [torch.cat([torch.zeros_like(d), d]) for d in down], torch.cat([torch.zeros_like(mid), mid])
 
 
 def controlnet_conditions(
@@ -180,4 +184,11 @@ def controlnet_conditions(
     return conditions
 
 
-__all__ = ["ControlNet", "ControlNetCondition", "active_steps", "control_frames_tensor", "controlnet_conditions"]
+__all__ = [
+    "ControlNet",
+    "ControlNetCondition",
+    "active_steps",
+    "control_frames_tensor",
+    "controlnet_conditions",
+    "unconditional_zeros",
+]
