@@ -169,3 +169,71 @@ def test_cli_trains_a_controlnet_that_generate_takes(base_folder, tmp_path, caps
     args += ["--controlnet", str(exported), "--control-frames", str(control)]
     assert main(args) == 0
     assert gif.is_file()
+
+
+@pytest.mark.parametrize("annotator", ["rgb", "canny"])
+def test_sparse_ctrl_mode_trains_the_encoder_that_generate_takes(base_folder, tmp_path, annotator):
+    from animatediff.formats.sparse_ctrl import load_sparse_ctrl
+    from animatediff.pipeline.sparse_ctrl import SparseCtrl
+    from animatediff.train.sparse_ctrl import SPARSECTRL_FILE, SPARSECTRL_FOLDER
+
+    sections = {"controlnet": {"kind": "sparsectrl", "annotator": annotator}, "optim": {"caption_dropout": 0.0}}
+    trainer = Trainer(controlnet_config(base_folder, tmp_path, **sections))
+    frozen = _weights(trainer.unet)
+    before = _weights(trainer.controlnet)
+    assert trainer.controlnet.sparse_config.takes_latents == (annotator == "rgb")
+    result = trainer.train()
+    after = _weights(trainer.controlnet)
+    assert all(torch.equal(frozen[k], v) for k, v in _weights(trainer.unet).items())
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"controlnet", "motion"}  # its ControlNet part and its motion modules both learn
+    for exported in (result["checkpoint"] / SPARSECTRL_FILE, result["checkpoint"] / SPARSECTRL_FOLDER):
+        loaded = load_sparse_ctrl(exported, trainer.unet.unet.config)
+        assert all(torch.equal(v, after[k]) for k, v in loaded.state_dict().items())
+    from animatediff.pipeline import AnimationPipeline
+
+    pipe = AnimationPipeline.from_pretrained(
+        base_folder, controlnet_config(base_folder, tmp_path).model.init_motion_module
+    )
+    frames = pipe("a square", num_frames=4, height=16, width=16, num_inference_steps=2, progress=False,
+                  sparse_ctrls=[SparseCtrl(loaded, {0: torch.rand(3, 16, 16)})])  # fmt: skip
+    assert frames.shape == (1, 4, 16, 16, 3)
+
+
+def test_sparse_ctrl_keyframes_are_drawn_as_configured():
+    from animatediff.train.sparse_ctrl import draw_keyframes, sparse_condition
+
+    generator = torch.Generator().manual_seed(0)
+    masks = draw_keyframes(400, 8, 3, 0.5, generator)
+    counts = masks.sum(1)
+    assert counts.min() == 1 and counts.max() == 3
+    assert 0.4 < masks[:, 0].mean() < 0.6  # frame 0 in about half the clips
+    always = draw_keyframes(50, 8, 1, 1.0, generator)
+    assert torch.equal(always, torch.eye(8)[[0] * 50])  # image-to-video only
+    latents = torch.randn(2, 4, 8, 4, 4)
+    condition, mask = sparse_condition({}, latents, "rgb", masks[:2])
+    assert torch.equal(condition[:, :, masks[0] == 0][0], torch.zeros_like(condition[:, :, masks[0] == 0][0]))
+    assert torch.equal(mask[:, 0, :, 0, 0], masks[:2])
+
+
+def test_sparse_ctrl_resumes_exactly(base_folder, tmp_path):
+    sections = dict(
+        controlnet={"kind": "sparsectrl", "annotator": "rgb"},
+        optim={"max_steps": 4, "caption_dropout": 0.5},
+        checkpoint={"every": 2, "keep_last": 0, "resume_from": "latest"},
+    )
+    whole = Trainer(controlnet_config(base_folder, tmp_path, "whole", **sections))
+    whole.train()
+    Trainer(controlnet_config(base_folder, tmp_path, "split", **sections)).train(stop_after=3)
+    resumed = Trainer(controlnet_config(base_folder, tmp_path, "split", **sections))
+    assert resumed.step == 2
+    resumed.train()
+    a, b = _weights(whole.controlnet), _weights(resumed.controlnet)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sparse_ctrl_and_controlnet_annotators_do_not_mix(base_folder, tmp_path):
+    with pytest.raises(InputError, match="'rgb' is for a SparseCtrl encoder, not controlnet.kind 'controlnet'"):
+        controlnet_config(base_folder, tmp_path, controlnet={"annotator": "rgb"})
+    with pytest.raises(InputError, match="'none' is for a ControlNet, not controlnet.kind 'sparsectrl'"):
+        controlnet_config(base_folder, tmp_path, controlnet={"kind": "sparsectrl", "annotator": "none"})

@@ -157,18 +157,27 @@ class LoRAConfig:
 
 @dataclass
 class ControlNetTrainConfig:
-    """ControlNet mode: train a ControlNet that steers the frozen base and the frozen motion module."""
+    """ControlNet mode: train a ControlNet, or a SparseCtrl encoder, that steers the frozen base and motion module."""
 
     enabled: bool = False
-    """Train a ControlNet (needs `model.init_motion_module`, which stays frozen with the base) instead of the motion
-    module; checkpoints export it as a diffusers folder `controlnet/` that `--controlnet` loads."""
+    """Train a ControlNet or SparseCtrl encoder (needs `model.init_motion_module`, which stays frozen with the base)
+    instead of the motion module; checkpoints export it where `generate` takes it: a ControlNet as the diffusers
+    folder `controlnet/` (`--controlnet`), a SparseCtrl encoder as `sparsectrl.safetensors` and
+    `sparsectrl_diffusers/` (`--sparsectrl`)."""
+    kind: str = "controlnet"
+    """'controlnet' (a control image on every frame) or 'sparsectrl' (SparseCtrl: a condition on a few frames)."""
     init: str | None = None
-    """Start from this ControlNet for the base (a diffusers folder, hub id or single file); None: a copy of the base
-    UNet's encoder and middle with zero output convolutions (ControlNet's own initialization)."""
+    """Start from this ControlNet or SparseCtrl encoder for the base (a diffusers folder, hub id or single file);
+    None: a copy of the base UNet's encoder and middle with zero output convolutions (ControlNet's own start)."""
     annotator: str = "canny"
-    """How each frame's control image is made: 'canny' (Canny edges of the frame, as `--control-from-video canny`
-    makes them at inference; needs OpenCV) or 'none' (the dataset's items carry `control_values`, (f, 3, H, W) in
-    [0, 1], for data.kind 'custom')."""
+    """How the control images are made of each clip: 'canny' (Canny edges of the frames, as `--control-from-video
+    canny` makes them; needs OpenCV), 'none' (ControlNet only: the dataset's items carry `control_values`,
+    (f, 3, H, W) in [0, 1], for data.kind 'custom'), or 'rgb' (SparseCtrl only: the frames themselves, as VAE
+    latents: the RGB encoder, for image-to-video)."""
+    max_keyframes: int = 3
+    """SparseCtrl: a training clip carries the condition on 1 to this many random frames."""
+    first_frame_rate: float = 0.5
+    """SparseCtrl: how often frame 0 is among a training clip's keyframes (image-to-video)."""
 
 
 @dataclass
@@ -261,7 +270,8 @@ class TrainConfig:
             "data.kind": (self.data.kind, DATA_KINDS),
             "optim.loss_weighting": (self.optim.loss_weighting, LOSS_WEIGHTINGS),
             "optim.timestep_bias": (self.optim.timestep_bias, TIMESTEP_BIASES),
-            "controlnet.annotator": (self.controlnet.annotator, ("canny", "none")),
+            "controlnet.kind": (self.controlnet.kind, ("controlnet", "sparsectrl")),
+            "controlnet.annotator": (self.controlnet.annotator, ("canny", "none", "rgb")),
         }
         if self.model.convert_to_version is not None:
             choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))
@@ -277,6 +287,7 @@ class TrainConfig:
             "optim.max_steps": self.optim.max_steps,
             "optim.max_nonfinite_steps": self.optim.max_nonfinite_steps,
             "lora.rank": self.lora.rank,
+            "controlnet.max_keyframes": self.controlnet.max_keyframes,
             "validation.num_frames": self.validation.num_frames,
         }
         for name, value in positive.items():
@@ -310,6 +321,16 @@ class TrainConfig:
                 "(a fresh module's zero proj_out would give its attention no gradient)"
             )
         if self.controlnet.enabled:
+            kind, annotator = self.controlnet.kind, self.controlnet.annotator
+            if (kind, annotator) in (("controlnet", "rgb"), ("sparsectrl", "none")):
+                raise InputError(
+                    f"controlnet.annotator {annotator!r} is for "
+                    f"{'a SparseCtrl encoder' if annotator == 'rgb' else 'a ControlNet'}, not controlnet.kind {kind!r}"
+                )
+            if not 0 <= self.controlnet.first_frame_rate <= 1:
+                raise InputError(
+                    f"controlnet.first_frame_rate must be in [0, 1], got {self.controlnet.first_frame_rate}"
+                )
             if self.lora.enabled:
                 raise InputError("controlnet.enabled and lora.enabled: a run trains a ControlNet or a MotionLoRA")
             if not self.model.init_motion_module:

@@ -26,6 +26,7 @@ from torch import nn
 from animatediff.errors import InputError
 from animatediff.formats.controlnet import check_controlnet
 from animatediff.models import AnimationUNet
+from animatediff.models.sparse_ctrl import SparseControlNet
 from animatediff.pipeline.annotators import annotate
 
 CONTROLNET_FOLDER = "controlnet"
@@ -55,32 +56,46 @@ def build_controlnet(init: str | None, unet: UNet2DConditionModel, vae_scale_fac
 
 
 class ControlledUNet(nn.Module):
-    """The trained ControlNet and the frozen animated UNet as one module (what Accelerate prepares): the ControlNet's
-    weights are the `controlnet.*` entries of its state dict."""
+    """The trained ControlNet (or SparseCtrl encoder) and the frozen animated UNet as one module (what Accelerate
+    prepares): the trained weights are the `controlnet.*` entries of its state dict."""
 
-    def __init__(self, controlnet: ControlNetModel, unet: AnimationUNet) -> None:
+    def __init__(self, controlnet: ControlNetModel | SparseControlNet, unet: AnimationUNet) -> None:
         super().__init__()
         self.controlnet = controlnet
         self.unet = unet
 
     def forward(
-        self, sample: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, control: torch.Tensor
+        self,
+        sample: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        control: torch.Tensor,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """sample (b, c, f, h, w), timesteps (b,), context (b, tokens, dim), control (b, f, 3, H, W) in [0, 1] →
+        """sample (b, c, f, h, w), timesteps (b,), context (b, tokens, dim); for a ControlNet, control (b, f, 3, H,
+        W) in [0, 1]; for a SparseCtrl encoder, its condition (b, c, f, h, w) and `mask` (b, 1, f, h, w). Returns
         the UNet's prediction (b, c, f, h, w)."""
+        if isinstance(self.controlnet, SparseControlNet):
+            down, mid = self.controlnet(sample, timesteps, context, control, mask)
+        else:
+            down, mid = self._controlnet_residuals(sample, timesteps, context, control)
+        return self.unet(
+            sample, timesteps, context, down_block_additional_residuals=tuple(down), mid_block_additional_residual=mid
+        )
+
+    def _controlnet_residuals(
+        self, sample: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, control: torch.Tensor
+    ) -> tuple:
         b, _, f = sample.shape[:3]
         if control.shape[:2] != (b, f):
             raise InputError(f"control images for {tuple(control.shape[:2])} (videos, frames), latents for {(b, f)}")
         dtype = next(self.controlnet.parameters()).dtype
-        down, mid = self.controlnet(
+        return self.controlnet(
             rearrange(sample, "b c f h w -> (b f) c h w").to(dtype),
             repeat(timesteps.reshape(-1).expand(b), "b -> (b f)", f=f),
             encoder_hidden_states=repeat(context, "b n d -> (b f) n d", f=f).to(dtype),
             controlnet_cond=control.flatten(0, 1).to(dtype),
             return_dict=False,
-        )
-        return self.unet(
-            sample, timesteps, context, down_block_additional_residuals=tuple(down), mid_block_additional_residual=mid
         )
 
 

@@ -21,17 +21,22 @@ def describe(trainer: Trainer) -> str:
         if c.lora.enabled:
             what = f"MotionLoRA (rank {c.lora.rank}) on the {what}"
         elif c.controlnet.enabled:
-            what = f"a ControlNet ({_controlnet_origin(c.controlnet.init)}) over the frozen {what}"
+            what = f"{_encoder(c.controlnet.kind)} ({_controlnet_origin(c.controlnet.init)}) over the frozen {what}"
         return f"training {what}: {where}"
     what = f"the {trainer.motion_config.version} motion module of this run"
     if c.lora.enabled:
         what = f"the MotionLoRA (rank {c.lora.rank}) of this run (on the {trainer.motion_origin})"
     elif c.controlnet.enabled:
-        what = f"the ControlNet of this run (over the frozen {trainer.motion_origin})"
+        encoder = _encoder(c.controlnet.kind).removeprefix("a ")
+        what = f"the {encoder} of this run (over the frozen {trainer.motion_origin})"
     line = f"resuming {what} from {trainer.resume_path} at step {trainer.step}: {where}"
     if trainer.step >= c.optim.max_steps:
         line += f"; nothing to train, optim.max_steps is {c.optim.max_steps}"
     return line
+
+
+def _encoder(kind: str) -> str:
+    return "a SparseCtrl encoder" if kind == "sparsectrl" else "a ControlNet"
 
 
 def _controlnet_origin(init: str | None) -> str:

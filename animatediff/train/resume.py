@@ -44,6 +44,9 @@ ADDED_FIELDS = {
     "controlnet.enabled": False,
     "controlnet.init": None,
     "controlnet.annotator": "canny",
+    "controlnet.kind": "controlnet",
+    "controlnet.max_keyframes": 3,
+    "controlnet.first_frame_rate": 0.5,
 }
 
 # Fields that have since left the config, with the value that meant what the config without them means.

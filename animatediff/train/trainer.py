@@ -9,8 +9,9 @@ DeepSpeed/FSDP (through `accelerate config`), mixed precision and trackers; noth
 Randomness: every draw of the step (VAE posterior sample, caption dropout, noise, timesteps) comes from one
 generator per process seeded with seed + rank and saved in checkpoints, so a resumed run continues exactly.
 
-In ControlNet mode (`controlnet.enabled`, `controlnet.py`) the motion module is frozen too and a ControlNet learns
-to steer the animated UNet from per-frame control images.
+In ControlNet mode (`controlnet.enabled`) the motion module is frozen too and a ControlNet learns to steer the
+animated UNet from per-frame control images (`controlnet.py`), or a SparseCtrl encoder from a condition on a few
+frames (`sparse_ctrl.py`).
 
 A step whose loss or gradients are not finite is skipped and counted (`nonfinite.py`); too many in a row stop the
 run, and no checkpoint is written of non-finite weights.
@@ -26,6 +27,7 @@ from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
+from diffusers import ControlNetModel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -34,6 +36,7 @@ from animatediff.errors import InputError
 from animatediff.extras import require
 from animatediff.io.outputs import check_output_folder
 from animatediff.models import inflate_unet
+from animatediff.models.sparse_ctrl import SparseControlNet
 from animatediff.pipeline.annotators import check_annotator
 from animatediff.sampling import denoising_target
 from animatediff.text_encoding import encode_prompts
@@ -54,6 +57,7 @@ from animatediff.train.noise import draw_timesteps, noise_scheduler, timestep_we
 from animatediff.train.nonfinite import NonFiniteGuard, TrainingDiverged, any_process, grads_finite, weights_finite
 from animatediff.train.reporting import describe, step_logs
 from animatediff.train.resume import check_resumable, load_checkpoint, scheduler_state, verify_checkpoint
+from animatediff.train.sparse_ctrl import build_sparse_ctrl, draw_keyframes, export_sparse_ctrl, sparse_condition
 
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 StepCallback = Callable[["Trainer", int, float], None]
@@ -77,7 +81,7 @@ class Trainer:
         check_output_folder(Path(c.output_dir) / "checkpoints", "output_dir")  # before minutes of training
         if c.lora.enabled:
             require("peft", "lora.enabled (MotionLoRA training)")
-        if c.controlnet.enabled and c.controlnet.annotator != "none":
+        if c.controlnet.enabled and c.controlnet.annotator == "canny":
             check_annotator(c.controlnet.annotator, "controlnet.annotator")
         self.accelerator = acc = Accelerator(
             mixed_precision=c.precision,
@@ -135,7 +139,12 @@ class Trainer:
         trained = self.unet
         if c.controlnet.enabled:
             motion.requires_grad_(False)
-            self.controlnet = build_controlnet(c.controlnet.init, parts.unet, traits.vae_scale_factor).to(acc.device)
+            if c.controlnet.kind == "sparsectrl":
+                latent = c.controlnet.annotator == "rgb"
+                built = build_sparse_ctrl(c.controlnet.init, parts.unet, traits.vae_scale_factor, latent)
+            else:
+                built = build_controlnet(c.controlnet.init, parts.unet, traits.vae_scale_factor)
+            self.controlnet = built.to(acc.device)
             self.trainable = list(self.controlnet.parameters())
             trained = ControlledUNet(self.controlnet, self.unet)
         elif c.lora.enabled:
@@ -149,7 +158,7 @@ class Trainer:
         self._check_frozen(trained)
         if c.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
-            if self.controlnet is not None:
+            if isinstance(self.controlnet, ControlNetModel):  # not SparseCtrl's: its motion hooks see no frames then
                 self.controlnet.enable_gradient_checkpointing()
         self.noise_scheduler = noise_scheduler(c.optim, traits.prediction_type, traits.zero_snr)
 
@@ -246,8 +255,12 @@ class Trainer:
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         target = denoising_target(self.noise_scheduler, latents, noise, timesteps)
         inputs = (noisy, timesteps, context)
-        if self.controlnet is not None:
-            inputs += (control_images(batch, self.config.controlnet.annotator).to(device),)
+        cn = self.config.controlnet
+        if isinstance(self.controlnet, SparseControlNet):
+            keyframes = draw_keyframes(b, f, cn.max_keyframes, cn.first_frame_rate, self.generator)
+            inputs += sparse_condition(batch, latents, cn.annotator, keyframes)
+        elif self.controlnet is not None:
+            inputs += (control_images(batch, cn.annotator).to(device),)
         # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
         with self.unet.fold_frames(f):
             prediction = self.model(*inputs)
@@ -366,6 +379,9 @@ class Trainer:
     def export(self, folder: Path) -> None:
         """The trained weights alone, loadable by `animatediff generate`: official file + diffusers folder (a
         ControlNet run: the ControlNet's diffusers folder)."""
+        if isinstance(self.controlnet, SparseControlNet):
+            export_sparse_ctrl(self.accelerator, self.model, self.controlnet, folder)
+            return
         if self.controlnet is not None:
             export_controlnet(self.accelerator, self.model, self.controlnet, folder)
             return
