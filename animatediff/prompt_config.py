@@ -12,6 +12,9 @@ with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` jo
 travel between the keyframes (`pipeline.prompt_travel`); it takes one n_prompt and one seed. A prompt-travel config
 file itself (one mapping with `prompt_map` and `motion_module` at its top) is read as one such entry.
 
+SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_config`, `controlnet_images`,
+`controlnet_image_indexs`, `normalize_condition_images` (`pipeline.sparse_ctrl_entries`).
+
 An image prompt (IP-Adapter, `pipeline.ip_adapter`): `ip_adapter` (weights), `ip_image` (a path or a list),
 optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-image, --ip-scale, --image-encoder.
 
@@ -37,6 +40,7 @@ from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.pipeline.control_inputs import entry_control_inputs, load_controlnets
 from animatediff.pipeline.ip_adapter import ip_adapter_option
 from animatediff.pipeline.prompt_travel import PromptTravel
+from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls, keyframe_frames, read_keyframe_images
 from animatediff.prompt_entries import PromptEntry, load_prompt_config, parse_entry, single_entry
 from animatediff.sampling import for_model
 
@@ -71,6 +75,8 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
         paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
         paths += [("ip_image", image) for image in entry.ip_image]
         paths += [("motion_module_lora_configs", str(c["path"])) for c in entry.motion_module_lora_configs]
+        paths += [("controlnet_path", entry.controlnet_path), ("controlnet_config", entry.controlnet_config)]
+        paths += [("controlnet_images", image) for image in entry.controlnet_images]
         for key, path in paths:
             if not path or Path(_local(path, here)).expanduser().exists():
                 continue
@@ -124,6 +130,10 @@ def run_prompt_config(
     for entry in (e for e in entries if e.video):  # every input video decodes and is long enough, before loading
         read_video_input(_local(entry.video, here), entry.L or frames, entry.video_stride, ("L", "video_stride"))
     controls = {e.name: entry_control_inputs(e, e.L or frames, lambda p: _local(p, here)) for e in entries}
+    for entry in (e for e in entries if e.controlnet_path):  # SparseCtrl keyframes within the clip, images readable
+        where = f"{config.name} entry {entry.name}"
+        keyframe_frames(entry.controlnet_image_indexs, entry.L or frames, where)
+        read_keyframe_images([_local(p, here) for p in entry.controlnet_images], False, where)
     check_output_folder(output_root, "output folder")
     cache = cache or ModelCache()
     out = Path(output_root) / f"{config.stem}-{datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}"
@@ -149,6 +159,8 @@ def run_prompt_config(
             pipe = cache.pipeline(spec)
             pipe.scheduler = for_model(_scheduler(_local(entry.inference_config, here)), pipe.noise_settings)
             controlnets = load_controlnets(controls[entry.name], pipe, entry.H or height, entry.W or width)
+            sparse = entry_sparse_ctrls(entry, pipe, entry.L or frames, entry.H or height, entry.W or width,
+                                        lambda p: _local(p, here), f"{config.name} entry {entry.name}")  # fmt: skip
             for prompt, negative, seed in zip(entry.prompts, entry.negative_prompts, entry.seeds):
                 seed = seed if seed != -1 else random.SystemRandom().randrange(2**63)
                 entry_seeds.append(seed)
@@ -158,7 +170,7 @@ def run_prompt_config(
                     prompt_interpolation=entry.prompt_interpolation, video=_local(entry.video, here) or None,
                     strength=entry.strength, video_stride=entry.video_stride,
                     ip_adapter=ip_adapter,
-                    controlnets=controlnets,
+                    controlnets=controlnets, sparse_ctrls=sparse,
                 )[0]  # fmt: skip
                 path = out / "sample" / f"{index}-{sample_name(prompt)}.gif"
                 check_finite(video, path)

@@ -1,5 +1,6 @@
-"""The entries of a prompt config: official AnimateDiff entries, prompt travel's, and the keys of the features
-`generate` has (video-to-video, ControlNet, IP-Adapter), each checked with the nearest known key named.
+"""The entries of a prompt config: official AnimateDiff entries (SparseCtrl's `controlnet_*` keys included), prompt
+travel's, and the keys of the features `generate` has (video-to-video, ControlNet, IP-Adapter), each checked with
+the nearest known key named.
 
 The layouts are described in `prompt_config`, which runs the entries.
 """
@@ -17,12 +18,12 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, compose, keyframes
+from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
 
 # Keys the official configs carry that are spelled differently or only informative here.
 ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
 IGNORED = {"random_seed"}  # written by the official script into saved configs; re-running one draws `seed` again
-UNSUPPORTED_PREFIXES = ("controlnet_",)  # SparseCtrl entries
 PROMPT_TRAVEL_ONLY = {"lora_map", "motion_lora_map", "ip_adapter_map", "img2img_map", "region_map", "upscale_config",
                       "stylize_config", "lcm_map", "apply_lcm_lora", "gradual_latent_hires_fix_map", "clip_skip",
                       "prompt_fixed_ratio", "scheduler", "context_schedule", "vae_path", "compile", "output",
@@ -101,6 +102,19 @@ class PromptEntry:
     """ControlNet: fraction of the steps after which it stops; one for all or one each; unset: 1."""
     guess_mode: bool = False
     """ControlNet guess mode: the ControlNets see only the prompted half of the guided batch."""
+    controlnet_path: str = ""
+    """SparseCtrl, as the official v3 configs name it: the encoder (official file, diffusers folder or hub id)."""
+    controlnet_config: str = ""
+    """SparseCtrl: the official inference YAML of the encoder (`configs/inference/sparsectrl/*.yaml`); its
+    `controlnet_additional_kwargs` say what the file does not (motion heads, positions); empty: read off the file."""
+    controlnet_images: list[str] = field(default_factory=list)
+    """SparseCtrl: the keyframe images (pictures for the RGB encoder, scribbles for the scribble one)."""
+    controlnet_image_indexs: list[int] = field(default_factory=lambda: [0])
+    """SparseCtrl: the frame of each keyframe image, in order (-1: the last frame), the official key's spelling."""
+    normalize_condition_images: bool = False
+    """SparseCtrl: keyframe images made gray and stretched to [0, 1] first (the official option, for scribbles)."""
+    controlnet_use_simplified_condition_embedding: bool | None = None
+    """SparseCtrl: overrides the config's `use_simplified_condition_embedding` (whether images go in as latents)."""
     name: str = ""
     """The entry's key in mapping-form configs, else its index."""
 
@@ -136,8 +150,6 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     for key, value in raw.items():
         if key in IGNORED:
             continue
-        if str(key).startswith(UNSUPPORTED_PREFIXES):
-            raise InputError(f"{where}: {key!r}: SparseCtrl (controlnet_*) entries are not supported by `run`")
         if key in PROMPT_TRAVEL_ONLY:
             raise InputError(f"{where}: animatediff-cli-prompt-travel's {key!r} is not supported by `run`; remove it")
         if key == "tensor_interpolation_slerp":  # prompt-travel's switch; an explicit prompt_interpolation wins
@@ -157,6 +169,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     check_video_keys(values, where)  # video-to-video's
     check_entry_keys(values, where)  # IP-Adapter's
     check_control_keys(values, where)  # ControlNet's
+    check_sparse_ctrl_keys(values, where)  # SparseCtrl's (the official controlnet_* keys)
     for key in ("prompt", "motion_module"):
         if not values.get(key) and not (key == "prompt" and values.get("prompt_map")):
             raise InputError(f"{where}: {key!r} is required")

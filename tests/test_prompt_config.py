@@ -123,7 +123,12 @@ def test_v1_mapping_form_with_motion_module_list_and_path_alias(assets, base_fol
         ({"n_prompt": ["a", "b", "c"]}, "3 n_prompt values for 2 prompts"),
         ({"seed": "7"}, "seed must be an integer"),
         ({"steps": 2.5}, "steps must be an integer"),
-        ({"controlnet_path": "x"}, "SparseCtrl"),
+        ({"controlnet_path": "x"}, "controlnet_images must be a path or a list of paths"),
+        ({"controlnet_images": ["a.png"]}, "controlnet_images without controlnet_path"),
+        (
+            {"controlnet_path": "x", "controlnet_images": ["a", "b"], "controlnet_image_indexs": [0]},
+            r"controlnet_image_indexs \[0\] has 1 frames for 2 controlnet_images",
+        ),
         ({"prompt": []}, "'prompt' is required"),
         ({"motion_module_lora_configs": [{"path": "p", "alpah": 1}]}, "unknown key 'alpah'; did you mean 'alpha'"),
         ({"motion_module_lora_configs": [{"path": "p", "alpha": "high"}]}, "alpha must be a number"),

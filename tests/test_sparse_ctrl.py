@@ -222,3 +222,126 @@ def test_cli_convert_takes_sparse_ctrl_files(files, tmp_path):
     assert main(["convert", str(tmp_path / "folder"), str(tmp_path / "again.safetensors"), "--dtype", "fp16"]) == 0
     again = load_sparse_ctrl(tmp_path / "again.safetensors")
     assert again.dtype == torch.float16
+
+
+LATENT_CONDITION = """controlnet_additional_kwargs:
+  set_noisy_sample_input_to_zero:     true
+  use_simplified_condition_embedding: true
+  conditioning_channels:              4
+
+  use_motion_module:         true
+  motion_module_resolutions: [1,2,4,8]
+  motion_module_mid_block:   false
+  motion_module_type:        "Vanilla"
+
+  motion_module_kwargs:
+    num_attention_heads:                8
+    num_transformer_block:              1
+    attention_block_types:              [ "Temporal_Self" ]
+    temporal_position_encoding:         true
+    temporal_position_encoding_max_len: 32
+    temporal_attention_dim_div:         1
+"""
+
+OFFICIAL_I2V = """# 1-animation
+- dreambooth_path:   ""
+  inference_config: "configs/inference/inference-v3.yaml"
+  motion_module:    "models/Motion_Module/v3_sd15_mm.ckpt"
+
+  controlnet_config: "configs/inference/sparsectrl/latent_condition.yaml"
+  controlnet_path:   "models/SparseCtrl/v3_sd15_sparsectrl_rgb.ckpt"
+
+  H: 16
+  W: 16
+  L: 4
+  seed: [123]
+  steps: 2
+  guidance_scale: 8.5
+
+  controlnet_image_indexs: [0]
+  controlnet_images:
+    - "__assets__/demos/image/painting.png"
+
+  prompt:
+    - an oil painting of a sailboat in the ocean wave
+  n_prompt:
+    - "worst quality, low quality, letterboxed"
+
+# 2-interpolation
+- dreambooth_path:   ""
+  inference_config: "configs/inference/inference-v3.yaml"
+  motion_module:    "models/Motion_Module/v3_sd15_mm.ckpt"
+
+  controlnet_config: "configs/inference/sparsectrl/latent_condition.yaml"
+  controlnet_path:   "models/SparseCtrl/v3_sd15_sparsectrl_rgb.ckpt"
+
+  H: 16
+  W: 16
+  L: 4
+  seed: [123]
+  steps: 2
+  guidance_scale: 8.5
+
+  controlnet_image_indexs: [0,-1]
+  controlnet_images:
+    - "__assets__/demos/image/interpolation_1.png"
+    - "__assets__/demos/image/interpolation_2.png"
+
+  prompt:
+    - "aerial view, beautiful forest, autumn, 4k, high quality"
+  n_prompt:
+    - "worst quality, low quality, letterboxed"
+"""
+
+
+def test_an_official_sparse_ctrl_config_runs_from_the_repo_root(base_folder, tmp_path, monkeypatch):
+    """The official file layout and keys: an official-layout .ckpt with no config, its inference YAML, keyframe
+    images at 0 and -1; each entry's frames differ from the same entry without SparseCtrl."""
+    import yaml
+    from diffusers import UNet2DConditionModel
+
+    from animatediff.model_cache import ModelCache
+    from animatediff.prompt_config import run_prompt_config
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("configs/prompts/3_sparsectrl", "configs/inference/sparsectrl", "models/Motion_Module",
+                   "models/SparseCtrl", "__assets__/demos/image"):  # fmt: skip
+        (tmp_path / folder).mkdir(parents=True)
+    unet = UNet2DConditionModel.from_pretrained(base_folder / "unet")
+    torch.save(model_state_dict(tiny_sparse_ctrl(unet, "rgb")), "models/SparseCtrl/v3_sd15_sparsectrl_rgb.ckpt")
+    save_motion_modules(tiny_motion("v3"), "models/Motion_Module/v3_sd15_mm.ckpt")
+    (tmp_path / "configs/inference/sparsectrl/latent_condition.yaml").write_text(LATENT_CONDITION)
+    for i, name in enumerate(("painting", "interpolation_1", "interpolation_2")):
+        Image.fromarray(np.full((24, 36, 3), 60 * i + 40, np.uint8)).save(f"__assets__/demos/image/{name}.png")
+    config = tmp_path / "configs/prompts/3_sparsectrl/3_1_sparsectrl_i2v.yaml"
+    config.write_text(OFFICIAL_I2V)
+    out = run_prompt_config(config, base_folder, "samples", ModelCache(), progress=False)
+    names = sorted(p.name for p in (out / "sample").iterdir())
+    assert names == ["0-an-oil-painting-of-a-sailboat-in-the-ocean-wave.gif",
+                     "1-aerial-view,-beautiful-forest,-autumn,-4k,-high-quality.gif"]  # fmt: skip
+    plain = yaml.safe_load(OFFICIAL_I2V)
+    for entry in plain:
+        for key in [k for k in entry if k.startswith("controlnet_")]:
+            del entry[key]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plain))
+    without = run_prompt_config(tmp_path / "plain.yaml", base_folder, "samples", ModelCache(), progress=False)
+    for name in names:
+        a = np.asarray(Image.open(out / "sample" / name).convert("RGB"), np.float32)
+        b = np.asarray(Image.open(without / "sample" / name).convert("RGB"), np.float32)
+        assert np.abs(a - b).mean() > 0.5, name
+
+
+def test_official_sparse_ctrl_keys_that_do_not_fit_fail_before_loading(base_folder, tmp_path):
+    from animatediff.prompt_config import run_prompt_config
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "s.ckpt").write_bytes(b"")  # never read: the index fails first
+    save_motion_modules(tiny_motion("v3"), tmp_path / "mm.safetensors")
+    entry = {"motion_module": "mm.safetensors", "prompt": ["x"], "L": 4, "controlnet_path": "s.ckpt",
+             "controlnet_images": ["a.png"], "controlnet_image_indexs": [4]}  # fmt: skip
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump([entry]))
+    with pytest.raises(InputError, match="controlnet_image_indexs 4 is outside the clip of 4 frames"):
+        run_prompt_config(tmp_path / "c.yaml", base_folder, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -28,7 +28,7 @@ def add_sparse_ctrl_args(p: argparse.ArgumentParser) -> None:
         metavar="MODEL[:SCALE]",
         help="SparseCtrl encoder for an SD1.5 base: an official file (v3_sd15_sparsectrl_rgb.ckpt takes pictures, "
         "v3_sd15_sparsectrl_scribble.ckpt scribbles), a diffusers folder or hub id (guoyww/animatediff-sparsectrl-"
-        "rgb); scale 1.0 unless given",
+        "rgb); scale 1.0 unless given; default with --keyframe and the embedded world models: their RGB encoder",
     )
     p.add_argument(
         "--keyframe",
@@ -102,9 +102,12 @@ def sparse_ctrl_input_from_args(args: argparse.Namespace) -> SparseCtrlInput | N
     from animatediff.pipeline.control_inputs import check_control_range
 
     if args.sparsectrl is None:
-        if args.keyframe:
+        if not args.keyframe:
+            return None
+        embedded = _embedded_encoder(args)
+        if embedded is None:
             raise InputError("--keyframe without --sparsectrl (the SparseCtrl encoder that takes it)")
-        return None
+        args.sparsectrl = embedded
     if not args.keyframe:
         raise InputError("--sparsectrl without --keyframe: give at least one, e.g. --keyframe 0:first.png")
     try:
@@ -120,6 +123,17 @@ def sparse_ctrl_input_from_args(args: argparse.Namespace) -> SparseCtrlInput | N
             raise InputError(f"--keyframe {text!r}: frame {index} is given twice")
         keyframes[index] = read_image(path)
     return SparseCtrlInput(os.fspath(model), scale, args.sparsectrl_start, args.sparsectrl_end, keyframes)
+
+
+def _embedded_encoder(args: argparse.Namespace) -> str | None:
+    """The embedded world's RGB SparseCtrl encoder, where the embedded models animate (no --base, no
+    --motion-module) and the package ships one; else None."""
+    if args.base is not None or args.motion_module is not None:
+        return None
+    from animatediff.world.layout import EMBEDDED, SPARSECTRL_RGB
+
+    path = EMBEDDED / SPARSECTRL_RGB
+    return os.fspath(path) if path.is_file() else None
 
 
 def sparse_ctrls_for(

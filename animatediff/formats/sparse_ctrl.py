@@ -114,7 +114,8 @@ def _unwrap(sd: dict) -> dict[str, torch.Tensor]:
 
 
 def shape_from_weights(sd: Mapping[str, torch.Tensor], heads: int = 8) -> tuple[dict, SparseCtrlConfig]:
-    """(ControlNetModel kwargs, SparseCtrl config) read off official-layout weights."""
+    """(ControlNetModel kwargs, SparseCtrl config) read off official-layout weights; `heads`: the spatial attention's
+    (SD1.x's 8), which the weights do not show."""
     if "conv_in.weight" not in sd or "controlnet_mid_block.weight" not in sd:
         raise InputError("not a SparseCtrl file: no conv_in.weight and controlnet_mid_block.weight")
     blocks = sorted({int(m[1]) for k in sd if (m := re.match(r"down_blocks\.(\d+)\.resnets\.", k))})
@@ -248,8 +249,12 @@ def build_sparse_ctrl(
     return model.eval().requires_grad_(False)
 
 
-def read_sparse_ctrl(path_or_id: str | os.PathLike, heads: int = 8) -> tuple[dict, dict, SparseCtrlConfig]:
-    """(official-layout tensors, ControlNetModel kwargs, SparseCtrl config) from a file, folder or hub id."""
+def read_sparse_ctrl(
+    path_or_id: str | os.PathLike, overrides: Mapping | None = None
+) -> tuple[dict, dict, SparseCtrlConfig]:
+    """(official-layout tensors, ControlNetModel kwargs, SparseCtrl config) from a file, folder or hub id;
+    `overrides`: SparseCtrlConfig fields that an official inference config states (`official_config`)."""
+    overrides = dict(overrides or {})
     path = resolve_path(path_or_id, "SparseCtrl")
     if path.is_dir():
         config_file = path / "config.json"
@@ -267,7 +272,7 @@ def read_sparse_ctrl(path_or_id: str | os.PathLike, heads: int = 8) -> tuple[dic
         sd = _unwrap(raw)
         if any(MOTION_KEY.match(k) and ".attn1." in k for k in sd):  # diffusers names in one file
             sd = diffusers_to_official_sd(sd)
-        shape, config = shape_from_weights(sd, heads)
+        shape, config = shape_from_weights(sd)
         if OFFICIAL_CONFIG_KEY in metadata:  # written here: the config it was saved with
             stored = json.loads(metadata[OFFICIAL_CONFIG_KEY])
             config = SparseCtrlConfig(**stored["sparsectrl"])
@@ -275,7 +280,61 @@ def read_sparse_ctrl(path_or_id: str | os.PathLike, heads: int = 8) -> tuple[dic
     counts = non_finite(sd)
     if counts:
         raise InputError(f"{path}: {sum(counts.values())} SparseCtrl weight values are not finite (NaN or inf)")
+    if overrides:
+        config = SparseCtrlConfig(**{**config.to_dict(), **overrides})
     return sd, shape, config
+
+
+# What an official inference config's `controlnet_additional_kwargs` say, and how they must be where they are fixed.
+OFFICIAL_KWARGS = {
+    "conditioning_channels": "conditioning_channels",
+    "use_simplified_condition_embedding": "simplified_embedding",
+    "set_noisy_sample_input_to_zero": "zero_noisy_input",
+    "concate_conditioning_mask": "concat_mask",
+}
+OFFICIAL_MOTION_KWARGS = {
+    "num_attention_heads": "motion_heads",
+    "num_transformer_block": "motion_blocks",
+    "temporal_position_encoding_max_len": "max_frames",
+}
+OFFICIAL_FIXED = {
+    "use_motion_module": True,
+    "motion_module_resolutions": [1, 2, 4, 8],
+    "motion_module_mid_block": False,
+    "motion_module_type": "Vanilla",
+}
+
+
+def official_config(path: str | os.PathLike) -> dict:
+    """SparseCtrlConfig fields from an official inference config (`configs/inference/sparsectrl/*.yaml`:
+    `controlnet_additional_kwargs`); an InputError naming a key this encoder cannot be."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputNotFound(f"controlnet_config not found: {os.fspath(path)}")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"controlnet_config {file}: not valid YAML ({err})") from None
+    kwargs = raw.get("controlnet_additional_kwargs", {}) if isinstance(raw, dict) else None
+    if not isinstance(kwargs, dict):
+        raise InputError(f"controlnet_config {file}: controlnet_additional_kwargs must be a mapping")
+    out = {}
+    for key, value in kwargs.items():
+        if key in OFFICIAL_KWARGS:
+            out[OFFICIAL_KWARGS[key]] = value
+        elif key in OFFICIAL_FIXED:
+            fixed = OFFICIAL_FIXED[key]
+            if (list(value) if isinstance(value, (list, tuple)) else value) != fixed:
+                raise InputError(f"controlnet_config {file}: {key} {value!r} is not supported (only {fixed!r})")
+        elif key == "motion_module_kwargs":
+            for name, item in (value or {}).items():
+                if name in OFFICIAL_MOTION_KWARGS:
+                    out[OFFICIAL_MOTION_KWARGS[name]] = item
+                elif name == "attention_block_types" and list(item) != ["Temporal_Self"]:
+                    raise InputError(f"controlnet_config {file}: attention_block_types {item!r} is not supported")
+    return out
 
 
 def check_sparse_ctrl(shape: Mapping, unet_config: Mapping, name: str = "SparseCtrl") -> None:
@@ -300,12 +359,16 @@ def _tuple(value: object) -> tuple:
 
 
 def load_sparse_ctrl(
-    path_or_id: str | os.PathLike, unet_config: Mapping | None = None, dtype: torch.dtype | None = None
+    path_or_id: str | os.PathLike,
+    unet_config: Mapping | None = None,
+    dtype: torch.dtype | None = None,
+    overrides: Mapping | None = None,
 ) -> SparseControlNet:
     """A SparseCtrl encoder from an official file, a diffusers folder or a hub id; checked against the base's UNet
-    config when given. `dtype`: None keeps the weights' own."""
+    config when given. `dtype`: None keeps the weights' own; `overrides`: SparseCtrlConfig fields an official
+    inference config states (`official_config`)."""
     name = os.fspath(path_or_id)
-    sd, shape, config = read_sparse_ctrl(path_or_id)
+    sd, shape, config = read_sparse_ctrl(path_or_id, overrides)
     if unet_config is not None:
         check_sparse_ctrl(shape, unet_config, name)
     model = build_sparse_ctrl(shape, config, sd, name)
@@ -367,6 +430,7 @@ __all__ = [
     "diffusers_to_official_sd",
     "is_sparse_ctrl",
     "load_sparse_ctrl",
+    "official_config",
     "model_state_dict",
     "official_to_diffusers_sd",
     "read_sparse_ctrl",

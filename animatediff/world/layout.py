@@ -9,6 +9,8 @@ A build folder (and `animatediff/assets/world/`, the embedded one, which has the
     personalized/star_dreambooth.safetensors   the 'object' look: a single-file DreamBooth checkpoint
     personalized/outlined_lora.safetensors     the 'style' look: a kohya LoRA
     look_classifier.safetensors            what the evaluation reads shapes and textures with
+    sparsectrl_rgb.safetensors             the embedded build only: an RGB SparseCtrl encoder for image-to-video
+                                           (trained by benchmarks/world_sparse_ctrl.py, not by `world build`)
     build.json                             the recipe and each stage's figures
 """
 
@@ -30,6 +32,7 @@ MOTION_LORAS = "motion_loras"
 PERSONALIZED = {"object": "personalized/star_dreambooth.safetensors", "style": "personalized/outlined_lora.safetensors"}
 PERSONALIZED_METHOD = {"object": "dreambooth", "style": "lora"}
 LOOK_CLASSIFIER = "look_classifier.safetensors"
+SPARSECTRL_RGB = "sparsectrl_rgb.safetensors"
 BUILD_FIGURES = "build.json"
 RECIPE_RECORD = "world.json"
 """In base/: the image recipe and the figures of the stages that trained it."""
