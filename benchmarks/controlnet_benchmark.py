@@ -1,11 +1,14 @@
-"""Seconds per denoising step and peak memory with one ControlNet: our pipeline vs diffusers'
-AnimateDiffControlNetPipeline.
+"""Seconds per denoising step and peak memory with one ControlNet (or one SparseCtrl encoder): our pipeline vs
+diffusers' AnimateDiffControlNetPipeline (AnimateDiffSparseControlNetPipeline).
 
 Both run the same random SD-shaped model (pipeline_benchmark.py's `build`), the same random ControlNet made from its
-UNet (`ControlNetModel.from_unet`, the residual convolutions drawn so that it steers), the same control frames and
-seed, with classifier-free guidance. Each measurement runs in a fresh subprocess so peak memory is its own.
+UNet (`ControlNetModel.from_unet`, the residual convolutions drawn so that it steers) and control frames, or the
+same random RGB SparseCtrl encoder (ours, and diffusers' SparseControlNetModel holding its weights) with a keyframe
+at frame 0, the same seed, with classifier-free guidance. Each measurement runs in a fresh subprocess so peak memory
+is its own.
 
     python benchmarks/controlnet_benchmark.py                    # small config on CPU
+    python benchmarks/controlnet_benchmark.py --control sparsectrl   # image-to-video with SparseCtrl
     python benchmarks/controlnet_benchmark.py --preset mid --threads 2
     python benchmarks/controlnet_benchmark.py --preset sd15 --device cuda --dtype fp16   # SD1.5's shape, 16×512²
 """
@@ -45,16 +48,37 @@ def controlnet_for(unet, seed: int = 1):  # noqa: ANN001, ANN201
     return model.eval()
 
 
-def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int) -> dict:
+def sparse_ctrl_for(unet, seed: int = 1):  # noqa: ANN001, ANN201
+    """Our RGB SparseCtrl encoder shaped after `unet`, its zero-started weights drawn so that it steers, and
+    diffusers' SparseControlNetModel with the same weights."""
+    import torch
+    from diffusers import SparseControlNetModel
+
+    from animatediff.formats.sparse_ctrl import diffusers_config, model_state_dict, official_to_diffusers_sd
+    from animatediff.models.sparse_ctrl import SparseControlNet, SparseCtrlConfig
+
+    torch.manual_seed(seed)
+    ours = SparseControlNet.from_unet(unet, SparseCtrlConfig())
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    config = {k: v for k, v in diffusers_config(ours).items() if not k.startswith("_")}
+    reference = SparseControlNetModel(**config)
+    reference.load_state_dict(official_to_diffusers_sd(model_state_dict(ours)))
+    return ours.eval(), reference.eval()
+
+
+def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int, control_kind: str) -> dict:
     import tempfile
 
     import torch
-    from diffusers import AnimateDiffControlNetPipeline, MotionAdapter
+    from diffusers import AnimateDiffControlNetPipeline, AnimateDiffSparseControlNetPipeline, MotionAdapter
 
     from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
     from animatediff.models import inflate_unet
     from animatediff.pipeline import AnimationPipeline
     from animatediff.pipeline.controlnet import ControlNet
+    from animatediff.pipeline.sparse_ctrl import SparseCtrl
     from animatediff.sampling import make_scheduler
 
     preset = PRESETS[preset_name]
@@ -67,20 +91,28 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
 
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
     unet, motion, vae, text = build(preset)
-    controlnet = controlnet_for(unet).to(device, dtype)
+    sparse = control_kind == "sparsectrl"
+    if sparse:
+        ours_sparse, reference_sparse = (m.to(device, dtype) for m in sparse_ctrl_for(unet))
+    else:
+        controlnet = controlnet_for(unet).to(device, dtype)
     size, frames = preset["size"], preset["frames"]
     control = torch.rand(frames, 3, size, size, generator=torch.Generator().manual_seed(2))
+    control_kwargs = (
+        {"sparse_ctrls": [SparseCtrl(ours_sparse, {0: control[0]})]}
+        if sparse
+        else {"controlnets": [ControlNet(controlnet, control)]}
+    )
     tok = tokenizer(tempfile.mkdtemp())
     if which == "ours":
         pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim"))
         pipe.to(device)
         for part in (pipe.text_encoder, pipe.vae, pipe.unet):
             part.to(dtype)
-        controls = [ControlNet(controlnet, control)]
 
         def run(n: int) -> None:
             pipe("a red circle", num_frames=frames, num_inference_steps=n, seed=0, progress=False,
-                 callback=lambda *_: stamp(), controlnets=controls)  # fmt: skip
+                 callback=lambda *_: stamp(), **control_kwargs)  # fmt: skip
     else:
         c = motion.config
         adapter = MotionAdapter(
@@ -90,17 +122,22 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
             motion_max_seq_length=32,
         )
         adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
-        pipe = AnimateDiffControlNetPipeline(
+        kind = AnimateDiffSparseControlNetPipeline if sparse else AnimateDiffControlNetPipeline
+        pipe = kind(
             vae=vae,
             text_encoder=text,
             tokenizer=tok,
             unet=unet,
             motion_adapter=adapter,
-            controlnet=controlnet,
+            controlnet=reference_sparse if sparse else controlnet,
             scheduler=make_scheduler("ddim"),
         ).to(device, dtype)
         pipe.set_progress_bar_config(disable=True)
-        conditioning = list(control)
+        reference_kwargs = (
+            {"conditioning_frames": [control[0][None]], "controlnet_frame_indices": [0]}
+            if sparse
+            else {"conditioning_frames": list(control)}
+        )
 
         def on_step(_pipe, _i, _t, kwargs):  # noqa: ANN001, ANN202
             stamp()
@@ -108,8 +145,8 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
 
         def run(n: int) -> None:
             pipe("a red circle", num_frames=frames, num_inference_steps=n, output_type="np",
-                 conditioning_frames=conditioning, generator=torch.Generator("cpu").manual_seed(0),
-                 callback_on_step_end=on_step)  # fmt: skip
+                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=on_step,
+                 **reference_kwargs)  # fmt: skip
 
     run(1)  # warm-up
     if device.startswith("cuda"):
@@ -129,6 +166,7 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=PRESETS, default="small")
+    parser.add_argument("--control", choices=["controlnet", "sparsectrl"], default="controlnet")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     parser.add_argument("--steps", type=int, default=5, help="denoising steps per run (the first is not timed)")
@@ -141,13 +179,13 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(args.threads)
-        print(json.dumps(measure(args.child, args.preset, args.device, args.dtype, args.steps)))
+        print(json.dumps(measure(args.child, args.preset, args.device, args.dtype, args.steps, args.control)))
         return
     results: dict[str, dict] = {}
     for _ in range(args.repeats):
         for which in ("diffusers", "ours"):
             command = [sys.executable, __file__, "--child", which, "--preset", args.preset, "--device", args.device,
-                       "--dtype", args.dtype, "--steps", str(args.steps)]  # fmt: skip
+                       "--dtype", args.dtype, "--steps", str(args.steps), "--control", args.control]  # fmt: skip
             if args.threads:
                 command += ["--threads", str(args.threads)]
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -157,7 +195,8 @@ def main() -> None:
                 results[which] = r
     p = PRESETS[args.preset]
     print(
-        f"preset {args.preset}: channels {p['channels']}, {p['frames']} frames at {p['size']}², one ControlNet, "
+        f"preset {args.preset}: channels {p['channels']}, {p['frames']} frames at {p['size']}², "
+        f"{'one SparseCtrl encoder (a keyframe at 0)' if args.control == 'sparsectrl' else 'one ControlNet'}, "
         f"{args.device} {args.dtype}, CFG on"
     )
     print(f"{'':10s} {'s/step':>8s} {'peak MiB':>9s}")

@@ -1,12 +1,13 @@
-"""Everything at once: video-to-video + ControlNet + IP-Adapter + DreamBooth + LoRA + MotionLoRA + context windows
-in one call runs, and switching any one of them off changes the frames."""
+"""Everything at once: video-to-video + ControlNet + SparseCtrl + IP-Adapter + DreamBooth + LoRA + MotionLoRA +
+context windows in one call runs, and switching any one of them off changes the frames."""
 
 import numpy as np
 import pytest
 from safetensors.torch import save_file
 
-from animatediff.pipeline import AnimationPipeline, ControlNet, IPAdapter
+from animatediff.pipeline import AnimationPipeline, ControlNet, IPAdapter, SparseCtrl
 from tests.controlnet_helpers import tiny_controlnet
+from tests.sparse_ctrl_helpers import tiny_sparse_ctrl
 from tests.test_cli_personalized import files  # noqa: F401 - fixture: a DreamBooth file, an image LoRA, a MotionLoRA
 from tests.test_ip_adapter import sample_image, tiny_image_encoder, tiny_ip_adapter
 
@@ -26,6 +27,7 @@ def everything(base_folder, files, tmp_path, one_thread):  # noqa: F811 - the fi
         video=video.astype(np.float32),
         strength=0.7,
         controlnets=[ControlNet(tiny_controlnet(pipe.unet.unet), rng.random((FRAMES, 16, 16, 3)), scale=0.8)],
+        sparse_ctrls=[SparseCtrl(tiny_sparse_ctrl(pipe.unet.unet, "rgb"), {0: video[0].astype(np.float32)})],
         ip_adapter=IPAdapter(tmp_path / "ip.safetensors", sample_image(), 0.7, encoder),
         context_length=6,
         context_overlap=2,
@@ -48,6 +50,7 @@ def test_all_of_it_runs_and_each_part_counts(everything):
     off = {
         "video": {k: v for k, v in options.items() if k not in ("video", "strength")},
         "controlnet": {**options, "controlnets": []},
+        "sparsectrl": {**options, "sparse_ctrls": []},
         "ip_adapter": {**options, "ip_adapter": None},
         "context windows": {k: v for k, v in options.items() if k not in ("context_length", "context_overlap")},
     }
