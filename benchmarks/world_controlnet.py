@@ -9,7 +9,7 @@
    drive a prompt that says the opposite direction ("... moving left ..." over a circle moving right). Per row it
    prints how many generated clips move as the control does and how many as the text says (`world.metrics`: the
    tracked centroid travels that way), next to the same prompts without the ControlNet (the text alone) and with a
-   prompt that agrees with the control.
+   prompt that agrees with the control, and with a prompt that names no motion.
 
     python benchmarks/world_controlnet.py                    # 2500 steps (about 30 min on 2 cores), then 3 rows
     python benchmarks/world_controlnet.py --steps 0 --seeds 4   # measure the ControlNet already trained
@@ -77,11 +77,14 @@ def train_controlnet(run_dir: Path, steps: int, learning_rate: float, clips: int
     return list_checkpoints(checkpoints_root(config))[-1] / CONTROLNET_FOLDER
 
 
-def prompt(motion: str) -> str:
-    return f"a red circle moving {motion} on a blue background"
+def prompt(motion: str | None) -> str:
+    """The caption of a red circle on blue moving `motion`; None: one that names no motion."""
+    return f"a red circle moving {motion} on a blue background" if motion else "a red circle on a blue background"
 
 
-def measure(pipe: AnimationPipeline, controlnet: torch.nn.Module | None, text_of, seeds: int, steps: int) -> tuple:
+def measure(
+    pipe: AnimationPipeline, controlnet: torch.nn.Module | None, text_of, seeds: int, steps: int, scale: float = 1.0
+) -> tuple:
     """(clips, moving as the control, moving as the text, s/clip) over every motion × seed."""
     control_wins = text_wins = clips = 0
     start = time.perf_counter()
@@ -89,12 +92,12 @@ def measure(pipe: AnimationPipeline, controlnet: torch.nn.Module | None, text_of
         edges = canny(input_clip(motion))
         said = text_of(motion)
         for seed in range(seeds):
-            nets = [] if controlnet is None else [ControlNet(controlnet, edges)]
+            nets = [] if controlnet is None else [ControlNet(controlnet, edges, scale=scale)]
             frames = pipe(prompt(said), num_frames=FRAMES, num_inference_steps=steps, seed=seed, progress=False,
                           controlnets=nets)[0]  # fmt: skip
             path = track(frames)
             control_wins += motion_correct(path, motion)
-            text_wins += motion_correct(path, said)
+            text_wins += said is not None and motion_correct(path, said)
             clips += 1
     return clips, control_wins, text_wins, (time.perf_counter() - start) / clips
 
@@ -108,6 +111,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="sampling seeds per motion (0, 1, …)")
     parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--scale", type=float, default=1.0, help="the ControlNet's conditioning scale")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
@@ -119,16 +123,17 @@ def main() -> None:
     controlnet = load_controlnet(exported, pipe.unet.unet)
     print(f"\n## The world ControlNet ({exported}): control edges of a clip against the text\n")
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames of {SIZE}×{SIZE}, ", end="")
-    print(f"{args.sample_steps} DDIM steps, guidance {pipe.guidance_scale:g}, ControlNet scale 1.\n")
+    print(f"{args.sample_steps} DDIM steps, guidance {pipe.guidance_scale:g}, ControlNet scale {args.scale:g}.\n")
     print("| control | text | ControlNet | moves as the control | moves as the text | s/clip |")
     print("|---|---|---|---|---|---|")
     rows = [
         ("opposite", lambda m: OPPOSITE[m], controlnet),
         ("opposite", lambda m: OPPOSITE[m], None),
         ("same", lambda m: m, controlnet),
+        ("no", lambda m: None, controlnet),
     ]
     for text, text_of, net in rows:
-        n, by_control, by_text, seconds = measure(pipe, net, text_of, args.seeds, args.sample_steps)
+        n, by_control, by_text, seconds = measure(pipe, net, text_of, args.seeds, args.sample_steps, args.scale)
         used = "yes" if net is not None else "no (text alone)"
         print(f"| Canny edges of the clip | {text} direction | {used} | {by_control} of {n} | {by_text} of {n} | "
               f"{seconds:.1f} |", flush=True)  # fmt: skip
