@@ -41,8 +41,11 @@ from animatediff.world.scenes import BASE_WORLD
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
-def train_controlnet(run_dir: Path, steps: int, learning_rate: float, clips: int, seed: int) -> Path:
-    """Train (or go on training) the world ControlNet; its newest exported diffusers folder."""
+def train_on_world(
+    run_dir: Path, steps: int, learning_rate: float, clips: int, seed: int, controlnet: dict, caption_dropout: float
+) -> Path:
+    """Train (or go on training) a ControlNet or SparseCtrl encoder (the trainer's `controlnet` section) over the
+    embedded base and motion module on the world's clips; the newest checkpoint."""
     config = config_from_dict(
         {
             "output_dir": str(run_dir),
@@ -63,9 +66,9 @@ def train_controlnet(run_dir: Path, steps: int, learning_rate: float, clips: int
                 "warmup_steps": 20,
                 "batch_size": 4,
                 "max_steps": steps,
-                "caption_dropout": 0.5,
+                "caption_dropout": caption_dropout,
             },
-            "controlnet": {"enabled": True, "annotator": "canny"},
+            "controlnet": {"enabled": True, **controlnet},
             "logging": {"report_to": "none", "every": 25},
             "checkpoint": {"every": 100, "keep_last": 1, "resume_from": "latest"},
         }
@@ -74,7 +77,7 @@ def train_controlnet(run_dir: Path, steps: int, learning_rate: float, clips: int
     result = train(config, dataset=WorldVideos(clips, seed, BASE_WORLD, SIZE, FRAMES))
     minutes = (time.perf_counter() - start) / 60
     print(f"trained to step {result['step']} in {minutes:.1f} min; last loss {result['loss']:.4f}")
-    return list_checkpoints(checkpoints_root(config))[-1] / CONTROLNET_FOLDER
+    return list_checkpoints(checkpoints_root(config))[-1]
 
 
 def prompt(motion: str | None) -> str:
@@ -116,7 +119,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     if args.steps:
-        exported = train_controlnet(run_dir, args.steps, args.learning_rate, args.clips, seed=0)
+        checkpoint = train_on_world(
+            run_dir, args.steps, args.learning_rate, args.clips, 0, {"annotator": "canny"}, caption_dropout=0.5
+        )
+        exported = checkpoint / CONTROLNET_FOLDER
     else:
         exported = list_checkpoints(run_dir / "checkpoints")[-1] / CONTROLNET_FOLDER
     pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")

@@ -27,67 +27,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from world_controlnet import train_on_world  # beside this file, as the circles of world_video_to_video.py
+from world_video_to_video import FRAMES, SIZE, STARTS
 
 from animatediff.formats.sparse_ctrl import load_sparse_ctrl, save_sparse_ctrl
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.sparse_ctrl import SparseCtrl
-from animatediff.train.checkpoints import checkpoints_root, list_checkpoints
-from animatediff.train.config import config_from_dict
+from animatediff.train.checkpoints import list_checkpoints
 from animatediff.train.sparse_ctrl import SPARSECTRL_FILE
-from animatediff.train.trainer import train
-from animatediff.world.datasets import WorldVideos
 from animatediff.world.layout import EMBEDDED, MOTION_MODULE, SPARSECTRL_RGB
-from animatediff.world.loops import rendering_workers
 from animatediff.world.metrics import motion_correct, track
 from animatediff.world.render import render_video
-from animatediff.world.scenes import BASE_WORLD, SceneSpec
+from animatediff.world.scenes import SceneSpec
 
-FRAMES, SIZE = 16, 32
-STARTS = {"left": (0.7, 0.5), "right": (0.3, 0.5), "up": (0.5, 0.7), "down": (0.5, 0.3)}
-"""Where each motion's object starts (x, y), so that it travels 0.3 of the side and stays in the frame."""
 SHAPES, COLOURS, BACKGROUNDS = ("circle", "square", "triangle"), ("red", "green", "yellow"), ("blue", "black", "gray")
-
-
-def train_encoder(run_dir: Path, steps: int, learning_rate: float, clips: int, seed: int) -> Path:
-    """Train (or go on training) the world's RGB SparseCtrl encoder; the newest exported official file."""
-    config = config_from_dict(
-        {
-            "output_dir": str(run_dir),
-            "seed": seed,
-            "cpu": not torch.cuda.is_available(),
-            "model": {"base": str(EMBEDDED / "base"), "init_motion_module": str(EMBEDDED / MOTION_MODULE)},
-            # never flipped: a flip would contradict the captions' directions
-            "data": {
-                "kind": "custom",
-                "num_frames": FRAMES,
-                "resolution": SIZE,
-                "random_flip": False,
-                "num_workers": rendering_workers(),
-            },
-            "optim": {
-                "learning_rate": learning_rate,
-                "lr_scheduler": "constant_with_warmup",
-                "warmup_steps": 20,
-                "batch_size": 4,
-                "max_steps": steps,
-                "caption_dropout": 0.1,
-            },
-            "controlnet": {
-                "enabled": True,
-                "kind": "sparsectrl",
-                "annotator": "rgb",
-                "max_keyframes": 2,
-                "first_frame_rate": 0.7,
-            },
-            "logging": {"report_to": "none", "every": 25},
-            "checkpoint": {"every": 100, "keep_last": 1, "resume_from": "latest"},
-        }
-    )
-    start = time.perf_counter()
-    result = train(config, dataset=WorldVideos(clips, seed, BASE_WORLD, SIZE, FRAMES))
-    minutes = (time.perf_counter() - start) / 60
-    print(f"trained to step {result['step']} in {minutes:.1f} min; last loss {result['loss']:.4f}")
-    return list_checkpoints(checkpoints_root(config))[-1] / SPARSECTRL_FILE
 
 
 def scenes(count: int, seed: int) -> list[SceneSpec]:
@@ -118,11 +71,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
     if args.steps:
-        exported = train_encoder(run_dir, args.steps, args.learning_rate, args.clips, seed=0)
+        encoder = {"kind": "sparsectrl", "annotator": "rgb", "max_keyframes": 2, "first_frame_rate": 0.7}
+        checkpoint = train_on_world(run_dir, args.steps, args.learning_rate, args.clips, 0, encoder, 0.1)
+        exported = checkpoint / SPARSECTRL_FILE
     else:
         exported = list_checkpoints(run_dir / "checkpoints")[-1] / SPARSECTRL_FILE
     if args.ship:
         shipped = save_sparse_ctrl(load_sparse_ctrl(exported).half(), EMBEDDED / SPARSECTRL_RGB)
+        shipped.chmod(0o644)  # installed package data is read by every user
         print(f"shipped {shipped} ({shipped.stat().st_size / 2**20:.1f} MiB)")
     pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / MOTION_MODULE)
     encoder = load_sparse_ctrl(exported, pipe.unet.config)

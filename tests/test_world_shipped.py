@@ -89,7 +89,9 @@ def test_shipped_weights_are_fp16_and_small(models):
     size = sum(p.stat().st_size for p in WORLD_ASSETS.rglob("*") if p.is_file())
     assert size < 30 * 2**20
     files = (models.motion_module, models.base / "unet" / "diffusion_pytorch_model.safetensors", models.dreambooth)
-    for file in (*files, models.lora, models.looks):
+    from animatediff.world.layout import EMBEDDED, SPARSECTRL_RGB
+
+    for file in (*files, models.lora, models.looks, EMBEDDED / SPARSECTRL_RGB):
         with safe_open(str(file), "pt") as f:
             assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if not k.endswith(".alpha"))
 

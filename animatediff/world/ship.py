@@ -17,6 +17,7 @@ from animatediff.world.layout import (
     MOTION_MODULE,
     PERSONALIZED,
     RECIPE_RECORD,
+    SPARSECTRL_RGB,
 )
 
 
@@ -65,7 +66,9 @@ def ship(build_dir: str | os.PathLike, assets_dir: str | os.PathLike) -> Path:
     write_fp16_base(build / "base", staging / "base")
     write_fp16_module(build / MOTION_MODULE, staging / MOTION_MODULE)
     loras = sorted((build / MOTION_LORAS).glob("*.safetensors"))
-    for name in (LOOK_CLASSIFIER, *PERSONALIZED.values(), *(str(p.relative_to(build)) for p in loras)):
+    # The RGB SparseCtrl encoder is trained beside the build (benchmarks/world_sparse_ctrl.py), on its base: shipped
+    # where the build folder holds one, else left out (one trained on another base would not fit this one).
+    for name in (LOOK_CLASSIFIER, SPARSECTRL_RGB, *PERSONALIZED.values(), *(str(p.relative_to(build)) for p in loras)):
         if (build / name).is_file():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             copy_fp16(build / name, staging / name)
