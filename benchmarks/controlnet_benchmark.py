@@ -54,7 +54,8 @@ def sparse_ctrl_for(unet, seed: int = 1):  # noqa: ANN001, ANN201
     import torch
     from diffusers import SparseControlNetModel
 
-    from animatediff.formats.sparse_ctrl import diffusers_config, model_state_dict, official_to_diffusers_sd
+    from animatediff.formats.sparse_ctrl import model_state_dict, official_to_diffusers_sd
+    from animatediff.formats.sparse_ctrl_configs import diffusers_config
     from animatediff.models.sparse_ctrl import SparseControlNet, SparseCtrlConfig
 
     torch.manual_seed(seed)

@@ -7,7 +7,8 @@ import torch
 from diffusers import SparseControlNetModel, UNet2DConditionModel
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 
-from animatediff.formats.sparse_ctrl import diffusers_config, model_state_dict, official_to_diffusers_sd
+from animatediff.formats.sparse_ctrl import model_state_dict, official_to_diffusers_sd
+from animatediff.formats.sparse_ctrl_configs import diffusers_config
 from animatediff.models.sparse_ctrl import SparseControlNet, SparseCtrlConfig
 from tests.diffusers_reference import PerFrameGroupNorm
 

@@ -106,7 +106,8 @@ def entry_sparse_ctrls(
     the output size; `resolve` places relative paths."""
     if not entry.controlnet_path:
         return []
-    from animatediff.formats.sparse_ctrl import load_sparse_ctrl, official_config
+    from animatediff.formats.sparse_ctrl import load_sparse_ctrl
+    from animatediff.formats.sparse_ctrl_configs import official_config
     from animatediff.io.video_input import fit_frames
     from animatediff.pipeline.sparse_ctrl import SparseCtrl
 

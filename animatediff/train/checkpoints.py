@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.train.config import TrainConfig, resolved_paths
+from animatediff.train.config import TrainConfig
+from animatediff.train.config_paths import resolved_paths
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")

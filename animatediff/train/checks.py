@@ -1,6 +1,9 @@
-"""What can be wrong with a training config, checked against the base's configs before any weights load."""
+"""What can be wrong with a training config, checked against the base's configs before any weights load; and that
+what trains is exactly what was meant to."""
 
 from __future__ import annotations
+
+from torch import nn
 
 from animatediff.base_model import BaseTraits
 from animatediff.errors import InputError
@@ -28,6 +31,19 @@ def check_resolution(config: TrainConfig, traits: BaseTraits) -> None:
     for name, size in sizes.items():
         if size % traits.size_multiple:
             raise InputError(f"{name} {size} must be a multiple of {traits.size_multiple} for this base model")
+
+
+def check_frozen(base: dict[str, nn.Module], trained: nn.Module, trainable: list[nn.Parameter]) -> None:
+    """Raise unless the base's parts are frozen and exactly the `trainable` parameters of the module that trains
+    require gradients (a bug, not an input error)."""
+    for name, part in base.items():
+        thawed = [n for n, p in part.named_parameters() if p.requires_grad]
+        if thawed:
+            raise RuntimeError(f"base model is not frozen: {name}.{thawed[0]} requires grad ({len(thawed)} in all)")
+    intended = {id(p) for p in trainable}
+    actual = {id(p) for p in trained.parameters() if p.requires_grad}
+    if intended != actual or not intended:
+        raise RuntimeError(f"{len(actual)} parameters require grad, {len(intended)} were meant to train")
 
 
 def check_zero_snr(traits: BaseTraits) -> None:

@@ -28,6 +28,8 @@ from animatediff.formats.controlnet import check_controlnet
 from animatediff.models import AnimationUNet
 from animatediff.models.sparse_ctrl import SparseControlNet
 from animatediff.pipeline.annotators import annotate
+from animatediff.train.config import ControlNetTrainConfig
+from animatediff.train.sparse_ctrl import build_sparse_ctrl, draw_keyframes, export_sparse_ctrl, sparse_condition
 
 CONTROLNET_FOLDER = "controlnet"
 """Where a checkpoint of a ControlNet run exports the ControlNet (a diffusers folder, `--controlnet` loads it)."""
@@ -99,6 +101,46 @@ class ControlledUNet(nn.Module):
         )
 
 
+def build_control(
+    config: ControlNetTrainConfig, unet: UNet2DConditionModel, vae_scale_factor: int
+) -> ControlNetModel | SparseControlNet:
+    """What a ControlNet-mode run trains: a ControlNet, or a SparseCtrl encoder (`sparse_ctrl.py`), for `unet`."""
+    if config.kind == "sparsectrl":
+        return build_sparse_ctrl(config.init, unet, vae_scale_factor, latent_condition=config.annotator == "rgb")
+    return build_controlnet(config.init, unet, vae_scale_factor)
+
+
+def control_inputs(
+    model: ControlNetModel | SparseControlNet,
+    config: ControlNetTrainConfig,
+    batch: dict,
+    latents: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, ...]:
+    """What `ControlledUNet` takes besides the latents, time and text for a batch whose clips encode to `latents`:
+    a ControlNet's control images, or a SparseCtrl encoder's condition and mask on keyframes drawn from
+    `generator`."""
+    if isinstance(model, SparseControlNet):
+        b, _, f = latents.shape[:3]
+        keyframes = draw_keyframes(b, f, config.max_keyframes, config.first_frame_rate, generator)
+        return sparse_condition(batch, latents, config.annotator, keyframes)
+    return (control_images(batch, config.annotator).to(latents.device),)
+
+
+def export_control(
+    accelerator,  # noqa: ANN001 - accelerate.Accelerator
+    model: nn.Module,
+    live: ControlNetModel | SparseControlNet,
+    folder: Path,
+) -> None:
+    """Write what the prepared `model` trained into a checkpoint's `folder` (`export_controlnet`, or
+    `sparse_ctrl.export_sparse_ctrl`)."""
+    if isinstance(live, SparseControlNet):
+        export_sparse_ctrl(accelerator, model, live, folder)
+    else:
+        export_controlnet(accelerator, model, live, folder)
+
+
 def control_images(batch: dict, annotator: str) -> torch.Tensor:
     """A batch's control images, (b, f, 3, H, W) float in [0, 1]: `annotator` run on each clip's frames
     (`pixel_values` in [-1, 1]), or with 'none' the items' own `control_values`."""
@@ -134,4 +176,13 @@ def export_controlnet(accelerator, model: nn.Module, live: ControlNetModel, fold
     exported.save_pretrained(folder / CONTROLNET_FOLDER, safe_serialization=True)  # inside the checkpoint's temp name
 
 
-__all__ = ["CONTROLNET_FOLDER", "ControlledUNet", "build_controlnet", "control_images", "export_controlnet"]
+__all__ = [
+    "CONTROLNET_FOLDER",
+    "ControlledUNet",
+    "build_control",
+    "build_controlnet",
+    "control_images",
+    "control_inputs",
+    "export_control",
+    "export_controlnet",
+]

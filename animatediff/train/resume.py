@@ -20,7 +20,8 @@ import torch
 
 from animatediff.errors import InputError, InputNotFound
 from animatediff.train.checkpoints import read_state
-from animatediff.train.config import PATH_FIELDS, TrainConfig, resolve_path_value, resolved_paths
+from animatediff.train.config import TrainConfig
+from animatediff.train.config_paths import PATH_FIELDS, resolve_path_value, resolved_paths
 
 # Fields that may change between a run and its resumption: they do not change what the weights become.
 RESUMABLE_CHANGES = (

@@ -36,19 +36,19 @@ from animatediff.errors import InputError
 from animatediff.extras import require
 from animatediff.io.outputs import check_output_folder
 from animatediff.models import inflate_unet
-from animatediff.models.sparse_ctrl import SparseControlNet
 from animatediff.pipeline.annotators import check_annotator
 from animatediff.sampling import denoising_target
 from animatediff.text_encoding import encode_prompts
 from animatediff.train.checkpoints import checkpoints_root, list_checkpoints, resolve_resume, save_checkpoint
 from animatediff.train.checks import (
     check_frames,
+    check_frozen,
     check_resolution,
     check_tracker,
     check_zero_snr,
 )
 from animatediff.train.config import TrainConfig, flat_config
-from animatediff.train.controlnet import ControlledUNet, build_controlnet, control_images, export_controlnet
+from animatediff.train.controlnet import ControlledUNet, build_control, control_inputs, export_control
 from animatediff.train.datasets import ClipLoader, build_dataset
 from animatediff.train.export import export_trained
 from animatediff.train.lora import add_motion_lora
@@ -57,7 +57,6 @@ from animatediff.train.noise import draw_timesteps, noise_scheduler, timestep_we
 from animatediff.train.nonfinite import NonFiniteGuard, TrainingDiverged, any_process, grads_finite, weights_finite
 from animatediff.train.reporting import describe, step_logs
 from animatediff.train.resume import check_resumable, load_checkpoint, scheduler_state, verify_checkpoint
-from animatediff.train.sparse_ctrl import build_sparse_ctrl, draw_keyframes, export_sparse_ctrl, sparse_condition
 
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 StepCallback = Callable[["Trainer", int, float], None]
@@ -139,12 +138,7 @@ class Trainer:
         trained = self.unet
         if c.controlnet.enabled:
             motion.requires_grad_(False)
-            if c.controlnet.kind == "sparsectrl":
-                latent = c.controlnet.annotator == "rgb"
-                built = build_sparse_ctrl(c.controlnet.init, parts.unet, traits.vae_scale_factor, latent)
-            else:
-                built = build_controlnet(c.controlnet.init, parts.unet, traits.vae_scale_factor)
-            self.controlnet = built.to(acc.device)
+            self.controlnet = build_control(c.controlnet, parts.unet, traits.vae_scale_factor).to(acc.device)
             self.trainable = list(self.controlnet.parameters())
             trained = ControlledUNet(self.controlnet, self.unet)
         elif c.lora.enabled:
@@ -155,7 +149,9 @@ class Trainer:
             motion.requires_grad_(True)
             self.trainable = list(motion.parameters())
         self.trained_prefix = "controlnet." if self.controlnet is not None else "motion_modules."
-        self._check_frozen(trained)
+        check_frozen(
+            {"unet": self.unet.unet, "vae": self.vae, "text_encoder": self.text_encoder}, trained, self.trainable
+        )
         if c.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             if isinstance(self.controlnet, ControlNetModel):  # not SparseCtrl's: its motion hooks see no frames then
@@ -204,17 +200,6 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- checks
 
-    def _check_frozen(self, trained: torch.nn.Module) -> None:
-        """Raise unless exactly the intended parameters of the module that trains require gradients."""
-        for name, part in (("unet", self.unet.unet), ("vae", self.vae), ("text_encoder", self.text_encoder)):
-            thawed = [n for n, p in part.named_parameters() if p.requires_grad]
-            if thawed:
-                raise RuntimeError(f"base model is not frozen: {name}.{thawed[0]} requires grad ({len(thawed)} in all)")
-        intended = {id(p) for p in self.trainable}
-        actual = {id(p) for p in trained.parameters() if p.requires_grad}
-        if intended != actual or not intended:
-            raise RuntimeError(f"{len(actual)} parameters require grad, {len(intended)} were meant to train")
-
     def _trained_keys(self, trained: torch.nn.Module) -> list[str]:
         return [k for k in trained.state_dict() if k.startswith(self.trained_prefix)]
 
@@ -255,12 +240,8 @@ class Trainer:
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         target = denoising_target(self.noise_scheduler, latents, noise, timesteps)
         inputs = (noisy, timesteps, context)
-        cn = self.config.controlnet
-        if isinstance(self.controlnet, SparseControlNet):
-            keyframes = draw_keyframes(b, f, cn.max_keyframes, cn.first_frame_rate, self.generator)
-            inputs += sparse_condition(batch, latents, cn.annotator, keyframes)
-        elif self.controlnet is not None:
-            inputs += (control_images(batch, cn.annotator).to(device),)
+        if self.controlnet is not None:
+            inputs += control_inputs(self.controlnet, self.config.controlnet, batch, latents, self.generator)
         # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
         with self.unet.fold_frames(f):
             prediction = self.model(*inputs)
@@ -379,11 +360,8 @@ class Trainer:
     def export(self, folder: Path) -> None:
         """The trained weights alone, loadable by `animatediff generate`: official file + diffusers folder (a
         ControlNet run: the ControlNet's diffusers folder)."""
-        if isinstance(self.controlnet, SparseControlNet):
-            export_sparse_ctrl(self.accelerator, self.model, self.controlnet, folder)
-            return
         if self.controlnet is not None:
-            export_controlnet(self.accelerator, self.model, self.controlnet, folder)
+            export_control(self.accelerator, self.model, self.controlnet, folder)
             return
         scale = self.lora_scale if self.config.lora.enabled else None
         export_trained(self.accelerator, self.model, self.unet.motion_modules, folder, scale)
