@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_benchmark import PRESETS as PIPELINE_PRESETS  # noqa: E402 - the random SD-shaped model both use
-from pipeline_benchmark import build, tokenizer  # noqa: E402
+from pipeline_benchmark import StepClock, build, diffusers_adapter, ours_pipeline, tokenizer  # noqa: E402
 
 PRESETS = {
     # SD1.5's structure at a quarter of its width, 8 frames at 64², for a quick CPU run.
@@ -73,23 +70,14 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
     import tempfile
 
     import torch
-    from diffusers import AnimateDiffControlNetPipeline, AnimateDiffSparseControlNetPipeline, MotionAdapter
+    from diffusers import AnimateDiffControlNetPipeline, AnimateDiffSparseControlNetPipeline
 
-    from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
-    from animatediff.models import inflate_unet
-    from animatediff.pipeline import AnimationPipeline
     from animatediff.pipeline.controlnet import ControlNet
     from animatediff.pipeline.sparse_ctrl import SparseCtrl
     from animatediff.sampling import make_scheduler
 
     preset = PRESETS[preset_name]
-    stamps: list[float] = []
-
-    def stamp() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
+    clock = StepClock(device)
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
     unet, motion, vae, text = build(preset)
     sparse = control_kind == "sparsectrl"
@@ -106,30 +94,19 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
     )
     tok = tokenizer(tempfile.mkdtemp())
     if which == "ours":
-        pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim"))
-        pipe.to(device)
-        for part in (pipe.text_encoder, pipe.vae, pipe.unet):
-            part.to(dtype)
+        pipe = ours_pipeline(tok, text, vae, unet, motion, device, dtype)
 
         def run(n: int) -> None:
             pipe("a red circle", num_frames=frames, num_inference_steps=n, seed=0, progress=False,
-                 callback=lambda *_: stamp(), **control_kwargs)  # fmt: skip
+                 callback=clock.stamp, **control_kwargs)  # fmt: skip
     else:
-        c = motion.config
-        adapter = MotionAdapter(
-            block_out_channels=c.block_out_channels,
-            motion_layers_per_block=2,
-            use_motion_mid_block=True,
-            motion_max_seq_length=32,
-        )
-        adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
         kind = AnimateDiffSparseControlNetPipeline if sparse else AnimateDiffControlNetPipeline
         pipe = kind(
             vae=vae,
             text_encoder=text,
             tokenizer=tok,
             unet=unet,
-            motion_adapter=adapter,
+            motion_adapter=diffusers_adapter(motion),
             controlnet=reference_sparse if sparse else controlnet,
             scheduler=make_scheduler("ddim"),
         ).to(device, dtype)
@@ -140,28 +117,12 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
             else {"conditioning_frames": list(control)}
         )
 
-        def on_step(_pipe, _i, _t, kwargs):  # noqa: ANN001, ANN202
-            stamp()
-            return kwargs
-
         def run(n: int) -> None:
             pipe("a red circle", num_frames=frames, num_inference_steps=n, output_type="np",
-                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=on_step,
+                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=clock.on_step,
                  **reference_kwargs)  # fmt: skip
 
-    run(1)  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    stamps.clear()
-    run(steps)
-    # Intervals between step ends: denoising steps only (no text encoding or VAE decoding); the median
-    # resists a busy machine's hiccups.
-    per_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"which": which, "s_per_step": per_step, "peak_mib": peak}
+    return {"which": which, **clock.measure(run, steps)}
 
 
 def main() -> None:

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_benchmark import build, tokenizer  # noqa: E402 - the random SD-shaped model both benchmarks use
+from pipeline_benchmark import StepClock, build, diffusers_adapter, ours_pipeline, tokenizer  # noqa: E402 - shared
 
 PRESETS = {
     # SD1.5's structure (4 levels, 2 layers, 8 heads, 768-d text) at a fraction of its width, for CPU runs.
@@ -37,28 +34,18 @@ def measure(which: str, preset_name: str, frames: int, window: int, stride: int,
     import tempfile
 
     import torch
-    from diffusers import AnimateDiffPipeline, MotionAdapter
+    from diffusers import AnimateDiffPipeline
 
-    from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
-    from animatediff.models import inflate_unet
-    from animatediff.pipeline import AnimationPipeline, FreeNoise
+    from animatediff.pipeline import FreeNoise
     from animatediff.sampling import make_scheduler
 
     preset = PRESETS[preset_name]
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
-    stamps: list[float] = []
-
-    def stamp() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
+    clock = StepClock(device)
     unet, motion, vae, text = build(preset)
     tok = tokenizer(tempfile.mkdtemp())
     if which.startswith("ours"):
-        pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim")).to(device)
-        for part in (pipe.text_encoder, pipe.vae, pipe.unet):
-            part.to(dtype)
+        pipe = ours_pipeline(tok, text, vae, unet, motion, device, dtype)
         if which == "ours FreeNoise":
             options = dict(free_noise=FreeNoise(context_length=window, context_stride=stride))
         else:
@@ -66,36 +53,19 @@ def measure(which: str, preset_name: str, frames: int, window: int, stride: int,
 
         def run(n: int) -> None:
             pipe("a red circle", num_frames=frames, num_inference_steps=n, seed=0, progress=False,
-                 callback=lambda *_: stamp(), **options)  # fmt: skip
+                 callback=clock.stamp, **options)  # fmt: skip
     else:
-        c = motion.config
-        adapter = MotionAdapter(block_out_channels=c.block_out_channels, motion_layers_per_block=2,
-                                use_motion_mid_block=True, motion_max_seq_length=32)  # fmt: skip
-        adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
-        pipe = AnimateDiffPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, motion_adapter=adapter,
+        pipe = AnimateDiffPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
+                                   motion_adapter=diffusers_adapter(motion),
                                    scheduler=make_scheduler("ddim")).to(device, dtype)  # fmt: skip
         pipe.set_progress_bar_config(disable=True)
         pipe.enable_free_noise(context_length=window, context_stride=stride)
 
-        def on_step(_pipe, _i, _t, kwargs):  # noqa: ANN001, ANN202
-            stamp()
-            return kwargs
-
         def run(n: int) -> None:
             pipe("a red circle", num_frames=frames, num_inference_steps=n, output_type="np",
-                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=on_step)  # fmt: skip
+                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=clock.on_step)  # fmt: skip
 
-    run(1)  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    stamps.clear()
-    run(steps)
-    per_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"s_per_step": per_step, "peak_mib": peak}
+    return clock.measure(run, steps)
 
 
 def main() -> None:

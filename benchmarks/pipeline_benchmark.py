@@ -76,89 +76,106 @@ def tokenizer(tmp: str):  # noqa: ANN201
     return tiny_tokenizer(Path(tmp))
 
 
-def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int) -> dict:
-    import tempfile
+class StepClock:
+    """Times a run's denoising steps on `device`: `stamp` at each step's end (our pipeline's `callback`), `on_step`
+    as diffusers' `callback_on_step_end`."""
 
-    import torch
-    from diffusers import AnimateDiffPipeline, MotionAdapter
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.stamps: list[float] = []
 
-    from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
+    def stamp(self, *_: object) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        self.stamps.append(time.perf_counter())
+
+    def on_step(self, _pipe, _i, _t, kwargs):  # noqa: ANN001, ANN202
+        self.stamp()
+        return kwargs
+
+    def measure(self, run, steps: int) -> dict:  # noqa: ANN001 - run(n): n denoising steps
+        """One warm-up step, then `steps` timed: {"s_per_step": the median interval between step ends (denoising
+        alone, no text encoding or VAE decoding; the median resists a busy machine's hiccups), "peak_mib"}."""
+        import torch
+
+        run(1)
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        self.stamps.clear()
+        run(steps)
+        per_step = statistics.median(b - a for a, b in zip(self.stamps, self.stamps[1:]))
+        if self.device.startswith("cuda"):
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"s_per_step": per_step, "peak_mib": peak}
+
+
+def ours_pipeline(tok, text, vae, unet, motion, device: str, dtype):  # noqa: ANN001, ANN201
+    """Our pipeline over the built model, on `device` in `dtype` (DDIM)."""
     from animatediff.models import inflate_unet
     from animatediff.pipeline import AnimationPipeline
     from animatediff.sampling import make_scheduler
 
+    pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim")).to(device)
+    for part in (pipe.text_encoder, pipe.vae, pipe.unet):
+        part.to(dtype)
+    return pipe
+
+
+def diffusers_adapter(motion):  # noqa: ANN001, ANN201
+    """diffusers' MotionAdapter holding the built motion module's weights (a v2-shaped module, mid block included)."""
+    from diffusers import MotionAdapter
+
+    from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
+
+    adapter = MotionAdapter(
+        block_out_channels=motion.config.block_out_channels,
+        motion_layers_per_block=2,
+        use_motion_mid_block=True,
+        motion_max_seq_length=32,
+    )
+    adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
+    return adapter
+
+
+def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int) -> dict:
+    import tempfile
+
+    import torch
+    from diffusers import AnimateDiffPipeline
+
+    from animatediff.sampling import make_scheduler
+
     preset = PRESETS[preset_name]
-    stamps: list[float] = []
-
-    def stamp() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
+    clock = StepClock(device)
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
     unet, motion, vae, text = build(preset)
     tok = tokenizer(tempfile.mkdtemp())
     if which == "ours":
-        pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim"))
-        pipe.to(device)
-        for part in (pipe.text_encoder, pipe.vae, pipe.unet):
-            part.to(dtype)
+        pipe = ours_pipeline(tok, text, vae, unet, motion, device, dtype)
 
         def run(n: int) -> None:
-            pipe(
-                "a red circle",
-                num_frames=preset["frames"],
-                num_inference_steps=n,
-                seed=0,
-                progress=False,
-                callback=lambda *_: stamp(),
-            )
+            pipe("a red circle", num_frames=preset["frames"], num_inference_steps=n, seed=0, progress=False,
+                 callback=clock.stamp)  # fmt: skip
     else:
-        c = motion.config
-        adapter = MotionAdapter(
-            block_out_channels=c.block_out_channels,
-            motion_layers_per_block=2,
-            use_motion_mid_block=True,
-            motion_max_seq_length=32,
-        )
-        adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
         pipe = AnimateDiffPipeline(
             vae=vae,
             text_encoder=text,
             tokenizer=tok,
             unet=unet,
-            motion_adapter=adapter,
+            motion_adapter=diffusers_adapter(motion),
             scheduler=make_scheduler("ddim"),
         ).to(device, dtype)
         pipe.set_progress_bar_config(disable=True)
 
-        def on_step(_pipe, _i, _t, kwargs):  # noqa: ANN001, ANN202
-            stamp()
-            return kwargs
-
         def run(n: int) -> None:
-            pipe(
-                "a red circle",
-                num_frames=preset["frames"],
-                num_inference_steps=n,
-                output_type="np",
-                generator=torch.Generator("cpu").manual_seed(0),
-                callback_on_step_end=on_step,
-            )
+            pipe("a red circle", num_frames=preset["frames"], num_inference_steps=n, output_type="np",
+                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=clock.on_step)  # fmt: skip
 
-    run(1)  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    stamps.clear()
-    run(steps)
-    # Intervals between step ends: denoising steps only (no text encoding or VAE decoding); the median
-    # resists a busy machine's hiccups.
-    per_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"which": which, "s_per_step": per_step, "peak_mib": peak}
+    return {"which": which, **clock.measure(run, steps)}
 
 
 def main() -> None:
