@@ -8,10 +8,9 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from animatediff.errors import InputError, InputNotFound
+from animatediff.errors import InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,25 +79,11 @@ def parse_keyframe(text: str, num_frames: int) -> tuple[int, str]:
     return position, path
 
 
-def read_image(path: str) -> np.ndarray:
-    """An image file as float32 (H, W, 3) in [0, 1]; an InputError for a missing or unreadable one."""
-    import numpy as np
-    from PIL import Image
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise InputNotFound(f"keyframe image not found: {path}")
-    try:
-        with Image.open(file) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except OSError as err:
-        raise InputError(f"keyframe image {path}: not a readable image ({err})") from None
-
-
 def sparse_ctrl_input_from_args(args: argparse.Namespace) -> SparseCtrlInput | None:
     """The SparseCtrl the options name, its keyframes read: everything checked before any model loads."""
     from animatediff.formats.lora import parse_scaled_path
     from animatediff.hub import check_reference
+    from animatediff.io.video_input import read_image
     from animatediff.pipeline.control_inputs import check_control_range
 
     if args.sparsectrl is None:
@@ -121,7 +106,7 @@ def sparse_ctrl_input_from_args(args: argparse.Namespace) -> SparseCtrlInput | N
         index, path = parse_keyframe(text, args.frames)
         if index in keyframes:
             raise InputError(f"--keyframe {text!r}: frame {index} is given twice")
-        keyframes[index] = read_image(path)
+        keyframes[index] = read_image(path, "keyframe image")
     return SparseCtrlInput(os.fspath(model), scale, args.sparsectrl_start, args.sparsectrl_end, keyframes)
 
 

@@ -149,6 +149,18 @@ def _stack(images: Sequence[np.ndarray], name: str) -> np.ndarray:
     return np.stack(images).astype(np.float32) / 255.0
 
 
+def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """One image file as float32 (H, W, 3) in [0, 1]; an InputNotFound or InputError naming it as `what`."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputNotFound(f"{what} not found: {os.fspath(path)}")
+    try:
+        with Image.open(file) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{what} {os.fspath(path)}: not a readable image ({err})") from None
+
+
 def _natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 

@@ -12,7 +12,6 @@ ratio does) and loads the encoder for the pipeline's base.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -74,17 +73,16 @@ def keyframe_frames(indices: list[int], num_frames: int, where: str) -> list[int
 
 def read_keyframe_images(paths: list[str], normalize: bool, where: str) -> list[np.ndarray]:
     """The images as float32 (H, W, 3) in [0, 1]; with `normalize`, gray and stretched to [0, 1] (official)."""
-    from PIL import Image
+    from animatediff.io.video_input import read_image
 
     images = []
     for path in paths:
-        if not Path(path).expanduser().is_file():
-            raise InputNotFound(f"{where}: controlnet_images {path!r} not found")
         try:
-            with Image.open(Path(path).expanduser()) as file:
-                image = np.asarray(file.convert("RGB"), dtype=np.float32) / 255.0
-        except OSError as err:
-            raise InputError(f"{where}: controlnet_images {path!r} is not a readable image ({err})") from None
+            image = read_image(path, "controlnet_images")
+        except InputNotFound as err:
+            raise InputNotFound(f"{where}: {err}") from None
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
         if normalize:
             gray = image.mean(axis=-1, keepdims=True)
             gray = gray - gray.min()
