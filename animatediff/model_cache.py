@@ -104,7 +104,14 @@ class ModelCache:
 
     def _switch_loras(self, wanted: tuple[tuple[str, str, float], ...]) -> None:
         merger = self._pipe.loras
-        names = {f"{kind}:{path}": (kind, path, scale) for kind, path, scale in wanted}
+        names: dict[str, tuple[str, str, float]] = {}
+        for kind, path, scale in wanted:  # the same file given twice merges twice, named as `add_lora` names it
+            name = base = f"{kind}:{path}"
+            for n in range(2, len(names) + 2):
+                if name not in names:
+                    break
+                name = f"{base}#{n}"
+            names[name] = (kind, path, scale)
         for name in [n for n in merger.active if n not in names]:
             merger.remove(name)
         for name, (kind, path, scale) in names.items():

@@ -6,6 +6,13 @@ motion_module, motion_module_lora_configs [{path, alpha}], adapter_lora_path + a
 inference_config) and what to draw (prompt list, n_prompt list with one entry reused, seed: int, list or -1 =
 random, steps, guidance_scale, optional W, H, L).
 
+Keys beyond the official ones, named after `generate`'s flags so that an entry can say all a `generate` call says
+(`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged
+after lora_model_path in order), `scheduler` (--scheduler: a `sampling.make_scheduler` name, instead of
+inference_config's DDIM; not beside an inference_config), `context_length` and `context_overlap` (--context-length,
+--context-overlap: static sliding windows, overlap 4 unless given), `free_init_iters` (--free-init: FreeInit with
+its default settings). Bad values fail in one line while the config is read, before any model loads.
+
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by
 ",", `prompt_interpolation` or prompt-travel's `tensor_interpolation_slerp`) draws one video whose text embeddings
@@ -34,6 +41,7 @@ from pathlib import Path
 
 import yaml
 
+from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_scheduler
 from animatediff.errors import InputError, InputNotFound
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
@@ -71,6 +79,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
     for entry in entries:
         paths = [("dreambooth_path", entry.dreambooth_path), ("lora_model_path", entry.lora_model_path),
                  ("adapter_lora_path", entry.adapter_lora_path), ("base", entry.base)]  # fmt: skip
+        paths += [("lora_configs", str(c["path"])) for c in entry.lora_configs]
         paths += [("motion_module", m) for m in entry.motion_module] + [("video", entry.video)]
         paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
         paths += [("ip_image", image) for image in entry.ip_image]
@@ -84,18 +93,6 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
                 raise InputNotFound(
                     f"{config_name} entry {entry.name}: {key} {path!r} not found (looked in {Path.cwd()} and {here})"
                 )
-
-
-def _scheduler(inference_config: str):  # noqa: ANN202
-    from diffusers import DDIMScheduler
-
-    from animatediff.sampling import make_scheduler
-
-    if not inference_config or not Path(inference_config).is_file():
-        return make_scheduler("ddim")  # the official inference configs' DDIM settings
-    cfg = yaml.safe_load(Path(inference_config).read_text()) or {}
-    kwargs = cfg.get("noise_scheduler_kwargs")
-    return DDIMScheduler(**kwargs) if kwargs else make_scheduler("ddim")
 
 
 def sample_name(prompt: str | dict[int, str]) -> str:
@@ -141,6 +138,8 @@ def run_prompt_config(
     for entry in entries:
         entry_seeds: list[int] = []
         loras = [("image", _local(entry.lora_model_path, here), float(entry.lora_alpha))] * bool(entry.lora_model_path)
+        for cfg in entry.lora_configs:  # generate's --lora, after the official key's
+            loras.append(("image", _local(str(cfg["path"]), here), float(cfg.get("alpha", 1.0))))
         if entry.adapter_lora_path:
             loras.append(("adapter", _local(entry.adapter_lora_path, here), float(entry.adapter_lora_scale)))
         for cfg in entry.motion_module_lora_configs:
@@ -157,7 +156,8 @@ def run_prompt_config(
                 loras=tuple(loras),
             )
             pipe = cache.pipeline(spec)
-            pipe.scheduler = for_model(_scheduler(_local(entry.inference_config, here)), pipe.noise_settings)
+            scheduler = entry_scheduler(entry.scheduler, _local(entry.inference_config, here))
+            pipe.scheduler = for_model(scheduler, pipe.noise_settings)
             controlnets = load_controlnets(controls[entry.name], pipe, entry.H or height, entry.W or width)
             sparse = entry_sparse_ctrls(entry, pipe, entry.L or frames, entry.H or height, entry.W or width,
                                         lambda p: _local(p, here), f"{config.name} entry {entry.name}")  # fmt: skip
@@ -169,7 +169,7 @@ def run_prompt_config(
                     num_inference_steps=entry.steps, guidance_scale=entry.guidance_scale, seed=seed, progress=progress,
                     prompt_interpolation=entry.prompt_interpolation, video=_local(entry.video, here) or None,
                     strength=entry.strength, video_stride=entry.video_stride,
-                    ip_adapter=ip_adapter,
+                    ip_adapter=ip_adapter, context=entry_context(entry), free_init=entry_free_init(entry),
                     controlnets=controlnets, sparse_ctrls=sparse,
                 )[0]  # fmt: skip
                 path = out / "sample" / f"{index}-{sample_name(prompt)}.gif"

@@ -1,6 +1,6 @@
 """The entries of a prompt config: official AnimateDiff entries (SparseCtrl's `controlnet_*` keys included), prompt
-travel's, and the keys of the features `generate` has (video-to-video, ControlNet, IP-Adapter), each checked with
-the nearest known key named.
+travel's, and the keys of the features `generate` has (video-to-video, ControlNet, IP-Adapter, more image LoRAs, the
+scheduler, context windows, FreeInit), each checked with the nearest known key named.
 
 The layouts are described in `prompt_config`, which runs the entries.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
@@ -26,7 +27,7 @@ ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
 IGNORED = {"random_seed"}  # written by the official script into saved configs; re-running one draws `seed` again
 PROMPT_TRAVEL_ONLY = {"lora_map", "motion_lora_map", "ip_adapter_map", "img2img_map", "region_map", "upscale_config",
                       "stylize_config", "lcm_map", "apply_lcm_lora", "gradual_latent_hires_fix_map", "clip_skip",
-                      "prompt_fixed_ratio", "scheduler", "context_schedule", "vae_path", "compile", "output",
+                      "prompt_fixed_ratio", "context_schedule", "vae_path", "compile", "output",
                       "unet_batch_size", "is_single_prompt_mode"}  # fmt: skip
 
 
@@ -48,6 +49,9 @@ class PromptEntry:
     """Image LoRA merged after the checkpoint; empty for none."""
     lora_alpha: float = 0.8
     """Scale of the image LoRA (the official default)."""
+    lora_configs: list[dict] = field(default_factory=list)
+    """More image LoRAs as [{path, alpha}] (alpha 1.0 unless given), merged after lora_model_path in this order, as
+    generate's --lora PATH:ALPHA."""
     motion_module_lora_configs: list[dict] = field(default_factory=list)
     """MotionLoRAs as [{path, alpha}], merged into the motion modules."""
     adapter_lora_path: str = ""
@@ -56,6 +60,9 @@ class PromptEntry:
     """Scale of the domain adapter."""
     inference_config: str = ""
     """Official inference YAML; its `noise_scheduler_kwargs` build the DDIM scheduler when the file exists."""
+    scheduler: str = ""
+    """Scheduler by name, as generate's --scheduler (`sampling.make_scheduler`: ddim, euler, euler-ancestral,
+    dpm++-2m, …, lcm); empty: inference_config's DDIM, else ddim. Give it or inference_config, not both."""
     steps: int = 25
     guidance_scale: float | None = None
     """Classifier-free guidance; unset takes the base's own (its animatediff.json, else 7.5)."""
@@ -63,6 +70,15 @@ class PromptEntry:
     H: int | None = None
     L: int | None = None
     """Width, height, frames; unset takes the run's defaults."""
+    context_length: int | None = None
+    """Sliding context windows of this many frames (static, pyramid-fused), as generate's --context-length; unset:
+    none."""
+    context_overlap: int = 4
+    """Frames neighbouring context windows share (generate's --context-overlap), 0 … context_length − 1; only with
+    context_length."""
+    free_init_iters: int | None = None
+    """FreeInit with its default settings, sampling this many times in all (generate's --free-init); unset: none.
+    With a video, only at strength 1."""
     base: str = ""
     """v1 configs: a base-model folder overriding the run's --base when not empty."""
     prompt_map: dict[int, str] = field(default_factory=dict)
@@ -170,6 +186,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     check_entry_keys(values, where)  # IP-Adapter's
     check_control_keys(values, where)  # ControlNet's
     check_sparse_ctrl_keys(values, where)  # SparseCtrl's (the official controlnet_* keys)
+    check_sampling_keys(values, where)  # scheduler, context windows, FreeInit (generate's flags)
     for key in ("prompt", "motion_module"):
         if not values.get(key) and not (key == "prompt" and values.get("prompt_map")):
             raise InputError(f"{where}: {key!r} is required")
@@ -181,17 +198,8 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise InputError(f"{where}: seed must be an integer or a list of integers (-1 = random), got {seed!r}")
     values["seed"] = seeds or [-1]
-    loras = values.get("motion_module_lora_configs") or []
-    if not isinstance(loras, list) or not all(isinstance(c, dict) and "path" in c for c in loras):
-        raise InputError(f"{where}: motion_module_lora_configs must be a list of {{path, alpha}} mappings")
-    for c in loras:
-        for key in set(c) - {"path", "alpha"}:
-            close = difflib.get_close_matches(str(key), ["path", "alpha"], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else "; expected path and alpha"
-            raise InputError(f"{where}: motion_module_lora_configs: unknown key {key!r}{hint}")
-        if not isinstance(c.get("alpha", 1.0), (int, float)):
-            raise InputError(f"{where}: motion_module_lora_configs alpha must be a number, got {c['alpha']!r}")
-    values["motion_module_lora_configs"] = loras
+    for key in ("motion_module_lora_configs", "lora_configs"):
+        values[key] = _lora_configs(values.get(key) or [], key, where)
     for key in ("dreambooth_path", "lora_model_path", "adapter_lora_path", "inference_config", "base"):
         values[key] = values.get(key) or ""
     for key in ("steps", "W", "H", "L"):
@@ -209,6 +217,23 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
                 f"{where}: {len(items)} {label} values for {len(entry.prompt)} prompts (give 1 or one each)"
             )
     return entry
+
+
+def _lora_configs(loras: object, key: str, where: str) -> list[dict]:
+    """A list of LoRAs as [{path, alpha}] (motion_module_lora_configs, lora_configs), checked."""
+    if not isinstance(loras, list) or not all(isinstance(c, dict) and "path" in c for c in loras):
+        raise InputError(f"{where}: {key} must be a list of {{path, alpha}} mappings")
+    for c in loras:
+        for name in set(c) - {"path", "alpha"}:
+            close = difflib.get_close_matches(str(name), ["path", "alpha"], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; expected path and alpha"
+            raise InputError(f"{where}: {key}: unknown key {name!r}{hint}")
+        if not isinstance(c["path"], str) or not c["path"]:
+            raise InputError(f"{where}: {key} path must be a path, got {c['path']!r}")
+        alpha = c.get("alpha", 1.0)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise InputError(f"{where}: {key} alpha must be a number, got {alpha!r}")
+    return loras
 
 
 def _parse_prompt_travel(values: dict, where: str) -> None:
