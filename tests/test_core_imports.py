@@ -1,5 +1,5 @@
-"""The core stands alone: nothing outside world/, baselines/ and the command line that mounts them imports the
-world, neither at module level nor inside a function."""
+"""The core stands alone: nothing outside world/, baselines/, the web app (ui/) and the command line that mounts
+them imports the world, neither at module level nor inside a function."""
 
 import ast
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import animatediff
 
 PACKAGE = Path(animatediff.__file__).parent
-CLIENTS = ("world", "baselines", "cli")  # may import the core; the core imports none of them
+CLIENTS = ("world", "baselines", "cli", "ui")  # may import the core; the core imports none of them
 ENTRY = "__main__.py"  # `python -m animatediff`: the command line's
 
 

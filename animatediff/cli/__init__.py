@@ -15,6 +15,7 @@ import sys
 from animatediff import __version__
 from animatediff.cli.generate import add_generate
 from animatediff.cli.tasks import add_convert, add_prepare, add_run, add_train
+from animatediff.cli.ui import add_ui
 from animatediff.errors import InputError
 
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(sub)
     add_prepare(sub)
     add_train(sub)
+    add_ui(sub)
     from animatediff.world.cli import add_world  # the world's own subcommands, mounted here
 
     add_world(sub)

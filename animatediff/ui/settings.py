@@ -1,0 +1,270 @@
+"""What the page's form asks for: checked field by field (one line naming the field), then turned into the model
+cache's `PipelineSpec`, the pipeline call, and an `animatediff run` entry that draws the same animation.
+
+Defaults are `animatediff generate`'s. Models are catalog ids (`ui.catalog`), never paths.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from animatediff.errors import InputError
+from animatediff.model_cache import PipelineSpec
+from animatediff.pipeline.prompt_travel import INTERPOLATIONS
+from animatediff.sampling.schedulers import SCHEDULERS
+from animatediff.ui.catalog import Catalog
+
+FORMATS = ("gif", "mp4", "webp")
+LIMITS = {
+    "frames": (1, 512),
+    "width": (8, 2048),
+    "height": (8, 2048),
+    "steps": (1, 200),
+    "guidance_scale": (0.0, 50.0),
+    "seed": (0, 2**63 - 1),
+    "fps": (1.0, 60.0),
+    "context_length": (1, 512),
+    "context_overlap": (0, 511),
+    "free_init_iters": (1, 8),
+    "strength": (0.01, 1.0),
+    "scale": (-4.0, 4.0),
+    "frame": (0, 511),
+}
+"""Inclusive ranges of the numeric fields (the form states the same bounds)."""
+
+
+@dataclass
+class Settings:
+    """One generation request, as the form gives it."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    frames: int = 16
+    width: int | None = None
+    """None: the base's native size."""
+    height: int | None = None
+    steps: int = 25
+    guidance_scale: float | None = None
+    """None: the base's own."""
+    seed: int | None = None
+    """None: drawn when the request is queued (then recorded here)."""
+    output_format: str = "gif"
+    fps: float = 8.0
+    scheduler: str = "ddim"
+    base: str = "world:base"
+    dreambooth: str = ""
+    loras: list[tuple[str, float]] = field(default_factory=list)
+    motion_module: str = "world:motion_module"
+    motion_loras: list[tuple[str, float]] = field(default_factory=list)
+    adapter: str = ""
+    adapter_scale: float = 1.0
+    context_length: int | None = None
+    context_overlap: int = 4
+    prompt_map: dict[int, str] = field(default_factory=dict)
+    """Prompt travel: frame → prompt; `prompt` is then put before each keyframe's text."""
+    prompt_interpolation: str = "linear"
+    free_init_iters: int | None = None
+    video: str = ""
+    """Video-to-video: an upload's id (`ui.uploads`)."""
+    strength: float = 0.8
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["loras"] = [{"id": i, "scale": s} for i, s in self.loras]
+        data["motion_loras"] = [{"id": i, "scale": s} for i, s in self.motion_loras]
+        data["prompt_map"] = [{"frame": k, "prompt": v} for k, v in sorted(self.prompt_map.items())]
+        return data
+
+
+def _number(raw: dict, key: str, kind: type, default: Any, label: str | None = None) -> Any:
+    value = raw.get(key, default)
+    if value is None or value == "":
+        return default
+    label = label or key.replace("_", " ")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{label}: {value!r} is not a number") from None
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise InputError(f"{label}: {value!r} is not a whole number")
+    low, high = LIMITS.get(key, LIMITS["scale"])
+    if not low <= number <= high:
+        raise InputError(f"{label}: {number} is outside {low}–{high}")
+    return number
+
+
+def _scaled(raw: object, label: str) -> list[tuple[str, float]]:
+    if raw in (None, ""):
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) and item.get("id") for item in raw):
+        raise InputError(f"{label}: expected a list of {{id, scale}}")
+    return [(str(item["id"]), _number(item, "scale", float, 1.0, f"{label} scale")) for item in raw]
+
+
+def _choice(value: object, choices: tuple[str, ...] | list[str], label: str) -> str:
+    if value not in choices:
+        raise InputError(f"{label}: {value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def parse(raw: dict, catalog: Catalog) -> Settings:
+    """The form's JSON checked: every field in range, every model one the catalog lists."""
+    if not isinstance(raw, dict):
+        raise InputError("expected the form's fields as a JSON object")
+    known = set(Settings.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(f"unknown field {unknown[0]!r}")
+    s = Settings()
+    s.prompt = str(raw.get("prompt") or "").strip()
+    s.negative_prompt = str(raw.get("negative_prompt") or "")
+    s.prompt_map = _prompt_map(raw.get("prompt_map"))
+    if not s.prompt and not s.prompt_map:
+        raise InputError("prompt: empty (say what to animate)")
+    for key in ("frames", "steps", "context_overlap"):
+        setattr(s, key, _number(raw, key, int, getattr(s, key)))
+    for key in ("width", "height", "seed", "context_length", "free_init_iters"):
+        setattr(s, key, _number(raw, key, int, None))
+    s.guidance_scale = _number(raw, "guidance_scale", float, None)
+    s.fps = _number(raw, "fps", float, s.fps)
+    s.strength = _number(raw, "strength", float, s.strength)
+    s.adapter_scale = _number(raw, "adapter_scale", float, 1.0, "adapter scale")
+    s.output_format = _choice(raw.get("output_format", "gif"), FORMATS, "output format")
+    s.scheduler = _choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
+    s.prompt_interpolation = _choice(raw.get("prompt_interpolation", "linear"), INTERPOLATIONS, "interpolation")
+    for key in ("width", "height"):
+        if getattr(s, key) is not None and getattr(s, key) % 8:
+            raise InputError(f"{key}: {getattr(s, key)} is not a multiple of 8")
+    if s.context_length is not None and s.context_overlap >= s.context_length:
+        raise InputError(f"context overlap: {s.context_overlap} must be less than the context length")
+    if any(frame >= s.frames for frame in s.prompt_map):
+        raise InputError(f"prompt travel: keyframe {max(s.prompt_map)} is past the last frame ({s.frames - 1})")
+    s.base = str(raw.get("base") or s.base)
+    s.motion_module = str(raw.get("motion_module") or s.motion_module)
+    s.dreambooth = str(raw.get("dreambooth") or "")
+    s.adapter = str(raw.get("adapter") or "")
+    s.loras = _scaled(raw.get("loras"), "LoRA")
+    s.motion_loras = _scaled(raw.get("motion_loras"), "MotionLoRA")
+    s.video = str(raw.get("video") or "")
+    spec(s, catalog)  # every model is one the scan listed
+    return s
+
+
+def _prompt_map(raw: object) -> dict[int, str]:
+    if raw in (None, ""):
+        return {}
+    if not isinstance(raw, list):
+        raise InputError("prompt travel: expected a list of {frame, prompt} rows")
+    keyframes: dict[int, str] = {}
+    for row in raw:
+        if not isinstance(row, dict) or not str(row.get("prompt") or "").strip():
+            continue  # an empty row of the table
+        frame = _number(row, "frame", int, None, "prompt travel frame")
+        if frame is None:
+            raise InputError("prompt travel: every keyframe needs a frame number ≥ 0")
+        keyframes[frame] = str(row["prompt"]).strip()
+    return keyframes
+
+
+def with_seed(s: Settings) -> Settings:
+    """The settings with a seed: the given one, else a fresh random one (recorded, shown and reproducible)."""
+    if s.seed is None:
+        s.seed = random.SystemRandom().randrange(2**32)
+    return s
+
+
+def spec(s: Settings, catalog: Catalog) -> PipelineSpec:
+    """The models to load; an id the catalog does not list is an InputError."""
+    loras = [("image", str(catalog.resolve("lora", i)), scale) for i, scale in s.loras]
+    if s.adapter:
+        loras.append(("adapter", str(catalog.resolve("adapter", s.adapter)), s.adapter_scale))
+    loras += [("motion", str(catalog.resolve("motion_lora", i)), scale) for i, scale in s.motion_loras]
+    return PipelineSpec(
+        base=str(catalog.resolve("base", s.base)),
+        motion_module=str(catalog.resolve("motion_module", s.motion_module)),
+        dreambooth=str(catalog.resolve("dreambooth", s.dreambooth)) if s.dreambooth else None,
+        loras=tuple(loras),
+    )
+
+
+def prompt_of(s: Settings) -> str | dict[int, str]:
+    """What the pipeline draws: the prompt, or the keyframes with the prompt put before each one's text."""
+    if not s.prompt_map:
+        return s.prompt
+    from animatediff.pipeline.prompt_travel import compose
+
+    return {frame: compose(text, s.prompt, "") for frame, text in sorted(s.prompt_map.items())}
+
+
+def run_entry(s: Settings, catalog: Catalog, video_path: str | None = None) -> dict[str, Any]:
+    """An `animatediff run` entry that draws the same animation (with `--fps` as the form's)."""
+    models = spec(s, catalog)
+    entry: dict[str, Any] = {}
+    if s.prompt_map:
+        entry["prompt_map"] = dict(sorted(s.prompt_map.items()))
+        entry["head_prompt"] = s.prompt
+        entry["prompt_interpolation"] = s.prompt_interpolation
+    else:
+        entry["prompt"] = [s.prompt]
+    entry["n_prompt"] = [s.negative_prompt]
+    entry["seed"] = s.seed
+    entry["steps"] = s.steps
+    if s.guidance_scale is not None:
+        entry["guidance_scale"] = s.guidance_scale
+    entry["L"] = s.frames
+    for key, value in (("W", s.width), ("H", s.height)):
+        if value is not None:
+            entry[key] = value
+    entry["base"] = models.base
+    entry["motion_module"] = [models.motion_module]
+    if models.dreambooth:
+        entry["dreambooth_path"] = models.dreambooth
+    kinds = {"image": [], "adapter": [], "motion": []}
+    for kind, path, scale in models.loras:
+        kinds[kind].append({"path": path, "alpha": scale})
+    if kinds["image"]:
+        entry["lora_configs"] = kinds["image"]
+    if kinds["adapter"]:
+        entry["adapter_lora_path"] = kinds["adapter"][0]["path"]
+        entry["adapter_lora_scale"] = kinds["adapter"][0]["alpha"]
+    if kinds["motion"]:
+        entry["motion_module_lora_configs"] = kinds["motion"]
+    entry["scheduler"] = s.scheduler
+    if s.context_length is not None:
+        entry["context_length"] = s.context_length
+        entry["context_overlap"] = s.context_overlap
+    if s.free_init_iters is not None:
+        entry["free_init_iters"] = s.free_init_iters
+    if video_path:
+        entry["video"] = video_path
+        entry["strength"] = s.strength
+    return entry
+
+
+def run_yaml(s: Settings, catalog: Catalog, video_path: str | None = None) -> str:
+    """The run config's text: one entry, and a first line saying how to run it."""
+    head = f"# animatediff run THIS.yaml --fps {s.fps:g}   (written by animatediff ui)\n"
+    return head + yaml.safe_dump([run_entry(s, catalog, video_path)], sort_keys=False, allow_unicode=True)
+
+
+def output_stem(s: Settings, number: int) -> str:
+    """`<number>-<first words of the prompt>`, safe as a file name."""
+    words = "".join(c if c.isalnum() or c in " -" else " " for c in (s.prompt or next(iter(s.prompt_map.values()))))
+    return f"{number:04d}-" + "-".join(words.split()[:8])[:60]
+
+
+def read_settings(path: Path) -> Settings:
+    """Settings as a history entry stored them (`Settings.as_json`)."""
+    import json
+
+    data = json.loads(path.read_text())
+    s = Settings(**{k: v for k, v in data.items() if k in Settings.__dataclass_fields__})
+    s.loras = [(d["id"], d["scale"]) for d in data.get("loras", [])]
+    s.motion_loras = [(d["id"], d["scale"]) for d in data.get("motion_loras", [])]
+    s.prompt_map = {int(d["frame"]): d["prompt"] for d in data.get("prompt_map", [])}
+    return s

@@ -1,0 +1,149 @@
+"""What the server serves: the models catalog, the model cache that keeps them loaded, uploads, the queue, and the
+generation each job runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import torch
+
+from animatediff.errors import InputError
+from animatediff.io.atomic import write_atomic
+from animatediff.model_cache import ModelCache
+from animatediff.ui.catalog import Catalog, scan
+from animatediff.ui.jobs import Job, JobQueue
+from animatediff.ui.settings import Settings, output_stem, prompt_of, run_yaml, spec
+
+UPLOAD_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".webp", ".png", ".jpg", ".jpeg")
+DEFAULT_UPLOAD_CAP = 64 * 2**20
+"""Bytes an upload may have."""
+
+
+class Uploads:
+    """Uploaded files in a private temporary folder, named by a random id; removed with the server."""
+
+    def __init__(self, cap: int = DEFAULT_UPLOAD_CAP) -> None:
+        self.cap = cap
+        self.folder = Path(tempfile.mkdtemp(prefix="animatediff-ui-uploads-"))
+        self._names: dict[str, Path] = {}
+
+    def check_size(self, size: int) -> None:
+        if size > self.cap:
+            raise InputError(f"upload of {human_size(size)} is over the {human_size(self.cap)} cap")
+
+    def add(self, filename: str, data: bytes) -> str:
+        """Keep an upload; its id (the only name the page uses for it)."""
+        self.check_size(len(data))
+        suffix = Path(filename).suffix.lower()
+        if suffix not in UPLOAD_SUFFIXES:
+            raise InputError(f"upload {Path(filename).name!r}: expected one of {', '.join(UPLOAD_SUFFIXES)}")
+        upload_id = uuid.uuid4().hex
+        path = self.folder / f"{upload_id}{suffix}"
+        path.write_bytes(data)
+        self._names[upload_id] = path
+        return upload_id
+
+    def path(self, upload_id: str) -> Path:
+        if upload_id not in self._names:
+            raise InputError(f"no upload {upload_id!r} (upload the file again)")
+        return self._names[upload_id]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Studio:
+    """The app's state: one per server."""
+
+    def __init__(
+        self,
+        models_dir: str | os.PathLike | None,
+        output_dir: str | os.PathLike,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        upload_cap: int = DEFAULT_UPLOAD_CAP,
+    ) -> None:
+        self.models_dir = models_dir
+        self.catalog: Catalog = scan(models_dir)
+        self.cache = ModelCache(device, dtype)
+        self.uploads = Uploads(upload_cap)
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._numbers = iter(range(_next_number(self.output_dir), 10**9))
+        self._number_lock = threading.Lock()
+        self.queue = JobQueue(self.generate, self.output_dir)
+
+    def refresh(self) -> Catalog:
+        self.catalog = scan(self.models_dir)
+        return self.catalog
+
+    def run_yaml(self, job: Job) -> str:
+        video = str(self.uploads.path(job.settings.video)) if job.settings.video else None
+        return run_yaml(job.settings, self.catalog, video)
+
+    def generate(self, job: Job) -> Path:
+        """Load (or keep) the models, sample with progress and cancel, write the result and its settings."""
+        from animatediff.io.video import check_finite, save_video
+        from animatediff.sampling import for_model, make_scheduler
+        from animatediff.sampling.free_init import FreeInit
+        from animatediff.sampling.loop import sampling_timesteps
+
+        s: Settings = job.settings
+        video = self.uploads.path(s.video) if s.video else None
+        job.stage = "loading models"
+        pipe = self.cache.pipeline(spec(s, self.catalog))
+        pipe.scheduler = for_model(make_scheduler(s.scheduler), pipe.noise_settings)
+        strength = s.strength if video is not None else 1.0
+        job.total = len(sampling_timesteps(pipe.scheduler, s.steps, strength)) * (s.free_init_iters or 1)
+        job.stage = "sampling"
+        frames = pipe(
+            prompt_of(s),
+            s.negative_prompt,
+            num_frames=s.frames,
+            height=s.height,
+            width=s.width,
+            num_inference_steps=s.steps,
+            guidance_scale=s.guidance_scale,
+            seed=s.seed,
+            progress=False,
+            callback=lambda *_: job.step_done(),
+            context_length=s.context_length,
+            context_overlap=s.context_overlap,
+            prompt_interpolation=s.prompt_interpolation,
+            free_init=FreeInit(iterations=s.free_init_iters) if s.free_init_iters else None,
+            video=str(video) if video is not None else None,
+            strength=s.strength if video is not None else None,
+        )[0]
+        job.stage = "writing"
+        with self._number_lock:
+            stem = output_stem(s, next(self._numbers))
+        path = self.output_dir / f"{stem}.{s.output_format}"
+        check_finite(frames, path)
+        save_video(frames, path, s.fps)
+        record = json.dumps({**s.as_json(), "file": path.name}, indent=1)
+        write_atomic(self.output_dir / f"{stem}.json", lambda tmp: tmp.write_text(record))
+        return path
+
+    def close(self) -> None:
+        self.queue.close()
+        self.uploads.remove()
+
+
+def human_size(size: int) -> str:
+    """'512 B', '4.0 KiB', '64.0 MiB'."""
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024 or unit == "MiB":
+            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError
+
+
+def _next_number(folder: Path) -> int:
+    numbers = [int(p.name.split("-")[0]) for p in folder.glob("*.json") if p.name.split("-")[0].isdigit()]
+    return max(numbers, default=0) + 1

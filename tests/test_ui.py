@@ -1,0 +1,204 @@
+"""`animatediff ui` without a browser: the catalog's path safety, the form's checks, the HTTP API (upload cap,
+errors that leave the server serving), the queue (order, cancel, a failing job), history and the run YAML."""
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from animatediff.cli import build_parser
+from animatediff.cli.ui import bind_address
+from animatediff.errors import InputError
+from animatediff.ui.catalog import scan
+from animatediff.ui.settings import parse
+from animatediff.ui.studio import Studio
+
+PROMPT = "a red circle moving right on a blue background"
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    root = tmp_path / "models"
+    for sub in ("Stable-diffusion", "Lora", "motion_modules", "motion_lora"):
+        (root / sub).mkdir(parents=True)
+    (root / "Lora" / "style.safetensors").write_bytes(b"not really")
+    outside = tmp_path / "secret.safetensors"
+    outside.write_bytes(b"outside")
+    (root / "Lora" / "escape.safetensors").symlink_to(outside)
+    (root / "Stable-diffusion" / "broken.safetensors").write_bytes(b"\x00" * 64)
+    return root
+
+
+@pytest.fixture
+def served(tmp_path, models_dir):
+    studio = Studio(models_dir, tmp_path / "out", upload_cap=4096)
+    from animatediff.ui.server import make_server
+
+    server = make_server(studio, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield studio, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    studio.close()
+
+
+def call(url, data=None, raw=None):
+    """(status, JSON) of a GET, or of a POST of `data` as JSON or `raw` bytes."""
+    body = raw if raw is not None else None if data is None else json.dumps(data).encode()
+    request = urllib.request.Request(url, data=body, method="GET" if body is None and data is None else "POST")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def wait(url, job_id, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        _, job = call(f"{url}/api/jobs/{job_id}")
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['state']}")
+
+
+def test_catalog_lists_the_folder_and_the_world_but_no_symlink_out(models_dir):
+    catalog = scan(models_dir)
+    ids = {kind: [c.id for c in items] for kind, items in catalog.choices.items()}
+    assert ids["lora"] == ["world:outlined", "Lora/style.safetensors"]
+    assert ids["dreambooth"] == ["world:star", "Stable-diffusion/broken.safetensors"]
+    assert "world:base" in ids["base"] and "world:left" in ids["motion_lora"]
+    assert catalog.resolve("lora", "Lora/style.safetensors") == models_dir / "Lora" / "style.safetensors"
+
+
+@pytest.mark.parametrize(
+    "choice",
+    ["Lora/escape.safetensors", "../secret.safetensors", "Lora/../../secret.safetensors", "/etc/passwd", "world:nope"],
+)
+def test_catalog_refuses_what_the_scan_did_not_list(models_dir, choice):
+    with pytest.raises(InputError, match="not in the models folder"):
+        scan(models_dir).resolve("lora", choice)
+
+
+def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
+    catalog = scan(models_dir)
+    style = models_dir / "Lora" / "style.safetensors"
+    style.unlink()
+    style.symlink_to(tmp_path / "secret.safetensors")
+    with pytest.raises(InputError, match="outside the models folder"):
+        catalog.resolve("lora", "Lora/style.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"prompt": "  "}, "prompt: empty"),
+        ({"frames": 0}, "frames: 0 is outside 1–512"),
+        ({"steps": "many"}, "steps: 'many' is not a number"),
+        ({"width": 100}, "width: 100 is not a multiple of 8"),
+        ({"scheduler": "magic"}, "scheduler: 'magic' is not one of"),
+        ({"base": "../../etc"}, "base '../../etc' is not in the models folder"),
+        ({"loras": [{"id": "/etc/passwd", "scale": 1}]}, "lora '/etc/passwd' is not in the models folder"),
+        ({"context_length": 8, "context_overlap": 8}, "context overlap: 8 must be less"),
+        ({"prompt_map": [{"frame": 40, "prompt": "x"}]}, "keyframe 40 is past the last frame"),
+        ({"path": "/tmp"}, "unknown field 'path'"),
+    ],
+)
+def test_the_form_is_checked_field_by_field(models_dir, fields, message):
+    with pytest.raises(InputError, match=message):
+        parse({"prompt": PROMPT, **fields}, scan(models_dir))
+
+
+def test_binds_to_loopback_unless_asked():
+    parser = build_parser()
+    assert bind_address(parser.parse_args(["ui"])) == "127.0.0.1"
+    assert bind_address(parser.parse_args(["ui", "--listen"])) == "0.0.0.0"
+    assert bind_address(parser.parse_args(["ui", "--host", "10.0.0.5"])) == "10.0.0.5"
+
+
+def test_api_refuses_bad_input_and_keeps_serving(served):
+    studio, url = served
+    assert call(f"{url}/api/generate", {"prompt": ""}) == (400, {"error": "prompt: empty (say what to animate)"})
+    status, body = call(f"{url}/api/generate", raw=b"{not json")
+    assert status == 400 and "not valid JSON" in body["error"]
+    status, body = call(f"{url}/api/upload?name=clip.mp4", raw=b"x" * 5000)
+    assert (status, body) == (413, {"error": "upload of 4.9 KiB is over the 4.0 KiB cap"})
+    status, body = call(f"{url}/api/upload?name=run.sh", raw=b"echo")
+    assert status == 400 and "expected one of" in body["error"]
+    status, body = call(f"{url}/api/upload?name=../../clip.gif", raw=b"GIF89a")
+    assert status == 200 and studio.uploads.path(body["id"]).parent == studio.uploads.folder
+    assert call(f"{url}/api/jobs/nope")[0] == 400
+    assert call(f"{url}/api/state")[0] == 200
+
+
+def test_queue_runs_in_order_cancels_and_survives_a_broken_model(served):
+    studio, url = served
+    small = {"prompt": PROMPT, "frames": 8, "steps": 4, "seed": 3}
+    _, long = call(f"{url}/api/generate", {**small, "steps": 200})
+    _, broken = call(f"{url}/api/generate", {**small, "dreambooth": "Stable-diffusion/broken.safetensors"})
+    _, good = call(f"{url}/api/generate", small)
+    assert (broken["position"], good["position"]) in ((1, 2), (2, 3))
+    while call(f"{url}/api/jobs/{long['id']}")[1]["step"] < 1:
+        time.sleep(0.05)
+    call(f"{url}/api/jobs/{long['id']}/cancel", {})
+    assert wait(url, long["id"])["state"] == "cancelled"
+    failed = wait(url, broken["id"])
+    assert failed["state"] == "error" and "\n" not in failed["error"] and "broken.safetensors" in failed["error"]
+    done = wait(url, good["id"])
+    assert done["state"] == "done" and done["step"] == done["total"] == 4
+    assert [job.id for job in studio.queue.history] == [good["id"]]
+
+
+def test_models_stay_loaded_and_a_lora_switch_reloads_nothing(served):
+    studio, url = served
+    small = {"prompt": PROMPT, "frames": 8, "steps": 2, "seed": 3}
+    for loras in ([], [{"id": "world:outlined", "scale": 1.0}], [{"id": "world:outlined", "scale": 0.5}], []):
+        _, job = call(f"{url}/api/generate", {**small, "loras": loras})
+        assert wait(url, job["id"])["state"] == "done"
+    assert studio.cache.loads["base"] == 1 and studio.cache.loads["lora"] == 1
+
+
+def test_the_run_yaml_draws_the_same_frames_and_history_outlives_the_server(served, tmp_path):
+    from animatediff.io.video_input import read_video_input
+    from animatediff.prompt_config import run_prompt_config
+
+    studio, url = served
+    settings = {"prompt": PROMPT, "frames": 8, "steps": 3, "seed": 11, "scheduler": "euler"}
+    settings |= {"motion_loras": [{"id": "world:up", "scale": 0.8}], "context_length": 6, "context_overlap": 2}
+    _, job = call(f"{url}/api/generate", settings)
+    job = wait(url, job["id"])
+    assert job["state"] == "done", job["error"]
+    with urllib.request.urlopen(f"{url}/api/jobs/{job['id']}/config.yaml") as response:
+        (tmp_path / "again.yaml").write_bytes(response.read())
+    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
+    ours = read_video_input(studio.output_dir / job["file"], 8)
+    again = read_video_input(next((out / "sample").glob("*.gif")), 8)
+    np.testing.assert_array_equal(ours, again)
+
+    later = Studio(None, studio.output_dir)
+    try:
+        [kept] = later.queue.history
+        assert kept.output.name == job["file"] and kept.settings.seed == 11
+        assert kept.settings.motion_loras == [("world:up", 0.8)]
+    finally:
+        later.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "70000"], "--port 70000: not a port (0–65535)"),
+        (["--upload-cap", "0"], "--upload-cap 0.0: must be positive"),
+        (["--models", "/no/such/folder"], "models folder not found: /no/such/folder"),
+    ],
+)
+def test_cli_refuses_bad_options_in_one_line(argv, message, capsys, tmp_path):
+    from animatediff.cli import main
+
+    assert main(["ui", "--output-dir", str(tmp_path / "out"), *argv]) == 2
+    assert capsys.readouterr().err == f"animatediff ui: error: {message}\n"

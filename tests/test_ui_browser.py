@@ -1,0 +1,117 @@
+"""`animatediff ui` in a real browser: Debian's Chromium driven by Playwright for Python.
+
+Generates with the embedded world model and downloads the result, queues a second tab behind a running job and
+cancels that job, reloads a history entry's settings, shows a loader's error and refuses an empty prompt. Skips,
+saying why, where Playwright or a Chromium is missing (`scripts/install_chromium.sh` installs Debian's). With
+ANIMATEDIFF_UI_SCREENSHOT=PATH it saves the page's screenshot there (docs/ui.png is one).
+"""
+
+import os
+import shutil
+import threading
+
+import pytest
+from PIL import Image
+
+from animatediff.ui.server import make_server
+from animatediff.ui.studio import Studio
+
+CHROMIUM = os.environ.get("ANIMATEDIFF_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+PROMPT = "a red circle moving right on a blue background"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    if CHROMIUM is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set ANIMATEDIFF_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def app(tmp_path):
+    models = tmp_path / "models" / "Stable-diffusion"
+    models.mkdir(parents=True)
+    (models / "broken.safetensors").write_bytes(b"\x00" * 64)
+    studio = Studio(tmp_path / "models", tmp_path / "out")
+    server = make_server(studio, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    studio.close()
+
+
+def open_page(context, url):
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")
+    return page
+
+
+def fill(page, prompt=PROMPT, frames=8, steps=4, seed=None):
+    page.fill("#prompt", prompt)
+    page.fill("#frames", str(frames))
+    page.fill("#steps", str(steps))
+    page.fill("#seed", "" if seed is None else str(seed))
+
+
+def test_generate_download_queue_cancel_history(browser, app, tmp_path):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 900})
+    first = open_page(context, app)
+
+    # Generate with the embedded world model; the result plays and downloads with its frames.
+    fill(first, seed=5)
+    first.click("#generate")
+    first.wait_for_selector("#status[data-state='done']", timeout=120_000)
+    first.wait_for_selector("#result")
+    assert first.text_content("#used-seed") == "5"
+    with first.expect_download() as download:
+        first.click("#download")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    with Image.open(saved) as gif:
+        assert gif.n_frames == 8
+    if os.environ.get("ANIMATEDIFF_UI_SCREENSHOT"):
+        first.screenshot(path=os.environ["ANIMATEDIFF_UI_SCREENSHOT"], full_page=True)
+
+    # A long job runs; a second tab's request queues behind it; cancelling the first lets the second finish.
+    fill(first, steps=200, seed=6)
+    first.click("#generate")
+    first.wait_for_function("document.getElementById('status').textContent.startsWith('step ')", timeout=60_000)
+    second = open_page(context, app)
+    fill(second, prompt="a green square moving up on a black background", seed=7)
+    second.click("#generate")
+    second.wait_for_function("document.getElementById('status').textContent === 'queued: position 1'")
+    first.click("#cancel")
+    first.wait_for_selector("#status[data-state='cancelled']", timeout=60_000)
+    second.wait_for_selector("#status[data-state='done']", timeout=120_000)
+
+    # The history keeps both results; one click loads the first one's settings back into the form.
+    first.reload()
+    first.wait_for_selector("body[data-ready='1']")
+    assert first.locator(".history-item").count() == 2
+    first.fill("#prompt", "something else")
+    first.locator(".history-item").last.locator("button.load").click()
+    assert first.input_value("#prompt") == PROMPT
+    assert (first.input_value("#seed"), first.input_value("#frames"), first.input_value("#steps")) == ("5", "8", "4")
+
+    # A model that fails to load shows its one-line error; the page goes on serving.
+    first.select_option("#dreambooth", "Stable-diffusion/broken.safetensors")
+    first.click("#generate")
+    first.wait_for_selector("#status[data-state='error']", timeout=60_000)
+    assert "broken.safetensors" in first.text_content("#error")
+
+    # The form refuses an empty prompt and an out-of-range value before sending them.
+    first.fill("#prompt", "")
+    first.click("#generate")
+    assert first.text_content("#error") == "prompt: empty (say what to animate)"
+    fill(first, frames=0)
+    first.click("#generate")
+    assert first.text_content("#error").startswith("frames:")
+    context.close()
