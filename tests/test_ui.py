@@ -23,7 +23,7 @@ PROMPT = "a red circle moving right on a blue background"
 @pytest.fixture
 def models_dir(tmp_path):
     root = tmp_path / "models"
-    for sub in ("Stable-diffusion", "Lora", "motion_modules", "motion_lora"):
+    for sub in ("Stable-diffusion", "Lora", "motion_modules", "motion_lora", "ControlNet"):
         (root / sub).mkdir(parents=True)
     (root / "Lora" / "style.safetensors").write_bytes(b"not really")
     outside = tmp_path / "secret.safetensors"
@@ -35,7 +35,7 @@ def models_dir(tmp_path):
 
 @pytest.fixture
 def served(tmp_path, models_dir):
-    studio = Studio(models_dir, tmp_path / "out", upload_cap=4096)
+    studio = Studio(models_dir, tmp_path / "out", upload_cap=65536)
     from animatediff.ui.server import make_server
 
     server = make_server(studio, "127.0.0.1", 0)
@@ -126,8 +126,8 @@ def test_api_refuses_bad_input_and_keeps_serving(served):
     assert call(f"{url}/api/generate", {"prompt": ""}) == (400, {"error": "prompt: empty (say what to animate)"})
     status, body = call(f"{url}/api/generate", raw=b"{not json")
     assert status == 400 and "not valid JSON" in body["error"]
-    status, body = call(f"{url}/api/upload?name=clip.mp4", raw=b"x" * 5000)
-    assert (status, body) == (413, {"error": "upload of 4.9 KiB is over the 4.0 KiB cap"})
+    status, body = call(f"{url}/api/upload?name=clip.mp4", raw=b"x" * 70000)
+    assert (status, body) == (413, {"error": "upload of 68.4 KiB is over the 64.0 KiB cap"})
     status, body = call(f"{url}/api/upload?name=run.sh", raw=b"echo")
     assert status == 400 and "expected one of" in body["error"]
     status, body = call(f"{url}/api/upload?name=../../clip.gif", raw=b"GIF89a")
@@ -202,3 +202,45 @@ def test_cli_refuses_bad_options_in_one_line(argv, message, capsys, tmp_path):
 
     assert main(["ui", "--output-dir", str(tmp_path / "out"), *argv]) == 2
     assert capsys.readouterr().err == f"animatediff ui: error: {message}\n"
+
+
+def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_path):
+    """A ControlNet over a control video and the embedded RGB SparseCtrl over a keyframe picture, both uploaded:
+    they change the frames, and the run YAML draws the same ones."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from PIL import Image
+
+    from animatediff.io.video import save_video
+    from animatediff.io.video_input import read_video_input
+    from animatediff.prompt_config import run_prompt_config
+    from animatediff.world.layout import embedded_models
+
+    studio, url = served
+    unet = UNet2DConditionModel.from_pretrained(embedded_models().base / "unet", torch_dtype=torch.float32)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32))  # 4×, as its VAE
+    torch.manual_seed(0)
+    for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+        torch.nn.init.normal_(block.weight, std=0.05)
+    controlnet.save_pretrained(studio.models_dir / "ControlNet" / "world-control")
+    studio.refresh()
+    save_video(np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32), tmp_path / "control.gif")
+    Image.fromarray(np.full((32, 32, 3), (200, 30, 30), np.uint8)).save(tmp_path / "first.png")
+    _, control = call(f"{url}/api/upload?name=control.gif", raw=(tmp_path / "control.gif").read_bytes())
+    _, first = call(f"{url}/api/upload?name=first.png", raw=(tmp_path / "first.png").read_bytes())
+
+    plain = {"prompt": PROMPT, "frames": 8, "steps": 3, "seed": 4}
+    steered = plain | {
+        "controlnet": "ControlNet/world-control",
+        "controlnet_scale": 0.7,
+        "control_video": control["id"],
+    }
+    steered |= {"sparsectrl": "world:rgb", "keyframes": [{"frame": 0, "image": first["id"]}]}
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, steered)]
+    assert [job["state"] for job in jobs] == ["done", "done"], [job["error"] for job in jobs]
+    frames = [read_video_input(studio.output_dir / job["file"], 8) for job in jobs]
+    assert np.abs(frames[0] - frames[1]).max() > 0.05
+    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[1]['id']}/config.yaml") as response:
+        (tmp_path / "again.yaml").write_bytes(response.read())
+    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
+    np.testing.assert_array_equal(frames[1], read_video_input(next((out / "sample").glob("*.gif")), 8))

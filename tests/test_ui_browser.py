@@ -101,6 +101,18 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     assert first.input_value("#prompt") == PROMPT
     assert (first.input_value("#seed"), first.input_value("#frames"), first.input_value("#steps")) == ("5", "8", "4")
 
+    # Image to video: a picture uploaded as the first keyframe of the embedded RGB SparseCtrl encoder.
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "first.png")
+    first.click("#sparse summary")
+    first.select_option("#sparsectrl", "world:rgb")
+    first.click("#add-image")
+    first.set_input_files("#keyframe-images input[type=file]", str(tmp_path / "first.png"))
+    first.wait_for_function("document.querySelector('#keyframe-images tr').dataset.upload !== ''")
+    first.click("#generate")
+    first.wait_for_selector("#status[data-state='done']", timeout=120_000)
+    assert first.locator(".history-item").count() == 3
+    first.select_option("#sparsectrl", "")
+
     # A model that fails to load shows its one-line error; the page goes on serving.
     first.select_option("#dreambooth", "Stable-diffusion/broken.safetensors")
     first.click("#generate")

@@ -11,6 +11,8 @@ Layout (each folder optional; names as A1111, ComfyUI and the AnimateDiff extens
     DIR/Lora/               image LoRAs and v3 domain adapters (.safetensors, .ckpt)
     DIR/motion_modules/     motion modules (.safetensors, .ckpt) and diffusers MotionAdapter folders
     DIR/motion_lora/        MotionLoRAs
+    DIR/ControlNet/         ControlNets (.pth, .safetensors, diffusers folders)
+    DIR/SparseCtrl/         SparseCtrl encoders (official files, diffusers folders)
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ FOLDERS = {
     "loras": "Lora",
     "motion_modules": "motion_modules",
     "motion_loras": "motion_lora",
+    "controlnets": "ControlNet",
+    "sparse_ctrls": "SparseCtrl",
 }
 """Which subfolder holds what."""
-KINDS = ("base", "dreambooth", "lora", "adapter", "motion_module", "motion_lora")
+KINDS = ("base", "dreambooth", "lora", "adapter", "motion_module", "motion_lora", "controlnet", "sparsectrl")
 """What the page picks: each a list of choices."""
 
 
@@ -118,12 +122,16 @@ def scan(root: str | os.PathLike | None, embedded: bool = True) -> Catalog:
     for path in _entries(top / FOLDERS["motion_loras"], top):
         if _weights(path) or (path / "adapter_config.json").is_file():
             add("motion_lora", path)
+    for kind, folder in (("controlnet", "controlnets"), ("sparsectrl", "sparse_ctrls")):
+        for path in _entries(top / FOLDERS[folder], top):
+            if _weights(path) or (path / "config.json").is_file():
+                add(kind, path)
     return catalog
 
 
 def _add_world(catalog: Catalog) -> None:
     from animatediff.errors import InputNotFound
-    from animatediff.world.layout import embedded_models
+    from animatediff.world.layout import EMBEDDED, SPARSECTRL_RGB, embedded_models
 
     try:
         world = embedded_models()
@@ -139,3 +147,5 @@ def _add_world(catalog: Catalog) -> None:
         add["lora"].append(Choice("world:outlined", "world: outlined (LoRA)", world.lora))
     for motion, path in world.motion_loras.items():
         add["motion_lora"].append(Choice(f"world:{motion}", f"world: {motion}", path))
+    if (EMBEDDED / SPARSECTRL_RGB).is_file():
+        add["sparsectrl"].append(Choice("world:rgb", "world: RGB (image to video)", EMBEDDED / SPARSECTRL_RGB))

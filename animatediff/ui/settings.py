@@ -7,6 +7,7 @@ Defaults are `animatediff generate`'s. Models are catalog ids (`ui.catalog`), ne
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ LIMITS = {
     "free_init_iters": (1, 8),
     "strength": (0.01, 1.0),
     "scale": (-4.0, 4.0),
-    "frame": (0, 511),
+    "frame": (-1, 511),
 }
 """Inclusive ranges of the numeric fields (the form states the same bounds)."""
 
@@ -70,14 +71,23 @@ class Settings:
     prompt_interpolation: str = "linear"
     free_init_iters: int | None = None
     video: str = ""
-    """Video-to-video: an upload's id (`ui.uploads`)."""
+    """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
     strength: float = 0.8
+    controlnet: str = ""
+    controlnet_scale: float = 1.0
+    control_video: str = ""
+    """ControlNet: an upload's id, the control video (or its source, with `control_from_video` canny)."""
+    control_from_video: str = "none"
+    sparsectrl: str = ""
+    keyframes: list[tuple[int, str]] = field(default_factory=list)
+    """SparseCtrl: (frame, an upload's id) of each keyframe image; frame -1 is the last."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["loras"] = [{"id": i, "scale": s} for i, s in self.loras]
         data["motion_loras"] = [{"id": i, "scale": s} for i, s in self.motion_loras]
         data["prompt_map"] = [{"frame": k, "prompt": v} for k, v in sorted(self.prompt_map.items())]
+        data["keyframes"] = [{"frame": k, "image": v} for k, v in self.keyframes]
         return data
 
 
@@ -151,8 +161,36 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.loras = _scaled(raw.get("loras"), "LoRA")
     s.motion_loras = _scaled(raw.get("motion_loras"), "MotionLoRA")
     s.video = str(raw.get("video") or "")
+    _parse_controls(raw, s, catalog)
     spec(s, catalog)  # every model is one the scan listed
     return s
+
+
+def _parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
+    """ControlNet (a model, a control video, how its frames become control images) and SparseCtrl (an encoder and
+    keyframe images), each all or nothing."""
+    from animatediff.pipeline.annotators import ANNOTATORS
+
+    s.controlnet = str(raw.get("controlnet") or "")
+    s.controlnet_scale = _number(raw, "controlnet_scale", float, 1.0, "ControlNet scale")
+    s.control_video = str(raw.get("control_video") or "")
+    s.control_from_video = _choice(raw.get("control_from_video") or "none", ANNOTATORS, "control images")
+    if s.controlnet:
+        catalog.resolve("controlnet", s.controlnet)
+        if not s.control_video:
+            raise InputError("ControlNet: upload its control video")
+    s.sparsectrl = str(raw.get("sparsectrl") or "")
+    rows = raw.get("keyframes") or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError("keyframes: expected a list of {frame, image}")
+    s.keyframes = [(_number(r, "frame", int, 0, "keyframe frame"), str(r["image"])) for r in rows if r.get("image")]
+    frames = [frame % s.frames if frame >= -1 else frame for frame, _ in s.keyframes]
+    if any(frame < 0 or frame >= s.frames for frame in frames) or len(set(frames)) < len(frames):
+        raise InputError(f"keyframes: each frame once, from 0 to {s.frames - 1} (or -1 for the last)")
+    if s.sparsectrl:
+        catalog.resolve("sparsectrl", s.sparsectrl)
+        if not s.keyframes:
+            raise InputError("SparseCtrl: upload a keyframe image")
 
 
 def _prompt_map(raw: object) -> dict[int, str]:
@@ -201,8 +239,9 @@ def prompt_of(s: Settings) -> str | dict[int, str]:
     return {frame: compose(text, s.prompt, "") for frame, text in sorted(s.prompt_map.items())}
 
 
-def run_entry(s: Settings, catalog: Catalog, video_path: str | None = None) -> dict[str, Any]:
-    """An `animatediff run` entry that draws the same animation (with `--fps` as the form's)."""
+def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
+    """An `animatediff run` entry that draws the same animation (with `--fps` as the form's); `upload` gives an
+    upload's path."""
     models = spec(s, catalog)
     entry: dict[str, Any] = {}
     if s.prompt_map:
@@ -240,16 +279,24 @@ def run_entry(s: Settings, catalog: Catalog, video_path: str | None = None) -> d
         entry["context_overlap"] = s.context_overlap
     if s.free_init_iters is not None:
         entry["free_init_iters"] = s.free_init_iters
-    if video_path:
-        entry["video"] = video_path
+    if s.video:
+        entry["video"] = upload(s.video)
         entry["strength"] = s.strength
+    if s.controlnet:
+        entry["controlnet"] = [f"{catalog.resolve('controlnet', s.controlnet)}:{s.controlnet_scale:g}"]
+        entry["control_video"] = [upload(s.control_video)]
+        entry["control_from_video"] = [s.control_from_video]
+    if s.sparsectrl:
+        entry["controlnet_path"] = str(catalog.resolve("sparsectrl", s.sparsectrl))
+        entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]
+        entry["controlnet_image_indexs"] = [frame for frame, _ in s.keyframes]
     return entry
 
 
-def run_yaml(s: Settings, catalog: Catalog, video_path: str | None = None) -> str:
+def run_yaml(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> str:
     """The run config's text: one entry, and a first line saying how to run it."""
     head = f"# animatediff run THIS.yaml --fps {s.fps:g}   (written by animatediff ui)\n"
-    return head + yaml.safe_dump([run_entry(s, catalog, video_path)], sort_keys=False, allow_unicode=True)
+    return head + yaml.safe_dump([run_entry(s, catalog, upload)], sort_keys=False, allow_unicode=True)
 
 
 def output_stem(s: Settings, number: int) -> str:
@@ -267,4 +314,5 @@ def read_settings(path: Path) -> Settings:
     s.loras = [(d["id"], d["scale"]) for d in data.get("loras", [])]
     s.motion_loras = [(d["id"], d["scale"]) for d in data.get("motion_loras", [])]
     s.prompt_map = {int(d["frame"]): d["prompt"] for d in data.get("prompt_map", [])}
+    s.keyframes = [(int(d["frame"]), d["image"]) for d in data.get("keyframes", [])]
     return s

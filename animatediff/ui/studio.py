@@ -18,7 +18,7 @@ from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache
 from animatediff.ui.catalog import Catalog, scan
 from animatediff.ui.jobs import Job, JobQueue
-from animatediff.ui.settings import Settings, output_stem, prompt_of, run_yaml, spec
+from animatediff.ui.settings import Settings, output_stem, prompt_of, run_entry, run_yaml, spec
 
 UPLOAD_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".webp", ".png", ".jpg", ".jpeg")
 DEFAULT_UPLOAD_CAP = 64 * 2**20
@@ -84,8 +84,7 @@ class Studio:
         return self.catalog
 
     def run_yaml(self, job: Job) -> str:
-        video = str(self.uploads.path(job.settings.video)) if job.settings.video else None
-        return run_yaml(job.settings, self.catalog, video)
+        return run_yaml(job.settings, self.catalog, lambda upload: str(self.uploads.path(upload)))
 
     def generate(self, job: Job) -> Path:
         """Load (or keep) the models, sample with progress and cancel, write the result and its settings."""
@@ -99,6 +98,7 @@ class Studio:
         job.stage = "loading models"
         pipe = self.cache.pipeline(spec(s, self.catalog))
         pipe.scheduler = for_model(make_scheduler(s.scheduler), pipe.noise_settings)
+        controlnets, sparse_ctrls = self._controls(s, pipe)
         strength = s.strength if video is not None else 1.0
         job.total = len(sampling_timesteps(pipe.scheduler, s.steps, strength)) * (s.free_init_iters or 1)
         job.stage = "sampling"
@@ -119,6 +119,8 @@ class Studio:
             free_init=FreeInit(iterations=s.free_init_iters) if s.free_init_iters else None,
             video=str(video) if video is not None else None,
             strength=s.strength if video is not None else None,
+            controlnets=controlnets,
+            sparse_ctrls=sparse_ctrls,
         )[0]
         job.stage = "writing"
         with self._number_lock:
@@ -129,6 +131,19 @@ class Studio:
         record = json.dumps({**s.as_json(), "file": path.name}, indent=1)
         write_atomic(self.output_dir / f"{stem}.json", lambda tmp: tmp.write_text(record))
         return path
+
+    def _controls(self, s: Settings, pipe: object) -> tuple[list, list]:
+        """The ControlNet and SparseCtrl the form asks for, loaded as `run` loads its entry's keys."""
+        if not s.controlnet and not s.sparsectrl:
+            return [], []
+        from animatediff.pipeline.control_inputs import entry_control_inputs, load_controlnets
+        from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
+        from animatediff.prompt_entries import parse_entry
+
+        entry = parse_entry(run_entry(s, self.catalog, lambda upload: str(self.uploads.path(upload))), "form")
+        controls = entry_control_inputs(entry, s.frames, str)
+        controlnets = load_controlnets(controls, pipe, s.height, s.width)
+        return controlnets, entry_sparse_ctrls(entry, pipe, s.frames, s.height, s.width, str, "form")
 
     def close(self) -> None:
         self.queue.close()
