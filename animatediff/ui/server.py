@@ -63,8 +63,14 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, message: str, status: int = HTTPStatus.BAD_REQUEST) -> None:
         self._json({"error": message}, status)
 
+    def _length(self) -> int:
+        try:
+            return max(int(self.headers.get("Content-Length") or 0), 0)
+        except ValueError:
+            raise InputError("Content-Length is not a number") from None
+
     def _body(self, cap: int) -> bytes:
-        size = int(self.headers.get("Content-Length") or 0)
+        size = self._length()
         if size > cap:
             raise _TooLarge(f"request of {human_size(size)} is over the {human_size(cap)} cap")
         return self.rfile.read(size)
@@ -131,7 +137,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _upload(self, name: str) -> None:
         try:
-            self.studio.uploads.check_size(int(self.headers.get("Content-Length") or 0))
+            self.studio.uploads.check_size(self._length())
         except InputError as err:  # refused before its body is read
             raise _TooLarge(str(err)) from None
         data = self._body(self.studio.uploads.cap)
