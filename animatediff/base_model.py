@@ -1,9 +1,11 @@
 """A base model: where it comes from, how it was trained, and what it samples at.
 
-A base is a Stable Diffusion 1.x model in the diffusers folder layout (unet/, vae/, text_encoder/, tokenizer/,
-scheduler/), given as a folder or a hub id, optionally with a single-file checkpoint (a CivitAI DreamBooth) laid over
-its weights. `read_traits` reads, from the folder's config files alone, what everything built on a base needs to
-know: how it was trained (prediction type, zero-terminal-SNR, the betas of its schedule) and what it samples at
+A base is a Stable Diffusion 1.x or SDXL model in the diffusers folder layout (unet/, vae/, text_encoder/,
+tokenizer/, scheduler/; SDXL adds text_encoder_2/ and tokenizer_2/), given as a folder or a hub id, optionally with a
+single-file checkpoint (a CivitAI DreamBooth) laid over its weights. Its family ('sd1' or 'sdxl') is read from its
+files (`base_family`); SD2, an SDXL refiner, SD3 and Flux are refused in one line naming what was found.
+`read_traits` reads, from the folder's config files alone, what everything built on a base needs to know: how it
+was trained (prediction type, zero-terminal-SNR, the betas of its schedule), its family, and what it samples at
 (native size, the multiple every size must be of, default guidance). `load_base` loads its weights. The pipeline,
 the model cache, the trainer, the world and the benchmarks all go through these two.
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError, InputNotFound
 from animatediff.hub import resolve_path
@@ -36,6 +38,9 @@ STATEMENT_KEYS = ("guidance_scale", "vocabulary", "size_range")
 """What that file may state."""
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer")
+SDXL_COMPONENTS = ("text_encoder_2", "tokenizer_2")
+FAMILIES = {"sd1": "SD1.x", "sdxl": "SDXL"}
+"""The base families we animate, by name → how messages spell them."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class BaseTraits:
     """The words its text encoder was trained on, lower-case; None where the base does not say."""
     size_range: tuple[int, int] = (0, 0)
     """The smallest and largest pixel side it draws well; (0, 0): half to twice `native_size`."""
+    family: str = "sd1"
+    """'sd1' (one CLIP text encoder, 4 UNet levels) or 'sdxl' (two text encoders, pooled text and size
+    conditioning, 3 UNet levels)."""
+    zero_empty_negative: bool = False
+    """SDXL's `force_zeros_for_empty_prompt` (model_index.json): with no negative prompt given, the unconditional
+    text is zeros rather than the empty prompt's embedding."""
 
     def __post_init__(self) -> None:
         if self.size_range == (0, 0):
@@ -105,6 +116,9 @@ class BaseModel:
     traits: BaseTraits
     folder: Path
     """The diffusers folder it was loaded from (for a hub id, the local snapshot)."""
+    tokenizer_2: CLIPTokenizer | None = None
+    """SDXL's second tokenizer and text encoder (OpenCLIP ViT-bigG, with its pooled projection); None for SD1.x."""
+    text_encoder_2: CLIPTextModelWithProjection | None = None
 
 
 def base_folder(path_or_id: str | os.PathLike) -> Path:
@@ -114,10 +128,36 @@ def base_folder(path_or_id: str | os.PathLike) -> Path:
         raise InputError(
             f"{folder} is a file, not a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/ ...)"
         )
+    base_family(folder)  # SD2, a refiner, SD3 or Flux: said in one line
     missing = [sub for sub in COMPONENTS if not (folder / sub).is_dir()]
     if missing:
         raise InputNotFound(f"{folder} is not a diffusers Stable Diffusion folder: missing {', '.join(missing)}/")
     return folder
+
+
+def base_family(folder: str | os.PathLike) -> str:
+    """'sd1' or 'sdxl', from a diffusers folder's layout and configs (no weights read); other families, an
+    InputError that names what the folder holds."""
+    folder = Path(folder)
+    if (folder / "transformer").is_dir() and not (folder / "unet").is_dir():
+        index = folder / "model_index.json"
+        name = read_json(index, "model_index.json").get("_class_name", "") if index.is_file() else ""
+        kind = "Flux" if "Flux" in name else "SD3" if "StableDiffusion3" in name else "a diffusion transformer"
+        raise InputError(f"{folder} holds {kind} (a transformer, not a UNet); AnimateDiff animates SD1.x and SDXL")
+    has_first, has_second = (folder / "text_encoder").is_dir(), (folder / "text_encoder_2").is_dir()
+    if has_second and not has_first:
+        raise InputError(f"{folder} is an SDXL refiner (only text_encoder_2/); use an SDXL base model")
+    unet_config = folder / "unet" / "config.json"
+    if not unet_config.is_file():
+        return "sdxl" if has_second else "sd1"
+    unet = read_json(unet_config, "unet/config.json of the base model")
+    if has_second or unet.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    if unet.get("cross_attention_dim") == 1024:
+        raise InputError(
+            f"{folder} is a Stable Diffusion 2.x base (1024-wide text); AnimateDiff animates SD1.x and SDXL"
+        )
+    return "sd1"
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -182,6 +222,9 @@ def read_traits(folder: Path, prediction_type: str | None = None, zero_snr: bool
     factor = vae_scale_factor(vae_config)
     stated = read_statement(folder)
     vocabulary = stated.get("vocabulary")
+    family = base_family(folder)
+    index = folder / "model_index.json"
+    pipeline_config = read_json(index, "model_index.json") if index.is_file() else {}
     return BaseTraits(
         prediction_type=prediction,
         zero_snr=bool(schedule.get("rescale_betas_zero_snr", False) if zero_snr is None else zero_snr),
@@ -192,6 +235,8 @@ def read_traits(folder: Path, prediction_type: str | None = None, zero_snr: bool
         guidance_scale=float(stated.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)),
         vocabulary=None if vocabulary is None else frozenset(w.lower() for w in vocabulary),
         size_range=tuple(stated.get("size_range", (0, 0))),
+        family=family,
+        zero_empty_negative=family == "sdxl" and bool(pipeline_config.get("force_zeros_for_empty_prompt", True)),
     )
 
 
@@ -202,11 +247,16 @@ def load_base(
     prediction_type: str | None = None,
     zero_snr: bool | None = None,
 ) -> BaseModel:
-    """Load a base: a diffusers SD1.x folder or its hub id; `dreambooth`, a single-file SD1.x checkpoint (LDM
-    layout), replaces its UNet, VAE and text-encoder weights. The traits are checked before any weight loads."""
+    """Load a base: a diffusers SD1.x or SDXL folder or its hub id; `dreambooth`, a single-file checkpoint (LDM
+    layout) of the same family, replaces its UNet, VAE and text-encoder weights. The traits are checked before any
+    weight loads."""
     folder = base_folder(path_or_id)
     traits = read_traits(folder, prediction_type, zero_snr)
     kwargs = {"local_files_only": True}
+    if traits.family == "sdxl":
+        missing = [sub for sub in SDXL_COMPONENTS if not (folder / sub).is_dir()]
+        if missing:
+            raise InputNotFound(f"{folder} is not a diffusers SDXL folder: missing {', '.join(missing)}/")
     base = BaseModel(
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kwargs),
         text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
@@ -215,6 +265,11 @@ def load_base(
         traits=traits,
         folder=folder,
     )
+    if traits.family == "sdxl":
+        base.tokenizer_2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2", **kwargs)
+        base.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
+            folder, subfolder="text_encoder_2", torch_dtype=dtype, **kwargs
+        )
     if dreambooth:
         from animatediff.formats.single_file import load_single_file_weights
 

@@ -42,6 +42,10 @@ def diffusers_adapter(modules: MotionModules) -> MotionAdapter:
 
 def diffusers_motion_unet(unet: UNet2DConditionModel, modules: MotionModules) -> UNetMotionModel:
     model = UNetMotionModel.from_unet2d(unet, diffusers_adapter(modules)).eval()
+    if getattr(unet, "add_embedding", None) is not None:
+        # from_unet2d leaves SDXL's added-conditioning embedding as initialised (noted when AnimateDiff SDXL was
+        # merged, huggingface/diffusers#6721, left for later); the 2-D UNet's own weights are the ones meant.
+        model.add_embedding.load_state_dict(unet.add_embedding.state_dict())
     for module in [m for m in model.modules() if isinstance(m, AnimateDiffTransformer3D)]:
         module.norm = PerFrameGroupNorm(module.norm)
     return model

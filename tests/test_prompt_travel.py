@@ -8,7 +8,7 @@ from diffusers import AnimateDiffPipeline
 from animatediff.errors import InputError
 from animatediff.pipeline import animation as pipeline_module
 from animatediff.pipeline.prompt_travel import PromptTravel, interpolate, keyframes
-from animatediff.pipeline.text import encode_frame_text
+from animatediff.pipeline.text import encode_frame_text, prompt_encoder
 from animatediff.text_encoding import encode_prompts
 from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
 
@@ -18,7 +18,8 @@ CPU = torch.device("cpu")
 
 def frame_text(pipe, prompts, negatives=None, mode="linear", num_frames=12, guidance=True):  # noqa: ANN001, ANN201
     travel = PromptTravel(prompts, negatives, mode, num_frames)
-    return encode_frame_text(pipe.tokenizer, pipe.text_encoder, travel, num_frames, guidance, CPU, torch.float32)
+    encode = prompt_encoder(pipe.tokenizer, pipe.text_encoder, None)
+    return encode_frame_text(encode, travel, num_frames, guidance, CPU, torch.float32)
 
 
 def own(pipe, prompt):  # noqa: ANN001, ANN201

@@ -35,6 +35,9 @@ from animatediff.models.motion_module import MotionModule
 from animatediff.models.motion_modules import MotionModules
 from animatediff.models.motion_scale import MotionScale, motion_group, motion_scales
 
+FAMILY_CHANNELS = {(320, 640, 1280, 1280): "SD1.x", (320, 640, 1280): "SDXL"}
+"""The UNet channels of each base family, as motion modules and bases state them."""
+
 
 class FrameContext:
     """How many frames the current batch folds; None outside a video forward pass (plain 2-D behaviour)."""
@@ -72,10 +75,16 @@ def _check_fits(unet: UNet2DConditionModel, motion: MotionModules) -> None:
     cfg = motion.config
     unet_channels = tuple(unet.config.block_out_channels)
     if unet_channels != cfg.block_out_channels:
-        hint = " (an SDXL motion module?)" if cfg.block_out_channels == (320, 640, 1280) else ""
+        found, expected = FAMILY_CHANNELS.get(cfg.block_out_channels), FAMILY_CHANNELS.get(unet_channels)
+        if found and expected:
+            raise InputError(
+                f"this motion module is for {found} (UNet channels {cfg.block_out_channels}) but the base is "
+                f"{expected} ({unet_channels}); use an {expected} motion module"
+            )
         raise InputError(
-            f"motion module was built for UNet channels {cfg.block_out_channels}{hint}, but the base UNet "
-            f"has {unet_channels}; use a motion module made for this base model (SD1.x: 320, 640, 1280, 1280)"
+            f"motion module was built for UNet channels {cfg.block_out_channels}, but the base UNet has "
+            f"{unet_channels}; use a motion module made for this base model (SD1.x: 320, 640, 1280, 1280; "
+            "SDXL: 320, 640, 1280)"
         )
     for kind, blocks, expected in (
         ("down", unet.down_blocks, cfg.layers_per_block),

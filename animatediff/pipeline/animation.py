@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.base_model import (
     DEFAULT_GUIDANCE_SCALE,
@@ -36,6 +36,7 @@ from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_no
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
 from animatediff.pipeline.motion_scale import motion_scaled
 from animatediff.pipeline.prompt_travel import prompt_travel
+from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import encode_text, prompt_batch
@@ -72,13 +73,18 @@ class AnimationPipeline:
         noise_settings: dict | None = None,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         traits: BaseTraits | None = None,
+        tokenizer_2: CLIPTokenizer | None = None,
+        text_encoder_2: CLIPTextModelWithProjection | None = None,
     ) -> None:
         """`noise_settings` (`model_noise_settings`): how the base was trained, applied to this scheduler and kept
         for schedulers swapped in later (`for_model`). `guidance_scale`: what a call samples with when it names
         none (`from_base` takes the base's own). `traits`: the base's, whose `prompt_warnings` a call logs (words
-        the base never saw, sizes it does not draw well)."""
+        the base never saw, sizes it does not draw well). `tokenizer_2`, `text_encoder_2`: an SDXL base's second
+        text encoder (with them the pipeline conditions as SDXL does: both encoders, pooled text, size ids)."""
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.tokenizer_2 = tokenizer_2
+        self.text_encoder_2 = None if text_encoder_2 is None else text_encoder_2.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
         self.noise_settings = noise_settings or {}
@@ -102,8 +108,9 @@ class AnimationPipeline:
         traits = base.traits
         settings = model_noise_settings(traits.prediction_type, traits.zero_snr)
         pipe = cls(
-            base.tokenizer, base.text_encoder, base.vae, unet, scheduler, settings, traits.guidance_scale, traits
-        )
+            base.tokenizer, base.text_encoder, base.vae, unet, scheduler, settings, traits.guidance_scale, traits,
+            base.tokenizer_2, base.text_encoder_2,
+        )  # fmt: skip
         return pipe.to(device)
 
     @classmethod
@@ -156,8 +163,9 @@ class AnimationPipeline:
         return name
 
     def to(self, device: str | torch.device) -> AnimationPipeline:
-        for part in (self.text_encoder, self.vae, self.unet):
-            part.to(device)
+        for part in (self.text_encoder, self.text_encoder_2, self.vae, self.unet):
+            if part is not None:
+                part.to(device)
         return self
 
     @property
@@ -300,15 +308,18 @@ class AnimationPipeline:
         ):
             logger.warning(line)
 
-        # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel.
+        # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
+        # pooled text too, and no negative prompt given is zeros where the base says so.
+        second = (self.tokenizer_2, self.text_encoder_2) if self.text_encoder_2 is not None else None
+        zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
         text = encode_text(
             self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
-            travel, num_frames,
+            travel, num_frames, second, zero_negative,
         )  # fmt: skip
 
         # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
-        if free_init is not None and generator is None:  # FreeInit's fresh noise follows the start's draw
+        if generator is None:  # one generator draws the start, then step noise (LCM, TCD, ancestral) and FreeInit's
             generator = seeded_generator(seed)
         f = self.vae_scale_factor
         shape = (len(prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
@@ -328,6 +339,7 @@ class AnimationPipeline:
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance.
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
         sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
+        conditions = [*conditions, *sdxl_conditions(text, height, width)]  # SDXL: pooled text and size ids
         conditions = [*conditions, *controls, *sparse]  # the ControlNets and SparseCtrls, bound to this run's steps
         ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0)  # IP-Adapter: loaded, its image encoded
         conditions = [*conditions, *ip.conditions]
