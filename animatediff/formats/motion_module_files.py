@@ -1,4 +1,11 @@
-"""Motion-module files: the official single-file layout and diffusers' MotionAdapter folders.
+"""Motion-module files: the official single-file layout, diffusers' MotionAdapter folders, HotShot-XL's layers.
+
+SD1.x modules have four UNet levels (320, 640, 1280, 1280), SDXL's three (320, 640, 1280): the official SDXL beta
+(`mm_sdxl_v10_beta.ckpt`, branch `sdxl`: two modules per down block, three per up block, no mid block, a sinusoid of
+32 frames, 8 heads) and diffusers' `guoyww/animatediff-motion-adapter-sdxl-beta` read and convert as the SD1.x ones
+do, their config inferred from the weights (`MotionModuleConfig.family` says which). A single safetensors in
+diffusers' key layout (AnimateDiff-Lightning's form) and HotShot-XL's temporal layers (`motion_module_layouts.py`)
+are renamed to the official layout first; a file in none of these layouts is refused in one line naming what it holds.
 
 Conversion is a rename table plus pure functions; loads are strict after an explicit ignore list.
 Official layout: github.com/guoyww/AnimateDiff (see docs/references.md); diffusers: `MotionAdapter`.
@@ -14,6 +21,7 @@ from pathlib import Path
 import torch
 
 from animatediff.errors import InputError, InputNotFound
+from animatediff.formats.motion_module_layouts import HOTSHOT_BLOCK, check_known_layout, hotshot_to_official, is_hotshot
 from animatediff.formats.state_dicts import non_finite, read_state_dict, write_state_dict
 from animatediff.hub import resolve_path
 from animatediff.io.atomic import write_folder_atomic
@@ -83,7 +91,8 @@ def _unwrap(sd: dict) -> tuple[dict[str, torch.Tensor], dict | None]:
     if "conv_in.weight" in tensors:
         # A whole-UNet training checkpoint (as the official trainer wrote): the base UNet's own weights are
         # deliberately ignored; only the motion modules are this file's contribution.
-        tensors = {k: v for k, v in tensors.items() if "motion_modules." in k}
+        # A UNet without any is kept whole, so that the error says what it is.
+        tensors = {k: v for k, v in tensors.items() if "motion_modules." in k or HOTSHOT_BLOCK in k} or tensors
     return tensors, config if isinstance(config, dict) else None
 
 
@@ -199,6 +208,11 @@ def _diffusers_config_to_ours(cfg: dict) -> dict:
     )
 
 
+def config_from_diffusers(cfg: dict) -> MotionModuleConfig:
+    """Our config for a diffusers MotionAdapter's config.json (SD1.x or SDXL: `block_out_channels` says which)."""
+    return MotionModuleConfig.from_dict(_diffusers_config_to_ours(cfg))
+
+
 def _ours_to_diffusers_config(config: MotionModuleConfig) -> dict:
     from diffusers import __version__ as diffusers_version
 
@@ -230,10 +244,14 @@ def read_motion_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
                 f"(needs config.json and {' or '.join(DIFFUSERS_WEIGHTS)})"
             )
         cfg = json.loads(config_file.read_text())
+        if cfg.get("_class_name", "MotionAdapter") != "MotionAdapter":
+            raise InputError(f"{path} holds a {cfg['_class_name']} (config.json), not a diffusers MotionAdapter")
         raw, _ = read_state_dict(weights)
-        sd = diffusers_to_official({k: v for k, v in raw.items() if isinstance(v, torch.Tensor)})
+        found = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+        sd = diffusers_to_official(found)
+        check_known_layout(sd, str(weights), found)
         _check_finite(sd, weights)
-        return sd, MotionModuleConfig.from_dict(_diffusers_config_to_ours(cfg))
+        return sd, config_from_diffusers(cfg)
     raw, metadata = read_state_dict(path)
     sd, embedded = _unwrap(raw)
     _check_finite(sd, path)
@@ -241,8 +259,12 @@ def read_motion_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         embedded = json.loads(metadata[CONFIG_KEY])
     known = set(MotionModuleConfig.__dataclass_fields__)
     overrides = {k: v for k, v in (embedded or {}).items() if k in known}
-    if any(".attn1." in k for k in sd):  # a diffusers-named single file
+    found = sd
+    if is_hotshot(sd):
+        sd = hotshot_to_official(sd)
+    elif any(".attn1." in k for k in sd):  # a diffusers-named single file
         sd = diffusers_to_official(sd)
+    check_known_layout(sd, str(path), found)
     return sd, infer_config(sd, overrides)
 
 

@@ -43,6 +43,12 @@ class MotionModuleConfig:
                     f"and {self.norm_num_groups} norm groups"
                 )
 
+    @property
+    def family(self) -> str:
+        """The base family the modules are shaped for, from `block_out_channels` alone: 'sdxl' for SDXL's three UNet
+        levels ((320, 640, 1280) at full size; tiny test models keep the count), 'sd1' otherwise (SD1.x: four)."""
+        return "sdxl" if len(self.block_out_channels) == 3 else "sd1"
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["block_out_channels"] = list(self.block_out_channels)
