@@ -33,10 +33,10 @@ def check_resolution(config: TrainConfig, traits: BaseTraits) -> None:
             raise InputError(f"{name} {size} must be a multiple of {traits.size_multiple} for this base model")
 
 
-def check_frozen(base: dict[str, nn.Module], trained: nn.Module, trainable: list[nn.Parameter]) -> None:
-    """Raise unless the base's parts are frozen and exactly the `trainable` parameters of the module that trains
-    require gradients (a bug, not an input error)."""
-    for name, part in base.items():
+def check_frozen(base: dict[str, nn.Module | None], trained: nn.Module, trainable: list[nn.Parameter]) -> None:
+    """Raise unless the base's parts (None: a part this base has not) are frozen and exactly the `trainable`
+    parameters of the module that trains require gradients (a bug, not an input error)."""
+    for name, part in ((n, p) for n, p in base.items() if p is not None):
         thawed = [n for n, p in part.named_parameters() if p.requires_grad]
         if thawed:
             raise RuntimeError(f"base model is not frozen: {name}.{thawed[0]} requires grad ({len(thawed)} in all)")

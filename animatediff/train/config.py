@@ -42,7 +42,8 @@ class ModelConfig:
     """What is trained, and on top of which frozen base."""
 
     base: str = ""
-    """Stable Diffusion 1.x in the diffusers folder layout (unet/, vae/, text_encoder/, tokenizer/) or a hub id."""
+    """Stable Diffusion 1.x or SDXL in the diffusers folder layout (unet/, vae/, text_encoder/, tokenizer/; SDXL also
+    text_encoder_2/, tokenizer_2/) or a hub id."""
     init_motion_module: str | None = None
     """Start from this motion module (official file, diffusers folder or hub id); None: from scratch (zero proj_out)."""
     convert_to_version: str | None = None
@@ -314,7 +315,7 @@ class TrainConfig:
         if not 0.0 <= self.optim.caption_dropout <= 1.0:
             raise InputError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
         if not self.model.base:
-            raise InputError("model.base is required: a Stable Diffusion 1.x diffusers folder or hub id")
+            raise InputError("model.base is required: a Stable Diffusion 1.x or SDXL diffusers folder or hub id")
         if self.lora.enabled and not self.model.init_motion_module:
             raise InputError(
                 "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "

@@ -38,7 +38,7 @@ from animatediff.io.outputs import check_output_folder
 from animatediff.models import inflate_unet
 from animatediff.pipeline.annotators import check_annotator
 from animatediff.sampling import denoising_target
-from animatediff.text_encoding import encode_prompts
+from animatediff.train.captions import CaptionEncoder, added_conditioning
 from animatediff.train.checkpoints import checkpoints_root, list_checkpoints, resolve_resume, save_checkpoint
 from animatediff.train.checks import (
     check_frames,
@@ -106,6 +106,8 @@ class Trainer:
         folder = base_folder(c.model.base)
         self.traits = traits = read_traits(folder, prediction, c.optim.zero_terminal_snr)
         check_zero_snr(traits)
+        if c.controlnet.enabled and traits.family == "sdxl":
+            raise InputError("controlnet.enabled: ControlNet and SparseCtrl training take an SD1.x base, not SDXL")
         self.prediction_type = traits.prediction_type
         set_seed(c.seed)  # the same fresh motion-module weights on every process
         motion, self.motion_origin = init_motion_modules(c.model, read_component_config(folder, "unet"))
@@ -126,8 +128,12 @@ class Trainer:
         # 2. The frozen image model.
         parts = load_base(folder)
         weight_dtype = WEIGHT_DTYPES[c.precision]
-        self.tokenizer = parts.tokenizer
+        self.tokenizer, self.tokenizer_2 = parts.tokenizer, parts.tokenizer_2
         self.text_encoder = parts.text_encoder.requires_grad_(False).eval().to(acc.device, weight_dtype)
+        self.text_encoder_2 = parts.text_encoder_2  # SDXL's second text encoder; None for SD1.x
+        if self.text_encoder_2 is not None:
+            self.text_encoder_2.requires_grad_(False).eval().to(acc.device, weight_dtype)
+        self.captions = CaptionEncoder(self.tokenizer, self.text_encoder, self.tokenizer_2, self.text_encoder_2)
         self.vae = parts.vae.requires_grad_(False).eval().to(acc.device, weight_dtype)
         parts.unet.requires_grad_(False).eval().to(weight_dtype)
         self.motion_config = motion.config
@@ -149,9 +155,8 @@ class Trainer:
             motion.requires_grad_(True)
             self.trainable = list(motion.parameters())
         self.trained_prefix = "controlnet." if self.controlnet is not None else "motion_modules."
-        check_frozen(
-            {"unet": self.unet.unet, "vae": self.vae, "text_encoder": self.text_encoder}, trained, self.trainable
-        )
+        frozen = {"unet": self.unet.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+        check_frozen({**frozen, "text_encoder_2": self.text_encoder_2}, trained, self.trainable)
         if c.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             if isinstance(self.controlnet, ControlNetModel):  # not SparseCtrl's: its motion hooks see no frames then
@@ -220,9 +225,9 @@ class Trainer:
         latents = latents * self.vae.config.scaling_factor
         return latents.unflatten(0, (b, f)).transpose(1, 2)
 
-    @torch.no_grad()
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
-        return encode_prompts(self.tokenizer, self.text_encoder, texts)
+    def encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the captions' context, SDXL's pooled captions or None)."""
+        return self.captions.encode(texts)
 
     def loss_and_backward(self, batch: dict) -> torch.Tensor:
         """One micro-batch: noise the clips, predict, fp32 MSE, backward. Returns the (unscaled) loss."""
@@ -234,7 +239,7 @@ class Trainer:
         latents = self.encode_videos(pixels)
         drop = torch.rand(b, generator=self.generator) < self.config.optim.caption_dropout
         texts = ["" if d else text for d, text in zip(drop.tolist(), batch["text"])]
-        context = self.encode_text(texts)
+        context, pooled = self.encode_text(texts)
         noise = torch.randn(latents.shape, generator=self.generator).to(device, latents.dtype)
         timesteps = draw_timesteps(b, self.config.optim, self.generator).to(device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
@@ -244,7 +249,7 @@ class Trainer:
             inputs += control_inputs(self.controlnet, self.config.controlnet, batch, latents, self.generator)
         # Frames stay folded through backward: gradient checkpointing re-runs the hooks there.
         with self.unet.fold_frames(f):
-            prediction = self.model(*inputs)
+            prediction = self.model(*inputs, **added_conditioning(pooled, noisy, self.traits.vae_scale_factor))
             if self.config.optim.loss_weighting == "none":
                 loss = F.mse_loss(prediction.float(), target.float())
             else:

@@ -64,7 +64,10 @@ def validate_trainer(trainer: Trainer) -> list[Path]:
     traits = trainer.traits
     settings = model_noise_settings(traits.prediction_type, traits.zero_snr)
     parts = (trainer.tokenizer, trainer.text_encoder, trainer.vae, unet)
-    pipe = AnimationPipeline(*parts, make_scheduler("ddim"), settings, traits.guidance_scale)
+    pipe = AnimationPipeline(
+        *parts, make_scheduler("ddim"), settings, traits.guidance_scale, traits,
+        trainer.tokenizer_2, trainer.text_encoder_2,
+    )  # fmt: skip
 
     def log_frames(tag: str, frames: np.ndarray) -> None:  # (f, H, W, 3) floats in [0, 1]
         for tracker in trainer.accelerator.trackers:
