@@ -63,6 +63,20 @@ def sampling_timesteps(
     return scheduler.timesteps[begin:]
 
 
+def step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None = None) -> dict:
+    """What `scheduler.step` takes beside the prediction, as diffusers' pipelines pass it: `generator`, from which a
+    stochastic scheduler (euler-ancestral, DDPM, SDE-DPM++, LCM, TCD) draws its step noise, and `eta`: 0 for DDIM
+    (deterministic, as the official code samples), TCD's `gamma` from its config (`make_scheduler("tcd")`; 0, as
+    diffusers' pipelines default, for a TCD scheduler made without one)."""
+    params = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict = {}
+    if "eta" in params:
+        kwargs["eta"] = float(scheduler.config.get("gamma", 0.0))
+    if "generator" in params:
+        kwargs["generator"] = generator
+    return kwargs
+
+
 def denoise(
     denoiser: Denoiser,
     scheduler: SchedulerMixin,
@@ -77,15 +91,10 @@ def denoise(
 
     `callback(step, timestep, latents)` runs after every step (previews, timing, inspection).
     """
-    step_params = set(inspect.signature(scheduler.step).parameters)
-    step_kwargs = {}
-    if "eta" in step_params:
-        step_kwargs["eta"] = 0.0
-    if "generator" in step_params:
-        step_kwargs["generator"] = generator
+    kwargs = step_kwargs(scheduler, generator)
     for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
         prediction = denoiser(scheduler.scale_model_input(latents, t), t)
-        latents = scheduler.step(prediction, t, latents, **step_kwargs, return_dict=False)[0]
+        latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
         if callback is not None:
             callback(i, t, latents)
     return latents

@@ -3,6 +3,11 @@
 The official code builds `DDIMScheduler(**inference_config)` fresh — linear betas 0.00085→0.012 (AnimateDiff's
 "linear" is ComfyUI's "sqrt_linear"), steps_offset 1, clip_sample False — rather than inheriting the base
 model's scheduler config, so every scheduler here starts from those values too.
+
+Few-step sampling (`presets.py`) picks among them with two more settings: the timestep spacing (`leading`,
+`trailing`, `linspace`: how the steps are spread over the 1000 training timesteps; AnimateDiff-Lightning samples
+with `trailing`), and TCD's `gamma` (its stochasticity, the `eta` of diffusers' TCD step; 0.3 as diffusers'
+docs recommend), kept in the scheduler's config so that the loop (`loop.step_kwargs`) passes it to every step.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from diffusers import (
     EulerDiscreteScheduler,
     LCMScheduler,
     PNDMScheduler,
+    TCDScheduler,
     UniPCMultistepScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -51,6 +57,7 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     ),
     "unipc": (UniPCMultistepScheduler, {}),
     "lcm": (LCMScheduler, {}),
+    "tcd": (TCDScheduler, {}),
 }
 ALIASES = {
     "euler_a": "euler-ancestral",
@@ -63,20 +70,70 @@ ALIASES = {
 }
 
 
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+"""How `set_timesteps` spreads n steps over the training timesteps (diffusers' `timestep_spacing`; Lin et al. 2024,
+Table 2): `leading` 1, 1 + k, … (+ steps_offset) from the start, `trailing` from the last timestep (999) down,
+`linspace` evenly from 0 to 999 inclusive."""
+OWN_TIMESTEPS = ("lcm", "tcd")
+"""Schedulers that take their steps from their own distillation schedule (`original_inference_steps`), not by a
+timestep spacing."""
+TCD_GAMMA = 0.3
+"""TCD's default gamma (diffusers' `TCDScheduler.step(eta=0.3)`, the value its docs recommend)."""
+
+
 def scheduler_names() -> list[str]:
     return list(SCHEDULERS)
 
 
-def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
-    """A diffusers scheduler by name, on the official AnimateDiff betas; `overrides` change its config."""
+def scheduler_key(name: str) -> str:
+    """A scheduler's name as `SCHEDULERS` holds it (aliases and case resolved); unknown: an input error naming the
+    choices."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in SCHEDULERS:
         raise InputError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    return key
+
+
+def check_timestep_spacing(spacing: str, scheduler: str | None = None) -> str:
+    """`spacing` if it is one of `TIMESTEP_SPACINGS` (and `scheduler`, a name, spaces its steps by one), else an
+    input error naming the choices."""
+    if spacing not in TIMESTEP_SPACINGS:
+        raise InputError(f"unknown timestep spacing {spacing!r}; choose one of: {', '.join(TIMESTEP_SPACINGS)}")
+    if scheduler is not None and scheduler_key(scheduler) in OWN_TIMESTEPS:
+        raise InputError(
+            f"the {scheduler_key(scheduler)} scheduler takes its timesteps from its own distillation schedule; "
+            "a timestep spacing does not apply to it"
+        )
+    return spacing
+
+
+def check_tcd_gamma(gamma: object) -> float:
+    """TCD's gamma as a float in [0, 1] (0: deterministic; 1: a fresh draw at every step), else an input error."""
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
+        raise InputError(f"TCD gamma must be a number in [0, 1], got {gamma!r}")
+    return float(gamma)
+
+
+def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
+    """A diffusers scheduler by name, on the official AnimateDiff betas; `overrides` change its config.
+
+    `timestep_spacing` is checked against `TIMESTEP_SPACINGS` (and refused for lcm and tcd, which ignore it);
+    `gamma`, for tcd only, is TCD's stochasticity (`TCD_GAMMA` unless given), kept in the config for the loop."""
+    key = scheduler_key(name)
     cls, extra = SCHEDULERS[key]
+    overrides = dict(overrides)
+    if "timestep_spacing" in overrides:
+        check_timestep_spacing(overrides["timestep_spacing"], key)
+    gamma = overrides.pop("gamma", None)
+    if gamma is not None and key != "tcd":
+        raise InputError(f"gamma is the tcd scheduler's setting; the {key} scheduler has none")
     config = {**OFFICIAL_SCHEDULER_CONFIG, **extra, **overrides}
-    if cls is not DDIMScheduler and cls is not DDPMScheduler and cls is not LCMScheduler:
+    if "clip_sample" not in inspect.signature(cls.__init__).parameters:
         config.pop("clip_sample")
-    return cls(**config)
+    scheduler = cls(**config)
+    if key == "tcd":
+        scheduler.register_to_config(gamma=TCD_GAMMA if gamma is None else check_tcd_gamma(gamma))
+    return scheduler
 
 
 def model_noise_settings(prediction_type: str = "epsilon", zero_snr: bool = False) -> dict:
@@ -103,7 +160,8 @@ def denoising_target(
 
 
 def for_model(scheduler: SchedulerMixin, settings: dict) -> SchedulerMixin:
-    """`scheduler` with a model's noise settings (`model_noise_settings`): itself when it has them already."""
+    """`scheduler` with a model's noise settings (`model_noise_settings`): itself when it has them already. Config
+    keys its class does not take (TCD's `gamma`) carry over."""
     if all(scheduler.config.get(k) == v for k, v in settings.items()):
         return scheduler
     accepted = inspect.signature(type(scheduler).__init__).parameters
@@ -113,4 +171,9 @@ def for_model(scheduler: SchedulerMixin, settings: dict) -> SchedulerMixin:
             f"the {type(scheduler).__name__} scheduler cannot sample this model ({', '.join(missing)}); "
             "pick another one, e.g. ddim or euler"
         )
-    return type(scheduler).from_config(scheduler.config, **settings)
+    own = {k: v for k, v in scheduler.config.items() if k in accepted or k.startswith("_")}
+    kept = {k: v for k, v in scheduler.config.items() if k not in own}
+    remade = type(scheduler).from_config(own, **settings)
+    if kept:
+        remade.register_to_config(**kept)
+    return remade
