@@ -1,9 +1,11 @@
-"""A prompt-config entry's sampling keys, named after `generate`'s flags: `scheduler` (--scheduler),
-`context_length` and `context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused),
-and `free_init_iters` (--free-init, FreeInit's default settings otherwise).
+"""A prompt-config entry's sampling keys, named after `generate`'s flags: `scheduler` (--scheduler), `preset`
+(--preset: a few-step recipe, `sampling.presets`, setting the scheduler and, unless the entry gives them, `steps` and
+`guidance_scale`), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), `context_length` and
+`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), and
+`free_init_iters` (--free-init, FreeInit's default settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
-the objects they make (`make_scheduler`, `ContextSchedule`, `FreeInit`); `entry_scheduler`, `entry_context` and
+the objects they make (`resolve_sampling`, `ContextSchedule`, `FreeInit`); `entry_scheduler`, `entry_context` and
 `entry_free_init` make those objects for the run.
 """
 
@@ -18,6 +20,7 @@ from animatediff.errors import InputError
 from animatediff.pipeline.video_start import check_video_options
 from animatediff.sampling.context import ContextSchedule
 from animatediff.sampling.free_init import FreeInit
+from animatediff.sampling.presets import Sampling, resolve_sampling
 from animatediff.sampling.schedulers import make_scheduler
 
 if TYPE_CHECKING:
@@ -32,19 +35,25 @@ DEFAULT_OVERLAP = 4
 def check_sampling_keys(values: dict, where: str) -> None:
     """Check an entry's scheduler, context and FreeInit keys in place (`where` names the entry in errors); an unset
     key (absent or null) takes its default."""
-    for key in ("scheduler", "context_length", "context_overlap", "free_init_iters"):
+    keys = ("scheduler", "preset", "timestep_spacing", "tcd_gamma", "context_length", "context_overlap")
+    for key in (*keys, "free_init_iters"):
         if values.get(key) is None:
             values.pop(key, None)
-    scheduler = values.get("scheduler", "")
-    if not isinstance(scheduler, str):
-        raise InputError(f"{where}: scheduler must be a scheduler's name, got {scheduler!r}")
-    if scheduler:
-        if values.get("inference_config"):
-            raise InputError(f"{where}: give scheduler or inference_config, not both")
-        try:
-            make_scheduler(scheduler)
-        except InputError as err:
-            raise InputError(f"{where}: {err}") from None
+    for key, what in (
+        ("scheduler", "a scheduler's name"),
+        ("preset", "a preset's name"),
+        ("timestep_spacing", "a name"),
+    ):
+        if not isinstance(values.get(key, ""), str):
+            raise InputError(f"{where}: {key} must be {what}, got {values[key]!r}")
+    if values.get("scheduler") and values.get("inference_config"):
+        raise InputError(f"{where}: give scheduler or inference_config, not both")
+    sampling = _sampling(values, where)
+    if values.get("preset"):  # the preset's steps and guidance, unless the entry gives its own
+        if values.get("steps") is None:
+            values["steps"] = sampling.steps
+        if values.get("guidance_scale") is None:
+            values["guidance_scale"] = sampling.guidance_scale
     if "context_length" in values:
         try:
             ContextSchedule(values["context_length"], values.get("context_overlap", DEFAULT_OVERLAP))
@@ -61,6 +70,19 @@ def check_sampling_keys(values: dict, where: str) -> None:
                 raise InputError(f"{where}: {err}") from None
 
 
+def _sampling(values: dict, where: str) -> Sampling:
+    """The entry's preset, scheduler, timestep spacing and TCD gamma, resolved (`resolve_sampling`)."""
+    try:
+        return resolve_sampling(
+            values.get("preset") or None,
+            values.get("scheduler") or None,
+            timestep_spacing=values.get("timestep_spacing") or None,
+            tcd_gamma=values.get("tcd_gamma"),
+        )
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
 def _free_init(iterations: object, where: str) -> FreeInit:
     try:
         return FreeInit(iterations=iterations)
@@ -68,18 +90,22 @@ def _free_init(iterations: object, where: str) -> FreeInit:
         raise InputError(f"{where}: free_init_iters: {err}") from None
 
 
-def entry_scheduler(scheduler: str, inference_config: str) -> SchedulerMixin:
-    """The entry's `scheduler` by name; without one, the DDIM of its official `inference_config` file (its
-    `noise_scheduler_kwargs`), else the official DDIM settings."""
+def entry_scheduler(entry: PromptEntry, inference_config: str) -> SchedulerMixin:
+    """The entry's `scheduler` by name, or its `preset`'s, with its `timestep_spacing` and `tcd_gamma`; without
+    either, the DDIM of its official `inference_config` file (its `noise_scheduler_kwargs`), else the official DDIM
+    settings, spaced by `timestep_spacing` when given."""
     from diffusers import DDIMScheduler
 
-    if scheduler:
-        return make_scheduler(scheduler)
+    if entry.scheduler or entry.preset:
+        return _sampling(
+            {k: getattr(entry, k) for k in ("preset", "scheduler", "timestep_spacing", "tcd_gamma")}, entry.name
+        ).make_scheduler()
+    spacing = {"timestep_spacing": entry.timestep_spacing} if entry.timestep_spacing else {}
     if not inference_config or not Path(inference_config).is_file():
-        return make_scheduler("ddim")  # the official inference configs' DDIM settings
+        return make_scheduler("ddim", **spacing)  # the official inference configs' DDIM settings
     cfg = yaml.safe_load(Path(inference_config).read_text()) or {}
     kwargs = cfg.get("noise_scheduler_kwargs")
-    return DDIMScheduler(**kwargs) if kwargs else make_scheduler("ddim")
+    return DDIMScheduler(**kwargs, **spacing) if kwargs else make_scheduler("ddim", **spacing)
 
 
 def entry_context(entry: PromptEntry) -> ContextSchedule | None:

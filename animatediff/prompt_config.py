@@ -11,7 +11,9 @@ Keys beyond the official ones, named after `generate`'s flags so that an entry c
 after lora_model_path in order), `scheduler` (--scheduler: a `sampling.make_scheduler` name, instead of
 inference_config's DDIM; not beside an inference_config), `context_length` and `context_overlap` (--context-length,
 --context-overlap: static sliding windows, overlap 4 unless given), `free_init_iters` (--free-init: FreeInit with
-its default settings). Bad values fail in one line while the config is read, before any model loads.
+its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
+inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing` (--timestep-spacing)
+and `tcd_gamma` (--tcd-gamma). Bad values fail in one line while the config is read, before any model loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by
@@ -156,7 +158,7 @@ def run_prompt_config(
                 loras=tuple(loras),
             )
             pipe = cache.pipeline(spec)
-            scheduler = entry_scheduler(entry.scheduler, _local(entry.inference_config, here))
+            scheduler = entry_scheduler(entry, _local(entry.inference_config, here))
             pipe.scheduler = for_model(scheduler, pipe.noise_settings)
             controlnets = load_controlnets(controls[entry.name], pipe, entry.H or height, entry.W or width)
             sparse = entry_sparse_ctrls(entry, pipe, entry.L or frames, entry.H or height, entry.W or width,

@@ -62,7 +62,15 @@ class PromptEntry:
     """Official inference YAML; its `noise_scheduler_kwargs` build the DDIM scheduler when the file exists."""
     scheduler: str = ""
     """Scheduler by name, as generate's --scheduler (`sampling.make_scheduler`: ddim, euler, euler-ancestral,
-    dpm++-2m, …, lcm); empty: inference_config's DDIM, else ddim. Give it or inference_config, not both."""
+    dpm++-2m, …, lcm, tcd); empty: the preset's, else inference_config's DDIM, else ddim. Give it or inference_config,
+    not both."""
+    preset: str = ""
+    """Few-step sampling by name, as generate's --preset (`sampling.presets`: lightning-4step, animatelcm, …): its
+    scheduler (instead of inference_config's DDIM) and spacing, and its steps and guidance unless given here."""
+    timestep_spacing: str = ""
+    """leading, trailing or linspace, as generate's --timestep-spacing; empty: the preset's, else the scheduler's."""
+    tcd_gamma: float | None = None
+    """The tcd scheduler's gamma in [0, 1] (generate's --tcd-gamma); unset: the preset's, else 0.3."""
     steps: int = 25
     guidance_scale: float | None = None
     """Classifier-free guidance; unset takes the base's own (its animatediff.json, else 7.5)."""

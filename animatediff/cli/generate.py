@@ -13,6 +13,7 @@ from animatediff.cli.controlnet_options import add_controlnet_args, controlnet_i
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
+from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.video_options import add_video_args, video_from_args
 from animatediff.errors import InputError
@@ -62,26 +63,14 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
-    p.add_argument("--steps", type=int, default=25, help="denoising steps")
-    p.add_argument(
-        "--guidance-scale",
-        type=float,
-        default=None,
-        help="classifier-free guidance scale; default: the base's own (its animatediff.json; 3 for the world "
-        "models), else 7.5",
-    )
     p.add_argument(
         "--guidance-rescale",
         type=float,
         default=0.0,
         help="0-1: rescale the guided prediction toward the conditional one's spread (zero-SNR bases; 0.7 is usual)",
     )
+    add_sampling_args(p)
     p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
-    p.add_argument(
-        "--scheduler",
-        default="ddim",
-        help="ddim, euler, euler-ancestral, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde-karras, unipc, pndm, ddpm, lcm",
-    )
     p.add_argument(
         "--prediction-type",
         choices=["auto", "epsilon", "v_prediction"],
@@ -249,15 +238,16 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.io.video import check_finite, check_video_path, save_video
     from animatediff.pipeline import AnimationPipeline
     from animatediff.pipeline.prompt_travel import prompt_argument
-    from animatediff.sampling import make_scheduler
 
     check_video_path(args.output, "--output")  # before minutes of loading and sampling
+    sampling = sampling_from_args(args)  # preset, scheduler, steps, guidance, spacing: checked before loading
+    args.steps = sampling.steps
     prompt = prompt_argument(args.prompt, args.prompt_map, args.frames)  # a bad --prompt-map fails before loading
     free_noise = free_noise_option(args)  # bad FreeNoise options fail before loading
     context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
     motion_scale = motion_scale_from_args(args)
     device, dtype = resolve_device(args)
-    scheduler = make_scheduler(args.scheduler)
+    scheduler = sampling.make_scheduler()
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
     free_init = free_init_from_args(args)  # bad FreeInit options fail before loading
@@ -289,7 +279,7 @@ def run_generate(args: argparse.Namespace) -> None:
         height=args.height,
         width=args.width,
         num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,  # None: the base's own
+        guidance_scale=sampling.guidance_scale,  # None: the base's own
         guidance_rescale=args.guidance_rescale,
         seed=seed,
         progress=not args.quiet,
