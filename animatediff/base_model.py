@@ -248,10 +248,14 @@ def load_base(
     zero_snr: bool | None = None,
 ) -> BaseModel:
     """Load a base: a diffusers SD1.x or SDXL folder or its hub id; `dreambooth`, a single-file checkpoint (LDM
-    layout) of the same family, replaces its UNet, VAE and text-encoder weights. The traits are checked before any
-    weight loads."""
+    layout, SGM for SDXL) of the same family, replaces its UNet, VAE and text-encoder weights (both for SDXL). The
+    traits, and a .safetensors checkpoint's family, are checked before any weight loads."""
     folder = base_folder(path_or_id)
     traits = read_traits(folder, prediction_type, zero_snr)
+    if dreambooth:  # a file of the other family (or SD2, or a refiner): said from its header, before weights load
+        from animatediff.formats.single_file_sdxl import check_single_file
+
+        check_single_file(dreambooth, traits.family)
     kwargs = {"local_files_only": True}
     if traits.family == "sdxl":
         missing = [sub for sub in SDXL_COMPONENTS if not (folder / sub).is_dir()]
@@ -270,7 +274,11 @@ def load_base(
         base.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
             folder, subfolder="text_encoder_2", torch_dtype=dtype, **kwargs
         )
-    if dreambooth:
+    if dreambooth and traits.family == "sdxl":
+        from animatediff.formats.single_file_sdxl import load_sdxl_single_file_weights
+
+        load_sdxl_single_file_weights(dreambooth, base)
+    elif dreambooth:
         from animatediff.formats.single_file import load_single_file_weights
 
         load_single_file_weights(dreambooth, base.unet, base.vae, base.text_encoder)

@@ -1,10 +1,18 @@
-"""Write diffusers SD1.x modules as one single-file checkpoint in the original LDM/CompVis layout.
+"""Write diffusers SD1.x or SDXL modules as one single-file checkpoint in the original LDM/CompVis (SGM) layout.
 
 That is the layout CivitAI-style personalized models come in: `model.diffusion_model.*` (UNet),
 `first_stage_model.*` (VAE), `cond_stage_model.transformer.text_model.*` (CLIP text encoder), the whole image model
 in one file. The rename table below is written by hand from the CompVis layout (github.com/CompVis/
 stable-diffusion, `ldm/modules/diffusionmodules/openaimodel.py` and `.../model.py`), independently of diffusers'
 own conversion: loading the result back through diffusers' converter (`formats/single_file.py`) checks both.
+
+SDXL files (Stability's generative-models, `sgm/`) keep the UNet and VAE names (the UNet adds `label_emb.0.0` /
+`label_emb.0.2`, the size and pooled-text embedding) and hold the two text encoders as the conditioner's embedders:
+`conditioner.embedders.0.transformer.text_model.*` (CLIP ViT-L, transformers names) and
+`conditioner.embedders.1.model.*` (OpenCLIP ViT-bigG in open_clip's names, `open_clip/transformer.py`:
+`transformer.resblocks.N.{ln_1,attn.in_proj_weight (q, k, v stacked),attn.out_proj,ln_2,mlp.c_fc,mlp.c_proj}`,
+`token_embedding.weight`, `positional_embedding`, `ln_final`, and `text_projection` applied as `x @ P`, the
+transpose of transformers' `text_projection.weight`).
 
 The file holds weights only. The VAE's `scaling_factor` and the scheduler stay with the base folder the file is
 loaded onto, as they do for SD1.5 files (whose 0.18215 lives in the LDM yaml, not in the checkpoint).
@@ -18,13 +26,15 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from animatediff.formats.state_dicts import write_state_dict
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer."
+SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_TEXT_2_PREFIX = "conditioner.embedders.1.model."
 
 # diffusers ResnetBlock2D → LDM ResBlock (the Sequential indices skip its SiLU and Dropout layers).
 RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
@@ -35,7 +45,18 @@ UNET_FIXED = (
     ("time_embedding.linear_2", "time_embed.2"),
     ("conv_norm_out", "out.0"),
     ("conv_out", "out.2"),
+    ("add_embedding.linear_1", "label_emb.0.0"),  # SDXL's size and pooled-text embedding
+    ("add_embedding.linear_2", "label_emb.0.2"),
 )
+# transformers CLIP encoder layer → open_clip ResidualAttentionBlock (q/k/v are fused, see `open_clip_state_dict`).
+OPEN_CLIP_LAYER = (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+                   ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"))  # fmt: skip
+OPEN_CLIP_FIXED = {
+    "embeddings.token_embedding.weight": "token_embedding.weight",
+    "embeddings.position_embedding.weight": "positional_embedding",
+    "final_layer_norm.weight": "ln_final.weight",
+    "final_layer_norm.bias": "ln_final.bias",
+}
 VAE_ATTENTION = (("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out"))
 
 
@@ -98,10 +119,41 @@ def vae_key(key: str, num_blocks: int) -> str:
     return key
 
 
+def open_clip_state_dict(text_encoder_2: CLIPTextModelWithProjection) -> dict[str, torch.Tensor]:
+    """SDXL's second text encoder (transformers names) → open_clip's names (no prefix): each layer's q, k and v
+    stacked into `attn.in_proj_weight` / `in_proj_bias`, `text_projection` transposed."""
+    sd, fused = {}, {}
+    for key, value in text_encoder_2.state_dict().items():
+        key = key.removeprefix("text_model.")  # transformers 4 and 5 differ in that level
+        if key == "embeddings.position_ids":
+            continue  # a buffer, not a weight
+        if key == "text_projection.weight":
+            sd["text_projection"] = value.T
+        elif key in OPEN_CLIP_FIXED:
+            sd[OPEN_CLIP_FIXED[key]] = value
+        elif m := re.match(r"encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$", key):
+            fused.setdefault((m[1], m[3]), {})[m[2]] = value
+        elif m := re.match(r"encoder\.layers\.(\d+)\.(.*)$", key):
+            renamed = _prefix_swap(m[2], OPEN_CLIP_LAYER)
+            if renamed is None:
+                raise KeyError(f"no open_clip name for text encoder weight {key!r}")
+            sd[f"transformer.resblocks.{m[1]}.{renamed}"] = value
+        else:
+            raise KeyError(f"no open_clip name for text encoder weight {key!r}")
+    for (layer, kind), qkv in fused.items():
+        sd[f"transformer.resblocks.{layer}.attn.in_proj_{kind}"] = torch.cat([qkv["q"], qkv["k"], qkv["v"]])
+    return sd
+
+
 def ldm_state_dict(
-    unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel, text_model_level: bool = True
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    text_model_level: bool = True,
+    text_encoder_2: CLIPTextModelWithProjection | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The three modules' weights under LDM names, as fresh contiguous tensors.
+    """The modules' weights under LDM names (SGM names with `text_encoder_2`, an SDXL's), as fresh contiguous
+    tensors.
 
     text_model_level: CLIP keys as `cond_stage_model.transformer.text_model.*` (most files) or without that level
     (files saved with transformers < 4.22).
@@ -114,10 +166,15 @@ def ldm_state_dict(
             value = value[:, :, None, None]  # LDM's VAE attention projections are 1×1 convolutions
         sd[VAE_PREFIX + new] = value
     level = "text_model." if text_model_level else ""
+    prefix = TEXT_PREFIX if text_encoder_2 is None else SDXL_TEXT_PREFIX
     for key, value in text_encoder.state_dict().items():
         # transformers 4 names CLIP's weights `text_model.*`, transformers 5 drops that level.
-        sd[f"{TEXT_PREFIX}{level}{key.removeprefix('text_model.')}"] = value
+        sd[f"{prefix}{level}{key.removeprefix('text_model.')}"] = value
     expected = len(unet.state_dict()) + len(vae.state_dict()) + len(text_encoder.state_dict())
+    if text_encoder_2 is not None:
+        second = open_clip_state_dict(text_encoder_2)
+        sd.update({SDXL_TEXT_2_PREFIX + k: v for k, v in second.items()})
+        expected += len(second)
     if len(sd) != expected:  # two weights renamed onto one name would silently drop one of them
         raise AssertionError(f"the LDM rename table merged weights: {expected} in, {len(sd)} out")
     # Cloned: state_dict tensors share storage with the modules (and tied weights with each other), which
@@ -133,14 +190,16 @@ def save_single_file(
     dtype: torch.dtype | None = None,
     metadata: dict[str, str] | None = None,
     text_model_level: bool = True,
+    text_encoder_2: CLIPTextModelWithProjection | None = None,
 ) -> Path:
-    """Write the UNet, VAE and text encoder as one LDM-layout checkpoint (.safetensors, or a .ckpt pickle).
+    """Write the UNet, VAE and text encoder as one LDM-layout checkpoint (.safetensors, or a .ckpt pickle); with
+    `text_encoder_2` (an SDXL's second text encoder), as an SDXL checkpoint in the SGM layout.
 
     dtype: cast floating-point weights to it (torch.float16 halves the file, as most downloaded models are);
     None keeps the modules' dtype. metadata goes into the safetensors header. The write is atomic: a reader
     never sees half a file, and an existing file is replaced only once the new one is complete.
     """
-    sd = ldm_state_dict(unet, vae, text_encoder, text_model_level)
+    sd = ldm_state_dict(unet, vae, text_encoder, text_model_level, text_encoder_2)
     if dtype is not None:
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
     return write_state_dict(path, sd, metadata)

@@ -4,12 +4,16 @@ A personalized model file holds the whole image model under the original CompVis
 `model.diffusion_model.*` (UNet), `first_stage_model.*` (VAE), `cond_stage_model.transformer.*` (CLIP text encoder).
 The official AnimateDiff loads it over the base SD1.5 folder, replacing all three. We do the same: the base folder's
 already-built modules supply the configs (so nothing is fetched), diffusers' single-file conversion functions
-(`diffusers.loaders.single_file_utils`) rename the keys, and the weights load strictly.
+(`diffusers.loaders.single_file_utils`) rename the keys, and the weights load strictly. SDXL files load the same way
+over an SDXL base (`single_file_sdxl`); `checkpoint_family` tells the families apart from the key names and the
+UNet's cross-attention width, so a file of the other family, SD2 or an SDXL refiner is refused in one line.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping, Sequence
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -24,6 +28,8 @@ UNET_PREFIX = "model.diffusion_model."
 CROSS_ATTN_KEY = UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 CONV_IN_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
 KNOWN_CROSS_DIMS = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
+FAMILY_NAMES = {"sd1": "SD1.x", "sdxl": "SDXL"}
+_CROSS_KEY = re.compile(r"^model\.diffusion_model\..*\.attn2\.to_k\.weight$")
 # Entries of a text-encoder state dict that are buffers, recomputed by the model, not weights.
 IGNORED_TEXT_KEYS = ("embeddings.position_ids",)
 
@@ -36,12 +42,56 @@ def read_single_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
 
-def check_sd1_checkpoint(sd: dict[str, torch.Tensor], unet: UNet2DConditionModel, name: str = "checkpoint") -> None:
-    """Refuse what is not an SD1.x-family LDM checkpoint for this base, saying what it looks like instead."""
-    if any(k.startswith("conditioner.embedders.") for k in sd):
-        raise InputError(f"{name} is an SDXL checkpoint (conditioner.embedders.*); AnimateDiff needs an SD1.x model")
-    if any(k.startswith("cond_stage_model.model.") for k in sd):
-        raise InputError(f"{name} is an SD2.x checkpoint (OpenCLIP text encoder); AnimateDiff needs an SD1.x model")
+def cross_width(shapes: Mapping[str, object]) -> int | None:
+    """The width of the text a single-file UNet attends to (its cross-attention keys' input), or None."""
+    for key, value in shapes.items():
+        if _CROSS_KEY.match(key):
+            return int(_shape(value)[1])
+    return None
+
+
+def _shape(value: object) -> Sequence[int]:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else tuple(value)
+
+
+def checkpoint_family(shapes: Mapping[str, object]) -> tuple[str, str]:
+    """(family, what shows it) of a single-file checkpoint from its key names and its UNet's text width:
+    'sd1', 'sd2', 'sdxl', 'sdxl-refiner', or 'unknown'. `shapes`: key → tensor or shape (a header is enough)."""
+    width = cross_width(shapes)
+    wide = f"{width}-wide text, " if width else ""
+    if any(k.startswith("conditioner.embedders.0.model.") for k in shapes):
+        return "sdxl-refiner", f"{wide}only the OpenCLIP ViT-bigG text encoder, conditioner.embedders.0.model.*"
+    if any(k.startswith("conditioner.embedders.") for k in shapes):
+        return "sdxl", f"{wide}two text encoders, conditioner.embedders.*"
+    if any(k.startswith("cond_stage_model.model.") for k in shapes):
+        return "sd2", f"{wide}OpenCLIP ViT-H text encoder, cond_stage_model.model.*"
+    if any(k.startswith("cond_stage_model.transformer.") for k in shapes):
+        return "sd1", f"{wide}CLIP ViT-L text encoder, cond_stage_model.transformer.*"
+    by_width = {768: "sd1", 1024: "sd2", 1280: "sdxl-refiner", 2048: "sdxl"}
+    return by_width.get(width, "unknown"), f"{width}-wide text"
+
+
+def check_checkpoint_family(shapes: Mapping[str, object], base_family: str, name: str = "checkpoint") -> None:
+    """One line when a single-file checkpoint is not for a base of `base_family` ('sd1' or 'sdxl')."""
+    family, evidence = checkpoint_family(shapes)
+    base = FAMILY_NAMES[base_family]
+    if family == "sdxl-refiner":
+        raise InputError(
+            f"{name} is an SDXL refiner checkpoint ({evidence}, with an aesthetic-score embedding), not supported: "
+            "a refiner only refines a base's images; use an SDXL base checkpoint"
+        )
+    if family == "sd2":
+        raise InputError(f"{name} is an SD2.x checkpoint ({evidence}); AnimateDiff animates SD1.x and SDXL")
+    if family in FAMILY_NAMES and family != base_family:
+        found = FAMILY_NAMES[family]
+        raise InputError(
+            f"{name} is an {found} checkpoint ({evidence}) but the base is {base}; "
+            f"use an {found} base with it, or an {base} checkpoint"
+        )
+
+
+def check_has_unet(sd: Mapping[str, object], name: str = "checkpoint") -> None:
+    """One line for a file with no single-file UNet in it, saying what it looks like instead."""
     if not any(k.startswith(UNET_PREFIX) for k in sd):
         if any(".lora_down." in k or ".lora_A." in k or "_lora." in k for k in sd):
             what = "a LoRA (use --lora)"
@@ -52,6 +102,12 @@ def check_sd1_checkpoint(sd: dict[str, torch.Tensor], unet: UNet2DConditionModel
         else:
             what = f"something else (first key {next(iter(sd), None)!r})"
         raise InputError(f"{name} has no '{UNET_PREFIX}*' weights: not a single-file SD checkpoint but {what}")
+
+
+def check_sd1_checkpoint(sd: dict[str, torch.Tensor], unet: UNet2DConditionModel, name: str = "checkpoint") -> None:
+    """Refuse what is not an SD1.x-family LDM checkpoint for this base, saying what it looks like instead."""
+    check_checkpoint_family(sd, "sd1", name)
+    check_has_unet(sd, name)
     if CROSS_ATTN_KEY in sd:
         dim = sd[CROSS_ATTN_KEY].shape[1]
         expected = unet.config.cross_attention_dim
