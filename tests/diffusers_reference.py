@@ -41,11 +41,14 @@ def diffusers_adapter(modules: MotionModules) -> MotionAdapter:
 
 
 def diffusers_motion_unet(unet: UNet2DConditionModel, modules: MotionModules) -> UNetMotionModel:
+    """diffusers' UNetMotionModel over our weights, its motion norm as the official modules': per frame for SD1.x,
+    over the clip (diffusers' own) for SDXL's (`MotionModuleConfig.norm_over_frames`)."""
     model = UNetMotionModel.from_unet2d(unet, diffusers_adapter(modules)).eval()
     if getattr(unet, "add_embedding", None) is not None:
         # from_unet2d leaves SDXL's added-conditioning embedding as initialised (noted when AnimateDiff SDXL was
         # merged, huggingface/diffusers#6721, left for later); the 2-D UNet's own weights are the ones meant.
         model.add_embedding.load_state_dict(unet.add_embedding.state_dict())
-    for module in [m for m in model.modules() if isinstance(m, AnimateDiffTransformer3D)]:
-        module.norm = PerFrameGroupNorm(module.norm)
+    if not modules.config.norm_over_frames:
+        for module in [m for m in model.modules() if isinstance(m, AnimateDiffTransformer3D)]:
+            module.norm = PerFrameGroupNorm(module.norm)
     return model

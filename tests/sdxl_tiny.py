@@ -1,5 +1,6 @@
-"""Tiny random SDXL-shaped components, built in code (no network): two levels (SDXL has three), the first
-without attention as SDXL's, two text encoders (the second with a pooled projection) and the text-time addition."""
+"""Tiny random SDXL-shaped components, built in code (no network): three levels, the first without attention and
+the last with the deeper transformers, as SDXL's; two text encoders (the second with a pooled projection) and the
+text-time addition."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from animatediff.models import MotionModuleConfig, MotionModules
 from animatediff.pipeline import AnimationPipeline
 from tests.tiny import official_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_vae
 
-SDXL_CHANNELS = (32, 64)
+SDXL_CHANNELS = (32, 64, 64)
 TIME_DIM = 8
 PROJECTION = 32
 
@@ -27,10 +28,10 @@ def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
         out_channels=4,
         block_out_channels=SDXL_CHANNELS,
         layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2),
-        attention_head_dim=(4, 8),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2),
+        attention_head_dim=(2, 4, 4),
         cross_attention_dim=64,  # the two encoders' widths joined: 32 + 32
         use_linear_projection=True,
         addition_embed_type="text_time",

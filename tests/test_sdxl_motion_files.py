@@ -21,7 +21,6 @@ from animatediff.formats.motion_module_files import (
 )
 from animatediff.formats.state_dicts import write_state_dict
 from animatediff.models.motion_modules import MotionModules
-from tests.diffusers_reference import PerFrameGroupNorm
 from tests.tiny import tiny_motion
 
 CHANNELS = (32, 64, 128)
@@ -105,11 +104,11 @@ def test_diffusers_sdxl_adapter_loads_as_diffusers_built_it(tmp_path):
     assert (cfg.family, cfg.block_out_channels, cfg.use_mid_block) == ("sdxl", CHANNELS, False)
     assert (cfg.num_attention_heads, cfg.norm_num_groups, cfg.max_frames) == (2, 8, 32)
     assert_same_tensors(official_to_diffusers(motion_state_dict(loaded)), adapter.state_dict())
-    # Each module computes what diffusers' does (its norm made per-frame, as the official SD1.x module has it).
+    # Each module computes what diffusers' does: SDXL's modules normalize over the clip, as the official beta's.
+    assert cfg.norm_over_frames
     torch.manual_seed(0)
     for name, ours in loaded.named_motion_modules():
         theirs = adapter.get_submodule(name)
-        theirs.norm = PerFrameGroupNorm(theirs.norm)
         x = torch.randn(2 * 4, ours.temporal_transformer.proj_in.in_features, 3, 2)
         with torch.no_grad():
             torch.testing.assert_close(ours(x, num_frames=4), theirs(x, num_frames=4), rtol=1e-5, atol=1e-5)

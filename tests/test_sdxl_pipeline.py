@@ -1,6 +1,6 @@
 """SDXL bases: the family read from a folder, both text encoders, pooled text and size conditioning; the same
-frames as diffusers' AnimateDiffSDXLPipeline (per-frame motion norm, as the official code); clear errors for what
-is not SD1.x or SDXL and for a motion module of the other family."""
+frames as diffusers' AnimateDiffSDXLPipeline (whose motion norm spans the clip, as the official SDXL module's does);
+clear errors for what is not SD1.x or SDXL and for a motion module of the other family."""
 
 import json
 import shutil
@@ -43,6 +43,7 @@ def reference(ours: AnimationPipeline) -> AnimateDiffSDXLPipeline:
 
 @pytest.mark.parametrize("negative_prompt", [None, "blurry"])
 def test_frames_match_diffusers_sdxl_pipeline(sdxl, one_thread, negative_prompt):
+    assert sdxl.unet.motion_modules.config.norm_over_frames
     generator = torch.Generator("cpu").manual_seed(5)
     expected = reference(sdxl)(
         **ARGS, negative_prompt=negative_prompt, num_frames=8, generator=generator, output_type="np"
@@ -85,7 +86,7 @@ def test_family_is_read_from_the_folder(tmp_path):
     assert base_family(folder) == "sdxl"
     base = load_base(folder)
     assert base.traits.family == "sdxl" and base.traits.zero_empty_negative and base.text_encoder_2 is not None
-    assert base.traits.size_multiple == 4 and base.traits.native_size == 16  # tiny VAE 2×, two UNet levels
+    assert base.traits.size_multiple == 8 and base.traits.native_size == 16  # tiny VAE 2×, three UNet levels
 
     refiner = tmp_path / "refiner"
     shutil.copytree(folder, refiner)

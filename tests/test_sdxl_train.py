@@ -29,7 +29,8 @@ def snapshot(trainer: Trainer) -> dict[str, dict[str, torch.Tensor]]:
 
 def test_motion_module_trains_over_sdxl_and_its_export_animates_it(sdxl_folder, tmp_path):
     trainer = Trainer(train_config(sdxl_folder, tmp_path / "run", optim={"max_steps": 2}))
-    assert trainer.captions.sdxl and trainer.unet.motion_modules.config.block_out_channels == (32, 64)
+    config = trainer.unet.motion_modules.config
+    assert trainer.captions.sdxl and config.block_out_channels == (32, 64, 64) and config.norm_over_frames
     frozen, motion = snapshot(trainer), {k: v.clone() for k, v in trainer.unet.motion_modules.state_dict().items()}
     seen = {}
     unet_forward = trainer.unet.unet.forward

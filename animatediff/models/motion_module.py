@@ -134,7 +134,9 @@ class TemporalTransformerBlock(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    """GroupNorm per frame → proj_in → blocks along frames → proj_out (zero-initialized) → + input."""
+    """GroupNorm per frame (or over the clip) → proj_in → blocks along frames → proj_out (zero-initialized) → +
+    input. `norm_over_frames`: the input norm's statistics span all frames of a clip, as the official SDXL module's
+    do (its SD1.x modules normalize each frame)."""
 
     def __init__(
         self,
@@ -144,8 +146,10 @@ class TemporalTransformer(nn.Module):
         max_len: int = 32,
         norm_groups: int = 32,
         num_attentions: int = 2,
+        norm_over_frames: bool = False,
     ) -> None:
         super().__init__()
+        self.norm_over_frames = norm_over_frames
         if dim % norm_groups:
             raise InputError(f"channels {dim} are not divisible by {norm_groups} norm groups")
         self.norm = nn.GroupNorm(norm_groups, dim, eps=1e-6, affine=True)
@@ -163,7 +167,7 @@ class TemporalTransformer(nn.Module):
         _, _, height, width = x.shape
         # A channels-last x (a ResNet's output over channels-last latents) sends torch's CPU GroupNorm backward
         # down its channels-last kernel with the permuted gradient of the rearrange below, which crashes it.
-        h = self.norm(x.contiguous())
+        h = self._norm(x.contiguous(), num_frames)
         h = rearrange(h, "(b f) c h w -> (b h w) f c", f=num_frames)
         h = self.proj_in(h)
         for block in self.transformer_blocks:
@@ -172,10 +176,18 @@ class TemporalTransformer(nn.Module):
         h = rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
         return h + x
 
+    def _norm(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        if not self.norm_over_frames:
+            return self.norm(x)
+        clip = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
+        clip = F.group_norm(clip, self.norm.num_groups, self.norm.weight, self.norm.bias, self.norm.eps)
+        return rearrange(clip, "b c f h w -> (b f) c h w")
+
 
 class MotionModule(nn.Module):
     """One insertion point; the wrapper exists so parameter names read `temporal_transformer.*`. `num_attentions`:
-    temporal self-attentions per block (2 in the UNet's modules, 1 in SparseCtrl's encoder)."""
+    temporal self-attentions per block (2 in the UNet's modules, 1 in SparseCtrl's encoder); `norm_over_frames`:
+    the input norm over the whole clip (SDXL's modules)."""
 
     def __init__(
         self,
@@ -185,9 +197,12 @@ class MotionModule(nn.Module):
         max_len: int = 32,
         norm_groups: int = 32,
         num_attentions: int = 2,
+        norm_over_frames: bool = False,
     ) -> None:
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(dim, heads, num_blocks, max_len, norm_groups, num_attentions)
+        self.temporal_transformer = TemporalTransformer(
+            dim, heads, num_blocks, max_len, norm_groups, num_attentions, norm_over_frames
+        )
 
     @property
     def max_frames(self) -> int:

@@ -31,9 +31,15 @@ class MotionModuleConfig:
     norm_num_groups: int = 32
     version: str = "v3"
     """'v1', 'v2' or 'v3'. v1 also switches the UNet's ResNet norms to statistics over the whole clip."""
+    norm_over_frames: bool | None = None
+    """The modules' input GroupNorm over all frames of a clip rather than per frame. None: as the official modules
+    of the family do: over the clip for SDXL's (the beta module), per frame for SD1.x's and for v1-style SDXL
+    modules (HotShot-XL)."""
 
     def __post_init__(self) -> None:
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        if self.norm_over_frames is None:
+            self.norm_over_frames = self.family == "sdxl" and self.version != "v1"
         if self.version not in ("v1", "v2", "v3"):
             raise InputError(f"unknown motion module version {self.version!r}; expected v1, v2 or v3")
         for channels in self.block_out_channels:
@@ -76,6 +82,7 @@ class MotionBlock(nn.Module):
                     num_blocks=config.num_transformer_blocks,
                     max_len=config.max_frames,
                     norm_groups=config.norm_num_groups,
+                    norm_over_frames=config.norm_over_frames,
                 )
                 for _ in range(count)
             ]
