@@ -79,7 +79,7 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
     preset = PRESETS[preset_name]
     clock = StepClock(device)
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
-    unet, motion, vae, text = build(preset)
+    unet, motion, vae, text, _ = build(preset)
     sparse = control_kind == "sparsectrl"
     if sparse:
         ours_sparse, reference_sparse = (m.to(device, dtype) for m in sparse_ctrl_for(unet))

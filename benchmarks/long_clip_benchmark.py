@@ -42,7 +42,7 @@ def measure(which: str, preset_name: str, frames: int, window: int, stride: int,
     preset = PRESETS[preset_name]
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
     clock = StepClock(device)
-    unet, motion, vae, text = build(preset)
+    unet, motion, vae, text, _ = build(preset)
     tok = tokenizer(tempfile.mkdtemp())
     if which.startswith("ours"):
         pipe = ours_pipeline(tok, text, vae, unet, motion, device, dtype)

@@ -1,10 +1,13 @@
-"""Seconds per denoising step and peak memory: our pipeline vs diffusers' AnimateDiffPipeline.
+"""Seconds per denoising step and peak memory: our pipeline vs diffusers' AnimateDiffPipeline (AnimateDiffSDXLPipeline
+for the SDXL presets).
 
 Both run the same random SD-shaped model (same UNet, motion module, VAE, text encoder, scheduler, seed).
 Each measurement runs in a fresh subprocess so peak memory is its own.
 
     python benchmarks/pipeline_benchmark.py                 # mid-size config on CPU
     python benchmarks/pipeline_benchmark.py --preset sd15 --device cuda --dtype fp16   # real SD1.5 shape, 16×512²
+    python benchmarks/pipeline_benchmark.py --preset sdxl-tiny                          # SDXL's structure, on CPU
+    python benchmarks/pipeline_benchmark.py --preset sdxl --device cuda --dtype fp16   # real SDXL shape, 16×1024²
 """
 
 from __future__ import annotations
@@ -21,32 +24,56 @@ PRESETS = {
     # SD1.5's structure (4 levels, 2 layers, 8 heads, 768-d text) at reduced width, for CPU runs.
     "mid": dict(channels=(64, 128, 256, 256), size=128, frames=16, text_dim=768, text_layers=2),
     "sd15": dict(channels=(320, 640, 1280, 1280), size=512, frames=16, text_dim=768, text_layers=12),
-}
+    # SDXL's structure (3 levels, the first without attention, deeper transformers further down, two text encoders
+    # joined to 2048-d text, pooled text and size conditioning) at reduced width and depth, for CPU runs.
+    "sdxl-tiny": dict(channels=(64, 128, 256), size=128, frames=16, text_dim=768, text_layers=2, sdxl=True,
+                      depth=(1, 2, 4), heads=(2, 4, 8), text2_dim=1280, text2_layers=2),
+    "sdxl": dict(channels=(320, 640, 1280), size=1024, frames=16, text_dim=768, text_layers=12, sdxl=True,
+                 depth=(1, 2, 10), heads=(5, 10, 20), text2_dim=1280, text2_layers=32),
+}  # fmt: skip
 
 
 def build(preset: dict, seed: int = 0):  # noqa: ANN201
+    """(UNet, motion modules, VAE, text encoder, SDXL's second text encoder or None), random."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from animatediff.models import MotionModuleConfig, MotionModules
 
     torch.manual_seed(seed)
-    ch = preset["channels"]
-    unet = UNet2DConditionModel(
-        sample_size=preset["size"] // 8,
-        block_out_channels=ch,
-        layers_per_block=2,
-        cross_attention_dim=preset["text_dim"],
-        attention_head_dim=8,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    )
-    motion = MotionModules(MotionModuleConfig(block_out_channels=ch, use_mid_block=True, version="v2"))
+    ch, sdxl = preset["channels"], preset.get("sdxl", False)
+    if sdxl:
+        unet = UNet2DConditionModel(
+            sample_size=preset["size"] // 8,
+            block_out_channels=ch,
+            layers_per_block=2,
+            transformer_layers_per_block=preset["depth"],
+            attention_head_dim=preset["heads"],
+            cross_attention_dim=preset["text_dim"] + preset["text2_dim"],
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=256 * 6 + preset["text2_dim"],
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 2,
+            up_block_types=("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",),
+        )
+        motion = MotionModules(MotionModuleConfig(block_out_channels=ch, use_mid_block=False))
+    else:
+        unet = UNet2DConditionModel(
+            sample_size=preset["size"] // 8,
+            block_out_channels=ch,
+            layers_per_block=2,
+            cross_attention_dim=preset["text_dim"],
+            attention_head_dim=8,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        )
+        motion = MotionModules(MotionModuleConfig(block_out_channels=ch, use_mid_block=True, version="v2"))
     with torch.no_grad():
         for p in motion.parameters():
             p.normal_(0, 0.02)
-    vae_ch = tuple(min(c, 128) for c in ch) if preset["size"] < 512 else (128, 256, 512, 512)
+    vae_ch = tuple(min(c, 128) for c in (*ch, ch[-1])[:4]) if preset["size"] < 512 else (128, 256, 512, 512)
     vae = AutoencoderKL(
         block_out_channels=vae_ch,
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -54,17 +81,26 @@ def build(preset: dict, seed: int = 0):  # noqa: ANN201
         latent_channels=4,
         layers_per_block=2,
     )
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=preset["text_dim"],
-            intermediate_size=preset["text_dim"] * 4,
-            num_hidden_layers=preset["text_layers"],
-            num_attention_heads=12,
+
+    def clip(width: int, layers: int, cls=CLIPTextModel, **extra):  # noqa: ANN001, ANN202
+        config = CLIPTextConfig(
+            hidden_size=width,
+            intermediate_size=width * 4,
+            num_hidden_layers=layers,
+            num_attention_heads=width // 64,
             max_position_embeddings=77,
             vocab_size=49408,
+            **extra,
         )
-    )
-    return unet, motion, vae, text
+        return cls(config)
+
+    text = clip(preset["text_dim"], preset["text_layers"])
+    text_2 = None
+    if sdxl:
+        text_2 = clip(
+            preset["text2_dim"], preset["text2_layers"], CLIPTextModelWithProjection, projection_dim=preset["text2_dim"]
+        )
+    return unet, motion, vae, text, text_2
 
 
 def tokenizer(tmp: str):  # noqa: ANN201
@@ -113,20 +149,24 @@ class StepClock:
         return {"s_per_step": per_step, "peak_mib": peak}
 
 
-def ours_pipeline(tok, text, vae, unet, motion, device: str, dtype):  # noqa: ANN001, ANN201
-    """Our pipeline over the built model, on `device` in `dtype` (DDIM)."""
+def ours_pipeline(tok, text, vae, unet, motion, device: str, dtype, text_2=None):  # noqa: ANN001, ANN201
+    """Our pipeline over the built model, on `device` in `dtype` (DDIM); SDXL with `text_2`."""
     from animatediff.models import inflate_unet
     from animatediff.pipeline import AnimationPipeline
     from animatediff.sampling import make_scheduler
 
-    pipe = AnimationPipeline(tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim")).to(device)
-    for part in (pipe.text_encoder, pipe.vae, pipe.unet):
-        part.to(dtype)
+    pipe = AnimationPipeline(
+        tok, text, vae, inflate_unet(unet, motion), make_scheduler("ddim"), tokenizer_2=tok, text_encoder_2=text_2
+    ).to(device)
+    for part in (pipe.text_encoder, pipe.text_encoder_2, pipe.vae, pipe.unet):
+        if part is not None:
+            part.to(dtype)
     return pipe
 
 
 def diffusers_adapter(motion):  # noqa: ANN001, ANN201
-    """diffusers' MotionAdapter holding the built motion module's weights (a v2-shaped module, mid block included)."""
+    """diffusers' MotionAdapter holding the built motion module's weights (v2-shaped with its mid block; SDXL's
+    without one)."""
     from diffusers import MotionAdapter
 
     from animatediff.formats.motion_module_files import motion_state_dict, official_to_diffusers
@@ -134,7 +174,7 @@ def diffusers_adapter(motion):  # noqa: ANN001, ANN201
     adapter = MotionAdapter(
         block_out_channels=motion.config.block_out_channels,
         motion_layers_per_block=2,
-        use_motion_mid_block=True,
+        use_motion_mid_block=motion.config.use_mid_block,
         motion_max_seq_length=32,
     )
     adapter.load_state_dict(official_to_diffusers(motion_state_dict(motion)))
@@ -145,35 +185,35 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
     import tempfile
 
     import torch
-    from diffusers import AnimateDiffPipeline
+    from diffusers import AnimateDiffPipeline, AnimateDiffSDXLPipeline
 
     from animatediff.sampling import make_scheduler
 
     preset = PRESETS[preset_name]
     clock = StepClock(device)
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
-    unet, motion, vae, text = build(preset)
+    unet, motion, vae, text, text_2 = build(preset)
     tok = tokenizer(tempfile.mkdtemp())
+    size = {"height": preset["size"], "width": preset["size"]}
     if which == "ours":
-        pipe = ours_pipeline(tok, text, vae, unet, motion, device, dtype)
+        pipe = ours_pipeline(tok, text, vae, unet, motion, device, dtype, text_2)
 
         def run(n: int) -> None:
             pipe("a red circle", num_frames=preset["frames"], num_inference_steps=n, seed=0, progress=False,
-                 callback=clock.stamp)  # fmt: skip
+                 callback=clock.stamp, **size)  # fmt: skip
     else:
-        pipe = AnimateDiffPipeline(
-            vae=vae,
-            text_encoder=text,
-            tokenizer=tok,
-            unet=unet,
-            motion_adapter=diffusers_adapter(motion),
-            scheduler=make_scheduler("ddim"),
-        ).to(device, dtype)
+        parts = dict(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, motion_adapter=diffusers_adapter(motion),
+                     scheduler=make_scheduler("ddim"))  # fmt: skip
+        if text_2 is None:
+            pipe = AnimateDiffPipeline(**parts).to(device, dtype)
+        else:
+            pipe = AnimateDiffSDXLPipeline(**parts, text_encoder_2=text_2, tokenizer_2=tok).to(device, dtype)
         pipe.set_progress_bar_config(disable=True)
 
         def run(n: int) -> None:
             pipe("a red circle", num_frames=preset["frames"], num_inference_steps=n, output_type="np",
-                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=clock.on_step)  # fmt: skip
+                 generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=clock.on_step,
+                 **size)  # fmt: skip
 
     return {"which": which, **clock.measure(run, steps)}
 
@@ -212,6 +252,7 @@ def main() -> None:
                     args.dtype,
                     "--steps",
                     str(args.steps),
+                    *(["--threads", str(args.threads)] if args.threads else []),
                 ],
                 check=True,
                 capture_output=True,
