@@ -157,8 +157,9 @@ def test_bad_loras_have_clear_errors(models, tmp_path):
     wide = _pair(4, (32,), (768,), 0)  # an SD1.5-sized cross-attention LoRA on the tiny model
     with pytest.raises(ValueError, match="does not fit the weight"):
         LoraMerger(models).add("x", parse_lora(_kohya({f"lora_unet_{ATTN}_attn2_to_k".replace(".", "_"): wide})))
-    with pytest.raises(ValueError, match="SDXL LoRA"):
-        parse_lora(_kohya({"lora_te2_text_model_encoder_layers_0_mlp_fc1": wide}))
+    sdxl = parse_lora(_kohya({"lora_te2_text_model_encoder_layers_0_mlp_fc1": wide}))  # read; refused on merge
+    with pytest.raises(ValueError, match=r"is an SDXL LoRA \(it has text_encoder_2 / lora_te2 keys\) but the base"):
+        LoraMerger(models).add("x", sdxl)
     with pytest.raises(ValueError, match="no up weight"):
         parse_lora({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)})
     with pytest.raises(ValueError, match="no LoRA weights"):

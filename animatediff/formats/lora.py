@@ -3,9 +3,11 @@
 Key layouts read (one file may be any of them):
 
 - kohya / A1111: `lora_unet_<module path, dots as _>.lora_down.weight`, `.lora_up.weight`, optional `.alpha`;
-  `lora_te_` (or `lora_te1_`) for the text encoder.
-- diffusers / PEFT: `unet.<module>.lora_A.weight` / `.lora_B.weight`, `text_encoder.<module>…`; the older diffusers
-  spellings `.lora.down.weight` / `.lora.up.weight` and `.lora_linear_layer.down|up.weight`.
+  `lora_te_` (or `lora_te1_`) for the text encoder, `lora_te2_` for SDXL's second; SDXL UNet paths in the SGM
+  layout (`input_blocks_4_1_…`), resolved by `lora_families.sgm_module_names`.
+- diffusers / PEFT: `unet.<module>.lora_A.weight` / `.lora_B.weight`, `text_encoder.<module>…`,
+  `text_encoder_2.<module>…` (SDXL); the older diffusers spellings `.lora.down.weight` / `.lora.up.weight` and
+  `.lora_linear_layer.down|up.weight`.
 - attention processors (official AnimateDiff MotionLoRAs and v3 domain adapter, diffusers ≤ 0.20):
   `<attention>.processor.to_{q,k,v,out}_lora.{down,up}.weight`, targeting `<attention>.to_q` … `to_out.0`.
 
@@ -16,6 +18,8 @@ runner ignored kohya's `.alpha` (W ← W + scale · up @ down); we follow kohya,
 `LoraMerger` keeps the original of every weight it touches and recomputes a weight from it whenever the set of
 active LoRAs or their scales change, so removing a LoRA restores the base bit for bit and several LoRAs compose
 independently of the order they were added in. That gives PEFT's "switchable adapters" at merged-weight speed.
+A LoRA for another base family (SDXL on SD1.x and the reverse, `lora_families.check_lora_family`) is refused in one
+line before anything merges.
 
 Writing: `save_kohya_lora` writes the kohya layout (what CivitAI LoRAs hold), from `{module path: (down, up,
 alpha)}` or from a model carrying PEFT LoRA layers (`peft_lora_layers` reads those out). kohya keeps alpha apart
@@ -34,6 +38,7 @@ import torch
 from torch import nn
 
 from animatediff.errors import InputError
+from animatediff.formats.lora_families import check_lora_family, is_sdxl_unet, sgm_module_names
 from animatediff.formats.state_dicts import read_weights, write_state_dict
 
 # (pattern on the end of a key, role); the text before the match is the target module path.
@@ -48,8 +53,13 @@ _ROLE_SUFFIXES = (
 )
 _PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 # kohya prefix → (component, the module path is underscored)
-_KOHYA_PREFIXES = (("lora_unet_", "unet"), ("lora_te1_", "text_encoder"), ("lora_te_", "text_encoder"))
-_DOTTED_PREFIXES = (("unet.", "unet"), ("text_encoder.", "text_encoder"))
+_KOHYA_PREFIXES = (
+    ("lora_unet_", "unet"),
+    ("lora_te1_", "text_encoder"),
+    ("lora_te2_", "text_encoder_2"),
+    ("lora_te_", "text_encoder"),
+)
+_DOTTED_PREFIXES = (("unet.", "unet"), ("text_encoder.", "text_encoder"), ("text_encoder_2.", "text_encoder_2"))
 _LDM_NAMES = ("input_blocks", "output_blocks", "middle_block")
 
 
@@ -58,7 +68,7 @@ class LoraLayer:
     """One low-rank update W ← W + scale · factor · up @ down of one module's weight."""
 
     component: str
-    """Which model it targets: 'unet', 'text_encoder' or 'motion_modules'."""
+    """Which model it targets: 'unet', 'text_encoder', 'text_encoder_2' (SDXL) or 'motion_modules'."""
     target: str
     """Module path inside that model: dotted, or kohya's underscored form (resolved against the model)."""
     down: torch.Tensor
@@ -100,8 +110,6 @@ def _split_key(key: str, default_component: str) -> tuple[str, str, bool, str] |
         else:
             return None
     target = target.removeprefix("base_model.model.")
-    if target.startswith("lora_te2_"):
-        raise InputError(f"key {key!r} targets a second text encoder: this is an SDXL LoRA, not an SD1.x one")
     for prefix, component in _KOHYA_PREFIXES:
         if target.startswith(prefix):
             return component, target.removeprefix(prefix), True, role_name
@@ -184,15 +192,21 @@ class LoraMerger:
     def _lookup(self, component: str) -> tuple[dict[str, str], dict[str, str]]:
         """(dotted name → weight parameter name, underscored name → weight parameter name) of a model."""
         dotted, underscored = {}, {}
-        for name, module in self.components[component].named_modules():
+        model = self.components[component]
+        for name, module in model.named_modules():
             if isinstance(getattr(module, "weight", None), nn.Parameter):
                 # transformers 4 named CLIP's modules `text_model.…`; version 5 drops that level.
                 for alias in (name, f"text_model.{name}"):
                     dotted[alias] = f"{name}.weight"
                     underscored[alias.replace(".", "_")] = f"{name}.weight"
+        if component == "unet" and is_sdxl_unet(model):  # kohya's SDXL LoRAs use the SGM names
+            for sgm, name in sgm_module_names(model).items():
+                dotted.setdefault(sgm, f"{name}.weight")
+                underscored.setdefault(sgm.replace(".", "_"), f"{name}.weight")
         return dotted, underscored
 
     def _resolve(self, lora: Lora, strict: bool) -> list[_Resolved]:
+        check_lora_family(lora, self.components)
         lookups = {c: self._lookup(c) for c in {layer.component for layer in lora.layers} if c in self.components}
         resolved, unmatched = [], []
         for layer in lora.layers:
@@ -329,12 +343,13 @@ def save_kohya_lora(
     and `.alpha` (a scalar tensor); .safetensors (or a torch pickle), written atomically.
 
     layers: `{dotted module path: (down (rank, in…), up (out, rank…), alpha)}`, or a model with PEFT LoRA layers
-    (adapter "default"). component: 'unet' (`lora_unet_`) or 'text_encoder' (`lora_te_`, paths as in
-    transformers 4, `text_model.encoder…`). dtype: cast the weights (e.g. torch.float16); None keeps float32.
+    (adapter "default"). component: 'unet' (`lora_unet_`), 'text_encoder' (`lora_te_`, paths as in
+    transformers 4, `text_model.encoder…`) or 'text_encoder_2' (`lora_te2_`, SDXL's second). dtype: cast the
+    weights (e.g. torch.float16); None keeps float32.
     """
     if isinstance(layers, nn.Module):
         layers = peft_lora_layers(layers)
-    prefixes = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+    prefixes = {"unet": "lora_unet_", "text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}
     if component not in prefixes:
         raise InputError(f"unknown LoRA component {component!r}; expected one of {', '.join(prefixes)}")
     dtype = dtype or torch.float32

@@ -143,6 +143,8 @@ class AnimationPipeline:
                 "text_encoder": self.text_encoder,
                 "motion_modules": self.unet.motion_modules,
             }
+            if self.text_encoder_2 is not None:  # SDXL: kohya `lora_te2_`, diffusers `text_encoder_2.`
+                parts["text_encoder_2"] = self.text_encoder_2
             self._loras = LoraMerger(parts)
         return self._loras
 
