@@ -27,11 +27,11 @@ class PipelineSpec:
     """Everything that decides a pipeline's weights."""
 
     base: str
-    """Diffusers SD1.x folder or hub id."""
+    """Diffusers SD1.x or SDXL folder or hub id."""
     motion_module: str
     """Motion-module file, diffusers MotionAdapter folder or hub reference."""
     dreambooth: str | None = None
-    """Single-file SD1.x checkpoint replacing the base's UNet, VAE and text encoder."""
+    """Single-file checkpoint of the base's family replacing its UNet, VAE and text encoder(s)."""
     loras: tuple[tuple[str, str, float], ...] = ()
     """(kind, path, scale) with kind 'image', 'adapter' or 'motion', merged in this order."""
 
