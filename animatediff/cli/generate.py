@@ -59,7 +59,12 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         default="linear",
         help="how frames between --prompt-map keyframes get their text: linear, spherical, or the latest keyframe's",
     )
-    p.add_argument("--negative-prompt", default="", help="what to steer away from")
+    p.add_argument(
+        "--negative-prompt",
+        default=None,
+        help="what to steer away from; unset, an SDXL base whose model_index.json says force_zeros_for_empty_prompt "
+        "takes zeros as the unconditional text (as diffusers does), an SD1.x base the empty prompt",
+    )
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
