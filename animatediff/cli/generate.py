@@ -26,8 +26,8 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
         help="text → animation (GIF, MP4, WebP, .npy or a folder of PNGs)",
-        description="Animate a prompt with a Stable Diffusion 1.x base and a motion module; with neither named, "
-        "the embedded world model.",
+        description="Animate a prompt with a Stable Diffusion 1.x or SDXL base and a motion module of its family; "
+        "with neither named, the embedded world model.",
         epilog="The embedded world model draws 32×32 and knows 27 words: shapes circle, square, triangle, cross "
         "(star with its DreamBooth); colours red, green, blue, yellow, purple; backgrounds black, white, gray, blue; "
         "textures striped, outlined; motions moving left/right/up/down, bouncing, growing, shrinking, rotating; and "
@@ -36,7 +36,9 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         parents=[device_options(), quiet_option()],
     )
-    p.add_argument("--base", default=None, help="SD1.x diffusers folder or hub id; default: the embedded world model")
+    p.add_argument(
+        "--base", default=None, help="SD1.x or SDXL diffusers folder or hub id; default: the embedded world model"
+    )
     p.add_argument(
         "--motion-module",
         default=None,
@@ -162,7 +164,8 @@ def add_personalization_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dreambooth",
         default=None,
-        help="single-file SD1.x checkpoint (.safetensors/.ckpt, LDM layout) replacing --base's weights",
+        help="single-file checkpoint of --base's family (SD1.x or SDXL; .safetensors/.ckpt, LDM/SGM layout) "
+        "replacing --base's weights",
     )
     p.add_argument(
         "--lora",

@@ -116,8 +116,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--base",
         default=None,
-        help="SD1.x diffusers folder or hub id (the official --pretrained-model-path) for entries that name no base; "
-        "default: the embedded world model's",
+        help="SD1.x or SDXL diffusers folder or hub id (the official --pretrained-model-path) for entries that name "
+        "no base; default: the embedded world model's",
     )
     p.add_argument("--output-dir", default="samples", help="runs go to <output-dir>/<config name>-<time>/")
     p.add_argument("--W", type=int, default=None, help="width unless an entry sets W; default: the base's native size")

@@ -21,6 +21,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from animatediff.base_model import (
     DEFAULT_GUIDANCE_SCALE,
+    FAMILIES,
     BaseModel,
     BaseTraits,
     load_base,
@@ -125,7 +126,7 @@ class AnimationPipeline:
         prediction_type: str | None = None,
         zero_snr: bool | None = None,
     ) -> AnimationPipeline:
-        """`base`: a diffusers SD1.x folder or hub id; `dreambooth`: a single-file SD1.x checkpoint (LDM layout)
+        """`base`: a diffusers SD1.x or SDXL folder or hub id; `dreambooth`: a single-file checkpoint of its family
         replacing its UNet, VAE and text encoder; `prediction_type` / `zero_snr` override what the base's scheduler
         config says it was trained with (`load_base`)."""
         parts = load_base(base, dtype, dreambooth, prediction_type, zero_snr)
@@ -204,8 +205,9 @@ class AnimationPipeline:
         for name, value in (("height", height), ("width", width)):
             if value <= 0 or value % m:
                 vae = self.vae_scale_factor
+                family = f"{FAMILIES[self.traits.family]} " if self.traits is not None else ""
                 raise InputError(
-                    f"{name} {value} must be a positive multiple of {m} for this model "
+                    f"{name} {value} must be a positive multiple of {m} for this {family}model "
                     f"(VAE factor {vae} × UNet downsampling {m // vae})"
                 )
         if num_frames < 1:
