@@ -29,8 +29,14 @@ optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-imag
 
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used
-(`random_seed` per entry). Each file is written under a temporary name and renamed, and `config.yaml` is
-rewritten after every video, so a run that is interrupted leaves whole GIFs and the seeds that drew them.
+(`random_seed` per entry). Every seed is drawn before the first video and `config.yaml` written then; each file is
+written under a temporary name and renamed, so a run that is interrupted leaves whole GIFs and the seeds that drew
+them.
+
+Launched as several processes (`accelerate launch -m animatediff run CONFIG`, or torchrun), the videos are dealt
+round-robin over them (`process_share`): each process loads the models of its own videos only and writes them into
+the one run folder (its name and the seeds are the main process's), and the main process writes `config.yaml` and
+the grid.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import random
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_scheduler
@@ -51,6 +58,7 @@ from animatediff.pipeline.control_inputs import entry_control_inputs, load_contr
 from animatediff.pipeline.ip_adapter import ip_adapter_option
 from animatediff.pipeline.prompt_travel import PromptTravel
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls, keyframe_frames, read_keyframe_images
+from animatediff.process_share import process_share
 from animatediff.prompt_entries import PromptEntry, load_prompt_config, parse_entry, single_entry
 from animatediff.sampling import for_model
 
@@ -135,10 +143,15 @@ def run_prompt_config(
         read_keyframe_images([_local(p, here) for p in entry.controlnet_images], False, where)
     check_output_folder(output_root, "output folder")
     cache = cache or ModelCache()
-    out = Path(output_root) / f"{config.stem}-{datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}"
-    videos, used_seeds, index = [], [], 0
-    for entry in entries:
-        entry_seeds: list[int] = []
+    share = process_share()
+    out = Path(output_root) / share.broadcast(f"{config.stem}-{datetime.now().strftime('%Y-%m-%dT%H-%M-%S')}")
+    used_seeds = share.broadcast(_draw_seeds(entries))
+    if share.is_main:
+        _write_config(out / "config.yaml", raw, used_seeds)
+    mine: list[tuple[int, np.ndarray]] = []
+    index = 0
+    for entry, entry_seeds in zip(entries, used_seeds):
+        drawn = iter(entry_seeds)
         loras = [("image", _local(entry.lora_model_path, here), float(entry.lora_alpha))] * bool(entry.lora_model_path)
         for cfg in entry.lora_configs:  # generate's --lora, after the official key's
             loras.append(("image", _local(str(cfg["path"]), here), float(cfg.get("alpha", 1.0))))
@@ -151,6 +164,10 @@ def run_prompt_config(
             _local(entry.image_encoder, here),
         )  # fmt: skip
         for motion_module in entry.motion_module:
+            first, index = index, index + len(entry.prompts)
+            seeds = [next(drawn) for _ in entry.prompts]
+            if not any(share.owns(i) for i in range(first, index)):
+                continue  # none of these videos is this process's: nothing to load
             spec = PipelineSpec(
                 base=_local(entry.base, here) or os.fspath(base),
                 motion_module=_local(motion_module, here),
@@ -163,9 +180,8 @@ def run_prompt_config(
             controlnets = load_controlnets(controls[entry.name], pipe, entry.H or height, entry.W or width)
             sparse = entry_sparse_ctrls(entry, pipe, entry.L or frames, entry.H or height, entry.W or width,
                                         lambda p: _local(p, here), f"{config.name} entry {entry.name}")  # fmt: skip
-            for prompt, negative, seed in zip(entry.prompts, entry.negative_prompts, entry.seeds):
-                seed = seed if seed != -1 else random.SystemRandom().randrange(2**63)
-                entry_seeds.append(seed)
+            videos = zip(range(first, index), entry.prompts, entry.negative_prompts, seeds)
+            for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
                 video = pipe(
                     prompt, negative, num_frames=entry.L or frames, height=entry.H or height, width=entry.W or width,
                     num_inference_steps=entry.steps, guidance_scale=entry.guidance_scale, seed=seed, progress=progress,
@@ -174,17 +190,21 @@ def run_prompt_config(
                     ip_adapter=ip_adapter, context=entry_context(entry), free_init=entry_free_init(entry),
                     controlnets=controlnets, sparse_ctrls=sparse,
                 )[0]  # fmt: skip
-                path = out / "sample" / f"{index}-{sample_name(prompt)}.gif"
+                path = out / "sample" / f"{i}-{sample_name(prompt)}.gif"
                 check_finite(video, path)
                 save_video(video, path, fps)
-                _write_config(out / "config.yaml", raw, [*used_seeds, entry_seeds])
-                videos.append(video)
-                index += 1
-        used_seeds.append(entry_seeds)
-    if len({v.shape for v in videos}) == 1:
+                mine.append((i, video))
+    share.wait()
+    videos = [video for _, video in sorted(share.gather(mine), key=lambda item: item[0])]
+    if share.is_main and len({v.shape for v in videos}) == 1:
         save_video(grid(videos, columns=min(4, len(videos))), out / "sample.gif", fps)
-    _write_config(out / "config.yaml", raw, used_seeds)
     return out
+
+
+def _draw_seeds(entries: list[PromptEntry]) -> list[list[int]]:
+    """Each entry's seed of each video (per motion module, per prompt), -1 drawn at random."""
+    draw = random.SystemRandom().randrange
+    return [[s if s != -1 else draw(2**63) for _ in e.motion_module for s in e.seeds] for e in entries]
 
 
 def _write_config(path: Path, raw: object, used: list[list[int]]) -> None:

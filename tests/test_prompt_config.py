@@ -234,7 +234,8 @@ def test_a_missing_local_file_fails_before_loading(assets, base_folder, tmp_path
 
 
 def test_an_interrupted_run_keeps_its_whole_gifs_and_their_seeds(assets, base_folder, tmp_path, monkeypatch):
-    """Interrupted while drawing the second video: the first GIF and config.yaml with its seed, nothing partial."""
+    """Interrupted while drawing the second video: the first GIF, and config.yaml with every video's seed (drawn
+    before the first), nothing partial."""
     decode, calls = AnimationPipeline.decode, []
 
     def interrupted_second(self, *args, **kwargs):  # noqa: ANN001
@@ -256,7 +257,8 @@ def test_an_interrupted_run_keeps_its_whole_gifs_and_their_seeds(assets, base_fo
     ]
     assert Image.open(out / "sample" / "0-a-fox-runs.gif").n_frames == 2
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert len(saved[0]["random_seed"]) == 1 and saved[0]["random_seed"][0] != -1 and "random_seed" not in saved[1]
+    assert saved[0]["random_seed"][0] != -1 and saved[0]["random_seed"][1] == 5
+    assert len(saved[1]["random_seed"]) == len(entries[1]["prompt"])
 
 
 def test_an_output_root_that_cannot_be_written_fails_before_loading(assets, base_folder, tmp_path):

@@ -108,7 +108,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="run an official AnimateDiff prompt config (configs/prompts/*.yaml) unchanged",
         description="Draw every prompt of an official prompt config, in the official output layout "
         "(<output-dir>/<config name>-<time>/sample/*.gif, sample.gif, config.yaml). Models stay loaded between "
-        "entries.",
+        "entries. On several GPUs, `accelerate launch --num_processes N -m animatediff run CONFIG` deals the videos "
+        "over the processes, into the one run folder.",
         formatter_class=HelpFormatter,
         parents=[device_options(), quiet_option()],
     )
@@ -143,7 +144,11 @@ def run_run(args: argparse.Namespace) -> None:
         from animatediff.world.cli import embedded_base_and_module
 
         base = embedded_base_and_module()[0]
-    cache = ModelCache(*resolve_device(args))
+    from animatediff.process_share import process_share
+
+    share = process_share()  # one of several processes (accelerate launch): its own GPU
+    device, dtype = resolve_device(args)
+    cache = ModelCache(share.device(device), dtype)
     out = run_prompt_config(
         args.config,
         base,
@@ -155,7 +160,7 @@ def run_run(args: argparse.Namespace) -> None:
         fps=args.fps,
         progress=not args.quiet,
     )
-    if not args.quiet:
+    if not args.quiet and share.is_main:
         print(f"wrote {out}")
 
 
