@@ -110,7 +110,7 @@ def test_the_presets_say_what_the_cards_say():
         p = PRESETS[f"lightning-{steps}step"]
         assert (p.scheduler, p.timestep_spacing, p.steps, p.guidance_scale) == ("euler", "trailing", steps, 1.0)
     lcm, tcd = PRESETS["animatelcm"], PRESETS["tcd-4step"]
-    assert (lcm.scheduler, lcm.timestep_spacing, lcm.steps, lcm.guidance_scale) == ("lcm", None, 6, 1.5)
+    assert (lcm.scheduler, lcm.timestep_spacing, lcm.steps, lcm.guidance_scale) == ("lcm", None, 6, 2.0)
     assert (tcd.scheduler, tcd.steps, tcd.guidance_scale, tcd.tcd_gamma) == ("tcd", 4, 1.0, 0.3)
     assert make_scheduler("tcd").config.gamma == 0.3
 

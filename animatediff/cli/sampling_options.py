@@ -19,7 +19,7 @@ PRESETS_HELP = (
     "lightning-1step, lightning-2step, lightning-4step, lightning-8step: euler, trailing spacing, 1, 2, 4 or 8 steps, "
     "guidance 1 (AnimateDiff-Lightning: --motion-module animatediff_lightning_4step_diffusers.safetensors for 4 "
     "steps); animatelcm: lcm, 6 steps, guidance "
-    "1.5 (AnimateLCM: its motion module and --lora AnimateLCM_sd15_t2v_lora.safetensors:0.8); tcd-4step: tcd, "
+    "2 (AnimateLCM: its motion module and --lora AnimateLCM_sd15_t2v_lora.safetensors:0.8); tcd-4step: tcd, "
     "gamma 0.3, 4 steps, guidance 1 (TCD- or LCM-distilled weights)"
 )
 

@@ -6,8 +6,8 @@ sampled with, as their model cards prescribe, by name.
   `EulerDiscreteScheduler.from_config(config, timestep_spacing="trailing", beta_schedule="linear")` at guidance 1.
 - AnimateLCM (Wang et al. 2024, arXiv 2402.00769; huggingface.co/wangfuyun/AnimateLCM): a motion module and an LCM
   LoRA for the image layers (`--lora AnimateLCM_sd15_t2v_lora.safetensors:0.8`), sampled with
-  `LCMScheduler.from_config(config, beta_schedule="linear")`; the card's examples run 6 steps at guidance 2.0 and
-  diffusers' AnimateDiff docs at 1.5, which the preset takes.
+  `LCMScheduler.from_config(config, beta_schedule="linear")`, 6 steps at guidance 2.0 in the card's example (1 to 2
+  is the range LCM users keep to; `--guidance-scale 1.5` for less).
 - TCD (Zheng et al. 2024, arXiv 2402.19159): diffusers' `TCDScheduler` at 4 steps, guidance 1 and gamma 0.3, for
   weights distilled for consistency sampling (a TCD or LCM LoRA, AnimateLCM).
 
@@ -76,7 +76,7 @@ PRESETS: dict[str, SamplingPreset] = {
             "animatelcm",
             "lcm",
             6,
-            1.5,
+            2.0,
             note="AnimateLCM_sd15_t2v.ckpt as the motion module, --lora AnimateLCM_sd15_t2v_lora.safetensors:0.8",
         ),
         SamplingPreset("tcd-4step", "tcd", 4, 1.0, tcd_gamma=0.3, note="TCD- or LCM-distilled weights"),
