@@ -1,0 +1,93 @@
+"""Few-step sampling measured on the embedded world: 4 steps with a few-step preset's schedule against the 25 DDIM
+steps the world is sampled with, and against 4 plain DDIM steps (what a preset buys over just fewer steps).
+
+Every row draws the same prompts and seeds (`world.evaluate.evaluation_prompts`: colours, shapes and backgrounds of
+the base world, cycling through the measured motions) with the embedded base and motion module, and measures them
+as `animatediff world eval` does (`world.metrics`): motion accuracy (the tracked centroid or area moves as
+captioned) and temporal consistency; colour accuracy beside them. The embedded motion module is the 25-step one,
+not distilled for few steps: the rows show what a schedule alone does. The world base is a v-prediction,
+zero-terminal-SNR model, so every scheduler here samples it that way (`for_model`), with trailing timesteps: plain
+DDIM at 4 steps is already trailing-spaced on it.
+
+    python benchmarks/world_few_step.py                  # 4 rows × 16 clips: 12-15 minutes on 2 CPU cores
+    python benchmarks/world_few_step.py --prompts 6 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+
+from animatediff.pipeline import AnimationPipeline
+from animatediff.sampling import for_model
+from animatediff.sampling.presets import resolve_sampling
+from animatediff.world.evaluate import evaluate_row, evaluation_prompts
+from animatediff.world.layout import EMBEDDED, WORLD_GUIDANCE_SCALE
+
+
+@dataclass(frozen=True)
+class Row:
+    """One way of sampling: a preset (or none) and the settings given over it, as generate's flags give them."""
+
+    label: str
+    preset: str | None = None
+    scheduler: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+
+
+ROWS = (
+    Row("DDIM (the world's default)", scheduler="ddim", steps=25, guidance_scale=WORLD_GUIDANCE_SCALE),
+    Row("--preset lightning-4step (Euler, trailing, guidance 1)", preset="lightning-4step"),
+    Row(
+        f"--preset tcd-4step --guidance-scale {WORLD_GUIDANCE_SCALE:g} (TCD, gamma 0.3)",
+        preset="tcd-4step",
+        guidance_scale=WORLD_GUIDANCE_SCALE,
+    ),
+    Row("DDIM, plain fewer steps", scheduler="ddim", steps=4, guidance_scale=WORLD_GUIDANCE_SCALE),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=8, help="evaluation prompts (the motions in turn)")
+    parser.add_argument("--seeds", type=int, default=2, help="sampling seeds per prompt (0, 1, …)")
+    parser.add_argument("--frames", type=int, default=16, help="frames per clip")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    prompts = evaluation_prompts(args.prompts)
+    seeds = list(range(args.seeds))
+    clips = len(prompts) * len(seeds)
+
+    print("\n## Few-step sampling on the embedded world\n")
+    shape = f"{len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames of 32×32"
+    print(f"{clips} clips per row ({shape}, ", end="")
+    print(f"{args.threads} CPU threads; the embedded motion module (trained for 25-step sampling, not distilled).\n")
+    print("| sampler | steps | guidance | motion accuracy | consistency | colour accuracy | s/clip |")
+    print("|---|---|---|---|---|---|---|")
+    for row in ROWS:
+        sampling = resolve_sampling(row.preset, row.scheduler, row.steps, row.guidance_scale)
+        pipe.scheduler = for_model(sampling.make_scheduler(), pipe.noise_settings)  # as generate builds it
+        guidance = pipe.guidance_scale if sampling.guidance_scale is None else sampling.guidance_scale
+
+        def generate(prompt: str, seed: int, steps: int = sampling.steps, guidance: float = guidance):  # noqa: ANN202
+            call = dict(num_frames=args.frames, num_inference_steps=steps, guidance_scale=guidance, progress=False)
+            return pipe(prompt, seed=seed, **call)[0]
+
+        start = time.perf_counter()
+        result = evaluate_row(row.label, generate, prompts, seeds)
+        seconds = (time.perf_counter() - start) / clips
+        print(
+            f"| {row.label} | {sampling.steps} | {guidance:g} | {result.motion_accuracy:.2f} | "
+            f"{result.consistency:.2f} | {result.colour_accuracy:.2f} | {seconds:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
