@@ -244,3 +244,28 @@ def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_p
         (tmp_path / "again.yaml").write_bytes(response.read())
     out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
     np.testing.assert_array_equal(frames[1], read_video_input(next((out / "sample").glob("*.gif")), 8))
+
+
+def test_a_preset_samples_as_its_card_says_and_its_run_yaml_agrees(served, tmp_path):
+    """lightning-4step: trailing Euler; the page sends its scheduler, steps and guidance, the preset adds the
+    spacing and betas; the run YAML names the preset and draws the same frames."""
+    from animatediff.io.video_input import read_video_input
+    from animatediff.prompt_config import run_prompt_config
+    from animatediff.ui.settings import Settings, sampling_of
+
+    studio, url = served
+    fields = {"prompt": PROMPT, "frames": 8, "seed": 2, "preset": "lightning-4step", "scheduler": "euler"}
+    fields |= {"steps": 4, "guidance_scale": 1.0}
+    assert call(f"{url}/api/generate", {**fields, "preset": "fastest"})[1]["error"].startswith("preset: 'fastest'")
+    jobs = [wait(url, call(f"{url}/api/generate", f)[1]["id"]) for f in (fields, {**fields, "preset": ""})]
+    assert [job["state"] for job in jobs] == ["done", "done"]
+    frames = [read_video_input(studio.output_dir / job["file"], 8) for job in jobs]
+    sampling = sampling_of(Settings(preset="lightning-4step", scheduler="euler", steps=4, guidance_scale=1.0))
+    assert (sampling.timestep_spacing, sampling.beta_schedule) == ("trailing", "linear")
+    # The world base samples trailing already (zero terminal SNR), and on AnimateDiff's linear betas: the same frames.
+    np.testing.assert_array_equal(frames[0], frames[1])
+    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[0]['id']}/config.yaml") as response:
+        (tmp_path / "again.yaml").write_bytes(response.read())
+    assert "preset: lightning-4step" in (tmp_path / "again.yaml").read_text()
+    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
+    np.testing.assert_array_equal(frames[0], read_video_input(next((out / "sample").glob("*.gif")), 8))

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 from animatediff.errors import InputError
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS
+from animatediff.sampling.presets import get_preset, preset_names
 from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.settings import FORMATS, LIMITS, Settings, parse, with_seed
 from animatediff.ui.studio import Studio, human_size
@@ -118,6 +119,16 @@ class Handler(BaseHTTPRequestHandler):
             "defaults": Settings().as_json(),
             "limits": LIMITS,
             "schedulers": list(SCHEDULERS),
+            "presets": [
+                {
+                    "name": p.name,
+                    "scheduler": p.scheduler,
+                    "steps": p.steps,
+                    "guidance_scale": p.guidance_scale,
+                    "describe": p.describe(),
+                }
+                for p in map(get_preset, preset_names())
+            ],  # fmt: skip
             "formats": list(FORMATS),
             "interpolations": list(INTERPOLATIONS),
             "upload_cap": studio.uploads.cap,

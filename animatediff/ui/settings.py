@@ -17,6 +17,7 @@ import yaml
 from animatediff.errors import InputError
 from animatediff.model_cache import PipelineSpec
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS
+from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import Catalog
 
@@ -57,6 +58,9 @@ class Settings:
     output_format: str = "gif"
     fps: float = 8.0
     scheduler: str = "ddim"
+    preset: str = ""
+    """A few-step recipe (`sampling.presets`): its timestep spacing and betas; the page fills in its scheduler, steps
+    and guidance, which the form then sends as given."""
     base: str = "world:base"
     dreambooth: str = ""
     loras: list[tuple[str, float]] = field(default_factory=list)
@@ -146,6 +150,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.adapter_scale = _number(raw, "adapter_scale", float, 1.0, "adapter scale")
     s.output_format = _choice(raw.get("output_format", "gif"), FORMATS, "output format")
     s.scheduler = _choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
+    s.preset = _choice(raw.get("preset") or "", ["", *preset_names()], "preset")
+    sampling_of(s)  # a preset with this scheduler: checked as generate checks it
     s.prompt_interpolation = _choice(raw.get("prompt_interpolation", "linear"), INTERPOLATIONS, "interpolation")
     for key in ("width", "height"):
         if getattr(s, key) is not None and getattr(s, key) % 8:
@@ -230,6 +236,12 @@ def spec(s: Settings, catalog: Catalog) -> PipelineSpec:
     )
 
 
+def sampling_of(s: Settings) -> Sampling:
+    """The run's sampling: the preset's, with the form's scheduler, steps and guidance taking over, as `generate
+    --preset P --scheduler S --steps N --guidance-scale G` resolves it."""
+    return resolve_sampling(s.preset or None, s.scheduler, s.steps, s.guidance_scale)
+
+
 def prompt_of(s: Settings) -> str | dict[int, str]:
     """What the pipeline draws: the prompt, or the keyframes with the prompt put before each one's text."""
     if not s.prompt_map:
@@ -274,6 +286,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if kinds["motion"]:
         entry["motion_module_lora_configs"] = kinds["motion"]
     entry["scheduler"] = s.scheduler
+    if s.preset:
+        entry["preset"] = s.preset
     if s.context_length is not None:
         entry["context_length"] = s.context_length
         entry["context_overlap"] = s.context_overlap

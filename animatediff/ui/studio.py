@@ -18,7 +18,7 @@ from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache
 from animatediff.ui.catalog import Catalog, scan
 from animatediff.ui.jobs import Job, JobQueue
-from animatediff.ui.settings import Settings, output_stem, prompt_of, run_entry, run_yaml, spec
+from animatediff.ui.settings import Settings, output_stem, prompt_of, run_entry, run_yaml, sampling_of, spec
 
 UPLOAD_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".webp", ".png", ".jpg", ".jpeg")
 DEFAULT_UPLOAD_CAP = 64 * 2**20
@@ -89,7 +89,7 @@ class Studio:
     def generate(self, job: Job) -> Path:
         """Load (or keep) the models, sample with progress and cancel, write the result and its settings."""
         from animatediff.io.video import check_finite, save_video
-        from animatediff.sampling import for_model, make_scheduler
+        from animatediff.sampling import for_model
         from animatediff.sampling.free_init import FreeInit
         from animatediff.sampling.loop import sampling_timesteps
 
@@ -97,10 +97,11 @@ class Studio:
         video = self.uploads.path(s.video) if s.video else None
         job.stage = "loading models"
         pipe = self.cache.pipeline(spec(s, self.catalog))
-        pipe.scheduler = for_model(make_scheduler(s.scheduler), pipe.noise_settings)
+        sampling = sampling_of(s)
+        pipe.scheduler = for_model(sampling.make_scheduler(), pipe.noise_settings)
         controlnets, sparse_ctrls = self._controls(s, pipe)
         strength = s.strength if video is not None else 1.0
-        job.total = len(sampling_timesteps(pipe.scheduler, s.steps, strength)) * (s.free_init_iters or 1)
+        job.total = len(sampling_timesteps(pipe.scheduler, sampling.steps, strength)) * (s.free_init_iters or 1)
         job.stage = "sampling"
         frames = pipe(
             prompt_of(s),
@@ -108,8 +109,8 @@ class Studio:
             num_frames=s.frames,
             height=s.height,
             width=s.width,
-            num_inference_steps=s.steps,
-            guidance_scale=s.guidance_scale,
+            num_inference_steps=sampling.steps,
+            guidance_scale=sampling.guidance_scale,
             seed=s.seed,
             progress=False,
             callback=lambda *_: job.step_done(),
