@@ -121,6 +121,10 @@ class TemporalTransformerBlock(nn.Module):
         self.windows: AttentionWindows | None = None
         """FreeNoise: attend within these sliding windows of frames and fuse them (`models/free_noise.py`);
         None (the default): all frames at once."""
+        self.ff_chunk: int | None = None
+        """Feed-forward chunking: the FFN runs on this many of the (b·h·w) frame sequences at a time, so its 8×-wide
+        GEGLU activations exist for one chunk only; every sequence is computed alone either way, so the result is
+        the same. None (the default): all at once."""
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """The attention sub-layers, each with its residual: (n, f, c) → (n, f, c)."""
@@ -130,7 +134,13 @@ class TemporalTransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attend(x) if self.windows is None else fused_windows(x, self.attend, self.windows)
-        return self.ff(self.ff_norm(x)) + x
+        if self.ff_chunk is None or self.ff_chunk >= x.shape[0]:
+            return self.ff(self.ff_norm(x)) + x
+        out = torch.empty_like(x)
+        for start in range(0, x.shape[0], self.ff_chunk):
+            part = x[start : start + self.ff_chunk]
+            out[start : start + self.ff_chunk] = self.ff(self.ff_norm(part)) + part
+        return out
 
 
 class TemporalTransformer(nn.Module):
@@ -180,8 +190,9 @@ class TemporalTransformer(nn.Module):
         if not self.norm_over_frames:
             return self.norm(x)
         clip = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
-        clip = F.group_norm(clip, self.norm.num_groups, self.norm.weight, self.norm.bias, self.norm.eps)
-        return rearrange(clip, "b c f h w -> (b f) c h w")
+        # The norm module on the 5-D clip (statistics over channels, frames and pixels of each group): called as a
+        # module, so hooks on it (accelerate's offload) see the call.
+        return rearrange(self.norm(clip), "b c f h w -> (b f) c h w")
 
 
 class MotionModule(nn.Module):
@@ -212,6 +223,13 @@ class MotionModule(nn.Module):
         """FreeNoise's window-fused temporal attention (`models/free_noise.py`) in every block; None: off."""
         for block in self.temporal_transformer.transformer_blocks:
             block.windows = windows
+
+    def set_ff_chunk(self, chunk: int | None) -> None:
+        """Feed-forward chunking in every block (`TemporalTransformerBlock.ff_chunk`); None: off."""
+        if chunk is not None and chunk < 1:
+            raise InputError(f"ff_chunk must be at least 1 sequence, got {chunk}")
+        for block in self.temporal_transformer.transformer_blocks:
+            block.ff_chunk = chunk
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         return self.temporal_transformer(x, num_frames)
