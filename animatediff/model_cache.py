@@ -20,6 +20,7 @@ from animatediff.formats.motion_lora import LORA_KINDS, load_lora_of_kind
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import MotionModules, inflate_unet
 from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline.memory import MemoryOptions
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,18 @@ class ModelCache:
     """Hands out a pipeline for a `PipelineSpec`, reloading only the parts that changed since the last one."""
 
     def __init__(
-        self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_motion_modules: int = 2
+        self,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        max_motion_modules: int = 2,
+        memory: MemoryOptions | None = None,
     ) -> None:
         self.device = device
         self.dtype = dtype
+        self.memory = memory
+        """Memory and speed options (`pipeline/memory.py`) every pipeline handed out runs with; None: the defaults.
+        Under offload the models are loaded into CPU memory and `device` is where they run."""
+        self._load_device = memory.load_device(device) if memory is not None else device
         self.max_motion_modules = max_motion_modules
         """Motion-module sets kept in memory (1.7 GB each at fp32 for SD1.5), least recently used dropped first."""
         self.loads: Counter[str] = Counter()
@@ -58,7 +67,7 @@ class ModelCache:
         if path not in self._motion:
             while len(self._motion) >= max(self.max_motion_modules, 1):
                 self._motion.popitem(last=False)
-            self._motion[path] = load_motion_modules(path).to(device=self.device, dtype=self.dtype).eval()
+            self._motion[path] = load_motion_modules(path).to(device=self._load_device, dtype=self.dtype).eval()
             self.loads["motion_module"] += 1
         self._motion.move_to_end(path)
         return self._motion[path]
@@ -74,11 +83,15 @@ class ModelCache:
             if kind not in LORA_KINDS:
                 raise InputError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(LORA_KINDS)}")
         base_key = (os.fspath(spec.base), os.fspath(spec.dreambooth) if spec.dreambooth else None)
+        if self._pipe is not None and self.memory is not None:
+            self._pipe.disable_cpu_offload()  # weights back in place for LoRA merges and motion-module swaps
         if self._pipe is None or base_key != self._base_key:
             self._load_base(spec, base_key)
         elif spec.motion_module != self._motion_path:
             self._swap_motion(spec.motion_module)
         self._switch_loras(spec.loras)
+        if self.memory is not None:  # again after every change: a swapped motion module is a new inflated UNet
+            self._pipe.apply_memory_options(self.memory, self.device)
         return self._pipe
 
     def _load_base(self, spec: PipelineSpec, key: tuple[str, str | None]) -> None:
@@ -91,7 +104,8 @@ class ModelCache:
         if spec.dreambooth:
             self.loads["dreambooth"] += 1
         # The same factory as `AnimationPipeline.from_pretrained`: the base's noise settings and default guidance.
-        self._pipe = AnimationPipeline.from_base(parts, self._motion_modules(spec.motion_module), device=self.device)
+        modules = self._motion_modules(spec.motion_module)
+        self._pipe = AnimationPipeline.from_base(parts, modules, device=self._load_device)
         self._base_key, self._motion_path = key, spec.motion_module
 
     def _swap_motion(self, path: str) -> None:

@@ -35,6 +35,7 @@ from animatediff.pipeline.conditions import Condition, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
+from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import motion_scaled
 from animatediff.pipeline.prompt_travel import prompt_travel
 from animatediff.pipeline.sdxl import sdxl_conditions
@@ -61,8 +62,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("animatediff")
 
 
-class AnimationPipeline:
-    """Generates animations with an inflated UNet; build it with `from_pretrained`, `from_base`, or from parts."""
+class AnimationPipeline(MemoryModes):
+    """Generates animations with an inflated UNet; build it with `from_pretrained`, `from_base`, or from parts. Its
+    memory and speed switches (VAE slicing and tiling, CPU offload, FFN chunking, compile) are `pipeline/memory.py`'s
+    `MemoryModes`, all at once with `apply_memory_options`."""
 
     def __init__(
         self,
@@ -173,7 +176,8 @@ class AnimationPipeline:
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        """Where the models run: the offload's device under CPU offload (`pipeline/memory.py`), else the UNet's."""
+        return self._offload_device if self._offload_device is not None else next(self.unet.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -237,7 +241,7 @@ class AnimationPipeline:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
-        decode_chunk_size: int = 16,
+        decode_chunk_size: int | None = None,
         progress: bool = True,
         callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
         context_length: int | None = None,
@@ -291,8 +295,11 @@ class AnimationPipeline:
         GIF, folder of frames; `io/video_input.py`), `num_frames` of them taken every `video_stride`-th and fitted
         to height × width, encoded and noised to the first timestep `strength` (in (0, 1]; default 0.8) leaves, as
         diffusers' AnimateDiffVideoToVideoPipeline does; a seed seeds one generator for the encoding and the steps.
+        `decode_chunk_size`: frames per VAE call (VAE slicing; None: `self.decode_chunk_size`, 16 unless set).
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
+        check_chunk("decode_chunk_size", decode_chunk_size, "frame")
         height = height or self.native_size
         width = width or self.native_size
         context = context_options(
@@ -316,10 +323,11 @@ class AnimationPipeline:
         # pooled text too, and no negative prompt given is zeros where the base says so.
         second = (self.tokenizer_2, self.text_encoder_2) if self.text_encoder_2 is not None else None
         zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
-        text = encode_text(
-            self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
-            travel, num_frames, second, zero_negative,
-        )  # fmt: skip
+        with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
+            text = encode_text(
+                self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
+                travel, num_frames, second, zero_negative,
+            )  # fmt: skip
 
         # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
@@ -364,13 +372,17 @@ class AnimationPipeline:
                 free_init, denoiser, self.scheduler, latents, num_inference_steps, generator, progress, callback
             )
 
-        # 5. Decode frame chunks.
-        return self.decode(latents, decode_chunk_size)
+        # 5. Decode frame chunks; under model offload, every model back to CPU memory after.
+        frames = self.decode(latents, decode_chunk_size)
+        self.offload_models()
+        return frames
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> np.ndarray:
-        """Latents (b, c, f, h, w) → frames (b, f, H, W, 3) in [0, 1], `decode_chunk_size` frames per VAE call;
-        each chunk leaves the device as it is decoded, so device memory does not grow with the clip."""
+    def decode(self, latents: torch.Tensor, decode_chunk_size: int | None = None) -> np.ndarray:
+        """Latents (b, c, f, h, w) → frames (b, f, H, W, 3) in [0, 1], `decode_chunk_size` frames per VAE call (None:
+        the pipeline's, 16 unless set); each chunk leaves the device as it is decoded, so device memory does not grow
+        with the clip."""
+        decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
         b, _, num_frames, _, _ = latents.shape
         flat = (latents / self.vae.config.scaling_factor).permute(0, 2, 1, 3, 4).flatten(0, 1)
         chunks = [
