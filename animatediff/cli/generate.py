@@ -12,6 +12,7 @@ from animatediff.cli.context_options import add_context_args, context_from_args,
 from animatediff.cli.controlnet_options import add_controlnet_args, controlnet_inputs_from_args, controlnets_for
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
+from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
 from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
@@ -120,6 +121,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_controlnet_args(p)
     add_sparse_ctrl_args(p)
     add_personalization_args(p)
+    add_memory_args(p)
     p.set_defaults(run=run_generate)
 
 
@@ -255,6 +257,7 @@ def run_generate(args: argparse.Namespace) -> None:
     context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
     motion_scale = motion_scale_from_args(args)
     device, dtype = resolve_device(args)
+    memory = memory_from_args(args, device)  # VAE slicing/tiling, offload, FFN chunks, compile: checked before loading
     scheduler = sampling.make_scheduler()
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
@@ -270,7 +273,7 @@ def run_generate(args: argparse.Namespace) -> None:
         base,
         motion_module,
         scheduler,
-        device,
+        memory.load_device(device),  # CPU memory under offload
         dtype,
         dreambooth=args.dreambooth,
         prediction_type=None if args.prediction_type == "auto" else args.prediction_type,
@@ -278,6 +281,7 @@ def run_generate(args: argparse.Namespace) -> None:
     )
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
+    pipe.apply_memory_options(memory, device)  # after the LoRAs: sequential offload takes the merged weights
     controlnets = controlnets_for(control_inputs, pipe, args)
     sparse_ctrls = sparse_ctrls_for(sparse_input, pipe, args)
     frames = pipe(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import (
     DTYPES,
     HelpFormatter,
@@ -125,6 +126,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--H", type=int, default=None, help="height unless an entry sets H; default: the base's native size")
     p.add_argument("--L", type=int, default=16, help="frames unless an entry sets L")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second of the written GIFs")
+    add_memory_args(p)  # small GPUs and speed: --vae-slicing, --vae-tiling, --offload, --ff-chunk, --compile
     p.set_defaults(run=run_run)
 
 
@@ -148,7 +150,8 @@ def run_run(args: argparse.Namespace) -> None:
 
     share = process_share()  # one of several processes (accelerate launch): its own GPU
     device, dtype = resolve_device(args)
-    cache = ModelCache(share.device(device), dtype)
+    memory = memory_from_args(args, device)  # small-GPU and speed options, checked before any model loads
+    cache = ModelCache(share.device(device), dtype, memory=memory)
     out = run_prompt_config(
         args.config,
         base,
