@@ -16,7 +16,7 @@ from tests.tiny import official_scheduler, tiny_motion, tiny_text_encoder, tiny_
 
 RUN = dict(prompt="a fox", num_frames=4, height=16, width=16, num_inference_steps=2, seed=3, progress=False)
 COMPILED_TOLERANCE = 1e-4
-"""Inductor fuses and reorders float32 sums; measured 3.5e-6 on the two-level tiny UNet."""
+"""Inductor fuses and reorders float32 sums: measured 2.6e-6 on this one-level UNet, 3.5e-6 on the two-level one."""
 
 
 @pytest.fixture
