@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+from transformers import CLIPTextModelWithProjection
 
 from animatediff.models import MotionModuleConfig, MotionModules
 from animatediff.pipeline import AnimationPipeline
-from tests.tiny import official_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_vae
+from tests.tiny import official_scheduler, tiny_clip_config, tiny_text_encoder, tiny_tokenizer, tiny_vae
 
 SDXL_CHANNELS = (32, 64, 64)
 TIME_DIM = 8
@@ -43,19 +43,7 @@ def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
 
 def tiny_text_encoder_2(vocab_size: int, seed: int = 4) -> CLIPTextModelWithProjection:
     torch.manual_seed(seed)
-    cfg = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        projection_dim=PROJECTION,
-        bos_token_id=vocab_size - 2,
-        eos_token_id=vocab_size - 1,
-        pad_token_id=vocab_size - 1,
-    )
-    return CLIPTextModelWithProjection(cfg).eval()
+    return CLIPTextModelWithProjection(tiny_clip_config(vocab_size, projection_dim=PROJECTION)).eval()
 
 
 def tiny_sdxl_motion(seed: int = 1) -> MotionModules:

@@ -80,9 +80,9 @@ def tiny_tokenizer(tmp_path) -> CLIPTokenizer:
     return CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=77)
 
 
-def tiny_text_encoder(vocab_size: int, seed: int = 3) -> CLIPTextModel:
-    torch.manual_seed(seed)
-    cfg = CLIPTextConfig(
+def tiny_clip_config(vocab_size: int, **extra) -> CLIPTextConfig:
+    """A 2-layer, 32-wide CLIP text config over the tiny tokenizer's vocabulary."""
+    return CLIPTextConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
@@ -92,8 +92,13 @@ def tiny_text_encoder(vocab_size: int, seed: int = 3) -> CLIPTextModel:
         bos_token_id=vocab_size - 2,
         eos_token_id=vocab_size - 1,
         pad_token_id=vocab_size - 1,
+        **extra,
     )
-    return CLIPTextModel(cfg).eval()
+
+
+def tiny_text_encoder(vocab_size: int, seed: int = 3) -> CLIPTextModel:
+    torch.manual_seed(seed)
+    return CLIPTextModel(tiny_clip_config(vocab_size)).eval()
 
 
 def official_scheduler() -> DDIMScheduler:
