@@ -95,6 +95,8 @@ def test_overrides_are_typed_and_win_over_the_file(tmp_path):
         ({"model": {"base": "sd15"}, "lora": {"enabled": True}}, [], "lora.enabled needs model.init_motion_module"),
         ({"model": {"base": "sd15"}}, ["optim"], "must look like key.sub=value"),
         ({"model": {"base": "sd15"}, "data": {"kind": "world"}}, [], "data.kind: 'world' is not one of"),
+        ({"model": {"base": "sd15"}}, ["optim.beta_schedule=cosine"], "optim.beta_schedule: 'cosine' is not one of"),
+        ({"model": {"base": "sd15"}}, ["optim.beta_start=0.02"], "must satisfy 0 < beta_start < beta_end < 1"),
     ],
 )
 def test_bad_configs_are_named(tmp_path, values, overrides, message):

@@ -21,6 +21,10 @@ TIMESTEP_BIASES = ("none", "later", "earlier")
 DATA_KINDS = ("webvid", "folder", "shards", "synthetic", "custom")
 
 
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+"""The beta schedules diffusers' DDPMScheduler builds."""
+
+
 @dataclass
 class ScratchMotionConfig:
     """Shape of a motion module trained from scratch; channels and layers come from the base UNet."""
@@ -121,7 +125,8 @@ class OptimConfig:
     beta_end: float = 0.012
     """Last beta of the noise schedule."""
     beta_schedule: str = "linear"
-    """diffusers name of the beta schedule; AnimateDiff trains with 'linear' (not SD's 'scaled_linear')."""
+    """diffusers name of the beta schedule (`BETA_SCHEDULES`); AnimateDiff trains with 'linear' (the paper's first
+    version with SD's 'scaled_linear', which it reports worse)."""
     zero_terminal_snr: bool | None = None
     """Rescale the betas to zero terminal SNR (Lin et al. 2024; needs a v-prediction base); None: as the base's
     scheduler config says (`rescale_betas_zero_snr`)."""
@@ -314,6 +319,15 @@ class TrainConfig:
             )
         if not 0.0 <= self.optim.caption_dropout <= 1.0:
             raise InputError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
+        if self.optim.beta_schedule not in BETA_SCHEDULES:
+            raise InputError(
+                f"optim.beta_schedule: {self.optim.beta_schedule!r} is not one of {', '.join(BETA_SCHEDULES)}"
+            )
+        if not 0 < self.optim.beta_start < self.optim.beta_end < 1:
+            raise InputError(
+                f"optim.beta_start {self.optim.beta_start} and optim.beta_end {self.optim.beta_end} must satisfy "
+                "0 < beta_start < beta_end < 1"
+            )
         if not self.model.base:
             raise InputError("model.base is required: a Stable Diffusion 1.x or SDXL diffusers folder or hub id")
         if self.lora.enabled and not self.model.init_motion_module:
