@@ -269,95 +269,9 @@ class TrainConfig:
     """Periodic validation animations."""
 
     def __post_init__(self) -> None:
-        choices = {
-            "precision": (self.precision, ("no", "fp16", "bf16")),
-            "model.prediction_type": (self.model.prediction_type, ("auto", "epsilon", "v_prediction")),
-            "model.scratch.version": (self.model.scratch.version, ("v1", "v2", "v3")),
-            "data.kind": (self.data.kind, DATA_KINDS),
-            "optim.loss_weighting": (self.optim.loss_weighting, LOSS_WEIGHTINGS),
-            "optim.timestep_bias": (self.optim.timestep_bias, TIMESTEP_BIASES),
-            "controlnet.kind": (self.controlnet.kind, ("controlnet", "sparsectrl")),
-            "controlnet.annotator": (self.controlnet.annotator, ("canny", "none", "rgb")),
-        }
-        if self.model.convert_to_version is not None:
-            choices["model.convert_to_version"] = (self.model.convert_to_version, ("v1", "v2", "v3"))
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise InputError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}")
-        positive = {
-            "data.num_frames": self.data.num_frames,
-            "data.stride": self.data.stride,
-            "data.resolution": self.data.resolution,
-            "optim.batch_size": self.optim.batch_size,
-            "optim.gradient_accumulation_steps": self.optim.gradient_accumulation_steps,
-            "optim.max_steps": self.optim.max_steps,
-            "optim.max_nonfinite_steps": self.optim.max_nonfinite_steps,
-            "lora.rank": self.lora.rank,
-            "controlnet.max_keyframes": self.controlnet.max_keyframes,
-            "validation.num_frames": self.validation.num_frames,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise InputError(f"{name} must be at least 1, got {value}")
-        counts = {
-            "data.num_workers": self.data.num_workers,
-            "optim.warmup_steps": self.optim.warmup_steps,
-            "logging.every": self.logging.every,
-            "checkpoint.every": self.checkpoint.every,
-            "checkpoint.keep_last": self.checkpoint.keep_last,
-            "validation.every": self.validation.every,
-        }
-        for name, value in counts.items():
-            if value < 0:
-                raise InputError(f"{name} must be at least 0, got {value}")
-        if self.optim.snr_gamma <= 0 or self.optim.max_loss_weight < 1:
-            raise InputError("optim.snr_gamma must be positive and optim.max_loss_weight at least 1")
-        if not 0 < self.optim.timestep_bias_portion <= 1 or self.optim.timestep_bias_multiplier <= 0:
-            raise InputError(
-                "optim.timestep_bias_portion must be in (0, 1] and optim.timestep_bias_multiplier positive, got "
-                f"{self.optim.timestep_bias_portion} and {self.optim.timestep_bias_multiplier}"
-            )
-        if not 0.0 <= self.optim.caption_dropout <= 1.0:
-            raise InputError(f"optim.caption_dropout must be in [0, 1], got {self.optim.caption_dropout}")
-        if self.optim.beta_schedule not in BETA_SCHEDULES:
-            raise InputError(
-                f"optim.beta_schedule: {self.optim.beta_schedule!r} is not one of {', '.join(BETA_SCHEDULES)}"
-            )
-        if not 0 < self.optim.beta_start < self.optim.beta_end < 1:
-            raise InputError(
-                f"optim.beta_start {self.optim.beta_start} and optim.beta_end {self.optim.beta_end} must satisfy "
-                "0 < beta_start < beta_end < 1"
-            )
-        if not self.model.base:
-            raise InputError("model.base is required: a Stable Diffusion 1.x or SDXL diffusers folder or hub id")
-        if self.lora.enabled and not self.model.init_motion_module:
-            raise InputError(
-                "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "
-                "(a fresh module's zero proj_out would give its attention no gradient)"
-            )
-        if self.controlnet.enabled:
-            kind, annotator = self.controlnet.kind, self.controlnet.annotator
-            if (kind, annotator) in (("controlnet", "rgb"), ("sparsectrl", "none")):
-                raise InputError(
-                    f"controlnet.annotator {annotator!r} is for "
-                    f"{'a SparseCtrl encoder' if annotator == 'rgb' else 'a ControlNet'}, not controlnet.kind {kind!r}"
-                )
-            if not 0 <= self.controlnet.first_frame_rate <= 1:
-                raise InputError(
-                    f"controlnet.first_frame_rate must be in [0, 1], got {self.controlnet.first_frame_rate}"
-                )
-            if self.lora.enabled:
-                raise InputError("controlnet.enabled and lora.enabled: a run trains a ControlNet or a MotionLoRA")
-            if not self.model.init_motion_module:
-                raise InputError(
-                    "controlnet.enabled needs model.init_motion_module: the ControlNet learns to steer a trained "
-                    "motion module, which stays frozen"
-                )
-            if self.validation.every and self.validation.prompts:
-                raise InputError(
-                    "validation animations need control images, which a ControlNet run's validation does not take; "
-                    "set validation.every=0 and animate its exported controlnet/ with `animatediff generate`"
-                )
+        from animatediff.train.config_checks import check_config
+
+        check_config(self)
 
     def to_dict(self) -> dict:
         return _plain(dataclasses.asdict(self))
