@@ -2,7 +2,8 @@
 
 Items follow the project's training contract: `{"pixel_values": (3, H, W) or (f, 3, H, W) float in [-1, 1],
 "text": str}`. Item i depends only on (seed, i), so a dataset needs no files and every run sees the same data;
-`rendering(i)` gives the same item's ground truth for evaluation.
+`rendering(i)` gives the same item's ground truth for evaluation. `artifact_rate` gives a share of the items a
+watermark (`render.MARK_BARS`), a training-data defect like WebVid's for a domain adapter to absorb.
 """
 
 from __future__ import annotations
@@ -79,12 +80,16 @@ class _WorldDataset(Dataset):
         resolution: int = 32,
         split: str = "train",
         holdout: tuple[HoldoutRule, ...] = DEFAULT_HOLDOUT,
+        artifact_rate: float = 0.0,
     ) -> None:
         if size < 1:
             raise ValueError(f"dataset size must be at least 1, got {size}")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        if not 0.0 <= artifact_rate <= 1.0:
+            raise ValueError(f"artifact_rate is a fraction of the items, in [0, 1]; got {artifact_rate}")
         self.size, self.seed, self.world, self.resolution, self.split = size, seed, world, resolution, split
+        self.artifact_rate = artifact_rate
         self.holdout = tuple(holdout)
         self.rules = [r for r in self.holdout if r.applies_to(world, self.moving > 0)]
         if split == "holdout" and not self.rules:
@@ -111,6 +116,13 @@ class _WorldDataset(Dataset):
                 return spec
         raise ValueError("the holdout rules leave no training scenes in this world")
 
+    def marked(self, index: int) -> bool:
+        """Whether item `index` carries the watermark: a draw of its own stream (seed, index), so the scenes are
+        the same at every `artifact_rate`, and none at all when the rate is 0."""
+        if self.artifact_rate == 0.0:
+            return False
+        return bool(np.random.default_rng([self.seed, self.stream, index, 2]).random() < self.artifact_rate)
+
     def rendering(self, index: int) -> Rendering:
         raise NotImplementedError
 
@@ -126,6 +138,7 @@ class WorldImages(_WorldDataset):
 
     A fraction `moving` of them show an object caught mid-motion, with its trail and its motion words ("a red
     circle moving left on a ..."): one moment of a video, the way photos of moving things fill real image sets.
+    A fraction `artifact_rate` carry the watermark (`marked`); the caption never mentions it.
     """
 
     def __init__(
@@ -137,11 +150,12 @@ class WorldImages(_WorldDataset):
         split: str = "train",
         holdout: tuple[HoldoutRule, ...] = DEFAULT_HOLDOUT,
         moving: float = 0.75,
+        artifact_rate: float = 0.0,
     ) -> None:
         if not 0.0 <= moving <= 1.0:
             raise ValueError(f"moving is a fraction of the images, in [0, 1]; got {moving}")
         self.moving = moving
-        super().__init__(size, seed, world, resolution, split, holdout)
+        super().__init__(size, seed, world, resolution, split, holdout, artifact_rate)
 
     def moment(self, index: int) -> float:
         """The clip time in [0, 1] image `index` shows (0 for a still object)."""
@@ -150,11 +164,14 @@ class WorldImages(_WorldDataset):
     def rendering(self, index: int) -> Rendering:
         spec = self.spec(index)
         t = 0.0 if spec.motion == "still" else self.moment(index)
-        return render_image(spec, self.resolution, t)
+        return render_image(spec, self.resolution, t, self.marked(index))
 
 
 class WorldVideos(_WorldDataset):
-    """Captioned clips: {"pixel_values": (f, 3, H, W) in [-1, 1], "text": "a red circle moving left on a ..."}."""
+    """Captioned clips: {"pixel_values": (f, 3, H, W) in [-1, 1], "text": "a red circle moving left on a ..."}.
+
+    A fraction `artifact_rate` carry the watermark on every frame (`marked`); the caption never mentions it.
+    """
 
     video = True
     stream = _VIDEO_STREAM
@@ -168,14 +185,15 @@ class WorldVideos(_WorldDataset):
         frames: int = 16,
         split: str = "train",
         holdout: tuple[HoldoutRule, ...] = DEFAULT_HOLDOUT,
+        artifact_rate: float = 0.0,
     ) -> None:
         if frames < 2:
             raise ValueError(f"a video needs at least 2 frames, got {frames}")
         self.frames = frames
-        super().__init__(size, seed, world, resolution, split, holdout)
+        super().__init__(size, seed, world, resolution, split, holdout, artifact_rate)
 
     def rendering(self, index: int) -> Rendering:
-        return render_video(self.spec(index), self.frames, self.resolution)
+        return render_video(self.spec(index), self.frames, self.resolution, self.marked(index))
 
 
 # Looks the base world never shows, for personalized models learned from images alone.

@@ -1,8 +1,10 @@
 """Drawing a scene: its frames, supersampled, with a moving object's trail, and the ground truth (centroid and area
-per frame) the evaluation measures generated frames against."""
+per frame) the evaluation measures generated frames against; optionally with a stock-footage-like watermark over
+every frame (`MARK`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -23,6 +25,25 @@ TRAIL: tuple[tuple[float, float], ...] = tuple((0.1 * k, 0.5 * (1 - (k - 1) / 8)
 OUTLINE_WIDTH = 0.06  # outline thickness, as a fraction of the image side (≈ 2 px at 32 px)
 STRIPE_PERIOD = 0.125  # stripe period, as a fraction of the image side (4 px at 32 px)
 
+# A watermark, the defect of WebVid's clips that the paper's domain adapter absorbs (Sec. 4.1): a fixed logo near
+# the bottom-right corner, the same on every frame of every marked clip, blended over the scene. Three rising bars
+# (a "signal" logo, unlike any of the world's shapes), at 32 px each 2 px wide with 2 px between them, 3, 5 and
+# 7 px tall on a common baseline 4 px above the bottom edge: a 10 × 7 px logo, two to three cells of a factor-4
+# VAE's latent grid across. Light at half opacity, with a dark drop shadow one pixel down and right at half
+# opacity, as stock watermarks carry, so it shows on white backgrounds as on black. It stays off the border rows
+# and columns, from which `metrics.object_mask` reads the background, but a marked frame's mark is as far from the
+# background as an object mostly is, so `track` counts it in: a defect the motion and colour measures feel too.
+# Rectangles (left, top, right, bottom), fractions of the image side.
+MARK_BARS: tuple[tuple[float, float, float, float], ...] = (
+    (18 / 32, 25 / 32, 20 / 32, 28 / 32),
+    (22 / 32, 23 / 32, 24 / 32, 28 / 32),
+    (26 / 32, 21 / 32, 28 / 32, 28 / 32),
+)
+MARK_SHADOW = 1 / 32  # the shadow's offset down and right, a fraction of the image side
+MARK_OPACITY = 0.5
+MARK_LIGHT: tuple[int, int, int] = (255, 255, 255)
+MARK_DARK: tuple[int, int, int] = (0, 0, 0)
+
 
 @dataclass
 class Rendering:
@@ -36,6 +57,8 @@ class Rendering:
     """float (f, 2): the object's centroid per frame as (x, y) in pixels of the rendered frame."""
     areas: np.ndarray
     """float (f,): the object's area per frame in pixels (the filled shape, whatever its texture)."""
+    marked: bool = False
+    """Whether the frames carry the watermark (`MARK_BARS`)."""
     colour_rgb: tuple[int, int, int] = field(init=False)
     background_rgb: tuple[int, int, int] = field(init=False)
 
@@ -154,12 +177,39 @@ def _draw_copies(hires: np.ndarray, spec: SceneSpec, t: float, copies: tuple[tup
         hires[span] = hires[span] * (1 - alpha[span]) + paint_of[span] * alpha[span]
 
 
+@functools.cache
+def mark_coverage(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The watermark's (light, shadow) coverage on a size × size canvas, float32 (size, size) in [0, 1]: its bars
+    (`MARK_BARS`), and the same bars moved down and right by `MARK_SHADOW`. Read-only (cached)."""
+    layers = []
+    for shift in (0.0, MARK_SHADOW):
+        mask = Image.new("L", (size, size), 0)
+        draw = ImageDraw.Draw(mask)
+        for left, top, right, bottom in MARK_BARS:
+            box = [round((v + shift) * size) for v in (left, top, right, bottom)]
+            # PIL's rectangle includes its far corner: stop one pixel short for a box [left, right) × [top, bottom).
+            draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=255)
+        layer = _coverage(mask)
+        layer.flags.writeable = False
+        layers.append(layer)
+    return layers[0], layers[1]
+
+
+def _draw_mark(hires: np.ndarray) -> None:
+    """Blend the watermark over the supersampled canvas `hires`: the shadow first, then the light bars."""
+    light, shadow = mark_coverage(hires.shape[0])
+    for coverage, colour in ((shadow, MARK_DARK), (light, MARK_LIGHT)):
+        a = MARK_OPACITY * coverage[..., None]
+        hires[...] = hires * (1 - a) + np.asarray(colour, np.float32) * a
+
+
 def render_frame(
-    spec: SceneSpec, t: float, resolution: int = 32, supersample: int = 4
+    spec: SceneSpec, t: float, resolution: int = 32, supersample: int = 4, mark: bool = False
 ) -> tuple[np.ndarray, float, float, float]:
     """One frame at clip time t: (uint8 (H, W, 3), centroid x, centroid y, area), supersampled for smooth edges.
 
-    The ground truth (centroid, area) is the object's own; its trail (`TRAIL`) is drawn but not counted."""
+    The ground truth (centroid, area) is the object's own; its trail (`TRAIL`) is drawn but not counted, nor is the
+    watermark `mark` draws over the scene."""
     S = resolution * supersample
     hires = np.empty((S, S, 3), np.float32)
     hires[...] = np.array(BACKGROUNDS[spec.background], dtype=np.float32)
@@ -174,6 +224,8 @@ def render_frame(
     if box is not None:
         a = coverage[box][..., None]
         hires[box] = hires[box] * (1 - a) + paint[box] * a
+    if mark:
+        _draw_mark(hires)
     # (S, S, 3) → (H, W, 3): average each supersample × supersample block.
     frame = hires.reshape(resolution, supersample, resolution, supersample, 3).mean(axis=(1, 3))
     total = filled.sum()
@@ -187,28 +239,30 @@ def render_frame(
     return np.clip(np.rint(frame), 0, 255).astype(np.uint8), float(centroid_x), float(centroid_y), float(area)
 
 
-def _render(spec: SceneSpec, times: list[float], resolution: int, caption: str) -> Rendering:
+def _render(spec: SceneSpec, times: list[float], resolution: int, caption: str, mark: bool) -> Rendering:
     if resolution < 8:
         raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
     frames, centroids, areas = [], [], []
     for t in times:
-        frame, cx, cy, area = render_frame(spec, t, resolution)
+        frame, cx, cy, area = render_frame(spec, t, resolution, mark=mark)
         frames.append(frame)
         centroids.append((cx, cy))
         areas.append(area)
-    return Rendering(spec, caption, np.stack(frames), np.array(centroids), np.array(areas))
+    return Rendering(spec, caption, np.stack(frames), np.array(centroids), np.array(areas), mark)
 
 
-def render_image(spec: SceneSpec, resolution: int = 32, t: float = 0.0) -> Rendering:
-    """The scene at clip time t in [0, 1], with its caption: a moving object shows its trail and motion words."""
+def render_image(spec: SceneSpec, resolution: int = 32, t: float = 0.0, mark: bool = False) -> Rendering:
+    """The scene at clip time t in [0, 1], with its caption: a moving object shows its trail and motion words;
+    `mark` draws the watermark over it (the caption does not mention it)."""
     if not 0.0 <= t <= 1.0:
         raise ValueError(f"clip time t must lie in [0, 1], got {t}")
-    return _render(spec, [t], resolution, spec.caption())
+    return _render(spec, [t], resolution, spec.caption(), mark)
 
 
-def render_video(spec: SceneSpec, frames: int = 16, resolution: int = 32) -> Rendering:
-    """The whole motion spread evenly over `frames` frames, first to last, with the video caption."""
+def render_video(spec: SceneSpec, frames: int = 16, resolution: int = 32, mark: bool = False) -> Rendering:
+    """The whole motion spread evenly over `frames` frames, first to last, with the video caption; `mark` draws the
+    watermark over every frame (the caption does not mention it)."""
     if frames < 2:
         raise ValueError(f"a video needs at least 2 frames, got {frames}")
     times = [i / (frames - 1) for i in range(frames)]
-    return _render(spec, times, resolution, spec.caption())
+    return _render(spec, times, resolution, spec.caption(), mark)
