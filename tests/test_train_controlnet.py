@@ -109,7 +109,7 @@ def test_control_images_are_canny_edges_of_the_clip_or_the_items_own():
     ("sections", "message"),
     [
         ({"model": {"init_motion_module": None}}, "controlnet.enabled needs model.init_motion_module"),
-        ({"lora": {"enabled": True}}, "trains a ControlNet or a MotionLoRA"),
+        ({"lora": {"enabled": True}}, "lora.enabled and controlnet.enabled: a run trains one of them"),
         ({"validation": {"every": 1, "prompts": ["x"]}}, "set validation.every=0"),
         ({"controlnet": {"annotator": "depth"}}, "controlnet.annotator: 'depth' is not one of"),
     ],

@@ -18,7 +18,8 @@ Exporting: `save_motion_lora(lora_state, path, alpha=1.0)` writes the official l
 `{official target weight name: (down, up)}`, e.g.
 `{"down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q.weight":
 (down (rank, C), up (C, rank))}`; `alpha` is the factor the LoRA was trained with and is folded into `up`, so the
-file merges at alpha 1 into what was trained (official files carry no alpha of their own).
+file merges at alpha 1 into what was trained (official files carry no alpha of their own). `save_adapter_lora`
+writes a domain adapter the same way, on the image UNet's attention names.
 """
 
 from __future__ import annotations
@@ -101,11 +102,27 @@ def save_motion_lora(
     lora_state: dict[str, tuple[torch.Tensor, torch.Tensor]], path: str | os.PathLike, alpha: float = 1.0
 ) -> Path:
     """Write `{official target weight name: (down, up)}` in the official MotionLoRA layout (.safetensors/.ckpt)."""
+    return _save_processor_lora(lora_state, path, alpha, motion=True)
+
+
+def save_adapter_lora(
+    lora_state: dict[str, tuple[torch.Tensor, torch.Tensor]], path: str | os.PathLike, alpha: float = 1.0
+) -> Path:
+    """Write `{image UNet attention weight name: (down, up)}` (e.g. `down_blocks.0.attentions.0.transformer_blocks.0
+    .attn1.to_q.weight`) in the official v3 domain-adapter layout, the MotionLoRA layout on the image UNet's
+    spatial attention; `alpha` is folded into `up` as for MotionLoRAs."""
+    return _save_processor_lora(lora_state, path, alpha, motion=False)
+
+
+def _save_processor_lora(
+    lora_state: dict[str, tuple[torch.Tensor, torch.Tensor]], path: str | os.PathLike, alpha: float, motion: bool
+) -> Path:
+    what = "a motion-module" if motion else "an image-UNet"
     sd = {}
     for target, (down, up) in lora_state.items():
         m = _TARGET.match(target)
-        if m is None or "motion_modules." not in target:
-            raise InputError(f"{target!r} is not a motion-module attention projection (…to_q/to_k/to_v/to_out.0)")
+        if m is None or ("motion_modules." in target) != motion:
+            raise InputError(f"{target!r} is not {what} attention projection (…to_q/to_k/to_v/to_out.0)")
         if up.shape[1] != down.shape[0]:
             raise InputError(f"{target}: up {tuple(up.shape)} and down {tuple(down.shape)} ranks differ")
         prefix = f"{m.group(1)}.processor.{m.group(2).removesuffix('.0')}_lora"

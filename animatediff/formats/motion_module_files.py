@@ -7,6 +7,10 @@ do, their config inferred from the weights (`MotionModuleConfig.family` says whi
 diffusers' key layout (AnimateDiff-Lightning's form) and HotShot-XL's temporal layers (`motion_module_layouts.py`)
 are renamed to the official layout first; a file in none of these layouts is refused in one line naming what it holds.
 
+The temporal-convolution design (`MotionModuleConfig.design`, the module-design ablation) is written and read in the
+official layout only, told by its `temporal_convolution.*` keys; diffusers has no such module, so there is no
+MotionAdapter folder of it.
+
 Conversion is a rename table plus pure functions; loads are strict after an explicit ignore list.
 Official layout: github.com/guoyww/AnimateDiff (see docs/references.md); diffusers: `MotionAdapter`.
 """
@@ -21,7 +25,13 @@ from pathlib import Path
 import torch
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.formats.motion_module_layouts import HOTSHOT_BLOCK, check_known_layout, hotshot_to_official, is_hotshot
+from animatediff.formats.motion_module_layouts import (
+    HOTSHOT_BLOCK,
+    check_known_layout,
+    design_of,
+    hotshot_to_official,
+    is_hotshot,
+)
 from animatediff.formats.state_dicts import non_finite, read_state_dict, write_state_dict
 from animatediff.hub import resolve_path
 from animatediff.io.atomic import write_folder_atomic
@@ -43,6 +53,8 @@ OFFICIAL_TO_DIFFUSERS = (
 PE_OFFICIAL = re.compile(r"(.*\.transformer_blocks\.\d+\.)attention_blocks\.(\d+)\.pos_encoder\.pe$")
 PE_DIFFUSERS = re.compile(r"(.*\.transformer_blocks\.\d+\.)pos_embed\.pe$")
 MODULE_KEY = re.compile(r"^(down_blocks|up_blocks)\.(\d+)\.motion_modules\.(\d+)\.")
+INPUT_NORM = re.compile(r"\.temporal_(?:transformer|convolution)\.norm\.weight$")
+BLOCK_KEY = re.compile(r"\.(?:transformer|conv)_blocks\.(\d+)\.")
 
 
 def official_to_diffusers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -107,7 +119,8 @@ def detect_version(sd: dict[str, torch.Tensor]) -> str:
 
 
 def infer_config(sd: dict[str, torch.Tensor], overrides: dict | None = None) -> MotionModuleConfig:
-    """Rebuild the config of an official-layout state dict from its keys and shapes."""
+    """Rebuild the config of an official-layout state dict from its keys and shapes (`overrides`: what a file's
+    embedded config says, its design checked against the keys')."""
     channels: dict[int, int] = {}
     per_block: dict[tuple[str, int], set[int]] = {}
     blocks = 1
@@ -115,9 +128,9 @@ def infer_config(sd: dict[str, torch.Tensor], overrides: dict | None = None) -> 
         if m := MODULE_KEY.match(key):
             kind, i, j = m.group(1), int(m.group(2)), int(m.group(3))
             per_block.setdefault((kind, i), set()).add(j)
-            if kind == "down_blocks" and key.endswith("temporal_transformer.norm.weight"):
+            if kind == "down_blocks" and INPUT_NORM.search(key):
                 channels[i] = value.shape[0]
-        if b := re.search(r"transformer_blocks\.(\d+)\.", key):
+        if b := BLOCK_KEY.search(key):
             blocks = max(blocks, int(b.group(1)) + 1)
     if not channels:
         raise InputError(
@@ -132,7 +145,13 @@ def infer_config(sd: dict[str, torch.Tensor], overrides: dict | None = None) -> 
         num_transformer_blocks=blocks,
         max_frames=pe.shape[-2] if pe is not None else 32,
         version=detect_version(sd),
+        design=design_of(sd),
     )
+    stated = (overrides or {}).get("design", values["design"])
+    if stated != values["design"]:
+        raise InputError(
+            f"the embedded config says a {stated} motion module, but the weights are a {values['design']}'s"
+        )
     values.update(overrides or {})
     return MotionModuleConfig.from_dict(values)
 
@@ -306,12 +325,18 @@ def is_adapter_folder(folder: Path) -> bool:
 
 
 def save_motion_modules(modules: MotionModules, path: str | os.PathLike, layout: str = "official") -> Path:
-    """Save in the official single-file layout (.safetensors/.ckpt, config embedded) or as a diffusers folder."""
+    """Save in the official single-file layout (.safetensors/.ckpt, config embedded) or as a diffusers folder (the
+    transformer design only: diffusers' MotionAdapter has no temporal convolution)."""
     path = Path(path)
     sd = motion_state_dict(modules)
     if layout == "official":
         return write_state_dict(path, sd, {CONFIG_KEY: json.dumps(modules.config.to_dict())})
     if layout == "diffusers":
+        if modules.config.design != "transformer":
+            raise InputError(
+                f"a {modules.config.design} motion module has no diffusers MotionAdapter layout (diffusers has no "
+                "such module); save it in the official layout (.safetensors or .ckpt)"
+            )
 
         def write(folder: Path) -> None:
             write_state_dict(folder / DIFFUSERS_WEIGHTS[0], official_to_diffusers(sd))

@@ -7,6 +7,9 @@ proj_in, blocks of two pre-norm temporal self-attentions with the sinusoid of le
 GEGLU feed-forward, proj_out, the residual), two per down block and three per up block of SDXL's three levels, no
 mid block; its UNet's ResNets normalize over the whole clip (`hotshot_xl/models/resnet.py`), as v1's do. So a
 HotShot-XL file loads as a v1-style SDXL motion module (max_frames 24, clip norms) after a rename.
+
+The official layout has no field naming a module's design; the temporal convolution of the module-design ablation
+(`models/temporal_conv.py`) is told by its own keys, `…motion_modules.{j}.temporal_convolution.*` (`design_of`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from animatediff.errors import InputError
 
 HOTSHOT_BLOCK = ".temporal_attentions."
 HOTSHOT_PE = "pos_encoder.positional_encoding"
-OFFICIAL_MODULE = re.compile(r"^(?:(?:down|up)_blocks\.\d+|mid_block)\.motion_modules\.\d+\.temporal_transformer\.")
+OFFICIAL_MODULE = re.compile(
+    r"^(?:(?:down|up)_blocks\.\d+|mid_block)\.motion_modules\.\d+\.temporal_(?:transformer|convolution)\."
+)
+CONVOLUTION_KEY = re.compile(r"\.motion_modules\.\d+\.temporal_convolution\.")
 HOTSHOT_MODULE = re.compile(r"^((?:down_blocks|up_blocks)\.\d+|mid_block)\.temporal_attentions\.(\d+)\.")
 EXPECTED = (
     "official keys like 'down_blocks.0.motion_modules.0.temporal_transformer.norm.weight', diffusers MotionAdapter "
@@ -31,6 +37,12 @@ EXPECTED = (
 def is_hotshot(sd: dict[str, torch.Tensor]) -> bool:
     """Whether the keys are HotShot-XL's temporal layers (`*.temporal_attentions.*`)."""
     return any(HOTSHOT_MODULE.match(k) for k in sd)
+
+
+def design_of(sd: dict[str, torch.Tensor]) -> str:
+    """The design of official-layout modules, from their keys: 'convolution' where any module holds
+    `temporal_convolution.*` weights, else 'transformer'. (A mixed set then fails the strict load, one line.)"""
+    return "convolution" if any(CONVOLUTION_KEY.search(k) for k in sd) else "transformer"
 
 
 def hotshot_to_official(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -73,4 +85,4 @@ def _what_it_looks_like(keys: list[str]) -> str:
     return f", which looks like {what}"
 
 
-__all__ = ["check_known_layout", "hotshot_to_official", "is_hotshot"]
+__all__ = ["check_known_layout", "design_of", "hotshot_to_official", "is_hotshot"]

@@ -5,6 +5,9 @@ Tuning", ICLR 2024 (arXiv 2307.04725), Sec. 4.2; layout as released in github.co
 (`animatediff/models/motion_module.py`). Parameter names follow the official files, so a module's
 `state_dict()` *is* the official key layout (minus the recomputable `pos_encoder.pe` buffer).
 
+`MotionModule(design="convolution")` puts the module-design ablation's temporal convolution
+(`models/temporal_conv.py`, Sec. 5.3) in the transformer's place, under `temporal_convolution.*`.
+
 With `set_attention_windows`, the blocks attend within sliding windows of frames and fuse them (FreeNoise,
 `models/free_noise.py`); off by default.
 
@@ -22,6 +25,10 @@ from torch import nn
 
 from animatediff.errors import InputError
 from animatediff.models.free_noise import AttentionWindows, fused_windows
+from animatediff.models.temporal_conv import TemporalConvolution, input_norm
+
+DESIGNS = ("transformer", "convolution")
+"""What a motion module is made of: the paper's temporal transformer, or the ablation's temporal convolution."""
 
 
 def sinusoidal_position_encoding(length: int, dim: int) -> torch.Tensor:
@@ -187,18 +194,15 @@ class TemporalTransformer(nn.Module):
         return h + x
 
     def _norm(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        if not self.norm_over_frames:
-            return self.norm(x)
-        clip = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
-        # The norm module on the 5-D clip (statistics over channels, frames and pixels of each group): called as a
-        # module, so hooks on it (accelerate's offload) see the call.
-        return rearrange(self.norm(clip), "b c f h w -> (b f) c h w")
+        return input_norm(self.norm, x, num_frames, self.norm_over_frames)
 
 
 class MotionModule(nn.Module):
-    """One insertion point; the wrapper exists so parameter names read `temporal_transformer.*`. `num_attentions`:
-    temporal self-attentions per block (2 in the UNet's modules, 1 in SparseCtrl's encoder); `norm_over_frames`:
-    the input norm over the whole clip (SDXL's modules)."""
+    """One insertion point; the wrapper exists so parameter names read `temporal_transformer.*` (or, for
+    `design="convolution"`, `temporal_convolution.*`). `num_attentions`: temporal self-attentions per block (2 in the
+    UNet's modules, 1 in SparseCtrl's encoder); `norm_over_frames`: the input norm over the whole clip (SDXL's
+    modules). The convolution takes `num_blocks`, `norm_groups` and `norm_over_frames`; it has no heads and no
+    position encoding, and `max_len` is only the clip length it is made for (`max_frames`)."""
 
     def __init__(
         self,
@@ -209,27 +213,51 @@ class MotionModule(nn.Module):
         norm_groups: int = 32,
         num_attentions: int = 2,
         norm_over_frames: bool = False,
+        design: str = "transformer",
     ) -> None:
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(
-            dim, heads, num_blocks, max_len, norm_groups, num_attentions, norm_over_frames
-        )
+        self.design = design
+        if design == "transformer":
+            self.temporal_transformer = TemporalTransformer(
+                dim, heads, num_blocks, max_len, norm_groups, num_attentions, norm_over_frames
+            )
+        elif design == "convolution":
+            self.temporal_convolution = TemporalConvolution(dim, num_blocks, norm_groups, norm_over_frames)
+            self.convolution_max_len = max_len
+        else:
+            raise InputError(f"unknown motion module design {design!r}; expected one of {', '.join(DESIGNS)}")
 
     @property
     def max_frames(self) -> int:
+        if self.design == "convolution":
+            return self.convolution_max_len
         return self.temporal_transformer.transformer_blocks[0].attention_blocks[0].pos_encoder.max_len
 
     def set_attention_windows(self, windows: AttentionWindows | None) -> None:
-        """FreeNoise's window-fused temporal attention (`models/free_noise.py`) in every block; None: off."""
+        """FreeNoise's window-fused temporal attention (`models/free_noise.py`) in every block; None: off. A
+        convolution has no attention to window: it refuses windows."""
+        if self.design == "convolution":
+            if windows is not None:
+                raise InputError(
+                    "FreeNoise windows the motion modules' temporal attention; a temporal-convolution motion module "
+                    "has none (its kernels see only neighbouring frames already)"
+                )
+            return
         for block in self.temporal_transformer.transformer_blocks:
             block.windows = windows
 
     def set_ff_chunk(self, chunk: int | None) -> None:
-        """Feed-forward chunking in every block (`TemporalTransformerBlock.ff_chunk`); None: off."""
+        """Feed-forward chunking in every block (`TemporalTransformerBlock.ff_chunk`), or the convolution run on
+        that many frame sequences at a time (`TemporalConvolution.chunk`); None: off."""
         if chunk is not None and chunk < 1:
             raise InputError(f"ff_chunk must be at least 1 sequence, got {chunk}")
+        if self.design == "convolution":
+            self.temporal_convolution.chunk = chunk
+            return
         for block in self.temporal_transformer.transformer_blocks:
             block.ff_chunk = chunk
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        if self.design == "convolution":
+            return self.temporal_convolution(x, num_frames)
         return self.temporal_transformer(x, num_frames)

@@ -1,7 +1,8 @@
 """The full set of motion modules for one UNet, arranged as in the official checkpoints.
 
 Key layout of `state_dict()`: `down_blocks.{i}.motion_modules.{j}.temporal_transformer.*`,
-`up_blocks.{i}.motion_modules.{j}.…` and (v2) `mid_block.motion_modules.0.…` — the official layout.
+`up_blocks.{i}.motion_modules.{j}.…` and (v2) `mid_block.motion_modules.0.…` — the official layout; the
+convolution design (`MotionModuleConfig.design`) has `temporal_convolution.*` in its place.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from torch import nn
 
 from animatediff.errors import InputError
-from animatediff.models.motion_module import MotionModule
+from animatediff.models.motion_module import DESIGNS, MotionModule
 
 
 @dataclass
@@ -35,6 +36,10 @@ class MotionModuleConfig:
     """The modules' input GroupNorm over all frames of a clip rather than per frame. None: as the official modules
     of the family do: over the clip for SDXL's (the beta module), per frame for SD1.x's and for v1-style SDXL
     modules (HotShot-XL)."""
+    design: str = "transformer"
+    """'transformer' (the paper's temporal transformer) or 'convolution' (kernel-3 temporal convolutions of about the
+    same parameter count, the module-design ablation of Sec. 5.3: `models/temporal_conv.py`). The convolution has no
+    heads and no position encoding; `max_frames` still bounds the clips it runs on."""
 
     def __post_init__(self) -> None:
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -42,11 +47,15 @@ class MotionModuleConfig:
             self.norm_over_frames = self.family == "sdxl" and self.version != "v1"
         if self.version not in ("v1", "v2", "v3"):
             raise InputError(f"unknown motion module version {self.version!r}; expected v1, v2 or v3")
+        if self.design not in DESIGNS:
+            raise InputError(f"unknown motion module design {self.design!r}; expected one of {', '.join(DESIGNS)}")
+        heads = self.num_attention_heads if self.design == "transformer" else 1  # a convolution has no heads
         for channels in self.block_out_channels:
-            if channels % self.num_attention_heads or channels % self.norm_num_groups:
+            if channels % heads or channels % self.norm_num_groups:
                 raise InputError(
-                    f"block channels {channels} must be divisible by {self.num_attention_heads} heads "
-                    f"and {self.norm_num_groups} norm groups"
+                    f"block channels {channels} must be divisible by "
+                    + (f"{heads} heads and " if self.design == "transformer" else "")
+                    + f"{self.norm_num_groups} norm groups"
                 )
 
     @property
@@ -83,6 +92,7 @@ class MotionBlock(nn.Module):
                     max_len=config.max_frames,
                     norm_groups=config.norm_num_groups,
                     norm_over_frames=config.norm_over_frames,
+                    design=config.design,
                 )
                 for _ in range(count)
             ]

@@ -6,8 +6,9 @@ A checkpoint folder `output_dir/checkpoints/checkpoint-<step>/` holds
   reading tar shards can be at different places;
 - `trainer_state.json`: step, the main process's data position, the LR schedule's state, the non-finite step
   counts, the full config and its paths resolved (checked on resume);
-- the exports: `motion_module.safetensors` (official layout) and `motion_module_diffusers/` — or, for a
-  MotionLoRA run, `motion_lora.safetensors` (official) and `motion_lora_diffusers/`.
+- the exports: `motion_module.safetensors` (official layout) and `motion_module_diffusers/` (a temporal
+  convolution has no diffusers layout) — or, for a MotionLoRA run, `motion_lora.safetensors` (official) and
+  `motion_lora_diffusers/`; for a domain adapter run, `domain_adapter.safetensors` and `domain_adapter_diffusers/`.
 It is written under a hidden temporary name and renamed when complete; a checkpoint that is replaced or pruned is
 first renamed to a hidden name and then deleted. So a run killed at any point leaves only complete checkpoints
 where `resume_from: latest` looks, and the next save clears the hidden leftovers. `resume.py` checks and loads

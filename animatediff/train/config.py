@@ -39,6 +39,9 @@ class ScratchMotionConfig:
     """Transformer blocks per module (the released modules use 1)."""
     norm_num_groups: int = 32
     """Groups of each module's GroupNorm."""
+    design: str = "transformer"
+    """'transformer' (the paper's temporal transformer) or 'convolution' (kernel-3 temporal convolutions of about the
+    same parameter count: the module-design ablation, Sec. 5.3). A module from `init_motion_module` keeps its own."""
 
 
 @dataclass
@@ -57,6 +60,11 @@ class ModelConfig:
     """Shape of a new motion module (used when `init_motion_module` is None, and for `convert_to_version`)."""
     prediction_type: str = "auto"
     """'epsilon', 'v_prediction', or 'auto': what the base model's scheduler config says (epsilon if absent)."""
+    adapter_lora: str | None = None
+    """A domain adapter (official v3 layout or diffusers LoRA, as `--adapter-lora` takes) merged into the frozen base
+    before training: the motion stage of the paper's recipe trains over base + adapter. None: the plain base."""
+    adapter_lora_scale: float = 1.0
+    """α of `adapter_lora` while training (the paper trains at 1)."""
 
 
 @dataclass
@@ -162,6 +170,20 @@ class LoRAConfig:
 
 
 @dataclass
+class AdapterTrainConfig:
+    """Domain adapter mode (paper Sec. 4.1): a LoRA on the image UNet's spatial attention, trained on one random frame
+    of each clip with the whole base frozen and no motion module; `generate --adapter-lora` scales it at inference."""
+
+    enabled: bool = False
+    """Train a domain adapter instead of a motion module; checkpoints export `domain_adapter.safetensors` (official
+    v3 layout) and `domain_adapter_diffusers/` (diffusers LoRA)."""
+    rank: int = 32
+    """LoRA rank; at most the narrowest attention layer's width."""
+    alpha: float | None = None
+    """LoRA alpha; the update is (alpha / rank)·up·down. None: equal to rank (scale 1)."""
+
+
+@dataclass
 class ControlNetTrainConfig:
     """ControlNet mode: train a ControlNet, or a SparseCtrl encoder, that steers the frozen base and motion module."""
 
@@ -259,6 +281,8 @@ class TrainConfig:
     """Optimizer, batch and noise schedule."""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """MotionLoRA mode."""
+    adapter: AdapterTrainConfig = field(default_factory=AdapterTrainConfig)
+    """Domain adapter mode."""
     controlnet: ControlNetTrainConfig = field(default_factory=ControlNetTrainConfig)
     """ControlNet mode."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -13,12 +13,14 @@ if TYPE_CHECKING:
 
 def check_config(config: TrainConfig) -> None:
     """Raise InputError naming the first field that holds a value the trainer cannot use."""
+    from animatediff.models.motion_module import DESIGNS
     from animatediff.train.config import BETA_SCHEDULES, DATA_KINDS, LOSS_WEIGHTINGS, TIMESTEP_BIASES
 
     choices = {
         "precision": (config.precision, ("no", "fp16", "bf16")),
         "model.prediction_type": (config.model.prediction_type, ("auto", "epsilon", "v_prediction")),
         "model.scratch.version": (config.model.scratch.version, ("v1", "v2", "v3")),
+        "model.scratch.design": (config.model.scratch.design, DESIGNS),
         "data.kind": (config.data.kind, DATA_KINDS),
         "optim.loss_weighting": (config.optim.loss_weighting, LOSS_WEIGHTINGS),
         "optim.timestep_bias": (config.optim.timestep_bias, TIMESTEP_BIASES),
@@ -39,6 +41,7 @@ def check_config(config: TrainConfig) -> None:
         "optim.max_steps": config.optim.max_steps,
         "optim.max_nonfinite_steps": config.optim.max_nonfinite_steps,
         "lora.rank": config.lora.rank,
+        "adapter.rank": config.adapter.rank,
         "controlnet.max_keyframes": config.controlnet.max_keyframes,
         "validation.num_frames": config.validation.num_frames,
     }
@@ -81,6 +84,11 @@ def check_config(config: TrainConfig) -> None:
             "lora.enabled needs model.init_motion_module: a MotionLoRA adapts a trained motion module "
             "(a fresh module's zero proj_out would give its attention no gradient)"
         )
+    modes = [name for name in ("lora", "controlnet", "adapter") if getattr(config, name).enabled]
+    if len(modes) > 1:
+        raise InputError(f"{' and '.join(f'{m}.enabled' for m in modes)}: a run trains one of them")
+    if config.adapter.enabled and config.model.adapter_lora:
+        raise InputError("adapter.enabled trains a domain adapter on the plain base; unset model.adapter_lora")
     if config.controlnet.enabled:
         kind, annotator = config.controlnet.kind, config.controlnet.annotator
         if (kind, annotator) in (("controlnet", "rgb"), ("sparsectrl", "none")):
@@ -90,8 +98,6 @@ def check_config(config: TrainConfig) -> None:
             )
         if not 0 <= config.controlnet.first_frame_rate <= 1:
             raise InputError(f"controlnet.first_frame_rate must be in [0, 1], got {config.controlnet.first_frame_rate}")
-        if config.lora.enabled:
-            raise InputError("controlnet.enabled and lora.enabled: a run trains a ControlNet or a MotionLoRA")
         if not config.model.init_motion_module:
             raise InputError(
                 "controlnet.enabled needs model.init_motion_module: the ControlNet learns to steer a trained "

@@ -10,6 +10,7 @@ from animatediff.train.config import TrainConfig
 PATH_FIELDS = (
     "model.base",
     "model.init_motion_module",
+    "model.adapter_lora",
     "data.csv",
     "data.video_folder",
     "data.shards",

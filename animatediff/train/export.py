@@ -19,9 +19,10 @@ def export_trained(
     lora_scale: float | None = None,
 ) -> None:
     """Write the motion modules of the prepared `model` into `folder`: `motion_module.safetensors` (official
-    layout) and `motion_module_diffusers/`; with `lora_scale`, the MotionLoRA in both layouts instead. Every
-    process calls it (gathering ZeRO-3/FSDP weights is collective); the main process writes. `live`: the
-    training motion modules, whose buffers (a position encoding carried in from an init file) are copied over."""
+    layout) and `motion_module_diffusers/` (a temporal-transformer module only); with `lora_scale`, the MotionLoRA
+    in both layouts instead. Every process calls it (gathering ZeRO-3/FSDP weights is collective); the main process
+    writes. `live`: the training motion modules, whose buffers (a position encoding carried in from an init file)
+    are copied over."""
     state = accelerator.get_state_dict(model)
     if not accelerator.is_main_process:
         return
@@ -38,4 +39,5 @@ def export_trained(
     for (_, buffer), (_, buffer_live) in zip(modules.named_buffers(), live.named_buffers()):
         buffer.copy_(buffer_live.cpu())
     save_motion_modules(modules, folder / "motion_module.safetensors", layout="official")
-    save_motion_modules(modules, folder / "motion_module_diffusers", layout="diffusers")
+    if modules.config.design == "transformer":  # diffusers' MotionAdapter has no temporal convolution
+        save_motion_modules(modules, folder / "motion_module_diffusers", layout="diffusers")

@@ -43,6 +43,13 @@ def add_motion_lora(modules: MotionModules, rank: int, alpha: float | None = Non
     except ImportError:
         raise ImportError("MotionLoRA training needs PEFT: pip install 'animatediff[train]' (or peft)") from None
 
+    widths = [m.in_features for n, m in modules.named_modules() if re.fullmatch(TARGET_MODULES, n)]
+    if not widths:
+        raise InputError("no temporal attention projections found to put LoRA adapters on")
+    if rank > min(widths):
+        raise InputError(
+            f"lora.rank {rank} is larger than the motion module's narrowest attention ({min(widths)} features)"
+        )
     modules.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=TARGET_MODULES, lora_dropout=0.0)
     inject_adapter_in_model(config, modules, adapter_name=ADAPTER)

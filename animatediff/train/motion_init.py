@@ -1,5 +1,6 @@
 """The motion module a run starts from: fresh (zero proj_out), a trained file, or a trained file rebuilt as
-another version (v1 → v2: a new mid-block module and 32 positions, everything else carried over)."""
+another version (v1 → v2: a new mid-block module and 32 positions, everything else carried over). A fresh module is
+of `model.scratch.design` (the temporal transformer, or the ablation's temporal convolution); a file keeps its own."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def scratch_config(model: ModelConfig, unet_config: dict) -> MotionModuleConfig:
         max_frames=s.max_frames or default_max_frames(s.version),
         norm_num_groups=s.norm_num_groups,
         version=s.version,
+        design=s.design,
     )
 
 
@@ -64,7 +66,8 @@ def init_motion_modules(model: ModelConfig, unet_config: dict) -> tuple[MotionMo
     random (apart from the zero proj_out)."""
     if not model.init_motion_module:
         config = scratch_config(model, unet_config)
-        return MotionModules(config), f"new {config.version} motion module (zero proj_out)"
+        design = "" if config.design == "transformer" else f"{config.design} "
+        return MotionModules(config), f"new {config.version} {design}motion module (zero proj_out)"
     sd, config = read_motion_file(model.init_motion_module)
     version = model.convert_to_version
     if version is None or version == config.version:

@@ -22,6 +22,8 @@ def describe(trainer: Trainer) -> str:
             what = f"MotionLoRA (rank {c.lora.rank}) on the {what}"
         elif c.controlnet.enabled:
             what = f"{_encoder(c.controlnet.kind)} ({_controlnet_origin(c.controlnet.init)}) over the frozen {what}"
+        elif c.adapter.enabled:
+            what = f"a domain adapter (rank {c.adapter.rank}) on the image UNet, one frame per clip"
         return f"training {what}: {where}"
     what = f"the {trainer.motion_config.version} motion module of this run"
     if c.lora.enabled:
@@ -29,6 +31,8 @@ def describe(trainer: Trainer) -> str:
     elif c.controlnet.enabled:
         encoder = _encoder(c.controlnet.kind).removeprefix("a ")
         what = f"the {encoder} of this run (over the frozen {trainer.motion_origin})"
+    elif c.adapter.enabled:
+        what = f"the domain adapter (rank {c.adapter.rank}) of this run"
     line = f"resuming {what} from {trainer.resume_path} at step {trainer.step}: {where}"
     if trainer.step >= c.optim.max_steps:
         line += f"; nothing to train, optim.max_steps is {c.optim.max_steps}"

@@ -48,6 +48,12 @@ ADDED_FIELDS = {
     "controlnet.kind": "controlnet",
     "controlnet.max_keyframes": 3,
     "controlnet.first_frame_rate": 0.5,
+    "model.adapter_lora": None,
+    "model.adapter_lora_scale": 1.0,
+    "adapter.enabled": False,
+    "adapter.rank": 32,
+    "adapter.alpha": None,
+    "model.scratch.design": "transformer",
 }
 
 # Fields that have since left the config, with the value that meant what the config without them means.

@@ -11,7 +11,9 @@ generator per process seeded with seed + rank and saved in checkpoints, so a res
 
 In ControlNet mode (`controlnet.enabled`) the motion module is frozen too and a ControlNet learns to steer the
 animated UNet from per-frame control images (`controlnet.py`), or a SparseCtrl encoder from a condition on a few
-frames (`sparse_ctrl.py`).
+frames (`sparse_ctrl.py`). In domain adapter mode (`adapter.enabled`, paper Sec. 4.1) the motion modules are off and
+a LoRA on the image UNet's attention learns from one frame of each clip (`adapter.py`); `model.adapter_lora` merges
+such an adapter into the frozen base for the motion stage.
 
 A step whose loss or gradients are not finite is skipped and counted (`nonfinite.py`); too many in a row stop the
 run, and no checkpoint is written of non-finite weights.
@@ -38,6 +40,7 @@ from animatediff.io.outputs import check_output_folder
 from animatediff.models import inflate_unet
 from animatediff.pipeline.annotators import check_annotator
 from animatediff.sampling import denoising_target
+from animatediff.train.adapter import export_adapter, pick_frames
 from animatediff.train.captions import CaptionEncoder, added_conditioning
 from animatediff.train.checkpoints import checkpoints_root, list_checkpoints, resolve_resume, save_checkpoint
 from animatediff.train.checks import (
@@ -48,10 +51,10 @@ from animatediff.train.checks import (
     check_zero_snr,
 )
 from animatediff.train.config import TrainConfig, flat_config
-from animatediff.train.controlnet import ControlledUNet, build_control, control_inputs, export_control
+from animatediff.train.controlnet import control_inputs, export_control
 from animatediff.train.datasets import ClipLoader, build_dataset
 from animatediff.train.export import export_trained
-from animatediff.train.lora import add_motion_lora
+from animatediff.train.modes import keep_trained_weights, set_up_mode
 from animatediff.train.motion_init import init_motion_modules
 from animatediff.train.noise import draw_timesteps, noise_scheduler, timestep_weights
 from animatediff.train.nonfinite import NonFiniteGuard, TrainingDiverged, any_process, grads_finite, weights_finite
@@ -78,8 +81,8 @@ class Trainer:
         self.on_step = on_step
         check_tracker(c.logging.report_to)
         check_output_folder(Path(c.output_dir) / "checkpoints", "output_dir")  # before minutes of training
-        if c.lora.enabled:
-            require("peft", "lora.enabled (MotionLoRA training)")
+        if c.lora.enabled or c.adapter.enabled:
+            require("peft", "lora.enabled (MotionLoRA training)" if c.lora.enabled else "adapter.enabled")
         if c.controlnet.enabled and c.controlnet.annotator == "canny":
             check_annotator(c.controlnet.annotator, "controlnet.annotator")
         self.accelerator = acc = Accelerator(
@@ -118,6 +121,11 @@ class Trainer:
         if self.resume_path is not None:
             resume_state = check_resumable(self.resume_path, c, acc.num_processes)
             verify_checkpoint(self.resume_path, acc.process_index)
+        adapter = None
+        if c.model.adapter_lora:
+            from animatediff.formats.motion_lora import load_adapter_lora
+
+            adapter = load_adapter_lora(c.model.adapter_lora)
         if dataset is None:
             dataset = build_dataset(c.data, c.seed, acc.process_index, acc.num_processes)
         self.dataset = dataset
@@ -127,6 +135,10 @@ class Trainer:
 
         # 2. The frozen image model.
         parts = load_base(folder)
+        if adapter is not None:
+            from animatediff.formats.lora import LoraMerger
+
+            LoraMerger({"unet": parts.unet}).add("adapter", adapter, c.model.adapter_lora_scale)
         weight_dtype = WEIGHT_DTYPES[c.precision]
         self.tokenizer, self.tokenizer_2 = parts.tokenizer, parts.tokenizer_2
         self.text_encoder = parts.text_encoder.requires_grad_(False).eval().to(acc.device, weight_dtype)
@@ -139,23 +151,11 @@ class Trainer:
         self.motion_config = motion.config
         self.unet = inflate_unet(parts.unet, motion).to(acc.device)  # motion modules stay fp32
 
-        # 3. What trains: the whole motion module, LoRA adapters on its attention, or a ControlNet.
-        self.controlnet = None
-        trained = self.unet
-        if c.controlnet.enabled:
-            motion.requires_grad_(False)
-            self.controlnet = build_control(c.controlnet, parts.unet, traits.vae_scale_factor).to(acc.device)
-            self.trainable = list(self.controlnet.parameters())
-            trained = ControlledUNet(self.controlnet, self.unet)
-        elif c.lora.enabled:
-            self.trainable = add_motion_lora(motion, c.lora.rank, c.lora.alpha)
-            self.lora_scale = (c.lora.alpha or c.lora.rank) / c.lora.rank
-            self.unet.to(acc.device)  # the adapters were created on the CPU
-        else:
-            motion.requires_grad_(True)
-            self.trainable = list(motion.parameters())
-        self.trained_prefix = "controlnet." if self.controlnet is not None else "motion_modules."
-        frozen = {"unet": self.unet.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+        # 3. What trains: the whole motion module, LoRA adapters on its attention, a ControlNet, or a domain adapter.
+        mode = set_up_mode(c, self.unet, parts.unet, traits.vae_scale_factor, acc.device)
+        self.controlnet, self.trainable, self.lora_scale = mode.controlnet, mode.trainable, mode.lora_scale
+        self.is_trained_key, trained, frozen = mode.is_trained_key, mode.trained, mode.frozen
+        frozen.update(vae=self.vae, text_encoder=self.text_encoder)
         check_frozen({**frozen, "text_encoder_2": self.text_encoder_2}, trained, self.trainable)
         if c.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
@@ -183,7 +183,7 @@ class Trainer:
         # Its state is saved in trainer_state.json, not registered with Accelerate (which would pickle it).
         self.model, self.optimizer = acc.prepare(trained, optimizer)
         # Checkpoints hold the trained modules only; the frozen base is the base folder's business.
-        acc.register_save_state_pre_hook(partial(_keep_trained_weights, self.trained_prefix))
+        acc.register_save_state_pre_hook(partial(keep_trained_weights, self.is_trained_key))
         if acc.is_main_process and c.logging.report_to != "none":
             acc.init_trackers(c.logging.project_name, config=flat_config(c))
 
@@ -206,7 +206,7 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- checks
 
     def _trained_keys(self, trained: torch.nn.Module) -> list[str]:
-        return [k for k in trained.state_dict() if k.startswith(self.trained_prefix)]
+        return [k for k in trained.state_dict() if self.is_trained_key(k)]
 
     # ------------------------------------------------------------------------------------------------ a step
 
@@ -232,6 +232,8 @@ class Trainer:
     def loss_and_backward(self, batch: dict) -> torch.Tensor:
         """One micro-batch: noise the clips, predict, fp32 MSE, backward. Returns the (unscaled) loss."""
         pixels = batch["pixel_values"]
+        if self.config.adapter.enabled:
+            pixels = pick_frames(pixels, self.generator)  # the domain adapter learns from single frames
         b, f = pixels.shape[:2]
         if f > self.unet.max_frames:
             raise InputError(f"a batch has {f} frames; the motion module holds at most {self.unet.max_frames}")
@@ -368,6 +370,9 @@ class Trainer:
         if self.controlnet is not None:
             export_control(self.accelerator, self.model, self.controlnet, folder)
             return
+        if self.config.adapter.enabled:
+            export_adapter(self.accelerator, self.model, folder, self.lora_scale)
+            return
         scale = self.lora_scale if self.config.lora.enabled else None
         export_trained(self.accelerator, self.model, self.unet.motion_modules, folder, scale)
 
@@ -395,14 +400,6 @@ class Trainer:
         self._saved_step = self.step
         self._checkpoint_due = False
         return path
-
-
-def _keep_trained_weights(prefix: str, models: list, weights: list[dict], _output_dir: str) -> None:
-    """Accelerate save-state hook: keep the trained weights (names starting with `prefix`) of the saved model state,
-    dropping the frozen base (it is not trained)."""
-    for sd in weights:
-        for key in [k for k in sd if not k.removeprefix("module.").startswith(prefix)]:
-            del sd[key]
 
 
 def train(config: TrainConfig, on_step: StepCallback | None = None, dataset: Dataset | None = None) -> dict:
