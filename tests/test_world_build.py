@@ -276,7 +276,7 @@ def test_the_motion_and_motion_lora_stages_hand_their_noise_options_to_the_train
         clips.append(dataset)
         return tmp_path / name
 
-    monkeypatch.setattr(build, "_train_and_export", record)
+    monkeypatch.setattr(build, "train_and_export", record)
     options = {"loss_weighting": "min_snr", "timestep_bias": "later", "timestep_bias_multiplier": 3.0}
     build.train_world_motion_module(base, tmp_path / "mm", build.MotionStage(**options), progress=False)
     build.train_world_motion_lora(

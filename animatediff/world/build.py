@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch.utils.data import Dataset
 
 from animatediff.base_model import STATEMENT_FILE, read_traits
 from animatediff.extras import require
@@ -51,13 +52,13 @@ def motion_module_run(
     base: Path, run_dir: Path, stage: MotionStage, progress: bool = True
 ) -> tuple[TrainConfig, WorldVideos]:
     """The trainer's config and clips for the motion-module stage: a fresh module on clips of every motion."""
-    config = _world_train_config(base, run_dir, stage, stage.frames, progress, stage.version)
+    config = world_train_config(base, run_dir, stage, stage.frames, progress, stage.version)
     return config, WorldVideos(stage.clips, stage.seed, BASE_WORLD, config.data.resolution, stage.frames)
 
 
 def train_world_motion_module(base: Path, run_dir: Path, stage: MotionStage, progress: bool = True) -> Path:
     """Train the motion module with the project's trainer; returns its exported official-layout file."""
-    return _train_and_export(*motion_module_run(base, run_dir, stage, progress), MOTION_MODULE)
+    return train_and_export(*motion_module_run(base, run_dir, stage, progress), MOTION_MODULE)
 
 
 def train_world_motion_lora(
@@ -71,13 +72,13 @@ def train_world_motion_lora(
 ) -> Path:
     """A MotionLoRA over the trained motion module on the world's clips of one motion (the project's trainer);
     returns its exported official-layout file."""
-    config = _world_train_config(base, run_dir, stage, frames, progress, lora=(motion_module, stage.rank))
+    config = world_train_config(base, run_dir, stage, frames, progress, lora=(motion_module, stage.rank))
     world = replace(BASE_WORLD, motions=(motion,))
     clips = WorldVideos(stage.clips, stage.seed, world, config.data.resolution, frames)
-    return _train_and_export(config, clips, "motion_lora.safetensors")
+    return train_and_export(config, clips, "motion_lora.safetensors")
 
 
-def _train_and_export(config: TrainConfig, clips: WorldVideos, name: str) -> Path:
+def train_and_export(config: TrainConfig, clips: Dataset, name: str) -> Path:
     """Run (or resume) the trainer; the file `name` of the run's newest checkpoint: the one it just wrote, or, when
     the run had already finished before an interrupted build, the one it finished with (the trainer then writes
     none)."""
@@ -91,7 +92,7 @@ def _train_and_export(config: TrainConfig, clips: WorldVideos, name: str) -> Pat
     return found[-1] / name
 
 
-def _world_train_config(
+def world_train_config(
     base: Path,
     run_dir: Path,
     stage: TrainerStage,
