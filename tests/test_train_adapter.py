@@ -141,3 +141,16 @@ def test_bad_adapter_configs_are_one_line_errors(base_folder, tmp_path):
         adapter_config(base_folder, tmp_path, adapter={"rank": 0})
     with pytest.raises(InputError, match=r"adapter.rank 4096 is larger than the narrowest attention layer \(\d+"):
         Trainer(adapter_config(base_folder, tmp_path / "run", adapter={"rank": 4096}))
+
+
+def test_a_motion_lora_wider_than_its_layers_is_one_line(base_folder, tmp_path):
+    config = train_config(
+        base_folder,
+        tmp_path / "run",
+        model={"init_motion_module": str(_fresh(tmp_path))},
+        lora={"enabled": True, "rank": 4096},
+    )
+    with pytest.raises(
+        InputError, match=r"lora.rank 4096 is larger than the motion module's narrowest attention \(\d+"
+    ):
+        Trainer(config)
