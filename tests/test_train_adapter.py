@@ -154,3 +154,28 @@ def test_a_motion_lora_wider_than_its_layers_is_one_line(base_folder, tmp_path):
         InputError, match=r"lora.rank 4096 is larger than the motion module's narrowest attention \(\d+"
     ):
         Trainer(config)
+
+
+def test_diffusers_layout_adapter_loads_into_diffusers_unet_as_trained(tmp_path):
+    """The diffusers export, read by diffusers' own LoRA loader, computes what the trained adapter computes."""
+    from animatediff.train.adapter import add_domain_adapter, save_domain_adapter
+    from tests.tiny import tiny_unet
+
+    trained = tiny_unet()
+    add_domain_adapter(trained, rank=4, alpha=8)
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:  # as if trained: PEFT starts them at zero
+                p.normal_(0, 0.1)
+    trained.eval()
+    save_domain_adapter(trained.state_dict(), 2.0, tmp_path)
+    x, t, ctx = torch.randn(2, 4, 8, 8), torch.tensor([10, 700]), torch.randn(2, 77, 32)
+    reference = tiny_unet().eval()
+    state, _ = read_weights(tmp_path / DIFFUSERS_FOLDER / DIFFUSERS_LORA_FILE, "adapter")
+    with torch.no_grad():
+        expected = trained(x, t, ctx).sample
+        without = reference(x, t, ctx).sample
+        reference.load_lora_adapter(state, prefix="unet")
+        got = reference(x, t, ctx).sample
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert (without - expected).abs().max() > 1e-3
