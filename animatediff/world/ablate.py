@@ -188,7 +188,9 @@ def ablation_table(result: Ablation) -> str:
 def _cell(value: float | int | None) -> str:
     if value is None:
         return "–"
-    return f"{value:,}" if isinstance(value, int) else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.3f}" if 0 < abs(value) < 0.1 else f"{value:.2f}"  # frame changes are hundredths
 
 
 # ------------------------------------------------------------------------------------------------- training runs
