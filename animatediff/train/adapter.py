@@ -25,6 +25,7 @@ from torch import nn
 from animatediff.errors import InputError
 from animatediff.formats.motion_lora import save_adapter_lora
 from animatediff.formats.state_dicts import write_state_dict
+from animatediff.train.lora import lora_pairs
 
 TARGET_MODULES = r".*attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
 ADAPTER = "default"
@@ -74,24 +75,9 @@ def pick_frames(pixel_values: torch.Tensor, generator: torch.Generator) -> torch
     return pixel_values[torch.arange(b), index].unsqueeze(1)
 
 
-def adapter_pairs(unet_sd: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """2-D-UNet-relative PEFT keys → {target weight name: (down, up)} (PEFT scale not applied)."""
-    down: dict[str, torch.Tensor] = {}
-    up: dict[str, torch.Tensor] = {}
-    for key, value in unet_sd.items():
-        if m := _PEFT_KEY.match(key):
-            prefix, proj, which = m.groups()
-            (down if which == "A" else up)[f"{prefix}{proj}.weight"] = value
-    if not down or set(down) != set(up):
-        raise InputError(
-            "state dict holds no complete domain adapter (keys like '...attn1.to_q.lora_A.default.weight')"
-        )
-    return {target: (down[target], up[target]) for target in sorted(down)}
-
-
 def save_domain_adapter(unet_sd: dict[str, torch.Tensor], scale: float, folder: Path) -> tuple[Path, Path]:
     """Write `domain_adapter.safetensors` (official v3 layout) and `domain_adapter_diffusers/` into `folder`."""
-    pairs = adapter_pairs(unet_sd)
+    pairs = lora_pairs(unet_sd, _PEFT_KEY, "domain adapter")
     official = save_adapter_lora(pairs, folder / ADAPTER_FILE, alpha=scale)
     diffusers = {}
     for target, (down, up) in pairs.items():

@@ -61,16 +61,19 @@ def add_motion_lora(modules: MotionModules, rank: int, alpha: float | None = Non
     return params
 
 
-def lora_pairs(motion_sd: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Motion-module-relative PEFT keys → {official target weight name: (down, up)} (PEFT scale not applied)."""
+def lora_pairs(
+    sd: dict[str, torch.Tensor], key: re.Pattern = _PEFT_KEY, what: str = "MotionLoRA"
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """PEFT keys matched by `key` (groups: module prefix, projection, 'A' or 'B'; by default motion-module-relative
+    ones) → {target weight name: (down, up)} (PEFT scale not applied)."""
     down: dict[str, torch.Tensor] = {}
     up: dict[str, torch.Tensor] = {}
-    for key, value in motion_sd.items():
-        if m := _PEFT_KEY.match(key):
+    for name, value in sd.items():
+        if m := key.match(name):
             prefix, proj, which = m.groups()
             (down if which == "A" else up)[f"{prefix}{proj}.weight"] = value
     if not down or set(down) != set(up):
-        raise InputError("state dict holds no complete MotionLoRA (keys like '...to_q.lora_A.default.weight')")
+        raise InputError(f"state dict holds no complete {what} (keys like '...to_q.lora_A.default.weight')")
     return {target: (down[target], up[target]) for target in sorted(down)}
 
 
