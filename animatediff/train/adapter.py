@@ -25,6 +25,7 @@ from torch import nn
 from animatediff.errors import InputError
 from animatediff.formats.motion_lora import save_adapter_lora
 from animatediff.formats.state_dicts import write_state_dict
+from animatediff.train.export import gathered_weights
 from animatediff.train.lora import lora_pairs
 
 TARGET_MODULES = r".*attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
@@ -91,12 +92,6 @@ def save_domain_adapter(unet_sd: dict[str, torch.Tensor], scale: float, folder: 
 def export_adapter(accelerator, model: nn.Module, folder: Path, scale: float) -> None:  # noqa: ANN001
     """Write the domain adapter of the prepared animation `model` into `folder` (every process calls it; the main
     process writes)."""
-    state = accelerator.get_state_dict(model)
-    if not accelerator.is_main_process:
-        return
-    unet_sd = {
-        k.removeprefix("unet."): v.detach().float().cpu()
-        for k, v in state.items()
-        if k.startswith("unet.") and is_adapter_key(k)
-    }
-    save_domain_adapter(unet_sd, scale, folder)
+    unet_sd = gathered_weights(accelerator, model, "unet.", is_adapter_key)
+    if unet_sd is not None:
+        save_domain_adapter(unet_sd, scale, folder)

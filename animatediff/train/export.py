@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from animatediff.formats.motion_module_files import save_motion_modules
@@ -23,14 +25,9 @@ def export_trained(
     in both layouts instead. Every process calls it (gathering ZeRO-3/FSDP weights is collective); the main process
     writes. `live`: the training motion modules, whose buffers (a position encoding carried in from an init file)
     are copied over."""
-    state = accelerator.get_state_dict(model)
-    if not accelerator.is_main_process:
+    motion_sd = gathered_weights(accelerator, model, "motion_modules.")
+    if motion_sd is None:
         return
-    motion_sd = {
-        k.removeprefix("motion_modules."): v.detach().float().cpu()
-        for k, v in state.items()
-        if k.startswith("motion_modules.")
-    }
     if lora_scale is not None:
         save_motion_lora_files(motion_sd, lora_scale, folder)
         return
@@ -41,3 +38,21 @@ def export_trained(
     save_motion_modules(modules, folder / "motion_module.safetensors", layout="official")
     if modules.config.design == "transformer":  # diffusers' MotionAdapter has no temporal convolution
         save_motion_modules(modules, folder / "motion_module_diffusers", layout="diffusers")
+
+
+def gathered_weights(
+    accelerator,  # noqa: ANN001 - accelerate.Accelerator
+    model: nn.Module,
+    prefix: str,
+    keep: Callable[[str], bool] | None = None,
+) -> dict[str, torch.Tensor] | None:
+    """The prepared `model`'s weights under `prefix` (and passing `keep`), prefix removed, as fp32 CPU tensors; None
+    on every process but the main one. Every process calls it: gathering ZeRO-3/FSDP weights is collective."""
+    state = accelerator.get_state_dict(model)
+    if not accelerator.is_main_process:
+        return None
+    return {
+        k.removeprefix(prefix): v.detach().float().cpu()
+        for k, v in state.items()
+        if k.startswith(prefix) and (keep is None or keep(k))
+    }
