@@ -2,13 +2,15 @@
 
 The cache holds one pipeline. A request that keeps the base model (base folder + personalized checkpoint) keeps its
 UNet, VAE and text encoder in memory; a new motion module is swapped in place (motion modules are cached by path);
-LoRAs are switched with exact unmerge + merge (`LoraMerger`). `loads` counts what was read from disk.
+LoRAs are switched with exact unmerge + merge (`LoraMerger`). ControlNets and SparseCtrl encoders are kept for
+the base they were loaded for (`control_model`). `loads` counts what was read from disk.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +47,7 @@ class ModelCache:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         max_motion_modules: int = 2,
+        max_control_models: int = 2,
         memory: MemoryOptions | None = None,
     ) -> None:
         self.device = device
@@ -55,13 +58,16 @@ class ModelCache:
         self._load_device = memory.load_device(device) if memory is not None else device
         self.max_motion_modules = max_motion_modules
         """Motion-module sets kept in memory (1.7 GB each at fp32 for SD1.5), least recently used dropped first."""
+        self.max_control_models = max_control_models
+        """ControlNets and SparseCtrl encoders kept in memory, least recently used dropped first."""
         self.loads: Counter[str] = Counter()
-        """How many times each kind of file was read: 'base', 'dreambooth', 'motion_module', 'lora'."""
+        """How many times each kind of file was read: 'base', 'dreambooth', 'motion_module', 'lora', 'control'."""
         self._pipe: AnimationPipeline | None = None
         self._base_key: tuple[str, str | None] | None = None
         self._motion_path: str | None = None
         self._motion: OrderedDict[str, MotionModules] = OrderedDict()
         self._loras: dict[tuple[str, str], Lora] = {}
+        self._controls: OrderedDict[Hashable, torch.nn.Module] = OrderedDict()
 
     def _motion_modules(self, path: str) -> MotionModules:
         if path not in self._motion:
@@ -71,6 +77,18 @@ class ModelCache:
             self.loads["motion_module"] += 1
         self._motion.move_to_end(path)
         return self._motion[path]
+
+    def control_model(self, key: Hashable, load: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+        """The ControlNet or SparseCtrl encoder `key` names (its file and the settings it was built with) for the
+        current base: `load()` the first time, the kept model after. A new base drops them all (each was checked and
+        shaped against the base it was loaded for)."""
+        if key not in self._controls:
+            while len(self._controls) >= max(self.max_control_models, 1):
+                self._controls.popitem(last=False)
+            self._controls[key] = load()
+            self.loads["control"] += 1
+        self._controls.move_to_end(key)
+        return self._controls[key]
 
     def _lora(self, kind: str, path: str) -> Lora:
         if (kind, path) not in self._loras:
@@ -99,6 +117,7 @@ class ModelCache:
             # Cached motion modules outlive this pipeline: unmerge its MotionLoRAs from them first.
             self._pipe.loras.clear("motion_modules")
             self._pipe = None  # drop the old model before loading the next one
+            self._controls.clear()
         parts = load_base(spec.base, self.dtype, spec.dreambooth)
         self.loads["base"] += 1
         if spec.dreambooth:

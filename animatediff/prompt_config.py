@@ -177,9 +177,10 @@ def run_prompt_config(
             pipe = cache.pipeline(spec)
             scheduler = entry_scheduler(entry, _local(entry.inference_config, here))
             pipe.scheduler = for_model(scheduler, pipe.noise_settings)
-            controlnets = load_controlnets(controls[entry.name], pipe, entry.H or height, entry.W or width)
-            sparse = entry_sparse_ctrls(entry, pipe, entry.L or frames, entry.H or height, entry.W or width,
-                                        lambda p: _local(p, here), f"{config.name} entry {entry.name}")  # fmt: skip
+            size = (entry.H or height, entry.W or width)
+            controlnets = load_controlnets(controls[entry.name], pipe, *size, cache.control_model)
+            sparse = entry_sparse_ctrls(entry, pipe, entry.L or frames, *size, lambda p: _local(p, here),
+                                        f"{config.name} entry {entry.name}", cache.control_model)  # fmt: skip
             videos = zip(range(first, index), entry.prompts, entry.negative_prompts, seeds)
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
                 video = pipe(

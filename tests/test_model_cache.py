@@ -52,3 +52,28 @@ def test_cache_reloads_only_what_changed_and_switches_loras_exactly(base_folder,
     reference = AnimationPipeline.from_pretrained(base_folder, a, dreambooth=dreambooth)
     run = dict(num_frames=2, num_inference_steps=1, seed=2, progress=False)
     np.testing.assert_array_equal(pipe("a dog", **run), reference("a dog", **run))
+
+
+def test_control_models_are_kept_per_base_least_recently_used_first(base_folder, tmp_path):
+    a = str(save_motion_modules(tiny_motion("v2", seed=1), tmp_path / "a.safetensors"))
+    cache = ModelCache(max_control_models=2)
+    cache.pipeline(PipelineSpec(str(base_folder), a))
+    made = []
+
+    def load(name: str):  # noqa: ANN202
+        return lambda: made.append(name) or torch.nn.Linear(1, 1)
+
+    first = cache.control_model(("controlnet", "x"), load("x"))
+    assert cache.control_model(("controlnet", "x"), load("x")) is first and made == ["x"]
+    cache.control_model(("sparsectrl", "y"), load("y"))
+    cache.control_model(("controlnet", "x"), load("x"))  # x used last: y goes when z comes
+    cache.control_model(("controlnet", "z"), load("z"))
+    assert cache.control_model(("controlnet", "x"), load("x")) is first and made == ["x", "y", "z"]
+    assert cache.loads["control"] == 3
+
+    # Another base: each model was checked against the old one, so they are read again.
+    cache.pipeline(PipelineSpec(str(base_folder), a, dreambooth=None, loras=()))  # same base: kept
+    assert cache.control_model(("controlnet", "x"), load("x")) is first
+    cache._base_key = ("elsewhere", None)  # as if another base had been loaded last
+    cache.pipeline(PipelineSpec(str(base_folder), a))
+    assert cache.control_model(("controlnet", "x"), load("x")) is not first and made == ["x", "y", "z", "x"]

@@ -236,10 +236,12 @@ def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_p
         "control_video": control["id"],
     }
     steered |= {"sparsectrl": "world:rgb", "keyframes": [{"frame": 0, "image": first["id"]}]}
-    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, steered)]
-    assert [job["state"] for job in jobs] == ["done", "done"], [job["error"] for job in jobs]
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, steered, steered)]
+    assert [job["state"] for job in jobs] == ["done"] * 3, [job["error"] for job in jobs]
     frames = [read_video_input(studio.output_dir / job["file"], 8) for job in jobs]
     assert np.abs(frames[0] - frames[1]).max() > 0.05
+    np.testing.assert_array_equal(frames[1], frames[2])
+    assert studio.cache.loads["control"] == 2  # the ControlNet and the SparseCtrl, read once for both jobs
     with urllib.request.urlopen(f"{url}/api/jobs/{jobs[1]['id']}/config.yaml") as response:
         (tmp_path / "again.yaml").write_bytes(response.read())
     out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)

@@ -4,17 +4,19 @@ are made of it. In two stages, so that everything is checked before any model lo
 - `read_control_inputs(specs, num_frames)`: every model is a local path or can be a hub reference, the annotator
   is known (and OpenCV installed for canny), and each control video (a video file, GIF, WebP, .npy, or a folder
   of frames: `io/video_input.py`) decodes and has the clip's frames; its first `num_frames` are kept, at its size.
-- `load_controlnets(inputs, pipe, height, width)`: the frames fitted to the output (scaled to cover it, then
+- `load_controlnets(inputs, pipe, height, width, keep)`: the frames fitted to the output (scaled to cover it, then
   center-cropped), made into control images by the annotator, and each ControlNet loaded for the pipeline's base
-  (`formats/controlnet.py`): the `ControlNet`s a call takes (`pipeline/controlnet.py`).
+  (`formats/controlnet.py`), or taken from `keep` (`ModelCache.control_model`): the `ControlNet`s a call takes
+  (`pipeline/controlnet.py`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +26,13 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.annotators import ANNOTATORS, annotate, check_annotator
 
 if TYPE_CHECKING:
+    import torch
+
     from animatediff.pipeline.animation import AnimationPipeline
     from animatediff.pipeline.controlnet import ControlNet
+
+    KeepModel = Callable[[Hashable, Callable[[], torch.nn.Module]], torch.nn.Module]
+    """`ModelCache.control_model`: the model a key names, loaded by the callable only when not already held."""
 
 OPTIONS = ("--frames", "--video-stride")  # what a control video with too few frames suggests changing
 
@@ -123,9 +130,11 @@ def load_controlnets(
     pipe: AnimationPipeline,
     height: int | None = None,
     width: int | None = None,
+    keep: KeepModel | None = None,
 ) -> list[ControlNet]:
     """The `ControlNet`s of `inputs` for `pipe`'s base at the output size (`height` × `width`, the base's native
-    size unless given): frames fitted, annotated, models loaded in the pipeline's dtype."""
+    size unless given): frames fitted, annotated, models loaded in the pipeline's dtype (through `keep`, which
+    hands back a model it already holds for the key, when given)."""
     from animatediff.formats.controlnet import load_controlnet
     from animatediff.io.video_input import fit_frames
     from animatediff.pipeline.controlnet import ControlNet
@@ -135,7 +144,8 @@ def load_controlnets(
     for item in inputs:
         spec = item.spec
         frames = annotate(fit_frames(item.frames, height, width), spec.annotator)
-        model = load_controlnet(spec.model, pipe.unet.unet, pipe.dtype)
+        load = partial(load_controlnet, spec.model, pipe.unet.unet, pipe.dtype)
+        model = keep(("controlnet", spec.model, pipe.dtype), load) if keep is not None else load()
         controlnets.append(ControlNet(model, frames, spec.scale, spec.start, spec.end, spec.guess_mode))
     return controlnets
 

@@ -6,12 +6,13 @@ stretched to [0, 1]) and `controlnet_use_simplified_condition_embedding`.
 
 `check_sparse_ctrl_keys` checks an entry's keys before anything loads; `entry_sparse_ctrls` reads the images,
 fits them to the output size (scaled to cover it and center-cropped, as the official crop at the output's aspect
-ratio does) and loads the encoder for the pipeline's base.
+ratio does) and loads the encoder for the pipeline's base (or takes it from `keep`, `ModelCache.control_model`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +21,7 @@ from animatediff.errors import InputError, InputNotFound
 
 if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
+    from animatediff.pipeline.control_inputs import KeepModel
     from animatediff.pipeline.sparse_ctrl import SparseCtrl
 
 KEYS = ("controlnet_config", "controlnet_images", "controlnet_image_indexs", "normalize_condition_images",
@@ -99,9 +101,11 @@ def entry_sparse_ctrls(
     width: int | None,
     resolve: Callable[[str], str],
     where: str,
+    keep: KeepModel | None = None,
 ) -> list[SparseCtrl]:
-    """A checked entry's SparseCtrl (none without `controlnet_path`), loaded for `pipe`'s base, its keyframes at
-    the output size; `resolve` places relative paths."""
+    """A checked entry's SparseCtrl (none without `controlnet_path`), loaded for `pipe`'s base (through `keep` when
+    given, which hands back a model it already holds), its keyframes at the output size; `resolve` places relative
+    paths."""
     if not entry.controlnet_path:
         return []
     from animatediff.formats.sparse_ctrl import load_sparse_ctrl
@@ -118,8 +122,11 @@ def entry_sparse_ctrls(
         [resolve(p) for p in entry.controlnet_images], entry.normalize_condition_images, where
     )
     keyframes = {frame: fit_frames(image[None], height, width)[0] for frame, image in zip(frames, images)}
+    path = resolve(entry.controlnet_path)
+    load = partial(load_sparse_ctrl, path, pipe.unet.config, pipe.dtype, overrides)
     try:
-        model = load_sparse_ctrl(resolve(entry.controlnet_path), pipe.unet.config, pipe.dtype, overrides)
+        key = ("sparsectrl", path, pipe.dtype, repr(sorted(overrides.items())))
+        model = keep(key, load) if keep is not None else load()
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
     return [SparseCtrl(model, keyframes)]

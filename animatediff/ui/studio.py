@@ -134,7 +134,8 @@ class Studio:
         return path
 
     def _controls(self, s: Settings, pipe: object) -> tuple[list, list]:
-        """The ControlNet and SparseCtrl the form asks for, loaded as `run` loads its entry's keys."""
+        """The ControlNet and SparseCtrl the form asks for, loaded as `run` loads its entry's keys; kept between jobs
+        on the same base."""
         if not s.controlnet and not s.sparsectrl:
             return [], []
         from animatediff.pipeline.control_inputs import entry_control_inputs, load_controlnets
@@ -143,8 +144,9 @@ class Studio:
 
         entry = parse_entry(run_entry(s, self.catalog, lambda upload: str(self.uploads.path(upload))), "form")
         controls = entry_control_inputs(entry, s.frames, str)
-        controlnets = load_controlnets(controls, pipe, s.height, s.width)
-        return controlnets, entry_sparse_ctrls(entry, pipe, s.frames, s.height, s.width, str, "form")
+        keep = self.cache.control_model
+        controlnets = load_controlnets(controls, pipe, s.height, s.width, keep)
+        return controlnets, entry_sparse_ctrls(entry, pipe, s.frames, s.height, s.width, str, "form", keep)
 
     def close(self) -> None:
         self.queue.close()
