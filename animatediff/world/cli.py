@@ -163,6 +163,7 @@ def add_world(sub: argparse._SubParsersAction) -> None:
 
 
 def run_world_build(args: argparse.Namespace) -> None:
+    silence_libraries()  # before the stages' imports, which bring transformers' image-processor notices
     from animatediff.world.build import build_world
     from animatediff.world.provenance import describe, environment
     from animatediff.world.recipe import WorldRecipe, override_recipe, quick_recipe, silenced
