@@ -58,6 +58,7 @@ from animatediff.train.modes import keep_trained_weights, set_up_mode
 from animatediff.train.motion_init import init_motion_modules
 from animatediff.train.noise import draw_timesteps, noise_scheduler, timestep_weights
 from animatediff.train.nonfinite import NonFiniteGuard, TrainingDiverged, any_process, grads_finite, weights_finite
+from animatediff.train.optimizer import optimizer_and_schedule
 from animatediff.train.reporting import describe, step_logs
 from animatediff.train.resume import check_resumable, load_checkpoint, scheduler_state, verify_checkpoint
 
@@ -163,23 +164,9 @@ class Trainer:
                 self.controlnet.enable_gradient_checkpointing()
         self.noise_scheduler = noise_scheduler(c.optim, traits.prediction_type, traits.zero_snr)
 
-        # 4. Optimizer and schedule, handed to Accelerate with the model.
-        from diffusers.optimization import get_scheduler
-
-        optimizer = torch.optim.AdamW(
-            self.trainable,
-            lr=c.optim.learning_rate,
-            betas=c.optim.betas,
-            weight_decay=c.optim.weight_decay,
-            eps=c.optim.eps,
-        )
-        # Not prepared: Accelerate would step it once per process per step; it is stepped once per optimizer step.
-        self.lr_scheduler = get_scheduler(
-            c.optim.lr_scheduler,
-            optimizer,
-            num_warmup_steps=c.optim.warmup_steps,
-            num_training_steps=c.optim.max_steps,
-        )
+        # 4. Optimizer and schedule, the optimizer handed to Accelerate with the model. The schedule is not prepared:
+        # Accelerate would step it once per process per step; it is stepped once per optimizer step.
+        optimizer, self.lr_scheduler = optimizer_and_schedule(self.trainable, c.optim)
         # Its state is saved in trainer_state.json, not registered with Accelerate (which would pickle it).
         self.model, self.optimizer = acc.prepare(trained, optimizer)
         # Checkpoints hold the trained modules only; the frozen base is the base folder's business.
