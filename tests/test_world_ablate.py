@@ -56,7 +56,7 @@ def test_adapter_ablation_samples_at_each_alpha_and_reports_the_watermark(tmp_pa
 def test_motion_lora_ablation_covers_ranks_and_clip_counts(tmp_path):
     result = run_ablation("motion-lora", tmp_path, quick_settings(), progress=False)
     figures = _figures(result)
-    assert list(figures) == ["motion module alone (growing)", "rank 2, 2 clips", "rank 4, 2 clips", "rank 8, 1 clips"]
+    assert list(figures) == ["motion module alone (growing)", "rank 2, 2 clips", "rank 4, 2 clips", "rank 8, 1 clip"]
     assert figures["rank 4, 2 clips"]["lora_parameters"] == 2 * figures["rank 2, 2 clips"]["lora_parameters"]
 
 

@@ -356,9 +356,8 @@ def _motion_lora(
         lora = _train(config, Cycled(reference, max(count, 2000)), "motion_lora.safetensors")
         figures = {"rank": rank, "reference_clips": count, "lora_parameters": _lora_parameters(lora)}
         loras = (("motion", lora, 1.0),)
-        variants.append(
-            _measure(f"rank {rank}, {count} clips", models, module, settings, device, prompts, loras, figures)
-        )
+        name = f"rank {rank}, {count} clip{'s' * (count != 1)}"
+        variants.append(_measure(name, models, module, settings, device, prompts, loras, figures))
     return variants
 
 
