@@ -271,3 +271,67 @@ def test_a_preset_samples_as_its_card_says_and_its_run_yaml_agrees(served, tmp_p
     assert "preset: lightning-4step" in (tmp_path / "again.yaml").read_text()
     out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
     np.testing.assert_array_equal(frames[0], read_video_input(next((out / "sample").glob("*.gif")), 8))
+
+
+def test_an_image_prompt_from_an_upload_and_its_run_yaml(served, tmp_path):
+    """An IP-Adapter from ipadapter/ with its image encoder beside it, and one from clip_vision/: the image prompt
+    changes the frames, scale 0 is the text alone, and the run YAML draws the same frames."""
+    import shutil
+
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from animatediff.io.video_input import read_video_input
+    from animatediff.prompt_config import run_prompt_config
+    from animatediff.world.layout import embedded_models
+    from tests.test_ip_adapter import sample_image, tiny_image_encoder, tiny_ip_adapter
+
+    studio, url = served
+    unet = UNet2DConditionModel.from_pretrained(embedded_models().base / "unet", torch_dtype=torch.float32)
+    folder = studio.models_dir / "ipadapter"
+    folder.mkdir()
+    save_file(tiny_ip_adapter(unet), str(folder / "look.safetensors"))
+    tiny_image_encoder(folder / "image_encoder")
+    shutil.copytree(folder / "image_encoder", studio.models_dir / "clip_vision" / "tiny-clip")
+    studio.refresh()
+    assert [c.id for c in studio.catalog.choices["ip_adapter"]] == ["ipadapter/look.safetensors"]
+    assert [c.id for c in studio.catalog.choices["image_encoder"]] == ["clip_vision/tiny-clip"]
+    sample_image(3).save(tmp_path / "look.png")
+    _, image = call(f"{url}/api/upload?name=look.png", raw=(tmp_path / "look.png").read_bytes())
+
+    plain = {"prompt": PROMPT, "frames": 8, "steps": 3, "seed": 4}
+    looked = plain | {"ip_adapter": "ipadapter/look.safetensors", "ip_image": image["id"], "ip_scale": 0.8}
+    named = looked | {"image_encoder": "clip_vision/tiny-clip"}
+    asks = (plain, looked, named, looked | {"ip_scale": 0})
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in asks]
+    assert [job["state"] for job in jobs] == ["done"] * 4, [job["error"] for job in jobs]
+    frames = [read_video_input(studio.output_dir / job["file"], 8) for job in jobs]
+    assert np.abs(frames[0] - frames[1]).max() > 0.05
+    np.testing.assert_array_equal(frames[1], frames[2])  # the same encoder, found beside the file or named
+    np.testing.assert_array_equal(frames[0], frames[3])
+    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[2]['id']}/config.yaml") as response:
+        (tmp_path / "again.yaml").write_bytes(response.read())
+    assert "ip_scale: 0.8" in (tmp_path / "again.yaml").read_text()
+    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
+    np.testing.assert_array_equal(frames[2], read_video_input(next((out / "sample").glob("*.gif")), 8))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"ip_adapter": "ipadapter/none.safetensors", "ip_image": "x"}, "ip adapter 'ipadapter/none.safetensors' is"),
+        ({"image_encoder": "clip_vision/x"}, "image encoder: choose the IP-Adapter it is for"),
+        ({"ip_scale": -1}, "IP-Adapter scale: -1.0 is outside 0.0–4.0"),
+    ],
+)
+def test_bad_image_prompts_are_one_line(models_dir, fields, message):
+    with pytest.raises(InputError, match=message):
+        parse({"prompt": PROMPT, **fields}, scan(models_dir))
+
+
+def test_an_ip_adapter_without_its_image_is_refused(models_dir):
+    (models_dir / "ipadapter").mkdir()
+    (models_dir / "ipadapter" / "look.safetensors").write_bytes(b"weights")
+    with pytest.raises(InputError, match="IP-Adapter: upload its image prompt"):
+        parse({"prompt": PROMPT, "ip_adapter": "ipadapter/look.safetensors"}, scan(models_dir))

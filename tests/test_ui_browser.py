@@ -38,6 +38,7 @@ def app(tmp_path):
     models = tmp_path / "models" / "Stable-diffusion"
     models.mkdir(parents=True)
     (models / "broken.safetensors").write_bytes(b"\x00" * 64)
+    add_ip_adapter(tmp_path / "models" / "ipadapter")
     studio = Studio(tmp_path / "models", tmp_path / "out")
     server = make_server(studio, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -45,6 +46,21 @@ def app(tmp_path):
     server.shutdown()
     server.server_close()
     studio.close()
+
+
+def add_ip_adapter(folder):
+    """A tiny random IP-Adapter for the world base, with its image encoder beside it."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from animatediff.world.layout import embedded_models
+    from tests.test_ip_adapter import tiny_image_encoder, tiny_ip_adapter
+
+    folder.mkdir(parents=True)
+    unet = UNet2DConditionModel.from_pretrained(embedded_models().base / "unet", torch_dtype=torch.float32)
+    save_file(tiny_ip_adapter(unet), str(folder / "look.safetensors"))
+    tiny_image_encoder(folder / "image_encoder")
 
 
 def open_page(context, url):
@@ -112,6 +128,22 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     first.wait_for_selector("#status[data-state='done']", timeout=120_000)
     assert first.locator(".history-item").count() == 3
     first.select_option("#sparsectrl", "")
+
+    # An image prompt: the IP-Adapter from the models folder and an uploaded picture; loading it back opens its panel.
+    first.click("#image-prompt summary")
+    first.select_option("#ip_adapter", "ipadapter/look.safetensors")
+    first.fill("#ip_scale", "0.7")
+    first.set_input_files("#ip-file", str(tmp_path / "first.png"))
+    first.wait_for_function("document.getElementById('ip_image').value !== ''")
+    first.click("#generate")
+    first.wait_for_selector("#status[data-state='done']", timeout=120_000)
+    assert first.locator(".history-item").count() == 4
+    first.reload()
+    first.wait_for_selector("body[data-ready='1']")
+    first.locator(".history-item").first.locator("button.load").click()
+    assert first.input_value("#ip_adapter") == "ipadapter/look.safetensors" and first.input_value("#ip_scale") == "0.7"
+    assert first.evaluate("document.getElementById('image-prompt').open")
+    first.select_option("#ip_adapter", "")
 
     # A model that fails to load shows its one-line error; the page goes on serving.
     first.select_option("#dreambooth", "Stable-diffusion/broken.safetensors")

@@ -18,7 +18,8 @@ def add_ui(sub: argparse._SubParsersAction) -> None:
         help="a web app in the browser: pick models, generate, keep a history",
         description="Serve a web page to generate animations, the models staying loaded between runs. It opens "
         "ready to generate with the embedded world model; --models adds a models folder in the usual layout "
-        "(Stable-diffusion/, Lora/, motion_modules/, motion_lora/, ControlNet/, SparseCtrl/).",
+        "(Stable-diffusion/, Lora/, motion_modules/, motion_lora/, ControlNet/, SparseCtrl/, ipadapter/, "
+        "clip_vision/).",
         formatter_class=HelpFormatter,
         parents=[device_options()],
     )

@@ -13,6 +13,9 @@ Layout (each folder optional; names as A1111, ComfyUI and the AnimateDiff extens
     DIR/motion_lora/        MotionLoRAs
     DIR/ControlNet/         ControlNets (.pth, .safetensors, diffusers folders)
     DIR/SparseCtrl/         SparseCtrl encoders (official files, diffusers folders)
+    DIR/ipadapter/          IP-Adapters (.safetensors, .bin in diffusers' layout); an `image_encoder/` folder here
+                            is the default encoder of the files beside it, as in h94/IP-Adapter
+    DIR/clip_vision/        CLIP image encoders (CLIPVisionModelWithProjection folders)
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ FOLDERS = {
     "motion_loras": "motion_lora",
     "controlnets": "ControlNet",
     "sparse_ctrls": "SparseCtrl",
+    "ip_adapters": "ipadapter",
+    "image_encoders": "clip_vision",
 }
 """Which subfolder holds what."""
-KINDS = ("base", "dreambooth", "lora", "adapter", "motion_module", "motion_lora", "controlnet", "sparsectrl")
+KINDS = ("base", "dreambooth", "lora", "adapter", "motion_module", "motion_lora", "controlnet", "sparsectrl",
+         "ip_adapter", "image_encoder")  # fmt: skip
 """What the page picks: each a list of choices."""
 
 
@@ -126,6 +132,12 @@ def scan(root: str | os.PathLike | None, embedded: bool = True) -> Catalog:
         for path in _entries(top / FOLDERS[folder], top):
             if _weights(path) or (path / "config.json").is_file():
                 add(kind, path)
+    for path in _entries(top / FOLDERS["ip_adapters"], top):
+        if _weights(path) and path.suffix.lower() in (".safetensors", ".bin"):
+            add("ip_adapter", path)
+    for path in _entries(top / FOLDERS["image_encoders"], top):
+        if (path / "config.json").is_file():
+            add("image_encoder", path)
     return catalog
 
 

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -20,6 +20,9 @@ from animatediff.pipeline.prompt_travel import INTERPOLATIONS
 from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import Catalog
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.ip_adapter import IPAdapter
 
 FORMATS = ("gif", "mp4", "webp")
 LIMITS = {
@@ -36,6 +39,7 @@ LIMITS = {
     "strength": (0.01, 1.0),
     "scale": (-4.0, 4.0),
     "frame": (-1, 511),
+    "ip_scale": (0.0, 4.0),
 }
 """Inclusive ranges of the numeric fields (the form states the same bounds)."""
 
@@ -85,6 +89,12 @@ class Settings:
     sparsectrl: str = ""
     keyframes: list[tuple[int, str]] = field(default_factory=list)
     """SparseCtrl: (frame, an upload's id) of each keyframe image; frame -1 is the last."""
+    ip_adapter: str = ""
+    ip_image: str = ""
+    """IP-Adapter: an upload's id, the image prompt."""
+    ip_scale: float = 1.0
+    image_encoder: str = ""
+    """None chosen: the `image_encoder/` folder beside the IP-Adapter's file."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -168,6 +178,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.motion_loras = _scaled(raw.get("motion_loras"), "MotionLoRA")
     s.video = str(raw.get("video") or "")
     _parse_controls(raw, s, catalog)
+    _parse_ip_adapter(raw, s, catalog)
     spec(s, catalog)  # every model is one the scan listed
     return s
 
@@ -197,6 +208,33 @@ def _parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
         catalog.resolve("sparsectrl", s.sparsectrl)
         if not s.keyframes:
             raise InputError("SparseCtrl: upload a keyframe image")
+
+
+def _parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
+    """An image prompt: the IP-Adapter, its uploaded image, its scale and (optionally) its image encoder."""
+    s.ip_adapter = str(raw.get("ip_adapter") or "")
+    s.ip_image = str(raw.get("ip_image") or "")
+    s.ip_scale = _number(raw, "ip_scale", float, 1.0, "IP-Adapter scale")
+    s.image_encoder = str(raw.get("image_encoder") or "")
+    if not s.ip_adapter:
+        if s.image_encoder:
+            raise InputError("image encoder: choose the IP-Adapter it is for")
+        return
+    catalog.resolve("ip_adapter", s.ip_adapter)
+    if s.image_encoder:
+        catalog.resolve("image_encoder", s.image_encoder)
+    if not s.ip_image:
+        raise InputError("IP-Adapter: upload its image prompt")
+
+
+def ip_adapter_of(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> IPAdapter | None:
+    """The image prompt the form asks for (None without an IP-Adapter); `upload` gives an upload's path."""
+    if not s.ip_adapter:
+        return None
+    from animatediff.pipeline.ip_adapter import IPAdapter
+
+    encoder = str(catalog.resolve("image_encoder", s.image_encoder)) if s.image_encoder else None
+    return IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), upload(s.ip_image), s.ip_scale, encoder)
 
 
 def _prompt_map(raw: object) -> dict[int, str]:
@@ -304,6 +342,12 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["controlnet_path"] = str(catalog.resolve("sparsectrl", s.sparsectrl))
         entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]
         entry["controlnet_image_indexs"] = [frame for frame, _ in s.keyframes]
+    ip_adapter = ip_adapter_of(s, catalog, upload)
+    if ip_adapter is not None:
+        entry |= {"ip_adapter": str(ip_adapter.weights), "ip_image": [str(i) for i in ip_adapter.images]}
+        entry["ip_scale"] = ip_adapter.scale
+        if ip_adapter.image_encoder is not None:
+            entry["image_encoder"] = str(ip_adapter.image_encoder)
     return entry
 
 

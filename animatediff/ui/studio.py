@@ -18,7 +18,16 @@ from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache
 from animatediff.ui.catalog import Catalog, scan
 from animatediff.ui.jobs import Job, JobQueue
-from animatediff.ui.settings import Settings, output_stem, prompt_of, run_entry, run_yaml, sampling_of, spec
+from animatediff.ui.settings import (
+    Settings,
+    ip_adapter_of,
+    output_stem,
+    prompt_of,
+    run_entry,
+    run_yaml,
+    sampling_of,
+    spec,
+)
 
 UPLOAD_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".webp", ".png", ".jpg", ".jpeg")
 DEFAULT_UPLOAD_CAP = 64 * 2**20
@@ -100,6 +109,7 @@ class Studio:
         sampling = sampling_of(s)
         pipe.scheduler = for_model(sampling.make_scheduler(), pipe.noise_settings)
         controlnets, sparse_ctrls = self._controls(s, pipe)
+        ip_adapter = ip_adapter_of(s, self.catalog, lambda upload: str(self.uploads.path(upload)))
         strength = s.strength if video is not None else 1.0
         job.total = len(sampling_timesteps(pipe.scheduler, sampling.steps, strength)) * (s.free_init_iters or 1)
         job.stage = "sampling"
@@ -122,6 +132,7 @@ class Studio:
             strength=s.strength if video is not None else None,
             controlnets=controlnets,
             sparse_ctrls=sparse_ctrls,
+            ip_adapter=ip_adapter,
         )[0]
         job.stage = "writing"
         with self._number_lock:
