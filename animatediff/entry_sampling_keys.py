@@ -1,8 +1,8 @@
 """A prompt-config entry's sampling keys, named after `generate`'s flags: `scheduler` (--scheduler), `preset`
 (--preset: a few-step recipe, `sampling.presets`, setting the scheduler and, unless the entry gives them, `steps` and
 `guidance_scale`), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), `context_length` and
-`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), and
-`free_init_iters` (--free-init, FreeInit's default settings otherwise).
+`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), `loop` (--loop: looped
+windows), `motion_scale` (--motion-scale) and `free_init_iters` (--free-init, FreeInit's default settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
 the objects they make (`resolve_sampling`, `ContextSchedule`, `FreeInit`); `entry_scheduler`, `entry_context` and
@@ -18,7 +18,7 @@ import yaml
 
 from animatediff.errors import InputError
 from animatediff.pipeline.video_start import check_video_options
-from animatediff.sampling.context import ContextSchedule
+from animatediff.sampling.context import ContextSchedule, loop_schedule
 from animatediff.sampling.free_init import FreeInit
 from animatediff.sampling.presets import Sampling, resolve_sampling
 from animatediff.sampling.schedulers import make_scheduler
@@ -36,7 +36,7 @@ def check_sampling_keys(values: dict, where: str) -> None:
     """Check an entry's scheduler, context and FreeInit keys in place (`where` names the entry in errors); an unset
     key (absent or null) takes its default."""
     keys = ("scheduler", "preset", "timestep_spacing", "tcd_gamma", "context_length", "context_overlap")
-    for key in (*keys, "free_init_iters"):
+    for key in (*keys, "free_init_iters", "motion_scale"):
         if values.get(key) is None:
             values.pop(key, None)
     for key, what in (
@@ -59,8 +59,17 @@ def check_sampling_keys(values: dict, where: str) -> None:
             ContextSchedule(values["context_length"], values.get("context_overlap", DEFAULT_OVERLAP))
         except InputError as err:
             raise InputError(f"{where}: {err}") from None
-    elif "context_overlap" in values:
+    elif "context_overlap" in values and not values.get("loop"):
         raise InputError(f"{where}: context_overlap needs context_length (the window's frames, e.g. 16)")
+    if not isinstance(values.get("loop", False), bool):
+        raise InputError(f"{where}: loop must be true or false, got {values['loop']!r}")
+    if "motion_scale" in values:
+        from animatediff.models.motion_scale import motion_scales
+
+        try:
+            motion_scales(values["motion_scale"])
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
     if "free_init_iters" in values:
         free_init = _free_init(values["free_init_iters"], where)
         if values.get("video"):  # FreeInit only at strength 1 (`pipeline.video_start`)
@@ -108,9 +117,11 @@ def entry_scheduler(entry: PromptEntry, inference_config: str) -> SchedulerMixin
     return DDIMScheduler(**kwargs, **spacing) if kwargs else make_scheduler("ddim", **spacing)
 
 
-def entry_context(entry: PromptEntry) -> ContextSchedule | None:
+def entry_context(entry: PromptEntry, num_frames: int) -> ContextSchedule | None:
     """The entry's sliding context windows (static, pyramid-fused), as generate's --context-length and
-    --context-overlap make them; None without `context_length`."""
+    --context-overlap make them, or looped ones for `loop` (--loop) over a clip of `num_frames`; None without either."""
+    if entry.loop:
+        return loop_schedule(num_frames, entry.context_length, entry.context_overlap)
     if entry.context_length is None:
         return None
     return ContextSchedule(entry.context_length, entry.context_overlap)

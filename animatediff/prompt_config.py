@@ -10,7 +10,8 @@ Keys beyond the official ones, named after `generate`'s flags so that an entry c
 (`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged
 after lora_model_path in order), `scheduler` (--scheduler: a `sampling.make_scheduler` name, instead of
 inference_config's DDIM; not beside an inference_config), `context_length` and `context_overlap` (--context-length,
---context-overlap: static sliding windows, overlap 4 unless given), `free_init_iters` (--free-init: FreeInit with
+--context-overlap: static sliding windows, overlap 4 unless given), `loop` (--loop: looped windows, of
+context_length frames or --loop's default), `motion_scale` (--motion-scale), `free_init_iters` (--free-init: FreeInit with
 its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
 inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing` (--timestep-spacing)
 and `tcd_gamma` (--tcd-gamma). Bad values fail in one line while the config is read, before any model loads.
@@ -188,7 +189,8 @@ def run_prompt_config(
                     num_inference_steps=entry.steps, guidance_scale=entry.guidance_scale, seed=seed, progress=progress,
                     prompt_interpolation=entry.prompt_interpolation, video=_local(entry.video, here) or None,
                     strength=entry.strength, video_stride=entry.video_stride,
-                    ip_adapter=ip_adapter, context=entry_context(entry), free_init=entry_free_init(entry),
+                    ip_adapter=ip_adapter, context=entry_context(entry, entry.L or frames),
+                    free_init=entry_free_init(entry), motion_scale=entry.motion_scale,
                     controlnets=controlnets, sparse_ctrls=sparse,
                 )[0]  # fmt: skip
                 path = out / "sample" / f"{i}-{sample_name(prompt)}.gif"

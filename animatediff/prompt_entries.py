@@ -1,6 +1,6 @@
 """The entries of a prompt config: official AnimateDiff entries (SparseCtrl's `controlnet_*` keys included), prompt
 travel's, and the keys of the features `generate` has (video-to-video, ControlNet, IP-Adapter, more image LoRAs, the
-scheduler, context windows, FreeInit), each checked with the nearest known key named.
+scheduler, context windows and loops, motion scale, FreeInit), each checked with the nearest known key named.
 
 The layouts are described in `prompt_config`, which runs the entries.
 """
@@ -84,6 +84,12 @@ class PromptEntry:
     context_overlap: int = 4
     """Frames neighbouring context windows share (generate's --context-overlap), 0 … context_length − 1; only with
     context_length."""
+    loop: bool = False
+    """A seamless loop (generate's --loop): looped windows of context_length frames, or of 16 (half the clip, for
+    16 frames or fewer)."""
+    motion_scale: float | dict[str, float] | None = None
+    """How much of what the motion modules add is kept (generate's --motion-scale), ≥ 0, or one per block group
+    ({down, mid, up}); unset: 1."""
     free_init_iters: int | None = None
     """FreeInit with its default settings, sampling this many times in all (generate's --free-init); unset: none.
     With a video, only at strength 1."""

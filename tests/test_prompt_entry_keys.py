@@ -1,6 +1,6 @@
 """The prompt-config keys named after `generate`'s flags (`scheduler`, `lora_configs`, `context_length`,
-`context_overlap`, `free_init_iters`): parsed, refused in one line before anything loads, and drawing what the
-pipeline (and `generate`) draws with the same settings."""
+`context_overlap`, `loop`, `motion_scale`, `free_init_iters`): parsed, refused in one line before anything loads,
+and drawing what the pipeline (and `generate`) draws with the same settings."""
 
 import re
 
@@ -73,6 +73,9 @@ def test_each_key_parses_and_unset_keys_keep_todays_behaviour(tmp_path):
         ({"free_init_iters": 0}, "free_init_iters: FreeInit iterations must be an integer of at least 1, got 0"),
         ({"free_init_iters": True}, "free_init_iters: FreeInit iterations must be an integer of at least 1"),
         ({"free_init_iters": 2, "video": "in.gif"}, "use strength 1 with FreeInit, or no FreeInit"),
+        ({"loop": "yes"}, "loop must be true or false, got 'yes'"),
+        ({"motion_scale": -1}, "motion scale"),
+        ({"motion_scale": "fast"}, "motion scale"),
     ],
 )
 def test_bad_values_fail_in_one_line_naming_the_entry(tmp_path, edit, message):
@@ -140,3 +143,19 @@ def test_run_and_generate_draw_the_same_frames_of_the_embedded_world(tmp_path, o
     assert main(["generate", *flags, "--output", str(tmp_path / "g.gif"), "--quiet"]) == 0
     assert _gif(ran).shape == (6, 32, 32, 3)
     np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
+
+
+def test_a_looped_entry_with_a_motion_scale_draws_what_generate_draws(tmp_path, one_thread):
+    """`loop: true` (with generate's default loop windows for 12 frames: 6 overlapping by 3, looped) and
+    `motion_scale`, against `generate --loop --motion-scale` on the embedded world."""
+    prompt = "a red circle moving right on a blue background"
+    entry = dict(motion_module=str(EMBEDDED / "motion_module.safetensors"), prompt=[prompt], seed=3, steps=3, L=12,
+                 loop=True, motion_scale=1.3)  # fmt: skip
+    config = _write(tmp_path / "loop.yaml", [entry])
+    assert main(["run", str(config), "--output-dir", str(tmp_path / "s"), "--quiet"]) == 0
+    (ran,) = (tmp_path / "s").glob("loop-*/sample/0-*.gif")
+    flags = ["--prompt", prompt, "--seed", "3", "--steps", "3", "--frames", "12", "--loop", "--motion-scale", "1.3"]
+    assert main(["generate", *flags, "--output", str(tmp_path / "g.gif"), "--quiet"]) == 0
+    np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
+    assert main(["generate", *flags[:-3], "--output", str(tmp_path / "plain.gif"), "--quiet"]) == 0
+    assert not np.array_equal(_gif(ran), _gif(tmp_path / "plain.gif"))  # the loop and the scale changed it

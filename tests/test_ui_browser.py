@@ -133,6 +133,9 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     first.click("#image-prompt summary")
     first.select_option("#ip_adapter", "ipadapter/look.safetensors")
     first.fill("#ip_scale", "0.7")
+    first.click("#long summary")
+    first.check("#loop")
+    first.fill("#motion_scale", "1.2")
     first.set_input_files("#ip-file", str(tmp_path / "first.png"))
     first.wait_for_function("document.getElementById('ip_image').value !== ''")
     first.click("#generate")
@@ -143,7 +146,11 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     first.locator(".history-item").first.locator("button.load").click()
     assert first.input_value("#ip_adapter") == "ipadapter/look.safetensors" and first.input_value("#ip_scale") == "0.7"
     assert first.evaluate("document.getElementById('image-prompt').open")
+    assert first.evaluate("document.getElementById('long').open")  # opened: it holds settings of that run
+    assert first.is_checked("#loop") and first.input_value("#motion_scale") == "1.2"
     first.select_option("#ip_adapter", "")
+    first.uncheck("#loop")
+    first.fill("#motion_scale", "")
 
     # A model that fails to load shows its one-line error; the page goes on serving.
     first.select_option("#dreambooth", "Stable-diffusion/broken.safetensors")

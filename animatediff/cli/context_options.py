@@ -15,8 +15,7 @@ if TYPE_CHECKING:
 # sampling.context's SCHEDULES and FUSE_METHODS, here so that building the parser imports no torch.
 SCHEDULES = ("static", "uniform", "looped")
 FUSE_METHODS = ("flat", "pyramid", "overlap-linear", "relative")
-LOOP_LENGTH = 16
-"""--loop's window length without --context-length, for clips longer than it; shorter clips get half their frames."""
+LOOP_LENGTH = 16  # sampling.context's, for the help text
 
 
 def add_context_args(p: argparse.ArgumentParser) -> None:
@@ -82,8 +81,10 @@ def context_from_args(args: argparse.Namespace) -> ContextSchedule | None:
     if args.loop and schedule == "static":
         raise InputError("--loop: static windows never wrap; use --context-schedule looped or uniform")
     if args.loop and length is None:
-        length = LOOP_LENGTH if args.frames > LOOP_LENGTH else max(1, args.frames // 2)
-        overlap = min(overlap, length // 2)
+        from animatediff.sampling.context import loop_schedule
+
+        default = loop_schedule(args.frames, None, overlap)
+        length, overlap = default.length, default.overlap
     if length is None:
         if window_options or args.context_stride is not None:
             name = window_options[0] if window_options else "--context-stride"

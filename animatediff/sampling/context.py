@@ -192,6 +192,21 @@ def windowed(
     return predict_windowed
 
 
+LOOP_LENGTH = 16
+"""A loop's window length unless given, for clips longer than it; shorter clips get half their frames."""
+
+
+def loop_schedule(
+    num_frames: int, length: int | None = None, overlap: int = 4, fuse: str = "pyramid"
+) -> ContextSchedule:
+    """A seamless loop: looped windows of `length` frames, or of `LOOP_LENGTH` (half the clip, with at most half a
+    window of overlap, for clips of `LOOP_LENGTH` frames or fewer), so the last frames flow into the first."""
+    if length is None:
+        length = LOOP_LENGTH if num_frames > LOOP_LENGTH else max(1, num_frames // 2)
+        overlap = min(overlap, length // 2)
+    return ContextSchedule(length, overlap, 1, "looped", fuse, True)
+
+
 def context_options(
     context: ContextSchedule | None = None,
     length: int | None = None,

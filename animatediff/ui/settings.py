@@ -23,6 +23,7 @@ from animatediff.ui.catalog import Catalog
 
 if TYPE_CHECKING:
     from animatediff.pipeline.ip_adapter import IPAdapter
+    from animatediff.sampling.context import ContextSchedule
 
 FORMATS = ("gif", "mp4", "webp")
 LIMITS = {
@@ -40,6 +41,7 @@ LIMITS = {
     "scale": (-4.0, 4.0),
     "frame": (-1, 511),
     "ip_scale": (0.0, 4.0),
+    "motion_scale": (0.0, 4.0),
 }
 """Inclusive ranges of the numeric fields (the form states the same bounds)."""
 
@@ -74,6 +76,10 @@ class Settings:
     adapter_scale: float = 1.0
     context_length: int | None = None
     context_overlap: int = 4
+    loop: bool = False
+    """A seamless loop: looped windows of `context_length` frames, or `generate --loop`'s default windows."""
+    motion_scale: float | None = None
+    """None: 1, as trained."""
     prompt_map: dict[int, str] = field(default_factory=dict)
     """Prompt travel: frame → prompt; `prompt` is then put before each keyframe's text."""
     prompt_interpolation: str = "linear"
@@ -158,6 +164,10 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.fps = _number(raw, "fps", float, s.fps)
     s.strength = _number(raw, "strength", float, s.strength)
     s.adapter_scale = _number(raw, "adapter_scale", float, 1.0, "adapter scale")
+    s.motion_scale = _number(raw, "motion_scale", float, None, "motion scale")
+    if not isinstance(raw.get("loop", False), bool):
+        raise InputError(f"loop: expected true or false, got {raw['loop']!r}")
+    s.loop = raw.get("loop", False)
     s.output_format = _choice(raw.get("output_format", "gif"), FORMATS, "output format")
     s.scheduler = _choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
     s.preset = _choice(raw.get("preset") or "", ["", *preset_names()], "preset")
@@ -280,6 +290,15 @@ def sampling_of(s: Settings) -> Sampling:
     return resolve_sampling(s.preset or None, s.scheduler, s.steps, s.guidance_scale)
 
 
+def context_of(s: Settings) -> ContextSchedule | None:
+    """The run's sliding windows: looped for `loop`, static for a context length, else none."""
+    from animatediff.sampling.context import ContextSchedule, loop_schedule
+
+    if s.loop:
+        return loop_schedule(s.frames, s.context_length, s.context_overlap)
+    return None if s.context_length is None else ContextSchedule(s.context_length, s.context_overlap)
+
+
 def prompt_of(s: Settings) -> str | dict[int, str]:
     """What the pipeline draws: the prompt, or the keyframes with the prompt put before each one's text."""
     if not s.prompt_map:
@@ -329,6 +348,11 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if s.context_length is not None:
         entry["context_length"] = s.context_length
         entry["context_overlap"] = s.context_overlap
+    if s.loop:
+        entry["loop"] = True
+        entry["context_overlap"] = s.context_overlap
+    if s.motion_scale is not None:
+        entry["motion_scale"] = s.motion_scale
     if s.free_init_iters is not None:
         entry["free_init_iters"] = s.free_init_iters
     if s.video:

@@ -20,6 +20,7 @@ from animatediff.ui.catalog import Catalog, scan
 from animatediff.ui.jobs import Job, JobQueue
 from animatediff.ui.settings import (
     Settings,
+    context_of,
     ip_adapter_of,
     output_stem,
     prompt_of,
@@ -124,8 +125,8 @@ class Studio:
             seed=s.seed,
             progress=False,
             callback=lambda *_: job.step_done(),
-            context_length=s.context_length,
-            context_overlap=s.context_overlap,
+            context=context_of(s),
+            motion_scale=s.motion_scale,
             prompt_interpolation=s.prompt_interpolation,
             free_init=FreeInit(iterations=s.free_init_iters) if s.free_init_iters else None,
             video=str(video) if video is not None else None,
