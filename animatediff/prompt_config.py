@@ -11,8 +11,8 @@ Keys beyond the official ones, named after `generate`'s flags so that an entry c
 after lora_model_path in order), `scheduler` (--scheduler: a `sampling.make_scheduler` name, instead of
 inference_config's DDIM; not beside an inference_config), `context_length` and `context_overlap` (--context-length,
 --context-overlap: static sliding windows, overlap 4 unless given), `loop` (--loop: looped windows, of
-context_length frames or --loop's default), `motion_scale` (--motion-scale), `free_init_iters` (--free-init: FreeInit with
-its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
+context_length frames or --loop's default), `motion_scale` (--motion-scale), `free_init_iters` (--free-init: FreeInit
+with its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
 inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing` (--timestep-spacing)
 and `tcd_gamma` (--tcd-gamma). Bad values fail in one line while the config is read, before any model loads.
 
