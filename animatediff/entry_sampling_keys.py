@@ -1,8 +1,9 @@
 """A prompt-config entry's sampling keys, named after `generate`'s flags: `scheduler` (--scheduler), `preset`
 (--preset: a few-step recipe, `sampling.presets`, setting the scheduler and, unless the entry gives them, `steps` and
 `guidance_scale`), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), `context_length` and
-`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), `loop` (--loop: looped
-windows), `motion_scale` (--motion-scale) and `free_init_iters` (--free-init, FreeInit's default settings otherwise).
+`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), `loop` (--loop:
+looped windows), `free_noise` (--free-noise: FreeNoise's windows of `context_length` frames instead), `motion_scale`
+(--motion-scale) and `free_init_iters` (--free-init, FreeInit's default settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
 the objects they make (`resolve_sampling`, `ContextSchedule`, `FreeInit`); `entry_scheduler`, `entry_context` and
@@ -26,6 +27,7 @@ from animatediff.sampling.schedulers import make_scheduler
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+    from animatediff.pipeline.free_noise import FreeNoise
     from animatediff.prompt_entries import PromptEntry
 
 DEFAULT_OVERLAP = 4
@@ -54,15 +56,29 @@ def check_sampling_keys(values: dict, where: str) -> None:
             values["steps"] = sampling.steps
         if values.get("guidance_scale") is None:
             values["guidance_scale"] = sampling.guidance_scale
-    if "context_length" in values:
+    for key in ("loop", "free_noise"):
+        if not isinstance(values.get(key, False), bool):
+            raise InputError(f"{where}: {key} must be true or false, got {values[key]!r}")
+    if values.get("free_noise"):
+        if values.get("loop"):
+            raise InputError(f"{where}: loop is for sliding context windows, which free_noise replaces")
+        if "context_overlap" in values:
+            raise InputError(f"{where}: context_overlap is for sliding context windows, which free_noise replaces")
+        try:
+            entry_free_noise_of(values.get("context_length"))
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
+    elif "context_length" in values:
         try:
             ContextSchedule(values["context_length"], values.get("context_overlap", DEFAULT_OVERLAP))
         except InputError as err:
             raise InputError(f"{where}: {err}") from None
-    elif "context_overlap" in values and not values.get("loop"):
+    elif values.get("loop"):  # the loop's own window length; its overlap is capped at half of it
+        overlap = values.get("context_overlap", DEFAULT_OVERLAP)
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+            raise InputError(f"{where}: context overlap {overlap!r} must be a whole number of frames ≥ 0")
+    elif "context_overlap" in values:
         raise InputError(f"{where}: context_overlap needs context_length (the window's frames, e.g. 16)")
-    if not isinstance(values.get("loop", False), bool):
-        raise InputError(f"{where}: loop must be true or false, got {values['loop']!r}")
     if "motion_scale" in values:
         from animatediff.models.motion_scale import motion_scales
 
@@ -120,11 +136,25 @@ def entry_scheduler(entry: PromptEntry, inference_config: str) -> SchedulerMixin
 def entry_context(entry: PromptEntry, num_frames: int) -> ContextSchedule | None:
     """The entry's sliding context windows (static, pyramid-fused), as generate's --context-length and
     --context-overlap make them, or looped ones for `loop` (--loop) over a clip of `num_frames`; None without either."""
+    if entry.free_noise:
+        return None
     if entry.loop:
         return loop_schedule(num_frames, entry.context_length, entry.context_overlap)
     if entry.context_length is None:
         return None
     return ContextSchedule(entry.context_length, entry.context_overlap)
+
+
+def entry_free_noise_of(context_length: int | None) -> FreeNoise:
+    """FreeNoise as generate's --free-noise makes it: windows of `context_length` frames (16 unless given), 4 apart."""
+    from animatediff.pipeline.free_noise import FreeNoise
+
+    return FreeNoise(16 if context_length is None else context_length, 4)
+
+
+def entry_free_noise(entry: PromptEntry) -> FreeNoise | None:
+    """The entry's FreeNoise (`free_noise`), else None."""
+    return entry_free_noise_of(entry.context_length) if entry.free_noise else None
 
 
 def entry_free_init(entry: PromptEntry) -> FreeInit | None:

@@ -10,11 +10,12 @@ Keys beyond the official ones, named after `generate`'s flags so that an entry c
 (`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged
 after lora_model_path in order), `scheduler` (--scheduler: a `sampling.make_scheduler` name, instead of
 inference_config's DDIM; not beside an inference_config), `context_length` and `context_overlap` (--context-length,
---context-overlap: static sliding windows, overlap 4 unless given), `loop` (--loop: looped windows, of
-context_length frames or --loop's default), `motion_scale` (--motion-scale), `free_init_iters` (--free-init: FreeInit
-with its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
-inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing` (--timestep-spacing)
-and `tcd_gamma` (--tcd-gamma). Bad values fail in one line while the config is read, before any model loads.
+--context-overlap: static sliding windows, overlap 4 unless given), `loop` (--loop: looped windows, of context_length
+frames or --loop's default), `free_noise` (--free-noise), `motion_scale` (--motion-scale), `free_init_iters`
+(--free-init: FreeInit with its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its
+scheduler instead of inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing`
+(--timestep-spacing) and `tcd_gamma` (--tcd-gamma). Bad values fail in one line while the config is read, before any
+model loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by
@@ -51,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_scheduler
+from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
 from animatediff.errors import InputError, InputNotFound
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
@@ -191,6 +192,7 @@ def run_prompt_config(
                     strength=entry.strength, video_stride=entry.video_stride,
                     ip_adapter=ip_adapter, context=entry_context(entry, entry.L or frames),
                     free_init=entry_free_init(entry), motion_scale=entry.motion_scale,
+                    free_noise=entry_free_noise(entry),
                     controlnets=controlnets, sparse_ctrls=sparse,
                 )[0]  # fmt: skip
                 path = out / "sample" / f"{i}-{sample_name(prompt)}.gif"

@@ -1,6 +1,6 @@
 """The entries of a prompt config: official AnimateDiff entries (SparseCtrl's `controlnet_*` keys included), prompt
 travel's, and the keys of the features `generate` has (video-to-video, ControlNet, IP-Adapter, more image LoRAs, the
-scheduler, context windows and loops, motion scale, FreeInit), each checked with the nearest known key named.
+scheduler, context windows and loops, FreeNoise, motion scale, FreeInit), each checked with the nearest known key named.
 
 The layouts are described in `prompt_config`, which runs the entries.
 """
@@ -87,6 +87,9 @@ class PromptEntry:
     loop: bool = False
     """A seamless loop (generate's --loop): looped windows of context_length frames, or of 16 (half the clip, for
     16 frames or fewer)."""
+    free_noise: bool = False
+    """FreeNoise (generate's --free-noise): rescheduled noise, and the motion modules attending in windows of
+    context_length frames (16 unless given) 4 frames apart, instead of sliding context windows."""
     motion_scale: float | dict[str, float] | None = None
     """How much of what the motion modules add is kept (generate's --motion-scale), ≥ 0, or one per block group
     ({down, mid, up}); unset: 1."""

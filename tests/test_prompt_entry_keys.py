@@ -1,6 +1,6 @@
 """The prompt-config keys named after `generate`'s flags (`scheduler`, `lora_configs`, `context_length`,
-`context_overlap`, `loop`, `motion_scale`, `free_init_iters`): parsed, refused in one line before anything loads,
-and drawing what the pipeline (and `generate`) draws with the same settings."""
+`context_overlap`, `loop`, `free_noise`, `motion_scale`, `free_init_iters`): parsed, refused in one line before
+anything loads, and drawing what the pipeline (and `generate`) draws with the same settings."""
 
 import re
 
@@ -74,7 +74,12 @@ def test_each_key_parses_and_unset_keys_keep_todays_behaviour(tmp_path):
         ({"free_init_iters": True}, "free_init_iters: FreeInit iterations must be an integer of at least 1"),
         ({"free_init_iters": 2, "video": "in.gif"}, "use strength 1 with FreeInit, or no FreeInit"),
         ({"loop": "yes"}, "loop must be true or false, got 'yes'"),
+        ({"loop": True, "context_overlap": "2"}, "context overlap '2' must be a whole number of frames ≥ 0"),
         ({"motion_scale": -1}, "motion scale"),
+        ({"free_noise": 1}, "free_noise must be true or false, got 1"),
+        ({"free_noise": True, "loop": True}, "loop is for sliding context windows, which free_noise replaces"),
+        ({"free_noise": True, "context_overlap": 2}, "context_overlap is for sliding context"),
+        ({"free_noise": True, "context_length": 2}, "FreeNoise"),
         ({"motion_scale": "fast"}, "motion scale"),
     ],
 )
@@ -159,3 +164,18 @@ def test_a_looped_entry_with_a_motion_scale_draws_what_generate_draws(tmp_path, 
     np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
     assert main(["generate", *flags[:-3], "--output", str(tmp_path / "plain.gif"), "--quiet"]) == 0
     assert not np.array_equal(_gif(ran), _gif(tmp_path / "plain.gif"))  # the loop and the scale changed it
+
+
+def test_a_free_noise_entry_draws_what_generate_draws(tmp_path, one_thread):
+    """`free_noise: true` over windows of 8 frames (4 apart) on a 12-frame clip, against `generate --free-noise
+    --context-length 8` on the embedded world."""
+    prompt = "a red circle moving right on a blue background"
+    entry = dict(motion_module=str(EMBEDDED / "motion_module.safetensors"), prompt=[prompt], seed=3, steps=3, L=12,
+                 free_noise=True, context_length=8)  # fmt: skip
+    config = _write(tmp_path / "fn.yaml", [entry])
+    assert main(["run", str(config), "--output-dir", str(tmp_path / "s"), "--quiet"]) == 0
+    (ran,) = (tmp_path / "s").glob("fn-*/sample/0-*.gif")
+    flags = ["--prompt", prompt, "--seed", "3", "--steps", "3", "--frames", "12", "--free-noise"]
+    flags += ["--context-length", "8"]
+    assert main(["generate", *flags, "--output", str(tmp_path / "g.gif"), "--quiet"]) == 0
+    np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))

@@ -337,29 +337,36 @@ def test_an_ip_adapter_without_its_image_is_refused(models_dir):
         parse({"prompt": PROMPT, "ip_adapter": "ipadapter/look.safetensors"}, scan(models_dir))
 
 
-def test_a_loop_with_a_motion_scale_and_its_run_yaml(served, tmp_path):
-    """A seamless loop (generate --loop's windows) at motion scale 1.3 changes the frames, and its run YAML draws the
-    same ones."""
+def test_a_loop_with_a_motion_scale_and_free_noise_and_their_run_yaml(served, tmp_path):
+    """A seamless loop (generate --loop's windows) at motion scale 1.3, and FreeNoise over 8-frame windows, each
+    change the frames, and each run YAML draws the same ones."""
     from animatediff.io.video_input import read_video_input
     from animatediff.prompt_config import run_prompt_config
 
     studio, url = served
     plain = {"prompt": PROMPT, "frames": 12, "steps": 3, "seed": 4}
     looped = plain | {"loop": True, "motion_scale": 1.3}
-    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, looped)]
-    assert [job["state"] for job in jobs] == ["done", "done"], [job["error"] for job in jobs]
+    free_noise = plain | {"free_noise": True, "context_length": 8}
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, looped, free_noise)]
+    assert [job["state"] for job in jobs] == ["done"] * 3, [job["error"] for job in jobs]
     frames = [read_video_input(studio.output_dir / job["file"], 12) for job in jobs]
-    assert np.abs(frames[0] - frames[1]).max() > 0.05
-    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[1]['id']}/config.yaml") as response:
-        (tmp_path / "again.yaml").write_bytes(response.read())
-    assert "loop: true" in (tmp_path / "again.yaml").read_text()
-    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
-    np.testing.assert_array_equal(frames[1], read_video_input(next((out / "sample").glob("*.gif")), 12))
+    assert np.abs(frames[0] - frames[1]).max() > 0.05 and np.abs(frames[0] - frames[2]).max() > 0.05
+    for job, drawn, key in ((jobs[1], frames[1], "loop: true"), (jobs[2], frames[2], "free_noise: true")):
+        with urllib.request.urlopen(f"{url}/api/jobs/{job['id']}/config.yaml") as response:
+            (tmp_path / "again.yaml").write_bytes(response.read())
+        assert key in (tmp_path / "again.yaml").read_text()
+        out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
+        np.testing.assert_array_equal(drawn, read_video_input(next((out / "sample").glob("*.gif")), 12))
 
 
 @pytest.mark.parametrize(
     "fields, message",
-    [({"loop": "yes"}, "loop: expected true or false, got 'yes'"), ({"motion_scale": -1}, "motion scale: -1.0 is")],
+    [
+        ({"loop": "yes"}, "loop: expected true or false, got 'yes'"),
+        ({"motion_scale": -1}, "motion scale: -1.0 is"),
+        ({"free_noise": True, "loop": True}, "free noise: FreeNoise replaces the sliding windows a loop needs"),
+        ({"free_noise": True, "context_length": 2}, "FreeNoise"),
+    ],
 )
 def test_bad_loop_and_motion_scale_are_one_line(models_dir, fields, message):
     with pytest.raises(InputError, match=message):

@@ -1,5 +1,6 @@
 """What the page's form asks for: checked field by field (one line naming the field), then turned into the model
-cache's `PipelineSpec`, the pipeline call, and an `animatediff run` entry that draws the same animation.
+cache's `PipelineSpec` and the pipeline call's arguments (`ui/run_config.py` writes the `animatediff run` entry that
+draws the same animation).
 
 Defaults are `animatediff generate`'s. Models are catalog ids (`ui.catalog`), never paths.
 """
@@ -12,8 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from animatediff.errors import InputError
 from animatediff.model_cache import PipelineSpec
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS
@@ -22,6 +21,7 @@ from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import Catalog
 
 if TYPE_CHECKING:
+    from animatediff.pipeline.free_noise import FreeNoise
     from animatediff.pipeline.ip_adapter import IPAdapter
     from animatediff.sampling.context import ContextSchedule
 
@@ -78,6 +78,9 @@ class Settings:
     context_overlap: int = 4
     loop: bool = False
     """A seamless loop: looped windows of `context_length` frames, or `generate --loop`'s default windows."""
+    free_noise: bool = False
+    """FreeNoise instead of sliding windows: the motion modules attend in windows of `context_length` frames (16
+    unless given) 4 apart, as `generate --free-noise`."""
     motion_scale: float | None = None
     """None: 1, as trained."""
     prompt_map: dict[int, str] = field(default_factory=dict)
@@ -165,9 +168,12 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.strength = _number(raw, "strength", float, s.strength)
     s.adapter_scale = _number(raw, "adapter_scale", float, 1.0, "adapter scale")
     s.motion_scale = _number(raw, "motion_scale", float, None, "motion scale")
-    if not isinstance(raw.get("loop", False), bool):
-        raise InputError(f"loop: expected true or false, got {raw['loop']!r}")
-    s.loop = raw.get("loop", False)
+    for key in ("loop", "free_noise"):
+        if not isinstance(raw.get(key, False), bool):
+            raise InputError(f"{key.replace('_', ' ')}: expected true or false, got {raw[key]!r}")
+        setattr(s, key, raw.get(key, False))
+    if s.loop and s.free_noise:
+        raise InputError("free noise: FreeNoise replaces the sliding windows a loop needs; choose one")
     s.output_format = _choice(raw.get("output_format", "gif"), FORMATS, "output format")
     s.scheduler = _choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
     s.preset = _choice(raw.get("preset") or "", ["", *preset_names()], "preset")
@@ -176,7 +182,9 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     for key in ("width", "height"):
         if getattr(s, key) is not None and getattr(s, key) % 8:
             raise InputError(f"{key}: {getattr(s, key)} is not a multiple of 8")
-    if s.context_length is not None and s.context_overlap >= s.context_length:
+    if s.free_noise:
+        free_noise_of(s)  # its window and stride checked as generate checks them
+    elif s.context_length is not None and s.context_overlap >= s.context_length:
         raise InputError(f"context overlap: {s.context_overlap} must be less than the context length")
     if any(frame >= s.frames for frame in s.prompt_map):
         raise InputError(f"prompt travel: keyframe {max(s.prompt_map)} is past the last frame ({s.frames - 1})")
@@ -291,12 +299,24 @@ def sampling_of(s: Settings) -> Sampling:
 
 
 def context_of(s: Settings) -> ContextSchedule | None:
-    """The run's sliding windows: looped for `loop`, static for a context length, else none."""
+    """The run's sliding windows: looped for `loop`, static for a context length, else none (and none under
+    FreeNoise, whose windows replace them)."""
     from animatediff.sampling.context import ContextSchedule, loop_schedule
 
+    if s.free_noise:
+        return None
     if s.loop:
         return loop_schedule(s.frames, s.context_length, s.context_overlap)
     return None if s.context_length is None else ContextSchedule(s.context_length, s.context_overlap)
+
+
+def free_noise_of(s: Settings) -> FreeNoise | None:
+    """FreeNoise as `generate --free-noise` makes it, over the form's context length; None unless asked for."""
+    if not s.free_noise:
+        return None
+    from animatediff.entry_sampling_keys import entry_free_noise_of
+
+    return entry_free_noise_of(s.context_length)
 
 
 def prompt_of(s: Settings) -> str | dict[int, str]:
@@ -306,79 +326,6 @@ def prompt_of(s: Settings) -> str | dict[int, str]:
     from animatediff.pipeline.prompt_travel import compose
 
     return {frame: compose(text, s.prompt, "") for frame, text in sorted(s.prompt_map.items())}
-
-
-def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
-    """An `animatediff run` entry that draws the same animation (with `--fps` as the form's); `upload` gives an
-    upload's path."""
-    models = spec(s, catalog)
-    entry: dict[str, Any] = {}
-    if s.prompt_map:
-        entry["prompt_map"] = dict(sorted(s.prompt_map.items()))
-        entry["head_prompt"] = s.prompt
-        entry["prompt_interpolation"] = s.prompt_interpolation
-    else:
-        entry["prompt"] = [s.prompt]
-    entry["n_prompt"] = [s.negative_prompt]
-    entry["seed"] = s.seed
-    entry["steps"] = s.steps
-    if s.guidance_scale is not None:
-        entry["guidance_scale"] = s.guidance_scale
-    entry["L"] = s.frames
-    for key, value in (("W", s.width), ("H", s.height)):
-        if value is not None:
-            entry[key] = value
-    entry["base"] = models.base
-    entry["motion_module"] = [models.motion_module]
-    if models.dreambooth:
-        entry["dreambooth_path"] = models.dreambooth
-    kinds = {"image": [], "adapter": [], "motion": []}
-    for kind, path, scale in models.loras:
-        kinds[kind].append({"path": path, "alpha": scale})
-    if kinds["image"]:
-        entry["lora_configs"] = kinds["image"]
-    if kinds["adapter"]:
-        entry["adapter_lora_path"] = kinds["adapter"][0]["path"]
-        entry["adapter_lora_scale"] = kinds["adapter"][0]["alpha"]
-    if kinds["motion"]:
-        entry["motion_module_lora_configs"] = kinds["motion"]
-    entry["scheduler"] = s.scheduler
-    if s.preset:
-        entry["preset"] = s.preset
-    if s.context_length is not None:
-        entry["context_length"] = s.context_length
-        entry["context_overlap"] = s.context_overlap
-    if s.loop:
-        entry["loop"] = True
-        entry["context_overlap"] = s.context_overlap
-    if s.motion_scale is not None:
-        entry["motion_scale"] = s.motion_scale
-    if s.free_init_iters is not None:
-        entry["free_init_iters"] = s.free_init_iters
-    if s.video:
-        entry["video"] = upload(s.video)
-        entry["strength"] = s.strength
-    if s.controlnet:
-        entry["controlnet"] = [f"{catalog.resolve('controlnet', s.controlnet)}:{s.controlnet_scale:g}"]
-        entry["control_video"] = [upload(s.control_video)]
-        entry["control_from_video"] = [s.control_from_video]
-    if s.sparsectrl:
-        entry["controlnet_path"] = str(catalog.resolve("sparsectrl", s.sparsectrl))
-        entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]
-        entry["controlnet_image_indexs"] = [frame for frame, _ in s.keyframes]
-    ip_adapter = ip_adapter_of(s, catalog, upload)
-    if ip_adapter is not None:
-        entry |= {"ip_adapter": str(ip_adapter.weights), "ip_image": [str(i) for i in ip_adapter.images]}
-        entry["ip_scale"] = ip_adapter.scale
-        if ip_adapter.image_encoder is not None:
-            entry["image_encoder"] = str(ip_adapter.image_encoder)
-    return entry
-
-
-def run_yaml(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> str:
-    """The run config's text: one entry, and a first line saying how to run it."""
-    head = f"# animatediff run THIS.yaml --fps {s.fps:g}   (written by animatediff ui)\n"
-    return head + yaml.safe_dump([run_entry(s, catalog, upload)], sort_keys=False, allow_unicode=True)
 
 
 def output_stem(s: Settings, number: int) -> str:

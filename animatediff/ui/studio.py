@@ -18,14 +18,14 @@ from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache
 from animatediff.ui.catalog import Catalog, scan
 from animatediff.ui.jobs import Job, JobQueue
+from animatediff.ui.run_config import run_entry, run_yaml
 from animatediff.ui.settings import (
     Settings,
     context_of,
+    free_noise_of,
     ip_adapter_of,
     output_stem,
     prompt_of,
-    run_entry,
-    run_yaml,
     sampling_of,
     spec,
 )
@@ -127,6 +127,7 @@ class Studio:
             callback=lambda *_: job.step_done(),
             context=context_of(s),
             motion_scale=s.motion_scale,
+            free_noise=free_noise_of(s),
             prompt_interpolation=s.prompt_interpolation,
             free_init=FreeInit(iterations=s.free_init_iters) if s.free_init_iters else None,
             video=str(video) if video is not None else None,

@@ -1,0 +1,88 @@
+"""The `animatediff run` config a UI job downloads as: one entry with the form's settings, which draws the same
+frames as the job did."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from animatediff.ui.catalog import Catalog
+from animatediff.ui.settings import Settings, ip_adapter_of, spec
+
+
+def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
+    """An `animatediff run` entry that draws the same animation (with `--fps` as the form's); `upload` gives an
+    upload's path."""
+    models = spec(s, catalog)
+    entry: dict[str, Any] = {}
+    if s.prompt_map:
+        entry["prompt_map"] = dict(sorted(s.prompt_map.items()))
+        entry["head_prompt"] = s.prompt
+        entry["prompt_interpolation"] = s.prompt_interpolation
+    else:
+        entry["prompt"] = [s.prompt]
+    entry["n_prompt"] = [s.negative_prompt]
+    entry["seed"] = s.seed
+    entry["steps"] = s.steps
+    if s.guidance_scale is not None:
+        entry["guidance_scale"] = s.guidance_scale
+    entry["L"] = s.frames
+    for key, value in (("W", s.width), ("H", s.height)):
+        if value is not None:
+            entry[key] = value
+    entry["base"] = models.base
+    entry["motion_module"] = [models.motion_module]
+    if models.dreambooth:
+        entry["dreambooth_path"] = models.dreambooth
+    kinds = {"image": [], "adapter": [], "motion": []}
+    for kind, path, scale in models.loras:
+        kinds[kind].append({"path": path, "alpha": scale})
+    if kinds["image"]:
+        entry["lora_configs"] = kinds["image"]
+    if kinds["adapter"]:
+        entry["adapter_lora_path"] = kinds["adapter"][0]["path"]
+        entry["adapter_lora_scale"] = kinds["adapter"][0]["alpha"]
+    if kinds["motion"]:
+        entry["motion_module_lora_configs"] = kinds["motion"]
+    entry["scheduler"] = s.scheduler
+    if s.preset:
+        entry["preset"] = s.preset
+    if s.free_noise:
+        entry["free_noise"] = True
+    if s.context_length is not None:
+        entry["context_length"] = s.context_length
+        if not s.free_noise:
+            entry["context_overlap"] = s.context_overlap
+    if s.loop:
+        entry["loop"] = True
+        entry["context_overlap"] = s.context_overlap
+    if s.motion_scale is not None:
+        entry["motion_scale"] = s.motion_scale
+    if s.free_init_iters is not None:
+        entry["free_init_iters"] = s.free_init_iters
+    if s.video:
+        entry["video"] = upload(s.video)
+        entry["strength"] = s.strength
+    if s.controlnet:
+        entry["controlnet"] = [f"{catalog.resolve('controlnet', s.controlnet)}:{s.controlnet_scale:g}"]
+        entry["control_video"] = [upload(s.control_video)]
+        entry["control_from_video"] = [s.control_from_video]
+    if s.sparsectrl:
+        entry["controlnet_path"] = str(catalog.resolve("sparsectrl", s.sparsectrl))
+        entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]
+        entry["controlnet_image_indexs"] = [frame for frame, _ in s.keyframes]
+    ip_adapter = ip_adapter_of(s, catalog, upload)
+    if ip_adapter is not None:
+        entry |= {"ip_adapter": str(ip_adapter.weights), "ip_image": [str(i) for i in ip_adapter.images]}
+        entry["ip_scale"] = ip_adapter.scale
+        if ip_adapter.image_encoder is not None:
+            entry["image_encoder"] = str(ip_adapter.image_encoder)
+    return entry
+
+
+def run_yaml(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> str:
+    """The run config's text: one entry, and a first line saying how to run it."""
+    head = f"# animatediff run THIS.yaml --fps {s.fps:g}   (written by animatediff ui)\n"
+    return head + yaml.safe_dump([run_entry(s, catalog, upload)], sort_keys=False, allow_unicode=True)
