@@ -150,32 +150,26 @@ def test_run_and_generate_draw_the_same_frames_of_the_embedded_world(tmp_path, o
     np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
 
 
-def test_a_looped_entry_with_a_motion_scale_draws_what_generate_draws(tmp_path, one_thread):
-    """`loop: true` (with generate's default loop windows for 12 frames: 6 overlapping by 3, looped) and
-    `motion_scale`, against `generate --loop --motion-scale` on the embedded world."""
+@pytest.mark.parametrize(
+    "keys, flags",
+    [
+        # generate's default loop windows for 12 frames: 6 overlapping by 3, looped; motion scale 1.3
+        ({"loop": True, "motion_scale": 1.3}, ["--loop", "--motion-scale", "1.3"]),
+        # FreeNoise over windows of 8 frames, 4 apart
+        ({"free_noise": True, "context_length": 8}, ["--free-noise", "--context-length", "8"]),
+    ],
+)
+def test_loop_motion_scale_and_free_noise_entries_draw_what_generate_draws(tmp_path, one_thread, keys, flags):
+    """A 12-frame entry with the keys, against `generate` with the flags, on the embedded world; both differ from
+    the plain clip."""
     prompt = "a red circle moving right on a blue background"
     entry = dict(motion_module=str(EMBEDDED / "motion_module.safetensors"), prompt=[prompt], seed=3, steps=3, L=12,
-                 loop=True, motion_scale=1.3)  # fmt: skip
-    config = _write(tmp_path / "loop.yaml", [entry])
+                 **keys)  # fmt: skip
+    config = _write(tmp_path / "keys.yaml", [entry])
     assert main(["run", str(config), "--output-dir", str(tmp_path / "s"), "--quiet"]) == 0
-    (ran,) = (tmp_path / "s").glob("loop-*/sample/0-*.gif")
-    flags = ["--prompt", prompt, "--seed", "3", "--steps", "3", "--frames", "12", "--loop", "--motion-scale", "1.3"]
-    assert main(["generate", *flags, "--output", str(tmp_path / "g.gif"), "--quiet"]) == 0
+    (ran,) = (tmp_path / "s").glob("keys-*/sample/0-*.gif")
+    plain = ["--prompt", prompt, "--seed", "3", "--steps", "3", "--frames", "12", "--quiet"]
+    assert main(["generate", *plain, *flags, "--output", str(tmp_path / "g.gif")]) == 0
     np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
-    assert main(["generate", *flags[:-3], "--output", str(tmp_path / "plain.gif"), "--quiet"]) == 0
-    assert not np.array_equal(_gif(ran), _gif(tmp_path / "plain.gif"))  # the loop and the scale changed it
-
-
-def test_a_free_noise_entry_draws_what_generate_draws(tmp_path, one_thread):
-    """`free_noise: true` over windows of 8 frames (4 apart) on a 12-frame clip, against `generate --free-noise
-    --context-length 8` on the embedded world."""
-    prompt = "a red circle moving right on a blue background"
-    entry = dict(motion_module=str(EMBEDDED / "motion_module.safetensors"), prompt=[prompt], seed=3, steps=3, L=12,
-                 free_noise=True, context_length=8)  # fmt: skip
-    config = _write(tmp_path / "fn.yaml", [entry])
-    assert main(["run", str(config), "--output-dir", str(tmp_path / "s"), "--quiet"]) == 0
-    (ran,) = (tmp_path / "s").glob("fn-*/sample/0-*.gif")
-    flags = ["--prompt", prompt, "--seed", "3", "--steps", "3", "--frames", "12", "--free-noise"]
-    flags += ["--context-length", "8"]
-    assert main(["generate", *flags, "--output", str(tmp_path / "g.gif"), "--quiet"]) == 0
-    np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
+    assert main(["generate", *plain, "--output", str(tmp_path / "plain.gif")]) == 0
+    assert not np.array_equal(_gif(ran), _gif(tmp_path / "plain.gif"))

@@ -67,6 +67,17 @@ def wait(url, job_id, timeout=120):
     raise AssertionError(f"job {job_id} still {job['state']}")
 
 
+def rerun(url, job, tmp_path, frames):  # noqa: ANN001, ANN201
+    """(the text of the job's run YAML, the frames `animatediff run` draws from it)."""
+    from animatediff.io.video_input import read_video_input
+    from animatediff.prompt_config import run_prompt_config
+
+    with urllib.request.urlopen(f"{url}/api/jobs/{job['id']}/config.yaml") as response:
+        (tmp_path / "again.yaml").write_bytes(response.read())
+    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / f"samples-{job['id']}", progress=False)
+    return (tmp_path / "again.yaml").read_text(), read_video_input(next((out / "sample").glob("*.gif")), frames)
+
+
 def test_catalog_lists_the_folder_and_the_world_but_no_symlink_out(models_dir):
     catalog = scan(models_dir)
     ids = {kind: [c.id for c in items] for kind, items in catalog.choices.items()}
@@ -213,7 +224,6 @@ def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_p
 
     from animatediff.io.video import save_video
     from animatediff.io.video_input import read_video_input
-    from animatediff.prompt_config import run_prompt_config
     from animatediff.world.layout import embedded_models
 
     studio, url = served
@@ -242,17 +252,13 @@ def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_p
     assert np.abs(frames[0] - frames[1]).max() > 0.05
     np.testing.assert_array_equal(frames[1], frames[2])
     assert studio.cache.loads["control"] == 2  # the ControlNet and the SparseCtrl, read once for both jobs
-    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[1]['id']}/config.yaml") as response:
-        (tmp_path / "again.yaml").write_bytes(response.read())
-    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
-    np.testing.assert_array_equal(frames[1], read_video_input(next((out / "sample").glob("*.gif")), 8))
+    np.testing.assert_array_equal(frames[1], rerun(url, jobs[1], tmp_path, 8)[1])
 
 
 def test_a_preset_samples_as_its_card_says_and_its_run_yaml_agrees(served, tmp_path):
     """lightning-4step: trailing Euler; the page sends its scheduler, steps and guidance, the preset adds the
     spacing and betas; the run YAML names the preset and draws the same frames."""
     from animatediff.io.video_input import read_video_input
-    from animatediff.prompt_config import run_prompt_config
     from animatediff.ui.settings import Settings, sampling_of
 
     studio, url = served
@@ -266,11 +272,9 @@ def test_a_preset_samples_as_its_card_says_and_its_run_yaml_agrees(served, tmp_p
     assert (sampling.timestep_spacing, sampling.beta_schedule) == ("trailing", "linear")
     # The world base samples trailing already (zero terminal SNR), and on AnimateDiff's linear betas: the same frames.
     np.testing.assert_array_equal(frames[0], frames[1])
-    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[0]['id']}/config.yaml") as response:
-        (tmp_path / "again.yaml").write_bytes(response.read())
-    assert "preset: lightning-4step" in (tmp_path / "again.yaml").read_text()
-    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
-    np.testing.assert_array_equal(frames[0], read_video_input(next((out / "sample").glob("*.gif")), 8))
+    text, again = rerun(url, jobs[0], tmp_path, 8)
+    assert "preset: lightning-4step" in text
+    np.testing.assert_array_equal(frames[0], again)
 
 
 def test_an_image_prompt_from_an_upload_and_its_run_yaml(served, tmp_path):
@@ -283,7 +287,6 @@ def test_an_image_prompt_from_an_upload_and_its_run_yaml(served, tmp_path):
     from safetensors.torch import save_file
 
     from animatediff.io.video_input import read_video_input
-    from animatediff.prompt_config import run_prompt_config
     from animatediff.world.layout import embedded_models
     from tests.test_ip_adapter import sample_image, tiny_image_encoder, tiny_ip_adapter
 
@@ -310,11 +313,9 @@ def test_an_image_prompt_from_an_upload_and_its_run_yaml(served, tmp_path):
     assert np.abs(frames[0] - frames[1]).max() > 0.05
     np.testing.assert_array_equal(frames[1], frames[2])  # the same encoder, found beside the file or named
     np.testing.assert_array_equal(frames[0], frames[3])
-    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[2]['id']}/config.yaml") as response:
-        (tmp_path / "again.yaml").write_bytes(response.read())
-    assert "ip_scale: 0.8" in (tmp_path / "again.yaml").read_text()
-    out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
-    np.testing.assert_array_equal(frames[2], read_video_input(next((out / "sample").glob("*.gif")), 8))
+    text, again = rerun(url, jobs[2], tmp_path, 8)
+    assert "ip_scale: 0.8" in text
+    np.testing.assert_array_equal(frames[2], again)
 
 
 @pytest.mark.parametrize(
@@ -341,7 +342,6 @@ def test_a_loop_with_a_motion_scale_and_free_noise_and_their_run_yaml(served, tm
     """A seamless loop (generate --loop's windows) at motion scale 1.3, and FreeNoise over 8-frame windows, each
     change the frames, and each run YAML draws the same ones."""
     from animatediff.io.video_input import read_video_input
-    from animatediff.prompt_config import run_prompt_config
 
     studio, url = served
     plain = {"prompt": PROMPT, "frames": 12, "steps": 3, "seed": 4}
@@ -352,11 +352,9 @@ def test_a_loop_with_a_motion_scale_and_free_noise_and_their_run_yaml(served, tm
     frames = [read_video_input(studio.output_dir / job["file"], 12) for job in jobs]
     assert np.abs(frames[0] - frames[1]).max() > 0.05 and np.abs(frames[0] - frames[2]).max() > 0.05
     for job, drawn, key in ((jobs[1], frames[1], "loop: true"), (jobs[2], frames[2], "free_noise: true")):
-        with urllib.request.urlopen(f"{url}/api/jobs/{job['id']}/config.yaml") as response:
-            (tmp_path / "again.yaml").write_bytes(response.read())
-        assert key in (tmp_path / "again.yaml").read_text()
-        out = run_prompt_config(tmp_path / "again.yaml", "unused", tmp_path / "samples", progress=False)
-        np.testing.assert_array_equal(drawn, read_video_input(next((out / "sample").glob("*.gif")), 12))
+        text, again = rerun(url, job, tmp_path, 12)
+        assert key in text
+        np.testing.assert_array_equal(drawn, again)
 
 
 @pytest.mark.parametrize(
