@@ -6,6 +6,7 @@ import argparse
 import logging
 import webbrowser
 
+from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, resolve_device
 from animatediff.errors import InputError
 
@@ -30,6 +31,7 @@ def add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--listen", action="store_true", help="serve the local network too, not only this machine")
     p.add_argument("--upload-cap", type=float, default=64, metavar="MIB", help="largest upload, in MiB")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    add_memory_args(p)  # small GPUs and speed, for every job: --vae-tiling, --offload, --ff-chunk, --compile, …
     p.set_defaults(run=run_ui)
 
 
@@ -49,8 +51,9 @@ def run_ui(args: argparse.Namespace) -> None:
     if args.upload_cap <= 0:
         raise InputError(f"--upload-cap {args.upload_cap}: must be positive")
     device, dtype = resolve_device(args)
+    memory = memory_from_args(args, device)  # checked before the server starts
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    studio = Studio(args.models, args.output_dir, device, dtype, int(args.upload_cap * 2**20))
+    studio = Studio(args.models, args.output_dir, device, dtype, int(args.upload_cap * 2**20), memory)
     try:
         server = make_server(studio, bind_address(args), args.port)
     except OSError as err:

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,6 +30,9 @@ from animatediff.ui.settings import (
     sampling_of,
     spec,
 )
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.memory import MemoryOptions
 
 UPLOAD_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".webp", ".png", ".jpg", ".jpeg")
 DEFAULT_UPLOAD_CAP = 64 * 2**20
@@ -78,10 +82,12 @@ class Studio:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         upload_cap: int = DEFAULT_UPLOAD_CAP,
+        memory: MemoryOptions | None = None,
     ) -> None:
+        """`memory`: the small-GPU and speed options every job runs with (`pipeline/memory.py`); None: defaults."""
         self.models_dir = models_dir
         self.catalog: Catalog = scan(models_dir)
-        self.cache = ModelCache(device, dtype)
+        self.cache = ModelCache(device, dtype, memory=memory)
         self.uploads = Uploads(upload_cap)
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
