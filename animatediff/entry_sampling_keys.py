@@ -19,7 +19,7 @@ import yaml
 
 from animatediff.errors import InputError
 from animatediff.pipeline.video_start import check_video_options
-from animatediff.sampling.context import ContextSchedule, loop_schedule
+from animatediff.sampling.context import ContextSchedule, run_windows
 from animatediff.sampling.free_init import FreeInit
 from animatediff.sampling.presets import Sampling, resolve_sampling
 from animatediff.sampling.schedulers import make_scheduler
@@ -136,20 +136,15 @@ def entry_scheduler(entry: PromptEntry, inference_config: str) -> SchedulerMixin
 def entry_context(entry: PromptEntry, num_frames: int) -> ContextSchedule | None:
     """The entry's sliding context windows (static, pyramid-fused), as generate's --context-length and
     --context-overlap make them, or looped ones for `loop` (--loop) over a clip of `num_frames`; None without either."""
-    if entry.free_noise:
-        return None
-    if entry.loop:
-        return loop_schedule(num_frames, entry.context_length, entry.context_overlap)
-    if entry.context_length is None:
-        return None
-    return ContextSchedule(entry.context_length, entry.context_overlap)
+    return run_windows(num_frames, entry.context_length, entry.context_overlap, entry.loop, entry.free_noise)
 
 
 def entry_free_noise_of(context_length: int | None) -> FreeNoise:
-    """FreeNoise as generate's --free-noise makes it: windows of `context_length` frames (16 unless given), 4 apart."""
+    """FreeNoise as generate's --free-noise makes it: windows of `context_length` frames, FreeNoise's defaults
+    otherwise (16 frames, 4 apart)."""
     from animatediff.pipeline.free_noise import FreeNoise
 
-    return FreeNoise(16 if context_length is None else context_length, 4)
+    return FreeNoise() if context_length is None else FreeNoise(context_length)
 
 
 def entry_free_noise(entry: PromptEntry) -> FreeNoise | None:

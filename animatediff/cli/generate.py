@@ -157,9 +157,9 @@ def free_noise_option(args: argparse.Namespace) -> FreeNoise | None:
         return None
     from animatediff.pipeline.free_noise import FreeNoise
 
-    length = 16 if args.context_length is None else args.context_length
-    stride = 4 if args.context_stride is None else args.context_stride
-    return FreeNoise(length, stride, args.free_noise_weighting, args.free_noise_noise_type)
+    windows = {"context_length": args.context_length, "context_stride": args.context_stride}
+    given = {key: value for key, value in windows.items() if value is not None}  # else FreeNoise's 16 and 4
+    return FreeNoise(**given, weighting=args.free_noise_weighting, noise_type=args.free_noise_noise_type)
 
 
 def add_personalization_args(p: argparse.ArgumentParser) -> None:

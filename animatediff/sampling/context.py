@@ -207,6 +207,19 @@ def loop_schedule(
     return ContextSchedule(length, overlap, 1, "looped", fuse, True)
 
 
+def run_windows(
+    num_frames: int, length: int | None, overlap: int, loop: bool = False, free_noise: bool = False
+) -> ContextSchedule | None:
+    """The sliding windows a run entry's (or the web form's) settings ask for: none under FreeNoise (its own
+    windows replace them), looped ones for `loop` (`loop_schedule`), static pyramid-fused ones of `length`, else
+    none."""
+    if free_noise:
+        return None
+    if loop:
+        return loop_schedule(num_frames, length, overlap)
+    return None if length is None else ContextSchedule(length, overlap)
+
+
 def context_options(
     context: ContextSchedule | None = None,
     length: int | None = None,

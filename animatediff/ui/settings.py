@@ -301,13 +301,9 @@ def sampling_of(s: Settings) -> Sampling:
 def context_of(s: Settings) -> ContextSchedule | None:
     """The run's sliding windows: looped for `loop`, static for a context length, else none (and none under
     FreeNoise, whose windows replace them)."""
-    from animatediff.sampling.context import ContextSchedule, loop_schedule
+    from animatediff.sampling.context import run_windows
 
-    if s.free_noise:
-        return None
-    if s.loop:
-        return loop_schedule(s.frames, s.context_length, s.context_overlap)
-    return None if s.context_length is None else ContextSchedule(s.context_length, s.context_overlap)
+    return run_windows(s.frames, s.context_length, s.context_overlap, s.loop, s.free_noise)
 
 
 def free_noise_of(s: Settings) -> FreeNoise | None:
