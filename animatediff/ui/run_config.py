@@ -49,14 +49,12 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     entry["scheduler"] = s.scheduler
     if s.preset:
         entry["preset"] = s.preset
-    if s.free_noise:
-        entry["free_noise"] = True
+    for key in ("free_noise", "loop"):
+        if getattr(s, key):
+            entry[key] = True
     if s.context_length is not None:
         entry["context_length"] = s.context_length
-        if not s.free_noise:
-            entry["context_overlap"] = s.context_overlap
-    if s.loop:
-        entry["loop"] = True
+    if not s.free_noise and (s.loop or s.context_length is not None):  # sliding windows: their overlap
         entry["context_overlap"] = s.context_overlap
     if s.motion_scale is not None:
         entry["motion_scale"] = s.motion_scale

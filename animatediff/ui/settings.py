@@ -103,7 +103,7 @@ class Settings:
     """IP-Adapter: an upload's id, the image prompt."""
     ip_scale: float = 1.0
     image_encoder: str = ""
-    """None chosen: the `image_encoder/` folder beside the IP-Adapter's file."""
+    """Empty: the `image_encoder/` folder beside the IP-Adapter's file."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
