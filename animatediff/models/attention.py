@@ -1,9 +1,14 @@
-"""Spatial cross-attention that shares one text context among all frames of a video.
+"""The spatial attention processors of an inflated UNet: cross-attention that shares one text context among all
+frames of a video, and self-attention with its query, key and value projections fused.
 
 With frames folded into the batch, diffusers' cross-attention would project the same 77 text tokens to keys and
 values once per frame. Cross-attention treats every query token independently, so a video's frames can instead be
 joined into one long query sequence against a single projection of its text: the same result, with the key/value
 projections done once per video rather than once per frame (and no per-frame copies of the text embeddings).
+
+Self-attention projects the same tokens three times; one matmul over the stacked weights computes the same dot
+products in one pass over the tokens (diffusers' `fuse_qkv_projections`, without a stored fused copy, so weights
+changed in place — a fused LoRA — are always the ones used).
 """
 
 from __future__ import annotations
@@ -57,11 +62,61 @@ class SharedContextCrossAttnProcessor(AttnProcessor2_0):
         return out / attn.rescale_output_factor
 
 
+class FusedSelfAttnProcessor(AttnProcessor2_0):
+    """Like `AttnProcessor2_0` for plain self-attention, with q, k and v from one matmul over the stacked weights;
+    anything else (a mask, norms, wrapped projections such as a PEFT LoRA's) takes diffusers' own path."""
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        projections = (attn.to_q, attn.to_k, attn.to_v)
+        fusable = (
+            encoder_hidden_states is None
+            and hidden_states.ndim == 3
+            and attention_mask is None
+            and attn.spatial_norm is None
+            and attn.group_norm is None
+            and attn.norm_q is None
+            and attn.norm_k is None
+            and all(type(proj) is torch.nn.Linear and proj.bias is None for proj in projections)
+        )
+        if not fusable:
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        b, n, _ = hidden_states.shape
+        qkv = F.linear(hidden_states, torch.cat([proj.weight for proj in projections]))
+        # (b, n, 3·c) → (3, b, heads, n, d), a view: SDPA reads the strides.
+        query, key, value = qkv.unflatten(-1, (3, attn.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(query, key, value)
+        out = attn.to_out[1](attn.to_out[0](out.transpose(1, 2).flatten(2)))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+def fuse_self_attention(unet: torch.nn.Module) -> list[tuple[Attention, object]]:
+    """Install the fused-projection processor on every default self-attention; returns (layer, old processor)."""
+    return _replace_default_processors(unet, cross=False, processor=FusedSelfAttnProcessor)
+
+
 def share_text_context(unet: torch.nn.Module) -> list[tuple[Attention, object]]:
     """Install the shared-context processor on every default cross-attention; returns (layer, old processor)."""
+    return _replace_default_processors(unet, cross=True, processor=SharedContextCrossAttnProcessor)
+
+
+def _replace_default_processors(
+    unet: torch.nn.Module, cross: bool, processor: type[AttnProcessor2_0]
+) -> list[tuple[Attention, object]]:
     replaced = []
     for module in unet.modules():
-        if isinstance(module, Attention) and module.is_cross_attention and type(module.processor) is AttnProcessor2_0:
-            replaced.append((module, module.processor))
-            module.set_processor(SharedContextCrossAttnProcessor())
+        if isinstance(module, Attention) and module.is_cross_attention == cross:
+            if type(module.processor) is AttnProcessor2_0:  # diffusers' default; others were chosen by someone
+                replaced.append((module, module.processor))
+                module.set_processor(processor())
     return replaced

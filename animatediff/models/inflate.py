@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from animatediff.errors import InputError
-from animatediff.models.attention import SharedContextCrossAttnProcessor, share_text_context
+from animatediff.models.attention import SharedContextCrossAttnProcessor, fuse_self_attention, share_text_context
 from animatediff.models.free_noise import AttentionWindows
 from animatediff.models.motion_module import MotionModule
 from animatediff.models.motion_modules import MotionModules
@@ -131,6 +131,7 @@ class AnimationUNet(nn.Module):
         ]
         self._num_cross_attentions = sum(isinstance(m, Attention) and m.is_cross_attention for m in unet.modules())
         self._shared_context = share_text_context(unet)
+        self._fused_self_attention = fuse_self_attention(unet)
         self._clip_norms = False
         self.set_clip_norms(motion_modules.config.version == "v1" if clip_norms is None else clip_norms)
 
@@ -211,9 +212,10 @@ class AnimationUNet(nn.Module):
         for handle in self._hooks:
             handle.remove()
         self._hooks = []
-        for layer, processor in self._shared_context:
+        for layer, processor in (*self._shared_context, *self._fused_self_attention):
             layer.set_processor(processor)
         self._shared_context = []
+        self._fused_self_attention = []
         return self.unet
 
     def _context_is_shared(self) -> bool:

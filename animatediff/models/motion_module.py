@@ -81,12 +81,20 @@ class TemporalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (b·h·w, f, c) — every spatial position is an independent sequence over frames.
         x = self.pos_encoder(x)
-        q, k, v = (
-            rearrange(proj(x), "n f (heads d) -> n heads f d", heads=self.heads)
-            for proj in (self.to_q, self.to_k, self.to_v)
-        )
+        q, k, v = self._project(x).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)  # scale d^-0.5, as the paper's softmax(QKᵀ/√d)V
         return self.to_out[0](rearrange(out, "n heads f d -> n f (heads d)"))
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, f, c) → q, k, v stacked as (3, n, heads, f, d). Plain projections run as one matmul over their
+        stacked weights (fused QKV: the same dot products, one pass over x); wrapped ones (a training LoRA) each on
+        their own."""
+        projections = (self.to_q, self.to_k, self.to_v)
+        if all(type(proj) is nn.Linear and proj.bias is None for proj in projections):
+            qkv = F.linear(x, torch.cat([proj.weight for proj in projections]))
+        else:
+            qkv = torch.cat([proj(x) for proj in projections], dim=-1)
+        return rearrange(qkv, "n f (three heads d) -> three n heads f d", three=3, heads=self.heads)
 
 
 class GEGLU(nn.Module):
@@ -97,8 +105,15 @@ class GEGLU(nn.Module):
         self.proj = nn.Linear(dim, inner * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.proj(x).chunk(2, dim=-1)
-        return value * F.gelu(gate)
+        if type(self.proj) is not nn.Linear or self.proj.bias is None:
+            value, gate = self.proj(x).chunk(2, dim=-1)
+            return value * F.gelu(gate)
+        # The two halves of the projection as two matmuls: each comes out contiguous, which the elementwise
+        # product runs over faster than over strided halves of one output.
+        inner = self.proj.out_features // 2
+        weight, bias = self.proj.weight, self.proj.bias
+        value = F.linear(x, weight[:inner], bias[:inner])
+        return value * F.gelu(F.linear(x, weight[inner:], bias[inner:]))
 
 
 class FeedForward(nn.Module):

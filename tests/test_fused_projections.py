@@ -1,0 +1,80 @@
+"""Fused projections compute what the separate ones do: q, k, v from one matmul in the motion modules' temporal
+attention and the UNet's spatial self-attention, the GEGLU's two halves as two matmuls; wrapped projections (a
+training LoRA) keep their own path."""
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from einops import rearrange
+from torch import nn
+
+from animatediff.models import inflate_unet
+from animatediff.models.attention import FusedSelfAttnProcessor
+from animatediff.models.motion_module import GEGLU, TemporalSelfAttention
+from tests.tiny import tiny_motion, tiny_unet
+
+
+class Shifted(nn.Linear):
+    """A projection wrapped so its output is not x·Wᵀ alone, as a LoRA-wrapped layer's is not."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 0.5
+
+
+def separate_temporal_attention(attention: TemporalSelfAttention, x: torch.Tensor) -> torch.Tensor:
+    """The temporal attention with q, k and v each from its own projection module."""
+    x = attention.pos_encoder(x)
+    q, k, v = (
+        rearrange(proj(x), "n f (heads d) -> n heads f d", heads=attention.heads)
+        for proj in (attention.to_q, attention.to_k, attention.to_v)
+    )
+    out = F.scaled_dot_product_attention(q, k, v)
+    return attention.to_out[0](rearrange(out, "n heads f d -> n f (heads d)"))
+
+
+def test_temporal_attention_fused_qkv_equals_separate_projections_and_keeps_wrapped_ones():
+    torch.manual_seed(0)
+    attention = TemporalSelfAttention(32, heads=4, max_len=16).eval()
+    x = torch.randn(6, 9, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(attention(x), separate_temporal_attention(attention, x), rtol=0, atol=1e-5)
+        shifted = Shifted(32, 32, bias=False)
+        shifted.weight.copy_(attention.to_v.weight)
+        attention.to_v = shifted
+        wrapped = attention(x)
+        torch.testing.assert_close(wrapped, separate_temporal_attention(attention, x), rtol=0, atol=1e-5)
+        attention.to_v = nn.Linear(32, 32, bias=False)
+        attention.to_v.weight.copy_(shifted.weight)
+        assert (wrapped - attention(x)).abs().max() > 1e-3  # the wrapper's shift was used, not its weight alone
+
+
+def test_geglu_halves_equal_the_chunked_projection():
+    torch.manual_seed(0)
+    geglu = GEGLU(16, 64)
+    x = torch.randn(5, 7, 16)
+    value, gate = geglu.proj(x).chunk(2, dim=-1)
+    torch.testing.assert_close(geglu(x), value * F.gelu(gate), rtol=0, atol=1e-5)
+    x.requires_grad_(True)
+    geglu(x).square().sum().backward()  # trains: the split path is differentiable
+    assert x.grad is not None and geglu.proj.weight.grad is not None
+
+
+def test_fused_self_attention_processor_equals_diffusers_and_is_installed_on_self_attention_only():
+    torch.manual_seed(0)
+    attn = Attention(32, heads=4, dim_head=8).eval()
+    x = torch.randn(3, 10, 32)
+    with torch.no_grad():
+        reference = AttnProcessor2_0()(attn, x)
+        torch.testing.assert_close(FusedSelfAttnProcessor()(attn, x), reference, rtol=0, atol=1e-5)
+        attn.to_v = Shifted(32, 32, bias=False)  # wrapped: diffusers' own path, the wrapper included
+        torch.testing.assert_close(FusedSelfAttnProcessor()(attn, x), AttnProcessor2_0()(attn, x), rtol=0, atol=1e-6)
+
+    unet = tiny_unet()
+    anim = inflate_unet(unet, tiny_motion("v2"))
+    kinds = {name: type(m.processor).__name__ for name, m in unet.named_modules() if isinstance(m, Attention)}
+    assert kinds and all(
+        kind == ("SharedContextCrossAttnProcessor" if name.endswith("attn2") else "FusedSelfAttnProcessor")
+        for name, kind in kinds.items()
+    )
+    anim.remove()
+    assert all(type(m.processor) is AttnProcessor2_0 for m in unet.modules() if isinstance(m, Attention))
