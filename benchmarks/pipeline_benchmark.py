@@ -1,8 +1,10 @@
 """Seconds per denoising step and peak memory: our pipeline vs diffusers' AnimateDiffPipeline (AnimateDiffSDXLPipeline
 for the SDXL presets).
 
-Both run the same random SD-shaped model (same UNet, motion module, VAE, text encoder, scheduler, seed).
-Each measurement runs in a fresh subprocess so peak memory is its own.
+Both run the same random SD-shaped model (same UNet, motion module, VAE, text encoder, scheduler, seed). Time per
+step comes from one process that holds both pipelines and alternates them, order-balanced (ours, diffusers,
+diffusers, ours, ...), so a machine whose speed drifts slows both alike; peak memory comes from one fresh subprocess
+per pipeline, so each peak is its own.
 
     python benchmarks/pipeline_benchmark.py                 # mid-size config on CPU
     python benchmarks/pipeline_benchmark.py --preset sd15 --device cuda --dtype fp16   # real SD1.5 shape, 16×512²
@@ -181,7 +183,11 @@ def diffusers_adapter(motion):  # noqa: ANN001, ANN201
     return adapter
 
 
-def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int) -> dict:
+def runner(  # noqa: ANN201 - run(n)
+    which: str, preset_name: str, device: str, dtype_name: str, clock: StepClock, compile_ours: bool = False
+):
+    """run(n): `which` pipeline ("ours" or "diffusers") drawing one clip in n steps, each step stamped on `clock`;
+    `compile_ours`: ours with its regional torch.compile (the first call compiles)."""
     import tempfile
 
     import torch
@@ -190,13 +196,14 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
     from animatediff.sampling import make_scheduler
 
     preset = PRESETS[preset_name]
-    clock = StepClock(device)
     dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype_name])
     unet, motion, vae, text, text_2 = build(preset)
     tok = tokenizer(tempfile.mkdtemp())
     size = {"height": preset["size"], "width": preset["size"]}
     if which == "ours":
         pipe = ours_pipeline(tok, text, vae, unet, motion, device, dtype, text_2)
+        if compile_ours:
+            pipe.compile_unet()
 
         def run(n: int) -> None:
             pipe("a red circle", num_frames=preset["frames"], num_inference_steps=n, seed=0, progress=False,
@@ -215,7 +222,32 @@ def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: i
                  generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=clock.on_step,
                  **size)  # fmt: skip
 
-    return {"which": which, **clock.measure(run, steps)}
+    return run
+
+
+def measure(which: str, preset_name: str, device: str, dtype_name: str, steps: int, compile_ours: bool = False) -> dict:
+    """One pipeline alone in this process: its time per step and peak memory."""
+    clock = StepClock(device)
+    return {"which": which, **clock.measure(runner(which, preset_name, device, dtype_name, clock, compile_ours), steps)}
+
+
+def paired(preset_name: str, device: str, dtype_name: str, steps: int, rounds: int, compile_ours: bool = False) -> dict:
+    """Both pipelines in this process, alternated order-balanced for `rounds` rounds of `steps` timed steps each:
+    {which: the median time per step over all its rounds}."""
+    clocks = {which: StepClock(device) for which in ("ours", "diffusers")}
+    runs = {
+        which: runner(which, preset_name, device, dtype_name, clock, compile_ours) for which, clock in clocks.items()
+    }
+    intervals: dict[str, list[float]] = {which: [] for which in runs}
+    for run in runs.values():
+        run(1)  # warm-up
+    for r in range(rounds):
+        for which in ("ours", "diffusers") if r % 2 == 0 else ("diffusers", "ours"):
+            clock = clocks[which]
+            clock.stamps.clear()
+            runs[which](steps + 1)
+            intervals[which] += [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
+    return {which: statistics.median(values) for which, values in intervals.items()}
 
 
 def main() -> None:
@@ -223,9 +255,16 @@ def main() -> None:
     parser.add_argument("--preset", choices=PRESETS, default="mid")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
-    parser.add_argument("--steps", type=int, default=6, help="denoising steps per run (the first is not timed)")
-    parser.add_argument("--repeats", type=int, default=1, help="alternate ours/diffusers this many times; best kept")
+    parser.add_argument("--steps", type=int, default=5, help="timed denoising steps per run (plus one not timed)")
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="rounds of the paired timing, order-balanced (ours first every other)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with --compile (regional torch.compile; its compiling call untimed)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -233,46 +272,35 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(args.threads)
-        print(json.dumps(measure(args.child, args.preset, args.device, args.dtype, args.steps)))
+        if args.child == "pair":
+            result = paired(args.preset, args.device, args.dtype, args.steps, args.repeats, args.compile)
+        else:
+            result = measure(args.child, args.preset, args.device, args.dtype, args.steps + 1, args.compile)
+        print(json.dumps(result))
         return
-    results: dict[str, dict] = {}
-    for _ in range(args.repeats):
-        for which in ("diffusers", "ours"):
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    which,
-                    "--preset",
-                    args.preset,
-                    "--device",
-                    args.device,
-                    "--dtype",
-                    args.dtype,
-                    "--steps",
-                    str(args.steps),
-                    *(["--threads", str(args.threads)] if args.threads else []),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
-            best = results.get(which)
-            if best is None or r["s_per_step"] < best["s_per_step"]:
-                results[which] = r
+
+    def child(which: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", which, "--preset", args.preset, "--device", args.device,
+             "--dtype", args.dtype, "--steps", str(args.steps), "--repeats", str(args.repeats),
+             *(["--threads", str(args.threads)] if args.threads else []), *(["--compile"] if args.compile else [])],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        return json.loads(out.strip().splitlines()[-1])
+
+    alone = {which: child(which) for which in ("diffusers", "ours")}
+    together = child("pair")
     p = PRESETS[args.preset]
     print(
         f"preset {args.preset}: channels {p['channels']}, {p['frames']} frames at {p['size']}², "
-        f"{args.device} {args.dtype}, CFG on"
+        f"{args.device} {args.dtype}, CFG on{', ours compiled' if args.compile else ''}"
     )
-    print(f"{'':10s} {'s/step':>8s} {'peak MiB':>9s}")
+    print(f"{'':10s} {'s/step':>8s} {'peak MiB':>9s}   (s/step: {args.repeats} alternating rounds in one process)")
     for which in ("diffusers", "ours"):
-        print(f"{which:10s} {results[which]['s_per_step']:8.3f} {results[which]['peak_mib']:9.0f}")
-    d, o = results["diffusers"], results["ours"]
+        print(f"{which:10s} {together[which]:8.3f} {alone[which]['peak_mib']:9.0f}")
+    d, o = alone["diffusers"], alone["ours"]
     print(
-        f"ratio ours/diffusers: time {o['s_per_step'] / d['s_per_step']:.2f}×, "
+        f"ratio ours/diffusers: time {together['ours'] / together['diffusers']:.2f}×, "
         f"memory {o['peak_mib'] / d['peak_mib']:.2f}×"
     )
 
