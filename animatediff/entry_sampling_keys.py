@@ -1,13 +1,15 @@
 """A prompt-config entry's sampling keys, named after `generate`'s flags: `scheduler` (--scheduler), `preset`
 (--preset: a few-step recipe, `sampling.presets`, setting the scheduler and, unless the entry gives them, `steps` and
 `guidance_scale`), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), `context_length` and
-`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), `loop` (--loop:
-looped windows), `free_noise` (--free-noise: FreeNoise's windows of `context_length` frames instead), `motion_scale`
-(--motion-scale) and `free_init_iters` (--free-init, FreeInit's default settings otherwise).
+`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), `context_stride`,
+`context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse,
+--closed-loop), `loop` (--loop: looped windows), `free_noise` (--free-noise: FreeNoise's windows of
+`context_length` frames instead), `motion_scale` (--motion-scale) and `free_init_iters` (--free-init, FreeInit's
+default settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
-the objects they make (`resolve_sampling`, `ContextSchedule`, `FreeInit`); `entry_scheduler`, `entry_context` and
-`entry_free_init` make those objects for the run.
+the objects they make (`resolve_sampling`, `requested_windows`, `FreeInit`); `entry_scheduler`, `entry_context`
+and `entry_free_init` make those objects for the run.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import yaml
 
 from animatediff.errors import InputError
 from animatediff.pipeline.video_start import check_video_options
-from animatediff.sampling.context import ContextSchedule, run_windows
+from animatediff.sampling.context import requested_windows
 from animatediff.sampling.free_init import FreeInit
 from animatediff.sampling.presets import Sampling, resolve_sampling
 from animatediff.sampling.schedulers import make_scheduler
@@ -29,16 +31,19 @@ if TYPE_CHECKING:
 
     from animatediff.pipeline.free_noise import FreeNoise
     from animatediff.prompt_entries import PromptEntry
+    from animatediff.sampling.context import ContextSchedule
 
 DEFAULT_OVERLAP = 4
 """`context_overlap` unless given, as generate's --context-overlap."""
+WINDOW_KEYS = ("context_stride", "context_schedule", "context_fuse")
+"""The window keys beyond context_length and context_overlap that an unset (null) value leaves at their default."""
 
 
 def check_sampling_keys(values: dict, where: str) -> None:
     """Check an entry's scheduler, context and FreeInit keys in place (`where` names the entry in errors); an unset
     key (absent or null) takes its default."""
     keys = ("scheduler", "preset", "timestep_spacing", "tcd_gamma", "context_length", "context_overlap")
-    for key in (*keys, "free_init_iters", "motion_scale"):
+    for key in (*keys, *WINDOW_KEYS, "free_init_iters", "motion_scale"):
         if values.get(key) is None:
             values.pop(key, None)
     for key, what in (
@@ -56,29 +61,7 @@ def check_sampling_keys(values: dict, where: str) -> None:
             values["steps"] = sampling.steps
         if values.get("guidance_scale") is None:
             values["guidance_scale"] = sampling.guidance_scale
-    for key in ("loop", "free_noise"):
-        if not isinstance(values.get(key, False), bool):
-            raise InputError(f"{where}: {key} must be true or false, got {values[key]!r}")
-    if values.get("free_noise"):
-        if values.get("loop"):
-            raise InputError(f"{where}: loop is for sliding context windows, which free_noise replaces")
-        if "context_overlap" in values:
-            raise InputError(f"{where}: context_overlap is for sliding context windows, which free_noise replaces")
-        try:
-            entry_free_noise_of(values.get("context_length"))
-        except InputError as err:
-            raise InputError(f"{where}: {err}") from None
-    elif "context_length" in values:
-        try:
-            ContextSchedule(values["context_length"], values.get("context_overlap", DEFAULT_OVERLAP))
-        except InputError as err:
-            raise InputError(f"{where}: {err}") from None
-    elif values.get("loop"):  # the loop's own window length; its overlap is capped at half of it
-        overlap = values.get("context_overlap", DEFAULT_OVERLAP)
-        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-            raise InputError(f"{where}: context overlap {overlap!r} must be a whole number of frames ≥ 0")
-    elif "context_overlap" in values:
-        raise InputError(f"{where}: context_overlap needs context_length (the window's frames, e.g. 16)")
+    _check_windows(values, where)
     if "motion_scale" in values:
         from animatediff.models.motion_scale import motion_scales
 
@@ -93,6 +76,36 @@ def check_sampling_keys(values: dict, where: str) -> None:
                 check_video_options(values["video"], values.get("strength"), free_init=free_init)
             except InputError as err:
                 raise InputError(f"{where}: {err}") from None
+
+
+def _check_windows(values: dict, where: str) -> None:
+    """The context-window and FreeNoise keys, checked by the rule the run will use (`requested_windows`)."""
+    for key in ("loop", "free_noise", "closed_loop"):
+        if not isinstance(values.get(key, False), bool):
+            raise InputError(f"{where}: {key} must be true or false, got {values[key]!r}")
+    for key in ("context_schedule", "context_fuse"):
+        if not isinstance(values.get(key, ""), str):
+            raise InputError(f"{where}: {key} must be a name, got {values[key]!r}")
+    if values.get("free_noise") and "context_overlap" in values:
+        raise InputError(f"{where}: context_overlap is for sliding context windows, which free_noise replaces")
+    if "context_overlap" in values and "context_length" not in values and not values.get("loop"):
+        raise InputError(f"{where}: context_overlap needs context_length (the window's frames, e.g. 16)")
+    overlap = values.get("context_overlap", DEFAULT_OVERLAP)
+    bad_overlap = isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0
+    if bad_overlap and "context_length" not in values:  # with a length, the windows' own check says more
+        raise InputError(f"{where}: context overlap {overlap!r} must be a whole number of frames ≥ 0")
+    try:
+        if values.get("free_noise"):
+            entry_free_noise_of(values.get("context_length"))
+        requested_windows(
+            values.get("L") or 16,
+            values.get("context_length"),
+            overlap,
+            *(values.get(key) for key in ("context_stride", "context_schedule", "context_fuse")),
+            *(values.get(key, False) for key in ("closed_loop", "loop", "free_noise")),
+        )
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
 
 
 def _sampling(values: dict, where: str) -> Sampling:
@@ -134,9 +147,19 @@ def entry_scheduler(entry: PromptEntry, inference_config: str) -> SchedulerMixin
 
 
 def entry_context(entry: PromptEntry, num_frames: int) -> ContextSchedule | None:
-    """The entry's sliding context windows (static, pyramid-fused), as generate's --context-length and
-    --context-overlap make them, or looped ones for `loop` (--loop) over a clip of `num_frames`; None without either."""
-    return run_windows(num_frames, entry.context_length, entry.context_overlap, entry.loop, entry.free_noise)
+    """The entry's sliding context windows over a clip of `num_frames`, as generate's context flags make them
+    (`requested_windows`); None without context_length or loop, and under free_noise."""
+    return requested_windows(
+        num_frames,
+        entry.context_length,
+        entry.context_overlap,
+        entry.context_stride,
+        entry.context_schedule,
+        entry.context_fuse,
+        entry.closed_loop,
+        entry.loop,
+        entry.free_noise,
+    )
 
 
 def entry_free_noise_of(context_length: int | None) -> FreeNoise:

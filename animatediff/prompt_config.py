@@ -10,12 +10,13 @@ Keys beyond the official ones, named after `generate`'s flags so that an entry c
 (`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged
 after lora_model_path in order), `scheduler` (--scheduler: a `sampling.make_scheduler` name, instead of
 inference_config's DDIM; not beside an inference_config), `context_length` and `context_overlap` (--context-length,
---context-overlap: static sliding windows, overlap 4 unless given), `loop` (--loop: looped windows, of context_length
-frames or --loop's default), `free_noise` (--free-noise), `motion_scale` (--motion-scale), `free_init_iters`
-(--free-init: FreeInit with its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its
-scheduler instead of inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing`
-(--timestep-spacing) and `tcd_gamma` (--tcd-gamma). Bad values fail in one line while the config is read, before any
-model loads.
+--context-overlap: static sliding windows, overlap 4 unless given), `context_stride`, `context_schedule`,
+`context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse, --closed-loop), `loop`
+(--loop: looped windows, of context_length frames or --loop's default), `free_noise` (--free-noise), `motion_scale`
+(--motion-scale), `free_init_iters` (--free-init: FreeInit with its default settings), `preset` (--preset: a
+few-step recipe, `sampling.presets`, its scheduler instead of inference_config's DDIM, its steps and guidance unless
+the entry gives them), `timestep_spacing` (--timestep-spacing) and `tcd_gamma` (--tcd-gamma). Bad values fail in
+one line while the config is read, before any model loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by

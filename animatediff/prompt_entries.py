@@ -27,7 +27,7 @@ ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
 IGNORED = {"random_seed"}  # written by the official script into saved configs; re-running one draws `seed` again
 PROMPT_TRAVEL_ONLY = {"lora_map", "motion_lora_map", "ip_adapter_map", "img2img_map", "region_map", "upscale_config",
                       "stylize_config", "lcm_map", "apply_lcm_lora", "gradual_latent_hires_fix_map", "clip_skip",
-                      "prompt_fixed_ratio", "context_schedule", "vae_path", "compile", "output",
+                      "prompt_fixed_ratio", "vae_path", "compile", "output",
                       "unet_batch_size", "is_single_prompt_mode"}  # fmt: skip
 
 
@@ -79,11 +79,20 @@ class PromptEntry:
     L: int | None = None
     """Width, height, frames; unset takes the run's defaults."""
     context_length: int | None = None
-    """Sliding context windows of this many frames (static, pyramid-fused), as generate's --context-length; unset:
-    none."""
+    """Sliding context windows of this many frames (static, pyramid-fused unless the keys below say otherwise), as
+    generate's --context-length; unset: none."""
     context_overlap: int = 4
     """Frames neighbouring context windows share (generate's --context-overlap), 0 … context_length − 1; only with
     context_length."""
+    context_stride: int | None = None
+    """The uniform schedule's largest stride (generate's --context-stride); unset: 1."""
+    context_schedule: str | None = None
+    """static, uniform or looped (generate's --context-schedule); unset: static, or looped with `loop`."""
+    context_fuse: str | None = None
+    """How overlapping windows are blended: flat, pyramid, overlap-linear or relative (generate's --context-fuse);
+    unset: pyramid."""
+    closed_loop: bool = False
+    """Windows that wrap past the last frame to the first (generate's --closed-loop)."""
     loop: bool = False
     """A seamless loop (generate's --loop): looped windows of context_length frames, or of 16 (half the clip, for
     16 frames or fewer)."""

@@ -50,6 +50,8 @@ def test_each_key_parses_and_unset_keys_keep_todays_behaviour(tmp_path):
     assert (entry.context_length, entry.context_overlap, entry.free_init_iters) == (8, 2, 3)
     assert _entry(tmp_path, scheduler="Euler_A").scheduler == "Euler_A"  # make_scheduler's aliases
     assert _entry(tmp_path, context_length=16).context_overlap == 4  # generate's --context-overlap default
+    # prompt travel's top-level context_schedule, as generate's --context-schedule
+    assert _entry(tmp_path, context_length=16, context_schedule="uniform").context_schedule == "uniform"
     for entry in (_entry(tmp_path), _entry(tmp_path, scheduler=None, context_length=None, free_init_iters=None)):
         assert (entry.scheduler, entry.lora_configs, entry.context_length) == ("", [], None)
         assert (entry.context_overlap, entry.free_init_iters) == (4, None)
@@ -81,6 +83,14 @@ def test_each_key_parses_and_unset_keys_keep_todays_behaviour(tmp_path):
         ({"free_noise": True, "context_overlap": 2}, "context_overlap is for sliding context"),
         ({"free_noise": True, "context_length": 2}, "FreeNoise"),
         ({"motion_scale": "fast"}, "motion scale"),
+        ({"context_length": 8, "context_schedule": "composite"}, "unknown context schedule 'composite'; expected"),
+        ({"context_length": 8, "context_fuse": 3}, "context_fuse must be a name, got 3"),
+        ({"context_length": 8, "context_stride": 2}, "context stride 2: only the 'uniform' schedule takes strides"),
+        ({"context_stride": 2}, "context_stride needs context_length (the window's frames, e.g. 16) or loop"),
+        ({"context_fuse": "flat"}, "context_fuse needs context_length"),
+        ({"closed_loop": "yes"}, "closed_loop must be true or false, got 'yes'"),
+        ({"free_noise": True, "context_schedule": "uniform"}, "context_schedule is for sliding context windows, which"),
+        ({"loop": True, "context_schedule": "static"}, "loop: static windows never wrap; use context_schedule looped"),
     ],
 )
 def test_bad_values_fail_in_one_line_naming_the_entry(tmp_path, edit, message):
@@ -157,6 +167,19 @@ def test_run_and_generate_draw_the_same_frames_of_the_embedded_world(tmp_path, o
         ({"loop": True, "motion_scale": 1.3}, ["--loop", "--motion-scale", "1.3"]),
         # FreeNoise over windows of 8 frames, 4 apart
         ({"free_noise": True, "context_length": 8}, ["--free-noise", "--context-length", "8"]),
+        # uniform windows of 6 at strides 1 and 2, flat-fused, wrapping past the last frame
+        (
+            dict(
+                context_length=6,
+                context_overlap=2,
+                context_schedule="uniform",
+                context_stride=2,
+                context_fuse="flat",
+                closed_loop=True,
+            ),
+            "--context-length 6 --context-overlap 2 --context-schedule uniform --context-stride 2 --context-fuse flat "
+            "--closed-loop".split(),
+        ),  # fmt: skip
     ],
 )
 def test_loop_motion_scale_and_free_noise_entries_draw_what_generate_draws(tmp_path, one_thread, keys, flags):

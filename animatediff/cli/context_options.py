@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from animatediff.errors import InputError
-
 if TYPE_CHECKING:
     from animatediff.sampling.context import ContextSchedule
 
@@ -58,45 +56,22 @@ def add_context_args(p: argparse.ArgumentParser) -> None:
 
 
 def context_from_args(args: argparse.Namespace) -> ContextSchedule | None:
-    """The sliding windows the options ask for; None without --context-length or --loop, and under --free-noise,
-    whose windows take over (then asking for a schedule, fuse or loop is an error)."""
-    from animatediff.sampling.context import ContextSchedule
+    """The sliding windows the options ask for (`sampling.context.requested_windows`); None without --context-length
+    or --loop, and under --free-noise, whose windows take over (then asking for a schedule, fuse or loop is an
+    error)."""
+    from animatediff.sampling.context import requested_windows
 
-    window_options = [
-        name
-        for name, given in (
-            ("--context-schedule", args.context_schedule is not None),
-            ("--context-fuse", args.context_fuse is not None),
-            ("--closed-loop", args.closed_loop),
-            ("--loop", args.loop),
-        )
-        if given
-    ]
-    if getattr(args, "free_noise", False):
-        if window_options:
-            raise InputError(f"{window_options[0]} is for sliding context windows, which --free-noise replaces")
-        return None
-    length, overlap = args.context_length, args.context_overlap
-    schedule = args.context_schedule or ("looped" if args.loop else "static")
-    if args.loop and schedule == "static":
-        raise InputError("--loop: static windows never wrap; use --context-schedule looped or uniform")
-    if args.loop and length is None:
-        from animatediff.sampling.context import loop_schedule
-
-        default = loop_schedule(args.frames, None, overlap)
-        length, overlap = default.length, default.overlap
-    if length is None:
-        if window_options or args.context_stride is not None:
-            name = window_options[0] if window_options else "--context-stride"
-            raise InputError(f"{name} needs --context-length (the window's frames, e.g. 16) or --loop")
-        return None
-    return ContextSchedule(
-        length,
-        overlap,
-        1 if args.context_stride is None else args.context_stride,
-        schedule,
-        args.context_fuse or "pyramid",
-        args.closed_loop or args.loop,
+    return requested_windows(
+        args.frames,
+        args.context_length,
+        args.context_overlap,
+        args.context_stride,
+        args.context_schedule,
+        args.context_fuse,
+        args.closed_loop,
+        args.loop,
+        getattr(args, "free_noise", False),
+        name=lambda key: "--" + key.replace("_", "-"),
     )
 
 

@@ -207,17 +207,50 @@ def loop_schedule(
     return ContextSchedule(length, overlap, 1, "looped", fuse, True)
 
 
-def run_windows(
-    num_frames: int, length: int | None, overlap: int, loop: bool = False, free_noise: bool = False
+def requested_windows(
+    num_frames: int,
+    length: int | None = None,
+    overlap: int = 4,
+    stride: int | None = None,
+    schedule: str | None = None,
+    fuse: str | None = None,
+    closed_loop: bool = False,
+    loop: bool = False,
+    free_noise: bool = False,
+    name: Callable[[str], str] = str,
 ) -> ContextSchedule | None:
-    """The sliding windows a run entry's (or the web form's) settings ask for: none under FreeNoise (its own
-    windows replace them), looped ones for `loop` (`loop_schedule`), static pyramid-fused ones of `length`, else
-    none."""
+    """The sliding windows a run's context settings ask for, by the one rule generate's flags, run entries and the
+    web form share: none under FreeNoise (its own windows replace them; asking for a schedule, fuse or loop then is
+    an error), windows of `length` frames (`overlap`, `stride`, `schedule` static unless `loop` makes it looped,
+    `fuse` pyramid unless given, `closed_loop` or `loop` joining the ends), a loop's own windows for `loop` without
+    a length (`loop_schedule`), else none. `name(key)` spells a setting in errors ("context_length", or generate's
+    "--context-length")."""
+    given = [
+        key
+        for key, value in (("context_schedule", schedule), ("context_fuse", fuse), ("closed_loop", closed_loop or None),
+                           ("loop", loop or None))
+        if value is not None
+    ]  # fmt: skip
     if free_noise:
+        if given:
+            raise InputError(f"{name(given[0])} is for sliding context windows, which {name('free_noise')} replaces")
         return None
-    if loop:
-        return loop_schedule(num_frames, length, overlap)
-    return None if length is None else ContextSchedule(length, overlap)
+    schedule = schedule or ("looped" if loop else "static")
+    if loop and schedule == "static":
+        raise InputError(f"{name('loop')}: static windows never wrap; use {name('context_schedule')} looped or uniform")
+    if loop and length is None:
+        default = loop_schedule(num_frames, None, overlap)
+        length, overlap = default.length, default.overlap
+    if length is None:
+        if given or stride is not None:
+            key = given[0] if given else "context_stride"
+            raise InputError(
+                f"{name(key)} needs {name('context_length')} (the window's frames, e.g. 16) or {name('loop')}"
+            )
+        return None
+    return ContextSchedule(
+        length, overlap, 1 if stride is None else stride, schedule, fuse or "pyramid", closed_loop or loop
+    )
 
 
 def context_options(

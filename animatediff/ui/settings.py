@@ -301,9 +301,9 @@ def sampling_of(s: Settings) -> Sampling:
 def context_of(s: Settings) -> ContextSchedule | None:
     """The run's sliding windows: looped for `loop`, static for a context length, else none (and none under
     FreeNoise, whose windows replace them)."""
-    from animatediff.sampling.context import run_windows
+    from animatediff.sampling.context import requested_windows
 
-    return run_windows(s.frames, s.context_length, s.context_overlap, s.loop, s.free_noise)
+    return requested_windows(s.frames, s.context_length, s.context_overlap, loop=s.loop, free_noise=s.free_noise)
 
 
 def free_noise_of(s: Settings) -> FreeNoise | None:
