@@ -295,9 +295,10 @@ def main() -> None:
         f"preset {args.preset}: channels {p['channels']}, {p['frames']} frames at {p['size']}², "
         f"{args.device} {args.dtype}, CFG on{', ours compiled' if args.compile else ''}"
     )
-    print(f"{'':10s} {'s/step':>8s} {'peak MiB':>9s}   (s/step: {args.repeats} alternating rounds in one process)")
+    print(f"{'':10s} {'s/step':>8s} {'alone':>8s} {'peak MiB':>9s}")
     for which in ("diffusers", "ours"):
-        print(f"{which:10s} {together[which]:8.3f} {alone[which]['peak_mib']:9.0f}")
+        print(f"{which:10s} {together[which]:8.3f} {alone[which]['s_per_step']:8.3f} {alone[which]['peak_mib']:9.0f}")
+    print(f"(s/step: {args.repeats} alternating rounds in one process; alone: one run in a process of its own)")
     d, o = alone["diffusers"], alone["ours"]
     print(
         f"ratio ours/diffusers: time {together['ours'] / together['diffusers']:.2f}×, "
