@@ -369,11 +369,41 @@ def test_a_loop_with_a_motion_scale_and_free_noise_and_their_run_yaml(served, tm
         ({"motion_scale": -1}, "motion scale: -1.0 is"),
         ({"free_noise": True, "loop": True}, "free noise: FreeNoise replaces the sliding windows a loop needs"),
         ({"free_noise": True, "context_length": 2}, "FreeNoise"),
+        ({"context_length": 8, "context_schedule": "composite"}, "context schedule: 'composite' is not one of"),
+        ({"context_length": 8, "context_fuse": "average"}, "context fuse: 'average' is not one of"),
+        ({"context_length": 8, "context_stride": 2}, "context stride 2: only the 'uniform' schedule takes strides"),
+        ({"context_stride": 2}, "context stride needs context length"),
+        ({"closed_loop": True}, "closed loop needs context length"),
+        ({"free_noise": True, "context_fuse": "flat"}, "context fuse is for sliding context windows, which free noise"),
     ],
 )
 def test_bad_loop_and_motion_scale_are_one_line(models_dir, fields, message):
     with pytest.raises(InputError, match=message):
         parse({"prompt": PROMPT, **fields}, scan(models_dir))
+
+
+def test_window_options_make_the_windows_their_run_entry_makes(models_dir, tmp_path):
+    """The form's schedule, fuse, stride and closed loop: the windows the job samples in are those `animatediff run`
+    makes from the job's run entry, and those `generate` makes from the same flags."""
+    from animatediff.cli.context_options import context_from_args
+    from animatediff.entry_sampling_keys import entry_context
+    from animatediff.prompt_entries import load_prompt_config
+    from animatediff.ui.run_config import run_yaml
+    from animatediff.ui.settings import context_of, with_seed
+
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "frames": 20, "context_length": 8, "context_overlap": 2, "context_schedule": "uniform",
+              "context_stride": 2, "context_fuse": "relative", "closed_loop": True}  # fmt: skip
+    s = with_seed(parse(fields, catalog))
+    windows = context_of(s)
+    assert (windows.schedule, windows.stride, windows.fuse, windows.closed_loop) == ("uniform", 2, "relative", True)
+    (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+    (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+    assert entry_context(entry, 20) == windows
+    flags = "--frames 20 --context-length 8 --context-overlap 2 --context-schedule uniform --context-stride 2"
+    flags += " --context-fuse relative --closed-loop"
+    args = build_parser().parse_args(["generate", "--prompt", PROMPT, *flags.split()])
+    assert context_from_args(args) == windows
 
 
 def test_memory_options_reach_every_job_and_keep_its_frames(tmp_path):

@@ -54,8 +54,11 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
             entry[key] = True
     if s.context_length is not None:
         entry["context_length"] = s.context_length
-    if not s.free_noise and (s.loop or s.context_length is not None):  # sliding windows: their overlap
+    if not s.free_noise and (s.loop or s.context_length is not None):  # sliding windows: their overlap and options
         entry["context_overlap"] = s.context_overlap
+        for key in ("context_schedule", "context_fuse", "context_stride", "closed_loop"):
+            if getattr(s, key):
+                entry[key] = getattr(s, key)
     if s.motion_scale is not None:
         entry["motion_scale"] = s.motion_scale
     if s.free_init_iters is not None:

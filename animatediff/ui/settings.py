@@ -36,6 +36,7 @@ LIMITS = {
     "fps": (1.0, 60.0),
     "context_length": (1, 512),
     "context_overlap": (0, 511),
+    "context_stride": (1, 16),
     "free_init_iters": (1, 8),
     "strength": (0.01, 1.0),
     "scale": (-4.0, 4.0),
@@ -76,6 +77,14 @@ class Settings:
     adapter_scale: float = 1.0
     context_length: int | None = None
     context_overlap: int = 4
+    context_schedule: str = ""
+    """static, uniform or looped; empty: static (looped with `loop`), as `generate`'s --context-schedule."""
+    context_fuse: str = ""
+    """flat, pyramid, overlap-linear or relative; empty: pyramid."""
+    context_stride: int | None = None
+    """The uniform schedule's largest stride; None: 1."""
+    closed_loop: bool = False
+    """Windows that wrap past the last frame to the first."""
     loop: bool = False
     """A seamless loop: looped windows of `context_length` frames, or `generate --loop`'s default windows."""
     free_noise: bool = False
@@ -161,14 +170,14 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
         raise InputError("prompt: empty (say what to animate)")
     for key in ("frames", "steps", "context_overlap"):
         setattr(s, key, _number(raw, key, int, getattr(s, key)))
-    for key in ("width", "height", "seed", "context_length", "free_init_iters"):
+    for key in ("width", "height", "seed", "context_length", "context_stride", "free_init_iters"):
         setattr(s, key, _number(raw, key, int, None))
     s.guidance_scale = _number(raw, "guidance_scale", float, None)
     s.fps = _number(raw, "fps", float, s.fps)
     s.strength = _number(raw, "strength", float, s.strength)
     s.adapter_scale = _number(raw, "adapter_scale", float, 1.0, "adapter scale")
     s.motion_scale = _number(raw, "motion_scale", float, None, "motion scale")
-    for key in ("loop", "free_noise"):
+    for key in ("loop", "free_noise", "closed_loop"):
         if not isinstance(raw.get(key, False), bool):
             raise InputError(f"{key.replace('_', ' ')}: expected true or false, got {raw[key]!r}")
         setattr(s, key, raw.get(key, False))
@@ -186,6 +195,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
         free_noise_of(s)  # its window and stride checked as generate checks them
     elif s.context_length is not None and s.context_overlap >= s.context_length:
         raise InputError(f"context overlap: {s.context_overlap} must be less than the context length")
+    _parse_windows(raw, s)
     if any(frame >= s.frames for frame in s.prompt_map):
         raise InputError(f"prompt travel: keyframe {max(s.prompt_map)} is past the last frame ({s.frames - 1})")
     s.base = str(raw.get("base") or s.base)
@@ -199,6 +209,15 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     _parse_ip_adapter(raw, s, catalog)
     spec(s, catalog)  # every model is one the scan listed
     return s
+
+
+def _parse_windows(raw: dict, s: Settings) -> None:
+    """The sliding windows' schedule and fuse, checked with the rest of the windows as a run checks them."""
+    from animatediff.sampling.context import FUSE_METHODS, SCHEDULES
+
+    s.context_schedule = _choice(raw.get("context_schedule") or "", ["", *SCHEDULES], "context schedule")
+    s.context_fuse = _choice(raw.get("context_fuse") or "", ["", *FUSE_METHODS], "context fuse")
+    context_of(s)
 
 
 def _parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
@@ -299,11 +318,23 @@ def sampling_of(s: Settings) -> Sampling:
 
 
 def context_of(s: Settings) -> ContextSchedule | None:
-    """The run's sliding windows: looped for `loop`, static for a context length, else none (and none under
-    FreeNoise, whose windows replace them)."""
+    """The run's sliding windows, by the rule generate and run use (`requested_windows`): looped for `loop`, of
+    `context_length` with the schedule, fuse, stride and closed loop given, else none (and none under FreeNoise,
+    whose windows replace them)."""
     from animatediff.sampling.context import requested_windows
 
-    return requested_windows(s.frames, s.context_length, s.context_overlap, loop=s.loop, free_noise=s.free_noise)
+    return requested_windows(
+        s.frames,
+        s.context_length,
+        s.context_overlap,
+        s.context_stride,
+        s.context_schedule or None,
+        s.context_fuse or None,
+        s.closed_loop,
+        s.loop,
+        s.free_noise,
+        name=lambda key: key.replace("_", " "),
+    )
 
 
 def free_noise_of(s: Settings) -> FreeNoise | None:
