@@ -2,6 +2,7 @@
 errors that leave the server serving), the queue (order, cancel, a failing job), history and the run YAML."""
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -258,6 +259,32 @@ def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_p
     np.testing.assert_array_equal(frames[1], frames[2])
     assert studio.cache.loads["control"] == 2  # the ControlNet and the SparseCtrl, read once for both jobs
     np.testing.assert_array_equal(frames[1], rerun(url, jobs[1], tmp_path, 8)[1])
+
+
+def test_control_start_end_and_guess_mode_reach_the_controlnet_run_makes(models_dir):
+    """The form's ControlNet start, end and guess mode: in the job's run entry, and in the ControlNet spec that
+    entry makes (the studio loads its ControlNets from that entry); out of range or without a ControlNet, one line."""
+    from animatediff.pipeline.control_inputs import ENTRY_KEYS, entry_specs
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    (models_dir / "ControlNet").mkdir(exist_ok=True)
+    (models_dir / "ControlNet" / "edges.safetensors").write_bytes(b"weights")
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "controlnet": "ControlNet/edges.safetensors", "controlnet_scale": 0.6,
+              "control_video": "upload-1", "control_start": 0.2, "control_end": 0.7, "guess_mode": True}  # fmt: skip
+    entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form")
+    (spec,) = entry_specs(*(getattr(entry, key) for key in ENTRY_KEYS.values()))
+    assert (spec.scale, spec.start, spec.end, spec.guess_mode, spec.video) == (0.6, 0.2, 0.7, True, "upload-1")
+    for bad, message in (
+        ({"control_start": 0.7, "control_end": 0.2}, "ControlNet start 0.7 and end 0.2: need 0 ≤ start < end ≤ 1"),
+        ({"control_end": 1.5}, "control end: 1.5 is"),
+        ({"guess_mode": "on"}, "guess mode: expected true or false, got 'on'"),
+        ({"controlnet": "", "guess_mode": True}, "control start, end and guess mode: choose the ControlNet"),
+    ):
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse(fields | bad, catalog)
 
 
 def test_a_preset_samples_as_its_card_says_and_its_run_yaml_agrees(served, tmp_path):

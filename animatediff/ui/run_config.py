@@ -70,6 +70,10 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["controlnet"] = [f"{catalog.resolve('controlnet', s.controlnet)}:{s.controlnet_scale:g}"]
         entry["control_video"] = [upload(s.control_video)]
         entry["control_from_video"] = [s.control_from_video]
+        if (s.control_start, s.control_end) != (0.0, 1.0):
+            entry["control_start"], entry["control_end"] = [s.control_start], [s.control_end]
+        if s.guess_mode:
+            entry["guess_mode"] = True
     if s.sparsectrl:
         entry["controlnet_path"] = str(catalog.resolve("sparsectrl", s.sparsectrl))
         entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]

@@ -42,6 +42,8 @@ LIMITS = {
     "scale": (-4.0, 4.0),
     "frame": (-1, 511),
     "ip_scale": (0.0, 4.0),
+    "control_start": (0.0, 1.0),
+    "control_end": (0.0, 1.0),
     "motion_scale": (0.0, 4.0),
 }
 """Inclusive ranges of the numeric fields (the form states the same bounds)."""
@@ -104,6 +106,11 @@ class Settings:
     control_video: str = ""
     """ControlNet: an upload's id, the control video (or its source, with `control_from_video` canny)."""
     control_from_video: str = "none"
+    control_start: float = 0.0
+    control_end: float = 1.0
+    """The fractions of the steps between which the ControlNet acts."""
+    guess_mode: bool = False
+    """The ControlNet sees only the conditional half of the guided batch."""
     sparsectrl: str = ""
     keyframes: list[tuple[int, str]] = field(default_factory=list)
     """SparseCtrl: (frame, an upload's id) of each keyframe image; frame -1 is the last."""
@@ -224,15 +231,24 @@ def _parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
     """ControlNet (a model, a control video, how its frames become control images) and SparseCtrl (an encoder and
     keyframe images), each all or nothing."""
     from animatediff.pipeline.annotators import ANNOTATORS
+    from animatediff.pipeline.control_inputs import check_control_range
 
     s.controlnet = str(raw.get("controlnet") or "")
     s.controlnet_scale = _number(raw, "controlnet_scale", float, 1.0, "ControlNet scale")
     s.control_video = str(raw.get("control_video") or "")
     s.control_from_video = _choice(raw.get("control_from_video") or "none", ANNOTATORS, "control images")
+    s.control_start = _number(raw, "control_start", float, 0.0, "control start")
+    s.control_end = _number(raw, "control_end", float, 1.0, "control end")
+    if not isinstance(raw.get("guess_mode", False), bool):
+        raise InputError(f"guess mode: expected true or false, got {raw['guess_mode']!r}")
+    s.guess_mode = raw.get("guess_mode", False)
     if s.controlnet:
         catalog.resolve("controlnet", s.controlnet)
         if not s.control_video:
             raise InputError("ControlNet: upload its control video")
+        check_control_range(s.control_start, s.control_end, s.controlnet_scale)
+    elif (s.control_start, s.control_end, s.guess_mode) != (0.0, 1.0, False):
+        raise InputError("control start, end and guess mode: choose the ControlNet they are for")
     s.sparsectrl = str(raw.get("sparsectrl") or "")
     rows = raw.get("keyframes") or []
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
