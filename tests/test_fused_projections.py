@@ -78,3 +78,17 @@ def test_fused_self_attention_processor_equals_diffusers_and_is_installed_on_sel
     )
     anim.remove()
     assert all(type(m.processor) is AttnProcessor2_0 for m in unet.modules() if isinstance(m, Attention))
+
+
+def test_only_plain_linears_in_place_are_read_as_weights():
+    from animatediff.models.fused_linear import plain_linears
+
+    cpu = torch.device("cpu")
+    plain, biased = nn.Linear(4, 4, bias=False), nn.Linear(4, 4)
+    assert plain_linears((plain, plain), cpu, bias=False) and plain_linears((biased,), cpu, bias=True)
+    assert not plain_linears((plain, biased), cpu, bias=False)  # a bias where none is expected
+    assert not plain_linears((plain, Shifted(4, 4)), cpu)  # wrapped: its own forward
+    hooked = nn.Linear(4, 4, bias=False)
+    hooked._hf_hook = object()  # accelerate's offload hook: weights moved in only when called
+    assert not plain_linears((hooked,), cpu)
+    assert not plain_linears((nn.Linear(4, 4, device="meta"),), cpu)  # weights not on the input's device

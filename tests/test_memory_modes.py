@@ -124,7 +124,9 @@ def test_sequential_offload_gives_the_motion_modules_their_weights_and_the_same_
     seen = []
     forward = layer._old_forward  # what accelerate's hook runs once it has moved the weights in
     layer._old_forward = lambda x: seen.append(layer.weight.device) or forward(x)
-    np.testing.assert_array_equal(pipe(**RUN), reference)
+    # Offloaded layers are called one by one (fused q/k/v reads weights, which the hooks move in only for a call):
+    # the same products, summed in another order.
+    np.testing.assert_allclose(pipe(**RUN), reference, rtol=0, atol=1e-5)
     assert seen and set(seen) == {torch.device("cpu")}  # on the execution device inside the call
     assert layer.weight.device.type == "meta" and layer._hf_hook.execution_device == torch.device("cpu")
     text_weight = next(pipe.text_encoder.parameters())

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
+from animatediff.models.fused_linear import plain_linears, stacked_projection
+
 
 class SharedContextCrossAttnProcessor(AttnProcessor2_0):
     """Like `AttnProcessor2_0`, but accepts a context batch b that divides the query batch b·f."""
@@ -64,7 +66,8 @@ class SharedContextCrossAttnProcessor(AttnProcessor2_0):
 
 class FusedSelfAttnProcessor(AttnProcessor2_0):
     """Like `AttnProcessor2_0` for plain self-attention, with q, k and v from one matmul over the stacked weights;
-    anything else (a mask, norms, wrapped projections such as a PEFT LoRA's) takes diffusers' own path."""
+    anything else (a mask, norms, wrapped or offloaded projections: `models/fused_linear.py`) takes diffusers' own
+    path."""
 
     def __call__(
         self,
@@ -85,12 +88,12 @@ class FusedSelfAttnProcessor(AttnProcessor2_0):
             and attn.group_norm is None
             and attn.norm_q is None
             and attn.norm_k is None
-            and all(type(proj) is torch.nn.Linear and proj.bias is None for proj in projections)
+            and plain_linears(projections, hidden_states.device, bias=False)
         )
         if not fusable:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         b, n, _ = hidden_states.shape
-        qkv = F.linear(hidden_states, torch.cat([proj.weight for proj in projections]))
+        qkv = stacked_projection(hidden_states, projections)
         # (b, n, 3·c) → (3, b, heads, n, d), a view: SDPA reads the strides.
         query, key, value = qkv.unflatten(-1, (3, attn.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(query, key, value)

@@ -25,6 +25,7 @@ from torch import nn
 
 from animatediff.errors import InputError
 from animatediff.models.free_noise import AttentionWindows, fused_windows
+from animatediff.models.fused_linear import plain_linears, stacked_projection
 from animatediff.models.temporal_conv import TemporalConvolution, input_norm
 
 DESIGNS = ("transformer", "convolution")
@@ -88,10 +89,10 @@ class TemporalSelfAttention(nn.Module):
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         """(n, f, c) → q, k, v stacked as (3, n, heads, f, d). Plain projections run as one matmul over their
         stacked weights (fused QKV: the same dot products, one pass over x); wrapped ones (a training LoRA) each on
-        their own."""
+        their own, as are offloaded ones (`models/fused_linear.py`)."""
         projections = (self.to_q, self.to_k, self.to_v)
-        if all(type(proj) is nn.Linear and proj.bias is None for proj in projections):
-            qkv = F.linear(x, torch.cat([proj.weight for proj in projections]))
+        if plain_linears(projections, x.device, bias=False):
+            qkv = stacked_projection(x, projections)
         else:
             qkv = torch.cat([proj(x) for proj in projections], dim=-1)
         return rearrange(qkv, "n f (three heads d) -> three n heads f d", three=3, heads=self.heads)
@@ -105,7 +106,7 @@ class GEGLU(nn.Module):
         self.proj = nn.Linear(dim, inner * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if type(self.proj) is not nn.Linear or self.proj.bias is None:
+        if not plain_linears((self.proj,), x.device, bias=True):
             value, gate = self.proj(x).chunk(2, dim=-1)
             return value * F.gelu(gate)
         # The two halves of the projection as two matmuls: each comes out contiguous, which the elementwise
