@@ -246,11 +246,7 @@ def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_p
     _, first = call(f"{url}/api/upload?name=first.png", raw=(tmp_path / "first.png").read_bytes())
 
     plain = {"prompt": PROMPT, "frames": 8, "steps": 3, "seed": 4}
-    steered = plain | {
-        "controlnet": "ControlNet/world-control",
-        "controlnet_scale": 0.7,
-        "control_video": control["id"],
-    }
+    steered = plain | {"controlnets": [{"model": "ControlNet/world-control", "scale": 0.7, "video": control["id"]}]}
     steered |= {"sparsectrl": "world:rgb", "keyframes": [{"frame": 0, "image": first["id"]}]}
     jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, steered, steered)]
     assert [job["state"] for job in jobs] == ["done"] * 3, [job["error"] for job in jobs]
@@ -261,30 +257,57 @@ def test_controlnet_and_sparsectrl_from_uploads_and_their_run_yaml(served, tmp_p
     np.testing.assert_array_equal(frames[1], rerun(url, jobs[1], tmp_path, 8)[1])
 
 
-def test_control_start_end_and_guess_mode_reach_the_controlnet_run_makes(models_dir):
-    """The form's ControlNet start, end and guess mode: in the job's run entry, and in the ControlNet spec that
-    entry makes (the studio loads its ControlNets from that entry); out of range or without a ControlNet, one line."""
+def test_controlnet_units_reach_the_controlnets_run_makes(models_dir):
+    """Two ControlNet units, each with its scale, control video, control images, start and end, and guess mode: in
+    the job's run entry, in order, and in the ControlNet specs that entry makes (the studio loads its ControlNets
+    from that entry); a bad unit is one line naming it."""
     from animatediff.pipeline.control_inputs import ENTRY_KEYS, entry_specs
     from animatediff.prompt_entries import parse_entry
     from animatediff.ui.run_config import run_entry
     from animatediff.ui.settings import with_seed
 
     (models_dir / "ControlNet").mkdir(exist_ok=True)
-    (models_dir / "ControlNet" / "edges.safetensors").write_bytes(b"weights")
+    for name in ("edges", "depth"):
+        (models_dir / "ControlNet" / f"{name}.safetensors").write_bytes(b"weights")
     catalog = scan(models_dir)
-    fields = {"prompt": PROMPT, "controlnet": "ControlNet/edges.safetensors", "controlnet_scale": 0.6,
-              "control_video": "upload-1", "control_start": 0.2, "control_end": 0.7, "guess_mode": True}  # fmt: skip
+    units = [
+        {"model": "ControlNet/edges.safetensors", "video": "upload-1", "scale": 0.6, "start": 0.2, "end": 0.7},
+        {"model": "ControlNet/depth.safetensors", "video": "upload-2", "annotator": "canny"},
+    ]
+    fields = {"prompt": PROMPT, "controlnets": units, "guess_mode": True}
     entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form")
-    (spec,) = entry_specs(*(getattr(entry, key) for key in ENTRY_KEYS.values()))
-    assert (spec.scale, spec.start, spec.end, spec.guess_mode, spec.video) == (0.6, 0.2, 0.7, True, "upload-1")
+    specs = entry_specs(*(getattr(entry, key) for key in ENTRY_KEYS.values()))
+    assert [(c.model.rsplit("/", 1)[-1], c.video, c.scale, c.annotator, c.start, c.end) for c in specs] == [
+        ("edges.safetensors", "upload-1", 0.6, "none", 0.2, 0.7),
+        ("depth.safetensors", "upload-2", 1.0, "canny", 0.0, 1.0),
+    ]
+    assert all(c.guess_mode for c in specs)
     for bad, message in (
-        ({"control_start": 0.7, "control_end": 0.2}, "ControlNet start 0.7 and end 0.2: need 0 ≤ start < end ≤ 1"),
-        ({"control_end": 1.5}, "control end: 1.5 is"),
+        ({"start": 0.7, "end": 0.2}, "ControlNet 2: ControlNet start 0.7 and end 0.2: need 0 ≤ start < end ≤ 1"),
+        ({"end": 1.5}, "ControlNet 2 end: 1.5 is"),
+        ({"video": ""}, "ControlNet 2: upload its control video"),
+        ({"model": "ControlNet/none.safetensors"}, "not in the models folder"),
+        ({"annotator": "openpose"}, "ControlNet 2 control images: 'openpose' is not one of"),
+    ):
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse(fields | {"controlnets": [units[0], units[1] | bad]}, catalog)
+    for bad, message in (
         ({"guess_mode": "on"}, "guess mode: expected true or false, got 'on'"),
-        ({"controlnet": "", "guess_mode": True}, "control start, end and guess mode: choose the ControlNet"),
+        ({"controlnets": [], "guess_mode": True}, "guess mode: add the ControlNet it is for"),
+        ({"controlnets": "ControlNet/edges.safetensors"}, "ControlNets: expected a list of {model, video"),
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             parse(fields | bad, catalog)
+
+
+def test_history_stored_with_one_controlnet_loads_as_a_unit(tmp_path):
+    from animatediff.ui.controls import ControlUnit
+    from animatediff.ui.settings import read_settings
+
+    stored = {"prompt": PROMPT, "controlnet": "ControlNet/edges", "controlnet_scale": 0.5, "control_video": "u1",
+              "control_from_video": "canny", "seed": 3}  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps(stored))
+    assert read_settings(tmp_path / "old.json").controlnets == [ControlUnit("ControlNet/edges", "u1", 0.5, "canny")]
 
 
 def test_a_preset_samples_as_its_card_says_and_its_run_yaml_agrees(served, tmp_path):

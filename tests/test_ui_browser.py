@@ -10,9 +10,11 @@ import os
 import shutil
 import threading
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from animatediff.io.video import save_video
 from animatediff.ui.server import make_server
 from animatediff.ui.studio import Studio
 
@@ -39,6 +41,7 @@ def app(tmp_path):
     models.mkdir(parents=True)
     (models / "broken.safetensors").write_bytes(b"\x00" * 64)
     add_ip_adapter(tmp_path / "models" / "ipadapter")
+    add_controlnet(tmp_path / "models" / "ControlNet" / "edges")
     studio = Studio(tmp_path / "models", tmp_path / "out")
     server = make_server(studio, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -61,6 +64,21 @@ def add_ip_adapter(folder):
     unet = UNet2DConditionModel.from_pretrained(embedded_models().base / "unet", torch_dtype=torch.float32)
     save_file(tiny_ip_adapter(unet), str(folder / "look.safetensors"))
     tiny_image_encoder(folder / "image_encoder")
+
+
+def add_controlnet(folder):
+    """A ControlNet for the world base (from its UNet, 4× conditioning as its VAE), residual layers random."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from animatediff.world.layout import embedded_models
+
+    unet = UNet2DConditionModel.from_pretrained(embedded_models().base / "unet", torch_dtype=torch.float32)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32))
+    torch.manual_seed(0)
+    for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+        torch.nn.init.normal_(block.weight, std=0.05)
+    controlnet.save_pretrained(folder)
 
 
 def open_page(context, url):
@@ -151,6 +169,30 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     first.select_option("#ip_adapter", "")
     first.uncheck("#loop")
     first.fill("#motion_scale", "")
+
+    # A ControlNet unit: its model, scale, uploaded control video and start; loading the run back restores the unit.
+    first.click("#controls summary")
+    first.click("#add-controlnet")
+    unit = first.locator(".control-unit").first
+    unit.locator("select[data-kind=controlnet]").select_option("ControlNet/edges")
+    unit.locator(".scale").fill("0.6")
+    unit.locator(".start").fill("0.25")
+    save_video(np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32), tmp_path / "control.gif")
+    unit.locator("input[type=file]").set_input_files(str(tmp_path / "control.gif"))
+    first.wait_for_function("document.querySelector('.control-unit').dataset.upload !== ''")
+    first.click("#generate")
+    first.wait_for_selector("#status[data-state='done'], #status[data-state='error']", timeout=120_000)
+    assert first.get_attribute("#status", "data-state") == "done", first.text_content("#error")
+    assert first.locator(".history-item").count() == 5
+    first.click("#add-controlnet")  # a second, empty unit: gone once the run's settings are loaded back
+    first.locator(".history-item").first.locator("button.load").click()
+    assert first.locator(".control-unit").count() == 1 and first.evaluate("document.getElementById('controls').open")
+    assert (unit.locator("select[data-kind=controlnet]").input_value(), unit.locator(".scale").input_value()) == (
+        "ControlNet/edges",
+        "0.6",
+    )
+    assert unit.locator(".start").input_value() == "0.25" and "(uploaded)" in unit.text_content()
+    first.locator(".control-unit button").click()
 
     # A model that fails to load shows its one-line error; the page goes on serving.
     first.select_option("#dreambooth", "Stable-diffusion/broken.safetensors")

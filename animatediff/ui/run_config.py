@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from animatediff.ui.catalog import Catalog
+from animatediff.ui.controls import control_entry
 from animatediff.ui.settings import Settings, ip_adapter_of, spec
 
 
@@ -66,18 +67,7 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if s.video:
         entry["video"] = upload(s.video)
         entry["strength"] = s.strength
-    if s.controlnet:
-        entry["controlnet"] = [f"{catalog.resolve('controlnet', s.controlnet)}:{s.controlnet_scale:g}"]
-        entry["control_video"] = [upload(s.control_video)]
-        entry["control_from_video"] = [s.control_from_video]
-        if (s.control_start, s.control_end) != (0.0, 1.0):
-            entry["control_start"], entry["control_end"] = [s.control_start], [s.control_end]
-        if s.guess_mode:
-            entry["guess_mode"] = True
-    if s.sparsectrl:
-        entry["controlnet_path"] = str(catalog.resolve("sparsectrl", s.sparsectrl))
-        entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]
-        entry["controlnet_image_indexs"] = [frame for frame, _ in s.keyframes]
+    entry |= control_entry(s, catalog, upload)
     ip_adapter = ip_adapter_of(s, catalog, upload)
     if ip_adapter is not None:
         entry |= {"ip_adapter": str(ip_adapter.weights), "ip_image": [str(i) for i in ip_adapter.images]}

@@ -27,7 +27,8 @@ from animatediff.errors import InputError
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS
 from animatediff.sampling.presets import get_preset, preset_names
 from animatediff.sampling.schedulers import SCHEDULERS
-from animatediff.ui.settings import FORMATS, LIMITS, Settings, parse, with_seed
+from animatediff.ui.fields import LIMITS
+from animatediff.ui.settings import FORMATS, Settings, parse, with_seed
 from animatediff.ui.studio import Studio, human_size
 
 logger = logging.getLogger(__name__)

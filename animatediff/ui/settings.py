@@ -19,6 +19,8 @@ from animatediff.pipeline.prompt_travel import INTERPOLATIONS
 from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import Catalog
+from animatediff.ui.controls import ControlUnit, parse_controls, stored_units
+from animatediff.ui.fields import choice, number, scaled
 
 if TYPE_CHECKING:
     from animatediff.pipeline.free_noise import FreeNoise
@@ -26,27 +28,6 @@ if TYPE_CHECKING:
     from animatediff.sampling.context import ContextSchedule
 
 FORMATS = ("gif", "mp4", "webp")
-LIMITS = {
-    "frames": (1, 512),
-    "width": (8, 2048),
-    "height": (8, 2048),
-    "steps": (1, 200),
-    "guidance_scale": (0.0, 50.0),
-    "seed": (0, 2**63 - 1),
-    "fps": (1.0, 60.0),
-    "context_length": (1, 512),
-    "context_overlap": (0, 511),
-    "context_stride": (1, 16),
-    "free_init_iters": (1, 8),
-    "strength": (0.01, 1.0),
-    "scale": (-4.0, 4.0),
-    "frame": (-1, 511),
-    "ip_scale": (0.0, 4.0),
-    "control_start": (0.0, 1.0),
-    "control_end": (0.0, 1.0),
-    "motion_scale": (0.0, 4.0),
-}
-"""Inclusive ranges of the numeric fields (the form states the same bounds)."""
 
 
 @dataclass
@@ -101,16 +82,10 @@ class Settings:
     video: str = ""
     """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
     strength: float = 0.8
-    controlnet: str = ""
-    controlnet_scale: float = 1.0
-    control_video: str = ""
-    """ControlNet: an upload's id, the control video (or its source, with `control_from_video` canny)."""
-    control_from_video: str = "none"
-    control_start: float = 0.0
-    control_end: float = 1.0
-    """The fractions of the steps between which the ControlNet acts."""
+    controlnets: list[ControlUnit] = field(default_factory=list)
+    """ControlNets in order, each with its control video (`ui/controls.py`)."""
     guess_mode: bool = False
-    """The ControlNet sees only the conditional half of the guided batch."""
+    """The ControlNets see only the conditional half of the guided batch."""
     sparsectrl: str = ""
     keyframes: list[tuple[int, str]] = field(default_factory=list)
     """SparseCtrl: (frame, an upload's id) of each keyframe image; frame -1 is the last."""
@@ -130,37 +105,6 @@ class Settings:
         return data
 
 
-def _number(raw: dict, key: str, kind: type, default: Any, label: str | None = None) -> Any:
-    value = raw.get(key, default)
-    if value is None or value == "":
-        return default
-    label = label or key.replace("_", " ")
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{label}: {value!r} is not a number") from None
-    if kind is int and isinstance(value, float) and not value.is_integer():
-        raise InputError(f"{label}: {value!r} is not a whole number")
-    low, high = LIMITS.get(key, LIMITS["scale"])
-    if not low <= number <= high:
-        raise InputError(f"{label}: {number} is outside {low}–{high}")
-    return number
-
-
-def _scaled(raw: object, label: str) -> list[tuple[str, float]]:
-    if raw in (None, ""):
-        return []
-    if not isinstance(raw, list) or not all(isinstance(item, dict) and item.get("id") for item in raw):
-        raise InputError(f"{label}: expected a list of {{id, scale}}")
-    return [(str(item["id"]), _number(item, "scale", float, 1.0, f"{label} scale")) for item in raw]
-
-
-def _choice(value: object, choices: tuple[str, ...] | list[str], label: str) -> str:
-    if value not in choices:
-        raise InputError(f"{label}: {value!r} is not one of {', '.join(choices)}")
-    return str(value)
-
-
 def parse(raw: dict, catalog: Catalog) -> Settings:
     """The form's JSON checked: every field in range, every model one the catalog lists."""
     if not isinstance(raw, dict):
@@ -176,25 +120,25 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     if not s.prompt and not s.prompt_map:
         raise InputError("prompt: empty (say what to animate)")
     for key in ("frames", "steps", "context_overlap"):
-        setattr(s, key, _number(raw, key, int, getattr(s, key)))
+        setattr(s, key, number(raw, key, int, getattr(s, key)))
     for key in ("width", "height", "seed", "context_length", "context_stride", "free_init_iters"):
-        setattr(s, key, _number(raw, key, int, None))
-    s.guidance_scale = _number(raw, "guidance_scale", float, None)
-    s.fps = _number(raw, "fps", float, s.fps)
-    s.strength = _number(raw, "strength", float, s.strength)
-    s.adapter_scale = _number(raw, "adapter_scale", float, 1.0, "adapter scale")
-    s.motion_scale = _number(raw, "motion_scale", float, None, "motion scale")
+        setattr(s, key, number(raw, key, int, None))
+    s.guidance_scale = number(raw, "guidance_scale", float, None)
+    s.fps = number(raw, "fps", float, s.fps)
+    s.strength = number(raw, "strength", float, s.strength)
+    s.adapter_scale = number(raw, "adapter_scale", float, 1.0, "adapter scale")
+    s.motion_scale = number(raw, "motion_scale", float, None, "motion scale")
     for key in ("loop", "free_noise", "closed_loop"):
         if not isinstance(raw.get(key, False), bool):
             raise InputError(f"{key.replace('_', ' ')}: expected true or false, got {raw[key]!r}")
         setattr(s, key, raw.get(key, False))
     if s.loop and s.free_noise:
         raise InputError("free noise: FreeNoise replaces the sliding windows a loop needs; choose one")
-    s.output_format = _choice(raw.get("output_format", "gif"), FORMATS, "output format")
-    s.scheduler = _choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
-    s.preset = _choice(raw.get("preset") or "", ["", *preset_names()], "preset")
+    s.output_format = choice(raw.get("output_format", "gif"), FORMATS, "output format")
+    s.scheduler = choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
+    s.preset = choice(raw.get("preset") or "", ["", *preset_names()], "preset")
     sampling_of(s)  # a preset with this scheduler: checked as generate checks it
-    s.prompt_interpolation = _choice(raw.get("prompt_interpolation", "linear"), INTERPOLATIONS, "interpolation")
+    s.prompt_interpolation = choice(raw.get("prompt_interpolation", "linear"), INTERPOLATIONS, "interpolation")
     for key in ("width", "height"):
         if getattr(s, key) is not None and getattr(s, key) % 8:
             raise InputError(f"{key}: {getattr(s, key)} is not a multiple of 8")
@@ -209,10 +153,10 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.motion_module = str(raw.get("motion_module") or s.motion_module)
     s.dreambooth = str(raw.get("dreambooth") or "")
     s.adapter = str(raw.get("adapter") or "")
-    s.loras = _scaled(raw.get("loras"), "LoRA")
-    s.motion_loras = _scaled(raw.get("motion_loras"), "MotionLoRA")
+    s.loras = scaled(raw.get("loras"), "LoRA")
+    s.motion_loras = scaled(raw.get("motion_loras"), "MotionLoRA")
     s.video = str(raw.get("video") or "")
-    _parse_controls(raw, s, catalog)
+    parse_controls(raw, s, catalog)
     _parse_ip_adapter(raw, s, catalog)
     spec(s, catalog)  # every model is one the scan listed
     return s
@@ -222,52 +166,16 @@ def _parse_windows(raw: dict, s: Settings) -> None:
     """The sliding windows' schedule and fuse, checked with the rest of the windows as a run checks them."""
     from animatediff.sampling.context import FUSE_METHODS, SCHEDULES
 
-    s.context_schedule = _choice(raw.get("context_schedule") or "", ["", *SCHEDULES], "context schedule")
-    s.context_fuse = _choice(raw.get("context_fuse") or "", ["", *FUSE_METHODS], "context fuse")
+    s.context_schedule = choice(raw.get("context_schedule") or "", ["", *SCHEDULES], "context schedule")
+    s.context_fuse = choice(raw.get("context_fuse") or "", ["", *FUSE_METHODS], "context fuse")
     context_of(s)
-
-
-def _parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
-    """ControlNet (a model, a control video, how its frames become control images) and SparseCtrl (an encoder and
-    keyframe images), each all or nothing."""
-    from animatediff.pipeline.annotators import ANNOTATORS
-    from animatediff.pipeline.control_inputs import check_control_range
-
-    s.controlnet = str(raw.get("controlnet") or "")
-    s.controlnet_scale = _number(raw, "controlnet_scale", float, 1.0, "ControlNet scale")
-    s.control_video = str(raw.get("control_video") or "")
-    s.control_from_video = _choice(raw.get("control_from_video") or "none", ANNOTATORS, "control images")
-    s.control_start = _number(raw, "control_start", float, 0.0, "control start")
-    s.control_end = _number(raw, "control_end", float, 1.0, "control end")
-    if not isinstance(raw.get("guess_mode", False), bool):
-        raise InputError(f"guess mode: expected true or false, got {raw['guess_mode']!r}")
-    s.guess_mode = raw.get("guess_mode", False)
-    if s.controlnet:
-        catalog.resolve("controlnet", s.controlnet)
-        if not s.control_video:
-            raise InputError("ControlNet: upload its control video")
-        check_control_range(s.control_start, s.control_end, s.controlnet_scale)
-    elif (s.control_start, s.control_end, s.guess_mode) != (0.0, 1.0, False):
-        raise InputError("control start, end and guess mode: choose the ControlNet they are for")
-    s.sparsectrl = str(raw.get("sparsectrl") or "")
-    rows = raw.get("keyframes") or []
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise InputError("keyframes: expected a list of {frame, image}")
-    s.keyframes = [(_number(r, "frame", int, 0, "keyframe frame"), str(r["image"])) for r in rows if r.get("image")]
-    frames = [frame % s.frames if frame >= -1 else frame for frame, _ in s.keyframes]
-    if any(frame < 0 or frame >= s.frames for frame in frames) or len(set(frames)) < len(frames):
-        raise InputError(f"keyframes: each frame once, from 0 to {s.frames - 1} (or -1 for the last)")
-    if s.sparsectrl:
-        catalog.resolve("sparsectrl", s.sparsectrl)
-        if not s.keyframes:
-            raise InputError("SparseCtrl: upload a keyframe image")
 
 
 def _parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
     """An image prompt: the IP-Adapter, its uploaded image, its scale and (optionally) its image encoder."""
     s.ip_adapter = str(raw.get("ip_adapter") or "")
     s.ip_image = str(raw.get("ip_image") or "")
-    s.ip_scale = _number(raw, "ip_scale", float, 1.0, "IP-Adapter scale")
+    s.ip_scale = number(raw, "ip_scale", float, 1.0, "IP-Adapter scale")
     s.image_encoder = str(raw.get("image_encoder") or "")
     if not s.ip_adapter:
         if s.image_encoder:
@@ -299,7 +207,7 @@ def _prompt_map(raw: object) -> dict[int, str]:
     for row in raw:
         if not isinstance(row, dict) or not str(row.get("prompt") or "").strip():
             continue  # an empty row of the table
-        frame = _number(row, "frame", int, None, "prompt travel frame")
+        frame = number(row, "frame", int, None, "prompt travel frame")
         if frame is None:
             raise InputError("prompt travel: every keyframe needs a frame number ≥ 0")
         keyframes[frame] = str(row["prompt"]).strip()
@@ -387,4 +295,5 @@ def read_settings(path: Path) -> Settings:
     s.motion_loras = [(d["id"], d["scale"]) for d in data.get("motion_loras", [])]
     s.prompt_map = {int(d["frame"]): d["prompt"] for d in data.get("prompt_map", [])}
     s.keyframes = [(int(d["frame"]), d["image"]) for d in data.get("keyframes", [])]
+    s.controlnets = stored_units(data)
     return s

@@ -155,7 +155,7 @@ class Studio:
     def _controls(self, s: Settings, pipe: object) -> tuple[list, list]:
         """The ControlNet and SparseCtrl the form asks for, loaded as `run` loads its entry's keys; kept between jobs
         on the same base."""
-        if not s.controlnet and not s.sparsectrl:
+        if not s.controlnets and not s.sparsectrl:
             return [], []
         from animatediff.pipeline.control_inputs import entry_control_inputs, load_controlnets
         from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
