@@ -5,7 +5,8 @@ Rows, each ours and diffusers alternated (diffusers, ours, ours, diffusers; the 
 the pipeline not measured moved to CPU memory so each peak is its own:
 
 - 512² × 16 frames with CFG in fp16 and in bf16: seconds per step and peak VRAM, and the ratio to diffusers;
-- the same with `--compile` (ours; its first call, which compiles, reported apart);
+- ours with `--channels-last` (NHWC convolution weights), and with `--compile` (its first call, which compiles,
+  reported apart);
 - fp16 and bf16 frames against fp32 frames of the same seed: the largest and the mean pixel difference, and
   whether any value is not finite;
 - 64 frames in context windows of 16;
@@ -138,10 +139,14 @@ class Check:
         self.row("diffusers AnimateDiffPipeline", dtype, best["diffusers"])
         self.row("ours", dtype, best["ours"], best["diffusers"])
         theirs.to("cpu")
-        if compile_too:
-            from animatediff.pipeline.memory import MemoryOptions
+        from animatediff.pipeline.memory import MemoryOptions
 
-            ours.to(self.device)
+        ours.to(self.device)
+        ours.apply_memory_options(MemoryOptions(channels_last=True), self.device)
+        self.run_ours(ours)(1, lambda *_: None)  # warm-up: the NHWC kernels' first choice
+        self.row("ours --channels-last", dtype, self.timed(self.run_ours(ours), self.steps), best["diffusers"])
+        ours.apply_memory_options(MemoryOptions(), self.device)
+        if compile_too:
             start = time.perf_counter()
             ours.apply_memory_options(MemoryOptions(compile=True), self.device)
             self.run_ours(ours)(1, lambda *_: None)

@@ -32,7 +32,7 @@ this at 0.2-0.7 on their tiny VAEs. On a trained VAE at its 512/1024 px tiles th
 
 def _args(**kw) -> argparse.Namespace:
     values = dict(vae_slicing=16, vae_tiling=False, offload="none", ff_chunk=None, compile=False)
-    return argparse.Namespace(**{**values, "free_text_encoder": False, **kw})
+    return argparse.Namespace(**{**values, "free_text_encoder": False, "channels_last": False, **kw})
 
 
 def test_vae_slicing_gives_the_same_frames(make_pipeline, one_thread):
@@ -43,6 +43,19 @@ def test_vae_slicing_gives_the_same_frames(make_pipeline, one_thread):
     np.testing.assert_allclose(pipe(**RUN, decode_chunk_size=4), reference, rtol=0, atol=1e-6)
     with pytest.raises(InputError, match="decode_chunk_size must be at least 1 frame, got 0"):
         pipe(**RUN, decode_chunk_size=0)
+
+
+def test_channels_last_keeps_the_frames_and_can_be_undone(make_pipeline, one_thread):
+    pipe = make_pipeline()
+    reference = pipe(**RUN)
+    pipe.apply_memory_options(MemoryOptions(channels_last=True))
+    conv = pipe.unet.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    np.testing.assert_allclose(pipe(**RUN), reference, rtol=0, atol=1e-5)  # NHWC convolutions: sums in another order
+    pipe.apply_memory_options(MemoryOptions())
+    assert pipe.unet.unet.conv_in.weight.is_contiguous()
+    np.testing.assert_array_equal(pipe(**RUN), reference)
+    assert memory_from_args(_args(channels_last=True), "cpu").channels_last
 
 
 def test_vae_tiling_engages_past_a_tile_and_stays_within_its_tolerance(make_pipeline, one_thread):

@@ -16,7 +16,8 @@ OFFLOAD_MODES = ("none", "model", "sequential")  # pipeline.memory.OFFLOAD_MODES
 def add_memory_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "small GPUs and speed",
-        "Each trades speed for GPU memory, except --compile, which trades a slow first call for faster steps. "
+        "Each trades speed for GPU memory, except --compile, which trades a slow first call for faster steps, and "
+        "--channels-last, a weight layout for GPUs. "
         "Frames are the same with or without them (up to float rounding), save --vae-tiling's blended seams.",
     )
     g.add_argument(
@@ -61,6 +62,12 @@ def add_memory_args(p: argparse.ArgumentParser) -> None:
         "much slower than the calls after it; where torch.compile cannot run, one line says why and it runs "
         "uncompiled",
     )
+    g.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="store the UNet's convolution weights channels-last (NHWC), the layout GPUs' half-precision convolution "
+        "kernels prefer; the same frames up to float rounding; no help on CPU",
+    )
 
 
 def memory_from_args(args: argparse.Namespace, device: str) -> MemoryOptions:
@@ -83,5 +90,11 @@ def memory_from_args(args: argparse.Namespace, device: str) -> MemoryOptions:
     from animatediff.pipeline.memory import MemoryOptions
 
     return MemoryOptions(
-        args.vae_slicing, args.vae_tiling, args.offload, args.ff_chunk, args.compile, args.free_text_encoder
+        args.vae_slicing,
+        args.vae_tiling,
+        args.offload,
+        args.ff_chunk,
+        args.compile,
+        args.free_text_encoder,
+        args.channels_last,
     )

@@ -16,6 +16,9 @@ methods the pipeline has.
   (`models/motion_module.py`). Each sequence is computed alone either way: the same frames (bit for bit on the tiny
   test models; at most float rounding of the smaller matrix products).
 - **Compile** (`models/regional_compile.py`): torch.compile of the UNet's blocks and motion modules, one by one.
+- **Channels-last** (`channels_last`): the UNet's convolution weights stored channels-last (NHWC), so convolutions
+  run on the NHWC kernels GPUs prefer in half precision; the same math (frames within float rounding). It does not
+  help on CPU (the pipeline benchmark's figures); `benchmarks/gpu_check.py` measures it on a GPU.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class MemoryOptions:
     """Regional torch.compile of the UNet; the first call compiles (slow), later ones are faster."""
     free_text_encoder: bool = False
     """Text encoder(s) back to CPU memory after each text step (always so under offload)."""
+    channels_last: bool = False
+    """The UNet's convolution weights channels-last (NHWC): for GPUs, in fp16/bf16."""
 
     def __post_init__(self) -> None:
         check_chunk("vae_slicing", self.vae_slicing, "frame")
@@ -112,6 +117,10 @@ class MemoryModes:
         for module in self.unet.motion_modules.modules():
             if isinstance(module, MotionModule):
                 module.set_ff_chunk(chunk)
+
+    def set_channels_last(self, enabled: bool) -> None:
+        """The UNet's (and its motion modules') 4-D weights channels-last (NHWC) or back to contiguous (NCHW)."""
+        self.unet.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def compile_unet(self, mode: str | None = None) -> int:
         """Regional torch.compile of the UNet for its device (`models/regional_compile.py`): how many blocks are
@@ -199,6 +208,7 @@ class MemoryModes:
         self.free_text_encoder = options.free_text_encoder
         (self.enable_vae_tiling if options.vae_tiling else self.disable_vae_tiling)()
         self.set_ff_chunk(options.ff_chunk)
+        self.set_channels_last(options.channels_last)  # before offload, whose hooks keep a weight's format
         if options.offload == "model":
             self.enable_model_cpu_offload(device)
         elif options.offload == "sequential":
