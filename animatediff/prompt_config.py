@@ -53,17 +53,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
+from animatediff.entry_pipeline_args import entry_pipeline_args
 from animatediff.errors import InputError, InputNotFound
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
-from animatediff.pipeline.control_inputs import entry_control_inputs, load_controlnets
-from animatediff.pipeline.ip_adapter import ip_adapter_option
+from animatediff.pipeline.control_inputs import entry_control_inputs
 from animatediff.pipeline.prompt_travel import PromptTravel
-from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls, keyframe_frames, read_keyframe_images
+from animatediff.pipeline.sparse_ctrl_entries import keyframe_frames, read_keyframe_images
 from animatediff.process_share import process_share
 from animatediff.prompt_entries import PromptEntry, load_prompt_config, parse_entry, single_entry
-from animatediff.sampling import for_model
 
 
 def _check_prompt_maps(entries: list[PromptEntry], frames: int, config_name: str) -> None:
@@ -162,10 +160,6 @@ def run_prompt_config(
             loras.append(("adapter", _local(entry.adapter_lora_path, here), float(entry.adapter_lora_scale)))
         for cfg in entry.motion_module_lora_configs:
             loras.append(("motion", _local(str(cfg["path"]), here), float(cfg.get("alpha", 1.0))))
-        ip_adapter = ip_adapter_option(
-            _local(entry.ip_adapter, here), [_local(i, here) for i in entry.ip_image], entry.ip_scale,
-            _local(entry.image_encoder, here),
-        )  # fmt: skip
         for motion_module in entry.motion_module:
             first, index = index, index + len(entry.prompts)
             seeds = [next(drawn) for _ in entry.prompts]
@@ -178,24 +172,12 @@ def run_prompt_config(
                 loras=tuple(loras),
             )
             pipe = cache.pipeline(spec)
-            scheduler = entry_scheduler(entry, _local(entry.inference_config, here))
-            pipe.scheduler = for_model(scheduler, pipe.noise_settings)
-            size = (entry.H or height, entry.W or width)
-            controlnets = load_controlnets(controls[entry.name], pipe, *size, cache.control_model)
-            sparse = entry_sparse_ctrls(entry, pipe, entry.L or frames, *size, lambda p: _local(p, here),
-                                        f"{config.name} entry {entry.name}", cache.control_model)  # fmt: skip
+            where = f"{config.name} entry {entry.name}"
+            call = entry_pipeline_args(entry, pipe, frames, height, width, controls[entry.name],
+                                       lambda p: _local(p, here), where, cache.control_model)  # fmt: skip
             videos = zip(range(first, index), entry.prompts, entry.negative_prompts, seeds)
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
-                video = pipe(
-                    prompt, negative, num_frames=entry.L or frames, height=entry.H or height, width=entry.W or width,
-                    num_inference_steps=entry.steps, guidance_scale=entry.guidance_scale, seed=seed, progress=progress,
-                    prompt_interpolation=entry.prompt_interpolation, video=_local(entry.video, here) or None,
-                    strength=entry.strength, video_stride=entry.video_stride,
-                    ip_adapter=ip_adapter, context=entry_context(entry, entry.L or frames),
-                    free_init=entry_free_init(entry), motion_scale=entry.motion_scale,
-                    free_noise=entry_free_noise(entry),
-                    controlnets=controlnets, sparse_ctrls=sparse,
-                )[0]  # fmt: skip
+                video = pipe(prompt, negative, seed=seed, progress=progress, **call)[0]
                 path = out / "sample" / f"{i}-{sample_name(prompt)}.gif"
                 check_finite(video, path)
                 save_video(video, path, fps)

@@ -20,16 +20,7 @@ from animatediff.model_cache import ModelCache
 from animatediff.ui.catalog import Catalog, scan
 from animatediff.ui.jobs import Job, JobQueue
 from animatediff.ui.run_config import run_entry, run_yaml
-from animatediff.ui.settings import (
-    Settings,
-    context_of,
-    free_noise_of,
-    ip_adapter_of,
-    output_stem,
-    prompt_of,
-    sampling_of,
-    spec,
-)
+from animatediff.ui.settings import Settings, output_stem, prompt_of, spec
 
 if TYPE_CHECKING:
     from animatediff.pipeline.memory import MemoryOptions
@@ -103,44 +94,28 @@ class Studio:
         return run_yaml(job.settings, self.catalog, lambda upload: str(self.uploads.path(upload)))
 
     def generate(self, job: Job) -> Path:
-        """Load (or keep) the models, sample with progress and cancel, write the result and its settings."""
+        """Load (or keep) the models, sample with progress and cancel, write the result and its settings. The job
+        draws through the `run` entry it downloads as (`entry_pipeline_args`, as `animatediff run` draws), so the
+        two give the same frames."""
+        from animatediff.entry_pipeline_args import entry_pipeline_args
         from animatediff.io.video import check_finite, save_video
-        from animatediff.sampling import for_model
-        from animatediff.sampling.free_init import FreeInit
+        from animatediff.pipeline.control_inputs import entry_control_inputs
+        from animatediff.prompt_entries import parse_entry
         from animatediff.sampling.loop import sampling_timesteps
 
         s: Settings = job.settings
-        video = self.uploads.path(s.video) if s.video else None
+        entry = parse_entry(run_entry(s, self.catalog, lambda upload: str(self.uploads.path(upload))), "form")
+        controls = entry_control_inputs(entry, s.frames, str)  # the control videos read before any model loads
         job.stage = "loading models"
         pipe = self.cache.pipeline(spec(s, self.catalog))
-        sampling = sampling_of(s)
-        pipe.scheduler = for_model(sampling.make_scheduler(), pipe.noise_settings)
-        controlnets, sparse_ctrls = self._controls(s, pipe)
-        ip_adapter = ip_adapter_of(s, self.catalog, lambda upload: str(self.uploads.path(upload)))
-        strength = s.strength if video is not None else 1.0
-        job.total = len(sampling_timesteps(pipe.scheduler, sampling.steps, strength)) * (s.free_init_iters or 1)
+        call = entry_pipeline_args(entry, pipe, s.frames, s.height, s.width, controls, str, "form",
+                                   self.cache.control_model)  # fmt: skip
+        strength = call["strength"] if call["video"] is not None else 1.0
+        steps = len(sampling_timesteps(pipe.scheduler, call["num_inference_steps"], strength))
+        job.total = steps * (s.free_init_iters or 1)
         job.stage = "sampling"
         frames = pipe(
-            prompt_of(s),
-            s.negative_prompt,
-            num_frames=s.frames,
-            height=s.height,
-            width=s.width,
-            num_inference_steps=sampling.steps,
-            guidance_scale=sampling.guidance_scale,
-            seed=s.seed,
-            progress=False,
-            callback=lambda *_: job.step_done(),
-            context=context_of(s),
-            motion_scale=s.motion_scale,
-            free_noise=free_noise_of(s),
-            prompt_interpolation=s.prompt_interpolation,
-            free_init=FreeInit(iterations=s.free_init_iters) if s.free_init_iters else None,
-            video=str(video) if video is not None else None,
-            strength=s.strength if video is not None else None,
-            controlnets=controlnets,
-            sparse_ctrls=sparse_ctrls,
-            ip_adapter=ip_adapter,
+            prompt_of(s), s.negative_prompt, seed=s.seed, progress=False, callback=lambda *_: job.step_done(), **call
         )[0]
         job.stage = "writing"
         with self._number_lock:
@@ -151,21 +126,6 @@ class Studio:
         record = json.dumps({**s.as_json(), "file": path.name}, indent=1)
         write_atomic(self.output_dir / f"{stem}.json", lambda tmp: tmp.write_text(record))
         return path
-
-    def _controls(self, s: Settings, pipe: object) -> tuple[list, list]:
-        """The ControlNet and SparseCtrl the form asks for, loaded as `run` loads its entry's keys; kept between jobs
-        on the same base."""
-        if not s.controlnets and not s.sparsectrl:
-            return [], []
-        from animatediff.pipeline.control_inputs import entry_control_inputs, load_controlnets
-        from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
-        from animatediff.prompt_entries import parse_entry
-
-        entry = parse_entry(run_entry(s, self.catalog, lambda upload: str(self.uploads.path(upload))), "form")
-        controls = entry_control_inputs(entry, s.frames, str)
-        keep = self.cache.control_model
-        controlnets = load_controlnets(controls, pipe, s.height, s.width, keep)
-        return controlnets, entry_sparse_ctrls(entry, pipe, s.frames, s.height, s.width, str, "form", keep)
 
     def close(self) -> None:
         self.queue.close()

@@ -1,0 +1,51 @@
+"""What a parsed `run` entry asks the pipeline for: its scheduler (set on the pipeline) and the keyword arguments of
+the pipeline call that draws one of its videos, all but the prompt, negative prompt and seed. `animatediff run`
+and the web app's jobs (which parse the run entry they download as) both draw through it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
+from animatediff.pipeline.control_inputs import load_controlnets
+from animatediff.pipeline.ip_adapter import ip_adapter_option
+from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
+from animatediff.sampling import for_model
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.animation import AnimationPipeline
+    from animatediff.pipeline.control_inputs import ControlInput
+    from animatediff.prompt_entries import PromptEntry
+
+
+def entry_pipeline_args(
+    entry: PromptEntry,
+    pipe: AnimationPipeline,
+    frames: int,
+    height: int | None,
+    width: int | None,
+    controls: list[ControlInput],
+    resolve: Callable[[str], str] = str,
+    where: str = "",
+    keep: Callable | None = None,
+) -> dict[str, Any]:
+    """Set the entry's scheduler on `pipe` and return the call's other keywords: `frames`, `height` and `width`
+    where the entry gives none (the run's defaults); `controls`: its ControlNets' inputs, read beforehand
+    (`entry_control_inputs`); `resolve` places the entry's paths (and gives an empty one back
+    empty); `where` names it in errors; `keep`: the model
+    cache's `control_model`, so ControlNets and SparseCtrl encoders stay loaded between calls."""
+    num_frames, size = entry.L or frames, (entry.H or height, entry.W or width)
+    pipe.scheduler = for_model(entry_scheduler(entry, resolve(entry.inference_config)), pipe.noise_settings)
+    ip_adapter = ip_adapter_option(
+        resolve(entry.ip_adapter), [resolve(i) for i in entry.ip_image], entry.ip_scale, resolve(entry.image_encoder)
+    )
+    return dict(
+        num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
+        guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation,
+        video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,
+        ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
+        motion_scale=entry.motion_scale, free_noise=entry_free_noise(entry),
+        controlnets=load_controlnets(controls, pipe, *size, keep),
+        sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
+    )  # fmt: skip
