@@ -206,7 +206,7 @@ def kill_when(script: str, sections: dict, base_folder: Path, tmp_path: Path, ap
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, str(path), str(base_folder), str(tmp_path / "split"), repr(sections)]
     proc = subprocess.Popen(args, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # only against a hung child: a loaded machine may take minutes to start it
     while not appears.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
