@@ -41,3 +41,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    """A models folder for the web app: its subfolders, a LoRA, a symlink out of it, a broken checkpoint."""
+    root = tmp_path / "models"
+    for sub in ("Stable-diffusion", "Lora", "motion_modules", "motion_lora", "ControlNet"):
+        (root / sub).mkdir(parents=True)
+    (root / "Lora" / "style.safetensors").write_bytes(b"not really")
+    outside = tmp_path / "secret.safetensors"
+    outside.write_bytes(b"outside")
+    (root / "Lora" / "escape.safetensors").symlink_to(outside)
+    (root / "Stable-diffusion" / "broken.safetensors").write_bytes(b"\x00" * 64)
+    return root

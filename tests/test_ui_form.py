@@ -1,0 +1,177 @@
+"""The web app's form without a server: the catalog's path safety, each field's check (one line naming the field),
+and what the form's windows, ControlNet units and image prompt become in the job's run entry."""
+
+import json
+import re
+
+import pytest
+
+from animatediff.cli import build_parser
+from animatediff.errors import InputError
+from animatediff.ui.catalog import scan
+from animatediff.ui.settings import parse
+from tests.test_ui import PROMPT
+
+
+def test_catalog_lists_the_folder_and_the_world_but_no_symlink_out(models_dir):
+    catalog = scan(models_dir)
+    ids = {kind: [c.id for c in items] for kind, items in catalog.choices.items()}
+    assert ids["lora"] == ["world:outlined", "Lora/style.safetensors"]
+    assert ids["dreambooth"] == ["world:star", "Stable-diffusion/broken.safetensors"]
+    assert "world:base" in ids["base"] and "world:left" in ids["motion_lora"]
+    assert catalog.resolve("lora", "Lora/style.safetensors") == models_dir / "Lora" / "style.safetensors"
+
+
+@pytest.mark.parametrize(
+    "choice",
+    ["Lora/escape.safetensors", "../secret.safetensors", "Lora/../../secret.safetensors", "/etc/passwd", "world:nope"],
+)
+def test_catalog_refuses_what_the_scan_did_not_list(models_dir, choice):
+    with pytest.raises(InputError, match="not in the models folder"):
+        scan(models_dir).resolve("lora", choice)
+
+
+def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
+    catalog = scan(models_dir)
+    style = models_dir / "Lora" / "style.safetensors"
+    style.unlink()
+    style.symlink_to(tmp_path / "secret.safetensors")
+    with pytest.raises(InputError, match="outside the models folder"):
+        catalog.resolve("lora", "Lora/style.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"prompt": "  "}, "prompt: empty"),
+        ({"frames": 0}, "frames: 0 is outside 1–512"),
+        ({"steps": "many"}, "steps: 'many' is not a number"),
+        ({"width": 100}, "width: 100 is not a multiple of 8"),
+        ({"scheduler": "magic"}, "scheduler: 'magic' is not one of"),
+        ({"base": "../../etc"}, "base '../../etc' is not in the models folder"),
+        ({"loras": [{"id": "/etc/passwd", "scale": 1}]}, "lora '/etc/passwd' is not in the models folder"),
+        ({"context_length": 8, "context_overlap": 8}, "context overlap: 8 must be less"),
+        ({"prompt_map": [{"frame": 40, "prompt": "x"}]}, "keyframe 40 is past the last frame"),
+        ({"path": "/tmp"}, "unknown field 'path'"),
+    ],
+)
+def test_the_form_is_checked_field_by_field(models_dir, fields, message):
+    with pytest.raises(InputError, match=message):
+        parse({"prompt": PROMPT, **fields}, scan(models_dir))
+
+
+def test_controlnet_units_reach_the_controlnets_run_makes(models_dir):
+    """Two ControlNet units, each with its scale, control video, control images, start and end, and guess mode: in
+    the job's run entry, in order, and in the ControlNet specs that entry makes (the studio loads its ControlNets
+    from that entry); a bad unit is one line naming it."""
+    from animatediff.pipeline.control_inputs import ENTRY_KEYS, entry_specs
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    (models_dir / "ControlNet").mkdir(exist_ok=True)
+    for name in ("edges", "depth"):
+        (models_dir / "ControlNet" / f"{name}.safetensors").write_bytes(b"weights")
+    catalog = scan(models_dir)
+    units = [
+        {"model": "ControlNet/edges.safetensors", "video": "upload-1", "scale": 0.6, "start": 0.2, "end": 0.7},
+        {"model": "ControlNet/depth.safetensors", "video": "upload-2", "annotator": "canny"},
+    ]
+    fields = {"prompt": PROMPT, "controlnets": units, "guess_mode": True}
+    entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form")
+    specs = entry_specs(*(getattr(entry, key) for key in ENTRY_KEYS.values()))
+    assert [(c.model.rsplit("/", 1)[-1], c.video, c.scale, c.annotator, c.start, c.end) for c in specs] == [
+        ("edges.safetensors", "upload-1", 0.6, "none", 0.2, 0.7),
+        ("depth.safetensors", "upload-2", 1.0, "canny", 0.0, 1.0),
+    ]
+    assert all(c.guess_mode for c in specs)
+    for bad, message in (
+        ({"start": 0.7, "end": 0.2}, "ControlNet 2: ControlNet start 0.7 and end 0.2: need 0 ≤ start < end ≤ 1"),
+        ({"end": 1.5}, "ControlNet 2 end: 1.5 is"),
+        ({"video": ""}, "ControlNet 2: upload its control video"),
+        ({"model": "ControlNet/none.safetensors"}, "not in the models folder"),
+        ({"annotator": "openpose"}, "ControlNet 2 control images: 'openpose' is not one of"),
+    ):
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse(fields | {"controlnets": [units[0], units[1] | bad]}, catalog)
+    for bad, message in (
+        ({"guess_mode": "on"}, "guess mode: expected true or false, got 'on'"),
+        ({"controlnets": [], "guess_mode": True}, "guess mode: add the ControlNet it is for"),
+        ({"controlnets": "ControlNet/edges.safetensors"}, "ControlNets: expected a list of {model, video"),
+    ):
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse(fields | bad, catalog)
+
+
+def test_history_stored_with_one_controlnet_loads_as_a_unit(tmp_path):
+    from animatediff.ui.controls import ControlUnit
+    from animatediff.ui.settings import read_settings
+
+    stored = {"prompt": PROMPT, "controlnet": "ControlNet/edges", "controlnet_scale": 0.5, "control_video": "u1",
+              "control_from_video": "canny", "seed": 3}  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps(stored))
+    assert read_settings(tmp_path / "old.json").controlnets == [ControlUnit("ControlNet/edges", "u1", 0.5, "canny")]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"ip_adapter": "ipadapter/none.safetensors", "ip_image": "x"}, "ip adapter 'ipadapter/none.safetensors' is"),
+        ({"image_encoder": "clip_vision/x"}, "image encoder: choose the IP-Adapter it is for"),
+        ({"ip_scale": -1}, "IP-Adapter scale: -1.0 is outside 0.0–4.0"),
+    ],
+)
+def test_bad_image_prompts_are_one_line(models_dir, fields, message):
+    with pytest.raises(InputError, match=message):
+        parse({"prompt": PROMPT, **fields}, scan(models_dir))
+
+
+def test_an_ip_adapter_without_its_image_is_refused(models_dir):
+    (models_dir / "ipadapter").mkdir()
+    (models_dir / "ipadapter" / "look.safetensors").write_bytes(b"weights")
+    with pytest.raises(InputError, match="IP-Adapter: upload its image prompt"):
+        parse({"prompt": PROMPT, "ip_adapter": "ipadapter/look.safetensors"}, scan(models_dir))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"loop": "yes"}, "loop: expected true or false, got 'yes'"),
+        ({"motion_scale": -1}, "motion scale: -1.0 is"),
+        ({"free_noise": True, "loop": True}, "free noise: FreeNoise replaces the sliding windows a loop needs"),
+        ({"free_noise": True, "context_length": 2}, "FreeNoise"),
+        ({"context_length": 8, "context_schedule": "composite"}, "context schedule: 'composite' is not one of"),
+        ({"context_length": 8, "context_fuse": "average"}, "context fuse: 'average' is not one of"),
+        ({"context_length": 8, "context_stride": 2}, "context stride 2: only the 'uniform' schedule takes strides"),
+        ({"context_stride": 2}, "context stride needs context length"),
+        ({"closed_loop": True}, "closed loop needs context length"),
+        ({"free_noise": True, "context_fuse": "flat"}, "context fuse is for sliding context windows, which free noise"),
+    ],
+)
+def test_bad_loop_and_motion_scale_are_one_line(models_dir, fields, message):
+    with pytest.raises(InputError, match=message):
+        parse({"prompt": PROMPT, **fields}, scan(models_dir))
+
+
+def test_window_options_make_the_windows_their_run_entry_makes(models_dir, tmp_path):
+    """The form's schedule, fuse, stride and closed loop: the windows the job samples in are those `animatediff run`
+    makes from the job's run entry, and those `generate` makes from the same flags."""
+    from animatediff.cli.context_options import context_from_args
+    from animatediff.entry_sampling_keys import entry_context
+    from animatediff.prompt_entries import load_prompt_config
+    from animatediff.ui.run_config import run_yaml
+    from animatediff.ui.settings import context_of, with_seed
+
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "frames": 20, "context_length": 8, "context_overlap": 2, "context_schedule": "uniform",
+              "context_stride": 2, "context_fuse": "relative", "closed_loop": True}  # fmt: skip
+    s = with_seed(parse(fields, catalog))
+    windows = context_of(s)
+    assert (windows.schedule, windows.stride, windows.fuse, windows.closed_loop) == ("uniform", 2, "relative", True)
+    (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+    (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+    assert entry_context(entry, 20) == windows
+    flags = "--frames 20 --context-length 8 --context-overlap 2 --context-schedule uniform --context-stride 2"
+    flags += " --context-fuse relative --closed-loop"
+    args = build_parser().parse_args(["generate", "--prompt", PROMPT, *flags.split()])
+    assert context_from_args(args) == windows
