@@ -32,9 +32,9 @@ def entry_pipeline_args(
 ) -> dict[str, Any]:
     """Set the entry's scheduler on `pipe` and return the call's other keywords: `frames`, `height` and `width`
     where the entry gives none (the run's defaults); `controls`: its ControlNets' inputs, read beforehand
-    (`entry_control_inputs`); `resolve` places the entry's paths (and gives an empty one back
-    empty); `where` names it in errors; `keep`: the model
-    cache's `control_model`, so ControlNets and SparseCtrl encoders stay loaded between calls."""
+    (`entry_control_inputs`); `resolve` places the entry's paths (and gives an empty one back empty); `where` names
+    it in errors; `keep`: the model cache's `control_model`, so ControlNets and SparseCtrl encoders stay loaded
+    between calls."""
     num_frames, size = entry.L or frames, (entry.H or height, entry.W or width)
     pipe.scheduler = for_model(entry_scheduler(entry, resolve(entry.inference_config)), pipe.noise_settings)
     ip_adapter = ip_adapter_option(

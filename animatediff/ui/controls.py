@@ -34,18 +34,10 @@ class ControlUnit:
 
 def parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
     """The form's ControlNet units, guess mode, SparseCtrl encoder and keyframes, checked into `s`."""
-    from animatediff.pipeline.control_inputs import check_control_range
-
     units = raw.get("controlnets") or []
     if not isinstance(units, list) or not all(isinstance(unit, dict) for unit in units):
         raise InputError("ControlNets: expected a list of {model, video, scale, annotator, start, end}")
-    s.controlnets = []
-    for i, unit in enumerate(units, 1):
-        s.controlnets.append(_unit(unit, f"ControlNet {i}", catalog))
-        try:
-            check_control_range(s.controlnets[-1].start, s.controlnets[-1].end, s.controlnets[-1].scale)
-        except InputError as err:
-            raise InputError(f"ControlNet {i}: {err}") from None
+    s.controlnets = [_unit(unit, f"ControlNet {i}", catalog) for i, unit in enumerate(units, 1)]
     if not isinstance(raw.get("guess_mode", False), bool):
         raise InputError(f"guess mode: expected true or false, got {raw['guess_mode']!r}")
     s.guess_mode = raw.get("guess_mode", False)
@@ -56,6 +48,7 @@ def parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
 
 def _unit(unit: dict, label: str, catalog: Catalog) -> ControlUnit:
     from animatediff.pipeline.annotators import ANNOTATORS
+    from animatediff.pipeline.control_inputs import check_control_range
 
     model, video = str(unit.get("model") or ""), str(unit.get("video") or "")
     if not model:
@@ -63,7 +56,7 @@ def _unit(unit: dict, label: str, catalog: Catalog) -> ControlUnit:
     catalog.resolve("controlnet", model)
     if not video:
         raise InputError(f"{label}: upload its control video")
-    return ControlUnit(
+    checked = ControlUnit(
         model,
         video,
         number(unit, "scale", float, 1.0, f"{label} scale"),
@@ -71,6 +64,11 @@ def _unit(unit: dict, label: str, catalog: Catalog) -> ControlUnit:
         number(unit, "start", float, 0.0, f"{label} start"),
         number(unit, "end", float, 1.0, f"{label} end"),
     )
+    try:
+        check_control_range(checked.start, checked.end, checked.scale)
+    except InputError as err:
+        raise InputError(f"{label}: {err}") from None
+    return checked
 
 
 def _parse_keyframes(raw: dict, s: Settings, catalog: Catalog) -> None:

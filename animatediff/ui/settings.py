@@ -23,7 +23,6 @@ from animatediff.ui.controls import ControlUnit, parse_controls, stored_units
 from animatediff.ui.fields import choice, number, scaled
 
 if TYPE_CHECKING:
-    from animatediff.pipeline.free_noise import FreeNoise
     from animatediff.pipeline.ip_adapter import IPAdapter
     from animatediff.sampling.context import ContextSchedule
 
@@ -143,7 +142,9 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
         if getattr(s, key) is not None and getattr(s, key) % 8:
             raise InputError(f"{key}: {getattr(s, key)} is not a multiple of 8")
     if s.free_noise:
-        free_noise_of(s)  # its window and stride checked as generate checks them
+        from animatediff.entry_sampling_keys import entry_free_noise_of
+
+        entry_free_noise_of(s.context_length)  # FreeNoise's window and stride checked as generate checks them
     elif s.context_length is not None and s.context_overlap >= s.context_length:
         raise InputError(f"context overlap: {s.context_overlap} must be less than the context length")
     _parse_windows(raw, s)
@@ -259,15 +260,6 @@ def context_of(s: Settings) -> ContextSchedule | None:
         s.free_noise,
         name=lambda key: key.replace("_", " "),
     )
-
-
-def free_noise_of(s: Settings) -> FreeNoise | None:
-    """FreeNoise as `generate --free-noise` makes it, over the form's context length; None unless asked for."""
-    if not s.free_noise:
-        return None
-    from animatediff.entry_sampling_keys import entry_free_noise_of
-
-    return entry_free_noise_of(s.context_length)
 
 
 def prompt_of(s: Settings) -> str | dict[int, str]:
