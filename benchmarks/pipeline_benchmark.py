@@ -133,6 +133,12 @@ class StepClock:
         self.stamp()
         return kwargs
 
+    def intervals(self, run, steps: int) -> list[float]:  # noqa: ANN001 - run(n): n denoising steps
+        """The seconds between the ends of consecutive steps of one `run(steps)`."""
+        self.stamps.clear()
+        run(steps)
+        return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+
     def measure(self, run, steps: int) -> dict:  # noqa: ANN001 - run(n): n denoising steps
         """One warm-up step, then `steps` timed: {"s_per_step": the median interval between step ends (denoising
         alone, no text encoding or VAE decoding; the median resists a busy machine's hiccups), "peak_mib"}."""
@@ -141,9 +147,7 @@ class StepClock:
         run(1)
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        self.stamps.clear()
-        run(steps)
-        per_step = statistics.median(b - a for a, b in zip(self.stamps, self.stamps[1:]))
+        per_step = statistics.median(self.intervals(run, steps))
         if self.device.startswith("cuda"):
             peak = torch.cuda.max_memory_allocated() / 2**20
         else:
@@ -243,10 +247,7 @@ def paired(preset_name: str, device: str, dtype_name: str, steps: int, rounds: i
         run(1)  # warm-up
     for r in range(rounds):
         for which in ("ours", "diffusers") if r % 2 == 0 else ("diffusers", "ours"):
-            clock = clocks[which]
-            clock.stamps.clear()
-            runs[which](steps + 1)
-            intervals[which] += [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
+            intervals[which] += clocks[which].intervals(runs[which], steps + 1)
     return {which: statistics.median(values) for which, values in intervals.items()}
 
 
