@@ -2,8 +2,9 @@
 
 A base is a Stable Diffusion 1.x or SDXL model in the diffusers folder layout (unet/, vae/, text_encoder/,
 tokenizer/, scheduler/; SDXL adds text_encoder_2/ and tokenizer_2/), given as a folder or a hub id, optionally with a
-single-file checkpoint (a CivitAI DreamBooth) laid over its weights. Its family ('sd1' or 'sdxl') is read from its
-files (`base_family`); SD2, an SDXL refiner, SD3 and Flux are refused in one line naming what was found.
+single-file checkpoint (a CivitAI DreamBooth) laid over its weights and a separate VAE in place of its own. Its
+family ('sd1' or 'sdxl') is read from its files (`base_family`); SD2, an SDXL refiner, SD3 and Flux are refused in
+one line naming what was found.
 `read_traits` reads, from the folder's config files alone, what everything built on a base needs to know: how it
 was trained (prediction type, zero-terminal-SNR, the betas of its schedule), its family, and what it samples at
 (native size, the multiple every size must be of, default guidance). `load_base` loads its weights. The pipeline,
@@ -28,7 +29,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.hub import resolve_path
+from animatediff.hub import check_reference, resolve_path
 
 DEFAULT_GUIDANCE_SCALE = 7.5
 """Classifier-free guidance of a base that states none: the official repo's, diffusers' and the UIs' default."""
@@ -246,12 +247,17 @@ def load_base(
     dreambooth: str | os.PathLike | None = None,
     prediction_type: str | None = None,
     zero_snr: bool | None = None,
+    vae: str | os.PathLike | None = None,
 ) -> BaseModel:
     """Load a base: a diffusers SD1.x or SDXL folder or its hub id; `dreambooth`, a single-file checkpoint (LDM
-    layout, SGM for SDXL) of the same family, replaces its UNet, VAE and text-encoder weights (both for SDXL). The
-    traits, and a .safetensors checkpoint's family, are checked before any weight loads."""
+    layout, SGM for SDXL) of the same family, replaces its UNet, VAE and text-encoder weights (both for SDXL);
+    `vae`, a VAE file, folder or hub id (`formats.vae_file.load_vae`), then replaces the VAE, a checkpoint's baked
+    one included, keeping the base's VAE config (its scaling factor). The traits, a .safetensors checkpoint's
+    family, and that `vae` is a local path or can be a hub id are checked before any weight loads."""
     folder = base_folder(path_or_id)
     traits = read_traits(folder, prediction_type, zero_snr)
+    if vae:
+        check_reference(vae, "VAE")
     if dreambooth:  # a file of the other family (or SD2, or a refiner): said from its header, before weights load
         from animatediff.formats.single_file_sdxl import check_single_file
 
@@ -282,4 +288,8 @@ def load_base(
         from animatediff.formats.single_file import load_single_file_weights
 
         load_single_file_weights(dreambooth, base.unet, base.vae, base.text_encoder)
+    if vae:
+        from animatediff.formats.vae_file import load_vae
+
+        base.vae = load_vae(vae, base.vae)
     return base

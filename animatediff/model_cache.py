@@ -1,9 +1,10 @@
 """Reuse loaded models across runs: switching only a LoRA or a motion module must not reload the base from disk.
 
-The cache holds one pipeline. A request that keeps the base model (base folder + personalized checkpoint) keeps its
-UNet, VAE and text encoder in memory; a new motion module is swapped in place (motion modules are cached by path);
-LoRAs are switched with exact unmerge + merge (`LoraMerger`). ControlNets and SparseCtrl encoders are kept for
-the base they were loaded for (`control_model`). `loads` counts what was read from disk.
+The cache holds one pipeline. A request that keeps the base model (base folder + personalized checkpoint + VAE) keeps
+its UNet, VAE and text encoder in memory (another VAE reloads the base); a new motion module is swapped in place
+(motion modules are cached by path); LoRAs are switched with exact unmerge + merge (`LoraMerger`). ControlNets and
+SparseCtrl encoders are kept for the base they were loaded for (`control_model`). `loads` counts what was read from
+disk.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class PipelineSpec:
     """Motion-module file, diffusers MotionAdapter folder or hub reference."""
     dreambooth: str | None = None
     """Single-file checkpoint of the base's family replacing its UNet, VAE and text encoder(s)."""
+    vae: str | None = None
+    """A VAE replacing the base's (and the checkpoint's): file, folder or hub id (`formats.vae_file.load_vae`).
+    Part of the base: another VAE reloads the base."""
     loras: tuple[tuple[str, str, float], ...] = ()
     """(kind, path, scale) with kind 'image', 'adapter' or 'motion', merged in this order."""
 
@@ -61,9 +65,10 @@ class ModelCache:
         self.max_control_models = max_control_models
         """ControlNets and SparseCtrl encoders kept in memory, least recently used dropped first."""
         self.loads: Counter[str] = Counter()
-        """How many times each kind of file was read: 'base', 'dreambooth', 'motion_module', 'lora', 'control'."""
+        """How many times each kind of file was read: 'base', 'dreambooth', 'vae', 'motion_module', 'lora',
+        'control'."""
         self._pipe: AnimationPipeline | None = None
-        self._base_key: tuple[str, str | None] | None = None
+        self._base_key: tuple[str, str | None, str | None] | None = None
         self._motion_path: str | None = None
         self._motion: OrderedDict[str, MotionModules] = OrderedDict()
         self._loras: dict[tuple[str, str], Lora] = {}
@@ -100,7 +105,7 @@ class ModelCache:
         for kind, _, _ in spec.loras:
             if kind not in LORA_KINDS:
                 raise InputError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(LORA_KINDS)}")
-        base_key = (os.fspath(spec.base), os.fspath(spec.dreambooth) if spec.dreambooth else None)
+        base_key = tuple(os.fspath(p) if p else None for p in (spec.base, spec.dreambooth, spec.vae))
         if self._pipe is not None and self.memory is not None:
             self._pipe.disable_cpu_offload()  # weights back in place for LoRA merges and motion-module swaps
         if self._pipe is None or base_key != self._base_key:
@@ -112,16 +117,18 @@ class ModelCache:
             self._pipe.apply_memory_options(self.memory, self.device)
         return self._pipe
 
-    def _load_base(self, spec: PipelineSpec, key: tuple[str, str | None]) -> None:
+    def _load_base(self, spec: PipelineSpec, key: tuple[str, str | None, str | None]) -> None:
         if self._pipe is not None:
             # Cached motion modules outlive this pipeline: unmerge its MotionLoRAs from them first.
             self._pipe.loras.clear("motion_modules")
             self._pipe = None  # drop the old model before loading the next one
             self._controls.clear()
-        parts = load_base(spec.base, self.dtype, spec.dreambooth)
+        parts = load_base(spec.base, self.dtype, spec.dreambooth, vae=spec.vae)
         self.loads["base"] += 1
         if spec.dreambooth:
             self.loads["dreambooth"] += 1
+        if spec.vae:
+            self.loads["vae"] += 1
         # The same factory as `AnimationPipeline.from_pretrained`: the base's noise settings and default guidance.
         modules = self._motion_modules(spec.motion_module)
         self._pipe = AnimationPipeline.from_base(parts, modules, device=self._load_device)

@@ -1,5 +1,11 @@
 """Prompts → CLIP text embeddings, the way Stable Diffusion (one encoder) and SDXL (two, and a pooled one)
-condition on text."""
+condition on text.
+
+Clip skip counts as the UIs count it (A1111's "Clip skip", animatediff-cli-prompt-travel's `clip_skip`): 1 takes the
+layer the model was trained on (SD1.x: the last; SDXL: the penultimate), 2 the one before it, and so on. diffusers'
+`clip_skip` counts the layers skipped, one less: our N is its N − 1. As the UIs and diffusers do, SD1.x's earlier
+layer still passes through the encoder's final layer norm; SDXL's hidden states never do, and its pooled text
+always comes from the last layer."""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from animatediff.errors import InputError
 
 
 def _ids(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
@@ -25,24 +33,54 @@ def input_device(encoder: torch.nn.Module) -> torch.device:
     return next(encoder.parameters()).device
 
 
-def encode_prompts(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: list[str]) -> torch.Tensor:
-    """Last hidden states at the tokenizer's full length (77 for SD), padded and truncated: (len(prompts), 77, D)."""
-    return text_encoder(_ids(tokenizer, prompts).to(input_device(text_encoder)))[0]
+def check_clip_skip(clip_skip: int, text_encoder: CLIPTextModel | None = None, trained_from_end: int = 1) -> None:
+    """One line unless `clip_skip` is a whole number from 1 up that stays within the encoder's layers, counting from
+    the layer it was trained on, `trained_from_end` (any such number without an encoder)."""
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip < 1:
+        raise InputError(f"clip skip must be a whole number from 1 (no skip) up, got {clip_skip!r}")
+    if text_encoder is None:
+        return
+    most = text_encoder.config.num_hidden_layers - trained_from_end + 1
+    if clip_skip > most:
+        raise InputError(
+            f"clip skip {clip_skip} goes past this text encoder's first layer "
+            f"({text_encoder.config.num_hidden_layers} layers: clip skip {most} at most)"
+        )
+
+
+def final_layer_norm(text_encoder: CLIPTextModel) -> torch.nn.LayerNorm:
+    """The encoder's final layer norm: on the model itself in transformers 5, under `text_model` before."""
+    return getattr(text_encoder, "text_model", text_encoder).final_layer_norm
+
+
+def encode_prompts(
+    tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: list[str], clip_skip: int = 1
+) -> torch.Tensor:
+    """Hidden states at the tokenizer's full length (77 for SD), padded and truncated: (len(prompts), 77, D); the
+    last layer's, or with `clip_skip` N > 1 the N-th from the end through the final layer norm."""
+    ids = _ids(tokenizer, prompts).to(input_device(text_encoder))
+    if clip_skip == 1:
+        return text_encoder(ids)[0]
+    check_clip_skip(clip_skip, text_encoder)
+    hidden = text_encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
+    return final_layer_norm(text_encoder)(hidden)
 
 
 def encode_prompts_pooled(
     tokenizers: Sequence[CLIPTokenizer],
     text_encoders: Sequence[CLIPTextModel | CLIPTextModelWithProjection],
     prompts: list[str],
+    clip_skip: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SDXL's text: every encoder's penultimate hidden states joined along the features, (n, 77, D1 + D2), and the
-    pooled projection of the encoder that has one (the last), (n, P)."""
+    """SDXL's text: every encoder's penultimate hidden states (with `clip_skip` N, the (N + 1)-th from the end) joined
+    along the features, (n, 77, D1 + D2), and the pooled projection of the encoder that has one (the last), (n, P)."""
     states, pooled = [], None
     for tokenizer, encoder in zip(tokenizers, text_encoders, strict=True):
+        check_clip_skip(clip_skip, encoder, trained_from_end=2)
         out = encoder(_ids(tokenizer, prompts).to(input_device(encoder)), output_hidden_states=True)
         if out[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds first
             pooled = out[0]
-        states.append(out.hidden_states[-2])
+        states.append(out.hidden_states[-(clip_skip + 1)])
     if pooled is None:
         raise ValueError("no text encoder with a pooled projection (SDXL's text_encoder_2)")
     return torch.cat(states, dim=-1), pooled

@@ -68,6 +68,14 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="what to steer away from; unset, an SDXL base whose model_index.json says force_zeros_for_empty_prompt "
         "takes zeros as the unconditional text (as diffusers does), an SD1.x base the empty prompt",
     )
+    p.add_argument(
+        "--clip-skip",
+        type=int,
+        default=1,
+        metavar="N",
+        help="take the text from the text encoder's N-th layer from the end, as the UIs count it: 1 the layer the "
+        "model was trained on, 2 the one before (many anime models want 2); diffusers' clip_skip is N-1",
+    )
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
@@ -170,6 +178,13 @@ def add_personalization_args(p: argparse.ArgumentParser) -> None:
         "replacing --base's weights",
     )
     p.add_argument(
+        "--vae",
+        default=None,
+        metavar="PATH",
+        help="VAE replacing --base's and --dreambooth's: a diffusers VAE or pipeline folder, a hub id, or a single "
+        "file (.safetensors/.ckpt) in the LDM or diffusers layout; the base's scaling factor stays",
+    )
+    p.add_argument(
         "--lora",
         action="append",
         default=[],
@@ -237,6 +252,8 @@ def _check_models(base: str, motion_module: str, args: argparse.Namespace, loras
     check_reference(motion_module, "motion module")
     if args.dreambooth:
         check_reference(args.dreambooth, "personalized model")
+    if args.vae:
+        check_reference(args.vae, "VAE")
     for kind, path, _ in loras:
         check_reference(path, {"image": "LoRA", "adapter": "adapter LoRA", "motion": "MotionLoRA"}[kind])
 
@@ -248,6 +265,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.io.video import check_finite, check_video_path, save_video
     from animatediff.pipeline import AnimationPipeline
     from animatediff.pipeline.prompt_travel import prompt_argument
+    from animatediff.text_encoding import check_clip_skip
 
     check_video_path(args.output, "--output")  # before minutes of loading and sampling
     sampling = sampling_from_args(args)  # preset, scheduler, steps, guidance, spacing: checked before loading
@@ -256,6 +274,7 @@ def run_generate(args: argparse.Namespace) -> None:
     free_noise = free_noise_option(args)  # bad FreeNoise options fail before loading
     context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
     motion_scale = motion_scale_from_args(args)
+    check_clip_skip(args.clip_skip)  # its upper bound is the text encoder's, said when the text is encoded
     device, dtype = resolve_device(args)
     memory = memory_from_args(args, device)  # VAE slicing/tiling, offload, FFN chunks, compile: checked before loading
     scheduler = sampling.make_scheduler()
@@ -278,6 +297,7 @@ def run_generate(args: argparse.Namespace) -> None:
         dreambooth=args.dreambooth,
         prediction_type=None if args.prediction_type == "auto" else args.prediction_type,
         zero_snr=args.zero_snr,
+        vae=args.vae,
     )
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
@@ -305,6 +325,7 @@ def run_generate(args: argparse.Namespace) -> None:
         ip_adapter=ip_adapter,
         video=video,
         strength=strength,
+        clip_skip=args.clip_skip,
     )[0]
     check_finite(frames, args.output)
     path = save_video(frames, args.output, args.fps)

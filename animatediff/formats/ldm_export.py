@@ -5,6 +5,8 @@ That is the layout CivitAI-style personalized models come in: `model.diffusion_m
 in one file. The rename table below is written by hand from the CompVis layout (github.com/CompVis/
 stable-diffusion, `ldm/modules/diffusionmodules/openaimodel.py` and `.../model.py`), independently of diffusers'
 own conversion: loading the result back through diffusers' converter (`formats/single_file.py`) checks both.
+`ldm_vae_state_dict` gives the VAE alone under the same names, as separate VAE files (vae-ft-mse-840000-ema-pruned)
+hold it.
 
 SDXL files (Stability's generative-models, `sgm/`) keep the UNet and VAE names (the UNet adds `label_emb.0.0` /
 `label_emb.0.2`, the size and pooled-text embedding) and hold the two text encoders as the conditioner's embedders:
@@ -145,6 +147,23 @@ def open_clip_state_dict(text_encoder_2: CLIPTextModelWithProjection) -> dict[st
     return sd
 
 
+def _ldm_vae(vae: AutoencoderKL, prefix: str) -> dict[str, torch.Tensor]:
+    n = len(vae.config.block_out_channels)
+    sd = {}
+    for key, value in vae.state_dict().items():
+        new = vae_key(key, n)
+        if ".attn_1." in new and new.endswith(".weight") and value.ndim == 2:
+            value = value[:, :, None, None]  # LDM's VAE attention projections are 1×1 convolutions
+        sd[prefix + new] = value
+    return sd
+
+
+def ldm_vae_state_dict(vae: AutoencoderKL, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The VAE's weights under LDM names, as a VAE-only file holds them (vae-ft-mse-840000-ema-pruned: no prefix)
+    or with `prefix` (a whole checkpoint's `first_stage_model.`), as fresh contiguous tensors."""
+    return {k: v.detach().clone().contiguous() for k, v in _ldm_vae(vae, prefix).items()}
+
+
 def ldm_state_dict(
     unet: UNet2DConditionModel,
     vae: AutoencoderKL,
@@ -159,12 +178,7 @@ def ldm_state_dict(
     (files saved with transformers < 4.22).
     """
     sd = {UNET_PREFIX + unet_key(k, unet): v for k, v in unet.state_dict().items()}
-    n = len(vae.config.block_out_channels)
-    for key, value in vae.state_dict().items():
-        new = vae_key(key, n)
-        if ".attn_1." in new and new.endswith(".weight") and value.ndim == 2:
-            value = value[:, :, None, None]  # LDM's VAE attention projections are 1×1 convolutions
-        sd[VAE_PREFIX + new] = value
+    sd.update(_ldm_vae(vae, VAE_PREFIX))
     level = "text_model." if text_model_level else ""
     prefix = TEXT_PREFIX if text_encoder_2 is None else SDXL_TEXT_PREFIX
     for key, value in text_encoder.state_dict().items():

@@ -90,17 +90,23 @@ def check_checkpoint_family(shapes: Mapping[str, object], base_family: str, name
         )
 
 
+def adapter_kind(sd: Mapping[str, object]) -> str | None:
+    """What a weights file holds where its key names show an adapter: 'a LoRA (use --lora)' or 'a motion module
+    (use --motion-module)'; else None."""
+    if any(".lora_down." in k or ".lora_A." in k or "_lora." in k for k in sd):
+        return "a LoRA (use --lora)"
+    if any(".motion_modules." in k for k in sd):
+        return "a motion module (use --motion-module)"
+    return None
+
+
 def check_has_unet(sd: Mapping[str, object], name: str = "checkpoint") -> None:
     """One line for a file with no single-file UNet in it, saying what it looks like instead."""
     if not any(k.startswith(UNET_PREFIX) for k in sd):
-        if any(".lora_down." in k or ".lora_A." in k or "_lora." in k for k in sd):
-            what = "a LoRA (use --lora)"
-        elif any(".motion_modules." in k for k in sd):
-            what = "a motion module (use --motion-module)"
-        elif any(k.startswith(("down_blocks.", "unet.")) for k in sd):
+        what = adapter_kind(sd)
+        if what is None and any(k.startswith(("down_blocks.", "unet.")) for k in sd):
             what = "diffusers-named weights (pass a diffusers folder as --base)"
-        else:
-            what = f"something else (first key {next(iter(sd), None)!r})"
+        what = what or f"something else (first key {next(iter(sd), None)!r})"
         raise InputError(f"{name} has no '{UNET_PREFIX}*' weights: not a single-file SD checkpoint but {what}")
 
 

@@ -41,7 +41,9 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-            raise InputError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+            raise InputError(
+                f"{path} is not a readable torch checkpoint ({type(err).__name__}: {_pickle_error(err)})"
+            ) from None
         if not isinstance(sd, dict):
             raise InputError(f"{path} holds a {type(sd).__name__}, not a state dict")
         return sd, {}
@@ -49,6 +51,16 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
         f"{path}: unsupported weights file extension {path.suffix!r} "
         f"(expected .safetensors or one of {', '.join(PICKLE_SUFFIXES)})"
     )
+
+
+def _pickle_error(err: Exception) -> str:
+    """One line of torch.load's error: what weights_only refused (code or an object, never run), else its first."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = next((line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()), "")
+        return f"{detail.split('. Please use')[0].rstrip('.')}; read with weights_only, which runs nothing in the file"
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def read_weights(path_or_id: str | os.PathLike, kind: str) -> tuple[dict, Path]:

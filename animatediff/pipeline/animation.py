@@ -54,7 +54,7 @@ from animatediff.sampling import (
 )
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
-from animatediff.text_encoding import encode_prompts
+from animatediff.text_encoding import check_clip_skip, encode_prompts
 
 if TYPE_CHECKING:
     from animatediff.formats.lora import LoraMerger
@@ -128,11 +128,13 @@ class AnimationPipeline(MemoryModes):
         dreambooth: str | os.PathLike | None = None,
         prediction_type: str | None = None,
         zero_snr: bool | None = None,
+        vae: str | os.PathLike | None = None,
     ) -> AnimationPipeline:
         """`base`: a diffusers SD1.x or SDXL folder or hub id; `dreambooth`: a single-file checkpoint of its family
-        replacing its UNet, VAE and text encoder; `prediction_type` / `zero_snr` override what the base's scheduler
-        config says it was trained with (`load_base`)."""
-        parts = load_base(base, dtype, dreambooth, prediction_type, zero_snr)
+        replacing its UNet, VAE and text encoder; `vae`: a VAE file, folder or hub id replacing the VAE (the
+        checkpoint's too); `prediction_type` / `zero_snr` override what the base's scheduler config says it was
+        trained with (`load_base`)."""
+        parts = load_base(base, dtype, dreambooth, prediction_type, zero_snr, vae)
         modules = motion_module if isinstance(motion_module, MotionModules) else load_motion_modules(motion_module)
         return cls.from_base(parts, modules, scheduler, device)
 
@@ -262,6 +264,7 @@ class AnimationPipeline(MemoryModes):
         video: VideoInput | None = None,
         strength: float | None = None,
         video_stride: int = 1,
+        clip_skip: int = 1,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -296,6 +299,9 @@ class AnimationPipeline(MemoryModes):
         to height × width, encoded and noised to the first timestep `strength` (in (0, 1]; default 0.8) leaves, as
         diffusers' AnimateDiffVideoToVideoPipeline does; a seed seeds one generator for the encoding and the steps.
         `decode_chunk_size`: frames per VAE call (VAE slicing; None: `self.decode_chunk_size`, 16 unless set).
+        `clip_skip`: the text encoder layer the prompts are taken from, counted as the UIs count it (1: the layer the
+        model was trained on; 2: the one before it, as "Clip skip 2" for many anime models; diffusers' `clip_skip`
+        is one less: `text_encoding`).
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -309,6 +315,7 @@ class AnimationPipeline(MemoryModes):
         check_free_noise(free_noise, context_length)
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
+        check_clip_skip(clip_skip, self.text_encoder, trained_from_end=1 if self.text_encoder_2 is None else 2)
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
@@ -326,7 +333,7 @@ class AnimationPipeline(MemoryModes):
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
             text = encode_text(
                 self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
-                travel, num_frames, second, zero_negative,
+                travel, num_frames, second, zero_negative, clip_skip,
             )  # fmt: skip
 
         # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
