@@ -20,9 +20,14 @@ one line while the config is read, before any model loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by
-",", `prompt_interpolation` or prompt-travel's `tensor_interpolation_slerp`) draws one video whose text embeddings
-travel between the keyframes (`pipeline.prompt_travel`); it takes one n_prompt and one seed. A prompt-travel config
-file itself (one mapping with `prompt_map` and `motion_module` at its top) is read as one such entry.
+",", `prompt_interpolation` or prompt-travel's `tensor_interpolation_slerp`, `prompt_fixed_ratio`) draws one video
+whose text embeddings travel between the keyframes (`pipeline.prompt_travel`); it takes one n_prompt and one seed. A
+prompt-travel config file itself (one mapping with `prompt_map` and `motion_module` at its top) is read as one such
+entry, with prompt-travel's defaults; its other keys (lora_map, motion_lora_map, clip_skip, vae_path, output, and
+the sections it leaves off) are read as `prompt_travel_config` says.
+
+`clip_skip` and `vae_path` (generate's --clip-skip and --vae), `fps` and `output_format` (gif, mp4, webp) apply to
+any entry.
 
 SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_config`, `controlnet_images`,
 `controlnet_image_indexs`, `normalize_condition_images` (`pipeline.sparse_ctrl_entries`).
@@ -90,6 +95,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
     for entry in entries:
         paths = [("dreambooth_path", entry.dreambooth_path), ("lora_model_path", entry.lora_model_path),
                  ("adapter_lora_path", entry.adapter_lora_path), ("base", entry.base)]  # fmt: skip
+        paths += [("vae_path", entry.vae_path)]
         paths += [("lora_configs", str(c["path"])) for c in entry.lora_configs]
         paths += [("motion_module", m) for m in entry.motion_module] + [("video", entry.video)]
         paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
@@ -170,6 +176,7 @@ def run_prompt_config(
                 motion_module=_local(motion_module, here),
                 dreambooth=_local(entry.dreambooth_path, here) or None,
                 loras=tuple(loras),
+                vae=_local(entry.vae_path, here) or None,
             )
             pipe = cache.pipeline(spec)
             where = f"{config.name} entry {entry.name}"
@@ -178,9 +185,9 @@ def run_prompt_config(
             videos = zip(range(first, index), entry.prompts, entry.negative_prompts, seeds)
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
                 video = pipe(prompt, negative, seed=seed, progress=progress, **call)[0]
-                path = out / "sample" / f"{i}-{sample_name(prompt)}.gif"
+                path = out / "sample" / f"{i}-{sample_name(prompt)}.{entry.output_format}"
                 check_finite(video, path)
-                save_video(video, path, fps)
+                save_video(video, path, entry.fps or fps)
                 mine.append((i, video))
     share.wait()
     videos = [video for _, video in sorted(share.gather(mine), key=lambda item: item[0])]

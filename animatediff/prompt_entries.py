@@ -18,17 +18,15 @@ from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
-from animatediff.pipeline.prompt_travel import INTERPOLATIONS, compose, keyframes
+from animatediff.pipeline.prompt_travel import INTERPOLATIONS, compose, held_keyframes, keyframes
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
+from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
+from animatediff.text_encoding import check_clip_skip
 
 # Keys the official configs carry that are spelled differently or only informative here.
 ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
 IGNORED = {"random_seed"}  # written by the official script into saved configs; re-running one draws `seed` again
-PROMPT_TRAVEL_ONLY = {"lora_map", "motion_lora_map", "ip_adapter_map", "img2img_map", "region_map", "upscale_config",
-                      "stylize_config", "lcm_map", "apply_lcm_lora", "gradual_latent_hires_fix_map", "clip_skip",
-                      "prompt_fixed_ratio", "vae_path", "compile", "output",
-                      "unet_batch_size", "is_single_prompt_mode"}  # fmt: skip
 
 
 @dataclass
@@ -116,6 +114,17 @@ class PromptEntry:
     """Prompt travel: text put after every keyframe's prompt (joined by ",")."""
     prompt_interpolation: str = "linear"
     """Prompt travel: "linear", "slerp" or "none" between keyframes."""
+    prompt_fixed_ratio: float = 0.0
+    """Prompt travel: the part of each gap between keyframes the earlier prompt is held before the text travels on,
+    0 … 1 (prompt-travel's key, `pipeline.prompt_travel.held_keyframes`); 0: travel across the whole gap."""
+    clip_skip: int = 1
+    """The text encoder layer the prompts are taken from, as generate's --clip-skip (1: the trained one)."""
+    vae_path: str = ""
+    """A VAE replacing the base's and dreambooth_path's, as generate's --vae; empty for none."""
+    fps: float | None = None
+    """Frames per second of this entry's videos; unset: the run's --fps."""
+    output_format: str = "gif"
+    """This entry's video files: gif, mp4 or webp (the grid stays a GIF)."""
     video: str = ""
     """Video-to-video: the input every prompt starts from (video file, GIF, folder of frames); empty for none."""
     strength: float | None = None
@@ -164,7 +173,8 @@ class PromptEntry:
     def prompts(self) -> list[str | dict[int, str]]:
         """What each video draws: a prompt, or the keyframes of a prompt map with head and tail joined."""
         if self.prompt_map:
-            return [{k: compose(p, self.head_prompt, self.tail_prompt) for k, p in self.prompt_map.items()}]
+            frames = {k: compose(p, self.head_prompt, self.tail_prompt) for k, p in self.prompt_map.items()}
+            return [held_keyframes(frames, self.prompt_fixed_ratio)]
         return list(self.prompt)
 
     @property
@@ -189,11 +199,9 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
         raise InputError(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
     known = {f.name for f in fields(PromptEntry)} - {"name"}
     values: dict = {}
-    for key, value in raw.items():
+    for key, value in read_travel_keys(raw, where).items():
         if key in IGNORED:
             continue
-        if key in PROMPT_TRAVEL_ONLY:
-            raise InputError(f"{where}: animatediff-cli-prompt-travel's {key!r} is not supported by `run`; remove it")
         if key == "tensor_interpolation_slerp":  # prompt-travel's switch; an explicit prompt_interpolation wins
             if not isinstance(value, bool):
                 raise InputError(f"{where}: tensor_interpolation_slerp must be true or false, got {value!r}")
@@ -208,6 +216,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
             continue  # the official spelling wins over its alias
         values[target] = value
     _parse_prompt_travel(values, where)
+    _check_output_keys(values, where)
     check_video_keys(values, where)  # video-to-video's
     check_entry_keys(values, where)  # IP-Adapter's
     check_control_keys(values, where)  # ControlNet's
@@ -277,6 +286,27 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
     mode = values.get("prompt_interpolation", "linear")
     if mode not in INTERPOLATIONS:
         raise InputError(f"{where}: prompt_interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
+    try:
+        held_keyframes({}, values.get("prompt_fixed_ratio", 0.0))  # checks the ratio
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
+def _check_output_keys(values: dict, where: str) -> None:
+    """clip_skip, vae_path, fps and output_format, checked in place."""
+    if "clip_skip" in values:
+        try:
+            check_clip_skip(values["clip_skip"])
+        except InputError as err:
+            raise InputError(f"{where}: clip_skip: {err}") from None
+    if not isinstance(values.get("vae_path") or "", str):
+        raise InputError(f"{where}: vae_path must be a path, got {values['vae_path']!r}")
+    values["vae_path"] = values.get("vae_path") or ""
+    fps = values.get("fps")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
+        raise InputError(f"{where}: fps must be a positive number, got {fps!r}")
+    if values.get("output_format", "gif") not in ("gif", "mp4", "webp"):
+        raise InputError(f"{where}: output_format {values['output_format']!r}: choose one of gif, mp4, webp")
 
 
 def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], object]:
@@ -288,8 +318,8 @@ def load_prompt_config(path: str | os.PathLike) -> tuple[list[PromptEntry], obje
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML ({err})") from None
-    if single_entry(raw):  # an animatediff-cli-prompt-travel config: one entry, its `name` naming it
-        entry = {k: v for k, v in raw.items() if k != "name"}
+    if single_entry(raw):  # an animatediff-cli-prompt-travel config: one entry, its `name` naming it, its defaults
+        entry = {**DOCUMENT_DEFAULTS, **{k: v for k, v in raw.items() if k != "name"}}
         entries = [parse_entry(entry, path.name, str(raw.get("name", path.stem)))]
     elif isinstance(raw, list):
         entries = [parse_entry(e, f"{path.name} entry {i}", str(i)) for i, e in enumerate(raw)]

@@ -345,7 +345,7 @@ def test_cli_runs_a_prompt_travel_config_file_itself(assets, base_folder, tmp_pa
         ({"prompt_map": ["a", "b"]}, "expected a mapping of frame → prompt, got list"),
         ({"seed": [1, 2, 3]}, "3 seed values for a prompt_map, which draws one video (give 1)"),
         ({"n_prompt": ["a", "b"]}, "2 n_prompt values for a prompt_map"),
-        ({"lora_map": {"a.safetensors": 1.0}}, "animatediff-cli-prompt-travel's 'lora_map' is not supported by `run`"),
+        ({"lora_map": {"a.safetensors": "strong"}}, "lora_map 'a.safetensors': the scale must be one number"),
         ({"prompt_interpolation": "cubic"}, "prompt_interpolation 'cubic': choose one of linear, slerp, none"),
         ({"tensor_interpolation_slerp": "yes"}, "tensor_interpolation_slerp must be true or false"),
         ({"head_prompt": 3}, "head_prompt must be a string"),

@@ -31,6 +31,9 @@ def test_every_scheduler_runs_the_pipeline(make_pipeline, name):
 
 def test_aliases_and_unknown_names():
     assert make_scheduler("dpmpp_2m_karras").config.use_karras_sigmas
+    # animatediff-cli-prompt-travel's spelling: k_ for Karras sigmas
+    assert make_scheduler("k_dpmpp_2m").config.use_karras_sigmas
+    assert make_scheduler("k_dpmpp_2m_sde").config.algorithm_type == "sde-dpmsolver++"
     with pytest.raises(ValueError, match="unknown scheduler 'heun2'.*ddim"):
         make_scheduler("heun2")
 

@@ -67,6 +67,8 @@ ALIASES = {
     "dpm++-2m karras": "dpm++-2m-karras",
     "dpm++2m-karras": "dpm++-2m-karras",
     "dpmpp_2m_karras": "dpm++-2m-karras",
+    "k_dpmpp_2m": "dpm++-2m-karras",  # animatediff-cli(-prompt-travel)'s names: k_ = Karras sigmas
+    "k_dpmpp_2m_sde": "dpm++-2m-sde-karras",
 }
 
 

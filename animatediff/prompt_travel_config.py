@@ -1,0 +1,122 @@
+"""animatediff-cli-prompt-travel's config keys (github.com/s9roll7/animatediff-cli-prompt-travel, its
+`config/prompts/*.json`) read as run-entry keys, so that such a config runs as written where it asks for what we do.
+
+- `lora_map` {path: scale} and `motion_lora_map` {path: scale} are image LoRAs and MotionLoRAs: they join
+  `lora_configs` and `motion_module_lora_configs` as [{path, alpha}], in order.
+- `clip_skip`, `vae_path` and `prompt_fixed_ratio` are entry keys of their own, meaning what they mean there.
+- `output` {format, fps} is the entry's `output_format` (gif, mp4 or h264, webp) and `fps`; the encoder's own
+  quality settings (`encode_param`) are kept.
+- Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
+  `gradual_latent_hires_fix_map` with `enable: false`, a `region_map` and a `controlnet_map` with no part enabled,
+  `apply_lcm_lora`, `is_single_prompt_mode` and `compile` false. So are what prompt-travel's other commands read or
+  its runs write (`upscale_config` for tile-upscale, `stylize_config` for stylize, `result`) and `unet_batch_size`
+  (how many windows one UNet call takes: speed, not the frames).
+- Anything enabled that we do not draw (IP-Adapter images per frame, img2img, regions, its ControlNet folders, LCM
+  blending, the gradual hires fix, per-frame or per-region LoRA scales) is one line naming it, before any model loads.
+
+A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
+defaults where it leaves a key out: `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp` true
+(`DOCUMENT_DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+from animatediff.errors import InputError
+
+DOCUMENT_DEFAULTS = {"prompt_fixed_ratio": 0.5, "tensor_interpolation_slerp": True}
+"""What a prompt-travel document means where it leaves these keys out (its `ModelConfig` defaults)."""
+SWITCHED_SECTIONS = ("ip_adapter_map", "img2img_map", "lcm_map", "gradual_latent_hires_fix_map")
+"""Sections with an `enable` switch: dropped when off, refused when on."""
+FALSE_SWITCHES = ("apply_lcm_lora", "is_single_prompt_mode", "compile")
+"""Keys dropped when false, refused when true."""
+DROPPED = ("upscale_config", "stylize_config", "result", "unet_batch_size", "lcm_lora_scale")
+"""What other prompt-travel commands read, what its runs write, and speed-only settings."""
+OUTPUT_FORMATS = {"gif": "gif", "mp4": "mp4", "h264": "mp4", "webp": "webp"}
+"""prompt-travel's output formats we write → the file format."""
+WHY = {
+    "ip_adapter_map": "IP-Adapter images per frame from a folder (give ip_adapter and ip_image instead)",
+    "img2img_map": "img2img from a folder of frames (give video and strength instead)",
+    "lcm_map": "LCM blending",
+    "gradual_latent_hires_fix_map": "the gradual latent hires fix",
+    "apply_lcm_lora": "the LCM LoRA switch (give the AnimateLCM LoRA in lora_map and preset animatelcm instead)",
+    "is_single_prompt_mode": "single-prompt mode",
+    "compile": "compiling per entry (pass run's --compile instead)",
+}
+
+
+def read_travel_keys(values: dict, where: str) -> dict:
+    """`values` (an entry's raw keys) with prompt-travel's keys turned into ours, as the module docstring says."""
+    values = dict(values)
+    loras = values.pop("lora_map", None)
+    if loras is not None:
+        values["lora_configs"] = [*(values.get("lora_configs") or []), *_scaled_paths(loras, "lora_map", where)]
+    motion_loras = values.pop("motion_lora_map", None)
+    if motion_loras is not None:
+        given = values.get("motion_module_lora_configs") or []
+        values["motion_module_lora_configs"] = [*given, *_scaled_paths(motion_loras, "motion_lora_map", where)]
+    for key in SWITCHED_SECTIONS:
+        if key in values:
+            section = values.pop(key)
+            if _enabled(section):
+                raise _refused(key, where)
+    for key in FALSE_SWITCHES:
+        if key in values and values.pop(key):
+            raise _refused(key, where)
+    for key in DROPPED:
+        values.pop(key, None)
+    regions = values.pop("region_map", None) or {}
+    if any(_enabled(part) for name, part in _items(regions, "region_map", where) if name != "background"):
+        raise InputError(f"{where}: region_map enables regions, which `run` does not draw; remove them")
+    controls = values.pop("controlnet_map", None) or {}
+    enabled = [name for name, part in _items(controls, "controlnet_map", where) if _enabled(part)]
+    if enabled:
+        raise InputError(
+            f"{where}: controlnet_map enables {', '.join(enabled)}: prompt-travel's ControlNet folders are not read "
+            "here; give controlnet and control_video / control_frames instead"
+        )
+    if "output" in values:
+        values.update(_output(values.pop("output"), where))
+    return values
+
+
+def _items(section: object, key: str, where: str) -> list[tuple[str, object]]:
+    if not isinstance(section, dict):
+        raise InputError(f"{where}: {key} must be a mapping, got {section!r}")
+    return list(section.items())
+
+
+def _enabled(section: object) -> bool:
+    return isinstance(section, dict) and section.get("enable") is True
+
+
+def _refused(key: str, where: str) -> InputError:
+    return InputError(f"{where}: {key} turns on {WHY[key]}, which `run` does not do; turn it off or remove it")
+
+
+def _scaled_paths(mapping: object, key: str, where: str) -> list[dict]:
+    """{path: scale} → [{path, alpha}]; a scale that is not one number (per frame or per region) is refused."""
+    configs = []
+    for path, scale in _items(mapping, key, where):
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise InputError(
+                f"{where}: {key} {path!r}: the scale must be one number, got {scale!r} (per-frame and per-region "
+                "scales are not supported)"
+            )
+        configs.append({"path": str(path), "alpha": float(scale)})
+    return configs
+
+
+def _output(output: object, where: str) -> dict:
+    """prompt-travel's `output` {format, fps, …} → {output_format, fps} of the entry."""
+    keys = {}
+    for name, value in _items(output, "output", where):
+        if name == "format":
+            if value not in OUTPUT_FORMATS:
+                raise InputError(
+                    f"{where}: output format {value!r}: choose one of {', '.join(OUTPUT_FORMATS)} (other codecs are "
+                    "not written here)"
+                )
+            keys["output_format"] = OUTPUT_FORMATS[value]
+        elif name == "fps":
+            keys["fps"] = value
+    return keys
