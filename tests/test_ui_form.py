@@ -53,6 +53,7 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"context_length": 8, "context_overlap": 8}, "context overlap: 8 must be less"),
         ({"prompt_map": [{"frame": 40, "prompt": "x"}]}, "keyframe 40 is past the last frame"),
         ({"path": "/tmp"}, "unknown field 'path'"),
+        ({"clip_skip": 0}, "clip skip: 0 is outside 1–12"),
     ],
 )
 def test_the_form_is_checked_field_by_field(models_dir, fields, message):
@@ -175,3 +176,35 @@ def test_window_options_make_the_windows_their_run_entry_makes(models_dir, tmp_p
     flags += " --context-fuse relative --closed-loop"
     args = build_parser().parse_args(["generate", "--prompt", PROMPT, *flags.split()])
     assert context_from_args(args) == windows
+
+
+def test_clip_skip_reaches_the_run_entry_and_the_pipeline_call(models_dir, tmp_path):
+    from animatediff.prompt_entries import load_prompt_config
+    from animatediff.ui.run_config import run_yaml
+    from animatediff.ui.settings import with_seed
+
+    catalog = scan(models_dir)
+    for given, expected in (({}, 1), ({"clip_skip": None}, 1), ({"clip_skip": 2}, 2)):
+        s = with_seed(parse({"prompt": PROMPT, **given}, catalog))
+        (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+        (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+        assert s.clip_skip == entry.clip_skip == expected
+
+
+def test_a_vae_from_the_vae_folder_reaches_the_models_and_the_run_entry(models_dir, tmp_path):
+    from animatediff.prompt_entries import load_prompt_config
+    from animatediff.ui.run_config import run_yaml
+    from animatediff.ui.settings import spec, with_seed
+
+    (models_dir / "VAE").mkdir()
+    (models_dir / "VAE" / "vae-ft-mse.safetensors").write_bytes(b"weights")
+    catalog = scan(models_dir)
+    assert [c.id for c in catalog.choices["vae"]] == ["VAE/vae-ft-mse.safetensors"]
+    s = with_seed(parse({"prompt": PROMPT, "vae": "VAE/vae-ft-mse.safetensors"}, catalog))
+    assert spec(s, catalog).vae == str(models_dir.resolve() / "VAE" / "vae-ft-mse.safetensors")
+    (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+    (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+    assert entry.vae_path == spec(s, catalog).vae
+    assert spec(with_seed(parse({"prompt": PROMPT}, catalog)), catalog).vae is None
+    with pytest.raises(InputError, match="vae 'Lora/style.safetensors' is not in the models folder"):
+        parse({"prompt": PROMPT, "vae": "Lora/style.safetensors"}, catalog)

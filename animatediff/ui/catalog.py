@@ -16,6 +16,7 @@ Layout (each folder optional; names as A1111, ComfyUI and the AnimateDiff extens
     DIR/ipadapter/          IP-Adapters (.safetensors, .bin in diffusers' layout); an `image_encoder/` folder here
                             is the default encoder of the files beside it, as in h94/IP-Adapter
     DIR/clip_vision/        CLIP image encoders (CLIPVisionModelWithProjection folders)
+    DIR/VAE/                VAEs in place of the base's (single files, diffusers VAE folders)
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ FOLDERS = {
     "sparse_ctrls": "SparseCtrl",
     "ip_adapters": "ipadapter",
     "image_encoders": "clip_vision",
+    "vaes": "VAE",
 }
 """Which subfolder holds what."""
 KINDS = ("base", "dreambooth", "lora", "adapter", "motion_module", "motion_lora", "controlnet", "sparsectrl",
-         "ip_adapter", "image_encoder")  # fmt: skip
+         "ip_adapter", "image_encoder", "vae")  # fmt: skip
 """What the page picks: each a list of choices."""
 
 
@@ -138,6 +140,9 @@ def scan(root: str | os.PathLike | None, embedded: bool = True) -> Catalog:
     for path in _entries(top / FOLDERS["image_encoders"], top):
         if (path / "config.json").is_file():
             add("image_encoder", path)
+    for path in _entries(top / FOLDERS["vaes"], top):
+        if _weights(path) or (path / "config.json").is_file():
+            add("vae", path)
     return catalog
 
 

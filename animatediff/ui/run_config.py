@@ -25,6 +25,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     else:
         entry["prompt"] = [s.prompt]
     entry["n_prompt"] = [s.negative_prompt]
+    if s.clip_skip != 1:
+        entry["clip_skip"] = s.clip_skip
     entry["seed"] = s.seed
     entry["steps"] = s.steps
     if s.guidance_scale is not None:
@@ -37,6 +39,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     entry["motion_module"] = [models.motion_module]
     if models.dreambooth:
         entry["dreambooth_path"] = models.dreambooth
+    if models.vae:
+        entry["vae_path"] = models.vae
     kinds = {"image": [], "adapter": [], "motion": []}
     for kind, path, scale in models.loras:
         kinds[kind].append({"path": path, "alpha": scale})

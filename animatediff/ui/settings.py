@@ -52,6 +52,8 @@ class Settings:
     and guidance, which the form then sends as given."""
     base: str = "world:base"
     dreambooth: str = ""
+    vae: str = ""
+    """A VAE in place of the base's (and the checkpoint's); empty: theirs."""
     loras: list[tuple[str, float]] = field(default_factory=list)
     motion_module: str = "world:motion_module"
     motion_loras: list[tuple[str, float]] = field(default_factory=list)
@@ -77,6 +79,8 @@ class Settings:
     prompt_map: dict[int, str] = field(default_factory=dict)
     """Prompt travel: frame → prompt; `prompt` is then put before each keyframe's text."""
     prompt_interpolation: str = "linear"
+    clip_skip: int = 1
+    """The text encoder layer the prompt is taken from, as `generate --clip-skip` (1: the trained one)."""
     free_init_iters: int | None = None
     video: str = ""
     """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
@@ -118,7 +122,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.prompt_map = _prompt_map(raw.get("prompt_map"))
     if not s.prompt and not s.prompt_map:
         raise InputError("prompt: empty (say what to animate)")
-    for key in ("frames", "steps", "context_overlap"):
+    for key in ("frames", "steps", "context_overlap", "clip_skip"):
         setattr(s, key, number(raw, key, int, getattr(s, key)))
     for key in ("width", "height", "seed", "context_length", "context_stride", "free_init_iters"):
         setattr(s, key, number(raw, key, int, None))
@@ -153,6 +157,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.base = str(raw.get("base") or s.base)
     s.motion_module = str(raw.get("motion_module") or s.motion_module)
     s.dreambooth = str(raw.get("dreambooth") or "")
+    s.vae = str(raw.get("vae") or "")
     s.adapter = str(raw.get("adapter") or "")
     s.loras = scaled(raw.get("loras"), "LoRA")
     s.motion_loras = scaled(raw.get("motion_loras"), "MotionLoRA")
@@ -233,6 +238,7 @@ def spec(s: Settings, catalog: Catalog) -> PipelineSpec:
         motion_module=str(catalog.resolve("motion_module", s.motion_module)),
         dreambooth=str(catalog.resolve("dreambooth", s.dreambooth)) if s.dreambooth else None,
         loras=tuple(loras),
+        vae=str(catalog.resolve("vae", s.vae)) if s.vae else None,
     )
 
 
