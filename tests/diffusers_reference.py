@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from einops import rearrange
 from torch import nn
@@ -52,3 +52,19 @@ def diffusers_motion_unet(unet: UNet2DConditionModel, modules: MotionModules) ->
         for module in [m for m in model.modules() if isinstance(m, AnimateDiffTransformer3D)]:
             module.norm = PerFrameGroupNorm(module.norm)
     return model
+
+
+def diffusers_pipeline(ours, scheduler=None, vae=None, motion_adapter: bool = False) -> AnimateDiffPipeline:  # noqa: ANN001
+    """diffusers' AnimateDiffPipeline over our pipeline's weights (its motion norm per frame, as the official
+    modules'), progress bar off; `scheduler` / `vae` in place of ours, `motion_adapter`: also hand it the adapter
+    (FreeNoise and prompt travel read it)."""
+    reference = AnimateDiffPipeline(
+        vae=vae or ours.vae,
+        text_encoder=ours.text_encoder,
+        tokenizer=ours.tokenizer,
+        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
+        motion_adapter=diffusers_adapter(ours.unet.motion_modules) if motion_adapter else None,
+        scheduler=scheduler or ours.scheduler,
+    )
+    reference.set_progress_bar_config(disable=True)
+    return reference

@@ -6,12 +6,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from diffusers import AnimateDiffPipeline
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from animatediff.errors import InputError
 from animatediff.text_encoding import check_clip_skip, encode_prompts
-from tests.diffusers_reference import diffusers_motion_unet
+from tests.diffusers_reference import diffusers_pipeline
 from tests.sdxl_tiny import PROJECTION, tiny_sdxl_pipeline
 from tests.test_sdxl_pipeline import ARGS as SDXL_ARGS
 from tests.test_sdxl_pipeline import reference as sdxl_reference
@@ -32,15 +31,7 @@ def with_text_model(encoder: CLIPTextModel) -> CLIPTextModel:
 def test_clip_skip_2_matches_diffusers_clip_skip_1(make_pipeline, one_thread):
     ours = make_pipeline("v2")
     with_text_model(ours.text_encoder)
-    reference = AnimateDiffPipeline(
-        vae=ours.vae,
-        text_encoder=ours.text_encoder,
-        tokenizer=ours.tokenizer,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
-        motion_adapter=None,
-        scheduler=ours.scheduler,
-    )
-    reference.set_progress_bar_config(disable=True)
+    reference = diffusers_pipeline(ours)
     # diffusers takes clip_skip for the prompt only; we take it for the negative prompt too, as A1111 and ComfyUI do:
     # its negative text is given from the same earlier layer.
     args = {k: v for k, v in ARGS.items() if k != "negative_prompt"}

@@ -26,7 +26,7 @@ from animatediff.prompt_config import load_prompt_config
 from animatediff.sampling import make_scheduler, scheduler_names
 from animatediff.sampling.presets import PRESETS, resolve_sampling
 from animatediff.sampling.schedulers import OFFICIAL_SCHEDULER_CONFIG, SCHEDULERS, TIMESTEP_SPACINGS
-from tests.diffusers_reference import diffusers_motion_unet
+from tests.diffusers_reference import diffusers_pipeline
 from tests.tiny import official_scheduler
 
 ORDER = "ddim euler euler-ancestral dpm++-2m dpm++-2m-karras dpm++-2m-sde-karras unipc pndm ddpm lcm tcd".split()
@@ -133,12 +133,7 @@ def test_the_timestep_spacing_applies_to_every_scheduler_that_spaces_its_steps(s
 
 
 def _reference(pipe: AnimationPipeline, scheduler) -> AnimateDiffPipeline:  # noqa: ANN001
-    reference = AnimateDiffPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, motion_adapter=None,
-        unet=diffusers_motion_unet(pipe.unet.unet, pipe.unet.motion_modules), scheduler=scheduler,
-    )  # fmt: skip
-    reference.set_progress_bar_config(disable=True)
-    return reference
+    return diffusers_pipeline(pipe, scheduler)
 
 
 @pytest.mark.parametrize("name", ["animatelcm", "tcd-4step", "lightning-4step"])

@@ -7,7 +7,7 @@ import torch
 from diffusers import AnimateDiffPipeline
 
 from animatediff.sampling import FreeInit
-from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
+from tests.diffusers_reference import diffusers_adapter, diffusers_pipeline
 
 ARGS = dict(
     prompt="a red circle moving left",
@@ -22,16 +22,7 @@ ARGS = dict(
 
 def _reference(ours) -> AnimateDiffPipeline:  # noqa: ANN001
     """diffusers' pipeline on our weights (official per-frame motion norm, as in tests/test_pipeline.py)."""
-    reference = AnimateDiffPipeline(
-        vae=ours.vae,
-        text_encoder=ours.text_encoder,
-        tokenizer=ours.tokenizer,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
-        motion_adapter=None,
-        scheduler=ours.scheduler,
-    )
-    reference.set_progress_bar_config(disable=True)
-    return reference
+    return diffusers_pipeline(ours)
 
 
 @pytest.mark.parametrize(

@@ -152,9 +152,8 @@ def test_kinds_are_not_mixed_up(pipe, motion_lora, tmp_path):
 def test_diffusers_format_motion_lora_matches_diffusers_own_loading(make_pipeline, motion_lora, tmp_path):
     """A PEFT-keyed motion LoRA through diffusers' AnimateDiffPipeline.load_lora_weights + fuse_lora: same video."""
     pytest.importorskip("peft")
-    from diffusers import AnimateDiffPipeline
 
-    from tests.diffusers_reference import diffusers_motion_unet
+    from tests.diffusers_reference import diffusers_pipeline
 
     peft = {}
     for target, (down, up) in motion_lora.items():
@@ -163,12 +162,7 @@ def test_diffusers_format_motion_lora_matches_diffusers_own_loading(make_pipelin
     save_file(peft, tmp_path / "motion_lora.safetensors")
 
     ours = make_pipeline("v2")
-    reference = AnimateDiffPipeline(
-        vae=ours.vae, text_encoder=ours.text_encoder, tokenizer=ours.tokenizer,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules), motion_adapter=None,
-        scheduler=ours.scheduler,
-    )  # fmt: skip
-    reference.set_progress_bar_config(disable=True)
+    reference = diffusers_pipeline(ours)
     reference.load_lora_weights({k: v.clone() for k, v in peft.items()}, adapter_name="pan")
     reference.fuse_lora(lora_scale=0.8)
     ours.add_lora(tmp_path / "motion_lora.safetensors", 0.8, kind="motion")

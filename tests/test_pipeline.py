@@ -1,22 +1,13 @@
 import numpy as np
 import pytest
 import torch
-from diffusers import AnimateDiffPipeline
 
-from tests.diffusers_reference import diffusers_motion_unet
+from tests.diffusers_reference import diffusers_pipeline
 
 
 def test_pipeline_matches_diffusers_animatediff_pipeline(make_pipeline):
     ours = make_pipeline("v2")
-    reference = AnimateDiffPipeline(
-        vae=ours.vae,
-        text_encoder=ours.text_encoder,
-        tokenizer=ours.tokenizer,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
-        motion_adapter=None,
-        scheduler=ours.scheduler,
-    )
-    reference.set_progress_bar_config(disable=True)
+    reference = diffusers_pipeline(ours)
     args = dict(
         prompt="a red circle moving left",
         negative_prompt="blurry",

@@ -10,7 +10,7 @@ from animatediff.pipeline import animation as pipeline_module
 from animatediff.pipeline.prompt_travel import PromptTravel, interpolate, keyframes
 from animatediff.pipeline.text import encode_frame_text, prompt_encoder
 from animatediff.text_encoding import encode_prompts
-from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
+from tests.diffusers_reference import diffusers_pipeline
 
 A, B, C = "a red circle moving left", "a blue square moving up", "a green triangle"
 CPU = torch.device("cpu")
@@ -79,15 +79,7 @@ def test_slerp_moves_along_the_great_circle_between_the_keyframes(make_pipeline,
 
 
 def _reference(pipe, free_noise_frames: int | None = None) -> AnimateDiffPipeline:  # noqa: ANN001
-    ref = AnimateDiffPipeline(
-        vae=pipe.vae,
-        text_encoder=pipe.text_encoder,
-        tokenizer=pipe.tokenizer,
-        unet=diffusers_motion_unet(pipe.unet.unet, pipe.unet.motion_modules),
-        motion_adapter=diffusers_adapter(pipe.unet.motion_modules),
-        scheduler=pipe.scheduler,
-    )
-    ref.set_progress_bar_config(disable=True)
+    ref = diffusers_pipeline(pipe, motion_adapter=True)
     if free_noise_frames is not None:
         ref.enable_free_noise(context_length=free_noise_frames, context_stride=4)
     return ref

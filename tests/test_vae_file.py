@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from diffusers import AnimateDiffPipeline, AutoencoderKL
+from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
 from animatediff.base_model import load_base
@@ -15,7 +15,7 @@ from animatediff.formats.ldm_export import VAE_PREFIX, ldm_vae_state_dict
 from animatediff.formats.vae_file import load_vae
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.pipeline import AnimationPipeline
-from tests.diffusers_reference import diffusers_motion_unet
+from tests.diffusers_reference import diffusers_pipeline
 from tests.ldm_checkpoint import ldm_state_dict, save_ldm_checkpoint
 from tests.tiny import tiny_motion, tiny_text_encoder, tiny_unet, tiny_vae
 
@@ -137,15 +137,7 @@ def test_the_vae_matches_diffusers_animatediff_pipeline_with_that_vae(base_folde
     ours = AnimationPipeline.from_pretrained(
         base_folder, tiny_motion("v2"), vae=_write("LDM prefixed.safetensors", other, tmp_path, tokenizer)
     )
-    reference = AnimateDiffPipeline(
-        vae=other,
-        text_encoder=ours.text_encoder,
-        tokenizer=ours.tokenizer,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
-        motion_adapter=None,
-        scheduler=ours.scheduler,
-    )
-    reference.set_progress_bar_config(disable=True)
+    reference = diffusers_pipeline(ours, vae=other)
     args = dict(prompt="a red circle", negative_prompt="blurry", num_frames=4, height=16, width=16)
     args.update(num_inference_steps=3, guidance_scale=7.5)
     expected = reference(**args, generator=torch.Generator("cpu").manual_seed(7), output_type="np").frames
