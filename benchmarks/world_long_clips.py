@@ -1,9 +1,10 @@
-"""The long-clip features measured on the embedded world: prompt travel, schedules, FreeNoise, FreeInit, loops,
-motion scale. Prints one table per measurement; every clip's prompt and seed are fixed, so a rerun on the same
-machine prints the same figures.
+"""The long-clip features measured on the embedded world: prompt travel (and prompt-travel's prompt_fixed_ratio),
+schedules, FreeNoise, FreeInit, loops, motion scale. Prints one table per measurement; every clip's prompt and seed
+are fixed, so a rerun on the same machine prints the same figures.
 
     python benchmarks/world_long_clips.py                    # everything (about 40 minutes on a 2-core CPU)
     python benchmarks/world_long_clips.py --only travel scale
+    python benchmarks/world_long_clips.py --only hold        # prompt_fixed_ratio 0 against 0.5
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from animatediff.pipeline import AnimationPipeline, FreeNoise
+from animatediff.pipeline.prompt_travel import held_keyframes
 from animatediff.sampling import ContextSchedule, FreeInit
 from animatediff.world.layout import EMBEDDED
 from animatediff.world.metrics import consistency, displacement, motion_correct, track
@@ -60,6 +62,38 @@ def travel(pipe: AnimationPipeline, steps: int) -> None:
             right += motion_correct(track(frames[:16]), "right")
             up += motion_correct(track(frames[16:]), "up")
         print(f"| {label} | {interpolation or '–'} | {right} of {len(clips)} | {up} of {len(clips)} | {len(clips)} |")
+
+
+def held_travel(pipe: AnimationPipeline, steps: int) -> None:
+    """Prompt travel right → up with the keyframes at frames 0 and 31 of 32 (windows of 16): with
+    `prompt_fixed_ratio` 0.5 (prompt-travel's default) the text stays 'right' until frame 16 and travels after it;
+    with 0 it is already halfway to 'up' at frame 16. Besides whether each half moves as captioned: how far the
+    first half already drifts up (a fraction of the side), and in how many clips it drifts less than the same seed's
+    clip without the hold."""
+    print("\n## prompt_fixed_ratio: 'moving right' at frame 0 → 'moving up' at frame 31, 32 frames, windows 16/4\n")
+    print("| prompt_fixed_ratio | keyframes drawn | first half right | second half up | first half's upward drift "
+          "(mean) | drifts less than at 0 | clips |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    clips = [(subject, seed) for subject in SUBJECTS[:2] for seed in range(4)]
+    drift_at_0: list[float] = []
+    for ratio in (0.0, 0.5):
+        right = up = 0
+        drifts = []
+        for subject, seed in clips:
+            prompt = held_keyframes({0: caption(subject, "right"), 31: caption(subject, "up")}, ratio)
+            frames = pipe(
+                prompt, num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
+                context_length=16, context_overlap=4,
+            )[0]  # fmt: skip
+            first = track(frames[:16])
+            right += motion_correct(first, "right")
+            up += motion_correct(track(frames[16:]), "up")
+            drifts.append(-displacement(first)[1])  # up is −y
+        drift_at_0 = drift_at_0 or drifts
+        less = "–" if ratio == 0 else f"{sum(d < d0 for d, d0 in zip(drifts, drift_at_0))} of {len(clips)}"
+        drawn = ", ".join(str(k) for k in prompt)
+        print(f"| {ratio} | {drawn} | {right} of {len(clips)} | {up} of {len(clips)} | {np.mean(drifts):+.3f} | "
+              f"{less} | {len(clips)} |", flush=True)  # fmt: skip
 
 
 def long_clips(pipe: AnimationPipeline, steps: int, frames: int, seeds: int, with_free_init: bool) -> None:
@@ -148,7 +182,9 @@ def motion_scale(pipe: AnimationPipeline, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=["travel", "long", "loop", "scale"], help="which measurements")
+    parser.add_argument(
+        "--only", nargs="*", default=["travel", "hold", "long", "loop", "scale"], help="which measurements"
+    )
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
@@ -156,6 +192,8 @@ def main() -> None:
     pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
     if "travel" in args.only:
         travel(pipe, args.steps)
+    if "hold" in args.only:
+        held_travel(pipe, args.steps)
     if "scale" in args.only:
         motion_scale(pipe, args.steps)
     if "loop" in args.only:
