@@ -8,7 +8,8 @@ import yaml
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs" / "prompts").rglob("*.yaml"))
+CONFIGS = sorted([*(ROOT / "configs" / "prompts").rglob("*.yaml"), *(ROOT / "configs" / "prompts").rglob("*.json")])
+"""The official layout's YAML lists, and animatediff-cli-prompt-travel's JSON documents (one entry each)."""
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -16,7 +17,7 @@ def test_a_shipped_prompt_config_names_files_that_exist(config):
     entries, _ = load_prompt_config(config)
     for entry in entries:
         paths = [entry.base, entry.dreambooth_path, entry.lora_model_path, *entry.motion_module]
-        paths += [c["path"] for c in entry.motion_module_lora_configs]
+        paths += [c["path"] for c in [*entry.motion_module_lora_configs, *entry.lora_configs]]
         assert all((ROOT / p).exists() for p in paths if p), config
 
 
@@ -24,13 +25,15 @@ def test_the_shipped_world_configs_run_as_written(tmp_path, monkeypatch, one_thr
     assert len(CONFIGS) >= 3
     monkeypatch.chdir(ROOT)  # paths in the configs are relative to the repository root, as in the official repo
     for config in CONFIGS:
-        entries = yaml.safe_load(config.read_text())
+        raw = yaml.safe_load(config.read_text())  # JSON is YAML too
+        entries = [raw] if isinstance(raw, dict) else raw  # a prompt-travel document is one entry
         quick = [
             {**e, "steps": 2}
             if "prompt_map" in e
             else {**e, "steps": 2, "L": 2, "prompt": e["prompt"][:1], "seed": e["seed"][:1]}
             for e in entries
         ]
+        quick = quick[0] if isinstance(raw, dict) else quick
         short = tmp_path / config.name
         short.write_text(yaml.safe_dump(quick))
         out = run_prompt_config(short, ROOT / "animatediff/assets/world/base", tmp_path / "runs", progress=False)
