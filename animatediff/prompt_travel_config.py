@@ -6,12 +6,16 @@
 - `clip_skip`, `vae_path` and `prompt_fixed_ratio` are entry keys of their own, meaning what they mean there.
 - `output` {format, fps} is the entry's `output_format` (gif, mp4 or h264, webp) and `fps`; the encoder's own
   quality settings (`encode_param`) are kept.
+- `img2img_map` switched on is video-to-video: its `init_img_dir` is the entry's `video` (a folder of frames, which
+  must be numbered without gaps: prompt-travel also takes a few numbered frames and starts the others from zeros,
+  which is not done here) and its `denoising_strength` the entry's `strength`. Its folder is found as the entry's
+  other paths are (beside the config, or from the working folder), not under prompt-travel's `data/`.
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
   `gradual_latent_hires_fix_map` with `enable: false`, a `region_map` and a `controlnet_map` with no part enabled,
   `apply_lcm_lora`, `is_single_prompt_mode` and `compile` false. So are what prompt-travel's other commands read or
   its runs write (`upscale_config` for tile-upscale, `stylize_config` for stylize, `result`) and `unet_batch_size`
   (how many windows one UNet call takes: speed, not the frames).
-- Anything enabled that we do not draw (IP-Adapter images per frame, img2img, regions, its ControlNet folders, LCM
+- Anything enabled that we do not draw (IP-Adapter images per frame, regions, its ControlNet folders, LCM
   blending, the gradual hires fix, per-frame or per-region LoRA scales) is one line naming it, before any model loads.
 
 A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
@@ -25,7 +29,7 @@ from animatediff.errors import InputError
 
 DOCUMENT_DEFAULTS = {"prompt_fixed_ratio": 0.5, "tensor_interpolation_slerp": True}
 """What a prompt-travel document means where it leaves these keys out (its `ModelConfig` defaults)."""
-SWITCHED_SECTIONS = ("ip_adapter_map", "img2img_map", "lcm_map", "gradual_latent_hires_fix_map")
+SWITCHED_SECTIONS = ("ip_adapter_map", "lcm_map", "gradual_latent_hires_fix_map")
 """Sections with an `enable` switch: dropped when off, refused when on."""
 FALSE_SWITCHES = ("apply_lcm_lora", "is_single_prompt_mode", "compile")
 """Keys dropped when false, refused when true."""
@@ -35,7 +39,6 @@ OUTPUT_FORMATS = {"gif": "gif", "mp4": "mp4", "h264": "mp4", "webp": "webp"}
 """prompt-travel's output formats we write → the file format."""
 WHY = {
     "ip_adapter_map": "IP-Adapter images per frame from a folder (give ip_adapter and ip_image instead)",
-    "img2img_map": "img2img from a folder of frames (give video and strength instead)",
     "lcm_map": "LCM blending",
     "gradual_latent_hires_fix_map": "the gradual latent hires fix",
     "apply_lcm_lora": "the LCM LoRA switch (give the AnimateLCM LoRA in lora_map and preset animatelcm instead)",
@@ -54,6 +57,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
     if motion_loras is not None:
         given = values.get("motion_module_lora_configs") or []
         values["motion_module_lora_configs"] = [*given, *_scaled_paths(motion_loras, "motion_lora_map", where)]
+    img2img = values.pop("img2img_map", None)
+    if _enabled(img2img):
+        values.update(_img2img(img2img, values, where))
     for key in SWITCHED_SECTIONS:
         if key in values:
             section = values.pop(key)
@@ -104,6 +110,19 @@ def _scaled_paths(mapping: object, key: str, where: str) -> list[dict]:
             )
         configs.append({"path": str(path), "alpha": float(scale)})
     return configs
+
+
+def _img2img(section: dict, values: dict, where: str) -> dict:
+    """prompt-travel's `img2img_map` switched on → {video, strength} of the entry."""
+    folder = section.get("init_img_dir")
+    if not isinstance(folder, str) or not folder:
+        raise InputError(f"{where}: img2img_map needs init_img_dir, the folder of frames to start from")
+    if values.get("video"):
+        raise InputError(f"{where}: give video or img2img_map, not both")
+    keys = {"video": folder}
+    if "denoising_strength" in section:
+        keys["strength"] = section["denoising_strength"]
+    return keys
 
 
 def _output(output: object, where: str) -> dict:

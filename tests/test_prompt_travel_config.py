@@ -106,7 +106,8 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
     "edit, message",
     [
         ({"ip_adapter_map": {"enable": True}}, "ip_adapter_map turns on IP-Adapter images per frame from a folder"),
-        ({"img2img_map": {"enable": True}}, "img2img_map turns on img2img from a folder of frames"),
+        ({"img2img_map": {"enable": True}}, "img2img_map needs init_img_dir, the folder of frames to start from"),
+        ({"img2img_map": {"enable": True, "init_img_dir": "f"}, "video": "v.mp4"}, "give video or img2img_map, not"),
         ({"lcm_map": {"enable": True}}, "lcm_map turns on LCM blending"),
         ({"gradual_latent_hires_fix_map": {"enable": True}}, "turns on the gradual latent hires fix"),
         ({"compile": True}, "compile turns on compiling per entry (pass run's --compile instead)"),
@@ -132,10 +133,10 @@ def test_what_is_not_drawn_here_is_one_line_before_loading(assets, edit, message
 
 def test_cli_refuses_an_enabled_section_in_one_line(assets, base_folder, tmp_path, capsys):  # noqa: F811
     config = assets / "prompt_travel.json"
-    config.write_text(json.dumps(document(img2img_map={"enable": True, "init_img_dir": "x"})))
+    config.write_text(json.dumps(document(lcm_map={"enable": True, "start_scale": 0.15})))
     assert main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "img2img_map turns on img2img" in err and err.count("\n") == 1
+    assert "lcm_map turns on LCM blending" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -150,3 +151,39 @@ def test_cli_refuses_an_enabled_section_in_one_line(assets, base_folder, tmp_pat
 def test_held_keyframes_hold_each_prompt_for_its_part_of_the_gap(ratio, expected):
     assert held_keyframes({0: "a", 8: "b", 16: "c"}, ratio) == expected
     assert held_keyframes({0: "a", 1: "b"}, ratio) == {0: "a", 1: "b"}  # no frame between to hold
+
+
+def _numbered_frames(folder, numbers, seed: int = 0):  # noqa: ANN001, ANN202
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for n in numbers:
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{n:08d}.png")
+    return folder
+
+
+def test_img2img_map_is_video_to_video_from_its_folder(assets, base_folder, tmp_path, one_thread):  # noqa: F811
+    frames = _numbered_frames(assets / "init", range(4))  # prompt-travel's own names: 00000000.png, …
+    img2img = {"enable": True, "init_img_dir": "init", "save_init_image": True, "denoising_strength": 0.6}
+    config = assets / "prompt_travel.json"
+    config.write_text(json.dumps(document(img2img_map=img2img, lora_map={}, motion_lora_map={}, clip_skip=1)))
+    (entry,), _ = load_prompt_config(config)
+    assert (entry.video, entry.strength) == ("init", 0.6)
+    out = run_prompt_config(config, base_folder, tmp_path / "s", ModelCache(), frames=4, progress=False)
+    (written,) = (out / "sample").iterdir()
+
+    ref = AnimationPipeline.from_pretrained(base_folder, assets / "mm.safetensors", "ddim")
+    prompt = {0: "masterpiece,a fox", 2: "masterpiece,a fox", 3: "masterpiece,a boat"}
+    video = ref(prompt, "blurry", num_frames=4, num_inference_steps=2, guidance_scale=7.5, seed=7, video=frames,
+                strength=0.6, prompt_interpolation="slerp", progress=False)[0]  # fmt: skip
+    np.testing.assert_array_equal(_frames(written), to_uint8(video))
+
+
+def test_a_folder_of_frames_numbered_with_a_gap_is_one_line_before_loading(assets, base_folder, tmp_path):  # noqa: F811
+    _numbered_frames(assets / "init", (0, 8, 16, 24))  # keyframes: prompt-travel would start the rest from zeros
+    config = assets / "prompt_travel.json"
+    img2img = {"enable": True, "init_img_dir": "init", "denoising_strength": 0.6}
+    config.write_text(json.dumps(document(img2img_map=img2img)))
+    cache = ModelCache()
+    with pytest.raises(ValueError, match="frame 8 follows frame 0; a folder of frames is read as one frame after"):
+        run_prompt_config(config, base_folder, tmp_path / "s", cache, frames=4, progress=False)
+    assert not cache.loads

@@ -44,6 +44,21 @@ def test_a_folder_of_frames_is_read_in_name_order_numbers_by_value(tmp_path):
     assert _which(read_video_input(folder, 2, stride=2)) == [0, 2]
 
 
+@pytest.mark.parametrize(("names", "gap"), [(["1", "2", "3"], None), (["0000", "0001", "0002"], None),
+                                            (["0", "1", "3"], "frame 3 follows frame 1")])  # fmt: skip
+def test_frames_named_by_number_alone_are_read_only_without_gaps(tmp_path, names, gap):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    clip = (_clip(3) * 255).round().astype(np.uint8)
+    for i, name in enumerate(names):
+        Image.fromarray(clip[i]).save(folder / f"{name}.png")
+    if gap is None:
+        assert _which(read_video_input(folder, 3)) == [0, 1, 2]
+    else:
+        with pytest.raises(InputError, match=gap):
+            read_video_input(folder, 3)
+
+
 def test_frames_in_memory_uint8_or_float_and_the_stride():
     clip = _clip()
     np.testing.assert_array_equal(read_video_input(clip, 3, stride=5), clip[[0, 5, 10]])

@@ -24,7 +24,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
         "--video",
         default=None,
         metavar="INPUT",
-        help="video-to-video: start from this video (a video file, GIF, WebP, folder of PNG/JPG frames in name order, "
+        help="video-to-video: start from this video (a video file, GIF, WebP, folder of PNG/JPG frames in name order "
+        "(numbered without gaps where named by number alone), "
         "or .npy), --frames of its frames taken every --video-stride-th, scaled to cover --width × --height and "
         "center-cropped",
     )

@@ -169,6 +169,7 @@ def _read_folder(folder: Path, indices: list[int]) -> tuple[np.ndarray | None, i
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS), key=_natural_key)
     if not files:
         raise InputError(f"{folder}: a folder of frames holds no {', '.join(FRAME_EXTENSIONS)} images")
+    _check_numbering(folder, files)
     if indices[-1] >= len(files):
         return None, len(files)
     images = []
@@ -179,6 +180,21 @@ def _read_folder(folder: Path, indices: list[int]) -> tuple[np.ndarray | None, i
         except (UnidentifiedImageError, OSError) as err:
             raise InputError(f"{files[index]}: cannot read this frame ({err})") from None
     return _stack(images, str(folder)), len(files)
+
+
+def _check_numbering(folder: Path, files: list[Path]) -> None:
+    """Frames named by their numbers alone (0000.png, 1.png) are read as consecutive frames: a gap in the numbers
+    (a missing frame, or keyframes 0, 8, 16 meant for their frames) is one line rather than frames read out of
+    place."""
+    if not all(p.stem.isdigit() for p in files):
+        return
+    numbers = [int(p.stem) for p in files]
+    for before, after in zip(numbers, numbers[1:]):
+        if after != before + 1:
+            raise InputError(
+                f"{folder}: frame {after} follows frame {before}; a folder of frames is read as one frame after "
+                "another, so number them without gaps"
+            )
 
 
 def _read_npy(path: Path, indices: list[int]) -> tuple[np.ndarray | None, int]:
