@@ -29,7 +29,10 @@ from animatediff.sampling.schedulers import OFFICIAL_SCHEDULER_CONFIG, SCHEDULER
 from tests.diffusers_reference import diffusers_pipeline
 from tests.tiny import official_scheduler
 
-ORDER = "ddim euler euler-ancestral dpm++-2m dpm++-2m-karras dpm++-2m-sde-karras unipc pndm ddpm lcm tcd".split()
+ORDER = (
+    "ddim euler euler-ancestral euler-karras heun dpm2 dpm2-karras dpm2-ancestral dpm2-ancestral-karras dpm++-2m "
+    "dpm++-2m-karras dpm++-2m-sde dpm++-2m-sde-karras unipc deis pndm ddpm lcm tcd"
+).split()
 
 SD15_SCHEDULER = {  # stable-diffusion-v1-5's scheduler/scheduler_config.json, the base the model cards start from
     "_class_name": "PNDMScheduler",

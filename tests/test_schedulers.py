@@ -108,3 +108,23 @@ def test_guidance_rescale_matches_the_conditional_spread():
     torch.testing.assert_close(half, 0.5 * full + 0.5 * plain)
     with pytest.raises(ValueError, match="guidance_rescale must be in"):
         guided(predict, uncond, cond, 7.5, -0.1)
+
+
+@pytest.mark.parametrize(
+    "name", ["euler-karras", "heun", "dpm2-karras", "dpm2-ancestral", "dpm2-ancestral-karras", "dpm++-2m-sde", "deis"]
+)
+def test_the_ui_samplers_draw_diffusers_frames(make_pipeline, name, one_thread):
+    """A1111's and ComfyUI's samplers that diffusers has: the frames of diffusers' AnimateDiffPipeline with the same
+    scheduler (second-order ones evaluate twice per step; ancestral and SDE ones draw their step noise from the
+    seed's generator after the start noise, as diffusers' do)."""
+    import torch
+
+    from tests.diffusers_reference import diffusers_pipeline
+
+    ours = make_pipeline("v2")
+    ours.scheduler = make_scheduler(name)
+    reference = diffusers_pipeline(ours, make_scheduler(name))
+    args = dict(prompt="a red circle", negative_prompt="blurry", num_frames=4, height=16, width=16,
+                num_inference_steps=4, guidance_scale=7.5)  # fmt: skip
+    expected = reference(**args, generator=torch.Generator("cpu").manual_seed(3), output_type="np").frames
+    np.testing.assert_allclose(ours(**args, seed=3, progress=False), expected, rtol=0, atol=1e-4)

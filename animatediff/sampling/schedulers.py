@@ -18,9 +18,13 @@ import torch
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
+    DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
     LCMScheduler,
     PNDMScheduler,
     TCDScheduler,
@@ -46,16 +50,24 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
     "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
     "euler": (EulerDiscreteScheduler, {}),
     "euler-ancestral": (EulerAncestralDiscreteScheduler, {}),
+    "euler-karras": (EulerDiscreteScheduler, {"use_karras_sigmas": True}),
+    "heun": (HeunDiscreteScheduler, {}),
+    "dpm2": (KDPM2DiscreteScheduler, {}),
+    "dpm2-karras": (KDPM2DiscreteScheduler, {"use_karras_sigmas": True}),
+    "dpm2-ancestral": (KDPM2AncestralDiscreteScheduler, {}),
+    "dpm2-ancestral-karras": (KDPM2AncestralDiscreteScheduler, {"use_karras_sigmas": True}),
     "dpm++-2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "dpm++-2m-karras": (
         DPMSolverMultistepScheduler,
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
+    "dpm++-2m-sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
     "dpm++-2m-sde-karras": (
         DPMSolverMultistepScheduler,
         {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
     "unipc": (UniPCMultistepScheduler, {}),
+    "deis": (DEISMultistepScheduler, {}),
     "lcm": (LCMScheduler, {}),
     "tcd": (TCDScheduler, {}),
 }
@@ -69,6 +81,14 @@ ALIASES = {
     "dpmpp_2m_karras": "dpm++-2m-karras",
     "k_dpmpp_2m": "dpm++-2m-karras",  # animatediff-cli(-prompt-travel)'s names: k_ = Karras sigmas
     "k_dpmpp_2m_sde": "dpm++-2m-sde-karras",
+    "dpmpp_2m_sde": "dpm++-2m-sde",
+    "k_euler": "euler-karras",
+    "k_euler_a": "euler-ancestral",  # there as here: ancestral Euler has no Karras sigmas in diffusers
+    "k_heun": "heun",
+    "dpm_2": "dpm2",
+    "k_dpm_2": "dpm2-karras",
+    "dpm_2_a": "dpm2-ancestral",
+    "k_dpm_2_a": "dpm2-ancestral-karras",
 }
 
 
