@@ -106,15 +106,19 @@ def run_prepare(args: argparse.Namespace) -> None:
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="run an official AnimateDiff prompt config (configs/prompts/*.yaml) unchanged",
+        help="run an official AnimateDiff prompt config (configs/prompts/*.yaml) or a prompt-travel config unchanged",
         description="Draw every prompt of an official prompt config, in the official output layout "
-        "(<output-dir>/<config name>-<time>/sample/*.gif, sample.gif, config.yaml). Models stay loaded between "
-        "entries. On several GPUs, `accelerate launch --num_processes N -m animatediff run CONFIG` deals the videos "
-        "over the processes, into the one run folder.",
+        "(<output-dir>/<config name>-<time>/sample/*.gif (or an entry's output_format), sample.gif, config.yaml). "
+        "Models stay loaded between entries. On several GPUs, `accelerate launch --num_processes N -m animatediff "
+        "run CONFIG` deals the videos over the processes, into the one run folder.",
         formatter_class=HelpFormatter,
         parents=[device_options(), quiet_option()],
     )
-    p.add_argument("config", help="prompt config YAML: a list (or mapping) of entries as in the official repo")
+    p.add_argument(
+        "config",
+        help="prompt config YAML: a list (or mapping) of entries as in the official repo; or an "
+        "animatediff-cli-prompt-travel config file (JSON), one entry",
+    )
     p.add_argument(
         "--base",
         default=None,
