@@ -9,6 +9,7 @@ always comes from the last layer."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +32,30 @@ def input_device(encoder: torch.nn.Module) -> torch.device:
         if device is not None:
             return torch.device(device)
     return next(encoder.parameters()).device
+
+
+WEIGHT_SYNTAX = re.compile(r"\([^()]*:\s*[-+]?\d*\.?\d+\s*\)")
+"""A1111's and ComfyUI's emphasis weights, `(words:1.2)`."""
+
+
+def text_warnings(tokenizer: CLIPTokenizer, texts: Sequence[str]) -> list[str]:
+    """One line for each prompt that will not be read as its writer may expect: longer than CLIP's window (the rest
+    is cut off, as diffusers and the official code cut it), or written with `(words:1.2)` weights (read as plain
+    words here, as diffusers and the official code read them)."""
+    lines = []
+    room = tokenizer.model_max_length - 2  # the start and end tokens take two places
+    for text in dict.fromkeys(texts):
+        ids = tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+        short = text if len(text) <= 40 else text[:37] + "..."
+        if len(ids) > room:
+            dropped = tokenizer.decode(ids[room:]).strip()
+            lines.append(f"prompt {short!r} is {len(ids)} tokens and CLIP reads {room}: {dropped!r} is left out")
+        if WEIGHT_SYNTAX.search(text):
+            lines.append(
+                f"prompt {short!r}: weights such as '(words:1.2)' are not parsed; the brackets, colon and number "
+                "are read as words"
+            )
+    return lines
 
 
 def check_clip_skip(clip_skip: int, text_encoder: CLIPTextModel | None = None, trained_from_end: int = 1) -> None:

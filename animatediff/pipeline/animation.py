@@ -54,7 +54,7 @@ from animatediff.sampling import (
 )
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
-from animatediff.text_encoding import check_clip_skip, encode_prompts
+from animatediff.text_encoding import check_clip_skip, encode_prompts, text_warnings
 
 if TYPE_CHECKING:
     from animatediff.formats.lora import LoraMerger
@@ -324,6 +324,9 @@ class AnimationPipeline(MemoryModes):
         for line in (
             self.traits.prompt_warnings(travel.texts if travel else prompts, height, width) if self.traits else ()
         ):
+            logger.warning(line)
+        all_texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
+        for line in text_warnings(self.tokenizer, all_texts):
             logger.warning(line)
 
         # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
