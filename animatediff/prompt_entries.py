@@ -22,6 +22,7 @@ from animatediff.pipeline.prompt_travel import INTERPOLATIONS, compose, held_key
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
 from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
+from animatediff.prompt_weights import WEIGHTINGS
 from animatediff.text_encoding import check_clip_skip
 
 # Keys the official configs carry that are spelled differently or only informative here.
@@ -119,6 +120,8 @@ class PromptEntry:
     0 … 1 (prompt-travel's key, `pipeline.prompt_travel.held_keyframes`); 0: travel across the whole gap."""
     clip_skip: int = 1
     """The text encoder layer the prompts are taken from, as generate's --clip-skip (1: the trained one)."""
+    prompt_weighting: str = "none"
+    """none or a1111 (A1111's emphasis syntax), as generate's --prompt-weighting."""
     vae_path: str = ""
     """A VAE replacing the base's and dreambooth_path's, as generate's --vae; empty for none."""
     fps: float | None = None
@@ -293,12 +296,16 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
 
 
 def _check_output_keys(values: dict, where: str) -> None:
-    """clip_skip, vae_path, fps and output_format, checked in place."""
+    """clip_skip, prompt_weighting, vae_path, fps and output_format, checked in place."""
     if "clip_skip" in values:
         try:
             check_clip_skip(values["clip_skip"])
         except InputError as err:
             raise InputError(f"{where}: clip_skip: {err}") from None
+    if values.get("prompt_weighting", "none") not in WEIGHTINGS:
+        raise InputError(
+            f"{where}: prompt_weighting {values['prompt_weighting']!r}: choose one of {', '.join(WEIGHTINGS)}"
+        )
     if not isinstance(values.get("vae_path") or "", str):
         raise InputError(f"{where}: vae_path must be a path, got {values['vae_path']!r}")
     values["vae_path"] = values.get("vae_path") or ""

@@ -5,7 +5,10 @@ Clip skip counts as the UIs count it (A1111's "Clip skip", animatediff-cli-promp
 layer the model was trained on (SD1.x: the last; SDXL: the penultimate), 2 the one before it, and so on. diffusers'
 `clip_skip` counts the layers skipped, one less: our N is its N − 1. As the UIs and diffusers do, SD1.x's earlier
 layer still passes through the encoder's final layer norm; SDXL's hidden states never do, and its pooled text
-always comes from the last layer."""
+always comes from the last layer.
+
+With `weighting="a1111"` the prompts are read with A1111's emphasis syntax (`prompt_weights`): each token's hidden
+states scaled by its weight, the prompt's mean kept."""
 
 from __future__ import annotations
 
@@ -16,12 +19,22 @@ import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError
+from animatediff.prompt_weights import check_weighting, emphasized, weighted_fragments, weighted_token_ids
 
 
-def _ids(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
-    return tokenizer(
-        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
+def _ids(
+    tokenizer: CLIPTokenizer, prompts: list[str], weighting: str = "none"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(token ids (n, length), each token's weight (n, length), or None where every weight is 1)."""
+    check_weighting(weighting)
+    if weighting == "none":
+        ids = tokenizer(
+            prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
+        return ids, None
+    rows, weights = zip(*(weighted_token_ids(tokenizer, p) for p in prompts))
+    weights = torch.tensor(weights)
+    return torch.tensor(rows), None if bool((weights == 1).all()) else weights
 
 
 def input_device(encoder: torch.nn.Module) -> torch.device:
@@ -38,22 +51,23 @@ WEIGHT_SYNTAX = re.compile(r"\([^()]*:\s*[-+]?\d*\.?\d+\s*\)")
 """A1111's and ComfyUI's emphasis weights, `(words:1.2)`."""
 
 
-def text_warnings(tokenizer: CLIPTokenizer, texts: Sequence[str]) -> list[str]:
+def text_warnings(tokenizer: CLIPTokenizer, texts: Sequence[str], weighting: str = "none") -> list[str]:
     """One line for each prompt that will not be read as its writer may expect: longer than CLIP's window (the rest
-    is cut off, as diffusers and the official code cut it), or written with `(words:1.2)` weights (read as plain
-    words here, as diffusers and the official code read them)."""
+    is cut off, as diffusers and the official code cut it), or, without `weighting`, written with `(words:1.2)`
+    weights (read as plain words, as diffusers and the official code read them)."""
     lines = []
     room = tokenizer.model_max_length - 2  # the start and end tokens take two places
     for text in dict.fromkeys(texts):
-        ids = tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+        read = "".join(t for t, _ in weighted_fragments(text)) if weighting == "a1111" else text
+        ids = tokenizer(read, add_special_tokens=False, verbose=False).input_ids
         short = text if len(text) <= 40 else text[:37] + "..."
         if len(ids) > room:
             dropped = tokenizer.decode(ids[room:]).strip()
             lines.append(f"prompt {short!r} is {len(ids)} tokens and CLIP reads {room}: {dropped!r} is left out")
-        if WEIGHT_SYNTAX.search(text):
+        if weighting == "none" and WEIGHT_SYNTAX.search(text):
             lines.append(
-                f"prompt {short!r}: weights such as '(words:1.2)' are not parsed; the brackets, colon and number "
-                "are read as words"
+                f"prompt {short!r}: weights such as '(words:1.2)' are read as words (prompt weighting 'a1111' "
+                "reads them as weights)"
             )
     return lines
 
@@ -79,16 +93,22 @@ def final_layer_norm(text_encoder: CLIPTextModel) -> torch.nn.LayerNorm:
 
 
 def encode_prompts(
-    tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompts: list[str], clip_skip: int = 1
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel,
+    prompts: list[str],
+    clip_skip: int = 1,
+    weighting: str = "none",
 ) -> torch.Tensor:
     """Hidden states at the tokenizer's full length (77 for SD), padded and truncated: (len(prompts), 77, D); the
-    last layer's, or with `clip_skip` N > 1 the N-th from the end through the final layer norm."""
-    ids = _ids(tokenizer, prompts).to(input_device(text_encoder))
+    last layer's, or with `clip_skip` N > 1 the N-th from the end through the final layer norm; emphasis applied
+    with `weighting` "a1111"."""
+    ids, weights = _ids(tokenizer, prompts, weighting)
+    ids = ids.to(input_device(text_encoder))
     if clip_skip == 1:
-        return text_encoder(ids)[0]
+        return emphasized(text_encoder(ids)[0], weights)
     check_clip_skip(clip_skip, text_encoder)
     hidden = text_encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
-    return final_layer_norm(text_encoder)(hidden)
+    return emphasized(final_layer_norm(text_encoder)(hidden), weights)
 
 
 def encode_prompts_pooled(
@@ -96,16 +116,18 @@ def encode_prompts_pooled(
     text_encoders: Sequence[CLIPTextModel | CLIPTextModelWithProjection],
     prompts: list[str],
     clip_skip: int = 1,
+    weighting: str = "none",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDXL's text: every encoder's penultimate hidden states (with `clip_skip` N, the (N + 1)-th from the end) joined
     along the features, (n, 77, D1 + D2), and the pooled projection of the encoder that has one (the last), (n, P)."""
     states, pooled = [], None
     for tokenizer, encoder in zip(tokenizers, text_encoders, strict=True):
         check_clip_skip(clip_skip, encoder, trained_from_end=2)
-        out = encoder(_ids(tokenizer, prompts).to(input_device(encoder)), output_hidden_states=True)
+        ids, weights = _ids(tokenizer, prompts, weighting)
+        out = encoder(ids.to(input_device(encoder)), output_hidden_states=True)
         if out[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds first
             pooled = out[0]
-        states.append(out.hidden_states[-(clip_skip + 1)])
+        states.append(emphasized(out.hidden_states[-(clip_skip + 1)], weights))
     if pooled is None:
         raise ValueError("no text encoder with a pooled projection (SDXL's text_encoder_2)")
     return torch.cat(states, dim=-1), pooled

@@ -68,6 +68,7 @@ def test_a_prompt_travel_document_reads_as_our_entry(assets):  # noqa: F811
     assert entry.lora_configs == [{"path": "style.safetensors", "alpha": 0.7}]
     assert entry.motion_module_lora_configs == [{"path": "pan.safetensors", "alpha": 0.5}]
     assert (entry.clip_skip, entry.output_format, entry.fps) == (2, "webp", 12)
+    assert entry.prompt_weighting == "none"  # brackets are words unless the entry asks for a1111
     # prompt-travel's own defaults: slerp, and each prompt held for half the gap (round(1.5) = 2)
     assert entry.prompt_interpolation == "slerp" and entry.prompt_fixed_ratio == 0.5
     assert entry.prompts == [{0: "masterpiece,a fox", 2: "masterpiece,a fox", 3: "masterpiece,a boat"}]
@@ -122,6 +123,7 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"clip_skip": 0}, "clip_skip: clip skip must be a whole number from 1"),
         ({"prompt_fixed_ratio": 1.5}, "prompt_fixed_ratio must be a number from 0 to 1"),
         ({"vae_path": 3}, "vae_path must be a path"),
+        ({"prompt_weighting": "comfy"}, "prompt_weighting 'comfy': choose one of none, a1111"),
     ],
 )
 def test_what_is_not_drawn_here_is_one_line_before_loading(assets, edit, message):  # noqa: F811

@@ -16,7 +16,8 @@ def test_a_long_prompt_says_what_is_left_out(tokenizer):
 
 def test_weights_are_said_to_be_read_as_words(tokenizer):
     (line,) = text_warnings(tokenizer, ["a (red:1.3) circle"])
-    assert "weights such as '(words:1.2)' are not parsed" in line
+    assert "weights such as '(words:1.2)' are read as words (prompt weighting 'a1111' reads them" in line
+    assert text_warnings(tokenizer, ["a (red:1.3) circle"], "a1111") == []
     assert text_warnings(tokenizer, ["a red circle (bright)", "a red circle"]) == []
 
 
@@ -25,5 +26,5 @@ def test_the_pipeline_logs_them_for_negative_prompts_and_keyframes(make_pipeline
     with caplog.at_level(logging.WARNING, logger="animatediff"):
         pipe({0: "a cat", 1: "a (dog:1.2)"}, "(worst quality:1.4)", num_frames=2, num_inference_steps=1,
              progress=False)  # fmt: skip
-    said = [r.getMessage() for r in caplog.records if "are not parsed" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if "are read as words" in r.getMessage()]
     assert len(said) == 2 and "a (dog:1.2)" in said[0] and "(worst quality:1.4)" in said[1]

@@ -54,6 +54,7 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"prompt_map": [{"frame": 40, "prompt": "x"}]}, "keyframe 40 is past the last frame"),
         ({"path": "/tmp"}, "unknown field 'path'"),
         ({"clip_skip": 0}, "clip skip: 0 is outside 1–12"),
+        ({"prompt_weighting": "comfy"}, "prompt weighting: 'comfy' is not one of"),
     ],
 )
 def test_the_form_is_checked_field_by_field(models_dir, fields, message):
@@ -178,7 +179,7 @@ def test_window_options_make_the_windows_their_run_entry_makes(models_dir, tmp_p
     assert context_from_args(args) == windows
 
 
-def test_clip_skip_reaches_the_run_entry_and_the_pipeline_call(models_dir, tmp_path):
+def test_clip_skip_and_prompt_weighting_reach_the_run_entry(models_dir, tmp_path):
     from animatediff.prompt_entries import load_prompt_config
     from animatediff.ui.run_config import run_yaml
     from animatediff.ui.settings import with_seed
@@ -189,6 +190,11 @@ def test_clip_skip_reaches_the_run_entry_and_the_pipeline_call(models_dir, tmp_p
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
         (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
         assert s.clip_skip == entry.clip_skip == expected
+    for weighting in ("none", "a1111"):
+        s = with_seed(parse({"prompt": PROMPT, "prompt_weighting": weighting}, catalog))
+        (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+        (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+        assert s.prompt_weighting == entry.prompt_weighting == weighting
 
 
 def test_a_vae_from_the_vae_folder_reaches_the_models_and_the_run_entry(models_dir, tmp_path):

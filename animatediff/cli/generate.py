@@ -76,6 +76,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="take the text from the text encoder's N-th layer from the end, as the UIs count it: 1 the layer the "
         "model was trained on, 2 the one before (many anime models want 2); diffusers' clip_skip is N-1",
     )
+    p.add_argument(
+        "--prompt-weighting",
+        choices=["none", "a1111"],
+        default="none",
+        help="a1111: read A1111's emphasis in the prompts, (words) ×1.1, [words] ÷1.1, (words:1.5); none: brackets "
+        "are words, as the official code and diffusers read them",
+    )
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
@@ -326,6 +333,7 @@ def run_generate(args: argparse.Namespace) -> None:
         video=video,
         strength=strength,
         clip_skip=args.clip_skip,
+        prompt_weighting=args.prompt_weighting,
     )[0]
     check_finite(frames, args.output)
     path = save_video(frames, args.output, args.fps)

@@ -43,6 +43,7 @@ from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import encode_text, prompt_batch
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
+from animatediff.prompt_weights import check_weighting
 from animatediff.sampling import (
     denoise,
     for_model,
@@ -265,6 +266,7 @@ class AnimationPipeline(MemoryModes):
         strength: float | None = None,
         video_stride: int = 1,
         clip_skip: int = 1,
+        prompt_weighting: str = "none",
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -302,6 +304,8 @@ class AnimationPipeline(MemoryModes):
         `clip_skip`: the text encoder layer the prompts are taken from, counted as the UIs count it (1: the layer the
         model was trained on; 2: the one before it, as "Clip skip 2" for many anime models; diffusers' `clip_skip`
         is one less: `text_encoding`).
+        `prompt_weighting`: "a1111" reads A1111's emphasis, `(words)` ×1.1, `[words]` ÷1.1, `(words:1.5)`
+        (`prompt_weights`); "none" (the default, as the official code and diffusers) reads brackets as words.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -316,6 +320,7 @@ class AnimationPipeline(MemoryModes):
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
         check_clip_skip(clip_skip, self.text_encoder, trained_from_end=1 if self.text_encoder_2 is None else 2)
+        check_weighting(prompt_weighting)
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
@@ -326,7 +331,7 @@ class AnimationPipeline(MemoryModes):
         ):
             logger.warning(line)
         all_texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
-        for line in text_warnings(self.tokenizer, all_texts):
+        for line in text_warnings(self.tokenizer, all_texts, prompt_weighting):
             logger.warning(line)
 
         # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
@@ -336,7 +341,7 @@ class AnimationPipeline(MemoryModes):
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
             text = encode_text(
                 self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
-                travel, num_frames, second, zero_negative, clip_skip,
+                travel, num_frames, second, zero_negative, clip_skip, prompt_weighting,
             )  # fmt: skip
 
         # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.

@@ -39,14 +39,18 @@ class TextConditioning:
 
 
 def prompt_encoder(
-    tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, second: SecondEncoder | None, clip_skip: int = 1
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel,
+    second: SecondEncoder | None,
+    clip_skip: int = 1,
+    weighting: str = "none",
 ) -> Callable[[list[str]], tuple[torch.Tensor, torch.Tensor | None]]:
     """prompts ↦ (embeddings, pooled or None) with one encoder (SD1.x) or two (SDXL), from the layer `clip_skip`
-    picks (`text_encoding`: 1 = the layer the model was trained on)."""
+    picks (`text_encoding`: 1 = the layer the model was trained on), emphasis read by `weighting`."""
     if second is None:
-        return lambda prompts: (encode_prompts(tokenizer, text_encoder, prompts, clip_skip), None)
+        return lambda prompts: (encode_prompts(tokenizer, text_encoder, prompts, clip_skip, weighting), None)
     encoders = (text_encoder, second[1])
-    return lambda prompts: encode_prompts_pooled((tokenizer, second[0]), encoders, prompts, clip_skip)
+    return lambda prompts: encode_prompts_pooled((tokenizer, second[0]), encoders, prompts, clip_skip, weighting)
 
 
 def prompt_batch(prompt: str | list[str], negative_prompt: str | list[str] | None) -> tuple[list[str], list[str]]:
@@ -74,14 +78,16 @@ def encode_text(
     second: SecondEncoder | None = None,
     zero_negative: bool = False,
     clip_skip: int = 1,
+    weighting: str = "none",
 ) -> TextConditioning:
     """Embeddings of the prompts (and, when `guidance`, of the negative prompts), on the UNet's device and dtype.
 
     With `travel` (which then replaces `prompts` and `negatives`), the one video's per-frame embeddings over
     `num_frames` frames (`encode_frame_text`). `second`: SDXL's second tokenizer and encoder (then the pooled text
     comes too); `zero_negative`: the unconditional text is zeros (SDXL with no negative prompt given); `clip_skip`: the
-    encoder layer the text is taken from (`text_encoding`; 1 = the one the model was trained on)."""
-    encode = prompt_encoder(tokenizer, text_encoder, second, clip_skip)
+    encoder layer the text is taken from (`text_encoding`; 1 = the one the model was trained on); `weighting`: "a1111"
+    reads A1111's emphasis syntax (`prompt_weights`), "none" the prompts as plain text."""
+    encode = prompt_encoder(tokenizer, text_encoder, second, clip_skip, weighting)
     if travel is not None:
         text = encode_frame_text(encode, travel, num_frames, guidance, device, dtype)
     else:

@@ -27,6 +27,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     entry["n_prompt"] = [s.negative_prompt]
     if s.clip_skip != 1:
         entry["clip_skip"] = s.clip_skip
+    if s.prompt_weighting != "none":
+        entry["prompt_weighting"] = s.prompt_weighting
     entry["seed"] = s.seed
     entry["steps"] = s.steps
     if s.guidance_scale is not None:

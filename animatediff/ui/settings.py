@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from animatediff.errors import InputError
 from animatediff.model_cache import PipelineSpec
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS
+from animatediff.prompt_weights import WEIGHTINGS
 from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import Catalog
@@ -81,6 +82,8 @@ class Settings:
     prompt_interpolation: str = "linear"
     clip_skip: int = 1
     """The text encoder layer the prompt is taken from, as `generate --clip-skip` (1: the trained one)."""
+    prompt_weighting: str = "none"
+    """none, or a1111: A1111's emphasis syntax read as weights, as `generate --prompt-weighting`."""
     free_init_iters: int | None = None
     video: str = ""
     """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
@@ -142,6 +145,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.preset = choice(raw.get("preset") or "", ["", *preset_names()], "preset")
     sampling_of(s)  # a preset with this scheduler: checked as generate checks it
     s.prompt_interpolation = choice(raw.get("prompt_interpolation", "linear"), INTERPOLATIONS, "interpolation")
+    s.prompt_weighting = choice(raw.get("prompt_weighting") or "none", WEIGHTINGS, "prompt weighting")
     for key in ("width", "height"):
         if getattr(s, key) is not None and getattr(s, key) % 8:
             raise InputError(f"{key}: {getattr(s, key)} is not a multiple of 8")

@@ -1,0 +1,95 @@
+"""A1111's prompt emphasis (`--prompt-weighting a1111`): `(words)` ×1.1, `[words]` ÷1.1, `(words:1.5)` ×1.5, nested
+brackets multiply, `\\(` `\\)` `\\[` `\\]` are literal brackets; unclosed brackets close at the end of the prompt.
+
+`weighted_fragments` splits a prompt into (text, weight) runs. `text_encoding.encode_prompts` tokenizes each run
+on its own, so every token carries its run's weight, and scales the encoder's hidden states token by token, then
+rescales the whole prompt so that its mean is the unweighted one's, as A1111's original emphasis does (its default:
+"Original"). The start, end and padding tokens keep weight 1. Without weighting (the default, as the official code
+and diffusers read prompts) brackets and numbers are words like any other.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from transformers import CLIPTokenizer
+
+from animatediff.errors import InputError
+
+WEIGHTINGS = ("none", "a1111")
+"""How prompts are read: as plain text, or with A1111's emphasis syntax."""
+STEP = 1.1
+"""What one pair of round brackets multiplies by (square brackets divide)."""
+_TOKENS = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:")
+
+
+def weighted_fragments(prompt: str) -> list[tuple[str, float]]:
+    """`prompt` as runs of (text, weight), adjacent runs of one weight joined; a prompt without emphasis is one run
+    of weight 1 (an empty prompt: [("", 1.0)])."""
+    runs: list[list] = []
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def scale(start: int, factor: float) -> None:
+        for run in runs[start:]:
+            run[1] *= factor
+
+    for match in _TOKENS.finditer(prompt):
+        text, weight = match.group(0), match.group(1)
+        if text.startswith("\\") and len(text) == 2:
+            runs.append([text[1], 1.0])
+        elif text == "(":
+            round_open.append(len(runs))
+        elif text == "[":
+            square_open.append(len(runs))
+        elif weight is not None and round_open:
+            scale(round_open.pop(), float(weight))
+        elif text == ")" and round_open:
+            scale(round_open.pop(), STEP)
+        elif text == "]" and square_open:
+            scale(square_open.pop(), 1 / STEP)
+        else:
+            runs.append([text, 1.0])
+    for start in round_open:
+        scale(start, STEP)
+    for start in square_open:
+        scale(start, 1 / STEP)
+    joined: list[tuple[str, float]] = []
+    for text, weight in runs:
+        if joined and joined[-1][1] == weight:
+            joined[-1] = (joined[-1][0] + text, weight)
+        else:
+            joined.append((text, weight))
+    return joined or [("", 1.0)]
+
+
+def check_weighting(weighting: str) -> None:
+    if weighting not in WEIGHTINGS:
+        raise InputError(f"prompt weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
+
+
+def weighted_token_ids(tokenizer: CLIPTokenizer, prompt: str) -> tuple[list[int], list[float]]:
+    """The prompt's token ids at the tokenizer's full length (start, at most length − 2 tokens, end, padding), as the
+    plain tokenizer gives them for a prompt without emphasis, and each token's weight (1 for the special tokens)."""
+    ids: list[int] = []
+    weights: list[float] = []
+    for text, weight in weighted_fragments(prompt):
+        piece = tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+        ids += piece
+        weights += [weight] * len(piece)
+    room = tokenizer.model_max_length - 2
+    ids, weights = ids[:room], weights[:room]
+    padding = room - len(ids)
+    full = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id, *[tokenizer.pad_token_id] * padding]
+    return full, [1.0, *weights, 1.0, *[1.0] * padding]
+
+
+def emphasized(hidden: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Hidden states (n, tokens, D) scaled token by token by `weights` (n, tokens), then each prompt's rescaled to
+    its unweighted mean (A1111's original emphasis); None: as they are."""
+    if weights is None:
+        return hidden
+    mean = hidden.mean(dim=(1, 2), keepdim=True)
+    scaled = hidden * weights.to(hidden)[..., None]
+    return scaled * (mean / scaled.mean(dim=(1, 2), keepdim=True))

@@ -1,0 +1,80 @@
+"""How the text is read, measured on the embedded world: clip skip (the layer the prompt is taken from) and A1111's
+prompt weights (`--prompt-weighting a1111`) on the caption's motion words.
+
+Each row draws the same prompts and seeds and is measured as `animatediff world eval` measures (`world.metrics`):
+motion accuracy (the tracked centroid or area moves as captioned), temporal consistency and colour accuracy, over
+`world.evaluate.evaluation_prompts`. The world's text encoder has two layers and its base was trained on the last
+one, as SD1.5 was. The weighted rows write the caption's motion words as `(moving right:W)`: weight 1 is the plain
+caption, below 1 the motion words count for less, above 1 for more (the prompt's mean kept, as A1111 keeps it).
+
+    python benchmarks/world_text.py                  # 6 rows × 16 clips: a few minutes on 2 CPU cores
+    python benchmarks/world_text.py --prompts 6 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import torch
+
+from animatediff.pipeline import AnimationPipeline
+from animatediff.world.evaluate import evaluate_row, evaluation_prompts
+from animatediff.world.layout import EMBEDDED
+
+MOTION_WORDS = re.compile(r"moving (?:left|right|up|down)|bouncing|growing|shrinking|rotating")
+ROWS = (
+    ("clip skip 1: the last of 2 layers (the default)", {}, None),
+    ("clip skip 2: the first of 2 layers", {"clip_skip": 2}, None),
+    ("motion words at weight 0", {"prompt_weighting": "a1111"}, 0.0),
+    ("motion words at weight 0.5", {"prompt_weighting": "a1111"}, 0.5),
+    ("motion words at weight 1 (the plain caption)", {"prompt_weighting": "a1111"}, 1.0),
+    ("motion words at weight 1.5", {"prompt_weighting": "a1111"}, 1.5),
+)
+"""(label, the pipeline call's text settings, the weight written on the motion words or None)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=8, help="evaluation prompts (the motions in turn)")
+    parser.add_argument("--seeds", type=int, default=2, help="sampling seeds per prompt (0, 1, …)")
+    parser.add_argument("--frames", type=int, default=16, help="frames per clip")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    prompts = evaluation_prompts(args.prompts)
+    seeds = list(range(args.seeds))
+    clips = len(prompts) * len(seeds)
+
+    print("\n## How the text is read, on the embedded world\n")
+    shape = f"{len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames of 32×32"
+    print(f"{clips} clips per row ({shape}, {args.steps} steps, {args.threads} CPU threads.\n")
+    print("| row | motion accuracy | consistency | colour accuracy | s/clip |")
+    print("|---|---|---|---|---|")
+
+    def of(accuracy: float) -> str:
+        return f"{round(accuracy * clips)}/{clips}"
+
+    for label, settings, weight in ROWS:
+
+        def generate(prompt: str, seed: int, settings: dict = settings, weight: float | None = weight):  # noqa: ANN202
+            if weight is not None:
+                prompt = MOTION_WORDS.sub(lambda m: f"({m[0]}:{weight})", prompt)
+            call = dict(num_frames=args.frames, num_inference_steps=args.steps, progress=False, **settings)
+            return pipe(prompt, seed=seed, **call)[0]
+
+        start = time.perf_counter()
+        result = evaluate_row(label, generate, prompts, seeds)
+        seconds = (time.perf_counter() - start) / clips
+        print(
+            f"| {label} | {of(result.motion_accuracy)} | {result.consistency:.2f} | {of(result.colour_accuracy)} | "
+            f"{seconds:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
