@@ -21,6 +21,9 @@ WEIGHTINGS = ("none", "a1111")
 """How prompts are read: as plain text, or with A1111's emphasis syntax."""
 STEP = 1.1
 """What one pair of round brackets multiplies by (square brackets divide)."""
+WEIGHT_SYNTAX = re.compile(r"\([^()]*:\s*[-+]?\d*\.?\d+\s*\)")
+"""A weight written the way A1111 and ComfyUI write one, `(words:1.2)`: what a prompt read as plain text is warned
+of."""
 _TOKENS = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:")
 
 

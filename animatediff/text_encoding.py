@@ -12,14 +12,19 @@ states scaled by its weight, the prompt's mean kept."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError
-from animatediff.prompt_weights import check_weighting, emphasized, weighted_fragments, weighted_token_ids
+from animatediff.prompt_weights import (
+    WEIGHT_SYNTAX,
+    check_weighting,
+    emphasized,
+    weighted_fragments,
+    weighted_token_ids,
+)
 
 
 def _ids(
@@ -45,10 +50,6 @@ def input_device(encoder: torch.nn.Module) -> torch.device:
         if device is not None:
             return torch.device(device)
     return next(encoder.parameters()).device
-
-
-WEIGHT_SYNTAX = re.compile(r"\([^()]*:\s*[-+]?\d*\.?\d+\s*\)")
-"""A1111's and ComfyUI's emphasis weights, `(words:1.2)`."""
 
 
 def text_warnings(tokenizer: CLIPTokenizer, texts: Sequence[str], weighting: str = "none") -> list[str]:
