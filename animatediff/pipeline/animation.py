@@ -326,12 +326,10 @@ class AnimationPipeline(MemoryModes):
         )  # None without a video
         travel = prompt_travel(prompt, negative_prompt, prompt_interpolation, num_frames)  # None unless a dict
         prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
-        for line in (
-            self.traits.prompt_warnings(travel.texts if travel else prompts, height, width) if self.traits else ()
-        ):
-            logger.warning(line)
-        all_texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
-        for line in text_warnings(self.tokenizer, all_texts, prompt_weighting):
+        texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
+        said = travel.texts if travel else prompts
+        warnings = self.traits.prompt_warnings(said, height, width) if self.traits else []
+        for line in [*warnings, *text_warnings(self.tokenizer, texts, prompt_weighting)]:
             logger.warning(line)
 
         # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
