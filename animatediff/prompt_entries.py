@@ -18,7 +18,7 @@ from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
-from animatediff.pipeline.prompt_travel import INTERPOLATIONS, compose, held_keyframes, keyframes
+from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, compose, held_keyframes, keyframes
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
 from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
@@ -290,7 +290,7 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
     if mode not in INTERPOLATIONS:
         raise InputError(f"{where}: prompt_interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
     try:
-        held_keyframes({}, values.get("prompt_fixed_ratio", 0.0))  # checks the ratio
+        check_fixed_ratio(values.get("prompt_fixed_ratio", 0.0))
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
 

@@ -67,13 +67,18 @@ def compose(prompt: str, head: str = "", tail: str = "") -> str:
     return prompt
 
 
+def check_fixed_ratio(fixed_ratio: object) -> None:
+    """One line unless `fixed_ratio` is a number from 0 to 1 (`held_keyframes`)."""
+    if isinstance(fixed_ratio, bool) or not isinstance(fixed_ratio, (int, float)) or not 0 <= fixed_ratio <= 1:
+        raise InputError(f"prompt_fixed_ratio must be a number from 0 to 1, got {fixed_ratio!r}")
+
+
 def held_keyframes(frames: Mapping[int, str], fixed_ratio: float) -> dict[int, str]:
     """Keyframes with each prompt held for `fixed_ratio` of the gap to the next keyframe before the text travels on,
     as prompt-travel's `prompt_fixed_ratio` holds it: between keyframes k0 < k1 a keyframe of k0's prompt is added at
     k0 + round((k1 − k0)·ratio), one frame short of k1 at most (0: travel across the whole gap, the keyframes as
     given; 1: hold until the frame before the next keyframe)."""
-    if isinstance(fixed_ratio, bool) or not isinstance(fixed_ratio, (int, float)) or not 0 <= fixed_ratio <= 1:
-        raise InputError(f"prompt_fixed_ratio must be a number from 0 to 1, got {fixed_ratio!r}")
+    check_fixed_ratio(fixed_ratio)
     held = dict(frames)
     order = sorted(frames)
     for k0, k1 in zip(order, order[1:]):
