@@ -26,8 +26,8 @@ prompt-travel config file itself (one mapping with `prompt_map` and `motion_modu
 entry, with prompt-travel's defaults; its other keys (lora_map, motion_lora_map, clip_skip, vae_path, output, and
 the sections it leaves off) are read as `prompt_travel_config` says.
 
-`clip_skip`, `prompt_weighting` and `vae_path` (generate's --clip-skip, --prompt-weighting and --vae), `fps` and
-`output_format` (gif, mp4, webp) apply to any entry.
+`clip_skip`, `prompt_weighting`, `long_prompts` and `vae_path` (generate's --clip-skip, --prompt-weighting,
+--long-prompts and --vae), `fps` and `output_format` (gif, mp4, webp) apply to any entry.
 
 SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_config`, `controlnet_images`,
 `controlnet_image_indexs`, `normalize_condition_images` (`pipeline.sparse_ctrl_entries`).

@@ -21,6 +21,7 @@ from animatediff.pipeline.ip_adapter import check_entry_keys
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, compose, held_keyframes, keyframes
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
+from animatediff.prompt_chunks import LONG_PROMPTS
 from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
 from animatediff.prompt_weights import WEIGHTINGS
 from animatediff.text_encoding import check_clip_skip
@@ -122,6 +123,8 @@ class PromptEntry:
     """The text encoder layer the prompts are taken from, as generate's --clip-skip (1: the trained one)."""
     prompt_weighting: str = "none"
     """none or a1111 (A1111's emphasis syntax), as generate's --prompt-weighting."""
+    long_prompts: str = "truncate"
+    """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     vae_path: str = ""
     """A VAE replacing the base's and dreambooth_path's, as generate's --vae; empty for none."""
     fps: float | None = None
@@ -296,7 +299,7 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
 
 
 def _check_output_keys(values: dict, where: str) -> None:
-    """clip_skip, prompt_weighting, vae_path, fps and output_format, checked in place."""
+    """clip_skip, prompt_weighting, long_prompts, vae_path, fps and output_format, checked in place."""
     if "clip_skip" in values:
         try:
             check_clip_skip(values["clip_skip"])
@@ -306,6 +309,8 @@ def _check_output_keys(values: dict, where: str) -> None:
         raise InputError(
             f"{where}: prompt_weighting {values['prompt_weighting']!r}: choose one of {', '.join(WEIGHTINGS)}"
         )
+    if values.get("long_prompts", "truncate") not in LONG_PROMPTS:
+        raise InputError(f"{where}: long_prompts {values['long_prompts']!r}: choose one of {', '.join(LONG_PROMPTS)}")
     if not isinstance(values.get("vae_path") or "", str):
         raise InputError(f"{where}: vae_path must be a path, got {values['vae_path']!r}")
     values["vae_path"] = values.get("vae_path") or ""

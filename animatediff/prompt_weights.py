@@ -1,11 +1,11 @@
 """A1111's prompt emphasis (`--prompt-weighting a1111`): `(words)` ×1.1, `[words]` ÷1.1, `(words:1.5)` ×1.5, nested
 brackets multiply, `\\(` `\\)` `\\[` `\\]` are literal brackets; unclosed brackets close at the end of the prompt.
 
-`weighted_fragments` splits a prompt into (text, weight) runs. `text_encoding.encode_prompts` tokenizes each run
-on its own, so every token carries its run's weight, and scales the encoder's hidden states token by token, then
-rescales the whole prompt so that its mean is the unweighted one's, as A1111's original emphasis does (its default:
-"Original"). The start, end and padding tokens keep weight 1. Without weighting (the default, as the official code
-and diffusers read prompts) brackets and numbers are words like any other.
+`weighted_fragments` splits a prompt into (text, weight) runs; `prompt_chunks` tokenizes each run on its own, so
+every token carries its run's weight; `emphasized` scales the encoder's hidden states token by token, then rescales
+each row (a prompt, or a chunk of a long one) so that its mean is the unweighted one's, as A1111's original emphasis
+does (its default: "Original"). The start, end and padding tokens keep weight 1. Without weighting (the default, as
+the official code and diffusers read prompts) brackets and numbers are words like any other.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 
 import torch
-from transformers import CLIPTokenizer
 
 from animatediff.errors import InputError
 
@@ -70,22 +69,6 @@ def weighted_fragments(prompt: str) -> list[tuple[str, float]]:
 def check_weighting(weighting: str) -> None:
     if weighting not in WEIGHTINGS:
         raise InputError(f"prompt weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
-
-
-def weighted_token_ids(tokenizer: CLIPTokenizer, prompt: str) -> tuple[list[int], list[float]]:
-    """The prompt's token ids at the tokenizer's full length (start, at most length − 2 tokens, end, padding), as the
-    plain tokenizer gives them for a prompt without emphasis, and each token's weight (1 for the special tokens)."""
-    ids: list[int] = []
-    weights: list[float] = []
-    for text, weight in weighted_fragments(prompt):
-        piece = tokenizer(text, add_special_tokens=False, verbose=False).input_ids
-        ids += piece
-        weights += [weight] * len(piece)
-    room = tokenizer.model_max_length - 2
-    ids, weights = ids[:room], weights[:room]
-    padding = room - len(ids)
-    full = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id, *[tokenizer.pad_token_id] * padding]
-    return full, [1.0, *weights, 1.0, *[1.0] * padding]
 
 
 def emphasized(hidden: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

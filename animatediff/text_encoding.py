@@ -8,7 +8,9 @@ layer still passes through the encoder's final layer norm; SDXL's hidden states 
 always comes from the last layer.
 
 With `weighting="a1111"` the prompts are read with A1111's emphasis syntax (`prompt_weights`): each token's hidden
-states scaled by its weight, the prompt's mean kept."""
+states scaled by its weight, the prompt's mean kept. With `long_prompts="chunks"` a prompt longer than CLIP's window
+is read in chunks of it, as A1111 reads it (`prompt_chunks`): (n, 77 × chunks, D), each chunk's emphasis applied on
+its own."""
 
 from __future__ import annotations
 
@@ -18,28 +20,8 @@ import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError
-from animatediff.prompt_weights import (
-    WEIGHT_SYNTAX,
-    check_weighting,
-    emphasized,
-    weighted_fragments,
-    weighted_token_ids,
-)
-
-
-def _ids(
-    tokenizer: CLIPTokenizer, prompts: list[str], weighting: str = "none"
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(token ids (n, length), each token's weight (n, length), or None where every weight is 1)."""
-    check_weighting(weighting)
-    if weighting == "none":
-        ids = tokenizer(
-            prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        ).input_ids
-        return ids, None
-    rows, weights = zip(*(weighted_token_ids(tokenizer, p) for p in prompts))
-    weights = torch.tensor(weights)
-    return torch.tensor(rows), None if bool((weights == 1).all()) else weights
+from animatediff.prompt_chunks import BREAK, check_long_prompts, chunk_count, room, token_rows
+from animatediff.prompt_weights import WEIGHT_SYNTAX, check_weighting, emphasized, weighted_fragments
 
 
 def input_device(encoder: torch.nn.Module) -> torch.device:
@@ -52,19 +34,30 @@ def input_device(encoder: torch.nn.Module) -> torch.device:
     return next(encoder.parameters()).device
 
 
-def text_warnings(tokenizer: CLIPTokenizer, texts: Sequence[str], weighting: str = "none") -> list[str]:
-    """One line for each prompt that will not be read as its writer may expect: longer than CLIP's window (the rest
-    is cut off, as diffusers and the official code cut it), or, without `weighting`, written with `(words:1.2)`
-    weights (read as plain words, as diffusers and the official code read them)."""
+def text_warnings(
+    tokenizer: CLIPTokenizer, texts: Sequence[str], weighting: str = "none", long_prompts: str = "truncate"
+) -> list[str]:
+    """One line for each prompt that will not be read as its writer may expect: with `long_prompts` "truncate",
+    longer than CLIP's window (the rest is cut off, as diffusers and the official code cut it) or holding A1111's
+    `BREAK` (a word then); without `weighting`, written with `(words:1.2)` weights (read as plain words, as diffusers
+    and the official code read them)."""
     lines = []
-    room = tokenizer.model_max_length - 2  # the start and end tokens take two places
+    window = room(tokenizer)
     for text in dict.fromkeys(texts):
-        read = "".join(t for t, _ in weighted_fragments(text)) if weighting == "a1111" else text
-        ids = tokenizer(read, add_special_tokens=False, verbose=False).input_ids
         short = text if len(text) <= 40 else text[:37] + "..."
-        if len(ids) > room:
-            dropped = tokenizer.decode(ids[room:]).strip()
-            lines.append(f"prompt {short!r} is {len(ids)} tokens and CLIP reads {room}: {dropped!r} is left out")
+        if long_prompts == "truncate":
+            read = "".join(t for t, _ in weighted_fragments(text)) if weighting == "a1111" else text
+            ids = tokenizer(read, add_special_tokens=False, verbose=False).input_ids
+            if len(ids) > window:
+                dropped = tokenizer.decode(ids[window:]).strip()
+                lines.append(
+                    f"prompt {short!r} is {len(ids)} tokens and CLIP reads {window}: {dropped!r} is left out "
+                    "(long prompts 'chunks' reads all of it, as A1111 does)"
+                )
+            if BREAK.search(text):
+                lines.append(
+                    f"prompt {short!r}: BREAK is read as a word (long prompts 'chunks' reads it as A1111 does)"
+                )
         if weighting == "none" and WEIGHT_SYNTAX.search(text):
             lines.append(
                 f"prompt {short!r}: weights such as '(words:1.2)' are read as words (prompt weighting 'a1111' "
@@ -93,23 +86,37 @@ def final_layer_norm(text_encoder: CLIPTextModel) -> torch.nn.LayerNorm:
     return getattr(text_encoder, "text_model", text_encoder).final_layer_norm
 
 
+def _rows(
+    tokenizer: CLIPTokenizer, prompts: list[str], weighting: str, long_prompts: str, chunks: int = 1
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    check_weighting(weighting)
+    check_long_prompts(long_prompts)
+    return token_rows(tokenizer, prompts, weighting, long_prompts, chunks)
+
+
+def _joined(hidden: torch.Tensor, n: int) -> torch.Tensor:
+    """Rows (n × k, tokens, D) → each prompt's chunks joined along the tokens, (n, k × tokens, D)."""
+    return hidden.unflatten(0, (n, -1)).flatten(1, 2)
+
+
 def encode_prompts(
     tokenizer: CLIPTokenizer,
     text_encoder: CLIPTextModel,
     prompts: list[str],
     clip_skip: int = 1,
     weighting: str = "none",
+    long_prompts: str = "truncate",
 ) -> torch.Tensor:
-    """Hidden states at the tokenizer's full length (77 for SD), padded and truncated: (len(prompts), 77, D); the
-    last layer's, or with `clip_skip` N > 1 the N-th from the end through the final layer norm; emphasis applied
-    with `weighting` "a1111"."""
-    ids, weights = _ids(tokenizer, prompts, weighting)
+    """Hidden states at the tokenizer's full length (77 for SD), padded and truncated: (len(prompts), 77, D), or
+    with `long_prompts` "chunks" 77 per chunk, (n, 77 × chunks, D); the last layer's, or with `clip_skip` N > 1 the
+    N-th from the end through the final layer norm; emphasis applied with `weighting` "a1111"."""
+    ids, weights, _ = _rows(tokenizer, prompts, weighting, long_prompts)
     ids = ids.to(input_device(text_encoder))
     if clip_skip == 1:
-        return emphasized(text_encoder(ids)[0], weights)
+        return _joined(emphasized(text_encoder(ids)[0], weights), len(prompts))
     check_clip_skip(clip_skip, text_encoder)
     hidden = text_encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
-    return emphasized(final_layer_norm(text_encoder)(hidden), weights)
+    return _joined(emphasized(final_layer_norm(text_encoder)(hidden), weights), len(prompts))
 
 
 def encode_prompts_pooled(
@@ -118,17 +125,21 @@ def encode_prompts_pooled(
     prompts: list[str],
     clip_skip: int = 1,
     weighting: str = "none",
+    long_prompts: str = "truncate",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDXL's text: every encoder's penultimate hidden states (with `clip_skip` N, the (N + 1)-th from the end) joined
-    along the features, (n, 77, D1 + D2), and the pooled projection of the encoder that has one (the last), (n, P)."""
+    along the features, (n, 77, D1 + D2) or under `long_prompts` "chunks" (n, 77 × chunks, D1 + D2), and the pooled
+    projection of the encoder that has one (the last), (n, P): of the first chunk, as A1111 takes it."""
     states, pooled = [], None
+    n = len(prompts)
+    chunks = max(chunk_count(tokenizer, prompts, weighting, long_prompts) for tokenizer in tokenizers)
     for tokenizer, encoder in zip(tokenizers, text_encoders, strict=True):
         check_clip_skip(clip_skip, encoder, trained_from_end=2)
-        ids, weights = _ids(tokenizer, prompts, weighting)
+        ids, weights, _ = _rows(tokenizer, prompts, weighting, long_prompts, chunks)
         out = encoder(ids.to(input_device(encoder)), output_hidden_states=True)
         if out[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds first
-            pooled = out[0]
-        states.append(emphasized(out.hidden_states[-(clip_skip + 1)], weights))
+            pooled = out[0].unflatten(0, (n, -1))[:, 0]
+        states.append(_joined(emphasized(out.hidden_states[-(clip_skip + 1)], weights), n))
     if pooled is None:
         raise ValueError("no text encoder with a pooled projection (SDXL's text_encoder_2)")
     return torch.cat(states, dim=-1), pooled

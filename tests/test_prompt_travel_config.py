@@ -124,6 +124,7 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"prompt_fixed_ratio": 1.5}, "prompt_fixed_ratio must be a number from 0 to 1"),
         ({"vae_path": 3}, "vae_path must be a path"),
         ({"prompt_weighting": "comfy"}, "prompt_weighting 'comfy': choose one of none, a1111"),
+        ({"long_prompts": "wrap"}, "long_prompts 'wrap': choose one of truncate, chunks"),
     ],
 )
 def test_what_is_not_drawn_here_is_one_line_before_loading(assets, edit, message):  # noqa: F811

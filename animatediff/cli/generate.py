@@ -83,6 +83,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="a1111: read A1111's emphasis in the prompts, (words) ×1.1, [words] ÷1.1, (words:1.5); none: brackets "
         "are words, as the official code and diffusers read them",
     )
+    p.add_argument(
+        "--long-prompts",
+        choices=["truncate", "chunks"],
+        default="truncate",
+        help="chunks: read a prompt longer than CLIP's 75 tokens in chunks of 75, as A1111 does (BREAK ends a chunk); "
+        "truncate: cut it there, as the official code and diffusers do",
+    )
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
@@ -334,6 +341,7 @@ def run_generate(args: argparse.Namespace) -> None:
         strength=strength,
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
+        long_prompts=args.long_prompts,
     )[0]
     check_finite(frames, args.output)
     path = save_video(frames, args.output, args.fps)

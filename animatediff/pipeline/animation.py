@@ -41,9 +41,8 @@ from animatediff.pipeline.prompt_travel import prompt_travel
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
-from animatediff.pipeline.text import encode_text, prompt_batch
+from animatediff.pipeline.text import check_text_reading, encode_text, prompt_batch
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
-from animatediff.prompt_weights import check_weighting
 from animatediff.sampling import (
     denoise,
     for_model,
@@ -55,7 +54,7 @@ from animatediff.sampling import (
 )
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
-from animatediff.text_encoding import check_clip_skip, encode_prompts, text_warnings
+from animatediff.text_encoding import text_warnings
 
 if TYPE_CHECKING:
     from animatediff.formats.lora import LoraMerger
@@ -200,11 +199,6 @@ class AnimationPipeline(MemoryModes):
         """The base model's training resolution (512 for SD1.5), from the UNet's config."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
-    @torch.no_grad()
-    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
-        """CLIP last hidden states at the tokenizer's full length (77 for SD), (len(prompts), 77, D)."""
-        return encode_prompts(self.tokenizer, self.text_encoder, prompts).to(self.device, self.dtype)
-
     def check_inputs(
         self, num_frames: int, height: int, width: int, num_inference_steps: int, context_length: int | None = None
     ) -> None:
@@ -267,6 +261,7 @@ class AnimationPipeline(MemoryModes):
         video_stride: int = 1,
         clip_skip: int = 1,
         prompt_weighting: str = "none",
+        long_prompts: str = "truncate",
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -306,6 +301,8 @@ class AnimationPipeline(MemoryModes):
         is one less: `text_encoding`).
         `prompt_weighting`: "a1111" reads A1111's emphasis, `(words)` ×1.1, `[words]` ÷1.1, `(words:1.5)`
         (`prompt_weights`); "none" (the default, as the official code and diffusers) reads brackets as words.
+        `long_prompts`: "chunks" reads a prompt longer than CLIP's 75 tokens in chunks of 75, as A1111 does, `BREAK`
+        ending one early (`prompt_chunks`); "truncate" (the default, as the official code and diffusers) cuts it.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -319,8 +316,9 @@ class AnimationPipeline(MemoryModes):
         check_free_noise(free_noise, context_length)
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
-        check_clip_skip(clip_skip, self.text_encoder, trained_from_end=1 if self.text_encoder_2 is None else 2)
-        check_weighting(prompt_weighting)
+        check_text_reading(
+            self.text_encoder, self.text_encoder_2 is not None, clip_skip, prompt_weighting, long_prompts
+        )
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
@@ -329,7 +327,7 @@ class AnimationPipeline(MemoryModes):
         texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
         said = travel.texts if travel else prompts
         warnings = self.traits.prompt_warnings(said, height, width) if self.traits else []
-        for line in [*warnings, *text_warnings(self.tokenizer, texts, prompt_weighting)]:
+        for line in [*warnings, *text_warnings(self.tokenizer, texts, prompt_weighting, long_prompts)]:
             logger.warning(line)
 
         # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
@@ -339,7 +337,7 @@ class AnimationPipeline(MemoryModes):
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
             text = encode_text(
                 self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
-                travel, num_frames, second, zero_negative, clip_skip, prompt_weighting,
+                travel, num_frames, second, zero_negative, clip_skip, prompt_weighting, long_prompts,
             )  # fmt: skip
 
         # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.

@@ -4,6 +4,10 @@ One embedding per video, (b, tokens, dim), for plain prompts; per-frame embeddin
 travel (`prompt_travel.PromptTravel`: keyframe prompts, their embeddings interpolated between keyframes). Both flow
 through the same steps: the UNet takes either, and context windows pass each window its frames' part.
 
+A prompt longer than CLIP's window is cut at it, or with `long_prompts="chunks"` read in chunks of it
+(`prompt_chunks`): then the prompts conditioned on together (a video's prompt and negative prompt, a prompt travel's
+keyframes) are made one length with the empty prompt's chunk, as A1111 pads them (`same_length`).
+
 An SDXL base encodes with both its text encoders (`text_encoding.encode_prompts_pooled`) and adds the pooled text,
 (b, P) or (1, f, P) under prompt travel, which `pipeline.sdxl` hands to the UNet with the size conditioning.
 """
@@ -18,7 +22,9 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from animatediff.errors import InputError
 from animatediff.pipeline.prompt_travel import PromptTravel, interpolate
-from animatediff.text_encoding import encode_prompts, encode_prompts_pooled
+from animatediff.prompt_chunks import check_long_prompts
+from animatediff.prompt_weights import check_weighting
+from animatediff.text_encoding import check_clip_skip, encode_prompts, encode_prompts_pooled
 
 SecondEncoder = tuple[CLIPTokenizer, CLIPTextModelWithProjection]
 """SDXL's second tokenizer and text encoder."""
@@ -38,19 +44,50 @@ class TextConditioning:
     """SDXL: the negative prompts' pooled text under guidance."""
 
 
+def check_text_reading(
+    text_encoder: CLIPTextModel, sdxl: bool, clip_skip: int, weighting: str, long_prompts: str
+) -> None:
+    """One line for a clip skip past the encoder's layers (SDXL's are counted from the penultimate), a weighting or
+    a long-prompt mode that is not one of the choices."""
+    check_clip_skip(clip_skip, text_encoder, trained_from_end=2 if sdxl else 1)
+    check_weighting(weighting)
+    check_long_prompts(long_prompts)
+
+
 def prompt_encoder(
     tokenizer: CLIPTokenizer,
     text_encoder: CLIPTextModel,
     second: SecondEncoder | None,
     clip_skip: int = 1,
     weighting: str = "none",
+    long_prompts: str = "truncate",
 ) -> Callable[[list[str]], tuple[torch.Tensor, torch.Tensor | None]]:
     """prompts ↦ (embeddings, pooled or None) with one encoder (SD1.x) or two (SDXL), from the layer `clip_skip`
-    picks (`text_encoding`: 1 = the layer the model was trained on), emphasis read by `weighting`."""
+    picks (`text_encoding`: 1 = the layer the model was trained on), emphasis read by `weighting`, long prompts cut
+    or read in chunks by `long_prompts`."""
     if second is None:
-        return lambda prompts: (encode_prompts(tokenizer, text_encoder, prompts, clip_skip, weighting), None)
-    encoders = (text_encoder, second[1])
-    return lambda prompts: encode_prompts_pooled((tokenizer, second[0]), encoders, prompts, clip_skip, weighting)
+        return lambda prompts: (
+            encode_prompts(tokenizer, text_encoder, prompts, clip_skip, weighting, long_prompts),
+            None,
+        )
+    tokenizers, encoders = (tokenizer, second[0]), (text_encoder, second[1])
+    return lambda prompts: encode_prompts_pooled(tokenizers, encoders, prompts, clip_skip, weighting, long_prompts)
+
+
+def same_length(
+    embeddings: list[torch.Tensor], encode: Callable[[list[str]], tuple[torch.Tensor, torch.Tensor | None]]
+) -> list[torch.Tensor]:
+    """Embeddings (..., tokens, D) of prompts encoded apart, the shorter ones followed by the empty prompt's chunk
+    (encoded by `encode`) until all are as long as the longest, as A1111 pads prompts of different chunk counts."""
+    longest = max(e.shape[-2] for e in embeddings)
+    if all(e.shape[-2] == longest for e in embeddings):
+        return embeddings
+    empty = encode([""])[0][0]  # (window, D)
+    out = []
+    for e in embeddings:
+        fill = empty.to(e).repeat((longest - e.shape[-2]) // empty.shape[0], 1)
+        out.append(torch.cat([e, fill.expand(*e.shape[:-2], *fill.shape)], dim=-2))
+    return out
 
 
 def prompt_batch(prompt: str | list[str], negative_prompt: str | list[str] | None) -> tuple[list[str], list[str]]:
@@ -79,6 +116,7 @@ def encode_text(
     zero_negative: bool = False,
     clip_skip: int = 1,
     weighting: str = "none",
+    long_prompts: str = "truncate",
 ) -> TextConditioning:
     """Embeddings of the prompts (and, when `guidance`, of the negative prompts), on the UNet's device and dtype.
 
@@ -86,13 +124,16 @@ def encode_text(
     `num_frames` frames (`encode_frame_text`). `second`: SDXL's second tokenizer and encoder (then the pooled text
     comes too); `zero_negative`: the unconditional text is zeros (SDXL with no negative prompt given); `clip_skip`: the
     encoder layer the text is taken from (`text_encoding`; 1 = the one the model was trained on); `weighting`: "a1111"
-    reads A1111's emphasis syntax (`prompt_weights`), "none" the prompts as plain text."""
-    encode = prompt_encoder(tokenizer, text_encoder, second, clip_skip, weighting)
+    reads A1111's emphasis syntax (`prompt_weights`), "none" the prompts as plain text; `long_prompts`: "chunks"
+    reads a prompt longer than CLIP's window in chunks of it (`prompt_chunks`), "truncate" cuts it there."""
+    encode = prompt_encoder(tokenizer, text_encoder, second, clip_skip, weighting, long_prompts)
     if travel is not None:
         text = encode_frame_text(encode, travel, num_frames, guidance, device, dtype)
     else:
         cond, pooled = encode(prompts)
         uncond, pooled_uncond = encode(negatives) if guidance and not zero_negative else (None, None)
+        if uncond is not None:
+            cond, uncond = same_length([cond, uncond], encode)
         text = TextConditioning(cond, uncond, pooled, pooled_uncond)
     if guidance and zero_negative:
         text.uncond = torch.zeros_like(text.cond)
@@ -120,18 +161,21 @@ def encode_frame_text(
 
     Each keyframe's prompt is encoded on its own (its embedding is exactly the prompt's), the frames between are
     interpolated in float32 (`prompt_travel.interpolate`), and so is SDXL's pooled text. When every frame has the
-    same prompt and negative prompt the text is per video, (1, tokens, dim), exactly what the plain prompt gives."""
+    same prompt and negative prompt the text is per video, (1, tokens, dim), exactly what the plain prompt gives.
+    Keyframe prompts read in chunks of different counts are made one length first (`same_length`)."""
     if num_frames is None:
         num_frames = travel.num_frames
     if num_frames is None:
         raise InputError("prompt travel needs the clip's number of frames")
+    said = [*travel.prompts.values(), *(travel.negative_prompts.values() if guidance else ())]
     own: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    for text in dict.fromkeys(said):
+        embeddings, pooled = encode([text])
+        own[text] = (embeddings[0], None if pooled is None else pooled[0])
+    for text, embeddings in zip(own, same_length([e for e, _ in own.values()], encode), strict=True):
+        own[text] = (embeddings, own[text][1])
 
     def frames(keyframe_prompts: dict[int, str], part: int) -> torch.Tensor | None:
-        for text in keyframe_prompts.values():
-            if text not in own:
-                embeddings, pooled = encode([text])
-                own[text] = (embeddings[0], None if pooled is None else pooled[0])
         if own[next(iter(keyframe_prompts.values()))][part] is None:
             return None
         if travel.constant:

@@ -29,6 +29,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["clip_skip"] = s.clip_skip
     if s.prompt_weighting != "none":
         entry["prompt_weighting"] = s.prompt_weighting
+    if s.long_prompts != "truncate":
+        entry["long_prompts"] = s.long_prompts
     entry["seed"] = s.seed
     entry["steps"] = s.steps
     if s.guidance_scale is not None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from animatediff.errors import InputError
 from animatediff.model_cache import PipelineSpec
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS
+from animatediff.prompt_chunks import LONG_PROMPTS
 from animatediff.prompt_weights import WEIGHTINGS
 from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
@@ -84,6 +85,8 @@ class Settings:
     """The text encoder layer the prompt is taken from, as `generate --clip-skip` (1: the trained one)."""
     prompt_weighting: str = "none"
     """none, or a1111: A1111's emphasis syntax read as weights, as `generate --prompt-weighting`."""
+    long_prompts: str = "truncate"
+    """truncate, or chunks: a prompt past 75 tokens read in A1111's chunks, as `generate --long-prompts`."""
     free_init_iters: int | None = None
     video: str = ""
     """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
@@ -146,6 +149,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     sampling_of(s)  # a preset with this scheduler: checked as generate checks it
     s.prompt_interpolation = choice(raw.get("prompt_interpolation", "linear"), INTERPOLATIONS, "interpolation")
     s.prompt_weighting = choice(raw.get("prompt_weighting") or "none", WEIGHTINGS, "prompt weighting")
+    s.long_prompts = choice(raw.get("long_prompts") or "truncate", LONG_PROMPTS, "long prompts")
     for key in ("width", "height"):
         if getattr(s, key) is not None and getattr(s, key) % 8:
             raise InputError(f"{key}: {getattr(s, key)} is not a multiple of 8")
