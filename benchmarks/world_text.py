@@ -1,5 +1,5 @@
-"""How the text is read, measured on the embedded world: clip skip (the layer the prompt is taken from) and A1111's
-prompt weights (`--prompt-weighting a1111`) on the caption's motion words.
+"""How the text is read, measured on the embedded world: clip skip (the layer the prompt is taken from), A1111's
+prompt weights (`--prompt-weighting a1111`) on the caption's motion words, and long prompts (`--long-prompts`).
 
 Each row draws the same prompts and seeds and is measured as `animatediff world eval` measures (`world.metrics`):
 motion accuracy (the tracked centroid or area moves as captioned), temporal consistency and colour accuracy, over
@@ -10,16 +10,23 @@ caption, below 1 the motion words count for less, above 1 for more (the prompt's
     python benchmarks/world_text.py                  # 6 rows × 16 clips: a few minutes on 2 CPU cores
     python benchmarks/world_text.py --prompts 6 --seeds 1
     python benchmarks/world_text.py --only colour    # the colour word at weights 0, 0.5, 1, 2
+    python benchmarks/world_text.py --only long      # the caption after or before 99 tokens of quality tags
 
 The colour table writes the caption's colour word as `(red:W)` and counts how often the object keeps the captioned
 colour, and how far the frames move from the plain caption's.
+
+The long-prompt table puts the caption after or before `FILLER`, the quality tags prompts copied from model pages
+start with (99 tokens here, words the world never saw), and reads the prompt cut at CLIP's 75 tokens (the default)
+or in A1111's chunks of 75.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -30,15 +37,38 @@ from animatediff.world.layout import EMBEDDED
 from animatediff.world.metrics import colour_correct, track
 
 MOTION_WORDS = re.compile(r"moving (?:left|right|up|down)|bouncing|growing|shrinking|rotating")
-ROWS = (
-    ("clip skip 1: the last of 2 layers (the default)", {}, None),
-    ("clip skip 2: the first of 2 layers", {"clip_skip": 2}, None),
-    ("motion words at weight 0", {"prompt_weighting": "a1111"}, 0.0),
-    ("motion words at weight 0.5", {"prompt_weighting": "a1111"}, 0.5),
-    ("motion words at weight 1 (the plain caption)", {"prompt_weighting": "a1111"}, 1.0),
-    ("motion words at weight 1.5", {"prompt_weighting": "a1111"}, 1.5),
+FILLER = (
+    "masterpiece, best quality, highly detailed, sharp focus, professional, 8k, cinematic lighting, intricate details, "
+    "trending on artstation"
 )
-"""(label, the pipeline call's text settings, the weight written on the motion words or None)."""
+
+
+def weighted_motion(weight: float) -> Callable[[str], str]:
+    return lambda caption: MOTION_WORDS.sub(lambda m: f"({m[0]}:{weight})", caption)
+
+
+def plain(caption: str) -> str:
+    return caption
+
+
+ROWS = (
+    ("clip skip 1: the last of 2 layers (the default)", {}, plain),
+    ("clip skip 2: the first of 2 layers", {"clip_skip": 2}, plain),
+    ("motion words at weight 0", {"prompt_weighting": "a1111"}, weighted_motion(0.0)),
+    ("motion words at weight 0.5", {"prompt_weighting": "a1111"}, weighted_motion(0.5)),
+    ("motion words at weight 1 (the plain caption)", {"prompt_weighting": "a1111"}, weighted_motion(1.0)),
+    ("motion words at weight 1.5", {"prompt_weighting": "a1111"}, weighted_motion(1.5)),
+)
+"""(label, the pipeline call's text settings, the caption → the prompt written)."""
+LONG_ROWS = (
+    ("the caption alone (9 tokens)", {}, plain),
+    ("quality tags, then the caption: truncate", {}, lambda caption: f"{FILLER}, {caption}"),
+    ("quality tags, then the caption: chunks", {"long_prompts": "chunks"}, lambda caption: f"{FILLER}, {caption}"),
+    ("the caption, then quality tags: truncate", {}, lambda caption: f"{caption}, {FILLER}"),
+    ("the caption, then quality tags: chunks", {"long_prompts": "chunks"}, lambda caption: f"{caption}, {FILLER}"),
+    ("quality tags BREAK the caption: chunks", {"long_prompts": "chunks"}, lambda caption: f"{FILLER} BREAK {caption}"),
+)
+"""Long prompts: the caption placed after or before the quality tags, read cut or in chunks."""
 
 
 def main() -> None:
@@ -48,44 +78,40 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="frames per clip")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--only", choices=["rows", "colour"], default=None, help="one table; default: both")
+    parser.add_argument("--only", choices=["rows", "colour", "long"], default=None, help="one table; default: all")
     args = parser.parse_args()
+    logging.getLogger("animatediff").setLevel(logging.ERROR)  # the words the world never saw, said once per clip
     torch.set_num_threads(args.threads)
     pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
     prompts = evaluation_prompts(args.prompts)
     seeds = list(range(args.seeds))
     clips = len(prompts) * len(seeds)
 
-    print("\n## How the text is read, on the embedded world\n")
-    shape = f"{len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames of 32×32"
-    print(f"{clips} clips per row ({shape}, {args.steps} steps, {args.threads} CPU threads.\n")
-    print("| row | motion accuracy | consistency | colour accuracy | s/clip |")
-    print("|---|---|---|---|---|")
+    shape = f"{clips} clips per row ({len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames of 32×32"
+    shape += f", {args.steps} steps, {args.threads} CPU threads."
 
-    def of(accuracy: float) -> str:
-        return f"{round(accuracy * clips)}/{clips}"
+    def table(title: str, rows: tuple) -> None:
+        print(f"\n## {title}\n\n{shape}\n")
+        print("| row | motion accuracy | consistency | colour accuracy | s/clip |")
+        print("|---|---|---|---|---|")
+        for label, settings, write in rows:
 
-    if args.only == "colour":
+            def generate(caption: str, seed: int, settings: dict = settings, write: Callable = write):  # noqa: ANN202
+                call = dict(num_frames=args.frames, num_inference_steps=args.steps, progress=False, **settings)
+                return pipe(write(caption), seed=seed, **call)[0]
+
+            start = time.perf_counter()
+            result = evaluate_row(label, generate, prompts, seeds)
+            seconds = (time.perf_counter() - start) / clips
+            motion, colour = round(result.motion_accuracy * clips), round(result.colour_accuracy * clips)
+            print(f"| {label} | {motion}/{clips} | {result.consistency:.2f} | {colour}/{clips} | {seconds:.1f} |")
+
+    if args.only in (None, "rows"):
+        table("How the text is read, on the embedded world", ROWS)
+    if args.only in (None, "colour"):
         colour_weights(pipe, prompts, seeds, args.frames, args.steps)
-        return
-    for label, settings, weight in ROWS:
-
-        def generate(prompt: str, seed: int, settings: dict = settings, weight: float | None = weight):  # noqa: ANN202
-            if weight is not None:
-                prompt = MOTION_WORDS.sub(lambda m: f"({m[0]}:{weight})", prompt)
-            call = dict(num_frames=args.frames, num_inference_steps=args.steps, progress=False, **settings)
-            return pipe(prompt, seed=seed, **call)[0]
-
-        start = time.perf_counter()
-        result = evaluate_row(label, generate, prompts, seeds)
-        seconds = (time.perf_counter() - start) / clips
-        print(
-            f"| {label} | {of(result.motion_accuracy)} | {result.consistency:.2f} | {of(result.colour_accuracy)} | "
-            f"{seconds:.1f} |",
-            flush=True,
-        )
-    if args.only is None:
-        colour_weights(pipe, prompts, seeds, args.frames, args.steps)
+    if args.only in (None, "long"):
+        table("Long prompts (--long-prompts), on the embedded world", LONG_ROWS)
 
 
 def colour_weights(pipe: AnimationPipeline, prompts: list, seeds: list[int], frames: int, steps: int) -> None:
