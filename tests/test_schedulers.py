@@ -3,6 +3,7 @@ import pytest
 from diffusers import DDIMScheduler
 
 from animatediff.sampling import make_scheduler, scheduler_names
+from animatediff.sampling.schedulers import scheduler_key
 
 
 def test_default_is_the_official_inference_scheduler():
@@ -128,3 +129,35 @@ def test_the_ui_samplers_draw_diffusers_frames(make_pipeline, name, one_thread):
                 num_inference_steps=4, guidance_scale=7.5)  # fmt: skip
     expected = reference(**args, generator=torch.Generator("cpu").manual_seed(3), output_type="np").frames
     np.testing.assert_allclose(ours(**args, seed=3, progress=False), expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["dpm++-sde", "dpm++-sde-karras"])
+def test_dpmpp_sde_draws_diffusers_frames_and_its_seed_fixes_the_brownian_noise(make_pipeline, name, one_thread):
+    """A1111's "DPM++ SDE (Karras)" and animatediff-cli-prompt-travel's default `k_dpmpp_sde`: diffusers'
+    DPMSolverSDEScheduler, whose step noise is a Brownian tree. With its `noise_sampler_seed` fixed the frames are
+    diffusers'; without, the run's seed picks the tree."""
+    import torch
+
+    from tests.diffusers_reference import diffusers_pipeline
+
+    ours = make_pipeline("v2")
+    ours.scheduler = make_scheduler(name, noise_sampler_seed=11)
+    reference = diffusers_pipeline(ours, make_scheduler(name, noise_sampler_seed=11))
+    args = dict(prompt="a red circle", negative_prompt="blurry", num_frames=4, height=16, width=16,
+                num_inference_steps=4, guidance_scale=7.5, )  # fmt: skip
+    expected = reference(**args, generator=torch.Generator("cpu").manual_seed(3), output_type="np").frames
+    np.testing.assert_allclose(ours(**args, seed=3, progress=False), expected, rtol=0, atol=1e-4)
+    ours.scheduler = make_scheduler(name)
+    first, again = (ours(**args, seed=3, progress=False) for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - ours(**args, seed=4, progress=False)).max() > 1e-4
+    assert scheduler_key("k_dpmpp_sde") == "dpm++-sde-karras"
+
+
+def test_dpmpp_sde_without_torchsde_is_one_line(monkeypatch):
+    import animatediff.sampling.schedulers as schedulers
+
+    monkeypatch.setattr(schedulers, "is_torchsde_available", lambda: False)
+    with pytest.raises(ValueError, match=r"the dpm\+\+-sde-karras scheduler needs torchsde: pip install torchsde"):
+        make_scheduler("k_dpmpp_sde")
+    make_scheduler("dpm++-2m-sde")  # the multistep SDE solver needs no torchsde

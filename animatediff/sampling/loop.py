@@ -8,6 +8,7 @@ from pure noise, or, for a start that is already partly denoised (a noised video
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -77,6 +78,21 @@ def step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None = N
     return kwargs
 
 
+def seed_brownian_noise(scheduler: SchedulerMixin, generator: torch.Generator | None) -> None:
+    """A scheduler that draws its step noise from a Brownian tree (`DPMSolverSDEScheduler`, dpm++-sde) takes a new
+    tree seeded from `generator`, so that the run's seed fixes it as it fixes the other schedulers' step noise; a
+    `noise_sampler_seed` in its config stays, and without a generator the tree is seeded at random, as diffusers'."""
+    if not hasattr(scheduler, "noise_sampler_seed"):
+        return
+    scheduler.noise_sampler = None
+    if scheduler.config.get("noise_sampler_seed") is not None:
+        scheduler.noise_sampler_seed = scheduler.config.noise_sampler_seed
+    elif generator is not None:
+        scheduler.noise_sampler_seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+    else:
+        scheduler.noise_sampler_seed = None
+
+
 def denoise(
     denoiser: Denoiser,
     scheduler: SchedulerMixin,
@@ -92,9 +108,13 @@ def denoise(
     `callback(step, timestep, latents)` runs after every step (previews, timing, inspection).
     """
     kwargs = step_kwargs(scheduler, generator)
-    for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
-        prediction = denoiser(scheduler.scale_model_input(latents, t), t)
-        latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
-        if callback is not None:
-            callback(i, t, latents)
+    seed_brownian_noise(scheduler, generator)
+    with warnings.catch_warnings():
+        # torchsde warns when a float32 sigma lands a rounding error outside the tree's float64 bounds
+        warnings.filterwarnings("ignore", r"Should have t[ab][<>]=t[01]", UserWarning)
+        for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
+            prediction = denoiser(scheduler.scale_model_input(latents, t), t)
+            latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
+            if callback is not None:
+                callback(i, t, latents)
     return latents

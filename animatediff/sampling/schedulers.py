@@ -20,6 +20,7 @@ from diffusers import (
     DDPMScheduler,
     DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
@@ -31,6 +32,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import is_torchsde_available
 
 from animatediff.errors import InputError
 
@@ -66,6 +68,8 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict]] = {
         DPMSolverMultistepScheduler,
         {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
+    "dpm++-sde": (DPMSolverSDEScheduler, {}),
+    "dpm++-sde-karras": (DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
     "unipc": (UniPCMultistepScheduler, {}),
     "deis": (DEISMultistepScheduler, {}),
     "lcm": (LCMScheduler, {}),
@@ -81,6 +85,10 @@ ALIASES = {
     "dpmpp_2m_karras": "dpm++-2m-karras",
     "k_dpmpp_2m": "dpm++-2m-karras",  # animatediff-cli(-prompt-travel)'s names: k_ = Karras sigmas
     "k_dpmpp_2m_sde": "dpm++-2m-sde-karras",
+    "k_dpmpp_sde": "dpm++-sde-karras",  # animatediff-cli-prompt-travel's default
+    "dpmpp_sde": "dpm++-sde",
+    "dpmpp_sde_karras": "dpm++-sde-karras",
+    "dpm++ sde karras": "dpm++-sde-karras",  # A1111's "DPM++ SDE Karras", lower-cased
     "dpmpp_2m_sde": "dpm++-2m-sde",
     "k_euler": "euler-karras",
     "k_euler_a": "euler-ancestral",  # there as here: ancestral Euler has no Karras sigmas in diffusers
@@ -101,6 +109,10 @@ OWN_TIMESTEPS = ("lcm", "tcd")
 timestep spacing."""
 TCD_GAMMA = 0.3
 """TCD's default gamma (diffusers' `TCDScheduler.step(eta=0.3)`, the value its docs recommend)."""
+NEEDS_TORCHSDE = ("dpm++-sde", "dpm++-sde-karras")
+"""Schedulers whose step noise comes from a Brownian tree (diffusers' `DPMSolverSDEScheduler`, over torchsde): its
+seed is drawn from the run's generator at the start of each loop (`loop.seed_brownian_noise`) unless the scheduler's
+config fixes `noise_sampler_seed`."""
 
 
 def scheduler_names() -> list[str]:
@@ -113,6 +125,8 @@ def scheduler_key(name: str) -> str:
     key = ALIASES.get(name.lower(), name.lower())
     if key not in SCHEDULERS:
         raise InputError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    if key in NEEDS_TORCHSDE and not is_torchsde_available():
+        raise InputError(f"the {key} scheduler needs torchsde: pip install torchsde (or animatediff[sde])")
     return key
 
 
