@@ -14,8 +14,8 @@ DDIM at 4 steps is already trailing-spaced on it.
     python benchmarks/world_few_step.py --table samplers # the UIs' samplers at 25 steps against DDIM
 
 `--table samplers` measures the same way the samplers `--scheduler` takes from the UIs (A1111, ComfyUI) that can
-sample a zero-terminal-SNR base (Heun, DPM2 and DEIS cannot: they refuse the world in one line), at the world's 25
-steps and guidance.
+sample a zero-terminal-SNR base (Heun, DPM2, DEIS and DPM++ SDE cannot: they refuse the world in one line), at the
+world's 25 steps and guidance.
 """
 
 from __future__ import annotations
