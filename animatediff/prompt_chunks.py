@@ -24,7 +24,7 @@ import torch
 from transformers import CLIPTokenizer
 
 from animatediff.errors import InputError
-from animatediff.prompt_weights import weighted_fragments
+from animatediff.prompt_weights import fragments
 
 LONG_PROMPTS = ("truncate", "chunks")
 """How a prompt longer than CLIP's window is read: cut at it, or in chunks of it."""
@@ -47,10 +47,6 @@ def room(tokenizer: CLIPTokenizer) -> int:
     return tokenizer.model_max_length - 2
 
 
-def _fragments(prompt: str, weighting: str) -> list[tuple[str, float]]:
-    return weighted_fragments(prompt) if weighting == "a1111" else [(prompt, 1.0)]
-
-
 def _tokens(tokenizer: CLIPTokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False, verbose=False).input_ids
 
@@ -58,14 +54,15 @@ def _tokens(tokenizer: CLIPTokenizer, text: str) -> list[int]:
 def prompt_chunks(
     tokenizer: CLIPTokenizer, prompt: str, weighting: str = "none", long_prompts: str = "truncate"
 ) -> list[Chunk]:
-    """The prompt's tokens and weights (`weighting` "a1111": A1111's emphasis, else all 1), one chunk cut at the
-    window under "truncate", as many as it takes under "chunks" (at least one; an empty prompt is one empty chunk)."""
+    """The prompt's tokens and weights (`weighting` "a1111" or "comfy": read as A1111 or ComfyUI reads them, else all
+    1), one chunk cut at the window under "truncate", as many as it takes under "chunks" (at least one; an empty
+    prompt is one empty chunk)."""
     check_long_prompts(long_prompts)
-    fragments = _fragments(prompt, weighting)
+    runs = fragments(prompt, weighting)
     if long_prompts == "truncate":
         ids: list[int] = []
         weights: list[float] = []
-        for text, weight in fragments:
+        for text, weight in runs:
             piece = _tokens(tokenizer, text)
             ids += piece
             weights += [weight] * len(piece)
@@ -81,7 +78,7 @@ def prompt_chunks(
         chunks.append(chunk)
         chunk, last_comma = ([], []), -1
 
-    for text, weight in fragments:
+    for text, weight in runs:
         for i, part in enumerate(BREAK.split(text)):
             if i > 0:
                 close()

@@ -122,7 +122,7 @@ class PromptEntry:
     clip_skip: int = 1
     """The text encoder layer the prompts are taken from, as generate's --clip-skip (1: the trained one)."""
     prompt_weighting: str = "none"
-    """none or a1111 (A1111's emphasis syntax), as generate's --prompt-weighting."""
+    """none, a1111 or comfy (A1111's or ComfyUI's weights syntax), as generate's --prompt-weighting."""
     long_prompts: str = "truncate"
     """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     vae_path: str = ""

@@ -8,20 +8,21 @@ layer still passes through the encoder's final layer norm; SDXL's hidden states 
 always comes from the last layer.
 
 With `weighting="a1111"` the prompts are read with A1111's emphasis syntax (`prompt_weights`): each token's hidden
-states scaled by its weight, the prompt's mean kept. With `long_prompts="chunks"` a prompt longer than CLIP's window
+states scaled by its weight, the prompt's mean kept; with "comfy" with ComfyUI's, each weighted token's hidden states
+pushed away from the empty prompt's. With `long_prompts="chunks"` a prompt longer than CLIP's window
 is read in chunks of it, as A1111 reads it (`prompt_chunks`): (n, 77 × chunks, D), each chunk's emphasis applied on
 its own."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError
 from animatediff.prompt_chunks import BREAK, check_long_prompts, chunk_count, room, token_rows
-from animatediff.prompt_weights import WEIGHT_SYNTAX, check_weighting, emphasized, weighted_fragments
+from animatediff.prompt_weights import WEIGHT_SYNTAX, check_weighting, emphasized, fragments, pushed_from_empty
 
 
 def input_device(encoder: torch.nn.Module) -> torch.device:
@@ -46,7 +47,7 @@ def text_warnings(
     for text in dict.fromkeys(texts):
         short = text if len(text) <= 40 else text[:37] + "..."
         if long_prompts == "truncate":
-            read = "".join(t for t, _ in weighted_fragments(text)) if weighting == "a1111" else text
+            read = "".join(t for t, _ in fragments(text, weighting))
             ids = tokenizer(read, add_special_tokens=False, verbose=False).input_ids
             if len(ids) > window:
                 dropped = tokenizer.decode(ids[window:]).strip()
@@ -94,6 +95,22 @@ def _rows(
     return token_rows(tokenizer, prompts, weighting, long_prompts, chunks)
 
 
+def _weighted(
+    run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
+    tokenizer: CLIPTokenizer,
+    ids: torch.Tensor,
+    weights: torch.Tensor | None,
+    weighting: str,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`run` (rows → hidden states, pooled or None) over `ids`, its hidden states weighted as `weighting` says:
+    A1111's emphasis, or ComfyUI's push from the empty prompt, whose row then runs in the same batch."""
+    if weights is None or weighting != "comfy":
+        hidden, pooled = run(ids)
+        return emphasized(hidden, weights), pooled
+    hidden, pooled = run(torch.cat([ids, token_rows(tokenizer, [""])[0].to(ids)]))
+    return pushed_from_empty(hidden[:-1], weights, hidden[-1:]), None if pooled is None else pooled[:-1]
+
+
 def _joined(hidden: torch.Tensor, n: int) -> torch.Tensor:
     """Rows (n × k, tokens, D) → each prompt's chunks joined along the tokens, (n, k × tokens, D)."""
     return hidden.unflatten(0, (n, -1)).flatten(1, 2)
@@ -109,14 +126,19 @@ def encode_prompts(
 ) -> torch.Tensor:
     """Hidden states at the tokenizer's full length (77 for SD), padded and truncated: (len(prompts), 77, D), or
     with `long_prompts` "chunks" 77 per chunk, (n, 77 × chunks, D); the last layer's, or with `clip_skip` N > 1 the
-    N-th from the end through the final layer norm; emphasis applied with `weighting` "a1111"."""
+    N-th from the end through the final layer norm; weights read with `weighting` "a1111" or "comfy"."""
     ids, weights, _ = _rows(tokenizer, prompts, weighting, long_prompts)
-    ids = ids.to(input_device(text_encoder))
-    if clip_skip == 1:
-        return _joined(emphasized(text_encoder(ids)[0], weights), len(prompts))
-    check_clip_skip(clip_skip, text_encoder)
-    hidden = text_encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
-    return _joined(emphasized(final_layer_norm(text_encoder)(hidden), weights), len(prompts))
+    if clip_skip > 1:
+        check_clip_skip(clip_skip, text_encoder)
+
+    def run(rows: torch.Tensor) -> tuple[torch.Tensor, None]:
+        rows = rows.to(input_device(text_encoder))
+        if clip_skip == 1:
+            return text_encoder(rows)[0], None
+        hidden = text_encoder(rows, output_hidden_states=True).hidden_states[-clip_skip]
+        return final_layer_norm(text_encoder)(hidden), None
+
+    return _joined(_weighted(run, tokenizer, ids, weights, weighting)[0], len(prompts))
 
 
 def encode_prompts_pooled(
@@ -136,10 +158,16 @@ def encode_prompts_pooled(
     for tokenizer, encoder in zip(tokenizers, text_encoders, strict=True):
         check_clip_skip(clip_skip, encoder, trained_from_end=2)
         ids, weights, _ = _rows(tokenizer, prompts, weighting, long_prompts, chunks)
-        out = encoder(ids.to(input_device(encoder)), output_hidden_states=True)
-        if out[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds first
-            pooled = out[0].unflatten(0, (n, -1))[:, 0]
-        states.append(_joined(emphasized(out.hidden_states[-(clip_skip + 1)], weights), n))
+
+        def run(rows: torch.Tensor, encoder: torch.nn.Module = encoder) -> tuple[torch.Tensor, torch.Tensor | None]:
+            out = encoder(rows.to(input_device(encoder)), output_hidden_states=True)
+            # CLIPTextModelWithProjection gives its pooled projection (text_embeds) first
+            return out.hidden_states[-(clip_skip + 1)], out[0] if out[0].ndim == 2 else None
+
+        hidden, own_pooled = _weighted(run, tokenizer, ids, weights, weighting)
+        if own_pooled is not None:
+            pooled = own_pooled.unflatten(0, (n, -1))[:, 0]
+        states.append(_joined(hidden, n))
     if pooled is None:
         raise ValueError("no text encoder with a pooled projection (SDXL's text_encoder_2)")
     return torch.cat(states, dim=-1), pooled

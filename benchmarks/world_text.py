@@ -11,13 +11,16 @@ caption, below 1 the motion words count for less, above 1 for more (the prompt's
     python benchmarks/world_text.py --prompts 6 --seeds 1
     python benchmarks/world_text.py --only colour    # the colour word at weights 0, 0.5, 1, 2
     python benchmarks/world_text.py --only long      # the caption after or before 99 tokens of quality tags
+    python benchmarks/world_text.py --only scene     # the caption after its scene said 9 times
+    python benchmarks/world_text.py --only colour --weighting comfy  # the colour word under ComfyUI's weights
 
 The colour table writes the caption's colour word as `(red:W)` and counts how often the object keeps the captioned
 colour, and how far the frames move from the plain caption's.
 
 The long-prompt table puts the caption after or before `FILLER`, the quality tags prompts copied from model pages
 start with (99 tokens here, words the world never saw), and reads the prompt cut at CLIP's 75 tokens (the default)
-or in A1111's chunks of 75.
+or in A1111's chunks of 75. The scene table writes the caption's scene without its motion words nine times
+(72 tokens of words the world knows) before the caption: cut at 75 tokens the motion words are lost.
 """
 
 from __future__ import annotations
@@ -71,6 +74,22 @@ LONG_ROWS = (
 """Long prompts: the caption placed after or before the quality tags, read cut or in chunks."""
 
 
+def after_its_scene(caption: str) -> str:
+    """The caption's scene without its motion, nine times, then the caption: its motion words past the 75th token."""
+    scene = " ".join(MOTION_WORDS.sub("", caption).split())
+    return ", ".join([scene] * 9) + ", " + caption
+
+
+SCENE_ROWS = (
+    ("the caption alone", {}, plain),
+    ("its scene 9 times, then the caption: truncate", {}, after_its_scene),
+    ("its scene 9 times, then the caption: chunks", {"long_prompts": "chunks"}, after_its_scene),
+    ("its scene 9 times BREAK the caption: chunks", {"long_prompts": "chunks"},
+     lambda caption: after_its_scene(caption).rsplit(", ", 1)[0] + " BREAK " + caption),
+)  # fmt: skip
+"""Long prompts of the world's own words: the motion words past the 75th token."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8, help="evaluation prompts (the motions in turn)")
@@ -78,7 +97,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="frames per clip")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--only", choices=["rows", "colour", "long"], default=None, help="one table; default: all")
+    parser.add_argument(
+        "--only", choices=["rows", "colour", "long", "scene"], default=None, help="one table; default: all"
+    )
+    parser.add_argument(
+        "--weighting", choices=["a1111", "comfy"], default="a1111", help="how the colour table reads its weights"
+    )
     args = parser.parse_args()
     logging.getLogger("animatediff").setLevel(logging.ERROR)  # the words the world never saw, said once per clip
     torch.set_num_threads(args.threads)
@@ -109,21 +133,25 @@ def main() -> None:
     if args.only in (None, "rows"):
         table("How the text is read, on the embedded world", ROWS)
     if args.only in (None, "colour"):
-        colour_weights(pipe, prompts, seeds, args.frames, args.steps)
+        colour_weights(pipe, prompts, seeds, args.frames, args.steps, args.weighting)
     if args.only in (None, "long"):
         table("Long prompts (--long-prompts), on the embedded world", LONG_ROWS)
+    if args.only in (None, "scene"):
+        table("Long prompts of the world's words (--long-prompts), on the embedded world", SCENE_ROWS)
 
 
-def colour_weights(pipe: AnimationPipeline, prompts: list, seeds: list[int], frames: int, steps: int) -> None:
-    """The caption's colour word at weights 0 … 2: how often the object still has the captioned colour, and how far
-    each clip's frames move from the plain caption's (mean absolute pixel difference, 0–1)."""
-    print("\n## The colour word weighted (--prompt-weighting a1111)\n")
+def colour_weights(
+    pipe: AnimationPipeline, prompts: list, seeds: list[int], frames: int, steps: int, weighting: str = "a1111"
+) -> None:
+    """The caption's colour word at weights 0 … 2 read by `weighting`: how often the object still has the captioned
+    colour, and how far each clip's frames move from the plain caption's (mean absolute pixel difference, 0–1)."""
+    print(f"\n## The colour word weighted (--prompt-weighting {weighting})\n")
     print("| colour word's weight | colour accuracy | mean change from the plain caption's frames | clips |")
     print("|---|---|---|---|")
     words = re.compile(r"\b(?:red|green|blue|yellow|purple)\b(?= (?:circle|square|triangle|cross))")
 
     def draw(text: str, seed: int) -> np.ndarray:
-        call = dict(num_frames=frames, num_inference_steps=steps, prompt_weighting="a1111", progress=False)
+        call = dict(num_frames=frames, num_inference_steps=steps, prompt_weighting=weighting, progress=False)
         return pipe(text, seed=seed, **call)[0]
 
     plain = {(p.text, seed): draw(p.text, seed) for p in prompts for seed in seeds}

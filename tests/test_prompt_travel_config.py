@@ -123,7 +123,7 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"clip_skip": 0}, "clip_skip: clip skip must be a whole number from 1"),
         ({"prompt_fixed_ratio": 1.5}, "prompt_fixed_ratio must be a number from 0 to 1"),
         ({"vae_path": 3}, "vae_path must be a path"),
-        ({"prompt_weighting": "comfy"}, "prompt_weighting 'comfy': choose one of none, a1111"),
+        ({"prompt_weighting": "compel"}, "prompt_weighting 'compel': choose one of none, a1111, comfy"),
         ({"long_prompts": "wrap"}, "long_prompts 'wrap': choose one of truncate, chunks"),
     ],
 )

@@ -67,8 +67,12 @@ def test_the_pipeline_reads_weights_only_when_asked(make_pipeline):
     plain = pipe("a red circle", **args)
     assert np.array_equal(plain, pipe("a red circle", **args, prompt_weighting="a1111"))
     assert np.abs(pipe("a (red:1.8) circle", **args, prompt_weighting="a1111") - plain).max() > 1e-3
-    with pytest.raises(InputError, match="prompt weighting 'comfy': choose one of none, a1111"):
-        pipe("a red circle", **args, prompt_weighting="comfy")
+    assert np.array_equal(plain, pipe("a (red:1.0) circle", **args, prompt_weighting="comfy"))
+    assert np.abs(pipe("a (red:1.8) circle", **args, prompt_weighting="comfy") - plain).max() > 1e-3
+    assert np.array_equal(plain, pipe("a red circle", **args, prompt_weighting="comfy"))
+    assert np.abs(pipe("a (red:1.8) circle", **args, prompt_weighting="comfy") - plain).max() > 1e-3
+    with pytest.raises(InputError, match="prompt weighting 'compel': choose one of none, a1111, comfy"):
+        pipe("a red circle", **args, prompt_weighting="compel")
 
 
 def test_sdxl_reads_weights_in_both_encoders(tmp_path, one_thread):

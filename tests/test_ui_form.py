@@ -54,7 +54,7 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"prompt_map": [{"frame": 40, "prompt": "x"}]}, "keyframe 40 is past the last frame"),
         ({"path": "/tmp"}, "unknown field 'path'"),
         ({"clip_skip": 0}, "clip skip: 0 is outside 1–12"),
-        ({"prompt_weighting": "comfy"}, "prompt weighting: 'comfy' is not one of"),
+        ({"prompt_weighting": "compel"}, "prompt weighting: 'compel' is not one of"),
         ({"long_prompts": "wrap"}, "long prompts: 'wrap' is not one of"),
     ],
 )
@@ -191,7 +191,7 @@ def test_clip_skip_prompt_weighting_and_long_prompts_reach_the_run_entry(models_
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
         (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
         assert s.clip_skip == entry.clip_skip == expected
-    for weighting in ("none", "a1111"):
+    for weighting in ("none", "a1111", "comfy"):
         s = with_seed(parse({"prompt": PROMPT, "prompt_weighting": weighting}, catalog))
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
         (entry,), _ = load_prompt_config(tmp_path / "job.yaml")

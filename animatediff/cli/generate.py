@@ -78,10 +78,11 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--prompt-weighting",
-        choices=["none", "a1111"],
+        choices=["none", "a1111", "comfy"],
         default="none",
-        help="a1111: read A1111's emphasis in the prompts, (words) ×1.1, [words] ÷1.1, (words:1.5); none: brackets "
-        "are words, as the official code and diffusers read them",
+        help="a1111: read A1111's emphasis in the prompts, (words) ×1.1, [words] ÷1.1, (words:1.5); comfy: "
+        "ComfyUI's prompt weights, (words) ×1.1, (words:1.5), pushed from the empty prompt; none: brackets are "
+        "words, as the official code and diffusers read them",
     )
     p.add_argument(
         "--long-prompts",

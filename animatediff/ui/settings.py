@@ -84,7 +84,7 @@ class Settings:
     clip_skip: int = 1
     """The text encoder layer the prompt is taken from, as `generate --clip-skip` (1: the trained one)."""
     prompt_weighting: str = "none"
-    """none, or a1111: A1111's emphasis syntax read as weights, as `generate --prompt-weighting`."""
+    """none, a1111 or comfy: A1111's or ComfyUI's weights syntax read as weights, as `generate --prompt-weighting`."""
     long_prompts: str = "truncate"
     """truncate, or chunks: a prompt past 75 tokens read in A1111's chunks, as `generate --long-prompts`."""
     free_init_iters: int | None = None
