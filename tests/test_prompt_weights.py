@@ -1,33 +1,47 @@
-"""A1111's prompt emphasis (`prompt_weighting="a1111"`): the syntax read into weighted runs, each token's hidden
-states scaled by its weight with the prompt's mean kept, and a prompt without emphasis encoded exactly as the plain
-tokenizer encodes it."""
+"""A1111's prompt emphasis (`prompt_weighting="a1111"`): the syntax (and ComfyUI's) read into weighted runs, each
+token's hidden states scaled by its weight with the prompt's mean kept, and a prompt without emphasis encoded exactly
+as the plain tokenizer encodes it."""
 
 import numpy as np
 import pytest
 import torch
 
 from animatediff.errors import InputError
-from animatediff.prompt_weights import STEP, emphasized, weighted_fragments
+from animatediff.prompt_weights import STEP, emphasized, fragments
 from animatediff.text_encoding import encode_prompts
+
+A1111_CASES = [
+    ("a red circle", [("a red circle", 1.0)]),
+    ("a (red) circle", [("a ", 1.0), ("red", STEP), (" circle", 1.0)]),
+    ("a ((red)) circle", [("a ", 1.0), ("red", STEP * STEP), (" circle", 1.0)]),
+    ("a [red] circle", [("a ", 1.0), ("red", 1 / STEP), (" circle", 1.0)]),
+    ("(red circle:1.5), blue", [("red circle", 1.5), (", blue", 1.0)]),
+    ("((red:0.5) circle)", [("red", 0.5 * STEP), (" circle", STEP)]),
+    ("a \\(red\\) circle", [("a (red) circle", 1.0)]),  # escaped brackets are text
+    ("a (red circle", [("a ", 1.0), ("red circle", STEP)]),  # unclosed: closes at the end
+    ("a red) circle:2", [("a red) circle:2", 1.0)]),  # a stray bracket, a colon outside brackets: text
+    ("", [("", 1.0)]),
+]
+COMFY_CASES = [  # ComfyUI: round brackets only, an explicit weight is not multiplied
+    ("a red circle", [("a red circle", 1.0)]),
+    ("a (red) circle", [("a ", 1.0), ("red", STEP), (" circle", 1.0)]),
+    ("a ((red)) circle", [("a ", 1.0), ("red", STEP * STEP), (" circle", 1.0)]),
+    ("((red:0.5) circle)", [("red", 0.5), (" circle", STEP)]),  # an explicit weight is not multiplied
+    ("(red circle:1.5), blue", [("red circle", 1.5), (", blue", 1.0)]),
+    ("a [red] circle", [("a [red] circle", 1.0)]),  # square brackets are text
+    ("a \\(red\\) circle", [("a (red) circle", 1.0)]),  # escaped brackets are text
+    ("a (red circle", [("a (red circle", 1.0)]),  # unclosed: text
+    ("(red:x)", [("red:x", STEP)]),  # not a number: part of the text, the pair's 1.1
+    ("", [("", 1.0)]),
+]
 
 
 @pytest.mark.parametrize(
-    ("prompt", "runs"),
-    [
-        ("a red circle", [("a red circle", 1.0)]),
-        ("a (red) circle", [("a ", 1.0), ("red", STEP), (" circle", 1.0)]),
-        ("a ((red)) circle", [("a ", 1.0), ("red", STEP * STEP), (" circle", 1.0)]),
-        ("a [red] circle", [("a ", 1.0), ("red", 1 / STEP), (" circle", 1.0)]),
-        ("(red circle:1.5), blue", [("red circle", 1.5), (", blue", 1.0)]),
-        ("((red:0.5) circle)", [("red", 0.5 * STEP), (" circle", STEP)]),
-        ("a \\(red\\) circle", [("a (red) circle", 1.0)]),  # escaped brackets are text
-        ("a (red circle", [("a ", 1.0), ("red circle", STEP)]),  # unclosed: closes at the end
-        ("a red) circle:2", [("a red) circle:2", 1.0)]),  # a stray bracket, a colon outside brackets: text
-        ("", [("", 1.0)]),
-    ],
+    ("weighting", "prompt", "runs"),
+    [("a1111", *case) for case in A1111_CASES] + [("comfy", *case) for case in COMFY_CASES],
 )
-def test_the_syntax_reads_into_weighted_runs(prompt, runs):
-    got = weighted_fragments(prompt)
+def test_the_syntax_reads_into_weighted_runs(weighting, prompt, runs):
+    got = fragments(prompt, weighting)
     assert [t for t, _ in got] == [t for t, _ in runs]
     np.testing.assert_allclose([w for _, w in got], [w for _, w in runs])
 

@@ -1,34 +1,11 @@
-"""ComfyUI's prompt weights (`prompt_weighting="comfy"`): its syntax (round brackets only; `(words:w)` sets w) read
-into weighted runs, and each weighted token's hidden states pushed from the empty prompt's at the same place,
-empty + w × (token − empty), every other token untouched."""
+"""ComfyUI's prompt weights (`prompt_weighting="comfy"`; its syntax is read in test_prompt_weights.py): each weighted
+token's hidden states pushed from the empty prompt's at the same place, empty + w × (token − empty), every other
+token untouched."""
 
 import numpy as np
-import pytest
 import torch
 
-from animatediff.prompt_weights import STEP, comfy_fragments
 from animatediff.text_encoding import encode_prompts
-
-
-@pytest.mark.parametrize(
-    ("prompt", "runs"),
-    [
-        ("a red circle", [("a red circle", 1.0)]),
-        ("a (red) circle", [("a ", 1.0), ("red", STEP), (" circle", 1.0)]),
-        ("a ((red)) circle", [("a ", 1.0), ("red", STEP * STEP), (" circle", 1.0)]),
-        ("((red:0.5) circle)", [("red", 0.5), (" circle", STEP)]),  # an explicit weight is not multiplied
-        ("(red circle:1.5), blue", [("red circle", 1.5), (", blue", 1.0)]),
-        ("a [red] circle", [("a [red] circle", 1.0)]),  # square brackets are text
-        ("a \\(red\\) circle", [("a (red) circle", 1.0)]),  # escaped brackets are text
-        ("a (red circle", [("a (red circle", 1.0)]),  # unclosed: text
-        ("(red:x)", [("red:x", STEP)]),  # not a number: part of the text, the pair's 1.1
-        ("", [("", 1.0)]),
-    ],
-)
-def test_the_syntax_reads_as_comfyui_reads_it(prompt, runs):
-    got = comfy_fragments(prompt)
-    assert [t for t, _ in got] == [t for t, _ in runs]
-    np.testing.assert_allclose([w for _, w in got], [w for _, w in runs])
 
 
 def test_weighted_tokens_are_pushed_from_the_empty_prompt_and_the_rest_stay(make_pipeline):
