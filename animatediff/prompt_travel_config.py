@@ -19,15 +19,23 @@
   blending, the gradual hires fix, per-frame or per-region LoRA scales) is one line naming it, before any model loads.
 
 A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
-defaults where it leaves a key out: `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp` true
-(`DOCUMENT_DEFAULTS`).
+defaults where it leaves a key out (`DOCUMENT_DEFAULTS`): `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp`
+true, and its prompts read as prompt-travel reads them, with A1111's emphasis (`prompt_weighting` a1111) and past
+CLIP's 75 tokens in chunks (`long_prompts` chunks). prompt-travel encodes them with diffusers' community
+long-prompt-weighting code, which differs in details: it rescales a prompt's mean over all its chunks rather than
+each chunk's, knows no `BREAK` and no comma backtrack, and reads at most three chunks.
 """
 
 from __future__ import annotations
 
 from animatediff.errors import InputError
 
-DOCUMENT_DEFAULTS = {"prompt_fixed_ratio": 0.5, "tensor_interpolation_slerp": True}
+DOCUMENT_DEFAULTS = {
+    "prompt_fixed_ratio": 0.5,
+    "tensor_interpolation_slerp": True,
+    "prompt_weighting": "a1111",
+    "long_prompts": "chunks",
+}
 """What a prompt-travel document means where it leaves these keys out (its `ModelConfig` defaults)."""
 SWITCHED_SECTIONS = ("ip_adapter_map", "lcm_map", "gradual_latent_hires_fix_map")
 """Sections with an `enable` switch: dropped when off, refused when on."""

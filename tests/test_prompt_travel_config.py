@@ -68,7 +68,11 @@ def test_a_prompt_travel_document_reads_as_our_entry(assets):  # noqa: F811
     assert entry.lora_configs == [{"path": "style.safetensors", "alpha": 0.7}]
     assert entry.motion_module_lora_configs == [{"path": "pan.safetensors", "alpha": 0.5}]
     assert (entry.clip_skip, entry.output_format, entry.fps) == (2, "webp", 12)
-    assert entry.prompt_weighting == "none"  # brackets are words unless the entry asks for a1111
+    # prompt-travel reads A1111's emphasis and prompts past 75 tokens (its long-prompt-weighting encoder)
+    assert (entry.prompt_weighting, entry.long_prompts) == ("a1111", "chunks")
+    config.write_text(json.dumps(document(prompt_weighting="none", long_prompts="truncate")))
+    (plain,), _ = load_prompt_config(config)
+    assert (plain.prompt_weighting, plain.long_prompts) == ("none", "truncate")  # what the document says wins
     # prompt-travel's own defaults: slerp, and each prompt held for half the gap (round(1.5) = 2)
     assert entry.prompt_interpolation == "slerp" and entry.prompt_fixed_ratio == 0.5
     assert entry.prompts == [{0: "masterpiece,a fox", 2: "masterpiece,a fox", 3: "masterpiece,a boat"}]
