@@ -77,12 +77,15 @@ class BaseTraits:
         if self.size_range == (0, 0):
             object.__setattr__(self, "size_range", (self.native_size // 2, self.native_size * 2))
 
-    def prompt_warnings(self, prompts: list[str], height: int, width: int) -> list[str]:
+    def prompt_warnings(
+        self, prompts: list[str], height: int, width: int, added: frozenset[str] = frozenset()
+    ) -> list[str]:
         """One line for each thing a call asks that this base does not do well: words it never saw (which it
-        cannot draw), and sizes outside its `size_range`."""
+        cannot draw) other than the `added` ones (loaded embeddings' words), and sizes outside its `size_range`."""
         lines = []
         if self.vocabulary is not None:
-            unknown = sorted({w for p in prompts for w in re.findall(r"[a-z]+", p.lower())} - self.vocabulary)
+            words = {w for p in prompts for w in re.findall(r"[a-z]+", p.lower())}
+            unknown = sorted(words - self.vocabulary - {w.lower() for w in added})
             if unknown:
                 lines.append(
                     f"this model never saw the words {', '.join(unknown)} in training and cannot draw them "

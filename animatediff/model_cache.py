@@ -41,6 +41,10 @@ class PipelineSpec:
     Part of the base: another VAE reloads the base."""
     loras: tuple[tuple[str, str, float], ...] = ()
     """(kind, path, scale) with kind 'image', 'adapter' or 'motion', merged in this order."""
+    embeddings: tuple[str, ...] = ()
+    """Textual-inversion embedding files (`formats.embeddings`). Once loaded, an embedding's word stays in the text
+    encoder until the base reloads (as A1111 keeps its embeddings folder loaded); a prompt only uses it by writing
+    it."""
 
 
 class ModelCache:
@@ -66,13 +70,14 @@ class ModelCache:
         """ControlNets and SparseCtrl encoders kept in memory, least recently used dropped first."""
         self.loads: Counter[str] = Counter()
         """How many times each kind of file was read: 'base', 'dreambooth', 'vae', 'motion_module', 'lora',
-        'control'."""
+        'control', 'embedding'."""
         self._pipe: AnimationPipeline | None = None
         self._base_key: tuple[str, str | None, str | None] | None = None
         self._motion_path: str | None = None
         self._motion: OrderedDict[str, MotionModules] = OrderedDict()
         self._loras: dict[tuple[str, str], Lora] = {}
         self._controls: OrderedDict[Hashable, torch.nn.Module] = OrderedDict()
+        self._embeddings: set[str] = set()
 
     def _motion_modules(self, path: str) -> MotionModules:
         if path not in self._motion:
@@ -113,6 +118,11 @@ class ModelCache:
         elif spec.motion_module != self._motion_path:
             self._swap_motion(spec.motion_module)
         self._switch_loras(spec.loras)
+        for path in spec.embeddings:
+            if path not in self._embeddings:
+                self._pipe.load_embedding(path)
+                self._embeddings.add(path)
+                self.loads["embedding"] += 1
         if self.memory is not None:  # again after every change: a swapped motion module is a new inflated UNet
             self._pipe.apply_memory_options(self.memory, self.device)
         return self._pipe
@@ -123,6 +133,7 @@ class ModelCache:
             self._pipe.loras.clear("motion_modules")
             self._pipe = None  # drop the old model before loading the next one
             self._controls.clear()
+        self._embeddings.clear()
         parts = load_base(spec.base, self.dtype, spec.dreambooth, vae=spec.vae)
         self.loads["base"] += 1
         if spec.dreambooth:

@@ -47,8 +47,24 @@ def room(tokenizer: CLIPTokenizer) -> int:
     return tokenizer.model_max_length - 2
 
 
-def _tokens(tokenizer: CLIPTokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+def _embedding_ids(tokenizer: CLIPTokenizer) -> dict[int, list[int]]:
+    """Each multi-vector embedding's first token → all its tokens (`formats.embeddings` adds `word`, `word_1`, …)."""
+    added = tokenizer.added_tokens_encoder
+    spans = {}
+    for name, first in added.items():
+        ids = [first]
+        while f"{name}_{len(ids)}" in added:
+            ids.append(added[f"{name}_{len(ids)}"])
+        if len(ids) > 1:
+            spans[first] = ids
+    return spans
+
+
+def prompt_tokens(tokenizer: CLIPTokenizer, text: str) -> list[int]:
+    """`text`'s token ids without start and end, an embedding's word standing for all its vectors' tokens."""
+    ids = tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+    spans = _embedding_ids(tokenizer)
+    return [t for i in ids for t in spans.get(i, [i])] if spans else ids
 
 
 def prompt_chunks(
@@ -63,11 +79,11 @@ def prompt_chunks(
         ids: list[int] = []
         weights: list[float] = []
         for text, weight in runs:
-            piece = _tokens(tokenizer, text)
+            piece = prompt_tokens(tokenizer, text)
             ids += piece
             weights += [weight] * len(piece)
         return [(ids[: room(tokenizer)], weights[: room(tokenizer)])]
-    commas = _tokens(tokenizer, ",")
+    commas = prompt_tokens(tokenizer, ",")
     comma = commas[0] if len(commas) == 1 else None
     chunks: list[Chunk] = []
     chunk: Chunk = ([], [])
@@ -82,7 +98,7 @@ def prompt_chunks(
         for i, part in enumerate(BREAK.split(text)):
             if i > 0:
                 close()
-            for token in _tokens(tokenizer, part):
+            for token in prompt_tokens(tokenizer, part):
                 full = len(chunk[0]) == room(tokenizer)
                 if token == comma:
                     last_comma = len(chunk[0])

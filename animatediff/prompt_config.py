@@ -26,8 +26,9 @@ prompt-travel config file itself (one mapping with `prompt_map` and `motion_modu
 entry, with prompt-travel's defaults; its other keys (lora_map, motion_lora_map, clip_skip, vae_path, output, and
 the sections it leaves off) are read as `prompt_travel_config` says.
 
-`clip_skip`, `prompt_weighting`, `long_prompts` and `vae_path` (generate's --clip-skip, --prompt-weighting,
---long-prompts and --vae), `fps` and `output_format` (gif, mp4, webp) apply to any entry.
+`clip_skip`, `prompt_weighting`, `long_prompts`, `embeddings` (a list of textual-inversion files) and `vae_path`
+(generate's --clip-skip, --prompt-weighting, --long-prompts, --embedding and --vae), `fps` and `output_format` (gif,
+mp4, webp) apply to any entry.
 
 SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_config`, `controlnet_images`,
 `controlnet_image_indexs`, `normalize_condition_images` (`pipeline.sparse_ctrl_entries`).
@@ -95,7 +96,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
     for entry in entries:
         paths = [("dreambooth_path", entry.dreambooth_path), ("lora_model_path", entry.lora_model_path),
                  ("adapter_lora_path", entry.adapter_lora_path), ("base", entry.base)]  # fmt: skip
-        paths += [("vae_path", entry.vae_path)]
+        paths += [("vae_path", entry.vae_path)] + [("embeddings", p) for p in entry.embeddings]
         paths += [("lora_configs", str(c["path"])) for c in entry.lora_configs]
         paths += [("motion_module", m) for m in entry.motion_module] + [("video", entry.video)]
         paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
@@ -132,6 +133,7 @@ def run_prompt_config(
     progress: bool = True,
 ) -> Path:
     """Draw every prompt of every entry; returns the output folder."""
+    from animatediff.formats.embeddings import check_embedding_file
     from animatediff.io.outputs import check_output_folder
     from animatediff.io.video import check_finite, grid, save_video
     from animatediff.io.video_input import read_video_input
@@ -141,6 +143,8 @@ def run_prompt_config(
     here = config.parent
     _check_local_paths(entries, here, config.name)
     _check_prompt_maps(entries, frames, config.name)
+    for path in (_local(p, here) for e in entries for p in e.embeddings):  # embeddings readable, before loading
+        check_embedding_file(path)
     for entry in (e for e in entries if e.video):  # every input video decodes and is long enough, before loading
         read_video_input(_local(entry.video, here), entry.L or frames, entry.video_stride, ("L", "video_stride"))
     controls = {e.name: entry_control_inputs(e, e.L or frames, lambda p: _local(p, here)) for e in entries}
@@ -177,6 +181,7 @@ def run_prompt_config(
                 dreambooth=_local(entry.dreambooth_path, here) or None,
                 loras=tuple(loras),
                 vae=_local(entry.vae_path, here) or None,
+                embeddings=tuple(_local(p, here) for p in entry.embeddings),
             )
             pipe = cache.pipeline(spec)
             where = f"{config.name} entry {entry.name}"

@@ -126,6 +126,8 @@ class PromptEntry:
     long_prompts: str = "truncate"
     """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     vae_path: str = ""
+    embeddings: list[str] = field(default_factory=list)
+    """Textual-inversion embedding files, each written in the prompts by its file name, as generate's --embedding."""
     """A VAE replacing the base's and dreambooth_path's, as generate's --vae; empty for none."""
     fps: float | None = None
     """Frames per second of this entry's videos; unset: the run's --fps."""
@@ -299,7 +301,7 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
 
 
 def _check_output_keys(values: dict, where: str) -> None:
-    """clip_skip, prompt_weighting, long_prompts, vae_path, fps and output_format, checked in place."""
+    """clip_skip, prompt_weighting, long_prompts, embeddings, vae_path, fps and output_format, checked in place."""
     if "clip_skip" in values:
         try:
             check_clip_skip(values["clip_skip"])
@@ -311,6 +313,12 @@ def _check_output_keys(values: dict, where: str) -> None:
         )
     if values.get("long_prompts", "truncate") not in LONG_PROMPTS:
         raise InputError(f"{where}: long_prompts {values['long_prompts']!r}: choose one of {', '.join(LONG_PROMPTS)}")
+    embeddings = values.get("embeddings") or []
+    if isinstance(embeddings, str):
+        embeddings = [embeddings]
+    if not isinstance(embeddings, list) or not all(isinstance(p, str) and p for p in embeddings):
+        raise InputError(f"{where}: embeddings must be a list of paths, got {values['embeddings']!r}")
+    values["embeddings"] = embeddings
     if not isinstance(values.get("vae_path") or "", str):
         raise InputError(f"{where}: vae_path must be a path, got {values['vae_path']!r}")
     values["vae_path"] = values.get("vae_path") or ""

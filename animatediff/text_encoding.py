@@ -21,7 +21,7 @@ import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError
-from animatediff.prompt_chunks import BREAK, check_long_prompts, chunk_count, room, token_rows
+from animatediff.prompt_chunks import BREAK, check_long_prompts, chunk_count, prompt_tokens, room, token_rows
 from animatediff.prompt_weights import WEIGHT_SYNTAX, check_weighting, emphasized, fragments, pushed_from_empty
 
 
@@ -48,7 +48,7 @@ def text_warnings(
         short = text if len(text) <= 40 else text[:37] + "..."
         if long_prompts == "truncate":
             read = "".join(t for t, _ in fragments(text, weighting))
-            ids = tokenizer(read, add_special_tokens=False, verbose=False).input_ids
+            ids = prompt_tokens(tokenizer, read)
             if len(ids) > window:
                 dropped = tokenizer.decode(ids[window:]).strip()
                 lines.append(

@@ -207,6 +207,14 @@ def add_personalization_args(p: argparse.ArgumentParser) -> None:
         help="image LoRA (kohya or diffusers/PEFT), scale 1.0 unless given; repeatable",
     )
     p.add_argument(
+        "--embedding",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="textual-inversion embedding (A1111's .pt/.safetensors, diffusers' learned_embeds, SDXL's clip_l + "
+        "clip_g), written in the prompts by its file name, e.g. EasyNegative; repeatable",
+    )
+    p.add_argument(
         "--motion-lora",
         action="append",
         default=[],
@@ -277,6 +285,7 @@ def run_generate(args: argparse.Namespace) -> None:
     if args.quiet:
         silence_libraries()
 
+    from animatediff.formats.embeddings import check_embedding_file
     from animatediff.io.video import check_finite, check_video_path, save_video
     from animatediff.pipeline import AnimationPipeline
     from animatediff.pipeline.prompt_travel import prompt_argument
@@ -301,6 +310,8 @@ def run_generate(args: argparse.Namespace) -> None:
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
+    for path in args.embedding:  # a missing or unreadable embedding fails before loading
+        check_embedding_file(path)
     base, motion_module = _models(args)
     _check_models(base, motion_module, args, loras)
     pipe = AnimationPipeline.from_pretrained(
@@ -316,6 +327,8 @@ def run_generate(args: argparse.Namespace) -> None:
     )
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
+    for path in args.embedding:
+        pipe.load_embedding(path)
     pipe.apply_memory_options(memory, device)  # after the LoRAs: sequential offload takes the merged weights
     controlnets = controlnets_for(control_inputs, pipe, args)
     sparse_ctrls = sparse_ctrls_for(sparse_input, pipe, args)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from animatediff.base_model import (
 from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
+from animatediff.pipeline.added_weights import AddedWeights
 from animatediff.pipeline.conditions import Condition, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
@@ -56,16 +56,14 @@ from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
 from animatediff.text_encoding import text_warnings
 
-if TYPE_CHECKING:
-    from animatediff.formats.lora import LoraMerger
-
 logger = logging.getLogger("animatediff")
 
 
-class AnimationPipeline(MemoryModes):
+class AnimationPipeline(MemoryModes, AddedWeights):
     """Generates animations with an inflated UNet; build it with `from_pretrained`, `from_base`, or from parts. Its
     memory and speed switches (VAE slicing and tiling, CPU offload, FFN chunking, compile) are `pipeline/memory.py`'s
-    `MemoryModes`, all at once with `apply_memory_options`."""
+    `MemoryModes`, all at once with `apply_memory_options`; LoRAs and textual-inversion embeddings are added by
+    `pipeline/added_weights.py`'s `AddedWeights`."""
 
     def __init__(
         self,
@@ -137,38 +135,6 @@ class AnimationPipeline(MemoryModes):
         parts = load_base(base, dtype, dreambooth, prediction_type, zero_snr, vae)
         modules = motion_module if isinstance(motion_module, MotionModules) else load_motion_modules(motion_module)
         return cls.from_base(parts, modules, scheduler, device)
-
-    @property
-    def loras(self) -> LoraMerger:
-        """LoRAs merged into this pipeline's weights, by name: switch, rescale or remove them exactly."""
-        from animatediff.formats.lora import LoraMerger
-
-        if getattr(self, "_loras", None) is None:
-            parts = {
-                "unet": self.unet.unet,
-                "text_encoder": self.text_encoder,
-                "motion_modules": self.unet.motion_modules,
-            }
-            if self.text_encoder_2 is not None:  # SDXL: kohya `lora_te2_`, diffusers `text_encoder_2.`
-                parts["text_encoder_2"] = self.text_encoder_2
-            self._loras = LoraMerger(parts)
-        return self._loras
-
-    def add_lora(
-        self, path: str | os.PathLike, scale: float = 1.0, kind: str = "image", name: str | None = None
-    ) -> str:
-        """Merge a LoRA file; kind 'image' (kohya/PEFT), 'motion' (MotionLoRA) or 'adapter' (v3 domain adapter)."""
-        from animatediff.formats.motion_lora import load_lora_of_kind
-
-        lora = load_lora_of_kind(kind, path)
-        if name is None:  # the same file given twice merges twice, under two names
-            name = base = f"{kind}:{path}"
-            for n in range(2, len(self.loras.active) + 2):
-                if name not in self.loras.active:
-                    break
-                name = f"{base}#{n}"
-        self.loras.add(name, lora, scale)
-        return name
 
     def to(self, device: str | torch.device) -> AnimationPipeline:
         for part in (self.text_encoder, self.text_encoder_2, self.vae, self.unet):
@@ -326,7 +292,8 @@ class AnimationPipeline(MemoryModes):
         prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
         texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
         said = travel.texts if travel else prompts
-        warnings = self.traits.prompt_warnings(said, height, width) if self.traits else []
+        added = frozenset(self.tokenizer.added_tokens_encoder)  # loaded embeddings' words (and CLIP's own two)
+        warnings = self.traits.prompt_warnings(said, height, width, added) if self.traits else []
         for line in [*warnings, *text_warnings(self.tokenizer, texts, prompt_weighting, long_prompts)]:
             logger.warning(line)
 

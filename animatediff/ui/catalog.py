@@ -17,6 +17,8 @@ Layout (each folder optional; names as A1111, ComfyUI and the AnimateDiff extens
                             is the default encoder of the files beside it, as in h94/IP-Adapter
     DIR/clip_vision/        CLIP image encoders (CLIPVisionModelWithProjection folders)
     DIR/VAE/                VAEs in place of the base's (single files, diffusers VAE folders)
+    DIR/embeddings/         textual-inversion embeddings, every one loaded for every run (as A1111 loads them),
+                            each written in a prompt by its file name
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ FOLDERS = {
     "ip_adapters": "ipadapter",
     "image_encoders": "clip_vision",
     "vaes": "VAE",
+    "embeddings": "embeddings",
 }
 """Which subfolder holds what."""
 KINDS = ("base", "dreambooth", "lora", "adapter", "motion_module", "motion_lora", "controlnet", "sparsectrl",
-         "ip_adapter", "image_encoder", "vae")  # fmt: skip
+         "ip_adapter", "image_encoder", "vae", "embedding")  # fmt: skip
 """What the page picks: each a list of choices."""
 
 
@@ -143,6 +146,9 @@ def scan(root: str | os.PathLike | None, embedded: bool = True) -> Catalog:
     for path in _entries(top / FOLDERS["vaes"], top):
         if _weights(path) or (path / "config.json").is_file():
             add("vae", path)
+    for path in _entries(top / FOLDERS["embeddings"], top):
+        if _weights(path):
+            add("embedding", path)
     return catalog
 
 

@@ -45,6 +45,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["dreambooth_path"] = models.dreambooth
     if models.vae:
         entry["vae_path"] = models.vae
+    if models.embeddings:
+        entry["embeddings"] = list(models.embeddings)
     kinds = {"image": [], "adapter": [], "motion": []}
     for kind, path, scale in models.loras:
         kinds[kind].append({"path": path, "alpha": scale})

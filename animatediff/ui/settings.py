@@ -247,7 +247,19 @@ def spec(s: Settings, catalog: Catalog) -> PipelineSpec:
         dreambooth=str(catalog.resolve("dreambooth", s.dreambooth)) if s.dreambooth else None,
         loras=tuple(loras),
         vae=str(catalog.resolve("vae", s.vae)) if s.vae else None,
+        embeddings=fitting_embeddings(catalog, catalog.resolve("base", s.base)),
     )
+
+
+def fitting_embeddings(catalog: Catalog, base: Path) -> tuple[str, ...]:
+    """The embeddings folder's files that fit the base's family (SD1.x: one set of vectors; SDXL: clip_l and clip_g),
+    all loaded for a run as A1111 loads its folder; the others, and unreadable files, are left out."""
+    from animatediff.base_model import base_family
+    from animatediff.formats.embeddings import embedding_family
+
+    paths = [catalog.resolve("embedding", c.id) for c in catalog.choices["embedding"]]
+    family = base_family(base) if paths else None
+    return tuple(str(p) for p in paths if embedding_family(p) == family)
 
 
 def sampling_of(s: Settings) -> Sampling:
