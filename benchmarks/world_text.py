@@ -13,6 +13,7 @@ caption, below 1 the motion words count for less, above 1 for more (the prompt's
     python benchmarks/world_text.py --only long      # the caption after or before 99 tokens of quality tags
     python benchmarks/world_text.py --only scene     # the caption after its scene said 9 times
     python benchmarks/world_text.py --only colour --weighting comfy  # the colour word under ComfyUI's weights
+    python benchmarks/world_text.py --only embedding # the motion words as a textual-inversion embedding
 
 The colour table writes the caption's colour word as `(red:W)` and counts how often the object keeps the captioned
 colour, and how far the frames move from the plain caption's.
@@ -21,6 +22,10 @@ The long-prompt table puts the caption after or before `FILLER`, the quality tag
 start with (99 tokens here, words the world never saw), and reads the prompt cut at CLIP's 75 tokens (the default)
 or in A1111's chunks of 75. The scene table writes the caption's scene without its motion words nine times
 (72 tokens of words the world knows) before the caption: cut at 75 tokens the motion words are lost.
+
+The embedding table writes each caption's motion words as one new word (qxv0, qxv1, …) whose embedding file
+holds the text encoder's own token vectors of those words: not loaded, the word is letters the world never saw;
+loaded (`--embedding`), it is the motion words again.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,7 +46,9 @@ from animatediff.world.evaluate import evaluate_row, evaluation_prompts
 from animatediff.world.layout import EMBEDDED
 from animatediff.world.metrics import colour_correct, track
 
-MOTION_WORDS = re.compile(r"moving (?:left|right|up|down)|bouncing|growing|shrinking|rotating")
+MOTION_PHRASES = ("moving left", "moving right", "moving up", "moving down", "bouncing", "growing", "shrinking",
+                  "rotating")  # fmt: skip
+MOTION_WORDS = re.compile("|".join(MOTION_PHRASES))
 FILLER = (
     "masterpiece, best quality, highly detailed, sharp focus, professional, 8k, cinematic lighting, intricate details, "
     "trending on artstation"
@@ -98,7 +107,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
-        "--only", choices=["rows", "colour", "long", "scene"], default=None, help="one table; default: all"
+        "--only", choices=["rows", "colour", "long", "scene", "embedding"], default=None, help="one table; default: all"
     )
     parser.add_argument(
         "--weighting", choices=["a1111", "comfy"], default="a1111", help="how the colour table reads its weights"
@@ -114,10 +123,11 @@ def main() -> None:
     shape = f"{clips} clips per row ({len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames of 32×32"
     shape += f", {args.steps} steps, {args.threads} CPU threads."
 
-    def table(title: str, rows: tuple) -> None:
-        print(f"\n## {title}\n\n{shape}\n")
-        print("| row | motion accuracy | consistency | colour accuracy | s/clip |")
-        print("|---|---|---|---|---|")
+    def table(title: str | None, rows: tuple) -> None:
+        if title is not None:
+            print(f"\n## {title}\n\n{shape}\n")
+            print("| row | motion accuracy | consistency | colour accuracy | s/clip |")
+            print("|---|---|---|---|---|")
         for label, settings, write in rows:
 
             def generate(caption: str, seed: int, settings: dict = settings, write: Callable = write):  # noqa: ANN202
@@ -138,6 +148,31 @@ def main() -> None:
         table("Long prompts (--long-prompts), on the embedded world", LONG_ROWS)
     if args.only in (None, "scene"):
         table("Long prompts of the world's words (--long-prompts), on the embedded world", SCENE_ROWS)
+    if args.only in (None, "embedding"):
+        with tempfile.TemporaryDirectory() as folder:
+            files = motion_embeddings(pipe, Path(folder))
+
+            def swap(caption: str) -> str:
+                return MOTION_WORDS.sub(lambda m: Path(files[m[0]]).stem, caption)
+
+            rows = (("the caption", {}, plain), ("motion words as a word not loaded", {}, swap))
+            table("Textual-inversion embeddings (--embedding), on the embedded world", rows)
+            for path in files.values():
+                pipe.load_embedding(path)
+            table(None, (("motion words as the loaded embedding of their tokens", {}, swap),))
+
+
+def motion_embeddings(pipe: AnimationPipeline, folder: Path) -> dict[str, Path]:
+    """For each motion phrase, an A1111 embedding file named qxv0, qxv1, … (characters that spell no word the world
+    knows, so that the word not loaded says nothing) holding the text encoder's token vectors of the phrase: the
+    embedding that writes the phrase."""
+    files = {}
+    table = pipe.text_encoder.get_input_embeddings().weight.detach()
+    for i, phrase in enumerate(MOTION_PHRASES):
+        ids = pipe.tokenizer(phrase, add_special_tokens=False).input_ids
+        files[phrase] = folder / f"qxv{i}.pt"
+        torch.save({"string_to_param": {"*": table[ids].clone()}, "name": files[phrase].stem}, files[phrase])
+    return files
 
 
 def colour_weights(

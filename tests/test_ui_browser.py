@@ -42,6 +42,7 @@ def app(tmp_path):
     (models / "broken.safetensors").write_bytes(b"\x00" * 64)
     add_ip_adapter(tmp_path / "models" / "ipadapter")
     add_controlnet(tmp_path / "models" / "ControlNet" / "edges")
+    add_embedding(tmp_path / "models" / "embeddings")
     studio = Studio(tmp_path / "models", tmp_path / "out")
     server = make_server(studio, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -64,6 +65,20 @@ def add_ip_adapter(folder):
     unet = UNet2DConditionModel.from_pretrained(embedded_models().base / "unet", torch_dtype=torch.float32)
     save_file(tiny_ip_adapter(unet), str(folder / "look.safetensors"))
     tiny_image_encoder(folder / "image_encoder")
+
+
+def add_embedding(folder):
+    """A textual-inversion embedding for the world base: `zright`, the text encoder's vectors of "moving right"."""
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from animatediff.world.layout import embedded_models
+
+    base = embedded_models().base
+    ids = CLIPTokenizer.from_pretrained(base / "tokenizer")("moving right", add_special_tokens=False).input_ids
+    table = CLIPTextModel.from_pretrained(base / "text_encoder").get_input_embeddings().weight.detach()
+    folder.mkdir(parents=True)
+    torch.save({"string_to_param": {"*": table[ids].clone()}, "name": "zright"}, folder / "zright.pt")
 
 
 def add_controlnet(folder):
@@ -99,6 +114,8 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 900})
     first = open_page(context, app)
 
+    # The embeddings folder's words are shown; they are loaded for the run.
+    assert "zright" in first.text_content("#embedding_words")
     # Generate with the embedded world model; the result plays and downloads with its frames.
     fill(first, seed=5)
     first.click("#generate")

@@ -110,7 +110,7 @@ def add_embedding(
                 raise InputError(f"embedding word {word!r} is a word of the tokenizer already: rename the file")
             tokenizer.add_tokens([AddedToken(name, single_word=True) for name in names])
             if len(tokenizer) > table.weight.shape[0]:
-                encoder.resize_token_embeddings(len(tokenizer))
+                encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the rows are set below
                 table = encoder.get_input_embeddings()
         rows = tokenizer.convert_tokens_to_ids(names)
         with torch.no_grad():
