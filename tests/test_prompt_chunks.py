@@ -153,3 +153,28 @@ def test_generate_long_prompts_chunks_reaches_the_pipeline(tmp_path, monkeypatch
     args = ["generate", "--prompt", prompt, "--frames", "2", "--steps", "1", "--output", str(out), "--quiet"]
     assert main([*args, "--long-prompts", "chunks"]) == 0 and out.exists()
     assert modes == ["chunks"]
+
+
+def test_chunked_text_reaches_windows_controlnets_and_ip_adapters(make_pipeline, tmp_path, one_thread):
+    """The UNet, its ControlNets and the IP-Adapter's attention take text of 77 × chunks tokens; context windows
+    hand each window the same text."""
+    from safetensors.torch import save_file
+
+    from animatediff.pipeline.controlnet import ControlNet
+    from animatediff.pipeline.ip_adapter import IPAdapter
+    from tests.controlnet_helpers import tiny_controlnet
+    from tests.test_controlnet import numbered_frames
+    from tests.test_ip_adapter import sample_image, tiny_image_encoder, tiny_ip_adapter
+
+    pipe, folder = make_pipeline("v2"), tmp_path
+    save_file(tiny_ip_adapter(pipe.unet.unet), str(folder / "ip.safetensors"))
+    tiny_image_encoder(folder / "image_encoder")
+    long = "a red circle moving left, " + words(90)
+    args = dict(ARGS, num_frames=6, long_prompts="chunks")
+    plain = pipe(long, "blurry", **args)
+    windowed = pipe(long, "blurry", **args, context_length=4, context_overlap=2)
+    controlled = pipe(long, "blurry", **args, controlnets=[ControlNet(tiny_controlnet(pipe.unet.unet),
+                                                                      numbered_frames(6))])  # fmt: skip
+    imaged = pipe(long, "blurry", **args, ip_adapter=IPAdapter(folder / "ip.safetensors", sample_image(), 0.8))
+    for frames in (windowed, controlled, imaged):
+        assert frames.shape == plain.shape and np.abs(frames - plain).max() > 1e-4
