@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
 from animatediff.pipeline.control_inputs import load_controlnets
 from animatediff.pipeline.ip_adapter import ip_adapter_option
+from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
 from animatediff.sampling import for_model
 
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
     from animatediff.pipeline.control_inputs import ControlInput
     from animatediff.prompt_entries import PromptEntry
+
+
+def entry_pag(entry: PromptEntry) -> PAG | None:
+    """The entry's perturbed-attention guidance (generate's --pag-scale …); None without `pag_scale`."""
+    if entry.pag_scale is None:
+        return None
+    return PAG(entry.pag_scale, entry.pag_adaptive_scale, tuple(entry.pag_layers))
 
 
 def entry_pipeline_args(
@@ -43,7 +51,7 @@ def entry_pipeline_args(
     return dict(
         num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
         guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation, clip_skip=entry.clip_skip,
-        prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts,
+        prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts, pag=entry_pag(entry),
         video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,
         ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
         motion_scale=entry.motion_scale, free_noise=entry_free_noise(entry),

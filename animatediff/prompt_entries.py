@@ -18,6 +18,7 @@ from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
+from animatediff.pipeline.pag import DEFAULT_LAYERS, PAG
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, compose, held_keyframes, keyframes
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
@@ -124,6 +125,12 @@ class PromptEntry:
     prompt_weighting: str = "none"
     """none, a1111 or comfy (A1111's or ComfyUI's weights syntax), as generate's --prompt-weighting."""
     long_prompts: str = "truncate"
+    pag_scale: float | None = None
+    """Perturbed-attention guidance's scale (generate's --pag-scale); None: off."""
+    pag_adaptive_scale: float = 0.0
+    """PAG's adaptive scale (--pag-adaptive-scale)."""
+    pag_layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
+    """The self-attention layers PAG perturbs (--pag-layer)."""
     """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     vae_path: str = ""
     embeddings: list[str] = field(default_factory=list)
@@ -300,6 +307,25 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
         raise InputError(f"{where}: {err}") from None
 
 
+def _check_pag_keys(values: dict, where: str) -> None:
+    """pag_scale, pag_adaptive_scale and pag_layers (one pattern or a list), checked in place as generate's."""
+    for key in ("pag_scale", "pag_adaptive_scale", "pag_layers"):
+        if values.get(key) is None:
+            values.pop(key, None)
+    if isinstance(values.get("pag_layers"), str):
+        values["pag_layers"] = [values["pag_layers"]]
+    if "pag_scale" not in values:
+        if "pag_adaptive_scale" in values or "pag_layers" in values:
+            raise InputError(f"{where}: pag_adaptive_scale and pag_layers need pag_scale")
+        return
+    layers = values.get("pag_layers", list(DEFAULT_LAYERS))
+    layers = tuple(layers) if isinstance(layers, list) else layers
+    try:
+        PAG(values["pag_scale"], values.get("pag_adaptive_scale", 0.0), layers)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
 def _check_output_keys(values: dict, where: str) -> None:
     """clip_skip, prompt_weighting, long_prompts, embeddings, vae_path, fps and output_format, checked in place."""
     if "clip_skip" in values:
@@ -313,6 +339,7 @@ def _check_output_keys(values: dict, where: str) -> None:
         )
     if values.get("long_prompts", "truncate") not in LONG_PROMPTS:
         raise InputError(f"{where}: long_prompts {values['long_prompts']!r}: choose one of {', '.join(LONG_PROMPTS)}")
+    _check_pag_keys(values, where)
     embeddings = values.get("embeddings") or []
     if isinstance(embeddings, str):
         embeddings = [embeddings]

@@ -31,7 +31,7 @@ from tests.tiny import official_scheduler
 
 ORDER = (
     "ddim euler euler-ancestral euler-karras heun dpm2 dpm2-karras dpm2-ancestral dpm2-ancestral-karras dpm++-2m "
-    "dpm++-2m-karras dpm++-2m-sde dpm++-2m-sde-karras unipc deis pndm ddpm lcm tcd"
+    "dpm++-2m-karras dpm++-2m-sde dpm++-2m-sde-karras dpm++-sde dpm++-sde-karras unipc deis pndm ddpm lcm tcd"
 ).split()
 
 SD15_SCHEDULER = {  # stable-diffusion-v1-5's scheduler/scheduler_config.json, the base the model cards start from

@@ -14,6 +14,7 @@ from animatediff.cli.free_init_options import add_free_init_args, free_init_from
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
 from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
+from animatediff.cli.pag_options import add_pag_args, pag_from_args
 from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.video_options import add_video_args, video_from_args
@@ -139,6 +140,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_context_args(p)
     add_free_noise_args(p)
     add_free_init_args(p)
+    add_pag_args(p)
     add_ip_adapter_args(p)
     add_video_args(p)
     add_controlnet_args(p)
@@ -305,6 +307,7 @@ def run_generate(args: argparse.Namespace) -> None:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
     free_init = free_init_from_args(args)  # bad FreeInit options fail before loading
+    pag = pag_from_args(args)  # bad PAG options fail before loading
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
@@ -348,6 +351,7 @@ def run_generate(args: argparse.Namespace) -> None:
         free_noise=free_noise,
         prompt_interpolation=args.prompt_interpolation,
         free_init=free_init,
+        pag=pag,
         controlnets=controlnets,
         sparse_ctrls=sparse_ctrls,
         ip_adapter=ip_adapter,

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 # no torch (tests/test_few_step.py checks they agree).
 SCHEDULER_NAMES = (
     "ddim, euler, euler-ancestral, euler-karras, heun, dpm2, dpm2-karras, dpm2-ancestral, dpm2-ancestral-karras, "
-    "dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, deis, pndm, ddpm, lcm, tcd"
+    "dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, dpm++-sde, dpm++-sde-karras, unipc, deis, pndm, "
+    "ddpm, lcm, tcd"
 )
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 PRESETS_HELP = (

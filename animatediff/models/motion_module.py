@@ -78,10 +78,15 @@ class TemporalSelfAttention(nn.Module):
         self.to_k = nn.Linear(dim, dim, bias=False)
         self.to_v = nn.Linear(dim, dim, bias=False)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim), nn.Dropout(0.0)])
+        self.identity = False
+        """Perturbed-attention guidance's switch (`pipeline/pag.py`): the attention map the identity, so that the
+        output is each frame's own value, projected."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (b·h·w, f, c) — every spatial position is an independent sequence over frames.
         x = self.pos_encoder(x)
+        if self.identity:  # perturbed-attention guidance: each frame attends to itself alone
+            return self.to_out[0](self.to_v(x))
         q, k, v = self._project(x).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)  # scale d^-0.5, as the paper's softmax(QKᵀ/√d)V
         return self.to_out[0](rearrange(out, "n heads f d -> n f (heads d)"))

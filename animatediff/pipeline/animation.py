@@ -37,6 +37,7 @@ from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_no
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import motion_scaled
+from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
 from animatediff.pipeline.prompt_travel import prompt_travel
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
@@ -228,6 +229,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         clip_skip: int = 1,
         prompt_weighting: str = "none",
         long_prompts: str = "truncate",
+        pag: PAG | None = None,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -269,6 +271,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         (`prompt_weights`); "none" (the default, as the official code and diffusers) reads brackets as words.
         `long_prompts`: "chunks" reads a prompt longer than CLIP's 75 tokens in chunks of 75, as A1111 does, `BREAK`
         ending one early (`prompt_chunks`); "truncate" (the default, as the official code and diffusers) cuts it.
+        `pag`: perturbed-attention guidance (`pipeline/pag.py`: scale, adaptive scale, layers), as diffusers'
+        AnimateDiffPAGPipeline; with the text alone.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -285,6 +289,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         check_text_reading(
             self.text_encoder, self.text_encoder_2 is not None, clip_skip, prompt_weighting, long_prompts
         )
+        steered = bool(conditions or controlnets or sparse_ctrls or ip_adapter)
+        pag_layers = check_pag(pag, self.unet, steered)  # the perturbed layers; none without PAG
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
@@ -340,7 +346,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
             predict = free_noise_predictor(predict, self.unet, free_noise)
         if context_length is not None:
             predict = windowed(predict, num_frames, context, timesteps=timesteps)
-        denoiser = guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale)
+        perturbed, pag_scale = pag_guidance(pag, pag_layers, predict)  # PAG: the prediction it pushes away from
+        denoiser = guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
 
         # 4. Loop.
         if free_init is None:

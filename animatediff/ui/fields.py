@@ -27,6 +27,7 @@ LIMITS = {
     "end": (0.0, 1.0),
     "motion_scale": (0.0, 4.0),
     "clip_skip": (1, 12),
+    "pag_scale": (0.0, 20.0),
 }
 """Inclusive ranges of the numeric fields (the form states the same bounds)."""
 

@@ -74,6 +74,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["motion_scale"] = s.motion_scale
     if s.free_init_iters is not None:
         entry["free_init_iters"] = s.free_init_iters
+    if s.pag_scale:
+        entry["pag_scale"] = s.pag_scale
     if s.video:
         entry["video"] = upload(s.video)
         entry["strength"] = s.strength

@@ -88,6 +88,8 @@ class Settings:
     long_prompts: str = "truncate"
     """truncate, or chunks: a prompt past 75 tokens read in A1111's chunks, as `generate --long-prompts`."""
     free_init_iters: int | None = None
+    pag_scale: float | None = None
+    """Perturbed-attention guidance's scale, as `generate --pag-scale` (its default layers); None: off."""
     video: str = ""
     """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
     strength: float = 0.8
@@ -133,6 +135,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     for key in ("width", "height", "seed", "context_length", "context_stride", "free_init_iters"):
         setattr(s, key, number(raw, key, int, None))
     s.guidance_scale = number(raw, "guidance_scale", float, None)
+    s.pag_scale = number(raw, "pag_scale", float, None, "PAG scale")
     s.fps = number(raw, "fps", float, s.fps)
     s.strength = number(raw, "strength", float, s.strength)
     s.adapter_scale = number(raw, "adapter_scale", float, 1.0, "adapter scale")
@@ -172,6 +175,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.video = str(raw.get("video") or "")
     parse_controls(raw, s, catalog)
     _parse_ip_adapter(raw, s, catalog)
+    if s.pag_scale and (s.controlnets or s.keyframes or s.ip_adapter):
+        raise InputError("PAG scale: PAG runs with the text alone, not with ControlNets, SparseCtrl or an IP-Adapter")
     spec(s, catalog)  # every model is one the scan listed
     return s
 

@@ -1,0 +1,107 @@
+"""Perturbed-attention guidance (`pag=PAG(...)`, `--pag-scale`, run keys `pag_*`): the frames of diffusers'
+AnimateDiffPAGPipeline on the same weights (its layer patterns read over the same names), off at scale 0, the
+layers restored after, and bad settings in one line."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AnimateDiffPAGPipeline
+
+from animatediff.errors import InputError
+from animatediff.pipeline import PAG, ControlNet
+from animatediff.pipeline.pag import self_attention_layers
+from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
+
+ARGS = dict(num_frames=4, height=16, width=16, num_inference_steps=3)
+
+
+def reference(ours, layers) -> AnimateDiffPAGPipeline:  # noqa: ANN001
+    pipe = AnimateDiffPAGPipeline(
+        vae=ours.vae,
+        text_encoder=ours.text_encoder,
+        tokenizer=ours.tokenizer,
+        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
+        motion_adapter=diffusers_adapter(ours.unet.motion_modules),
+        scheduler=ours.scheduler,
+        pag_applied_layers=list(layers),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize(
+    ("layers", "guidance", "adaptive"),
+    [
+        (("mid_block.*attn1",), 7.5, 0.0),  # diffusers' default: the middle image and motion attn1
+        (("mid_block.*attn1",), 1.0, 0.0),  # PAG without classifier-free guidance
+        (("down_blocks.1", "up_blocks.*motion_modules.*attn2"), 7.5, 0.002),
+    ],
+)
+def test_pag_matches_diffusers_animatediff_pag_pipeline(make_pipeline, layers, guidance, adaptive, one_thread):
+    ours = make_pipeline("v2")
+    theirs = reference(ours, layers)
+    generator = torch.Generator("cpu").manual_seed(3)
+    expected = theirs(prompt="a red circle", negative_prompt="blurry", **ARGS, guidance_scale=guidance, pag_scale=3.0,
+                      pag_adaptive_scale=adaptive, generator=generator, output_type="np").frames  # fmt: skip
+    pag = PAG(3.0, adaptive, layers)
+    got = ours("a red circle", "blurry", **ARGS, guidance_scale=guidance, seed=3, progress=False, pag=pag)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    plain = ours("a red circle", "blurry", **ARGS, guidance_scale=guidance, seed=3, progress=False)
+    assert np.abs(got - plain).max() > 1e-3
+    again = ours("a red circle", "blurry", **ARGS, guidance_scale=guidance, seed=3, progress=False, pag=PAG(0.0))
+    np.testing.assert_array_equal(again, plain)  # scale 0: off, and every layer was put back
+
+
+def test_the_layer_names_are_diffusers_unet_motion_model_names(make_pipeline):
+    ours = make_pipeline("v2")
+    theirs = diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules)
+    names = {n for n, m in theirs.named_modules() if getattr(m, "is_cross_attention", True) is False}
+    assert set(self_attention_layers(ours.unet)) == names
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: PAG(-1.0), "PAG scale must be a number from 0 up"),
+        (lambda: PAG(3.0, layers="mid"), "PAG layers must be one or more name patterns"),
+        (lambda: PAG(3.0, layers=("mid_block(",)), "is not a regular expression"),
+    ],
+)
+def test_bad_settings_are_one_line(make, message):
+    with pytest.raises(InputError, match=message):
+        make()
+
+
+def test_what_pag_does_not_take_is_refused_before_sampling(make_pipeline, monkeypatch):
+    import animatediff.pipeline.animation as animation
+
+    monkeypatch.setattr(animation, "denoise", lambda *a, **k: pytest.fail("denoising started"))
+    pipe = make_pipeline("v2")
+    with pytest.raises(InputError, match="PAG layer pattern 'nowhere' matches no self-attention layer"):
+        pipe("a cat", **ARGS, progress=False, pag=PAG(3.0, layers=("nowhere",)))
+    control = ControlNet(torch.nn.Identity(), torch.zeros(4, 3, 16, 16))
+    with pytest.raises(InputError, match="PAG runs with the text alone here: not with ControlNets"):
+        pipe("a cat", **ARGS, progress=False, pag=PAG(3.0), controlnets=[control])
+
+
+def test_generate_and_run_entries_take_pag(tmp_path, capsys):
+    from animatediff.cli import build_parser, main
+    from animatediff.cli.pag_options import pag_from_args
+    from animatediff.entry_pipeline_args import entry_pag
+    from animatediff.prompt_entries import parse_entry
+
+    args = build_parser().parse_args(["generate", "--prompt", "p", "--pag-scale", "2", "--pag-layer", "up_blocks.1"])
+    assert pag_from_args(args) == PAG(2.0, 0.0, ("up_blocks.1",))
+    assert pag_from_args(build_parser().parse_args(["generate", "--prompt", "p"])) is None
+    out = ["generate", "--prompt", "p", "--output", str(tmp_path / "a.gif"), "--quiet"]
+    assert main([*out, "--pag-layer", "mid"]) == 2
+    assert "--pag-adaptive-scale and --pag-layer need --pag-scale" in capsys.readouterr().err
+    entry = parse_entry(
+        {"prompt": ["p"], "motion_module": "m.ckpt", "pag_scale": 3, "pag_layers": "down_blocks.2"}, "run.yaml", "0"
+    )
+    assert entry_pag(entry) == PAG(3, 0.0, ("down_blocks.2",))
+    assert entry_pag(parse_entry({"prompt": ["p"], "motion_module": "m.ckpt"}, "run.yaml", "0")) is None
+    with pytest.raises(InputError, match="run.yaml: pag_adaptive_scale and pag_layers need pag_scale"):
+        parse_entry({"prompt": ["p"], "motion_module": "m.ckpt", "pag_adaptive_scale": 0.1}, "run.yaml", "0")
+    with pytest.raises(InputError, match="PAG scale must be a number from 0 up"):
+        parse_entry({"prompt": ["p"], "motion_module": "m.ckpt", "pag_scale": "high"}, "run.yaml", "0")
