@@ -15,8 +15,9 @@ inference_config's DDIM; not beside an inference_config), `context_length` and `
 (--loop: looped windows, of context_length frames or --loop's default), `free_noise` (--free-noise), `motion_scale`
 (--motion-scale), `free_init_iters` (--free-init: FreeInit with its default settings), `preset` (--preset: a
 few-step recipe, `sampling.presets`, its scheduler instead of inference_config's DDIM, its steps and guidance unless
-the entry gives them), `timestep_spacing` (--timestep-spacing) and `tcd_gamma` (--tcd-gamma). Bad values fail in
-one line while the config is read, before any model loads.
+the entry gives them), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), and `pag_scale`,
+`pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale, --pag-layer: perturbed-attention
+guidance). Bad values fail in one line while the config is read, before any model loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by

@@ -12,6 +12,7 @@ DDIM at 4 steps is already trailing-spaced on it.
     python benchmarks/world_few_step.py                  # 4 rows × 16 clips: 12-15 minutes on 2 CPU cores
     python benchmarks/world_few_step.py --prompts 6 --seeds 1
     python benchmarks/world_few_step.py --table samplers # the UIs' samplers at 25 steps against DDIM
+    python benchmarks/world_few_step.py --table pag      # perturbed-attention guidance at scales 1 and 3
 
 `--table samplers` measures the same way the samplers `--scheduler` takes from the UIs (A1111, ComfyUI) that can
 sample a zero-terminal-SNR base (Heun, DPM2, DEIS and DPM++ SDE cannot: they refuse the world in one line), at the
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline import PAG, AnimationPipeline
 from animatediff.sampling import for_model
 from animatediff.sampling.presets import resolve_sampling
 from animatediff.world.evaluate import evaluate_row, evaluation_prompts
@@ -42,6 +43,8 @@ class Row:
     scheduler: str | None = None
     steps: int | None = None
     guidance_scale: float | None = None
+    pag_scale: float | None = None
+    """Perturbed-attention guidance's scale (its default layers: the middle block's attn1), as --pag-scale."""
 
 
 ROWS = (
@@ -58,6 +61,10 @@ SAMPLER_ROWS = tuple(
     Row(f"--scheduler {name}", scheduler=name, steps=25, guidance_scale=WORLD_GUIDANCE_SCALE)
     for name in ("ddim", "euler", "euler-karras", "euler-ancestral", "dpm++-2m-karras", "dpm++-2m-sde")
 )
+PAG_ROWS = tuple(
+    Row(label, scheduler="ddim", steps=25, guidance_scale=WORLD_GUIDANCE_SCALE, pag_scale=pag)
+    for label, pag in (("DDIM, no PAG (the world's default)", None), ("--pag-scale 1", 1.0), ("--pag-scale 3", 3.0))
+)
 
 
 def main() -> None:
@@ -66,7 +73,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="sampling seeds per prompt (0, 1, …)")
     parser.add_argument("--frames", type=int, default=16, help="frames per clip")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--table", choices=["few-step", "samplers"], default="few-step", help="which rows")
+    parser.add_argument("--table", choices=["few-step", "samplers", "pag"], default="few-step", help="which rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
@@ -74,24 +81,21 @@ def main() -> None:
     seeds = list(range(args.seeds))
     clips = len(prompts) * len(seeds)
 
-    print(
-        "\n## Few-step sampling on the embedded world\n"
-        if args.table == "few-step"
-        else "\n## Samplers on the embedded world\n"
-    )
+    titles = {"few-step": "Few-step sampling", "samplers": "Samplers", "pag": "Perturbed-attention guidance"}
+    print(f"\n## {titles[args.table]} on the embedded world\n")
     shape = f"{len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames of 32×32"
     print(f"{clips} clips per row ({shape}, ", end="")
     print(f"{args.threads} CPU threads; the embedded motion module (trained for 25-step sampling, not distilled).\n")
     print("| sampler | steps | guidance | motion accuracy | consistency | colour accuracy | s/clip |")
     print("|---|---|---|---|---|---|---|")
-    for row in ROWS if args.table == "few-step" else SAMPLER_ROWS:
+    for row in {"few-step": ROWS, "samplers": SAMPLER_ROWS, "pag": PAG_ROWS}[args.table]:
         sampling = resolve_sampling(row.preset, row.scheduler, row.steps, row.guidance_scale)
         pipe.scheduler = for_model(sampling.make_scheduler(), pipe.noise_settings)  # as generate builds it
         guidance = pipe.guidance_scale if sampling.guidance_scale is None else sampling.guidance_scale
 
-        def generate(prompt: str, seed: int, steps: int = sampling.steps, guidance: float = guidance):  # noqa: ANN202
+        def generate(prompt: str, seed: int, steps: int = sampling.steps, guidance: float = guidance, row=row):  # noqa: ANN001, ANN202
             call = dict(num_frames=args.frames, num_inference_steps=steps, guidance_scale=guidance, progress=False)
-            return pipe(prompt, seed=seed, **call)[0]
+            return pipe(prompt, seed=seed, **call, pag=None if row.pag_scale is None else PAG(row.pag_scale))[0]
 
         start = time.perf_counter()
         result = evaluate_row(row.label, generate, prompts, seeds)
