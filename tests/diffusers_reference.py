@@ -54,17 +54,25 @@ def diffusers_motion_unet(unet: UNet2DConditionModel, modules: MotionModules) ->
     return model
 
 
-def diffusers_pipeline(ours, scheduler=None, vae=None, motion_adapter: bool = False) -> AnimateDiffPipeline:  # noqa: ANN001
-    """diffusers' AnimateDiffPipeline over our pipeline's weights (its motion norm per frame, as the official
-    modules'), progress bar off; `scheduler` / `vae` in place of ours, `motion_adapter`: also hand it the adapter
-    (FreeNoise and prompt travel read it)."""
-    reference = AnimateDiffPipeline(
+def diffusers_pipeline(  # noqa: ANN201
+    ours,  # noqa: ANN001
+    scheduler=None,  # noqa: ANN001
+    vae=None,  # noqa: ANN001
+    motion_adapter: bool = False,
+    cls=AnimateDiffPipeline,  # noqa: ANN001
+    **extra,  # noqa: ANN003
+):
+    """diffusers' AnimateDiffPipeline (or `cls`, another of its AnimateDiff pipelines, with its `extra` arguments)
+    over our pipeline's weights (its motion norm per frame, as the official modules'), progress bar off; `scheduler`
+    / `vae` in place of ours, `motion_adapter`: also hand it the adapter (FreeNoise and prompt travel read it)."""
+    reference = cls(
         vae=vae or ours.vae,
         text_encoder=ours.text_encoder,
         tokenizer=ours.tokenizer,
         unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
         motion_adapter=diffusers_adapter(ours.unet.motion_modules) if motion_adapter else None,
         scheduler=scheduler or ours.scheduler,
+        **extra,
     )
     reference.set_progress_bar_config(disable=True)
     return reference

@@ -11,7 +11,7 @@ from animatediff.errors import InputError
 from animatediff.formats import save_motion_modules
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.free_noise import FreeNoise
-from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
+from tests.diffusers_reference import diffusers_pipeline
 from tests.tiny import tiny_motion
 
 ARGS = dict(
@@ -26,15 +26,7 @@ ARGS = dict(
 
 def _reference(ours: AnimationPipeline, free_noise: FreeNoise) -> AnimateDiffPipeline:
     """diffusers' pipeline on our weights (per-frame motion norm, as the official code), FreeNoise enabled."""
-    reference = AnimateDiffPipeline(
-        vae=ours.vae,
-        text_encoder=ours.text_encoder,
-        tokenizer=ours.tokenizer,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
-        motion_adapter=diffusers_adapter(ours.unet.motion_modules),
-        scheduler=ours.scheduler,
-    )
-    reference.set_progress_bar_config(disable=True)
+    reference = diffusers_pipeline(ours, motion_adapter=True)
     f = free_noise
     reference.enable_free_noise(f.context_length, f.context_stride, f.weighting, f.noise_type)
     return reference

@@ -10,23 +10,13 @@ from diffusers import AnimateDiffPAGPipeline
 from animatediff.errors import InputError
 from animatediff.pipeline import PAG, ControlNet
 from animatediff.pipeline.pag import self_attention_layers
-from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
+from tests.diffusers_reference import diffusers_motion_unet, diffusers_pipeline
 
 ARGS = dict(num_frames=4, height=16, width=16, num_inference_steps=3)
 
 
 def reference(ours, layers) -> AnimateDiffPAGPipeline:  # noqa: ANN001
-    pipe = AnimateDiffPAGPipeline(
-        vae=ours.vae,
-        text_encoder=ours.text_encoder,
-        tokenizer=ours.tokenizer,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
-        motion_adapter=diffusers_adapter(ours.unet.motion_modules),
-        scheduler=ours.scheduler,
-        pag_applied_layers=list(layers),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return diffusers_pipeline(ours, motion_adapter=True, cls=AnimateDiffPAGPipeline, pag_applied_layers=list(layers))
 
 
 @pytest.mark.parametrize(
