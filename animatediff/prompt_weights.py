@@ -30,6 +30,8 @@ STEP = 1.1
 WEIGHT_SYNTAX = re.compile(r"\([^()]*:\s*[-+]?\d*\.?\d+\s*\)")
 """A weight written the way A1111 and ComfyUI write one, `(words:1.2)`: what a prompt read as plain text is warned
 of."""
+COMFY_EMBEDDING = re.compile(r"\bembedding:([^\s,()\[\]:]+?)(?:\.(?:safetensors|pt|bin|pth|ckpt))?(?=[\s,()\[\]:]|$)")
+"""ComfyUI's way of writing a textual-inversion embedding in a prompt."""
 _TOKENS = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:")
 
 
@@ -114,7 +116,9 @@ def _comfy_runs(text: str, weight: float) -> list[tuple[str, float]]:
 
 
 def comfy_fragments(prompt: str) -> list[tuple[str, float]]:
-    """`prompt` as runs of (text, weight) read as ComfyUI reads prompt weights, adjacent runs of one weight joined."""
+    """`prompt` as runs of (text, weight) read as ComfyUI reads prompt weights, adjacent runs of one weight joined;
+    ComfyUI's `embedding:NAME` (with or without the file's extension) is the embedding's word, NAME."""
+    prompt = COMFY_EMBEDDING.sub(lambda m: m[1], prompt)
     escaped = prompt.replace("\\)", "\0\1").replace("\\(", "\0\2")
     joined: list[tuple[str, float]] = []
     for text, weight in _comfy_runs(escaped, 1.0):

@@ -23,6 +23,7 @@ A1111_CASES = [
     ("", [("", 1.0)]),
 ]
 COMFY_CASES = [  # ComfyUI: round brackets only, an explicit weight is not multiplied
+    ("embedding:EasyNegative, (embedding:bad-hands.pt:1.2)", [("EasyNegative, ", 1.0), ("bad-hands", 1.2)]),
     ("a red circle", [("a red circle", 1.0)]),
     ("a (red) circle", [("a ", 1.0), ("red", STEP), (" circle", 1.0)]),
     ("a ((red)) circle", [("a ", 1.0), ("red", STEP * STEP), (" circle", 1.0)]),
