@@ -12,11 +12,15 @@ DDIM at 4 steps is already trailing-spaced on it.
     python benchmarks/world_few_step.py                  # 4 rows × 16 clips: 12-15 minutes on 2 CPU cores
     python benchmarks/world_few_step.py --prompts 6 --seeds 1
     python benchmarks/world_few_step.py --table samplers # the UIs' samplers at 25 steps against DDIM
-    python benchmarks/world_few_step.py --table pag      # perturbed-attention guidance at scales 1 and 3
+    python benchmarks/world_few_step.py --table pag      # perturbed-attention guidance at scales 1, 3 and 6
 
 `--table samplers` measures the same way the samplers `--scheduler` takes from the UIs (A1111, ComfyUI) that can
 sample a zero-terminal-SNR base (Heun, DPM2, DEIS and DPM++ SDE cannot: they refuse the world in one line), at the
 world's 25 steps and guidance.
+
+`--table pag` adds PAG (its default layers) to the world's DDIM sampling, and two columns: sharpness (the frames'
+mean absolute difference between neighbouring pixels, across and down) and change (the mean absolute pixel
+difference from the same clip without PAG).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from animatediff.pipeline import PAG, AnimationPipeline
@@ -63,7 +68,12 @@ SAMPLER_ROWS = tuple(
 )
 PAG_ROWS = tuple(
     Row(label, scheduler="ddim", steps=25, guidance_scale=WORLD_GUIDANCE_SCALE, pag_scale=pag)
-    for label, pag in (("DDIM, no PAG (the world's default)", None), ("--pag-scale 1", 1.0), ("--pag-scale 3", 3.0))
+    for label, pag in (
+        ("DDIM, no PAG (the world's default)", None),
+        ("--pag-scale 1", 1.0),
+        ("--pag-scale 3", 3.0),
+        ("--pag-scale 6", 6.0),
+    )
 )
 
 
@@ -86,8 +96,10 @@ def main() -> None:
     shape = f"{len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames of 32×32"
     print(f"{clips} clips per row ({shape}, ", end="")
     print(f"{args.threads} CPU threads; the embedded motion module (trained for 25-step sampling, not distilled).\n")
-    print("| sampler | steps | guidance | motion accuracy | consistency | colour accuracy | s/clip |")
-    print("|---|---|---|---|---|---|---|")
+    extra = " sharpness | change |" if args.table == "pag" else ""
+    print(f"| sampler | steps | guidance | motion accuracy | consistency | colour accuracy |{extra} s/clip |")
+    print("|---|---|---|---|---|---|---|" + "---|---|" * bool(extra))
+    drawn: dict[str, list[np.ndarray]] = {}
     for row in {"few-step": ROWS, "samplers": SAMPLER_ROWS, "pag": PAG_ROWS}[args.table]:
         sampling = resolve_sampling(row.preset, row.scheduler, row.steps, row.guidance_scale)
         pipe.scheduler = for_model(sampling.make_scheduler(), pipe.noise_settings)  # as generate builds it
@@ -95,14 +107,23 @@ def main() -> None:
 
         def generate(prompt: str, seed: int, steps: int = sampling.steps, guidance: float = guidance, row=row):  # noqa: ANN001, ANN202
             call = dict(num_frames=args.frames, num_inference_steps=steps, guidance_scale=guidance, progress=False)
-            return pipe(prompt, seed=seed, **call, pag=None if row.pag_scale is None else PAG(row.pag_scale))[0]
+            clip = pipe(prompt, seed=seed, **call, pag=None if row.pag_scale is None else PAG(row.pag_scale))[0]
+            drawn.setdefault(row.label, []).append(clip)
+            return clip
 
         start = time.perf_counter()
         result = evaluate_row(row.label, generate, prompts, seeds)
         seconds = (time.perf_counter() - start) / clips
+        if extra:  # the frames' mean gradient magnitude, and their mean change from the first row's
+            first, mine = next(iter(drawn.values())), drawn[row.label]
+            sharp = np.mean([np.abs(np.diff(c, axis=1)).mean() + np.abs(np.diff(c, axis=2)).mean() for c in mine])
+            change = np.mean([np.abs(a - b).mean() for a, b in zip(mine, first, strict=True)])
+            extra_cells = f" {sharp:.4f} | {change:.4f} |"
+        else:
+            extra_cells = ""
         print(
             f"| {row.label} | {sampling.steps} | {guidance:g} | {result.motion_accuracy:.2f} | "
-            f"{result.consistency:.2f} | {result.colour_accuracy:.2f} | {seconds:.1f} |",
+            f"{result.consistency:.2f} | {result.colour_accuracy:.2f} |{extra_cells} {seconds:.1f} |",
             flush=True,
         )
 
