@@ -193,3 +193,36 @@ def test_bad_keyframes_are_one_line_input_errors_before_sampling(make_pipeline, 
 def test_keyframes_read_json_style_string_frames_in_order():
     assert keyframes({"16": B, "0": A, 8: C}) == {0: A, 8: C, 16: B}
     assert list(keyframes({"16": B, "0": A})) == [0, 16]
+
+
+@pytest.mark.parametrize(
+    ("text", "frames"),
+    [
+        ("1girl, smiling\n0: closed mouth\n8: open mouth\nsmile, blush\nlooking at viewer",
+         {0: "1girl, smiling, closed mouth, smile, blush, looking at viewer",
+          8: "1girl, smiling, open mouth, smile, blush, looking at viewer"}),
+        ("a red circle\non a blue background\n0: moving left\n4: moving right",
+         {0: "a red circle, on a blue background, moving left, ",
+          4: "a red circle, on a blue background, moving right, "}),
+        ("0: a\n2:b\n3: c", {0: ", a, 2:b, 3: c"}),  # a line that is not `N: text` starts the tail
+        ("a red circle moving left", None),
+        ("8k, a red circle: moving left", None),
+    ],
+)  # fmt: skip
+def test_the_a1111_extensions_prompt_travel_lines(text, frames):
+    from animatediff.pipeline.prompt_travel import text_keyframes
+
+    assert text_keyframes(text) == frames
+
+
+def test_a_prompt_in_the_a1111_form_draws_as_its_keyframes(make_pipeline, one_thread, tmp_path, capsys):
+    from animatediff.cli import main
+
+    pipe = make_pipeline()
+    args = dict(num_frames=6, height=16, width=16, num_inference_steps=2, seed=1, progress=False)
+    text = "a red circle\n0: moving left\n5: moving right"
+    keyframed = {0: "a red circle, moving left, ", 5: "a red circle, moving right, "}
+    np.testing.assert_array_equal(pipe(text, **args), pipe(keyframed, **args))
+    out = ["generate", "--prompt", "a red circle\n0: left\n20: right", "--output", str(tmp_path / "a.gif")]
+    assert main([*out, "--frames", "8", "--quiet"]) == 2  # a keyframe past the clip, before loading
+    assert "20" in capsys.readouterr().err and not (tmp_path / "a.gif").exists()

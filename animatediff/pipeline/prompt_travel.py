@@ -16,6 +16,11 @@ Between two keyframes k0 < k1, frame j takes, with t = (j − k0) / (k1 − k0):
 
 Frames before the first keyframe take the first keyframe's embedding, frames after the last the last one's. Negative
 prompts are one for every frame, or keyframes of their own, interpolated the same way.
+
+A prompt may also be written as the A1111 AnimateDiff extension writes prompt travel in its prompt box
+(`text_keyframes`): lines before the first `N: prompt` line are the head, the `N: prompt` lines the keyframes, the
+lines after the tail; each keyframe's prompt is `head, prompt, tail` (the head's and the tail's lines joined by ", ").
+That extension interpolates with slerp: ask for "slerp" to draw as it does.
 """
 
 from __future__ import annotations
@@ -139,10 +144,36 @@ def check_interpolation(mode: str) -> None:
         raise InputError(f"prompt interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
 
 
+TEXT_KEYFRAME = re.compile(r"^(\d+): (.+)$")
+"""A keyframe line of the A1111 AnimateDiff extension's prompt travel: `8: open mouth`."""
+
+
+def text_keyframes(prompt: str) -> dict[int, str] | None:
+    """The keyframes of a prompt written in the A1111 AnimateDiff extension's prompt-travel form (head lines, then
+    `N: prompt` lines, then tail lines), each `head, prompt, tail` as that extension composes it; None for a prompt
+    without keyframe lines."""
+    head: list[str] = []
+    frames: dict[int, str] = {}
+    tail: list[str] = []
+    for line in prompt.strip().split("\n"):
+        if not frames and not tail and not re.match(r"^\d+:", line):
+            head.append(line)
+        elif not tail and (match := TEXT_KEYFRAME.match(line)):
+            frames[int(match[1])] = match[2]
+        else:
+            tail.append(line)
+    if not frames:
+        return None
+    head_text, tail_text = ", ".join(head), ", ".join(tail)
+    return {frame: f"{head_text}, {text}, {tail_text}" for frame, text in sorted(frames.items())}
+
+
 def prompt_travel(prompt: object, negative_prompt: object, interpolation: str, num_frames: int) -> PromptTravel | None:
-    """The prompt travel a pipeline call asks for (a dict as `prompt` or `negative_prompt`), or None for plain
-    prompts; checks `interpolation` either way."""
+    """The prompt travel a pipeline call asks for (a dict as `prompt` or `negative_prompt`, or a prompt in the A1111
+    extension's text form, `text_keyframes`), or None for plain prompts; checks `interpolation` either way."""
     check_interpolation(interpolation)
+    if isinstance(prompt, str) and (frames := text_keyframes(prompt)) is not None:
+        prompt = frames
     if not isinstance(prompt, Mapping) and not isinstance(negative_prompt, Mapping):
         return None
     if isinstance(prompt, str):
@@ -207,6 +238,9 @@ def prompt_argument(prompt: str | None, prompt_map: str | os.PathLike | None, nu
     if prompt_map is None:
         if prompt is None:
             raise InputError("give --prompt (what to animate) or --prompt-map (frame → prompt keyframes)")
+        if (frames := text_keyframes(prompt)) is not None:  # the A1111 extension's prompt-travel lines
+            PromptTravel(frames, num_frames=num_frames if num_frames >= 1 else None)
+            return frames
         return prompt
     frames = {k: compose(p, prompt or "") for k, p in load_prompt_map(prompt_map).items()}
     PromptTravel(frames, num_frames=num_frames if num_frames >= 1 else None)  # the pipeline names a bad length
