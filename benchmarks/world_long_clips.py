@@ -47,14 +47,24 @@ def travel(pipe: AnimationPipeline, steps: int) -> None:
     print("| prompt | interpolation | first half right | second half up | clips |")
     print("|---|---|---|---|---|")
     clips = [(subject, seed) for subject in SUBJECTS[:2] for seed in range(4)]
-    for label, interpolation in (("right → up", "linear"), ("right → up", "none"), ("right only (control)", None)):
+
+    def keyframed(subject: tuple[str, str, str]) -> dict[int, str]:
+        return {0: caption(subject, "right"), 16: caption(subject, "up")}
+
+    def a1111_text(subject: tuple[str, str, str]) -> str:  # "a red circle, moving right, on a blue background"
+        colour, shape, background = subject
+        return f"a {colour} {shape}\n0: moving right\n16: moving up\non a {background} background"
+
+    rows = (
+        ("right → up", "linear", keyframed),
+        ("right → up", "none", keyframed),
+        ("right → up, in the A1111 extension's text form", "slerp", a1111_text),
+        ("right only (control)", None, lambda subject: caption(subject, "right")),
+    )
+    for label, interpolation, write in rows:
         right = up = 0
         for subject, seed in clips:
-            prompt = (
-                {0: caption(subject, "right"), 16: caption(subject, "up")}
-                if interpolation
-                else caption(subject, "right")
-            )
+            prompt = write(subject)
             frames = pipe(
                 prompt, num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
                 context_length=16, context_overlap=4, prompt_interpolation=interpolation or "linear",
