@@ -27,9 +27,10 @@ prompt-travel config file itself (one mapping with `prompt_map` and `motion_modu
 entry, with prompt-travel's defaults; its other keys (lora_map, motion_lora_map, clip_skip, vae_path, output, and
 the sections it leaves off) are read as `prompt_travel_config` says.
 
-`clip_skip`, `prompt_weighting`, `long_prompts`, `embeddings` (a list of textual-inversion files) and `vae_path`
-(generate's --clip-skip, --prompt-weighting, --long-prompts, --embedding and --vae), `fps` and `output_format` (gif,
-mp4, webp) apply to any entry.
+`clip_skip`, `prompt_weighting`, `long_prompts`, `embeddings` (a list of textual-inversion files), `lora_dir`
+(where the prompts' A1111 `<lora:NAME:WEIGHT>` tags find their files) and `vae_path` (generate's --clip-skip,
+--prompt-weighting, --long-prompts, --embedding, --lora-dir and --vae), `fps` and `output_format` (gif, mp4, webp)
+apply to any entry.
 
 SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_config`, `controlnet_images`,
 `controlnet_image_indexs`, `normalize_condition_images` (`pipeline.sparse_ctrl_entries`).
@@ -138,6 +139,7 @@ def run_prompt_config(
     from animatediff.io.outputs import check_output_folder
     from animatediff.io.video import check_finite, grid, save_video
     from animatediff.io.video_input import read_video_input
+    from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
 
     config = Path(config)
     entries, raw = load_prompt_config(config)
@@ -146,6 +148,7 @@ def run_prompt_config(
     _check_prompt_maps(entries, frames, config.name)
     for path in (_local(p, here) for e in entries for p in e.embeddings):  # embeddings readable, before loading
         check_embedding_file(path)
+    tagged = {id(e): tagged_loras(e.prompts, [_local(d, here) for d in e.lora_dir]) for e in entries}  # <lora:…>
     for entry in (e for e in entries if e.video):  # every input video decodes and is long enough, before loading
         read_video_input(_local(entry.video, here), entry.L or frames, entry.video_stride, ("L", "video_stride"))
     controls = {e.name: entry_control_inputs(e, e.L or frames, lambda p: _local(p, here)) for e in entries}
@@ -171,6 +174,7 @@ def run_prompt_config(
             loras.append(("adapter", _local(entry.adapter_lora_path, here), float(entry.adapter_lora_scale)))
         for cfg in entry.motion_module_lora_configs:
             loras.append(("motion", _local(str(cfg["path"]), here), float(cfg.get("alpha", 1.0))))
+        loras += tagged[id(entry)]  # the prompts' <lora:NAME:WEIGHT> tags
         for motion_module in entry.motion_module:
             first, index = index, index + len(entry.prompts)
             seeds = [next(drawn) for _ in entry.prompts]
@@ -190,6 +194,7 @@ def run_prompt_config(
                                        lambda p: _local(p, here), where, cache.control_model)  # fmt: skip
             videos = zip(range(first, index), entry.prompts, entry.negative_prompts, seeds)
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
+                prompt = prompt_without_lora_tags(prompt)
                 video = pipe(prompt, negative, seed=seed, progress=progress, **call)[0]
                 path = out / "sample" / f"{i}-{sample_name(prompt)}.{entry.output_format}"
                 check_finite(video, path)

@@ -134,6 +134,8 @@ class PromptEntry:
     """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     vae_path: str = ""
     embeddings: list[str] = field(default_factory=list)
+    lora_dir: list[str] = field(default_factory=list)
+    """Folders where the prompts' `<lora:NAME:WEIGHT>` tags find their files, as generate's --lora-dir."""
     """Textual-inversion embedding files, each written in the prompts by its file name, as generate's --embedding."""
     """A VAE replacing the base's and dreambooth_path's, as generate's --vae; empty for none."""
     fps: float | None = None
@@ -340,6 +342,10 @@ def _check_output_keys(values: dict, where: str) -> None:
     if values.get("long_prompts", "truncate") not in LONG_PROMPTS:
         raise InputError(f"{where}: long_prompts {values['long_prompts']!r}: choose one of {', '.join(LONG_PROMPTS)}")
     _check_pag_keys(values, where)
+    if isinstance(values.get("lora_dir"), str):
+        values["lora_dir"] = [values["lora_dir"]]
+    if not all(isinstance(d, str) and d for d in values.get("lora_dir") or []):
+        raise InputError(f"{where}: lora_dir must be a folder or a list of folders, got {values['lora_dir']!r}")
     embeddings = values.get("embeddings") or []
     if isinstance(embeddings, str):
         embeddings = [embeddings]

@@ -225,6 +225,14 @@ def add_personalization_args(p: argparse.ArgumentParser) -> None:
         "model, a motion's name picks its shipped MotionLoRA: left, right, up, down, growing, shrinking",
     )
     p.add_argument(
+        "--lora-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where a prompt's <lora:NAME:WEIGHT> tags (A1111's) find NAME.safetensors (or .ckpt/.pt): an image "
+        "LoRA or a MotionLoRA, merged at WEIGHT, the tag taken out of the prompt; repeatable",
+    )
+    p.add_argument(
         "--adapter-lora",
         default=None,
         metavar="PATH[:SCALE]",
@@ -280,7 +288,8 @@ def _check_models(base: str, motion_module: str, args: argparse.Namespace, loras
     if args.vae:
         check_reference(args.vae, "VAE")
     for kind, path, _ in loras:
-        check_reference(path, {"image": "LoRA", "adapter": "adapter LoRA", "motion": "MotionLoRA"}[kind])
+        kinds = {"image": "LoRA", "adapter": "adapter LoRA", "motion": "MotionLoRA", "auto": "LoRA"}
+        check_reference(path, kinds[kind])
 
 
 def run_generate(args: argparse.Namespace) -> None:
@@ -291,6 +300,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.io.video import check_finite, check_video_path, save_video
     from animatediff.pipeline import AnimationPipeline
     from animatediff.pipeline.prompt_travel import prompt_argument
+    from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
     from animatediff.text_encoding import check_clip_skip
 
     check_video_path(args.output, "--output")  # before minutes of loading and sampling
@@ -313,6 +323,8 @@ def run_generate(args: argparse.Namespace) -> None:
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
+    loras += tagged_loras([prompt], args.lora_dir)  # the prompt's <lora:NAME:WEIGHT> tags, found before loading
+    prompt = prompt_without_lora_tags(prompt)
     for path in args.embedding:  # a missing or unreadable embedding fails before loading
         check_embedding_file(path)
     base, motion_module = _models(args)

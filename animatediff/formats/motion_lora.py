@@ -84,15 +84,22 @@ def load_adapter_lora(path: str | os.PathLike) -> Lora:
     return lora
 
 
-LORA_KINDS = ("image", "adapter", "motion")
+def load_any_lora(path: str | os.PathLike) -> Lora:
+    """A LoRA file read as what it is (a prompt's `<lora:NAME>` tag: `prompt_loras`): its motion-module layers sent
+    to the motion modules, the rest to the image UNet and text encoder(s), as an image LoRA's are."""
+    sd, name = _read(path, "LoRA")
+    return _route(parse_lora(sd, name, default_component="unet"))
+
+
+LORA_KINDS = ("image", "adapter", "motion", "auto")
 """The kinds of LoRA a pipeline merges, in the official merge order: image (kohya/PEFT), the v3 domain adapter,
-MotionLoRAs."""
+MotionLoRAs; then "auto", a file read as what it is (a prompt's `<lora:NAME>` tag)."""
 
 
 def load_lora_of_kind(kind: str, path: str | os.PathLike) -> Lora:
     """A LoRA file read as `kind`: 'image' (`load_lora`), 'adapter' (`load_adapter_lora`), 'motion'
-    (`load_motion_lora`)."""
-    loaders = {"image": load_lora, "adapter": load_adapter_lora, "motion": load_motion_lora}
+    (`load_motion_lora`), 'auto' (`load_any_lora`)."""
+    loaders = {"image": load_lora, "adapter": load_adapter_lora, "motion": load_motion_lora, "auto": load_any_lora}
     if kind not in loaders:
         raise InputError(f"unknown LoRA kind {kind!r}; expected one of {', '.join(LORA_KINDS)}")
     return loaders[kind](path)

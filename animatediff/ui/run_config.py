@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from animatediff.ui.catalog import Catalog
+from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry
 from animatediff.ui.settings import Settings, ip_adapter_of, spec
 
@@ -47,9 +47,11 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["vae_path"] = models.vae
     if models.embeddings:
         entry["embeddings"] = list(models.embeddings)
-    kinds = {"image": [], "adapter": [], "motion": []}
+    kinds = {"image": [], "adapter": [], "motion": [], "auto": []}
     for kind, path, scale in models.loras:
         kinds[kind].append({"path": path, "alpha": scale})
+    if kinds["auto"]:  # the prompt's <lora:NAME:WEIGHT> tags: the entry finds them where the scan did
+        entry["lora_dir"] = [str(catalog.root / FOLDERS[folder]) for folder in ("loras", "motion_loras")]
     if kinds["image"]:
         entry["lora_configs"] = kinds["image"]
     if kinds["adapter"]:

@@ -246,6 +246,7 @@ def spec(s: Settings, catalog: Catalog) -> PipelineSpec:
     if s.adapter:
         loras.append(("adapter", str(catalog.resolve("adapter", s.adapter)), s.adapter_scale))
     loras += [("motion", str(catalog.resolve("motion_lora", i)), scale) for i, scale in s.motion_loras]
+    loras += tagged_loras_of(s, catalog)
     return PipelineSpec(
         base=str(catalog.resolve("base", s.base)),
         motion_module=str(catalog.resolve("motion_module", s.motion_module)),
@@ -254,6 +255,26 @@ def spec(s: Settings, catalog: Catalog) -> PipelineSpec:
         vae=str(catalog.resolve("vae", s.vae)) if s.vae else None,
         embeddings=fitting_embeddings(catalog, catalog.resolve("base", s.base)),
     )
+
+
+TAG_FOLDERS = ("lora", "motion_lora")
+"""The catalog kinds (the models folder's Lora/ and motion_lora/) a prompt's `<lora:NAME:WEIGHT>` tag finds NAME in."""
+
+
+def tagged_loras_of(s: Settings, catalog: Catalog) -> list[tuple[str, str, float]]:
+    """("auto", path, weight) of the LoRAs the prompt's A1111 tags name (`prompt_loras`), found among the scan's
+    LoRAs and MotionLoRAs by their file name without its extension."""
+    from animatediff.prompt_loras import lora_tags
+
+    found = []
+    for name, weight in lora_tags([s.prompt, *s.prompt_map.values()]).items():
+        match = next(
+            ((kind, c.id) for kind in TAG_FOLDERS for c in catalog.choices[kind] if Path(c.id).stem == name), None
+        )
+        if match is None:
+            raise InputError(f"<lora:{name}>: no LoRA named {name} in the models folder's Lora/ or motion_lora/")
+        found.append(("auto", str(catalog.resolve(*match)), weight))
+    return found
 
 
 def fitting_embeddings(catalog: Catalog, base: Path) -> tuple[str, ...]:
@@ -294,12 +315,16 @@ def context_of(s: Settings) -> ContextSchedule | None:
 
 
 def prompt_of(s: Settings) -> str | dict[int, str]:
-    """What the pipeline draws: the prompt, or the keyframes with the prompt put before each one's text."""
+    """What the pipeline draws: the prompt, or the keyframes with the prompt put before each one's text; A1111's
+    `<lora:NAME:WEIGHT>` tags taken out (`tagged_loras_of` merges them)."""
+    from animatediff.prompt_loras import prompt_without_lora_tags
+
     if not s.prompt_map:
-        return s.prompt
+        return prompt_without_lora_tags(s.prompt)
     from animatediff.pipeline.prompt_travel import compose
 
-    return {frame: compose(text, s.prompt, "") for frame, text in sorted(s.prompt_map.items())}
+    keyframes = {frame: compose(text, s.prompt, "") for frame, text in sorted(s.prompt_map.items())}
+    return prompt_without_lora_tags(keyframes)
 
 
 def output_stem(s: Settings, number: int) -> str:
