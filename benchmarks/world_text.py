@@ -14,6 +14,7 @@ caption, below 1 the motion words count for less, above 1 for more (the prompt's
     python benchmarks/world_text.py --only scene     # the caption after its scene said 9 times
     python benchmarks/world_text.py --only colour --weighting comfy  # the colour word under ComfyUI's weights
     python benchmarks/world_text.py --only embedding # the motion words as a textual-inversion embedding
+    python benchmarks/world_text.py --only loras     # the outlined look and the motions as <lora:NAME:1> tags
 
 The colour table writes the caption's colour word as `(red:W)` and counts how often the object keeps the captioned
 colour, and how far the frames move from the plain caption's.
@@ -26,6 +27,10 @@ or in A1111's chunks of 75. The scene table writes the caption's scene without i
 The embedding table writes each caption's motion words as one new word (qxv0, qxv1, …) whose embedding file
 holds the text encoder's own token vectors of those words: not loaded, the word is letters the world never saw;
 loaded (`--embedding`), it is the motion words again.
+
+The LoRA-tag table asks for the world's personalized looks and motions with A1111's `<lora:NAME:WEIGHT>` in the
+prompt (`--lora-dir`): the outlined look's captions with and without `<lora:outlined_lora:1>`, and the captions
+without their motion words with and without `<lora:MOTION:1>` (the shipped MotionLoRA of the captioned motion).
 """
 
 from __future__ import annotations
@@ -107,7 +112,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
-        "--only", choices=["rows", "colour", "long", "scene", "embedding"], default=None, help="one table; default: all"
+        "--only",
+        choices=["rows", "colour", "long", "scene", "embedding", "loras"],
+        default=None,
+        help="one table; default: all",
     )
     parser.add_argument(
         "--weighting", choices=["a1111", "comfy"], default="a1111", help="how the colour table reads its weights"
@@ -160,6 +168,51 @@ def main() -> None:
             for path in files.values():
                 pipe.load_embedding(path)
             table(None, (("motion words as the loaded embedding of their tokens", {}, swap),))
+    if args.only in (None, "loras"):
+        lora_tags_table(pipe, args.prompts, seeds, args.frames, args.steps)
+
+
+def lora_tags_table(pipe: AnimationPipeline, n: int, seeds: list[int], frames: int, steps: int) -> None:
+    """Looks and motions asked for with `<lora:NAME:1>` tags, found in the world's folders as --lora-dir finds
+    them, merged for each clip and taken out of its prompt."""
+    from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
+    from animatediff.world.looks import load_look_classifier
+
+    folders = [EMBEDDED / "personalized", EMBEDDED / "motion_loras"]
+    looks = load_look_classifier(EMBEDDED / "look_classifier.safetensors")
+
+    def generate(prompt: str, seed: int) -> np.ndarray:
+        names = [pipe.add_lora(path, weight, kind) for kind, path, weight in tagged_loras([prompt], folders)]
+        try:
+            call = dict(num_frames=frames, num_inference_steps=steps, progress=False)
+            return pipe(prompt_without_lora_tags(prompt), seed=seed, **call)[0]
+        finally:
+            for name in names:
+                pipe.loras.remove(name)
+
+    def still(caption: str) -> str:
+        return " ".join(MOTION_WORDS.sub("", caption).split())
+
+    def motion_tag(caption: str) -> str:
+        return f"{still(caption)} <lora:{MOTION_WORDS.search(caption)[0].split()[-1]}:1>"
+
+    rows = (
+        ("the outlined look's captions", "style", plain),
+        ("… + <lora:outlined_lora:1>", "style", lambda caption: f"{caption} <lora:outlined_lora:1>"),
+        ("captions without their motion words", "base", still),
+        ("… + <lora:MOTION:1> (the captioned motion's MotionLoRA)", "base", motion_tag),
+    )
+    clips = n * len(seeds)
+    print("\n## LoRAs named in the prompt (<lora:NAME:WEIGHT>, --lora-dir), on the embedded world\n")
+    print(f"{clips} clips per row\n")
+    print("| row | motion accuracy | colour accuracy | look accuracy | consistency |")
+    print("|---|---|---|---|---|")
+    for label, look, write in rows:
+        result = evaluate_row(label, lambda c, seed, write=write: generate(write(c), seed),
+                              evaluation_prompts(n, look=look), seeds, looks)  # fmt: skip
+        motion, colour = round(result.motion_accuracy * clips), round(result.colour_accuracy * clips)
+        look_accuracy = f"{result.look_accuracy:.2f}"
+        print(f"| {label} | {motion}/{clips} | {colour}/{clips} | {look_accuracy} | {result.consistency:.2f} |")
 
 
 def motion_embeddings(pipe: AnimationPipeline, folder: Path) -> dict[str, Path]:
