@@ -62,16 +62,53 @@ def test_bad_settings_are_one_line(make, message):
         make()
 
 
-def test_what_pag_does_not_take_is_refused_before_sampling(make_pipeline, monkeypatch):
+def test_a_bad_layer_pattern_is_refused_before_sampling(make_pipeline, monkeypatch):
     import animatediff.pipeline.animation as animation
 
     monkeypatch.setattr(animation, "denoise", lambda *a, **k: pytest.fail("denoising started"))
-    pipe = make_pipeline("v2")
     with pytest.raises(InputError, match="PAG layer pattern 'nowhere' matches no self-attention layer"):
-        pipe("a cat", **ARGS, progress=False, pag=PAG(3.0, layers=("nowhere",)))
-    control = ControlNet(torch.nn.Identity(), torch.zeros(4, 3, 16, 16))
-    with pytest.raises(InputError, match="PAG runs with the text alone here: not with ControlNets"):
-        pipe("a cat", **ARGS, progress=False, pag=PAG(3.0), controlnets=[control])
+        make_pipeline("v2")("a cat", **ARGS, progress=False, pag=PAG(3.0, layers=("nowhere",)))
+
+
+def test_pag_with_an_ip_adapter_matches_diffusers(tmp_path, make_pipeline, one_thread):
+    """The perturbed pass sees the image prompt as the conditional half of a guided batch does."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionModelWithProjection
+
+    from animatediff.pipeline import IPAdapter
+    from tests.test_ip_adapter import sample_image, tiny_image_encoder, tiny_ip_adapter
+
+    ours = make_pipeline("v2")
+    save_file(tiny_ip_adapter(ours.unet.unet), str(tmp_path / "ip.safetensors"))
+    tiny_image_encoder(tmp_path / "image_encoder")
+    encoder = CLIPVisionModelWithProjection.from_pretrained(tmp_path / "image_encoder").eval()
+    theirs = diffusers_pipeline(ours, motion_adapter=True, cls=AnimateDiffPAGPipeline, feature_extractor=None,
+                                image_encoder=encoder, pag_applied_layers=["mid_block.*attn1"])  # fmt: skip
+    theirs.load_ip_adapter(str(tmp_path), subfolder="", weight_name="ip.safetensors", image_encoder_folder=None)
+    theirs.set_ip_adapter_scale(0.7)
+    generator = torch.Generator("cpu").manual_seed(4)
+    expected = theirs(prompt="a red circle", negative_prompt="blurry", **ARGS, guidance_scale=7.5, pag_scale=3.0,
+                      ip_adapter_image=sample_image(), generator=generator, output_type="np").frames  # fmt: skip
+    ip_adapter = IPAdapter(tmp_path / "ip.safetensors", sample_image(), 0.7)
+    got = ours("a red circle", "blurry", **ARGS, guidance_scale=7.5, seed=4, progress=False, pag=PAG(3.0),
+               ip_adapter=ip_adapter)  # fmt: skip
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_pag_with_a_controlnet(make_pipeline, one_thread):
+    """At ControlNet scale 0 the frames are PAG's alone (the perturbed pass takes the guided batch's layout)."""
+    from tests.controlnet_helpers import tiny_controlnet
+    from tests.test_controlnet import numbered_frames
+
+    pipe = make_pipeline("v2")
+    args = dict(ARGS, guidance_scale=7.5, seed=2, progress=False, pag=PAG(3.0))
+    model = tiny_controlnet(pipe.unet.unet)
+    alone = pipe("a red circle", "blurry", **args)
+    off = pipe("a red circle", "blurry", **args, controlnets=[ControlNet(model, numbered_frames(4), scale=0.0)])
+    np.testing.assert_allclose(off, alone, rtol=0, atol=1e-6)
+    guess = ControlNet(model, numbered_frames(4), guess_mode=True)
+    steered = pipe("a red circle", "blurry", **args, controlnets=[guess])
+    assert np.isfinite(steered).all() and np.abs(steered - alone).max() > 1e-3
 
 
 def test_generate_and_run_entries_take_pag(tmp_path, capsys):

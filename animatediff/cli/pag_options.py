@@ -49,6 +49,4 @@ def pag_from_args(args: argparse.Namespace) -> PAG | None:
         if args.pag_adaptive_scale is not None or args.pag_layer:
             raise InputError("--pag-adaptive-scale and --pag-layer need --pag-scale")
         return None
-    if any(getattr(args, name, None) for name in ("controlnet", "sparsectrl", "ip_adapter")):
-        raise InputError("--pag-scale runs with the text alone: not with --controlnet, --sparsectrl or --ip-adapter")
     return PAG(args.pag_scale, args.pag_adaptive_scale or 0.0, tuple(args.pag_layer or DEFAULT_LAYERS))

@@ -272,7 +272,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         `long_prompts`: "chunks" reads a prompt longer than CLIP's 75 tokens in chunks of 75, as A1111 does, `BREAK`
         ending one early (`prompt_chunks`); "truncate" (the default, as the official code and diffusers) cuts it.
         `pag`: perturbed-attention guidance (`pipeline/pag.py`: scale, adaptive scale, layers), as diffusers'
-        AnimateDiffPAGPipeline; with the text alone.
+        AnimateDiffPAGPipeline.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -289,8 +289,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         check_text_reading(
             self.text_encoder, self.text_encoder_2 is not None, clip_skip, prompt_weighting, long_prompts
         )
-        steered = bool(conditions or controlnets or sparse_ctrls or ip_adapter)
-        pag_layers = check_pag(pag, self.unet, steered)  # the perturbed layers; none without PAG
+        pag_layers = check_pag(pag, self.unet)  # the perturbed layers; none without PAG
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
@@ -335,6 +334,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance.
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
         sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
+        steered = bool(conditions or controls or sparse or ip_adapter) and guidance_scale > 1  # read the halves
         conditions = [*conditions, *sdxl_conditions(text, height, width)]  # SDXL: pooled text and size ids
         conditions = [*conditions, *controls, *sparse]  # the ControlNets and SparseCtrls, bound to this run's steps
         ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0)  # IP-Adapter: loaded, its image encoded
@@ -346,7 +346,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
             predict = free_noise_predictor(predict, self.unet, free_noise)
         if context_length is not None:
             predict = windowed(predict, num_frames, context, timesteps=timesteps)
-        perturbed, pag_scale = pag_guidance(pag, pag_layers, predict)  # PAG: the prediction it pushes away from
+        perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
         denoiser = guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
 
         # 4. Loop.

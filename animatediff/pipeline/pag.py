@@ -11,8 +11,10 @@ prediction: ε = ε_u + s·(ε_c − ε_u) + p·(ε_c − ε_p) (`sampling.guida
 temporal self-attention). The default, "mid_block.*attn1", is diffusers' AnimateDiff default: the middle block's
 image self-attention and its motion module's first temporal attention.
 
-The perturbed prediction is the conditional one, made in a call of its own beside the guided batch; conditions
-that split the guided batch in halves (ControlNets, SparseCtrl, an IP-Adapter) are not taken with PAG.
+The perturbed prediction is the conditional one, made in a call of its own beside the guided batch. With
+conditions that read the guided batch as [unconditional, conditional] halves (ControlNets, SparseCtrl, an IP-Adapter)
+that call is a whole guided batch whose conditional half is kept, so that every condition sees the layout it was
+made for (one more unconditional pass: 4 UNet passes a step instead of 3).
 """
 
 from __future__ import annotations
@@ -144,30 +146,34 @@ def perturbed(layers: list[torch.nn.Module]) -> Iterator[None]:
             layer.processor = processor
 
 
-def perturbed_predictor(predict: Predictor, layers: list[torch.nn.Module]) -> Predictor:
-    """`predict` with `layers` perturbed for each call."""
+def perturbed_predictor(
+    predict: Predictor, layers: list[torch.nn.Module], uncond: torch.Tensor | None = None
+) -> Predictor:
+    """`predict` with `layers` perturbed for each call; with `uncond`, each call made as a guided batch
+    [uncond, the call's text] and its conditional half returned."""
 
-    def predict_perturbed(*args, **kwargs) -> torch.Tensor:
+    def predict_perturbed(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         with perturbed(layers):
-            return predict(*args, **kwargs)
+            if uncond is None:
+                return predict(x, t, text, frames)
+            return predict(torch.cat([x, x]), t, torch.cat([uncond, text]), frames).chunk(2)[1]
 
     return predict_perturbed
 
 
-def check_pag(pag: PAG | None, unet: torch.nn.Module, steered: bool) -> list[torch.nn.Module]:
+def check_pag(pag: PAG | None, unet: torch.nn.Module) -> list[torch.nn.Module]:
     """The layers `pag` perturbs (none without PAG or at scale 0), before any work; one line for patterns that pick
-    nothing, or when `steered` (ControlNets, SparseCtrl, an IP-Adapter or other conditions given)."""
+    nothing."""
     if pag is None or pag.scale == 0:
         return []
-    if steered:
-        raise InputError("PAG runs with the text alone here: not with ControlNets, SparseCtrl or an IP-Adapter")
     return pag_layers(unet, pag.layers)
 
 
 def pag_guidance(
-    pag: PAG | None, layers: list[torch.nn.Module], predict: Predictor
+    pag: PAG | None, layers: list[torch.nn.Module], predict: Predictor, steered_uncond: torch.Tensor | None = None
 ) -> tuple[Predictor | None, Callable[[torch.Tensor], float] | None]:
-    """(the perturbed predictor, p(t)) that `guided` takes (`check_pag`'s layers); (None, None) without PAG."""
+    """(the perturbed predictor, p(t)) that `guided` takes (`check_pag`'s layers); (None, None) without PAG.
+    `steered_uncond`: the unconditional text of a guided run whose conditions read the guided batch's halves."""
     if not layers:
         return None, None
-    return perturbed_predictor(predict, layers), pag.scale_at
+    return perturbed_predictor(predict, layers, steered_uncond), pag.scale_at

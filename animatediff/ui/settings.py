@@ -175,8 +175,6 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.video = str(raw.get("video") or "")
     parse_controls(raw, s, catalog)
     _parse_ip_adapter(raw, s, catalog)
-    if s.pag_scale and (s.controlnets or s.keyframes or s.ip_adapter):
-        raise InputError("PAG scale: PAG runs with the text alone, not with ControlNets, SparseCtrl or an IP-Adapter")
     spec(s, catalog)  # every model is one the scan listed
     return s
 
