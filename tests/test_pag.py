@@ -132,3 +132,12 @@ def test_generate_and_run_entries_take_pag(tmp_path, capsys):
         parse_entry({"prompt": ["p"], "motion_module": "m.ckpt", "pag_adaptive_scale": 0.1}, "run.yaml", "0")
     with pytest.raises(InputError, match="PAG scale must be a number from 0 up"):
         parse_entry({"prompt": ["p"], "motion_module": "m.ckpt", "pag_scale": "high"}, "run.yaml", "0")
+
+
+def test_sdxl_takes_pag(tmp_path, one_thread):
+    from tests.sdxl_tiny import tiny_sdxl_pipeline
+
+    pipe = tiny_sdxl_pipeline(tmp_path)
+    args = dict(ARGS, height=32, width=32, guidance_scale=5.0, seed=1, progress=False)
+    plain, guided = pipe("a red circle", **args), pipe("a red circle", **args, pag=PAG(3.0, layers=("up_blocks",)))
+    assert np.isfinite(guided).all() and np.abs(guided - plain).max() > 1e-3
