@@ -104,6 +104,14 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_sampling_args(p)
     p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     p.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="draw N clips with the models loaded once, seeds SEED, SEED+1, … (A1111's batch count); each written "
+        "as --output's name with -SEED before its extension",
+    )
+    p.add_argument(
         "--prediction-type",
         choices=["auto", "epsilon", "v_prediction"],
         default="auto",
@@ -297,13 +305,19 @@ def run_generate(args: argparse.Namespace) -> None:
         silence_libraries()
 
     from animatediff.formats.embeddings import check_embedding_file
-    from animatediff.io.video import check_finite, check_video_path, save_video
+    from animatediff.io.video import check_finite, check_video_path, save_video, seeded_path
     from animatediff.pipeline import AnimationPipeline
     from animatediff.pipeline.prompt_travel import prompt_argument
     from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
     from animatediff.text_encoding import check_clip_skip
 
-    check_video_path(args.output, "--output")  # before minutes of loading and sampling
+    if args.count < 1:
+        raise InputError(f"--count must be at least 1, got {args.count}")
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    seeds = [seed + i for i in range(args.count)]  # A1111's batch count: the next seeds
+    outputs = [Path(args.output)] if args.count == 1 else [seeded_path(args.output, s) for s in seeds]
+    for output in outputs:
+        check_video_path(output, "--output")  # before minutes of loading and sampling
     sampling = sampling_from_args(args)  # preset, scheduler, steps, guidance, spacing: checked before loading
     args.steps = sampling.steps
     prompt = prompt_argument(args.prompt, args.prompt_map, args.frames)  # a bad --prompt-map fails before loading
@@ -314,7 +328,6 @@ def run_generate(args: argparse.Namespace) -> None:
     device, dtype = resolve_device(args)
     memory = memory_from_args(args, device)  # VAE slicing/tiling, offload, FFN chunks, compile: checked before loading
     scheduler = sampling.make_scheduler()
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
     start = time.perf_counter()
     free_init = free_init_from_args(args)  # bad FreeInit options fail before loading
     pag = pag_from_args(args)  # bad PAG options fail before loading
@@ -347,16 +360,13 @@ def run_generate(args: argparse.Namespace) -> None:
     pipe.apply_memory_options(memory, device)  # after the LoRAs: sequential offload takes the merged weights
     controlnets = controlnets_for(control_inputs, pipe, args)
     sparse_ctrls = sparse_ctrls_for(sparse_input, pipe, args)
-    frames = pipe(
-        prompt,
-        args.negative_prompt,
+    call = dict(
         num_frames=args.frames,
         height=args.height,
         width=args.width,
         num_inference_steps=args.steps,
         guidance_scale=sampling.guidance_scale,  # None: the base's own
         guidance_rescale=args.guidance_rescale,
-        seed=seed,
         progress=not args.quiet,
         context=context,
         motion_scale=motion_scale,
@@ -372,8 +382,10 @@ def run_generate(args: argparse.Namespace) -> None:
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,
-    )[0]
-    check_finite(frames, args.output)
-    path = save_video(frames, args.output, args.fps)
-    if not args.quiet:
-        print(f"wrote {path} ({len(frames)} frames, seed {seed}, {time.perf_counter() - start:.1f} s)")
+    )
+    for seed, output in zip(seeds, outputs, strict=True):
+        frames = pipe(prompt, args.negative_prompt, seed=seed, **call)[0]
+        check_finite(frames, output)
+        path = save_video(frames, output, args.fps)
+        if not args.quiet:
+            print(f"wrote {path} ({len(frames)} frames, seed {seed}, {time.perf_counter() - start:.1f} s)")

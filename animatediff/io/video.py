@@ -35,6 +35,12 @@ def check_video_path(path: str | os.PathLike, option: str = "output") -> Path:
     return check_output_path(path, option, folder=not suffix, replaceable=is_png_folder)
 
 
+def seeded_path(path: str | os.PathLike, seed: int) -> Path:
+    """`path` with `-SEED` before its extension (a folder of PNGs: at its end): circle.gif → circle-5.gif."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{seed}{path.suffix}")
+
+
 def check_finite(frames: np.ndarray, path: str | os.PathLike) -> None:
     """Frames holding NaN or inf would be written as black pixels: an InputError saying why, instead."""
     frames = np.asarray(frames)
