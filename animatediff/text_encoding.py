@@ -148,16 +148,19 @@ def encode_prompts_pooled(
     clip_skip: int = 1,
     weighting: str = "none",
     long_prompts: str = "truncate",
+    prompts_2: list[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDXL's text: every encoder's penultimate hidden states (with `clip_skip` N, the (N + 1)-th from the end) joined
     along the features, (n, 77, D1 + D2) or under `long_prompts` "chunks" (n, 77 × chunks, D1 + D2), and the pooled
-    projection of the encoder that has one (the last), (n, P): of the first chunk, as A1111 takes it."""
+    projection of the encoder that has one (the last), (n, P): of the first chunk, as A1111 takes it. `prompts_2`:
+    what the second encoder reads (diffusers' `prompt_2`); None: the same prompts."""
     states, pooled = [], None
     n = len(prompts)
-    chunks = max(chunk_count(tokenizer, prompts, weighting, long_prompts) for tokenizer in tokenizers)
-    for tokenizer, encoder in zip(tokenizers, text_encoders, strict=True):
+    texts = [prompts, *[prompts_2 or prompts] * (len(tokenizers) - 1)]
+    chunks = max(chunk_count(tok, t, weighting, long_prompts) for tok, t in zip(tokenizers, texts, strict=True))
+    for tokenizer, encoder, own in zip(tokenizers, text_encoders, texts, strict=True):
         check_clip_skip(clip_skip, encoder, trained_from_end=2)
-        ids, weights, _ = _rows(tokenizer, prompts, weighting, long_prompts, chunks)
+        ids, weights, _ = _rows(tokenizer, own, weighting, long_prompts, chunks)
 
         def run(rows: torch.Tensor, encoder: torch.nn.Module = encoder) -> tuple[torch.Tensor, torch.Tensor | None]:
             out = encoder(rows.to(input_device(encoder)), output_hidden_states=True)

@@ -7,7 +7,7 @@ import torch
 from diffusers.models.attention import FreeNoiseTransformerBlock
 from diffusers.pipelines.free_noise_utils import AnimateDiffFreeNoiseMixin
 
-from animatediff.cli import generate as generate_cli
+from animatediff.cli import free_noise_options
 from animatediff.errors import InputError
 from animatediff.models import MotionModule
 from animatediff.models.free_noise import WEIGHTINGS, AttentionWindows, fused_windows, window_spans, window_weights
@@ -34,8 +34,8 @@ def test_bad_options_are_one_line_input_errors(options, message):
 
 
 def test_the_cli_offers_exactly_the_library_choices():
-    assert generate_cli.FREE_NOISE_TYPES == NOISE_TYPES
-    assert generate_cli.FREE_NOISE_WEIGHTINGS == WEIGHTINGS
+    assert free_noise_options.FREE_NOISE_TYPES == NOISE_TYPES
+    assert free_noise_options.FREE_NOISE_WEIGHTINGS == WEIGHTINGS
 
 
 def _diffusers_block(length: int, stride: int, weighting: str = "pyramid") -> SimpleNamespace:

@@ -6,11 +6,11 @@ import argparse
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from animatediff.cli.context_options import add_context_args, context_from_args, motion_scale_from_args
 from animatediff.cli.controlnet_options import add_controlnet_args, controlnet_inputs_from_args, controlnets_for
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
+from animatediff.cli.free_noise_options import add_free_noise_args, free_noise_option
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
 from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
@@ -19,9 +19,6 @@ from animatediff.cli.sampling_options import add_sampling_args, sampling_from_ar
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.video_options import add_video_args, video_from_args
 from animatediff.errors import InputError
-
-if TYPE_CHECKING:
-    from animatediff.pipeline.free_noise import FreeNoise
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +73,16 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="take the text from the text encoder's N-th layer from the end, as the UIs count it: 1 the layer the "
         "model was trained on, 2 the one before (many anime models want 2); diffusers' clip_skip is N-1",
+    )
+    p.add_argument(
+        "--prompt-2",
+        default=None,
+        help="SDXL: what its second text encoder (OpenCLIP bigG) reads instead of --prompt, as diffusers' prompt_2",
+    )
+    p.add_argument(
+        "--negative-prompt-2",
+        default=None,
+        help="SDXL: the second text encoder's negative prompt instead of --negative-prompt (negative_prompt_2)",
     )
     p.add_argument(
         "--prompt-weighting",
@@ -156,43 +163,6 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_personalization_args(p)
     add_memory_args(p)
     p.set_defaults(run=run_generate)
-
-
-FREE_NOISE_TYPES = ("shuffle_context", "repeat_context", "random")  # pipeline.free_noise.NOISE_TYPES
-FREE_NOISE_WEIGHTINGS = ("flat", "pyramid", "delayed_reverse_sawtooth")  # models.free_noise.WEIGHTINGS
-
-
-def add_free_noise_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--free-noise",
-        action="store_true",
-        help="FreeNoise for long clips: rescheduled noise, and motion modules attending in fused windows of "
-        "--context-length frames (16 unless given) every --context-stride frames (4 unless given), instead of the "
-        "sliding context windows",
-    )
-    p.add_argument(
-        "--free-noise-noise-type",
-        choices=FREE_NOISE_TYPES,
-        default="shuffle_context",
-        help="noise of frames past the first window: the window's shuffled locally, repeated, or independent",
-    )
-    p.add_argument(
-        "--free-noise-weighting",
-        choices=FREE_NOISE_WEIGHTINGS,
-        default="pyramid",
-        help="how the motion modules' windows are fused per frame",
-    )
-
-
-def free_noise_option(args: argparse.Namespace) -> FreeNoise | None:
-    """The FreeNoise --free-noise asks for (it takes --context-length and --context-stride over), else None."""
-    if not args.free_noise:
-        return None
-    from animatediff.pipeline.free_noise import FreeNoise
-
-    windows = {"context_length": args.context_length, "context_stride": args.context_stride}
-    given = {key: value for key, value in windows.items() if value is not None}  # else FreeNoise's 16 and 4
-    return FreeNoise(**given, weighting=args.free_noise_weighting, noise_type=args.free_noise_noise_type)
 
 
 def add_personalization_args(p: argparse.ArgumentParser) -> None:
@@ -382,6 +352,8 @@ def run_generate(args: argparse.Namespace) -> None:
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,
+        prompt_2=args.prompt_2,
+        negative_prompt_2=args.negative_prompt_2,
     )
     for seed, output in zip(seeds, outputs, strict=True):
         frames = pipe(prompt, args.negative_prompt, seed=seed, **call)[0]

@@ -42,7 +42,7 @@ from animatediff.pipeline.prompt_travel import prompt_travel
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
-from animatediff.pipeline.text import check_text_reading, encode_text, prompt_batch
+from animatediff.pipeline.text import check_text_reading, encode_text, prompt_batch, second_prompts
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
 from animatediff.sampling import (
     denoise,
@@ -230,6 +230,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         prompt_weighting: str = "none",
         long_prompts: str = "truncate",
         pag: PAG | None = None,
+        prompt_2: str | list[str] | None = None,
+        negative_prompt_2: str | list[str] | None = None,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -273,6 +275,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         ending one early (`prompt_chunks`); "truncate" (the default, as the official code and diffusers) cuts it.
         `pag`: perturbed-attention guidance (`pipeline/pag.py`: scale, adaptive scale, layers), as diffusers'
         AnimateDiffPAGPipeline.
+        `prompt_2`, `negative_prompt_2`: SDXL's second text encoder's text, as diffusers' (default: the prompts).
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -295,6 +298,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         )  # None without a video
         travel = prompt_travel(prompt, negative_prompt, prompt_interpolation, num_frames)  # None unless a dict
         prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
+        sdxl = self.text_encoder_2 is not None
+        sdxl_texts = second_prompts(prompt_2, negative_prompt_2, prompts, negatives, sdxl, travel is not None)
         texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
         said = travel.texts if travel else prompts
         added = frozenset(self.tokenizer.added_tokens_encoder)  # loaded embeddings' words (and CLIP's own two)
@@ -309,7 +314,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
             text = encode_text(
                 self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
-                travel, num_frames, second, zero_negative, clip_skip, prompt_weighting, long_prompts,
+                travel, num_frames, second, zero_negative, clip_skip, prompt_weighting, long_prompts, *sdxl_texts,
             )  # fmt: skip
 
         # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.

@@ -66,12 +66,37 @@ def prompt_encoder(
     picks (`text_encoding`: 1 = the layer the model was trained on), emphasis read by `weighting`, long prompts cut
     or read in chunks by `long_prompts`."""
     if second is None:
-        return lambda prompts: (
+        return lambda prompts, prompts_2=None: (
             encode_prompts(tokenizer, text_encoder, prompts, clip_skip, weighting, long_prompts),
             None,
         )
     tokenizers, encoders = (tokenizer, second[0]), (text_encoder, second[1])
-    return lambda prompts: encode_prompts_pooled(tokenizers, encoders, prompts, clip_skip, weighting, long_prompts)
+    return lambda prompts, prompts_2=None: encode_prompts_pooled(
+        tokenizers, encoders, prompts, clip_skip, weighting, long_prompts, prompts_2
+    )
+
+
+def second_prompts(
+    prompt_2: str | list[str] | None,
+    negative_prompt_2: str | list[str] | None,
+    prompts: list[str],
+    negatives: list[str],
+    sdxl: bool,
+    travel: bool,
+) -> tuple[list[str] | None, list[str] | None]:
+    """(what SDXL's second text encoder reads for the prompts, for the negative prompts), as diffusers'
+    `prompt_2` and `negative_prompt_2`: each the first encoder's text where not given; (None, None) when neither is.
+    One line for them with an SD1.x base or a prompt travel."""
+    if prompt_2 is None and negative_prompt_2 is None:
+        return None, None
+    if not sdxl:
+        raise InputError("prompt_2 and negative_prompt_2 are for SDXL's second text encoder; this is an SD1.x model")
+    if travel:
+        raise InputError("prompt_2 and negative_prompt_2 take plain prompts, not a prompt travel")
+    second, negatives_2 = prompt_batch(prompt_2 if prompt_2 is not None else prompts, negative_prompt_2)
+    if len(second) != len(prompts):
+        raise InputError(f"{len(second)} prompt_2 for {len(prompts)} prompts")
+    return second, negatives if negative_prompt_2 is None else negatives_2
 
 
 def same_length(
@@ -117,6 +142,8 @@ def encode_text(
     clip_skip: int = 1,
     weighting: str = "none",
     long_prompts: str = "truncate",
+    prompts_2: list[str] | None = None,
+    negatives_2: list[str] | None = None,
 ) -> TextConditioning:
     """Embeddings of the prompts (and, when `guidance`, of the negative prompts), on the UNet's device and dtype.
 
@@ -125,13 +152,14 @@ def encode_text(
     comes too); `zero_negative`: the unconditional text is zeros (SDXL with no negative prompt given); `clip_skip`: the
     encoder layer the text is taken from (`text_encoding`; 1 = the one the model was trained on); `weighting`: "a1111"
     reads A1111's emphasis syntax (`prompt_weights`), "none" the prompts as plain text; `long_prompts`: "chunks"
-    reads a prompt longer than CLIP's window in chunks of it (`prompt_chunks`), "truncate" cuts it there."""
+    reads a prompt longer than CLIP's window in chunks of it (`prompt_chunks`), "truncate" cuts it there;
+    `prompts_2` / `negatives_2`: what SDXL's second encoder reads (`second_prompts`), None for the same text."""
     encode = prompt_encoder(tokenizer, text_encoder, second, clip_skip, weighting, long_prompts)
     if travel is not None:
         text = encode_frame_text(encode, travel, num_frames, guidance, device, dtype)
     else:
-        cond, pooled = encode(prompts)
-        uncond, pooled_uncond = encode(negatives) if guidance and not zero_negative else (None, None)
+        cond, pooled = encode(prompts, prompts_2)
+        uncond, pooled_uncond = encode(negatives, negatives_2) if guidance and not zero_negative else (None, None)
         if uncond is not None:
             cond, uncond = same_length([cond, uncond], encode)
         text = TextConditioning(cond, uncond, pooled, pooled_uncond)
