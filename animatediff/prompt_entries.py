@@ -125,6 +125,10 @@ class PromptEntry:
     prompt_weighting: str = "none"
     """none, a1111 or comfy (A1111's or ComfyUI's weights syntax), as generate's --prompt-weighting."""
     long_prompts: str = "truncate"
+    prompt_2: str = ""
+    """SDXL: what the second text encoder reads for every prompt (generate's --prompt-2); empty: the prompt."""
+    n_prompt_2: str = ""
+    """SDXL: the second text encoder's negative prompt (--negative-prompt-2); empty: the negative prompt."""
     pag_scale: float | None = None
     """Perturbed-attention guidance's scale (generate's --pag-scale); None: off."""
     pag_adaptive_scale: float = 0.0
@@ -342,6 +346,9 @@ def _check_output_keys(values: dict, where: str) -> None:
     if values.get("long_prompts", "truncate") not in LONG_PROMPTS:
         raise InputError(f"{where}: long_prompts {values['long_prompts']!r}: choose one of {', '.join(LONG_PROMPTS)}")
     _check_pag_keys(values, where)
+    for key in ("prompt_2", "n_prompt_2"):
+        if not isinstance(values.get(key) or "", str):
+            raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")
     if isinstance(values.get("lora_dir"), str):
         values["lora_dir"] = [values["lora_dir"]]
     if not all(isinstance(d, str) and d for d in values.get("lora_dir") or []):

@@ -42,3 +42,19 @@ def test_where_prompt_2_cannot_apply(sdxl, make_pipeline):
         make_pipeline()("a cat", num_frames=2, num_inference_steps=1, progress=False, prompt_2="a dog")
     with pytest.raises(InputError, match="take plain prompts, not a prompt travel"):
         sdxl({0: "a cat", 2: "a dog"}, **ARGS, progress=False, prompt_2="a dog")
+
+
+def test_a_run_entry_takes_prompt_2(sdxl, one_thread):
+    from animatediff.entry_pipeline_args import entry_pipeline_args
+    from animatediff.prompt_entries import parse_entry
+
+    raw = {"prompt": ["a red circle"], "n_prompt": ["blurry"], "prompt_2": "a blue square", "n_prompt_2": "dark",
+           "motion_module": "m.ckpt", "steps": 3, "guidance_scale": 7.5, "L": 4, "W": 32, "H": 32}  # fmt: skip
+    entry = parse_entry(raw, "run.yaml")
+    call = entry_pipeline_args(entry, sdxl, 16, None, None, [])
+    assert (call["prompt_2"], call["negative_prompt_2"]) == ("a blue square", "dark")
+    args = dict(ARGS, seed=2, progress=False)
+    direct = sdxl("a red circle", "blurry", **args, prompt_2="a blue square", negative_prompt_2="dark")
+    np.testing.assert_array_equal(sdxl("a red circle", "blurry", seed=2, **call)[0], direct[0])
+    with pytest.raises(InputError, match="run.yaml: prompt_2 must be a string"):
+        parse_entry({**raw, "prompt_2": ["a", "b"]}, "run.yaml")
