@@ -125,6 +125,7 @@ class PromptEntry:
     prompt_weighting: str = "none"
     """none, a1111 or comfy (A1111's or ComfyUI's weights syntax), as generate's --prompt-weighting."""
     long_prompts: str = "truncate"
+    """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     prompt_2: str = ""
     """SDXL: what the second text encoder reads for every prompt (generate's --prompt-2); empty: the prompt."""
     n_prompt_2: str = ""
@@ -135,13 +136,12 @@ class PromptEntry:
     """PAG's adaptive scale (--pag-adaptive-scale)."""
     pag_layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
     """The self-attention layers PAG perturbs (--pag-layer)."""
-    """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     vae_path: str = ""
+    """A VAE replacing the base's and dreambooth_path's, as generate's --vae; empty for none."""
     embeddings: list[str] = field(default_factory=list)
+    """Textual-inversion embedding files, each written in the prompts by its file name, as generate's --embedding."""
     lora_dir: list[str] = field(default_factory=list)
     """Folders where the prompts' `<lora:NAME:WEIGHT>` tags find their files, as generate's --lora-dir."""
-    """Textual-inversion embedding files, each written in the prompts by its file name, as generate's --embedding."""
-    """A VAE replacing the base's and dreambooth_path's, as generate's --vae; empty for none."""
     fps: float | None = None
     """Frames per second of this entry's videos; unset: the run's --fps."""
     output_format: str = "gif"
