@@ -332,6 +332,16 @@ def _check_pag_keys(values: dict, where: str) -> None:
         raise InputError(f"{where}: {err}") from None
 
 
+def _check_paths(values: dict, key: str, what: str, where: str) -> None:
+    """`key` made a list of paths in place: one path, a list of them, or unset (none)."""
+    paths = values.get(key) or []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise InputError(f"{where}: {key} must be {what}, got {values[key]!r}")
+    values[key] = paths
+
+
 def _check_output_keys(values: dict, where: str) -> None:
     """clip_skip, prompt_weighting, long_prompts, embeddings, vae_path, fps and output_format, checked in place."""
     if "clip_skip" in values:
@@ -349,16 +359,8 @@ def _check_output_keys(values: dict, where: str) -> None:
     for key in ("prompt_2", "n_prompt_2"):
         if not isinstance(values.get(key) or "", str):
             raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")
-    if isinstance(values.get("lora_dir"), str):
-        values["lora_dir"] = [values["lora_dir"]]
-    if not all(isinstance(d, str) and d for d in values.get("lora_dir") or []):
-        raise InputError(f"{where}: lora_dir must be a folder or a list of folders, got {values['lora_dir']!r}")
-    embeddings = values.get("embeddings") or []
-    if isinstance(embeddings, str):
-        embeddings = [embeddings]
-    if not isinstance(embeddings, list) or not all(isinstance(p, str) and p for p in embeddings):
-        raise InputError(f"{where}: embeddings must be a list of paths, got {values['embeddings']!r}")
-    values["embeddings"] = embeddings
+    _check_paths(values, "lora_dir", "a folder or a list of folders", where)
+    _check_paths(values, "embeddings", "a list of paths", where)
     if not isinstance(values.get("vae_path") or "", str):
         raise InputError(f"{where}: vae_path must be a path, got {values['vae_path']!r}")
     values["vae_path"] = values.get("vae_path") or ""
