@@ -12,8 +12,8 @@ How a longer prompt is read (`long_prompts`):
   rest moving to the next chunk. A prompt that fits one chunk reads exactly as under "truncate".
 
 Prompts conditioned on together (a batch, its negative prompts, a prompt travel's keyframes) are made the same
-length with chunks of the empty prompt, as A1111 pads them: `chunk_count` and `token_rows(..., chunks=)` here, and
-`pipeline.text` for prompts encoded apart.
+length with chunks of the empty prompt, as A1111 pads them: `chunk_rows(..., chunks=)` here, and `pipeline.text`
+for prompts encoded apart.
 """
 
 from __future__ import annotations
@@ -117,25 +117,13 @@ def prompt_chunks(
     return chunks
 
 
-def chunk_count(
-    tokenizer: CLIPTokenizer, prompts: list[str], weighting: str = "none", long_prompts: str = "truncate"
-) -> int:
-    """The most chunks any of `prompts` takes."""
-    return max(len(prompt_chunks(tokenizer, p, weighting, long_prompts)) for p in prompts)
-
-
-def token_rows(
-    tokenizer: CLIPTokenizer,
-    prompts: list[str],
-    weighting: str = "none",
-    long_prompts: str = "truncate",
-    chunks: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-    """(token ids (len(prompts) × k, window), each token's weight in that shape or None where every weight is 1, k):
-    each prompt's chunks as rows [start, tokens, end, padding] in order, k of them per prompt, the shorter prompts'
-    filled up with the empty prompt's row; k is the most chunks a prompt takes, and at least `chunks`. A row is what
-    the tokenizer itself gives for the chunk's text, padded to the window."""
-    per_prompt = [prompt_chunks(tokenizer, p, weighting, long_prompts) for p in prompts]
+def chunk_rows(
+    tokenizer: CLIPTokenizer, per_prompt: list[list[Chunk]], chunks: int = 1
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(token ids (prompts × k, window), each token's weight in that shape or None where every weight is 1): each
+    prompt's chunks (`prompt_chunks`) as rows [start, tokens, end, padding] in order, k of them per prompt, the
+    shorter prompts' filled up with the empty prompt's row; k is the most chunks a prompt takes, and at least
+    `chunks`. A row is what the tokenizer itself gives for the chunk's text, padded to the window."""
     k = max(chunks, *(len(c) for c in per_prompt))
     ids, weights = [], []
     for prompt_rows in per_prompt:
@@ -144,4 +132,15 @@ def token_rows(
             ids.append([tokenizer.bos_token_id, *tokens, tokenizer.eos_token_id, *[tokenizer.pad_token_id] * padding])
             weights.append([1.0, *token_weights, 1.0, *[1.0] * padding])
     weight_tensor = torch.tensor(weights)
-    return torch.tensor(ids), None if bool((weight_tensor == 1).all()) else weight_tensor, k
+    return torch.tensor(ids), None if bool((weight_tensor == 1).all()) else weight_tensor
+
+
+def token_rows(
+    tokenizer: CLIPTokenizer,
+    prompts: list[str],
+    weighting: str = "none",
+    long_prompts: str = "truncate",
+    chunks: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`chunk_rows` of `prompts`, each read into chunks by `prompt_chunks`."""
+    return chunk_rows(tokenizer, [prompt_chunks(tokenizer, p, weighting, long_prompts) for p in prompts], chunks)

@@ -21,7 +21,16 @@ import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError
-from animatediff.prompt_chunks import BREAK, check_long_prompts, chunk_count, prompt_tokens, room, token_rows
+from animatediff.prompt_chunks import (
+    BREAK,
+    Chunk,
+    check_long_prompts,
+    chunk_rows,
+    prompt_chunks,
+    prompt_tokens,
+    room,
+    token_rows,
+)
 from animatediff.prompt_weights import WEIGHT_SYNTAX, check_weighting, emphasized, fragments, pushed_from_empty
 
 
@@ -87,12 +96,11 @@ def final_layer_norm(text_encoder: CLIPTextModel) -> torch.nn.LayerNorm:
     return getattr(text_encoder, "text_model", text_encoder).final_layer_norm
 
 
-def _rows(
-    tokenizer: CLIPTokenizer, prompts: list[str], weighting: str, long_prompts: str, chunks: int = 1
-) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+def _chunks(tokenizer: CLIPTokenizer, prompts: list[str], weighting: str, long_prompts: str) -> list[list[Chunk]]:
+    """Each prompt's chunks (`prompt_chunks`), the reading settings checked first."""
     check_weighting(weighting)
     check_long_prompts(long_prompts)
-    return token_rows(tokenizer, prompts, weighting, long_prompts, chunks)
+    return [prompt_chunks(tokenizer, p, weighting, long_prompts) for p in prompts]
 
 
 def _weighted(
@@ -127,7 +135,7 @@ def encode_prompts(
     """Hidden states at the tokenizer's full length (77 for SD), padded and truncated: (len(prompts), 77, D), or
     with `long_prompts` "chunks" 77 per chunk, (n, 77 × chunks, D); the last layer's, or with `clip_skip` N > 1 the
     N-th from the end through the final layer norm; weights read with `weighting` "a1111" or "comfy"."""
-    ids, weights, _ = _rows(tokenizer, prompts, weighting, long_prompts)
+    ids, weights = chunk_rows(tokenizer, _chunks(tokenizer, prompts, weighting, long_prompts))
     if clip_skip > 1:
         check_clip_skip(clip_skip, text_encoder)
 
@@ -157,10 +165,11 @@ def encode_prompts_pooled(
     states, pooled = [], None
     n = len(prompts)
     texts = [prompts, *[prompts_2 or prompts] * (len(tokenizers) - 1)]
-    chunks = max(chunk_count(tok, t, weighting, long_prompts) for tok, t in zip(tokenizers, texts, strict=True))
-    for tokenizer, encoder, own in zip(tokenizers, text_encoders, texts, strict=True):
+    per_encoder = [_chunks(tok, own, weighting, long_prompts) for tok, own in zip(tokenizers, texts, strict=True)]
+    chunks = max(len(c) for per_prompt in per_encoder for c in per_prompt)  # one length for both encoders
+    for tokenizer, encoder, per_prompt in zip(tokenizers, text_encoders, per_encoder, strict=True):
         check_clip_skip(clip_skip, encoder, trained_from_end=2)
-        ids, weights, _ = _rows(tokenizer, own, weighting, long_prompts, chunks)
+        ids, weights = chunk_rows(tokenizer, per_prompt, chunks)
 
         def run(rows: torch.Tensor, encoder: torch.nn.Module = encoder) -> tuple[torch.Tensor, torch.Tensor | None]:
             out = encoder(rows.to(input_device(encoder)), output_hidden_states=True)
