@@ -66,6 +66,11 @@ def weighted_fragments(prompt: str) -> list[tuple[str, float]]:
         scale(start, STEP)
     for start in square_open:
         scale(start, 1 / STEP)
+    return _joined(runs)
+
+
+def _joined(runs: list) -> list[tuple[str, float]]:
+    """(text, weight) runs with adjacent runs of one weight joined; none: [("", 1.0)]."""
     joined: list[tuple[str, float]] = []
     for text, weight in runs:
         if joined and joined[-1][1] == weight:
@@ -120,14 +125,8 @@ def comfy_fragments(prompt: str) -> list[tuple[str, float]]:
     ComfyUI's `embedding:NAME` (with or without the file's extension) is the embedding's word, NAME."""
     prompt = COMFY_EMBEDDING.sub(lambda m: m[1], prompt)
     escaped = prompt.replace("\\)", "\0\1").replace("\\(", "\0\2")
-    joined: list[tuple[str, float]] = []
-    for text, weight in _comfy_runs(escaped, 1.0):
-        text = text.replace("\0\1", ")").replace("\0\2", "(")
-        if joined and joined[-1][1] == weight:
-            joined[-1] = (joined[-1][0] + text, weight)
-        else:
-            joined.append((text, weight))
-    return joined or [("", 1.0)]
+    runs = _comfy_runs(escaped, 1.0)
+    return _joined([(text.replace("\0\1", ")").replace("\0\2", "("), weight) for text, weight in runs])
 
 
 def fragments(prompt: str, weighting: str = "none") -> list[tuple[str, float]]:
