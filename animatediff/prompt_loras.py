@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from animatediff.errors import InputError, InputNotFound
+from animatediff.formats.state_dicts import PICKLE_SUFFIXES
 
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::([^>]*))?>")
 """`<lora:NAME>`, `<lora:NAME:WEIGHT>`, and A1111's `<lora:NAME:TE:UNET>` (refused: one weight here)."""
-LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+LORA_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 
 def lora_tags(texts: Iterable[str]) -> dict[str, float]:

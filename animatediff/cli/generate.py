@@ -265,8 +265,8 @@ def _check_models(base: str, motion_module: str, args: argparse.Namespace, loras
         check_reference(args.dreambooth, "personalized model")
     if args.vae:
         check_reference(args.vae, "VAE")
+    kinds = {"image": "LoRA", "adapter": "adapter LoRA", "motion": "MotionLoRA", "auto": "LoRA"}
     for kind, path, _ in loras:
-        kinds = {"image": "LoRA", "adapter": "adapter LoRA", "motion": "MotionLoRA", "auto": "LoRA"}
         check_reference(path, kinds[kind])
 
 

@@ -289,16 +289,14 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         check_free_noise(free_noise, context_length)
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
-        check_text_reading(
-            self.text_encoder, self.text_encoder_2 is not None, clip_skip, prompt_weighting, long_prompts
-        )
+        sdxl = self.text_encoder_2 is not None
+        check_text_reading(self.text_encoder, sdxl, clip_skip, prompt_weighting, long_prompts)
         pag_layers = check_pag(pag, self.unet)  # the perturbed layers; none without PAG
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
         travel = prompt_travel(prompt, negative_prompt, prompt_interpolation, num_frames)  # None unless a dict
         prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
-        sdxl = self.text_encoder_2 is not None
         sdxl_texts = second_prompts(prompt_2, negative_prompt_2, prompts, negatives, sdxl, travel is not None)
         texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
         said = travel.texts if travel else prompts
@@ -309,7 +307,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
 
         # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
         # pooled text too, and no negative prompt given is zeros where the base says so.
-        second = (self.tokenizer_2, self.text_encoder_2) if self.text_encoder_2 is not None else None
+        second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
         zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
             text = encode_text(

@@ -233,15 +233,14 @@ def load_prompt_map(path: str | os.PathLike) -> dict[int, str]:
 
 
 def prompt_argument(prompt: str | None, prompt_map: str | os.PathLike | None, num_frames: int) -> str | dict[int, str]:
-    """What `generate` draws: --prompt, or the keyframes of --prompt-map with --prompt, if given, put before every
-    keyframe's prompt (prompt-travel's head prompt); checked against the clip's length before any model loads."""
-    if prompt_map is None:
-        if prompt is None:
-            raise InputError("give --prompt (what to animate) or --prompt-map (frame → prompt keyframes)")
-        if (frames := text_keyframes(prompt)) is not None:  # the A1111 extension's prompt-travel lines
-            PromptTravel(frames, num_frames=num_frames if num_frames >= 1 else None)
-            return frames
+    """What `generate` draws: --prompt (its keyframes where it is written in the A1111 extension's prompt-travel
+    lines, `text_keyframes`), or the keyframes of --prompt-map with --prompt, if given, put before every keyframe's
+    prompt (prompt-travel's head prompt); keyframes are checked against the clip's length before any model loads."""
+    if prompt_map is not None:
+        frames = {k: compose(p, prompt or "") for k, p in load_prompt_map(prompt_map).items()}
+    elif prompt is None:
+        raise InputError("give --prompt (what to animate) or --prompt-map (frame → prompt keyframes)")
+    elif (frames := text_keyframes(prompt)) is None:
         return prompt
-    frames = {k: compose(p, prompt or "") for k, p in load_prompt_map(prompt_map).items()}
     PromptTravel(frames, num_frames=num_frames if num_frames >= 1 else None)  # the pipeline names a bad length
     return frames
