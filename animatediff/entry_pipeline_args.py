@@ -51,7 +51,8 @@ def entry_pipeline_args(
     return dict(
         num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
         guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation, clip_skip=entry.clip_skip,
-        prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts, pag=entry_pag(entry),
+        prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts, prompt_editing=entry.prompt_editing,
+        pag=entry_pag(entry),
         prompt_2=entry.prompt_2 or None, negative_prompt_2=entry.n_prompt_2 or None,
         video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,
         ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),

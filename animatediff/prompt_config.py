@@ -27,10 +27,11 @@ prompt-travel config file itself (one mapping with `prompt_map` and `motion_modu
 entry, with prompt-travel's defaults; its other keys (lora_map, motion_lora_map, clip_skip, vae_path, output, and
 the sections it leaves off) are read as `prompt_travel_config` says.
 
-`clip_skip`, `prompt_weighting`, `long_prompts`, `embeddings` (a list of textual-inversion files), `lora_dir`
-(where the prompts' A1111 `<lora:NAME:WEIGHT>` tags find their files) and `vae_path` (generate's --clip-skip,
---prompt-weighting, --long-prompts, --embedding, --lora-dir and --vae), `fps` and `output_format` (gif, mp4, webp)
-apply to any entry; `prompt_2` and `n_prompt_2` (--prompt-2, --negative-prompt-2) to an SDXL entry's prompts.
+`clip_skip`, `prompt_weighting`, `long_prompts`, `prompt_editing`, `embeddings` (a list of textual-inversion
+files), `lora_dir` (where the prompts' A1111 `<lora:NAME:WEIGHT>` tags find their files) and `vae_path` (generate's
+--clip-skip, --prompt-weighting, --long-prompts, --prompt-editing, --embedding, --lora-dir and --vae), `fps` and
+`output_format` (gif, mp4, webp) apply to any entry; `prompt_2` and `n_prompt_2` (--prompt-2, --negative-prompt-2)
+to an SDXL entry's prompts.
 
 SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_config`, `controlnet_images`,
 `controlnet_image_indexs`, `normalize_condition_images` (`pipeline.sparse_ctrl_entries`).

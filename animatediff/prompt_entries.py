@@ -126,6 +126,8 @@ class PromptEntry:
     """none, a1111 or comfy (A1111's or ComfyUI's weights syntax), as generate's --prompt-weighting."""
     long_prompts: str = "truncate"
     """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
+    prompt_editing: bool = False
+    """A1111's [from:to:when] and [a|b] read as prompt editing, as generate's --prompt-editing."""
     prompt_2: str = ""
     """SDXL: what the second text encoder reads for every prompt (generate's --prompt-2); empty: the prompt."""
     n_prompt_2: str = ""
@@ -343,18 +345,18 @@ def _check_paths(values: dict, key: str, what: str, where: str) -> None:
 
 
 def _check_output_keys(values: dict, where: str) -> None:
-    """clip_skip, prompt_weighting, long_prompts, embeddings, vae_path, fps and output_format, checked in place."""
+    """clip_skip, prompt_weighting, long_prompts, prompt_editing, embeddings, vae_path, fps and output_format, checked
+    in place."""
     if "clip_skip" in values:
         try:
             check_clip_skip(values["clip_skip"])
         except InputError as err:
             raise InputError(f"{where}: clip_skip: {err}") from None
-    if values.get("prompt_weighting", "none") not in WEIGHTINGS:
-        raise InputError(
-            f"{where}: prompt_weighting {values['prompt_weighting']!r}: choose one of {', '.join(WEIGHTINGS)}"
-        )
-    if values.get("long_prompts", "truncate") not in LONG_PROMPTS:
-        raise InputError(f"{where}: long_prompts {values['long_prompts']!r}: choose one of {', '.join(LONG_PROMPTS)}")
+    for key, choices, default in (("prompt_weighting", WEIGHTINGS, "none"), ("long_prompts", LONG_PROMPTS, "truncate")):
+        if values.get(key, default) not in choices:
+            raise InputError(f"{where}: {key} {values[key]!r}: choose one of {', '.join(choices)}")
+    if not isinstance(values.get("prompt_editing", False), bool):
+        raise InputError(f"{where}: prompt_editing must be true or false, got {values['prompt_editing']!r}")
     _check_pag_keys(values, where)
     for key in ("prompt_2", "n_prompt_2"):
         if not isinstance(values.get(key) or "", str):

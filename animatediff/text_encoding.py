@@ -31,6 +31,7 @@ from animatediff.prompt_chunks import (
     room,
     token_rows,
 )
+from animatediff.prompt_editing import has_edits
 from animatediff.prompt_weights import WEIGHT_SYNTAX, check_weighting, emphasized, fragments, pushed_from_empty
 
 
@@ -45,12 +46,16 @@ def input_device(encoder: torch.nn.Module) -> torch.device:
 
 
 def text_warnings(
-    tokenizer: CLIPTokenizer, texts: Sequence[str], weighting: str = "none", long_prompts: str = "truncate"
+    tokenizer: CLIPTokenizer,
+    texts: Sequence[str],
+    weighting: str = "none",
+    long_prompts: str = "truncate",
+    editing: bool = False,
 ) -> list[str]:
     """One line for each prompt that will not be read as its writer may expect: with `long_prompts` "truncate",
     longer than CLIP's window (the rest is cut off, as diffusers and the official code cut it) or holding A1111's
     `BREAK` (a word then); without `weighting`, written with `(words:1.2)` weights (read as plain words, as diffusers
-    and the official code read them)."""
+    and the official code read them); without `editing`, written with A1111's prompt editing (`prompt_editing`)."""
     lines = []
     window = room(tokenizer)
     for text in dict.fromkeys(texts):
@@ -72,6 +77,11 @@ def text_warnings(
             lines.append(
                 f"prompt {short!r}: weights such as '(words:1.2)' are read as words (prompt weighting 'a1111' "
                 "reads them as weights)"
+            )
+        if not editing and has_edits(text):
+            lines.append(
+                f"prompt {short!r}: '[from:to:when]' and '[a|b]' are read as they are written (prompt editing "
+                "switches the text during sampling, as A1111 does)"
             )
     return lines
 

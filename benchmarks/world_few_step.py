@@ -25,18 +25,17 @@ difference from the same clip without PAG).
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+from world_setup import clip_options, embedded_pipeline
 
-from animatediff.pipeline import PAG, AnimationPipeline
+from animatediff.pipeline import PAG
 from animatediff.sampling import for_model
 from animatediff.sampling.presets import resolve_sampling
 from animatediff.world.evaluate import evaluate_row, evaluation_prompts
-from animatediff.world.layout import EMBEDDED, WORLD_GUIDANCE_SCALE
+from animatediff.world.layout import WORLD_GUIDANCE_SCALE
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,10 @@ PAG_ROWS = tuple(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=8, help="evaluation prompts (the motions in turn)")
-    parser.add_argument("--seeds", type=int, default=2, help="sampling seeds per prompt (0, 1, …)")
-    parser.add_argument("--frames", type=int, default=16, help="frames per clip")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser = clip_options(__doc__.splitlines()[0], steps=False)
     parser.add_argument("--table", choices=["few-step", "samplers", "pag"], default="few-step", help="which rows")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    pipe = embedded_pipeline(args.threads)
     prompts = evaluation_prompts(args.prompts)
     seeds = list(range(args.seeds))
     clips = len(prompts) * len(seeds)

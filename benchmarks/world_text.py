@@ -35,8 +35,6 @@ without their motion words with and without `<lora:MOTION:1>` (the shipped Motio
 
 from __future__ import annotations
 
-import argparse
-import logging
 import re
 import tempfile
 import time
@@ -45,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from world_setup import clip_options, embedded_pipeline
 
 from animatediff.pipeline import AnimationPipeline
 from animatediff.world.evaluate import evaluate_row, evaluation_prompts
@@ -105,12 +104,7 @@ SCENE_ROWS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=8, help="evaluation prompts (the motions in turn)")
-    parser.add_argument("--seeds", type=int, default=2, help="sampling seeds per prompt (0, 1, …)")
-    parser.add_argument("--frames", type=int, default=16, help="frames per clip")
-    parser.add_argument("--steps", type=int, default=25, help="denoising steps")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser = clip_options(__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
         choices=["rows", "colour", "long", "scene", "embedding", "loras"],
@@ -121,9 +115,7 @@ def main() -> None:
         "--weighting", choices=["a1111", "comfy"], default="a1111", help="how the colour table reads its weights"
     )
     args = parser.parse_args()
-    logging.getLogger("animatediff").setLevel(logging.ERROR)  # the words the world never saw, said once per clip
-    torch.set_num_threads(args.threads)
-    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    pipe = embedded_pipeline(args.threads, quiet=True)
     prompts = evaluation_prompts(args.prompts)
     seeds = list(range(args.seeds))
     clips = len(prompts) * len(seeds)

@@ -56,6 +56,7 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"clip_skip": 0}, "clip skip: 0 is outside 1–12"),
         ({"prompt_weighting": "compel"}, "prompt weighting: 'compel' is not one of"),
         ({"long_prompts": "wrap"}, "long prompts: 'wrap' is not one of"),
+        ({"prompt_editing": "yes"}, "prompt editing: expected true or false"),
         ({"pag_scale": 30}, "PAG scale: 30.0 is outside 0.0–20.0"),
     ],
 )
@@ -181,7 +182,7 @@ def test_window_options_make_the_windows_their_run_entry_makes(models_dir, tmp_p
     assert context_from_args(args) == windows
 
 
-def test_clip_skip_prompt_weighting_long_prompts_and_pag_reach_the_run_entry(models_dir, tmp_path):
+def test_clip_skip_prompt_weighting_long_prompts_editing_and_pag_reach_the_run_entry(models_dir, tmp_path):
     from animatediff.prompt_entries import load_prompt_config
     from animatediff.ui.run_config import run_yaml
     from animatediff.ui.settings import with_seed
@@ -202,6 +203,11 @@ def test_clip_skip_prompt_weighting_long_prompts_and_pag_reach_the_run_entry(mod
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
         (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
         assert s.long_prompts == entry.long_prompts == mode
+    for editing in (False, True):
+        s = with_seed(parse({"prompt": PROMPT, "prompt_editing": editing}, catalog))
+        (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+        (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+        assert s.prompt_editing == entry.prompt_editing == editing
     for pag_scale, expected in ((None, None), (2.5, 2.5)):
         s = with_seed(parse({"prompt": PROMPT, "pag_scale": pag_scale}, catalog))
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))

@@ -99,6 +99,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="chunks: read a prompt longer than CLIP's 75 tokens in chunks of 75, as A1111 does (BREAK ends a chunk); "
         "truncate: cut it there, as the official code and diffusers do",
     )
+    p.add_argument(
+        "--prompt-editing",
+        action="store_true",
+        help="read A1111's prompt editing: [from:to:when] switches from one text to the other after step when "
+        "(0.5: half the steps), [a|b] alternates every step; without it they are words, as the official code and "
+        "diffusers read them",
+    )
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
@@ -352,6 +359,7 @@ def run_generate(args: argparse.Namespace) -> None:
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,
+        prompt_editing=args.prompt_editing,
         prompt_2=args.prompt_2,
         negative_prompt_2=args.negative_prompt_2,
     )

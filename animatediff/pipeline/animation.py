@@ -1,4 +1,4 @@
-"""`AnimationPipeline`: text → start latents → predictor → loop → decode, with an inflated UNet.
+"""`AnimationPipeline`: start latents → text → predictor → loop → decode, with an inflated UNet.
 
 Follows the official AnimateDiff inference (github.com/guoyww/AnimateDiff, `pipeline_animation.py`) and uses
 diffusers' argument names, so the same seed gives the same video as both. Each step is a part that can be swapped
@@ -33,18 +33,19 @@ from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.pipeline.added_weights import AddedWeights
 from animatediff.pipeline.conditions import Condition, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
+from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
-from animatediff.pipeline.prompt_travel import prompt_travel
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
-from animatediff.pipeline.text import check_text_reading, encode_text, prompt_batch, second_prompts
+from animatediff.pipeline.text import TextConditioning, check_text_reading, encode_text, read_call_text
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
 from animatediff.sampling import (
+    Denoiser,
     denoise,
     for_model,
     guided,
@@ -55,6 +56,7 @@ from animatediff.sampling import (
 )
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
+from animatediff.sampling.switched import switched_at_steps
 from animatediff.text_encoding import text_warnings
 
 logger = logging.getLogger("animatediff")
@@ -232,6 +234,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         pag: PAG | None = None,
         prompt_2: str | list[str] | None = None,
         negative_prompt_2: str | list[str] | None = None,
+        prompt_editing: bool = False,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -276,6 +279,9 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         `pag`: perturbed-attention guidance (`pipeline/pag.py`: scale, adaptive scale, layers), as diffusers'
         AnimateDiffPAGPipeline.
         `prompt_2`, `negative_prompt_2`: SDXL's second text encoder's text, as diffusers' (default: the prompts).
+        `prompt_editing`: read A1111's `[from:to:when]` and `[a|b]` in every text, which then changes during the run
+        (`prompt_editing`; `when` counts the steps this run goes through); off (the default, as the official code
+        and diffusers), they are words.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -295,36 +301,19 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
-        travel = prompt_travel(prompt, negative_prompt, prompt_interpolation, num_frames)  # None unless a dict
-        prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
-        sdxl_texts = second_prompts(prompt_2, negative_prompt_2, prompts, negatives, sdxl, travel is not None)
-        texts = [*travel.texts, *travel.negative_prompts.values()] if travel else [*prompts, *negatives]
-        said = travel.texts if travel else prompts
-        added = frozenset(self.tokenizer.added_tokens_encoder)  # loaded embeddings' words (and CLIP's own two)
-        warnings = self.traits.prompt_warnings(said, height, width, added) if self.traits else []
-        for line in [*warnings, *text_warnings(self.tokenizer, texts, prompt_weighting, long_prompts)]:
-            logger.warning(line)
+        raw = (prompt, negative_prompt, prompt_2, negative_prompt_2)
+        videos = len(read_call_text(raw, prompt_interpolation, num_frames, sdxl).prompts)  # checked before any model
 
-        # 1. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
-        # pooled text too, and no negative prompt given is zeros where the base says so.
-        second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
-        zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
-        with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
-            text = encode_text(
-                self.tokenizer, self.text_encoder, prompts, negatives, guidance_scale > 1.0, self.device, self.dtype,
-                travel, num_frames, second, zero_negative, clip_skip, prompt_weighting, long_prompts, *sdxl_texts,
-            )  # fmt: skip
-
-        # 2. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
+        # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
         if generator is None:  # one generator draws the start, then step noise (LCM, TCD, ancestral) and FreeInit's
             generator = seeded_generator(seed)
         f = self.vae_scale_factor
-        shape = (len(prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
+        shape = (videos, self.unet.config.in_channels, num_frames, height // f, width // f)
         if clip is not None:  # video-to-video: the video's latents noised to its strength's first timestep
             generator = generator or seeded_generator(seed)
             timesteps, latents = video_start(
-                self.vae, self.scheduler, clip, num_inference_steps, len(prompts), generator, self.device, self.dtype,
+                self.vae, self.scheduler, clip, num_inference_steps, videos, generator, self.device, self.dtype,
                 decode_chunk_size,
             )  # fmt: skip
         elif free_noise is not None:  # FreeNoise's rescheduled noise
@@ -334,23 +323,51 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         else:
             latents = noise_start(self.scheduler, shape, seed, generator, self.device, self.dtype, latents)
 
-        # 3. Predictor: the UNet with its conditions, in context windows, under guidance.
+        # 2. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
+        # pooled text too, and no negative prompt given is zeros where the base says so. Under prompt editing, the
+        # text of each run of steps that reads the same (`edited_text`).
+        runs = [
+            (first, read_call_text(texts, prompt_interpolation, num_frames, sdxl))
+            for first, texts in edit_runs(prompt_editing, len(set(timesteps.tolist())), raw)
+        ]
+        said = [t for _, call_text in runs for t in call_text.said]
+        texts = [t for _, call_text in runs for t in call_text.texts]
+        added = frozenset(self.tokenizer.added_tokens_encoder)  # loaded embeddings' words (and CLIP's own two)
+        warnings = self.traits.prompt_warnings(said, height, width, added) if self.traits else []
+        for line in [*warnings, *text_warnings(self.tokenizer, texts, prompt_weighting, long_prompts, prompt_editing)]:
+            logger.warning(line)
+        second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
+        zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
+        with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
+            encoded = [
+                (first, encode_text(
+                    self.tokenizer, self.text_encoder, t.prompts, t.negatives, guidance_scale > 1.0, self.device,
+                    self.dtype, t.travel, num_frames, second, zero_negative, clip_skip, prompt_weighting,
+                    long_prompts, *t.second,
+                ))
+                for first, t in runs
+            ]  # fmt: skip
+
+        # 3. Predictor: the UNet with its conditions, in context windows, under guidance (per run of text).
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
         sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
         steered = bool(conditions or controls or sparse or ip_adapter) and guidance_scale > 1  # read the halves
-        conditions = [*conditions, *sdxl_conditions(text, height, width)]  # SDXL: pooled text and size ids
-        conditions = [*conditions, *controls, *sparse]  # the ControlNets and SparseCtrls, bound to this run's steps
         ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0)  # IP-Adapter: loaded, its image encoded
-        conditions = [*conditions, *ip.conditions]
-        predict = unet_predictor(self.unet, conditions)
-        predict = ip.around(predict)  # its processors in the UNet around each prediction
-        predict = motion_scaled(self.unet, predict, motion_scale)  # None: the predictor itself
-        if free_noise is not None:
-            predict = free_noise_predictor(predict, self.unet, free_noise)
-        if context_length is not None:
-            predict = windowed(predict, num_frames, context, timesteps=timesteps)
-        perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
-        denoiser = guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
+        bound = [*controls, *sparse, *ip.conditions]  # the ControlNets and SparseCtrls bound to this run's steps
+
+        def denoiser_for(text: TextConditioning) -> Denoiser:
+            sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
+            predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
+            predict = ip.around(predict)  # its processors in the UNet around each prediction
+            predict = motion_scaled(self.unet, predict, motion_scale)  # None: the predictor itself
+            if free_noise is not None:
+                predict = free_noise_predictor(predict, self.unet, free_noise)
+            if context_length is not None:
+                predict = windowed(predict, num_frames, context, timesteps=timesteps)
+            perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
+            return guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
+
+        denoiser = switched_at_steps([(first, denoiser_for(text)) for first, text in encoded], timesteps)
 
         # 4. Loop.
         if free_init is None:

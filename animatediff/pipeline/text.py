@@ -21,7 +21,7 @@ import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import InputError
-from animatediff.pipeline.prompt_travel import PromptTravel, interpolate
+from animatediff.pipeline.prompt_travel import PromptTravel, interpolate, prompt_travel
 from animatediff.prompt_chunks import check_long_prompts
 from animatediff.prompt_weights import check_weighting
 from animatediff.text_encoding import check_clip_skip, encode_prompts, encode_prompts_pooled
@@ -113,6 +113,40 @@ def same_length(
         fill = empty.to(e).repeat((longest - e.shape[-2]) // empty.shape[0], 1)
         out.append(torch.cat([e, fill.expand(*e.shape[:-2], *fill.shape)], dim=-2))
     return out
+
+
+@dataclass
+class CallText:
+    """A call's texts read: a prompt travel (None for plain prompts), the prompts and negative prompts (the travel's
+    batch under one), and what SDXL's second encoder reads for each (None, None: the same)."""
+
+    travel: PromptTravel | None
+    prompts: list[str]
+    negatives: list[str]
+    second: tuple[list[str] | None, list[str] | None]
+
+    @property
+    def texts(self) -> list[str]:
+        """Every text the call encodes (the travel's keyframe prompts and negative prompts, or the prompts and negative
+        prompts), for the warnings."""
+        if self.travel is not None:
+            return [*self.travel.texts, *self.travel.negative_prompts.values()]
+        return [*self.prompts, *self.negatives]
+
+    @property
+    def said(self) -> list[str]:
+        """The prompts (not the negative ones)."""
+        return self.travel.texts if self.travel is not None else self.prompts
+
+
+def read_call_text(texts: tuple, interpolation: str, num_frames: int, sdxl: bool) -> CallText:
+    """A call's text arguments (prompt, negative prompt, prompt_2, negative prompt_2) checked and read
+    (`prompt_travel`, `prompt_batch`, `second_prompts`)."""
+    prompt, negative_prompt, prompt_2, negative_prompt_2 = texts
+    travel = prompt_travel(prompt, negative_prompt, interpolation, num_frames)  # None unless a dict
+    prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
+    second = second_prompts(prompt_2, negative_prompt_2, prompts, negatives, sdxl, travel is not None)
+    return CallText(travel, prompts, negatives, second)
 
 
 def prompt_batch(prompt: str | list[str], negative_prompt: str | list[str] | None) -> tuple[list[str], list[str]]:

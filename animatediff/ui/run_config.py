@@ -31,6 +31,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["prompt_weighting"] = s.prompt_weighting
     if s.long_prompts != "truncate":
         entry["long_prompts"] = s.long_prompts
+    if s.prompt_editing:
+        entry["prompt_editing"] = True
     entry["seed"] = s.seed
     entry["steps"] = s.steps
     if s.guidance_scale is not None:

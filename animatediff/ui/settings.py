@@ -87,6 +87,8 @@ class Settings:
     """none, a1111 or comfy: A1111's or ComfyUI's weights syntax read as weights, as `generate --prompt-weighting`."""
     long_prompts: str = "truncate"
     """truncate, or chunks: a prompt past 75 tokens read in A1111's chunks, as `generate --long-prompts`."""
+    prompt_editing: bool = False
+    """A1111's [from:to:when] and [a|b] read as prompt editing, as `generate --prompt-editing`."""
     free_init_iters: int | None = None
     pag_scale: float | None = None
     """Perturbed-attention guidance's scale, as `generate --pag-scale` (its default layers); None: off."""
@@ -140,7 +142,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.strength = number(raw, "strength", float, s.strength)
     s.adapter_scale = number(raw, "adapter_scale", float, 1.0, "adapter scale")
     s.motion_scale = number(raw, "motion_scale", float, None, "motion scale")
-    for key in ("loop", "free_noise", "closed_loop"):
+    for key in ("loop", "free_noise", "closed_loop", "prompt_editing"):
         if not isinstance(raw.get(key, False), bool):
             raise InputError(f"{key.replace('_', ' ')}: expected true or false, got {raw[key]!r}")
         setattr(s, key, raw.get(key, False))
