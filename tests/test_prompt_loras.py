@@ -100,5 +100,26 @@ def test_run_entries_and_the_web_form_find_tagged_loras(tmp_path, models_dir, on
     (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
     (job,), _ = load_prompt_config(tmp_path / "job.yaml")
     assert job.lora_dir == [str(models_dir / "Lora"), str(models_dir / "motion_lora")] and not job.lora_configs
-    with pytest.raises(InputError, match="<lora:nowhere>: no LoRA named nowhere in the models folder's Lora/"):
+    with pytest.raises(InputError, match="<lora:nowhere>: no LoRA file named nowhere in .*Lora, .*motion_lora"):
         parse({"prompt": "a red circle <lora:nowhere>"}, catalog)
+
+
+def test_the_web_form_finds_a_tagged_lora_where_its_run_entry_does(models_dir, tmp_path):
+    """Lora/ itself first, then its subfolders, then motion_lora/, as `find_lora` searches the entry's lora_dir;
+    a file whose link points out of the models folder is refused."""
+    from animatediff.prompt_loras import find_lora
+    from animatediff.ui.catalog import scan
+    from animatediff.ui.settings import parse, spec, with_seed
+
+    weights = (MOTION_LORAS / "right.safetensors").read_bytes()
+    (models_dir / "Lora" / "sub").mkdir()
+    (models_dir / "Lora" / "sub" / "pan.safetensors").write_bytes(weights)
+    (models_dir / "motion_lora" / "pan.safetensors").write_bytes(weights)
+    catalog = scan(models_dir)
+    s = with_seed(parse({"prompt": "a red circle <lora:pan:0.5>"}, catalog))
+    found = spec(s, catalog).loras[-1][1]
+    assert found == str(models_dir / "Lora" / "sub" / "pan.safetensors")
+    assert found == str(find_lora("pan", [models_dir / "Lora", models_dir / "motion_lora"]))
+    (models_dir / "Lora" / "away.safetensors").symlink_to(tmp_path / "secret.safetensors")
+    with pytest.raises(InputError, match="away.safetensors points outside the models folder"):
+        spec(with_seed(parse({"prompt": "a red circle <lora:away>"}, catalog)), catalog)

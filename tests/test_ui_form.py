@@ -182,7 +182,7 @@ def test_window_options_make_the_windows_their_run_entry_makes(models_dir, tmp_p
     assert context_from_args(args) == windows
 
 
-def test_clip_skip_prompt_weighting_long_prompts_editing_and_pag_reach_the_run_entry(models_dir, tmp_path):
+def test_the_text_settings_and_pag_reach_the_run_entry(models_dir, tmp_path):
     from animatediff.prompt_entries import load_prompt_config
     from animatediff.ui.run_config import run_yaml
     from animatediff.ui.settings import with_seed
@@ -203,6 +203,12 @@ def test_clip_skip_prompt_weighting_long_prompts_editing_and_pag_reach_the_run_e
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
         (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
         assert s.long_prompts == entry.long_prompts == mode
+    s = with_seed(parse({"prompt": PROMPT, "prompt_2": "a blue square", "negative_prompt_2": "dark"}, catalog))
+    (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+    (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+    assert (entry.prompt_2, entry.n_prompt_2) == ("a blue square", "dark")
+    s = with_seed(parse({"prompt": PROMPT}, catalog))
+    assert "prompt_2" not in run_yaml(s, catalog)
     for editing in (False, True):
         s = with_seed(parse({"prompt": PROMPT, "prompt_editing": editing}, catalog))
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))

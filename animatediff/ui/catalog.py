@@ -70,7 +70,7 @@ class Catalog:
         for choice in self.choices.get(kind, []):
             if choice.id == choice_id:
                 if self.root is not None and not choice.id.startswith("world:"):
-                    _inside(choice.path, self.root)  # a symlink swapped since the scan is still refused
+                    inside(choice.path, self.root)  # a symlink swapped since the scan is still refused
                 return choice.path
         raise InputError(f"{kind.replace('_', ' ')} {choice_id!r} is not in the models folder (refresh the list?)")
 
@@ -78,7 +78,8 @@ class Catalog:
         return {kind: [{"id": c.id, "label": c.label} for c in items] for kind, items in self.choices.items()}
 
 
-def _inside(path: Path, root: Path) -> Path:
+def inside(path: Path, root: Path) -> Path:
+    """`path` resolved; an InputError where it (or a symlink on the way) points out of the models folder `root`."""
     resolved = path.resolve()
     if not resolved.is_relative_to(root.resolve()):
         raise InputError(f"{path.name} points outside the models folder")
@@ -92,7 +93,7 @@ def _entries(folder: Path, root: Path) -> list[Path]:
     kept = []
     for path in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
         try:
-            _inside(path, root)
+            inside(path, root)
         except (InputError, OSError):
             continue
         kept.append(path)

@@ -10,7 +10,7 @@ import yaml
 
 from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry
-from animatediff.ui.settings import Settings, ip_adapter_of, spec
+from animatediff.ui.settings import TAG_FOLDERS, Settings, ip_adapter_of, spec
 
 
 def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
@@ -25,6 +25,10 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     else:
         entry["prompt"] = [s.prompt]
     entry["n_prompt"] = [s.negative_prompt]
+    if s.prompt_2:
+        entry["prompt_2"] = s.prompt_2
+    if s.negative_prompt_2:
+        entry["n_prompt_2"] = s.negative_prompt_2
     if s.clip_skip != 1:
         entry["clip_skip"] = s.clip_skip
     if s.prompt_weighting != "none":
@@ -52,8 +56,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     kinds = {"image": [], "adapter": [], "motion": [], "auto": []}
     for kind, path, scale in models.loras:
         kinds[kind].append({"path": path, "alpha": scale})
-    if kinds["auto"]:  # the prompt's <lora:NAME:WEIGHT> tags: the entry finds them where the scan did
-        entry["lora_dir"] = [str(catalog.root / FOLDERS[folder]) for folder in ("loras", "motion_loras")]
+    if kinds["auto"]:  # the prompt's <lora:NAME:WEIGHT> tags: the entry finds them as the job did
+        entry["lora_dir"] = [str(catalog.root / FOLDERS[folder]) for folder in TAG_FOLDERS]
     if kinds["image"]:
         entry["lora_configs"] = kinds["image"]
     if kinds["adapter"]:

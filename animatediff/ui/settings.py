@@ -20,7 +20,7 @@ from animatediff.prompt_chunks import LONG_PROMPTS
 from animatediff.prompt_weights import WEIGHTINGS
 from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
-from animatediff.ui.catalog import Catalog
+from animatediff.ui.catalog import FOLDERS, Catalog, inside
 from animatediff.ui.controls import ControlUnit, parse_controls, stored_units
 from animatediff.ui.fields import choice, number, scaled
 
@@ -37,6 +37,10 @@ class Settings:
 
     prompt: str = ""
     negative_prompt: str = ""
+    prompt_2: str = ""
+    """SDXL: what its second text encoder reads instead of the prompt, as `generate --prompt-2`; empty: the prompt."""
+    negative_prompt_2: str = ""
+    """SDXL: the second text encoder's negative prompt (`--negative-prompt-2`); empty: the negative prompt."""
     frames: int = 16
     width: int | None = None
     """None: the base's native size."""
@@ -129,6 +133,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s = Settings()
     s.prompt = str(raw.get("prompt") or "").strip()
     s.negative_prompt = str(raw.get("negative_prompt") or "")
+    s.prompt_2 = str(raw.get("prompt_2") or "").strip()
+    s.negative_prompt_2 = str(raw.get("negative_prompt_2") or "")
     s.prompt_map = _prompt_map(raw.get("prompt_map"))
     if not s.prompt and not s.prompt_map:
         raise InputError("prompt: empty (say what to animate)")
@@ -257,23 +263,24 @@ def spec(s: Settings, catalog: Catalog) -> PipelineSpec:
     )
 
 
-TAG_FOLDERS = ("lora", "motion_lora")
-"""The catalog kinds (the models folder's Lora/ and motion_lora/) a prompt's `<lora:NAME:WEIGHT>` tag finds NAME in."""
+TAG_FOLDERS = ("loras", "motion_loras")
+"""The models folder's folders (Lora/ and motion_lora/) a prompt's `<lora:NAME:WEIGHT>` tag finds NAME in."""
 
 
 def tagged_loras_of(s: Settings, catalog: Catalog) -> list[tuple[str, str, float]]:
-    """("auto", path, weight) of the LoRAs the prompt's A1111 tags name (`prompt_loras`), found among the scan's
-    LoRAs and MotionLoRAs by their file name without its extension."""
-    from animatediff.prompt_loras import lora_tags
+    """("auto", path, weight) of the LoRAs the prompt's A1111 tags name (`prompt_loras`), found in the models folder's
+    Lora/ and motion_lora/ as the job's run entry finds them (its `lora_dir`: each folder itself first, then below),
+    none pointing out of the models folder."""
+    from animatediff.prompt_loras import lora_tags, tagged_loras
 
-    found = []
-    for name, weight in lora_tags([s.prompt, *s.prompt_map.values()]).items():
-        match = next(
-            ((kind, c.id) for kind in TAG_FOLDERS for c in catalog.choices[kind] if Path(c.id).stem == name), None
-        )
-        if match is None:
-            raise InputError(f"<lora:{name}>: no LoRA named {name} in the models folder's Lora/ or motion_lora/")
-        found.append(("auto", str(catalog.resolve(*match)), weight))
+    texts = [s.prompt, *s.prompt_map.values()]
+    if not lora_tags(texts):
+        return []
+    if catalog.root is None:
+        raise InputError("<lora:…> tags name LoRA files in a models folder; the app runs without one")
+    found = tagged_loras(texts, [catalog.root / FOLDERS[folder] for folder in TAG_FOLDERS])
+    for _, path, _ in found:
+        inside(Path(path), catalog.root)
     return found
 
 
