@@ -56,7 +56,8 @@ def entry_pipeline_args(
         prompt_2=entry.prompt_2 or None, negative_prompt_2=entry.n_prompt_2 or None,
         video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,
         ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
-        motion_scale=entry.motion_scale, free_noise=entry_free_noise(entry),
+        motion_scale=entry.motion_scale, motion_scale_steps=entry.motion_scale_steps,
+        free_noise=entry_free_noise(entry),
         controlnets=load_controlnets(controls, pipe, *size, keep),
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
     )  # fmt: skip

@@ -4,8 +4,8 @@
 `context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), `context_stride`,
 `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse,
 --closed-loop), `loop` (--loop: looped windows), `free_noise` (--free-noise: FreeNoise's windows of
-`context_length` frames instead), `motion_scale` (--motion-scale) and `free_init_iters` (--free-init, FreeInit's
-default settings otherwise).
+`context_length` frames instead), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps,
+{fraction of the steps: scale}) and `free_init_iters` (--free-init, FreeInit's default settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
 the objects they make (`resolve_sampling`, `requested_windows`, `FreeInit`); `entry_scheduler`, `entry_context`
@@ -69,6 +69,8 @@ def check_sampling_keys(values: dict, where: str) -> None:
             motion_scales(values["motion_scale"])
         except InputError as err:
             raise InputError(f"{where}: {err}") from None
+    if values.get("motion_scale_steps") is not None:
+        values["motion_scale_steps"] = _motion_scale_steps(values["motion_scale_steps"], where)
     if "free_init_iters" in values:
         free_init = _free_init(values["free_init_iters"], where)
         if values.get("video"):  # FreeInit only at strength 1 (`pipeline.video_start`)
@@ -178,3 +180,17 @@ def entry_free_noise(entry: PromptEntry) -> FreeNoise | None:
 def entry_free_init(entry: PromptEntry) -> FreeInit | None:
     """FreeInit with its default settings, `free_init_iters` runs in all (generate's --free-init); None without."""
     return None if entry.free_init_iters is None else FreeInit(iterations=entry.free_init_iters)
+
+
+def _motion_scale_steps(raw: object, where: str) -> dict[float, object]:
+    """{fraction of the steps: motion scale}, the fractions numbers or their strings (as JSON writes keys)."""
+    from animatediff.pipeline.motion_scale import check_motion_scale_steps
+
+    try:
+        if isinstance(raw, dict):
+            raw = {float(k) if isinstance(k, str) and k.strip() else k: v for k, v in raw.items()}
+        return check_motion_scale_steps(raw)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+    except ValueError:
+        raise InputError(f"{where}: motion_scale_steps: its keys must be fractions of the steps, got {raw!r}") from None

@@ -13,7 +13,8 @@ inference_config's DDIM; not beside an inference_config), `context_length` and `
 --context-overlap: static sliding windows, overlap 4 unless given), `context_stride`, `context_schedule`,
 `context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse, --closed-loop), `loop`
 (--loop: looped windows, of context_length frames or --loop's default), `free_noise` (--free-noise), `motion_scale`
-(--motion-scale), `free_init_iters` (--free-init: FreeInit with its default settings), `preset` (--preset: a
+(--motion-scale), `motion_scale_steps` (--motion-scale-steps: {fraction of the steps: scale}), `free_init_iters`
+(--free-init: FreeInit with its default settings), `preset` (--preset: a
 few-step recipe, `sampling.presets`, its scheduler instead of inference_config's DDIM, its steps and guidance unless
 the entry gives them), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), and `pag_scale`,
 `pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale, --pag-layer: perturbed-attention

@@ -103,6 +103,8 @@ class PromptEntry:
     motion_scale: float | dict[str, float] | None = None
     """How much of what the motion modules add is kept (generate's --motion-scale), ≥ 0, or one per block group
     ({down, mid, up}); unset: 1."""
+    motion_scale_steps: dict[float, float | dict[str, float]] | None = None
+    """{fraction of the steps: motion scale} from which the scale changes (generate's --motion-scale-steps)."""
     free_init_iters: int | None = None
     """FreeInit with its default settings, sampling this many times in all (generate's --free-init); unset: none.
     With a video, only at strength 1."""

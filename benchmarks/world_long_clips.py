@@ -1,10 +1,11 @@
 """The long-clip features measured on the embedded world: prompt travel (and prompt-travel's prompt_fixed_ratio),
-schedules, FreeNoise, FreeInit, loops, motion scale. Prints one table per measurement; every clip's prompt and seed
-are fixed, so a rerun on the same machine prints the same figures.
+schedules, FreeNoise, FreeInit, loops, motion scale, and motion scale keyframed by step. Prints one table per
+measurement; every clip's prompt and seed are fixed, so a rerun on the same machine prints the same figures.
 
     python benchmarks/world_long_clips.py                    # everything (about 40 minutes on a 2-core CPU)
     python benchmarks/world_long_clips.py --only travel scale
     python benchmarks/world_long_clips.py --only hold        # prompt_fixed_ratio 0 against 0.5
+    python benchmarks/world_long_clips.py --only scale-steps # the motion modules on or off for part of the steps
 """
 
 from __future__ import annotations
@@ -166,6 +167,31 @@ def loops(pipe: AnimationPipeline, steps: int) -> None:
         print(f"| {name} | {below_median} of {n} | {below_max} of {n} | {np.mean(ratios):.2f} | {n} |")
 
 
+MOTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+"""The motions of the motion scale tables, with the direction each travels in."""
+
+
+def scaled_clips(
+    pipe: AnimationPipeline, steps: int, scale: float, keyframes: dict[float, float] | None = None
+) -> tuple[int, float, float, int]:
+    """12 clips (4 motions × 3 seeds, 16 frames) at a motion scale, keyframed by step or not: (clips moving as
+    captioned, mean travel along the captioned direction, mean consistency, clips)."""
+    clips = [(SUBJECTS[i % 3], m, seed) for i, m in enumerate(MOTIONS) for seed in range(3)]
+    hits, travels, scores = 0, [], []
+    for subject, motion, seed in clips:
+        frames = pipe(
+            caption(subject, motion), num_frames=16, num_inference_steps=steps, seed=seed, progress=False,
+            motion_scale=scale, motion_scale_steps=keyframes,
+        )[0]  # fmt: skip
+        t = track(frames)
+        hits += motion_correct(t, motion)
+        dx, dy = displacement(t)
+        ux, uy = MOTIONS[motion]
+        travels.append(dx * ux + dy * uy)
+        scores.append(consistency(t))
+    return hits, float(np.mean(travels)), float(np.mean(scores)), len(clips)
+
+
 def motion_scale(pipe: AnimationPipeline, steps: int) -> None:
     """Motion scale 0 → 1 → 1.5 on 16-frame clips: the motion figure and the mean travel."""
     print(f"\n## Motion scale, 16 frames, {steps} DDIM steps\n")
@@ -173,27 +199,33 @@ def motion_scale(pipe: AnimationPipeline, steps: int) -> None:
         "| motion scale | motion accuracy | mean travel along the captioned direction (fraction of the side) | clips |"
     )
     print("|---|---|---|---|")
-    motions = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-    clips = [(SUBJECTS[i % 3], m, seed) for i, m in enumerate(motions) for seed in range(3)]
     for scale in (0.0, 0.5, 1.0, 1.5):
-        hits, travels = 0, []
-        for subject, motion, seed in clips:
-            frames = pipe(
-                caption(subject, motion), num_frames=16, num_inference_steps=steps, seed=seed, progress=False,
-                motion_scale=scale,
-            )[0]  # fmt: skip
-            t = track(frames)
-            hits += motion_correct(t, motion)
-            dx, dy = displacement(t)
-            ux, uy = motions[motion]
-            travels.append(dx * ux + dy * uy)
-        print(f"| {scale} | {hits} of {len(clips)} | {np.mean(travels):+.3f} | {len(clips)} |")
+        hits, travel, _, n = scaled_clips(pipe, steps, scale)
+        print(f"| {scale} | {hits} of {n} | {travel:+.3f} | {n} |")
+
+
+def motion_scale_steps(pipe: AnimationPipeline, steps: int) -> None:
+    """The motion modules on for the first part of the steps only, or off for it (`motion_scale_steps`): the motion
+    figure, the mean travel and the temporal consistency of the same clips as the motion scale table."""
+    print(f"\n## Motion scale keyframed by step (--motion-scale-steps), 16 frames, {steps} DDIM steps\n")
+    print("| motion modules | motion accuracy | mean travel along the captioned direction | consistency | clips |")
+    print("|---|---|---|---|---|")
+    rows = [("on throughout", 1.0, None)]
+    rows += [(f"on for the first {round(x * 100)} % of the steps", 1.0, {x: 0.0}) for x in (0.2, 0.4, 0.6, 0.8)]
+    rows += [(f"off for the first {round(x * 100)} %, then on", 0.0, {x: 1.0}) for x in (0.2, 0.4)]
+    rows += [("off throughout", 0.0, None)]
+    for label, scale, keyframes in rows:
+        hits, travel, score, n = scaled_clips(pipe, steps, scale, keyframes)
+        print(f"| {label} | {hits} of {n} | {travel:+.3f} | {score:.2f} | {n} |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", nargs="*", default=["travel", "hold", "long", "loop", "scale"], help="which measurements"
+        "--only",
+        nargs="*",
+        default=["travel", "hold", "long", "loop", "scale", "scale-steps"],
+        help="which measurements",
     )
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -206,6 +238,8 @@ def main() -> None:
         held_travel(pipe, args.steps)
     if "scale" in args.only:
         motion_scale(pipe, args.steps)
+    if "scale-steps" in args.only:
+        motion_scale_steps(pipe, args.steps)
     if "loop" in args.only:
         loops(pipe, args.steps)
     if "long" in args.only:

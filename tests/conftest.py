@@ -35,6 +35,20 @@ def base_folder(tmp_path, tokenizer):
 
 
 @pytest.fixture
+def pipeline_calls(monkeypatch):
+    """The keyword arguments of every `AnimationPipeline` call made while the test runs (each call still runs)."""
+    calls = []
+    call = AnimationPipeline.__call__
+
+    def recording(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(kwargs)
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnimationPipeline, "__call__", recording)
+    return calls
+
+
+@pytest.fixture
 def one_thread():
     """Tiny models run an order of magnitude faster on one thread when the CPU is shared."""
     before = torch.get_num_threads()

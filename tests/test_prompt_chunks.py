@@ -136,23 +136,14 @@ def test_the_pipeline_reads_long_prompts_in_chunks(make_pipeline, one_thread):
         pipe("a red circle", **ARGS, long_prompts="wrap")
 
 
-def test_generate_long_prompts_chunks_reaches_the_pipeline(tmp_path, monkeypatch, one_thread):
+def test_generate_long_prompts_chunks_reaches_the_pipeline(tmp_path, pipeline_calls, one_thread):
     from animatediff.cli import main
-    from animatediff.pipeline import AnimationPipeline
 
-    modes = []
-    call = AnimationPipeline.__call__
-
-    def recording(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        modes.append(kwargs["long_prompts"])
-        return call(self, *args, **kwargs)
-
-    monkeypatch.setattr(AnimationPipeline, "__call__", recording)
     out = tmp_path / "long.gif"
     prompt = "a red circle moving right on a blue background, " + words(80)
     args = ["generate", "--prompt", prompt, "--frames", "2", "--steps", "1", "--output", str(out), "--quiet"]
     assert main([*args, "--long-prompts", "chunks"]) == 0 and out.exists()
-    assert modes == ["chunks"]
+    assert [c["long_prompts"] for c in pipeline_calls] == ["chunks"]
 
 
 def test_chunked_text_reaches_windows_controlnets_and_ip_adapters(make_pipeline, tmp_path, one_thread):

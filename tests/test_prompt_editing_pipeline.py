@@ -139,27 +139,18 @@ def test_edits_compose_with_travel_windows_and_free_init(pipe, one_thread):
     assert coarse.shape == (1, 4, 16, 16, 3) and np.isfinite(coarse).all()
 
 
-def test_generate_and_a_run_entry_reach_the_pipeline(make_pipeline, tmp_path, monkeypatch, one_thread):
+def test_generate_and_a_run_entry_reach_the_pipeline(make_pipeline, tmp_path, pipeline_calls, one_thread):
     from animatediff.cli import main
     from animatediff.entry_pipeline_args import entry_pipeline_args
     from animatediff.errors import InputError
-    from animatediff.pipeline import AnimationPipeline
     from animatediff.prompt_entries import parse_entry
 
-    asked = []
-    call = AnimationPipeline.__call__
-
-    def recording(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        asked.append(kwargs["prompt_editing"])
-        return call(self, *args, **kwargs)
-
-    monkeypatch.setattr(AnimationPipeline, "__call__", recording)
     out = tmp_path / "edited.gif"
     prompt = "a red circle moving [left:right:0.5] on a blue background"
     args = ["generate", "--prompt", prompt, "--frames", "2", "--steps", "2", "--output", str(out), "--quiet"]
     assert main([*args, "--prompt-editing"]) == 0 and out.exists()
     assert main(args) == 0
-    assert asked == [True, False]
+    assert [c["prompt_editing"] for c in pipeline_calls] == [True, False]
 
     raw = {"prompt": [prompt], "motion_module": "m.ckpt", "prompt_editing": True}
     entry = parse_entry(raw, "run.yaml")

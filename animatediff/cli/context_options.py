@@ -53,6 +53,14 @@ def add_context_args(p: argparse.ArgumentParser) -> None:
         help="how much of what the motion modules add is kept: 0 frames drawn independently, 1 as trained (the "
         "default), below damps and above exaggerates the motion",
     )
+    p.add_argument(
+        "--motion-scale-steps",
+        nargs="+",
+        default=None,
+        metavar="FRACTION:S",
+        help="the motion scale from a fraction of the steps on, --motion-scale before the first: 0.5:0 keeps the "
+        "motion modules for the first half of the steps only (ComfyUI-AnimateDiff-Evolved's scale keyframes)",
+    )
 
 
 def context_from_args(args: argparse.Namespace) -> ContextSchedule | None:
@@ -73,6 +81,23 @@ def context_from_args(args: argparse.Namespace) -> ContextSchedule | None:
         getattr(args, "free_noise", False),
         name=lambda key: "--" + key.replace("_", "-"),
     )
+
+
+def motion_scale_steps_from_args(args: argparse.Namespace) -> dict[float, float] | None:
+    """--motion-scale-steps as {fraction of the steps: scale}, checked; None when not given."""
+    if args.motion_scale_steps is None:
+        return None
+    from animatediff.errors import InputError
+    from animatediff.pipeline.motion_scale import check_motion_scale_steps
+
+    keyframes = {}
+    for item in args.motion_scale_steps:
+        try:
+            fraction, scale = (float(part) for part in item.split(":"))
+        except ValueError:
+            raise InputError(f"--motion-scale-steps {item!r}: expected FRACTION:SCALE, e.g. 0.5:0") from None
+        keyframes[fraction] = scale
+    return check_motion_scale_steps(keyframes)
 
 
 def motion_scale_from_args(args: argparse.Namespace) -> float | None:

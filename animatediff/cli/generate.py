@@ -7,7 +7,12 @@ import random
 import time
 from pathlib import Path
 
-from animatediff.cli.context_options import add_context_args, context_from_args, motion_scale_from_args
+from animatediff.cli.context_options import (
+    add_context_args,
+    context_from_args,
+    motion_scale_from_args,
+    motion_scale_steps_from_args,
+)
 from animatediff.cli.controlnet_options import add_controlnet_args, controlnet_inputs_from_args, controlnets_for
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.free_noise_options import add_free_noise_args, free_noise_option
@@ -301,6 +306,7 @@ def run_generate(args: argparse.Namespace) -> None:
     free_noise = free_noise_option(args)  # bad FreeNoise options fail before loading
     context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
     motion_scale = motion_scale_from_args(args)
+    motion_scale_steps = motion_scale_steps_from_args(args)
     check_clip_skip(args.clip_skip)  # its upper bound is the text encoder's, said when the text is encoded
     device, dtype = resolve_device(args)
     memory = memory_from_args(args, device)  # VAE slicing/tiling, offload, FFN chunks, compile: checked before loading
@@ -347,6 +353,7 @@ def run_generate(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         context=context,
         motion_scale=motion_scale,
+        motion_scale_steps=motion_scale_steps,
         free_noise=free_noise,
         prompt_interpolation=args.prompt_interpolation,
         free_init=free_init,

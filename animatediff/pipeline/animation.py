@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from animatediff.base_model import (
 from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
+from animatediff.models.motion_scale import MotionScale
 from animatediff.pipeline.added_weights import AddedWeights
 from animatediff.pipeline.conditions import Condition, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
@@ -37,12 +39,12 @@ from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
 from animatediff.pipeline.memory import MemoryModes, check_chunk
-from animatediff.pipeline.motion_scale import motion_scaled
+from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
-from animatediff.pipeline.text import TextConditioning, check_text_reading, encode_text, read_call_text
+from animatediff.pipeline.text import TextConditioning, call_warnings, check_text_reading, encode_text, read_call_text
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
 from animatediff.sampling import (
     Denoiser,
@@ -56,8 +58,7 @@ from animatediff.sampling import (
 )
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
-from animatediff.sampling.switched import switched_at_steps
-from animatediff.text_encoding import text_warnings
+from animatediff.sampling.switched import merged_runs, switched_at_steps
 
 logger = logging.getLogger("animatediff")
 
@@ -218,6 +219,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         closed_loop: bool = False,
         context: ContextSchedule | None = None,
         motion_scale: float | dict[str, float] | None = None,
+        motion_scale_steps: dict[float, float | dict[str, float]] | None = None,
         conditions: Sequence[Condition] = (),
         controlnets: Sequence[ControlNet] = (),
         sparse_ctrls: Sequence[SparseCtrl] = (),
@@ -245,7 +247,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         `ContextSchedule(length, schedule="looped")`).
         `motion_scale`: for this call, how much of what the motion modules add is kept (`unet.motion_scale`: one
         number, or {"down", "mid", "up"} per block group; 0 = frames drawn independently, 1 = as trained); None:
-        the UNet's own.
+        the UNet's own. `motion_scale_steps`: {fraction of the steps: motion scale}, each from the first step at or
+        past its fraction on, `motion_scale` before the first (`pipeline/motion_scale.py`).
         `guidance_scale`: classifier-free guidance; None takes the pipeline's (`self.guidance_scale`).
         `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
@@ -298,11 +301,13 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         sdxl = self.text_encoder_2 is not None
         check_text_reading(self.text_encoder, sdxl, clip_skip, prompt_weighting, long_prompts)
         pag_layers = check_pag(pag, self.unet)  # the perturbed layers; none without PAG
+        motion_scale_steps = check_motion_scale_steps(motion_scale_steps)
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
         raw = (prompt, negative_prompt, prompt_2, negative_prompt_2)
-        videos = len(read_call_text(raw, prompt_interpolation, num_frames, sdxl).prompts)  # checked before any model
+        read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl)
+        videos = len(read(raw).prompts)  # the text arguments checked before any model runs
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
@@ -326,15 +331,10 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         # 2. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
         # pooled text too, and no negative prompt given is zeros where the base says so. Under prompt editing, the
         # text of each run of steps that reads the same (`edited_text`).
-        runs = [
-            (first, read_call_text(texts, prompt_interpolation, num_frames, sdxl))
-            for first, texts in edit_runs(prompt_editing, len(set(timesteps.tolist())), raw)
-        ]
-        said = [t for _, call_text in runs for t in call_text.said]
-        texts = [t for _, call_text in runs for t in call_text.texts]
-        added = frozenset(self.tokenizer.added_tokens_encoder)  # loaded embeddings' words (and CLIP's own two)
-        warnings = self.traits.prompt_warnings(said, height, width, added) if self.traits else []
-        for line in [*warnings, *text_warnings(self.tokenizer, texts, prompt_weighting, long_prompts, prompt_editing)]:
+        steps = len(set(timesteps.tolist()))  # the steps this run goes through
+        runs = [(first, read(texts)) for first, texts in edit_runs(prompt_editing, steps, raw)]
+        reading = (prompt_weighting, long_prompts, prompt_editing)
+        for line in call_warnings([t for _, t in runs], self.tokenizer, self.traits, height, width, *reading):
             logger.warning(line)
         second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
         zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
@@ -355,11 +355,11 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0)  # IP-Adapter: loaded, its image encoded
         bound = [*controls, *sparse, *ip.conditions]  # the ControlNets and SparseCtrls bound to this run's steps
 
-        def denoiser_for(text: TextConditioning) -> Denoiser:
+        def denoiser_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
             predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
             predict = ip.around(predict)  # its processors in the UNet around each prediction
-            predict = motion_scaled(self.unet, predict, motion_scale)  # None: the predictor itself
+            predict = motion_scaled(self.unet, predict, scale)  # None: the predictor itself
             if free_noise is not None:
                 predict = free_noise_predictor(predict, self.unet, free_noise)
             if context_length is not None:
@@ -367,7 +367,9 @@ class AnimationPipeline(MemoryModes, AddedWeights):
             perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
             return guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
 
-        denoiser = switched_at_steps([(first, denoiser_for(text)) for first, text in encoded], timesteps)
+        scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
+        parts = [(first, denoiser_for(*both)) for first, both in merged_runs(encoded, scales)]
+        denoiser = switched_at_steps(parts, timesteps)
 
         # 4. Loop.
         if free_init is None:

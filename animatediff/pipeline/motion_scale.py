@@ -1,10 +1,16 @@
 """A call's motion scale (`animatediff.models.motion_scale`): a predictor wrapper that sets it on the UNet around
-each prediction and restores it after, so a pipeline call never changes the UNet's own setting."""
+each prediction and restores it after, so a pipeline call never changes the UNet's own setting; and motion scales
+that change during sampling, keyframed by the fraction of the steps they start at (`motion_scale_runs`), as
+ComfyUI-AnimateDiff-Evolved's scale keyframes change it by their start percent."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import torch
 
+from animatediff.errors import InputError
 from animatediff.models import AnimationUNet
 from animatediff.models.motion_scale import MotionScale, motion_scales
 from animatediff.sampling import Predictor
@@ -21,3 +27,31 @@ def motion_scaled(unet: AnimationUNet, predict: Predictor, scale: MotionScale | 
             return predict(x, t, text, frames)
 
     return predict_scaled
+
+
+def check_motion_scale_steps(keyframes: Mapping[float, MotionScale] | None) -> dict[float, MotionScale]:
+    """{fraction of the steps: motion scale} in step order, each fraction a number from 0 to 1 and each scale
+    checked (`motion_scales`); {} for None."""
+    if keyframes is None:
+        return {}
+    if not isinstance(keyframes, Mapping):
+        raise InputError(f"motion scale steps: expected {{fraction of the steps: scale}}, got {keyframes!r}")
+    for fraction, scale in keyframes.items():
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise InputError(f"motion scale steps: {fraction!r} is not a fraction of the steps from 0 to 1")
+        motion_scales(scale)
+    return dict(sorted(keyframes.items()))
+
+
+def motion_scale_runs(
+    scale: MotionScale | None, keyframes: Mapping[float, MotionScale], steps: int
+) -> list[tuple[int, MotionScale | None]]:
+    """[(first 0-based step, the motion scale from it on)] over a run of `steps` steps: `scale` (None: the UNet's
+    own) until the first keyframe, each keyframe's from the first step at or past its fraction of the steps; a
+    keyframe falling on the step of an earlier one replaces it, one past the last step is never reached."""
+    runs: list[tuple[int, MotionScale | None]] = [(0, scale)]
+    for fraction, value in sorted(keyframes.items()):
+        first = math.ceil(round(fraction * steps, 9))
+        if first < steps:
+            runs = [run for run in runs if run[0] < first] + [(first, value)]
+    return runs

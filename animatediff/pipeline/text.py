@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from animatediff.base_model import BaseTraits
 from animatediff.errors import InputError
 from animatediff.pipeline.prompt_travel import PromptTravel, interpolate, prompt_travel
 from animatediff.prompt_chunks import check_long_prompts
 from animatediff.prompt_weights import check_weighting
-from animatediff.text_encoding import check_clip_skip, encode_prompts, encode_prompts_pooled
+from animatediff.text_encoding import check_clip_skip, encode_prompts, encode_prompts_pooled, text_warnings
 
 SecondEncoder = tuple[CLIPTokenizer, CLIPTextModelWithProjection]
 """SDXL's second tokenizer and text encoder."""
@@ -147,6 +148,26 @@ def read_call_text(texts: tuple, interpolation: str, num_frames: int, sdxl: bool
     prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
     second = second_prompts(prompt_2, negative_prompt_2, prompts, negatives, sdxl, travel is not None)
     return CallText(travel, prompts, negatives, second)
+
+
+def call_warnings(
+    calls: list[CallText],
+    tokenizer: CLIPTokenizer,
+    traits: BaseTraits | None,
+    height: int,
+    width: int,
+    weighting: str,
+    long_prompts: str,
+    editing: bool,
+) -> list[str]:
+    """The lines a call logs about its texts (each read, under prompt editing, at every run of steps): the base's
+    own (`BaseTraits.prompt_warnings`: words it never saw, sizes it draws badly) and how they are read
+    (`text_encoding.text_warnings`)."""
+    said = [t for call in calls for t in call.said]
+    texts = [t for call in calls for t in call.texts]
+    added = frozenset(tokenizer.added_tokens_encoder)  # loaded embeddings' words (and CLIP's own two)
+    lines = traits.prompt_warnings(said, height, width, added) if traits is not None else []
+    return [*lines, *text_warnings(tokenizer, texts, weighting, long_prompts, editing)]
 
 
 def prompt_batch(prompt: str | list[str], negative_prompt: str | list[str] | None) -> tuple[list[str], list[str]]:

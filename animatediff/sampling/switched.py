@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -28,3 +29,10 @@ def switched_at_steps(parts: Sequence[tuple[int, Denoiser]], timesteps: torch.Te
         return part(x, t)
 
     return denoise
+
+
+def merged_runs(*runs: Sequence[tuple[int, Any]]) -> list[tuple[int, tuple]]:
+    """Several things that each change at their own steps ([(first step, value)] each, in step order, from step 0)
+    as one list of runs: [(first step, (each thing's value over it))], a new run wherever any of them changes."""
+    starts = sorted({first for run in runs for first, _ in run})
+    return [(step, tuple([v for first, v in run if first <= step][-1] for run in runs)) for step in starts]
