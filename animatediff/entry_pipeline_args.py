@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
 from animatediff.pipeline.control_inputs import load_controlnets
 from animatediff.pipeline.ip_adapter import ip_adapter_option
+from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
 from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
 from animatediff.sampling import for_model
@@ -58,6 +59,7 @@ def entry_pipeline_args(
         ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
         motion_scale=entry.motion_scale, motion_scale_steps=entry.motion_scale_steps,
         free_noise=entry_free_noise(entry),
-        controlnets=load_controlnets(controls, pipe, *size, keep),
+        controlnets=[*load_controlnets(controls, pipe, *size, keep), *load_keyframe_controlnets(
+            entry.keyframe_controlnets, pipe, num_frames, *size, resolve, keep)],
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
     )  # fmt: skip

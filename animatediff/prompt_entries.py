@@ -15,17 +15,16 @@ from pathlib import Path
 import yaml
 
 from animatediff.entry_sampling_keys import check_sampling_keys
+from animatediff.entry_text_keys import check_text_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
+from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, PAG
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, compose, held_keyframes, keyframes
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
-from animatediff.prompt_chunks import LONG_PROMPTS
 from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
-from animatediff.prompt_weights import WEIGHTINGS
-from animatediff.text_encoding import check_clip_skip
 
 # Keys the official configs carry that are spelled differently or only informative here.
 ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
@@ -178,6 +177,8 @@ class PromptEntry:
     """ControlNet: fraction of the steps after which it stops; one for all or one each; unset: 1."""
     guess_mode: bool = False
     """ControlNet guess mode: the ControlNets see only the prompted half of the guided batch."""
+    keyframe_controlnets: list[dict] = field(default_factory=list)
+    """ControlNets with images at keyframes, spread to their neighbours (`pipeline.keyframe_control_inputs`)."""
     controlnet_path: str = ""
     """SparseCtrl, as the official v3 configs name it: the encoder (official file, diffusers folder or hub id)."""
     controlnet_config: str = ""
@@ -245,6 +246,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     check_video_keys(values, where)  # video-to-video's
     check_entry_keys(values, where)  # IP-Adapter's
     check_control_keys(values, where)  # ControlNet's
+    check_keyframe_control_keys(values, where)  # keyframe ControlNets (prompt-travel's controlnet_map)
     check_sparse_ctrl_keys(values, where)  # SparseCtrl's (the official controlnet_* keys)
     check_sampling_keys(values, where)  # scheduler, context windows, FreeInit (generate's flags)
     for key in ("prompt", "motion_module"):
@@ -336,35 +338,10 @@ def _check_pag_keys(values: dict, where: str) -> None:
         raise InputError(f"{where}: {err}") from None
 
 
-def _check_paths(values: dict, key: str, what: str, where: str) -> None:
-    """`key` made a list of paths in place: one path, a list of them, or unset (none)."""
-    paths = values.get(key) or []
-    if isinstance(paths, str):
-        paths = [paths]
-    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
-        raise InputError(f"{where}: {key} must be {what}, got {values[key]!r}")
-    values[key] = paths
-
-
 def _check_output_keys(values: dict, where: str) -> None:
-    """clip_skip, prompt_weighting, long_prompts, prompt_editing, embeddings, vae_path, fps and output_format, checked
-    in place."""
-    if "clip_skip" in values:
-        try:
-            check_clip_skip(values["clip_skip"])
-        except InputError as err:
-            raise InputError(f"{where}: clip_skip: {err}") from None
-    for key, choices, default in (("prompt_weighting", WEIGHTINGS, "none"), ("long_prompts", LONG_PROMPTS, "truncate")):
-        if values.get(key, default) not in choices:
-            raise InputError(f"{where}: {key} {values[key]!r}: choose one of {', '.join(choices)}")
-    if not isinstance(values.get("prompt_editing", False), bool):
-        raise InputError(f"{where}: prompt_editing must be true or false, got {values['prompt_editing']!r}")
+    """The text keys (`entry_text_keys`), PAG's, vae_path, fps and output_format, checked in place."""
+    check_text_keys(values, where)
     _check_pag_keys(values, where)
-    for key in ("prompt_2", "n_prompt_2"):
-        if not isinstance(values.get(key) or "", str):
-            raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")
-    _check_paths(values, "lora_dir", "a folder or a list of folders", where)
-    _check_paths(values, "embeddings", "a list of paths", where)
     if not isinstance(values.get("vae_path") or "", str):
         raise InputError(f"{where}: vae_path must be a path, got {values['vae_path']!r}")
     values["vae_path"] = values.get("vae_path") or ""

@@ -10,13 +10,16 @@
   must be numbered without gaps: prompt-travel also takes a few numbered frames and starts the others from zeros,
   which is not done here) and its `denoising_strength` the entry's `strength`. Its folder is found as the entry's
   other paths are (beside the config, or from the working folder), not under prompt-travel's `data/`.
+- `controlnet_map`'s switched-on ControlNets are keyframe ControlNets (`prompt_travel_controlnets`): their folders of
+  numbered control images, each image's residuals spread to the frames around it by `control_scale_list`.
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
-  `gradual_latent_hires_fix_map` with `enable: false`, a `region_map` and a `controlnet_map` with no part enabled,
+  `gradual_latent_hires_fix_map` with `enable: false`, a `region_map` with no region enabled,
   `apply_lcm_lora`, `is_single_prompt_mode` and `compile` false. So are what prompt-travel's other commands read or
   its runs write (`upscale_config` for tile-upscale, `stylize_config` for stylize, `result`) and `unet_batch_size`
   (how many windows one UNet call takes: speed, not the frames).
-- Anything enabled that we do not draw (IP-Adapter images per frame, regions, its ControlNet folders, LCM
-  blending, the gradual hires fix, per-frame or per-region LoRA scales) is one line naming it, before any model loads.
+- Anything enabled that we do not draw (IP-Adapter images per frame, regions, LCM blending, the gradual hires fix,
+  per-frame or per-region LoRA scales, the preprocessors that need models) is one line naming it, before any model
+  loads.
 
 A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
 defaults where it leaves a key out (`DOCUMENT_DEFAULTS`): `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp`
@@ -29,6 +32,7 @@ each chunk's, knows no `BREAK` and no comma backtrack, and reads at most three c
 from __future__ import annotations
 
 from animatediff.errors import InputError
+from animatediff.prompt_travel_controlnets import keyframe_controlnets
 
 DOCUMENT_DEFAULTS = {
     "prompt_fixed_ratio": 0.5,
@@ -81,13 +85,10 @@ def read_travel_keys(values: dict, where: str) -> dict:
     regions = values.pop("region_map", None) or {}
     if any(_enabled(part) for name, part in _items(regions, "region_map", where) if name != "background"):
         raise InputError(f"{where}: region_map enables regions, which `run` does not draw; remove them")
-    controls = values.pop("controlnet_map", None) or {}
-    enabled = [name for name, part in _items(controls, "controlnet_map", where) if _enabled(part)]
-    if enabled:
-        raise InputError(
-            f"{where}: controlnet_map enables {', '.join(enabled)}: prompt-travel's ControlNet folders are not read "
-            "here; give controlnet and control_video / control_frames instead"
-        )
+    controls = values.pop("controlnet_map", None)
+    if controls is not None:
+        items = keyframe_controlnets(controls, where)  # its folders of keyframe images, spread to the neighbours
+        values["keyframe_controlnets"] = [*(values.get("keyframe_controlnets") or []), *items]
     if "output" in values:
         values.update(_output(values.pop("output"), where))
     return values

@@ -57,6 +57,10 @@ def document(**keys) -> dict:  # noqa: ANN003
     }
 
 
+ON = {"enable": True, "controlnet_conditioning_scale": 1.0, "control_guidance_start": 0.0, "control_guidance_end": 1.0,
+      "control_scale_list": []}  # fmt: skip
+
+
 def _frames(path) -> np.ndarray:  # noqa: ANN001
     return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
 
@@ -76,6 +80,31 @@ def test_a_prompt_travel_document_reads_as_our_entry(assets):  # noqa: F811
     # prompt-travel's own defaults: slerp, and each prompt held for half the gap (round(1.5) = 2)
     assert entry.prompt_interpolation == "slerp" and entry.prompt_fixed_ratio == 0.5
     assert entry.prompts == [{0: "masterpiece,a fox", 2: "masterpiece,a fox", 3: "masterpiece,a boat"}]
+    assert entry.keyframe_controlnets == []  # its ControlNets all switched off
+    controls = {
+        "input_image_dir": "controlnet_image/test",
+        "is_loop": False,
+        "max_samples_on_vram": 200,
+        "controlnet_openpose": {
+            **ON,
+            "use_preprocessor": False,
+            "controlnet_conditioning_scale": 0.8,
+            "control_scale_list": [0.5, 0.25],
+            "guess_mode": True,
+        },
+        "controlnet_canny": {**ON, "control_guidance_end": 0.5},
+        "controlnet_tile": {"enable": False},
+    }
+    config.write_text(json.dumps(document(controlnet_map=controls)))
+    (entry,), _ = load_prompt_config(config)
+    assert entry.keyframe_controlnets == [
+        {"model": "lllyasviel/control_v11p_sd15_openpose", "images": "controlnet_image/test/controlnet_openpose",
+         "scale": 0.8, "start": 0.0, "end": 1.0, "guess_mode": True, "spread": [0.5, 0.25], "loop": False,
+         "annotator": "none"},
+        {"model": "lllyasviel/control_v11p_sd15_canny", "images": "controlnet_image/test/controlnet_canny",
+         "scale": 1.0, "start": 0.0, "end": 0.5, "guess_mode": False, "spread": [], "loop": False,
+         "annotator": "canny"},
+    ]  # fmt: skip
 
 
 def test_an_official_entry_keeps_our_defaults(assets):  # noqa: F811
@@ -119,7 +148,18 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"apply_lcm_lora": True}, "apply_lcm_lora turns on the LCM LoRA switch"),
         ({"is_single_prompt_mode": True}, "is_single_prompt_mode turns on single-prompt mode"),
         ({"region_map": {"0": {"enable": True, "mask_dir": "m"}}}, "region_map enables regions"),
-        ({"controlnet_map": {"controlnet_openpose": {"enable": True}}}, "controlnet_map enables controlnet_openpose"),
+        ({"controlnet_map": {"controlnet_openpose": {"enable": True}}}, "controlnet_map needs input_image_dir"),
+        ({"controlnet_map": {"input_image_dir": "c", "controlnet_openpose": {**ON}}}, "preprocessor 'dwpose' needs a"),
+        (
+            {"controlnet_map": {"input_image_dir": "c", "controlnet_canny": {**ON, "control_region_list": ["0"]}}},
+            "control_region_list confines it to regions",
+        ),
+        ({"controlnet_map": {"input_image_dir": "c", "controlnet_ref": {**ON}}}, "reference-only control is not"),
+        ({"controlnet_map": {"input_image_dir": "c", "animatediff_controlnet": {**ON}}}, "not one of the ControlNets"),
+        (
+            {"controlnet_map": {"input_image_dir": "c", "controlnet_tile": {"enable": True}}},
+            "controlnet_tile: controlnet_conditioning_scale is missing",
+        ),
         ({"lora_map": {"a.safetensors": {"scale": {"0": 0.5}}}}, "lora_map 'a.safetensors': the scale must be one"),
         ({"motion_lora_map": ["a.ckpt"]}, "motion_lora_map must be a mapping"),
         ({"output": {"format": "vp9"}}, "output format 'vp9': choose one of gif, mp4, h264, webp"),

@@ -38,6 +38,7 @@ from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
+from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
@@ -221,7 +222,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         motion_scale: float | dict[str, float] | None = None,
         motion_scale_steps: dict[float, float | dict[str, float]] | None = None,
         conditions: Sequence[Condition] = (),
-        controlnets: Sequence[ControlNet] = (),
+        controlnets: Sequence[ControlNet | KeyframeControlNet] = (),
         sparse_ctrls: Sequence[SparseCtrl] = (),
         free_noise: FreeNoise | None = None,
         prompt_interpolation: str = "linear",
@@ -254,7 +255,9 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
         image embeddings), applied at every step and to every context window's own frames.
         `controlnets`: ControlNets (`pipeline.controlnet.ControlNet`: a model, one control image per frame, scale,
-        start/end fractions of the steps, guess mode), bound to this call's steps and added to `conditions`.
+        start/end fractions of the steps, guess mode), bound to this call's steps and added to `conditions`; or
+        `pipeline.keyframe_controlnet.KeyframeControlNet`s: control images at keyframes, spread to the frames around
+        them as animatediff-cli-prompt-travel's controlnet_map does.
         `sparse_ctrls`: SparseCtrl encoders (`pipeline.sparse_ctrl.SparseCtrl`: a model, keyframes {frame index:
         image}, scale, start/end, guess mode): image-to-video with a keyframe at 0, keyframe animation with several.
         `free_noise`: FreeNoise (`pipeline/free_noise.py`) for long clips: rescheduled start noise and motion modules
@@ -364,6 +367,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
                 predict = free_noise_predictor(predict, self.unet, free_noise)
             if context_length is not None:
                 predict = windowed(predict, num_frames, context, timesteps=timesteps)
+            predict = seeing_clip(predict, bound)  # keyframe ControlNets: the whole clip's latents, then windows
             perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
             return guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
 

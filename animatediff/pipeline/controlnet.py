@@ -34,6 +34,7 @@ from animatediff.sampling.context import step_index
 
 if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
+    from animatediff.pipeline.conditions import Condition
 
 
 @dataclass
@@ -160,19 +161,23 @@ def controlnet_conditions(
     height: int,
     width: int,
     guided: bool,
-) -> list[ControlNetCondition]:
+) -> list[Condition]:
     """`controlnets` bound to one call of `pipe`: checked against the base (family, VAE), the clip (one control
-    image per frame) and the output size, each model moved to the pipeline's device."""
+    image per frame; keyframes for a `KeyframeControlNet`) and the output size, each model moved to the pipeline's
+    device."""
+    from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, KeyframeControlNetCondition
+
     conditions = []
     for i, control in enumerate(controlnets, start=1):
         name = f"ControlNet {i}" if len(controlnets) > 1 else "ControlNet"
-        if not isinstance(control, ControlNet):
+        if not isinstance(control, (ControlNet, KeyframeControlNet)):
             raise InputError(f"{name}: expected an animatediff.pipeline.controlnet.ControlNet, got {control!r}")
         config = getattr(control.model, "config", None)
         if config is not None:
             check_controlnet(config, pipe.unet.config, name, pipe.vae_scale_factor)
-        count, _, h, w = control.frames.shape
-        if count != num_frames:
+        images = control.frames if isinstance(control, ControlNet) else torch.stack(list(control.keyframes.values()))
+        count, _, h, w = images.shape
+        if isinstance(control, ControlNet) and count != num_frames:
             raise InputError(f"{name}: {count} control frames for a clip of {num_frames} frames; give one per frame")
         if (h, w) != (height, width):
             raise InputError(
@@ -180,7 +185,10 @@ def controlnet_conditions(
                 "resize them to the output size (io.video_input.fit_frames)"
             )
         control.model.to(pipe.device)
-        conditions.append(ControlNetCondition(control, timesteps, guided, pipe.device))
+        if isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
+            conditions.append(KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device))
+        else:
+            conditions.append(ControlNetCondition(control, timesteps, guided, pipe.device))
     return conditions
 
 

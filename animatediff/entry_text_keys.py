@@ -1,0 +1,42 @@
+"""A prompt-config entry's text keys, named after `generate`'s flags: `clip_skip` (--clip-skip), `prompt_weighting`
+(--prompt-weighting), `long_prompts` (--long-prompts), `prompt_editing` (--prompt-editing), `prompt_2` and
+`n_prompt_2` (--prompt-2, --negative-prompt-2), `lora_dir` (--lora-dir: where the prompts' `<lora:NAME:WEIGHT>` tags
+find their files) and `embeddings` (--embedding), checked in place while the entry is parsed, before any model loads.
+"""
+
+from __future__ import annotations
+
+from animatediff.errors import InputError
+from animatediff.prompt_chunks import LONG_PROMPTS
+from animatediff.prompt_weights import WEIGHTINGS
+from animatediff.text_encoding import check_clip_skip
+
+
+def check_text_keys(values: dict, where: str) -> None:
+    """The text keys of an entry's raw `values` checked (`where` names the entry in errors); lora_dir and embeddings
+    made lists of paths."""
+    if "clip_skip" in values:
+        try:
+            check_clip_skip(values["clip_skip"])
+        except InputError as err:
+            raise InputError(f"{where}: clip_skip: {err}") from None
+    for key, choices, default in (("prompt_weighting", WEIGHTINGS, "none"), ("long_prompts", LONG_PROMPTS, "truncate")):
+        if values.get(key, default) not in choices:
+            raise InputError(f"{where}: {key} {values[key]!r}: choose one of {', '.join(choices)}")
+    if not isinstance(values.get("prompt_editing", False), bool):
+        raise InputError(f"{where}: prompt_editing must be true or false, got {values['prompt_editing']!r}")
+    for key in ("prompt_2", "n_prompt_2"):
+        if not isinstance(values.get(key) or "", str):
+            raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")
+    _check_paths(values, "lora_dir", "a folder or a list of folders", where)
+    _check_paths(values, "embeddings", "a list of paths", where)
+
+
+def _check_paths(values: dict, key: str, what: str, where: str) -> None:
+    """`key` made a list of paths in place: one path, a list of them, or unset (none)."""
+    paths = values.get(key) or []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise InputError(f"{where}: {key} must be {what}, got {values[key]!r}")
+    values[key] = paths
