@@ -255,14 +255,12 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
         image embeddings), applied at every step and to every context window's own frames.
         `controlnets`: ControlNets (`pipeline.controlnet.ControlNet`: a model, one control image per frame, scale,
-        start/end fractions of the steps, guess mode), bound to this call's steps and added to `conditions`; or
-        `pipeline.keyframe_controlnet.KeyframeControlNet`s: control images at keyframes, spread to the frames around
-        them as animatediff-cli-prompt-travel's controlnet_map does.
+        start/end fractions of the steps, guess mode) or `KeyframeControlNet`s (`pipeline/keyframe_controlnet.py`:
+        images at keyframes, spread to the frames around them), bound to this call's steps and added to `conditions`.
         `sparse_ctrls`: SparseCtrl encoders (`pipeline.sparse_ctrl.SparseCtrl`: a model, keyframes {frame index:
         image}, scale, start/end, guess mode): image-to-video with a keyframe at 0, keyframe animation with several.
         `free_noise`: FreeNoise (`pipeline/free_noise.py`) for long clips: rescheduled start noise and motion modules
-        attending in fused windows, the rest of the UNet on all frames; it replaces `context_length`'s windows
-        (asking for both is an input error).
+        attending in fused windows, the rest of the UNet on all frames; it replaces `context_length`'s windows.
         `prompt` as a dict {frame: prompt} (and `negative_prompt` as one, or one string for all frames): prompt
         travel, one video whose text embeddings are interpolated between these keyframes by `prompt_interpolation`
         ("linear", "slerp" or "none"; `pipeline.prompt_travel`).
@@ -282,12 +280,10 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         (`prompt_weights`); "none" (the default, as the official code and diffusers) reads brackets as words.
         `long_prompts`: "chunks" reads a prompt longer than CLIP's 75 tokens in chunks of 75, as A1111 does, `BREAK`
         ending one early (`prompt_chunks`); "truncate" (the default, as the official code and diffusers) cuts it.
-        `pag`: perturbed-attention guidance (`pipeline/pag.py`: scale, adaptive scale, layers), as diffusers'
-        AnimateDiffPAGPipeline.
+        `pag`: perturbed-attention guidance (`pipeline/pag.py`), as diffusers' AnimateDiffPAGPipeline.
         `prompt_2`, `negative_prompt_2`: SDXL's second text encoder's text, as diffusers' (default: the prompts).
-        `prompt_editing`: read A1111's `[from:to:when]` and `[a|b]` in every text, which then changes during the run
-        (`prompt_editing`; `when` counts the steps this run goes through); off (the default, as the official code
-        and diffusers), they are words.
+        `prompt_editing`: A1111's `[from:to:when]` and `[a|b]` read in every text, which then changes during the run
+        (`prompt_editing`; `when` counts the steps this run goes through); off (the default), they are words.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
