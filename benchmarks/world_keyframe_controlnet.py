@@ -1,0 +1,80 @@
+"""Keyframe ControlNets (prompt-travel's controlnet_map: `keyframe_controlnets`) on the embedded world: does a clip
+follow control images given at a few frames only, against the text, and does spreading each keyframe's residuals to
+its neighbours (control_scale_list) help?
+
+The world ControlNet of `benchmarks/world_controlnet.py` (trained on Canny edges; train it first there, into the
+same --run-dir) steers 16-frame clips of a red circle on blue from the edges of a rendered clip moving one way,
+while the prompt says the opposite way. Rows: the edges of every frame, of every 5th frame (0, 5, 10, 15) and of the
+first and last frame only, each without and with a spread; the text alone. Per row: the clips moving as the control
+does and as the text says (`world.metrics`).
+
+    python benchmarks/world_keyframe_controlnet.py --run-dir runs/world-controlnet
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from world_controlnet import OPPOSITE, prompt
+from world_video_to_video import FRAMES, STARTS, input_clip
+
+from animatediff.formats.controlnet import load_controlnet
+from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline.annotators import canny
+from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
+from animatediff.train.checkpoints import list_checkpoints
+from animatediff.train.controlnet import CONTROLNET_FOLDER
+from animatediff.world.layout import EMBEDDED
+from animatediff.world.metrics import motion_correct, track
+
+ROWS = (
+    ("every frame", range(FRAMES), ()),
+    ("every 5th frame", (0, 5, 10, 15), ()),
+    ("every 5th frame, spread 0.5, 0.25", (0, 5, 10, 15), (0.5, 0.25)),
+    ("first and last", (0, FRAMES - 1), ()),
+    ("first and last, spread 0.6 … 0.1 (prompt-travel's sample)", (0, FRAMES - 1), (0.6, 0.5, 0.4, 0.3, 0.2, 0.1)),
+    ("none (the text alone)", (), ()),
+)
+"""(label, the frames given control images, the spread)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="runs/world-controlnet", help="world_controlnet.py's training run")
+    parser.add_argument("--seeds", type=int, default=4, help="sampling seeds per motion (0, 1, …)")
+    parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    exported = list_checkpoints(Path(args.run_dir) / "checkpoints")[-1] / CONTROLNET_FOLDER
+    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    model = load_controlnet(exported, pipe.unet.unet)
+    print(f"\n## Keyframe ControlNets on the embedded world ({exported})\n")
+    print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames, {args.sample_steps} DDIM steps; the prompt "
+          "says the opposite direction; keyframes wrap around the clip's ends (is_loop).\n")  # fmt: skip
+    print("| control images at | moves as the control | moves as the text | s/clip |")
+    print("|---|---|---|---|")
+    for label, keyframes, spread in ROWS:
+        by_control = by_text = clips = 0
+        start = time.perf_counter()
+        for motion in STARTS:
+            edges = canny(input_clip(motion))
+            nets = [KeyframeControlNet(model, {k: edges[k] for k in keyframes}, spread=spread)] if keyframes else []
+            for seed in range(args.seeds):
+                frames = pipe(
+                    prompt(OPPOSITE[motion]), num_frames=FRAMES, num_inference_steps=args.sample_steps, seed=seed,
+                    progress=False, controlnets=nets,
+                )[0]  # fmt: skip
+                path = track(frames)
+                by_control += motion_correct(path, motion)
+                by_text += motion_correct(path, OPPOSITE[motion])
+                clips += 1
+        seconds = (time.perf_counter() - start) / clips
+        print(f"| {label} | {by_control} of {clips} | {by_text} of {clips} | {seconds:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
