@@ -93,3 +93,18 @@ def test_what_is_refused_and_what_is_left_out(pipe):
     np.testing.assert_array_equal(
         pipe(**ARGS, num_inference_steps=2, seed=1, progress=False, controlnets=[late]), plain
     )
+
+
+def test_composes_with_pag_free_noise_and_prompt_travel(pipe):
+    from animatediff.pipeline import PAG
+    from animatediff.pipeline.free_noise import FreeNoise
+
+    model = tiny_controlnet(pipe.unet.unet)
+    control = KeyframeControlNet(model, {0: control_frames(3, 1)[0], 7: control_frames(4, 1)[0]}, spread=(0.5,))
+    run = dict(ARGS, prompt={0: "a red circle", 7: "a blue square"}, num_frames=8, num_inference_steps=2, seed=2,
+               progress=False)  # fmt: skip
+    for extra in ({"pag": PAG(2.0)}, {"free_noise": FreeNoise(context_length=4, context_stride=2)}):
+        steered = pipe(**run, **extra, controlnets=[control])
+        assert np.isfinite(steered).all() and np.abs(steered - pipe(**run, **extra)).max() > 1e-3
+    off = KeyframeControlNet(model, control.keyframes, scale=0.0, spread=(0.5,))
+    np.testing.assert_array_equal(pipe(**run, controlnets=[off]), pipe(**run))
