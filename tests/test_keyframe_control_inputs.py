@@ -75,3 +75,23 @@ def test_a_folder_without_numbered_pngs_gives_no_controlnet(make_pipeline, tmp_p
 def test_bad_items_are_one_line(item, message):
     with pytest.raises(InputError, match=f"run.yaml: .*{message}"):
         parse_entry({**RAW, "keyframe_controlnets": [item]}, "run.yaml")
+
+
+def test_generate_takes_keyframe_controlnets(tmp_path, pipeline_calls, one_thread):
+    from animatediff.cli import main
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.world.layout import EMBEDDED
+
+    world = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    tiny_controlnet(world.unet.unet, stages=(16, 32, 64)).save_pretrained(tmp_path / "cn")  # the world VAE's 4×
+    _write(tmp_path / "edges", {0: np.random.default_rng(1).random((32, 32, 3)), 3: np.zeros((32, 32, 3))})
+    args = ["generate", "--prompt", "a red circle moving left on a blue background", "--frames", "4", "--steps", "2",
+            "--seed", "1", "--quiet", "--output"]  # fmt: skip
+    steered = [f"{tmp_path / 'cn'}:0.9={tmp_path / 'edges'}", "--control-spread", "0.5", "--no-control-loop"]
+    assert main([*args, str(tmp_path / "a.gif"), "--keyframe-controlnet", *steered]) == 0
+    (control,) = pipeline_calls[-1]["controlnets"]
+    assert isinstance(control, KeyframeControlNet) and sorted(control.keyframes) == [0, 3]
+    assert (control.scale, control.spread, control.loop) == (0.9, (0.5,), False)
+    assert main([*args, str(tmp_path / "b.gif"), "--control-spread", "0.5"]) == 2  # without a keyframe ControlNet
+    assert main([*args, str(tmp_path / "c.gif"), "--keyframe-controlnet", str(tmp_path / "cn")]) == 2  # no =DIR
+    assert not (tmp_path / "b.gif").exists() and not (tmp_path / "c.gif").exists()

@@ -1,10 +1,12 @@
 """`generate`'s ControlNet options (`--controlnet MODEL[:SCALE]` with its `--control-video` or `--control-frames`,
-`--control-from-video`, `--control-start`, `--control-end`, `--guess-mode`): the models named and the control
-videos read before any model loads, the ControlNets loaded after the base."""
+`--control-from-video`, `--control-start`, `--control-end`, `--guess-mode`; `--keyframe-controlnet MODEL=DIR` with
+`--control-spread` and `--no-control-loop`): the models named and the control videos read before any model loads,
+the ControlNets loaded after the base."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -94,6 +96,56 @@ def add_controlnet_args(p: argparse.ArgumentParser) -> None:
         help="ControlNet guess mode: it sees only the prompted half of the guided batch, its residuals scaled from "
         "0.1 (shallow) to 1 (middle), so the control images speak with little or no prompt (guidance 3-5 suits)",
     )
+
+
+def add_keyframe_controlnet_args(p: argparse.ArgumentParser) -> None:
+    """ControlNets with control images at some frames only, spread to their neighbours (`keyframe_controlnets`)."""
+    p.add_argument(
+        "--keyframe-controlnet",
+        action="append",
+        default=[],
+        metavar="MODEL[:SCALE]=DIR",
+        help="a ControlNet steering from the PNGs in DIR named by their frame (0000.png, 16.png), each image's "
+        "residuals reaching the frames around it by --control-spread, as animatediff-cli-prompt-travel's "
+        "controlnet_map; repeatable",
+    )
+    p.add_argument(
+        "--control-spread",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="S",
+        help="the scales of a keyframe's residuals 1, 2, … frames away (prompt-travel's control_scale_list), "
+        "e.g. 0.5 0.25; default: none (the keyframes only)",
+    )
+    p.add_argument(
+        "--no-control-loop",
+        action="store_true",
+        help="keyframe ControlNets: the spread stops at the clip's ends instead of wrapping around them",
+    )
+
+
+def keyframe_items_from_args(args: argparse.Namespace) -> list[dict]:
+    """--keyframe-controlnet as checked `keyframe_controlnets` items (`pipeline.keyframe_control_inputs`)."""
+    from animatediff.errors import InputError
+    from animatediff.pipeline.control_inputs import parse_controlnet
+    from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
+
+    if (args.control_spread or args.no_control_loop) and not args.keyframe_controlnet:
+        raise InputError("--control-spread and --no-control-loop are for --keyframe-controlnet")
+    items = []
+    for text in args.keyframe_controlnet:
+        model, sep, folder = text.rpartition("=")
+        if not sep or not model or not folder:
+            raise InputError(f"--keyframe-controlnet {text!r}: give MODEL[:SCALE]=DIR, e.g. openpose.pth:0.8=poses/")
+        if not Path(folder).expanduser().is_dir():
+            raise InputError(f"--keyframe-controlnet {text!r}: {folder} is not a folder of control images")
+        path, scale = parse_controlnet(model)
+        items.append({"model": path, "images": folder, "scale": scale, "spread": list(args.control_spread),
+                      "loop": not args.no_control_loop})  # fmt: skip
+    values = {"keyframe_controlnets": items}
+    check_keyframe_control_keys(values, "--keyframe-controlnet")
+    return values["keyframe_controlnets"]
 
 
 def controlnet_inputs_from_args(args: argparse.Namespace) -> list[ControlInput]:

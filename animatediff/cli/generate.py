@@ -13,7 +13,13 @@ from animatediff.cli.context_options import (
     motion_scale_from_args,
     motion_scale_steps_from_args,
 )
-from animatediff.cli.controlnet_options import add_controlnet_args, controlnet_inputs_from_args, controlnets_for
+from animatediff.cli.controlnet_options import (
+    add_controlnet_args,
+    add_keyframe_controlnet_args,
+    controlnet_inputs_from_args,
+    controlnets_for,
+    keyframe_items_from_args,
+)
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.free_noise_options import add_free_noise_args, free_noise_option
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
@@ -171,6 +177,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_ip_adapter_args(p)
     add_video_args(p)
     add_controlnet_args(p)
+    add_keyframe_controlnet_args(p)
     add_sparse_ctrl_args(p)
     add_personalization_args(p)
     add_memory_args(p)
@@ -289,6 +296,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.formats.embeddings import check_embedding_file
     from animatediff.io.video import check_finite, check_video_path, save_video, seeded_path
     from animatediff.pipeline import AnimationPipeline
+    from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
     from animatediff.pipeline.prompt_travel import prompt_argument
     from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
     from animatediff.text_encoding import check_clip_skip
@@ -317,6 +325,7 @@ def run_generate(args: argparse.Namespace) -> None:
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
+    keyframe_items = keyframe_items_from_args(args)
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     loras += tagged_loras([prompt], args.lora_dir)  # the prompt's <lora:NAME:WEIGHT> tags, found before loading
@@ -342,6 +351,7 @@ def run_generate(args: argparse.Namespace) -> None:
         pipe.load_embedding(path)
     pipe.apply_memory_options(memory, device)  # after the LoRAs: sequential offload takes the merged weights
     controlnets = controlnets_for(control_inputs, pipe, args)
+    controlnets += load_keyframe_controlnets(keyframe_items, pipe, args.frames, args.height, args.width)
     sparse_ctrls = sparse_ctrls_for(sparse_input, pipe, args)
     call = dict(
         num_frames=args.frames,
