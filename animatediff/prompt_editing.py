@@ -9,7 +9,9 @@
 
 The prompt is read as A1111 (1.6 and later) reads it: only a prompt that parses as a whole is edited (a `|` outside
 `[…|…]` or a lone trailing backslash leaves every bracket as it is written); brackets that form no construct stay
-as text; `\\[` is a literal bracket. `edit_schedule` gives A1111's list of (last step, text) and `prompt_at_step`
+as text; `\\[` is a literal bracket. Where stray brackets or colons beside an edit make a prompt ambiguous, the
+edit is read; A1111's parser (an Earley parser resolving the ambiguity its own way) sometimes reads such a prompt as
+text instead. `edit_schedule` gives A1111's list of (last step, text) and `prompt_at_step`
 the text a 0-based sampling step is conditioned on, A1111's reading of that list included: step 0 takes the text of
 step 1, so `[a:b:10]` draws steps 0 to 10 with `a`.
 """
