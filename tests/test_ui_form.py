@@ -57,6 +57,8 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"prompt_weighting": "compel"}, "prompt weighting: 'compel' is not one of"),
         ({"long_prompts": "wrap"}, "long prompts: 'wrap' is not one of"),
         ({"prompt_editing": "yes"}, "prompt editing: expected true or false"),
+        ({"motion_scale_steps": "half:0"}, "motion scale from step 'half:0': expected FRACTION:SCALE"),
+        ({"motion_scale_steps": "1.5:0"}, "1.5 is not a fraction of the steps"),
         ({"pag_scale": 30}, "PAG scale: 30.0 is outside 0.0–20.0"),
     ],
 )
@@ -209,6 +211,10 @@ def test_the_text_settings_and_pag_reach_the_run_entry(models_dir, tmp_path):
     assert (entry.prompt_2, entry.n_prompt_2) == ("a blue square", "dark")
     s = with_seed(parse({"prompt": PROMPT}, catalog))
     assert "prompt_2" not in run_yaml(s, catalog)
+    s = with_seed(parse({"prompt": PROMPT, "motion_scale_steps": "0.6:0.5, 0.8:0"}, catalog))
+    (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+    (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+    assert entry.motion_scale_steps == {0.6: 0.5, 0.8: 0.0}
     for editing in (False, True):
         s = with_seed(parse({"prompt": PROMPT, "prompt_editing": editing}, catalog))
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))

@@ -87,17 +87,9 @@ def motion_scale_steps_from_args(args: argparse.Namespace) -> dict[float, float]
     """--motion-scale-steps as {fraction of the steps: scale}, checked; None when not given."""
     if args.motion_scale_steps is None:
         return None
-    from animatediff.errors import InputError
-    from animatediff.pipeline.motion_scale import check_motion_scale_steps
+    from animatediff.pipeline.motion_scale import parse_motion_scale_steps
 
-    keyframes = {}
-    for item in args.motion_scale_steps:
-        try:
-            fraction, scale = (float(part) for part in item.split(":"))
-        except ValueError:
-            raise InputError(f"--motion-scale-steps {item!r}: expected FRACTION:SCALE, e.g. 0.5:0") from None
-        keyframes[fraction] = scale
-    return check_motion_scale_steps(keyframes)
+    return parse_motion_scale_steps(args.motion_scale_steps, "--motion-scale-steps")
 
 
 def motion_scale_from_args(args: argparse.Namespace) -> float | None:

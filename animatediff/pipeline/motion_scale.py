@@ -43,6 +43,18 @@ def check_motion_scale_steps(keyframes: Mapping[float, MotionScale] | None) -> d
     return dict(sorted(keyframes.items()))
 
 
+def parse_motion_scale_steps(items: list[str], what: str = "motion scale steps") -> dict[float, float]:
+    """ "FRACTION:SCALE" items (as --motion-scale-steps and the web form write them) as checked keyframes."""
+    keyframes = {}
+    for item in items:
+        try:
+            fraction, scale = (float(part) for part in item.split(":"))
+        except ValueError:
+            raise InputError(f"{what} {item!r}: expected FRACTION:SCALE, e.g. 0.6:0.5") from None
+        keyframes[fraction] = scale
+    return check_motion_scale_steps(keyframes)
+
+
 def motion_scale_runs(
     scale: MotionScale | None, keyframes: Mapping[float, MotionScale], steps: int
 ) -> list[tuple[int, MotionScale | None]]:

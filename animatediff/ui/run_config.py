@@ -10,7 +10,7 @@ import yaml
 
 from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry
-from animatediff.ui.settings import TAG_FOLDERS, Settings, ip_adapter_of, spec
+from animatediff.ui.settings import TAG_FOLDERS, Settings, ip_adapter_of, motion_scale_keyframes, spec
 
 
 def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
@@ -80,6 +80,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
                 entry[key] = getattr(s, key)
     if s.motion_scale is not None:
         entry["motion_scale"] = s.motion_scale
+    if s.motion_scale_steps:
+        entry["motion_scale_steps"] = motion_scale_keyframes(s)
     if s.free_init_iters is not None:
         entry["free_init_iters"] = s.free_init_iters
     if s.pag_scale:

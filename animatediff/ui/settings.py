@@ -82,6 +82,8 @@ class Settings:
     unless given) 4 apart, as `generate --free-noise`."""
     motion_scale: float | None = None
     """None: 1, as trained."""
+    motion_scale_steps: str = ""
+    """The motion scale from fractions of the steps on, "0.6:0.5, 0.8:0", as `generate --motion-scale-steps`."""
     prompt_map: dict[int, str] = field(default_factory=dict)
     """Prompt travel: frame → prompt; `prompt` is then put before each keyframe's text."""
     prompt_interpolation: str = "linear"
@@ -148,6 +150,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.strength = number(raw, "strength", float, s.strength)
     s.adapter_scale = number(raw, "adapter_scale", float, 1.0, "adapter scale")
     s.motion_scale = number(raw, "motion_scale", float, None, "motion scale")
+    s.motion_scale_steps = str(raw.get("motion_scale_steps") or "").strip()
+    motion_scale_keyframes(s)  # checked as generate checks them
     for key in ("loop", "free_noise", "closed_loop", "prompt_editing"):
         if not isinstance(raw.get(key, False), bool):
             raise InputError(f"{key.replace('_', ' ')}: expected true or false, got {raw[key]!r}")
@@ -293,6 +297,15 @@ def fitting_embeddings(catalog: Catalog, base: Path) -> tuple[str, ...]:
     paths = [catalog.resolve("embedding", c.id) for c in catalog.choices["embedding"]]
     family = base_family(base) if paths else None
     return tuple(str(p) for p in paths if embedding_family(p) == family)
+
+
+def motion_scale_keyframes(s: Settings) -> dict[float, float] | None:
+    """The form's "FRACTION:SCALE, …" as {fraction of the steps: motion scale}, checked; None when empty."""
+    if not s.motion_scale_steps:
+        return None
+    from animatediff.pipeline.motion_scale import parse_motion_scale_steps
+
+    return parse_motion_scale_steps(s.motion_scale_steps.replace(",", " ").split(), "motion scale from step")
 
 
 def sampling_of(s: Settings) -> Sampling:
