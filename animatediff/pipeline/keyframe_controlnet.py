@@ -10,7 +10,8 @@ non-empty `spread` every frame gets its own residuals and its neighbours'. With 
 model's own residual scaling only (the negative prompt's half keeps its residuals, as prompt-travel does).
 
 Keyframes outside a context window still reach its frames: the condition sees the whole clip's latents before the
-windows are cut (`seeing_clip`), and computes each keyframe's residuals once per prediction.
+windows are cut (`seeing_clip`), and computes the residuals of the keyframes a window needs, keeping them for the
+next window while it needs them too.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class KeyframeControlNetCondition:
         return predict_seen
 
     def _keyframe_residuals(self, needed: list[int]) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
-        """Each needed keyframe's residuals (down list, mid), each (b, ...), computed once per prediction."""
+        """Each needed keyframe's residuals (down list, mid), each (b, ...): kept while the windows that follow need
+        them (within one prediction), so that device memory holds one window's keyframes, not the clip's."""
+        self._residuals = {j: kept for j, kept in self._residuals.items() if j in needed}
         missing = [j for j in needed if j not in self._residuals]
         if missing:
             if self._clip is None:
