@@ -1,12 +1,14 @@
 """Keyframe ControlNets (prompt-travel's controlnet_map: `keyframe_controlnets`) on the embedded world: does a clip
-follow control images given at a few frames only, against the text, and does spreading each keyframe's residuals to
-its neighbours (control_scale_list) help?
+follow control images given at a few frames only, and does spreading each keyframe's residuals to its neighbours
+(control_scale_list) help?
 
 The world ControlNet of `benchmarks/world_controlnet.py` (trained on Canny edges; train it first there, into the
-same --run-dir) steers 16-frame clips of a red circle on blue from the edges of a rendered clip moving one way,
-while the prompt says the opposite way. Rows: the edges of every frame, of every 5th frame (0, 5, 10, 15) and of the
-first and last frame only, each without and with a spread; the text alone. Per row: the clips moving as the control
-does and as the text says (`world.metrics`).
+same --run-dir) steers 16-frame clips of a red circle on blue from the edges of a rendered clip moving one way. The
+prompt names no motion (`--text none`, the default: the control is the only say in the motion; that ControlNet
+loses to a prompt naming the opposite motion even with edges on every frame) or the opposite one (`--text
+opposite`). Rows: the edges of every frame, of every 5th frame (0, 5, 10, 15) and of the first and last frame only,
+each without and with a spread; no control. Per row: the clips moving as the control does and as the prompt says
+(`world.metrics`).
 
     python benchmarks/world_keyframe_controlnet.py --run-dir runs/world-controlnet
 """
@@ -47,15 +49,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="sampling seeds per motion (0, 1, …)")
     parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--text", choices=["none", "opposite"], default="none", help="the motion the prompt names")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     exported = list_checkpoints(Path(args.run_dir) / "checkpoints")[-1] / CONTROLNET_FOLDER
     pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
     model = load_controlnet(exported, pipe.unet.unet)
     print(f"\n## Keyframe ControlNets on the embedded world ({exported})\n")
+    said = "names no motion" if args.text == "none" else "says the opposite direction"
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames, {args.sample_steps} DDIM steps; the prompt "
-          "says the opposite direction; keyframes wrap around the clip's ends (is_loop).\n")  # fmt: skip
-    print("| control images at | moves as the control | moves as the text | s/clip |")
+          f"{said}; keyframes wrap around the clip's ends (is_loop).\n")  # fmt: skip
+    print("| control images at | moves as the control | moves as the prompt says | s/clip |")
     print("|---|---|---|---|")
     for label, keyframes, spread in ROWS:
         by_control = by_text = clips = 0
@@ -64,13 +68,14 @@ def main() -> None:
             edges = canny(input_clip(motion))
             nets = [KeyframeControlNet(model, {k: edges[k] for k in keyframes}, spread=spread)] if keyframes else []
             for seed in range(args.seeds):
+                text = OPPOSITE[motion] if args.text == "opposite" else None
                 frames = pipe(
-                    prompt(OPPOSITE[motion]), num_frames=FRAMES, num_inference_steps=args.sample_steps, seed=seed,
+                    prompt(text), num_frames=FRAMES, num_inference_steps=args.sample_steps, seed=seed,
                     progress=False, controlnets=nets,
                 )[0]  # fmt: skip
                 path = track(frames)
                 by_control += motion_correct(path, motion)
-                by_text += motion_correct(path, OPPOSITE[motion])
+                by_text += text is not None and motion_correct(path, text)
                 clips += 1
         seconds = (time.perf_counter() - start) / clips
         print(f"| {label} | {by_control} of {clips} | {by_text} of {clips} | {seconds:.1f} |", flush=True)
