@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--text", choices=["none", "opposite"], default="none", help="the motion the prompt names")
+    parser.add_argument("--no-loop", action="store_true", help="the spread stops at the clip's ends (is_loop false)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     exported = list_checkpoints(Path(args.run_dir) / "checkpoints")[-1] / CONTROLNET_FOLDER
@@ -58,7 +59,7 @@ def main() -> None:
     print(f"\n## Keyframe ControlNets on the embedded world ({exported})\n")
     said = "names no motion" if args.text == "none" else "says the opposite direction"
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames, {args.sample_steps} DDIM steps; the prompt "
-          f"{said}; keyframes wrap around the clip's ends (is_loop).\n")  # fmt: skip
+          f"{said}; the spread {'stops at' if args.no_loop else 'wraps around'} the clip's ends.\n")  # fmt: skip
     print("| control images at | moves as the control | moves as the prompt says | s/clip |")
     print("|---|---|---|---|")
     for label, keyframes, spread in ROWS:
@@ -66,7 +67,8 @@ def main() -> None:
         start = time.perf_counter()
         for motion in STARTS:
             edges = canny(input_clip(motion))
-            nets = [KeyframeControlNet(model, {k: edges[k] for k in keyframes}, spread=spread)] if keyframes else []
+            control = {k: edges[k] for k in keyframes}
+            nets = [KeyframeControlNet(model, control, spread=spread, loop=not args.no_loop)] if keyframes else []
             for seed in range(args.seeds):
                 text = OPPOSITE[motion] if args.text == "opposite" else None
                 frames = pipe(
