@@ -108,6 +108,8 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
         paths += [("motion_module_lora_configs", str(c["path"])) for c in entry.motion_module_lora_configs]
         paths += [("controlnet_path", entry.controlnet_path), ("controlnet_config", entry.controlnet_config)]
         paths += [("controlnet_images", image) for image in entry.controlnet_images]
+        paths += [(f"keyframe_controlnets {key}", item[key]) for item in entry.keyframe_controlnets
+                  for key in ("model", "images")]  # fmt: skip
         for key, path in paths:
             if not path or Path(_local(path, here)).expanduser().exists():
                 continue

@@ -106,6 +106,13 @@ def _construct(text: str, i: int) -> tuple[tuple, int] | None:
 @lru_cache(maxsize=256)
 def parse(text: str) -> tuple[Node, ...] | None:
     """The prompt as text and edits; None where A1111's grammar cannot read it as a whole (then it is not edited)."""
+    try:
+        return _parse(text)
+    except RecursionError:  # hundreds of unclosed brackets: not read as edits
+        return None
+
+
+def _parse(text: str) -> tuple[Node, ...] | None:
     nodes: list[Node] = []
     i = 0
     while i < len(text):
@@ -141,7 +148,7 @@ def switch_step(when: str, steps: int) -> int:
     """The last step of `before` for a written `when`: a number with a decimal point is a fraction of the steps,
     one without is a step; at most `steps` (A1111 1.6's reading)."""
     value = float(when) * steps if "." in when else float(when)
-    return min(steps, int(value))
+    return int(max(-1.0, min(float(steps), value)))  # 1e400 is past the last step, not an overflow
 
 
 def _text(nodes: tuple, step: int, steps: int) -> str:

@@ -54,7 +54,10 @@ def test_a_folder_without_numbered_pngs_gives_no_controlnet(make_pipeline, tmp_p
     with caplog.at_level(logging.WARNING, logger="animatediff"):
         call = entry_pipeline_args(entry, make_pipeline(), 16, None, None, [], lambda p: str(tmp_path / p) if p else p)
     assert call["controlnets"] == [] and "no numbered PNG in empty: not used" in caplog.text
-    assert keyframe_images(tmp_path / "missing", 8) == {}
+    with pytest.raises(InputError, match="keyframe control images: folder not found"):
+        keyframe_images(tmp_path / "missing", 8)
+    _write(tmp_path / "upper", {2: np.zeros((4, 4, 3))}, {2: "0002.PNG"})
+    assert list(keyframe_images(tmp_path / "upper", 8)) == [2]  # the suffix in any case
     (tmp_path / "file.png").write_bytes(b"")
     with pytest.raises(InputError, match="not a folder"):
         keyframe_images(tmp_path / "file.png", 8)
@@ -95,3 +98,18 @@ def test_generate_takes_keyframe_controlnets(tmp_path, pipeline_calls, one_threa
     assert main([*args, str(tmp_path / "b.gif"), "--control-spread", "0.5"]) == 2  # without a keyframe ControlNet
     assert main([*args, str(tmp_path / "c.gif"), "--keyframe-controlnet", str(tmp_path / "cn")]) == 2  # no =DIR
     assert not (tmp_path / "b.gif").exists() and not (tmp_path / "c.gif").exists()
+
+
+def test_a_run_names_a_missing_keyframe_folder_before_loading(tmp_path):
+    import json
+
+    from animatediff.errors import InputNotFound
+    from animatediff.prompt_config import run_prompt_config
+
+    config = tmp_path / "run.json"
+    item = {"model": "cn", "images": "poses"}
+    config.write_text(json.dumps([{**RAW, "keyframe_controlnets": [item]}]))
+    (tmp_path / "cn").mkdir()
+    (tmp_path / "m.ckpt").write_bytes(b"")  # found: only the folder is missing
+    with pytest.raises(InputNotFound, match="keyframe_controlnets images 'poses' not found"):
+        run_prompt_config(config, tmp_path / "no-base", tmp_path / "out", progress=False)

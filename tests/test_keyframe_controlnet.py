@@ -38,7 +38,9 @@ def test_spread_weights():
     flat = spread_weights([0, 5], range(6), (0.5, 0.25), 6, loop=False)
     assert flat.tolist() == [[1, 0], [0.5, 0], [0.25, 0], [0, 0.25], [0, 0.5], [0, 1]]
     assert spread_weights([1], [3, 1], (), 4, loop=True).tolist() == [[0], [1]]  # a window's frames, in its order
-    assert spread_weights([0], range(2), (0.5, 0.25), 2, loop=True).tolist() == [[1.5], [1.0]]  # reached twice
+    # a wrapped clip shorter than the spread: each frame keeps the first offset reaching it, from -2 up
+    assert spread_weights([0], range(2), (0.5, 0.25), 2, loop=True).tolist() == [[0.25], [0.5]]
+    assert spread_weights([0], range(8), (0.5, 0.4, 0.3, 0.2, 0.1), 8, loop=True)[3].item() == pytest.approx(0.1)
 
 
 def test_a_frame_gets_its_keyframes_residuals_weighted(pipe):
@@ -88,6 +90,11 @@ def test_what_is_refused_and_what_is_left_out(pipe):
     with pytest.raises(InputError, match="control frames of 32×32 for an output of 16×16"):
         pipe(**ARGS, num_inference_steps=1, progress=False,
              controlnets=[KeyframeControlNet(model, {0: control_frames(0, 1, size=32)[0]})])  # fmt: skip
+    with pytest.raises(InputError, match="model must be a diffusers ControlNetModel"):
+        KeyframeControlNet("openpose.pth", {0: control_frames(0, 1)[0]})
+    mixed = KeyframeControlNet(model, {0: control_frames(0, 1)[0], 3: control_frames(0, 1, size=32)[0]})
+    with pytest.raises(InputError, match="control frames of 32×32 for an output of 16×16"):
+        pipe(**ARGS, num_inference_steps=1, progress=False, controlnets=[mixed])
     late = KeyframeControlNet(model, {40: control_frames(0, 1)[0]})  # past the last frame: not used
     plain = pipe(**ARGS, num_inference_steps=2, seed=1, progress=False)
     np.testing.assert_array_equal(

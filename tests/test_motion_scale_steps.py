@@ -90,7 +90,7 @@ def test_generate_and_a_run_entry_take_keyframes(make_pipeline, tmp_path, pipeli
 
     args = ["generate", "--prompt", "a red circle moving left on a blue background", "--frames", "2", "--steps", "2",
             "--output", str(tmp_path / "a.gif"), "--quiet"]  # fmt: skip
-    assert main([*args, "--motion-scale-steps", "0.5:0", "0.8:0.3"]) == 0
+    assert main([*args, "--motion-scale-steps", "0.5:0", "--motion-scale-steps", "0.8:0.3"]) == 0  # repeatable
     assert [c["motion_scale_steps"] for c in pipeline_calls] == [{0.5: 0.0, 0.8: 0.3}]
     assert main([*args, "--motion-scale-steps", "half:0"]) == 2
 

@@ -66,6 +66,13 @@ def test_a_sampling_step_reads_the_first_entry_not_ending_before_it():
     assert [prompt_at_step("[a:b:0.5]", s, 4) for s in range(4)] == ["a", "a", "a", "b"]
 
 
+def test_huge_steps_and_deep_brackets_are_read_without_a_traceback():
+    assert edit_schedule("[a:b:1e400]", 4) == [(4, "a")]  # past the last step
+    assert edit_schedule("[a:b:-1e400]", 4) == [(4, "b")]
+    deep = "(" * 2000 + "x"
+    assert edit_schedule(deep, 4) == [(4, deep)] and not has_edits(deep)
+
+
 def test_has_edits():
     assert has_edits("a [red:blue:0.5] car") and has_edits("[cat|dog]") and has_edits("x [y::3]")
     for text in ("a (red:1.2) [car]", "\\[a:b:3\\]", "a | [b:c:3]", "[a:b]", ""):

@@ -211,7 +211,7 @@ def test_the_text_settings_and_pag_reach_the_run_entry(models_dir, tmp_path):
     assert (entry.prompt_2, entry.n_prompt_2) == ("a blue square", "dark")
     s = with_seed(parse({"prompt": PROMPT}, catalog))
     assert "prompt_2" not in run_yaml(s, catalog)
-    s = with_seed(parse({"prompt": PROMPT, "motion_scale_steps": "0.6:0.5, 0.8:0"}, catalog))
+    s = with_seed(parse({"prompt": PROMPT, "motion_scale_steps": "0.6: 0.5, 0.8 :0"}, catalog))
     (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
     (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
     assert entry.motion_scale_steps == {0.6: 0.5, 0.8: 0.0}

@@ -56,6 +56,7 @@ def add_context_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--motion-scale-steps",
         nargs="+",
+        action="extend",
         default=None,
         metavar="FRACTION:S",
         help="the motion scale from a fraction of the steps on, --motion-scale before the first: 0.5:0 keeps the "

@@ -1,7 +1,7 @@
 """`generate`'s ControlNet options (`--controlnet MODEL[:SCALE]` with its `--control-video` or `--control-frames`,
 `--control-from-video`, `--control-start`, `--control-end`, `--guess-mode`; `--keyframe-controlnet MODEL=DIR` with
-`--control-spread` and `--no-control-loop`): the models named and the control videos read before any model loads,
-the ControlNets loaded after the base."""
+`--control-spread` and `--no-control-loop`): the models named, the control videos read and the keyframe folders
+found before any model loads; the ControlNets (and the keyframe images) loaded after the base."""
 
 from __future__ import annotations
 

@@ -363,7 +363,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
                 predict = free_noise_predictor(predict, self.unet, free_noise)
             if context_length is not None:
                 predict = windowed(predict, num_frames, context, timesteps=timesteps)
-            predict = seeing_clip(predict, bound)  # keyframe ControlNets: the whole clip's latents, then windows
+            predict = seeing_clip(predict, [*conditions, *bound])  # keyframe ControlNets see the whole clip
             perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
             return guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
 

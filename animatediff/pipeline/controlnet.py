@@ -171,19 +171,22 @@ def controlnet_conditions(
     for i, control in enumerate(controlnets, start=1):
         name = f"ControlNet {i}" if len(controlnets) > 1 else "ControlNet"
         if not isinstance(control, (ControlNet, KeyframeControlNet)):
-            raise InputError(f"{name}: expected an animatediff.pipeline.controlnet.ControlNet, got {control!r}")
+            raise InputError(f"{name}: expected a ControlNet or a KeyframeControlNet, got {control!r}")
         config = getattr(control.model, "config", None)
         if config is not None:
             check_controlnet(config, pipe.unet.config, name, pipe.vae_scale_factor)
-        images = control.frames if isinstance(control, ControlNet) else torch.stack(list(control.keyframes.values()))
-        count, _, h, w = images.shape
-        if isinstance(control, ControlNet) and count != num_frames:
-            raise InputError(f"{name}: {count} control frames for a clip of {num_frames} frames; give one per frame")
-        if (h, w) != (height, width):
+        sizes = [control.frames.shape[2:]] if isinstance(control, ControlNet) else [
+            image.shape[1:] for image in control.keyframes.values()]  # fmt: skip
+        if isinstance(control, ControlNet) and len(control.frames) != num_frames:
             raise InputError(
-                f"{name}: control frames of {w}×{h} for an output of {width}×{height} (width × height); "
-                "resize them to the output size (io.video_input.fit_frames)"
+                f"{name}: {len(control.frames)} control frames for a clip of {num_frames} frames; give one per frame"
             )
+        for h, w in sizes:
+            if (h, w) != (height, width):
+                raise InputError(
+                    f"{name}: control frames of {w}×{h} for an output of {width}×{height} (width × height); "
+                    "resize them to the output size (io.video_input.fit_frames)"
+                )
         control.model.to(pipe.device)
         if isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
             conditions.append(KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device))

@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from animatediff.errors import InputError
+from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.annotators import ANNOTATORS, annotate
 from animatediff.pipeline.control_inputs import check_control_range
 
@@ -81,15 +81,17 @@ def _number(value: object) -> bool:
 
 def keyframe_images(folder: str | Path, num_frames: int) -> dict[int, np.ndarray]:
     """{frame: image (h, w, 3) in [0, 1]} of the PNGs in `folder` named by a number (their frame), frames below
-    `num_frames` only; {} for a folder without such files."""
+    `num_frames` only; {} for a folder without such files; InputNotFound for a folder that is not there."""
     from animatediff.io.video_input import read_image
 
     folder = Path(folder).expanduser()
-    if folder.exists() and not folder.is_dir():
+    if not folder.exists():
+        raise InputNotFound(f"keyframe control images: folder not found: {folder}")
+    if not folder.is_dir():
         raise InputError(f"keyframe control images {folder}: not a folder")
     images = {}
-    for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-        if NUMBERED.fullmatch(path.stem) and int(path.stem) < num_frames:
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() == ".png" and NUMBERED.fullmatch(path.stem) and int(path.stem) < num_frames:
             images.setdefault(int(path.stem), path)
     return {frame: read_image(path, "control image") for frame, path in sorted(images.items())}
 

@@ -4,8 +4,9 @@
 At every step each keyframe's residuals are computed from the keyframe's own latents, text and control image (the
 whole guided batch, the negative prompt's half too). A frame receives the residuals of each keyframe within
 `len(spread)` frames of it: its own keyframe's at 1, those d frames away at `spread[d - 1]`; with `loop` the
-distances wrap around the clip's ends. Contributions add up, unnormalized: with an image on every frame and a
-non-empty `spread` every frame gets its own residuals and its neighbours'. With an image on every frame and no
+distances wrap around the clip's ends (`spread_weights`). Different keyframes' contributions add up, unnormalized:
+with an image on every frame and a non-empty `spread` every frame gets its own residuals and its neighbours'. With
+an image on every frame and no
 `spread` it is an ordinary ControlNet (`pipeline.controlnet.ControlNet`) except in guess mode, which here is the
 model's own residual scaling only (the negative prompt's half keeps its residuals, as prompt-travel does).
 
@@ -61,6 +62,8 @@ class KeyframeControlNet:
             raise InputError("keyframe ControlNet guess_mode and loop must be True or False")
         if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and np.isfinite(s) for s in self.spread):
             raise InputError(f"keyframe ControlNet spread must be a list of numbers, got {list(self.spread)!r}")
+        if not isinstance(self.model, torch.nn.Module):
+            raise InputError(f"keyframe ControlNet model must be a diffusers ControlNetModel, got {self.model!r}")
         if not self.keyframes:
             raise InputError("keyframe ControlNet: no keyframe images")
         images = {}
@@ -76,21 +79,25 @@ class KeyframeControlNet:
 def spread_weights(keyframes: Sequence[int], frames: Sequence[int], spread: Sequence[float], num_frames: int,
                    loop: bool) -> torch.Tensor:  # fmt: skip
     """(len(frames), len(keyframes)): how much of each keyframe's residuals each of `frames` receives: 1 at the
-    keyframe, `spread[d - 1]` d frames away, every offset counted once per keyframe (so in a clip shorter than the
-    spread a wrapped frame may be reached twice), offsets past the clip's ends dropped unless `loop`."""
+    keyframe, `spread[d - 1]` d frames away, offsets past the clip's ends dropped unless `loop`. As prompt-travel
+    does, the offsets are gone through from −len(spread) up and a frame a keyframe reaches twice (a wrapped clip
+    shorter than 2·len(spread) + 1 frames) keeps the first (prompt-travel also cuts the spread at its context
+    length, 16 by default; it is not cut here)."""
     row = {frame: i for i, frame in enumerate(frames)}
     weights = torch.zeros(len(frames), len(keyframes))
     scales = [*reversed(spread), 1.0, *spread]
     reach = len(spread)
     for j, key in enumerate(keyframes):
+        reached = set()
         for offset, scale in zip(range(-reach, reach + 1), scales, strict=True):
             frame = key + offset
             if loop:
                 frame %= num_frames
             elif not 0 <= frame < num_frames:
                 continue
-            if frame in row:
-                weights[row[frame], j] += scale
+            if frame in row and frame not in reached:
+                weights[row[frame], j] = scale
+            reached.add(frame)
     return weights
 
 

@@ -8,6 +8,7 @@ Defaults are `animatediff generate`'s. Models are catalog ids (`ui.catalog`), ne
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -305,7 +306,8 @@ def motion_scale_keyframes(s: Settings) -> dict[float, float] | None:
         return None
     from animatediff.pipeline.motion_scale import parse_motion_scale_steps
 
-    return parse_motion_scale_steps(s.motion_scale_steps.replace(",", " ").split(), "motion scale from step")
+    items = re.sub(r"\s*:\s*", ":", s.motion_scale_steps).replace(",", " ").split()
+    return parse_motion_scale_steps(items, "motion scale from step")
 
 
 def sampling_of(s: Settings) -> Sampling:
