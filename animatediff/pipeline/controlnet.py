@@ -171,7 +171,10 @@ def controlnet_conditions(
     for i, control in enumerate(controlnets, start=1):
         name = f"ControlNet {i}" if len(controlnets) > 1 else "ControlNet"
         if not isinstance(control, (ControlNet, KeyframeControlNet)):
-            raise InputError(f"{name}: expected a ControlNet or a KeyframeControlNet, got {control!r}")
+            raise InputError(
+                f"{name}: expected an animatediff.pipeline.controlnet.ControlNet or a KeyframeControlNet, got "
+                f"{type(control).__name__} (wrap a ControlNetModel with its control frames in a ControlNet)"
+            )
         config = getattr(control.model, "config", None)
         if config is not None:
             check_controlnet(config, pipe.unet.config, name, pipe.vae_scale_factor)

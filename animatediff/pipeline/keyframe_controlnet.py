@@ -63,7 +63,9 @@ class KeyframeControlNet:
         if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and np.isfinite(s) for s in self.spread):
             raise InputError(f"keyframe ControlNet spread must be a list of numbers, got {list(self.spread)!r}")
         if not isinstance(self.model, torch.nn.Module):
-            raise InputError(f"keyframe ControlNet model must be a diffusers ControlNetModel, got {self.model!r}")
+            raise InputError(
+                f"keyframe ControlNet model must be a diffusers ControlNetModel, got {type(self.model).__name__}"
+            )
         if not self.keyframes:
             raise InputError("keyframe ControlNet: no keyframe images")
         images = {}
