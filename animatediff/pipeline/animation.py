@@ -306,18 +306,18 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         )  # None without a video
         raw = (prompt, negative_prompt, prompt_2, negative_prompt_2)
         read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl)
-        videos = len(read(raw).prompts)  # the text arguments checked before any model runs
+        unedited = read(raw)  # the text arguments checked before any model runs
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
         if generator is None:  # one generator draws the start, then step noise (LCM, TCD, ancestral) and FreeInit's
             generator = seeded_generator(seed)
         f = self.vae_scale_factor
-        shape = (videos, self.unet.config.in_channels, num_frames, height // f, width // f)
+        shape = (len(unedited.prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
         if clip is not None:  # video-to-video: the video's latents noised to its strength's first timestep
             generator = generator or seeded_generator(seed)
             timesteps, latents = video_start(
-                self.vae, self.scheduler, clip, num_inference_steps, videos, generator, self.device, self.dtype,
+                self.vae, self.scheduler, clip, num_inference_steps, shape[0], generator, self.device, self.dtype,
                 decode_chunk_size,
             )  # fmt: skip
         elif free_noise is not None:  # FreeNoise's rescheduled noise
@@ -331,7 +331,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         # pooled text too, and no negative prompt given is zeros where the base says so. Under prompt editing, the
         # text of each run of steps that reads the same (`edited_text`).
         steps = len(set(timesteps.tolist()))  # the steps this run goes through
-        runs = [(first, read(texts)) for first, texts in edit_runs(prompt_editing, steps, raw)]
+        runs = [(first, unedited if t is raw else read(t)) for first, t in edit_runs(prompt_editing, steps, raw)]
         reading = (prompt_weighting, long_prompts, prompt_editing)
         for line in call_warnings([t for _, t in runs], self.tokenizer, self.traits, height, width, *reading):
             logger.warning(line)
