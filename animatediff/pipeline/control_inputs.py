@@ -135,7 +135,6 @@ def load_controlnets(
     """The `ControlNet`s of `inputs` for `pipe`'s base at the output size (`height` × `width`, the base's native
     size unless given): frames fitted, annotated, models loaded in the pipeline's dtype (through `keep`, which
     hands back a model it already holds for the key, when given)."""
-    from animatediff.formats.controlnet import load_controlnet
     from animatediff.io.video_input import fit_frames
     from animatediff.pipeline.controlnet import ControlNet
 
@@ -144,10 +143,17 @@ def load_controlnets(
     for item in inputs:
         spec = item.spec
         frames = annotate(fit_frames(item.frames, height, width), spec.annotator)
-        load = partial(load_controlnet, spec.model, pipe.unet.unet, pipe.dtype)
-        model = keep(("controlnet", spec.model, pipe.dtype), load) if keep is not None else load()
+        model = controlnet_model(spec.model, pipe, keep)
         controlnets.append(ControlNet(model, frames, spec.scale, spec.start, spec.end, spec.guess_mode))
     return controlnets
+
+
+def controlnet_model(path: str, pipe: AnimationPipeline, keep: KeepModel | None = None) -> torch.nn.Module:
+    """The ControlNet at `path` for `pipe`'s base in its dtype, loaded, or handed back by `keep` when it holds it."""
+    from animatediff.formats.controlnet import load_controlnet
+
+    load = partial(load_controlnet, path, pipe.unet.unet, pipe.dtype)
+    return keep(("controlnet", path, pipe.dtype), load) if keep is not None else load()
 
 
 ENTRY_KEYS = {
@@ -264,6 +270,7 @@ __all__ = [
     "ENTRY_KEYS",
     "check_control_range",
     "check_control_keys",
+    "controlnet_model",
     "entry_control_inputs",
     "entry_specs",
     "load_controlnets",

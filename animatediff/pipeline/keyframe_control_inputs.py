@@ -20,13 +20,12 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.annotators import ANNOTATORS, annotate
-from animatediff.pipeline.control_inputs import check_control_range
+from animatediff.pipeline.control_inputs import check_control_range, controlnet_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +60,7 @@ def check_keyframe_control_keys(values: dict, where: str) -> None:
             if not isinstance(item.get(key), str) or not item[key]:
                 raise InputError(f"{name}: {key} must be a path, got {item.get(key)!r}")
         spread = item["spread"]
-        if not isinstance(spread, list) or not all(_number(s) for s in spread):
+        if not isinstance(spread, list) or not spread_numbers(spread):
             raise InputError(f"{name}: spread must be a list of numbers, got {spread!r}")
         if not isinstance(item["guess_mode"], bool) or not isinstance(item["loop"], bool):
             raise InputError(f"{name}: guess_mode and loop must be true or false")
@@ -75,8 +74,9 @@ def check_keyframe_control_keys(values: dict, where: str) -> None:
     values["keyframe_controlnets"] = checked
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def spread_numbers(spread: object) -> bool:
+    """Whether every scale of a spread is a finite number."""
+    return all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in spread)
 
 
 def keyframe_images(folder: str | Path, num_frames: int) -> dict[int, np.ndarray]:
@@ -108,7 +108,6 @@ def load_keyframe_controlnets(
     """The entry's checked `keyframe_controlnets` as `KeyframeControlNet`s for `pipe` at the output size (the base's
     native size where None; see the module docstring); `resolve` places relative paths, `keep` hands back models
     already loaded."""
-    from animatediff.formats.controlnet import load_controlnet
     from animatediff.io.video_input import fit_frames
     from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
 
@@ -120,9 +119,7 @@ def load_keyframe_controlnets(
             logger.warning(f"keyframe ControlNet {item['model']}: no numbered PNG in {item['images']}: not used")
             continue
         frames = [annotate(fit_frames(image[None], height, width), item["annotator"])[0] for image in images.values()]
-        model_path = resolve(item["model"])
-        load = partial(load_controlnet, model_path, pipe.unet.unet, pipe.dtype)
-        model = keep(("controlnet", model_path, pipe.dtype), load) if keep is not None else load()
+        model = controlnet_model(resolve(item["model"]), pipe, keep)
         keyframes = dict(zip(images, frames, strict=True))
         settings = {key: item[key] for key in ("scale", "start", "end", "guess_mode", "spread", "loop")}
         controlnets.append(KeyframeControlNet(model, keyframes, **settings))

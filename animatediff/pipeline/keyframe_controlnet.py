@@ -28,6 +28,7 @@ from einops import rearrange
 from animatediff.errors import InputError
 from animatediff.pipeline.control_inputs import check_control_range
 from animatediff.pipeline.controlnet import active_steps, control_frames_tensor
+from animatediff.pipeline.keyframe_control_inputs import spread_numbers
 from animatediff.sampling.context import step_index
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class KeyframeControlNet:
         check_control_range(self.start, self.end, self.scale)
         if not isinstance(self.guess_mode, bool) or not isinstance(self.loop, bool):
             raise InputError("keyframe ControlNet guess_mode and loop must be True or False")
-        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and np.isfinite(s) for s in self.spread):
+        if not spread_numbers(self.spread):
             raise InputError(f"keyframe ControlNet spread must be a list of numbers, got {list(self.spread)!r}")
         if not isinstance(self.model, torch.nn.Module):
             raise InputError(
