@@ -87,6 +87,8 @@ def test_runs_group_the_steps_whose_texts_all_read_the_same():
     assert runs[1][1] == ("a red car", {0: "x z", 4: "w"}, None, ["p"])
     assert runs[2][1] == ("a blue car", {0: "x y", 4: "w"}, None, ["p"])
     assert runs[3][1] == ("a blue car", {0: "x z", 4: "w"}, None, ["q"])
+    alternating = edit_runs(True, 5, ("[a|b]",))
+    assert alternating[0][1] is alternating[2][1]  # the same texts again: the same tuple, read and encoded once
     assert edit_runs(False, 5, texts) == [(0, texts)]
     assert edit_runs(True, 5, ("plain", None, None, None)) == [(0, ("plain", None, None, None))]
 

@@ -106,6 +106,16 @@ def test_edits_that_never_switch_are_the_plain_prompt(pipe, one_thread):
     assert np.abs(switched - red).max() > 1e-3 and np.abs(switched - blue).max() > 1e-3
 
 
+def test_each_distinct_text_is_encoded_once(pipe, one_thread, monkeypatch):
+    import animatediff.pipeline.animation as animation
+
+    encoded = []
+    encode = animation.encode_text
+    monkeypatch.setattr(animation, "encode_text", lambda *a, **k: encoded.append(a[2]) or encode(*a, **k))
+    draw(pipe, "a [red|blue] circle", prompt_editing=True)  # five steps: red, red, blue, red, blue
+    assert encoded == [["a red circle"], ["a blue circle"]]
+
+
 def test_off_a_prompt_with_edits_is_its_words_and_a_warning(pipe, one_thread, caplog):
     with caplog.at_level(logging.WARNING, logger="animatediff"):
         literal = draw(pipe, "a [red:blue:2] circle")

@@ -327,25 +327,26 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         else:
             latents = noise_start(self.scheduler, shape, seed, generator, self.device, self.dtype, latents)
 
-        # 2. Text: one embedding per prompt (the UNet repeats it per frame), or per frame for prompt travel; SDXL's
-        # pooled text too, and no negative prompt given is zeros where the base says so. Under prompt editing, the
-        # text of each run of steps that reads the same (`edited_text`).
+        # 2. Text: per prompt, or per frame for prompt travel (SDXL: with its pooled text; no negative prompt is zeros
+        # where the base says so); under prompt editing, per set of texts the runs of steps read (`edited_text`).
         steps = len(set(timesteps.tolist()))  # the steps this run goes through
-        runs = [(first, unedited if t is raw else read(t)) for first, t in edit_runs(prompt_editing, steps, raw)]
-        reading = (prompt_weighting, long_prompts, prompt_editing)
-        for line in call_warnings([t for _, t in runs], self.tokenizer, self.traits, height, width, *reading):
+        edits = edit_runs(prompt_editing, steps, raw)  # runs that read the same texts share one tuple of them
+        calls = {id(t): unedited if t is raw else read(t) for t in {id(t): t for _, t in edits}.values()}
+        read_as = (prompt_weighting, long_prompts, prompt_editing)
+        for line in call_warnings(list(calls.values()), self.tokenizer, self.traits, height, width, *read_as):
             logger.warning(line)
         second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
         zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
-            encoded = [
-                (first, encode_text(
+            encodings = {
+                key: encode_text(
                     self.tokenizer, self.text_encoder, t.prompts, t.negatives, guidance_scale > 1.0, self.device,
                     self.dtype, t.travel, num_frames, second, zero_negative, clip_skip, prompt_weighting,
                     long_prompts, *t.second,
-                ))
-                for first, t in runs
-            ]  # fmt: skip
+                )
+                for key, t in calls.items()
+            }  # fmt: skip
+        encoded = [(first, encodings[id(t)]) for first, t in edits]
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance (per run of text).
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)

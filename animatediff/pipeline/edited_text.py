@@ -39,13 +39,15 @@ def edited(texts: tuple[Texts, ...]) -> bool:
 
 
 def edit_runs(editing: bool, steps: int, texts: tuple[Texts, ...]) -> list[tuple[int, tuple[Texts, ...]]]:
-    """[(first 0-based step of a run, the texts every step of it reads)] over a run of `steps` steps, in order;
-    [(0, texts)] when `editing` is off or no text holds an edit."""
+    """[(first 0-based step of a run, the texts every step of it reads)] over a run of `steps` steps, in order
+    (runs that read the same texts, as `[a|b]`'s every other step, hold one tuple of them, so that they are read and
+    encoded once); [(0, texts)] when `editing` is off or no text holds an edit."""
     if not editing or not edited(texts):
         return [(0, texts)]
     runs: list[tuple[int, tuple[Texts, ...]]] = []
     for step in range(steps):
         at = tuple(_map(t, lambda s, step=step: prompt_at_step(s, step, steps)) for t in texts)
         if not runs or runs[-1][1] != at:
+            at = next((seen for _, seen in runs if seen == at), at)  # texts read before: the same object
             runs.append((step, at))
     return runs
