@@ -51,7 +51,8 @@ def entry_pipeline_args(
     )
     return dict(
         num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
-        guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation, clip_skip=entry.clip_skip,
+        guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation,
+        prompt_travel_loop=entry.prompt_travel_loop, clip_skip=entry.clip_skip,
         prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts, prompt_editing=entry.prompt_editing,
         pag=entry_pag(entry),
         prompt_2=entry.prompt_2 or None, negative_prompt_2=entry.n_prompt_2 or None,

@@ -196,7 +196,7 @@ def run_prompt_config(
             where = f"{config.name} entry {entry.name}"
             call = entry_pipeline_args(entry, pipe, frames, height, width, controls[entry.name],
                                        lambda p: _local(p, here), where, cache.control_model)  # fmt: skip
-            videos = zip(range(first, index), entry.prompts, entry.negative_prompts, seeds)
+            videos = zip(range(first, index), entry.clip_prompts(call["num_frames"]), entry.negative_prompts, seeds)
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
                 prompt = prompt_without_lora_tags(prompt)
                 video = pipe(prompt, negative, seed=seed, progress=progress, **call)[0]

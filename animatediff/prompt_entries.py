@@ -121,6 +121,9 @@ class PromptEntry:
     prompt_fixed_ratio: float = 0.0
     """Prompt travel: the part of each gap between keyframes the earlier prompt is held before the text travels on,
     0 … 1 (prompt-travel's key, `pipeline.prompt_travel.held_keyframes`); 0: travel across the whole gap."""
+    prompt_travel_loop: bool = False
+    """Prompt travel: the keyframes go round, the frames after the last travelling on towards the first, as
+    animatediff-cli-prompt-travel's do (its documents' default; `pipeline.prompt_travel`)."""
     clip_skip: int = 1
     """The text encoder layer the prompts are taken from, as generate's --clip-skip (1: the trained one)."""
     prompt_weighting: str = "none"
@@ -198,9 +201,14 @@ class PromptEntry:
     @property
     def prompts(self) -> list[str | dict[int, str]]:
         """What each video draws: a prompt, or the keyframes of a prompt map with head and tail joined."""
+        return self.clip_prompts(self.L)
+
+    def clip_prompts(self, num_frames: int | None) -> list[str | dict[int, str]]:
+        """`prompts` for a clip of `num_frames`: under `prompt_travel_loop` the last keyframe is held towards the
+        clip's end as the others are towards the next (`held_keyframes`)."""
         if self.prompt_map:
             frames = {k: compose(p, self.head_prompt, self.tail_prompt) for k, p in self.prompt_map.items()}
-            return [held_keyframes(frames, self.prompt_fixed_ratio)]
+            return [held_keyframes(frames, self.prompt_fixed_ratio, num_frames if self.prompt_travel_loop else None)]
         return list(self.prompt)
 
     @property
@@ -313,6 +321,8 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
     mode = values.get("prompt_interpolation", "linear")
     if mode not in INTERPOLATIONS:
         raise InputError(f"{where}: prompt_interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
+    if not isinstance(values.get("prompt_travel_loop", False), bool):
+        raise InputError(f"{where}: prompt_travel_loop must be true or false, got {values['prompt_travel_loop']!r}")
     try:
         check_fixed_ratio(values.get("prompt_fixed_ratio", 0.0))
     except InputError as err:

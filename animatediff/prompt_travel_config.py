@@ -23,10 +23,12 @@
 
 A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
 defaults where it leaves a key out (`DOCUMENT_DEFAULTS`): `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp`
-true, and its prompts read as prompt-travel reads them, with A1111's emphasis (`prompt_weighting` a1111) and past
-CLIP's 75 tokens in chunks (`long_prompts` chunks). prompt-travel encodes them with diffusers' community
-long-prompt-weighting code, which differs in details: it rescales a prompt's mean over all its chunks rather than
-each chunk's, knows no `BREAK` and no comma backtrack, and reads at most three chunks.
+true; its keyframes going round (`prompt_travel_loop`: the frames after the last keyframe travel on towards the
+first, and those before the first come from the last); and its prompts read as prompt-travel reads them, with
+A1111's emphasis (`prompt_weighting` a1111) and past CLIP's 75 tokens in chunks (`long_prompts` chunks).
+prompt-travel encodes them with diffusers' community long-prompt-weighting code, which differs in details: it
+rescales a prompt's mean over all its chunks rather than each chunk's, knows no `BREAK` and no comma backtrack, and
+reads at most three chunks.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from animatediff.prompt_travel_controlnets import keyframe_controlnets
 DOCUMENT_DEFAULTS = {
     "prompt_fixed_ratio": 0.5,
     "tensor_interpolation_slerp": True,
+    "prompt_travel_loop": True,
     "prompt_weighting": "a1111",
     "long_prompts": "chunks",
 }

@@ -5,6 +5,7 @@ measurement; every clip's prompt and seed are fixed, so a rerun on the same mach
     python benchmarks/world_long_clips.py                    # everything (about 40 minutes on a 2-core CPU)
     python benchmarks/world_long_clips.py --only travel scale
     python benchmarks/world_long_clips.py --only hold        # prompt_fixed_ratio 0 against 0.5
+    python benchmarks/world_long_clips.py --only travel-loop # keyframes going round (prompt_travel_loop) or not
     python benchmarks/world_long_clips.py --only scale-steps # the motion modules on or off for part of the steps
 """
 
@@ -105,6 +106,38 @@ def held_travel(pipe: AnimationPipeline, steps: int) -> None:
         drawn = ", ".join(str(k) for k in prompt)
         print(f"| {ratio} | {drawn} | {right} of {len(clips)} | {up} of {len(clips)} | {np.mean(drifts):+.3f} | "
               f"{less} | {len(clips)} |", flush=True)  # fmt: skip
+
+
+def looped_travel(pipe: AnimationPipeline, steps: int) -> None:
+    """Prompt travel right → up with keyframes at 0 and 16 of 32 frames held as a prompt-travel document holds them
+    (prompt_fixed_ratio 0.5, windows of 16), its keyframes going round (`prompt_travel_loop`, the document's default)
+    or not: going round, the text travels back from 'up' towards 'right' over frames 24–31, and the clip's last
+    stretch should turn right again. Per clip: the last 8 frames' rightward travel (a fraction of the side), and in
+    how many clips it is larger than the same seed's without the loop."""
+    print("\n## prompt_travel_loop: 'moving right' at 0 → 'moving up' at 16, 32 frames held at 0.5, windows 16/4\n")
+    print("| keyframes go round | keyframes drawn | first half right | frames 16–23 up | frames 24–31's rightward "
+          "travel (mean) | more rightward than without | clips |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    clips = [(subject, seed) for subject in SUBJECTS[:2] for seed in range(4)]
+    without: list[float] = []
+    for loop in (False, True):
+        right = up = 0
+        travels = []
+        for subject, seed in clips:
+            keys = {0: caption(subject, "right"), 16: caption(subject, "up")}
+            prompt = held_keyframes(keys, 0.5, 32 if loop else None)
+            frames = pipe(
+                prompt, num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
+                context_length=16, context_overlap=4, prompt_travel_loop=loop,
+            )[0]  # fmt: skip
+            right += motion_correct(track(frames[:16]), "right")
+            up += motion_correct(track(frames[16:24]), "up")
+            travels.append(displacement(track(frames[24:]))[0])
+        without = without or travels
+        more = "–" if not loop else f"{sum(t > t0 for t, t0 in zip(travels, without))} of {len(clips)}"
+        drawn = ", ".join(str(k) for k in prompt)
+        print(f"| {'yes' if loop else 'no'} | {drawn} | {right} of {len(clips)} | {up} of {len(clips)} | "
+              f"{np.mean(travels):+.3f} | {more} | {len(clips)} |", flush=True)  # fmt: skip
 
 
 def long_clips(pipe: AnimationPipeline, steps: int, frames: int, seeds: int, with_free_init: bool) -> None:
@@ -224,7 +257,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        default=["travel", "hold", "long", "loop", "scale", "scale-steps"],
+        default=["travel", "hold", "travel-loop", "long", "loop", "scale", "scale-steps"],
         help="which measurements",
     )
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps")
@@ -236,6 +269,8 @@ def main() -> None:
         travel(pipe, args.steps)
     if "hold" in args.only:
         held_travel(pipe, args.steps)
+    if "travel-loop" in args.only:
+        looped_travel(pipe, args.steps)
     if "scale" in args.only:
         motion_scale(pipe, args.steps)
     if "scale-steps" in args.only:

@@ -19,9 +19,10 @@ def models(tmp_path, base_folder):
     return ["--base", str(base_folder), "--motion-module", str(motion_module)]
 
 
-def _api(models: list[str], prompt: dict, mode: str) -> np.ndarray:
+def _api(models: list[str], prompt: dict, mode: str, loop: bool = False) -> np.ndarray:
     pipe = AnimationPipeline.from_pretrained(models[1], models[3])
-    return pipe(prompt, "", num_frames=4, num_inference_steps=1, seed=5, prompt_interpolation=mode, progress=False)[0]
+    return pipe(prompt, "", num_frames=4, num_inference_steps=1, seed=5, prompt_interpolation=mode,
+                prompt_travel_loop=loop, progress=False)[0]  # fmt: skip
 
 
 def test_a_json_prompt_map_draws_what_the_library_draws(tmp_path, models, one_thread):
@@ -40,6 +41,11 @@ def test_a_yaml_prompt_map_with_prompt_as_head_text_and_an_interpolation(tmp_pat
     assert main(["generate", *models, *args, *STEPS, "--output", str(out)]) == 0
     expected = _api(models, {0: "a red circle,moving left", 2: "a red circle,moving up"}, "slerp")
     np.testing.assert_array_equal(np.load(out), expected)
+    # --prompt-travel-loop: frame 3 travels on from the last keyframe towards the first
+    assert main(["generate", *models, *args, "--prompt-travel-loop", *STEPS, "--output", str(out)]) == 0
+    looped = _api(models, {0: "a red circle,moving left", 2: "a red circle,moving up"}, "slerp", loop=True)
+    np.testing.assert_array_equal(np.load(out), looped)
+    assert np.abs(looped - expected).max() > 5e-4  # the text of frame 3 changed
 
 
 @pytest.mark.parametrize(

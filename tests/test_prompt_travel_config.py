@@ -80,6 +80,9 @@ def test_a_prompt_travel_document_reads_as_our_entry(assets):  # noqa: F811
     # prompt-travel's own defaults: slerp, and each prompt held for half the gap (round(1.5) = 2)
     assert entry.prompt_interpolation == "slerp" and entry.prompt_fixed_ratio == 0.5
     assert entry.prompts == [{0: "masterpiece,a fox", 2: "masterpiece,a fox", 3: "masterpiece,a boat"}]
+    # and its keyframes go round: the last is held for half the gap to the clip's end, then travels to the first
+    assert entry.prompt_travel_loop is True
+    assert entry.clip_prompts(9)[0] == {**entry.prompts[0], 6: "masterpiece,a boat"}
     assert entry.keyframe_controlnets == []  # its ControlNets all switched off
     controls = {
         "input_image_dir": "controlnet_image/test",
@@ -111,7 +114,7 @@ def test_an_official_entry_keeps_our_defaults(assets):  # noqa: F811
     config = assets / "c.json"
     config.write_text(json.dumps([{"motion_module": "mm.safetensors", "prompt_map": {"0": "a", "3": "b"}}]))
     (entry,), _ = load_prompt_config(config)
-    assert entry.prompt_interpolation == "linear" and entry.prompt_fixed_ratio == 0
+    assert entry.prompt_interpolation == "linear" and entry.prompt_fixed_ratio == 0 and not entry.prompt_travel_loop
     assert entry.prompts == [{0: "a", 3: "b"}]
 
 
@@ -166,6 +169,7 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"output": {"fps": 0}}, "fps must be a positive number"),
         ({"clip_skip": 0}, "clip_skip: clip skip must be a whole number from 1"),
         ({"prompt_fixed_ratio": 1.5}, "prompt_fixed_ratio must be a number from 0 to 1"),
+        ({"prompt_travel_loop": "yes"}, "prompt_travel_loop must be true or false"),
         ({"vae_path": 3}, "vae_path must be a path"),
         ({"prompt_weighting": "compel"}, "prompt_weighting 'compel': choose one of none, a1111, comfy"),
         ({"long_prompts": "wrap"}, "long_prompts 'wrap': choose one of truncate, chunks"),

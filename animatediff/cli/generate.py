@@ -72,6 +72,11 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="how frames between --prompt-map keyframes get their text: linear, spherical, or the latest keyframe's",
     )
     p.add_argument(
+        "--prompt-travel-loop",
+        action="store_true",
+        help="keyframes go round: frames after the last travel on towards the first (animatediff-cli-prompt-travel's)",
+    )
+    p.add_argument(
         "--negative-prompt",
         default=None,
         help="what to steer away from; unset, an SDXL base whose model_index.json says force_zeros_for_empty_prompt "
@@ -366,6 +371,7 @@ def run_generate(args: argparse.Namespace) -> None:
         motion_scale_steps=motion_scale_steps,
         free_noise=free_noise,
         prompt_interpolation=args.prompt_interpolation,
+        prompt_travel_loop=args.prompt_travel_loop,
         free_init=free_init,
         pag=pag,
         controlnets=controlnets,

@@ -226,6 +226,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         sparse_ctrls: Sequence[SparseCtrl] = (),
         free_noise: FreeNoise | None = None,
         prompt_interpolation: str = "linear",
+        prompt_travel_loop: bool = False,
         free_init: FreeInit | None = None,
         ip_adapter: IPAdapter | None = None,
         video: VideoInput | None = None,
@@ -263,7 +264,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         attending in fused windows, the rest of the UNet on all frames; it replaces `context_length`'s windows.
         `prompt` as a dict {frame: prompt} (and `negative_prompt` as one, or one string for all frames): prompt
         travel, one video whose text embeddings are interpolated between these keyframes by `prompt_interpolation`
-        ("linear", "slerp" or "none"; `pipeline.prompt_travel`).
+        ("linear", "slerp" or "none"; `pipeline.prompt_travel`), going round from the last keyframe to the first
+        with `prompt_travel_loop` (as animatediff-cli-prompt-travel's do).
         `free_init`: FreeInit (`sampling/free_init.py`): the loop rerun from re-initialised noise; with it, a seed
         seeds one generator that the start, the steps and the fresh noise draw from in turn, as diffusers' does.
         `ip_adapter`: IP-Adapter (`pipeline/ip_adapter.py`): an image prompt beside the text, its image embeddings
@@ -305,7 +307,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
         raw = (prompt, negative_prompt, prompt_2, negative_prompt_2)
-        read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl)
+        loop = prompt_travel_loop
+        read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl, loop=loop)
         unedited = read(raw)  # the text arguments checked before any model runs
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.

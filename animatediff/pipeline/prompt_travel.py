@@ -14,8 +14,11 @@ Between two keyframes k0 < k1, frame j takes, with t = (j − k0) / (k1 − k0):
   `tensor_interpolation_slerp` does;
 - "none": e0, the latest keyframe's embedding.
 
-Frames before the first keyframe take the first keyframe's embedding, frames after the last the last one's. Negative
-prompts are one for every frame, or keyframes of their own, interpolated the same way.
+Frames before the first keyframe take the first keyframe's embedding, frames after the last the last one's, as
+diffusers does. With `loop` the keyframes go round instead, as animatediff-cli-prompt-travel's do: a frame after the
+last keyframe travels on towards the first (reached one frame past the clip's end), and a frame before the first comes
+from the last, the distances counted around the clip. Negative prompts are one for every frame, or keyframes of their
+own, interpolated the same way.
 
 A prompt may also be written as the A1111 AnimateDiff extension writes prompt travel in its prompt box
 (`text_keyframes`): lines before the first `N: prompt` line are the head, the `N: prompt` lines the keyframes, the
@@ -78,15 +81,17 @@ def check_fixed_ratio(fixed_ratio: object) -> None:
         raise InputError(f"prompt_fixed_ratio must be a number from 0 to 1, got {fixed_ratio!r}")
 
 
-def held_keyframes(frames: Mapping[int, str], fixed_ratio: float) -> dict[int, str]:
+def held_keyframes(frames: Mapping[int, str], fixed_ratio: float, loop_length: int | None = None) -> dict[int, str]:
     """Keyframes with each prompt held for `fixed_ratio` of the gap to the next keyframe before the text travels on,
     as prompt-travel's `prompt_fixed_ratio` holds it: between keyframes k0 < k1 a keyframe of k0's prompt is added at
     k0 + round((k1 − k0)·ratio), one frame short of k1 at most (0: travel across the whole gap, the keyframes as
-    given; 1: hold until the frame before the next keyframe)."""
+    given; 1: hold until the frame before the next keyframe). `loop_length`: the clip's frames when the keyframes go
+    round (`interpolate`'s `loop`); the last keyframe is then held the same way towards that length."""
     check_fixed_ratio(fixed_ratio)
     held = dict(frames)
     order = sorted(frames)
-    for k0, k1 in zip(order, order[1:]):
+    ends = order[1:] + ([loop_length] if loop_length is not None and loop_length > order[-1] else [])
+    for k0, k1 in zip(order, ends):
         hold = min(k0 + round((k1 - k0) * fixed_ratio), k1 - 1)
         if hold != k0:
             held[hold] = frames[k0]
@@ -105,6 +110,8 @@ class PromptTravel:
     """How frames between keyframes get their embedding: "linear", "slerp" or "none" (the latest keyframe's)."""
     num_frames: int | None = None
     """The clip's length when known: every keyframe must lie in it."""
+    loop: bool = False
+    """Whether the keyframes go round: the frames after the last travel on towards the first (module docstring)."""
 
     def __post_init__(self) -> None:
         check_interpolation(self.interpolation)
@@ -168,9 +175,12 @@ def text_keyframes(prompt: str) -> dict[int, str] | None:
     return {frame: f"{head_text}, {text}, {tail_text}" for frame, text in sorted(frames.items())}
 
 
-def prompt_travel(prompt: object, negative_prompt: object, interpolation: str, num_frames: int) -> PromptTravel | None:
+def prompt_travel(
+    prompt: object, negative_prompt: object, interpolation: str, num_frames: int, loop: bool = False
+) -> PromptTravel | None:
     """The prompt travel a pipeline call asks for (a dict as `prompt` or `negative_prompt`, or a prompt in the A1111
-    extension's text form, `text_keyframes`), or None for plain prompts; checks `interpolation` either way."""
+    extension's text form, `text_keyframes`), its keyframes going round with `loop`, or None for plain prompts;
+    checks `interpolation` either way."""
     check_interpolation(interpolation)
     if isinstance(prompt, str) and (frames := text_keyframes(prompt)) is not None:
         prompt = frames
@@ -180,7 +190,7 @@ def prompt_travel(prompt: object, negative_prompt: object, interpolation: str, n
         prompt = {0: prompt}
     if not isinstance(prompt, Mapping):
         raise InputError("keyframed negative prompts need a single prompt (a string or a frame → prompt dict)")
-    return PromptTravel(prompt, negative_prompt, interpolation, num_frames)  # type: ignore[arg-type]
+    return PromptTravel(prompt, negative_prompt, interpolation, num_frames, loop)  # type: ignore[arg-type]
 
 
 def lerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
@@ -197,9 +207,12 @@ def slerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
     return (((1 - t) * omega).sin() * start + (t * omega).sin() * end) / omega.sin()
 
 
-def interpolate(embeddings: Mapping[int, torch.Tensor], num_frames: int, mode: str = "linear") -> torch.Tensor:
-    """Per-frame embeddings (num_frames, ...) from keyframe embeddings {frame: (...)}: a keyframe's own exactly,
-    the first before it, the last after it, and between two keyframes by `mode` (module docstring)."""
+def interpolate(
+    embeddings: Mapping[int, torch.Tensor], num_frames: int, mode: str = "linear", loop: bool = False
+) -> torch.Tensor:
+    """Per-frame embeddings (num_frames, ...) from keyframe embeddings {frame: (...)}: a keyframe's own exactly, and
+    between two keyframes by `mode`; before the first and after the last, the first's and the last's, or with `loop`
+    between the last and the first around the clip (module docstring)."""
     check_interpolation(mode)
     frames = sorted(embeddings)
     mix = {"linear": lerp, "slerp": slerp}.get(mode)
@@ -207,13 +220,19 @@ def interpolate(embeddings: Mapping[int, torch.Tensor], num_frames: int, mode: s
     for j in range(num_frames):
         later = [k for k in frames if k > j]
         earlier = [k for k in frames if k <= j]
-        if not earlier:
-            out.append(embeddings[frames[0]])
-        elif not later or earlier[-1] == j or mix is None:
-            out.append(embeddings[earlier[-1]])
+        if earlier and earlier[-1] == j:
+            out.append(embeddings[j])
+            continue
+        if loop and len(frames) > 1 and not (earlier and later):  # between the last and the first, around the clip
+            k0, k1 = frames[-1], frames[0]
+            gone, left = (j - k0) % num_frames, (k1 - j) % num_frames
+        elif not earlier or not later:
+            out.append(embeddings[earlier[-1] if earlier else frames[0]])
+            continue
         else:
             k0, k1 = earlier[-1], later[0]
-            out.append(mix(embeddings[k0], embeddings[k1], (j - k0) / (k1 - k0)))
+            gone, left = j - k0, k1 - j
+        out.append(embeddings[k0] if mix is None else mix(embeddings[k0], embeddings[k1], gone / (gone + left)))
     return torch.stack(out)
 
 

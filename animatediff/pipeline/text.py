@@ -140,11 +140,11 @@ class CallText:
         return self.travel.texts if self.travel is not None else self.prompts
 
 
-def read_call_text(texts: tuple, interpolation: str, num_frames: int, sdxl: bool) -> CallText:
+def read_call_text(texts: tuple, interpolation: str, num_frames: int, sdxl: bool, loop: bool = False) -> CallText:
     """A call's text arguments (prompt, negative prompt, prompt_2, negative prompt_2) checked and read
     (`prompt_travel`, `prompt_batch`, `second_prompts`)."""
     prompt, negative_prompt, prompt_2, negative_prompt_2 = texts
-    travel = prompt_travel(prompt, negative_prompt, interpolation, num_frames)  # None unless a dict
+    travel = prompt_travel(prompt, negative_prompt, interpolation, num_frames, loop)  # None unless a dict
     prompts, negatives = travel.batch if travel else prompt_batch(prompt, negative_prompt)
     second = second_prompts(prompt_2, negative_prompt_2, prompts, negatives, sdxl, travel is not None)
     return CallText(travel, prompts, negatives, second)
@@ -264,7 +264,7 @@ def encode_frame_text(
         if travel.constant:
             return own[next(iter(keyframe_prompts.values()))][part][None].to(device, dtype)
         embeddings = {k: own[text][part].float() for k, text in keyframe_prompts.items()}
-        return interpolate(embeddings, num_frames, travel.interpolation)[None].to(device, dtype)
+        return interpolate(embeddings, num_frames, travel.interpolation, travel.loop)[None].to(device, dtype)
 
     cond, pooled = frames(travel.prompts, 0), frames(travel.prompts, 1)
     if not guidance:
