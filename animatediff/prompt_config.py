@@ -68,6 +68,7 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.pipeline.control_inputs import entry_control_inputs
+from animatediff.pipeline.hires import HiresFix, hires_fix
 from animatediff.pipeline.prompt_travel import PromptTravel
 from animatediff.pipeline.sparse_ctrl_entries import keyframe_frames, read_keyframe_images
 from animatediff.process_share import process_share
@@ -200,6 +201,9 @@ def run_prompt_config(
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
                 prompt = prompt_without_lora_tags(prompt)
                 video = pipe(prompt, negative, seed=seed, progress=progress, **call)[0]
+                if entry.hires_scale is not None:
+                    hires = HiresFix(entry.hires_scale, entry.hires_strength, entry.hires_steps)
+                    video = hires_fix(pipe, video[None], hires, prompt, negative, seed, progress=progress, **call)[0]
                 path = out / "sample" / f"{i}-{sample_name(prompt)}.{entry.output_format}"
                 check_finite(video, path)
                 save_video(video, path, entry.fps or fps)

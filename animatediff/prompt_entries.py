@@ -18,6 +18,7 @@ from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.entry_text_keys import check_text_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
+from animatediff.pipeline.hires import check_hires_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, PAG
@@ -158,6 +159,12 @@ class PromptEntry:
     """Video-to-video: how much of the input is re-drawn, in (0, 1]; unset: 0.8."""
     video_stride: int = 1
     """Video-to-video: take every Nth input frame."""
+    hires_scale: float | None = None
+    """Hires fix: the clip drawn again this many times larger (1-4) from its upscaled frames (`pipeline/hires.py`)."""
+    hires_strength: float = 0.5
+    """Hires fix: how much of the upscaled frames is drawn again, in (0, 1]."""
+    hires_steps: int | None = None
+    """Hires fix: the second pass's steps; unset: the entry's."""
     ip_adapter: str = ""
     """IP-Adapter weights (diffusers' layout) for an image prompt beside the text; empty for none."""
     ip_image: list[str] = field(default_factory=list)
@@ -252,6 +259,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     _parse_prompt_travel(values, where)
     _check_output_keys(values, where)
     check_video_keys(values, where)  # video-to-video's
+    check_hires_keys(values, where)
     check_entry_keys(values, where)  # IP-Adapter's
     check_control_keys(values, where)  # ControlNet's
     check_keyframe_control_keys(values, where)  # keyframe ControlNets (prompt-travel's controlnet_map)

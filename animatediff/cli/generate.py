@@ -22,6 +22,7 @@ from animatediff.cli.controlnet_options import (
 )
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.free_noise_options import add_free_noise_args, free_noise_option
+from animatediff.cli.hires_options import add_hires_args, hires_from_args
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
 from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
@@ -181,6 +182,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_pag_args(p)
     add_ip_adapter_args(p)
     add_video_args(p)
+    add_hires_args(p)
     add_controlnet_args(p)
     add_keyframe_controlnet_args(p)
     add_sparse_ctrl_args(p)
@@ -301,6 +303,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.formats.embeddings import check_embedding_file
     from animatediff.io.video import check_finite, check_video_path, save_video, seeded_path
     from animatediff.pipeline import AnimationPipeline
+    from animatediff.pipeline.hires import hires_fix
     from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
     from animatediff.pipeline.prompt_travel import prompt_argument
     from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
@@ -329,6 +332,7 @@ def run_generate(args: argparse.Namespace) -> None:
     pag = pag_from_args(args)  # bad PAG options fail before loading
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
+    hires = hires_from_args(args)  # before the ControlNets and SparseCtrl it does not take are read
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     keyframe_items = keyframe_items_from_args(args)
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
@@ -388,6 +392,8 @@ def run_generate(args: argparse.Namespace) -> None:
     )
     for seed, output in zip(seeds, outputs, strict=True):
         frames = pipe(prompt, args.negative_prompt, seed=seed, **call)[0]
+        if hires is not None:
+            frames = hires_fix(pipe, frames[None], hires, prompt, args.negative_prompt, seed=seed, **call)[0]
         check_finite(frames, output)
         path = save_video(frames, output, args.fps)
         if not args.quiet:

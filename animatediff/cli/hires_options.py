@@ -1,0 +1,55 @@
+"""`generate`'s hires fix options (`--hires-scale S --hires-strength D --hires-steps N`) and the `HiresFix` they
+make, checked before any model loads."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from animatediff.errors import InputError
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.hires import HiresFix
+
+DEFAULT_STRENGTH = 0.5  # pipeline.hires.HiresFix's, here so that building the parser imports no torch
+
+
+def add_hires_args(p: argparse.ArgumentParser) -> None:
+    """The hires fix (`pipeline/hires.py`): the clip drawn again larger from its upscaled frames."""
+    p.add_argument(
+        "--hires-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="hires fix: draw the clip, upscale its frames S times (1-4; 1.5 is usual) and draw them again by "
+        "video-to-video, as A1111's Hires. fix; off unless given",
+    )
+    p.add_argument(
+        "--hires-strength",
+        type=float,
+        default=None,
+        metavar="D",
+        help=f"with --hires-scale, how much of the upscaled frames is drawn again, 0-1; default {DEFAULT_STRENGTH}",
+    )
+    p.add_argument(
+        "--hires-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --hires-scale, the second pass's steps (of which --hires-strength runs); default: --steps",
+    )
+
+
+def hires_from_args(args: argparse.Namespace) -> HiresFix | None:
+    """The hires fix asked for (None without `--hires-scale`); bad values, and the ControlNets and SparseCtrl it
+    does not take, in one line before any model loads."""
+    from animatediff.pipeline.hires import HiresFix
+
+    if args.hires_scale is None:
+        if args.hires_strength is not None or args.hires_steps is not None:
+            raise InputError("--hires-strength and --hires-steps need --hires-scale")
+        return None
+    strength = DEFAULT_STRENGTH if args.hires_strength is None else args.hires_strength
+    if args.controlnet or args.keyframe_controlnet or args.sparsectrl:
+        raise InputError("--hires-scale does not take --controlnet, --keyframe-controlnet or --sparse-ctrl yet")
+    return HiresFix(args.hires_scale, strength, args.steps if args.hires_steps is None else args.hires_steps)

@@ -1,0 +1,108 @@
+"""Hires fix: a clip drawn at the size the model draws best, then drawn again larger from its upscaled frames.
+
+A1111's "Hires. fix" and ComfyUI's upscale-and-resample, for animations: the first pass settles the composition and
+the motion; its frames are upscaled by `scale` (in pixels, bilinear with antialiasing: `io.video_input.fit_frames`,
+the fit every video start gets) and the second pass draws them again by video-to-video at `strength` (`video=`:
+diffusers' AnimateDiffVideoToVideoPipeline on the upscaled frames), with the same prompts, seed and settings, for
+`steps` steps (default: the first pass's). A strength around 0.5 keeps the first pass's motion and adds detail.
+
+The second pass runs without FreeInit (its fresh noise would throw the first pass away), and draws its noise from
+the seed (a `generator` or `latents` given to the first pass are its alone). ControlNets, keyframe
+ControlNets and SparseCtrl, whose images are sized for the first pass, are not taken with a hires fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from animatediff.errors import InputError
+from animatediff.io.video_input import fit_frames
+from animatediff.pipeline.video_start import check_strength
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.animation import AnimationPipeline
+
+UNSIZED = ("controlnets", "sparse_ctrls")
+"""Call options whose images are sized for the first pass."""
+FIRST_PASS_ONLY = ("video", "strength", "video_stride", "latents", "generator", "free_init")
+"""Call options the second pass does not take: its start is the upscaled frames, drawn from the seed."""
+
+
+@dataclass(frozen=True)
+class HiresFix:
+    """The second pass (module docstring)."""
+
+    scale: float = 1.5
+    """How much larger the second pass draws, 1 to 4 (1: a second pass at the same size)."""
+    strength: float = 0.5
+    """How much of the upscaled frames is drawn again, in (0, 1] (as `--strength`)."""
+    steps: int | None = None
+    """The second pass's steps (of which `strength` runs); None: the first pass's."""
+
+    def __post_init__(self) -> None:
+        number = (int, float)
+        if isinstance(self.scale, bool) or not isinstance(self.scale, number) or not 1 <= self.scale <= 4:
+            raise InputError(f"hires scale must be a number from 1 to 4, got {self.scale!r}")
+        steps = self.steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise InputError(f"hires steps must be a whole number ≥ 1, got {steps!r}")
+        check_strength(self.strength, steps, "hires strength")
+
+    def size(self, height: int, width: int, multiple: int = 8) -> tuple[int, int]:
+        """(height, width) of the second pass: the first's times `scale`, rounded to a multiple of `multiple`."""
+        return tuple(max(multiple, round(side * self.scale / multiple) * multiple) for side in (height, width))
+
+
+def check_hires_call(call: dict[str, Any]) -> None:
+    """One line when the call's options cannot be drawn again larger (module docstring)."""
+    given = [name for name in UNSIZED if call.get(name)]
+    if given:
+        raise InputError(f"a hires fix does not take {' or '.join(given)} yet: their images are sized for one pass")
+
+
+def hires_fix(
+    pipe: AnimationPipeline,
+    first: np.ndarray,
+    hires: HiresFix,
+    prompt: str | list[str] | dict,
+    negative_prompt: str | list[str] | dict | None = None,
+    seed: int | None = None,
+    **call: Any,
+) -> np.ndarray:
+    """The second pass over the first pass's frames `first` (videos, f, h, w, 3) of `pipe(prompt, negative_prompt,
+    seed=seed, **call)`: each video upscaled and drawn again with its own prompt; frames (videos, f, H, W, 3)."""
+    check_hires_call(call)
+    videos, frames, height, width = first.shape[:4]
+    size = hires.size(height, width, pipe.vae_scale_factor)
+    prompts = prompt if isinstance(prompt, list) else [prompt] * videos
+    negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt] * videos
+    steps = hires.steps or call.get("num_inference_steps", 25)
+    second = {k: v for k, v in call.items() if k not in FIRST_PASS_ONLY}
+    second.update(num_frames=frames, height=size[0], width=size[1], num_inference_steps=steps, strength=hires.strength)
+    out = [
+        pipe(p, n, seed=seed, video=fit_frames(video, *size), **second)[0]
+        for p, n, video in zip(prompts, negatives, first, strict=True)
+    ]
+    return np.stack(out)
+
+
+def check_hires_keys(values: dict, where: str) -> None:
+    """A prompt-config entry's hires fix keys (`hires_scale`, `hires_strength`, `hires_steps`, as generate's flags),
+    checked in place; an InputError starting with `where`."""
+    if values.get("hires_scale") is None:
+        given = [k for k in ("hires_strength", "hires_steps") if values.get(k) is not None]
+        if given:
+            raise InputError(f"{where}: {given[0]} needs hires_scale")
+        return
+    values["hires_strength"] = values.get("hires_strength", 0.5)
+    try:
+        steps = values.get("steps") if values.get("hires_steps") is None else values["hires_steps"]
+        HiresFix(values["hires_scale"], values["hires_strength"], steps)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+    sized = [k for k in ("controlnet", "keyframe_controlnets", "controlnet_path") if values.get(k)]
+    if sized:
+        raise InputError(f"{where}: a hires fix does not take {sized[0]} yet: its images are sized for one pass")
