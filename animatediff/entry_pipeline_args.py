@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
 from animatediff.pipeline.control_inputs import load_controlnets
+from animatediff.pipeline.hires import HiresFix
 from animatediff.pipeline.ip_adapter import ip_adapter_option
 from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
 from animatediff.pipeline.pag import PAG
@@ -26,6 +27,13 @@ def entry_pag(entry: PromptEntry) -> PAG | None:
     if entry.pag_scale is None:
         return None
     return PAG(entry.pag_scale, entry.pag_adaptive_scale, tuple(entry.pag_layers))
+
+
+def entry_hires(entry: PromptEntry) -> HiresFix | None:
+    """The entry's hires fix (`pipeline/hires.py`), or None without `hires_scale`."""
+    if entry.hires_scale is None:
+        return None
+    return HiresFix(entry.hires_scale, entry.hires_strength, entry.hires_steps)
 
 
 def entry_pipeline_args(

@@ -63,12 +63,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from animatediff.entry_pipeline_args import entry_pipeline_args
+from animatediff.entry_pipeline_args import entry_hires, entry_pipeline_args
 from animatediff.errors import InputError, InputNotFound
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.pipeline.control_inputs import entry_control_inputs
-from animatediff.pipeline.hires import HiresFix, hires_fix
+from animatediff.pipeline.hires import draw
 from animatediff.pipeline.prompt_travel import PromptTravel
 from animatediff.pipeline.sparse_ctrl_entries import keyframe_frames, read_keyframe_images
 from animatediff.process_share import process_share
@@ -200,10 +200,7 @@ def run_prompt_config(
             videos = zip(range(first, index), entry.clip_prompts(call["num_frames"]), entry.negative_prompts, seeds)
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
                 prompt = prompt_without_lora_tags(prompt)
-                video = pipe(prompt, negative, seed=seed, progress=progress, **call)[0]
-                if entry.hires_scale is not None:
-                    hires = HiresFix(entry.hires_scale, entry.hires_strength, entry.hires_steps)
-                    video = hires_fix(pipe, video[None], hires, prompt, negative, seed, progress=progress, **call)[0]
+                video = draw(pipe, prompt, negative, seed, entry_hires(entry), progress=progress, **call)[0]
                 path = out / "sample" / f"{i}-{sample_name(prompt)}.{entry.output_format}"
                 check_finite(video, path)
                 save_video(video, path, entry.fps or fps)

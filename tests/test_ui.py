@@ -298,3 +298,27 @@ def test_memory_options_reach_every_job_and_keep_its_frames(tmp_path):
     # The same up to float rounding (the chunked feed-forward sums in another order); through the GIF's palette a
     # rounding now and then picks a neighbouring colour.
     assert np.abs(frames[0] - frames[1]).mean() < 1e-4 and (frames[0] != frames[1]).mean() < 0.01
+
+
+def test_a_hires_fix_and_keyframes_going_round_and_their_run_yaml(served, tmp_path):
+    """The hires fix draws the clip 1.5 times larger (its second pass counted in the job's steps), and its run YAML
+    draws the same frames; prompt travel with its keyframes going round changes the frames and says so in its YAML."""
+    from animatediff.io.video_input import read_video_input
+
+    studio, url = served
+    plain = {"prompt": PROMPT, "frames": 6, "steps": 4, "seed": 4}
+    hires = plain | {"hires_scale": 1.5, "hires_strength": 0.5}
+    travel = {**plain, "prompt": "", "prompt_map": [{"frame": 0, "prompt": PROMPT}, {"frame": 4, "prompt": "a blue "
+              "square moving up on a black background"}]}  # fmt: skip
+    looped = travel | {"prompt_travel_loop": True}
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (hires, travel, looped)]
+    assert [job["state"] for job in jobs] == ["done"] * 3, [job["error"] for job in jobs]
+    assert jobs[0]["total"] == 4 + 2
+    frames = [read_video_input(studio.output_dir / job["file"], 6) for job in jobs]
+    assert frames[0].shape == (6, 48, 48, 3)
+    assert np.abs(frames[1] - frames[2]).max() > 0.05
+    text, again = rerun(url, jobs[0], tmp_path, 6)
+    assert "hires_scale: 1.5" in text
+    np.testing.assert_array_equal(frames[0], again)
+    with urllib.request.urlopen(f"{url}/api/jobs/{jobs[2]['id']}/config.yaml") as response:
+        assert "prompt_travel_loop: true" in response.read().decode()

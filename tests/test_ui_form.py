@@ -60,6 +60,9 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"motion_scale_steps": "half:0"}, "motion scale from step 'half:0': expected FRACTION:SCALE"),
         ({"motion_scale_steps": "1.5:0"}, "1.5 is not a fraction of the steps"),
         ({"pag_scale": 30}, "PAG scale: 30.0 is outside 0.0–20.0"),
+        ({"hires_scale": 5}, "hires scale: 5.0 is outside 1.0–4.0"),
+        ({"hires_scale": 2, "hires_strength": 0.1, "steps": 5}, "hires strength 0.1 leaves no step of 5 to run"),
+        ({"prompt_travel_loop": "yes"}, "prompt travel loop: expected true or false"),
     ],
 )
 def test_the_form_is_checked_field_by_field(models_dir, fields, message):

@@ -303,7 +303,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.formats.embeddings import check_embedding_file
     from animatediff.io.video import check_finite, check_video_path, save_video, seeded_path
     from animatediff.pipeline import AnimationPipeline
-    from animatediff.pipeline.hires import hires_fix
+    from animatediff.pipeline.hires import draw
     from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
     from animatediff.pipeline.prompt_travel import prompt_argument
     from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
@@ -391,9 +391,7 @@ def run_generate(args: argparse.Namespace) -> None:
         negative_prompt_2=args.negative_prompt_2,
     )
     for seed, output in zip(seeds, outputs, strict=True):
-        frames = pipe(prompt, args.negative_prompt, seed=seed, **call)[0]
-        if hires is not None:
-            frames = hires_fix(pipe, frames[None], hires, prompt, args.negative_prompt, seed=seed, **call)[0]
+        frames = draw(pipe, prompt, args.negative_prompt, seed, hires, **call)[0]
         check_finite(frames, output)
         path = save_video(frames, output, args.fps)
         if not args.quiet:

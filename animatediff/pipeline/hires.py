@@ -89,6 +89,20 @@ def hires_fix(
     return np.stack(out)
 
 
+def draw(
+    pipe: AnimationPipeline,
+    prompt: str | list[str] | dict,
+    negative_prompt: str | list[str] | dict | None = None,
+    seed: int | None = None,
+    hires: HiresFix | None = None,
+    **call: Any,
+) -> np.ndarray:
+    """`pipe(prompt, negative_prompt, seed=seed, **call)`, and where `hires` is given its second pass over that:
+    what `generate`, `run` and the web app draw."""
+    first = pipe(prompt, negative_prompt, seed=seed, **call)
+    return first if hires is None else hires_fix(pipe, first, hires, prompt, negative_prompt, seed, **call)
+
+
 def check_hires_keys(values: dict, where: str) -> None:
     """A prompt-config entry's hires fix keys (`hires_scale`, `hires_strength`, `hires_steps`, as generate's flags),
     checked in place; an InputError starting with `where`."""

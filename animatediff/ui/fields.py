@@ -28,6 +28,8 @@ LIMITS = {
     "motion_scale": (0.0, 4.0),
     "clip_skip": (1, 12),
     "pag_scale": (0.0, 20.0),
+    "hires_scale": (1.0, 4.0),
+    "hires_strength": (0.01, 1.0),
 }
 """Inclusive ranges of the numeric fields (the form states the same bounds)."""
 

@@ -22,6 +22,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["prompt_map"] = dict(sorted(s.prompt_map.items()))
         entry["head_prompt"] = s.prompt
         entry["prompt_interpolation"] = s.prompt_interpolation
+        if s.prompt_travel_loop:
+            entry["prompt_travel_loop"] = True
     else:
         entry["prompt"] = [s.prompt]
     entry["n_prompt"] = [s.negative_prompt]
@@ -89,6 +91,9 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if s.video:
         entry["video"] = upload(s.video)
         entry["strength"] = s.strength
+    if s.hires_scale is not None:
+        entry["hires_scale"] = s.hires_scale
+        entry["hires_strength"] = s.hires_strength
     entry |= control_entry(s, catalog, upload)
     ip_adapter = ip_adapter_of(s, catalog, upload)
     if ip_adapter is not None:

@@ -88,6 +88,8 @@ class Settings:
     prompt_map: dict[int, str] = field(default_factory=dict)
     """Prompt travel: frame → prompt; `prompt` is then put before each keyframe's text."""
     prompt_interpolation: str = "linear"
+    prompt_travel_loop: bool = False
+    """Prompt travel's keyframes go round, as `generate --prompt-travel-loop`."""
     clip_skip: int = 1
     """The text encoder layer the prompt is taken from, as `generate --clip-skip` (1: the trained one)."""
     prompt_weighting: str = "none"
@@ -102,6 +104,9 @@ class Settings:
     video: str = ""
     """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
     strength: float = 0.8
+    hires_scale: float | None = None
+    """The hires fix's upscale, as `generate --hires-scale`; None: off."""
+    hires_strength: float = 0.5
     controlnets: list[ControlUnit] = field(default_factory=list)
     """ControlNets in order, each with its control video (`ui/controls.py`)."""
     guess_mode: bool = False
@@ -153,7 +158,9 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.motion_scale = number(raw, "motion_scale", float, None, "motion scale")
     s.motion_scale_steps = str(raw.get("motion_scale_steps") or "").strip()
     motion_scale_keyframes(s)  # checked as generate checks them
-    for key in ("loop", "free_noise", "closed_loop", "prompt_editing"):
+    s.hires_scale = number(raw, "hires_scale", float, None, "hires scale")
+    s.hires_strength = number(raw, "hires_strength", float, s.hires_strength, "hires strength")
+    for key in ("loop", "free_noise", "closed_loop", "prompt_editing", "prompt_travel_loop"):
         if not isinstance(raw.get(key, False), bool):
             raise InputError(f"{key.replace('_', ' ')}: expected true or false, got {raw[key]!r}")
         setattr(s, key, raw.get(key, False))
@@ -188,6 +195,12 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.video = str(raw.get("video") or "")
     parse_controls(raw, s, catalog)
     _parse_ip_adapter(raw, s, catalog)
+    if s.hires_scale is not None:
+        from animatediff.pipeline.hires import HiresFix
+
+        HiresFix(s.hires_scale, s.hires_strength, s.steps)  # a strength that leaves no step: as generate says it
+        if s.controlnets or s.sparsectrl:
+            raise InputError("hires fix: not with ControlNets or SparseCtrl yet (their images are sized for one pass)")
     spec(s, catalog)  # every model is one the scan listed
     return s
 

@@ -97,9 +97,10 @@ class Studio:
         """Load (or keep) the models, sample with progress and cancel, write the result and its settings. The job
         draws through the `run` entry it downloads as (`entry_pipeline_args`, as `animatediff run` draws), so the
         two give the same frames."""
-        from animatediff.entry_pipeline_args import entry_pipeline_args
+        from animatediff.entry_pipeline_args import entry_hires, entry_pipeline_args
         from animatediff.io.video import check_finite, save_video
         from animatediff.pipeline.control_inputs import entry_control_inputs
+        from animatediff.pipeline.hires import draw
         from animatediff.prompt_entries import parse_entry
         from animatediff.sampling.loop import sampling_timesteps
 
@@ -113,10 +114,13 @@ class Studio:
         strength = call["strength"] if call["video"] is not None else 1.0
         steps = len(sampling_timesteps(pipe.scheduler, call["num_inference_steps"], strength))
         job.total = steps * (s.free_init_iters or 1)
+        hires = entry_hires(entry)
+        if hires is not None:  # and the second pass's steps (it runs without FreeInit)
+            hires_steps = hires.steps or call["num_inference_steps"]
+            job.total += len(sampling_timesteps(pipe.scheduler, hires_steps, hires.strength))
         job.stage = "sampling"
-        frames = pipe(
-            prompt_of(s), s.negative_prompt, seed=s.seed, progress=False, callback=lambda *_: job.step_done(), **call
-        )[0]
+        frames = draw(pipe, prompt_of(s), s.negative_prompt, s.seed, hires, progress=False,
+                      callback=lambda *_: job.step_done(), **call)[0]  # fmt: skip
         job.stage = "writing"
         with self._number_lock:
             stem = output_stem(s, next(self._numbers))
