@@ -7,17 +7,17 @@ import re
 import numpy as np
 import pytest
 
-from animatediff.cli import build_parser, free_init_options, main
+from animatediff.cli import build_parser, free_init_options
 from animatediff.formats import save_motion_modules
 from animatediff.pipeline import AnimationPipeline
 from animatediff.sampling import FreeInit
 from animatediff.sampling.free_init import FILTERS
+from tests.cli_helpers import generate, generate_error
 from tests.tiny import tiny_motion
 
 
 def _generate(base, motion, out, *extra: str) -> int:  # noqa: ANN001
-    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--quiet", "--prompt", "a fox"]
-    return main([*args, "--frames", "4", "--steps", "2", "--seed", "3", "--output", str(out), *extra])
+    return generate(base, motion, out, *extra, steps=2)
 
 
 def test_the_cli_samples_what_the_api_samples(tmp_path, base_folder, one_thread):
@@ -43,11 +43,7 @@ def test_the_cli_samples_what_the_api_samples(tmp_path, base_folder, one_thread)
     ],
 )
 def test_bad_free_init_options_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
-    monkeypatch.setattr(AnimationPipeline, "from_pretrained", lambda *a, **k: pytest.fail("models loaded"))
-    assert _generate(tmp_path / "no-base", tmp_path / "no-module", tmp_path / "o.npy", *extra) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert re.search(message, err), err
+    assert re.search(message, generate_error(tmp_path, capsys, monkeypatch, *extra))
 
 
 def test_the_options_defaults_are_free_inits():

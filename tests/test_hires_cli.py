@@ -9,13 +9,14 @@ import pytest
 import yaml
 from PIL import Image, ImageSequence
 
-from animatediff.cli import build_parser, hires_options, main
+from animatediff.cli import build_parser, hires_options
 from animatediff.formats import save_motion_modules
 from animatediff.io.video import save_video
 from animatediff.model_cache import ModelCache
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.hires import HiresFix, hires_fix
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
+from tests.cli_helpers import generate, generate_error
 from tests.tiny import tiny_motion
 
 
@@ -23,15 +24,10 @@ def _gif(path) -> np.ndarray:  # noqa: ANN001
     return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
 
 
-def _generate(base, motion, out, *extra: str) -> int:  # noqa: ANN001
-    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--quiet", "--prompt", "a fox"]
-    return main([*args, "--frames", "4", "--steps", "4", "--seed", "3", "--output", str(out), *extra])
-
-
 def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_folder, one_thread):
     motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
     extra = ["--hires-scale", "1.5", "--hires-strength", "0.75", "--hires-steps", "6", "--guidance-scale", "7.5"]
-    assert _generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
+    assert generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
     pipe = AnimationPipeline.from_pretrained(base_folder, motion)
     call = dict(num_frames=4, num_inference_steps=4, guidance_scale=7.5, progress=False)
     first = pipe("a fox", "", seed=3, **call)
@@ -60,12 +56,8 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
     ],
 )
 def test_bad_hires_options_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
-    monkeypatch.setattr(AnimationPipeline, "from_pretrained", lambda *a, **k: pytest.fail("models loaded"))
     save_video(np.zeros((4, 16, 16, 3), np.float32), tmp_path / "c.gif", fps=8)
-    extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
-    assert _generate(tmp_path / "no-base", tmp_path / "no-module", tmp_path / "o.npy", *extra) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
+    err = generate_error(tmp_path, capsys, monkeypatch, *[e.replace("{tmp}", str(tmp_path)) for e in extra])
     assert re.search(message, err), err
 
 

@@ -9,13 +9,14 @@ import pytest
 import yaml
 from PIL import Image, ImageSequence
 
-from animatediff.cli import build_parser, main, video_options
+from animatediff.cli import build_parser, video_options
 from animatediff.formats import save_motion_modules
 from animatediff.io.video import save_video
 from animatediff.model_cache import ModelCache
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.video_start import DEFAULT_STRENGTH
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
+from tests.cli_helpers import generate, generate_error
 from tests.tiny import tiny_motion
 
 
@@ -23,11 +24,6 @@ def _input(path, frames: int = 8):  # noqa: ANN001, ANN202
     """A GIF of `frames` frames of 24 × 20 (height × width), so that the pipeline's 16 × 16 crops it."""
     rng = np.random.default_rng(0)
     return save_video(rng.random((frames, 24, 20, 3)).astype(np.float32), path, fps=8)
-
-
-def _generate(base, motion, out, *extra: str) -> int:  # noqa: ANN001
-    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--quiet", "--prompt", "a fox"]
-    return main([*args, "--frames", "4", "--steps", "4", "--seed", "3", "--output", str(out), *extra])
 
 
 def _gif(path) -> np.ndarray:  # noqa: ANN001
@@ -38,8 +34,8 @@ def test_the_cli_samples_what_the_api_samples(tmp_path, base_folder, one_thread)
     motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
     video = _input(tmp_path / "in.gif")
     extra = ["--video", str(video), "--strength", "0.5", "--video-stride", "2"]
-    assert _generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
-    assert _generate(base_folder, motion, tmp_path / "default.npy", "--video", str(video)) == 0
+    assert generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
+    assert generate(base_folder, motion, tmp_path / "default.npy", "--video", str(video)) == 0
     pipe = AnimationPipeline.from_pretrained(base_folder, motion)
     args = dict(num_frames=4, num_inference_steps=4, seed=3, progress=False)
     expected = pipe("a fox", "", **args, video=video, strength=0.5, video_stride=2)[0]
@@ -69,14 +65,10 @@ def test_the_cli_samples_what_the_api_samples(tmp_path, base_folder, one_thread)
     ],
 )  # fmt: skip
 def test_bad_video_options_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
-    monkeypatch.setattr(AnimationPipeline, "from_pretrained", lambda *a, **k: pytest.fail("models loaded"))
     _input(tmp_path / "in.gif")
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
-    extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
-    assert _generate(tmp_path / "no-base", tmp_path / "no-module", tmp_path / "o.npy", *extra) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
+    err = generate_error(tmp_path, capsys, monkeypatch, *[e.replace("{tmp}", str(tmp_path)) for e in extra])
     assert re.search(message, err), err
 
 
@@ -99,7 +91,7 @@ def test_a_run_entry_draws_what_generate_draws(tmp_path, base_folder, one_thread
     run_prompt_config(config, base_folder, tmp_path / "runs", ModelCache(), progress=False)
     (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
     extra = ["--video", str(tmp_path / "in.gif"), "--strength", "0.5", "--video-stride", "2", "--guidance-scale", "7.5"]
-    assert _generate(base_folder, motion, tmp_path / "generated.gif", *extra) == 0
+    assert generate(base_folder, motion, tmp_path / "generated.gif", *extra) == 0
     np.testing.assert_array_equal(_gif(drawn), _gif(tmp_path / "generated.gif"))
 
 

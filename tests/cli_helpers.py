@@ -1,0 +1,24 @@
+"""`animatediff generate` as the CLI tests call it: a 4-frame clip of "a fox" from given models, and its one-line
+errors before any model loads."""
+
+from pathlib import Path
+
+import pytest
+
+from animatediff.cli import main
+from animatediff.pipeline import AnimationPipeline
+
+
+def generate(base: Path | str, motion: Path | str, out: Path | str, *extra: str, steps: int = 4) -> int:
+    """`generate`'s exit status for a 4-frame clip of "a fox" at seed 3, with `extra` options."""
+    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--quiet", "--prompt", "a fox"]
+    return main([*args, "--frames", "4", "--steps", str(steps), "--seed", "3", "--output", str(out), *extra])
+
+
+def generate_error(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *extra: str) -> str:
+    """The one line `generate` with `extra` options fails with (exit status 2) before any model loads."""
+    monkeypatch.setattr(AnimationPipeline, "from_pretrained", lambda *a, **k: pytest.fail("models loaded"))
+    assert generate(tmp_path / "no-base", tmp_path / "no-module", tmp_path / "o.npy", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
