@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_benchmark import PRESETS, build, diffusers_adapter, ours_pipeline, tokenizer  # noqa: E402 - shared
 
-TINY = dict(channels=(32, 64, 64, 64), size=64, frames=8, text_dim=768, text_layers=1)
+TINY = dict(channels=(32, 64, 64, 64), size=64, frames=4, text_dim=768, text_layers=1)
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> str:
     for dtype in dtypes if not args.tiny else ["fp32", *dtypes]:
         check.speed(dtype, compile_too)
     check.precision(dtypes)
-    check.long_clip(dtypes[0], 64 if not args.tiny else 12, 16 if not args.tiny else 8)
+    check.long_clip(dtypes[0], 64 if not args.tiny else 8, 16 if not args.tiny else 6)
     check.memory_modes(dtypes[0])
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     ch = preset["channels"]
