@@ -8,7 +8,7 @@ from diffusers import AnimateDiffVideoToVideoPipeline
 
 from animatediff.errors import InputError
 from animatediff.io.video_input import fit_frames
-from animatediff.pipeline.hires import HiresFix, hires_fix
+from animatediff.pipeline.hires import HiresFix, hires_fix, sized_controls
 from tests.diffusers_reference import diffusers_pipeline
 
 PROMPT = "a red circle moving left"
@@ -76,10 +76,58 @@ def test_bad_settings_are_one_line(kwargs, message):
         HiresFix(**kwargs)
 
 
-def test_sizes_round_to_the_latent_grid_and_controls_are_refused(make_pipeline):
+def test_sizes_round_to_the_latent_grid():
     assert HiresFix(1.5).size(512, 768) == (768, 1152)
     assert HiresFix(1.3).size(32, 32) == (40, 40) and HiresFix(1).size(16, 24) == (16, 24)
+
+
+def test_a_controlnet_steers_the_second_pass_as_diffusers_video_to_video_controlnet(make_pipeline, one_thread):
+    """The second pass with a ControlNet is diffusers' AnimateDiffVideoToVideoControlNetPipeline on the upscaled
+    frames and the upscaled control frames."""
+    from diffusers import AnimateDiffVideoToVideoControlNetPipeline
+
+    from animatediff.pipeline.controlnet import ControlNet
+    from tests.controlnet_helpers import tiny_controlnet
+
     pipe = make_pipeline("v2")
-    first = np.zeros((1, 2, 16, 16, 3), np.float32)
-    with pytest.raises(InputError, match="a hires fix does not take controlnets yet"):
-        hires_fix(pipe, first, HiresFix(), PROMPT, controlnets=[object()])
+    control = ControlNet(tiny_controlnet(pipe.unet.unet), torch.rand(6, 3, 16, 16, generator=torch.Generator()
+                         .manual_seed(8)), scale=0.9, start=0.2)  # fmt: skip
+    call = {k: v for k, v in ARGS.items() if k != "negative_prompt"}
+    first = pipe(PROMPT, "blurry", seed=7, progress=False, controlnets=[control], **call)
+    got = hires_fix(pipe, first, HiresFix(2, 0.6, 8), PROMPT, "blurry", 7, progress=False, controlnets=[control],
+                    **call)  # fmt: skip
+    ref = diffusers_pipeline(pipe, cls=AnimateDiffVideoToVideoControlNetPipeline, controlnet=control.model)
+    upscaled_control = fit_frames(control.frames.permute(0, 2, 3, 1).numpy(), 32, 32)
+    expected = ref(
+        prompt=PROMPT, negative_prompt="blurry", video=fit_frames(first[0], 32, 32), strength=0.6, height=32,
+        width=32, num_inference_steps=8, guidance_scale=7.5, conditioning_frames=list(upscaled_control),
+        controlnet_conditioning_scale=0.9, control_guidance_start=0.2, generator=torch.Generator().manual_seed(7),
+        output_type="np",
+    ).frames  # fmt: skip
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    without = hires_fix(pipe, first, HiresFix(2, 0.6, 8), PROMPT, "blurry", 7, progress=False, **call)
+    assert np.abs(got - without).max() > 1e-3  # the ControlNet steered the second pass
+
+
+def test_keyframe_controlnets_and_sparse_ctrl_take_their_keyframes_upscaled(make_pipeline, one_thread):
+    """Their keyframe images are fitted to the second pass's size as the frames are, and they steer it."""
+    from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
+    from animatediff.pipeline.sparse_ctrl import SparseCtrl
+    from tests.controlnet_helpers import tiny_controlnet
+    from tests.sparse_ctrl_helpers import tiny_sparse_ctrl
+
+    pipe = make_pipeline("v3")
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    keyframed = KeyframeControlNet(tiny_controlnet(pipe.unet.unet), {0: images[0], 4: images[1]}, spread=(0.5,))
+    sparse = SparseCtrl(tiny_sparse_ctrl(pipe.unet.unet, "rgb"), {0: images[0]})
+    call = {k: v for k, v in ARGS.items() if k != "negative_prompt"} | dict(progress=False)
+    first = pipe(PROMPT, seed=7, **call)
+    plain = hires_fix(pipe, first, HiresFix(1.5, 0.75), PROMPT, None, 7, **call)
+    for controls in (dict(controlnets=[keyframed]), dict(sparse_ctrls=[sparse])):
+        steered = hires_fix(pipe, first, HiresFix(1.5, 0.75), PROMPT, None, 7, **call, **controls)
+        assert steered.shape == (1, 6, 24, 24, 3) and np.abs(steered - plain).max() > 1e-3
+    sized = sized_controls(dict(controlnets=[keyframed], sparse_ctrls=[sparse]), (24, 24))
+    expected = torch.from_numpy(fit_frames(images.permute(0, 2, 3, 1).numpy(), 24, 24)).permute(0, 3, 1, 2)
+    assert torch.equal(sized["controlnets"][0].keyframes[4], expected[1])
+    assert torch.equal(sized["sparse_ctrls"][0].keyframes[0], expected[0])
+    assert keyframed.keyframes[4].shape == (3, 16, 16)  # the first pass's own are kept

@@ -332,7 +332,7 @@ def run_generate(args: argparse.Namespace) -> None:
     pag = pag_from_args(args)  # bad PAG options fail before loading
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
-    hires = hires_from_args(args)  # before the ControlNets and SparseCtrl it does not take are read
+    hires = hires_from_args(args)  # bad hires fix options fail before loading
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     keyframe_items = keyframe_items_from_args(args)
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading

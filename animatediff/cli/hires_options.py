@@ -41,8 +41,7 @@ def add_hires_args(p: argparse.ArgumentParser) -> None:
 
 
 def hires_from_args(args: argparse.Namespace) -> HiresFix | None:
-    """The hires fix asked for (None without `--hires-scale`); bad values, and the ControlNets and SparseCtrl it
-    does not take, in one line before any model loads."""
+    """The hires fix asked for (None without `--hires-scale`); bad values in one line, before any model loads."""
     from animatediff.pipeline.hires import HiresFix
 
     if args.hires_scale is None:
@@ -50,6 +49,4 @@ def hires_from_args(args: argparse.Namespace) -> HiresFix | None:
             raise InputError("--hires-strength and --hires-steps need --hires-scale")
         return None
     strength = DEFAULT_STRENGTH if args.hires_strength is None else args.hires_strength
-    if args.controlnet or args.keyframe_controlnet or args.sparsectrl:
-        raise InputError("--hires-scale does not take --controlnet, --keyframe-controlnet or --sparse-ctrl yet")
     return HiresFix(args.hires_scale, strength, args.steps if args.hires_steps is None else args.hires_steps)

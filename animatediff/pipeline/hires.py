@@ -7,16 +7,18 @@ diffusers' AnimateDiffVideoToVideoPipeline on the upscaled frames), with the sam
 `steps` steps (default: the first pass's). A strength around 0.5 keeps the first pass's motion and adds detail.
 
 The second pass runs without FreeInit (its fresh noise would throw the first pass away), and draws its noise from
-the seed (a `generator` or `latents` given to the first pass are its alone). ControlNets, keyframe
-ControlNets and SparseCtrl, whose images are sized for the first pass, are not taken with a hires fix.
+the seed (a `generator` or `latents` given to the first pass are its alone). ControlNets, keyframe ControlNets and
+SparseCtrl steer it too, their images upscaled as the frames are (`sized_controls`): the second pass is then diffusers'
+AnimateDiffVideoToVideoControlNetPipeline on the upscaled frames and control images.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from animatediff.errors import InputError
 from animatediff.io.video_input import fit_frames
@@ -25,8 +27,6 @@ from animatediff.pipeline.video_start import check_strength
 if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
 
-UNSIZED = ("controlnets", "sparse_ctrls")
-"""Call options whose images are sized for the first pass."""
 FIRST_PASS_ONLY = ("video", "strength", "video_stride", "latents", "generator", "free_init")
 """Call options the second pass does not take: its start is the upscaled frames, drawn from the seed."""
 
@@ -56,11 +56,26 @@ class HiresFix:
         return tuple(max(multiple, round(side * self.scale / multiple) * multiple) for side in (height, width))
 
 
-def check_hires_call(call: dict[str, Any]) -> None:
-    """One line when the call's options cannot be drawn again larger (module docstring)."""
-    given = [name for name in UNSIZED if call.get(name)]
-    if given:
-        raise InputError(f"a hires fix does not take {' or '.join(given)} yet: their images are sized for one pass")
+def _fitted(images: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Control images (n, 3, h, w) as (n, H, W, 3) at `size`, fitted as the frames are."""
+    return fit_frames(images.permute(0, 2, 3, 1).cpu().numpy(), *size)
+
+
+def sized_controls(call: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """The call's `controlnets` and `sparse_ctrls` with their images fitted to `size` (height, width)."""
+    from animatediff.pipeline.controlnet import ControlNet
+
+    def keyframes(images: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
+        return {frame: _fitted(image[None], size)[0] for frame, image in images.items()}
+
+    controls = [
+        replace(c, frames=_fitted(c.frames, size))
+        if isinstance(c, ControlNet)
+        else replace(c, keyframes=keyframes(c.keyframes))
+        for c in call.get("controlnets") or ()
+    ]
+    sparse = [replace(c, keyframes=keyframes(c.keyframes)) for c in call.get("sparse_ctrls") or ()]
+    return {"controlnets": controls, "sparse_ctrls": sparse}
 
 
 def hires_fix(
@@ -74,7 +89,6 @@ def hires_fix(
 ) -> np.ndarray:
     """The second pass over the first pass's frames `first` (videos, f, h, w, 3) of `pipe(prompt, negative_prompt,
     seed=seed, **call)`: each video upscaled and drawn again with its own prompt; frames (videos, f, H, W, 3)."""
-    check_hires_call(call)
     videos, frames, height, width = first.shape[:4]
     size = hires.size(height, width, pipe.vae_scale_factor)
     prompts = prompt if isinstance(prompt, list) else [prompt] * videos
@@ -82,6 +96,7 @@ def hires_fix(
     steps = hires.steps or call.get("num_inference_steps", 25)
     second = {k: v for k, v in call.items() if k not in FIRST_PASS_ONLY}
     second.update(num_frames=frames, height=size[0], width=size[1], num_inference_steps=steps, strength=hires.strength)
+    second.update(sized_controls(call, size))
     out = [
         pipe(p, n, seed=seed, video=fit_frames(video, *size), **second)[0]
         for p, n, video in zip(prompts, negatives, first, strict=True)
@@ -117,6 +132,3 @@ def check_hires_keys(values: dict, where: str) -> None:
         HiresFix(values["hires_scale"], values["hires_strength"], steps)
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
-    sized = [k for k in ("controlnet", "keyframe_controlnets", "controlnet_path") if values.get(k)]
-    if sized:
-        raise InputError(f"{where}: a hires fix does not take {sized[0]} yet: its images are sized for one pass")

@@ -199,8 +199,6 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
         from animatediff.pipeline.hires import HiresFix
 
         HiresFix(s.hires_scale, s.hires_strength, s.steps)  # a strength that leaves no step: as generate says it
-        if s.controlnets or s.sparsectrl:
-            raise InputError("hires fix: not with ControlNets or SparseCtrl yet (their images are sized for one pass)")
     spec(s, catalog)  # every model is one the scan listed
     return s
 
