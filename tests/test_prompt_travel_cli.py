@@ -78,3 +78,10 @@ def test_no_prompt_at_all_is_one_line(tmp_path, models, monkeypatch, capsys):
     monkeypatch.setattr(AnimationPipeline, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
     assert main(["generate", *models, *STEPS, "--output", str(tmp_path / "o.npy")]) == 2
     assert "give --prompt (what to animate) or --prompt-map" in capsys.readouterr().err
+
+
+def test_a_travel_loop_without_prompt_travel_is_one_line(tmp_path, models, monkeypatch, capsys):
+    monkeypatch.setattr(AnimationPipeline, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
+    argv = ["generate", *models, "--prompt", "a fox", "--prompt-travel-loop", *STEPS, "--output", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "--prompt-travel-loop needs prompt travel: --prompt-map, or keyframe lines" in capsys.readouterr().err

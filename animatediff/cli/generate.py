@@ -319,6 +319,8 @@ def run_generate(args: argparse.Namespace) -> None:
     sampling = sampling_from_args(args)  # preset, scheduler, steps, guidance, spacing: checked before loading
     args.steps = sampling.steps
     prompt = prompt_argument(args.prompt, args.prompt_map, args.frames)  # a bad --prompt-map fails before loading
+    if args.prompt_travel_loop and isinstance(prompt, str):
+        raise InputError("--prompt-travel-loop needs prompt travel: --prompt-map, or keyframe lines in --prompt")
     free_noise = free_noise_option(args)  # bad FreeNoise options fail before loading
     context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
     motion_scale = motion_scale_from_args(args)
