@@ -11,6 +11,7 @@ from animatediff.entry_sampling_keys import entry_context, entry_free_init, entr
 from animatediff.pipeline.control_inputs import load_controlnets
 from animatediff.pipeline.hires import HiresFix
 from animatediff.pipeline.ip_adapter import ip_adapter_option
+from animatediff.pipeline.ip_keyframes import entry_ip_images
 from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
 from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
@@ -54,9 +55,8 @@ def entry_pipeline_args(
     between calls."""
     num_frames, size = entry.L or frames, (entry.H or height, entry.W or width)
     pipe.scheduler = for_model(entry_scheduler(entry, resolve(entry.inference_config)), pipe.noise_settings)
-    ip_adapter = ip_adapter_option(
-        resolve(entry.ip_adapter), [resolve(i) for i in entry.ip_image], entry.ip_scale, resolve(entry.image_encoder)
-    )
+    images = entry_ip_images(entry.ip_image, num_frames, entry.ip_fixed_ratio, entry.prompt_travel_loop, resolve)
+    ip_adapter = ip_adapter_option(resolve(entry.ip_adapter), images, entry.ip_scale, resolve(entry.image_encoder))
     return dict(
         num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
         guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation,

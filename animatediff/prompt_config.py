@@ -69,6 +69,7 @@ from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.pipeline.control_inputs import entry_control_inputs
 from animatediff.pipeline.hires import draw
+from animatediff.pipeline.ip_keyframes import entry_image_paths
 from animatediff.pipeline.prompt_travel import PromptTravel
 from animatediff.pipeline.sparse_ctrl_entries import keyframe_frames, read_keyframe_images
 from animatediff.process_share import process_share
@@ -105,7 +106,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
         paths += [("lora_configs", str(c["path"])) for c in entry.lora_configs]
         paths += [("motion_module", m) for m in entry.motion_module] + [("video", entry.video)]
         paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
-        paths += [("ip_image", image) for image in entry.ip_image]
+        paths += [("ip_image", image) for image in entry_image_paths(entry.ip_image)]
         paths += [("motion_module_lora_configs", str(c["path"])) for c in entry.motion_module_lora_configs]
         paths += [("controlnet_path", entry.controlnet_path), ("controlnet_config", entry.controlnet_config)]
         paths += [("controlnet_images", image) for image in entry.controlnet_images]

@@ -20,6 +20,7 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.hires import check_hires_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
+from animatediff.pipeline.ip_keyframes import check_ip_image_keys
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, PAG
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, compose, held_keyframes, keyframes
@@ -167,8 +168,11 @@ class PromptEntry:
     """Hires fix: the second pass's steps; unset: the entry's."""
     ip_adapter: str = ""
     """IP-Adapter weights (diffusers' layout) for an image prompt beside the text; empty for none."""
-    ip_image: list[str] = field(default_factory=list)
-    """IP-Adapter: the image prompt, a path or several seen together."""
+    ip_image: list[str] | dict[int, list[str]] = field(default_factory=list)
+    """IP-Adapter: the image prompt, a path or several seen together; or keyframes, {frame: path(s)} or a folder of
+    images named by their frame (`pipeline/ip_keyframes.py`)."""
+    ip_fixed_ratio: float = 0.0
+    """IP-Adapter keyframes: the part of each gap the earlier image is held before its embedding travels on."""
     ip_scale: float | None = None
     """IP-Adapter: weight of the image prompt, ≥ 0; unset: 1 (as trained)."""
     image_encoder: str = ""
@@ -260,6 +264,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     _check_output_keys(values, where)
     check_video_keys(values, where)  # video-to-video's
     check_hires_keys(values, where)
+    check_ip_image_keys(values, where)  # IP-Adapter keyframes
     check_entry_keys(values, where)  # IP-Adapter's
     check_control_keys(values, where)  # ControlNet's
     check_keyframe_control_keys(values, where)  # keyframe ControlNets (prompt-travel's controlnet_map)

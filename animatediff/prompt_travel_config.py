@@ -12,12 +12,17 @@
   other paths are (beside the config, or from the working folder), not under prompt-travel's `data/`.
 - `controlnet_map`'s switched-on ControlNets are keyframe ControlNets (`prompt_travel_controlnets`): their folders of
   numbered control images, each image's residuals spread to the frames around it by `control_scale_list`.
+- `ip_adapter_map` switched on is an image prompt at keyframes: its `input_image_dir`, images named by their frame,
+  is the entry's `ip_image` (`pipeline/ip_keyframes.py`), its `scale` the `ip_scale`, its `prompt_fixed_ratio` (0.5
+  unless given) the `ip_fixed_ratio`; the weights are the entry's own `ip_adapter` key (prompt-travel picks them by
+  `is_plus` and the like in its data/ folder, which is not read here), and a missing one is one line naming the
+  file prompt-travel would use.
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
   `gradual_latent_hires_fix_map` with `enable: false`, a `region_map` with no region enabled,
   `apply_lcm_lora`, `is_single_prompt_mode` and `compile` false. So are what prompt-travel's other commands read or
   its runs write (`upscale_config` for tile-upscale, `stylize_config` for stylize, `result`) and `unet_batch_size`
   (how many windows one UNet call takes: speed, not the frames).
-- Anything enabled that we do not draw (IP-Adapter images per frame, regions, LCM blending, the gradual hires fix,
+- Anything enabled that we do not draw (regions, LCM blending, the gradual hires fix,
   per-frame or per-region LoRA scales, the preprocessors that need models) is one line naming it, before any model
   loads.
 
@@ -44,7 +49,7 @@ DOCUMENT_DEFAULTS = {
     "long_prompts": "chunks",
 }
 """What a prompt-travel document means where it leaves these keys out (its `ModelConfig` defaults)."""
-SWITCHED_SECTIONS = ("ip_adapter_map", "lcm_map", "gradual_latent_hires_fix_map")
+SWITCHED_SECTIONS = ("lcm_map", "gradual_latent_hires_fix_map")
 """Sections with an `enable` switch: dropped when off, refused when on."""
 FALSE_SWITCHES = ("apply_lcm_lora", "is_single_prompt_mode", "compile")
 """Keys dropped when false, refused when true."""
@@ -53,7 +58,6 @@ DROPPED = ("upscale_config", "stylize_config", "result", "unet_batch_size", "lcm
 OUTPUT_FORMATS = {"gif": "gif", "mp4": "mp4", "h264": "mp4", "webp": "webp"}
 """prompt-travel's output formats we write → the file format."""
 WHY = {
-    "ip_adapter_map": "IP-Adapter images per frame from a folder (give ip_adapter and ip_image instead)",
     "lcm_map": "LCM blending",
     "gradual_latent_hires_fix_map": "the gradual latent hires fix",
     "apply_lcm_lora": "the LCM LoRA switch (give the AnimateLCM LoRA in lora_map and preset animatelcm instead)",
@@ -75,6 +79,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
     img2img = values.pop("img2img_map", None)
     if _enabled(img2img):
         values.update(_img2img(img2img, values, where))
+    ip_images = values.pop("ip_adapter_map", None)
+    if _enabled(ip_images):
+        values.update(_ip_adapter_map(ip_images, values, where))
     for key in SWITCHED_SECTIONS:
         if key in values:
             section = values.pop(key)
@@ -134,6 +141,32 @@ def _img2img(section: dict, values: dict, where: str) -> dict:
     keys = {"video": folder}
     if "denoising_strength" in section:
         keys["strength"] = section["denoising_strength"]
+    return keys
+
+
+IP_ADAPTER_FILES = {"is_plus_face": "ip-adapter-plus-face_sd15", "is_full_face": "ip-adapter-full-face_sd15",
+                    "is_plus": "ip-adapter-plus_sd15", "is_light": "ip-adapter_sd15_light"}  # fmt: skip
+"""The h94/IP-Adapter file prompt-travel's switches pick (first switched on), else ip-adapter_sd15."""
+
+
+def _ip_adapter_map(section: dict, values: dict, where: str) -> dict:
+    """prompt-travel's `ip_adapter_map` switched on → the entry's IP-Adapter keys: its folder of images named by
+    their frame as keyframes (`ip_image`), its scale and prompt_fixed_ratio; the weights are the entry's
+    `ip_adapter` (prompt-travel picks them in its data/ folder, which is not read here)."""
+    folder = section.get("input_image_dir")
+    if not isinstance(folder, str) or not folder:
+        raise InputError(f"{where}: ip_adapter_map needs input_image_dir, the folder of images named by their frame")
+    if values.get("ip_image"):
+        raise InputError(f"{where}: give ip_image or ip_adapter_map, not both")
+    if not values.get("ip_adapter"):
+        picked = next((name for key, name in IP_ADAPTER_FILES.items() if section.get(key) is True), "ip-adapter_sd15")
+        raise InputError(
+            f"{where}: ip_adapter_map draws with {picked} (h94/IP-Adapter); give its file as ip_adapter (and "
+            "image_encoder, unless its image_encoder folder sits beside it)"
+        )
+    keys = {"ip_image": folder, "ip_fixed_ratio": section.get("prompt_fixed_ratio", 0.5)}
+    if "scale" in section:
+        keys["ip_scale"] = section["scale"]
     return keys
 
 

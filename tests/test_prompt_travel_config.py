@@ -142,7 +142,15 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
 @pytest.mark.parametrize(
     "edit, message",
     [
-        ({"ip_adapter_map": {"enable": True}}, "ip_adapter_map turns on IP-Adapter images per frame from a folder"),
+        ({"ip_adapter_map": {"enable": True}}, "ip_adapter_map needs input_image_dir, the folder of images named"),
+        (
+            {"ip_adapter_map": {"enable": True, "input_image_dir": "ip", "is_plus": True}},
+            "ip_adapter_map draws with ip-adapter-plus_sd15 (h94/IP-Adapter); give its file as ip_adapter",
+        ),
+        (
+            {"ip_adapter_map": {"enable": True, "input_image_dir": "ip", "prompt_fixed_ratio": 2}, "ip_adapter": "a"},
+            "ip_fixed_ratio must be a number from 0 to 1, got 2",
+        ),
         ({"img2img_map": {"enable": True}}, "img2img_map needs init_img_dir, the folder of frames to start from"),
         ({"img2img_map": {"enable": True, "init_img_dir": "f"}, "video": "v.mp4"}, "give video or img2img_map, not"),
         ({"lcm_map": {"enable": True}}, "lcm_map turns on LCM blending"),

@@ -37,7 +37,7 @@ from animatediff.pipeline.conditions import Condition, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
-from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapter_call
+from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
@@ -269,7 +269,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         `free_init`: FreeInit (`sampling/free_init.py`): the loop rerun from re-initialised noise; with it, a seed
         seeds one generator that the start, the steps and the fresh noise draw from in turn, as diffusers' does.
         `ip_adapter`: IP-Adapter (`pipeline/ip_adapter.py`): an image prompt beside the text, its image embeddings
-        given to every prediction and its attention processors in the UNet during each prediction only.
+        given to every prediction and its attention processors in the UNet during each prediction only; images at
+        keyframes travel as the prompt does (`prompt_interpolation`, `prompt_travel_loop`).
         `video`: video-to-video (`pipeline/video_start.py`): frames (f, H, W, 3) in [0, 1] or a path (video file,
         GIF, folder of frames; `io/video_input.py`), `num_frames` of them taken every `video_stride`-th and fitted
         to height × width, encoded and noised to the first timestep `strength` (in (0, 1]; default 0.8) leaves, as
@@ -310,6 +311,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         loop = prompt_travel_loop
         read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl, loop=loop)
         unedited = read(raw)  # the text arguments checked before any model runs
+        check_ip_keyframes(ip_adapter, num_frames)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
@@ -355,7 +357,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
         sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
         steered = bool(conditions or controls or sparse or ip_adapter) and guidance_scale > 1  # read the halves
-        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0)  # IP-Adapter: loaded, its image encoded
+        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0, num_frames, prompt_interpolation, loop)
         bound = [*controls, *sparse, *ip.conditions]  # the ControlNets and SparseCtrls bound to this run's steps
 
         def denoiser_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:

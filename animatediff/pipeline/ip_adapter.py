@@ -11,6 +11,9 @@
    guidance the negative is zeros, or the hidden states of a zero image), once per call;
 3. gives the UNet `added_cond_kwargs={"image_embeds": [...]}` at every prediction (`ImageEmbeds`, a `Condition`):
    one row per folded frame, the same image for every video and frame, negatives for the unconditional half;
+   with images at keyframes ({frame: image}, animatediff-cli-prompt-travel's `ip_adapter_map`), each frame's
+   embedding interpolated between the keyframes' as the call's prompt travel interpolates its text
+   (`prompt_travel.interpolate`: linear, slerp or none, going round with `prompt_travel_loop`);
 4. switches the IP-Adapter's processors into the UNet around each prediction only (`IPAdapterCall.around`), so
    every call without `ip_adapter` runs the plain UNet, with its shared-context processors, exactly as before.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +44,7 @@ from animatediff.formats.ip_adapter import (
 )
 from animatediff.hub import check_reference
 from animatediff.models.ip_adapter import IPAdapterLayers
+from animatediff.pipeline.prompt_travel import interpolate
 from animatediff.sampling import Predictor
 
 if TYPE_CHECKING:
@@ -65,9 +69,10 @@ class IPAdapter:
     weights: str | os.PathLike
     """IP-Adapter weights (.safetensors or .bin in diffusers' layout: image_proj.*, ip_adapter.*): a path or a hub
     reference (owner/repo/file)."""
-    image: ImageInput | Sequence[ImageInput]
+    image: ImageInput | Sequence[ImageInput] | Mapping[int, ImageInput | Sequence[ImageInput]]
     """The image prompt: a file or PIL image; or several, seen together (their tokens joined, as diffusers'
-    `ip_adapter_image=[[a, b]]`)."""
+    `ip_adapter_image=[[a, b]]`); or keyframes {frame: image(s)}, as many images at each, whose embeddings the
+    frames between interpolate (module docstring)."""
     scale: float = 1.0
     """s ≥ 0, the weight of the image attention (diffusers' `set_ip_adapter_scale`): 0 the text alone, 1 as
     trained; around 0.5 leaves the text more say."""
@@ -78,13 +83,15 @@ class IPAdapter:
     def __post_init__(self) -> None:
         if not isinstance(self.weights, (str, os.PathLike)) or not os.fspath(self.weights):
             raise InputError(f"IP-Adapter weights must be a path or hub reference, got {self.weights!r}")
-        images = [self.image] if isinstance(self.image, (str, os.PathLike, Image.Image)) else self.image
-        if not isinstance(images, Sequence) or not images:
-            raise InputError(f"IP-Adapter image must be a file or PIL image, or a list of them, got {self.image!r}")
-        for image in images:
-            if not isinstance(image, (str, os.PathLike, Image.Image)):
-                raise InputError(f"IP-Adapter image {image!r}: give a file path or a PIL image")
-        object.__setattr__(self, "image", tuple(images))
+        if isinstance(self.image, Mapping):
+            frames = {_keyframe(k): _image_list(v) for k, v in self.image.items()}
+            if not frames:
+                raise InputError("IP-Adapter keyframes: give at least one frame → image")
+            if len({len(v) for v in frames.values()}) > 1:
+                raise InputError("IP-Adapter keyframes must each hold as many images (their tokens are interpolated)")
+            object.__setattr__(self, "image", dict(sorted(frames.items())))
+        else:
+            object.__setattr__(self, "image", _image_list(self.image))
         object.__setattr__(self, "scale", check_scale(self.scale))
         encoder = self.image_encoder
         if encoder is not None and (not isinstance(encoder, (str, os.PathLike)) or not os.fspath(encoder)):
@@ -92,7 +99,15 @@ class IPAdapter:
 
     @property
     def images(self) -> tuple[ImageInput, ...]:
+        """Every image it names (the keyframes' in frame order)."""
+        if isinstance(self.image, dict):
+            return tuple(i for images in self.image.values() for i in images)
         return tuple(self.image)
+
+    @property
+    def keyframes(self) -> dict[int, tuple[ImageInput, ...]] | None:
+        """{frame: images} of a keyframed image prompt; None for one image prompt for every frame."""
+        return self.image if isinstance(self.image, dict) else None
 
     def check_files(self) -> None:
         """Without loading anything: the weights, the image encoder (when named) and the image files exist (or can
@@ -105,16 +120,35 @@ class IPAdapter:
                 raise InputNotFound(f"IP-Adapter image not found: {os.fspath(image)}")
 
 
+def _keyframe(frame: object) -> int:
+    """A keyframe's frame: a whole number ≥ 0, or its decimal string (as JSON writes keys)."""
+    if isinstance(frame, str) and frame.strip().isdigit():
+        return int(frame)
+    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+        raise InputError(f"IP-Adapter keyframe {frame!r} is not a frame index from 0")
+    return frame
+
+
+def _image_list(image: object) -> tuple[ImageInput, ...]:
+    images = [image] if isinstance(image, (str, os.PathLike, Image.Image)) else image
+    if not isinstance(images, Sequence) or not images:
+        raise InputError(f"IP-Adapter image must be a file or PIL image, or a list of them, got {image!r}")
+    for one in images:
+        if not isinstance(one, (str, os.PathLike, Image.Image)):
+            raise InputError(f"IP-Adapter image {one!r}: give a file path or a PIL image")
+    return tuple(images)
+
+
 def ip_adapter_option(
     weights: str | os.PathLike | None,
-    images: Sequence[ImageInput] | None,
+    images: Sequence[ImageInput] | Mapping[int, Sequence[ImageInput]] | None,
     scale: float | None,
     image_encoder: str | os.PathLike | None,
     names: tuple[str, str, str, str] = ("ip_adapter", "ip_image", "ip_scale", "image_encoder"),
 ) -> IPAdapter | None:
     """The IPAdapter of separately given options (command-line flags or config keys, called `names` in messages);
-    None when neither weights nor any other option is given. Options without the weights, or weights without an
-    image, are an InputError."""
+    None when neither weights nor any other option is given; `images` as {frame: images} are keyframes. Options
+    without the weights, or weights without an image, are an InputError."""
     if not weights:
         given = [n for n, v in zip(names[1:], (images, scale, image_encoder)) if v not in (None, "", [], ())]
         if given:
@@ -123,9 +157,9 @@ def ip_adapter_option(
     if not images:
         raise InputError(f"{names[0]} needs {names[1]}: the image prompt")
     scale = 1.0 if scale is None else check_scale(scale, names[2])
-    return IPAdapter(
-        weights, [images] if isinstance(images, (str, os.PathLike)) else list(images), scale, image_encoder or None
-    )
+    if not isinstance(images, Mapping):
+        images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    return IPAdapter(weights, images, scale, image_encoder or None)
 
 
 def check_entry_keys(values: dict, where: str) -> None:
@@ -134,7 +168,11 @@ def check_entry_keys(values: dict, where: str) -> None:
     if isinstance(values.get("ip_image"), str):
         values["ip_image"] = [values["ip_image"]]
     images = values.get("ip_image")
-    if images is not None and (not isinstance(images, list) or not all(isinstance(i, str) for i in images)):
+    if (
+        images is not None
+        and not isinstance(images, dict)
+        and (not isinstance(images, list) or not all(isinstance(i, str) for i in images))
+    ):
         raise InputError(f"{where}: ip_image must be a path or a list of paths, got {images!r}")
     for key in ("ip_adapter", "image_encoder"):
         if values.get(key) is not None and not isinstance(values[key], str):
@@ -167,7 +205,8 @@ class ImageEmbeds:
     """The IP-Adapter's `Condition`: `image_embeds` for every UNet call, with frames folded into the batch."""
 
     def __init__(self, cond: torch.Tensor, uncond: torch.Tensor | None = None) -> None:
-        """`cond` (1, images, …): what the image encoder gave; `uncond`, its negative, for guided calls (x holds the
+        """`cond` (1, images, …): what the image encoder gave, for every frame; or (clip frames, images, …), one
+        per frame of the whole clip. `uncond` (1, images, …), its negative, for guided calls (x holds the
         unconditional videos first); None for unguided ones."""
         self.cond = cond
         self.uncond = uncond
@@ -176,15 +215,16 @@ class ImageEmbeds:
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
     ) -> dict[str, object]:
         videos, num_frames = x.shape[0], x.shape[2]
-        if self.uncond is None:
-            embeds = self.cond.expand(videos, *self.cond.shape[1:])
-        else:
-            half = videos // 2
-            embeds = torch.cat(
-                [self.uncond.expand(half, *self.uncond.shape[1:]), self.cond.expand(half, *self.cond.shape[1:])]
-            )
-        # Videos are folded as (b f), frame fastest: each video's row repeated for its frames.
-        return {"added_cond_kwargs": {"image_embeds": [embeds.repeat_interleave(num_frames, dim=0)]}}
+        conditional = videos if self.uncond is None else videos // 2
+        # Videos are folded as (b f), frame fastest: each video's rows are its frames'.
+        if self.cond.shape[0] == 1:
+            rows = self.cond.expand(conditional, *self.cond.shape[1:]).repeat_interleave(num_frames, dim=0)
+        else:  # per frame: the rows of this call's frames (a context window's own), for every video
+            rows = self.cond[frames.to(self.cond.device)].repeat(conditional, *[1] * (self.cond.dim() - 1))
+        if self.uncond is not None:
+            negative = self.uncond.expand(videos - conditional, *self.uncond.shape[1:])
+            rows = torch.cat([negative.repeat_interleave(num_frames, dim=0), rows])
+        return {"added_cond_kwargs": {"image_embeds": [rows]}}
 
 
 @torch.no_grad()
@@ -272,15 +312,43 @@ class IPAdapterCall:
         return predict_with_image
 
 
-def ip_adapter_call(pipe: AnimationPipeline, ip_adapter: IPAdapter | None, guided: bool) -> IPAdapterCall:
+def check_ip_keyframes(ip_adapter: IPAdapter | None, num_frames: int) -> None:
+    """One line when a keyframe of `ip_adapter` lies past the clip's last frame."""
+    keyframes = None if ip_adapter is None or not isinstance(ip_adapter, IPAdapter) else ip_adapter.keyframes
+    if keyframes and max(keyframes) >= num_frames:
+        raise InputError(
+            f"IP-Adapter keyframe {max(keyframes)} is beyond the clip's last frame, {num_frames - 1} (frames count "
+            "from 0)"
+        )
+
+
+def ip_adapter_call(
+    pipe: AnimationPipeline,
+    ip_adapter: IPAdapter | None,
+    guided: bool,
+    num_frames: int = 1,
+    interpolation: str = "linear",
+    loop: bool = False,
+) -> IPAdapterCall:
     """Load (or reuse), check and scale `ip_adapter` for `pipe`'s UNet and encode its image(s); `guided`: the call
-    runs classifier-free guidance (negatives needed). None: nothing to do."""
+    runs classifier-free guidance (negatives needed). Keyframed images: each keyframe's encoded on its own, the
+    clip's `num_frames` frames interpolated between them by `interpolation`, going round with `loop`
+    (`prompt_travel.interpolate`). None: nothing to do."""
     if ip_adapter is None:
         return IPAdapterCall()
     if not isinstance(ip_adapter, IPAdapter):
         raise InputError(f"ip_adapter must be an IPAdapter or None, got {type(ip_adapter).__name__}")
-    images = open_images(ip_adapter.images)
+    check_ip_keyframes(ip_adapter, num_frames)
+    groups = list((ip_adapter.keyframes or {0: ip_adapter.images}).items())
+    opened = [(frame, open_images(images)) for frame, images in groups]
     loaded = _load(pipe, ip_adapter)
     loaded.layers.set_scale(ip_adapter.scale)
-    cond, uncond = encode_images(loaded.encoder, loaded.processor, images, loaded.layers.takes_hidden_states, guided)
+    hidden = loaded.layers.takes_hidden_states
+    encoded = {
+        frame: encode_images(loaded.encoder, loaded.processor, images, hidden, guided) for frame, images in opened
+    }
+    cond, uncond = encoded[groups[0][0]]
+    if ip_adapter.keyframes is not None:
+        own = {frame: c[0].float() for frame, (c, _) in encoded.items()}
+        cond = interpolate(own, num_frames, interpolation, loop).to(cond.dtype)
     return IPAdapterCall(loaded.layers, ImageEmbeds(cond, uncond))

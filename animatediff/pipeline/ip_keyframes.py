@@ -1,0 +1,79 @@
+"""A run entry's IP-Adapter images at keyframes: `ip_image` as {frame: image(s)}, or as a folder of images named by
+their frame (0000.png, 0016.jpg: animatediff-cli-prompt-travel's `ip_adapter_map` `input_image_dir`), each keyframe
+held for `ip_fixed_ratio` of the gap to the next before the embedding travels on (prompt-travel's
+`prompt_fixed_ratio` of its `ip_adapter_map`), and the last towards the clip's end when the keyframes go round.
+The pipeline interpolates the frames between (`pipeline/ip_adapter.py`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from animatediff.errors import InputError, InputNotFound
+from animatediff.pipeline.prompt_travel import check_fixed_ratio, held_keyframes
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+"""The image files a keyframe folder's frames are read from."""
+NUMBERED = re.compile(r"\d+")
+
+
+def folder_keyframes(folder: str | Path, num_frames: int) -> dict[int, str]:
+    """{frame: path} of the images in `folder` named by a number, frames below `num_frames` only (as prompt-travel
+    reads its folder); an InputError when there is none."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputNotFound(f"IP-Adapter keyframe images: folder not found: {folder}")
+    frames: dict[int, str] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and NUMBERED.fullmatch(path.stem) and int(path.stem) < num_frames:
+            frames.setdefault(int(path.stem), str(path))
+    if not frames:
+        raise InputError(f"IP-Adapter keyframe images: {folder} holds no image named by a frame below {num_frames}")
+    return dict(sorted(frames.items()))
+
+
+def entry_ip_images(
+    images: list[str] | dict[int, list[str]],
+    num_frames: int,
+    fixed_ratio: float,
+    loop: bool,
+    resolve: Callable[[str], str] = str,
+) -> list[str] | dict[int, list[str]]:
+    """What an entry's `ip_image` hands `IPAdapter`: its paths placed by `resolve`; keyframes (a mapping, or a
+    folder's numbered images) held by `fixed_ratio` (and round the clip's end with `loop`)."""
+    if isinstance(images, dict):
+        keyed = {frame: [resolve(p) for p in paths] for frame, paths in images.items()}
+    elif len(images) == 1 and Path(resolve(images[0])).expanduser().is_dir():
+        keyed = {frame: [path] for frame, path in folder_keyframes(resolve(images[0]), num_frames).items()}
+    else:
+        return [resolve(image) for image in images]
+    return held_keyframes(keyed, fixed_ratio, num_frames if loop else None)
+
+
+def entry_image_paths(images: list[str] | dict[int, list[str]]) -> list[str]:
+    """Every path an entry's `ip_image` names (a keyframe folder is one)."""
+    return [p for paths in images.values() for p in paths] if isinstance(images, dict) else list(images)
+
+
+def check_ip_image_keys(values: dict, where: str) -> None:
+    """`ip_image` (a path, a list of paths or {frame: path or paths}) and `ip_fixed_ratio`, checked in place: lists
+    throughout; an InputError starting with `where`."""
+    images = values.get("ip_image")
+    if isinstance(images, dict):
+        keyed = {}
+        for frame, paths in images.items():
+            if not (isinstance(frame, int) and not isinstance(frame, bool) and frame >= 0) and not (
+                isinstance(frame, str) and frame.strip().isdigit()
+            ):
+                raise InputError(f"{where}: ip_image keyframe {frame!r} is not a frame index from 0")
+            paths = [paths] if isinstance(paths, str) else paths
+            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+                raise InputError(f"{where}: ip_image at frame {frame}: give a path or a list of paths")
+            keyed[int(frame)] = paths
+        values["ip_image"] = dict(sorted(keyed.items()))
+    ratio = values.get("ip_fixed_ratio", 0.0)
+    try:
+        check_fixed_ratio(ratio)
+    except InputError:
+        raise InputError(f"{where}: ip_fixed_ratio must be a number from 0 to 1, got {ratio!r}") from None
