@@ -38,7 +38,9 @@ SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_c
 `controlnet_image_indexs`, `normalize_condition_images` (`pipeline.sparse_ctrl_entries`).
 
 An image prompt (IP-Adapter, `pipeline.ip_adapter`): `ip_adapter` (weights), `ip_image` (a path or a list),
-optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-image, --ip-scale, --image-encoder.
+optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-image, --ip-scale, --image-encoder;
+`ip_image` as keyframes ({frame: path(s)}, or a folder of images named by their frame) with `ip_fixed_ratio`
+(`pipeline.ip_keyframes`).
 
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used

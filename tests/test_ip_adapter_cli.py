@@ -65,6 +65,8 @@ def test_generate_with_an_ip_adapter_draws_what_the_pipeline_draws(tmp_path, bas
         (["--ip-adapter", "{weights}", "--ip-image", "{tmp}/none.png"], "IP-Adapter image not found"),
         (["--ip-adapter", "{weights}", "--ip-image", "{weights}"], "not a readable image"),
         (["--ip-adapter", "{weights}", "--ip-image", "{image}", "--image-encoder", "./nowhere"], "encoder not found"),
+        (["--ip-adapter", "{weights}", "--ip-image", "0:{image}", "--ip-image", "4:{image}"], "keyframe 4 is beyond"),
+        (["--ip-adapter", "{weights}", "--ip-image", "0:{image}", "--ip-image", "{image}"], "image not found: 0:"),
     ],
 )
 def test_bad_ip_adapter_options_are_one_line_before_loading(
@@ -113,3 +115,16 @@ def test_bad_ip_adapter_keys_name_the_problem(tmp_path, base_folder, files, caps
     assert main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_ip_images_at_keyframes_from_the_command_line(tmp_path, base_folder, files, one_thread):
+    """--ip-image FRAME:IMAGE, repeated: keyframes, interpolated as the prompt travels."""
+    sample_image(5).save(tmp_path / "other.png")
+    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", f"0:{files['image']}", "--ip-image",
+               f"3:{tmp_path / 'other.png'}", "--prompt-interpolation", "slerp"]  # fmt: skip
+    assert generate(base_folder, files, tmp_path / "keyed.npy", *ip_args) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, files["motion"])
+    ip_adapter = IPAdapter(files["weights"], {0: files["image"], 3: tmp_path / "other.png"})
+    expected = pipe("a fox", "", num_frames=4, num_inference_steps=2, seed=3, progress=False, ip_adapter=ip_adapter,
+                    prompt_interpolation="slerp")  # fmt: skip
+    np.testing.assert_array_equal(np.load(tmp_path / "keyed.npy"), expected[0])

@@ -84,4 +84,4 @@ def test_a_travel_loop_without_prompt_travel_is_one_line(tmp_path, models, monke
     monkeypatch.setattr(AnimationPipeline, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
     argv = ["generate", *models, "--prompt", "a fox", "--prompt-travel-loop", *STEPS, "--output", str(tmp_path / "o")]
     assert main(argv) == 2
-    assert "--prompt-travel-loop needs prompt travel: --prompt-map, or keyframe lines" in capsys.readouterr().err
+    assert "--prompt-travel-loop needs keyframes: --prompt-map, keyframe lines in --prompt" in capsys.readouterr().err

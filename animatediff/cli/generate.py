@@ -319,8 +319,6 @@ def run_generate(args: argparse.Namespace) -> None:
     sampling = sampling_from_args(args)  # preset, scheduler, steps, guidance, spacing: checked before loading
     args.steps = sampling.steps
     prompt = prompt_argument(args.prompt, args.prompt_map, args.frames)  # a bad --prompt-map fails before loading
-    if args.prompt_travel_loop and isinstance(prompt, str):
-        raise InputError("--prompt-travel-loop needs prompt travel: --prompt-map, or keyframe lines in --prompt")
     free_noise = free_noise_option(args)  # bad FreeNoise options fail before loading
     context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
     motion_scale = motion_scale_from_args(args)
@@ -333,6 +331,8 @@ def run_generate(args: argparse.Namespace) -> None:
     free_init = free_init_from_args(args)  # bad FreeInit options fail before loading
     pag = pag_from_args(args)  # bad PAG options fail before loading
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
+    if args.prompt_travel_loop and isinstance(prompt, str) and not (ip_adapter and ip_adapter.keyframes):
+        raise InputError("--prompt-travel-loop needs keyframes: --prompt-map, keyframe lines in --prompt, FRAME:IMAGE")
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
     hires = hires_from_args(args)  # bad hires fix options fail before loading
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading

@@ -5,12 +5,16 @@ images open."""
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from animatediff.pipeline.ip_adapter import IPAdapter
 
 FLAGS = ("--ip-adapter", "--ip-image", "--ip-scale", "--image-encoder")
+KEYFRAME = re.compile(r"(\d+):(.+)")
+"""An --ip-image at a keyframe: FRAME:IMAGE."""
 
 
 def add_ip_adapter_args(p: argparse.ArgumentParser) -> None:
@@ -26,7 +30,9 @@ def add_ip_adapter_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="IMAGE",
-        help="the image prompt for --ip-adapter; repeatable (the images are seen together)",
+        help="the image prompt for --ip-adapter; repeatable (the images are seen together); FRAME:IMAGE puts an image "
+        "at a keyframe, the frames between taking embeddings interpolated as --prompt-interpolation says (and going "
+        "round with --prompt-travel-loop)",
     )
     p.add_argument(
         "--ip-scale",
@@ -47,11 +53,24 @@ def add_ip_adapter_args(p: argparse.ArgumentParser) -> None:
 
 def ip_adapter_from_args(args: argparse.Namespace) -> IPAdapter | None:
     """The IPAdapter the options ask for, None without --ip-adapter; files checked and images opened now."""
-    from animatediff.pipeline.ip_adapter import ip_adapter_option, open_images
+    from animatediff.pipeline.ip_adapter import check_ip_keyframes, ip_adapter_option, open_images
 
-    values = (args.ip_adapter, args.ip_image, args.ip_scale, args.image_encoder)
+    values = (args.ip_adapter, keyframed(args.ip_image), args.ip_scale, args.image_encoder)
     ip_adapter = ip_adapter_option(*values, names=FLAGS)
     if ip_adapter is not None:
+        check_ip_keyframes(ip_adapter, args.frames)
         ip_adapter.check_files()
         open_images(ip_adapter.images)  # a file that is no image fails now, not after loading
     return ip_adapter
+
+
+def keyframed(images: list[str]) -> list[str] | dict[int, list[str]]:
+    """--ip-image values as given, or as keyframes {frame: images} where they are written FRAME:IMAGE (every one
+    of them, and no file is named so)."""
+    split = [KEYFRAME.fullmatch(image) for image in images]
+    if not images or not all(split) or any(Path(image).exists() for image in images):
+        return images
+    frames: dict[int, list[str]] = {}
+    for match in split:
+        frames.setdefault(int(match[1]), []).append(match[2])
+    return dict(sorted(frames.items()))
