@@ -17,11 +17,11 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
+from world_setup import trained_options
 from world_video_to_video import FRAMES, SIZE, STARTS, input_clip  # the same rendered circles, from beside this file
 
 from animatediff.formats.controlnet import load_controlnet
@@ -106,15 +106,9 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="runs/world-controlnet", help="the training run's folder")
-    parser.add_argument("--steps", type=int, default=2500, help="optimizer steps to train to (0: measure only)")
-    parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate")
+    doc = __doc__.splitlines()[0]
+    parser = trained_options(doc, "runs/world-controlnet", 2500, 4, 15, "ControlNet's conditioning scale")
     parser.add_argument("--clips", type=int, default=4000, help="distinct world clips to train on")
-    parser.add_argument("--seeds", type=int, default=4, help="sampling seeds per motion (0, 1, …)")
-    parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--scale", type=float, default=1.0, help="the ControlNet's conditioning scale")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)

@@ -19,7 +19,6 @@ image's colour and whose last four the second's, against one image for the whole
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from diffusers.models.attention_processor import Attention
 from PIL import Image
 from safetensors.torch import save_file
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-from world_setup import embedded_pipeline
+from world_setup import embedded_pipeline, trained_options
 
 from animatediff.formats.ip_adapter import read_ip_adapter
 from animatediff.models.ip_adapter import IP_PROCESSORS, IPAdapterLayers
@@ -164,15 +163,8 @@ def measure(pipe, run: Path, seeds: int, sample_steps: int, scale: float) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="runs/world-ip-adapter", help="where the weights are written")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps (0: measure only)")
+    parser = trained_options(__doc__.splitlines()[0], "runs/world-ip-adapter", 1000, 3, 25, "image prompt's scale")
     parser.add_argument("--batch", type=int, default=16, help="images per step")
-    parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate")
-    parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per colour pair")
-    parser.add_argument("--sample-steps", type=int, default=25, help="DDIM steps per clip")
-    parser.add_argument("--scale", type=float, default=1.0, help="the image prompt's scale")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     pipe = embedded_pipeline(args.threads, quiet=True)
     run = Path(args.run_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -76,36 +77,60 @@ def travel(pipe: AnimationPipeline, steps: int) -> None:
         print(f"| {label} | {interpolation or '–'} | {right} of {len(clips)} | {up} of {len(clips)} | {len(clips)} |")
 
 
+def right_up_rows(
+    pipe: AnimationPipeline,
+    steps: int,
+    title: str,
+    columns: str,
+    rows: list[tuple[str, Callable[[tuple[str, str, str]], dict[int, str]], dict]],
+    measure: Callable[[np.ndarray], tuple[bool, bool, float]],
+    better: Callable[[float, float], bool],
+) -> None:
+    """Rows of clips travelling 'moving right' → 'moving up' over 32 frames in windows of 16/4 (two subjects × four
+    seeds), each row (label, its keyframes for a subject, pipeline options): `measure(frames)` gives (the first
+    stretch right, the later one up, a value); each row's values are counted against the first row's clip by clip
+    with `better`."""
+    print(f"\n## {title}\n")
+    print(f"| {columns} | clips |")
+    print("|---|---|---|---|---|---|---|")
+    clips = [(subject, seed) for subject in SUBJECTS[:2] for seed in range(4)]
+    first: list[float] = []
+    for label, keyframes, options in rows:
+        right = up = 0
+        values = []
+        for subject, seed in clips:
+            prompt = keyframes(subject)
+            frames = pipe(
+                prompt, num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
+                context_length=16, context_overlap=4, **options,
+            )[0]  # fmt: skip
+            r, u, value = measure(frames)
+            right, up = right + r, up + u
+            values.append(value)
+        compared = "–" if not first else f"{sum(better(v, v0) for v, v0 in zip(values, first))} of {len(clips)}"
+        first = first or values
+        drawn = ", ".join(str(k) for k in prompt)
+        print(f"| {label} | {drawn} | {right} of {len(clips)} | {up} of {len(clips)} | {np.mean(values):+.3f} | "
+              f"{compared} | {len(clips)} |", flush=True)  # fmt: skip
+
+
 def held_travel(pipe: AnimationPipeline, steps: int) -> None:
     """Prompt travel right → up with the keyframes at frames 0 and 31 of 32 (windows of 16): with
     `prompt_fixed_ratio` 0.5 (prompt-travel's default) the text stays 'right' until frame 16 and travels after it;
     with 0 it is already halfway to 'up' at frame 16. Besides whether each half moves as captioned: how far the
     first half already drifts up (a fraction of the side), and in how many clips it drifts less than the same seed's
     clip without the hold."""
-    print("\n## prompt_fixed_ratio: 'moving right' at frame 0 → 'moving up' at frame 31, 32 frames, windows 16/4\n")
-    print("| prompt_fixed_ratio | keyframes drawn | first half right | second half up | first half's upward drift "
-          "(mean) | drifts less than at 0 | clips |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    clips = [(subject, seed) for subject in SUBJECTS[:2] for seed in range(4)]
-    drift_at_0: list[float] = []
-    for ratio in (0.0, 0.5):
-        right = up = 0
-        drifts = []
-        for subject, seed in clips:
-            prompt = held_keyframes({0: caption(subject, "right"), 31: caption(subject, "up")}, ratio)
-            frames = pipe(
-                prompt, num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
-                context_length=16, context_overlap=4,
-            )[0]  # fmt: skip
-            first = track(frames[:16])
-            right += motion_correct(first, "right")
-            up += motion_correct(track(frames[16:]), "up")
-            drifts.append(-displacement(first)[1])  # up is −y
-        drift_at_0 = drift_at_0 or drifts
-        less = "–" if ratio == 0 else f"{sum(d < d0 for d, d0 in zip(drifts, drift_at_0))} of {len(clips)}"
-        drawn = ", ".join(str(k) for k in prompt)
-        print(f"| {ratio} | {drawn} | {right} of {len(clips)} | {up} of {len(clips)} | {np.mean(drifts):+.3f} | "
-              f"{less} | {len(clips)} |", flush=True)  # fmt: skip
+
+    def measure(frames: np.ndarray) -> tuple[bool, bool, float]:
+        first = track(frames[:16])
+        return motion_correct(first, "right"), motion_correct(track(frames[16:]), "up"), -displacement(first)[1]
+
+    rows = [(str(ratio), lambda subject, ratio=ratio: held_keyframes(
+        {0: caption(subject, "right"), 31: caption(subject, "up")}, ratio), {}) for ratio in (0.0, 0.5)]  # fmt: skip
+    title = "prompt_fixed_ratio: 'moving right' at frame 0 → 'moving up' at frame 31, 32 frames, windows 16/4"
+    columns = ("prompt_fixed_ratio | keyframes drawn | first half right | second half up | first half's upward drift "
+               "(mean) | drifts less than at 0")  # fmt: skip
+    right_up_rows(pipe, steps, title, columns, rows, measure, lambda d, d0: d < d0)
 
 
 def looped_travel(pipe: AnimationPipeline, steps: int) -> None:
@@ -114,30 +139,20 @@ def looped_travel(pipe: AnimationPipeline, steps: int) -> None:
     or not: going round, the text travels back from 'up' towards 'right' over frames 24–31, and the clip's last
     stretch should turn right again. Per clip: the last 8 frames' rightward travel (a fraction of the side), and in
     how many clips it is larger than the same seed's without the loop."""
-    print("\n## prompt_travel_loop: 'moving right' at 0 → 'moving up' at 16, 32 frames held at 0.5, windows 16/4\n")
-    print("| keyframes go round | keyframes drawn | first half right | frames 16–23 up | frames 24–31's rightward "
-          "travel (mean) | more rightward than without | clips |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    clips = [(subject, seed) for subject in SUBJECTS[:2] for seed in range(4)]
-    without: list[float] = []
-    for loop in (False, True):
-        right = up = 0
-        travels = []
-        for subject, seed in clips:
-            keys = {0: caption(subject, "right"), 16: caption(subject, "up")}
-            prompt = held_keyframes(keys, 0.5, 32 if loop else None)
-            frames = pipe(
-                prompt, num_frames=32, num_inference_steps=steps, seed=seed, progress=False,
-                context_length=16, context_overlap=4, prompt_travel_loop=loop,
-            )[0]  # fmt: skip
-            right += motion_correct(track(frames[:16]), "right")
-            up += motion_correct(track(frames[16:24]), "up")
-            travels.append(displacement(track(frames[24:]))[0])
-        without = without or travels
-        more = "–" if not loop else f"{sum(t > t0 for t, t0 in zip(travels, without))} of {len(clips)}"
-        drawn = ", ".join(str(k) for k in prompt)
-        print(f"| {'yes' if loop else 'no'} | {drawn} | {right} of {len(clips)} | {up} of {len(clips)} | "
-              f"{np.mean(travels):+.3f} | {more} | {len(clips)} |", flush=True)  # fmt: skip
+
+    def measure(frames: np.ndarray) -> tuple[bool, bool, float]:
+        right, up = motion_correct(track(frames[:16]), "right"), motion_correct(track(frames[16:24]), "up")
+        return right, up, displacement(track(frames[24:]))[0]
+
+    def keyframes(subject: tuple[str, str, str], loop: bool) -> dict[int, str]:
+        return held_keyframes({0: caption(subject, "right"), 16: caption(subject, "up")}, 0.5, 32 if loop else None)
+
+    rows = [("yes" if loop else "no", lambda subject, loop=loop: keyframes(subject, loop), {"prompt_travel_loop": loop})
+            for loop in (False, True)]  # fmt: skip
+    title = "prompt_travel_loop: 'moving right' at 0 → 'moving up' at 16, 32 frames held at 0.5, windows 16/4"
+    columns = ("keyframes go round | keyframes drawn | first half right | frames 16–23 up | frames 24–31's rightward "
+               "travel (mean) | more rightward than without")  # fmt: skip
+    right_up_rows(pipe, steps, title, columns, rows, measure, lambda t, t0: t > t0)
 
 
 def long_clips(pipe: AnimationPipeline, steps: int, frames: int, seeds: int, with_free_init: bool) -> None:

@@ -23,6 +23,22 @@ def clip_options(description: str, steps: bool = True) -> argparse.ArgumentParse
     return parser
 
 
+def trained_options(
+    description: str, run_dir: str, steps: int, seeds: int, sample_steps: int, scale: str
+) -> argparse.ArgumentParser:
+    """A parser for a benchmark that trains a world model and then samples with it: --run-dir, --steps (0: measure
+    only), --learning-rate, --seeds, --sample-steps, --threads and --scale (`scale` names what it scales)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--run-dir", default=run_dir, help="the training run's folder")
+    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps to train to (0: measure only)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate")
+    parser.add_argument("--seeds", type=int, default=seeds, help="sampling seeds per measured case (0, 1, …)")
+    parser.add_argument("--sample-steps", type=int, default=sample_steps, help="DDIM steps per generated clip")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--scale", type=float, default=1.0, help=f"the {scale}")
+    return parser
+
+
 def embedded_pipeline(threads: int, quiet: bool = False) -> AnimationPipeline:
     """The embedded world's base and motion module on `threads` CPU threads; `quiet`: the text warnings silenced
     (words the world never saw, said once per clip)."""
