@@ -33,12 +33,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from animatediff.errors import InputError, InputNotFound
 
 INTERPOLATIONS = ("linear", "slerp", "none")
+T = TypeVar("T")
+"""What a keyframe holds: a prompt, or IP-Adapter images (`held_keyframes`)."""
 PARALLEL = 0.9995
 """Above this |cos ω| slerp falls back to linear interpolation (prompt-travel's threshold)."""
 
@@ -81,7 +84,7 @@ def check_fixed_ratio(fixed_ratio: object) -> None:
         raise InputError(f"prompt_fixed_ratio must be a number from 0 to 1, got {fixed_ratio!r}")
 
 
-def held_keyframes(frames: Mapping[int, str], fixed_ratio: float, loop_length: int | None = None) -> dict[int, str]:
+def held_keyframes(frames: Mapping[int, T], fixed_ratio: float, loop_length: int | None = None) -> dict[int, T]:
     """Keyframes with each prompt held for `fixed_ratio` of the gap to the next keyframe before the text travels on,
     as prompt-travel's `prompt_fixed_ratio` holds it: between keyframes k0 < k1 a keyframe of k0's prompt is added at
     k0 + round((k1 − k0)·ratio), one frame short of k1 at most (0: travel across the whole gap, the keyframes as
