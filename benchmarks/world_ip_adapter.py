@@ -2,10 +2,12 @@
 frame and images at keyframes (the object's colour changing over the clip).
 
 The world ships no image encoder, so this trains one IP-Adapter from scratch on rendered still images: a tiny
-CLIPVisionModelWithProjection (random and frozen, its seed fixed: its embeddings still tell the colours apart), the
-image projection and the image attention layers (`to_k_ip`, `to_v_ip`, started from the text's `to_k`, `to_v` as
-the IP-Adapter paper does), with the world's base and motion module frozen. The captions leave the object's colour
-out, so the colour can only come from the image. The weights are written in diffusers' layout beside the encoder
+CLIPVisionModelWithProjection (random and frozen, its seed fixed), the image projection and the image attention
+layers (`to_k_ip`, `to_v_ip`, started from the text's `to_k`, `to_v` as the IP-Adapter paper does), with the world's
+base and motion module frozen. The image prompt is a close-up of the object (a crop around it, scaled to the
+encoder's 32 px): on whole scenes the random encoder's embedding is mostly background and tells the object's colour
+apart in 28 % of images (chance 20 %), on close-ups in all. The captions leave the object's colour out, so the
+colour can only come from the image. The weights are written in diffusers' layout beside the encoder
 (`<run>/ip_adapter.safetensors`, `<run>/image_encoder/`) and loaded back through `IPAdapter` as a user's are.
 
 Then, with prompts that name no colour ('a circle moving right on a black background'), counted as `world eval`
@@ -83,10 +85,14 @@ def trained_state(layers: IPAdapterLayers) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in sd.items()}
 
 
-def still(rng: np.random.Generator, **fixed: str) -> tuple[np.ndarray, str, str]:
-    """(a rendered still image, its caption without the colour, its colour)."""
+def still(rng: np.random.Generator, **fixed: str) -> tuple[np.ndarray, str, np.ndarray]:
+    """(a rendered still image, its caption without the colour, a close-up of its object: the image prompt)."""
     spec = sample_spec(rng, BASE_WORLD, fixed=fixed or None)
-    return render_image(spec).image, caption("", spec.shape, spec.background), spec.colour
+    rendering = render_image(spec)
+    (x, y), half = rendering.centroids[0], max(3.0, float(np.sqrt(rendering.areas[0])) * 0.35)
+    box = tuple(int(round(v)) for v in (x - half, y - half, x + half, y + half))
+    close_up = np.asarray(Image.fromarray(rendering.image).crop(box).resize((32, 32), Image.BILINEAR))
+    return rendering.image, caption("", spec.shape, spec.background), close_up
 
 
 def train(pipe, run: Path, steps: int, batch: int, learning_rate: float) -> None:  # noqa: ANN001
@@ -115,7 +121,8 @@ def train(pipe, run: Path, steps: int, batch: int, learning_rate: float) -> None
             pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
             latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
             text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [c for _, c, _ in items])
-            embeds = encoder(processor(list(images), return_tensors="pt").pixel_values).image_embeds
+            close_ups = [c for _, _, c in items]
+            embeds = encoder(processor(close_ups, return_tensors="pt").pixel_values).image_embeds
         keep = torch.from_numpy(rng.random(batch) > 0.05).float()[:, None]  # the image dropped now and then
         noise = torch.randn_like(latents)
         t = torch.from_numpy(rng.integers(0, scheduler.config.num_train_timesteps, batch))
@@ -148,8 +155,8 @@ def measure(pipe, run: Path, seeds: int, sample_steps: int, scale: float) -> Non
     for label, kind in rows.items():
         first_hits = second_hits = moved = 0
         for colour_a, colour_b, seed in clips:
-            image_a, _, _ = still(rng, colour=colour_a, shape="circle", background="black")
-            image_b, _, _ = still(rng, colour=colour_b, shape="circle", background="black")
+            _, _, image_a = still(rng, colour=colour_a, shape="circle", background="black")
+            _, _, image_b = still(rng, colour=colour_b, shape="circle", background="black")
             prompt = "a circle moving right on a black background"
             images = {0: Image.fromarray(image_a), 15: Image.fromarray(image_b)}
             ip = None if kind == 0 else IPAdapter(weights, images if kind == 2 else images[0], scale)
