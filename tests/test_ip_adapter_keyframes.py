@@ -89,7 +89,7 @@ def test_keyframes_travel_with_the_prompts_interpolation_and_loop(ip_folder, one
     "image, message",
     [
         ({}, "IP-Adapter keyframes: give at least one frame → image"),
-        ({-1: "a.png"}, "IP-Adapter keyframe -1 is not a frame index from 0"),
+        ({-1: "a.png"}, "IP-Adapter keyframes: frame -1 is not a non-negative integer"),
         ({0: "a.png", 4: ["b.png", "c.png"]}, "must each hold as many images"),
         ({0: 3}, "IP-Adapter image must be a file or PIL image, or a list of them, got 3"),
         ({0: ["a.png", 3]}, "IP-Adapter image 3: give a file path or a PIL image"),
@@ -139,7 +139,7 @@ def test_a_run_entry_and_a_prompt_travel_ip_adapter_map_draw_the_held_keyframes(
 @pytest.mark.parametrize(
     "ip_image, message",
     [
-        ({"x": "a.png"}, "ip_image keyframe 'x' is not a frame index from 0"),
+        ({"x": "a.png"}, "ip_image: frame 'x' is not a non-negative integer"),
         ({0: []}, "ip_image at frame 0: give a path or a list of paths"),
     ],
 )

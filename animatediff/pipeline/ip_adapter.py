@@ -44,7 +44,7 @@ from animatediff.formats.ip_adapter import (
 )
 from animatediff.hub import check_reference
 from animatediff.models.ip_adapter import IPAdapterLayers
-from animatediff.pipeline.prompt_travel import interpolate
+from animatediff.pipeline.prompt_travel import frame_index, interpolate
 from animatediff.sampling import Predictor
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class IPAdapter:
         if not isinstance(self.weights, (str, os.PathLike)) or not os.fspath(self.weights):
             raise InputError(f"IP-Adapter weights must be a path or hub reference, got {self.weights!r}")
         if isinstance(self.image, Mapping):
-            frames = {_keyframe(k): _image_list(v) for k, v in self.image.items()}
+            frames = {frame_index(k, "IP-Adapter keyframes"): _image_list(v) for k, v in self.image.items()}
             if not frames:
                 raise InputError("IP-Adapter keyframes: give at least one frame → image")
             if len({len(v) for v in frames.values()}) > 1:
@@ -118,15 +118,6 @@ class IPAdapter:
         for image in self.images:
             if not isinstance(image, Image.Image) and not Path(image).expanduser().is_file():
                 raise InputNotFound(f"IP-Adapter image not found: {os.fspath(image)}")
-
-
-def _keyframe(frame: object) -> int:
-    """A keyframe's frame: a whole number ≥ 0, or its decimal string (as JSON writes keys)."""
-    if isinstance(frame, str) and frame.strip().isdigit():
-        return int(frame)
-    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
-        raise InputError(f"IP-Adapter keyframe {frame!r} is not a frame index from 0")
-    return frame
 
 
 def _image_list(image: object) -> tuple[ImageInput, ...]:

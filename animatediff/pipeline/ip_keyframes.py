@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.pipeline.prompt_travel import check_fixed_ratio, held_keyframes
+from animatediff.pipeline.prompt_travel import check_fixed_ratio, frame_index, held_keyframes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 """The image files a keyframe folder's frames are read from."""
@@ -62,15 +62,12 @@ def check_ip_image_keys(values: dict, where: str) -> None:
     images = values.get("ip_image")
     if isinstance(images, dict):
         keyed = {}
-        for frame, paths in images.items():
-            if not (isinstance(frame, int) and not isinstance(frame, bool) and frame >= 0) and not (
-                isinstance(frame, str) and frame.strip().isdigit()
-            ):
-                raise InputError(f"{where}: ip_image keyframe {frame!r} is not a frame index from 0")
+        for key, paths in images.items():
+            frame = frame_index(key, f"{where}: ip_image")
             paths = [paths] if isinstance(paths, str) else paths
             if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
                 raise InputError(f"{where}: ip_image at frame {frame}: give a path or a list of paths")
-            keyed[int(frame)] = paths
+            keyed[frame] = paths
         values["ip_image"] = dict(sorted(keyed.items()))
     ratio = values.get("ip_fixed_ratio", 0.0)
     try:

@@ -46,6 +46,16 @@ PARALLEL = 0.9995
 """Above this |cos ω| slerp falls back to linear interpolation (prompt-travel's threshold)."""
 
 
+def frame_index(key: object, what: str) -> int:
+    """A keyframe's frame: a non-negative integer, or its decimal string (as JSON writes keys); else an InputError
+    starting with `what`."""
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return key
+    if isinstance(key, str) and re.fullmatch(r"\d+", key.strip()):
+        return int(key)
+    raise InputError(f"{what}: frame {key!r} is not a non-negative integer (frames count from 0)")
+
+
 def keyframes(raw: object, what: str = "prompt map") -> dict[int, str]:
     """{frame: prompt} in frame order, from a mapping whose keys are non-negative integers or their decimal strings
     (as JSON writes them) and whose values are prompts."""
@@ -55,12 +65,7 @@ def keyframes(raw: object, what: str = "prompt map") -> dict[int, str]:
         raise InputError(f"{what} is empty: give at least one frame → prompt")
     frames: dict[int, str] = {}
     for key, prompt in raw.items():
-        if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
-            frame = key
-        elif isinstance(key, str) and re.fullmatch(r"\d+", key.strip()):
-            frame = int(key)
-        else:
-            raise InputError(f"{what}: frame {key!r} is not a non-negative integer (frames count from 0)")
+        frame = frame_index(key, what)
         if not isinstance(prompt, str):
             raise InputError(f"{what}: the prompt of frame {frame} must be a string, got {prompt!r}")
         if frame in frames:
