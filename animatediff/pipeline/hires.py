@@ -51,6 +51,10 @@ class HiresFix:
             raise InputError(f"hires steps must be a whole number ≥ 1, got {steps!r}")
         check_strength(self.strength, steps, "hires strength")
 
+    def second_steps(self, first: int) -> int:
+        """The second pass's steps when the first runs `first`."""
+        return self.steps or first
+
     def size(self, height: int, width: int, multiple: int = 8) -> tuple[int, int]:
         """(height, width) of the second pass: the first's times `scale`, rounded to a multiple of `multiple`."""
         return tuple(max(multiple, round(side * self.scale / multiple) * multiple) for side in (height, width))
@@ -93,7 +97,7 @@ def hires_fix(
     size = hires.size(height, width, pipe.vae_scale_factor)
     prompts = prompt if isinstance(prompt, list) else [prompt] * videos
     negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt] * videos
-    steps = hires.steps or call.get("num_inference_steps", 25)
+    steps = hires.second_steps(call.get("num_inference_steps", 25))  # 25: the pipeline's default
     second = {k: v for k, v in call.items() if k not in FIRST_PASS_ONLY}
     second.update(num_frames=frames, height=size[0], width=size[1], num_inference_steps=steps, strength=hires.strength)
     second.update(sized_controls(call, size))

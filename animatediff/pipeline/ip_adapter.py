@@ -322,14 +322,13 @@ def ip_adapter_call(
     loop: bool = False,
 ) -> IPAdapterCall:
     """Load (or reuse), check and scale `ip_adapter` for `pipe`'s UNet and encode its image(s); `guided`: the call
-    runs classifier-free guidance (negatives needed). Keyframed images: each keyframe's encoded on its own, the
-    clip's `num_frames` frames interpolated between them by `interpolation`, going round with `loop`
-    (`prompt_travel.interpolate`). None: nothing to do."""
+    runs classifier-free guidance (negatives needed). Keyframed images (checked against the clip beforehand,
+    `check_ip_keyframes`): each keyframe's encoded on its own, the clip's `num_frames` frames interpolated between
+    them by `interpolation`, going round with `loop` (`prompt_travel.interpolate`). None: nothing to do."""
     if ip_adapter is None:
         return IPAdapterCall()
     if not isinstance(ip_adapter, IPAdapter):
         raise InputError(f"ip_adapter must be an IPAdapter or None, got {type(ip_adapter).__name__}")
-    check_ip_keyframes(ip_adapter, num_frames)
     groups = list((ip_adapter.keyframes or {0: ip_adapter.images}).items())
     opened = [(frame, open_images(images)) for frame, images in groups]
     loaded = _load(pipe, ip_adapter)

@@ -116,7 +116,7 @@ class Studio:
         job.total = steps * (s.free_init_iters or 1)
         hires = entry_hires(entry)
         if hires is not None:  # and the second pass's steps (it runs without FreeInit)
-            hires_steps = hires.steps or call["num_inference_steps"]
+            hires_steps = hires.second_steps(call["num_inference_steps"])
             job.total += len(sampling_timesteps(pipe.scheduler, hires_steps, hires.strength))
         job.stage = "sampling"
         frames = draw(pipe, prompt_of(s), s.negative_prompt, s.seed, hires, progress=False,
