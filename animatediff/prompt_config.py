@@ -201,9 +201,10 @@ def run_prompt_config(
             call = entry_pipeline_args(entry, pipe, frames, height, width, controls[entry.name],
                                        lambda p: _local(p, here), where, cache.control_model)  # fmt: skip
             videos = zip(range(first, index), entry.clip_prompts(call["num_frames"]), entry.negative_prompts, seeds)
+            hires = entry_hires(entry)
             for i, prompt, negative, seed in ((i, p, n, s) for i, p, n, s in videos if share.owns(i)):
                 prompt = prompt_without_lora_tags(prompt)
-                video = draw(pipe, prompt, negative, seed, entry_hires(entry), progress=progress, **call)[0]
+                video = draw(pipe, prompt, negative, seed, hires, progress=progress, **call)[0]
                 path = out / "sample" / f"{i}-{sample_name(prompt)}.{entry.output_format}"
                 check_finite(video, path)
                 save_video(video, path, entry.fps or fps)

@@ -308,8 +308,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
         raw = (prompt, negative_prompt, prompt_2, negative_prompt_2)
-        loop = prompt_travel_loop
-        read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl, loop=loop)
+        read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl,
+                       loop=prompt_travel_loop)  # fmt: skip
         unedited = read(raw)  # the text arguments checked before any model runs
         check_ip_keyframes(ip_adapter, num_frames)
 
@@ -357,7 +357,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
         sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
         steered = bool(conditions or controls or sparse or ip_adapter) and guidance_scale > 1  # read the halves
-        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0, num_frames, prompt_interpolation, loop)
+        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0, num_frames, prompt_interpolation,
+                             prompt_travel_loop)  # fmt: skip
         bound = [*controls, *sparse, *ip.conditions]  # the ControlNets and SparseCtrls bound to this run's steps
 
         def denoiser_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:

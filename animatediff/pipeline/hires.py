@@ -130,9 +130,8 @@ def check_hires_keys(values: dict, where: str) -> None:
         if given:
             raise InputError(f"{where}: {given[0]} needs hires_scale")
         return
-    values["hires_strength"] = values.get("hires_strength", 0.5)
     try:
         steps = values.get("steps") if values.get("hires_steps") is None else values["hires_steps"]
-        HiresFix(values["hires_scale"], values["hires_strength"], steps)
+        HiresFix(values["hires_scale"], values.get("hires_strength", HiresFix.strength), steps)
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
