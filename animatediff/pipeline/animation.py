@@ -42,10 +42,18 @@ from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
+from animatediff.pipeline.regions import Region, read_regions, region_weights, regional
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
-from animatediff.pipeline.text import TextConditioning, call_warnings, check_text_reading, encode_text, read_call_text
+from animatediff.pipeline.text import (
+    CallText,
+    TextConditioning,
+    call_warnings,
+    check_text_reading,
+    encode_text,
+    read_call_text,
+)
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
 from animatediff.sampling import (
     Denoiser,
@@ -239,6 +247,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         prompt_2: str | list[str] | None = None,
         negative_prompt_2: str | list[str] | None = None,
         prompt_editing: bool = False,
+        regions: Sequence[Region] = (),
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -287,6 +296,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         `prompt_2`, `negative_prompt_2`: SDXL's second text encoder's text, as diffusers' (default: the prompts).
         `prompt_editing`: A1111's `[from:to:when]` and `[a|b]` read in every text, which then changes during the run
         (`prompt_editing`; `when` counts the steps this run goes through); off (the default), they are words.
+        `regions`: parts of the frame drawn with their own prompts where their masks are white, over the call's
+        prompt as the background (`pipeline/regions.py`: prompt-travel's `region_map`); one video per call.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -311,6 +322,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl,
                        loop=prompt_travel_loop)  # fmt: skip
         unedited = read(raw)  # the text arguments checked before any model runs
+        regional_calls = read_regions(regions, read, raw, num_frames, len(unedited.prompts), prompt_editing)
         check_ip_keyframes(ip_adapter, num_frames)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
@@ -338,19 +350,22 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         edits = edit_runs(prompt_editing, steps, raw)  # runs that read the same texts share one tuple of them
         calls = {id(t): unedited if t is raw else read(t) for t in {id(t): t for _, t in edits}.values()}
         read_as = (prompt_weighting, long_prompts, prompt_editing)
-        for line in call_warnings(list(calls.values()), self.tokenizer, self.traits, height, width, *read_as):
+        texts = [*calls.values(), *regional_calls]
+        for line in call_warnings(texts, self.tokenizer, self.traits, height, width, *read_as):
             logger.warning(line)
         second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
         zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
+
+        def encode(t: CallText) -> TextConditioning:
+            return encode_text(
+                self.tokenizer, self.text_encoder, t.prompts, t.negatives, guidance_scale > 1.0, self.device,
+                self.dtype, t.travel, num_frames, second, zero_negative, clip_skip, prompt_weighting, long_prompts,
+                *t.second,
+            )  # fmt: skip
+
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
-            encodings = {
-                key: encode_text(
-                    self.tokenizer, self.text_encoder, t.prompts, t.negatives, guidance_scale > 1.0, self.device,
-                    self.dtype, t.travel, num_frames, second, zero_negative, clip_skip, prompt_weighting,
-                    long_prompts, *t.second,
-                )
-                for key, t in calls.items()
-            }  # fmt: skip
+            encodings = {key: encode(t) for key, t in calls.items()}
+            region_texts = [encode(t) for t in regional_calls]
         encoded = [(first, encodings[id(t)]) for first, t in edits]
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance (per run of text).
@@ -375,8 +390,10 @@ class AnimationPipeline(MemoryModes, AddedWeights):
             return guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
 
         scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
-        parts = [(first, denoiser_for(*both)) for first, both in merged_runs(encoded, scales)]
-        denoiser = switched_at_steps(parts, timesteps)
+        weights = region_weights(regions, num_frames, height, width, latents.shape[-2:])  # None without regions
+        drawn = [(first, regional(partial(denoiser_for, scale=scale), text, region_texts, weights))
+                 for first, (text, scale) in merged_runs(encoded, scales)]  # fmt: skip
+        denoiser = switched_at_steps(drawn, timesteps)
 
         # 4. Loop.
         if free_init is None:
@@ -390,18 +407,3 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         frames = self.decode(latents, decode_chunk_size)
         self.offload_models()
         return frames
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor, decode_chunk_size: int | None = None) -> np.ndarray:
-        """Latents (b, c, f, h, w) → frames (b, f, H, W, 3) in [0, 1], `decode_chunk_size` frames per VAE call (None:
-        the pipeline's, 16 unless set); each chunk leaves the device as it is decoded, so device memory does not grow
-        with the clip."""
-        decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
-        b, _, num_frames, _, _ = latents.shape
-        flat = (latents / self.vae.config.scaling_factor).permute(0, 2, 1, 3, 4).flatten(0, 1)
-        chunks = [
-            (self.vae.decode(chunk.to(self.vae.dtype)).sample.float().cpu() / 2 + 0.5).clamp(0, 1)
-            for chunk in flat.split(decode_chunk_size)
-        ]
-        frames = torch.cat(chunks).unflatten(0, (b, num_frames)).permute(0, 1, 3, 4, 2)
-        return frames.numpy()

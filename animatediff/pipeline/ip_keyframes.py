@@ -18,18 +18,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 NUMBERED = re.compile(r"\d+")
 
 
-def folder_keyframes(folder: str | Path, num_frames: int) -> dict[int, str]:
+def folder_keyframes(folder: str | Path, num_frames: int, what: str = "IP-Adapter keyframe images") -> dict[int, str]:
     """{frame: path} of the images in `folder` named by a number, frames below `num_frames` only (as prompt-travel
-    reads its folder); an InputError when there is none."""
+    reads its folders); an InputError starting with `what` when there is none."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise InputNotFound(f"IP-Adapter keyframe images: folder not found: {folder}")
+        raise InputNotFound(f"{what}: folder not found: {folder}")
     frames: dict[int, str] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_SUFFIXES and NUMBERED.fullmatch(path.stem) and int(path.stem) < num_frames:
             frames.setdefault(int(path.stem), str(path))
     if not frames:
-        raise InputError(f"IP-Adapter keyframe images: {folder} holds no image named by a frame below {num_frames}")
+        raise InputError(f"{what}: {folder} holds no image named by a frame below {num_frames}")
     return dict(sorted(frames.items()))
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -220,3 +221,18 @@ class MemoryModes:
             self.compile_unet()
         else:
             self.uncompile_unet()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, decode_chunk_size: int | None = None) -> np.ndarray:
+        """Latents (b, c, f, h, w) → frames (b, f, H, W, 3) in [0, 1], `decode_chunk_size` frames per VAE call (None:
+        the pipeline's, 16 unless set); each chunk leaves the device as it is decoded, so device memory does not grow
+        with the clip."""
+        decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
+        b, _, num_frames, _, _ = latents.shape
+        flat = (latents / self.vae.config.scaling_factor).permute(0, 2, 1, 3, 4).flatten(0, 1)
+        chunks = [
+            (self.vae.decode(chunk.to(self.vae.dtype)).sample.float().cpu() / 2 + 0.5).clamp(0, 1)
+            for chunk in flat.split(decode_chunk_size)
+        ]
+        frames = torch.cat(chunks).unflatten(0, (b, num_frames)).permute(0, 1, 3, 4, 2)
+        return frames.numpy()

@@ -1,0 +1,168 @@
+"""Regional prompts: parts of the frame drawn with their own text, each where its mask is white
+(animatediff-cli-prompt-travel's `region_map`, A1111's regional prompting with masks).
+
+The call's own prompt is the background. Each `Region` has a prompt (one text, or {frame: text} travelling as the
+call's prompt travel does) and a mask: one image for every frame, a folder of images named by their frame, an array,
+or {frame: image}. A frame without a mask of its own keeps the last one before it; frames before the first have none.
+
+A mask is fitted as prompt-travel fits it: in grey, resized to the output's size (Lanczos), white where it is at least
+half white, then taken to the latent size by nearest neighbour. Regions are painted over the background in order, a
+later region over an earlier one where they overlap, so every latent pixel of every frame belongs to exactly one text.
+
+Each text's guided prediction (the whole frame, with the call's negative prompt, ControlNets, IP-Adapter, windows)
+is computed and the predictions are put together by those pixels. prompt-travel steps each region's latents and pastes
+the latents together; for a scheduler whose step is linear in the prediction (DDIM, Euler, DPM-Solver and the other
+deterministic ones) that is the same thing, and so is every multistep history, since the masks stay put. A region
+costs one more guided prediction per step (both halves of the guidance batch); a region whose mask is empty in
+every frame costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from animatediff.errors import InputError, InputNotFound
+from animatediff.pipeline.ip_keyframes import IMAGE_SUFFIXES, folder_keyframes
+from animatediff.pipeline.prompt_travel import frame_index, keyframes
+from animatediff.pipeline.text import CallText, TextConditioning
+from animatediff.sampling import Denoiser
+
+MaskImage = str | os.PathLike | np.ndarray | Image.Image
+"""One mask: an image file, a PIL image, or an array (H, W) in [0, 1] (or (F, H, W): a mask per frame)."""
+MaskSource = MaskImage | Mapping[int, MaskImage]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A part of the frame drawn with its own `prompt` (a text, or {frame: text} for prompt travel), where `mask` is
+    white (see the module docstring for the forms a mask takes)."""
+
+    prompt: str | dict[int, str]
+    mask: MaskSource
+
+
+def read_regions(
+    regions: Sequence[Region], read: Callable[[tuple], CallText], texts: tuple, num_frames: int, videos: int,
+    prompt_editing: bool,
+) -> list[CallText]:  # fmt: skip
+    """Each region's text read as the call's (`read`: `read_call_text`) with the call's negative prompts (`texts`:
+    its prompt, negative prompt, prompt_2 and negative prompt_2), after `check_regions`."""
+    check_regions(regions, num_frames, videos, prompt_editing)
+    negative_prompt, negative_prompt_2 = texts[1], texts[3]
+    calls = []
+    for region in regions:
+        prompt = region.prompt
+        if isinstance(negative_prompt, Mapping) and isinstance(prompt, str):
+            prompt = {0: prompt}  # a travelling negative prompt needs the prompt per frame too
+        calls.append(read((prompt, negative_prompt, None, negative_prompt_2)))
+    return calls
+
+
+def check_regions(regions: Sequence[Region], num_frames: int, videos: int = 1, prompt_editing: bool = False) -> None:
+    """One line for what a call's regions cannot draw: prompts that are not text or keyframes, masks that are not
+    found or not images, a batch of videos, prompt editing."""
+    if not regions:
+        return
+    if videos != 1:
+        raise InputError(f"regions draw one video per call, got {videos} prompts; give one prompt")
+    if prompt_editing:
+        raise InputError("regions are drawn without prompt editing; turn prompt_editing off")
+    for i, region in enumerate(regions):
+        what = f"region {i}"
+        if isinstance(region.prompt, Mapping):
+            keyframes(region.prompt, f"{what} prompt")
+        elif not isinstance(region.prompt, str):
+            raise InputError(f"{what}: the prompt must be a string or {{frame: prompt}}, got {region.prompt!r}")
+        _mask_frames(region.mask, num_frames, what)
+
+
+def _mask_frames(mask: MaskSource, num_frames: int, what: str) -> dict[int, MaskImage]:
+    """{frame: mask image} of one region, keyframes in order (an array (F, H, W) is one image per frame)."""
+    if isinstance(mask, Mapping):
+        frames = {frame_index(k, f"{what} mask"): v for k, v in mask.items()}
+    elif isinstance(mask, (str, os.PathLike)) and Path(mask).expanduser().is_dir():
+        frames = dict(folder_keyframes(mask, num_frames, f"{what} mask"))
+    elif isinstance(mask, np.ndarray) and mask.ndim == 3:
+        frames = dict(enumerate(mask[:num_frames]))
+    else:
+        frames = {0: mask}
+    for frame, image in frames.items():
+        if isinstance(image, (str, os.PathLike)):
+            path = Path(image).expanduser()
+            if not path.is_file():
+                raise InputNotFound(f"{what} mask: file not found: {path}")
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(f"{what} mask: {path} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        elif isinstance(image, np.ndarray):
+            if image.ndim != 2 or not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
+                raise InputError(f"{what} mask at frame {frame}: an array must be (H, W) with values in [0, 1]")
+        elif not isinstance(image, Image.Image):
+            raise InputError(f"{what} mask at frame {frame}: expected an image, a path or an array, got {image!r}")
+    if not any(frame < num_frames for frame in frames):
+        raise InputError(f"{what} mask: no mask at a frame below {num_frames}")
+    return dict(sorted(frames.items()))
+
+
+def _fitted(image: MaskImage, height: int, width: int, latent: tuple[int, int]) -> torch.Tensor:
+    """One mask, binary, at the latent size (h, w): grey, Lanczos to width × height, ≥ half white, nearest down."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.round(image.astype(np.float64) * 255).astype(np.uint8))
+    elif not isinstance(image, Image.Image):
+        with Image.open(Path(image).expanduser()) as opened:
+            image = opened.convert("RGB")
+    grey = np.asarray(image.convert("RGB").resize((width, height), Image.LANCZOS).convert("L"), np.float32) / 255
+    white = torch.from_numpy((grey >= 0.5).astype(np.float32))[None, None]
+    return F.interpolate(white, size=latent, mode="nearest")[0, 0]
+
+
+def region_weights(
+    regions: Sequence[Region], num_frames: int, height: int, width: int, latent: tuple[int, int]
+) -> torch.Tensor | None:
+    """(1 + regions, frames, h, w): where the background (the call's prompt, first) and each region are drawn at the
+    latent size `latent`, each region painted over those before it, so they sum to one at every pixel; None without
+    regions."""
+    if not regions:
+        return None
+    masks = region_masks(regions, num_frames, height, width, tuple(latent))
+    weights = [torch.ones(masks.shape[1:])]
+    for mask in masks:
+        weights = [w * (1 - mask) for w in weights] + [mask]
+    return torch.stack(weights)
+
+
+def region_masks(
+    regions: Sequence[Region], num_frames: int, height: int, width: int, latent: tuple[int, int]
+) -> torch.Tensor:
+    """(regions, frames, h, w) binary masks at the latent size, each frame's the last keyframe's at or before it."""
+    masks = torch.zeros(len(regions), num_frames, *latent)
+    for i, region in enumerate(regions):
+        frames = _mask_frames(region.mask, num_frames, f"region {i}")
+        for frame, image in frames.items():
+            if frame < num_frames:
+                masks[i, frame:] = _fitted(image, height, width, latent)
+    return masks
+
+
+def regional(
+    make: Callable[[TextConditioning], Denoiser], text: TextConditioning, regions: Sequence[TextConditioning],
+    weights: torch.Tensor | None,
+) -> Denoiser:  # fmt: skip
+    """The denoiser `make` builds for the call's `text`, or with regions, the sum of each text's prediction (`text`
+    first, then the regions') weighted by `region_weights`; a text drawn nowhere is not run."""
+    if not regions:
+        return make(text)
+    parts = [(w, make(t)) for w, t in zip(weights, (text, *regions), strict=True) if w.any()]
+
+    def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = [weight.to(x.device, x.dtype) * part(x, t) for weight, part in parts]
+        return torch.stack(out).sum(0) if len(out) > 1 else out[0]
+
+    return predict
