@@ -15,6 +15,7 @@ from animatediff.pipeline.ip_keyframes import entry_ip_images
 from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
 from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
+from animatediff.region_entries import entry_regions
 from animatediff.sampling import for_model
 
 if TYPE_CHECKING:
@@ -71,4 +72,5 @@ def entry_pipeline_args(
         controlnets=[*load_controlnets(controls, pipe, *size, keep), *load_keyframe_controlnets(
             entry.keyframe_controlnets, pipe, num_frames, *size, resolve, keep)],
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
+        regions=entry_regions(entry, num_frames, resolve),
     )  # fmt: skip

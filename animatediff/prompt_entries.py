@@ -22,11 +22,12 @@ from animatediff.pipeline.hires import check_hires_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
 from animatediff.pipeline.ip_keyframes import check_ip_image_keys
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
-from animatediff.pipeline.pag import DEFAULT_LAYERS, PAG
+from animatediff.pipeline.pag import DEFAULT_LAYERS, check_pag_keys
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, compose, held_keyframes, keyframes
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
 from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
+from animatediff.region_entries import check_region_keys
 
 # Keys the official configs carry that are spelled differently or only informative here.
 ALIASES = {"path": "dreambooth_path", "domain_lora_scale": "adapter_lora_scale"}
@@ -172,6 +173,8 @@ class PromptEntry:
     """IP-Adapter: the image prompt, a path or several seen together; or keyframes, {frame: path(s)} or a folder of
     images named by their frame (`pipeline/ip_keyframes.py`)."""
     ip_fixed_ratio: float = 0.0
+    regions: list[dict] = field(default_factory=list)
+    """Regional prompts, each {mask, prompt or prompt_map, …} drawn where its mask is white (`region_entries`)."""
     """IP-Adapter keyframes: the part of each gap the earlier image is held before its embedding travels on."""
     ip_scale: float | None = None
     """IP-Adapter: weight of the image prompt, ≥ 0; unset: 1 (as trained)."""
@@ -265,6 +268,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     check_video_keys(values, where)  # video-to-video's
     check_hires_keys(values, where)
     check_ip_image_keys(values, where)  # IP-Adapter keyframes
+    check_region_keys(values, where)
     check_entry_keys(values, where)  # IP-Adapter's
     check_control_keys(values, where)  # ControlNet's
     check_keyframe_control_keys(values, where)  # keyframe ControlNets (prompt-travel's controlnet_map)
@@ -342,29 +346,10 @@ def _parse_prompt_travel(values: dict, where: str) -> None:
         raise InputError(f"{where}: {err}") from None
 
 
-def _check_pag_keys(values: dict, where: str) -> None:
-    """pag_scale, pag_adaptive_scale and pag_layers (one pattern or a list), checked in place as generate's."""
-    for key in ("pag_scale", "pag_adaptive_scale", "pag_layers"):
-        if values.get(key) is None:
-            values.pop(key, None)
-    if isinstance(values.get("pag_layers"), str):
-        values["pag_layers"] = [values["pag_layers"]]
-    if "pag_scale" not in values:
-        if "pag_adaptive_scale" in values or "pag_layers" in values:
-            raise InputError(f"{where}: pag_adaptive_scale and pag_layers need pag_scale")
-        return
-    layers = values.get("pag_layers", list(DEFAULT_LAYERS))
-    layers = tuple(layers) if isinstance(layers, list) else layers
-    try:
-        PAG(values["pag_scale"], values.get("pag_adaptive_scale", 0.0), layers)
-    except InputError as err:
-        raise InputError(f"{where}: {err}") from None
-
-
 def _check_output_keys(values: dict, where: str) -> None:
     """The text keys (`entry_text_keys`), PAG's, vae_path, fps and output_format, checked in place."""
     check_text_keys(values, where)
-    _check_pag_keys(values, where)
+    check_pag_keys(values, where)
     if not isinstance(values.get("vae_path") or "", str):
         raise InputError(f"{where}: vae_path must be a path, got {values['vae_path']!r}")
     values["vae_path"] = values.get("vae_path") or ""

@@ -17,12 +17,14 @@
   unless given) the `ip_fixed_ratio`; the weights are the entry's own `ip_adapter` key (prompt-travel picks them by
   `is_plus` and the like in its data/ folder, which is not read here), and a missing one is one line naming the
   file prompt-travel would use.
+- `region_map`'s switched-on regions are the entry's `regions` (`region_entries`): each drawn with its own prompt
+  map where its masks are white, over the entry's prompt.
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
-  `gradual_latent_hires_fix_map` with `enable: false`, a `region_map` with no region enabled,
+  `gradual_latent_hires_fix_map` with `enable: false`,
   `apply_lcm_lora`, `is_single_prompt_mode` and `compile` false. So are what prompt-travel's other commands read or
   its runs write (`upscale_config` for tile-upscale, `stylize_config` for stylize, `result`) and `unet_batch_size`
   (how many windows one UNet call takes: speed, not the frames).
-- Anything enabled that we do not draw (regions, LCM blending, the gradual hires fix,
+- Anything enabled that we do not draw (regions keeping the input video, LCM blending, the gradual hires fix,
   per-frame or per-region LoRA scales, the preprocessors that need models) is one line naming it, before any model
   loads.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 from animatediff.errors import InputError
 from animatediff.prompt_travel_controlnets import keyframe_controlnets
+from animatediff.region_entries import region_map_items
 
 DOCUMENT_DEFAULTS = {
     "prompt_fixed_ratio": 0.5,
@@ -92,9 +95,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
             raise _refused(key, where)
     for key in DROPPED:
         values.pop(key, None)
-    regions = values.pop("region_map", None) or {}
-    if any(_enabled(part) for name, part in _items(regions, "region_map", where) if name != "background"):
-        raise InputError(f"{where}: region_map enables regions, which `run` does not draw; remove them")
+    regions = region_map_items(values.pop("region_map", None) or {}, where)
+    if regions:
+        values["regions"] = [*(values.get("regions") or []), *regions]
     controls = values.pop("controlnet_map", None)
     if controls is not None:
         items = keyframe_controlnets(controls, where)  # its folders of keyframe images, spread to the neighbours

@@ -27,6 +27,7 @@ from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_f
 from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
 from animatediff.cli.pag_options import add_pag_args, pag_from_args
+from animatediff.cli.region_options import add_region_args, regions_from_args
 from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.video_options import add_video_args, video_from_args
@@ -183,6 +184,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_ip_adapter_args(p)
     add_video_args(p)
     add_hires_args(p)
+    add_region_args(p)
     add_controlnet_args(p)
     add_keyframe_controlnet_args(p)
     add_sparse_ctrl_args(p)
@@ -335,6 +337,7 @@ def run_generate(args: argparse.Namespace) -> None:
         raise InputError("--prompt-travel-loop needs keyframes: --prompt-map, keyframe lines in --prompt, FRAME:IMAGE")
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
     hires = hires_from_args(args)  # bad hires fix options fail before loading
+    regions = regions_from_args(args)  # masks found and read before loading
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     keyframe_items = keyframe_items_from_args(args)
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
@@ -365,10 +368,7 @@ def run_generate(args: argparse.Namespace) -> None:
     controlnets += load_keyframe_controlnets(keyframe_items, pipe, args.frames, args.height, args.width)
     sparse_ctrls = sparse_ctrls_for(sparse_input, pipe, args)
     call = dict(
-        num_frames=args.frames,
-        height=args.height,
-        width=args.width,
-        num_inference_steps=args.steps,
+        num_frames=args.frames, height=args.height, width=args.width, num_inference_steps=args.steps,
         guidance_scale=sampling.guidance_scale,  # None: the base's own
         guidance_rescale=args.guidance_rescale,
         progress=not args.quiet,
@@ -383,15 +383,13 @@ def run_generate(args: argparse.Namespace) -> None:
         controlnets=controlnets,
         sparse_ctrls=sparse_ctrls,
         ip_adapter=ip_adapter,
-        video=video,
-        strength=strength,
+        video=video, strength=strength, regions=regions,
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,
         prompt_editing=args.prompt_editing,
-        prompt_2=args.prompt_2,
-        negative_prompt_2=args.negative_prompt_2,
-    )
+        prompt_2=args.prompt_2, negative_prompt_2=args.negative_prompt_2,
+    )  # fmt: skip
     for seed, output in zip(seeds, outputs, strict=True):
         frames = draw(pipe, prompt, args.negative_prompt, seed, hires, **call)[0]
         check_finite(frames, output)

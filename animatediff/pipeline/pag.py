@@ -177,3 +177,23 @@ def pag_guidance(
     if not layers:
         return None, None
     return perturbed_predictor(predict, layers, steered_uncond), pag.scale_at
+
+
+def check_pag_keys(values: dict, where: str) -> None:
+    """A run entry's pag_scale, pag_adaptive_scale and pag_layers (one pattern or a list), checked in place as
+    generate's; an InputError starting with `where`."""
+    for key in ("pag_scale", "pag_adaptive_scale", "pag_layers"):
+        if values.get(key) is None:
+            values.pop(key, None)
+    if isinstance(values.get("pag_layers"), str):
+        values["pag_layers"] = [values["pag_layers"]]
+    if "pag_scale" not in values:
+        if "pag_adaptive_scale" in values or "pag_layers" in values:
+            raise InputError(f"{where}: pag_adaptive_scale and pag_layers need pag_scale")
+        return
+    layers = values.get("pag_layers", list(DEFAULT_LAYERS))
+    layers = tuple(layers) if isinstance(layers, list) else layers
+    try:
+        PAG(values["pag_scale"], values.get("pag_adaptive_scale", 0.0), layers)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None

@@ -1,0 +1,118 @@
+"""A run entry's regional prompts (`regions`, `pipeline/regions.py`), and animatediff-cli-prompt-travel's `region_map`
+read as them.
+
+An entry's `regions` is a list, drawn over the entry's own prompt in order (a later region over an earlier one), each
+item a mapping:
+- `mask`: a mask image (white where the region is drawn) for every frame, or a folder of mask images named by their
+  frame (0000.png, 0016.png), each held until the next;
+- `prompt` (one text) or `prompt_map` ({frame: text}, travelling as the entry's prompt map does), with `head_prompt`
+  and `tail_prompt` joined to each keyframe and `prompt_fixed_ratio` holding each (unset: the entry's).
+
+prompt-travel's `region_map` {"0": {...}, "1": {...}, "background": {...}}: each region switched on (`enable`) is
+one item, in the order written, its `mask_dir` the mask folder (found as the entry's other paths are, beside the
+config or from the working folder, not under prompt-travel's `data/`) and its `condition`'s prompt keys the item's.
+The background is the entry's own prompt. `save_mask` is dropped; a region or background that keeps the input video
+(`is_init_img`), crops its generation (`crop_generation_rate`) or has images of its own (`ip_adapter_map`) is one
+line: those are not drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from animatediff.errors import InputError
+from animatediff.pipeline.prompt_travel import check_fixed_ratio, compose, held_keyframes, keyframes
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.regions import Region
+    from animatediff.prompt_entries import PromptEntry
+
+ITEM_KEYS = ("mask", "prompt", "prompt_map", "head_prompt", "tail_prompt", "prompt_fixed_ratio")
+
+
+def check_region_keys(values: dict, where: str) -> None:
+    """An entry's `regions` checked in place (see the module docstring); an InputError starting with `where`."""
+    items = values.get("regions")
+    if items is None:
+        return
+    if not isinstance(items, list):
+        raise InputError(f"{where}: regions must be a list of {{mask, prompt}} mappings, got {items!r}")
+    checked = []
+    for i, item in enumerate(items):
+        what = f"{where}: regions[{i}]"
+        if not isinstance(item, dict):
+            raise InputError(f"{what}: expected a mapping with mask and prompt, got {item!r}")
+        unknown = sorted(set(item) - set(ITEM_KEYS))
+        if unknown:
+            raise InputError(f"{what}: unknown key {unknown[0]!r}; known keys: {', '.join(ITEM_KEYS)}")
+        if not isinstance(item.get("mask"), str) or not item["mask"]:
+            raise InputError(f"{what}: mask must be the path of a mask image or of a folder of them")
+        if ("prompt" in item) == ("prompt_map" in item):
+            raise InputError(f"{what}: give prompt (one text) or prompt_map ({{frame: text}}), one of them")
+        item = dict(item)
+        if "prompt_map" in item:
+            item["prompt_map"] = keyframes(item["prompt_map"], f"{what} prompt_map")
+        for key in ("prompt", "head_prompt", "tail_prompt"):
+            if not isinstance(item.get(key, ""), str):
+                raise InputError(f"{what}: {key} must be a string, got {item[key]!r}")
+        if "prompt_fixed_ratio" in item:
+            try:
+                check_fixed_ratio(item["prompt_fixed_ratio"])
+            except InputError as err:
+                raise InputError(f"{what}: {err}") from None
+        checked.append(item)
+    values["regions"] = checked
+
+
+def entry_regions(entry: PromptEntry, num_frames: int, resolve: Callable[[str], str] = str) -> list[Region]:
+    """The `Region`s an entry draws over a clip of `num_frames`: masks placed by `resolve`, keyframes held by the
+    fixed ratio (round the clip's end under `prompt_travel_loop`), as the entry's own prompt map."""
+    from animatediff.pipeline.regions import Region
+
+    regions = []
+    for item in entry.regions:
+        head, tail = item.get("head_prompt", ""), item.get("tail_prompt", "")
+        if "prompt_map" in item:
+            frames = {k: compose(p, head, tail) for k, p in item["prompt_map"].items()}
+            ratio = item.get("prompt_fixed_ratio", entry.prompt_fixed_ratio)
+            prompt = held_keyframes(frames, ratio, num_frames if entry.prompt_travel_loop else None)
+        else:
+            prompt = compose(item["prompt"], head, tail)
+        regions.append(Region(prompt, resolve(item["mask"])))
+    return regions
+
+
+def region_map_items(section: object, where: str) -> list[dict]:
+    """prompt-travel's `region_map` → the entry's `regions` items (see the module docstring)."""
+    if not isinstance(section, dict):
+        raise InputError(f"{where}: region_map must be a mapping, got {section!r}")
+    items = []
+    for name, region in section.items():
+        what = f"{where}: region_map {name!r}"
+        if not isinstance(region, dict):
+            raise InputError(f"{what} must be a mapping, got {region!r}")
+        if region.get("is_init_img"):
+            raise InputError(f"{what}: is_init_img keeps the input video there, which `run` does not draw; remove it")
+        if name == "background" or region.get("enable") is not True:
+            continue
+        if region.get("crop_generation_rate", 0):
+            raise InputError(f"{what}: crop_generation_rate is not drawn; set it to 0 or remove it")
+        condition = region.get("condition") or {}
+        if not isinstance(condition, dict):
+            raise InputError(f"{what}: condition must be a mapping, got {condition!r}")
+        if isinstance(condition.get("ip_adapter_map"), dict) and condition["ip_adapter_map"].get("enable") is True:
+            raise InputError(f"{what}: a region's own ip_adapter_map is not drawn; turn it off (the entry's applies)")
+        if not isinstance(region.get("mask_dir"), str) or not region["mask_dir"]:
+            raise InputError(f"{what}: mask_dir, the folder of its masks named by frame, is required")
+        if not condition.get("prompt_map"):
+            raise InputError(f"{what}: its condition needs a prompt_map, the region's {{frame: prompt}}")
+        item = {"mask": region["mask_dir"], "prompt_map": condition["prompt_map"]}
+        item |= {k: condition[k] for k in ("head_prompt", "tail_prompt", "prompt_fixed_ratio") if k in condition}
+        items.append(item)
+    return items
+
+
+def entry_mask_paths(entry: PromptEntry) -> list[str]:
+    """The mask paths (images or folders) an entry's regions name."""
+    return [item["mask"] for item in entry.regions]

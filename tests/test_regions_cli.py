@@ -1,0 +1,134 @@
+"""Regional prompts from `generate --region MASK:PROMPT`, a run entry's `regions` and a prompt-travel document's
+`region_map`: what the library draws, and bad input as one line before any model loads."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageSequence
+
+from animatediff.entry_pipeline_args import entry_pipeline_args
+from animatediff.errors import InputError
+from animatediff.formats import save_motion_modules
+from animatediff.io.video import save_video
+from animatediff.model_cache import ModelCache
+from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline.regions import Region
+from animatediff.prompt_config import load_prompt_config, run_prompt_config
+from tests.cli_helpers import generate, generate_error
+from tests.tiny import tiny_motion
+
+
+def mask_image(path, left: bool):  # noqa: ANN001, ANN201
+    pixels = np.zeros((16, 16), np.uint8)
+    pixels[:, :8] = 255 if left else 0
+    pixels[:, 8:] = 0 if left else 255
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _gif(path) -> np.ndarray:  # noqa: ANN001
+    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
+
+
+def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_folder, one_thread):
+    motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
+    left, right = mask_image(tmp_path / "left.png", True), mask_image(tmp_path / "right.png", False)
+    extra = ["--region", f"{left}:a red cat", "--region", f"{right}:a dog: running", "--guidance-scale", "7.5"]
+    assert generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, motion)
+    regions = [Region("a red cat", str(left)), Region("a dog: running", str(right))]
+    call = dict(num_frames=4, num_inference_steps=4, guidance_scale=7.5, progress=False, seed=3)
+    expected = pipe("a fox", "", regions=regions, **call)[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), expected)
+    assert np.abs(expected - pipe("a fox", "", **call)[0]).max() > 1e-2
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mask_image(masks / "0000.png", True), mask_image(masks / "0002.png", False)
+    items = [{"mask": str(masks), "prompt_map": {0: "a red cat", 2: "a dog"}, "head_prompt": "best"}]
+    entry = {"motion_module": str(motion), "prompt": ["a fox"], "seed": 3, "steps": 4, "L": 4, "guidance_scale": 7.5,
+             "regions": items, "prompt_fixed_ratio": 0.5}  # fmt: skip
+    (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
+    run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
+    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
+    held = {0: "best,a red cat", 1: "best,a red cat", 2: "best,a dog"}  # held for half of each gap
+    expected = pipe("a fox", "", regions=[Region(held, str(masks))], **call)[0]
+    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected, tmp_path / "expected.gif", fps=8)))
+
+
+def test_a_prompt_travel_region_map_reads_as_regions(tmp_path, make_pipeline):
+    """Each enabled region (in the order written) with its mask folder and condition; disabled ones, save_mask
+    and the background's hint are dropped; the region's keyframes held by its own prompt_fixed_ratio, round the end
+    as the document's are."""
+    masks = tmp_path / "region0"
+    masks.mkdir()
+    mask_image(masks / "0000.png", True)
+    condition = {"prompt_fixed_ratio": 1.0, "head_prompt": "h", "tail_prompt": "", "prompt_map": {"0": "a", "4": "b"},
+                 "ip_adapter_map": {"enable": False, "input_image_dir": "x"}}  # fmt: skip
+    region_map = {
+        "0": {"enable": True, "mask_dir": str(masks), "save_mask": True, "is_init_img": False, "condition": condition},
+        "1": {"enable": False, "mask_dir": "elsewhere", "save_mask": True, "is_init_img": False, "condition": {}},
+        "background": {"is_init_img": False, "hint": "background's condition refers to the one in root"},
+    }
+    document = {"motion_module": "mm.safetensors", "prompt_map": {"0": "a fox"}, "region_map": region_map}
+    (tmp_path / "doc.json").write_text(json.dumps(document))
+    (entry,), _ = load_prompt_config(tmp_path / "doc.json")
+    assert entry.regions == [{"mask": str(masks), "prompt_map": {0: "a", 4: "b"}, "head_prompt": "h",
+                              "tail_prompt": "", "prompt_fixed_ratio": 1.0}]  # fmt: skip
+    (region,) = entry_pipeline_args(entry, make_pipeline("v2"), 8, 16, 16, [])["regions"]
+    assert region == Region({0: "h,a", 3: "h,a", 4: "h,b", 7: "h,b"}, str(masks))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--region", "a fox"], "--region 'a fox': give MASK:PROMPT"),
+        (["--region", "nowhere.png:a fox"], "region 0 mask: file not found: nowhere.png"),
+        (["--region", "{mask}:a cat", "--prompt-editing"], "regions are drawn without prompt editing"),
+    ],
+)
+def test_bad_regions_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
+    mask = mask_image(tmp_path / "m.png", True)
+    err = generate_error(tmp_path, capsys, monkeypatch, *[e.format(mask=mask) for e in extra])
+    assert re.search(re.escape(message), err), err
+
+
+@pytest.mark.parametrize(
+    "regions, message",
+    [
+        ("m.png", "regions must be a list of {mask, prompt} mappings"),
+        ([{"prompt": "a"}], "regions[0]: mask must be the path of a mask image"),
+        ([{"mask": "m.png"}], "regions[0]: give prompt (one text) or prompt_map"),
+        ([{"mask": "m.png", "prompt": "a", "colour": 1}], "regions[0]: unknown key 'colour'"),
+        ([{"mask": "m.png", "prompt_map": {"x": "a"}}], "regions[0] prompt_map: frame 'x'"),
+        ([{"mask": "m.png", "prompt": "a", "prompt_fixed_ratio": 2}], "regions[0]: prompt_fixed_ratio must be"),
+    ],
+)
+def test_bad_region_entries_name_the_problem(tmp_path, regions, message):
+    entry = {"motion_module": "mm.safetensors", "prompt": ["a"], "regions": regions}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump([entry]))
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_prompt_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize(
+    "region, message",
+    [
+        ({"enable": True, "is_init_img": True}, "is_init_img keeps the input video there"),
+        ({"enable": True, "mask_dir": "m", "crop_generation_rate": 0.2}, "crop_generation_rate is not drawn"),
+        ({"enable": True}, "mask_dir, the folder of its masks named by frame, is required"),
+        (
+            {"enable": True, "mask_dir": "m", "condition": {"ip_adapter_map": {"enable": True}}},
+            "region's own ip_adapter_map",
+        ),
+        ({"enable": True, "mask_dir": "m", "condition": {}}, "its condition needs a prompt_map"),
+    ],
+)
+def test_what_a_region_map_asks_that_is_not_drawn_is_one_line(tmp_path, region, message):
+    document = {"motion_module": "mm.safetensors", "prompt_map": {"0": "a"}, "region_map": {"0": region}}
+    (tmp_path / "doc.json").write_text(json.dumps(document))
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_prompt_config(tmp_path / "doc.json")
