@@ -42,6 +42,9 @@ optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-imag
 `ip_image` as keyframes ({frame: path(s)}, or a folder of images named by their frame) with `ip_fixed_ratio`
 (`pipeline.ip_keyframes`).
 
+Regional prompts (`pipeline.regions`): `regions`, a list of {mask, prompt or prompt_map, head_prompt, tail_prompt,
+prompt_fixed_ratio}, as `generate`'s --region (`region_entries`).
+
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used
 (`random_seed` per entry). Every seed is drawn before the first video and `config.yaml` written then; each file is

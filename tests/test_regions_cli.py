@@ -18,6 +18,7 @@ from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.regions import Region
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
 from tests.cli_helpers import generate, generate_error
+from tests.test_ui import PROMPT, call, rerun, served, wait  # noqa: F401
 from tests.tiny import tiny_motion
 
 
@@ -132,3 +133,27 @@ def test_what_a_region_map_asks_that_is_not_drawn_is_one_line(tmp_path, region, 
     (tmp_path / "doc.json").write_text(json.dumps(document))
     with pytest.raises(InputError, match=re.escape(message)):
         load_prompt_config(tmp_path / "doc.json")
+
+
+def test_the_web_form_draws_regions_from_an_uploaded_mask_and_its_run_yaml(served, tmp_path):  # noqa: F811
+    """A region row (an uploaded mask, a prompt) changes the job's frames, and its run YAML draws the same; a row
+    with a mask and no prompt is one line."""
+    import io
+
+    from animatediff.io.video_input import read_video_input
+
+    studio, url = served
+    png = io.BytesIO()
+    Image.open(mask_image(tmp_path / "m.png", False)).save(png, format="PNG")
+    _, uploaded = call(f"{url}/api/upload?name=mask.png", raw=png.getvalue())
+    plain = {"prompt": PROMPT, "frames": 4, "steps": 3, "seed": 4}
+    region = plain | {"regions": [{"mask": uploaded["id"], "prompt": "a green square moving up on a white background"}]}
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, region)]
+    assert [job["state"] for job in jobs] == ["done"] * 2, [job["error"] for job in jobs]
+    frames = [read_video_input(studio.output_dir / job["file"], 4) for job in jobs]
+    assert np.abs(frames[0] - frames[1]).max() > 0.05
+    text, again = rerun(url, jobs[1], tmp_path, 4)
+    assert "regions:" in text and "a green square moving up" in text
+    np.testing.assert_array_equal(frames[1], again)
+    status, body = call(f"{url}/api/generate", plain | {"regions": [{"mask": uploaded["id"], "prompt": " "}]})
+    assert (status, body) == (400, {"error": "region 1: give its prompt"})

@@ -211,6 +211,26 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     assert unit.locator(".start").input_value() == "0.25" and "(uploaded)" in unit.text_content()
     first.locator(".control-unit button").click()
 
+    # A regional prompt: an uploaded mask and its prompt; loading the run back restores the row.
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:, 16:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    first.click("#regional summary")
+    first.click("#add-region")
+    first.set_input_files("#regions input[type=file]", str(tmp_path / "mask.png"))
+    first.wait_for_function("document.querySelector('#regions tr').dataset.upload !== ''")
+    first.fill("#regions input[type=text]", "a green square on a white background")
+    first.click("#generate")
+    first.wait_for_selector("#status[data-state='done'], #status[data-state='error']", timeout=120_000)
+    assert first.get_attribute("#status", "data-state") == "done", first.text_content("#error")
+    first.reload()
+    first.wait_for_selector("body[data-ready='1']")
+    first.locator(".history-item").first.locator("button.load").click()
+    assert first.evaluate("document.getElementById('regional').open")
+    assert first.input_value("#regions input[type=text]") == "a green square on a white background"
+    assert "(uploaded)" in first.text_content("#regions")
+    first.locator("#regions button").click()
+
     # A model that fails to load shows its one-line error; the page goes on serving.
     first.select_option("#dreambooth", "Stable-diffusion/broken.safetensors")
     first.click("#generate")

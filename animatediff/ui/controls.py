@@ -44,6 +44,7 @@ def parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
     if s.guess_mode and not s.controlnets:
         raise InputError("guess mode: add the ControlNet it is for")
     _parse_keyframes(raw, s, catalog)
+    _parse_regions(raw, s)
 
 
 def _unit(unit: dict, label: str, catalog: Catalog) -> ControlUnit:
@@ -86,9 +87,25 @@ def _parse_keyframes(raw: dict, s: Settings, catalog: Catalog) -> None:
             raise InputError("SparseCtrl: upload a keyframe image")
 
 
+def _parse_regions(raw: dict, s: Settings) -> None:
+    """Regional prompts: rows of {mask (an upload's id), prompt}; empty rows are dropped."""
+    rows = raw.get("regions") or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError("regions: expected a list of {mask, prompt}")
+    s.regions = []
+    for i, row in enumerate(rows):
+        mask, prompt = str(row.get("mask") or ""), str(row.get("prompt") or "").strip()
+        if mask or prompt:
+            if not (mask and prompt):
+                raise InputError(f"region {i + 1}: {'give its prompt' if mask else 'upload its mask image'}")
+            s.regions.append((mask, prompt))
+    if s.regions and s.prompt_editing:
+        raise InputError("regions are drawn without prompt editing; turn prompt editing off")
+
+
 def control_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
     """The `run` entry keys of the form's controls (`upload` gives an upload's path): the ControlNets in order,
-    each with its control video, control images, start and end; SparseCtrl's encoder and keyframes."""
+    each with its control video, control images, start and end; SparseCtrl's encoder and keyframes; the regions."""
     entry: dict[str, Any] = {}
     units = s.controlnets
     if units:
@@ -104,6 +121,8 @@ def control_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = 
         entry["controlnet_path"] = str(catalog.resolve("sparsectrl", s.sparsectrl))
         entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]
         entry["controlnet_image_indexs"] = [frame for frame, _ in s.keyframes]
+    if s.regions:
+        entry["regions"] = [{"mask": upload(mask), "prompt": prompt} for mask, prompt in s.regions]
     return entry
 
 

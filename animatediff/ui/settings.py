@@ -120,6 +120,8 @@ class Settings:
     ip_scale: float = 1.0
     image_encoder: str = ""
     """Empty: the `image_encoder/` folder beside the IP-Adapter's file."""
+    regions: list[tuple[str, str]] = field(default_factory=list)
+    """Regional prompts: (an upload's id, the mask; the prompt) of each, in order (`ui/controls.py`)."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -127,6 +129,7 @@ class Settings:
         data["motion_loras"] = [{"id": i, "scale": s} for i, s in self.motion_loras]
         data["prompt_map"] = [{"frame": k, "prompt": v} for k, v in sorted(self.prompt_map.items())]
         data["keyframes"] = [{"frame": k, "image": v} for k, v in self.keyframes]
+        data["regions"] = [{"mask": m, "prompt": p} for m, p in self.regions]
         return data
 
 
@@ -376,5 +379,6 @@ def read_settings(path: Path) -> Settings:
     s.motion_loras = [(d["id"], d["scale"]) for d in data.get("motion_loras", [])]
     s.prompt_map = {int(d["frame"]): d["prompt"] for d in data.get("prompt_map", [])}
     s.keyframes = [(int(d["frame"]), d["image"]) for d in data.get("keyframes", [])]
+    s.regions = [(d["mask"], d["prompt"]) for d in data.get("regions", [])]
     s.controlnets = stored_units(data)
     return s
