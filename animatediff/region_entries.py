@@ -93,7 +93,10 @@ def region_map_items(section: object, where: str) -> list[dict]:
         if not isinstance(region, dict):
             raise InputError(f"{what} must be a mapping, got {region!r}")
         if region.get("is_init_img"):
-            raise InputError(f"{what}: is_init_img keeps the input video there, which `run` does not draw; remove it")
+            raise InputError(
+                f"{what}: is_init_img keeps the input video there, which regions do not draw; give the entry a "
+                "video_mask instead (white where the clip is drawn anew, black where the video is kept)"
+            )
         if name == "background" or region.get("enable") is not True:
             continue
         if region.get("crop_generation_rate", 0):

@@ -134,7 +134,7 @@ def test_the_start_is_the_encoded_video_noised_to_the_first_timestep(make_pipeli
     pipe.vae.config.scaling_factor = 0.5  # not 1, so that a missing factor shows
     video, scheduler = _video(3), make_scheduler("ddim")
     generator = _seed(3)
-    timesteps, latents = video_start(pipe.vae, scheduler, VideoClip(video, 0.6), 10, 1, generator)
+    timesteps, latents, _, _ = video_start(pipe.vae, scheduler, VideoClip(video, 0.6), 10, 1, generator)
     torch.testing.assert_close(timesteps, sampling_timesteps(make_scheduler("ddim"), 10, 0.6))
     assert len(timesteps) == 6
     generator = _seed(3)

@@ -21,14 +21,10 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from animatediff.base_model import (
     DEFAULT_GUIDANCE_SCALE,
-    FAMILIES,
     BaseModel,
     BaseTraits,
     load_base,
-    size_multiple,
-    vae_scale_factor,
 )
-from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.models.motion_scale import MotionScale
@@ -42,8 +38,9 @@ from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
-from animatediff.pipeline.regions import Region, read_regions, region_weights, regional
+from animatediff.pipeline.regions import MaskSource, Region, read_regions, region_weights, regional
 from animatediff.pipeline.sdxl import sdxl_conditions
+from animatediff.pipeline.sizes import PipelineSizes
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import free_noise_start, noise_start
 from animatediff.pipeline.text import (
@@ -54,6 +51,7 @@ from animatediff.pipeline.text import (
     encode_text,
     read_call_text,
 )
+from animatediff.pipeline.video_mask import check_video_mask, kept_video
 from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
 from animatediff.sampling import (
     Denoiser,
@@ -72,11 +70,12 @@ from animatediff.sampling.switched import merged_runs, switched_at_steps
 logger = logging.getLogger("animatediff")
 
 
-class AnimationPipeline(MemoryModes, AddedWeights):
+class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
     """Generates animations with an inflated UNet; build it with `from_pretrained`, `from_base`, or from parts. Its
     memory and speed switches (VAE slicing and tiling, CPU offload, FFN chunking, compile) are `pipeline/memory.py`'s
-    `MemoryModes`, all at once with `apply_memory_options`; LoRAs and textual-inversion embeddings are added by
-    `pipeline/added_weights.py`'s `AddedWeights`."""
+    `MemoryModes`, all at once with `apply_memory_options`; the sizes it draws, `pipeline/sizes.py`'s
+    `PipelineSizes`; LoRAs and textual-inversion embeddings are added by `pipeline/added_weights.py`'s
+    `AddedWeights`."""
 
     def __init__(
         self,
@@ -164,45 +163,6 @@ class AnimationPipeline(MemoryModes, AddedWeights):
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
 
-    @property
-    def vae_scale_factor(self) -> int:
-        return vae_scale_factor(self.vae.config)
-
-    @property
-    def size_multiple(self) -> int:
-        """Pixel sizes must be multiples of this: the VAE factor times the UNet's total downsampling."""
-        return size_multiple(self.unet.config, self.vae.config)
-
-    @property
-    def native_size(self) -> int:
-        """The base model's training resolution (512 for SD1.5), from the UNet's config."""
-        return int(self.unet.config.sample_size) * self.vae_scale_factor
-
-    def check_inputs(
-        self, num_frames: int, height: int, width: int, num_inference_steps: int, context_length: int | None = None
-    ) -> None:
-        m = self.size_multiple
-        for name, value in (("height", height), ("width", width)):
-            if value <= 0 or value % m:
-                vae = self.vae_scale_factor
-                family = f"{FAMILIES[self.traits.family]} " if self.traits is not None else ""
-                raise InputError(
-                    f"{name} {value} must be a positive multiple of {m} for this {family}model "
-                    f"(VAE factor {vae} × UNet downsampling {m // vae})"
-                )
-        if num_frames < 1:
-            raise InputError(f"num_frames must be at least 1, got {num_frames}")
-        limit = self.unet.max_frames
-        if context_length is not None and not 1 <= context_length <= limit:
-            raise InputError(f"context_length {context_length}: the motion module sees at most {limit} frames at once")
-        if num_frames > limit and context_length is None:
-            raise InputError(
-                f"{num_frames} frames requested, but this motion module's position encoding holds at most {limit}; "
-                f"ask for {limit} or fewer frames, or set a context length (e.g. 16) to denoise in sliding windows"
-            )
-        if num_inference_steps < 1:
-            raise InputError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-
     @torch.no_grad()
     def __call__(
         self,
@@ -238,6 +198,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         free_init: FreeInit | None = None,
         ip_adapter: IPAdapter | None = None,
         video: VideoInput | None = None,
+        video_mask: MaskSource | None = None,
         strength: float | None = None,
         video_stride: int = 1,
         clip_skip: int = 1,
@@ -284,6 +245,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         GIF, folder of frames; `io/video_input.py`), `num_frames` of them taken every `video_stride`-th and fitted
         to height × width, encoded and noised to the first timestep `strength` (in (0, 1]; default 0.8) leaves, as
         diffusers' AnimateDiffVideoToVideoPipeline does; a seed seeds one generator for the encoding and the steps.
+        `video_mask`: video inpainting (`pipeline/video_mask.py`), the clip drawn anew only where the mask is white.
         `decode_chunk_size`: frames per VAE call (VAE slicing; None: `self.decode_chunk_size`, 16 unless set).
         `clip_skip`: the text encoder layer the prompts are taken from, counted as the UIs count it (1: the layer the
         model was trained on; 2: the one before it, as "Clip skip 2" for many anime models; diffusers' `clip_skip`
@@ -318,6 +280,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
+        check_video_mask(video_mask, video, num_frames, free_init)
         raw = (prompt, negative_prompt, prompt_2, negative_prompt_2)
         read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl,
                        loop=prompt_travel_loop)  # fmt: skip
@@ -333,7 +296,7 @@ class AnimationPipeline(MemoryModes, AddedWeights):
         shape = (len(unedited.prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
         if clip is not None:  # video-to-video: the video's latents noised to its strength's first timestep
             generator = generator or seeded_generator(seed)
-            timesteps, latents = video_start(
+            timesteps, latents, clean, noise = video_start(
                 self.vae, self.scheduler, clip, num_inference_steps, shape[0], generator, self.device, self.dtype,
                 decode_chunk_size,
             )  # fmt: skip
@@ -397,7 +360,8 @@ class AnimationPipeline(MemoryModes, AddedWeights):
 
         # 4. Loop.
         if free_init is None:
-            latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback)
+            blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width)) if clip else None
+            latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback, blend)
         else:  # FreeInit: the loop rerun from re-initialised noise
             latents = free_init_denoise(
                 free_init, denoiser, self.scheduler, latents, num_inference_steps, generator, progress, callback

@@ -81,11 +81,12 @@ def check_regions(regions: Sequence[Region], num_frames: int, videos: int = 1, p
             keyframes(region.prompt, f"{what} prompt")
         elif not isinstance(region.prompt, str):
             raise InputError(f"{what}: the prompt must be a string or {{frame: prompt}}, got {region.prompt!r}")
-        _mask_frames(region.mask, num_frames, what)
+        mask_frames(region.mask, num_frames, what)
 
 
-def _mask_frames(mask: MaskSource, num_frames: int, what: str) -> dict[int, MaskImage]:
-    """{frame: mask image} of one region, keyframes in order (an array (F, H, W) is one image per frame)."""
+def mask_frames(mask: MaskSource, num_frames: int, what: str) -> dict[int, MaskImage]:
+    """{frame: mask image} of one mask source (module docstring), keyframes in order (an array (F, H, W) is one
+    image per frame); one line starting with `what` for a mask that is not found, not an image or not in [0, 1]."""
     if isinstance(mask, Mapping):
         frames = {frame_index(k, f"{what} mask"): v for k, v in mask.items()}
     elif isinstance(mask, (str, os.PathLike)) and Path(mask).expanduser().is_dir():
@@ -142,12 +143,19 @@ def region_masks(
     regions: Sequence[Region], num_frames: int, height: int, width: int, latent: tuple[int, int]
 ) -> torch.Tensor:
     """(regions, frames, h, w) binary masks at the latent size, each frame's the last keyframe's at or before it."""
-    masks = torch.zeros(len(regions), num_frames, *latent)
-    for i, region in enumerate(regions):
-        frames = _mask_frames(region.mask, num_frames, f"region {i}")
-        for frame, image in frames.items():
-            if frame < num_frames:
-                masks[i, frame:] = _fitted(image, height, width, latent)
+    return torch.stack([fitted_masks(r.mask, num_frames, height, width, latent, f"region {i}") for i, r in
+                        enumerate(regions)])  # fmt: skip
+
+
+def fitted_masks(
+    mask: MaskSource, num_frames: int, height: int, width: int, latent: tuple[int, int], what: str
+) -> torch.Tensor:
+    """(frames, h, w): one mask source fitted to the latent size (module docstring), each frame's the last keyframe's
+    at or before it, frames before the first keyframe all black; `what` names it in errors ("region 0")."""
+    masks = torch.zeros(num_frames, *latent)
+    for frame, image in mask_frames(mask, num_frames, what).items():
+        if frame < num_frames:
+            masks[frame:] = _fitted(image, height, width, latent)
     return masks
 
 

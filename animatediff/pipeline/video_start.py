@@ -134,16 +134,17 @@ def video_start(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     chunk_size: int = 16,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(timesteps, latents): the timesteps a run at the clip's strength goes through (`sampling_timesteps`, which
-    sets the scheduler), and the clip's latents (batch_size, c, f, h, w) noised to the first of them, drawn as
-    diffusers' video-to-video pipeline draws them (module docstring)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(timesteps, latents, clean, noise): the timesteps a run at the clip's strength goes through
+    (`sampling_timesteps`, which sets the scheduler), and the clip's latents (batch_size, c, f, h, w) noised to the
+    first of them, drawn as diffusers' video-to-video pipeline draws them (module docstring); the clean latents and
+    the noise added to them, in the same layout (what `pipeline/video_mask.py` keeps)."""
     timesteps = sampling_timesteps(scheduler, num_inference_steps, clip.strength, device=device)
     clean = encode_video(vae, clip.frames, batch_size, generator, chunk_size, device, dtype)
     noise = randn_tensor(clean.shape, generator=generator, device=torch.device(device), dtype=dtype)
     first = timesteps[:1].repeat(batch_size)
     latents = scheduler.add_noise(clean, noise, first).permute(0, 2, 1, 3, 4)
-    return timesteps, latents
+    return timesteps, latents, clean.permute(0, 2, 1, 3, 4), noise.permute(0, 2, 1, 3, 4)
 
 
 def check_video_keys(values: dict, where: str) -> None:

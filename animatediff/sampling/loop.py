@@ -101,11 +101,14 @@ def denoise(
     generator: torch.Generator | None = None,
     progress: bool = True,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    blend: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Step `scheduler` through `timesteps` (from `sampling_timesteps`, or a slice of them), starting from
     `latents` at the first one's noise level.
 
-    `callback(step, timestep, latents)` runs after every step (previews, timing, inspection).
+    `blend(step, latents)`: what the loop goes on from after each step (video inpainting keeps part of a video:
+    `pipeline/video_mask.py`). `callback(step, timestep, latents)` runs after every step (previews, timing,
+    inspection).
     """
     kwargs = step_kwargs(scheduler, generator)
     seed_brownian_noise(scheduler, generator)
@@ -115,6 +118,8 @@ def denoise(
         for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
             prediction = denoiser(scheduler.scale_model_input(latents, t), t)
             latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
+            if blend is not None:
+                latents = blend(i, latents)
             if callback is not None:
                 callback(i, t, latents)
     return latents

@@ -1,0 +1,62 @@
+"""Video inpainting: with `video_mask` beside a video start, only where the mask is white is the clip drawn anew;
+where it is black the input video is kept.
+
+After every step the kept part of the latents is replaced by the video's own latents noised, with the start's noise,
+to the level of the next step, and by the clean latents after the last step: what diffusers' inpainting pipelines do
+with a UNet of 4 input channels, ComfyUI's "Set Latent Noise Mask" and animatediff-cli-prompt-travel's `is_init_img`
+regions. The motion module sees the whole clip at every step, so the drawn part moves with the kept one.
+
+The mask is one of the forms a region's mask takes (`pipeline/regions.py`: an image for every frame, a folder of
+images named by their frame, an array, {frame: image}), fitted to the latents as a region's is: white where it is at
+least half white, taken to the latent size by nearest neighbour. A frame before the mask's first keyframe is kept
+whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from animatediff.errors import InputError
+from animatediff.pipeline.regions import MaskSource, fitted_masks, mask_frames
+from animatediff.sampling import FreeInit
+
+Blend = Callable[[int, torch.Tensor], torch.Tensor]
+"""(step index, the latents after that step) ↦ the latents the loop goes on from."""
+
+
+def check_video_mask(mask: MaskSource | None, video: object, num_frames: int, free_init: FreeInit | None) -> None:
+    """One line for a mask without a video, beside FreeInit, or that is not found or not an image."""
+    if mask is None:
+        return
+    if video is None:
+        raise InputError("video_mask needs a video to keep (video-to-video)")
+    if free_init is not None:
+        raise InputError("video_mask keeps the video at every step, which FreeInit's re-noised runs would not; use one")
+    mask_frames(mask, num_frames, "video")
+
+
+def kept_video(
+    mask: MaskSource | None,
+    clean: torch.Tensor,
+    noise: torch.Tensor,
+    scheduler: SchedulerMixin,
+    timesteps: torch.Tensor,
+    size: tuple[int, int],
+) -> Blend | None:
+    """The loop's blend keeping the video where `mask` is black (None without a mask): `clean` and `noise` are the
+    video start's latents and noise, (b, c, f, h, w); `size` the output's (height, width)."""
+    if mask is None:
+        return None
+    drawn = fitted_masks(mask, clean.shape[2], *size, tuple(clean.shape[-2:]), "video")
+    drawn = drawn.to(clean.device, clean.dtype)
+
+    def blend(i: int, latents: torch.Tensor) -> torch.Tensor:
+        kept = clean
+        if i + 1 < len(timesteps):
+            kept = scheduler.add_noise(clean, noise, timesteps[i + 1 : i + 2].repeat(clean.shape[0]))
+        return latents * drawn + kept.to(latents.dtype) * (1 - drawn)
+
+    return blend

@@ -1,0 +1,83 @@
+"""Video inpainting (`video_mask`, `pipeline/video_mask.py`): the clip drawn anew where the mask is white and the
+input video kept where it is black, as diffusers' inpainting keeps it with a UNet of 4 input channels."""
+
+import numpy as np
+import pytest
+
+from animatediff.errors import InputError, InputNotFound
+from animatediff.pipeline.video_start import VideoClip, video_start
+from animatediff.sampling import FreeInit, make_scheduler
+from animatediff.sampling.free_init import seeded_generator
+from tests.test_video_to_video import ARGS, PROMPT, _reference, _seed, _video
+
+
+def right_half(size: int = 16) -> np.ndarray:
+    mask = np.zeros((size, size))
+    mask[:, size // 2 :] = 1
+    return mask
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler"])
+def test_frames_equal_diffusers_video_to_video_with_the_kept_part_put_back_after_each_step(
+    make_pipeline, one_thread, scheduler
+):
+    """diffusers' AnimateDiffVideoToVideoPipeline, its latents after each step blended through
+    `callback_on_step_end` with its own start's clean latents and noise (caught from its `add_noise`), noised to the
+    next timestep (clean after the last), as its inpainting pipelines blend them."""
+    ours = make_pipeline("v2")
+    ours.scheduler = make_scheduler(scheduler)
+    reference = _reference(ours)
+    video, mask = _video(4), {0: right_half(), 2: 1 - right_half()}
+    caught = []
+    add_noise = reference.scheduler.add_noise
+
+    def catch(clean, noise, t):  # noqa: ANN001, ANN202
+        caught.append((clean.permute(0, 2, 1, 3, 4), noise.permute(0, 2, 1, 3, 4)))  # diffusers' (b, f, c, h, w)
+        return add_noise(clean, noise, t)
+
+    from animatediff.pipeline.regions import fitted_masks
+
+    drawn = fitted_masks(mask, 4, 16, 16, (8, 8), "video")
+
+    def blend(pipe, i, t, kwargs):  # noqa: ANN001, ANN202
+        clean, noise = caught[0]
+        schedule = list(pipe.scheduler.timesteps)
+        at = [k for k, s in enumerate(schedule) if s == t][-1]
+        kept = clean if at + 1 == len(schedule) else add_noise(clean, noise, schedule[at + 1].reshape(1))
+        return {"latents": kwargs["latents"] * drawn + kept * (1 - drawn)}
+
+    reference.scheduler.add_noise = catch
+    expected = reference(prompt=PROMPT, video=video, strength=0.8, **ARGS, generator=_seed(), output_type="np",
+                         callback_on_step_end=blend).frames  # fmt: skip
+    call = dict(video=video, strength=0.8, num_frames=4, seed=7, progress=False, **ARGS)
+    got = ours(PROMPT, video_mask=mask, **call)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    plain = ours(PROMPT, **call)
+    assert np.abs(got - plain).max() > 1e-2
+
+
+def test_a_white_mask_is_plain_video_to_video_and_a_black_one_keeps_the_video(make_pipeline, one_thread):
+    ours = make_pipeline("v2")
+    video = _video(4)
+    call = dict(video=video, strength=0.6, num_frames=4, seed=3, progress=False, **ARGS)
+    plain = ours(PROMPT, **call)
+    np.testing.assert_array_equal(ours(PROMPT, video_mask=np.ones((16, 16)), **call), plain)
+    kept = ours(PROMPT, video_mask=np.zeros((16, 16)), **call)
+    # the start's own clean latents (the VAE posterior sampled by the seed's generator), decoded
+    _, _, clean, _ = video_start(ours.vae, ours.scheduler, VideoClip(video, 0.6), 5, 1, seeded_generator(3))
+    np.testing.assert_allclose(kept, ours.decode(clean), rtol=0, atol=1e-6)
+    assert np.abs(plain - kept).max() > 1e-2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"video": None}, "video_mask needs a video to keep"),
+        ({"free_init": FreeInit(2), "strength": 1.0}, "video_mask keeps the video at every step"),
+        ({"video_mask": "missing.png"}, "video mask: file not found"),
+    ],
+)
+def test_bad_video_masks_are_one_line(make_pipeline, args, message):
+    call = dict(video=_video(4), video_mask=right_half(), num_frames=4, progress=False, **ARGS) | args
+    with pytest.raises((InputError, InputNotFound), match=message):
+        make_pipeline("v2")(PROMPT, **call)
