@@ -66,6 +66,7 @@ def entry_pipeline_args(
         pag=entry_pag(entry),
         prompt_2=entry.prompt_2 or None, negative_prompt_2=entry.n_prompt_2 or None,
         video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,
+        video_mask=resolve(entry.video_mask) or None,
         ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
         motion_scale=entry.motion_scale, motion_scale_steps=entry.motion_scale_steps,
         free_noise=entry_free_noise(entry),

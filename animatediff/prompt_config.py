@@ -111,6 +111,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
         paths += [("vae_path", entry.vae_path)] + [("embeddings", p) for p in entry.embeddings]
         paths += [("lora_configs", str(c["path"])) for c in entry.lora_configs]
         paths += [("motion_module", m) for m in entry.motion_module] + [("video", entry.video)]
+        paths += [("video_mask", entry.video_mask)]
         paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
         paths += [("ip_image", image) for image in entry_image_paths(entry.ip_image)]
         paths += [("regions mask", mask) for mask in entry_mask_paths(entry)]

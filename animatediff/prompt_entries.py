@@ -161,6 +161,8 @@ class PromptEntry:
     """Video-to-video: how much of the input is re-drawn, in (0, 1]; unset: 0.8."""
     video_stride: int = 1
     """Video-to-video: take every Nth input frame."""
+    video_mask: str = ""
+    """Video inpainting: a mask image or folder (white: drawn anew; black: the video kept); empty for none."""
     hires_scale: float | None = None
     """Hires fix: the clip drawn again this many times larger (1-4) from its upscaled frames (`pipeline/hires.py`)."""
     hires_strength: float = 0.5

@@ -9,6 +9,7 @@ from animatediff.pipeline.video_start import VideoClip, video_start
 from animatediff.sampling import FreeInit, make_scheduler
 from animatediff.sampling.free_init import seeded_generator
 from tests.test_video_to_video import ARGS, PROMPT, _reference, _seed, _video
+from tests.tiny import tiny_motion
 
 
 def right_half(size: int = 16) -> np.ndarray:
@@ -81,3 +82,65 @@ def test_bad_video_masks_are_one_line(make_pipeline, args, message):
     call = dict(video=_video(4), video_mask=right_half(), num_frames=4, progress=False, **ARGS) | args
     with pytest.raises((InputError, InputNotFound), match=message):
         make_pipeline("v2")(PROMPT, **call)
+
+
+def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_folder, one_thread):
+    import yaml
+    from PIL import Image
+
+    from animatediff.formats import save_motion_modules
+    from animatediff.io.video import save_video
+    from animatediff.model_cache import ModelCache
+    from animatediff.pipeline import AnimationPipeline
+    from animatediff.prompt_config import run_prompt_config
+    from tests.cli_helpers import generate
+    from tests.test_video_to_video_cli import _gif, _input
+
+    motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
+    video = _input(tmp_path / "in.gif")
+    Image.fromarray(np.uint8(right_half() * 255)).save(tmp_path / "mask.png")
+    extra = ["--video", str(video), "--strength", "0.75", "--video-mask", str(tmp_path / "mask.png")]
+    assert generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, motion)
+    call = dict(num_frames=4, num_inference_steps=4, seed=3, progress=False, video=video, strength=0.75)
+    expected = pipe("a fox", "", video_mask=str(tmp_path / "mask.png"), **call)[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), expected)
+    assert np.abs(expected - pipe("a fox", "", **call)[0]).max() > 1e-2
+
+    entry = {"motion_module": str(motion), "prompt": ["a fox"], "seed": 3, "steps": 4, "L": 4, "video": str(video),
+             "strength": 0.75, "video_mask": str(tmp_path / "mask.png")}  # fmt: skip
+    (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
+    run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
+    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
+    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected, tmp_path / "expected.gif", fps=8)))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--video-mask", "{tmp}/mask.png"], "--video-mask needs --video INPUT"),
+        (["--video", "{tmp}/in.gif", "--video-mask", "{tmp}/nowhere.png"], "video mask: file not found"),
+        (["--video", "{tmp}/in.gif", "--video-mask", "{tmp}/mask.png", "--free-init", "2", "--strength", "1"],
+         "video_mask keeps the video at every step"),
+    ],
+)  # fmt: skip
+def test_bad_video_mask_options_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
+    from PIL import Image
+
+    from tests.cli_helpers import generate_error
+    from tests.test_video_to_video_cli import _input
+
+    _input(tmp_path / "in.gif")
+    Image.fromarray(np.uint8(right_half() * 255)).save(tmp_path / "mask.png")
+    err = generate_error(tmp_path, capsys, monkeypatch, *[e.format(tmp=tmp_path) for e in extra])
+    assert message in err, err
+
+
+def test_a_video_mask_entry_without_a_video_is_one_line(tmp_path):
+    import yaml
+
+    from animatediff.prompt_config import load_prompt_config
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump([{"motion_module": "m", "prompt": ["a"], "video_mask": "m.png"}]))
+    with pytest.raises(InputError, match="video_mask needs a video to start from"):
+        load_prompt_config(tmp_path / "c.yaml")

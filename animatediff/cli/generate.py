@@ -30,7 +30,7 @@ from animatediff.cli.pag_options import add_pag_args, pag_from_args
 from animatediff.cli.region_options import add_region_args, regions_from_args
 from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
-from animatediff.cli.video_options import add_video_args, video_from_args
+from animatediff.cli.video_options import add_video_args, video_from_args, video_mask_from_args
 from animatediff.errors import InputError
 
 
@@ -336,6 +336,7 @@ def run_generate(args: argparse.Namespace) -> None:
     if args.prompt_travel_loop and isinstance(prompt, str) and not (ip_adapter and ip_adapter.keyframes):
         raise InputError("--prompt-travel-loop needs keyframes: --prompt-map, keyframe lines in --prompt, FRAME:IMAGE")
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
+    video_mask = video_mask_from_args(args, free_init)
     hires = hires_from_args(args)  # bad hires fix options fail before loading
     regions = regions_from_args(args)  # masks found and read before loading
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
@@ -383,7 +384,7 @@ def run_generate(args: argparse.Namespace) -> None:
         controlnets=controlnets,
         sparse_ctrls=sparse_ctrls,
         ip_adapter=ip_adapter,
-        video=video, strength=strength, regions=regions,
+        video=video, strength=strength, video_mask=video_mask, regions=regions,
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,

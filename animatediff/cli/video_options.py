@@ -44,6 +44,13 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --video, take every Nth input frame (1 keeps the input's rate); default: 1",
     )
+    p.add_argument(
+        "--video-mask",
+        default=None,
+        metavar="MASK",
+        help="with --video, inpainting: draw anew only where the mask image is white and keep the video where it is "
+        "black (MASK an image for every frame, or a folder of masks named by frame, each held until the next)",
+    )
 
 
 def video_from_args(
@@ -70,3 +77,15 @@ def video_from_args(
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
     return read_video_input(args.video, args.frames, stride, OPTIONS), strength
+
+
+def video_mask_from_args(args: argparse.Namespace, free_init: FreeInit | None = None) -> str | None:
+    """`--video-mask`, checked before any model loads (it needs `--video`; not with FreeInit; found, an image)."""
+    if args.video_mask is None:
+        return None
+    from animatediff.pipeline.video_mask import check_video_mask
+
+    if args.video is None:
+        raise InputError("--video-mask needs --video INPUT")
+    check_video_mask(args.video_mask, args.video, args.frames, free_init)
+    return args.video_mask

@@ -148,16 +148,18 @@ def video_start(
 
 
 def check_video_keys(values: dict, where: str) -> None:
-    """A prompt-config entry's video-to-video keys (`video`, `strength`, `video_stride`), checked in place:
-    strength and stride only with a video, a path, and values in range (`where` names the entry in errors)."""
+    """A prompt-config entry's video-to-video keys (`video`, `strength`, `video_stride`, `video_mask`), checked in
+    place: strength, stride and mask only with a video, paths, and values in range (`where` names the entry in
+    errors)."""
     if not values.get("video"):
-        for key in ("strength", "video_stride"):
+        for key in ("strength", "video_stride", "video_mask"):
             if values.get(key) is not None:
                 raise InputError(f"{where}: {key} needs a video to start from (the 'video' key)")
         values.pop("video", None)
         return
-    if not isinstance(values["video"], str):
-        raise InputError(f"{where}: video must be a path, got {values['video']!r}")
+    for key in ("video", "video_mask"):
+        if not isinstance(values.get(key, ""), str):
+            raise InputError(f"{where}: {key} must be a path, got {values[key]!r}")
     stride = values.setdefault("video_stride", 1)
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise InputError(f"{where}: video_stride must be an integer of at least 1, got {stride!r}")
