@@ -8,6 +8,8 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.video_start import VideoClip, video_start
 from animatediff.sampling import FreeInit, make_scheduler
 from animatediff.sampling.free_init import seeded_generator
+from tests.test_ui import PROMPT as UI_PROMPT
+from tests.test_ui import call, rerun, served, wait  # noqa: F401
 from tests.test_video_to_video import ARGS, PROMPT, _reference, _seed, _video
 from tests.tiny import tiny_motion
 
@@ -144,3 +146,29 @@ def test_a_video_mask_entry_without_a_video_is_one_line(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump([{"motion_module": "m", "prompt": ["a"], "video_mask": "m.png"}]))
     with pytest.raises(InputError, match="video_mask needs a video to start from"):
         load_prompt_config(tmp_path / "c.yaml")
+
+
+def test_the_web_form_inpaints_an_uploaded_video_and_its_run_yaml(served, tmp_path):  # noqa: F811
+    import io
+
+    from PIL import Image
+
+    from animatediff.io.video import save_video
+    from animatediff.io.video_input import read_video_input
+
+    studio, url = served
+    clip = save_video(np.random.default_rng(0).random((6, 32, 32, 3), dtype=np.float32), tmp_path / "in.gif")
+    _, video = call(f"{url}/api/upload?name=in.gif", raw=clip.read_bytes())
+    png = io.BytesIO()
+    Image.fromarray(np.uint8(right_half(32) * 255)).save(png, format="PNG")
+    _, mask = call(f"{url}/api/upload?name=mask.png", raw=png.getvalue())
+    plain = {"prompt": UI_PROMPT, "frames": 6, "steps": 4, "seed": 4, "video": video["id"], "strength": 0.75}
+    jobs = [wait(url, call(f"{url}/api/generate", f)[1]["id"]) for f in (plain, plain | {"video_mask": mask["id"]})]
+    assert [job["state"] for job in jobs] == ["done"] * 2, [job["error"] for job in jobs]
+    frames = [read_video_input(studio.output_dir / job["file"], 6) for job in jobs]
+    assert np.abs(frames[0] - frames[1]).max() > 0.05
+    text, again = rerun(url, jobs[1], tmp_path, 6)
+    assert "video_mask:" in text
+    np.testing.assert_array_equal(frames[1], again)
+    status, body = call(f"{url}/api/generate", {"prompt": UI_PROMPT, "video_mask": mask["id"]})
+    assert (status, body) == (400, {"error": "video mask: upload the video it masks"})

@@ -91,6 +91,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if s.video:
         entry["video"] = upload(s.video)
         entry["strength"] = s.strength
+        if s.video_mask:
+            entry["video_mask"] = upload(s.video_mask)
     if s.hires_scale is not None:
         entry["hires_scale"] = s.hires_scale
         entry["hires_strength"] = s.hires_strength

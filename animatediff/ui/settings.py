@@ -103,6 +103,8 @@ class Settings:
     """Perturbed-attention guidance's scale, as `generate --pag-scale` (its default layers); None: off."""
     video: str = ""
     """Video-to-video: an upload's id (`ui.studio.Uploads`)."""
+    video_mask: str = ""
+    """Video inpainting: an upload's id, the mask (white: drawn anew)."""
     strength: float = 0.8
     hires_scale: float | None = None
     """The hires fix's upscale, as `generate --hires-scale`; None: off."""
@@ -195,7 +197,9 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.adapter = str(raw.get("adapter") or "")
     s.loras = scaled(raw.get("loras"), "LoRA")
     s.motion_loras = scaled(raw.get("motion_loras"), "MotionLoRA")
-    s.video = str(raw.get("video") or "")
+    s.video, s.video_mask = str(raw.get("video") or ""), str(raw.get("video_mask") or "")
+    if s.video_mask and not s.video:
+        raise InputError("video mask: upload the video it masks")
     parse_controls(raw, s, catalog)
     _parse_ip_adapter(raw, s, catalog)
     if s.hires_scale is not None:
