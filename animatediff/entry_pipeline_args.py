@@ -73,5 +73,5 @@ def entry_pipeline_args(
         controlnets=[*load_controlnets(controls, pipe, *size, keep), *load_keyframe_controlnets(
             entry.keyframe_controlnets, pipe, num_frames, *size, resolve, keep)],
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
-        regions=entry_regions(entry, num_frames, resolve),
+        regions=entry_regions(entry, num_frames, resolve), keep_background=entry.keep_background,
     )  # fmt: skip

@@ -43,7 +43,8 @@ optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-imag
 (`pipeline.ip_keyframes`).
 
 Regional prompts (`pipeline.regions`): `regions`, a list of {mask, prompt or prompt_map, head_prompt, tail_prompt,
-prompt_fixed_ratio}, as `generate`'s --region (`region_entries`).
+prompt_fixed_ratio} (or {mask, keep_video: true}, with `keep_background`, keeping the entry's video), as `generate`'s
+--region (`region_entries`). Video inpainting: `video_mask` (`pipeline.video_mask`).
 
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used

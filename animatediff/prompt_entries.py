@@ -177,6 +177,8 @@ class PromptEntry:
     ip_fixed_ratio: float = 0.0
     regions: list[dict] = field(default_factory=list)
     """Regional prompts, each {mask, prompt or prompt_map, …} drawn where its mask is white (`region_entries`)."""
+    keep_background: bool = False
+    """With regions and a video: the video kept where no region is (prompt-travel's background `is_init_img`)."""
     """IP-Adapter keyframes: the part of each gap the earlier image is held before its embedding travels on."""
     ip_scale: float | None = None
     """IP-Adapter: weight of the image prompt, ≥ 0; unset: 1 (as trained)."""

@@ -18,13 +18,14 @@
   `is_plus` and the like in its data/ folder, which is not read here), and a missing one is one line naming the
   file prompt-travel would use.
 - `region_map`'s switched-on regions are the entry's `regions` (`region_entries`): each drawn with its own prompt
-  map where its masks are white, over the entry's prompt.
+  map where its masks are white, over the entry's prompt, or keeping `img2img_map`'s video there (`is_init_img`,
+  the background's too).
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
   `gradual_latent_hires_fix_map` with `enable: false`,
   `apply_lcm_lora`, `is_single_prompt_mode` and `compile` false. So are what prompt-travel's other commands read or
   its runs write (`upscale_config` for tile-upscale, `stylize_config` for stylize, `result`) and `unet_batch_size`
   (how many windows one UNet call takes: speed, not the frames).
-- Anything enabled that we do not draw (regions keeping the input video, LCM blending, the gradual hires fix,
+- Anything enabled that we do not draw (cropped regions, LCM blending, the gradual hires fix,
   per-frame or per-region LoRA scales, the preprocessors that need models) is one line naming it, before any model
   loads.
 
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 from animatediff.errors import InputError
 from animatediff.prompt_travel_controlnets import keyframe_controlnets
-from animatediff.region_entries import region_map_items
+from animatediff.region_entries import region_map_keys
 
 DOCUMENT_DEFAULTS = {
     "prompt_fixed_ratio": 0.5,
@@ -95,9 +96,10 @@ def read_travel_keys(values: dict, where: str) -> dict:
             raise _refused(key, where)
     for key in DROPPED:
         values.pop(key, None)
-    regions = region_map_items(values.pop("region_map", None) or {}, where)
-    if regions:
-        values["regions"] = [*(values.get("regions") or []), *regions]
+    regions = region_map_keys(values.pop("region_map", None) or {}, where)
+    if "regions" in regions:
+        regions["regions"] = [*(values.get("regions") or []), *regions["regions"]]
+    values.update(regions)
     controls = values.pop("controlnet_map", None)
     if controls is not None:
         items = keyframe_controlnets(controls, where)  # its folders of keyframe images, spread to the neighbours

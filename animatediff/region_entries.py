@@ -6,14 +6,16 @@ item a mapping:
 - `mask`: a mask image (white where the region is drawn) for every frame, or a folder of mask images named by their
   frame (0000.png, 0016.png), each held until the next;
 - `prompt` (one text) or `prompt_map` ({frame: text}, travelling as the entry's prompt map does), with `head_prompt`
-  and `tail_prompt` joined to each keyframe and `prompt_fixed_ratio` holding each (unset: the entry's).
+  and `tail_prompt` joined to each keyframe and `prompt_fixed_ratio` holding each (unset: the entry's);
+- or `keep_video: true` instead of a prompt: the entry's `video` kept there (video inpainting).
+The entry's `keep_background: true` keeps the video where no region is.
 
 prompt-travel's `region_map` {"0": {...}, "1": {...}, "background": {...}}: each region switched on (`enable`) is
 one item, in the order written, its `mask_dir` the mask folder (found as the entry's other paths are, beside the
-config or from the working folder, not under prompt-travel's `data/`) and its `condition`'s prompt keys the item's.
-The background is the entry's own prompt. `save_mask` is dropped; a region or background that keeps the input video
-(`is_init_img`), crops its generation (`crop_generation_rate`) or has images of its own (`ip_adapter_map`) is one
-line: those are not drawn.
+config or from the working folder, not under prompt-travel's `data/`) and its `condition`'s prompt keys the item's;
+`is_init_img` is `keep_video` (and the background's is `keep_background`), which needs `img2img_map`'s video. The
+background is otherwise the entry's own prompt. `save_mask` is dropped; a region that crops its generation
+(`crop_generation_rate`) or has images of its own (`ip_adapter_map`) is one line: those are not drawn.
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ if TYPE_CHECKING:
     from animatediff.pipeline.regions import Region
     from animatediff.prompt_entries import PromptEntry
 
-ITEM_KEYS = ("mask", "prompt", "prompt_map", "head_prompt", "tail_prompt", "prompt_fixed_ratio")
+ITEM_KEYS = ("mask", "prompt", "prompt_map", "head_prompt", "tail_prompt", "prompt_fixed_ratio", "keep_video")
 
 
 def check_region_keys(values: dict, where: str) -> None:
     """An entry's `regions` checked in place (see the module docstring); an InputError starting with `where`."""
     items = values.get("regions")
+    if not isinstance(values.get("keep_background", False), bool):
+        raise InputError(f"{where}: keep_background must be true or false, got {values['keep_background']!r}")
+    keeps = values.get("keep_background") or any(isinstance(i, dict) and i.get("keep_video") for i in items or [])
+    if keeps and not values.get("video"):
+        raise InputError(f"{where}: keeping the video in regions (keep_video, keep_background) needs a video")
+    if values.get("keep_background") and not items:
+        raise InputError(f"{where}: keep_background keeps the video outside the regions: give regions")
     if items is None:
         return
     if not isinstance(items, list):
@@ -48,7 +57,12 @@ def check_region_keys(values: dict, where: str) -> None:
             raise InputError(f"{what}: unknown key {unknown[0]!r}; known keys: {', '.join(ITEM_KEYS)}")
         if not isinstance(item.get("mask"), str) or not item["mask"]:
             raise InputError(f"{what}: mask must be the path of a mask image or of a folder of them")
-        if ("prompt" in item) == ("prompt_map" in item):
+        if item.get("keep_video", False) not in (True, False):
+            raise InputError(f"{what}: keep_video must be true or false, got {item['keep_video']!r}")
+        if item.get("keep_video"):
+            if "prompt" in item or "prompt_map" in item:
+                raise InputError(f"{what}: a region keeping the video has no prompt; give keep_video or a prompt")
+        elif ("prompt" in item) == ("prompt_map" in item):
             raise InputError(f"{what}: give prompt (one text) or prompt_map ({{frame: text}}), one of them")
         item = dict(item)
         if "prompt_map" in item:
@@ -73,7 +87,9 @@ def entry_regions(entry: PromptEntry, num_frames: int, resolve: Callable[[str], 
     regions = []
     for item in entry.regions:
         head, tail = item.get("head_prompt", ""), item.get("tail_prompt", "")
-        if "prompt_map" in item:
+        if item.get("keep_video"):
+            prompt = None
+        elif "prompt_map" in item:
             frames = {k: compose(p, head, tail) for k, p in item["prompt_map"].items()}
             ratio = item.get("prompt_fixed_ratio", entry.prompt_fixed_ratio)
             prompt = held_keyframes(frames, ratio, num_frames if entry.prompt_travel_loop else None)
@@ -83,21 +99,28 @@ def entry_regions(entry: PromptEntry, num_frames: int, resolve: Callable[[str], 
     return regions
 
 
-def region_map_items(section: object, where: str) -> list[dict]:
-    """prompt-travel's `region_map` → the entry's `regions` items (see the module docstring)."""
+def region_map_keys(section: object, where: str) -> dict:
+    """prompt-travel's `region_map` → the entry's `regions` (and `keep_background`), see the module docstring."""
     if not isinstance(section, dict):
         raise InputError(f"{where}: region_map must be a mapping, got {section!r}")
-    items = []
+    items = _region_items(section, where)
+    background = section.get("background")
+    keep = isinstance(background, dict) and bool(background.get("is_init_img")) and bool(items)
+    return ({"regions": items} if items else {}) | ({"keep_background": True} if keep else {})
+
+
+def _region_items(section: dict, where: str) -> list[dict]:
+    items: list[dict] = []
     for name, region in section.items():
         what = f"{where}: region_map {name!r}"
         if not isinstance(region, dict):
             raise InputError(f"{what} must be a mapping, got {region!r}")
-        if region.get("is_init_img"):
-            raise InputError(
-                f"{what}: is_init_img keeps the input video there, which regions do not draw; give the entry a "
-                "video_mask instead (white where the clip is drawn anew, black where the video is kept)"
-            )
         if name == "background" or region.get("enable") is not True:
+            continue
+        if not isinstance(region.get("mask_dir"), str) or not region["mask_dir"]:
+            raise InputError(f"{what}: mask_dir, the folder of its masks named by frame, is required")
+        if region.get("is_init_img"):  # the input video kept there
+            items.append({"mask": region["mask_dir"], "keep_video": True})
             continue
         if region.get("crop_generation_rate", 0):
             raise InputError(f"{what}: crop_generation_rate is not drawn; set it to 0 or remove it")
@@ -106,8 +129,6 @@ def region_map_items(section: object, where: str) -> list[dict]:
             raise InputError(f"{what}: condition must be a mapping, got {condition!r}")
         if isinstance(condition.get("ip_adapter_map"), dict) and condition["ip_adapter_map"].get("enable") is True:
             raise InputError(f"{what}: a region's own ip_adapter_map is not drawn; turn it off (the entry's applies)")
-        if not isinstance(region.get("mask_dir"), str) or not region["mask_dir"]:
-            raise InputError(f"{what}: mask_dir, the folder of its masks named by frame, is required")
         if not condition.get("prompt_map"):
             raise InputError(f"{what}: its condition needs a prompt_map, the region's {{frame: prompt}}")
         item = {"mask": region["mask_dir"], "prompt_map": condition["prompt_map"]}

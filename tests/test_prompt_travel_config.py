@@ -158,7 +158,10 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"compile": True}, "compile turns on compiling per entry (pass run's --compile instead)"),
         ({"apply_lcm_lora": True}, "apply_lcm_lora turns on the LCM LoRA switch"),
         ({"is_single_prompt_mode": True}, "is_single_prompt_mode turns on single-prompt mode"),
-        ({"region_map": {"background": {"is_init_img": True}}}, "is_init_img keeps the input video there"),
+        (
+            {"region_map": {"0": {"enable": True, "mask_dir": "m", "is_init_img": True}}},
+            "keep_background) needs a video",
+        ),
         ({"controlnet_map": {"controlnet_openpose": {"enable": True}}}, "controlnet_map needs input_image_dir"),
         ({"controlnet_map": {"input_image_dir": "c", "controlnet_openpose": {**ON}}}, "preprocessor 'dwpose' needs a"),
         (

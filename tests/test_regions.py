@@ -130,3 +130,23 @@ def test_a_region_travels_under_windows_with_the_calls_travel(make_pipeline, one
     travel = pipe(MOVING, **args, context_length=4, context_overlap=2)
     got = pipe({0: BACKGROUND}, regions=everywhere, **args, context_length=4, context_overlap=2)
     np.testing.assert_allclose(got, travel, rtol=0, atol=1e-6)
+
+
+def test_regions_keeping_the_video_are_the_video_mask_of_what_is_drawn(make_pipeline, one_thread):
+    """A region with no prompt keeps the video where it is painted, and keep_background keeps it where no region is:
+    the same frames as `video_mask` white on what is drawn (`tests/test_video_mask.py` holds that to diffusers)."""
+    from tests.test_video_to_video import _video
+
+    pipe = make_pipeline("v2")
+    right = np.zeros((16, 16))
+    right[:, 8:] = 1
+    call = dict(video=_video(4), strength=0.8, num_frames=4, height=16, width=16, num_inference_steps=4, seed=5,
+                progress=False)  # fmt: skip
+    kept_right = pipe(BACKGROUND, regions=[Region(None, right)], **call)
+    np.testing.assert_allclose(kept_right, pipe(BACKGROUND, video_mask=1 - right, **call), rtol=0, atol=1e-6)
+    drawn_right = pipe(BACKGROUND, regions=[Region(LEFT, right)], keep_background=True, **call)
+    np.testing.assert_allclose(drawn_right, pipe(LEFT, video_mask=right, **call), rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="needs a video to keep"):
+        pipe(BACKGROUND, regions=[Region(None, right)], num_frames=4, progress=False)
+    with pytest.raises(InputError, match="draws nothing"):
+        pipe(BACKGROUND, regions=[Region(None, right)], keep_background=True, **call)

@@ -118,7 +118,7 @@ def test_bad_region_entries_name_the_problem(tmp_path, regions, message):
 @pytest.mark.parametrize(
     "region, message",
     [
-        ({"enable": True, "is_init_img": True}, "is_init_img keeps the input video there"),
+        ({"enable": True, "is_init_img": True}, "mask_dir, the folder of its masks named by frame, is required"),
         ({"enable": True, "mask_dir": "m", "crop_generation_rate": 0.2}, "crop_generation_rate is not drawn"),
         ({"enable": True}, "mask_dir, the folder of its masks named by frame, is required"),
         (
@@ -157,3 +157,28 @@ def test_the_web_form_draws_regions_from_an_uploaded_mask_and_its_run_yaml(serve
     np.testing.assert_array_equal(frames[1], again)
     status, body = call(f"{url}/api/generate", plain | {"regions": [{"mask": uploaded["id"], "prompt": " "}]})
     assert (status, body) == (400, {"error": "region 1: give its prompt"})
+
+
+def test_prompt_travel_is_init_img_keeps_the_img2img_video(tmp_path):
+    """A region's is_init_img is keep_video, the background's keep_background; both need img2img_map's video."""
+    masks, frames = tmp_path / "person", tmp_path / "frames"
+    masks.mkdir()
+    frames.mkdir()
+    mask_image(masks / "0000.png", True)
+    for i in range(4):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(frames / f"{i:04d}.png")
+    region_map = {"0": {"enable": True, "mask_dir": str(masks), "is_init_img": False,
+                        "condition": {"prompt_map": {"0": "a robot"}}},
+                  "1": {"enable": True, "mask_dir": str(masks), "is_init_img": True},
+                  "background": {"is_init_img": True}}  # fmt: skip
+    img2img = {"enable": True, "init_img_dir": str(frames), "denoising_strength": 0.7, "save_init_image": False}
+    document = {"motion_module": "mm.safetensors", "prompt_map": {"0": "a stage"}, "region_map": region_map,
+                "img2img_map": img2img}  # fmt: skip
+    (tmp_path / "doc.json").write_text(json.dumps(document))
+    (entry,), _ = load_prompt_config(tmp_path / "doc.json")
+    assert entry.regions[1] == {"mask": str(masks), "keep_video": True} and entry.keep_background
+    assert entry.video == str(frames)
+    document.pop("img2img_map")
+    (tmp_path / "doc.json").write_text(json.dumps(document))
+    with pytest.raises(InputError, match="needs a video"):
+        load_prompt_config(tmp_path / "doc.json")

@@ -38,7 +38,7 @@ from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
-from animatediff.pipeline.regions import MaskSource, Region, read_regions, region_weights, regional
+from animatediff.pipeline.regions import MaskSource, Region, kept_weight, read_regions, region_weights, regional
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sizes import PipelineSizes
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
@@ -209,6 +209,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         negative_prompt_2: str | list[str] | None = None,
         prompt_editing: bool = False,
         regions: Sequence[Region] = (),
+        keep_background: bool = False,
     ) -> np.ndarray:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
 
@@ -259,7 +260,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         `prompt_editing`: A1111's `[from:to:when]` and `[a|b]` read in every text, which then changes during the run
         (`prompt_editing`; `when` counts the steps this run goes through); off (the default), they are words.
         `regions`: parts of the frame drawn with their own prompts where their masks are white, over the call's
-        prompt as the background (`pipeline/regions.py`: prompt-travel's `region_map`); one video per call.
+        prompt as the background (`pipeline/regions.py`: prompt-travel's `region_map`); one video per call. With a
+        `video`, a region whose prompt is None, and with `keep_background` the background, keep the video there.
         """
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
@@ -280,12 +282,14 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
         )  # None without a video
-        check_video_mask(video_mask, video, num_frames, free_init)
+        keeps = keep_background or any(r.prompt is None for r in regions)
+        check_video_mask(video_mask, video, num_frames, free_init, keeps)
         raw = (prompt, negative_prompt, prompt_2, negative_prompt_2)
         read = partial(read_call_text, interpolation=prompt_interpolation, num_frames=num_frames, sdxl=sdxl,
                        loop=prompt_travel_loop)  # fmt: skip
         unedited = read(raw)  # the text arguments checked before any model runs
-        regional_calls = read_regions(regions, read, raw, num_frames, len(unedited.prompts), prompt_editing)
+        regional_calls = read_regions(regions, read, raw, num_frames, len(unedited.prompts), prompt_editing,
+                                      video is not None, keep_background)  # fmt: skip
         check_ip_keyframes(ip_adapter, num_frames)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
@@ -314,7 +318,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         calls = {id(t): unedited if t is raw else read(t) for t in {id(t): t for _, t in edits}.values()}
         read_as = (prompt_weighting, long_prompts, prompt_editing)
         texts = [*calls.values(), *regional_calls]
-        for line in call_warnings(texts, self.tokenizer, self.traits, height, width, *read_as):
+        for line in call_warnings([t for t in texts if t], self.tokenizer, self.traits, height, width, *read_as):
             logger.warning(line)
         second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
         zero_negative = negative_prompt is None and self.traits is not None and self.traits.zero_empty_negative
@@ -328,7 +332,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
 
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
             encodings = {key: encode(t) for key, t in calls.items()}
-            region_texts = [encode(t) for t in regional_calls]
+            region_texts = [None if t is None else encode(t) for t in regional_calls]
         encoded = [(first, encodings[id(t)]) for first, t in edits]
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance (per run of text).
@@ -354,13 +358,19 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
 
         scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
         weights = region_weights(regions, num_frames, height, width, latents.shape[-2:])  # None without regions
-        drawn = [(first, regional(partial(denoiser_for, scale=scale), text, region_texts, weights))
-                 for first, (text, scale) in merged_runs(encoded, scales)]  # fmt: skip
+
+        def regions_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:  # the text, or with regions
+            return regional(
+                partial(denoiser_for, scale=scale), None if keep_background else text, region_texts, weights
+            )
+
+        drawn = [(first, regions_for(text, scale)) for first, (text, scale) in merged_runs(encoded, scales)]
         denoiser = switched_at_steps(drawn, timesteps)
 
-        # 4. Loop.
+        # 4. Loop (with a video kept in part, put back after every step).
+        kept = kept_weight(regions, keep_background, weights)
+        blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width), kept) if clip else None
         if free_init is None:
-            blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width)) if clip else None
             latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback, blend)
         else:  # FreeInit: the loop rerun from re-initialised noise
             latents = free_init_denoise(

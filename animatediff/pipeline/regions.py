@@ -9,6 +9,10 @@ A mask is fitted as prompt-travel fits it: in grey, resized to the output's size
 half white, then taken to the latent size by nearest neighbour. Regions are painted over the background in order, a
 later region over an earlier one where they overlap, so every latent pixel of every frame belongs to exactly one text.
 
+With a video start, a region whose prompt is None keeps the input video where it is painted, and `keep_background`
+keeps it where no region is (prompt-travel's `is_init_img`): `pipeline/video_mask.py` puts the video back there after
+every step.
+
 Each text's guided prediction (the whole frame, with the call's negative prompt, ControlNets, IP-Adapter, windows)
 is computed and the predictions are put together by those pixels. prompt-travel steps each region's latents and pastes
 the latents together; for a scheduler whose step is linear in the prediction (DDIM, Euler, DPM-Solver and the other
@@ -42,35 +46,48 @@ MaskSource = MaskImage | Mapping[int, MaskImage]
 
 @dataclass(frozen=True)
 class Region:
-    """A part of the frame drawn with its own `prompt` (a text, or {frame: text} for prompt travel), where `mask` is
-    white (see the module docstring for the forms a mask takes)."""
+    """A part of the frame drawn with its own `prompt` (a text, or {frame: text} for prompt travel; None: the input
+    video kept there), where `mask` is white (see the module docstring for the forms a mask takes)."""
 
-    prompt: str | dict[int, str]
+    prompt: str | dict[int, str] | None
     mask: MaskSource
 
 
 def read_regions(
     regions: Sequence[Region], read: Callable[[tuple], CallText], texts: tuple, num_frames: int, videos: int,
-    prompt_editing: bool,
-) -> list[CallText]:  # fmt: skip
+    prompt_editing: bool, video: bool = False, keep_background: bool = False,
+) -> list[CallText | None]:  # fmt: skip
     """Each region's text read as the call's (`read`: `read_call_text`) with the call's negative prompts (`texts`:
-    its prompt, negative prompt, prompt_2 and negative prompt_2), after `check_regions`."""
-    check_regions(regions, num_frames, videos, prompt_editing)
+    its prompt, negative prompt, prompt_2 and negative prompt_2), None for a region keeping the video; after
+    `check_regions`."""
+    check_regions(regions, num_frames, videos, prompt_editing, video, keep_background)
     negative_prompt, negative_prompt_2 = texts[1], texts[3]
-    calls = []
+    calls: list[CallText | None] = []
     for region in regions:
         prompt = region.prompt
+        if prompt is None:
+            calls.append(None)
+            continue
         if isinstance(negative_prompt, Mapping) and isinstance(prompt, str):
             prompt = {0: prompt}  # a travelling negative prompt needs the prompt per frame too
         calls.append(read((prompt, negative_prompt, None, negative_prompt_2)))
     return calls
 
 
-def check_regions(regions: Sequence[Region], num_frames: int, videos: int = 1, prompt_editing: bool = False) -> None:
+def check_regions(
+    regions: Sequence[Region], num_frames: int, videos: int = 1, prompt_editing: bool = False, video: bool = False,
+    keep_background: bool = False,
+) -> None:  # fmt: skip
     """One line for what a call's regions cannot draw: prompts that are not text or keyframes, masks that are not
-    found or not images, a batch of videos, prompt editing."""
+    found or not images, a batch of videos, prompt editing, a video kept without a `video` start, nothing drawn."""
+    if keep_background and not regions:
+        raise InputError("keep_background keeps the video outside the regions: give regions")
     if not regions:
         return
+    if (keep_background or any(r.prompt is None for r in regions)) and not video:
+        raise InputError("a region keeping the video (no prompt, or keep_background) needs a video to keep")
+    if keep_background and all(r.prompt is None for r in regions):
+        raise InputError("keep_background with only regions keeping the video draws nothing; give a region a prompt")
     if videos != 1:
         raise InputError(f"regions draw one video per call, got {videos} prompts; give one prompt")
     if prompt_editing:
@@ -79,7 +96,7 @@ def check_regions(regions: Sequence[Region], num_frames: int, videos: int = 1, p
         what = f"region {i}"
         if isinstance(region.prompt, Mapping):
             keyframes(region.prompt, f"{what} prompt")
-        elif not isinstance(region.prompt, str):
+        elif region.prompt is not None and not isinstance(region.prompt, str):
             raise InputError(f"{what}: the prompt must be a string or {{frame: prompt}}, got {region.prompt!r}")
         mask_frames(region.mask, num_frames, what)
 
@@ -159,15 +176,26 @@ def fitted_masks(
     return masks
 
 
+def kept_weight(regions: Sequence[Region], keep_background: bool, weights: torch.Tensor | None) -> torch.Tensor | None:
+    """(frames, h, w): where the regions keeping the video (and the background, with `keep_background`) are painted;
+    None where none is."""
+    kept = [keep_background, *(r.prompt is None for r in regions)]
+    if weights is None or not any(kept):
+        return None
+    return weights[torch.tensor(kept)].sum(0)
+
+
 def regional(
-    make: Callable[[TextConditioning], Denoiser], text: TextConditioning, regions: Sequence[TextConditioning],
-    weights: torch.Tensor | None,
+    make: Callable[[TextConditioning], Denoiser], text: TextConditioning | None,
+    regions: Sequence[TextConditioning | None], weights: torch.Tensor | None,
 ) -> Denoiser:  # fmt: skip
     """The denoiser `make` builds for the call's `text`, or with regions, the sum of each text's prediction (`text`
-    first, then the regions') weighted by `region_weights`; a text drawn nowhere is not run."""
+    first, then the regions') weighted by `region_weights`; a text drawn nowhere is not run, and nor is one that is
+    None (the video kept there: what is predicted there is put back after the step)."""
     if not regions:
         return make(text)
-    parts = [(w, make(t)) for w, t in zip(weights, (text, *regions), strict=True) if w.any()]
+    texts = (text, *regions)
+    parts = [(w, make(t)) for w, t in zip(weights, texts, strict=True) if t is not None and w.any()]
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = [weight.to(x.device, x.dtype) * part(x, t) for weight, part in parts]

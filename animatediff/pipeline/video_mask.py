@@ -27,14 +27,18 @@ Blend = Callable[[int, torch.Tensor], torch.Tensor]
 """(step index, the latents after that step) ↦ the latents the loop goes on from."""
 
 
-def check_video_mask(mask: MaskSource | None, video: object, num_frames: int, free_init: FreeInit | None) -> None:
-    """One line for a mask without a video, beside FreeInit, or that is not found or not an image."""
+def check_video_mask(
+    mask: MaskSource | None, video: object, num_frames: int, free_init: FreeInit | None, regions: bool = False
+) -> None:
+    """One line for a mask without a video, a mask or `regions` keeping the video beside FreeInit, a mask that is
+    not found or not an image."""
+    if (mask is not None or regions) and free_init is not None:
+        what = "video_mask" if mask is not None else "a region keeping the video"
+        raise InputError(f"{what} keeps the video at every step, which FreeInit's re-noised runs would not; use one")
     if mask is None:
         return
     if video is None:
         raise InputError("video_mask needs a video to keep (video-to-video)")
-    if free_init is not None:
-        raise InputError("video_mask keeps the video at every step, which FreeInit's re-noised runs would not; use one")
     mask_frames(mask, num_frames, "video")
 
 
@@ -45,13 +49,16 @@ def kept_video(
     scheduler: SchedulerMixin,
     timesteps: torch.Tensor,
     size: tuple[int, int],
+    kept: torch.Tensor | None = None,
 ) -> Blend | None:
-    """The loop's blend keeping the video where `mask` is black (None without a mask): `clean` and `noise` are the
-    video start's latents and noise, (b, c, f, h, w); `size` the output's (height, width)."""
-    if mask is None:
+    """The loop's blend keeping the video where `mask` is black and where `kept` (frames, h, w; the regions keeping
+    the video, `regions.kept_weight`) is 1 (None without either): `clean` and `noise` are the video start's latents
+    and noise, (b, c, f, h, w); `size` the output's (height, width)."""
+    if mask is None and kept is None:
         return None
-    drawn = fitted_masks(mask, clean.shape[2], *size, tuple(clean.shape[-2:]), "video")
-    drawn = drawn.to(clean.device, clean.dtype)
+    frames, latent = clean.shape[2], tuple(clean.shape[-2:])
+    drawn = torch.ones(frames, *latent) if mask is None else fitted_masks(mask, frames, *size, latent, "video")
+    drawn = (drawn if kept is None else drawn * (1 - kept)).to(clean.device, clean.dtype)
 
     def blend(i: int, latents: torch.Tensor) -> torch.Tensor:
         kept = clean
