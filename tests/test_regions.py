@@ -150,3 +150,16 @@ def test_regions_keeping_the_video_are_the_video_mask_of_what_is_drawn(make_pipe
         pipe(BACKGROUND, regions=[Region(None, right)], num_frames=4, progress=False)
     with pytest.raises(InputError, match="draws nothing"):
         pipe(BACKGROUND, regions=[Region(None, right)], keep_background=True, **call)
+
+
+def test_sdxl_regions_take_their_own_pooled_text(tmp_path, one_thread):
+    """On SDXL each region's text brings its own pooled text: a region everywhere draws its prompt alone, half a
+    frame draws something else."""
+    from tests.sdxl_tiny import tiny_sdxl_pipeline
+
+    pipe = tiny_sdxl_pipeline(tmp_path)
+    args = dict(num_frames=2, height=32, width=32, num_inference_steps=2, guidance_scale=7.5, seed=1, progress=False)
+    alone = pipe(LEFT, "blurry", **args)
+    np.testing.assert_array_equal(pipe(BACKGROUND, "blurry", regions=[Region(LEFT, np.ones((4, 4)))], **args), alone)
+    half = pipe(BACKGROUND, "blurry", regions=[Region(LEFT, square(4, 0, 0, 2))], **args)
+    assert np.abs(half - alone).max() > 1e-3 and np.abs(half - pipe(BACKGROUND, "blurry", **args)).max() > 1e-3
