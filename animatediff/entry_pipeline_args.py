@@ -35,7 +35,7 @@ def entry_hires(entry: PromptEntry) -> HiresFix | None:
     """The entry's hires fix (`pipeline/hires.py`), or None without `hires_scale`."""
     if entry.hires_scale is None:
         return None
-    return HiresFix(entry.hires_scale, entry.hires_strength, entry.hires_steps)
+    return HiresFix(entry.hires_scale, entry.hires_strength, entry.hires_steps, entry.hires_upscaler)
 
 
 def entry_pipeline_args(

@@ -169,6 +169,8 @@ class PromptEntry:
     """Hires fix: how much of the upscaled frames is drawn again, in (0, 1]."""
     hires_steps: int | None = None
     """Hires fix: the second pass's steps; unset: the entry's."""
+    hires_upscaler: str = "pixel"
+    """Hires fix: what is upscaled, the frames (pixel) or the latents (latent, latent-bicubic, latent-nearest)."""
     ip_adapter: str = ""
     """IP-Adapter weights (diffusers' layout) for an image prompt beside the text; empty for none."""
     ip_image: list[str] | dict[int, list[str]] = field(default_factory=list)

@@ -10,6 +10,7 @@ import yaml
 from PIL import Image, ImageSequence
 
 from animatediff.cli import build_parser, hires_options
+from animatediff.errors import InputError
 from animatediff.formats import save_motion_modules
 from animatediff.io.video import save_video
 from animatediff.model_cache import ModelCache
@@ -51,7 +52,8 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
         (["--hires-scale", "1.5", "--hires-strength", "1.5"], r"hires strength must be in \(0, 1\], got 1.5"),
         (["--hires-scale", "1.5", "--hires-strength", "0.2"], "hires strength 0.2 leaves no step of 4 to run"),
         (["--hires-scale", "1.5", "--hires-steps", "0"], "hires steps must be a whole number ≥ 1, got 0"),
-        (["--hires-strength", "0.5"], "--hires-strength and --hires-steps need --hires-scale"),
+        (["--hires-strength", "0.5"], "--hires-strength, --hires-steps and --hires-upscaler need --hires-scale"),
+        (["--hires-upscaler", "latent"], "--hires-strength, --hires-steps and --hires-upscaler need --hires-scale"),
     ],
 )
 def test_bad_hires_options_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
@@ -80,3 +82,25 @@ def test_bad_run_entries_name_the_problem(tmp_path, edit, message):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump([{"motion_module": "mm.safetensors", "prompt": ["a"], **edit}]))
     with pytest.raises(ValueError, match=message):
         load_prompt_config(tmp_path / "c.yaml")
+
+
+def test_a_latent_upscaler_from_the_cli_and_a_run_entry(tmp_path, base_folder, one_thread):
+    from animatediff.pipeline.hires import UPSCALERS, draw
+
+    assert tuple(UPSCALERS) == hires_options.UPSCALERS  # the parser's copy (it imports no torch)
+    motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
+    extra = ["--hires-scale", "2", "--hires-upscaler", "latent-bicubic", "--hires-strength", "0.75"]
+    assert generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, motion)
+    hires = HiresFix(2, 0.75, 4, "latent-bicubic")
+    expected = draw(pipe, "a fox", "", 3, hires, num_frames=4, num_inference_steps=4, progress=False)[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), expected)
+    entry = {"motion_module": str(motion), "prompt": ["a fox"], "seed": 3, "steps": 4, "L": 4, "hires_scale": 2,
+             "hires_strength": 0.75, "hires_upscaler": "latent-bicubic"}  # fmt: skip
+    (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
+    run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
+    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
+    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected, tmp_path / "expected.gif", fps=8)))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump([{**entry, "hires_upscaler": "esrgan"}]))
+    with pytest.raises(InputError, match="hires upscaler 'esrgan': choose one of pixel, latent"):
+        load_prompt_config(tmp_path / "bad.yaml")

@@ -37,6 +37,41 @@ def test_the_second_pass_is_diffusers_video_to_video_on_the_upscaled_frames(make
     assert np.abs(got[0] - upscaled).max() > 1e-2  # really drawn again
 
 
+@pytest.mark.parametrize(("upscaler", "mode"), [("latent", "bilinear"), ("latent-nearest", "nearest")])
+def test_a_latent_upscaler_is_diffusers_video_to_video_from_the_upscaled_latents(make_pipeline, one_thread, upscaler,
+                                                                                  mode):  # fmt: skip
+    """diffusers' AnimateDiffPipeline's latents (`output_type="latent"`), each frame upscaled by torch's interpolate
+    as A1111's latent upscalers do, noised from the seed to the strength's first timestep, then diffusers'
+    AnimateDiffVideoToVideoPipeline from those latents, draw what `draw` draws with a latent upscaler."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from animatediff.pipeline.hires import draw
+
+    pipe = make_pipeline("v2")
+    text2video = diffusers_pipeline(pipe)
+    video2video = diffusers_pipeline(pipe, cls=AnimateDiffVideoToVideoPipeline)
+    first = text2video(PROMPT, **ARGS, generator=torch.Generator().manual_seed(7), output_type="latent").frames
+    b, c, f, h, w = first.shape
+    upscaled = torch.nn.functional.interpolate(first.transpose(1, 2).flatten(0, 1), size=(2 * h, 2 * w), mode=mode)
+    upscaled = upscaled.unflatten(0, (b, f)).transpose(1, 2)  # (b, c, f, 2h, 2w)
+    video2video.scheduler.set_timesteps(6)
+    t0 = video2video.get_timesteps(6, video2video.scheduler.timesteps, 0.5, "cpu")[0][:1]
+    generator = torch.Generator().manual_seed(7)
+    noise = randn_tensor((b, f, c, 2 * h, 2 * w), generator=generator)  # diffusers' layout for a video start's noise
+    start = video2video.scheduler.add_noise(upscaled.transpose(1, 2), noise, t0).transpose(1, 2)
+    args = {k: v for k, v in ARGS.items() if k not in ("num_frames", "height", "width", "num_inference_steps")}
+    expected = video2video(
+        prompt=PROMPT, latents=start, strength=0.5, height=32, width=32,
+        num_inference_steps=6, **args, generator=generator, output_type="np",
+    ).frames  # fmt: skip
+    call = {k: v for k, v in ARGS.items() if k != "negative_prompt"}
+    got = draw(pipe, PROMPT, "blurry", 7, HiresFix(2, 0.5, steps=6, upscaler=upscaler), progress=False, **call)
+    assert got.shape == (1, 6, 32, 32, 3)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    pixel = draw(pipe, PROMPT, "blurry", 7, HiresFix(2, 0.5, steps=6), progress=False, **call)
+    assert np.abs(got - pixel).max() > 1e-2
+
+
 def test_each_video_of_a_batch_is_drawn_again_with_its_own_prompt(make_pipeline, one_thread):
     pipe = make_pipeline("v2")
     call = {k: v for k, v in ARGS.items() if k != "negative_prompt"}
@@ -69,6 +104,7 @@ def test_a_first_pass_with_free_init_or_a_video_runs_its_second_pass_without_the
         (dict(strength=True), "hires strength must be in (0, 1]"),
         (dict(strength=0.1, steps=5), "hires strength 0.1 leaves no step of 5 to run"),
         (dict(steps=0), "hires steps must be a whole number ≥ 1, got 0"),
+        (dict(upscaler="lanczos"), "hires upscaler 'lanczos': choose one of pixel, latent, latent-bicubic"),
     ],
 )
 def test_bad_settings_are_one_line(kwargs, message):

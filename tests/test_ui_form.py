@@ -63,6 +63,9 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"hires_scale": 5}, "hires scale: 5.0 is outside 1.0–4.0"),
         ({"hires_scale": 2, "hires_strength": 0.1, "steps": 5}, "hires strength 0.1 leaves no step of 5 to run"),
         ({"prompt_travel_loop": "yes"}, "prompt travel loop: expected true or false"),
+        ({"hires_scale": 2, "hires_upscaler": "esrgan"}, "hires upscaler 'esrgan': choose one of pixel, latent"),
+        ({"regions": [{"mask": "", "prompt": "a cat"}]}, "region 1: upload its mask image"),
+        ({"regions": "left half"}, r"regions: expected a list of \{mask, prompt\}"),
     ],
 )
 def test_the_form_is_checked_field_by_field(models_dir, fields, message):
@@ -247,3 +250,16 @@ def test_a_vae_from_the_vae_folder_reaches_the_models_and_the_run_entry(models_d
     assert spec(with_seed(parse({"prompt": PROMPT}, catalog)), catalog).vae is None
     with pytest.raises(InputError, match="vae 'Lora/style.safetensors' is not in the models folder"):
         parse({"prompt": PROMPT, "vae": "Lora/style.safetensors"}, catalog)
+
+
+def test_a_latent_hires_upscaler_reaches_the_run_entry(models_dir):
+    from animatediff.entry_pipeline_args import entry_hires
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "hires_scale": 1.5, "hires_strength": 0.6, "hires_upscaler": "latent-nearest"}
+    entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form")
+    assert (entry.hires_upscaler, entry_hires(entry).upscaler, entry_hires(entry).latent) == (
+        "latent-nearest", "latent-nearest", True)  # fmt: skip

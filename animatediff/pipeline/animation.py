@@ -25,6 +25,7 @@ from animatediff.base_model import (
     BaseTraits,
     load_base,
 )
+from animatediff.errors import InputError
 from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.models.motion_scale import MotionScale
@@ -52,7 +53,7 @@ from animatediff.pipeline.text import (
     read_call_text,
 )
 from animatediff.pipeline.video_mask import check_video_mask, kept_video
-from animatediff.pipeline.video_start import VideoInput, video_clip, video_start
+from animatediff.pipeline.video_start import VideoInput, VideoLatents, video_clip, video_start
 from animatediff.sampling import (
     Denoiser,
     denoise,
@@ -197,7 +198,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         prompt_travel_loop: bool = False,
         free_init: FreeInit | None = None,
         ip_adapter: IPAdapter | None = None,
-        video: VideoInput | None = None,
+        video: VideoInput | VideoLatents | None = None,
         video_mask: MaskSource | None = None,
         strength: float | None = None,
         video_stride: int = 1,
@@ -210,8 +211,10 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         prompt_editing: bool = False,
         regions: Sequence[Region] = (),
         keep_background: bool = False,
-    ) -> np.ndarray:
-        """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3).
+        output_type: str = "np",
+    ) -> np.ndarray | torch.Tensor:
+        """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3); with `output_type` "latent", the
+        final latents (videos, c, frames, h, w) undecoded, as diffusers' `output_type="latent"`.
 
         `context_length`: denoise in sliding windows of this many frames (overlapping by `context_overlap`, fused
         with `context_fuse` weights), for clips longer than the motion module's position encoding; `context_stride`,
@@ -244,8 +247,9 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         keyframes travel as the prompt does (`prompt_interpolation`, `prompt_travel_loop`).
         `video`: video-to-video (`pipeline/video_start.py`): frames (f, H, W, 3) in [0, 1] or a path (video file,
         GIF, folder of frames; `io/video_input.py`), `num_frames` of them taken every `video_stride`-th and fitted
-        to height × width, encoded and noised to the first timestep `strength` (in (0, 1]; default 0.8) leaves, as
-        diffusers' AnimateDiffVideoToVideoPipeline does; a seed seeds one generator for the encoding and the steps.
+        to height × width, encoded (or its clean latents, `VideoLatents`) and noised to the first timestep `strength`
+        (in (0, 1]; default 0.8) leaves, as diffusers' AnimateDiffVideoToVideoPipeline does; a seed seeds one
+        generator for the encoding and the steps.
         `video_mask`: video inpainting (`pipeline/video_mask.py`), the clip drawn anew only where the mask is white.
         `decode_chunk_size`: frames per VAE call (VAE slicing; None: `self.decode_chunk_size`, 16 unless set).
         `clip_skip`: the text encoder layer the prompts are taken from, counted as the UIs count it (1: the layer the
@@ -263,6 +267,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         prompt as the background (`pipeline/regions.py`: prompt-travel's `region_map`); one video per call. With a
         `video`, a region whose prompt is None, and with `keep_background` the background, keep the video there.
         """
+        if output_type not in ("np", "latent"):
+            raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
         check_chunk("decode_chunk_size", decode_chunk_size, "frame")
@@ -378,6 +384,9 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
             )
 
         # 5. Decode frame chunks; under model offload, every model back to CPU memory after.
+        if output_type == "latent":
+            self.offload_models()
+            return latents
         frames = self.decode(latents, decode_chunk_size)
         self.offload_models()
         return frames

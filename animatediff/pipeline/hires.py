@@ -6,6 +6,11 @@ the fit every video start gets) and the second pass draws them again by video-to
 diffusers' AnimateDiffVideoToVideoPipeline on the upscaled frames), with the same prompts, seed and settings, for
 `steps` steps (default: the first pass's). A strength around 0.5 keeps the first pass's motion and adds detail.
 
+The latent upscalers (`upscaler` "latent", "latent-bicubic", "latent-nearest": A1111's "Latent", "Latent (bicubic)",
+"Latent (nearest)") upscale the first pass's latents instead (torch's interpolate of each frame, no antialiasing) and
+start the second pass from them (`VideoLatents`): no VAE decode and encode between the passes. They blur what the VAE
+decodes at low strength; A1111 suggests a strength of 0.5 or more with them.
+
 The second pass runs without FreeInit (its fresh noise would throw the first pass away), and draws its noise from
 the seed (a `generator` or `latents` given to the first pass are its alone). ControlNets, keyframe ControlNets and
 SparseCtrl steer it too, their images upscaled as the frames are (`sized_controls`): the second pass is then diffusers'
@@ -22,13 +27,15 @@ import torch
 
 from animatediff.errors import InputError
 from animatediff.io.video_input import fit_frames
-from animatediff.pipeline.video_start import check_strength
+from animatediff.pipeline.video_start import VideoLatents, check_strength
 
 if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
 
-FIRST_PASS_ONLY = ("video", "strength", "video_stride", "latents", "generator", "free_init")
+FIRST_PASS_ONLY = ("video", "strength", "video_stride", "latents", "generator", "free_init", "output_type")
 """Call options the second pass does not take: its start is the upscaled frames, drawn from the seed."""
+UPSCALERS = {"pixel": None, "latent": "bilinear", "latent-bicubic": "bicubic", "latent-nearest": "nearest"}
+"""The upscalers: "pixel" (the frames, antialiased bilinear) or the latents by torch's interpolate mode."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class HiresFix:
     """How much of the upscaled frames is drawn again, in (0, 1] (as `--strength`)."""
     steps: int | None = None
     """The second pass's steps (of which `strength` runs); None: the first pass's."""
+    upscaler: str = "pixel"
+    """What is upscaled: the frames ("pixel") or the latents ("latent", "latent-bicubic", "latent-nearest")."""
 
     def __post_init__(self) -> None:
         number = (int, float)
@@ -50,6 +59,13 @@ class HiresFix:
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise InputError(f"hires steps must be a whole number ≥ 1, got {steps!r}")
         check_strength(self.strength, steps, "hires strength")
+        if self.upscaler not in UPSCALERS:
+            raise InputError(f"hires upscaler {self.upscaler!r}: choose one of {', '.join(UPSCALERS)}")
+
+    @property
+    def latent(self) -> bool:
+        """Whether the latents are upscaled (the first pass then returns its latents undecoded)."""
+        return UPSCALERS[self.upscaler] is not None
 
     def second_steps(self, first: int) -> int:
         """The second pass's steps when the first runs `first`."""
@@ -92,9 +108,15 @@ def hires_fix(
     **call: Any,
 ) -> np.ndarray:
     """The second pass over the first pass's frames `first` (videos, f, h, w, 3) of `pipe(prompt, negative_prompt,
-    seed=seed, **call)`: each video upscaled and drawn again with its own prompt; frames (videos, f, H, W, 3)."""
-    videos, frames, height, width = first.shape[:4]
-    size = hires.size(height, width, pipe.vae_scale_factor)
+    seed=seed, **call)` (with a latent upscaler its latents (videos, c, f, h, w), `output_type="latent"`): each video
+    upscaled and drawn again with its own prompt; frames (videos, f, H, W, 3)."""
+    f = pipe.vae_scale_factor
+    if hires.latent:
+        videos, _, frames, height, width = first.shape
+        height, width = height * f, width * f
+    else:
+        videos, frames, height, width = first.shape[:4]
+    size = hires.size(height, width, f)
     prompts = prompt if isinstance(prompt, list) else [prompt] * videos
     negatives = negative_prompt if isinstance(negative_prompt, list) else [negative_prompt] * videos
     steps = hires.second_steps(call.get("num_inference_steps", 25))  # 25: the pipeline's default
@@ -102,10 +124,23 @@ def hires_fix(
     second.update(num_frames=frames, height=size[0], width=size[1], num_inference_steps=steps, strength=hires.strength)
     second.update(sized_controls(call, size))
     out = [
-        pipe(p, n, seed=seed, video=fit_frames(video, *size), **second)[0]
+        pipe(p, n, seed=seed, video=_upscaled(video, size, hires, f), **second)[0]
         for p, n, video in zip(prompts, negatives, first, strict=True)
     ]
     return np.stack(out)
+
+
+def _upscaled(
+    video: np.ndarray | torch.Tensor, size: tuple[int, int], hires: HiresFix, f: int
+) -> np.ndarray | VideoLatents:
+    """One video's frames (f, h, w, 3) fitted to `size`, or its latents (c, f, h, w) interpolated to `size` / f."""
+    if not hires.latent:
+        return fit_frames(video, *size)
+    frames = video.transpose(0, 1)  # (f, c, h, w): each frame on its own
+    upscaled = torch.nn.functional.interpolate(
+        frames, size=(size[0] // f, size[1] // f), mode=UPSCALERS[hires.upscaler]
+    )
+    return VideoLatents(upscaled.transpose(0, 1)[None])
 
 
 def draw(
@@ -118,20 +153,24 @@ def draw(
 ) -> np.ndarray:
     """`pipe(prompt, negative_prompt, seed=seed, **call)`, and where `hires` is given its second pass over that:
     what `generate`, `run` and the web app draw."""
-    first = pipe(prompt, negative_prompt, seed=seed, **call)
-    return first if hires is None else hires_fix(pipe, first, hires, prompt, negative_prompt, seed, **call)
+    if hires is None:
+        return pipe(prompt, negative_prompt, seed=seed, **call)
+    first = pipe(prompt, negative_prompt, seed=seed, **call, output_type="latent" if hires.latent else "np")
+    return hires_fix(pipe, first, hires, prompt, negative_prompt, seed, **call)
 
 
 def check_hires_keys(values: dict, where: str) -> None:
-    """A prompt-config entry's hires fix keys (`hires_scale`, `hires_strength`, `hires_steps`, as generate's flags),
+    """A prompt-config entry's hires fix keys (`hires_scale`, `hires_strength`, `hires_steps`, `hires_upscaler`, as
+    generate's flags),
     checked in place; an InputError starting with `where`."""
     if values.get("hires_scale") is None:
-        given = [k for k in ("hires_strength", "hires_steps") if values.get(k) is not None]
+        given = [k for k in ("hires_strength", "hires_steps", "hires_upscaler") if values.get(k) is not None]
         if given:
             raise InputError(f"{where}: {given[0]} needs hires_scale")
         return
     try:
         steps = values.get("steps") if values.get("hires_steps") is None else values["hires_steps"]
-        HiresFix(values["hires_scale"], values.get("hires_strength", HiresFix.strength), steps)
+        upscaler = values.get("hires_upscaler", HiresFix.upscaler)
+        HiresFix(values["hires_scale"], values.get("hires_strength", HiresFix.strength), steps, upscaler)
     except InputError as err:
         raise InputError(f"{where}: {err}") from None

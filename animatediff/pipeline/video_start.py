@@ -39,13 +39,23 @@ DEFAULT_STRENGTH = 0.8
 
 
 @dataclass(frozen=True)
+class VideoLatents:
+    """A video start given as its clean latents instead of frames (the hires fix's latent upscalers): (1, c, f, h, w),
+    scaled by the VAE's scaling factor, as the pipeline's `output_type="latent"` gives them."""
+
+    latents: torch.Tensor
+
+
+@dataclass(frozen=True)
 class VideoClip:
     """The video a start is made from, read and sized for the pipeline, and how much of it is re-drawn."""
 
-    frames: np.ndarray
-    """float32 (f, H, W, 3) in [0, 1] at the pipeline's height and width."""
+    frames: np.ndarray | None
+    """float32 (f, H, W, 3) in [0, 1] at the pipeline's height and width; None when the latents are given."""
     strength: float
     """In (0, 1]: the fraction of the steps run, from the timestep the video is noised to."""
+    latents: torch.Tensor | None = None
+    """The clip's clean latents (1, c, f, h, w), given instead of frames (`VideoLatents`)."""
 
 
 def check_strength(strength: float, num_inference_steps: int | None = None, option: str = "strength") -> float:
@@ -101,6 +111,10 @@ def video_clip(
     strength = check_video_options(video, strength, num_inference_steps, free_init, latents)
     if strength is None:
         return None
+    if isinstance(video, VideoLatents):
+        if tuple(video.latents.shape[2:3]) != (num_frames,) or video.latents.shape[0] != 1:
+            raise InputError(f"video latents {tuple(video.latents.shape)}: expected one video of {num_frames} frames")
+        return VideoClip(None, strength, video.latents)
     return VideoClip(video_frames(video, num_frames, height, width, video_stride), strength)
 
 
@@ -140,7 +154,10 @@ def video_start(
     first of them, drawn as diffusers' video-to-video pipeline draws them (module docstring); the clean latents and
     the noise added to them, in the same layout (what `pipeline/video_mask.py` keeps)."""
     timesteps = sampling_timesteps(scheduler, num_inference_steps, clip.strength, device=device)
-    clean = encode_video(vae, clip.frames, batch_size, generator, chunk_size, device, dtype)
+    if clip.latents is None:
+        clean = encode_video(vae, clip.frames, batch_size, generator, chunk_size, device, dtype)
+    else:  # given: (1, c, f, h, w) → diffusers' (b, f, c, h, w)
+        clean = clip.latents.to(device, dtype).permute(0, 2, 1, 3, 4).expand(batch_size, -1, -1, -1, -1)
     noise = randn_tensor(clean.shape, generator=generator, device=torch.device(device), dtype=dtype)
     first = timesteps[:1].repeat(batch_size)
     latents = scheduler.add_noise(clean, noise, first).permute(0, 2, 1, 3, 4)

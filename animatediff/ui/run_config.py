@@ -96,6 +96,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if s.hires_scale is not None:
         entry["hires_scale"] = s.hires_scale
         entry["hires_strength"] = s.hires_strength
+        if s.hires_upscaler != "pixel":
+            entry["hires_upscaler"] = s.hires_upscaler
     entry |= control_entry(s, catalog, upload)
     ip_adapter = ip_adapter_of(s, catalog, upload)
     if ip_adapter is not None:

@@ -109,6 +109,7 @@ class Settings:
     hires_scale: float | None = None
     """The hires fix's upscale, as `generate --hires-scale`; None: off."""
     hires_strength: float = 0.5
+    hires_upscaler: str = "pixel"
     controlnets: list[ControlUnit] = field(default_factory=list)
     """ControlNets in order, each with its control video (`ui/controls.py`)."""
     guess_mode: bool = False
@@ -205,7 +206,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     if s.hires_scale is not None:
         from animatediff.pipeline.hires import HiresFix
 
-        HiresFix(s.hires_scale, s.hires_strength, s.steps)  # a strength that leaves no step: as generate says it
+        s.hires_upscaler = str(raw.get("hires_upscaler") or "pixel")
+        HiresFix(s.hires_scale, s.hires_strength, s.steps, s.hires_upscaler)  # as generate says what is wrong
     spec(s, catalog)  # every model is one the scan listed
     return s
 
