@@ -61,9 +61,9 @@ def kept_video(
     drawn = (drawn if kept is None else drawn * (1 - kept)).to(clean.device, clean.dtype)
 
     def blend(i: int, latents: torch.Tensor) -> torch.Tensor:
-        kept = clean
+        video = clean  # after the last step; before it, noised to the next step's level
         if i + 1 < len(timesteps):
-            kept = scheduler.add_noise(clean, noise, timesteps[i + 1 : i + 2].repeat(clean.shape[0]))
-        return latents * drawn + kept.to(latents.dtype) * (1 - drawn)
+            video = scheduler.add_noise(clean, noise, timesteps[i + 1 : i + 2].repeat(clean.shape[0]))
+        return latents * drawn + video.to(latents.dtype) * (1 - drawn)
 
     return blend
