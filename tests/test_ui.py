@@ -257,6 +257,22 @@ def test_an_image_prompt_from_an_upload_and_its_run_yaml(served, tmp_path):
     assert "ip_scale: 0.8" in text
     np.testing.assert_array_equal(frames[2], again)
 
+    # A second image at frame 7: the image embedding travels from the first to it, and the run YAML keys both.
+    sample_image(5).save(tmp_path / "later.png")
+    _, later = call(f"{url}/api/upload?name=later.png", raw=(tmp_path / "later.png").read_bytes())
+    keyed = wait(
+        url, call(f"{url}/api/generate", looked | {"ip_keyframes": [{"frame": 7, "image": later["id"]}]})[1]["id"]
+    )
+    assert keyed["state"] == "done", keyed["error"]
+    travelled = read_video_input(studio.output_dir / keyed["file"], 8)
+    assert np.abs(travelled - frames[1]).max() > 0.05
+    text, again = rerun(url, keyed, tmp_path, 8)
+    assert "ip_image:\n    0:" in text and "\n    7:" in text
+    np.testing.assert_array_equal(travelled, again)
+    bad = looked | {"ip_keyframes": [{"frame": 0, "image": later["id"]}]}
+    assert call(f"{url}/api/generate", bad) == (400, {"error": "IP-Adapter keyframes: each frame once, from 0 to 7 "
+                                                                "(the image prompt is 0's)"})  # fmt: skip
+
 
 def test_a_loop_with_a_motion_scale_and_free_noise_and_their_run_yaml(served, tmp_path):
     """A seamless loop (generate --loop's windows) at motion scale 1.3, and FreeNoise over 8-frame windows, each

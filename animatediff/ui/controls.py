@@ -45,6 +45,7 @@ def parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
         raise InputError("guess mode: add the ControlNet it is for")
     _parse_keyframes(raw, s, catalog)
     _parse_regions(raw, s)
+    _parse_ip_keyframes(raw, s)
 
 
 def _unit(unit: dict, label: str, catalog: Catalog) -> ControlUnit:
@@ -85,6 +86,26 @@ def _parse_keyframes(raw: dict, s: Settings, catalog: Catalog) -> None:
         catalog.resolve("sparsectrl", s.sparsectrl)
         if not s.keyframes:
             raise InputError("SparseCtrl: upload a keyframe image")
+
+
+def _parse_ip_keyframes(raw: dict, s: Settings) -> None:
+    """IP-Adapter images at keyframes: rows of {frame, image (an upload's id)}, each frame once and in the clip."""
+    rows = raw.get("ip_keyframes") or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError("IP-Adapter keyframes: expected a list of {frame, image}")
+    s.ip_keyframes = [(number(r, "frame", int, 0, "IP-Adapter keyframe frame"), str(r["image"])) for r in rows
+                      if r.get("image")]  # fmt: skip
+    frames = [frame for frame, _ in s.ip_keyframes] + ([0] if raw.get("ip_image") else [])
+    if any(not 0 <= frame < s.frames for frame in frames) or len(set(frames)) < len(frames):
+        raise InputError(f"IP-Adapter keyframes: each frame once, from 0 to {s.frames - 1} (the image prompt is 0's)")
+
+
+def ip_images(s: Settings, upload: Callable[[str], str] = str) -> str | dict[int, list[str]]:
+    """The form's image prompt: its image, or with keyframe images {frame: [path]} (the image prompt at frame 0)."""
+    if not s.ip_keyframes:
+        return upload(s.ip_image)
+    keyed = {frame: [upload(image)] for frame, image in s.ip_keyframes}
+    return dict(sorted((keyed | ({0: [upload(s.ip_image)]} if s.ip_image else {})).items()))
 
 
 def _parse_regions(raw: dict, s: Settings) -> None:

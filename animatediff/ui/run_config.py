@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from animatediff.ui.catalog import FOLDERS, Catalog
-from animatediff.ui.controls import control_entry
+from animatediff.ui.controls import control_entry, ip_images
 from animatediff.ui.settings import TAG_FOLDERS, Settings, ip_adapter_of, motion_scale_keyframes, spec
 
 
@@ -101,7 +101,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     entry |= control_entry(s, catalog, upload)
     ip_adapter = ip_adapter_of(s, catalog, upload)
     if ip_adapter is not None:
-        entry |= {"ip_adapter": str(ip_adapter.weights), "ip_image": [str(i) for i in ip_adapter.images]}
+        images = ip_images(s, upload)
+        entry |= {"ip_adapter": str(ip_adapter.weights), "ip_image": images if isinstance(images, dict) else [images]}
         entry["ip_scale"] = ip_adapter.scale
         if ip_adapter.image_encoder is not None:
             entry["image_encoder"] = str(ip_adapter.image_encoder)

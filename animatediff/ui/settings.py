@@ -22,7 +22,7 @@ from animatediff.prompt_weights import WEIGHTINGS
 from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import FOLDERS, Catalog, inside
-from animatediff.ui.controls import ControlUnit, parse_controls, stored_units
+from animatediff.ui.controls import ControlUnit, ip_images, parse_controls, stored_units
 from animatediff.ui.fields import choice, number, scaled
 
 if TYPE_CHECKING:
@@ -119,7 +119,9 @@ class Settings:
     """SparseCtrl: (frame, an upload's id) of each keyframe image; frame -1 is the last."""
     ip_adapter: str = ""
     ip_image: str = ""
-    """IP-Adapter: an upload's id, the image prompt."""
+    """IP-Adapter: an upload's id, the image prompt (at frame 0 when there are keyframe images)."""
+    ip_keyframes: list[tuple[int, str]] = field(default_factory=list)
+    """IP-Adapter: (frame, an upload's id) of images at keyframes, interpolated between (`ui/controls.py`)."""
     ip_scale: float = 1.0
     image_encoder: str = ""
     """Empty: the `image_encoder/` folder beside the IP-Adapter's file."""
@@ -133,6 +135,7 @@ class Settings:
         data["prompt_map"] = [{"frame": k, "prompt": v} for k, v in sorted(self.prompt_map.items())]
         data["keyframes"] = [{"frame": k, "image": v} for k, v in self.keyframes]
         data["regions"] = [{"mask": m, "prompt": p} for m, p in self.regions]
+        data["ip_keyframes"] = [{"frame": k, "image": v} for k, v in self.ip_keyframes]
         return data
 
 
@@ -201,7 +204,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.video, s.video_mask = str(raw.get("video") or ""), str(raw.get("video_mask") or "")
     if s.video_mask and not s.video:
         raise InputError("video mask: upload the video it masks")
-    parse_controls(raw, s, catalog)
+    parse_controls(raw, s, catalog)  # and the IP-Adapter's keyframe images
     _parse_ip_adapter(raw, s, catalog)
     if s.hires_scale is not None:
         from animatediff.pipeline.hires import HiresFix
@@ -234,7 +237,7 @@ def _parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
     catalog.resolve("ip_adapter", s.ip_adapter)
     if s.image_encoder:
         catalog.resolve("image_encoder", s.image_encoder)
-    if not s.ip_image:
+    if not s.ip_image and not s.ip_keyframes:
         raise InputError("IP-Adapter: upload its image prompt")
 
 
@@ -245,7 +248,8 @@ def ip_adapter_of(s: Settings, catalog: Catalog, upload: Callable[[str], str] = 
     from animatediff.pipeline.ip_adapter import IPAdapter
 
     encoder = str(catalog.resolve("image_encoder", s.image_encoder)) if s.image_encoder else None
-    return IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), upload(s.ip_image), s.ip_scale, encoder)
+    images = ip_images(s, upload)
+    return IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), images, s.ip_scale, encoder)
 
 
 def _prompt_map(raw: object) -> dict[int, str]:
@@ -386,5 +390,6 @@ def read_settings(path: Path) -> Settings:
     s.prompt_map = {int(d["frame"]): d["prompt"] for d in data.get("prompt_map", [])}
     s.keyframes = [(int(d["frame"]), d["image"]) for d in data.get("keyframes", [])]
     s.regions = [(d["mask"], d["prompt"]) for d in data.get("regions", [])]
+    s.ip_keyframes = [(int(d["frame"]), d["image"]) for d in data.get("ip_keyframes", [])]
     s.controlnets = stored_units(data)
     return s
