@@ -183,6 +183,12 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     assert first.evaluate("document.getElementById('image-prompt').open")
     assert first.evaluate("document.getElementById('long').open")  # opened: it holds settings of that run
     assert first.is_checked("#loop") and first.input_value("#motion_scale") == "1.2"
+    first.click("#add-ip-keyframe")  # an image at a later frame: read into the form's ip_keyframes
+    first.fill("#ip-keyframes input[type=number]", "5")
+    first.set_input_files("#ip-keyframes input[type=file]", str(tmp_path / "first.png"))
+    first.wait_for_function("document.querySelector('#ip-keyframes tr').dataset.upload !== ''")
+    assert first.evaluate("readForm().ip_keyframes.map((row) => row.frame)") == [5]
+    first.locator("#ip-keyframes button").click()
     first.select_option("#ip_adapter", "")
     first.uncheck("#loop")
     first.fill("#motion_scale", "")
