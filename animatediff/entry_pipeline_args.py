@@ -63,6 +63,7 @@ def entry_pipeline_args(
         guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation,
         prompt_travel_loop=entry.prompt_travel_loop, clip_skip=entry.clip_skip,
         prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts, prompt_editing=entry.prompt_editing,
+        prompt_and=entry.prompt_and,
         pag=entry_pag(entry),
         prompt_2=entry.prompt_2 or None, negative_prompt_2=entry.n_prompt_2 or None,
         video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,

@@ -1,5 +1,6 @@
 """A prompt-config entry's text keys, named after `generate`'s flags: `clip_skip` (--clip-skip), `prompt_weighting`
-(--prompt-weighting), `long_prompts` (--long-prompts), `prompt_editing` (--prompt-editing), `prompt_2` and
+(--prompt-weighting), `long_prompts` (--long-prompts), `prompt_editing` (--prompt-editing), `prompt_and`
+(--prompt-and), `prompt_2` and
 `n_prompt_2` (--prompt-2, --negative-prompt-2), `lora_dir` (--lora-dir: where the prompts' `<lora:NAME:WEIGHT>` tags
 find their files) and `embeddings` (--embedding), checked in place while the entry is parsed, before any model loads.
 """
@@ -23,8 +24,9 @@ def check_text_keys(values: dict, where: str) -> None:
     for key, choices, default in (("prompt_weighting", WEIGHTINGS, "none"), ("long_prompts", LONG_PROMPTS, "truncate")):
         if values.get(key, default) not in choices:
             raise InputError(f"{where}: {key} {values[key]!r}: choose one of {', '.join(choices)}")
-    if not isinstance(values.get("prompt_editing", False), bool):
-        raise InputError(f"{where}: prompt_editing must be true or false, got {values['prompt_editing']!r}")
+    for key in ("prompt_editing", "prompt_and"):
+        if not isinstance(values.get(key, False), bool):
+            raise InputError(f"{where}: {key} must be true or false, got {values[key]!r}")
     for key in ("prompt_2", "n_prompt_2"):
         if not isinstance(values.get(key) or "", str):
             raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")

@@ -135,6 +135,8 @@ class PromptEntry:
     """truncate or chunks (A1111's 75-token chunks), as generate's --long-prompts."""
     prompt_editing: bool = False
     """A1111's [from:to:when] and [a|b] read as prompt editing, as generate's --prompt-editing."""
+    prompt_and: bool = False
+    """A1111's composable prompts (AND, each part at its weight), as generate's --prompt-and."""
     prompt_2: str = ""
     """SDXL: what the second text encoder reads for every prompt (generate's --prompt-2); empty: the prompt."""
     n_prompt_2: str = ""

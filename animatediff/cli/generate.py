@@ -30,6 +30,7 @@ from animatediff.cli.pag_options import add_pag_args, pag_from_args
 from animatediff.cli.region_options import add_region_args, regions_from_args
 from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
+from animatediff.cli.text_options import add_text_args, check_text_args
 from animatediff.cli.video_options import add_video_args, video_from_args, video_mask_from_args
 from animatediff.errors import InputError
 
@@ -92,38 +93,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="take the text from the text encoder's N-th layer from the end, as the UIs count it: 1 the layer the "
         "model was trained on, 2 the one before (many anime models want 2); diffusers' clip_skip is N-1",
     )
-    p.add_argument(
-        "--prompt-2",
-        default=None,
-        help="SDXL: what its second text encoder (OpenCLIP bigG) reads instead of --prompt, as diffusers' prompt_2",
-    )
-    p.add_argument(
-        "--negative-prompt-2",
-        default=None,
-        help="SDXL: the second text encoder's negative prompt instead of --negative-prompt (negative_prompt_2)",
-    )
-    p.add_argument(
-        "--prompt-weighting",
-        choices=["none", "a1111", "comfy"],
-        default="none",
-        help="a1111: read A1111's emphasis in the prompts, (words) ×1.1, [words] ÷1.1, (words:1.5); comfy: "
-        "ComfyUI's prompt weights, (words) ×1.1, (words:1.5), pushed from the empty prompt; none: brackets are "
-        "words, as the official code and diffusers read them",
-    )
-    p.add_argument(
-        "--long-prompts",
-        choices=["truncate", "chunks"],
-        default="truncate",
-        help="chunks: read a prompt longer than CLIP's 75 tokens in chunks of 75, as A1111 does (BREAK ends a chunk); "
-        "truncate: cut it there, as the official code and diffusers do",
-    )
-    p.add_argument(
-        "--prompt-editing",
-        action="store_true",
-        help="read A1111's prompt editing: [from:to:when] switches from one text to the other after step when "
-        "(0.5: half the steps), [a|b] alternates every step; without it they are words, as the official code and "
-        "diffusers read them",
-    )
+    add_text_args(p)
     p.add_argument("--frames", type=int, default=16, help="number of frames")
     p.add_argument("--width", type=int, default=None, help="pixels; default: the base model's native size")
     p.add_argument("--height", type=int, default=None, help="pixels; default: the base model's native size")
@@ -339,6 +309,7 @@ def run_generate(args: argparse.Namespace) -> None:
     video_mask = video_mask_from_args(args, free_init)
     hires = hires_from_args(args)  # bad hires fix options fail before loading
     regions = regions_from_args(args)  # masks found and read before loading
+    check_text_args(args, prompt)
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     keyframe_items = keyframe_items_from_args(args)
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
@@ -388,7 +359,7 @@ def run_generate(args: argparse.Namespace) -> None:
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,
-        prompt_editing=args.prompt_editing,
+        prompt_editing=args.prompt_editing, prompt_and=args.prompt_and,
         prompt_2=args.prompt_2, negative_prompt_2=args.negative_prompt_2,
     )  # fmt: skip
     for seed, output in zip(seeds, outputs, strict=True):

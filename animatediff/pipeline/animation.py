@@ -30,6 +30,7 @@ from animatediff.formats.motion_module_files import load_motion_modules
 from animatediff.models import AnimationUNet, MotionModules, inflate_unet
 from animatediff.models.motion_scale import MotionScale
 from animatediff.pipeline.added_weights import AddedWeights
+from animatediff.pipeline.composed_text import and_weights, read_and, unconditional
 from animatediff.pipeline.conditions import Condition, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
 from animatediff.pipeline.edited_text import edit_runs
@@ -212,6 +213,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         regions: Sequence[Region] = (),
         keep_background: bool = False,
         output_type: str = "np",
+        prompt_and: bool = False,
     ) -> np.ndarray | torch.Tensor:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3); with `output_type` "latent", the
         final latents (videos, c, frames, h, w) undecoded, as diffusers' `output_type="latent"`.
@@ -266,6 +268,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         `regions`: parts of the frame drawn with their own prompts where their masks are white, over the call's
         prompt as the background (`pipeline/regions.py`: prompt-travel's `region_map`); one video per call. With a
         `video`, a region whose prompt is None, and with `keep_background` the background, keep the video there.
+        `prompt_and`: A1111's composable prompts, the prompt's `AND` parts each guiding with its weight
+        (`prompt_and`, `pipeline/composed_text.py`); off (the default), `AND` is a word.
         """
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
@@ -296,6 +300,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         unedited = read(raw)  # the text arguments checked before any model runs
         regional_calls = read_regions(regions, read, raw, num_frames, len(unedited.prompts), prompt_editing,
                                       video is not None, keep_background)  # fmt: skip
+        parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
         check_ip_keyframes(ip_adapter, num_frames)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
@@ -323,7 +328,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         edits = edit_runs(prompt_editing, steps, raw)  # runs that read the same texts share one tuple of them
         calls = {id(t): unedited if t is raw else read(t) for t in {id(t): t for _, t in edits}.values()}
         read_as = (prompt_weighting, long_prompts, prompt_editing)
-        texts = [*calls.values(), *regional_calls]
+        texts = [*calls.values(), *regional_calls, *(t for t, _ in parts)]
         for line in call_warnings([t for t in texts if t], self.tokenizer, self.traits, height, width, *read_as):
             logger.warning(line)
         second = (self.tokenizer_2, self.text_encoder_2) if sdxl else None
@@ -339,6 +344,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         with self.text_step():  # under offload (or free_text_encoder), the text encoders leave the device after it
             encodings = {key: encode(t) for key, t in calls.items()}
             region_texts = [None if t is None else encode(t) for t in regional_calls]
+            composed = [encode(t) for t, _ in parts]  # the AND parts, the first as the background
         encoded = [(first, encodings[id(t)]) for first, t in edits]
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance (per run of text).
@@ -364,11 +370,13 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
 
         scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
         weights = region_weights(regions, num_frames, height, width, latents.shape[-2:])  # None without regions
+        if composed:  # the AND parts and the unconditional prediction, by their weights
+            region_texts = [*composed[1:], unconditional(composed[0])]
+            weights = and_weights([w for _, w in parts], num_frames, tuple(latents.shape[-2:]))
 
         def regions_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:  # the text, or with regions
-            return regional(
-                partial(denoiser_for, scale=scale), None if keep_background else text, region_texts, weights
-            )
+            background = composed[0] if composed else None if keep_background else text
+            return regional(partial(denoiser_for, scale=scale), background, region_texts, weights)
 
         drawn = [(first, regions_for(text, scale)) for first, (text, scale) in merged_runs(encoded, scales)]
         denoiser = switched_at_steps(drawn, timesteps)

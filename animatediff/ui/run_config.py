@@ -39,6 +39,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["long_prompts"] = s.long_prompts
     if s.prompt_editing:
         entry["prompt_editing"] = True
+    if s.prompt_and:
+        entry["prompt_and"] = True
     entry["seed"] = s.seed
     entry["steps"] = s.steps
     if s.guidance_scale is not None:

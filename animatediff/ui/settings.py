@@ -97,6 +97,8 @@ class Settings:
     long_prompts: str = "truncate"
     """truncate, or chunks: a prompt past 75 tokens read in A1111's chunks, as `generate --long-prompts`."""
     prompt_editing: bool = False
+    prompt_and: bool = False
+    """A1111's composable prompts (AND), as `generate --prompt-and`."""
     """A1111's [from:to:when] and [a|b] read as prompt editing, as `generate --prompt-editing`."""
     free_init_iters: int | None = None
     pag_scale: float | None = None
@@ -169,7 +171,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     motion_scale_keyframes(s)  # checked as generate checks them
     s.hires_scale = number(raw, "hires_scale", float, None, "hires scale")
     s.hires_strength = number(raw, "hires_strength", float, s.hires_strength, "hires strength")
-    for key in ("loop", "free_noise", "closed_loop", "prompt_editing", "prompt_travel_loop"):
+    for key in ("loop", "free_noise", "closed_loop", "prompt_editing", "prompt_travel_loop", "prompt_and"):
         if not isinstance(raw.get(key, False), bool):
             raise InputError(f"{key.replace('_', ' ')}: expected true or false, got {raw[key]!r}")
         setattr(s, key, raw.get(key, False))
