@@ -252,14 +252,16 @@ def test_a_vae_from_the_vae_folder_reaches_the_models_and_the_run_entry(models_d
         parse({"prompt": PROMPT, "vae": "Lora/style.safetensors"}, catalog)
 
 
-def test_a_latent_hires_upscaler_reaches_the_run_entry(models_dir):
+def test_a_latent_hires_upscaler_and_composable_prompts_reach_the_run_entry(models_dir):
     from animatediff.entry_pipeline_args import entry_hires
     from animatediff.prompt_entries import parse_entry
     from animatediff.ui.run_config import run_entry
     from animatediff.ui.settings import with_seed
 
     catalog = scan(models_dir)
-    fields = {"prompt": PROMPT, "hires_scale": 1.5, "hires_strength": 0.6, "hires_upscaler": "latent-nearest"}
+    fields = {"prompt": PROMPT, "hires_scale": 1.5, "hires_strength": 0.6, "hires_upscaler": "latent-nearest",
+              "prompt_and": True}  # fmt: skip
     entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form")
+    assert entry.prompt_and
     assert (entry.hires_upscaler, entry_hires(entry).upscaler, entry_hires(entry).latent) == (
         "latent-nearest", "latent-nearest", True)  # fmt: skip
