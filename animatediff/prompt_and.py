@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from animatediff.errors import InputError
+
 AND = re.compile(r"\bAND\b")
 """Where A1111 splits a prompt."""
 WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?\d*|\.\d+))\s*$")
@@ -20,6 +22,20 @@ WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?\d*|\.\d+))\s*$")
 def has_and(prompt: str) -> bool:
     """Whether `prompt` has an `AND` that A1111 splits it at."""
     return bool(AND.search(prompt))
+
+
+def composed_parts(prompt: object) -> list[tuple[str, float]] | None:
+    """The parts of a call's `prompt` (`split_and`), or None where it reads as one text (one part of weight 1, or
+    prompts that are not one string and hold no `AND`); one line for a batch or keyframes with `AND` in them."""
+    if not isinstance(prompt, str):
+        texts = prompt.values() if isinstance(prompt, dict) else prompt
+        if any(isinstance(t, str) and has_and(t) for t in texts):
+            raise InputError(
+                "composable prompts (AND) read one prompt string; give one prompt, not a list or keyframes"
+            )
+        return None
+    parts = split_and(prompt)
+    return None if parts == [(prompt.strip(), 1.0)] else parts
 
 
 def split_and(prompt: str) -> list[tuple[str, float]]:

@@ -71,6 +71,7 @@ def test_a_prompt_without_and_is_the_plain_prompt(make_pipeline, one_thread):
         ({"regions": [Region("a cat", np.ones((4, 4)))]}, "without regions and prompt editing"),
         ({"prompt_editing": True}, "without regions and prompt editing"),
         ({"prompt": ["a AND b", "c"]}, "read one prompt string"),
+        ({"prompt": {0: "a AND b", 2: "c"}}, "read one prompt string"),
     ],
 )
 def test_what_composable_prompts_do_not_go_with_is_one_line(make_pipeline, args, message):
@@ -110,5 +111,7 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
 def test_cli_combinations_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch):
     from tests.cli_helpers import generate_error
 
-    err = generate_error(tmp_path, capsys, monkeypatch, "--prompt-and", "--prompt-editing")
-    assert "--prompt-and reads one prompt string, without --region, --prompt-editing or keyframes" in err
+    err = generate_error(tmp_path, capsys, monkeypatch, "--prompt-and", "--prompt-editing", "--prompt", "a AND b")
+    assert "--prompt-and's AND parts are read without --region and --prompt-editing; use one of them" in err
+    err = generate_error(tmp_path, capsys, monkeypatch, "--prompt-and", "--prompt", "0: a AND b\n2: c")
+    assert "composable prompts (AND) read one prompt string" in err

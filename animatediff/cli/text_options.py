@@ -54,5 +54,7 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
 def check_text_args(args: argparse.Namespace, prompt: str | dict[int, str]) -> None:
     """What the text options do not go with (`prompt`: the prompt as read, keyframes or not), in one line before any
     model loads."""
-    if args.prompt_and and (args.region or args.prompt_editing or not isinstance(prompt, str)):
-        raise InputError("--prompt-and reads one prompt string, without --region, --prompt-editing or keyframes")
+    from animatediff.prompt_and import composed_parts
+
+    if args.prompt_and and composed_parts(prompt) is not None and (args.region or args.prompt_editing):
+        raise InputError("--prompt-and's AND parts are read without --region and --prompt-editing; use one of them")

@@ -14,22 +14,17 @@ import torch
 
 from animatediff.errors import InputError
 from animatediff.pipeline.text import CallText, TextConditioning
-from animatediff.prompt_and import split_and
+from animatediff.prompt_and import composed_parts
 
 
 def read_and(
     prompt_and: bool, texts: tuple, read: Callable[[tuple], CallText], guidance: bool, regions: bool, editing: bool
 ) -> list[tuple[CallText, float]]:
     """[(each part read as the call's text (`read`), its weight)], or [] where the prompt is read as one text (off,
-    or one part of weight 1); one line for what composable prompts do not go with: a prompt that is not one string,
-    no guidance, regions, prompt editing."""
-    prompt = texts[0]
-    if not prompt_and:
-        return []
-    if not isinstance(prompt, str):
-        raise InputError("composable prompts (AND) read one prompt string; give one prompt, not a list or keyframes")
-    parts = split_and(prompt)
-    if parts == [(prompt.strip(), 1.0)]:
+    or `composed_parts` finds one part of weight 1); one line for what composable prompts do not go with: a batch or
+    keyframes with AND, no guidance, regions, prompt editing."""
+    parts = composed_parts(texts[0]) if prompt_and else None
+    if parts is None:
         return []
     if not guidance:
         raise InputError("composable prompts (AND) need classifier-free guidance (a guidance scale above 1)")
