@@ -16,10 +16,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from world_setup import clip_options, embedded_pipeline
+from world_setup import clip_options, evaluation_clips
 
 from animatediff.pipeline.hires import HiresFix, hires_fix
-from animatediff.world.evaluate import evaluation_prompts
 from animatediff.world.metrics import colour_correct, consistency, displacement, motion_correct, track
 
 
@@ -36,9 +35,7 @@ def main() -> None:
     parser.add_argument("--upscaler", default="pixel", help="the hires rows' upscaler (pipeline.hires.UPSCALERS)")
     parser.add_argument("--hires-only", action="store_true", help="skip the rows drawn directly")
     args = parser.parse_args()
-    pipe = embedded_pipeline(args.threads, quiet=True)
-    prompts = evaluation_prompts(args.prompts)
-    seeds = list(range(args.seeds))
+    pipe, prompts, seeds = evaluation_clips(args)
     clips = len(prompts) * len(seeds)
     print("\n## The hires fix (--hires-scale), on the embedded world\n")
     print(f"{clips} clips per row ({len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames, {args.steps} "

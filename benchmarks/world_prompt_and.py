@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from world_setup import clip_options, embedded_pipeline
+from world_setup import clip_options, evaluation_clips
 
-from animatediff.world.evaluate import Prompt, evaluation_prompts
+from animatediff.world.evaluate import Prompt
 from animatediff.world.metrics import displacement, track
 
 
@@ -26,9 +26,7 @@ def caption(prompt: Prompt, motion: str) -> str:
 def main() -> None:
     parser = clip_options(__doc__.splitlines()[0])
     args = parser.parse_args()
-    pipe = embedded_pipeline(args.threads, quiet=True)
-    prompts = evaluation_prompts(args.prompts)
-    seeds = list(range(args.seeds))
+    pipe, prompts, seeds = evaluation_clips(args)
     clips = len(prompts) * len(seeds)
     print("\n## Composable prompts (AND), on the embedded world\n")
     print(f"{clips} clips per row ({len(prompts)} prompts × {len(seeds)} seeds), {args.frames} frames, {args.steps} "

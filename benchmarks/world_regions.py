@@ -16,10 +16,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from world_setup import clip_options, embedded_pipeline
+from world_setup import clip_options, evaluation_clips
 
 from animatediff.pipeline.regions import Region
-from animatediff.world.evaluate import Prompt, evaluation_prompts
+from animatediff.world.evaluate import Prompt
 from animatediff.world.metrics import motion_correct, track
 from animatediff.world.scenes import BACKGROUNDS
 
@@ -56,9 +56,7 @@ def half_mask(size: int, side: str) -> np.ndarray:
 def main() -> None:
     parser = clip_options(__doc__.splitlines()[0])
     args = parser.parse_args()
-    pipe = embedded_pipeline(args.threads, quiet=True)
-    prompts = evaluation_prompts(args.prompts)
-    seeds = list(range(args.seeds))
+    pipe, prompts, seeds = evaluation_clips(args)
     clips, size, f, mid = len(prompts) * len(seeds), 32, args.frames, args.frames // 2
     print("\n## Regional prompts, on the embedded world\n")
     print(f"{clips} clips per row ({len(prompts)} prompts × {len(seeds)} seeds), {f} frames, {args.steps} DDIM "

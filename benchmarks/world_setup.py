@@ -8,6 +8,7 @@ import logging
 import torch
 
 from animatediff.pipeline import AnimationPipeline
+from animatediff.world.evaluate import Prompt, evaluation_prompts
 from animatediff.world.layout import EMBEDDED
 
 
@@ -37,6 +38,12 @@ def trained_options(
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--scale", type=float, default=1.0, help=f"the {scale}")
     return parser
+
+
+def evaluation_clips(args: argparse.Namespace) -> tuple[AnimationPipeline, list[Prompt], list[int]]:
+    """What `clip_options` asks for: the embedded pipeline (its text warnings silenced) on --threads, --prompts
+    evaluation prompts and the seeds 0 … --seeds − 1."""
+    return embedded_pipeline(args.threads, quiet=True), evaluation_prompts(args.prompts), list(range(args.seeds))
 
 
 def embedded_pipeline(threads: int, quiet: bool = False) -> AnimationPipeline:
