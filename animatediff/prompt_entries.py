@@ -23,7 +23,7 @@ from animatediff.pipeline.ip_adapter import check_entry_keys
 from animatediff.pipeline.ip_keyframes import check_ip_image_keys
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, check_pag_keys
-from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, compose, held_keyframes, keyframes
+from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, held_prompt_map, keyframes
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
 from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
@@ -229,8 +229,9 @@ class PromptEntry:
         """`prompts` for a clip of `num_frames`: under `prompt_travel_loop` the last keyframe is held towards the
         clip's end as the others are towards the next (`held_keyframes`)."""
         if self.prompt_map:
-            frames = {k: compose(p, self.head_prompt, self.tail_prompt) for k, p in self.prompt_map.items()}
-            return [held_keyframes(frames, self.prompt_fixed_ratio, num_frames if self.prompt_travel_loop else None)]
+            loop_length = num_frames if self.prompt_travel_loop else None
+            return [held_prompt_map(self.prompt_map, self.head_prompt, self.tail_prompt, self.prompt_fixed_ratio,
+                                    loop_length)]  # fmt: skip
         return list(self.prompt)
 
     @property

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from animatediff.errors import InputError
-from animatediff.pipeline.prompt_travel import check_fixed_ratio, compose, held_keyframes, keyframes
+from animatediff.pipeline.prompt_travel import check_fixed_ratio, compose, held_prompt_map, keyframes
 
 if TYPE_CHECKING:
     from animatediff.pipeline.regions import Region
@@ -90,9 +90,9 @@ def entry_regions(entry: PromptEntry, num_frames: int, resolve: Callable[[str], 
         if item.get("keep_video"):
             prompt = None
         elif "prompt_map" in item:
-            frames = {k: compose(p, head, tail) for k, p in item["prompt_map"].items()}
             ratio = item.get("prompt_fixed_ratio", entry.prompt_fixed_ratio)
-            prompt = held_keyframes(frames, ratio, num_frames if entry.prompt_travel_loop else None)
+            loop_length = num_frames if entry.prompt_travel_loop else None
+            prompt = held_prompt_map(item["prompt_map"], head, tail, ratio, loop_length)
         else:
             prompt = compose(item["prompt"], head, tail)
         regions.append(Region(prompt, resolve(item["mask"])))

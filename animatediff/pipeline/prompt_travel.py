@@ -89,6 +89,14 @@ def check_fixed_ratio(fixed_ratio: object) -> None:
         raise InputError(f"prompt_fixed_ratio must be a number from 0 to 1, got {fixed_ratio!r}")
 
 
+def held_prompt_map(
+    prompt_map: Mapping[int, str], head: str, tail: str, fixed_ratio: float, loop_length: int | None = None
+) -> dict[int, str]:
+    """A prompt map as prompt-travel draws it: `head` and `tail` joined to each keyframe (`compose`), each held for
+    `fixed_ratio` of its gap (`held_keyframes`)."""
+    return held_keyframes({k: compose(p, head, tail) for k, p in prompt_map.items()}, fixed_ratio, loop_length)
+
+
 def held_keyframes(frames: Mapping[int, T], fixed_ratio: float, loop_length: int | None = None) -> dict[int, T]:
     """Keyframes with each prompt held for `fixed_ratio` of the gap to the next keyframe before the text travels on,
     as prompt-travel's `prompt_fixed_ratio` holds it: between keyframes k0 < k1 a keyframe of k0's prompt is added at
