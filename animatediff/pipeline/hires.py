@@ -131,15 +131,15 @@ def hires_fix(
 
 
 def _upscaled(
-    video: np.ndarray | torch.Tensor, size: tuple[int, int], hires: HiresFix, f: int
+    video: np.ndarray | torch.Tensor, size: tuple[int, int], hires: HiresFix, factor: int
 ) -> np.ndarray | VideoLatents:
-    """One video's frames (f, h, w, 3) fitted to `size`, or its latents (c, f, h, w) interpolated to `size` / f."""
+    """One video's frames (f, h, w, 3) fitted to `size`, or its latents (c, f, h, w) interpolated to `size` over the
+    VAE's `factor`."""
     if not hires.latent:
         return fit_frames(video, *size)
     frames = video.transpose(0, 1)  # (f, c, h, w): each frame on its own
-    upscaled = torch.nn.functional.interpolate(
-        frames, size=(size[0] // f, size[1] // f), mode=UPSCALERS[hires.upscaler]
-    )
+    latent = (size[0] // factor, size[1] // factor)
+    upscaled = torch.nn.functional.interpolate(frames, size=latent, mode=UPSCALERS[hires.upscaler])
     return VideoLatents(upscaled.transpose(0, 1)[None])
 
 
