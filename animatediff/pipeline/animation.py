@@ -373,6 +373,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         if composed:  # the AND parts and the unconditional prediction, by their weights
             region_texts = [*composed[1:], unconditional(composed[0])]
             weights = and_weights([w for _, w in parts], num_frames, tuple(latents.shape[-2:]))
+        weights = None if weights is None else weights.to(latents.device, latents.dtype)  # once, not every step
 
         def regions_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:  # the text, or with regions
             background = composed[0] if composed else None if keep_background else text

@@ -58,7 +58,8 @@ def kept_video(
         return None
     frames, latent = clean.shape[2], tuple(clean.shape[-2:])
     drawn = torch.ones(frames, *latent) if mask is None else fitted_masks(mask, frames, *size, latent, "video")
-    drawn = (drawn if kept is None else drawn * (1 - kept)).to(clean.device, clean.dtype)
+    drawn = drawn.to(clean.device, clean.dtype)
+    drawn = drawn if kept is None else drawn * (1 - kept.to(drawn))
 
     def blend(i: int, latents: torch.Tensor) -> torch.Tensor:
         video = clean  # after the last step; before it, noised to the next step's level
