@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
 from animatediff.pipeline.control_inputs import load_controlnets
+from animatediff.pipeline.gradual_latent import entry_gradual_latent
 from animatediff.pipeline.hires import HiresFix
 from animatediff.pipeline.ip_adapter import ip_adapter_option
 from animatediff.pipeline.ip_keyframes import entry_ip_images
@@ -75,4 +76,5 @@ def entry_pipeline_args(
             entry.keyframe_controlnets, pipe, num_frames, *size, resolve, keep)],
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
         regions=entry_regions(entry, num_frames, resolve), keep_background=entry.keep_background,
+        gradual_latent=entry_gradual_latent(entry.gradual_latent),
     )  # fmt: skip

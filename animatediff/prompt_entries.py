@@ -18,6 +18,7 @@ from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.entry_text_keys import check_text_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
+from animatediff.pipeline.gradual_latent import check_gradual_latent_keys
 from animatediff.pipeline.hires import check_hires_keys
 from animatediff.pipeline.ip_adapter import check_entry_keys
 from animatediff.pipeline.ip_keyframes import check_ip_image_keys
@@ -173,6 +174,9 @@ class PromptEntry:
     """Hires fix: the second pass's steps; unset: the entry's."""
     hires_upscaler: str = "pixel"
     """Hires fix: what is upscaled, the frames (pixel) or the latents (latent, latent-bicubic, latent-nearest)."""
+    gradual_latent: dict | None = None
+    """Gradual latent hires fix, {scale: {fraction: scale}, reverse_steps, noise_add_count} (prompt-travel's
+    `gradual_latent_hires_fix_map`; `sampling/gradual_latent.py`); unset: off."""
     ip_adapter: str = ""
     """IP-Adapter weights (diffusers' layout) for an image prompt beside the text; empty for none."""
     ip_image: list[str] | dict[int, list[str]] = field(default_factory=list)
@@ -276,6 +280,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     _check_output_keys(values, where)
     check_video_keys(values, where)  # video-to-video's
     check_hires_keys(values, where)
+    check_gradual_latent_keys(values, where)
     check_ip_image_keys(values, where)  # IP-Adapter keyframes
     check_region_keys(values, where)
     check_entry_keys(values, where)  # IP-Adapter's

@@ -20,14 +20,15 @@
 - `region_map`'s switched-on regions are the entry's `regions` (`region_entries`): each drawn with its own prompt
   map where its masks are white, over the entry's prompt, or keeping `img2img_map`'s video there (`is_init_img`,
   the background's too).
+- `gradual_latent_hires_fix_map` switched on is the entry's `gradual_latent` ({scale, reverse_steps,
+  noise_add_count}: `sampling/gradual_latent.py`).
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
-  `gradual_latent_hires_fix_map` with `enable: false`,
-  `apply_lcm_lora`, `is_single_prompt_mode` and `compile` false. So are what prompt-travel's other commands read or
-  its runs write (`upscale_config` for tile-upscale, `stylize_config` for stylize, `result`) and `unet_batch_size`
-  (how many windows one UNet call takes: speed, not the frames).
-- Anything enabled that we do not draw (cropped regions, LCM blending, the gradual hires fix,
-  per-frame or per-region LoRA scales, the preprocessors that need models) is one line naming it, before any model
-  loads.
+  `gradual_latent_hires_fix_map` with `enable: false`, `apply_lcm_lora`, `is_single_prompt_mode` and `compile`
+  false. So are what prompt-travel's other commands read or its runs write (`upscale_config` for tile-upscale,
+  `stylize_config` for stylize, `result`) and `unet_batch_size` (how many windows one UNet call takes: speed, not
+  the frames).
+- Anything enabled that we do not draw (cropped regions, LCM blending, per-frame or per-region LoRA scales, the
+  preprocessors that need models) is one line naming it, before any model loads.
 
 A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
 defaults where it leaves a key out (`DOCUMENT_DEFAULTS`): `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp`
@@ -53,7 +54,7 @@ DOCUMENT_DEFAULTS = {
     "long_prompts": "chunks",
 }
 """What a prompt-travel document means where it leaves these keys out (its `ModelConfig` defaults)."""
-SWITCHED_SECTIONS = ("lcm_map", "gradual_latent_hires_fix_map")
+SWITCHED_SECTIONS = ("lcm_map",)
 """Sections with an `enable` switch: dropped when off, refused when on."""
 FALSE_SWITCHES = ("apply_lcm_lora", "is_single_prompt_mode", "compile")
 """Keys dropped when false, refused when true."""
@@ -63,7 +64,6 @@ OUTPUT_FORMATS = {"gif": "gif", "mp4": "mp4", "h264": "mp4", "webp": "webp"}
 """prompt-travel's output formats we write → the file format."""
 WHY = {
     "lcm_map": "LCM blending",
-    "gradual_latent_hires_fix_map": "the gradual latent hires fix",
     "apply_lcm_lora": "the LCM LoRA switch (give the AnimateLCM LoRA in lora_map and preset animatelcm instead)",
     "is_single_prompt_mode": "single-prompt mode",
     "compile": "compiling per entry (pass run's --compile instead)",
@@ -86,6 +86,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
     ip_images = values.pop("ip_adapter_map", None)
     if _enabled(ip_images):
         values.update(_ip_adapter_map(ip_images, values, where))
+    gradual = values.pop("gradual_latent_hires_fix_map", None)
+    if _enabled(gradual):  # the section without its switch
+        values["gradual_latent"] = {k: v for k, v in gradual.items() if k != "enable"}
     for key in SWITCHED_SECTIONS:
         if key in values:
             section = values.pop(key)

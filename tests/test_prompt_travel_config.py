@@ -154,7 +154,7 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"img2img_map": {"enable": True}}, "img2img_map needs init_img_dir, the folder of frames to start from"),
         ({"img2img_map": {"enable": True, "init_img_dir": "f"}, "video": "v.mp4"}, "give video or img2img_map, not"),
         ({"lcm_map": {"enable": True}}, "lcm_map turns on LCM blending"),
-        ({"gradual_latent_hires_fix_map": {"enable": True}}, "turns on the gradual latent hires fix"),
+        ({"gradual_latent_hires_fix_map": {"enable": True, "scale": {"0": 0.5}}}, "last gradual latent scale must"),
         ({"compile": True}, "compile turns on compiling per entry (pass run's --compile instead)"),
         ({"apply_lcm_lora": True}, "apply_lcm_lora turns on the LCM LoRA switch"),
         ({"is_single_prompt_mode": True}, "is_single_prompt_mode turns on single-prompt mode"),

@@ -22,7 +22,12 @@ from animatediff.cli.controlnet_options import (
 )
 from animatediff.cli.free_init_options import add_free_init_args, free_init_from_args
 from animatediff.cli.free_noise_options import add_free_noise_args, free_noise_option
-from animatediff.cli.hires_options import add_hires_args, hires_from_args
+from animatediff.cli.hires_options import (
+    add_gradual_latent_args,
+    add_hires_args,
+    gradual_latent_from_args,
+    hires_from_args,
+)
 from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_from_args
 from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
@@ -154,6 +159,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_ip_adapter_args(p)
     add_video_args(p)
     add_hires_args(p)
+    add_gradual_latent_args(p)
     add_region_args(p)
     add_controlnet_args(p)
     add_keyframe_controlnet_args(p)
@@ -275,6 +281,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.formats.embeddings import check_embedding_file
     from animatediff.io.video import check_finite, check_video_path, save_video, seeded_path
     from animatediff.pipeline import AnimationPipeline
+    from animatediff.pipeline.gradual_latent import refuse_spatial
     from animatediff.pipeline.hires import draw
     from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
     from animatediff.pipeline.prompt_travel import prompt_argument
@@ -309,10 +316,14 @@ def run_generate(args: argparse.Namespace) -> None:
     video_mask = video_mask_from_args(args, free_init)
     hires = hires_from_args(args)  # bad hires fix options fail before loading
     regions = regions_from_args(args)  # masks found and read before loading
+    gradual = gradual_latent_from_args(args)
     check_text_args(args, prompt)
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     keyframe_items = keyframe_items_from_args(args)
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
+    spatial = {"ControlNets": control_inputs or keyframe_items, "SparseCtrl": sparse_input, "regions": regions,
+               "AND parts": args.prompt_and, "a video mask": video_mask, "FreeInit": free_init}  # fmt: skip
+    refuse_spatial(gradual, spatial)
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     loras += tagged_loras([prompt], args.lora_dir)  # the prompt's <lora:NAME:WEIGHT> tags, found before loading
     prompt = prompt_without_lora_tags(prompt)
@@ -360,7 +371,7 @@ def run_generate(args: argparse.Namespace) -> None:
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,
         prompt_editing=args.prompt_editing, prompt_and=args.prompt_and,
-        prompt_2=args.prompt_2, negative_prompt_2=args.negative_prompt_2,
+        prompt_2=args.prompt_2, negative_prompt_2=args.negative_prompt_2, gradual_latent=gradual,
     )  # fmt: skip
     for seed, output in zip(seeds, outputs, strict=True):
         frames = draw(pipe, prompt, args.negative_prompt, seed, hires, **call)[0]

@@ -35,6 +35,7 @@ from animatediff.pipeline.conditions import Condition, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
+from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
 from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.memory import MemoryModes, check_chunk
@@ -67,6 +68,7 @@ from animatediff.sampling import (
 )
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
+from animatediff.sampling.gradual_latent import GradualLatent, gradual_denoise
 from animatediff.sampling.switched import merged_runs, switched_at_steps
 
 logger = logging.getLogger("animatediff")
@@ -214,6 +216,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         keep_background: bool = False,
         output_type: str = "np",
         prompt_and: bool = False,
+        gradual_latent: GradualLatent | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3); with `output_type` "latent", the
         final latents (videos, c, frames, h, w) undecoded, as diffusers' `output_type="latent"`.
@@ -270,6 +273,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         `video`, a region whose prompt is None, and with `keep_background` the background, keep the video there.
         `prompt_and`: A1111's composable prompts, the prompt's `AND` parts each guiding with its weight
         (`prompt_and`, `pipeline/composed_text.py`); off (the default), `AND` is a word.
+        `gradual_latent`: the gradual latent hires fix (`sampling/gradual_latent.py`), the first steps drawn on
+        smaller latents (prompt-travel's `gradual_latent_hires_fix_map`; `pipeline/gradual_latent.py`).
         """
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
@@ -302,12 +307,15 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
                                       video is not None, keep_background)  # fmt: skip
         parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
         check_ip_keyframes(ip_adapter, num_frames)
+        spatial = {"ControlNets": controlnets, "SparseCtrl": sparse_ctrls, "conditions": conditions, "regions": regions,
+                   "AND parts": prompt_and, "a video mask": video_mask is not None, "FreeInit": free_init}  # fmt: skip
+        f = self.vae_scale_factor
+        check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
         if generator is None:  # one generator draws the start, then step noise (LCM, TCD, ancestral) and FreeInit's
             generator = seeded_generator(seed)
-        f = self.vae_scale_factor
         shape = (len(unedited.prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
         if clip is not None:  # video-to-video: the video's latents noised to its strength's first timestep
             generator = generator or seeded_generator(seed)
@@ -385,7 +393,11 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         # 4. Loop (with a video kept in part, put back after every step).
         kept = kept_weight(regions, keep_background, weights)
         blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width), kept) if clip else None
-        if free_init is None:
+        if gradual_latent is not None:  # on latents growing to the clip's size
+            noise = start_noise(latents, noise if clip else None, self.scheduler.init_noise_sigma)
+            latents = gradual_denoise(gradual_latent, denoiser, self.scheduler, latents, timesteps, noise,
+                                      self.size_multiple // f, generator, progress, callback)  # fmt: skip
+        elif free_init is None:
             latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback, blend)
         else:  # FreeInit: the loop rerun from re-initialised noise
             latents = free_init_denoise(

@@ -32,7 +32,9 @@ from animatediff.pipeline.video_start import VideoLatents, check_strength
 if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
 
-FIRST_PASS_ONLY = ("video", "strength", "video_stride", "latents", "generator", "free_init", "output_type")
+FIRST_PASS_ONLY = (
+    "video", "strength", "video_stride", "latents", "generator", "free_init", "output_type", "gradual_latent",
+)  # fmt: skip
 """Call options the second pass does not take: its start is the upscaled frames, drawn from the seed."""
 UPSCALERS = {"pixel": None, "latent": "bilinear", "latent-bicubic": "bicubic", "latent-nearest": "nearest"}
 """The upscalers: "pixel" (the frames, antialiased bilinear) or the latents by torch's interpolate mode."""

@@ -1,0 +1,152 @@
+"""The gradual latent hires fix (`sampling/gradual_latent.py`, `pipeline/gradual_latent.py`): prompt-travel's loop
+over diffusers' parts, the loop it becomes at one scale, the schedulers that keep a history, and bad input."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from animatediff.errors import InputError
+from animatediff.pipeline.regions import Region
+from animatediff.sampling.gradual_latent import GradualLatent, latent_size, resized
+from animatediff.sampling.schedulers import make_scheduler
+from tests.diffusers_reference import diffusers_pipeline
+
+PROMPT = "a red ball moving right"
+ARGS = dict(num_frames=4, height=16, width=16, num_inference_steps=6, progress=False)
+
+
+def transcribed_resize(ten, size, sharpen=False):  # noqa: ANN001, ANN201
+    """prompt-travel's `resize_tensor` and `unsharp_mask`, written out: bicubic per frame, a 3 × 3 kernel on each
+    latent channel (an identity over channels)."""
+    b, c, f = ten.shape[:3]
+    frames = ten.permute(0, 2, 1, 3, 4).reshape(b * f, c, *ten.shape[-2:])
+    frames = F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False)
+    if sharpen:
+        k = 0.05
+        kernel = torch.tensor([[0, -k, 0], [-k, 1 + 4 * k, -k], [0, -k, 0]])
+        frames = F.conv2d(frames, torch.eye(c)[..., None, None] * kernel[None, None], padding=1)
+    return frames.reshape(b, f, c, *size).permute(0, 2, 1, 3, 4)
+
+
+@torch.no_grad()
+def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance):  # noqa: ANN001, ANN201
+    """prompt-travel's gradual latent loop over diffusers' own parts (its `gradual_latent_size`, the resize before
+    the changing step, `_step_index` moved back and `add_noise` repeated after it), decoded by diffusers. Its start
+    noise is `latents`, pure noise; DDIM counts no steps, so only Euler's index moves back."""
+    cond, uncond = ref.encode_prompt(PROMPT, latents.device, 1, True, "blurry")
+    text = torch.cat([uncond, cond]).repeat_interleave(latents.shape[2], dim=0)
+    timesteps = ref.scheduler.timesteps
+    height, width = latents.shape[-2:]
+
+    def size(progress):  # noqa: ANN001, ANN202
+        ratio = 0.5
+        for key, value in scales.items():
+            if key > progress:
+                break
+            ratio = value
+        return int(height * ratio) // 2 * 2, int(width * ratio) // 2 * 2  # the tiny UNet downsamples by 2
+
+    noise = latents  # pure noise, as diffusers' pipelines take `latents` and scale them
+    x = transcribed_resize(latents * ref.scheduler.init_noise_sigma, size(0))
+    previous, i, real_i = size(0), 0, 0
+    while i < len(timesteps):
+        t = timesteps[i]
+        current = size((real_i + 1) / len(timesteps))
+        model_input = ref.scheduler.scale_model_input(torch.cat([x, x]), t)
+        eps_u, eps_c = ref.unet(model_input, t, text).sample.chunk(2)
+        eps = eps_u + guidance * (eps_c - eps_u)
+        if previous != current:
+            eps, x = transcribed_resize(eps, current, True), transcribed_resize(x, current, True)
+        x = ref.scheduler.step(eps, t, x).prev_sample
+        i += 1
+        real_i = max(i, real_i)
+        if previous != current:
+            back = min(i, reverse)
+            if hasattr(ref.scheduler, "_step_index"):
+                ref.scheduler._step_index -= back
+            for count in range(i, i + adds):
+                later = timesteps[min(count, len(timesteps) - 1)]
+                x = ref.scheduler.add_noise(x, transcribed_resize(noise, current), torch.tensor([later]))
+            i -= back
+        previous = current
+    return ref.video_processor.postprocess_video(ref.decode_latents(x, 16), output_type="np")
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler"])
+def test_frames_equal_prompt_travels_gradual_loop_over_diffusers_parts(make_pipeline, one_thread, scheduler):
+    pipe = make_pipeline("v2")
+    pipe.scheduler = make_scheduler(scheduler)
+    ref = diffusers_pipeline(pipe)
+    latents = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    gradual = GradualLatent({0: 0.5, 0.5: 1.0}, reverse_steps=2, noise_add_count=2)
+    got = pipe(PROMPT, negative_prompt="blurry", latents=latents, gradual_latent=gradual, guidance_scale=7.5, **ARGS)
+    ref.scheduler.set_timesteps(6)
+    expected = prompt_travel_gradual(ref, latents, {0: 0.5, 0.5: 1.0}, 2, 2, 7.5)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    assert got.shape == (1, 4, 16, 16, 3)
+    plain = pipe(PROMPT, negative_prompt="blurry", latents=latents, guidance_scale=7.5, **ARGS)
+    assert np.abs(got - plain).max() > 1e-2
+
+
+def test_one_scale_of_one_is_the_plain_loop(make_pipeline, one_thread):
+    pipe = make_pipeline("v2")
+    plain = pipe(PROMPT, seed=2, **ARGS)
+    assert np.array_equal(pipe(PROMPT, seed=2, gradual_latent=GradualLatent({0: 1.0}), **ARGS), plain)
+
+
+@pytest.mark.parametrize("scheduler", ["dpm++-2m", "unipc", "heun", "dpm++-sde", "pndm"])
+def test_schedulers_with_a_history_restart_it_at_the_new_size(make_pipeline, one_thread, scheduler):
+    """Their history of the smaller size is forgotten (prompt-travel's loop cannot step them past the change); a
+    second-order scheduler goes back whole steps. The clip ends at its size, finite, and differs from the plain."""
+    pipe = make_pipeline("v2")
+    pipe.scheduler = make_scheduler(scheduler)
+    args = dict(ARGS, num_inference_steps=4, seed=5)
+    got = pipe(PROMPT, gradual_latent=GradualLatent({0: 0.5, 0.5: 1.0}, 1, 1), **args)
+    assert got.shape == (1, 4, 16, 16, 3) and np.isfinite(got).all()
+    assert np.abs(got - pipe(PROMPT, **args)).max() > 1e-3
+
+
+def test_a_video_start_grows_from_its_own_noise(make_pipeline, one_thread):
+    pipe = make_pipeline("v2")
+    video = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
+    gradual = GradualLatent({0: 0.5, 0.5: 1.0}, 1, 1)
+    got = pipe(PROMPT, video=video, strength=0.8, seed=1, gradual_latent=gradual, **ARGS)
+    assert got.shape == (1, 4, 16, 16, 3)
+    assert np.abs(got - pipe(PROMPT, video=video, strength=0.8, seed=1, **ARGS)).max() > 1e-3
+
+
+def test_resizing_keeps_a_flat_latent_flat_inside_and_sizes_round_down():
+    flat = torch.full((1, 4, 2, 8, 8), 0.5)
+    assert torch.allclose(resized(flat, (4, 4)), torch.full((1, 4, 2, 4, 4), 0.5))
+    sharpened = resized(flat, (16, 16), sharpen=True)
+    assert torch.allclose(sharpened[..., 1:-1, 1:-1], torch.full((1, 4, 2, 14, 14), 0.5), atol=1e-6)
+    assert latent_size((64, 96), 0.5, 8) == (32, 48) and latent_size((60, 60), 0.5, 8) == (24, 24)
+    assert GradualLatent({"0": 0.25, "0.3": 0.5, "0.7": 1}).scale_at(0.5) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("scales", "message"),
+    [
+        ({0.2: 0.5, 0.7: 1.0}, "need a scale at 0"),
+        ({0: 0.5}, "last gradual latent scale must be 1"),
+        ({0: 0.5, 1.2: 1.0}, "must be in [0, 1)"),
+        ({0: 0, 0.5: 1}, "must be in (0, 1]"),
+        ({0: "half", 0.5: 1}, "is not a number"),
+    ],
+)
+def test_bad_scales_are_one_line(scales, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        GradualLatent(scales)
+
+
+def test_what_it_cannot_follow_is_one_line_before_anything_runs(make_pipeline):
+    pipe = make_pipeline("v2")
+    with pytest.raises(InputError, match="leaves no latents"):
+        pipe(PROMPT, gradual_latent=GradualLatent({0: 0.1, 0.5: 1.0}), **ARGS)
+    with pytest.raises(InputError, match="regions cannot follow"):
+        pipe(PROMPT, regions=[Region("x", np.ones((8, 8)))], gradual_latent=GradualLatent(), **ARGS)
+    with pytest.raises(InputError, match="reverse_steps must be a whole number"):
+        GradualLatent(reverse_steps=-1)
