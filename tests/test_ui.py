@@ -318,7 +318,8 @@ def test_memory_options_reach_every_job_and_keep_its_frames(tmp_path):
 
 def test_a_hires_fix_and_keyframes_going_round_and_their_run_yaml(served, tmp_path):
     """The hires fix draws the clip 1.5 times larger (its second pass counted in the job's steps), and its run YAML
-    draws the same frames; prompt travel with its keyframes going round changes the frames and says so in its YAML."""
+    draws the same frames, as the gradual latent hires fix's does; prompt travel with its keyframes going round
+    changes the frames and says so in its YAML."""
     from animatediff.io.video_input import read_video_input
 
     studio, url = served
@@ -327,8 +328,9 @@ def test_a_hires_fix_and_keyframes_going_round_and_their_run_yaml(served, tmp_pa
     travel = {**plain, "prompt": "", "prompt_map": [{"frame": 0, "prompt": PROMPT}, {"frame": 4, "prompt": "a blue "
               "square moving up on a black background"}]}  # fmt: skip
     looped = travel | {"prompt_travel_loop": True}
-    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (hires, travel, looped)]
-    assert [job["state"] for job in jobs] == ["done"] * 3, [job["error"] for job in jobs]
+    gradual = plain | {"gradual_latent": "0:0.5, 0.5:1"}
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (hires, travel, looped, gradual)]
+    assert [job["state"] for job in jobs] == ["done"] * 4, [job["error"] for job in jobs]
     assert jobs[0]["total"] == 4 + 2
     frames = [read_video_input(studio.output_dir / job["file"], 6) for job in jobs]
     assert frames[0].shape == (6, 48, 48, 3)
@@ -338,3 +340,6 @@ def test_a_hires_fix_and_keyframes_going_round_and_their_run_yaml(served, tmp_pa
     np.testing.assert_array_equal(frames[0], again)
     with urllib.request.urlopen(f"{url}/api/jobs/{jobs[2]['id']}/config.yaml") as response:
         assert "prompt_travel_loop: true" in response.read().decode()
+    text, again = rerun(url, jobs[3], tmp_path, 6)
+    assert "gradual_latent:" in text and "0.5: 1.0" in text
+    np.testing.assert_array_equal(read_video_input(studio.output_dir / jobs[3]["file"], 6), again)

@@ -61,6 +61,8 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"motion_scale_steps": "1.5:0"}, "1.5 is not a fraction of the steps"),
         ({"pag_scale": 30}, "PAG scale: 30.0 is outside 0.0–20.0"),
         ({"hires_scale": 5}, "hires scale: 5.0 is outside 1.0–4.0"),
+        ({"gradual_latent": "0.5"}, "gradual latent '0.5': give FRACTION:SCALE pairs"),
+        ({"gradual_latent": "0:0.5, 0.7:0.9"}, "the last gradual latent scale must be 1"),
         ({"hires_scale": 2, "hires_strength": 0.1, "steps": 5}, "hires strength 0.1 leaves no step of 5 to run"),
         ({"prompt_travel_loop": "yes"}, "prompt travel loop: expected true or false"),
         ({"hires_scale": 2, "hires_upscaler": "esrgan"}, "hires upscaler 'esrgan': choose one of pixel, latent"),

@@ -10,7 +10,8 @@ import yaml
 
 from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry, ip_images
-from animatediff.ui.settings import TAG_FOLDERS, Settings, ip_adapter_of, motion_scale_keyframes, spec
+from animatediff.ui.settings import TAG_FOLDERS, Settings, ip_adapter_of, spec
+from animatediff.ui.step_fractions import gradual_section, motion_scale_keyframes
 
 
 def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
@@ -100,6 +101,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["hires_strength"] = s.hires_strength
         if s.hires_upscaler != "pixel":
             entry["hires_upscaler"] = s.hires_upscaler
+    if s.gradual_latent:
+        entry["gradual_latent"] = gradual_section(s)
     entry |= control_entry(s, catalog, upload)
     ip_adapter = ip_adapter_of(s, catalog, upload)
     if ip_adapter is not None:

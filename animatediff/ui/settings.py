@@ -8,7 +8,6 @@ Defaults are `animatediff generate`'s. Models are catalog ids (`ui.catalog`), ne
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import FOLDERS, Catalog, inside
 from animatediff.ui.controls import ControlUnit, ip_images, parse_controls, stored_units
 from animatediff.ui.fields import choice, number, scaled
+from animatediff.ui.step_fractions import gradual_section, motion_scale_keyframes
 
 if TYPE_CHECKING:
     from animatediff.pipeline.ip_adapter import IPAdapter
@@ -112,6 +112,8 @@ class Settings:
     """The hires fix's upscale, as `generate --hires-scale`; None: off."""
     hires_strength: float = 0.5
     hires_upscaler: str = "pixel"
+    gradual_latent: str = ""
+    """The gradual latent hires fix's "FRACTION:SCALE, …", as `generate --gradual-latent`; empty: off."""
     controlnets: list[ControlUnit] = field(default_factory=list)
     """ControlNets in order, each with its control video (`ui/controls.py`)."""
     guess_mode: bool = False
@@ -213,6 +215,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
 
         s.hires_upscaler = str(raw.get("hires_upscaler") or "pixel")
         HiresFix(s.hires_scale, s.hires_strength, s.steps, s.hires_upscaler)  # as generate says what is wrong
+    s.gradual_latent = str(raw.get("gradual_latent") or "").strip()
+    gradual_section(s)  # checked as a run checks its entry's
     spec(s, catalog)  # every model is one the scan listed
     return s
 
@@ -324,16 +328,6 @@ def fitting_embeddings(catalog: Catalog, base: Path) -> tuple[str, ...]:
     paths = [catalog.resolve("embedding", c.id) for c in catalog.choices["embedding"]]
     family = base_family(base) if paths else None
     return tuple(str(p) for p in paths if embedding_family(p) == family)
-
-
-def motion_scale_keyframes(s: Settings) -> dict[float, float] | None:
-    """The form's "FRACTION:SCALE, …" as {fraction of the steps: motion scale}, checked; None when empty."""
-    if not s.motion_scale_steps:
-        return None
-    from animatediff.pipeline.motion_scale import parse_motion_scale_steps
-
-    items = re.sub(r"\s*:\s*", ":", s.motion_scale_steps).replace(",", " ").split()
-    return parse_motion_scale_steps(items, "motion scale from step")
 
 
 def sampling_of(s: Settings) -> Sampling:
