@@ -9,9 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from animatediff.errors import InputError
+from animatediff.pipeline.controlnet import ControlNet
+from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
 from animatediff.pipeline.regions import Region
 from animatediff.sampling.gradual_latent import GradualLatent, latent_size, resized
 from animatediff.sampling.schedulers import make_scheduler
+from tests.controlnet_helpers import tiny_controlnet
 from tests.diffusers_reference import diffusers_pipeline
 
 PROMPT = "a red ball moving right"
@@ -32,10 +35,12 @@ def transcribed_resize(ten, size, sharpen=False):  # noqa: ANN001, ANN201
 
 
 @torch.no_grad()
-def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance):  # noqa: ANN001, ANN201
+def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance, control=None):  # noqa: ANN001, ANN201
     """prompt-travel's gradual latent loop over diffusers' own parts (its `gradual_latent_size`, the resize before
     the changing step, `_step_index` moved back and `add_noise` repeated after it), decoded by diffusers. Its start
-    noise is `latents`, pure noise; DDIM counts no steps, so only Euler's index moves back."""
+    noise is `latents`, pure noise; DDIM counts no steps, so only Euler's index moves back. `control`: (a diffusers
+    ControlNetModel, control images (f, 3, H, W), scale), its images resized bicubic to the latents' size times the
+    VAE's 2, as prompt-travel's `cont_var_img`, and its residuals given to the UNet as diffusers' pipeline does."""
     cond, uncond = ref.encode_prompt(PROMPT, latents.device, 1, True, "blurry")
     text = torch.cat([uncond, cond]).repeat_interleave(latents.shape[2], dim=0)
     timesteps = ref.scheduler.timesteps
@@ -56,7 +61,15 @@ def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance):  # noq
         t = timesteps[i]
         current = size((real_i + 1) / len(timesteps))
         model_input = ref.scheduler.scale_model_input(torch.cat([x, x]), t)
-        eps_u, eps_c = ref.unet(model_input, t, text).sample.chunk(2)
+        residuals = {}
+        if control is not None:
+            model, images, scale = control
+            images = F.interpolate(images, size=(x.shape[-2] * 2, x.shape[-1] * 2), mode="bicubic", align_corners=False)
+            sample = model_input.permute(0, 2, 1, 3, 4).flatten(0, 1)
+            down, mid = model(sample, t, encoder_hidden_states=text, controlnet_cond=torch.cat([images, images]),
+                              conditioning_scale=scale, return_dict=False)  # fmt: skip
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        eps_u, eps_c = ref.unet(model_input, t, text, **residuals).sample.chunk(2)
         eps = eps_u + guidance * (eps_c - eps_u)
         if previous != current:
             eps, x = transcribed_resize(eps, current, True), transcribed_resize(x, current, True)
@@ -89,6 +102,28 @@ def test_frames_equal_prompt_travels_gradual_loop_over_diffusers_parts(make_pipe
     assert got.shape == (1, 4, 16, 16, 3)
     plain = pipe(PROMPT, negative_prompt="blurry", latents=latents, guidance_scale=7.5, **ARGS)
     assert np.abs(got - plain).max() > 1e-2
+
+
+def test_a_controlnet_steers_with_its_images_resized_as_prompt_travel_resizes_them(make_pipeline, one_thread):
+    pipe = make_pipeline("v2")
+    ref = diffusers_pipeline(pipe)
+    model = tiny_controlnet(pipe.unet.unet)
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    latents = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    gradual = GradualLatent({0: 0.5, 0.5: 1.0}, reverse_steps=2, noise_add_count=2)
+    controlnets = [ControlNet(model, images, scale=0.8)]
+    got = pipe(PROMPT, negative_prompt="blurry", latents=latents, gradual_latent=gradual, guidance_scale=7.5,
+               controlnets=controlnets, **ARGS)  # fmt: skip
+    ref.scheduler.set_timesteps(6)
+    expected = prompt_travel_gradual(ref, latents, {0: 0.5, 0.5: 1.0}, 2, 2, 7.5, (model, images, 0.8))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    without = pipe(PROMPT, negative_prompt="blurry", latents=latents, gradual_latent=gradual, guidance_scale=7.5,
+                   **ARGS)  # fmt: skip
+    assert np.abs(got - without).max() > 1e-2
+    keyframed = [KeyframeControlNet(model, {0: images[0]}, scale=0.8, spread=[0.5])]  # prompt-travel's controlnet_map
+    drawn = pipe(PROMPT, seed=1, gradual_latent=gradual, controlnets=keyframed, **ARGS)
+    unsteered = pipe(PROMPT, seed=1, gradual_latent=gradual, **ARGS)
+    assert drawn.shape == got.shape and np.abs(drawn - unsteered).max() > 1e-3
 
 
 def test_one_scale_of_one_is_the_plain_loop(make_pipeline, one_thread):

@@ -307,8 +307,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
                                       video is not None, keep_background)  # fmt: skip
         parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
         check_ip_keyframes(ip_adapter, num_frames)
-        spatial = {"ControlNets": controlnets, "SparseCtrl": sparse_ctrls, "conditions": conditions, "regions": regions,
-                   "AND parts": prompt_and, "a video mask": video_mask is not None, "FreeInit": free_init}  # fmt: skip
+        spatial = {"SparseCtrl": sparse_ctrls, "conditions": conditions, "regions": regions, "AND parts": prompt_and,
+                   "a video mask": video_mask is not None, "FreeInit": free_init}  # fmt: skip
         f = self.vae_scale_factor
         check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
 

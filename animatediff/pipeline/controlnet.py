@@ -15,6 +15,8 @@ runs it on the conditional half of the guided batch only, its residuals scaled f
 the middle (`ControlNetModel`'s own), the unconditional half getting none, as diffusers'
 `StableDiffusionControlNetPipeline` does (the AnimateDiff pipeline omits that padding and fails under guidance).
 A ControlNet whose config pools its conditions globally (shuffle) is always in guess mode, as in diffusers.
+On latents of another size than the clip's (the gradual latent hires fix's smaller ones) the control images are
+resized to them (`sized_control`: bicubic, as animatediff-cli-prompt-travel resizes them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 
 from animatediff.errors import InputError
@@ -99,10 +102,19 @@ def active_steps(num_steps: int, start: float, end: float) -> list[bool]:
 class ControlNetCondition:
     """A `Condition`: one ControlNet bound to a run (see the module docstring)."""
 
-    def __init__(self, control: ControlNet, timesteps: torch.Tensor, guided: bool, device: torch.device) -> None:
+    def __init__(
+        self,
+        control: ControlNet,
+        timesteps: torch.Tensor,
+        guided: bool,
+        device: torch.device,
+        factor: int | None = None,
+    ) -> None:
         """`timesteps`: the run's (`sampling_timesteps`), by which a call's t gives its step (the first of a
         repeated timestep, the nearest for a t off the list: a FreeInit run of fewer steps follows the noise level);
-        `guided`: the batch holds [uncond, cond] videos."""
+        `guided`: the batch holds [uncond, cond] videos; `factor`: the VAE's, pixels per latent, by which the images
+        are resized for latents of another size (None: never)."""
+        self.factor = factor
         self.model = control.model
         self.scale = float(control.scale)
         config = getattr(self.model, "config", {})
@@ -132,7 +144,7 @@ class ControlNetCondition:
             context = text.repeat_interleave(num_frames, dim=0)
         else:  # per-frame text (prompt travel)
             context = rearrange(text, "b f n d -> (b f) n d")
-        cond = self.frames[frames.to(self.frames.device)].repeat(videos, 1, 1, 1)
+        cond = sized_control(self.frames[frames.to(self.frames.device)], x, self.factor).repeat(videos, 1, 1, 1)
         down, mid = self.model(
             sample,
             t,
@@ -146,6 +158,17 @@ class ControlNetCondition:
         if half:  # the unconditional videos get no residuals
             down, mid = unconditional_zeros(down, mid)
         return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
+
+
+def sized_control(images: torch.Tensor, latents: torch.Tensor, factor: int | None) -> torch.Tensor:
+    """Control images (n, 3, H, W) for `latents` (…, h, w): as they are when H × W is h × w times `factor` (or
+    `factor` is None), else resized to that, bicubic in float32."""
+    if factor is None:
+        return images
+    size = (latents.shape[-2] * factor, latents.shape[-1] * factor)
+    if tuple(images.shape[-2:]) == size:
+        return images
+    return F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False).to(images.dtype)
 
 
 def unconditional_zeros(down: list[torch.Tensor], mid: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -192,9 +215,11 @@ def controlnet_conditions(
                 )
         control.model.to(pipe.device)
         if isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
-            conditions.append(KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device))
+            conditions.append(
+                KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device, pipe.vae_scale_factor)
+            )
         else:
-            conditions.append(ControlNetCondition(control, timesteps, guided, pipe.device))
+            conditions.append(ControlNetCondition(control, timesteps, guided, pipe.device, pipe.vae_scale_factor))
     return conditions
 
 

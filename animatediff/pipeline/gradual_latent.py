@@ -2,9 +2,10 @@
 `sampling/gradual_latent.py`): what it is checked against before any model runs, and the noise it adds back.
 
 The text (prompt travel, editing, SDXL's size ids of the clip's size), IP-Adapter, context windows, FreeNoise, PAG
-and the motion scale work on latents of any size and go with it. What is drawn by the frame's pixels does not, and is
-refused in one line: ControlNets, SparseCtrl and other conditions (their images are of the clip's size), regions and
-AND parts (their masks), video inpainting, and FreeInit (which reruns the loop from noise of one size).
+and the motion scale work on latents of any size and go with it; ControlNets and keyframe ControlNets resize their
+control images to the latents (`controlnet.sized_control`, as prompt-travel does). What else is drawn by the frame's
+pixels does not, and is refused in one line: SparseCtrl and other conditions, regions and AND parts (their masks),
+video inpainting, and FreeInit (which reruns the loop from noise of one size).
 """
 
 from __future__ import annotations
@@ -60,10 +61,9 @@ def check_gradual_latent_keys(values: dict, where: str) -> None:
     in place; an InputError starting with `where`."""
     try:
         gradual = entry_gradual_latent(values.get("gradual_latent"))
-        controls = values.get("controlnet") or values.get("keyframe_controlnets") or values.get("controlnet_path")
-        spatial = {"ControlNets": controls, "SparseCtrl": values.get("controlnet_path"), "regions":
-                   values.get("regions"), "AND parts": values.get("prompt_and"), "a video mask":
-                   values.get("video_mask"), "FreeInit": values.get("free_init_iters")}  # fmt: skip
+        spatial = {"SparseCtrl": values.get("controlnet_path"), "regions": values.get("regions"), "AND parts":
+                   values.get("prompt_and"), "a video mask": values.get("video_mask"), "FreeInit":
+                   values.get("free_init_iters")}  # fmt: skip
         refuse_spatial(gradual, spatial)
     except InputError as err:
         raise InputError(f"{where}: {err}") from None

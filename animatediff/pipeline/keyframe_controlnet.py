@@ -27,7 +27,7 @@ from einops import rearrange
 
 from animatediff.errors import InputError
 from animatediff.pipeline.control_inputs import check_control_range
-from animatediff.pipeline.controlnet import active_steps, control_frames_tensor
+from animatediff.pipeline.controlnet import active_steps, control_frames_tensor, sized_control
 from animatediff.pipeline.keyframe_control_inputs import spread_numbers
 from animatediff.sampling.context import step_index
 
@@ -108,8 +108,13 @@ class KeyframeControlNetCondition:
     """A `Condition`: one `KeyframeControlNet` bound to a run; wrap the predictor that context windows cut with
     `seeing_clip` so that it sees each prediction's whole clip."""
 
-    def __init__(self, control: KeyframeControlNet, timesteps: torch.Tensor, num_frames: int, device: torch.device):
-        self.model = control.model
+    def __init__(
+        self, control: KeyframeControlNet, timesteps: torch.Tensor, num_frames: int, device: torch.device,
+        factor: int | None = None,
+    ) -> None:  # fmt: skip
+        """`factor`: the VAE's, pixels per latent, by which `controlnet.sized_control` fits the images to latents of
+        another size (None: never)."""
+        self.model, self.factor = control.model, factor
         self.scale, self.guess_mode = float(control.scale), control.guess_mode
         self.spread, self.loop, self.num_frames = control.spread, control.loop, num_frames
         dtype = getattr(self.model, "dtype", torch.float32)
@@ -148,7 +153,7 @@ class KeyframeControlNetCondition:
             context = text[:, frames] if text.ndim == 4 else text[None].expand(len(missing), *text.shape)
             context = context.transpose(0, 1) if text.ndim == 4 else context
             context = rearrange(context, "k b n d -> (k b) n d").to(dtype)
-            cond = self.images[missing].repeat_interleave(x.shape[0], dim=0)
+            cond = sized_control(self.images[missing], x, self.factor).repeat_interleave(x.shape[0], dim=0)
             down, mid = self.model(
                 sample, t, encoder_hidden_states=context, controlnet_cond=cond, conditioning_scale=self.scale,
                 guess_mode=self.guess_mode, return_dict=False,
