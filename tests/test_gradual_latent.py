@@ -12,6 +12,7 @@ from animatediff.errors import InputError
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
 from animatediff.pipeline.regions import Region
+from animatediff.sampling import FreeInit
 from animatediff.sampling.gradual_latent import GradualLatent, latent_size, resized
 from animatediff.sampling.schedulers import make_scheduler
 from tests.controlnet_helpers import tiny_controlnet
@@ -35,12 +36,15 @@ def transcribed_resize(ten, size, sharpen=False):  # noqa: ANN001, ANN201
 
 
 @torch.no_grad()
-def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance, control=None):  # noqa: ANN001, ANN201
+def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance, control=None, kept=None):  # noqa: ANN001, ANN201
     """prompt-travel's gradual latent loop over diffusers' own parts (its `gradual_latent_size`, the resize before
     the changing step, `_step_index` moved back and `add_noise` repeated after it), decoded by diffusers. Its start
     noise is `latents`, pure noise; DDIM counts no steps, so only Euler's index moves back. `control`: (a diffusers
     ControlNetModel, control images (f, 3, H, W), scale), its images resized bicubic to the latents' size times the
-    VAE's 2, as prompt-travel's `cont_var_img`, and its residuals given to the UNet as diffusers' pipeline does."""
+    VAE's 2, as prompt-travel's `cont_var_img`, and its residuals given to the UNet as diffusers' pipeline does.
+    `kept`: (the start, noised at the clip's size; the video's clean latents; where it is drawn anew, (f, h, w)) for
+    its `is_init_img`: after each step the video noised to the next step's level (clean after the last) and the mask
+    both resized to the latents, bicubic, and pasted where the mask is black; its noise is then `latents`."""
     cond, uncond = ref.encode_prompt(PROMPT, latents.device, 1, True, "blurry")
     text = torch.cat([uncond, cond]).repeat_interleave(latents.shape[2], dim=0)
     timesteps = ref.scheduler.timesteps
@@ -55,7 +59,8 @@ def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance, control
         return int(height * ratio) // 2 * 2, int(width * ratio) // 2 * 2  # the tiny UNet downsamples by 2
 
     noise = latents  # pure noise, as diffusers' pipelines take `latents` and scale them
-    x = transcribed_resize(latents * ref.scheduler.init_noise_sigma, size(0))
+    start = latents * ref.scheduler.init_noise_sigma if kept is None else kept[0]
+    x = transcribed_resize(start, size(0))
     previous, i, real_i = size(0), 0, 0
     while i < len(timesteps):
         t = timesteps[i]
@@ -74,6 +79,11 @@ def prompt_travel_gradual(ref, latents, scales, reverse, adds, guidance, control
         if previous != current:
             eps, x = transcribed_resize(eps, current, True), transcribed_resize(x, current, True)
         x = ref.scheduler.step(eps, t, x).prev_sample
+        if kept is not None:
+            _, clean, drawn = kept
+            init = ref.scheduler.add_noise(clean, noise, timesteps[i + 1 : i + 2]) if i + 1 < len(timesteps) else clean
+            mask = transcribed_resize(drawn[None, None], current)
+            x = x * mask + transcribed_resize(init, current) * (1 - mask)
         i += 1
         real_i = max(i, real_i)
         if previous != current:
@@ -124,6 +134,50 @@ def test_a_controlnet_steers_with_its_images_resized_as_prompt_travel_resizes_th
     drawn = pipe(PROMPT, seed=1, gradual_latent=gradual, controlnets=keyframed, **ARGS)
     unsteered = pipe(PROMPT, seed=1, gradual_latent=gradual, **ARGS)
     assert drawn.shape == got.shape and np.abs(drawn - unsteered).max() > 1e-3
+
+
+def test_video_inpainting_puts_the_video_back_resized_as_prompt_travel_keeps_its_init_image(
+    make_pipeline, one_thread, monkeypatch
+):
+    """The start (the video's clean latents noised) is caught where the pipeline noises it; the loop after it is
+    prompt-travel's with an `is_init_img` background outside the mask."""
+    pipe = make_pipeline("v2")
+    ref = diffusers_pipeline(pipe)
+    video = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
+    mask = np.zeros((16, 16))
+    mask[:, :8] = 1  # the left half drawn anew
+    caught, add_noise = [], pipe.scheduler.add_noise
+
+    def catch(x, noise, t):  # noqa: ANN001, ANN202
+        out = add_noise(x, noise, t)
+        caught.append((out, x, noise))
+        return out
+
+    monkeypatch.setattr(pipe.scheduler, "add_noise", catch)
+    gradual = GradualLatent({0: 0.5, 0.5: 1.0}, reverse_steps=2, noise_add_count=2)
+    got = pipe(PROMPT, negative_prompt="blurry", video=video, strength=1.0, video_mask=mask, seed=1,
+               gradual_latent=gradual, guidance_scale=7.5, **ARGS)  # fmt: skip
+    monkeypatch.undo()
+    start, clean, noise = (v.permute(0, 2, 1, 3, 4) for v in caught[0])  # noised as (b, f, c, h, w), as diffusers'
+    drawn = torch.zeros(4, 8, 8)
+    drawn[..., :4] = 1
+    ref.scheduler.set_timesteps(6)
+    expected = prompt_travel_gradual(ref, noise, {0: 0.5, 0.5: 1.0}, 2, 2, 7.5, kept=(start, clean, drawn))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    unmasked = pipe(PROMPT, negative_prompt="blurry", video=video, strength=1.0, seed=1, gradual_latent=gradual,
+                    guidance_scale=7.5, **ARGS)  # fmt: skip
+    assert np.abs(got - unmasked)[:, :, 8:].max() > 1e-2  # the right half kept
+
+
+def test_a_region_everywhere_under_the_gradual_fix_is_its_prompt_alone(make_pipeline, one_thread):
+    """The weights resized to the smaller latents stay whole; nowhere, the background's."""
+    pipe = make_pipeline("v2")
+    args = dict(ARGS, seed=1, gradual_latent=GradualLatent({0: 0.5, 0.5: 1.0}, 1, 1))
+    alone = pipe("a blue square", **args)
+    np.testing.assert_allclose(
+        pipe(PROMPT, regions=[Region("a blue square", np.ones((8, 8)))], **args), alone, atol=1e-5
+    )
+    assert np.abs(pipe(PROMPT, **args) - alone).max() > 1e-3
 
 
 def test_one_scale_of_one_is_the_plain_loop(make_pipeline, one_thread):
@@ -181,7 +235,7 @@ def test_what_it_cannot_follow_is_one_line_before_anything_runs(make_pipeline):
     pipe = make_pipeline("v2")
     with pytest.raises(InputError, match="leaves no latents"):
         pipe(PROMPT, gradual_latent=GradualLatent({0: 0.1, 0.5: 1.0}), **ARGS)
-    with pytest.raises(InputError, match="regions cannot follow"):
-        pipe(PROMPT, regions=[Region("x", np.ones((8, 8)))], gradual_latent=GradualLatent(), **ARGS)
+    with pytest.raises(InputError, match="FreeInit cannot follow"):
+        pipe(PROMPT, free_init=FreeInit(iterations=2), gradual_latent=GradualLatent(), **ARGS)
     with pytest.raises(InputError, match="reverse_steps must be a whole number"):
         GradualLatent(reverse_steps=-1)

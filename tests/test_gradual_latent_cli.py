@@ -65,7 +65,7 @@ def test_prompt_travels_section_switched_on_is_the_entrys_gradual_latent(assets)
         (["--gradual-latent", "0:0.5,0.7:0.8"], "the last gradual latent scale must be 1"),
         (["--gradual-latent-noise-adds", "2"], "need --gradual-latent"),
         (["--gradual-latent", "0:0.5,0.5:1", "--gradual-latent-reverse-steps", "-1"], "reverse_steps must be a whole"),
-        (["--gradual-latent", "0:0.5,0.5:1", "--prompt-and"], "AND parts cannot follow"),
+        (["--gradual-latent", "0:0.5,0.5:1", "--free-init", "2"], "FreeInit cannot follow"),
     ],
 )
 def test_bad_options_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
@@ -86,6 +86,6 @@ def test_bad_run_entries_name_the_problem(tmp_path, section, message):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump([entry]))
     with pytest.raises(ValueError, match=re.escape(message)):
         load_prompt_config(tmp_path / "c.yaml")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump([{**entry, "gradual_latent": SECTION, "prompt_and": True}]))
-    with pytest.raises(ValueError, match="AND parts cannot follow"):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump([{**entry, "gradual_latent": SECTION, "free_init_iters": 2}]))
+    with pytest.raises(ValueError, match="FreeInit cannot follow"):
         load_prompt_config(tmp_path / "c.yaml")

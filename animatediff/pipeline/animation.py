@@ -307,8 +307,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
                                       video is not None, keep_background)  # fmt: skip
         parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
         check_ip_keyframes(ip_adapter, num_frames)
-        spatial = {"SparseCtrl": sparse_ctrls, "conditions": conditions, "regions": regions, "AND parts": prompt_and,
-                   "a video mask": video_mask is not None, "FreeInit": free_init}  # fmt: skip
+        spatial = {"SparseCtrl": sparse_ctrls, "conditions": conditions, "FreeInit": free_init}
         f = self.vae_scale_factor
         check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
 
@@ -396,7 +395,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         if gradual_latent is not None:  # on latents growing to the clip's size
             noise = start_noise(latents, noise if clip else None, self.scheduler.init_noise_sigma)
             latents = gradual_denoise(gradual_latent, denoiser, self.scheduler, latents, timesteps, noise,
-                                      self.size_multiple // f, generator, progress, callback)  # fmt: skip
+                                      self.size_multiple // f, generator, progress, callback, blend)  # fmt: skip
         elif free_init is None:
             latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback, blend)
         else:  # FreeInit: the loop rerun from re-initialised noise

@@ -1,11 +1,12 @@
 """The gradual latent hires fix in a pipeline call (`gradual_latent=GradualLatent(...)`; the loop is
 `sampling/gradual_latent.py`): what it is checked against before any model runs, and the noise it adds back.
 
-The text (prompt travel, editing, SDXL's size ids of the clip's size), IP-Adapter, context windows, FreeNoise, PAG
-and the motion scale work on latents of any size and go with it; ControlNets and keyframe ControlNets resize their
-control images to the latents (`controlnet.sized_control`, as prompt-travel does). What else is drawn by the frame's
-pixels does not, and is refused in one line: SparseCtrl and other conditions, regions and AND parts (their masks),
-video inpainting, and FreeInit (which reruns the loop from noise of one size).
+The text (prompt travel, editing, AND, SDXL's size ids of the clip's size), IP-Adapter, context windows, FreeNoise,
+PAG and the motion scale work on latents of any size and go with it. ControlNets and keyframe ControlNets resize their
+control images to the latents (`controlnet.sized_control`), regions their weights, video inpainting its mask and
+video (`sampling.gradual_latent.weights_at`), bicubic, as prompt-travel resizes its control images, masks and start.
+Refused in one line: SparseCtrl and other conditions (what they hold is of the clip's size) and FreeInit (which
+reruns the loop from noise of one size).
 """
 
 from __future__ import annotations
@@ -61,9 +62,8 @@ def check_gradual_latent_keys(values: dict, where: str) -> None:
     in place; an InputError starting with `where`."""
     try:
         gradual = entry_gradual_latent(values.get("gradual_latent"))
-        spatial = {"SparseCtrl": values.get("controlnet_path"), "regions": values.get("regions"), "AND parts":
-                   values.get("prompt_and"), "a video mask": values.get("video_mask"), "FreeInit":
-                   values.get("free_init_iters")}  # fmt: skip
-        refuse_spatial(gradual, spatial)
+        refuse_spatial(
+            gradual, {"SparseCtrl": values.get("controlnet_path"), "FreeInit": values.get("free_init_iters")}
+        )
     except InputError as err:
         raise InputError(f"{where}: {err}") from None

@@ -19,6 +19,10 @@ the latents together; for a scheduler whose step is linear in the prediction (DD
 deterministic ones) that is the same thing, and so is every multistep history, since the masks stay put. A region
 costs one more guided prediction per step (both halves of the guidance batch); a region whose mask is empty in
 every frame costs nothing.
+
+On the gradual latent hires fix's smaller latents the weights are resized to them, bicubic
+(`sampling.gradual_latent.weights_at`). prompt-travel resizes each mask so and pastes in order; where regions do not
+overlap the two are the same (the weights are then sums of masks, and resizing is linear).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from animatediff.pipeline.ip_keyframes import IMAGE_SUFFIXES, folder_keyframes
 from animatediff.pipeline.prompt_travel import frame_index, keyframes
 from animatediff.pipeline.text import CallText, TextConditioning
 from animatediff.sampling import Denoiser
+from animatediff.sampling.gradual_latent import weights_at
 
 MaskImage = str | os.PathLike | np.ndarray | Image.Image
 """One mask: an image file, a PIL image, or an array (H, W) in [0, 1] (or (F, H, W): a mask per frame)."""
@@ -197,8 +202,11 @@ def regional(
     texts = (text, *regions)
     parts = [(w, make(t)) for w, t in zip(weights, texts, strict=True) if t is not None and w.any()]
 
+    stacked = torch.stack([w for w, _ in parts])
+
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = [weight.to(x.device, x.dtype) * part(x, t) for weight, part in parts]
+        sized = weights_at(stacked, tuple(x.shape[-2:]))  # resized for the gradual latent hires fix's smaller x
+        out = [weight.to(x.device, x.dtype) * part(x, t) for weight, (_, part) in zip(sized, parts, strict=True)]
         return torch.stack(out).sum(0) if len(out) > 1 else out[0]
 
     return predict

@@ -9,7 +9,8 @@ regions. The motion module sees the whole clip at every step, so the drawn part 
 The mask is one of the forms a region's mask takes (`pipeline/regions.py`: an image for every frame, a folder of
 images named by their frame, an array, {frame: image}), fitted to the latents as a region's is: white where it is at
 least half white, taken to the latent size by nearest neighbour. A frame before the mask's first keyframe is kept
-whole.
+whole. On the gradual latent hires fix's smaller latents the mask and the video are resized to them, bicubic
+(`sampling.gradual_latent.weights_at`, as prompt-travel resizes its masks and its start).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from animatediff.errors import InputError
 from animatediff.pipeline.regions import MaskSource, fitted_masks, mask_frames
 from animatediff.sampling import FreeInit
+from animatediff.sampling.gradual_latent import resized, weights_at
 
 Blend = Callable[[int, torch.Tensor], torch.Tensor]
 """(step index, the latents after that step) ↦ the latents the loop goes on from."""
@@ -65,6 +67,8 @@ def kept_video(
         video = clean  # after the last step; before it, noised to the next step's level
         if i + 1 < len(timesteps):
             video = scheduler.add_noise(clean, noise, timesteps[i + 1 : i + 2].repeat(clean.shape[0]))
-        return latents * drawn + video.to(latents.dtype) * (1 - drawn)
+        size = tuple(latents.shape[-2:])  # smaller under the gradual latent hires fix: all resized to it
+        weight = weights_at(drawn[None], size)[0]
+        return latents * weight + resized(video, size).to(latents.dtype) * (1 - weight)
 
     return blend

@@ -115,6 +115,12 @@ def resized(latents: torch.Tensor, size: tuple[int, int], sharpen: bool = False)
     return frames.reshape(b, f, c, *size).transpose(1, 2).to(latents.dtype)
 
 
+def weights_at(weights: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Per-pixel weights (n, frames, h, w: regions', a video mask's) at latents of `size`: `resized` as the latents
+    are, without sharpening (prompt-travel resizes its masks so)."""
+    return weights if tuple(weights.shape[-2:]) == tuple(size) else resized(weights[:, None], size)[:, 0]
+
+
 def restart_history(scheduler: SchedulerMixin) -> None:
     """Forget what a scheduler keeps from earlier steps (module docstring), so its next step is a first one."""
     if getattr(scheduler, "model_outputs", None) is not None:  # dpm++ 2m, unipc, deis
@@ -139,10 +145,12 @@ def gradual_denoise(
     generator: torch.Generator | None = None,
     progress: bool = True,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    blend: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """`loop.denoise` with the latents growing by `gradual`'s scales (module docstring): `latents` and `noise`
     (the start's, by which `add_noise` noised it, or the pure noise it is) at the clip's size; the final latents
-    at that size. `multiple`: the UNet's downsampling. `callback(step, t, latents)` after every step run."""
+    at that size. `multiple`: the UNet's downsampling. `blend(step, latents)` after every step run, before any
+    going back (it takes latents of any size: `weights_at`); `callback(step, t, latents)` after it."""
     full = tuple(latents.shape[-2:])
     order = scheduler.order  # timesteps per step
     n = len(timesteps) // order + (len(timesteps) % order > 0)
@@ -165,6 +173,8 @@ def gradual_denoise(
             size, grown = target, True
             restart_history(scheduler)  # what it kept is of the old size
         latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
+        if blend is not None:
+            latents = blend(i, latents)
         if callback is not None:
             callback(i, t, latents)
         bar.update()
