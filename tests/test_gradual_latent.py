@@ -199,11 +199,15 @@ def test_schedulers_with_a_history_restart_it_at_the_new_size(make_pipeline, one
 
 
 def test_a_video_start_grows_from_its_own_noise(make_pipeline, one_thread):
+    """And the steps run are the run's and those gone back over, as `steps_again` counts them for progress."""
     pipe = make_pipeline("v2")
     video = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
     gradual = GradualLatent({0: 0.5, 0.5: 1.0}, 1, 1)
-    got = pipe(PROMPT, video=video, strength=0.8, seed=1, gradual_latent=gradual, **ARGS)
+    steps = []
+    record = lambda i, *_: steps.append(i)  # noqa: E731
+    got = pipe(PROMPT, video=video, strength=0.8, seed=1, gradual_latent=gradual, callback=record, **ARGS)
     assert got.shape == (1, 4, 16, 16, 3)
+    assert steps == [0, 1, 1, 2, 3] and len(steps) == 4 + gradual.steps_again(4)  # 4 of 6 steps at strength 0.8
     assert np.abs(got - pipe(PROMPT, video=video, strength=0.8, seed=1, **ARGS)).max() > 1e-3
 
 
@@ -214,6 +218,9 @@ def test_resizing_keeps_a_flat_latent_flat_inside_and_sizes_round_down():
     assert torch.allclose(sharpened[..., 1:-1, 1:-1], torch.full((1, 4, 2, 14, 14), 0.5), atol=1e-6)
     assert latent_size((64, 96), 0.5, 8) == (32, 48) and latent_size((60, 60), 0.5, 8) == (24, 24)
     assert GradualLatent({"0": 0.25, "0.3": 0.5, "0.7": 1}).scale_at(0.5) == 0.5
+    assert (
+        GradualLatent({0: 0.5, 0.7: 1}).steps_again(25) == 5 and GradualLatent({0: 0.5, 0.7: 1}, 9).steps_again(4) == 3
+    )
 
 
 @pytest.mark.parametrize(

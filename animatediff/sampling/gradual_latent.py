@@ -76,6 +76,16 @@ class GradualLatent:
         """The scale at this fraction of the steps: the last key's at or before it."""
         return [scale for fraction, scale in self.scales.items() if fraction <= progress][-1]
 
+    def steps_again(self, steps: int) -> int:
+        """How many steps a run of `steps` goes through again (at most: scales that round to one size change
+        nothing), for progress counts."""
+        again, scale = 0, self.scale_at(0.0)
+        for fraction, new in self.scales.items():
+            if new != scale:
+                changed_at = next((i for i in range(steps) if (i + 1) / steps >= fraction), steps - 1)
+                again, scale = again + min(changed_at + 1, self.reverse_steps), new
+        return again
+
     def sizes(self, size: tuple[int, int], multiple: int) -> list[tuple[int, int]]:
         """The latent sizes its scales give `size` (h, w), in order; refused where a side comes to nothing."""
         return [latent_size(size, scale, multiple) for scale in self.scales.values()]

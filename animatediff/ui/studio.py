@@ -114,6 +114,8 @@ class Studio:
         strength = call["strength"] if call["video"] is not None else 1.0
         steps = len(sampling_timesteps(pipe.scheduler, call["num_inference_steps"], strength))
         job.total = steps * (s.free_init_iters or 1)
+        if call["gradual_latent"] is not None:  # the steps it goes back over
+            job.total += call["gradual_latent"].steps_again(steps)
         hires = entry_hires(entry)
         if hires is not None:  # and the second pass's steps (it runs without FreeInit)
             hires_steps = hires.second_steps(call["num_inference_steps"])
