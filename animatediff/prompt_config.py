@@ -80,7 +80,7 @@ from animatediff.pipeline.prompt_travel import PromptTravel
 from animatediff.pipeline.sparse_ctrl_entries import keyframe_frames, read_keyframe_images
 from animatediff.process_share import process_share
 from animatediff.prompt_entries import PromptEntry, load_prompt_config, parse_entry, single_entry
-from animatediff.region_entries import entry_mask_paths
+from animatediff.region_entries import entry_mask_paths, entry_region_image_paths
 
 
 def _check_prompt_maps(entries: list[PromptEntry], frames: int, config_name: str) -> None:
@@ -116,6 +116,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
         paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
         paths += [("ip_image", image) for image in entry_image_paths(entry.ip_image)]
         paths += [("regions mask", mask) for mask in entry_mask_paths(entry)]
+        paths += [("regions ip_image", image) for image in entry_region_image_paths(entry)]
         paths += [("motion_module_lora_configs", str(c["path"])) for c in entry.motion_module_lora_configs]
         paths += [("controlnet_path", entry.controlnet_path), ("controlnet_config", entry.controlnet_config)]
         paths += [("controlnet_images", image) for image in entry.controlnet_images]

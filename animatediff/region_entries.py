@@ -7,15 +7,19 @@ item a mapping:
   frame (0000.png, 0016.png), each held until the next;
 - `prompt` (one text) or `prompt_map` ({frame: text}, travelling as the entry's prompt map does), with `head_prompt`
   and `tail_prompt` joined to each keyframe and `prompt_fixed_ratio` holding each (unset: the entry's);
+- `ip_image`: the region's own image prompt for the entry's `ip_adapter`, as the entry's `ip_image` (a path, paths,
+  {frame: paths} or a folder of images named by their frame) with `ip_fixed_ratio` (unset: the entry's);
 - or `keep_video: true` instead of a prompt: the entry's `video` kept there (video inpainting).
 The entry's `keep_background: true` keeps the video where no region is.
 
 prompt-travel's `region_map` {"0": {...}, "1": {...}, "background": {...}}: each region switched on (`enable`) is
 one item, in the order written, its `mask_dir` the mask folder (found as the entry's other paths are, beside the
 config or from the working folder, not under prompt-travel's `data/`) and its `condition`'s prompt keys the item's;
-`is_init_img` is `keep_video` (and the background's is `keep_background`), which needs `img2img_map`'s video. The
-background is otherwise the entry's own prompt. `save_mask` is dropped; a region that crops its generation
-(`crop_generation_rate`) or has images of its own (`ip_adapter_map`) is one line: those are not drawn.
+`is_init_img` is `keep_video` (and the background's is `keep_background`), which needs `img2img_map`'s video; its
+condition's `ip_adapter_map` switched on is the item's `ip_image` (its `input_image_dir`) and `ip_fixed_ratio` (its
+`prompt_fixed_ratio`, 0.5 unless given), drawn with the entry's `ip_adapter`. The background is otherwise the entry's
+own prompt and image prompt. `save_mask` and `save_input_image` are dropped; a region that crops its generation
+(`crop_generation_rate`) or squares its images (`resized_to_square`) is one line: those are not drawn.
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from animatediff.errors import InputError
+from animatediff.pipeline.ip_keyframes import check_ip_image_keys, entry_image_paths, entry_ip_images
 from animatediff.pipeline.prompt_travel import check_fixed_ratio, compose, held_prompt_map, keyframes
 
 if TYPE_CHECKING:
     from animatediff.pipeline.regions import Region
     from animatediff.prompt_entries import PromptEntry
 
-ITEM_KEYS = ("mask", "prompt", "prompt_map", "head_prompt", "tail_prompt", "prompt_fixed_ratio", "keep_video")
+ITEM_KEYS = (
+    "mask", "prompt", "prompt_map", "head_prompt", "tail_prompt", "prompt_fixed_ratio", "keep_video", "ip_image",
+    "ip_fixed_ratio",
+)  # fmt: skip
 
 
 def check_region_keys(values: dict, where: str) -> None:
@@ -60,7 +68,7 @@ def check_region_keys(values: dict, where: str) -> None:
         if item.get("keep_video", False) not in (True, False):
             raise InputError(f"{what}: keep_video must be true or false, got {item['keep_video']!r}")
         if item.get("keep_video"):
-            if "prompt" in item or "prompt_map" in item:
+            if "prompt" in item or "prompt_map" in item or "ip_image" in item:
                 raise InputError(f"{what}: a region keeping the video has no prompt; give keep_video or a prompt")
         elif ("prompt" in item) == ("prompt_map" in item):
             raise InputError(f"{what}: give prompt (one text) or prompt_map ({{frame: text}}), one of them")
@@ -75,6 +83,16 @@ def check_region_keys(values: dict, where: str) -> None:
                 check_fixed_ratio(item["prompt_fixed_ratio"])
             except InputError as err:
                 raise InputError(f"{what}: {err}") from None
+        if "ip_image" in item:
+            if not values.get("ip_adapter"):
+                raise InputError(f"{what}: ip_image is drawn with the entry's IP-Adapter; give ip_adapter")
+            images = item["ip_image"] = [item["ip_image"]] if isinstance(item["ip_image"], str) else item["ip_image"]
+            if not isinstance(images, dict) and not (isinstance(images, list) and images and all(
+                    isinstance(p, str) for p in images)):  # fmt: skip
+                raise InputError(
+                    f"{what}: ip_image must be a path, a list of paths or {{frame: paths}}, got {images!r}"
+                )
+            check_ip_image_keys(item, what)
         checked.append(item)
     values["regions"] = checked
 
@@ -95,7 +113,11 @@ def entry_regions(entry: PromptEntry, num_frames: int, resolve: Callable[[str], 
             prompt = held_prompt_map(item["prompt_map"], head, tail, ratio, loop_length)
         else:
             prompt = compose(item["prompt"], head, tail)
-        regions.append(Region(prompt, resolve(item["mask"])))
+        images = item.get("ip_image")
+        if images is not None:  # held as the entry's own keyframed images are
+            ratio = item.get("ip_fixed_ratio", entry.ip_fixed_ratio)
+            images = entry_ip_images(images, num_frames, ratio, entry.prompt_travel_loop, resolve)
+        regions.append(Region(prompt, resolve(item["mask"]), ip_image=images))
     return regions
 
 
@@ -127,12 +149,17 @@ def _region_items(section: dict, where: str) -> list[dict]:
         condition = region.get("condition") or {}
         if not isinstance(condition, dict):
             raise InputError(f"{what}: condition must be a mapping, got {condition!r}")
-        if isinstance(condition.get("ip_adapter_map"), dict) and condition["ip_adapter_map"].get("enable") is True:
-            raise InputError(f"{what}: a region's own ip_adapter_map is not drawn; turn it off (the entry's applies)")
         if not condition.get("prompt_map"):
             raise InputError(f"{what}: its condition needs a prompt_map, the region's {{frame: prompt}}")
         item = {"mask": region["mask_dir"], "prompt_map": condition["prompt_map"]}
         item |= {k: condition[k] for k in ("head_prompt", "tail_prompt", "prompt_fixed_ratio") if k in condition}
+        images = condition.get("ip_adapter_map")
+        if isinstance(images, dict) and images.get("enable") is True:  # the region's own image prompt
+            if images.get("resized_to_square"):
+                raise InputError(f"{what}: ip_adapter_map resized_to_square is not read here; set it false")
+            if not isinstance(images.get("input_image_dir"), str) or not images["input_image_dir"]:
+                raise InputError(f"{what}: ip_adapter_map needs input_image_dir, the folder of images named by frame")
+            item |= {"ip_image": images["input_image_dir"], "ip_fixed_ratio": images.get("prompt_fixed_ratio", 0.5)}
         items.append(item)
     return items
 
@@ -140,3 +167,8 @@ def _region_items(section: dict, where: str) -> list[dict]:
 def entry_mask_paths(entry: PromptEntry) -> list[str]:
     """The mask paths (images or folders) an entry's regions name."""
     return [item["mask"] for item in entry.regions]
+
+
+def entry_region_image_paths(entry: PromptEntry) -> list[str]:
+    """The image prompt paths (images or keyframe folders) an entry's regions name."""
+    return [p for item in entry.regions if "ip_image" in item for p in entry_image_paths(item["ip_image"])]

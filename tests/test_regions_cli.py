@@ -122,8 +122,12 @@ def test_bad_region_entries_name_the_problem(tmp_path, regions, message):
         ({"enable": True, "mask_dir": "m", "crop_generation_rate": 0.2}, "crop_generation_rate is not drawn"),
         ({"enable": True}, "mask_dir, the folder of its masks named by frame, is required"),
         (
-            {"enable": True, "mask_dir": "m", "condition": {"ip_adapter_map": {"enable": True}}},
-            "region's own ip_adapter_map",
+            {
+                "enable": True,
+                "mask_dir": "m",
+                "condition": {"prompt_map": {"0": "b"}, "ip_adapter_map": {"enable": True}},
+            },
+            "ip_adapter_map needs input_image_dir",
         ),
         ({"enable": True, "mask_dir": "m", "condition": {}}, "its condition needs a prompt_map"),
     ],

@@ -9,7 +9,6 @@ diffusers' argument names, so the same seed gives the same video as both. Each s
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -21,13 +20,10 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from animatediff.base_model import (
     DEFAULT_GUIDANCE_SCALE,
-    BaseModel,
     BaseTraits,
-    load_base,
 )
 from animatediff.errors import InputError
-from animatediff.formats.motion_module_files import load_motion_modules
-from animatediff.models import AnimationUNet, MotionModules, inflate_unet
+from animatediff.models import AnimationUNet
 from animatediff.models.motion_scale import MotionScale
 from animatediff.pipeline.added_weights import AddedWeights
 from animatediff.pipeline.composed_text import and_weights, read_and, unconditional
@@ -38,10 +34,20 @@ from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_no
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
 from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
+from animatediff.pipeline.loading import PipelineLoading
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
-from animatediff.pipeline.regions import MaskSource, Region, kept_weight, read_regions, region_weights, regional
+from animatediff.pipeline.regions import (
+    MaskSource,
+    Region,
+    kept_weight,
+    read_regions,
+    region_image_prompts,
+    region_ip_calls,
+    region_weights,
+    regional,
+)
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sizes import PipelineSizes
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
@@ -62,7 +68,6 @@ from animatediff.sampling import (
     for_model,
     guided,
     make_scheduler,
-    model_noise_settings,
     sampling_timesteps,
     windowed,
 )
@@ -74,12 +79,12 @@ from animatediff.sampling.switched import merged_runs, switched_at_steps
 logger = logging.getLogger("animatediff")
 
 
-class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
+class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoading):
     """Generates animations with an inflated UNet; build it with `from_pretrained`, `from_base`, or from parts. Its
     memory and speed switches (VAE slicing and tiling, CPU offload, FFN chunking, compile) are `pipeline/memory.py`'s
     `MemoryModes`, all at once with `apply_memory_options`; the sizes it draws, `pipeline/sizes.py`'s
     `PipelineSizes`; LoRAs and textual-inversion embeddings are added by `pipeline/added_weights.py`'s
-    `AddedWeights`."""
+    `AddedWeights`; `from_base` and `from_pretrained` are `pipeline/loading.py`'s `PipelineLoading`."""
 
     def __init__(
         self,
@@ -109,48 +114,6 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         self.guidance_scale = guidance_scale
         self.traits = traits
         self.scheduler = for_model(scheduler or make_scheduler("ddim"), self.noise_settings)
-
-    @classmethod
-    def from_base(
-        cls,
-        base: BaseModel,
-        motion_modules: MotionModules,
-        scheduler: str | SchedulerMixin = "ddim",
-        device: str | torch.device = "cpu",
-    ) -> AnimationPipeline:
-        """The pipeline over a loaded base (`load_base`) and a motion-module set, sampled as the base was trained
-        (its prediction type and zero-SNR schedule) and at its own default guidance."""
-        unet = inflate_unet(base.unet, motion_modules.to(base.unet.dtype))
-        if isinstance(scheduler, str):
-            scheduler = make_scheduler(scheduler)
-        traits = base.traits
-        settings = model_noise_settings(traits.prediction_type, traits.zero_snr)
-        pipe = cls(
-            base.tokenizer, base.text_encoder, base.vae, unet, scheduler, settings, traits.guidance_scale, traits,
-            base.tokenizer_2, base.text_encoder_2,
-        )  # fmt: skip
-        return pipe.to(device)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        base: str | os.PathLike,
-        motion_module: str | os.PathLike | MotionModules,
-        scheduler: str | SchedulerMixin = "ddim",
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        dreambooth: str | os.PathLike | None = None,
-        prediction_type: str | None = None,
-        zero_snr: bool | None = None,
-        vae: str | os.PathLike | None = None,
-    ) -> AnimationPipeline:
-        """`base`: a diffusers SD1.x or SDXL folder or hub id; `dreambooth`: a single-file checkpoint of its family
-        replacing its UNet, VAE and text encoder; `vae`: a VAE file, folder or hub id replacing the VAE (the
-        checkpoint's too); `prediction_type` / `zero_snr` override what the base's scheduler config says it was
-        trained with (`load_base`)."""
-        parts = load_base(base, dtype, dreambooth, prediction_type, zero_snr, vae)
-        modules = motion_module if isinstance(motion_module, MotionModules) else load_motion_modules(motion_module)
-        return cls.from_base(parts, modules, scheduler, device)
 
     def to(self, device: str | torch.device) -> AnimationPipeline:
         for part in (self.text_encoder, self.text_encoder_2, self.vae, self.unet):
@@ -307,6 +270,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
                                       video is not None, keep_background)  # fmt: skip
         parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
         check_ip_keyframes(ip_adapter, num_frames)
+        region_ips = region_image_prompts(regions, ip_adapter, num_frames)  # a region's own image prompt, or None
         spatial = {"SparseCtrl": sparse_ctrls, "conditions": conditions, "FreeInit": free_init}
         f = self.vae_scale_factor
         check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
@@ -358,14 +322,16 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights):
         controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
         sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
         steered = bool(conditions or controls or sparse or ip_adapter) and guidance_scale > 1  # read the halves
-        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0, num_frames, prompt_interpolation,
-                             prompt_travel_loop)  # fmt: skip
-        bound = [*controls, *sparse, *ip.conditions]  # the ControlNets and SparseCtrls bound to this run's steps
+        travel = (num_frames, prompt_interpolation, prompt_travel_loop)
+        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0, *travel)
+        ips = [ip, *region_ip_calls(self, region_ips, guidance_scale > 1.0, *travel)]  # a region's own, or None
 
-        def denoiser_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:
+        def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None) -> Denoiser:
+            own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
+            bound = [*controls, *sparse, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
             predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
-            predict = ip.around(predict)  # its processors in the UNet around each prediction
+            predict = own.around(predict)  # its processors in the UNet around each prediction
             predict = motion_scaled(self.unet, predict, scale)  # None: the predictor itself
             if free_noise is not None:
                 predict = free_noise_predictor(predict, self.unet, free_noise)

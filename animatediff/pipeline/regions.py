@@ -4,6 +4,8 @@
 The call's own prompt is the background. Each `Region` has a prompt (one text, or {frame: text} travelling as the
 call's prompt travel does) and a mask: one image for every frame, a folder of images named by their frame, an array,
 or {frame: image}. A frame without a mask of its own keeps the last one before it; frames before the first have none.
+A region may have its own image prompt (`ip_image`, prompt-travel's region `ip_adapter_map`) for the call's
+IP-Adapter; a region without one, and the background, take the call's.
 
 A mask is fitted as prompt-travel fits it: in grey, resized to the output's size (Lanczos), white where it is at least
 half white, then taken to the latent size by nearest neighbour. Regions are painted over the background in order, a
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from animatediff.errors import InputError, InputNotFound
+from animatediff.pipeline.ip_adapter import ImageInput, IPAdapter, IPAdapterCall, check_ip_keyframes, ip_adapter_call
 from animatediff.pipeline.ip_keyframes import IMAGE_SUFFIXES, folder_keyframes
 from animatediff.pipeline.prompt_travel import frame_index, keyframes
 from animatediff.pipeline.text import CallText, TextConditioning
@@ -56,6 +59,9 @@ class Region:
 
     prompt: str | dict[int, str] | None
     mask: MaskSource
+    ip_image: ImageInput | Sequence[ImageInput] | Mapping[int, ImageInput | Sequence[ImageInput]] | None = None
+    """This region's image prompt in place of the call's, with the call's IP-Adapter (its weights and scale): an
+    image, several seen together, or {frame: image(s)} keyframes (`pipeline/ip_adapter.py`); None: the call's."""
 
 
 def read_regions(
@@ -103,7 +109,32 @@ def check_regions(
             keyframes(region.prompt, f"{what} prompt")
         elif region.prompt is not None and not isinstance(region.prompt, str):
             raise InputError(f"{what}: the prompt must be a string or {{frame: prompt}}, got {region.prompt!r}")
+        if region.prompt is None and region.ip_image is not None:
+            raise InputError(f"{what}: a region keeping the video draws nothing to give an image prompt; drop ip_image")
         mask_frames(region.mask, num_frames, what)
+
+
+def region_image_prompts(regions: Sequence[Region], ip_adapter: IPAdapter | None, num_frames: int) -> list:
+    """Each region's own image prompt as an `IPAdapter` (the call's, with the region's images), None for a region
+    without; one line for a region's images without the call's IP-Adapter, or keyframes past the clip."""
+    adapters: list[IPAdapter | None] = []
+    for i, region in enumerate(regions):
+        if region.ip_image is None:
+            adapters.append(None)
+            continue
+        if not isinstance(ip_adapter, IPAdapter):
+            raise InputError(f"region {i}: its image prompt needs the call's IP-Adapter (ip_adapter=IPAdapter(...))")
+        adapter = replace(ip_adapter, image=region.ip_image)
+        check_ip_keyframes(adapter, num_frames)
+        adapters.append(adapter)
+    return adapters
+
+
+def region_ip_calls(
+    pipe: object, adapters: Sequence[IPAdapter | None], guided: bool, num_frames: int, interpolation: str, loop: bool
+) -> list[IPAdapterCall | None]:
+    """The regions' own image prompts (`region_image_prompts`) encoded for one call of `pipe`, as the call's is."""
+    return [None if a is None else ip_adapter_call(pipe, a, guided, num_frames, interpolation, loop) for a in adapters]
 
 
 def mask_frames(mask: MaskSource, num_frames: int, what: str) -> dict[int, MaskImage]:
@@ -191,16 +222,16 @@ def kept_weight(regions: Sequence[Region], keep_background: bool, weights: torch
 
 
 def regional(
-    make: Callable[[TextConditioning], Denoiser], text: TextConditioning | None,
+    make: Callable[[TextConditioning, int], Denoiser], text: TextConditioning | None,
     regions: Sequence[TextConditioning | None], weights: torch.Tensor | None,
 ) -> Denoiser:  # fmt: skip
-    """The denoiser `make` builds for the call's `text`, or with regions, the sum of each text's prediction (`text`
-    first, then the regions') weighted by `region_weights`; a text drawn nowhere is not run, and nor is one that is
-    None (the video kept there: what is predicted there is put back after the step)."""
+    """The denoiser `make(text, part)` builds for the call's `text` (part 0), or with regions, the sum of each text's
+    prediction (`text` first, then the regions', parts 1, 2, …) weighted by `region_weights`; a text drawn nowhere is
+    not run, and nor is one that is None (the video kept there: what is predicted there is put back after the step)."""
     if not regions:
-        return make(text)
+        return make(text, 0)
     texts = (text, *regions)
-    parts = [(w, make(t)) for w, t in zip(weights, texts, strict=True) if t is not None and w.any()]
+    parts = [(w, make(t, i)) for i, (w, t) in enumerate(zip(weights, texts, strict=True)) if t is not None and w.any()]
 
     stacked = torch.stack([w for w, _ in parts])
 
