@@ -223,7 +223,7 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     Image.fromarray(mask).save(tmp_path / "mask.png")
     first.click("#regional summary")
     first.click("#add-region")
-    first.set_input_files("#regions input[type=file]", str(tmp_path / "mask.png"))
+    first.set_input_files("#regions td:first-child input[type=file]", str(tmp_path / "mask.png"))
     first.wait_for_function("document.querySelector('#regions tr').dataset.upload !== ''")
     first.fill("#regions input[type=text]", "a green square on a white background")
     first.click("#generate")

@@ -267,3 +267,23 @@ def test_a_latent_hires_upscaler_and_composable_prompts_reach_the_run_entry(mode
     assert entry.prompt_and
     assert (entry.hires_upscaler, entry_hires(entry).upscaler, entry_hires(entry).latent) == (
         "latent-nearest", "latent-nearest", True)  # fmt: skip
+
+
+def test_a_regions_own_image_prompt_reaches_the_run_entry(models_dir, tmp_path):
+    """With the IP-Adapter chosen; without one it is refused in one line. Stored settings keep the image."""
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import read_settings, with_seed
+
+    (models_dir / "ipadapter").mkdir()
+    (models_dir / "ipadapter" / "look.safetensors").write_bytes(b"weights")
+    catalog = scan(models_dir)
+    regions = [{"mask": "m", "prompt": "a cat", "image": "face"}, {"mask": "n", "prompt": "a dog"}]
+    with pytest.raises(InputError, match="region image prompt: choose the IP-Adapter"):
+        parse({"prompt": PROMPT, "regions": regions}, catalog)
+    fields = {"prompt": PROMPT, "regions": regions, "ip_adapter": "ipadapter/look.safetensors", "ip_image": "look"}
+    settings = with_seed(parse(fields, catalog))
+    entry = parse_entry(run_entry(settings, catalog, lambda upload: f"/uploads/{upload}.png"), "form")
+    assert entry.regions[0]["ip_image"] == ["/uploads/face.png"] and "ip_image" not in entry.regions[1]
+    (tmp_path / "settings.json").write_text(json.dumps(settings.as_json()))
+    assert read_settings(tmp_path / "settings.json").regions == [("m", "a cat", "face"), ("n", "a dog", "")]

@@ -109,17 +109,19 @@ def ip_images(s: Settings, upload: Callable[[str], str] = str) -> str | dict[int
 
 
 def _parse_regions(raw: dict, s: Settings) -> None:
-    """Regional prompts: rows of {mask (an upload's id), prompt}; empty rows are dropped."""
+    """Regional prompts: rows of {mask (an upload's id), prompt, image (an upload's id: its own image prompt)};
+    empty rows are dropped."""
     rows = raw.get("regions") or []
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError("regions: expected a list of {mask, prompt}")
     s.regions = []
     for i, row in enumerate(rows):
         mask, prompt = str(row.get("mask") or ""), str(row.get("prompt") or "").strip()
-        if mask or prompt:
+        image = str(row.get("image") or "")
+        if mask or prompt or image:
             if not (mask and prompt):
                 raise InputError(f"region {i + 1}: {'give its prompt' if mask else 'upload its mask image'}")
-            s.regions.append((mask, prompt))
+            s.regions.append((mask, prompt, image))
     if s.regions and s.prompt_editing:
         raise InputError("regions are drawn without prompt editing; turn prompt editing off")
 
@@ -143,7 +145,8 @@ def control_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = 
         entry["controlnet_images"] = [upload(image) for _, image in s.keyframes]
         entry["controlnet_image_indexs"] = [frame for frame, _ in s.keyframes]
     if s.regions:
-        entry["regions"] = [{"mask": upload(mask), "prompt": prompt} for mask, prompt in s.regions]
+        entry["regions"] = [{"mask": upload(mask), "prompt": prompt} | ({"ip_image": [upload(image)]} if image else {})
+                            for mask, prompt, image in s.regions]  # fmt: skip
     return entry
 
 

@@ -129,8 +129,9 @@ class Settings:
     ip_scale: float = 1.0
     image_encoder: str = ""
     """Empty: the `image_encoder/` folder beside the IP-Adapter's file."""
-    regions: list[tuple[str, str]] = field(default_factory=list)
-    """Regional prompts: (an upload's id, the mask; the prompt) of each, in order (`ui/controls.py`)."""
+    regions: list[tuple[str, str, str]] = field(default_factory=list)
+    """Regional prompts: (an upload's id, the mask; the prompt; an upload's id, its own image prompt, or "") of each,
+    in order (`ui/controls.py`)."""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,7 +139,7 @@ class Settings:
         data["motion_loras"] = [{"id": i, "scale": s} for i, s in self.motion_loras]
         data["prompt_map"] = [{"frame": k, "prompt": v} for k, v in sorted(self.prompt_map.items())]
         data["keyframes"] = [{"frame": k, "image": v} for k, v in self.keyframes]
-        data["regions"] = [{"mask": m, "prompt": p} for m, p in self.regions]
+        data["regions"] = [{"mask": m, "prompt": p, "image": i} for m, p, i in self.regions]
         data["ip_keyframes"] = [{"frame": k, "image": v} for k, v in self.ip_keyframes]
         return data
 
@@ -236,6 +237,8 @@ def _parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
     s.ip_image = str(raw.get("ip_image") or "")
     s.ip_scale = number(raw, "ip_scale", float, 1.0, "IP-Adapter scale")
     s.image_encoder = str(raw.get("image_encoder") or "")
+    if not s.ip_adapter and any(image for _, _, image in s.regions):
+        raise InputError("region image prompt: choose the IP-Adapter (Image prompt) it is drawn with")
     if not s.ip_adapter:
         if s.image_encoder:
             raise InputError("image encoder: choose the IP-Adapter it is for")
@@ -385,7 +388,7 @@ def read_settings(path: Path) -> Settings:
     s.motion_loras = [(d["id"], d["scale"]) for d in data.get("motion_loras", [])]
     s.prompt_map = {int(d["frame"]): d["prompt"] for d in data.get("prompt_map", [])}
     s.keyframes = [(int(d["frame"]), d["image"]) for d in data.get("keyframes", [])]
-    s.regions = [(d["mask"], d["prompt"]) for d in data.get("regions", [])]
+    s.regions = [(d["mask"], d["prompt"], d.get("image", "")) for d in data.get("regions", [])]
     s.ip_keyframes = [(int(d["frame"]), d["image"]) for d in data.get("ip_keyframes", [])]
     s.controlnets = stored_units(data)
     return s
