@@ -12,11 +12,13 @@ from animatediff.errors import InputError
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
 from animatediff.pipeline.regions import Region
+from animatediff.pipeline.sparse_ctrl import SparseCtrl
 from animatediff.sampling import FreeInit
 from animatediff.sampling.gradual_latent import GradualLatent, latent_size, resized
 from animatediff.sampling.schedulers import make_scheduler
 from tests.controlnet_helpers import tiny_controlnet
 from tests.diffusers_reference import diffusers_pipeline
+from tests.sparse_ctrl_helpers import tiny_sparse_ctrl
 
 PROMPT = "a red ball moving right"
 ARGS = dict(num_frames=4, height=16, width=16, num_inference_steps=6, progress=False)
@@ -178,6 +180,16 @@ def test_a_region_everywhere_under_the_gradual_fix_is_its_prompt_alone(make_pipe
         pipe(PROMPT, regions=[Region("a blue square", np.ones((8, 8)))], **args), alone, atol=1e-5
     )
     assert np.abs(pipe(PROMPT, **args) - alone).max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["rgb", "scribble"])
+def test_sparse_ctrl_steers_with_its_condition_resized(make_pipeline, one_thread, kind):
+    """A latent condition (RGB) and an image one (scribble) both fit the smaller latents."""
+    pipe = make_pipeline("v3")
+    control = SparseCtrl(tiny_sparse_ctrl(pipe.unet.unet, kind), {0: torch.rand(3, 16, 16)})
+    args = dict(ARGS, seed=3, gradual_latent=GradualLatent({0: 0.5, 0.5: 1.0}, 1, 1))
+    steered = pipe(PROMPT, sparse_ctrls=[control], **args)
+    assert steered.shape == (1, 4, 16, 16, 3) and np.abs(steered - pipe(PROMPT, **args)).max() > 1e-3
 
 
 def test_one_scale_of_one_is_the_plain_loop(make_pipeline, one_thread):

@@ -321,7 +321,7 @@ def run_generate(args: argparse.Namespace) -> None:
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
     keyframe_items = keyframe_items_from_args(args)
     sparse_input = sparse_ctrl_input_from_args(args)  # SparseCtrl named, keyframe images read: before loading
-    refuse_spatial(gradual, {"SparseCtrl": sparse_input, "FreeInit": free_init})
+    refuse_spatial(gradual, {"FreeInit": free_init})
     loras = lora_specs(args)  # a bad scale fails before minutes of loading
     loras += tagged_loras([prompt], args.lora_dir)  # the prompt's <lora:NAME:WEIGHT> tags, found before loading
     prompt = prompt_without_lora_tags(prompt)

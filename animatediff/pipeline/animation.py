@@ -271,7 +271,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
         check_ip_keyframes(ip_adapter, num_frames)
         region_ips = region_image_prompts(regions, ip_adapter, num_frames)  # a region's own image prompt, or None
-        spatial = {"SparseCtrl": sparse_ctrls, "conditions": conditions, "FreeInit": free_init}
+        spatial = {"conditions": conditions, "FreeInit": free_init}
         f = self.vae_scale_factor
         check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
 

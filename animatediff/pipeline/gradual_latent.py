@@ -3,10 +3,10 @@
 
 The text (prompt travel, editing, AND, SDXL's size ids of the clip's size), IP-Adapter, context windows, FreeNoise,
 PAG and the motion scale work on latents of any size and go with it. ControlNets and keyframe ControlNets resize their
-control images to the latents (`controlnet.sized_control`), regions their weights, video inpainting its mask and
-video (`sampling.gradual_latent.weights_at`), bicubic, as prompt-travel resizes its control images, masks and start.
-Refused in one line: SparseCtrl and other conditions (what they hold is of the clip's size) and FreeInit (which
-reruns the loop from noise of one size).
+control images to the latents (`controlnet.sized_control`), SparseCtrl its condition and mask, regions their weights,
+video inpainting its mask and video (`sampling.gradual_latent.weights_at`), bicubic, as prompt-travel resizes its
+control images, masks and start. Refused in one line: other `conditions` given to the call (what they hold is of the
+clip's size) and FreeInit (which reruns the loop from noise of one size).
 """
 
 from __future__ import annotations
@@ -62,8 +62,6 @@ def check_gradual_latent_keys(values: dict, where: str) -> None:
     in place; an InputError starting with `where`."""
     try:
         gradual = entry_gradual_latent(values.get("gradual_latent"))
-        refuse_spatial(
-            gradual, {"SparseCtrl": values.get("controlnet_path"), "FreeInit": values.get("free_init_iters")}
-        )
+        refuse_spatial(gradual, {"FreeInit": values.get("free_init_iters")})
     except InputError as err:
         raise InputError(f"{where}: {err}") from None

@@ -13,6 +13,8 @@ This is what diffusers' `AnimateDiffSparseControlNetPipeline` computes (tests/te
 two choices of ours: a keyframe image is encoded to the mean of the VAE's latent distribution, where diffusers
 draws a sample from it with the global random generator (the mean is what a seed cannot change); and under guess
 mode with guidance the unconditional half gets zero residuals, as ControlNets get here (`pipeline/controlnet.py`).
+On latents of another size than the clip's (the gradual latent hires fix's smaller ones) the condition and the mask
+are resized to them, bicubic (`sampling.gradual_latent.resized`), as ControlNets' images are.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from animatediff.models.sparse_ctrl import SparseControlNet
 from animatediff.pipeline.control_inputs import check_control_range
 from animatediff.pipeline.controlnet import active_steps, control_frames_tensor, unconditional_zeros
 from animatediff.sampling.context import step_index
+from animatediff.sampling.gradual_latent import resized
 
 if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
@@ -96,10 +99,13 @@ class SparseCtrlCondition:
     """A `Condition`: one SparseCtrl encoder bound to a run (see the module docstring)."""
 
     def __init__(
-        self, control: SparseCtrl, condition: torch.Tensor, mask: torch.Tensor, timesteps: torch.Tensor, guided: bool
-    ) -> None:
+        self, control: SparseCtrl, condition: torch.Tensor, mask: torch.Tensor, timesteps: torch.Tensor, guided: bool,
+        factor: int | None = None,
+    ) -> None:  # fmt: skip
         """`condition` (1, c, f, h, w) and `mask` (1, 1, f, h, w) over the whole clip; `timesteps`: the run's;
-        `guided`: the batch holds [uncond, cond] videos."""
+        `guided`: the batch holds [uncond, cond] videos; `factor`: the condition's size over the latents' (1 for a
+        latent condition, the VAE's for images), by which both are fitted to latents of another size (None: never)."""
+        self.factor = factor
         self.model = control.model
         self.scale = float(control.scale)
         self.guess_mode = control.guess_mode or bool(self.model.config.get("global_pool_conditions", False))
@@ -120,8 +126,11 @@ class SparseCtrlCondition:
             x, text = x.chunk(2)[1], text.chunk(2)[1]
         videos = x.shape[0]
         index = frames.to(self.condition.device)
-        condition = self.condition[:, :, index].expand(videos, -1, -1, -1, -1)
-        mask = self.mask[:, :, index].expand(videos, -1, -1, -1, -1)
+        condition, mask = self.condition[:, :, index], self.mask[:, :, index]
+        if self.factor is not None:  # smaller latents under the gradual latent hires fix: both resized to them
+            size = (x.shape[-2] * self.factor, x.shape[-1] * self.factor)
+            condition, mask = resized(condition, size), resized(mask, size)
+        condition, mask = condition.expand(videos, -1, -1, -1, -1), mask.expand(videos, -1, -1, -1, -1)
         dtype = self.model.dtype
         down, mid = self.model(
             x.to(dtype), t, text.to(dtype), condition, mask, conditioning_scale=self.scale, guess_mode=self.guess_mode
@@ -186,7 +195,8 @@ def sparse_ctrl_conditions(
         index = torch.tensor(list(control.keyframes), device=encoded.device)
         condition[0, :, index] = encoded.transpose(0, 1)
         mask[0, :, index] = 1
-        conditions.append(SparseCtrlCondition(control, condition, mask, timesteps, guided))
+        factor = 1 if config.takes_latents else pipe.vae_scale_factor
+        conditions.append(SparseCtrlCondition(control, condition, mask, timesteps, guided, factor))
     return conditions
 
 
