@@ -18,10 +18,7 @@ from diffusers import AutoencoderKL
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from animatediff.base_model import (
-    DEFAULT_GUIDANCE_SCALE,
-    BaseTraits,
-)
+from animatediff.base_model import DEFAULT_GUIDANCE_SCALE, BaseTraits
 from animatediff.errors import InputError
 from animatediff.models import AnimationUNet
 from animatediff.models.motion_scale import MotionScale
