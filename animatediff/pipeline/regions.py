@@ -33,6 +33,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ from animatediff.pipeline.prompt_travel import frame_index, keyframes
 from animatediff.pipeline.text import CallText, TextConditioning
 from animatediff.sampling import Denoiser
 from animatediff.sampling.gradual_latent import weights_at
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.animation import AnimationPipeline
 
 MaskImage = str | os.PathLike | np.ndarray | Image.Image
 """One mask: an image file, a PIL image, or an array (H, W) in [0, 1] (or (F, H, W): a mask per frame)."""
@@ -114,7 +118,9 @@ def check_regions(
         mask_frames(region.mask, num_frames, what)
 
 
-def region_image_prompts(regions: Sequence[Region], ip_adapter: IPAdapter | None, num_frames: int) -> list:
+def region_image_prompts(
+    regions: Sequence[Region], ip_adapter: IPAdapter | None, num_frames: int
+) -> list[IPAdapter | None]:
     """Each region's own image prompt as an `IPAdapter` (the call's, with the region's images), None for a region
     without; one line for a region's images without the call's IP-Adapter, or keyframes past the clip."""
     adapters: list[IPAdapter | None] = []
@@ -131,8 +137,9 @@ def region_image_prompts(regions: Sequence[Region], ip_adapter: IPAdapter | None
 
 
 def region_ip_calls(
-    pipe: object, adapters: Sequence[IPAdapter | None], guided: bool, num_frames: int, interpolation: str, loop: bool
-) -> list[IPAdapterCall | None]:
+    pipe: AnimationPipeline, adapters: Sequence[IPAdapter | None], guided: bool, num_frames: int, interpolation: str,
+    loop: bool,
+) -> list[IPAdapterCall | None]:  # fmt: skip
     """The regions' own image prompts (`region_image_prompts`) encoded for one call of `pipe`, as the call's is."""
     return [None if a is None else ip_adapter_call(pipe, a, guided, num_frames, interpolation, loop) for a in adapters]
 
