@@ -91,7 +91,7 @@ def add_gradual_latent_args(p: argparse.ArgumentParser) -> None:
 
 
 def read_scales(text: str, what: str = "--gradual-latent") -> dict[str, str]:
-    """ "F:S,F:S" → {F: S} as given (`GradualLatent` reads and checks the numbers)."""
+    """The text F:S,F:S as {F: S}, strings as given (`GradualLatent` reads and checks the numbers)."""
     scales = {}
     for item in text.split(","):
         fraction, colon, scale = item.partition(":")
