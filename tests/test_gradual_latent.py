@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from animatediff.errors import InputError
 from animatediff.pipeline.controlnet import ControlNet
+from animatediff.pipeline.free_noise import FreeNoise
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
+from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.regions import Region
 from animatediff.pipeline.sparse_ctrl import SparseCtrl
 from animatediff.sampling import FreeInit
@@ -190,6 +192,20 @@ def test_sparse_ctrl_steers_with_its_condition_resized(make_pipeline, one_thread
     args = dict(ARGS, seed=3, gradual_latent=GradualLatent({0: 0.5, 0.5: 1.0}, 1, 1))
     steered = pipe(PROMPT, sparse_ctrls=[control], **args)
     assert steered.shape == (1, 4, 16, 16, 3) and np.abs(steered - pipe(PROMPT, **args)).max() > 1e-3
+
+
+def test_it_goes_with_windows_prompt_travel_free_noise_and_pag(make_pipeline, one_thread):
+    """What works on latents of any size runs with it and still acts: prompt travel changes the frames, and so does
+    each of the others on top of it."""
+    pipe = make_pipeline("v2")
+    args = dict(ARGS, num_frames=8, seed=4, gradual_latent=GradualLatent({0: 0.5, 0.5: 1.0}, 1, 1))
+    travel = {0: PROMPT, 6: "a blue square moving up"}
+    travelled = pipe(travel, **args)
+    assert np.abs(travelled - pipe(PROMPT, **args)).max() > 1e-3
+    for extra in ({"context_length": 4, "context_overlap": 2}, {"free_noise": FreeNoise(4, 2)}, {"pag": PAG(2.0)}):
+        got = pipe(travel, **args, **extra)
+        assert got.shape == travelled.shape and np.isfinite(got).all(), extra
+        assert np.abs(got - travelled).max() > 1e-3, extra
 
 
 def test_one_scale_of_one_is_the_plain_loop(make_pipeline, one_thread):
