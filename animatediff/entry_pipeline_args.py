@@ -14,6 +14,7 @@ from animatediff.pipeline.hires import HiresFix
 from animatediff.pipeline.ip_adapter import ip_adapter_option
 from animatediff.pipeline.ip_keyframes import entry_ip_images
 from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
+from animatediff.pipeline.lora_ramp import entry_lora_ramps
 from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
 from animatediff.region_entries import entry_regions
@@ -77,4 +78,5 @@ def entry_pipeline_args(
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
         regions=entry_regions(entry, num_frames, resolve), keep_background=entry.keep_background,
         gradual_latent=entry_gradual_latent(entry.gradual_latent),
+        lora_ramps=entry_lora_ramps(entry.lora_configs, resolve),
     )  # fmt: skip

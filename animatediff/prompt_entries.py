@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from animatediff.entry_lora_keys import check_lora_keys
 from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.entry_text_keys import check_text_keys
 from animatediff.errors import InputError, InputNotFound
@@ -299,8 +300,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise InputError(f"{where}: seed must be an integer or a list of integers (-1 = random), got {seed!r}")
     values["seed"] = seeds or [-1]
-    for key in ("motion_module_lora_configs", "lora_configs"):
-        values[key] = _lora_configs(values.get(key) or [], key, where)
+    check_lora_keys(values, where)  # lora_configs (with their ramps), motion_module_lora_configs
     for key in ("dreambooth_path", "lora_model_path", "adapter_lora_path", "inference_config", "base"):
         values[key] = values.get(key) or ""
     for key in ("steps", "W", "H", "L"):
@@ -318,23 +318,6 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
                 f"{where}: {len(items)} {label} values for {len(entry.prompt)} prompts (give 1 or one each)"
             )
     return entry
-
-
-def _lora_configs(loras: object, key: str, where: str) -> list[dict]:
-    """A list of LoRAs as [{path, alpha}] (motion_module_lora_configs, lora_configs), checked."""
-    if not isinstance(loras, list) or not all(isinstance(c, dict) and "path" in c for c in loras):
-        raise InputError(f"{where}: {key} must be a list of {{path, alpha}} mappings")
-    for c in loras:
-        for name in set(c) - {"path", "alpha"}:
-            close = difflib.get_close_matches(str(name), ["path", "alpha"], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else "; expected path and alpha"
-            raise InputError(f"{where}: {key}: unknown key {name!r}{hint}")
-        if not isinstance(c["path"], str) or not c["path"]:
-            raise InputError(f"{where}: {key} path must be a path, got {c['path']!r}")
-        alpha = c.get("alpha", 1.0)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise InputError(f"{where}: {key} alpha must be a number, got {alpha!r}")
-    return loras
 
 
 def _parse_prompt_travel(values: dict, where: str) -> None:

@@ -22,13 +22,16 @@
   the background's too).
 - `gradual_latent_hires_fix_map` switched on is the entry's `gradual_latent` ({scale, reverse_steps,
   noise_add_count}: `sampling/gradual_latent.py`).
+- `lcm_map` switched on ramps the LCM LoRA's scale over the steps (`pipeline/lora_ramp.py`): the LoRA, which
+  prompt-travel takes from its data/ folder, is our `lcm_lora` key, and joins `lora_configs` with the map as its
+  `ramp`.
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
   `gradual_latent_hires_fix_map` with `enable: false`, `apply_lcm_lora`, `is_single_prompt_mode` and `compile`
   false. So are what prompt-travel's other commands read or its runs write (`upscale_config` for tile-upscale,
   `stylize_config` for stylize, `result`) and `unet_batch_size` (how many windows one UNet call takes: speed, not
   the frames).
-- Anything enabled that we do not draw (cropped regions, LCM blending, per-frame or per-region LoRA scales, the
-  preprocessors that need models) is one line naming it, before any model loads.
+- Anything enabled that we do not draw (cropped regions, per-frame or per-region LoRA scales, the preprocessors that
+  need models) is one line naming it, before any model loads.
 
 A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
 defaults where it leaves a key out (`DOCUMENT_DEFAULTS`): `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp`
@@ -54,8 +57,6 @@ DOCUMENT_DEFAULTS = {
     "long_prompts": "chunks",
 }
 """What a prompt-travel document means where it leaves these keys out (its `ModelConfig` defaults)."""
-SWITCHED_SECTIONS = ("lcm_map",)
-"""Sections with an `enable` switch: dropped when off, refused when on."""
 FALSE_SWITCHES = ("apply_lcm_lora", "is_single_prompt_mode", "compile")
 """Keys dropped when false, refused when true."""
 DROPPED = ("upscale_config", "stylize_config", "result", "unet_batch_size", "lcm_lora_scale")
@@ -63,7 +64,6 @@ DROPPED = ("upscale_config", "stylize_config", "result", "unet_batch_size", "lcm
 OUTPUT_FORMATS = {"gif": "gif", "mp4": "mp4", "h264": "mp4", "webp": "webp"}
 """prompt-travel's output formats we write → the file format."""
 WHY = {
-    "lcm_map": "LCM blending",
     "apply_lcm_lora": "the LCM LoRA switch (give the AnimateLCM LoRA in lora_map and preset animatelcm instead)",
     "is_single_prompt_mode": "single-prompt mode",
     "compile": "compiling per entry (pass run's --compile instead)",
@@ -89,11 +89,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
     gradual = values.pop("gradual_latent_hires_fix_map", None)
     if _enabled(gradual):  # the section without its switch
         values["gradual_latent"] = {k: v for k, v in gradual.items() if k != "enable"}
-    for key in SWITCHED_SECTIONS:
-        if key in values:
-            section = values.pop(key)
-            if _enabled(section):
-                raise _refused(key, where)
+    lcm, lcm_lora = values.pop("lcm_map", None), values.pop("lcm_lora", None)
+    if _enabled(lcm):  # its LCM LoRA's scale ramped over the steps
+        values["lora_configs"] = [*(values.get("lora_configs") or []), _lcm_item(lcm, lcm_lora, where)]
     for key in FALSE_SWITCHES:
         if key in values and values.pop(key):
             raise _refused(key, where)
@@ -120,6 +118,21 @@ def _items(section: object, key: str, where: str) -> list[tuple[str, object]]:
 
 def _enabled(section: object) -> bool:
     return isinstance(section, dict) and section.get("enable") is True
+
+
+def _lcm_item(section: dict, path: object, where: str) -> dict:
+    """`lcm_map` switched on → a `lora_configs` item: the LCM LoRA (our `lcm_lora` key: prompt-travel takes it from
+    its data/ folder) merged at 1 and ramped as the section says (`pipeline/lora_ramp.py`)."""
+    if not isinstance(path, str) or not path:
+        raise InputError(
+            f"{where}: lcm_map ramps the LCM LoRA (prompt-travel's data/models/lcm_lora/sd15/"
+            "pytorch_lora_weights.safetensors); give its file as lcm_lora"
+        )
+    keys = ("start_scale", "end_scale", "gradient_start", "gradient_end")
+    unknown = sorted(set(section) - {"enable", *keys})
+    if unknown:
+        raise InputError(f"{where}: lcm_map: {unknown[0]!r} is not read here ({', '.join(keys)})")
+    return {"path": path, "alpha": 1.0, "ramp": {k: section[k] for k in keys if k in section}}
 
 
 def _refused(key: str, where: str) -> InputError:

@@ -153,7 +153,8 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ),
         ({"img2img_map": {"enable": True}}, "img2img_map needs init_img_dir, the folder of frames to start from"),
         ({"img2img_map": {"enable": True, "init_img_dir": "f"}, "video": "v.mp4"}, "give video or img2img_map, not"),
-        ({"lcm_map": {"enable": True}}, "lcm_map turns on LCM blending"),
+        ({"lcm_map": {"enable": True}}, "lcm_map ramps the LCM LoRA"),
+        ({"lcm_map": {"enable": True, "strength": 1}, "lcm_lora": "l.safetensors"}, "lcm_map: 'strength' is not read"),
         ({"gradual_latent_hires_fix_map": {"enable": True, "scale": {"0": 0.5}}}, "last gradual latent scale must"),
         ({"compile": True}, "compile turns on compiling per entry (pass run's --compile instead)"),
         ({"apply_lcm_lora": True}, "apply_lcm_lora turns on the LCM LoRA switch"),
@@ -195,10 +196,10 @@ def test_what_is_not_drawn_here_is_one_line_before_loading(assets, edit, message
 
 def test_cli_refuses_an_enabled_section_in_one_line(assets, base_folder, tmp_path, capsys):  # noqa: F811
     config = assets / "prompt_travel.json"
-    config.write_text(json.dumps(document(lcm_map={"enable": True, "start_scale": 0.15})))
+    config.write_text(json.dumps(document(apply_lcm_lora=True)))
     assert main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "lcm_map turns on LCM blending" in err and err.count("\n") == 1
+    assert "apply_lcm_lora turns on the LCM LoRA switch" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

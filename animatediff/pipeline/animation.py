@@ -32,6 +32,7 @@ from animatediff.pipeline.gradual_latent import check_gradual_latent, start_nois
 from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.loading import PipelineLoading
+from animatediff.pipeline.lora_ramp import LoraRamp, check_lora_ramps, lora_scales_kept, ramped_loras
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
@@ -177,6 +178,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         output_type: str = "np",
         prompt_and: bool = False,
         gradual_latent: GradualLatent | None = None,
+        lora_ramps: Sequence[LoraRamp] = (),
     ) -> np.ndarray | torch.Tensor:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3); with `output_type` "latent", the
         final latents (videos, c, frames, h, w) undecoded, as diffusers' `output_type="latent"`.
@@ -235,6 +237,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         (`prompt_and`, `pipeline/composed_text.py`); off (the default), `AND` is a word.
         `gradual_latent`: the gradual latent hires fix (`sampling/gradual_latent.py`), the first steps drawn on
         smaller latents (prompt-travel's `gradual_latent_hires_fix_map`; `pipeline/gradual_latent.py`).
+        `lora_ramps`: merged LoRAs whose scale ramps over the steps (`pipeline/lora_ramp.py`: prompt-travel's
+        `lcm_map`), put back as they were after the call.
         """
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
@@ -271,6 +275,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         spatial = {"conditions": conditions, "FreeInit": free_init}
         f = self.vae_scale_factor
         check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
+        ramped = self.loras if lora_ramps else None  # the LoRAs whose scale ramps over the steps, if any
+        check_lora_ramps(lora_ramps, ramped)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
@@ -350,21 +356,22 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             return regional(partial(denoiser_for, scale=scale), background, region_texts, weights)
 
         drawn = [(first, regions_for(text, scale)) for first, (text, scale) in merged_runs(encoded, scales)]
-        denoiser = switched_at_steps(drawn, timesteps)
+        denoiser = ramped_loras(switched_at_steps(drawn, timesteps), ramped, lora_ramps, timesteps)
 
         # 4. Loop (with a video kept in part, put back after every step).
         kept = kept_weight(regions, keep_background, weights)
         blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width), kept) if clip else None
-        if gradual_latent is not None:  # on latents growing to the clip's size
-            noise = start_noise(latents, noise if clip else None, self.scheduler.init_noise_sigma)
-            latents = gradual_denoise(gradual_latent, denoiser, self.scheduler, latents, timesteps, noise,
-                                      self.size_multiple // f, generator, progress, callback, blend)  # fmt: skip
-        elif free_init is None:
-            latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback, blend)
-        else:  # FreeInit: the loop rerun from re-initialised noise
-            latents = free_init_denoise(
-                free_init, denoiser, self.scheduler, latents, num_inference_steps, generator, progress, callback
-            )
+        with lora_scales_kept(ramped, lora_ramps):  # ramped LoRAs back at their scales after the loop
+            if gradual_latent is not None:  # on latents growing to the clip's size
+                noise = start_noise(latents, noise if clip else None, self.scheduler.init_noise_sigma)
+                latents = gradual_denoise(gradual_latent, denoiser, self.scheduler, latents, timesteps, noise,
+                                          self.size_multiple // f, generator, progress, callback, blend)  # fmt: skip
+            elif free_init is None:
+                latents = denoise(denoiser, self.scheduler, latents, timesteps, generator, progress, callback, blend)
+            else:  # FreeInit: the loop rerun from re-initialised noise
+                latents = free_init_denoise(
+                    free_init, denoiser, self.scheduler, latents, num_inference_steps, generator, progress, callback
+                )
 
         # 5. Decode frame chunks; under model offload, every model back to CPU memory after.
         if output_type == "latent":
