@@ -33,7 +33,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
 
 from animatediff.errors import InputError
-from animatediff.sampling.loop import Denoiser, seed_brownian_noise, step_kwargs
+from animatediff.sampling.loop import Denoiser, brownian_bounds_quiet, seed_brownian_noise, step_kwargs
 
 SHARPEN = 0.05
 """The unsharp mask's strength at a change of size (prompt-travel's)."""
@@ -173,32 +173,33 @@ def gradual_denoise(
                leave=False)  # fmt: skip
     i = reached = 0  # the step run next (in timesteps), and the furthest reached
     grown = False  # the size changed in the step now running, which goes back once it is whole
-    while i < len(timesteps):
-        t = timesteps[i]
-        if i % order == 0:  # a whole step's first (or only) evaluation
-            target = latent_size(full, gradual.scale_at((reached // order + 1) / n), multiple)
-        prediction = denoiser(scheduler.scale_model_input(latents, t), t)
-        if target != size:
-            prediction, latents = resized(prediction, target, True), resized(latents, target, True)
-            size, grown = target, True
-            restart_history(scheduler)  # what it kept is of the old size
-        latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
-        if blend is not None:
-            latents = blend(i, latents)
-        if callback is not None:
-            callback(i, t, latents)
-        bar.update()
-        i += 1
-        reached = max(i, reached)
-        if grown and i % order == 0:
-            back = min(i // order, gradual.reverse_steps) * order
-            restart_history(scheduler)  # what it kept is of a later step
-            if getattr(scheduler, "_step_index", None) is not None:  # the schedulers that count their steps
-                scheduler._step_index -= back
-            step_noise = resized(noise, size)
-            for k in range(i, i + gradual.noise_add_count * order, order):
-                later = timesteps[min(k, len(timesteps) - 1)]
-                latents = scheduler.add_noise(latents, step_noise, later.reshape(1))
-            i, grown = i - back, False
+    with brownian_bounds_quiet():  # dpm++-sde's tree, as in `loop.denoise`
+        while i < len(timesteps):
+            t = timesteps[i]
+            if i % order == 0:  # a whole step's first (or only) evaluation
+                target = latent_size(full, gradual.scale_at((reached // order + 1) / n), multiple)
+            prediction = denoiser(scheduler.scale_model_input(latents, t), t)
+            if target != size:
+                prediction, latents = resized(prediction, target, True), resized(latents, target, True)
+                size, grown = target, True
+                restart_history(scheduler)  # what it kept is of the old size
+            latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
+            if blend is not None:
+                latents = blend(i, latents)
+            if callback is not None:
+                callback(i, t, latents)
+            bar.update()
+            i += 1
+            reached = max(i, reached)
+            if grown and i % order == 0:
+                back = min(i // order, gradual.reverse_steps) * order
+                restart_history(scheduler)  # what it kept is of a later step
+                if getattr(scheduler, "_step_index", None) is not None:  # the schedulers that count their steps
+                    scheduler._step_index -= back
+                step_noise = resized(noise, size)
+                for k in range(i, i + gradual.noise_add_count * order, order):
+                    later = timesteps[min(k, len(timesteps) - 1)]
+                    latents = scheduler.add_noise(latents, step_noise, later.reshape(1))
+                i, grown = i - back, False
     bar.close()
     return latents

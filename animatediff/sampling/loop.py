@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -93,6 +94,14 @@ def seed_brownian_noise(scheduler: SchedulerMixin, generator: torch.Generator | 
         scheduler.noise_sampler_seed = None
 
 
+@contextmanager
+def brownian_bounds_quiet() -> Iterator[None]:
+    """torchsde's warning, silenced, when a float32 sigma lands a rounding error outside its tree's float64 bounds."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Should have t[ab][<>]=t[01]", UserWarning)
+        yield
+
+
 def denoise(
     denoiser: Denoiser,
     scheduler: SchedulerMixin,
@@ -112,9 +121,7 @@ def denoise(
     """
     kwargs = step_kwargs(scheduler, generator)
     seed_brownian_noise(scheduler, generator)
-    with warnings.catch_warnings():
-        # torchsde warns when a float32 sigma lands a rounding error outside the tree's float64 bounds
-        warnings.filterwarnings("ignore", r"Should have t[ab][<>]=t[01]", UserWarning)
+    with brownian_bounds_quiet():
         for i, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress, leave=False)):
             prediction = denoiser(scheduler.scale_model_input(latents, t), t)
             latents = scheduler.step(prediction, t, latents, **kwargs, return_dict=False)[0]
