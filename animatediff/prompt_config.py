@@ -7,18 +7,18 @@ inference_config) and what to draw (prompt list, n_prompt list with one entry re
 random, steps, guidance_scale, optional W, H, L).
 
 Keys beyond the official ones, named after `generate`'s flags so that an entry can say all a `generate` call says
-(`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged
-after lora_model_path in order), `scheduler` (--scheduler: a `sampling.make_scheduler` name, instead of
-inference_config's DDIM; not beside an inference_config), `context_length` and `context_overlap` (--context-length,
---context-overlap: static sliding windows, overlap 4 unless given), `context_stride`, `context_schedule`,
-`context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse, --closed-loop), `loop`
-(--loop: looped windows, of context_length frames or --loop's default), `free_noise` (--free-noise), `motion_scale`
-(--motion-scale), `motion_scale_steps` (--motion-scale-steps: {fraction of the steps: scale}), `free_init_iters`
-(--free-init: FreeInit with its default settings), `preset` (--preset: a
-few-step recipe, `sampling.presets`, its scheduler instead of inference_config's DDIM, its steps and guidance unless
-the entry gives them), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), and `pag_scale`,
-`pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale, --pag-layer: perturbed-attention
-guidance). Bad values fail in one line while the config is read, before any model loads.
+(`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged after
+lora_model_path in order; an item's `ramp` ramps its scale over the steps, `pipeline.lora_ramp`), `scheduler`
+(--scheduler: a `sampling.make_scheduler` name, instead of inference_config's DDIM; not beside an inference_config),
+`context_length` and `context_overlap` (--context-length, --context-overlap: static sliding windows, overlap 4 unless
+given), `context_stride`, `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule,
+--context-fuse, --closed-loop), `loop` (--loop: looped windows, of context_length frames or --loop's default),
+`free_noise` (--free-noise), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps: {fraction of
+the steps: scale}), `free_init_iters` (--free-init: FreeInit with its default settings), `preset` (--preset: a few-step
+recipe, `sampling.presets`, its scheduler instead of inference_config's DDIM, its steps and guidance unless the entry
+gives them), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), and `pag_scale`, `pag_adaptive_scale`
+and `pag_layers` (--pag-scale, --pag-adaptive-scale, --pag-layer: perturbed-attention guidance). Bad values fail in one
+line while the config is read, before any model loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by
@@ -43,8 +43,10 @@ optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-imag
 (`pipeline.ip_keyframes`).
 
 Regional prompts (`pipeline.regions`): `regions`, a list of {mask, prompt or prompt_map, head_prompt, tail_prompt,
-prompt_fixed_ratio} (or {mask, keep_video: true}, with `keep_background`, keeping the entry's video), as `generate`'s
---region (`region_entries`). Video inpainting: `video_mask` (`pipeline.video_mask`).
+prompt_fixed_ratio, ip_image, ip_fixed_ratio} (or {mask, keep_video: true}, with `keep_background`, keeping the
+entry's video), as `generate`'s --region (`region_entries`). Video inpainting: `video_mask` (`pipeline.video_mask`).
+The hires fix: `hires_scale`, `hires_strength`, `hires_steps`, `hires_upscaler` (`pipeline.hires`); the gradual latent
+hires fix: `gradual_latent` {scale, reverse_steps, noise_add_count} (`pipeline.gradual_latent`).
 
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used
