@@ -93,11 +93,9 @@ def _check_images(item: dict, ip_adapter: bool, what: str) -> None:
     """A region item's own `ip_image` (as a list, or {frame: paths}) and `ip_fixed_ratio`, checked in place."""
     if not ip_adapter:
         raise InputError(f"{what}: ip_image is drawn with the entry's IP-Adapter; give ip_adapter")
-    images = item["ip_image"] = [item["ip_image"]] if isinstance(item["ip_image"], str) else item["ip_image"]
-    paths = isinstance(images, list) and images and all(isinstance(p, str) for p in images)
-    if not isinstance(images, dict) and not paths:
-        raise InputError(f"{what}: ip_image must be a path, a list of paths or {{frame: paths}}, got {images!r}")
-    check_ip_image_keys(item, what)
+    check_ip_image_keys(item, what)  # as a list, or {frame: paths}
+    if not item["ip_image"]:
+        raise InputError(f"{what}: ip_image names no image")
 
 
 def entry_regions(entry: PromptEntry, num_frames: int, resolve: Callable[[str], str] = str) -> list[Region]:

@@ -155,16 +155,9 @@ def ip_adapter_option(
 
 def check_entry_keys(values: dict, where: str) -> None:
     """A prompt-config entry's IP-Adapter keys (ip_adapter, ip_image, ip_scale, image_encoder), checked in place
-    (`ip_image` as a list); an InputError starting with `where` for a wrong type or a key without the others."""
-    if isinstance(values.get("ip_image"), str):
-        values["ip_image"] = [values["ip_image"]]
+    (`ip_image` as a list, after `ip_keyframes.check_ip_image_keys`); an InputError starting with `where` for a wrong
+    type or a key without the others."""
     images = values.get("ip_image")
-    if (
-        images is not None
-        and not isinstance(images, dict)
-        and (not isinstance(images, list) or not all(isinstance(i, str) for i in images))
-    ):
-        raise InputError(f"{where}: ip_image must be a path or a list of paths, got {images!r}")
     for key in ("ip_adapter", "image_encoder"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise InputError(f"{where}: {key} must be a path, got {values[key]!r}")

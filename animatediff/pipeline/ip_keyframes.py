@@ -59,7 +59,12 @@ def entry_image_paths(images: list[str] | dict[int, list[str]]) -> list[str]:
 def check_ip_image_keys(values: dict, where: str) -> None:
     """`ip_image` (a path, a list of paths or {frame: path or paths}) and `ip_fixed_ratio`, checked in place: lists
     throughout; an InputError starting with `where`."""
+    if isinstance(values.get("ip_image"), str):
+        values["ip_image"] = [values["ip_image"]]
     images = values.get("ip_image")
+    paths = isinstance(images, list) and all(isinstance(i, str) for i in images)
+    if images is not None and not isinstance(images, dict) and not paths:
+        raise InputError(f"{where}: ip_image must be a path or a list of paths, got {images!r}")
     if isinstance(images, dict):
         keyed = {}
         for key, paths in images.items():

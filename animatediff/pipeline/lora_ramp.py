@@ -88,7 +88,9 @@ def check_lora_ramps(ramps: Sequence[LoraRamp], loras: LoraMerger | None) -> Non
             raise InputError(f"LoRA ramp: no LoRA named {ramp.lora!r} is merged; merged: {sorted(merged)}")
 
 
-def ramped_loras(denoiser: Denoiser, loras: LoraMerger, ramps: Sequence[LoraRamp], timesteps: torch.Tensor) -> Denoiser:
+def ramped_loras(
+    denoiser: Denoiser, loras: LoraMerger | None, ramps: Sequence[LoraRamp], timesteps: torch.Tensor
+) -> Denoiser:
     """`denoiser` with each ramped LoRA set to its scale at the step of every call's timestep (a step's calls, its
     windows and a FreeInit rerun of it, share one scale); `denoiser` itself without ramps."""
     if not ramps:
