@@ -36,6 +36,7 @@ from animatediff.pipeline.lora_ramp import LoraRamp, check_lora_ramps, lora_scal
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
+from animatediff.pipeline.reference import Reference, check_reference, reference_call
 from animatediff.pipeline.regions import (
     MaskSource,
     Region,
@@ -179,6 +180,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         prompt_and: bool = False,
         gradual_latent: GradualLatent | None = None,
         lora_ramps: Sequence[LoraRamp] = (),
+        reference: Reference | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3); with `output_type` "latent", the
         final latents (videos, c, frames, h, w) undecoded, as diffusers' `output_type="latent"`.
@@ -239,6 +241,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         smaller latents (prompt-travel's `gradual_latent_hires_fix_map`; `pipeline/gradual_latent.py`).
         `lora_ramps`: merged LoRAs whose scale ramps over the steps (`pipeline/lora_ramp.py`: prompt-travel's
         `lcm_map`), put back as they were after the call.
+        `reference`: reference-only (`pipeline/reference.py`: prompt-travel's `controlnet_ref`), a picture's look
+        read by the UNet's self-attention (and feature statistics) from a pass over it before each prediction.
         """
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
@@ -257,6 +261,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         sdxl = self.text_encoder_2 is not None
         check_text_reading(self.text_encoder, sdxl, clip_skip, prompt_weighting, long_prompts)
         pag_layers = check_pag(pag, self.unet)  # the perturbed layers; none without PAG
+        check_reference(reference, pag)
         motion_scale_steps = check_motion_scale_steps(motion_scale_steps)
         clip = video_clip(
             video, strength, num_frames, height, width, video_stride, num_inference_steps, free_init, latents
@@ -328,6 +333,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         travel = (num_frames, prompt_interpolation, prompt_travel_loop)
         ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0, *travel)
         ips = [ip, *region_ip_calls(self, region_ips, guidance_scale > 1.0, *travel)]  # a region's own, or None
+        ref = reference_call(self, reference, height, width, generator, guidance_scale > 1.0, decode_chunk_size)
 
         def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None) -> Denoiser:
             own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
@@ -335,6 +341,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
             predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
             predict = own.around(predict)  # its processors in the UNet around each prediction
+            if ref is not None:  # reference-only: first a pass over the noised picture, without the controls
+                predict = ref.around(predict, own.around(unet_predictor(self.unet, [*sizes, *own.conditions])))
             predict = motion_scaled(self.unet, predict, scale)  # None: the predictor itself
             if free_noise is not None:
                 predict = free_noise_predictor(predict, self.unet, free_noise)
