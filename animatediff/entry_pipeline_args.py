@@ -16,6 +16,7 @@ from animatediff.pipeline.ip_keyframes import entry_ip_images
 from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
 from animatediff.pipeline.lora_ramp import entry_lora_ramps
 from animatediff.pipeline.pag import PAG
+from animatediff.pipeline.reference import entry_reference
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
 from animatediff.region_entries import entry_regions
 from animatediff.sampling import for_model
@@ -78,5 +79,5 @@ def entry_pipeline_args(
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
         regions=entry_regions(entry, num_frames, resolve), keep_background=entry.keep_background,
         gradual_latent=entry_gradual_latent(entry.gradual_latent),
-        lora_ramps=entry_lora_ramps(entry.lora_configs, resolve),
+        lora_ramps=entry_lora_ramps(entry.lora_configs, resolve), reference=entry_reference(entry.reference, resolve),
     )  # fmt: skip

@@ -26,6 +26,7 @@ from animatediff.pipeline.ip_keyframes import check_ip_image_keys
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, check_pag_keys
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, held_prompt_map, keyframes
+from animatediff.pipeline.reference import check_reference_keys
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
 from animatediff.prompt_travel_config import DOCUMENT_DEFAULTS, read_travel_keys
@@ -178,6 +179,9 @@ class PromptEntry:
     gradual_latent: dict | None = None
     """Gradual latent hires fix, {scale: {fraction: scale}, reverse_steps, noise_add_count} (prompt-travel's
     `gradual_latent_hires_fix_map`; `sampling/gradual_latent.py`); unset: off."""
+    reference: dict | None = None
+    """Reference-only, {image, attention, adain, attention_weight, adain_weight, style_fidelity, scale_pattern}
+    (prompt-travel's `controlnet_ref`; `pipeline/reference.py`); unset: off."""
     ip_adapter: str = ""
     """IP-Adapter weights (diffusers' layout) for an image prompt beside the text; empty for none."""
     ip_image: list[str] | dict[int, list[str]] = field(default_factory=list)
@@ -288,6 +292,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     check_control_keys(values, where)  # ControlNet's
     check_keyframe_control_keys(values, where)  # keyframe ControlNets (prompt-travel's controlnet_map)
     check_sparse_ctrl_keys(values, where)  # SparseCtrl's (the official controlnet_* keys)
+    check_reference_keys(values, where)  # reference-only (prompt-travel's controlnet_ref)
     check_sampling_keys(values, where)  # scheduler, context windows, FreeInit (generate's flags)
     for key in ("prompt", "motion_module"):
         if not values.get(key) and not (key == "prompt" and values.get("prompt_map")):

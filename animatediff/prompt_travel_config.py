@@ -11,7 +11,8 @@
   which is not done here) and its `denoising_strength` the entry's `strength`. Its folder is found as the entry's
   other paths are (beside the config, or from the working folder), not under prompt-travel's `data/`.
 - `controlnet_map`'s switched-on ControlNets are keyframe ControlNets (`prompt_travel_controlnets`): their folders of
-  numbered control images, each image's residuals spread to the frames around it by `control_scale_list`.
+  numbered control images, each image's residuals spread to the frames around it by `control_scale_list`. Its
+  `controlnet_ref` switched on is the entry's `reference` (reference-only: `pipeline/reference.py`).
 - `ip_adapter_map` switched on is an image prompt at keyframes: its `input_image_dir`, images named by their frame,
   is the entry's `ip_image` (`pipeline/ip_keyframes.py`), its `scale` the `ip_scale`, its `prompt_fixed_ratio` (0.5
   unless given) the `ip_fixed_ratio`; the weights are the entry's own `ip_adapter` key (prompt-travel picks them by
@@ -46,7 +47,7 @@ reads at most three chunks.
 from __future__ import annotations
 
 from animatediff.errors import InputError
-from animatediff.prompt_travel_controlnets import keyframe_controlnets
+from animatediff.prompt_travel_controlnets import keyframe_controlnets, reference_section
 from animatediff.region_entries import region_map_keys
 
 DOCUMENT_DEFAULTS = {
@@ -105,6 +106,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
     if controls is not None:
         items = keyframe_controlnets(controls, where)  # its folders of keyframe images, spread to the neighbours
         values["keyframe_controlnets"] = [*(values.get("keyframe_controlnets") or []), *items]
+        reference = reference_section(controls, where)  # its controlnet_ref: reference-only
+        if reference is not None:
+            values["reference"] = reference
     if "output" in values:
         values.update(_output(values.pop("output"), where))
     return values

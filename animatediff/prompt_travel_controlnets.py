@@ -9,8 +9,9 @@ same name); the others (pose, depth, line art, …) need models of their own, an
 in one line: make the control images beforehand and say `use_preprocessor: false`. Memory and speed settings
 (`max_samples_on_vram`, `max_models_on_vram`, `preprocess_on_gpu`), `save_detectmap` and `no_shrink_list` are
 dropped (the control images are not shrunk here above 512 px, as prompt-travel shrinks pose and a few other
-types). Regions (`control_region_list`), the reference-only `controlnet_ref` and `animatediff_controlnet` (a local
-checkpoint of prompt-travel's own) are refused; `input_image_dir` is found as the entry's other paths are.
+types). Regions (`control_region_list`) and `animatediff_controlnet` (a local checkpoint of prompt-travel's own) are
+refused; `input_image_dir` is found as the entry's other paths are. The reference-only `controlnet_ref` is not a
+ControlNet: switched on, it is the entry's `reference` (`reference_section`, `pipeline/reference.py`).
 """
 
 from __future__ import annotations
@@ -55,14 +56,15 @@ def keyframe_controlnets(controls: object, where: str) -> list[dict]:
     is switched on."""
     if not isinstance(controls, dict):
         raise InputError(f"{where}: controlnet_map must be a mapping, got {controls!r}")
-    sections = {k: v for k, v in controls.items() if isinstance(v, dict)}
+    sections = {k: v for k, v in controls.items() if isinstance(v, dict) and k != "controlnet_ref"}
     if not any(part.get("enable") is True for part in sections.values()):
         return []
     folder = controls.get("input_image_dir")
     if not isinstance(folder, str):
         raise InputError(f"{where}: controlnet_map needs input_image_dir, the folder of its control image folders")
     loop = controls.get("is_loop", True)
-    unknown = sorted(k for k in controls if k not in sections and k not in ("input_image_dir", "is_loop", *DROPPED))
+    known = ("input_image_dir", "is_loop", "controlnet_ref", *DROPPED)
+    unknown = sorted(k for k in controls if k not in sections and k not in known)
     if unknown or not isinstance(loop, bool):
         raise InputError(f"{where}: controlnet_map: {unknown[0] if unknown else 'is_loop'!r} is not read here")
     items = []
@@ -75,8 +77,6 @@ def keyframe_controlnets(controls: object, where: str) -> list[dict]:
 def _item(name: str, part: dict, images: str, loop: bool, where: str) -> dict:
     """One switched-on section → a `keyframe_controlnets` item."""
     here = f"{where}: controlnet_map {name}"
-    if name == "controlnet_ref":
-        raise InputError(f"{here}: reference-only control is not drawn here; turn it off")
     if name not in MODELS:
         raise InputError(f"{here}: not one of the ControlNets read here ({', '.join(MODELS)})")
     if part.get("control_region_list"):
@@ -102,3 +102,25 @@ def _item(name: str, part: dict, images: str, loop: bool, where: str) -> dict:
         "guess_mode": part.get("guess_mode", False), "spread": part.get("control_scale_list") or [], "loop": loop,
         "annotator": RUN_HERE[preprocessor],
     }  # fmt: skip
+
+
+REFERENCE_KEYS = {
+    "ref_image": "image", "reference_attn": "attention", "reference_adain": "adain",
+    "attention_auto_machine_weight": "attention_weight", "gn_auto_machine_weight": "adain_weight",
+    "style_fidelity": "style_fidelity", "scale_pattern": "scale_pattern",
+}  # fmt: skip
+"""prompt-travel's `controlnet_ref` keys → the entry's `reference` keys (`pipeline/reference.py`)."""
+
+
+def reference_section(controls: object, where: str) -> dict | None:
+    """`controlnet_map`'s `controlnet_ref` switched on → the entry's `reference` mapping; None when it is off or
+    absent. Its `ref_image` is found as the entry's other paths are; a key left out takes `Reference`'s default."""
+    part = controls.get("controlnet_ref") if isinstance(controls, dict) else None
+    if not isinstance(part, dict) or part.get("enable") is not True:
+        return None
+    unknown = sorted(k for k in part if k not in REFERENCE_KEYS and k != "enable")
+    if unknown:
+        raise InputError(f"{where}: controlnet_map controlnet_ref: {unknown[0]!r} is not read here")
+    if not part.get("ref_image"):
+        raise InputError(f"{where}: controlnet_map controlnet_ref needs ref_image, the reference picture")
+    return {REFERENCE_KEYS[k]: v for k, v in part.items() if k != "enable"}

@@ -169,7 +169,7 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
             {"controlnet_map": {"input_image_dir": "c", "controlnet_canny": {**ON, "control_region_list": ["0"]}}},
             "control_region_list confines it to regions",
         ),
-        ({"controlnet_map": {"input_image_dir": "c", "controlnet_ref": {**ON}}}, "reference-only control is not"),
+        ({"controlnet_map": {"controlnet_ref": {"enable": True}}}, "controlnet_ref needs ref_image"),
         ({"controlnet_map": {"input_image_dir": "c", "animatediff_controlnet": {**ON}}}, "not one of the ControlNets"),
         (
             {"controlnet_map": {"input_image_dir": "c", "controlnet_tile": {"enable": True}}},

@@ -32,6 +32,7 @@ from animatediff.cli.ip_adapter_options import add_ip_adapter_args, ip_adapter_f
 from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
 from animatediff.cli.pag_options import add_pag_args, pag_from_args
+from animatediff.cli.reference_options import add_reference_args, reference_from_args
 from animatediff.cli.region_options import add_region_args, regions_from_args
 from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
@@ -156,6 +157,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_free_noise_args(p)
     add_free_init_args(p)
     add_pag_args(p)
+    add_reference_args(p)
     add_ip_adapter_args(p)
     add_video_args(p)
     add_hires_args(p)
@@ -285,6 +287,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.pipeline.hires import draw
     from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
     from animatediff.pipeline.prompt_travel import prompt_argument
+    from animatediff.pipeline.reference import check_reference
     from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
     from animatediff.text_encoding import check_clip_skip
 
@@ -309,6 +312,8 @@ def run_generate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     free_init = free_init_from_args(args)  # bad FreeInit options fail before loading
     pag = pag_from_args(args)  # bad PAG options fail before loading
+    reference = reference_from_args(args)  # the picture read before loading
+    check_reference(reference, pag)
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
     if args.prompt_travel_loop and isinstance(prompt, str) and not (ip_adapter and ip_adapter.keyframes):
         raise InputError("--prompt-travel-loop needs keyframes: --prompt-map, keyframe lines in --prompt, FRAME:IMAGE")
@@ -360,7 +365,7 @@ def run_generate(args: argparse.Namespace) -> None:
         prompt_interpolation=args.prompt_interpolation,
         prompt_travel_loop=args.prompt_travel_loop,
         free_init=free_init,
-        pag=pag,
+        pag=pag, reference=reference,
         controlnets=controlnets,
         sparse_ctrls=sparse_ctrls,
         ip_adapter=ip_adapter,

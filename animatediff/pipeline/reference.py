@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,6 +62,9 @@ class Reference:
     """How strongly each frame of a call takes the reference, repeated over its frames (`scale_pattern`)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.attention, bool) or not isinstance(self.adain, bool):
+            given = f"{self.attention!r}, {self.adain!r}"
+            raise InputError(f"reference attention and adain must be true or false, got {given}")
         if not (self.attention or self.adain):
             raise InputError("reference: switch on attention, adain or both")
         for name in ("attention_weight", "adain_weight", "style_fidelity"):
@@ -170,3 +173,30 @@ def check_reference(reference: Reference | None, pag: object) -> None:
     """One line for what cannot run with a reference."""
     if reference is not None and pag is not None:
         raise InputError("reference and perturbed-attention guidance both change self-attention; use one of them")
+
+
+ENTRY_KEYS = ("image", "attention", "adain", "attention_weight", "adain_weight", "style_fidelity", "scale_pattern")
+"""A run entry's `reference` mapping: `Reference`'s fields, the image a path."""
+
+
+def check_reference_keys(values: dict, where: str) -> None:
+    """A run entry's `reference` checked, in one line, before any model loads (its image is looked for later)."""
+    given = values.get("reference")
+    if given is None:
+        return
+    if not isinstance(given, dict) or not isinstance(given.get("image"), str) or not given["image"]:
+        raise InputError(f"{where}: reference must be a mapping with image, a path, got {given!r}")
+    unknown = sorted(set(given) - set(ENTRY_KEYS))
+    if unknown:
+        raise InputError(f"{where}: reference {unknown[0]!r} is not read here ({', '.join(ENTRY_KEYS)})")
+    try:
+        Reference(np.zeros((1, 1, 3), dtype=np.float32), **{k: v for k, v in given.items() if k != "image"})
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
+def entry_reference(given: dict | None, resolve: Callable[[str], str] = str) -> Reference | None:
+    """The `Reference` a checked entry's `reference` mapping asks for, its image found by `resolve`; None without."""
+    if given is None:
+        return None
+    return Reference(resolve(given["image"]), **{k: v for k, v in given.items() if k != "image"})
