@@ -46,7 +46,9 @@ Regional prompts (`pipeline.regions`): `regions`, a list of {mask, prompt or pro
 prompt_fixed_ratio, ip_image, ip_fixed_ratio} (or {mask, keep_video: true}, with `keep_background`, keeping the
 entry's video), as `generate`'s --region (`region_entries`). Video inpainting: `video_mask` (`pipeline.video_mask`).
 The hires fix: `hires_scale`, `hires_strength`, `hires_steps`, `hires_upscaler` (`pipeline.hires`); the gradual latent
-hires fix: `gradual_latent` {scale, reverse_steps, noise_add_count} (`pipeline.gradual_latent`).
+hires fix: `gradual_latent` {scale, reverse_steps, noise_add_count} (`pipeline.gradual_latent`). Reference-only:
+`reference` {image, attention, adain, attention_weight, adain_weight, style_fidelity, scale_pattern}
+(`pipeline.reference`), as `generate`'s --reference.
 
 Output, as the official script writes it: `<root>/<config stem>-<time>/sample/<i>-<first ten prompt words>.gif`
 per video (i counts over the whole run), a grid `sample.gif` of all videos, and `config.yaml` with the seeds used
