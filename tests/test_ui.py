@@ -343,3 +343,29 @@ def test_a_hires_fix_and_keyframes_going_round_and_their_run_yaml(served, tmp_pa
     text, again = rerun(url, jobs[3], tmp_path, 6)
     assert "gradual_latent:" in text and "0.5: 1.0" in text
     np.testing.assert_array_equal(read_video_input(studio.output_dir / jobs[3]["file"], 6), again)
+
+
+def test_a_reference_picture_from_an_upload_and_its_run_yaml(served, tmp_path):
+    """Reference-only from the form: the uploaded picture changes the frames, and the run YAML draws the same; a mode
+    or a style fidelity out of range is one line."""
+    from PIL import Image
+
+    from animatediff.io.video_input import read_video_input
+
+    studio, url = served
+    picture = np.zeros((32, 32, 3), dtype=np.uint8)
+    picture[8:24, 8:24] = (255, 255, 0)
+    Image.fromarray(picture).save(tmp_path / "look.png")
+    _, image = call(f"{url}/api/upload?name=look.png", raw=(tmp_path / "look.png").read_bytes())
+    plain = {"prompt": PROMPT, "frames": 8, "steps": 3, "seed": 4}
+    referenced = plain | {"reference": image["id"], "reference_mode": "adain+attn", "reference_fidelity": 0.25}
+    jobs = [wait(url, call(f"{url}/api/generate", fields)[1]["id"]) for fields in (plain, referenced)]
+    assert [job["state"] for job in jobs] == ["done"] * 2, [job["error"] for job in jobs]
+    frames = [read_video_input(studio.output_dir / job["file"], 8) for job in jobs]
+    assert np.abs(frames[0] - frames[1]).max() > 0.05
+    text, again = rerun(url, jobs[1], tmp_path, 8)
+    assert "adain: true" in text and "style_fidelity: 0.25" in text
+    np.testing.assert_array_equal(frames[1], again)
+    for bad, message in (({"reference_mode": "attn"}, "reference mode"), ({"reference_fidelity": 2}, "style fidelity")):
+        status, answer = call(f"{url}/api/generate", referenced | bad)
+        assert status == 400 and message in answer["error"], answer

@@ -30,6 +30,7 @@ LIMITS = {
     "pag_scale": (0.0, 20.0),
     "hires_scale": (1.0, 4.0),
     "hires_strength": (0.01, 1.0),
+    "reference_fidelity": (0.0, 1.0),
 }
 """Inclusive ranges of the numeric fields (the form states the same bounds)."""
 

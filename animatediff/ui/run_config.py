@@ -10,7 +10,9 @@ import yaml
 
 from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry, ip_images
-from animatediff.ui.settings import TAG_FOLDERS, Settings, ip_adapter_of, spec
+from animatediff.ui.image_prompt import ip_adapter_of
+from animatediff.ui.reference_fields import reference_entry
+from animatediff.ui.settings import TAG_FOLDERS, Settings, spec
 from animatediff.ui.step_fractions import gradual_section, motion_scale_keyframes
 
 
@@ -103,7 +105,7 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
             entry["hires_upscaler"] = s.hires_upscaler
     if s.gradual_latent:
         entry["gradual_latent"] = gradual_section(s)
-    entry |= control_entry(s, catalog, upload)
+    entry |= control_entry(s, catalog, upload) | reference_entry(s, upload)
     ip_adapter = ip_adapter_of(s, catalog, upload)
     if ip_adapter is not None:
         images = ip_images(s, upload)

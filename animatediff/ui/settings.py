@@ -8,7 +8,6 @@ Defaults are `animatediff generate`'s. Models are catalog ids (`ui.catalog`), ne
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +20,13 @@ from animatediff.prompt_weights import WEIGHTINGS
 from animatediff.sampling.presets import Sampling, preset_names, resolve_sampling
 from animatediff.sampling.schedulers import SCHEDULERS
 from animatediff.ui.catalog import FOLDERS, Catalog, inside
-from animatediff.ui.controls import ControlUnit, ip_images, parse_controls, stored_units
+from animatediff.ui.controls import ControlUnit, parse_controls, stored_units
 from animatediff.ui.fields import choice, number, scaled
+from animatediff.ui.image_prompt import parse_ip_adapter
+from animatediff.ui.reference_fields import parse_reference
 from animatediff.ui.step_fractions import gradual_section, motion_scale_keyframes
 
 if TYPE_CHECKING:
-    from animatediff.pipeline.ip_adapter import IPAdapter
     from animatediff.sampling.context import ContextSchedule
 
 FORMATS = ("gif", "mp4", "webp")
@@ -129,6 +129,10 @@ class Settings:
     ip_scale: float = 1.0
     image_encoder: str = ""
     """Empty: the `image_encoder/` folder beside the IP-Adapter's file."""
+    reference: str = ""
+    """Reference-only: an upload's id, the picture (`ui/reference_fields.py`); with its mode and style fidelity."""
+    reference_mode: str = "only"
+    reference_fidelity: float = 0.5
     regions: list[tuple[str, str, str]] = field(default_factory=list)
     """Regional prompts: (an upload's id, the mask; the prompt; an upload's id, its own image prompt, or "") of each,
     in order (`ui/controls.py`)."""
@@ -210,7 +214,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     if s.video_mask and not s.video:
         raise InputError("video mask: upload the video it masks")
     parse_controls(raw, s, catalog)  # and the IP-Adapter's keyframe images
-    _parse_ip_adapter(raw, s, catalog)
+    parse_ip_adapter(raw, s, catalog)
+    parse_reference(raw, s)
     if s.hires_scale is not None:
         from animatediff.pipeline.hires import HiresFix
 
@@ -229,36 +234,6 @@ def _parse_windows(raw: dict, s: Settings) -> None:
     s.context_schedule = choice(raw.get("context_schedule") or "", ["", *SCHEDULES], "context schedule")
     s.context_fuse = choice(raw.get("context_fuse") or "", ["", *FUSE_METHODS], "context fuse")
     context_of(s)
-
-
-def _parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
-    """An image prompt: the IP-Adapter, its uploaded image, its scale and (optionally) its image encoder."""
-    s.ip_adapter = str(raw.get("ip_adapter") or "")
-    s.ip_image = str(raw.get("ip_image") or "")
-    s.ip_scale = number(raw, "ip_scale", float, 1.0, "IP-Adapter scale")
-    s.image_encoder = str(raw.get("image_encoder") or "")
-    if not s.ip_adapter and any(image for _, _, image in s.regions):
-        raise InputError("region image prompt: choose the IP-Adapter (Image prompt) it is drawn with")
-    if not s.ip_adapter:
-        if s.image_encoder:
-            raise InputError("image encoder: choose the IP-Adapter it is for")
-        return
-    catalog.resolve("ip_adapter", s.ip_adapter)
-    if s.image_encoder:
-        catalog.resolve("image_encoder", s.image_encoder)
-    if not s.ip_image and not s.ip_keyframes:
-        raise InputError("IP-Adapter: upload its image prompt")
-
-
-def ip_adapter_of(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> IPAdapter | None:
-    """The image prompt the form asks for (None without an IP-Adapter); `upload` gives an upload's path."""
-    if not s.ip_adapter:
-        return None
-    from animatediff.pipeline.ip_adapter import IPAdapter
-
-    encoder = str(catalog.resolve("image_encoder", s.image_encoder)) if s.image_encoder else None
-    images = ip_images(s, upload)
-    return IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), images, s.ip_scale, encoder)
 
 
 def _prompt_map(raw: object) -> dict[int, str]:
