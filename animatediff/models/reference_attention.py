@@ -79,6 +79,15 @@ class ReferenceBank:
         self.guided = False  # in a read: the first half of the batch's videos are unconditional
         self.num_frames = 1  # frames per video in the call's batch: rows are (video, frame)
         self.kept: dict[int, object] = {}
+        self.processors: dict[int, ReferenceAttnProcessor] = {}  # per layer, kept between predictions
+
+    def processor_for(self, layer: Attention) -> ReferenceAttnProcessor:
+        """The layer's reference processor around its own: the same object at every prediction while its own
+        stays, so a compiled block sees one processor, not a new one each step."""
+        processor = self.processors.get(id(layer))
+        if processor is None or processor.inner is not layer.processor:
+            processor = self.processors[id(layer)] = ReferenceAttnProcessor(layer.processor, self)
+        return processor
 
     def keep(self, key: int, value: object) -> None:
         self.kept[key] = value
@@ -176,7 +185,7 @@ def reference_hooks(
             for layer, place in reference_attention_layers(unet.unet):
                 if attention_weight > place:
                     saved.append((layer, layer.processor))
-                    layer.processor = ReferenceAttnProcessor(layer.processor, bank)
+                    layer.processor = bank.processor_for(layer)
         if adain_weight is not None:
             hook = _adain_hook(bank)
             for layer, weight in reference_adain_layers(unet.unet):
