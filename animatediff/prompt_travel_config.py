@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from animatediff.errors import InputError
 from animatediff.prompt_travel_controlnets import keyframe_controlnets, reference_section
-from animatediff.region_entries import region_map_keys
+from animatediff.region_entries import region_indices, region_map_keys
 
 DOCUMENT_DEFAULTS = {
     "prompt_fixed_ratio": 0.5,
@@ -98,13 +98,14 @@ def read_travel_keys(values: dict, where: str) -> dict:
             raise _refused(key, where)
     for key in DROPPED:
         values.pop(key, None)
-    regions = region_map_keys(values.pop("region_map", None) or {}, where)
+    region_map = values.pop("region_map", None) or {}
+    regions = region_map_keys(region_map, where)
     if "regions" in regions:
         regions["regions"] = [*(values.get("regions") or []), *regions["regions"]]
     values.update(regions)
     controls = values.pop("controlnet_map", None)
     if controls is not None:
-        items = keyframe_controlnets(controls, where)  # its folders of keyframe images, spread to the neighbours
+        items = keyframe_controlnets(controls, where, region_indices(region_map))  # spread to the neighbours
         values["keyframe_controlnets"] = [*(values.get("keyframe_controlnets") or []), *items]
         reference = reference_section(controls, where)  # its controlnet_ref: reference-only
         if reference is not None:

@@ -9,9 +9,12 @@ same name); the others (pose, depth, line art, …) need models of their own, an
 in one line: make the control images beforehand and say `use_preprocessor: false`. Memory and speed settings
 (`max_samples_on_vram`, `max_models_on_vram`, `preprocess_on_gpu`), `save_detectmap` and `no_shrink_list` are
 dropped (the control images are not shrunk here above 512 px, as prompt-travel shrinks pose and a few other
-types). Regions (`control_region_list`) and `animatediff_controlnet` (a local checkpoint of prompt-travel's own) are
-refused; `input_image_dir` is found as the entry's other paths are. The reference-only `controlnet_ref` is not a
-ControlNet: switched on, it is the entry's `reference` (`reference_section`, `pipeline/reference.py`).
+types). `control_region_list` confines a ControlNet to the region_map's regions it names (and the background): both
+halves of their guided predictions get its residuals, as in prompt-travel (`ControlNet.regions`). prompt-travel then
+blends the regions only every other step; here they are blended at every step, as it blends regions without such a
+list. `animatediff_controlnet` (a local checkpoint of prompt-travel's own) is refused; `input_image_dir` is found as
+the entry's other paths are. The reference-only `controlnet_ref` is not a ControlNet: switched on, it is the entry's
+`reference` (`reference_section`, `pipeline/reference.py`).
 """
 
 from __future__ import annotations
@@ -51,9 +54,9 @@ RUN_HERE = {"none": "none", "canny": "canny"}
 DROPPED = ("max_samples_on_vram", "max_models_on_vram", "save_detectmap", "preprocess_on_gpu", "no_shrink_list")
 
 
-def keyframe_controlnets(controls: object, where: str) -> list[dict]:
+def keyframe_controlnets(controls: object, where: str, regions: dict[str, int] | None = None) -> list[dict]:
     """The `keyframe_controlnets` entry items of a `controlnet_map` (see the module docstring); [] when no section
-    is switched on."""
+    is switched on. `regions`: the region_map's names of the regions switched on → their indices in the entry."""
     if not isinstance(controls, dict):
         raise InputError(f"{where}: controlnet_map must be a mapping, got {controls!r}")
     sections = {k: v for k, v in controls.items() if isinstance(v, dict) and k != "controlnet_ref"}
@@ -70,17 +73,19 @@ def keyframe_controlnets(controls: object, where: str) -> list[dict]:
     items = []
     for name, part in sections.items():
         if part.get("enable") is True:
-            items.append(_item(name, part, f"{folder.rstrip('/')}/{name}" if folder else name, loop, where))
+            items.append(_item(name, part, f"{folder.rstrip('/')}/{name}" if folder else name, loop, where, regions))
     return items
 
 
-def _item(name: str, part: dict, images: str, loop: bool, where: str) -> dict:
+def _item(name: str, part: dict, images: str, loop: bool, where: str, regions: dict[str, int] | None) -> dict:
     """One switched-on section → a `keyframe_controlnets` item."""
     here = f"{where}: controlnet_map {name}"
     if name not in MODELS:
         raise InputError(f"{here}: not one of the ControlNets read here ({', '.join(MODELS)})")
-    if part.get("control_region_list"):
-        raise InputError(f"{here}: control_region_list confines it to regions, which are not drawn here")
+    acts_in = part.get("control_region_list") or []
+    if not isinstance(acts_in, list) or any(str(r) != "background" and str(r) not in (regions or {}) for r in acts_in):
+        raise InputError(f"{here}: control_region_list {acts_in!r}: name the region_map's regions switched on, "
+                         "or background")  # fmt: skip
     for key in ("controlnet_conditioning_scale", "control_guidance_start", "control_guidance_end"):
         if key not in part:
             raise InputError(f"{here}: {key} is missing (prompt-travel requires it too)")
@@ -101,6 +106,7 @@ def _item(name: str, part: dict, images: str, loop: bool, where: str) -> dict:
         "start": part["control_guidance_start"], "end": part["control_guidance_end"],
         "guess_mode": part.get("guess_mode", False), "spread": part.get("control_scale_list") or [], "loop": loop,
         "annotator": RUN_HERE[preprocessor],
+        "regions": [r if r == "background" else regions[str(r)] for r in acts_in],
     }  # fmt: skip
 
 

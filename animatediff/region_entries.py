@@ -132,6 +132,14 @@ def region_map_keys(section: object, where: str) -> dict:
     return ({"regions": items} if items else {}) | ({"keep_background": True} if keep else {})
 
 
+def region_indices(section: object) -> dict[str, int]:
+    """prompt-travel's `region_map` names of the regions switched on → their indices in the entry's `regions`."""
+    if not isinstance(section, dict):
+        return {}
+    named = [k for k, v in section.items() if k != "background" and isinstance(v, dict) and v.get("enable") is True]
+    return {str(name): i for i, name in enumerate(named)}
+
+
 def _region_items(section: dict, where: str) -> list[dict]:
     items: list[dict] = []
     for name, region in section.items():

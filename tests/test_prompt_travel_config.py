@@ -103,10 +103,10 @@ def test_a_prompt_travel_document_reads_as_our_entry(assets):  # noqa: F811
     assert entry.keyframe_controlnets == [
         {"model": "lllyasviel/control_v11p_sd15_openpose", "images": "controlnet_image/test/controlnet_openpose",
          "scale": 0.8, "start": 0.0, "end": 1.0, "guess_mode": True, "spread": [0.5, 0.25], "loop": False,
-         "annotator": "none"},
+         "annotator": "none", "regions": []},
         {"model": "lllyasviel/control_v11p_sd15_canny", "images": "controlnet_image/test/controlnet_canny",
          "scale": 1.0, "start": 0.0, "end": 0.5, "guess_mode": False, "spread": [], "loop": False,
-         "annotator": "canny"},
+         "annotator": "canny", "regions": []},
     ]  # fmt: skip
 
 
@@ -167,7 +167,7 @@ def test_the_document_draws_what_the_pipeline_draws_with_the_same_settings(asset
         ({"controlnet_map": {"input_image_dir": "c", "controlnet_openpose": {**ON}}}, "preprocessor 'dwpose' needs a"),
         (
             {"controlnet_map": {"input_image_dir": "c", "controlnet_canny": {**ON, "control_region_list": ["0"]}}},
-            "control_region_list confines it to regions",
+            "control_region_list ['0']: name the region_map's regions switched on, or background",
         ),
         ({"controlnet_map": {"controlnet_ref": {"enable": True}}}, "controlnet_ref needs ref_image"),
         ({"controlnet_map": {"input_image_dir": "c", "animatediff_controlnet": {**ON}}}, "not one of the ControlNets"),

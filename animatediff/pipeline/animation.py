@@ -25,7 +25,7 @@ from animatediff.models.motion_scale import MotionScale
 from animatediff.pipeline.added_weights import AddedWeights
 from animatediff.pipeline.composed_text import and_weights, read_and, unconditional
 from animatediff.pipeline.conditions import Condition, unet_predictor
-from animatediff.pipeline.controlnet import ControlNet, controlnet_conditions
+from animatediff.pipeline.controlnet import ControlNet, acting_parts, controlnet_conditions
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
@@ -275,6 +275,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         regional_calls = read_regions(regions, read, raw, num_frames, len(unedited.prompts), prompt_editing,
                                       video is not None, keep_background)  # fmt: skip
         parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
+        acting = acting_parts(controlnets, len(regions), bool(parts))  # per ControlNet, the regions it acts in
         check_ip_keyframes(ip_adapter, num_frames)
         region_ips = region_image_prompts(regions, ip_adapter, num_frames)  # a region's own image prompt, or None
         spatial = {"conditions": conditions, "FreeInit": free_init}
@@ -337,7 +338,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
 
         def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None) -> Denoiser:
             own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
-            bound = [*controls, *sparse, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
+            mine = [c for c, acts in zip(controls, acting, strict=True) if acts is None or part in acts]
+            bound = [*mine, *sparse, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
             predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
             predict = own.around(predict)  # its processors in the UNet around each prediction

@@ -60,14 +60,47 @@ class ControlNet:
     guess_mode: bool = False
     """Guess mode (`guess_mode`): it sees the conditional half of the guided batch only, residuals scaled
     geometrically from 0.1 (shallowest) to 1 (middle): the control images speak with little or no prompt."""
+    regions: Sequence[int | str] = ()
+    """Where it acts with regional prompts: the call's regions by index and "background" (the call's own prompt), as
+    prompt-travel's `control_region_list`; empty: every prediction (`acting_parts`)."""
 
     def __post_init__(self) -> None:
         check_control_range(self.start, self.end, self.scale)
+        self.regions = control_regions(self.regions)
         if not isinstance(self.guess_mode, bool):
             raise InputError(f"ControlNet guess_mode must be True or False, got {self.guess_mode!r}")
         if not isinstance(self.model, torch.nn.Module):
             raise InputError(f"ControlNet model must be a diffusers ControlNetModel, got {type(self.model).__name__}")
         self.frames = control_frames_tensor(self.frames)
+
+
+def control_regions(regions: object) -> tuple[int | str, ...]:
+    """A ControlNet's `regions` checked: region indices from 0 and "background"."""
+    if isinstance(regions, (str, int)) or not isinstance(regions, Sequence):
+        raise InputError(f"ControlNet regions must be a list of region indices and 'background', got {regions!r}")
+    for region in regions:
+        index = isinstance(region, int) and not isinstance(region, bool) and region >= 0
+        if not index and region != "background":
+            raise InputError(f"ControlNet region {region!r}: give a region's index from 0, or 'background'")
+    return tuple(regions)
+
+
+def acting_parts(controls: Sequence[object], regions: int, composed: bool) -> list[set[int] | None]:
+    """Per ControlNet (or keyframe ControlNet), the parts of a regional call it acts in (`pipeline.regions.regional`:
+    0 the call's own prompt, i + 1 region i), None for all; one line for a region the call does not have."""
+    parts: list[set[int] | None] = []
+    for i, control in enumerate(controls, start=1):
+        named = getattr(control, "regions", ())
+        if not named:
+            parts.append(None)
+            continue
+        if composed or not regions:
+            raise InputError(f"ControlNet {i} acts in regions {list(named)}, but the call draws no regional prompts")
+        missing = [r for r in named if r != "background" and r >= regions]
+        if missing:
+            raise InputError(f"ControlNet {i}: region {missing[0]} is not one of the call's {regions} regions")
+        parts.append({0 if r == "background" else r + 1 for r in named})
+    return parts
 
 
 def control_frames_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:

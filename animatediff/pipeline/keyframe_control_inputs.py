@@ -7,6 +7,8 @@ becomes: `prompt_travel_controlnets`): a list of mappings, each
     spread: [] (the scales of a keyframe's residuals 1, 2, … frames away: prompt-travel's control_scale_list)
     loop: true (distances wrap around the clip's ends)
     annotator: none (the images are control images) or canny (their Canny edges)
+    regions: [] (where it acts with the entry's regions: their indices and "background"; prompt-travel's
+    control_region_list; empty: everywhere)
 
 `check_keyframe_control_keys` checks them while the entry is parsed; `load_keyframe_controlnets` reads the images
 when the entry runs (a folder with no numbered PNG gives no ControlNet, as prompt-travel skips it; images of frames
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.annotators import ANNOTATORS, annotate
 from animatediff.pipeline.control_inputs import check_control_range, controlnet_model
+from animatediff.pipeline.controlnet import control_regions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("animatediff")
 
 DEFAULTS = {"scale": 1.0, "start": 0.0, "end": 1.0, "guess_mode": False, "spread": [], "loop": True,
-            "annotator": "none"}  # fmt: skip
+            "annotator": "none", "regions": []}  # fmt: skip
 """Each keyframe ControlNet's settings where it leaves them out."""
 NUMBERED = re.compile(r"\d+")
 
@@ -68,6 +71,7 @@ def check_keyframe_control_keys(values: dict, where: str) -> None:
             raise InputError(f"{name}: annotator {item['annotator']!r}: choose one of {', '.join(ANNOTATORS)}")
         try:
             check_control_range(item["start"], item["end"], item["scale"])
+            control_regions(item["regions"])
         except InputError as err:
             raise InputError(f"{name}: {err}") from None
         checked.append(item)
@@ -121,6 +125,6 @@ def load_keyframe_controlnets(
         frames = [annotate(fit_frames(image[None], height, width), item["annotator"])[0] for image in images.values()]
         model = controlnet_model(resolve(item["model"]), pipe, keep)
         keyframes = dict(zip(images, frames, strict=True))
-        settings = {key: item[key] for key in ("scale", "start", "end", "guess_mode", "spread", "loop")}
+        settings = {key: item[key] for key in ("scale", "start", "end", "guess_mode", "spread", "loop", "regions")}
         controlnets.append(KeyframeControlNet(model, keyframes, **settings))
     return controlnets

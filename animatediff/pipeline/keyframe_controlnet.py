@@ -27,7 +27,7 @@ from einops import rearrange
 
 from animatediff.errors import InputError
 from animatediff.pipeline.control_inputs import check_control_range
-from animatediff.pipeline.controlnet import active_steps, control_frames_tensor, sized_control
+from animatediff.pipeline.controlnet import active_steps, control_frames_tensor, control_regions, sized_control
 from animatediff.pipeline.keyframe_control_inputs import spread_numbers
 from animatediff.sampling.context import step_index
 
@@ -56,9 +56,12 @@ class KeyframeControlNet:
     """The scales of a keyframe's residuals 1, 2, … frames away from it (`control_scale_list`)."""
     loop: bool = True
     """Distances wrap around the clip's ends (`is_loop`)."""
+    regions: Sequence[int | str] = ()
+    """Where it acts with regional prompts (`control_region_list`): as `ControlNet.regions`."""
 
     def __post_init__(self) -> None:
         check_control_range(self.start, self.end, self.scale)
+        self.regions = control_regions(self.regions)
         if not isinstance(self.guess_mode, bool) or not isinstance(self.loop, bool):
             raise InputError("keyframe ControlNet guess_mode and loop must be True or False")
         if not spread_numbers(self.spread):
