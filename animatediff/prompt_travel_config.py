@@ -20,7 +20,7 @@
   file prompt-travel would use.
 - `region_map`'s switched-on regions are the entry's `regions` (`region_entries`): each drawn with its own prompt
   map where its masks are white, over the entry's prompt, or keeping `img2img_map`'s video there (`is_init_img`,
-  the background's too).
+  the background's too); a ControlNet's `control_region_list` names them by their region_map keys.
 - `gradual_latent_hires_fix_map` switched on is the entry's `gradual_latent` ({scale, reverse_steps,
   noise_add_count}: `sampling/gradual_latent.py`).
 - `lcm_map` switched on ramps the LCM LoRA's scale over the steps (`pipeline/lora_ramp.py`): the LoRA, which
@@ -100,12 +100,14 @@ def read_travel_keys(values: dict, where: str) -> dict:
         values.pop(key, None)
     region_map = values.pop("region_map", None) or {}
     regions = region_map_keys(region_map, where)
+    before = len(values.get("regions") or [])  # the entry's own regions come first
+    named = {name: before + i for name, i in region_indices(region_map).items()}
     if "regions" in regions:
         regions["regions"] = [*(values.get("regions") or []), *regions["regions"]]
     values.update(regions)
     controls = values.pop("controlnet_map", None)
     if controls is not None:
-        items = keyframe_controlnets(controls, where, region_indices(region_map))  # spread to the neighbours
+        items = keyframe_controlnets(controls, where, named)  # spread to the neighbours, confined to regions
         values["keyframe_controlnets"] = [*(values.get("keyframe_controlnets") or []), *items]
         reference = reference_section(controls, where)  # its controlnet_ref: reference-only
         if reference is not None:

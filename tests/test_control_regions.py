@@ -96,6 +96,10 @@ def test_prompt_travels_control_region_list_names_the_entrys_regions(assets):  #
     config.write_text(json.dumps(document(region_map=region_map, controlnet_map=controls)))
     (entry,), _ = load_prompt_config(config)
     assert len(entry.regions) == 2 and entry.keyframe_controlnets[0]["regions"] == [1, "background"]
+    own = [{"mask": "cat.png", "prompt": "a cat"}]  # the entry's own regions come before the region_map's
+    config.write_text(json.dumps(document(regions=own, region_map=region_map, controlnet_map=controls)))
+    (entry,), _ = load_prompt_config(config)
+    assert len(entry.regions) == 3 and entry.keyframe_controlnets[0]["regions"] == [2, "background"]
     config.write_text(json.dumps(document(region_map=region_map, controlnet_map={**controls, "controlnet_canny": {
         **canny, "control_region_list": ["1"]}})))  # fmt: skip
     with pytest.raises(ValueError, match=r"control_region_list \['1'\]: name the region_map's regions switched on"):
