@@ -194,3 +194,14 @@ def test_bad_input_is_one_line(make_pipeline, tmp_path):
     pipe = make_pipeline("v2")
     with pytest.raises(InputError, match="perturbed-attention guidance"):
         pipe(PROMPT, reference=Reference(image), pag=PAG(), **ARGS)
+
+
+def test_an_sdxl_base_reads_the_reference_with_its_pooled_text(tmp_path, one_thread):
+    """The hooks find SDXL's transformer blocks and the write pass takes SDXL's pooled text and size ids."""
+    from tests.sdxl_tiny import tiny_sdxl_pipeline
+
+    pipe = tiny_sdxl_pipeline(tmp_path)
+    args = dict(num_frames=2, height=32, width=32, num_inference_steps=2, guidance_scale=7.5, seed=1, progress=False)
+    image = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    steered = pipe(PROMPT, "blurry", reference=Reference(image, adain=True), **args)
+    assert np.isfinite(steered).all() and np.abs(steered - pipe(PROMPT, "blurry", **args)).max() > 1e-3
