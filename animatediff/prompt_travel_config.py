@@ -25,7 +25,8 @@
   noise_add_count}: `sampling/gradual_latent.py`).
 - `lcm_map` switched on ramps the LCM LoRA's scale over the steps (`pipeline/lora_ramp.py`): the LoRA, which
   prompt-travel takes from its data/ folder, is our `lcm_lora` key, and joins `lora_configs` with the map as its
-  `ramp`.
+  `ramp`; and the entry samples with the LCM scheduler (on the AnimateDiff betas), which prompt-travel swaps in for
+  its `scheduler` whenever the map is on.
 - Sections that ask for nothing are dropped: `ip_adapter_map`, `img2img_map`, `lcm_map` and
   `gradual_latent_hires_fix_map` with `enable: false`, `apply_lcm_lora`, `is_single_prompt_mode` and `compile`
   false. So are what prompt-travel's other commands read or its runs write (`upscale_config` for tile-upscale,
@@ -91,8 +92,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
     if _enabled(gradual):  # the section without its switch
         values["gradual_latent"] = {k: v for k, v in gradual.items() if k != "enable"}
     lcm, lcm_lora = values.pop("lcm_map", None), values.pop("lcm_lora", None)
-    if _enabled(lcm):  # its LCM LoRA's scale ramped over the steps
+    if _enabled(lcm):  # its LCM LoRA's scale ramped over the steps, sampled by LCM as prompt-travel then samples
         values["lora_configs"] = [*(values.get("lora_configs") or []), _lcm_item(lcm, lcm_lora, where)]
+        values["scheduler"] = "lcm"
     for key in FALSE_SWITCHES:
         if key in values and values.pop(key):
             raise _refused(key, where)

@@ -78,6 +78,7 @@ def test_prompt_travels_lcm_map_is_a_ramped_lora(assets):  # noqa: F811
     (entry,), _ = load_prompt_config(config)
     ramp = {k: v for k, v in lcm.items() if k != "enable"}
     assert entry.lora_configs[-1] == {"path": "lcm.safetensors", "alpha": 1.0, "ramp": ramp}
+    assert entry.scheduler == "lcm"  # prompt-travel swaps in the LCM scheduler whenever lcm_map is on
     from animatediff.pipeline.lora_ramp import entry_lora_ramps
 
     assert entry_lora_ramps(entry.lora_configs, lambda p: f"/m/{p}") == [LoraRamp("image:/m/lcm.safetensors", **ramp)]
@@ -86,7 +87,7 @@ def test_prompt_travels_lcm_map_is_a_ramped_lora(assets):  # noqa: F811
         load_prompt_config(config)
     config.write_text(json.dumps(document(lcm_map={"enable": False}, lcm_lora="lcm.safetensors")))
     (entry,), _ = load_prompt_config(config)
-    assert all("ramp" not in c for c in entry.lora_configs)
+    assert all("ramp" not in c for c in entry.lora_configs) and entry.scheduler == "ddim"
     bad = [{"path": "a.safetensors", "ramp": {"start_scale": "low"}}]
     (assets / "bad.json").write_text(
         json.dumps([{"motion_module": "mm.safetensors", "prompt": ["a"], "lora_configs": bad}])
