@@ -17,7 +17,7 @@ from animatediff.world.layout import EMBEDDED as WORLD_ASSETS
 from animatediff.world.layout import WORLD_GUIDANCE_SCALE, WorldModels
 from animatediff.world.looks import LookConfig, load_look_classifier, look_accuracy
 
-PROMPTS = 6  # one per measured motion: left, right, up, down, growing, shrinking
+PROMPTS = 4  # one per direction: left, right, up, down (`world eval` measures growing and shrinking too)
 STEPS = 15
 MOTION_THRESHOLD = 0.6  # the module alone, base: measured 0.79 over 24 clips (every left/right/up/down clip)
 LOOK_THRESHOLD = 0.6  # the goal; measured 0.43 (DreamBooth star) and 0.18 (outlined LoRA) over 24 clips
