@@ -54,6 +54,8 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"prompt_map": [{"frame": 40, "prompt": "x"}]}, "keyframe 40 is past the last frame"),
         ({"path": "/tmp"}, "unknown field 'path'"),
         ({"clip_skip": 0}, "clip skip: 0 is outside 1–12"),
+        ({"reference": "x.png", "pag_scale": 3}, "reference picture: not with a PAG scale"),
+        ({"reference_mode": "attn"}, "reference mode: 'attn' is not one of"),
         ({"prompt_weighting": "compel"}, "prompt weighting: 'compel' is not one of"),
         ({"long_prompts": "wrap"}, "long prompts: 'wrap' is not one of"),
         ({"prompt_editing": "yes"}, "prompt editing: expected true or false"),

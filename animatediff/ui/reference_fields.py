@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from animatediff.cli.reference_options import MODES
+from animatediff.errors import InputError
 from animatediff.ui.fields import choice, number
 
 if TYPE_CHECKING:
@@ -18,6 +19,8 @@ def parse_reference(raw: dict, s: Settings) -> None:
     s.reference = str(raw.get("reference") or "")
     s.reference_mode = choice(raw.get("reference_mode") or "only", list(MODES), "reference mode")
     s.reference_fidelity = number(raw, "reference_fidelity", float, 0.5, "style fidelity")
+    if s.reference and s.pag_scale:
+        raise InputError("reference picture: not with a PAG scale (both change self-attention); clear one of them")
 
 
 def reference_entry(s: Settings, upload: Callable[[str], str] = str) -> dict:
