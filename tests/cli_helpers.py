@@ -1,11 +1,14 @@
 """`animatediff generate` as the CLI tests call it: a 4-frame clip of "a fox" from given models, and its one-line
-errors before any model loads."""
+errors before any model loads; and what a `run` drew, read back from its GIF."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageSequence
 
 from animatediff.cli import main
+from animatediff.io.video import save_video
 from animatediff.pipeline import AnimationPipeline
 
 
@@ -22,3 +25,15 @@ def generate_error(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     return err
+
+
+def gif_frames(path: Path | str) -> np.ndarray:
+    """A GIF's frames as RGB uint8, (frames, height, width, 3)."""
+    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
+
+
+def assert_run_drew(runs: Path, expected: np.ndarray, tmp_path: Path) -> None:
+    """The first video a run of `entry.yaml` wrote under `runs` is `expected` (frames in [0, 1]) written as a GIF."""
+    (drawn,) = runs.glob("entry-*/sample/0-*.gif")
+    written = save_video(expected, tmp_path / "expected.gif", fps=8)
+    np.testing.assert_array_equal(gif_frames(drawn), gif_frames(written))

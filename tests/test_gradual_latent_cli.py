@@ -8,24 +8,18 @@ import re
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageSequence
 
 from animatediff.formats import save_motion_modules
-from animatediff.io.video import save_video
 from animatediff.model_cache import ModelCache
 from animatediff.pipeline import AnimationPipeline
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
 from animatediff.sampling.gradual_latent import GradualLatent
-from tests.cli_helpers import generate, generate_error
+from tests.cli_helpers import assert_run_drew, generate, generate_error
 from tests.test_prompt_config import assets  # noqa: F401 - the fixture: a motion module, a LoRA, a MotionLoRA
 from tests.test_prompt_travel_config import document
 from tests.tiny import tiny_motion
 
 SECTION = {"scale": {"0": 0.5, "0.5": 1.0}, "reverse_steps": 2, "noise_add_count": 1}
-
-
-def _gif(path) -> np.ndarray:  # noqa: ANN001
-    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
 
 
 def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_folder, one_thread):
@@ -44,8 +38,7 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
     entry["gradual_latent"] = SECTION
     (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
     run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
-    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
-    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected[0], tmp_path / "expected.gif", fps=8)))
+    assert_run_drew(tmp_path / "runs", expected[0], tmp_path)
 
 
 def test_prompt_travels_section_switched_on_is_the_entrys_gradual_latent(assets):  # noqa: F811

@@ -7,22 +7,16 @@ import re
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageSequence
 
 from animatediff.cli import build_parser, hires_options
 from animatediff.errors import InputError
 from animatediff.formats import save_motion_modules
-from animatediff.io.video import save_video
 from animatediff.model_cache import ModelCache
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.hires import HiresFix, hires_fix
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
-from tests.cli_helpers import generate, generate_error
+from tests.cli_helpers import assert_run_drew, generate, generate_error
 from tests.tiny import tiny_motion
-
-
-def _gif(path) -> np.ndarray:  # noqa: ANN001
-    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
 
 
 def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_folder, one_thread):
@@ -41,8 +35,7 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
              "hires_strength": 0.75, "hires_steps": 6, "guidance_scale": 7.5}  # fmt: skip
     (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
     run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
-    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
-    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected, tmp_path / "expected.gif", fps=8)))
+    assert_run_drew(tmp_path / "runs", expected, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -99,8 +92,7 @@ def test_a_latent_upscaler_from_the_cli_and_a_run_entry(tmp_path, base_folder, o
              "hires_strength": 0.75, "hires_upscaler": "latent-bicubic"}  # fmt: skip
     (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
     run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
-    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
-    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected, tmp_path / "expected.gif", fps=8)))
+    assert_run_drew(tmp_path / "runs", expected, tmp_path)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump([{**entry, "hires_upscaler": "esrgan"}]))
     with pytest.raises(InputError, match="hires upscaler 'esrgan': choose one of pixel, latent"):
         load_prompt_config(tmp_path / "bad.yaml")

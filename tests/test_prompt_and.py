@@ -84,12 +84,10 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
     import yaml
 
     from animatediff.formats import save_motion_modules
-    from animatediff.io.video import save_video
     from animatediff.model_cache import ModelCache
     from animatediff.pipeline import AnimationPipeline
     from animatediff.prompt_config import run_prompt_config
-    from tests.cli_helpers import generate
-    from tests.test_hires_cli import _gif
+    from tests.cli_helpers import assert_run_drew, generate
     from tests.tiny import tiny_motion
 
     motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
@@ -104,8 +102,7 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
              "prompt_and": True}  # fmt: skip
     (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
     run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
-    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
-    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected, tmp_path / "expected.gif", fps=8)))
+    assert_run_drew(tmp_path / "runs", expected, tmp_path)
 
 
 def test_cli_combinations_fail_in_one_line_before_loading(tmp_path, capsys, monkeypatch):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image, ImageSequence
 from safetensors.torch import save_file
 
 import animatediff.io.video
@@ -19,6 +18,7 @@ from animatediff.pipeline import AnimationPipeline
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
 from animatediff.sampling import ContextSchedule, FreeInit, make_scheduler
 from animatediff.world.layout import EMBEDDED
+from tests.cli_helpers import gif_frames
 from tests.tiny import tiny_motion
 
 ATTN = "down_blocks.0.attentions.0.transformer_blocks.0"
@@ -140,10 +140,6 @@ def test_an_entry_with_every_key_draws_what_the_pipeline_draws(base_folder, tmp_
     assert not np.array_equal(video, ref("a fox", "blurry", **call)[0])  # the windows and FreeInit changed it
 
 
-def _gif(path):  # noqa: ANN001, ANN202
-    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
-
-
 def test_run_and_generate_draw_the_same_frames_of_the_embedded_world(tmp_path, one_thread):
     lora = EMBEDDED / "personalized" / "outlined_lora.safetensors"
     prompt = "a red circle moving right on a blue background"
@@ -156,8 +152,8 @@ def test_run_and_generate_draw_the_same_frames_of_the_embedded_world(tmp_path, o
     flags = ["--prompt", prompt, "--seed", "3", "--steps", "3", "--frames", "6", "--lora", f"{lora}:0.8"]
     flags += ["--scheduler", "dpm++-2m", "--context-length", "4", "--context-overlap", "1", "--free-init", "2"]
     assert main(["generate", *flags, "--output", str(tmp_path / "g.gif"), "--quiet"]) == 0
-    assert _gif(ran).shape == (6, 32, 32, 3)
-    np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
+    assert gif_frames(ran).shape == (6, 32, 32, 3)
+    np.testing.assert_array_equal(gif_frames(ran), gif_frames(tmp_path / "g.gif"))
 
 
 @pytest.mark.parametrize(
@@ -193,6 +189,6 @@ def test_loop_motion_scale_and_free_noise_entries_draw_what_generate_draws(tmp_p
     (ran,) = (tmp_path / "s").glob("keys-*/sample/0-*.gif")
     plain = ["--prompt", prompt, "--seed", "3", "--steps", "3", "--frames", "12", "--quiet"]
     assert main(["generate", *plain, *flags, "--output", str(tmp_path / "g.gif")]) == 0
-    np.testing.assert_array_equal(_gif(ran), _gif(tmp_path / "g.gif"))
+    np.testing.assert_array_equal(gif_frames(ran), gif_frames(tmp_path / "g.gif"))
     assert main(["generate", *plain, "--output", str(tmp_path / "plain.gif")]) == 0
-    assert not np.array_equal(_gif(ran), _gif(tmp_path / "plain.gif"))
+    assert not np.array_equal(gif_frames(ran), gif_frames(tmp_path / "plain.gif"))

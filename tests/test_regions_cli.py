@@ -7,17 +7,16 @@ import re
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageSequence
+from PIL import Image
 
 from animatediff.entry_pipeline_args import entry_pipeline_args
 from animatediff.errors import InputError
 from animatediff.formats import save_motion_modules
-from animatediff.io.video import save_video
 from animatediff.model_cache import ModelCache
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.regions import Region
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
-from tests.cli_helpers import generate, generate_error
+from tests.cli_helpers import assert_run_drew, generate, generate_error
 from tests.test_ui import PROMPT, call, rerun, served, wait  # noqa: F401
 from tests.tiny import tiny_motion
 
@@ -28,10 +27,6 @@ def mask_image(path, left: bool):  # noqa: ANN001, ANN201
     pixels[:, 8:] = 0 if left else 255
     Image.fromarray(pixels).save(path)
     return path
-
-
-def _gif(path) -> np.ndarray:  # noqa: ANN001
-    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
 
 
 def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_folder, one_thread):
@@ -54,10 +49,9 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
              "regions": items, "prompt_fixed_ratio": 0.5}  # fmt: skip
     (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
     run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
-    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
     held = {0: "best,a red cat", 1: "best,a red cat", 2: "best,a dog"}  # held for half of each gap
     expected = pipe("a fox", "", regions=[Region(held, str(masks))], **call)[0]
-    np.testing.assert_array_equal(_gif(drawn), _gif(save_video(expected, tmp_path / "expected.gif", fps=8)))
+    assert_run_drew(tmp_path / "runs", expected, tmp_path)
 
 
 def test_a_prompt_travel_region_map_reads_as_regions(tmp_path, make_pipeline):

@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageSequence
 
 from animatediff.cli import build_parser, video_options
 from animatediff.formats import save_motion_modules
@@ -16,7 +15,7 @@ from animatediff.model_cache import ModelCache
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.video_start import DEFAULT_STRENGTH
 from animatediff.prompt_config import load_prompt_config, run_prompt_config
-from tests.cli_helpers import generate, generate_error
+from tests.cli_helpers import generate, generate_error, gif_frames
 from tests.tiny import tiny_motion
 
 
@@ -24,10 +23,6 @@ def _input(path, frames: int = 8):  # noqa: ANN001, ANN202
     """A GIF of `frames` frames of 24 × 20 (height × width), so that the pipeline's 16 × 16 crops it."""
     rng = np.random.default_rng(0)
     return save_video(rng.random((frames, 24, 20, 3)).astype(np.float32), path, fps=8)
-
-
-def _gif(path) -> np.ndarray:  # noqa: ANN001
-    return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))])
 
 
 def test_the_cli_samples_what_the_api_samples(tmp_path, base_folder, one_thread):
@@ -92,7 +87,7 @@ def test_a_run_entry_draws_what_generate_draws(tmp_path, base_folder, one_thread
     (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
     extra = ["--video", str(tmp_path / "in.gif"), "--strength", "0.5", "--video-stride", "2", "--guidance-scale", "7.5"]
     assert generate(base_folder, motion, tmp_path / "generated.gif", *extra) == 0
-    np.testing.assert_array_equal(_gif(drawn), _gif(tmp_path / "generated.gif"))
+    np.testing.assert_array_equal(gif_frames(drawn), gif_frames(tmp_path / "generated.gif"))
 
 
 @pytest.mark.parametrize(
