@@ -103,7 +103,7 @@ def read_travel_keys(values: dict, where: str) -> dict:
     region_map = values.pop("region_map", None) or {}
     regions = region_map_keys(region_map, where)
     before = len(values.get("regions") or [])  # the entry's own regions come first
-    named = {name: before + i for name, i in region_indices(region_map).items()}
+    named = {name: before + i for name, i in region_indices(region_map, where).items()}
     if "regions" in regions:
         regions["regions"] = [*(values.get("regions") or []), *regions["regions"]]
     values.update(regions)

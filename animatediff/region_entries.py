@@ -132,22 +132,26 @@ def region_map_keys(section: object, where: str) -> dict:
     return ({"regions": items} if items else {}) | ({"keep_background": True} if keep else {})
 
 
-def region_indices(section: object) -> dict[str, int]:
+def region_indices(section: dict, where: str) -> dict[str, int]:
     """prompt-travel's `region_map` names of the regions switched on → their indices in the entry's `regions`."""
-    if not isinstance(section, dict):
-        return {}
-    named = [k for k, v in section.items() if k != "background" and isinstance(v, dict) and v.get("enable") is True]
-    return {str(name): i for i, name in enumerate(named)}
+    return {str(name): i for i, (name, _) in enumerate(_switched_on(section, where))}
+
+
+def _switched_on(section: dict, where: str) -> list[tuple[str, dict]]:
+    """The region_map's regions switched on, (name, region) in order; one line for one that is no mapping."""
+    regions = []
+    for name, region in section.items():
+        if not isinstance(region, dict):
+            raise InputError(f"{where}: region_map {name!r} must be a mapping, got {region!r}")
+        if name != "background" and region.get("enable") is True:
+            regions.append((name, region))
+    return regions
 
 
 def _region_items(section: dict, where: str) -> list[dict]:
     items: list[dict] = []
-    for name, region in section.items():
+    for name, region in _switched_on(section, where):
         what = f"{where}: region_map {name!r}"
-        if not isinstance(region, dict):
-            raise InputError(f"{what} must be a mapping, got {region!r}")
-        if name == "background" or region.get("enable") is not True:
-            continue
         if not isinstance(region.get("mask_dir"), str) or not region["mask_dir"]:
             raise InputError(f"{what}: mask_dir, the folder of its masks named by frame, is required")
         if region.get("is_init_img"):  # the input video kept there
