@@ -15,23 +15,16 @@ clips moving as the control does (`world.metrics`).
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from world_controlnet import prompt
+from world_controlnet import measuring_options, prompt, trained_controlnet
 from world_video_to_video import FRAMES, SIZE, STARTS, input_clip
 
-from animatediff.formats.controlnet import load_controlnet
-from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.annotators import canny
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.regions import Region
-from animatediff.train.checkpoints import list_checkpoints
-from animatediff.train.controlnet import CONTROLNET_FOLDER
-from animatediff.world.layout import EMBEDDED
 from animatediff.world.metrics import motion_correct, track
 
 ROWS = (
@@ -58,16 +51,9 @@ def mask(kind: str, motion: str) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="runs/world-controlnet", help="world_controlnet.py's training run")
-    parser.add_argument("--seeds", type=int, default=2, help="sampling seeds per motion (0, 1, …)")
-    parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    args = parser.parse_args()
+    args = measuring_options(__doc__.splitlines()[0], seeds=2).parse_args()
     torch.set_num_threads(args.threads)
-    exported = list_checkpoints(Path(args.run_dir) / "checkpoints")[-1] / CONTROLNET_FOLDER
-    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
-    model = load_controlnet(exported, pipe.unet.unet)
+    pipe, model, exported = trained_controlnet(args.run_dir)
     print(f"\n## A ControlNet confined to regions on the embedded world ({exported})\n")
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames, {args.sample_steps} DDIM steps; the prompt "
           "names no motion.\n")  # fmt: skip

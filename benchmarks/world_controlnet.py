@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -80,6 +81,28 @@ def train_on_world(
     return list_checkpoints(checkpoints_root(config))[-1]
 
 
+def measuring_options(description: str, seeds: int) -> argparse.ArgumentParser:
+    """A parser for a benchmark that measures the ControlNet trained here: --run-dir, --seeds (per motion),
+    --sample-steps and --threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--run-dir", default="runs/world-controlnet", help="world_controlnet.py's training run")
+    parser.add_argument("--seeds", type=int, default=seeds, help="sampling seeds per motion (0, 1, …)")
+    parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return parser
+
+
+def trained_controlnet(
+    run_dir: str | Path, exported: Path | None = None
+) -> tuple[AnimationPipeline, torch.nn.Module, Path]:
+    """The embedded pipeline and the ControlNet at `exported` (None: the newest checkpoint's in `run_dir`), and
+    where it was read from."""
+    if exported is None:
+        exported = list_checkpoints(Path(run_dir) / "checkpoints")[-1] / CONTROLNET_FOLDER
+    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+    return pipe, load_controlnet(exported, pipe.unet.unet), exported
+
+
 def prompt(motion: str | None) -> str:
     """The caption of a red circle on blue moving `motion`; None: one that names no motion."""
     return f"a red circle moving {motion} on a blue background" if motion else "a red circle on a blue background"
@@ -112,15 +135,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
+    exported = None
     if args.steps:
         checkpoint = train_on_world(
             run_dir, args.steps, args.learning_rate, args.clips, 0, {"annotator": "canny"}, caption_dropout=0.5
         )
         exported = checkpoint / CONTROLNET_FOLDER
-    else:
-        exported = list_checkpoints(run_dir / "checkpoints")[-1] / CONTROLNET_FOLDER
-    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
-    controlnet = load_controlnet(exported, pipe.unet.unet)
+    pipe, controlnet, exported = trained_controlnet(run_dir, exported)
     print(f"\n## The world ControlNet ({exported}): control edges of a clip against the text\n")
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames of {SIZE}×{SIZE}, ", end="")
     print(f"{args.sample_steps} DDIM steps, guidance {pipe.guidance_scale:g}, ControlNet scale {args.scale:g}.\n")

@@ -15,21 +15,14 @@ each without and with a spread; no control. Per row: the clips moving as the con
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
-from world_controlnet import OPPOSITE, prompt
+from world_controlnet import OPPOSITE, measuring_options, prompt, trained_controlnet
 from world_video_to_video import FRAMES, STARTS, input_clip
 
-from animatediff.formats.controlnet import load_controlnet
-from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.annotators import canny
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
-from animatediff.train.checkpoints import list_checkpoints
-from animatediff.train.controlnet import CONTROLNET_FOLDER
-from animatediff.world.layout import EMBEDDED
 from animatediff.world.metrics import motion_correct, track
 
 ROWS = (
@@ -44,18 +37,12 @@ ROWS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="runs/world-controlnet", help="world_controlnet.py's training run")
-    parser.add_argument("--seeds", type=int, default=4, help="sampling seeds per motion (0, 1, …)")
-    parser.add_argument("--sample-steps", type=int, default=15, help="DDIM steps per generated clip")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser = measuring_options(__doc__.splitlines()[0], seeds=4)
     parser.add_argument("--text", choices=["none", "opposite"], default="none", help="the motion the prompt names")
     parser.add_argument("--no-loop", action="store_true", help="the spread stops at the clip's ends (is_loop false)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    exported = list_checkpoints(Path(args.run_dir) / "checkpoints")[-1] / CONTROLNET_FOLDER
-    pipe = AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
-    model = load_controlnet(exported, pipe.unet.unet)
+    pipe, model, exported = trained_controlnet(args.run_dir)
     print(f"\n## Keyframe ControlNets on the embedded world ({exported})\n")
     said = "names no motion" if args.text == "none" else "says the opposite direction"
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames, {args.sample_steps} DDIM steps; the prompt "
