@@ -88,9 +88,6 @@ class Reference:
 
 def reference_image(image: object) -> np.ndarray:
     """The picture as float32 (H, W, 3) in [0, 1]; a path is read (one line when it is missing or no image)."""
-    if isinstance(image, np.ndarray) and image.dtype == np.float32 and image.ndim == 3 and image.shape[-1] == 3:
-        if np.isfinite(image).all() and 0 <= image.min() and image.max() <= 1:
-            return image
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, "reference image")
     if isinstance(image, Image.Image):
