@@ -1,6 +1,6 @@
 """Fused projections compute what the separate ones do: q, k, v from one matmul in the motion modules' temporal
-attention and the UNet's spatial self-attention, the GEGLU's two halves as two matmuls; wrapped projections (a
-training LoRA) keep their own path."""
+attention and the UNet's spatial self-attention, the GEGLU's two halves as two matmuls (the motion modules' and the
+UNet's); wrapped projections (a training LoRA) keep their own path."""
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,7 @@ from torch import nn
 
 from animatediff.models import inflate_unet
 from animatediff.models.attention import FusedSelfAttnProcessor
+from animatediff.models.feed_forward import SplitGEGLU
 from animatediff.models.motion_module import GEGLU, TemporalSelfAttention
 from tests.tiny import tiny_motion, tiny_unet
 
@@ -54,6 +55,8 @@ def test_geglu_halves_equal_the_chunked_projection():
     x = torch.randn(5, 7, 16)
     value, gate = geglu.proj(x).chunk(2, dim=-1)
     torch.testing.assert_close(geglu(x), value * F.gelu(gate), rtol=0, atol=1e-5)
+    with torch.no_grad():  # the GELU and the product in the halves' own buffers
+        torch.testing.assert_close(geglu(x), value * F.gelu(gate), rtol=0, atol=1e-5)
     x.requires_grad_(True)
     geglu(x).square().sum().backward()  # trains: the split path is differentiable
     assert x.grad is not None and geglu.proj.weight.grad is not None
@@ -92,3 +95,41 @@ def test_only_plain_linears_in_place_are_read_as_weights():
     hooked._hf_hook = object()  # accelerate's offload hook: weights moved in only when called
     assert not plain_linears((hooked,), cpu)
     assert not plain_linears((nn.Linear(4, 4, device="meta"),), cpu)  # weights not on the input's device
+
+
+def test_the_unets_geglus_split_equal_diffusers_and_go_back_on_removal():
+    from diffusers.models.activations import GEGLU as DiffusersGEGLU
+
+    torch.manual_seed(0)
+    unet = tiny_unet()
+    keys = set(unet.state_dict())
+    anim = inflate_unet(unet, tiny_motion("v2"))
+    geglus = [m for m in unet.modules() if isinstance(m, DiffusersGEGLU)]
+    assert geglus and all(type(m) is SplitGEGLU for m in geglus)
+    assert set(unet.state_dict()) == keys  # the same modules and names
+    layer = geglus[0]
+    x = torch.randn(2, 5, layer.proj.in_features)
+    value, gate = layer.proj(x).chunk(2, dim=-1)
+    expected = value * F.gelu(gate)
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-5)  # with autograd
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-5)
+        plain = layer.proj
+        layer.proj = Shifted(plain.in_features, plain.out_features)  # wrapped: diffusers' own path
+        layer.proj.load_state_dict(plain.state_dict())
+        torch.testing.assert_close(layer(x), DiffusersGEGLU.forward(layer, x), rtol=0, atol=0)
+        layer.proj = plain
+    anim.remove()
+    assert all(type(m) is DiffusersGEGLU for m in geglus)
+
+
+def test_a_residual_goes_into_the_output_only_where_the_sum_fits_it():
+    from animatediff.models.fused_linear import plus_residual
+
+    out, residual = torch.ones(2, 3), torch.full((2, 3), 2.0)
+    total = plus_residual(out, residual)
+    assert total is out and torch.equal(total, torch.full((2, 3), 3.0))
+    half = torch.ones(2, 3, dtype=torch.float16)
+    total = plus_residual(half, residual)  # autocast's half output plus a float32 residual: a float32 sum
+    assert total.dtype == torch.float32 and torch.equal(half, torch.ones(2, 3, dtype=torch.float16))
+    assert plus_residual(torch.ones(1, 3), residual).shape == (2, 3)  # broadcast: a new tensor

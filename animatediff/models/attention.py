@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from animatediff.models.fused_linear import plain_linears, stacked_projection
+from animatediff.models.fused_linear import plain_linears, plus_residual, stacked_projection
 
 
 class SharedContextCrossAttnProcessor(AttnProcessor2_0):
@@ -59,9 +59,7 @@ class SharedContextCrossAttnProcessor(AttnProcessor2_0):
         out = F.scaled_dot_product_attention(query, key, value)
         out = out.transpose(1, 2).flatten(2).to(query.dtype)
         out = attn.to_out[1](attn.to_out[0](out)).reshape(bf, n, -1)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return _finished(attn, out, residual)
 
 
 class FusedSelfAttnProcessor(AttnProcessor2_0):
@@ -98,9 +96,15 @@ class FusedSelfAttnProcessor(AttnProcessor2_0):
         query, key, value = qkv.unflatten(-1, (3, attn.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(query, key, value)
         out = attn.to_out[1](attn.to_out[0](out.transpose(1, 2).flatten(2)))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return _finished(attn, out, hidden_states)
+
+
+def _finished(attn: Attention, out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The output projection's result with the layer's residual and rescaling, as `AttnProcessor2_0` ends, in the
+    projection's own (fresh) buffer where it can hold them, and without a division by 1."""
+    if attn.residual_connection:
+        out = plus_residual(out, residual)
+    return out if attn.rescale_output_factor == 1 else out / attn.rescale_output_factor
 
 
 def fuse_self_attention(unet: torch.nn.Module) -> list[tuple[Attention, object]]:

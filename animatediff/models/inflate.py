@@ -12,6 +12,9 @@ positions (github.com/guoyww/AnimateDiff, `animatediff/models/unet_blocks.py`):
 v1 modules were trained with the ResNets' GroupNorms computing statistics over the whole clip; `clip_norms`
 reproduces that by switching those norms (same parameters) to clip-wide statistics. `motion_scale` keeps a
 fraction of what the modules add, per block group (`motion_scale.py`).
+
+Inflation also installs faster equivalents of the 2-D layers' default paths, undone by `remove`: the spatial
+attention processors of `attention.py` and the split GEGLUs of `feed_forward.py`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from animatediff.errors import InputError
 from animatediff.models.attention import SharedContextCrossAttnProcessor, fuse_self_attention, share_text_context
+from animatediff.models.feed_forward import restore_geglus, split_geglus
 from animatediff.models.free_noise import AttentionWindows
 from animatediff.models.motion_module import MotionModule
 from animatediff.models.motion_modules import MotionModules
@@ -132,6 +136,7 @@ class AnimationUNet(nn.Module):
         self._num_cross_attentions = sum(isinstance(m, Attention) and m.is_cross_attention for m in unet.modules())
         self._shared_context = share_text_context(unet)
         self._fused_self_attention = fuse_self_attention(unet)
+        self._split_geglus = split_geglus(unet)
         self._clip_norms = False
         self.set_clip_norms(motion_modules.config.version == "v1" if clip_norms is None else clip_norms)
 
@@ -216,6 +221,8 @@ class AnimationUNet(nn.Module):
             layer.set_processor(processor)
         self._shared_context = []
         self._fused_self_attention = []
+        restore_geglus(self._split_geglus)
+        self._split_geglus = []
         return self.unet
 
     def _context_is_shared(self) -> bool:

@@ -25,7 +25,7 @@ from torch import nn
 
 from animatediff.errors import InputError
 from animatediff.models.free_noise import AttentionWindows, fused_windows
-from animatediff.models.fused_linear import plain_linears, stacked_projection
+from animatediff.models.fused_linear import gated_gelu, plain_linears, plus_residual, stacked_projection
 from animatediff.models.temporal_conv import TemporalConvolution, input_norm
 
 DESIGNS = ("transformer", "convolution")
@@ -114,12 +114,7 @@ class GEGLU(nn.Module):
         if not plain_linears((self.proj,), x.device, bias=True):
             value, gate = self.proj(x).chunk(2, dim=-1)
             return value * F.gelu(gate)
-        # The two halves of the projection as two matmuls: each comes out contiguous, which the elementwise
-        # product runs over faster than over strided halves of one output.
-        inner = self.proj.out_features // 2
-        weight, bias = self.proj.weight, self.proj.bias
-        value = F.linear(x, weight[:inner], bias[:inner])
-        return value * F.gelu(F.linear(x, weight[inner:], bias[inner:]))
+        return gated_gelu(x, self.proj)
 
 
 class FeedForward(nn.Module):
@@ -157,13 +152,13 @@ class TemporalTransformerBlock(nn.Module):
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """The attention sub-layers, each with its residual: (n, f, c) → (n, f, c)."""
         for attention, norm in zip(self.attention_blocks, self.norms):
-            x = attention(norm(x)) + x
+            x = plus_residual(attention(norm(x)), x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attend(x) if self.windows is None else fused_windows(x, self.attend, self.windows)
         if self.ff_chunk is None or self.ff_chunk >= x.shape[0]:
-            return self.ff(self.ff_norm(x)) + x
+            return plus_residual(self.ff(self.ff_norm(x)), x)
         out = torch.empty_like(x)
         for start in range(0, x.shape[0], self.ff_chunk):
             part = x[start : start + self.ff_chunk]
@@ -211,8 +206,10 @@ class TemporalTransformer(nn.Module):
         for block in self.transformer_blocks:
             h = block(h)
         h = self.proj_out(h)
-        h = rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
-        return h + x
+        # The residual add reads h through a permuted view, so unfolding the frames costs no copy of its own.
+        b = x.shape[0] // num_frames
+        h = h.view(b, height, width, num_frames, -1).permute(0, 3, 4, 1, 2)
+        return (x.unflatten(0, (b, num_frames)) + h).flatten(0, 1)
 
     def _norm(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         return input_norm(self.norm, x, num_frames, self.norm_over_frames)
