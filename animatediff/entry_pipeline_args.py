@@ -17,6 +17,7 @@ from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlne
 from animatediff.pipeline.lora_ramp import entry_lora_ramps
 from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.reference import entry_reference
+from animatediff.pipeline.region_loras import entry_region_loras
 from animatediff.pipeline.sparse_ctrl_entries import entry_sparse_ctrls
 from animatediff.region_entries import entry_regions
 from animatediff.sampling import for_model
@@ -80,4 +81,5 @@ def entry_pipeline_args(
         regions=entry_regions(entry, num_frames, resolve), keep_background=entry.keep_background,
         gradual_latent=entry_gradual_latent(entry.gradual_latent),
         lora_ramps=entry_lora_ramps(entry.lora_configs, resolve), reference=entry_reference(entry.reference, resolve),
+        region_loras=entry_region_loras(entry.lora_configs, resolve),
     )  # fmt: skip

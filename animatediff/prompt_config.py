@@ -8,7 +8,8 @@ random, steps, guidance_scale, optional W, H, L).
 
 Keys beyond the official ones, named after `generate`'s flags so that an entry can say all a `generate` call says
 (`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged after
-lora_model_path in order; an item's `ramp` ramps its scale over the steps, `pipeline.lora_ramp`), `scheduler`
+lora_model_path in order; an item's `ramp` ramps its scale over the steps, `pipeline.lora_ramp`; its `regions` and
+`scale` confine it to regions at a scale keyframed by frame, `pipeline.region_loras`), `scheduler`
 (--scheduler: a `sampling.make_scheduler` name, instead of inference_config's DDIM; not beside an inference_config),
 `context_length` and `context_overlap` (--context-length, --context-overlap: static sliding windows, overlap 4 unless
 given), `context_stride`, `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule,

@@ -2,7 +2,10 @@
 `config/prompts/*.json`) read as run-entry keys, so that such a config runs as written where it asks for what we do.
 
 - `lora_map` {path: scale} and `motion_lora_map` {path: scale} are image LoRAs and MotionLoRAs: they join
-  `lora_configs` and `motion_module_lora_configs` as [{path, alpha}], in order.
+  `lora_configs` and `motion_module_lora_configs` as [{path, alpha}], in order. A `lora_map` value {region, scale}
+  is a region LoRA (`pipeline/region_loras.py`): the item's `regions` are its region_map names as region indices
+  (and background), its `scale` the {frame: scale} keyframes, and its `alpha` 0.75, the scale at which prompt-travel
+  encodes every prompt with the LoRA's text-encoder part.
 - `clip_skip`, `vae_path` and `prompt_fixed_ratio` are entry keys of their own, meaning what they mean there.
 - `output` {format, fps} is the entry's `output_format` (gif, mp4 or h264, webp) and `fps`; the encoder's own
   quality settings (`encode_param`) are kept.
@@ -75,9 +78,7 @@ WHY = {
 def read_travel_keys(values: dict, where: str) -> dict:
     """`values` (an entry's raw keys) with prompt-travel's keys turned into ours, as the module docstring says."""
     values = dict(values)
-    loras = values.pop("lora_map", None)
-    if loras is not None:
-        values["lora_configs"] = [*(values.get("lora_configs") or []), *_scaled_paths(loras, "lora_map", where)]
+    loras = values.pop("lora_map", None)  # read with the regions its {region, scale} values name
     motion_loras = values.pop("motion_lora_map", None)
     if motion_loras is not None:
         given = values.get("motion_module_lora_configs") or []
@@ -92,8 +93,8 @@ def read_travel_keys(values: dict, where: str) -> dict:
     if _enabled(gradual):  # the section without its switch
         values["gradual_latent"] = {k: v for k, v in gradual.items() if k != "enable"}
     lcm, lcm_lora = values.pop("lcm_map", None), values.pop("lcm_lora", None)
-    if _enabled(lcm):  # its LCM LoRA's scale ramped over the steps, sampled by LCM as prompt-travel then samples
-        values["lora_configs"] = [*(values.get("lora_configs") or []), _lcm_item(lcm, lcm_lora, where)]
+    lcm_items = [_lcm_item(lcm, lcm_lora, where)] if _enabled(lcm) else []  # its LoRA ramped over the steps
+    if lcm_items:  # sampled by LCM, as prompt-travel then samples
         values["scheduler"] = "lcm"
     for key in FALSE_SWITCHES:
         if key in values and values.pop(key):
@@ -107,6 +108,9 @@ def read_travel_keys(values: dict, where: str) -> dict:
     if "regions" in regions:
         regions["regions"] = [*(values.get("regions") or []), *regions["regions"]]
     values.update(regions)
+    if loras is not None or lcm_items:
+        items = [] if loras is None else _lora_items(loras, where, named)
+        values["lora_configs"] = [*(values.get("lora_configs") or []), *items, *lcm_items]
     controls = values.pop("controlnet_map", None)
     if controls is not None:
         items = keyframe_controlnets(controls, where, named)  # spread to the neighbours, confined to regions
@@ -149,16 +153,35 @@ def _refused(key: str, where: str) -> InputError:
 
 
 def _scaled_paths(mapping: object, key: str, where: str) -> list[dict]:
-    """{path: scale} → [{path, alpha}]; a scale that is not one number (per frame or per region) is refused."""
+    """{path: scale} → [{path, alpha}]; a scale that is not one number is refused."""
     configs = []
     for path, scale in _items(mapping, key, where):
         if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-            raise InputError(
-                f"{where}: {key} {path!r}: the scale must be one number, got {scale!r} (per-frame and per-region "
-                "scales are not supported)"
-            )
+            hint = " (per-region and per-frame scales: a lora_map value {region, scale})" if key == "lora_map" else ""
+            raise InputError(f"{where}: {key} {path!r}: the scale must be one number, got {scale!r}{hint}")
         configs.append({"path": str(path), "alpha": float(scale)})
     return configs
+
+
+def _lora_items(mapping: object, where: str, regions: dict[str, int]) -> list[dict]:
+    """`lora_map` → `lora_configs` items: {path, alpha} for a number, a region LoRA's item for {region, scale}
+    (module docstring), its region names through `regions` (region_map name → region index)."""
+    items = []
+    for path, value in _items(mapping, "lora_map", where):
+        if not isinstance(value, dict):
+            items += _scaled_paths({path: value}, "lora_map", where)
+            continue
+        here = f"{where}: lora_map {path!r}"
+        names, scale = value.get("region"), value.get("scale")
+        if not isinstance(names, list) or not names or "scale" not in value:
+            raise InputError(f"{here}: a {{region, scale}} value needs region, a list of the region_map's regions "
+                             "switched on (or background), and scale, a number or {frame: scale}")  # fmt: skip
+        missing = [r for r in names if str(r) != "background" and str(r) not in regions]
+        if missing:
+            raise InputError(f"{here}: region {missing[0]!r} is not one of the region_map's regions switched on")
+        indices = [r if r == "background" else regions[str(r)] for r in names]
+        items.append({"path": str(path), "alpha": 0.75, "regions": indices, "scale": scale})
+    return items
 
 
 def _img2img(section: dict, values: dict, where: str) -> dict:

@@ -37,6 +37,7 @@ from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
 from animatediff.pipeline.reference import Reference, check_reference, reference_call
+from animatediff.pipeline.region_loras import RegionLora, check_region_loras, lora_in_part, region_loras_kept
 from animatediff.pipeline.regions import (
     MaskSource,
     Region,
@@ -181,6 +182,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         gradual_latent: GradualLatent | None = None,
         lora_ramps: Sequence[LoraRamp] = (),
         reference: Reference | None = None,
+        region_loras: Sequence[RegionLora] = (),
     ) -> np.ndarray | torch.Tensor:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3); with `output_type` "latent", the
         final latents (videos, c, frames, h, w) undecoded, as diffusers' `output_type="latent"`.
@@ -241,6 +243,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         smaller latents (prompt-travel's `gradual_latent_hires_fix_map`; `pipeline/gradual_latent.py`).
         `lora_ramps`: merged LoRAs whose scale ramps over the steps (`pipeline/lora_ramp.py`: prompt-travel's
         `lcm_map`), put back as they were after the call.
+        `region_loras`: merged LoRAs acting in some regions, at scales keyframed by frame (`pipeline/region_loras.py`:
+        prompt-travel's `lora_map` with regions), put back as they were after the call.
         `reference`: reference-only (`pipeline/reference.py`: prompt-travel's `controlnet_ref`), a picture's look
         read by the UNet's self-attention (and feature statistics) from a pass over it before each prediction.
         """
@@ -276,6 +280,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
                                       video is not None, keep_background)  # fmt: skip
         parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
         acting = acting_parts(controlnets, len(regions), bool(parts))  # per ControlNet, the regions it acts in
+        lora_acting = acting_parts(region_loras, len(regions), bool(parts), "region LoRA")  # and per region LoRA
         check_ip_keyframes(ip_adapter, num_frames)
         region_ips = region_image_prompts(regions, ip_adapter, num_frames)  # a region's own image prompt, or None
         spatial = {"conditions": conditions, "FreeInit": free_init}
@@ -283,6 +288,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
         ramped = self.loras if lora_ramps else None  # the LoRAs whose scale ramps over the steps, if any
         check_lora_ramps(lora_ramps, ramped)
+        check_region_loras(region_loras, self.loras, lora_ramps, num_frames)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
@@ -346,6 +352,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             if ref is not None:  # reference-only: first a pass over the noised picture, without the controls
                 predict = ref.around(predict, own.around(unet_predictor(self.unet, [*sizes, *own.conditions])))
             predict = motion_scaled(self.unet, predict, scale)  # None: the predictor itself
+            if region_loras:  # each set, per window, to its scale if it acts in this part, else off
+                predict = lora_in_part(predict, self.loras, region_loras, lora_acting, part, num_frames)
             if free_noise is not None:
                 predict = free_noise_predictor(predict, self.unet, free_noise)
             if context_length is not None:
@@ -371,7 +379,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         # 4. Loop (with a video kept in part, put back after every step).
         kept = kept_weight(regions, keep_background, weights)
         blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width), kept) if clip else None
-        with lora_scales_kept(ramped, lora_ramps):  # ramped LoRAs back at their scales after the loop
+        with lora_scales_kept(ramped, lora_ramps), region_loras_kept(self.loras, region_loras):  # LoRAs as they were
             if gradual_latent is not None:  # on latents growing to the clip's size
                 noise = start_noise(latents, noise if clip else None, self.scheduler.init_noise_sigma)
                 latents = gradual_denoise(gradual_latent, denoiser, self.scheduler, latents, timesteps, noise,

@@ -74,20 +74,23 @@ class ControlNet:
         self.frames = control_frames_tensor(self.frames)
 
 
-def control_regions(regions: object) -> tuple[int | str, ...]:
-    """A ControlNet's `regions` checked: region indices from 0 and "background"."""
+def control_regions(regions: object, what: str = "ControlNet") -> tuple[int | str, ...]:
+    """A ControlNet's (or `what`'s) `regions` checked: region indices from 0 and "background"."""
     if isinstance(regions, (str, int)) or not isinstance(regions, Sequence):
-        raise InputError(f"ControlNet regions must be a list of region indices and 'background', got {regions!r}")
+        raise InputError(f"{what} regions must be a list of region indices and 'background', got {regions!r}")
     for region in regions:
         index = isinstance(region, int) and not isinstance(region, bool) and region >= 0
         if not index and region != "background":
-            raise InputError(f"ControlNet region {region!r}: give a region's index from 0, or 'background'")
+            raise InputError(f"{what} region {region!r}: give a region's index from 0, or 'background'")
     return tuple(regions)
 
 
-def acting_parts(controls: Sequence[object], regions: int, composed: bool) -> list[set[int] | None]:
-    """Per ControlNet (or keyframe ControlNet), the parts of a regional call it acts in (`pipeline.regions.regional`:
-    0 the call's own prompt, i + 1 region i), None for all; one line for a region the call does not have."""
+def acting_parts(
+    controls: Sequence[object], regions: int, composed: bool, what: str = "ControlNet"
+) -> list[set[int] | None]:
+    """Per ControlNet (or keyframe ControlNet, or `what` with `regions`), the parts of a regional call it acts in
+    (`pipeline.regions.regional`: 0 the call's own prompt, i + 1 region i), None for all; one line for a region the
+    call does not have."""
     parts: list[set[int] | None] = []
     for i, control in enumerate(controls, start=1):
         named = getattr(control, "regions", ())
@@ -95,10 +98,10 @@ def acting_parts(controls: Sequence[object], regions: int, composed: bool) -> li
             parts.append(None)
             continue
         if composed or not regions:
-            raise InputError(f"ControlNet {i} acts in regions {list(named)}, but the call draws no regional prompts")
+            raise InputError(f"{what} {i} acts in regions {list(named)}, but the call draws no regional prompts")
         missing = [r for r in named if r != "background" and r >= regions]
         if missing:
-            raise InputError(f"ControlNet {i}: region {missing[0]} is not one of the call's {regions} regions")
+            raise InputError(f"{what} {i}: region {missing[0]} is not one of the call's {regions} regions")
         parts.append({0 if r == "background" else r + 1 for r in named})
     return parts
 
