@@ -7,7 +7,8 @@ in where its UNet part acts. Counted per row: the frames the world's look classi
 texture (outlined), split by the half the object's centre is in (`world.metrics.track`), and the clips moving as
 captioned.
 
-    python benchmarks/world_region_loras.py            # 4 rows × 16 clips: about six minutes on 2 CPU cores
+    python benchmarks/world_region_loras.py            # 4 rows × 16 clips: about four minutes on 2 CPU cores
+    python benchmarks/world_region_loras.py --motions up,down,growing,shrinking   # objects that keep to their half
 """
 
 from __future__ import annotations
@@ -20,19 +21,22 @@ from world_setup import clip_options, embedded_pipeline
 
 from animatediff.pipeline.region_loras import RegionLora
 from animatediff.pipeline.regions import Region
-from animatediff.world.evaluate import evaluation_prompts
+from animatediff.world.evaluate import MEASURED_MOTIONS, evaluation_prompts
 from animatediff.world.layout import EMBEDDED, WorldModels
 from animatediff.world.looks import load_look_classifier
 from animatediff.world.metrics import motion_correct, track
 
 
 def main() -> None:
-    args = clip_options(__doc__.splitlines()[0]).parse_args()
+    parser = clip_options(__doc__.splitlines()[0])
+    parser.add_argument("--motions", default=",".join(MEASURED_MOTIONS), help="the prompts' motions, in turn")
+    args = parser.parse_args()
     pipe = embedded_pipeline(args.threads, quiet=True)
     models = WorldModels.from_folder(EMBEDDED)
     name = pipe.add_lora(models.lora, 1.0)
     looks = load_look_classifier(models.looks)
-    prompts, seeds = evaluation_prompts(args.prompts, look="style"), list(range(args.seeds))
+    prompts = evaluation_prompts(args.prompts, motions=tuple(args.motions.split(",")), look="style")
+    seeds = list(range(args.seeds))
     rows = {
         "nowhere (scale 0)": ([RegionLora(name, scale=0.0)], False),
         "everywhere": ([RegionLora(name)], False),
