@@ -37,7 +37,7 @@ from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
 from animatediff.pipeline.reference import Reference, check_reference, reference_call
-from animatediff.pipeline.region_loras import RegionLora, check_region_loras, lora_in_part, region_loras_kept
+from animatediff.pipeline.region_loras import RegionLora, check_region_loras, lora_in_part
 from animatediff.pipeline.regions import (
     MaskSource,
     Region,
@@ -288,7 +288,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         check_gradual_latent(gradual_latent, (height // f, width // f), self.size_multiple // f, spatial)
         ramped = self.loras if lora_ramps else None  # the LoRAs whose scale ramps over the steps, if any
         check_lora_ramps(lora_ramps, ramped)
-        check_region_loras(region_loras, self.loras, lora_ramps, num_frames)
+        regional_loras = self.loras if region_loras else None  # the LoRAs set per region and frame, if any
+        check_region_loras(region_loras, regional_loras, lora_ramps, num_frames)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
@@ -353,7 +354,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
                 predict = ref.around(predict, own.around(unet_predictor(self.unet, [*sizes, *own.conditions])))
             predict = motion_scaled(self.unet, predict, scale)  # None: the predictor itself
             if region_loras:  # each set, per window, to its scale if it acts in this part, else off
-                predict = lora_in_part(predict, self.loras, region_loras, lora_acting, part, num_frames)
+                predict = lora_in_part(predict, regional_loras, region_loras, lora_acting, part, num_frames)
             if free_noise is not None:
                 predict = free_noise_predictor(predict, self.unet, free_noise)
             if context_length is not None:
@@ -379,7 +380,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         # 4. Loop (with a video kept in part, put back after every step).
         kept = kept_weight(regions, keep_background, weights)
         blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width), kept) if clip else None
-        with lora_scales_kept(ramped, lora_ramps), region_loras_kept(self.loras, region_loras):  # LoRAs as they were
+        with lora_scales_kept(ramped or regional_loras, [*lora_ramps, *region_loras]):  # LoRA scales put back after
             if gradual_latent is not None:  # on latents growing to the clip's size
                 noise = start_noise(latents, noise if clip else None, self.scheduler.init_noise_sigma)
                 latents = gradual_denoise(gradual_latent, denoiser, self.scheduler, latents, timesteps, noise,

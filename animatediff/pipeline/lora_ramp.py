@@ -110,8 +110,9 @@ def ramped_loras(
 
 
 @contextmanager
-def lora_scales_kept(loras: LoraMerger | None, ramps: Sequence[LoraRamp]) -> Iterator[None]:
-    """The ramped LoRAs' scales as they were, put back when the block ends (or fails)."""
+def lora_scales_kept(loras: LoraMerger | None, ramps: Sequence[object]) -> Iterator[None]:
+    """The scales of the LoRAs `ramps` name (`LoraRamp`s, `RegionLora`s: by `.lora`) as they were, put back when the
+    block ends (or fails)."""
     kept = {} if loras is None or not ramps else {r.lora: loras.active[r.lora] for r in ramps}
     try:
         yield

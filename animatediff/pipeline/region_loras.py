@@ -12,17 +12,16 @@ frame (`frames[len // 2]`), as prompt-travel takes it at its window's centre; a 
 
 The scale is set before each of those predictions (the merged weights are recomputed when it changes,
 `formats.lora.LoraMerger.set_scale`), and the scale the LoRA was merged at is put back after the call
-(`region_loras_kept`). The prompts are encoded before the steps, with the LoRA's text-encoder part at that merged
-scale: a run entry merges a region LoRA at its `alpha`, and a prompt-travel document's at 0.75, the scale at which
-prompt-travel encodes every prompt with each region LoRA. prompt-travel runs the LoRA unmerged; merged, the weights
-are the same up to float rounding.
+(`lora_ramp.lora_scales_kept`). The prompts are encoded before the steps, with the LoRA's text-encoder part at that
+merged scale: a run entry merges a region LoRA at its `alpha`, and a prompt-travel document's at 0.75, the scale at
+which prompt-travel encodes every prompt with each region LoRA. prompt-travel runs the LoRA unmerged; merged, the
+weights are the same up to float rounding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -41,7 +40,7 @@ class RegionLora:
     """The merged LoRA's name (`pipe.add_lora`'s return, `pipe.loras.active`)."""
     regions: tuple[int | str, ...] = ()
     """Region indices from 0 and "background" (the call's own prompt); empty: everywhere."""
-    scale: float | Mapping[int, float] = field(default=1.0)
+    scale: float | Mapping[int, float] = 1.0
     """The scale, or {frame: scale} keyframes eased between (module docstring)."""
 
     def __post_init__(self) -> None:
@@ -119,7 +118,7 @@ def lora_in_part(
               for item, acts in zip(items, acting, strict=True)]  # fmt: skip
 
     def predict_with_loras(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        middle = int(frames[len(frames) // 2])
+        middle = int(frames[len(frames) // 2]) % num_frames  # a closed loop's windows wrap round the clip
         for item, per_frame in zip(items, scales, strict=True):
             scale = 0.0 if per_frame is None else per_frame[middle]
             if loras.active[item.lora] != scale:
@@ -127,15 +126,3 @@ def lora_in_part(
         return predict(x, t, text, frames)
 
     return predict_with_loras
-
-
-@contextmanager
-def region_loras_kept(loras: LoraMerger | None, items: Sequence[RegionLora]) -> Iterator[None]:
-    """The region LoRAs' merged scales as they were, put back when the block ends (or fails)."""
-    kept = {} if loras is None else {item.lora: loras.active[item.lora] for item in items}
-    try:
-        yield
-    finally:
-        for name, scale in kept.items():
-            if loras.active[name] != scale:
-                loras.set_scale(name, scale)
