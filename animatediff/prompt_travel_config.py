@@ -35,8 +35,8 @@
   false. So are what prompt-travel's other commands read or its runs write (`upscale_config` for tile-upscale,
   `stylize_config` for stylize, `result`) and `unet_batch_size` (how many windows one UNet call takes: speed, not
   the frames).
-- Anything enabled that we do not draw (cropped regions, per-frame or per-region LoRA scales, the preprocessors that
-  need models) is one line naming it, before any model loads.
+- Anything enabled that we do not draw (cropped regions, the preprocessors that need models) is one line naming it,
+  before any model loads.
 
 A config that is one prompt-travel document (`prompt_map` and `motion_module` at its top) also takes prompt-travel's
 defaults where it leaves a key out (`DOCUMENT_DEFAULTS`): `prompt_fixed_ratio` 0.5 and `tensor_interpolation_slerp`
