@@ -18,6 +18,7 @@ from tests.diffusers_reference import diffusers_pipeline
 from tests.test_lora_ramp import peft_lora
 from tests.test_prompt_config import assets  # noqa: F401 - the fixture: a motion module, a LoRA, a MotionLoRA
 from tests.test_prompt_travel_config import document
+from tests.tiny import tiny_motion
 
 BACKGROUND, LEFT = "a red circle moving left", "a blue square moving up"
 ARGS = dict(num_frames=4, height=16, width=16, num_inference_steps=3, guidance_scale=7.5, progress=False)
@@ -122,6 +123,11 @@ def test_bad_region_loras_are_one_line(make_pipeline, tmp_path):
     ):
         with pytest.raises(InputError, match=message):
             RegionLora(name, regions, scale)
+    pytest.importorskip("accelerate")
+    pipe.enable_sequential_cpu_offload("cpu")  # the weights the scales are merged into are out of place
+    for kwargs in ({"region_loras": [RegionLora(name)]}, {"lora_ramps": [LoraRamp(name)]}):
+        with pytest.raises(InputError, match="sequential offload keeps out of place: use model offload"):
+            pipe(BACKGROUND, **ARGS, **kwargs)
 
 
 def test_prompt_travels_region_lora_map_is_an_entrys_region_lora(assets):  # noqa: F811
@@ -152,3 +158,37 @@ def test_prompt_travels_region_lora_map_is_an_entrys_region_lora(assets):  # noq
     config.write_text(json.dumps([{"motion_module": "mm.safetensors", "prompt": ["a"], "lora_configs": own}]))
     with pytest.raises(InputError, match="ramped over the steps or set per region, not both"):
         load_prompt_config(config)
+
+
+def test_generate_region_lora_draws_what_the_library_draws(tmp_path, base_folder, one_thread):
+    from animatediff.formats import save_motion_modules
+    from animatediff.pipeline import AnimationPipeline
+    from tests.cli_helpers import generate
+    from tests.test_regions_cli import mask_image
+
+    motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
+    left = mask_image(tmp_path / "left.png", True)
+    lora = tmp_path / "region.safetensors"
+    peft_lora(lora)
+    extra = ["--region", f"{left}:a red cat", "--region-lora", f"0:{lora}:0.8", "--guidance-scale", "7.5"]
+    assert generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, motion)
+    name = pipe.add_lora(lora, 0.8)
+    call = dict(num_frames=4, num_inference_steps=4, guidance_scale=7.5, progress=False, seed=3)
+    regions = [Region("a red cat", str(left))]
+    expected = pipe("a fox", "", regions=regions, region_loras=[RegionLora(name, [0], 0.8)], **call)[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), expected)
+    assert np.abs(expected - pipe("a fox", "", regions=regions, **call)[0]).max() > 1e-3  # merged everywhere
+
+
+def test_bad_region_lora_flags_are_one_line(tmp_path, capsys, monkeypatch):
+    from tests.cli_helpers import generate_error
+    from tests.test_regions_cli import mask_image
+
+    mask = mask_image(tmp_path / "m.png", True)
+    for extra, message in (
+        (["--region-lora", "0:a.safetensors"], "--region-lora acts in the --region items: give --region too"),
+        (["--region", f"{mask}:a cat", "--region-lora", "style.safetensors"], "give REGIONS:PATH[:SCALE]"),
+        (["--region", f"{mask}:a cat", "--region-lora", "1:a.safetensors"], "region 1 is not one of the 1"),
+    ):  # fmt: skip
+        assert message in generate_error(tmp_path, capsys, monkeypatch, *extra)

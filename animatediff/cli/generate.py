@@ -33,7 +33,7 @@ from animatediff.cli.memory_options import add_memory_args, memory_from_args
 from animatediff.cli.options import HelpFormatter, device_options, quiet_option, resolve_device, silence_libraries
 from animatediff.cli.pag_options import add_pag_args, pag_from_args
 from animatediff.cli.reference_options import add_reference_args, reference_from_args
-from animatediff.cli.region_options import add_region_args, regions_from_args
+from animatediff.cli.region_options import add_region_args, region_lora_specs, regions_from_args
 from animatediff.cli.sampling_options import add_sampling_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.text_options import add_text_args, check_text_args
@@ -288,6 +288,7 @@ def run_generate(args: argparse.Namespace) -> None:
     from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
     from animatediff.pipeline.prompt_travel import prompt_argument
     from animatediff.pipeline.reference import check_reference
+    from animatediff.pipeline.region_loras import RegionLora
     from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
     from animatediff.text_encoding import check_clip_skip
 
@@ -321,6 +322,7 @@ def run_generate(args: argparse.Namespace) -> None:
     video_mask = video_mask_from_args(args, free_init)
     hires = hires_from_args(args)  # bad hires fix options fail before loading
     regions = regions_from_args(args)  # masks found and read before loading
+    region_loras = region_lora_specs(args)  # LoRAs acting in some regions: (regions, path, scale)
     gradual = gradual_latent_from_args(args)
     check_text_args(args, prompt)
     control_inputs = controlnet_inputs_from_args(args)  # ControlNets named, control videos read: before loading
@@ -333,7 +335,7 @@ def run_generate(args: argparse.Namespace) -> None:
     for path in args.embedding:  # a missing or unreadable embedding fails before loading
         check_embedding_file(path)
     base, motion_module = _models(args)
-    _check_models(base, motion_module, args, loras)
+    _check_models(base, motion_module, args, [*loras, *(("image", path, scale) for _, path, scale in region_loras)])
     pipe = AnimationPipeline.from_pretrained(
         base,
         motion_module,
@@ -347,6 +349,7 @@ def run_generate(args: argparse.Namespace) -> None:
     )
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
+    acting = [RegionLora(pipe.add_lora(path, scale), regions, scale) for regions, path, scale in region_loras]
     for path in args.embedding:
         pipe.load_embedding(path)
     pipe.apply_memory_options(memory, device)  # after the LoRAs: sequential offload takes the merged weights
@@ -369,7 +372,7 @@ def run_generate(args: argparse.Namespace) -> None:
         controlnets=controlnets,
         sparse_ctrls=sparse_ctrls,
         ip_adapter=ip_adapter,
-        video=video, strength=strength, video_mask=video_mask, regions=regions,
+        video=video, strength=strength, video_mask=video_mask, regions=regions, region_loras=acting,
         clip_skip=args.clip_skip,
         prompt_weighting=args.prompt_weighting,
         long_prompts=args.long_prompts,

@@ -1,5 +1,5 @@
-"""`generate`'s regional prompts (`--region MASK:PROMPT`, repeatable) and the `Region`s they make, checked before any
-model loads."""
+"""`generate`'s regional prompts (`--region MASK:PROMPT`, repeatable) and the `Region`s they make, and the LoRAs acting
+in some of them (`--region-lora REGIONS:PATH[:SCALE]`), checked before any model loads."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
         "frame, each held until the next), over --prompt as the background; repeatable, a later region drawn over "
         "an earlier one (animatediff-cli-prompt-travel's region_map); each costs one more prediction per step",
     )
+    p.add_argument(
+        "--region-lora",
+        action="append",
+        default=[],
+        metavar="REGIONS:PATH[:SCALE]",
+        help="image LoRA acting only where the --region items REGIONS draw (their indices from 0 and background, "
+        "comma-separated, e.g. 0,background), at SCALE (1.0 unless given) there and off elsewhere; its text-encoder "
+        "part reads every prompt at SCALE (prompt-travel's lora_map {region, scale}); repeatable",
+    )
 
 
 def regions_from_args(args: argparse.Namespace) -> list[Region]:
@@ -37,3 +46,28 @@ def regions_from_args(args: argparse.Namespace) -> list[Region]:
         regions.append(Region(prompt, mask))
     check_regions(regions, args.frames, 1, args.prompt_editing)
     return regions
+
+
+def region_lora_specs(args: argparse.Namespace) -> list[tuple[tuple[int | str, ...], str, float]]:
+    """(regions, path, scale) of each --region-lora; a bad one in one line, before any model loads."""
+    from animatediff.formats.lora import parse_scaled_path
+    from animatediff.pipeline.region_loras import SEQUENTIAL
+
+    if args.region_lora and not args.region:
+        raise InputError("--region-lora acts in the --region items: give --region too")
+    specs = []
+    for value in args.region_lora:
+        named, sep, rest = value.partition(":")
+        if not sep or not named or not rest:
+            raise InputError(f"--region-lora {value!r}: give REGIONS:PATH[:SCALE], e.g. 0,background:style.safetensors")
+        regions = tuple(int(r) if r.strip().isdigit() else r.strip() for r in named.split(","))
+        for region in regions:
+            if region != "background" and not (isinstance(region, int) and region < len(args.region)):
+                raise InputError(
+                    f"--region-lora {value!r}: region {region!r} is not one of the {len(args.region)} --region "
+                    "items (0, 1, …) or background"
+                )
+        specs.append((regions, *parse_scaled_path(rest)))
+    if specs and getattr(args, "offload", "none") == "sequential":
+        raise InputError(f"--region-lora: {SEQUENTIAL}")
+    return specs

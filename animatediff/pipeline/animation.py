@@ -289,7 +289,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         ramped = self.loras if lora_ramps else None  # the LoRAs whose scale ramps over the steps, if any
         check_lora_ramps(lora_ramps, ramped)
         regional_loras = self.loras if region_loras else None  # the LoRAs set per region and frame, if any
-        check_region_loras(region_loras, regional_loras, lora_ramps, num_frames)
+        check_region_loras(region_loras, regional_loras, lora_ramps, num_frames, self.offload)
 
         # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
         timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)

@@ -31,6 +31,11 @@ from animatediff.pipeline.controlnet import control_regions
 from animatediff.pipeline.prompt_travel import frame_index
 from animatediff.sampling.loop import Predictor
 
+SEQUENTIAL = (
+    "LoRA scales set while sampling (region LoRAs, LoRA ramps) are merged into the weights, which sequential offload "
+    "keeps out of place: use model offload"
+)
+
 
 @dataclass(frozen=True)
 class RegionLora:
@@ -92,10 +97,13 @@ def entry_region_loras(configs: Sequence[dict], resolve: Callable[[str], str] = 
 
 
 def check_region_loras(
-    items: Sequence[RegionLora], loras: LoraMerger | None, ramped: Sequence[object], num_frames: int
+    items: Sequence[RegionLora], loras: LoraMerger | None, ramped: Sequence[object], num_frames: int, offload: str
 ) -> None:
     """One line for an item that is not a `RegionLora`, names no merged LoRA, names a LoRA also ramped by step, or
-    has a keyframe past the clip's `num_frames`."""
+    has a keyframe past the clip's `num_frames`; and for region or ramped LoRAs under sequential `offload`, which
+    keeps the weights their scales are merged into out of place."""
+    if (items or ramped) and offload == "sequential":
+        raise InputError(SEQUENTIAL)
     merged = {} if loras is None else loras.active
     ramps = {getattr(r, "lora", None) for r in ramped}
     for item in items:
