@@ -21,7 +21,8 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
         metavar="MASK:PROMPT",
         help="regional prompt: PROMPT drawn where the mask image MASK is white (or, MASK a folder of masks named by "
         "frame, each held until the next), over --prompt as the background; repeatable, a later region drawn over "
-        "an earlier one (animatediff-cli-prompt-travel's region_map); each costs one more prediction per step",
+        "an earlier one (animatediff-cli-prompt-travel's region_map); each costs one more UNet pass per step (two with "
+        "ControlNets, an IP-Adapter, region LoRAs, PAG or guidance rescale)",
     )
     p.add_argument(
         "--region-lora",

@@ -47,6 +47,7 @@ from animatediff.pipeline.regions import (
     region_ip_calls,
     region_weights,
     regional,
+    shares_unconditional,
 )
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sizes import PipelineSizes
@@ -343,7 +344,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         ips = [ip, *region_ip_calls(self, region_ips, guidance_scale > 1.0, *travel)]  # a region's own, or None
         ref = reference_call(self, reference, height, width, generator, guidance_scale > 1.0, decode_chunk_size)
 
-        def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None) -> Denoiser:
+        def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None, cfg: float) -> Denoiser:
             own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
             mine = [c for c, acts in zip(controls, acting, strict=True) if acts is None or part in acts]
             bound = [*mine, *sparse, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
@@ -361,7 +362,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
                 predict = windowed(predict, num_frames, context, timesteps=timesteps)
             predict = seeing_clip(predict, [*conditions, *bound])  # keyframe ControlNets see the whole clip
             perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
-            return guided(predict, text.uncond, text.cond, guidance_scale, guidance_rescale, perturbed, pag_scale)
+            return guided(predict, text.uncond, text.cond, cfg, guidance_rescale, perturbed, pag_scale)
 
         scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
         weights = region_weights(regions, num_frames, height, width, latents.shape[-2:])  # None without regions
@@ -369,10 +370,14 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             region_texts = [*composed[1:], unconditional(composed[0])]
             weights = and_weights([w for _, w in parts], num_frames, tuple(latents.shape[-2:]))
         weights = None if weights is None else weights.to(latents.device, latents.dtype)  # once, not every step
+        shared = shares_unconditional(guidance_scale, guidance_rescale, controls, sparse, ip_adapter, ref, region_loras,
+                                      pag, conditions)  # fmt: skip
 
         def regions_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:  # the text, or with regions
             background = composed[0] if composed else None if keep_background else text
-            return regional(partial(denoiser_for, scale=scale), background, region_texts, weights)
+            plain = partial(denoiser_for, scale=scale, cfg=1.0) if shared else None  # one ε_u for all the parts
+            return regional(partial(denoiser_for, scale=scale, cfg=guidance_scale), background, region_texts, weights,
+                            plain, guidance_scale)  # fmt: skip
 
         drawn = [(first, regions_for(text, scale)) for first, (text, scale) in merged_runs(encoded, scales)]
         denoiser = ramped_loras(switched_at_steps(drawn, timesteps), ramped, lora_ramps, timesteps)

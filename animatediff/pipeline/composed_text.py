@@ -3,7 +3,8 @@ own, and the weights that put their guided predictions together (`regions.region
 
 Each part's guided prediction is ε_u + s(εᵢ − ε_u); weighted by wᵢ and summed with the unconditional prediction's
 weight 1 − Σwᵢ, they make A1111's ε_u + s Σᵢ wᵢ (εᵢ − ε_u). The unconditional prediction is the negative prompt's
-text on both halves of the guided batch (one prediction more per step; none when the weights sum to 1).
+text on both halves of the guided batch. Where the parts share one unconditional prediction (`regions.regional`),
+that part is ε_u itself and each part costs one UNet pass beside it.
 """
 
 from __future__ import annotations

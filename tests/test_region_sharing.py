@@ -1,0 +1,68 @@
+"""Regions and AND parts that differ only in their text share one unconditional prediction per step
+(`pipeline/regions.py`): 1 + parts UNet passes in place of 2 × parts, the same frames."""
+
+import numpy as np
+
+import animatediff.pipeline.animation as animation
+from animatediff.pipeline.regions import Region
+
+BACKGROUND, LEFT, UP = "a red circle moving left", "a blue square moving up", "a green cross"
+ARGS = dict(num_frames=4, height=16, width=16, num_inference_steps=2, guidance_scale=7.5, seed=3, progress=False)
+
+
+def halves() -> tuple[np.ndarray, np.ndarray]:
+    left, top = np.zeros((16, 16)), np.zeros((16, 16))
+    left[:, :8] = 1
+    top[:8] = 1
+    return left, top
+
+
+def drawn(pipe, monkeypatch, share: bool, *args, **kwargs) -> tuple[np.ndarray, list[int]]:  # noqa: ANN001
+    """The frames, and the videos in each UNet pass of the first step."""
+    if not share:
+        monkeypatch.setattr(animation, "shares_unconditional", lambda *_: False)
+    videos: list[int] = []
+    hook = pipe.unet.register_forward_pre_hook(lambda _, inputs: videos.append(inputs[0].shape[0]))
+    frames = pipe(*args, callback=lambda *_: videos.append(0), **kwargs)
+    hook.remove()
+    monkeypatch.undo()
+    return frames, videos[: videos.index(0)]
+
+
+def test_regions_share_the_unconditional_prediction(make_pipeline, monkeypatch, one_thread):
+    pipe = make_pipeline("v2")
+    left, top = halves()
+    regions = [Region(LEFT, left), Region(UP, top)]
+    shared, passes = drawn(pipe, monkeypatch, True, BACKGROUND, "blurry", regions=regions, **ARGS)
+    alone, separate = drawn(pipe, monkeypatch, False, BACKGROUND, "blurry", regions=regions, **ARGS)
+    assert passes == [1, 1, 1, 1] and separate == [2, 2, 2]  # ε_u once, then each text's ε alone
+    np.testing.assert_allclose(shared, alone, rtol=0, atol=1e-5)
+    # With windows and prompt travel the parts still share it; a rescaled guidance is not a sum, so it does not.
+    windows = dict(ARGS, num_frames=6, context_length=4, context_overlap=2)
+    travel = {0: BACKGROUND, 4: LEFT}
+    shared, _ = drawn(pipe, monkeypatch, True, travel, "blurry", regions=regions, **windows)
+    alone, _ = drawn(pipe, monkeypatch, False, travel, "blurry", regions=regions, **windows)
+    np.testing.assert_allclose(shared, alone, rtol=0, atol=1e-5)
+    _, rescaled = drawn(pipe, monkeypatch, True, BACKGROUND, regions=regions, guidance_rescale=0.5, **ARGS)
+    assert rescaled == [2, 2, 2]
+
+
+def test_and_parts_share_it_and_the_unconditional_part_is_it(make_pipeline, monkeypatch, one_thread):
+    pipe = make_pipeline("v2")
+    prompt = f"{BACKGROUND} AND {LEFT} :0.6"
+    shared, passes = drawn(pipe, monkeypatch, True, prompt, "blurry", prompt_and=True, **ARGS)
+    alone, separate = drawn(pipe, monkeypatch, False, prompt, "blurry", prompt_and=True, **ARGS)
+    assert passes == [1, 1, 1] and separate == [2, 2, 2]  # ε_u, then the two parts; 1 − Σw weighs ε_u itself
+    np.testing.assert_allclose(shared, alone, rtol=0, atol=1e-5)
+
+
+def test_sdxl_regions_share_it_with_the_negative_pooled_text(tmp_path, monkeypatch, one_thread):
+    from tests.sdxl_tiny import tiny_sdxl_pipeline
+
+    pipe = tiny_sdxl_pipeline(tmp_path)
+    left, top = halves()
+    args = dict(ARGS, num_frames=2, height=32, width=32, regions=[Region(LEFT, left), Region(UP, top)])
+    shared, passes = drawn(pipe, monkeypatch, True, BACKGROUND, "blurry", **args)
+    alone, separate = drawn(pipe, monkeypatch, False, BACKGROUND, "blurry", **args)
+    assert passes == [1, 1, 1, 1] and separate == [2, 2, 2]
+    np.testing.assert_allclose(shared, alone, rtol=0, atol=1e-5)
