@@ -5,6 +5,7 @@ import numpy as np
 
 import animatediff.pipeline.animation as animation
 from animatediff.pipeline.regions import Region
+from tests.test_ip_adapter import ip_folder  # noqa: F401 - the fixture: a pipeline and a tiny IP-Adapter
 
 BACKGROUND, LEFT, UP = "a red circle moving left", "a blue square moving up", "a green cross"
 ARGS = dict(num_frames=4, height=16, width=16, num_inference_steps=2, guidance_scale=7.5, seed=3, progress=False)
@@ -66,3 +67,21 @@ def test_sdxl_regions_share_it_with_the_negative_pooled_text(tmp_path, monkeypat
     alone, separate = drawn(pipe, monkeypatch, False, BACKGROUND, "blurry", **args)
     assert passes == [1, 1, 1, 1] and separate == [2, 2, 2]
     np.testing.assert_allclose(shared, alone, rtol=0, atol=1e-5)
+
+
+def test_regions_with_image_prompts_share_it_unless_their_negatives_differ(ip_folder, monkeypatch, one_thread):  # noqa: F811
+    from animatediff.pipeline.ip_adapter import IPAdapter
+    from tests.test_ip_adapter import sample_image
+
+    pipe, folder = ip_folder
+    left, top = halves()
+    ip_adapter = IPAdapter(folder / "ip.safetensors", sample_image(0), 0.7)
+    regions = [Region(LEFT, left, ip_image=sample_image(1)), Region(UP, top)]
+    args = dict(ARGS, ip_adapter=ip_adapter, regions=regions)
+    shared, passes = drawn(pipe, monkeypatch, True, BACKGROUND, "blurry", **args)
+    alone, separate = drawn(pipe, monkeypatch, False, BACKGROUND, "blurry", **args)
+    assert passes == [1, 1, 1, 1] and separate == [2, 2, 2]
+    np.testing.assert_allclose(shared, alone, rtol=0, atol=1e-5)
+    two_images = [Region(LEFT, left, ip_image=[sample_image(1), sample_image(2)]), Region(UP, top)]
+    _, passes = drawn(pipe, monkeypatch, True, BACKGROUND, "blurry", **dict(args, regions=two_images))
+    assert passes == [2, 2, 2]  # two images' negative is not one image's

@@ -29,7 +29,7 @@ from animatediff.pipeline.controlnet import ControlNet, acting_parts, controlnet
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
-from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call
+from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call, same_negative_images
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.loading import PipelineLoading
 from animatediff.pipeline.lora_ramp import LoraRamp, check_lora_ramps, lora_scales_kept, ramped_loras
@@ -63,15 +63,7 @@ from animatediff.pipeline.text import (
 )
 from animatediff.pipeline.video_mask import check_video_mask, kept_video
 from animatediff.pipeline.video_start import VideoInput, VideoLatents, video_clip, video_start
-from animatediff.sampling import (
-    Denoiser,
-    denoise,
-    for_model,
-    guided,
-    make_scheduler,
-    sampling_timesteps,
-    windowed,
-)
+from animatediff.sampling import Denoiser, denoise, for_model, guided, make_scheduler, sampling_timesteps, windowed
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
 from animatediff.sampling.gradual_latent import GradualLatent, gradual_denoise
@@ -344,8 +336,11 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         ips = [ip, *region_ip_calls(self, region_ips, guidance_scale > 1.0, *travel)]  # a region's own, or None
         ref = reference_call(self, reference, height, width, generator, guidance_scale > 1.0, decode_chunk_size)
 
-        def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None, cfg: float) -> Denoiser:
+        def denoiser_for(
+            text: TextConditioning, part: int, scale: MotionScale | None, cfg: float, negative: bool = False
+        ) -> Denoiser:
             own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
+            own = own.half(negative) if cfg < guidance_scale else own  # one half of a shared guidance: its images
             mine = [c for c, acts in zip(controls, acting, strict=True) if acts is None or part in acts]
             bound = [*mine, *sparse, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
@@ -370,8 +365,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             region_texts = [*composed[1:], unconditional(composed[0])]
             weights = and_weights([w for _, w in parts], num_frames, tuple(latents.shape[-2:]))
         weights = None if weights is None else weights.to(latents.device, latents.dtype)  # once, not every step
-        shared = shares_unconditional(guidance_scale, guidance_rescale, controls, sparse, ip_adapter, ref, region_loras,
-                                      pag, conditions)  # fmt: skip
+        shared = shares_unconditional(guidance_scale, guidance_rescale, controls, sparse, ref, region_loras, pag,
+                                      conditions, not same_negative_images(ips))  # fmt: skip
 
         def regions_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:  # the text, or with regions
             background = composed[0] if composed else None if keep_background else text

@@ -295,6 +295,27 @@ class IPAdapterCall:
 
         return predict_with_image
 
+    def half(self, negative: bool) -> IPAdapterCall:
+        """This call for an unguided prediction of one half of its guidance: the negative images' embeddings with
+        `negative`, else the images' (parts sharing one unconditional prediction, `regions.regional`)."""
+        if not self.conditions:
+            return self
+        embeds = self.conditions[0]
+        return IPAdapterCall(self.layers, ImageEmbeds(embeds.uncond if negative else embeds.cond))
+
+    def negative_embeds(self) -> torch.Tensor | None:
+        """The negative images' embeddings under guidance; None without an IP-Adapter or guidance."""
+        return self.conditions[0].uncond if self.conditions else None
+
+
+def same_negative_images(calls: list[IPAdapterCall | None]) -> bool:
+    """Whether every call (None: none of its own) guides from the same negative image embeddings, as the calls of
+    one IP-Adapter do whatever their images (zeros, or the encoder's reading of zeros), unless their numbers of
+    images differ."""
+    negatives = [c.negative_embeds() for c in calls if c is not None]
+    return all(n is None and negatives[0] is None or n is not None and negatives[0] is not None and
+               n.shape == negatives[0].shape and torch.equal(n, negatives[0]) for n in negatives)  # fmt: skip
+
 
 def check_ip_keyframes(ip_adapter: IPAdapter | None, num_frames: int) -> None:
     """One line when a keyframe of `ip_adapter` lies past the clip's last frame."""

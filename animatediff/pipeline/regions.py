@@ -20,10 +20,11 @@ is computed and the predictions are put together by those pixels. prompt-travel 
 the latents together; for a scheduler whose step is linear in the prediction (DDIM, Euler, DPM-Solver and the other
 deterministic ones) that is the same thing, and so is every multistep history, since the masks stay put. A region
 costs one more guided prediction per step (both halves of the guidance batch); a region whose mask is empty in
-every frame costs nothing. Where nothing but their texts tells the parts apart (no ControlNet, SparseCtrl,
-IP-Adapter, reference, region LoRA, PAG or guidance rescale: `shares_unconditional`), their unconditional predictions
-are all the same one: it is made once, and each part adds only its conditional prediction (1 + parts UNet passes a
-step in place of 2 × parts), put together as the same sum Σ wᵢ·(ε_u + s·(εᵢ − ε_u)).
+every frame costs nothing. Where only their texts and image prompts tell the parts apart (no ControlNet,
+SparseCtrl, reference, region LoRA, PAG or guidance rescale: `shares_unconditional`), their unconditional predictions
+are all the same one (an IP-Adapter's negative images are the same for any images): it is made once, and each part
+adds only its conditional prediction (1 + parts UNet passes a step in place of 2 × parts), put together as the same
+sum Σ wᵢ·(ε_u + s·(εᵢ − ε_u)).
 
 On the gradual latent hires fix's smaller latents the weights are resized to them, bicubic
 (`sampling.gradual_latent.weights_at`). prompt-travel resizes each mask so and pastes in order; where regions do not
@@ -233,22 +234,23 @@ def kept_weight(regions: Sequence[Region], keep_background: bool, weights: torch
 
 def shares_unconditional(guidance_scale: float, guidance_rescale: float, *per_part: object) -> bool:
     """Whether regions (or AND parts) can share one unconditional prediction: under guidance, rescaled by none, and
-    with nothing in `per_part` (the ControlNets, SparseCtrls, IP-Adapter, reference, region LoRAs, PAG, conditions
-    of a call) that a part's unconditional prediction could differ by."""
+    with nothing in `per_part` (the ControlNets, SparseCtrls, reference, region LoRAs, PAG, conditions of a call,
+    IP-Adapter images guided from different negatives) that a part's unconditional prediction could differ by."""
     return guidance_scale > 1.0 and guidance_rescale == 0.0 and not any(per_part)
 
 
 def regional(
     make: Callable[[TextConditioning, int], Denoiser], text: TextConditioning | None,
     regions: Sequence[TextConditioning | None], weights: torch.Tensor | None,
-    plain: Callable[[TextConditioning, int], Denoiser] | None = None, guidance_scale: float = 1.0,
+    plain: Callable[..., Denoiser] | None = None, guidance_scale: float = 1.0,
 ) -> Denoiser:  # fmt: skip
     """The denoiser `make(text, part)` builds for the call's `text` (part 0), or with regions, the sum of each text's
     prediction (`text` first, then the regions', parts 1, 2, …) weighted by `region_weights`; a text drawn nowhere is
     not run, and nor is one that is None (the video kept there: what is predicted there is put back after the step).
 
-    `plain(text, part)`: the part's unguided prediction of `text.cond`, given when the parts share one unconditional
-    prediction (`shares_unconditional`): then ε_u is made once and the guided sum taken from it."""
+    `plain(text, part, negative=False)`: the part's unguided prediction of `text.cond` (with `negative`, of the
+    negative half of what else guides it: the IP-Adapter's negative images), given when the parts share one
+    unconditional prediction (`shares_unconditional`): then ε_u is made once and the guided sum taken from it."""
     if not regions:
         return make(text, 0)
     texts = (text, *regions)
@@ -267,13 +269,13 @@ def regional(
 
 
 def _shared_unconditional(
-    plain: Callable[[TextConditioning, int], Denoiser], drawn: list[tuple[torch.Tensor, TextConditioning, int]],
+    plain: Callable[..., Denoiser], drawn: list[tuple[torch.Tensor, TextConditioning, int]],
     stacked: torch.Tensor, scale: float,
 ) -> Denoiser:  # fmt: skip
     """Σᵢ wᵢ·(ε_u + s·(εᵢ − ε_u)) as (1 − s)·(Σᵢ wᵢ)·ε_u + s·Σᵢ wᵢ·εᵢ, with ε_u made once (from the first part's
     negative text) and each εᵢ alone; a part whose text is the negative one (an AND composition's unconditional
     part) is ε_u itself."""
-    unconditional = plain(TextConditioning(drawn[0][1].uncond, None, drawn[0][1].pooled_uncond), 0)
+    unconditional = plain(TextConditioning(drawn[0][1].uncond, None, drawn[0][1].pooled_uncond), 0, negative=True)
     parts = [None if t.cond is t.uncond else plain(t, i) for _, t, i in drawn]
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
