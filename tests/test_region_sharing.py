@@ -2,6 +2,7 @@
 (`pipeline/regions.py`): 1 + parts UNet passes in place of 2 × parts, the same frames."""
 
 import numpy as np
+import pytest
 
 import animatediff.pipeline.animation as animation
 from animatediff.pipeline.regions import Region
@@ -85,3 +86,28 @@ def test_regions_with_image_prompts_share_it_unless_their_negatives_differ(ip_fo
     two_images = [Region(LEFT, left, ip_image=[sample_image(1), sample_image(2)]), Region(UP, top)]
     _, passes = drawn(pipe, monkeypatch, True, BACKGROUND, "blurry", **dict(args, regions=two_images))
     assert passes == [2, 2, 2]  # two images' negative is not one image's
+
+
+@pytest.mark.parametrize("guess_mode", [False, True])
+def test_controls_acting_everywhere_are_shared_and_confined_ones_are_not(make_pipeline, monkeypatch, one_thread,
+                                                                         guess_mode):  # fmt: skip
+    import torch
+
+    from animatediff.pipeline.controlnet import ControlNet
+    from animatediff.pipeline.sparse_ctrl import SparseCtrl
+    from tests.controlnet_helpers import tiny_controlnet
+    from tests.sparse_ctrl_helpers import tiny_sparse_ctrl
+
+    pipe = make_pipeline("v2")
+    left, top = halves()
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    control = ControlNet(tiny_controlnet(pipe.unet.unet), images, scale=0.8, guess_mode=guess_mode)
+    sparse = SparseCtrl(tiny_sparse_ctrl(pipe.unet.unet, "rgb"), {0: images[0]}, guess_mode=guess_mode)
+    args = dict(ARGS, regions=[Region(LEFT, left), Region(UP, top)], controlnets=[control], sparse_ctrls=[sparse])
+    shared, passes = drawn(pipe, monkeypatch, True, BACKGROUND, "blurry", **args)
+    alone, separate = drawn(pipe, monkeypatch, False, BACKGROUND, "blurry", **args)
+    assert passes == [1, 1, 1, 1] and separate == [2, 2, 2]
+    np.testing.assert_allclose(shared, alone, rtol=0, atol=1e-5)
+    confined = ControlNet(control.model, images, scale=0.8, regions=[0])
+    _, passes = drawn(pipe, monkeypatch, True, BACKGROUND, "blurry", **dict(args, controlnets=[confined]))
+    assert passes == [2, 2, 2]

@@ -22,7 +22,7 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
         help="regional prompt: PROMPT drawn where the mask image MASK is white (or, MASK a folder of masks named by "
         "frame, each held until the next), over --prompt as the background; repeatable, a later region drawn over "
         "an earlier one (animatediff-cli-prompt-travel's region_map); each costs one more UNet pass per step (two with "
-        "ControlNets, SparseCtrl, a reference, region LoRAs, PAG or guidance rescale)",
+        "ControlNets confined to regions, keyframe ControlNets, a reference, region LoRAs, PAG or guidance rescale)",
     )
     p.add_argument(
         "--region-lora",

@@ -24,7 +24,7 @@ from animatediff.models import AnimationUNet
 from animatediff.models.motion_scale import MotionScale
 from animatediff.pipeline.added_weights import AddedWeights
 from animatediff.pipeline.composed_text import and_weights, read_and, unconditional
-from animatediff.pipeline.conditions import Condition, unet_predictor
+from animatediff.pipeline.conditions import Condition, guidance_halves, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, acting_parts, controlnet_conditions
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
@@ -340,9 +340,10 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             text: TextConditioning, part: int, scale: MotionScale | None, cfg: float, negative: bool = False
         ) -> Denoiser:
             own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
-            own = own.half(negative) if cfg < guidance_scale else own  # one half of a shared guidance: its images
-            mine = [c for c, acts in zip(controls, acting, strict=True) if acts is None or part in acts]
-            bound = [*mine, *sparse, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
+            mine = [*(c for c, acts in zip(controls, acting, strict=True) if acts is None or part in acts), *sparse]
+            if cfg < guidance_scale:  # one half of a shared guidance: its images, its controls' residuals
+                own, mine = own.half(negative), guidance_halves(mine, negative)
+            bound = [*mine, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
             predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
             predict = own.around(predict)  # its processors in the UNet around each prediction
@@ -365,8 +366,9 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             region_texts = [*composed[1:], unconditional(composed[0])]
             weights = and_weights([w for _, w in parts], num_frames, tuple(latents.shape[-2:]))
         weights = None if weights is None else weights.to(latents.device, latents.dtype)  # once, not every step
-        shared = shares_unconditional(guidance_scale, guidance_rescale, controls, sparse, ref, region_loras, pag,
-                                      conditions, not same_negative_images(ips))  # fmt: skip
+        splits = guidance_halves([*controls, *sparse], False) is not None and all(a is None for a in acting)
+        shared = shares_unconditional(guidance_scale, guidance_rescale, not splits, ref, region_loras, pag, conditions,
+                                      not same_negative_images(ips))  # fmt: skip
 
         def regions_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:  # the text, or with regions
             background = composed[0] if composed else None if keep_background else text

@@ -9,6 +9,7 @@ text. Several conditions compose: residuals under the same name add up, mappings
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -27,6 +28,25 @@ class Condition(Protocol):
         """Keyword arguments for the 2-D UNet on latents x (b, c, f, h, w) holding the clip's `frames`, with frames
         folded into the batch ((b·f), ...) as the inflated UNet runs them."""
         ...
+
+
+def guidance_half(condition: object, negative: bool) -> object | None:
+    """A ControlNet-like condition (its `guided` and `guess_mode`) for an unguided prediction of one half of its
+    guidance, as parts sharing one unconditional prediction make them (`regions.regional`): a copy that sees its
+    whole batch, or None for the negative half in guess mode, which gets no residuals."""
+    if negative and condition.guess_mode:
+        return None
+    half = copy.copy(condition)
+    half.guided = False
+    return half
+
+
+def guidance_halves(conditions: Sequence[Condition], negative: bool) -> list[Condition] | None:
+    """Each of `conditions` for one half of the guidance (its `half(negative)`, those with nothing for that half
+    left out); None where one of them cannot be split so."""
+    if not all(hasattr(c, "half") for c in conditions):
+        return None
+    return [h for c in conditions if (h := c.half(negative)) is not None]
 
 
 def merge_unet_kwargs(parts: Sequence[dict[str, object]]) -> dict[str, object]:

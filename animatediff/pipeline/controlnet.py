@@ -32,6 +32,7 @@ from einops import rearrange
 
 from animatediff.errors import InputError
 from animatediff.formats.controlnet import check_controlnet
+from animatediff.pipeline.conditions import guidance_half
 from animatediff.pipeline.control_inputs import check_control_range
 from animatediff.sampling.context import step_index
 
@@ -160,6 +161,10 @@ class ControlNetCondition:
         self.frames = control.frames.to(device=device, dtype=dtype)
         self.step_of = step_index(timesteps)
         self.active = active_steps(len(timesteps), control.start, control.end)
+
+    def half(self, negative: bool) -> ControlNetCondition | None:
+        """This condition for one half of the guidance (`conditions.guidance_half`)."""
+        return guidance_half(self, negative)
 
     def unet_kwargs(
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor

@@ -20,11 +20,12 @@ is computed and the predictions are put together by those pixels. prompt-travel 
 the latents together; for a scheduler whose step is linear in the prediction (DDIM, Euler, DPM-Solver and the other
 deterministic ones) that is the same thing, and so is every multistep history, since the masks stay put. A region
 costs one more guided prediction per step (both halves of the guidance batch); a region whose mask is empty in
-every frame costs nothing. Where only their texts and image prompts tell the parts apart (no ControlNet,
-SparseCtrl, reference, region LoRA, PAG or guidance rescale: `shares_unconditional`), their unconditional predictions
-are all the same one (an IP-Adapter's negative images are the same for any images): it is made once, and each part
-adds only its conditional prediction (1 + parts UNet passes a step in place of 2 × parts), put together as the same
-sum Σ wᵢ·(ε_u + s·(εᵢ − ε_u)).
+every frame costs nothing. Where only their texts and image prompts tell the parts apart (no ControlNet confined
+to some regions, keyframe ControlNet, reference, region LoRA, PAG or guidance rescale: `shares_unconditional`), their
+unconditional predictions are all the same one (an IP-Adapter's negative images are the same for any images; a
+ControlNet or SparseCtrl acting everywhere steers each the same): it is made once, and each part adds only its
+conditional prediction (1 + parts UNet passes a step in place of 2 × parts), put together as the same sum
+Σ wᵢ·(ε_u + s·(εᵢ − ε_u)).
 
 On the gradual latent hires fix's smaller latents the weights are resized to them, bicubic
 (`sampling.gradual_latent.weights_at`). prompt-travel resizes each mask so and pastes in order; where regions do not
@@ -234,8 +235,9 @@ def kept_weight(regions: Sequence[Region], keep_background: bool, weights: torch
 
 def shares_unconditional(guidance_scale: float, guidance_rescale: float, *per_part: object) -> bool:
     """Whether regions (or AND parts) can share one unconditional prediction: under guidance, rescaled by none, and
-    with nothing in `per_part` (the ControlNets, SparseCtrls, reference, region LoRAs, PAG, conditions of a call,
-    IP-Adapter images guided from different negatives) that a part's unconditional prediction could differ by."""
+    with nothing in `per_part` (ControlNets confined to some parts or not split into the guidance's halves, a
+    reference, region LoRAs, PAG, a call's own conditions, IP-Adapter images guided from different negatives) that a
+    part's unconditional prediction could differ by."""
     return guidance_scale > 1.0 and guidance_rescale == 0.0 and not any(per_part)
 
 

@@ -30,6 +30,7 @@ import torch
 from animatediff.errors import InputError
 from animatediff.formats.sparse_ctrl import check_sparse_ctrl
 from animatediff.models.sparse_ctrl import SparseControlNet
+from animatediff.pipeline.conditions import guidance_half
 from animatediff.pipeline.control_inputs import check_control_range
 from animatediff.pipeline.controlnet import active_steps, control_frames_tensor, unconditional_zeros
 from animatediff.sampling.context import step_index
@@ -113,6 +114,10 @@ class SparseCtrlCondition:
         self.condition, self.mask = condition, mask
         self.step_of = step_index(timesteps)
         self.active = active_steps(len(timesteps), control.start, control.end)
+
+    def half(self, negative: bool) -> SparseCtrlCondition | None:
+        """This condition for one half of the guidance (`conditions.guidance_half`)."""
+        return guidance_half(self, negative)
 
     def unet_kwargs(
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
