@@ -69,6 +69,12 @@ def check_sampling_keys(values: dict, where: str) -> None:
             motion_scales(values["motion_scale"])
         except InputError as err:
             raise InputError(f"{where}: {err}") from None
+    if "motion_attention_scale" in values:
+        from animatediff.models.attention_scale import check_attention_scale
+
+        values["motion_attention_scale"] = check_attention_scale(
+            values["motion_attention_scale"], f"{where}: motion_attention_scale"
+        )
     if values.get("motion_scale_steps") is not None:
         values["motion_scale_steps"] = _motion_scale_steps(values["motion_scale_steps"], where)
     if "free_init_iters" in values:

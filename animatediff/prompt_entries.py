@@ -110,6 +110,10 @@ class PromptEntry:
     ({down, mid, up}); unset: 1."""
     motion_scale_steps: dict[float, float | dict[str, float]] | None = None
     """{fraction of the steps: motion scale} from which the scale changes (generate's --motion-scale-steps)."""
+    motion_attention_scale: float = 1.0
+    """The motion modules' attention keys multiplied by it (generate's --motion-attention-scale), ≥ 0."""
+    motion_attention_mask: str = ""
+    """A mask image or folder whose grey multiplies motion_attention_scale per pixel (--motion-attention-mask)."""
     free_init_iters: int | None = None
     """FreeInit with its default settings, sampling this many times in all (generate's --free-init); unset: none.
     With a video, only at strength 1."""

@@ -62,6 +62,21 @@ def add_context_args(p: argparse.ArgumentParser) -> None:
         help="the motion scale from a fraction of the steps on, --motion-scale before the first: 0.5:0 keeps the "
         "motion modules for the first half of the steps only (ComfyUI-AnimateDiff-Evolved's scale keyframes)",
     )
+    p.add_argument(
+        "--motion-attention-scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="the motion modules' attention keys multiplied by S (ComfyUI-AnimateDiff-Evolved's motion scale, "
+        "its scale multival): above 1 sharper attention between frames, below 1 more even; 1 as trained",
+    )
+    p.add_argument(
+        "--motion-attention-mask",
+        default=None,
+        metavar="MASK",
+        help="a mask image (or a folder of masks named by frame, each held until the next) whose grey level "
+        "multiplies --motion-attention-scale per pixel: white S, black 0 (Evolved's mask multival)",
+    )
 
 
 def context_from_args(args: argparse.Namespace) -> ContextSchedule | None:
@@ -101,3 +116,19 @@ def motion_scale_from_args(args: argparse.Namespace) -> float | None:
 
     motion_scales(args.motion_scale)
     return args.motion_scale
+
+
+def motion_attention_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """--motion-attention-scale and --motion-attention-mask as the pipeline's keywords, checked before loading."""
+    from pathlib import Path
+
+    from animatediff.errors import InputNotFound
+    from animatediff.pipeline.attention_scale import check_motion_attention
+
+    mask = args.motion_attention_mask
+    if mask is not None and not Path(mask).expanduser().exists():
+        raise InputNotFound(f"--motion-attention-mask: not found: {mask}")
+    scale = check_motion_attention(
+        args.motion_attention_scale, mask, True if getattr(args, "free_noise", False) else None
+    )
+    return {"motion_attention_scale": scale, "motion_attention_mask": mask}

@@ -10,6 +10,7 @@ from pathlib import Path
 from animatediff.cli.context_options import (
     add_context_args,
     context_from_args,
+    motion_attention_from_args,
     motion_scale_from_args,
     motion_scale_steps_from_args,
 )
@@ -306,6 +307,7 @@ def run_generate(args: argparse.Namespace) -> None:
     context = context_from_args(args)  # bad window options fail before loading; None under FreeNoise
     motion_scale = motion_scale_from_args(args)
     motion_scale_steps = motion_scale_steps_from_args(args)
+    motion_attention = motion_attention_from_args(args)  # scale and mask, checked before loading
     check_clip_skip(args.clip_skip)  # its upper bound is the text encoder's, said when the text is encoded
     device, dtype = resolve_device(args)
     memory = memory_from_args(args, device)  # VAE slicing/tiling, offload, FFN chunks, compile: checked before loading
@@ -364,6 +366,7 @@ def run_generate(args: argparse.Namespace) -> None:
         context=context,
         motion_scale=motion_scale,
         motion_scale_steps=motion_scale_steps,
+        **motion_attention,
         free_noise=free_noise,
         prompt_interpolation=args.prompt_interpolation,
         prompt_travel_loop=args.prompt_travel_loop,

@@ -33,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from animatediff.errors import InputError
 from animatediff.models.attention import SharedContextCrossAttnProcessor, fuse_self_attention, share_text_context
+from animatediff.models.attention_scale import AttentionScale
 from animatediff.models.feed_forward import restore_geglus, split_geglus
 from animatediff.models.free_noise import AttentionWindows
 from animatediff.models.motion_module import MotionModule
@@ -186,6 +187,26 @@ class AnimationUNet(nn.Module):
     @motion_scale.setter
     def motion_scale(self, scale: MotionScale) -> None:
         self._motion_scales = motion_scales(scale)
+
+    @contextmanager
+    def scaled_attention(self, scale: AttentionScale | None) -> Iterator[None]:
+        """The motion modules' temporal attention scale (`models/attention_scale.py`) at `scale` inside the block,
+        put back after it: a number, or a map (f, h, w) over the call's frames; None leaves it as it is."""
+        modules = [m for m in self.motion_modules.modules() if isinstance(m, MotionModule)]
+        if scale is None:
+            yield
+            return
+        if any(m.design == "convolution" for m in modules):
+            raise InputError("a temporal-convolution motion module has no attention whose keys a scale could scale")
+        transformers = [m.temporal_transformer for m in modules]
+        previous = [t.attention_scale for t in transformers]
+        for transformer in transformers:
+            transformer.attention_scale = scale
+        try:
+            yield
+        finally:
+            for transformer, value in zip(transformers, previous, strict=True):
+                transformer.attention_scale = value
 
     @contextmanager
     def scaled_motion(self, scale: MotionScale | None) -> Iterator[None]:

@@ -24,6 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from animatediff.errors import InputError
+from animatediff.models.attention_scale import AttentionScale, key_scales, scaled_keys_attention
 from animatediff.models.free_noise import AttentionWindows, fused_windows
 from animatediff.models.fused_linear import gated_gelu, plain_linears, plus_residual, stacked_projection
 from animatediff.models.temporal_conv import TemporalConvolution, input_norm
@@ -81,6 +82,9 @@ class TemporalSelfAttention(nn.Module):
         self.identity = False
         """Perturbed-attention guidance's switch (`pipeline/pag.py`): the attention map the identity, so that the
         output is each frame's own value, projected."""
+        self.key_scale: float | torch.Tensor = 1.0
+        """The keys' multiplier (`models/attention_scale.py`), set by the transformer for each call: one number, or
+        (n, f), one per sequence and frame; 1: as trained."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (b·h·w, f, c) — every spatial position is an independent sequence over frames.
@@ -88,7 +92,7 @@ class TemporalSelfAttention(nn.Module):
         if self.identity:  # perturbed-attention guidance: each frame attends to itself alone
             return self.to_out[0](self.to_v(x))
         q, k, v = self._project(x).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)  # scale d^-0.5, as the paper's softmax(QKᵀ/√d)V
+        out = scaled_keys_attention(q, k, v, self.key_scale)  # at 1, the paper's softmax(QKᵀ/√d)V
         return self.to_out[0](rearrange(out, "n heads f d -> n f (heads d)"))
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,6 +195,9 @@ class TemporalTransformer(nn.Module):
             [TemporalTransformerBlock(dim, heads, max_len, num_attentions) for _ in range(num_blocks)]
         )
         self.proj_out = nn.Linear(dim, dim)
+        self.attention_scale: AttentionScale = 1.0
+        """The temporal attention's key multiplier (`models/attention_scale.py`): a number, or a map (f, h, w) over
+        this call's frames; 1 (the default): as trained."""
         # Zero output projection: a fresh module adds nothing, so the inflated UNet starts as the image model.
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
@@ -203,11 +210,14 @@ class TemporalTransformer(nn.Module):
         h = self._norm(x.contiguous(), num_frames)
         h = rearrange(h, "(b f) c h w -> (b h w) f c", f=num_frames)
         h = self.proj_in(h)
+        b = x.shape[0] // num_frames
+        key_scale = key_scales(self.attention_scale, b, height, width)
         for block in self.transformer_blocks:
+            for attention in block.attention_blocks:
+                attention.key_scale = key_scale
             h = block(h)
         h = self.proj_out(h)
         # The residual add reads h through a permuted view, so unfolding the frames costs no copy of its own.
-        b = x.shape[0] // num_frames
         h = h.view(b, height, width, num_frames, -1).permute(0, 3, 4, 1, 2)
         return (x.unflatten(0, (b, num_frames)) + h).flatten(0, 1)
 

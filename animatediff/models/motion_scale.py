@@ -2,8 +2,9 @@
 
 Each motion module is a residual layer, out = x + m(x) (its temporal transformer's projection added to its input);
 at scale s it gives x + s·(out − x) instead: 0 leaves the frames to the image model alone (as if the modules were
-off), 1 is the module as trained, values between damp the motion and values above exaggerate it — the "motion
-scale" (scale multival) of ComfyUI-AnimateDiff-Evolved and the A1111 extension. A scale is one number for every
+off), 1 is the module as trained, values between damp the motion and values above exaggerate it — the "effect"
+(effect multival) of ComfyUI-AnimateDiff-Evolved; its "motion scale" (scale multival), a multiplier on the temporal
+attention's keys, is `models/attention_scale.py`. A scale is one number for every
 module or one per block group, {"down": s, "mid": s, "up": s} (a group left out keeps 1). It multiplies the
 modules' output, so merged MotionLoRAs, whose scales change the modules' weights, are scaled along with them and
 keep their own scale.

@@ -23,6 +23,7 @@ from animatediff.errors import InputError
 from animatediff.models import AnimationUNet
 from animatediff.models.motion_scale import MotionScale
 from animatediff.pipeline.added_weights import AddedWeights
+from animatediff.pipeline.attention_scale import attention_map, attention_scaled, check_motion_attention
 from animatediff.pipeline.composed_text import and_weights, read_and, unconditional
 from animatediff.pipeline.conditions import Condition, guidance_halves, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet, acting_parts, controlnet_conditions
@@ -149,6 +150,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         context: ContextSchedule | None = None,
         motion_scale: float | dict[str, float] | None = None,
         motion_scale_steps: dict[float, float | dict[str, float]] | None = None,
+        motion_attention_scale: float = 1.0,
+        motion_attention_mask: MaskSource | None = None,
         conditions: Sequence[Condition] = (),
         controlnets: Sequence[ControlNet | KeyframeControlNet] = (),
         sparse_ctrls: Sequence[SparseCtrl] = (),
@@ -188,7 +191,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         `motion_scale`: for this call, how much of what the motion modules add is kept (`unet.motion_scale`: one
         number, or {"down", "mid", "up"} per block group; 0 = frames drawn independently, 1 = as trained); None:
         the UNet's own. `motion_scale_steps`: {fraction of the steps: motion scale}, each from the first step at or
-        past its fraction on, `motion_scale` before the first (`pipeline/motion_scale.py`).
+        past its fraction on, `motion_scale` before the first (`pipeline/motion_scale.py`). `motion_attention_scale`:
+        the motion modules' keys × it, × `motion_attention_mask`'s grey per pixel (`pipeline/attention_scale.py`).
         `guidance_scale`: classifier-free guidance; None takes the pipeline's (`self.guidance_scale`).
         `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
@@ -230,16 +234,11 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         `regions`: parts of the frame drawn with their own prompts where their masks are white, over the call's
         prompt as the background (`pipeline/regions.py`: prompt-travel's `region_map`); one video per call. With a
         `video`, a region whose prompt is None, and with `keep_background` the background, keep the video there.
-        `prompt_and`: A1111's composable prompts, the prompt's `AND` parts each guiding with its weight
-        (`prompt_and`, `pipeline/composed_text.py`); off (the default), `AND` is a word.
-        `gradual_latent`: the gradual latent hires fix (`sampling/gradual_latent.py`), the first steps drawn on
-        smaller latents (prompt-travel's `gradual_latent_hires_fix_map`; `pipeline/gradual_latent.py`).
-        `lora_ramps`: merged LoRAs whose scale ramps over the steps (`pipeline/lora_ramp.py`: prompt-travel's
-        `lcm_map`), put back as they were after the call.
-        `region_loras`: merged LoRAs acting in some regions, at scales keyframed by frame (`pipeline/region_loras.py`:
-        prompt-travel's `lora_map` with regions), put back as they were after the call.
-        `reference`: reference-only (`pipeline/reference.py`: prompt-travel's `controlnet_ref`), a picture's look
-        read by the UNet's self-attention (and feature statistics) from a pass over it before each prediction.
+        `prompt_and`: A1111's composable prompts (`pipeline/composed_text.py`); off (the default), `AND` is a word.
+        `gradual_latent`: the gradual latent hires fix, first steps on smaller latents (`pipeline/gradual_latent.py`).
+        `lora_ramps`: merged LoRAs whose scale ramps over the steps (`pipeline/lora_ramp.py`), put back after the call.
+        `region_loras`: merged LoRAs acting in some regions (`pipeline/region_loras.py`), put back after the call.
+        `reference`: reference-only, a picture's look read by the UNet's self-attention (`pipeline/reference.py`).
         """
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
@@ -253,6 +252,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         )
         context_length = None if context is None else context.length
         check_free_noise(free_noise, context_length)
+        attention_scale = check_motion_attention(motion_attention_scale, motion_attention_mask, free_noise)
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
         sdxl = self.text_encoder_2 is not None
@@ -289,6 +289,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         if generator is None:  # one generator draws the start, then step noise (LCM, TCD, ancestral) and FreeInit's
             generator = seeded_generator(seed)
         shape = (len(unedited.prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
+        attention = attention_map(motion_attention_mask, num_frames, shape[-2:])  # None without a mask
         if clip is not None:  # video-to-video: the video's latents noised to its strength's first timestep
             generator = generator or seeded_generator(seed)
             timesteps, latents, clean, noise = video_start(
@@ -350,6 +351,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             if ref is not None:  # reference-only: first a pass over the noised picture, without the controls
                 predict = ref.around(predict, own.around(unet_predictor(self.unet, [*sizes, *own.conditions])))
             predict = motion_scaled(self.unet, predict, scale)  # None: the predictor itself
+            predict = attention_scaled(self.unet, predict, attention_scale, attention)  # at 1 without a map: itself
             if region_loras:  # each set, per window, to its scale if it acts in this part, else off
                 predict = lora_in_part(predict, regional_loras, region_loras, lora_acting, part, num_frames)
             if free_noise is not None:
