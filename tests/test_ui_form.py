@@ -289,3 +289,22 @@ def test_a_regions_own_image_prompt_reaches_the_run_entry(models_dir, tmp_path):
     assert entry.regions[0]["ip_image"] == ["/uploads/face.png"] and "ip_image" not in entry.regions[1]
     (tmp_path / "settings.json").write_text(json.dumps(settings.as_json()))
     assert read_settings(tmp_path / "settings.json").regions == [("m", "a cat", "face"), ("n", "a dog", "")]
+
+
+def test_the_motion_attention_scale_and_its_mask_reach_the_jobs_run_entry(models_dir):
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "motion_attention_scale": 1.4, "motion_attention_mask": "upload-3"}
+    entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form")
+    assert (entry.motion_attention_scale, entry.motion_attention_mask) == (1.4, "upload-3")
+    plain = parse_entry(run_entry(with_seed(parse({"prompt": PROMPT}, catalog)), catalog), "form")
+    assert (plain.motion_attention_scale, plain.motion_attention_mask) == (1.0, "")
+    for bad, message in (
+        ({"motion_attention_scale": -1}, "motion attention scale: -1.0 is outside 0.0–4.0"),
+        ({"free_noise": True}, "FreeNoise's windowed motion attention takes no attention mask"),
+    ):
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse(fields | bad, catalog)

@@ -26,6 +26,7 @@ LIMITS = {
     "start": (0.0, 1.0),
     "end": (0.0, 1.0),
     "motion_scale": (0.0, 4.0),
+    "motion_attention_scale": (0.0, 4.0),
     "clip_skip": (1, 12),
     "pag_scale": (0.0, 20.0),
     "hires_scale": (1.0, 4.0),

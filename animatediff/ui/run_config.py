@@ -89,6 +89,10 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["motion_scale"] = s.motion_scale
     if s.motion_scale_steps:
         entry["motion_scale_steps"] = motion_scale_keyframes(s)
+    if s.motion_attention_scale is not None:
+        entry["motion_attention_scale"] = s.motion_attention_scale
+    if s.motion_attention_mask:
+        entry["motion_attention_mask"] = upload(s.motion_attention_mask)
     if s.free_init_iters is not None:
         entry["free_init_iters"] = s.free_init_iters
     if s.pag_scale:

@@ -85,6 +85,10 @@ class Settings:
     """None: 1, as trained."""
     motion_scale_steps: str = ""
     """The motion scale from fractions of the steps on, "0.6:0.5, 0.8:0", as `generate --motion-scale-steps`."""
+    motion_attention_scale: float | None = None
+    """The motion attention's key multiplier, as `generate --motion-attention-scale`; None: 1."""
+    motion_attention_mask: str = ""
+    """An uploaded mask whose grey multiplies it per pixel, as `generate --motion-attention-mask`."""
     prompt_map: dict[int, str] = field(default_factory=dict)
     """Prompt travel: frame → prompt; `prompt` is then put before each keyframe's text."""
     prompt_interpolation: str = "linear"
@@ -176,6 +180,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.motion_scale = number(raw, "motion_scale", float, None, "motion scale")
     s.motion_scale_steps = str(raw.get("motion_scale_steps") or "").strip()
     motion_scale_keyframes(s)  # checked as generate checks them
+    s.motion_attention_scale = number(raw, "motion_attention_scale", float, None, "motion attention scale")
+    s.motion_attention_mask = str(raw.get("motion_attention_mask") or "")
     s.hires_scale = number(raw, "hires_scale", float, None, "hires scale")
     s.hires_strength = number(raw, "hires_strength", float, s.hires_strength, "hires strength")
     for key in ("loop", "free_noise", "closed_loop", "prompt_editing", "prompt_travel_loop", "prompt_and"):
@@ -184,6 +190,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
         setattr(s, key, raw.get(key, False))
     if s.loop and s.free_noise:
         raise InputError("free noise: FreeNoise replaces the sliding windows a loop needs; choose one")
+    if s.free_noise and s.motion_attention_mask:
+        raise InputError("free noise: FreeNoise's windowed motion attention takes no attention mask; choose one")
     s.output_format = choice(raw.get("output_format", "gif"), FORMATS, "output format")
     s.scheduler = choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
     s.preset = choice(raw.get("preset") or "", ["", *preset_names()], "preset")
