@@ -308,3 +308,30 @@ def test_the_motion_attention_scale_and_its_mask_reach_the_jobs_run_entry(models
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             parse(fields | bad, catalog)
+
+
+def test_a_loras_regions_make_it_a_region_lora_of_the_run_entry(models_dir):
+    from animatediff.pipeline.region_loras import entry_region_loras
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    catalog = scan(models_dir)
+    regions = [{"mask": "upload-1", "prompt": "a blue square"}, {"mask": "upload-2", "prompt": "a green cross"}]
+    loras = [{"id": "world:outlined", "scale": 0.7, "regions": "2, background"}]
+    fields = {"prompt": PROMPT, "regions": regions, "loras": loras}
+    entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form")
+    (item,) = entry.lora_configs
+    assert (item["alpha"], item["regions"], item["scale"]) == (0.7, [1, "background"], 0.7)
+    (region_lora,) = entry_region_loras(entry.lora_configs)
+    assert region_lora.regions == (1, "background") and region_lora.scale == 0.7
+    everywhere = parse_entry(run_entry(with_seed(parse(fields | {"loras": [loras[0] | {"regions": ""}]}, catalog)),
+                                       catalog), "form")  # fmt: skip
+    assert "regions" not in everywhere.lora_configs[0] and entry_region_loras(everywhere.lora_configs) == []
+    for bad, message in (
+        ({"loras": [loras[0] | {"regions": "3"}]}, "LoRA 1 regions: '3' is not a region row (1 to 2) or background"),
+        ({"loras": [loras[0] | {"regions": "0"}]}, "LoRA 1 regions: '0' is not a region row"),
+        ({"regions": []}, "LoRA 1 regions: add the Regional prompts rows it acts in"),
+    ):
+        with pytest.raises(InputError, match=re.escape(message)):
+            parse(fields | bad, catalog)

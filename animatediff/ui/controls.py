@@ -45,6 +45,7 @@ def parse_controls(raw: dict, s: Settings, catalog: Catalog) -> None:
         raise InputError("guess mode: add the ControlNet it is for")
     _parse_keyframes(raw, s, catalog)
     _parse_regions(raw, s)
+    _parse_lora_regions(raw, s)
     _parse_ip_keyframes(raw, s)
 
 
@@ -124,6 +125,24 @@ def _parse_regions(raw: dict, s: Settings) -> None:
             s.regions.append((mask, prompt, image))
     if s.regions and s.prompt_editing:
         raise InputError("regions are drawn without prompt editing; turn prompt editing off")
+
+
+def _parse_lora_regions(raw: dict, s: Settings) -> None:
+    """Each LoRA row's regions ("1, 2, background": the Regional prompts rows, counted from 1 as the form shows
+    them, and the background; empty: everywhere), as the run entry's region indices (from 0)."""
+    s.lora_regions = []
+    for i, item in enumerate(raw.get("loras") or []):
+        named = [r.strip() for r in str(item.get("regions") or "").split(",") if r.strip()]
+        if named and not s.regions:
+            raise InputError(f"LoRA {i + 1} regions: add the Regional prompts rows it acts in")
+        regions: list[int | str] = []
+        for name in named:
+            if name != "background" and not (name.isdigit() and 1 <= int(name) <= len(s.regions)):
+                raise InputError(
+                    f"LoRA {i + 1} regions: {name!r} is not a region row (1 to {len(s.regions)}) or background"
+                )
+            regions.append(name if name == "background" else int(name) - 1)
+        s.lora_regions.append(regions)
 
 
 def control_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:

@@ -65,6 +65,9 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         kinds[kind].append({"path": path, "alpha": scale})
     if kinds["auto"]:  # the prompt's <lora:NAME:WEIGHT> tags: the entry finds them as the job did
         entry["lora_dir"] = [str(catalog.root / FOLDERS[folder]) for folder in TAG_FOLDERS]
+    for item, regions in zip(kinds["image"], s.lora_regions):  # the form's own LoRAs come first, in order
+        if regions:  # acting in these regions only, merged at its scale and at it there
+            item |= {"regions": regions, "scale": item["alpha"]}
     if kinds["image"]:
         entry["lora_configs"] = kinds["image"]
     if kinds["adapter"]:

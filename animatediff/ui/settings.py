@@ -62,6 +62,9 @@ class Settings:
     vae: str = ""
     """A VAE in place of the base's (and the checkpoint's); empty: theirs."""
     loras: list[tuple[str, float]] = field(default_factory=list)
+    lora_regions: list[list[int | str]] = field(default_factory=list)
+    """Per LoRA, the regions it acts in (indices from 0 and "background"; empty: everywhere), as a run entry's
+    `lora_configs` item's `regions` (`ui/controls.py`)."""
     motion_module: str = "world:motion_module"
     motion_loras: list[tuple[str, float]] = field(default_factory=list)
     adapter: str = ""
