@@ -13,6 +13,22 @@ from animatediff.world.recipe import WorldRecipe, override_recipe, quick_recipe
 from animatediff.world.ship import ship
 
 
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory):
+    """(folder, figures) of one quick build, rendering in the training process (as on 2 cores), shared by the
+    tests that only read it (a build's resumable runs name its own folder, so a copy would not resume)."""
+    import animatediff.world.build as build_module
+    import animatediff.world.loops as loops
+    import animatediff.world.train_vae as train_vae
+
+    folder = tmp_path_factory.mktemp("quick") / "build"
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (build_module, loops, train_vae):
+            patch.setattr(module, "rendering_workers", lambda: 0)
+        figures = build_world(folder, quick_recipe())
+    return folder, figures
+
+
 def test_quick_build_runs_every_stage_and_resumes(tmp_path):
     figures = build_world(tmp_path, quick_recipe())
     assert {"base", "motion", "motion_loras", "personalized", "looks"} <= set(figures)
@@ -47,38 +63,38 @@ def test_quick_build_runs_every_stage_and_resumes(tmp_path):
     ).is_file()
 
 
-def test_a_build_run_again_from_scratch_gives_the_same_weights(tmp_path, monkeypatch):
+def test_a_build_run_again_from_scratch_gives_the_same_weights(tmp_path, monkeypatch, quick_build):
     """Every stage draws from seeded CPU generators, so a rebuild on the same machine type reproduces each weight
     exactly (the full recipe's VAE, rebuilt so, equals the shipped one in every fp16 value), whether the world is
-    rendered in the training process or in a DataLoader worker."""
+    rendered in the training process (the shared build) or in a DataLoader worker (this one)."""
     from safetensors.torch import load_file
 
     import animatediff.world.build as build_module
     import animatediff.world.loops as loops
     import animatediff.world.train_vae as train_vae
 
-    for name, workers in (("first", 0), ("second", 1)):
-        for module in (build_module, loops, train_vae):
-            monkeypatch.setattr(module, "rendering_workers", lambda n=workers: n)
-        build_world(tmp_path / name, quick_recipe())
-    weights = sorted(p.relative_to(tmp_path / "first") for p in (tmp_path / "first").rglob("*.safetensors"))
+    for module in (build_module, loops, train_vae):
+        monkeypatch.setattr(module, "rendering_workers", lambda: 1)
+    build_world(tmp_path / "second", quick_recipe())
+    built = quick_build[0]
+    weights = sorted(p.relative_to(built) for p in built.rglob("*.safetensors"))
     outputs = [p for p in weights if not str(p).startswith(("motion-run", "motion-lora-runs"))]
     assert len(outputs) == 8  # vae, unet, text encoder, two personalized, looks, motion module, a MotionLoRA
     for path in weights:
-        first, second = load_file(tmp_path / "first" / path), load_file(tmp_path / "second" / path)
+        first, second = load_file(built / path), load_file(tmp_path / "second" / path)
         assert first.keys() == second.keys(), path
         assert all(torch.equal(first[k], second[k]) for k in first), path
 
 
-def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeypatch):
+def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeypatch, quick_build):
     import numpy as np
     from safetensors import safe_open
 
     import animatediff.world.layout as layout
     from animatediff.cli import main
 
-    build_world(tmp_path / "build", quick_recipe())
-    assets = ship(tmp_path / "build", tmp_path / "assets")
+    build = quick_build[0]
+    assets = ship(build, tmp_path / "assets")
     for file in (
         assets / "base" / "unet" / "diffusion_pytorch_model.safetensors",
         *(assets / n for n in PERSONALIZED.values()),
@@ -97,9 +113,7 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
         seed=0,
         progress=False,
     )
-    full = AnimationPipeline.from_pretrained(
-        tmp_path / "build" / "base", tmp_path / "build" / "motion_module.safetensors"
-    )
+    full = AnimationPipeline.from_pretrained(build / "base", build / "motion_module.safetensors")
     half = AnimationPipeline.from_pretrained(assets / "base", assets / "motion_module.safetensors")
     np.testing.assert_allclose(half(**args), full(**args), atol=2e-2)
 
@@ -116,14 +130,13 @@ def test_ship_writes_fp16_weights_that_generate_like_the_build(tmp_path, monkeyp
     assert main(["generate", "--base", str(assets / "base"), "--prompt", "x", "--output", str(out), "--quiet"]) == 2
 
 
-def test_world_eval_measures_every_row_of_a_build(tmp_path, capsys, one_thread):
+def test_world_eval_measures_every_row_of_a_build(tmp_path, capsys, one_thread, quick_build):
     import json
 
     from animatediff.cli import main
 
-    build_world(tmp_path / "build", quick_recipe())
     out = tmp_path / "eval"
-    args = ["world", "eval", "--models", str(tmp_path / "build"), "--prompts", "2", "--seeds", "1", "--steps", "2"]
+    args = ["world", "eval", "--models", str(quick_build[0]), "--prompts", "2", "--seeds", "1", "--steps", "2"]
     assert main([*args, "--output-dir", str(out)]) == 0
     rows = json.loads((out / "eval.json").read_text())
     names = [r["name"] for r in rows]
