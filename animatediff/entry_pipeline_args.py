@@ -75,6 +75,7 @@ def entry_pipeline_args(
         ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
         motion_scale=entry.motion_scale, motion_scale_steps=entry.motion_scale_steps,
         motion_attention_scale=entry.motion_attention_scale,
+        motion_attention_scale_steps=entry.motion_attention_scale_steps,
         motion_attention_mask=resolve(entry.motion_attention_mask) or None,
         free_noise=entry_free_noise(entry),
         controlnets=[*load_controlnets(controls, pipe, *size, keep), *load_keyframe_controlnets(

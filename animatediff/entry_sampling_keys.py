@@ -75,8 +75,9 @@ def check_sampling_keys(values: dict, where: str) -> None:
         values["motion_attention_scale"] = check_attention_scale(
             values["motion_attention_scale"], f"{where}: motion_attention_scale"
         )
-    if values.get("motion_scale_steps") is not None:
-        values["motion_scale_steps"] = _motion_scale_steps(values["motion_scale_steps"], where)
+    for key in ("motion_scale_steps", "motion_attention_scale_steps"):
+        if values.get(key) is not None:
+            values[key] = _motion_scale_steps(values[key], where, key)
     if "free_init_iters" in values:
         free_init = _free_init(values["free_init_iters"], where)
         if values.get("video"):  # FreeInit only at strength 1 (`pipeline.video_start`)
@@ -188,15 +189,20 @@ def entry_free_init(entry: PromptEntry) -> FreeInit | None:
     return None if entry.free_init_iters is None else FreeInit(iterations=entry.free_init_iters)
 
 
-def _motion_scale_steps(raw: object, where: str) -> dict[float, object]:
-    """{fraction of the steps: motion scale}, the fractions numbers or their strings (as JSON writes keys)."""
+def _motion_scale_steps(raw: object, where: str, key: str = "motion_scale_steps") -> dict[float, object]:
+    """{fraction of the steps: motion scale}, the fractions numbers or their strings (as JSON writes keys); for
+    `motion_attention_scale_steps` each scale one number."""
+    from animatediff.models.attention_scale import check_attention_scale
     from animatediff.pipeline.motion_scale import check_motion_scale_steps
 
     try:
         if isinstance(raw, dict):
             raw = {float(k) if isinstance(k, str) and k.strip() else k: v for k, v in raw.items()}
-        return check_motion_scale_steps(raw)
+        keyframes = check_motion_scale_steps(raw)
+        if key == "motion_attention_scale_steps":
+            keyframes = {f: check_attention_scale(v, f"{key} {f}:") for f, v in keyframes.items()}
+        return keyframes
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
     except ValueError:
-        raise InputError(f"{where}: motion_scale_steps: its keys must be fractions of the steps, got {raw!r}") from None
+        raise InputError(f"{where}: {key}: its keys must be fractions of the steps, got {raw!r}") from None

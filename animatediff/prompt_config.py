@@ -15,12 +15,13 @@ lora_model_path in order; an item's `ramp` ramps its scale over the steps, `pipe
 given), `context_stride`, `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule,
 --context-fuse, --closed-loop), `loop` (--loop: looped windows, of context_length frames or --loop's default),
 `free_noise` (--free-noise), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps: {fraction of
-the steps: scale}), `motion_attention_scale` and `motion_attention_mask` (--motion-attention-scale,
---motion-attention-mask), `free_init_iters` (--free-init: FreeInit with its default settings), `preset` (--preset: a
-few-step recipe, `sampling.presets`, its scheduler instead of inference_config's DDIM, its steps and guidance unless the
-entry gives them), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), and `pag_scale`,
-`pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale, --pag-layer: perturbed-attention guidance).
-Bad values fail in one line while the config is read, before any model loads.
+the steps: scale}), `motion_attention_scale`, `motion_attention_scale_steps` and `motion_attention_mask`
+(--motion-attention-scale, --motion-attention-scale-steps, --motion-attention-mask), `free_init_iters` (--free-init:
+FreeInit with its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
+inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing` (--timestep-spacing),
+`tcd_gamma` (--tcd-gamma), and `pag_scale`, `pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale,
+--pag-layer: perturbed-attention guidance). Bad values fail in one line while the config is read, before any model
+loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by

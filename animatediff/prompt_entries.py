@@ -112,6 +112,8 @@ class PromptEntry:
     """{fraction of the steps: motion scale} from which the scale changes (generate's --motion-scale-steps)."""
     motion_attention_scale: float = 1.0
     """The motion modules' attention keys multiplied by it (generate's --motion-attention-scale), ≥ 0."""
+    motion_attention_scale_steps: dict[float, float] | None = None
+    """{fraction of the steps: motion attention scale} (generate's --motion-attention-scale-steps)."""
     motion_attention_mask: str = ""
     """A mask image or folder whose grey multiplies motion_attention_scale per pixel (--motion-attention-mask)."""
     free_init_iters: int | None = None

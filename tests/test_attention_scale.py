@@ -77,6 +77,29 @@ def test_frames_equal_diffusers_with_its_motion_keys_scaled(make_pipeline, one_t
     assert all(t.attention_scale == 1.0 for t in _transformers(pipe))  # put back after the call
 
 
+def test_keyframes_by_step_equal_diffusers_switching_its_key_scale_at_that_step(make_pipeline, one_thread):
+    pipe = make_pipeline("v2")
+    latents = torch.randn(1, 4, 6, 8, 8, generator=torch.Generator().manual_seed(5))
+    args = dict(ARGS, num_inference_steps=4)
+    got = pipe(**args, latents=latents, progress=False, motion_attention_scale=1.6,
+               motion_attention_scale_steps={0.5: 0.4})  # fmt: skip
+    reference = key_scaled_reference(pipe, 1.6)
+    processors = [p for p in reference.unet.attn_processors.values() if isinstance(p, KeyScaled)]
+
+    def switch(_pipe, i, _t, kwargs):  # noqa: ANN001, ANN202 - after step 1 of 4: from half the steps on, 0.4
+        for processor in processors if i == 1 else []:
+            processor.scale = 0.4
+        return kwargs
+
+    expected = reference(**args, latents=latents, output_type="np", callback_on_step_end=switch).frames
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    constant = pipe(**args, latents=latents, progress=False, motion_attention_scale=1.6)
+    assert np.abs(got - constant).max() > 1e-4
+    at_start = pipe(**args, latents=latents, progress=False, motion_attention_scale=1.6,
+                    motion_attention_scale_steps={0.0: 0.4})  # fmt: skip
+    np.testing.assert_array_equal(at_start, pipe(**args, latents=latents, progress=False, motion_attention_scale=0.4))
+
+
 def _transformers(pipe):  # noqa: ANN001, ANN202
     return [m.temporal_transformer for m in pipe.unet.motion_modules.modules() if hasattr(m, "temporal_transformer")]
 
@@ -122,15 +145,21 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
     mask = np.zeros((16, 16), np.uint8)
     mask[:, :8] = 255
     Image.fromarray(mask).save(tmp_path / "left.png")
-    extra = ["--motion-attention-scale", "1.7", "--motion-attention-mask", str(tmp_path / "left.png")]
+    extra = ["--motion-attention-scale", "1.7", "--motion-attention-mask", str(tmp_path / "left.png"),
+             "--motion-attention-scale-steps", "0.5:0.6"]  # fmt: skip
     assert generate(base_folder, motion, tmp_path / "o.npy", *extra) == 0
     pipe = AnimationPipeline.from_pretrained(base_folder, motion)
     expected = pipe("a fox", "", seed=3, num_frames=4, num_inference_steps=4, progress=False,
-                    motion_attention_scale=1.7, motion_attention_mask=tmp_path / "left.png")  # fmt: skip
+                    motion_attention_scale=1.7, motion_attention_mask=tmp_path / "left.png",
+                    motion_attention_scale_steps={0.5: 0.6})  # fmt: skip
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), expected[0])
     assert np.abs(pipe("a fox", "", seed=3, num_frames=4, num_inference_steps=4, progress=False) - expected).max() > 0
     entry = {"motion_module": str(motion), "prompt": ["a fox"], "seed": 3, "steps": 4, "L": 4}
-    entry |= {"motion_attention_scale": 1.7, "motion_attention_mask": "left.png"}
+    entry |= {
+        "motion_attention_scale": 1.7,
+        "motion_attention_mask": "left.png",
+        "motion_attention_scale_steps": {0.5: 0.6},
+    }
     (tmp_path / "entry.yaml").write_text(yaml.safe_dump([entry]))
     run_prompt_config(tmp_path / "entry.yaml", base_folder, tmp_path / "runs", ModelCache(), progress=False)
     assert_run_drew(tmp_path / "runs", expected[0], tmp_path)
@@ -161,6 +190,8 @@ def test_bad_input_is_one_line(make_pipeline, kwargs, message):
         (["--motion-attention-scale", "-0.5"], "must be a number ≥ 0"),
         (["--motion-attention-mask", "/nowhere/mask.png"], "--motion-attention-mask: not found"),
         (["--motion-attention-mask", ".", "--free-noise"], "FreeNoise"),
+        (["--motion-attention-scale-steps", "0.5:-1"], "must be a number ≥ 0"),
+        (["--motion-attention-scale-steps", "2:1"], "is not a fraction of the steps"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_loading(tmp_path, capsys, monkeypatch, extra, message):
@@ -176,4 +207,8 @@ def test_a_run_entrys_bad_scale_is_one_line(tmp_path):
 
     (tmp_path / "entry.yaml").write_text(yaml.safe_dump([{"prompt": ["a fox"], "motion_attention_scale": "big"}]))
     with pytest.raises(InputError, match="motion_attention_scale 'big' must be a number ≥ 0"):
+        load_prompt_config(tmp_path / "entry.yaml")
+    grouped = {"prompt": ["a fox"], "motion_attention_scale_steps": {0.5: {"up": 1.0}}}
+    (tmp_path / "entry.yaml").write_text(yaml.safe_dump([grouped]))
+    with pytest.raises(InputError, match="motion_attention_scale_steps 0.5: .* must be a number ≥ 0"):
         load_prompt_config(tmp_path / "entry.yaml")

@@ -71,6 +71,15 @@ def add_context_args(p: argparse.ArgumentParser) -> None:
         "its scale multival): above 1 sharper attention between frames, below 1 more even; 1 as trained",
     )
     p.add_argument(
+        "--motion-attention-scale-steps",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="FRACTION:S",
+        help="the motion attention scale from a fraction of the steps on, --motion-attention-scale before the first "
+        "(Evolved's scale keyframes)",
+    )
+    p.add_argument(
         "--motion-attention-mask",
         default=None,
         metavar="MASK",
@@ -119,16 +128,19 @@ def motion_scale_from_args(args: argparse.Namespace) -> float | None:
 
 
 def motion_attention_from_args(args: argparse.Namespace) -> dict[str, object]:
-    """--motion-attention-scale and --motion-attention-mask as the pipeline's keywords, checked before loading."""
+    """--motion-attention-scale, its -steps and --motion-attention-mask as the pipeline's keywords, checked before
+    loading."""
     from pathlib import Path
 
     from animatediff.errors import InputNotFound
     from animatediff.pipeline.attention_scale import check_motion_attention
+    from animatediff.pipeline.motion_scale import parse_motion_scale_steps
 
     mask = args.motion_attention_mask
     if mask is not None and not Path(mask).expanduser().exists():
         raise InputNotFound(f"--motion-attention-mask: not found: {mask}")
-    scale = check_motion_attention(
-        args.motion_attention_scale, mask, True if getattr(args, "free_noise", False) else None
-    )
-    return {"motion_attention_scale": scale, "motion_attention_mask": mask}
+    steps = args.motion_attention_scale_steps
+    keyframes = None if steps is None else parse_motion_scale_steps(steps, "--motion-attention-scale-steps")
+    free_noise = True if getattr(args, "free_noise", False) else None
+    scale, keyframes = check_motion_attention(args.motion_attention_scale, mask, free_noise, keyframes)
+    return {"motion_attention_scale": scale, "motion_attention_mask": mask, "motion_attention_scale_steps": keyframes}

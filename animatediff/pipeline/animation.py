@@ -151,6 +151,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         motion_scale: float | dict[str, float] | None = None,
         motion_scale_steps: dict[float, float | dict[str, float]] | None = None,
         motion_attention_scale: float = 1.0,
+        motion_attention_scale_steps: dict[float, float] | None = None,
         motion_attention_mask: MaskSource | None = None,
         conditions: Sequence[Condition] = (),
         controlnets: Sequence[ControlNet | KeyframeControlNet] = (),
@@ -192,7 +193,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         number, or {"down", "mid", "up"} per block group; 0 = frames drawn independently, 1 = as trained); None:
         the UNet's own. `motion_scale_steps`: {fraction of the steps: motion scale}, each from the first step at or
         past its fraction on, `motion_scale` before the first (`pipeline/motion_scale.py`). `motion_attention_scale`:
-        the motion modules' keys × it, × `motion_attention_mask`'s grey per pixel (`pipeline/attention_scale.py`).
+        the motion modules' keys × it, × `motion_attention_mask`'s grey per pixel (`pipeline/attention_scale.py`);
+        `motion_attention_scale_steps`, its keyframes by step, as `motion_scale_steps`.
         `guidance_scale`: classifier-free guidance; None takes the pipeline's (`self.guidance_scale`).
         `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
@@ -252,7 +254,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         )
         context_length = None if context is None else context.length
         check_free_noise(free_noise, context_length)
-        attention_scale = check_motion_attention(motion_attention_scale, motion_attention_mask, free_noise)
+        attention_scale, attention_steps = check_motion_attention(motion_attention_scale, motion_attention_mask,
+                                                                  free_noise, motion_attention_scale_steps)  # fmt: skip
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
         sdxl = self.text_encoder_2 is not None
@@ -337,9 +340,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         ips = [ip, *region_ip_calls(self, region_ips, guidance_scale > 1.0, *travel)]  # a region's own, or None
         ref = reference_call(self, reference, height, width, generator, guidance_scale > 1.0, decode_chunk_size)
 
-        def denoiser_for(
-            text: TextConditioning, part: int, scale: MotionScale | None, cfg: float, negative: bool = False
-        ) -> Denoiser:
+        def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None, keys: float, cfg: float,
+                         negative: bool = False) -> Denoiser:  # fmt: skip
             own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
             mine = [*(c for c, acts in zip(controls, acting, strict=True) if acts is None or part in acts), *sparse]
             if cfg < guidance_scale:  # one half of a shared guidance: its images, its controls' residuals
@@ -351,7 +353,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             if ref is not None:  # reference-only: first a pass over the noised picture, without the controls
                 predict = ref.around(predict, own.around(unet_predictor(self.unet, [*sizes, *own.conditions])))
             predict = motion_scaled(self.unet, predict, scale)  # None: the predictor itself
-            predict = attention_scaled(self.unet, predict, attention_scale, attention)  # at 1 without a map: itself
+            predict = attention_scaled(self.unet, predict, keys, attention)  # at 1 without a map: itself
             if region_loras:  # each set, per window, to its scale if it acts in this part, else off
                 predict = lora_in_part(predict, regional_loras, region_loras, lora_acting, part, num_frames)
             if free_noise is not None:
@@ -363,6 +365,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             return guided(predict, text.uncond, text.cond, cfg, guidance_rescale, perturbed, pag_scale)
 
         scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
+        keys = motion_scale_runs(attention_scale, attention_steps, steps)  # the attention scale's, likewise
         weights = region_weights(regions, num_frames, height, width, latents.shape[-2:])  # None without regions
         if composed:  # the AND parts and the unconditional prediction, by their weights
             region_texts = [*composed[1:], unconditional(composed[0])]
@@ -372,13 +375,13 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         shared = shares_unconditional(guidance_scale, guidance_rescale, not splits, ref, region_loras, pag, conditions,
                                       not same_negative_images(ips))  # fmt: skip
 
-        def regions_for(text: TextConditioning, scale: MotionScale | None) -> Denoiser:  # the text, or with regions
+        def regions_for(text: TextConditioning, scale: MotionScale | None, keys: float) -> Denoiser:  # with regions
             background = composed[0] if composed else None if keep_background else text
-            plain = partial(denoiser_for, scale=scale, cfg=1.0) if shared else None  # one ε_u for all the parts
-            return regional(partial(denoiser_for, scale=scale, cfg=guidance_scale), background, region_texts, weights,
-                            plain, guidance_scale)  # fmt: skip
+            made = partial(denoiser_for, scale=scale, keys=keys)
+            plain = partial(made, cfg=1.0) if shared else None  # one ε_u for all the parts
+            return regional(partial(made, cfg=guidance_scale), background, region_texts, weights, plain, guidance_scale)
 
-        drawn = [(first, regions_for(text, scale)) for first, (text, scale) in merged_runs(encoded, scales)]
+        drawn = [(first, regions_for(*run)) for first, run in merged_runs(encoded, scales, keys)]
         denoiser = ramped_loras(switched_at_steps(drawn, timesteps), ramped, lora_ramps, timesteps)
 
         # 4. Loop (with a video kept in part, put back after every step).

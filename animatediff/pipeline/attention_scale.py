@@ -1,7 +1,8 @@
 """A call's motion attention scale (`models/attention_scale.py`, ComfyUI-AnimateDiff-Evolved's motion "scale"): a
 number, times a map of multipliers where a mask is given (its grey level at each latent pixel of each frame: white
 keeps the number, black makes it 0), set on the UNet around each prediction at that prediction's frames and put back
-after it.
+after it. The number may change during sampling, keyframed by the fraction of the steps it starts at, as the motion
+scale's keyframes (and Evolved's scale keyframes) change it.
 
 A mask takes the forms a region's mask takes (`pipeline/regions.py`: an image, a folder of images named by frame,
 an array, {frame: image}); a frame without one keeps the last before it, and frames before the first are white. It
@@ -10,6 +11,7 @@ is taken to the latent size in grey (bilinear, antialiased), and from there to e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +22,28 @@ from PIL import Image
 from animatediff.errors import InputError
 from animatediff.models import AnimationUNet
 from animatediff.models.attention_scale import check_attention_scale
+from animatediff.pipeline.motion_scale import check_motion_scale_steps
 from animatediff.pipeline.regions import MaskImage, MaskSource, mask_frames
 from animatediff.sampling import Predictor
 
 
-def check_motion_attention(scale: float, mask: MaskSource | None, free_noise: object | None) -> float:
-    """The scale checked, and one line for a mask under FreeNoise, whose windowed attention takes no per-frame map."""
+def check_motion_attention(
+    scale: float, mask: MaskSource | None, free_noise: object | None, keyframes: Mapping[float, float] | None = None
+) -> tuple[float, dict[float, float]]:
+    """The scale and its keyframes by step ({fraction of the steps: scale}, as the motion scale's,
+    `pipeline/motion_scale.py`) checked, and one line for a mask under FreeNoise, whose windowed attention takes no
+    per-frame map."""
     scale = check_attention_scale(scale)
     if mask is not None and free_noise is not None:
         raise InputError(
             "a motion attention mask is per frame, and FreeNoise's windowed motion attention takes none: use context "
             "windows, or a motion attention scale without a mask"
         )
-    return scale
+    keyframes = check_motion_scale_steps(keyframes)
+    what = "motion attention scale from step"
+    return scale, {
+        fraction: check_attention_scale(value, f"{what} {fraction}:") for fraction, value in keyframes.items()
+    }
 
 
 def attention_map(mask: MaskSource | None, num_frames: int, latent: tuple[int, int]) -> torch.Tensor | None:
