@@ -17,6 +17,7 @@ Shapes: b = videos, f = frames, c = channels, h/w = spatial size of the feature 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -82,17 +83,15 @@ class TemporalSelfAttention(nn.Module):
         self.identity = False
         """Perturbed-attention guidance's switch (`pipeline/pag.py`): the attention map the identity, so that the
         output is each frame's own value, projected."""
-        self.key_scale: float | torch.Tensor = 1.0
-        """The keys' multiplier (`models/attention_scale.py`), set by the transformer for each call: one number, or
-        (n, f), one per sequence and frame; 1: as trained."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (b·h·w, f, c) — every spatial position is an independent sequence over frames.
+    def forward(self, x: torch.Tensor, key_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        # x: (b·h·w, f, c) — every spatial position is an independent sequence over frames. `key_scale`: the keys'
+        # multiplier (`models/attention_scale.py`): one number, or (n, f), one per sequence and frame; 1: as trained.
         x = self.pos_encoder(x)
         if self.identity:  # perturbed-attention guidance: each frame attends to itself alone
             return self.to_out[0](self.to_v(x))
         q, k, v = self._project(x).unbind(0)
-        out = scaled_keys_attention(q, k, v, self.key_scale)  # at 1, the paper's softmax(QKᵀ/√d)V
+        out = scaled_keys_attention(q, k, v, key_scale)  # at 1, the paper's softmax(QKᵀ/√d)V
         return self.to_out[0](rearrange(out, "n heads f d -> n f (heads d)"))
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,14 +152,18 @@ class TemporalTransformerBlock(nn.Module):
         GEGLU activations exist for one chunk only; every sequence is computed alone either way, so the result is
         the same. None (the default): all at once."""
 
-    def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention sub-layers, each with its residual: (n, f, c) → (n, f, c)."""
+    def attend(self, x: torch.Tensor, key_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """The attention sub-layers, each with its residual and its keys multiplied by `key_scale`: (n, f, c) →
+        (n, f, c)."""
         for attention, norm in zip(self.attention_blocks, self.norms):
-            x = plus_residual(attention(norm(x)), x)
+            x = plus_residual(attention(norm(x), key_scale), x)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.attend(x) if self.windows is None else fused_windows(x, self.attend, self.windows)
+    def forward(self, x: torch.Tensor, key_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        if self.windows is None:
+            x = self.attend(x, key_scale)
+        else:
+            x = fused_windows(x, partial(self.attend, key_scale=key_scale), self.windows)
         if self.ff_chunk is None or self.ff_chunk >= x.shape[0]:
             return plus_residual(self.ff(self.ff_norm(x)), x)
         out = torch.empty_like(x)
@@ -213,9 +216,7 @@ class TemporalTransformer(nn.Module):
         b = x.shape[0] // num_frames
         key_scale = key_scales(self.attention_scale, b, height, width)
         for block in self.transformer_blocks:
-            for attention in block.attention_blocks:
-                attention.key_scale = key_scale
-            h = block(h)
+            h = block(h, key_scale)
         h = self.proj_out(h)
         # The residual add reads h through a permuted view, so unfolding the frames costs no copy of its own.
         h = h.view(b, height, width, num_frames, -1).permute(0, 3, 4, 1, 2)

@@ -365,7 +365,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             return guided(predict, text.uncond, text.cond, cfg, guidance_rescale, perturbed, pag_scale)
 
         scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
-        keys = motion_scale_runs(attention_scale, attention_steps, steps)  # the attention scale's, likewise
+        key_runs = motion_scale_runs(attention_scale, attention_steps, steps)  # the attention scale's, likewise
         weights = region_weights(regions, num_frames, height, width, latents.shape[-2:])  # None without regions
         if composed:  # the AND parts and the unconditional prediction, by their weights
             region_texts = [*composed[1:], unconditional(composed[0])]
@@ -381,7 +381,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             plain = partial(made, cfg=1.0) if shared else None  # one ε_u for all the parts
             return regional(partial(made, cfg=guidance_scale), background, region_texts, weights, plain, guidance_scale)
 
-        drawn = [(first, regions_for(*run)) for first, run in merged_runs(encoded, scales, keys)]
+        drawn = [(first, regions_for(*run)) for first, run in merged_runs(encoded, scales, key_runs)]
         denoiser = ramped_loras(switched_at_steps(drawn, timesteps), ramped, lora_ramps, timesteps)
 
         # 4. Loop (with a video kept in part, put back after every step).
