@@ -192,16 +192,15 @@ def entry_free_init(entry: PromptEntry) -> FreeInit | None:
 def _motion_scale_steps(raw: object, where: str, key: str = "motion_scale_steps") -> dict[float, object]:
     """{fraction of the steps: motion scale}, the fractions numbers or their strings (as JSON writes keys); for
     `motion_attention_scale_steps` each scale one number."""
-    from animatediff.models.attention_scale import check_attention_scale
+    from animatediff.pipeline.attention_scale import check_attention_scale_steps
     from animatediff.pipeline.motion_scale import check_motion_scale_steps
 
     try:
         if isinstance(raw, dict):
             raw = {float(k) if isinstance(k, str) and k.strip() else k: v for k, v in raw.items()}
-        keyframes = check_motion_scale_steps(raw)
         if key == "motion_attention_scale_steps":
-            keyframes = {f: check_attention_scale(v, f"{key} {f}:") for f, v in keyframes.items()}
-        return keyframes
+            return check_attention_scale_steps(raw, key)
+        return check_motion_scale_steps(raw)
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
     except ValueError:

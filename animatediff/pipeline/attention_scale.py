@@ -39,11 +39,14 @@ def check_motion_attention(
             "a motion attention mask is per frame, and FreeNoise's windowed motion attention takes none: use context "
             "windows, or a motion attention scale without a mask"
         )
-    keyframes = check_motion_scale_steps(keyframes)
-    what = "motion attention scale from step"
-    return scale, {
-        fraction: check_attention_scale(value, f"{what} {fraction}:") for fraction, value in keyframes.items()
-    }
+    return scale, check_attention_scale_steps(keyframes, "motion attention scale from step")
+
+
+def check_attention_scale_steps(keyframes: Mapping[float, float] | None, what: str) -> dict[float, float]:
+    """{fraction of the steps: scale} checked as the motion scale's keyframes are, each scale one number ≥ 0 (`what`
+    names them in the one line for a bad one); {} for None."""
+    checked = check_motion_scale_steps(keyframes)
+    return {fraction: check_attention_scale(value, f"{what} {fraction}:") for fraction, value in checked.items()}
 
 
 def attention_map(mask: MaskSource | None, num_frames: int, latent: tuple[int, int]) -> torch.Tensor | None:

@@ -312,9 +312,8 @@ def same_negative_images(calls: list[IPAdapterCall | None]) -> bool:
     """Whether every call (None: none of its own) guides from the same negative image embeddings, as the calls of
     one IP-Adapter do whatever their images (zeros, or the encoder's reading of zeros), unless their numbers of
     images differ."""
-    negatives = [c.negative_embeds() for c in calls if c is not None]
-    return all(n is None and negatives[0] is None or n is not None and negatives[0] is not None and
-               n.shape == negatives[0].shape and torch.equal(n, negatives[0]) for n in negatives)  # fmt: skip
+    first, *others = [c.negative_embeds() for c in calls if c is not None]
+    return all(n is first or (n is not None and first is not None and torch.equal(n, first)) for n in others)
 
 
 def check_ip_keyframes(ip_adapter: IPAdapter | None, num_frames: int) -> None:
