@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -69,3 +71,9 @@ def models_dir(tmp_path):
     (root / "Lora" / "escape.safetensors").symlink_to(outside)
     (root / "Stable-diffusion" / "broken.safetensors").write_bytes(b"\x00" * 64)
     return root
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (the README's `-n 2`), each worker computes on one thread: the workers share the cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

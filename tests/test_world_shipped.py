@@ -6,6 +6,8 @@ full evaluation measured (animatediff/assets/world/eval.md) by a margin for the 
 build does not do yet — show the personalized looks in most frames — is kept as a strict xfail, so a build that
 achieves it has to turn it into a plain test (see animatediff/world/README.md)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -40,9 +42,11 @@ def looks(models):
 
 @pytest.fixture(scope="module")
 def two_threads():
-    """Two threads: the world's UNet at 32 px runs nearly twice as fast on them as on one (CI has two cores)."""
+    """Two threads: the world's UNet at 32 px runs nearly twice as fast on them as on one (CI has two cores). Under
+    pytest-xdist the other worker has the other core, and this one keeps its one thread."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(2)
     yield
     torch.set_num_threads(threads)
 
