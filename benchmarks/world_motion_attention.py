@@ -7,6 +7,7 @@ net travel of the object along the captioned direction (`world.metrics.displacem
 clips that travel further than the same clip (prompt and seed) at scale 1.
 
     python benchmarks/world_motion_attention.py           # 5 rows × 8 clips: a few minutes on 2 CPU cores
+    python benchmarks/world_motion_attention.py --frames 24 --free-noise 16   # every row under FreeNoise
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from world_setup import clip_options, evaluation_clips
 
+from animatediff.pipeline.free_noise import FreeNoise
 from animatediff.world.metrics import DIRECTIONS, displacement, motion_correct, track
 
 
@@ -25,7 +27,11 @@ def travel(frames: np.ndarray, motion: str) -> float:
 
 
 def main() -> None:
-    args = clip_options(__doc__.splitlines()[0]).parse_args()
+    parser = clip_options(__doc__.splitlines()[0])
+    parser.add_argument("--free-noise", type=int, default=None, metavar="LENGTH",
+                        help="every row under FreeNoise with windows of LENGTH frames (stride 4)")  # fmt: skip
+    args = parser.parse_args()
+    free_noise = None if args.free_noise is None else FreeNoise(args.free_noise, 4)
     pipe, prompts, seeds = evaluation_clips(args)
     prompts = [p for p in prompts if p.motion in DIRECTIONS]
     size = 32
@@ -35,7 +41,8 @@ def main() -> None:
             "1.5, mask: left half": (1.5, left)}  # fmt: skip
     clips = len(prompts) * len(seeds)
     print(f"\n## The motion attention scale on the embedded world ({clips} clips a row: {len(prompts)} prompts moving "
-          f"in a direction × {len(seeds)} seeds, {args.frames} frames, {args.steps} DDIM steps)\n")  # fmt: skip
+          f"in a direction × {len(seeds)} seeds, {args.frames} frames, {args.steps} DDIM steps"
+          f"{'' if free_noise is None else f', FreeNoise windows of {free_noise.context_length}'})\n")  # fmt: skip
     print("| scale | moves as captioned | mean travel along the caption | travels further than at 1 |")
     print("|---|---|---|---|")
     base: dict[tuple[int, int], float] = {}
@@ -45,7 +52,7 @@ def main() -> None:
             for seed in seeds:
                 frames = pipe(prompt.text, seed=seed, height=size, width=size, num_frames=args.frames,
                               num_inference_steps=args.steps, progress=False, motion_attention_scale=scale,
-                              motion_attention_mask=mask)[0]  # fmt: skip
+                              motion_attention_mask=mask, free_noise=free_noise)[0]  # fmt: skip
                 moved += motion_correct(track(frames), prompt.motion)
                 distance = travel(frames, prompt.motion)
                 travels.append(distance)

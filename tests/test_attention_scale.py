@@ -100,6 +100,61 @@ def test_keyframes_by_step_equal_diffusers_switching_its_key_scale_at_that_step(
     np.testing.assert_array_equal(at_start, pipe(**args, latents=latents, progress=False, motion_attention_scale=0.4))
 
 
+class WindowKeyScaled(KeyScaled):
+    """`KeyScaled` in diffusers' FreeNoise blocks, which call each attention once per window in order: the k-th call
+    of a UNet pass takes window k's frames of the map."""
+
+    def __init__(self, scale: torch.Tensor, windows: list[tuple[int, int]]) -> None:
+        super().__init__(scale)
+        self.windows, self.calls = windows, 0
+
+    def __call__(self, attn, hidden_states, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN204
+        start, end = self.windows[self.calls % len(self.windows)]
+        self.calls += 1
+        full, self.scale = self.scale, self.scale[start:end]
+        try:
+            return super().__call__(attn, hidden_states, *args, **kw)
+        finally:
+            self.scale = full
+
+
+def test_a_map_under_free_noise_equals_diffusers_free_noise_scaling_each_windows_keys_by_its_frames(
+    make_pipeline, one_thread
+):
+    from animatediff.models.free_noise import window_spans
+    from animatediff.pipeline.free_noise import FreeNoise
+
+    pipe = make_pipeline("v2")
+    free_noise = FreeNoise(8, 4, "pyramid", "shuffle_context")
+    args = dict(ARGS, num_frames=20)  # windows (0, 8), (4, 12), (8, 16), (12, 20)
+    mask = np.full((20, 8, 8), 0.2, np.float32)
+    mask[:, :, :4] = 1.0
+    mask[10:, :4] = 0.5  # the top half of the left from frame 10 on: windows see different maps
+    got = pipe(**args, seed=7, progress=False, free_noise=free_noise, motion_attention_scale=1.5,
+               motion_attention_mask=mask)  # fmt: skip
+
+    reference = diffusers_pipeline(pipe, motion_adapter=True)
+    reference.enable_free_noise(8, 4, "pyramid", "shuffle_context")
+    windows = window_spans(20, 8, 4)
+    for module in [m for m in reference.unet.modules() if isinstance(m, AnimateDiffTransformer3D)]:
+        processors = []
+        for block in module.transformer_blocks:
+            for attention in (block.attn1, block.attn2):
+                processors.append(WindowKeyScaled(torch.from_numpy(mask) * 1.5, windows))
+                attention.set_processor(processors[-1])
+
+        def shape(_module, args, processors=processors):  # noqa: ANN001, ANN202
+            for processor in processors:
+                processor.shape = (args[0].shape[0] // 20, *args[0].shape[2:])
+
+        module.register_forward_pre_hook(shape)
+    generator = torch.Generator().manual_seed(7)
+    expected = reference(**args, generator=generator, output_type="np").frames
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    uniform = pipe(**args, seed=7, progress=False, free_noise=free_noise, motion_attention_scale=1.5)
+    assert np.abs(got - uniform).max() > 1e-3
+
+
 def _transformers(pipe):  # noqa: ANN001, ANN202
     return [m.temporal_transformer for m in pipe.unet.motion_modules.modules() if hasattr(m, "temporal_transformer")]
 
@@ -170,16 +225,11 @@ def test_the_cli_and_a_run_entry_draw_what_the_library_draws(tmp_path, base_fold
     [
         (dict(motion_attention_scale=-1), "must be a number ≥ 0"),
         (dict(motion_attention_scale=float("nan")), "must be a number ≥ 0"),
-        (dict(motion_attention_mask=np.ones((8, 8)), free_noise="free_noise"), "FreeNoise"),
         (dict(motion_attention_mask="/nowhere/mask.png"), "file not found"),
     ],
 )
 def test_bad_input_is_one_line(make_pipeline, kwargs, message):
-    from animatediff.pipeline.free_noise import FreeNoise
-
     pipe = make_pipeline("v2")
-    if kwargs.get("free_noise"):
-        kwargs["free_noise"] = FreeNoise(4, 2)
     with pytest.raises(InputError, match=message):
         pipe("a cat", num_frames=4, height=16, width=16, num_inference_steps=1, progress=False, **kwargs)
 
@@ -189,7 +239,6 @@ def test_bad_input_is_one_line(make_pipeline, kwargs, message):
     [
         (["--motion-attention-scale", "-0.5"], "must be a number ≥ 0"),
         (["--motion-attention-mask", "/nowhere/mask.png"], "--motion-attention-mask: not found"),
-        (["--motion-attention-mask", ".", "--free-noise"], "FreeNoise"),
         (["--motion-attention-scale-steps", "0.5:-1"], "must be a number ≥ 0"),
         (["--motion-attention-scale-steps", "2:1"], "is not a fraction of the steps"),
     ],

@@ -141,6 +141,5 @@ def motion_attention_from_args(args: argparse.Namespace) -> dict[str, object]:
         raise InputNotFound(f"--motion-attention-mask: not found: {mask}")
     steps = args.motion_attention_scale_steps
     keyframes = None if steps is None else parse_motion_scale_steps(steps, "--motion-attention-scale-steps")
-    free_noise = True if getattr(args, "free_noise", False) else None
-    scale, keyframes = check_motion_attention(args.motion_attention_scale, mask, free_noise, keyframes)
+    scale, keyframes = check_motion_attention(args.motion_attention_scale, keyframes)
     return {"motion_attention_scale": scale, "motion_attention_mask": mask, "motion_attention_scale_steps": keyframes}

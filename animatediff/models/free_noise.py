@@ -80,21 +80,22 @@ def window_weights(length: int, weighting: str = "pyramid") -> torch.Tensor:
 
 
 def fused_windows(
-    x: torch.Tensor, attend: Callable[[torch.Tensor], torch.Tensor], windows: AttentionWindows
+    x: torch.Tensor, attend: Callable[..., torch.Tensor], windows: AttentionWindows, *per_frame: torch.Tensor
 ) -> torch.Tensor:
-    """`attend` (sequences (n, frames, c) → the same shape) run on each window of x's frames and fused per frame.
+    """`attend` (sequences (n, frames, c) → the same shape) run on each window of x's frames and fused per frame;
+    each of `per_frame` ((n, frames), as a key scale map) is given to it too, at the window's frames.
 
     A snapped last window adds only the frames no earlier window covers. With a single window (a clip no longer
-    than `windows.length`) this is `attend(x)` itself, bit for bit."""
+    than `windows.length`) this is `attend(x, *per_frame)` itself, bit for bit."""
     num_frames = x.shape[1]
     spans = window_spans(num_frames, windows.length, windows.stride)
     if len(spans) == 1:
-        return attend(x)
+        return attend(x, *per_frame)
     weights = window_weights(windows.length, windows.weighting).to(x.device).view(1, -1, 1)
     total = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     norm = torch.zeros(1, num_frames, 1, dtype=torch.float32, device=x.device)
     for i, (start, end) in enumerate(spans):
-        out = attend(x[:, start:end]).float() * weights
+        out = attend(x[:, start:end], *(t[:, start:end] for t in per_frame)).float() * weights
         # A last window snapped back to the clip's end (its start is off the stride) adds only its new frames.
         skip = spans[i - 1][1] - start if i == len(spans) - 1 and start % windows.stride else 0
         total[:, start + skip : end] += out[:, skip:]

@@ -162,6 +162,8 @@ class TemporalTransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, key_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
         if self.windows is None:
             x = self.attend(x, key_scale)
+        elif isinstance(key_scale, torch.Tensor):  # a map: each window's keys take its own frames' multipliers
+            x = fused_windows(x, self.attend, self.windows, key_scale)
         else:
             x = fused_windows(x, partial(self.attend, key_scale=key_scale), self.windows)
         if self.ff_chunk is None or self.ff_chunk >= x.shape[0]:

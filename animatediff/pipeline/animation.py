@@ -254,8 +254,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         )
         context_length = None if context is None else context.length
         check_free_noise(free_noise, context_length)
-        attention_scale, attention_steps = check_motion_attention(motion_attention_scale, motion_attention_mask,
-                                                                  free_noise, motion_attention_scale_steps)  # fmt: skip
+        attention_scale, attention_steps = check_motion_attention(motion_attention_scale, motion_attention_scale_steps)
         window = free_noise.context_length if free_noise is not None else context_length
         self.check_inputs(num_frames, height, width, num_inference_steps, window)
         sdxl = self.text_encoder_2 is not None

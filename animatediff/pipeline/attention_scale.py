@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from animatediff.errors import InputError
 from animatediff.models import AnimationUNet
 from animatediff.models.attention_scale import check_attention_scale
 from animatediff.pipeline.motion_scale import check_motion_scale_steps
@@ -28,18 +27,11 @@ from animatediff.sampling import Predictor
 
 
 def check_motion_attention(
-    scale: float, mask: MaskSource | None, free_noise: object | None, keyframes: Mapping[float, float] | None = None
+    scale: float, keyframes: Mapping[float, float] | None = None
 ) -> tuple[float, dict[float, float]]:
     """The scale and its keyframes by step ({fraction of the steps: scale}, as the motion scale's,
-    `pipeline/motion_scale.py`) checked, and one line for a mask under FreeNoise, whose windowed attention takes no
-    per-frame map."""
-    scale = check_attention_scale(scale)
-    if mask is not None and free_noise is not None:
-        raise InputError(
-            "a motion attention mask is per frame, and FreeNoise's windowed motion attention takes none: use context "
-            "windows, or a motion attention scale without a mask"
-        )
-    return scale, check_attention_scale_steps(keyframes, "motion attention scale from step")
+    `pipeline/motion_scale.py`) checked."""
+    return check_attention_scale(scale), check_attention_scale_steps(keyframes, "motion attention scale from step")
 
 
 def check_attention_scale_steps(keyframes: Mapping[float, float] | None, what: str) -> dict[float, float]:

@@ -193,8 +193,6 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
         setattr(s, key, raw.get(key, False))
     if s.loop and s.free_noise:
         raise InputError("free noise: FreeNoise replaces the sliding windows a loop needs; choose one")
-    if s.free_noise and s.motion_attention_mask:
-        raise InputError("free noise: FreeNoise's windowed motion attention takes no attention mask; choose one")
     s.output_format = choice(raw.get("output_format", "gif"), FORMATS, "output format")
     s.scheduler = choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
     s.preset = choice(raw.get("preset") or "", ["", *preset_names()], "preset")
