@@ -64,7 +64,8 @@ def entry_pipeline_args(
     ip_adapter = ip_adapter_option(resolve(entry.ip_adapter), images, entry.ip_scale, resolve(entry.image_encoder))
     return dict(
         num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
-        guidance_scale=entry.guidance_scale, prompt_interpolation=entry.prompt_interpolation,
+        guidance_scale=entry.guidance_scale, guidance_scale_steps=entry.guidance_scale_steps,
+        prompt_interpolation=entry.prompt_interpolation,
         prompt_travel_loop=entry.prompt_travel_loop, clip_skip=entry.clip_skip,
         prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts, prompt_editing=entry.prompt_editing,
         prompt_and=entry.prompt_and,

@@ -5,7 +5,8 @@
 `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse,
 --closed-loop), `loop` (--loop: looped windows), `free_noise` (--free-noise: FreeNoise's windows of
 `context_length` frames instead), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps,
-{fraction of the steps: scale}) and `free_init_iters` (--free-init, FreeInit's default settings otherwise).
+{fraction of the steps: scale}), `guidance_scale_steps` (--guidance-scale-steps) and `free_init_iters`
+(--free-init, FreeInit's default settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
 the objects they make (`resolve_sampling`, `requested_windows`, `FreeInit`); `entry_scheduler`, `entry_context`
@@ -75,7 +76,7 @@ def check_sampling_keys(values: dict, where: str) -> None:
         values["motion_attention_scale"] = check_attention_scale(
             values["motion_attention_scale"], f"{where}: motion_attention_scale"
         )
-    for key in ("motion_scale_steps", "motion_attention_scale_steps"):
+    for key in ("motion_scale_steps", "motion_attention_scale_steps", "guidance_scale_steps"):
         if values.get(key) is not None:
             values[key] = _motion_scale_steps(values[key], where, key)
     if "free_init_iters" in values:
@@ -191,8 +192,9 @@ def entry_free_init(entry: PromptEntry) -> FreeInit | None:
 
 def _motion_scale_steps(raw: object, where: str, key: str = "motion_scale_steps") -> dict[float, object]:
     """{fraction of the steps: motion scale}, the fractions numbers or their strings (as JSON writes keys); for
-    `motion_attention_scale_steps` each scale one number."""
+    `motion_attention_scale_steps` and `guidance_scale_steps` each scale one number."""
     from animatediff.pipeline.attention_scale import check_attention_scale_steps
+    from animatediff.pipeline.guidance_steps import check_guidance_scale_steps
     from animatediff.pipeline.motion_scale import check_motion_scale_steps
 
     try:
@@ -200,6 +202,8 @@ def _motion_scale_steps(raw: object, where: str, key: str = "motion_scale_steps"
             raw = {float(k) if isinstance(k, str) and k.strip() else k: v for k, v in raw.items()}
         if key == "motion_attention_scale_steps":
             return check_attention_scale_steps(raw, key)
+        if key == "guidance_scale_steps":
+            return check_guidance_scale_steps(raw, key)
         return check_motion_scale_steps(raw)
     except InputError as err:
         raise InputError(f"{where}: {err}") from None

@@ -80,6 +80,8 @@ class PromptEntry:
     steps: int = 25
     guidance_scale: float | None = None
     """Classifier-free guidance; unset takes the base's own (its animatediff.json, else 7.5)."""
+    guidance_scale_steps: dict[float, float] | None = None
+    """{fraction of the steps: guidance scale} (generate's --guidance-scale-steps)."""
     W: int | None = None
     H: int | None = None
     L: int | None = None

@@ -61,6 +61,7 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"prompt_editing": "yes"}, "prompt editing: expected true or false"),
         ({"motion_scale_steps": "half:0"}, "motion scale from step 'half:0': expected FRACTION:SCALE"),
         ({"motion_scale_steps": "1.5:0"}, "1.5 is not a fraction of the steps"),
+        ({"guidance_scale_steps": "0.5:-1"}, "guidance from step 0.5: -1.0 must be a number ≥ 0"),
         ({"pag_scale": 30}, "PAG scale: 30.0 is outside 0.0–20.0"),
         ({"hires_scale": 5}, "hires scale: 5.0 is outside 1.0–4.0"),
         ({"gradual_latent": "0.5"}, "gradual latent '0.5': give FRACTION:SCALE pairs"),
@@ -225,6 +226,10 @@ def test_the_text_settings_and_pag_reach_the_run_entry(models_dir, tmp_path):
     (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
     (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
     assert entry.motion_scale_steps == {0.6: 0.5, 0.8: 0.0}
+    s = with_seed(parse({"prompt": PROMPT, "guidance_scale": 6, "guidance_scale_steps": "0.6: 1"}, catalog))
+    (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+    (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+    assert (entry.guidance_scale, entry.guidance_scale_steps) == (6, {0.6: 1.0})
     for editing in (False, True):
         s = with_seed(parse({"prompt": PROMPT, "prompt_editing": editing}, catalog))
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))

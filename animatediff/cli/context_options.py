@@ -134,12 +134,12 @@ def motion_attention_from_args(args: argparse.Namespace) -> dict[str, object]:
 
     from animatediff.errors import InputNotFound
     from animatediff.pipeline.attention_scale import check_motion_attention
-    from animatediff.pipeline.motion_scale import parse_motion_scale_steps
+    from animatediff.pipeline.motion_scale import parse_step_keyframes
 
     mask = args.motion_attention_mask
     if mask is not None and not Path(mask).expanduser().exists():
         raise InputNotFound(f"--motion-attention-mask: not found: {mask}")
     steps = args.motion_attention_scale_steps
-    keyframes = None if steps is None else parse_motion_scale_steps(steps, "--motion-attention-scale-steps")
+    keyframes = None if steps is None else parse_step_keyframes(steps, "--motion-attention-scale-steps")
     scale, keyframes = check_motion_attention(args.motion_attention_scale, keyframes)
     return {"motion_attention_scale": scale, "motion_attention_mask": mask, "motion_attention_scale_steps": keyframes}

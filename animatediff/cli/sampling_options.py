@@ -44,6 +44,15 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         "for the world models), else 7.5",
     )
     p.add_argument(
+        "--guidance-scale-steps",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="FRACTION:S",
+        help="the guidance scale from a fraction of the steps on, --guidance-scale before the first: 0.6:1 drops the "
+        "unconditional prediction for the last 40%% of the steps (ComfyUI-AnimateDiff-Evolved's custom CFG keyframes)",
+    )
+    p.add_argument(
         "--scheduler", default=None, help=f"{SCHEDULER_NAMES}; default: the preset's, else ddim (the official one)"
     )
     p.add_argument(
@@ -60,6 +69,17 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         metavar="G",
         help="the tcd scheduler's stochasticity in [0, 1] (0: deterministic); default: 0.3",
     )
+
+
+def guidance_steps_from_args(args: argparse.Namespace) -> dict[float, float] | None:
+    """--guidance-scale-steps as {fraction of the steps: scale}, checked before loading; None without it."""
+    if args.guidance_scale_steps is None:
+        return None
+    from animatediff.pipeline.guidance_steps import check_guidance_scale_steps
+    from animatediff.pipeline.motion_scale import parse_step_keyframes
+
+    flag = "--guidance-scale-steps"
+    return check_guidance_scale_steps(parse_step_keyframes(args.guidance_scale_steps, flag), flag)
 
 
 def sampling_from_args(args: argparse.Namespace) -> Sampling:

@@ -30,6 +30,7 @@ from animatediff.pipeline.controlnet import ControlNet, acting_parts, controlnet
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
+from animatediff.pipeline.guidance_steps import check_guidance_scale_steps, check_unguided_runs
 from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call, same_negative_images
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.loading import PipelineLoading
@@ -134,6 +135,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         width: int | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float | None = None,
+        guidance_scale_steps: dict[float, float] | None = None,
         guidance_rescale: float = 0.0,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -196,6 +198,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         the motion modules' keys × it, × `motion_attention_mask`'s grey per pixel (`pipeline/attention_scale.py`);
         `motion_attention_scale_steps`, its keyframes by step, as `motion_scale_steps`.
         `guidance_scale`: classifier-free guidance; None takes the pipeline's (`self.guidance_scale`).
+        `guidance_scale_steps`: its keyframes by step, as `motion_scale_steps` (`pipeline/guidance_steps.py`).
         `guidance_rescale`: φ of Lin et al. 2024 (0 = plain guidance), for zero-terminal-SNR bases.
         `conditions`: what else steers the UNet (`pipeline.conditions.Condition`: ControlNet-style residuals,
         image embeddings), applied at every step and to every context window's own frames.
@@ -245,6 +248,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        guidance_steps = check_guidance_scale_steps(guidance_scale_steps)
+        guiding = max([guidance_scale, *guidance_steps.values()]) > 1.0  # guided on some steps: the negative encoded
         decode_chunk_size = self.decode_chunk_size if decode_chunk_size is None else decode_chunk_size
         check_chunk("decode_chunk_size", decode_chunk_size, "frame")
         height = height or self.native_size
@@ -273,7 +278,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         unedited = read(raw)  # the text arguments checked before any model runs
         regional_calls = read_regions(regions, read, raw, num_frames, len(unedited.prompts), prompt_editing,
                                       video is not None, keep_background)  # fmt: skip
-        parts = read_and(prompt_and, raw, read, guidance_scale > 1, bool(regions), prompt_editing)  # [] unless AND
+        parts = read_and(prompt_and, raw, read, guiding, bool(regions), prompt_editing)  # [] unless AND
         acting = acting_parts(controlnets, len(regions), bool(parts))  # per ControlNet, the regions it acts in
         lora_acting = acting_parts(region_loras, len(regions), bool(parts), "region LoRA")  # and per region LoRA
         check_ip_keyframes(ip_adapter, num_frames)
@@ -319,7 +324,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
 
         def encode(t: CallText) -> TextConditioning:
             return encode_text(
-                self.tokenizer, self.text_encoder, t.prompts, t.negatives, guidance_scale > 1.0, self.device,
+                self.tokenizer, self.text_encoder, t.prompts, t.negatives, guiding, self.device,
                 self.dtype, t.travel, num_frames, second, zero_negative, clip_skip, prompt_weighting, long_prompts,
                 *t.second,
             )  # fmt: skip
@@ -331,19 +336,23 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         encoded = [(first, encodings[id(t)]) for first, t in edits]
 
         # 3. Predictor: the UNet with its conditions, in context windows, under guidance (per run of text).
-        controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guidance_scale > 1)
-        sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guidance_scale > 1)
-        steered = bool(conditions or controls or sparse or ip_adapter) and guidance_scale > 1  # read the halves
+        controls = controlnet_conditions(controlnets, self, timesteps, num_frames, height, width, guiding)
+        sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guiding)
+        steered = bool(conditions or controls or sparse or ip_adapter) and guiding  # read the halves
         travel = (num_frames, prompt_interpolation, prompt_travel_loop)
-        ip = ip_adapter_call(self, ip_adapter, guidance_scale > 1.0, *travel)
-        ips = [ip, *region_ip_calls(self, region_ips, guidance_scale > 1.0, *travel)]  # a region's own, or None
-        ref = reference_call(self, reference, height, width, generator, guidance_scale > 1.0, decode_chunk_size)
+        ip = ip_adapter_call(self, ip_adapter, guiding, *travel)
+        ips = [ip, *region_ip_calls(self, region_ips, guiding, *travel)]  # a region's own, or None
+        ref = reference_call(self, reference, height, width, generator, guiding, decode_chunk_size)
+        splits = guidance_halves([*controls, *sparse], False) is not None  # each has its guidance's halves
+        cfg_runs = motion_scale_runs(guidance_scale, guidance_steps, steps)  # one run unless keyframed by step
+        check_unguided_runs(cfg_runs, guiding, splits and ref is None and not conditions)
 
         def denoiser_for(text: TextConditioning, part: int, scale: MotionScale | None, keys: float, cfg: float,
                          negative: bool = False) -> Denoiser:  # fmt: skip
             own = ips[part] if part < len(ips) and ips[part] is not None else ip  # part 0: the call's text
             mine = [*(c for c, acts in zip(controls, acting, strict=True) if acts is None or part in acts), *sparse]
-            if cfg < guidance_scale:  # one half of a shared guidance: its images, its controls' residuals
+            half = guiding and cfg <= 1.0  # unguided in a guided call: the half of the batches it predicts
+            if half:  # its images, its controls' residuals
                 own, mine = own.half(negative), guidance_halves(mine, negative)
             bound = [*mine, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
@@ -360,7 +369,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             if context_length is not None:
                 predict = windowed(predict, num_frames, context, timesteps=timesteps)
             predict = seeing_clip(predict, [*conditions, *bound])  # keyframe ControlNets see the whole clip
-            perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered else None)
+            perturbed, pag_scale = pag_guidance(pag, pag_layers, predict, text.uncond if steered and not half else None)
             return guided(predict, text.uncond, text.cond, cfg, guidance_rescale, perturbed, pag_scale)
 
         scales = motion_scale_runs(motion_scale, motion_scale_steps, steps)  # one run unless keyframed by step
@@ -370,17 +379,17 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             region_texts = [*composed[1:], unconditional(composed[0])]
             weights = and_weights([w for _, w in parts], num_frames, tuple(latents.shape[-2:]))
         weights = None if weights is None else weights.to(latents.device, latents.dtype)  # once, not every step
-        splits = guidance_halves([*controls, *sparse], False) is not None and all(a is None for a in acting)
-        shared = shares_unconditional(guidance_scale, guidance_rescale, not splits, ref, region_loras, pag, conditions,
+        confined = not splits or any(a is not None for a in acting)  # ControlNets confined to regions, or unsplit
+        shared = shares_unconditional(guidance_rescale, confined, ref, region_loras, pag, conditions,
                                       not same_negative_images(ips))  # fmt: skip
 
-        def regions_for(text: TextConditioning, scale: MotionScale | None, keys: float) -> Denoiser:  # with regions
+        def regions_for(text: TextConditioning, scale: MotionScale | None, keys: float, cfg: float) -> Denoiser:
             background = composed[0] if composed else None if keep_background else text
             made = partial(denoiser_for, scale=scale, keys=keys)
-            plain = partial(made, cfg=1.0) if shared else None  # one ε_u for all the parts
-            return regional(partial(made, cfg=guidance_scale), background, region_texts, weights, plain, guidance_scale)
+            plain = partial(made, cfg=1.0) if shared and cfg > 1.0 else None  # one ε_u for all the parts
+            return regional(partial(made, cfg=cfg), background, region_texts, weights, plain, cfg)
 
-        drawn = [(first, regions_for(*run)) for first, run in merged_runs(encoded, scales, key_runs)]
+        drawn = [(first, regions_for(*run)) for first, run in merged_runs(encoded, scales, key_runs, cfg_runs)]
         denoiser = ramped_loras(switched_at_steps(drawn, timesteps), ramped, lora_ramps, timesteps)
 
         # 4. Loop (with a video kept in part, put back after every step).

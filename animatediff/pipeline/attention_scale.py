@@ -21,7 +21,7 @@ from PIL import Image
 
 from animatediff.models import AnimationUNet
 from animatediff.models.attention_scale import check_attention_scale
-from animatediff.pipeline.motion_scale import check_motion_scale_steps
+from animatediff.pipeline.motion_scale import step_keyframes
 from animatediff.pipeline.regions import MaskImage, MaskSource, mask_frames
 from animatediff.sampling import Predictor
 
@@ -37,7 +37,7 @@ def check_motion_attention(
 def check_attention_scale_steps(keyframes: Mapping[float, float] | None, what: str) -> dict[float, float]:
     """{fraction of the steps: scale} checked as the motion scale's keyframes are, each scale one number ≥ 0 (`what`
     names them in the one line for a bad one); {} for None."""
-    checked = check_motion_scale_steps(keyframes)
+    checked = step_keyframes(keyframes, "motion attention scale steps")
     return {fraction: check_attention_scale(value, f"{what} {fraction}:") for fraction, value in checked.items()}
 
 

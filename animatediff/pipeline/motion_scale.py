@@ -29,22 +29,35 @@ def motion_scaled(unet: AnimationUNet, predict: Predictor, scale: MotionScale | 
     return predict_scaled
 
 
-def check_motion_scale_steps(keyframes: Mapping[float, MotionScale] | None) -> dict[float, MotionScale]:
-    """{fraction of the steps: motion scale} in step order, each fraction a number from 0 to 1 and each scale
-    checked (`motion_scales`); {} for None."""
+def step_keyframes(keyframes: Mapping[float, object] | None, what: str = "motion scale steps") -> dict[float, object]:
+    """{fraction of the steps: value} in step order, each fraction a number from 0 to 1 (`what` names them in the
+    one line for a bad one), the values as given; {} for None."""
     if keyframes is None:
         return {}
     if not isinstance(keyframes, Mapping):
-        raise InputError(f"motion scale steps: expected {{fraction of the steps: scale}}, got {keyframes!r}")
-    for fraction, scale in keyframes.items():
+        raise InputError(f"{what}: expected {{fraction of the steps: scale}}, got {keyframes!r}")
+    for fraction in keyframes:
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-            raise InputError(f"motion scale steps: {fraction!r} is not a fraction of the steps from 0 to 1")
-        motion_scales(scale)
+            raise InputError(f"{what}: {fraction!r} is not a fraction of the steps from 0 to 1")
     return dict(sorted(keyframes.items()))
+
+
+def check_motion_scale_steps(keyframes: Mapping[float, MotionScale] | None) -> dict[float, MotionScale]:
+    """{fraction of the steps: motion scale} in step order (`step_keyframes`), each scale checked
+    (`motion_scales`); {} for None."""
+    checked = step_keyframes(keyframes)
+    for scale in checked.values():
+        motion_scales(scale)
+    return checked
 
 
 def parse_motion_scale_steps(items: list[str], what: str = "motion scale steps") -> dict[float, float]:
     """ "FRACTION:SCALE" items (as --motion-scale-steps and the web form write them) as checked keyframes."""
+    return check_motion_scale_steps(parse_step_keyframes(items, what))
+
+
+def parse_step_keyframes(items: list[str], what: str) -> dict[float, float]:
+    """ "FRACTION:VALUE" items as {fraction: value}, unchecked; one line for an item that is not two numbers."""
     keyframes = {}
     for item in items:
         try:
@@ -52,7 +65,7 @@ def parse_motion_scale_steps(items: list[str], what: str = "motion scale steps")
         except ValueError:
             raise InputError(f"{what} {item!r}: expected FRACTION:SCALE, e.g. 0.6:0.5") from None
         keyframes[fraction] = scale
-    return check_motion_scale_steps(keyframes)
+    return keyframes
 
 
 def motion_scale_runs(

@@ -233,12 +233,12 @@ def kept_weight(regions: Sequence[Region], keep_background: bool, weights: torch
     return weights[torch.tensor(kept)].sum(0)
 
 
-def shares_unconditional(guidance_scale: float, guidance_rescale: float, *per_part: object) -> bool:
-    """Whether regions (or AND parts) can share one unconditional prediction: under guidance, rescaled by none, and
-    with nothing in `per_part` (ControlNets confined to some parts or not split into the guidance's halves, a
-    reference, region LoRAs, PAG, a call's own conditions, IP-Adapter images guided from different negatives) that a
-    part's unconditional prediction could differ by."""
-    return guidance_scale > 1.0 and guidance_rescale == 0.0 and not any(per_part)
+def shares_unconditional(guidance_rescale: float, *per_part: object) -> bool:
+    """Whether regions (or AND parts) guided at a scale above 1 can share one unconditional prediction: rescaled by
+    none, and with nothing in `per_part` (ControlNets confined to some parts or not split into the guidance's halves,
+    a reference, region LoRAs, PAG, a call's own conditions, IP-Adapter images guided from different negatives) that
+    a part's unconditional prediction could differ by."""
+    return guidance_rescale == 0.0 and not any(per_part)
 
 
 def regional(

@@ -13,7 +13,7 @@ from animatediff.ui.controls import control_entry, ip_images
 from animatediff.ui.image_prompt import ip_adapter_of
 from animatediff.ui.reference_fields import reference_entry
 from animatediff.ui.settings import TAG_FOLDERS, Settings, spec
-from animatediff.ui.step_fractions import gradual_section, motion_scale_keyframes
+from animatediff.ui.step_fractions import gradual_section, guidance_keyframes, motion_scale_keyframes
 
 
 def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> dict[str, Any]:
@@ -48,6 +48,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     entry["steps"] = s.steps
     if s.guidance_scale is not None:
         entry["guidance_scale"] = s.guidance_scale
+    if s.guidance_scale_steps:
+        entry["guidance_scale_steps"] = guidance_keyframes(s)
     entry["L"] = s.frames
     for key, value in (("W", s.width), ("H", s.height)):
         if value is not None:

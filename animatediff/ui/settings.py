@@ -24,7 +24,7 @@ from animatediff.ui.controls import ControlUnit, parse_controls, stored_units
 from animatediff.ui.fields import choice, number, scaled
 from animatediff.ui.image_prompt import parse_ip_adapter
 from animatediff.ui.reference_fields import parse_reference
-from animatediff.ui.step_fractions import gradual_section, motion_scale_keyframes
+from animatediff.ui.step_fractions import gradual_section, guidance_keyframes, motion_scale_keyframes
 
 if TYPE_CHECKING:
     from animatediff.sampling.context import ContextSchedule
@@ -49,6 +49,8 @@ class Settings:
     steps: int = 25
     guidance_scale: float | None = None
     """None: the base's own."""
+    guidance_scale_steps: str = ""
+    """The guidance scale from fractions of the steps on, "0.6:1", as `generate --guidance-scale-steps`."""
     seed: int | None = None
     """None: drawn when the request is queued (then recorded here)."""
     output_format: str = "gif"
@@ -176,6 +178,8 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     for key in ("width", "height", "seed", "context_length", "context_stride", "free_init_iters"):
         setattr(s, key, number(raw, key, int, None))
     s.guidance_scale = number(raw, "guidance_scale", float, None)
+    s.guidance_scale_steps = str(raw.get("guidance_scale_steps") or "").strip()
+    guidance_keyframes(s)  # checked as generate checks them
     s.pag_scale = number(raw, "pag_scale", float, None, "PAG scale")
     s.fps = number(raw, "fps", float, s.fps)
     s.strength = number(raw, "strength", float, s.strength)

@@ -1,5 +1,6 @@
-"""The web form's fields keyed by fractions of the steps ("FRACTION:SCALE, …"): the motion scale from a step on and
-the gradual latent hires fix's scales, read and checked as `generate`'s flags are, and written as run-entry keys."""
+"""The web form's fields keyed by fractions of the steps ("FRACTION:SCALE, …"): the motion scale and the guidance
+scale from a step on and the gradual latent hires fix's scales, read and checked as `generate`'s flags are, and
+written as run-entry keys."""
 
 from __future__ import annotations
 
@@ -18,6 +19,17 @@ def motion_scale_keyframes(s: Settings) -> dict[float, float] | None:
 
     items = re.sub(r"\s*:\s*", ":", s.motion_scale_steps).replace(",", " ").split()
     return parse_motion_scale_steps(items, "motion scale from step")
+
+
+def guidance_keyframes(s: Settings) -> dict[float, float] | None:
+    """The form's guidance "FRACTION:SCALE, …" as {fraction of the steps: guidance scale}, checked; None when empty."""
+    if not s.guidance_scale_steps:
+        return None
+    from animatediff.pipeline.guidance_steps import check_guidance_scale_steps
+    from animatediff.pipeline.motion_scale import parse_step_keyframes
+
+    items = re.sub(r"\s*:\s*", ":", s.guidance_scale_steps).replace(",", " ").split()
+    return check_guidance_scale_steps(parse_step_keyframes(items, "guidance from step"), "guidance")
 
 
 def gradual_section(s: Settings) -> dict | None:
