@@ -179,6 +179,14 @@ def test_generate_region_lora_draws_what_the_library_draws(tmp_path, base_folder
     expected = pipe("a fox", "", regions=regions, region_loras=[RegionLora(name, [0], 0.8)], **call)[0]
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), expected)
     assert np.abs(expected - pipe("a fox", "", regions=regions, **call)[0]).max() > 1e-3  # merged everywhere
+    # Keyframed by frame: merged at 1 (the text-encoder part reading the prompts at 1), eased between the frames.
+    extra[3] = f"0,background:{lora}:0=0.2,3=1"
+    assert generate(base_folder, motion, tmp_path / "k.npy", *extra) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, motion)
+    name = pipe.add_lora(lora, 1.0)
+    keyed = RegionLora(name, [0, "background"], {0: 0.2, 3: 1.0})
+    expected = pipe("a fox", "", regions=regions, region_loras=[keyed], **call)[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "k.npy"), expected)
 
 
 def test_bad_region_lora_flags_are_one_line(tmp_path, capsys, monkeypatch):
@@ -190,5 +198,7 @@ def test_bad_region_lora_flags_are_one_line(tmp_path, capsys, monkeypatch):
         (["--region-lora", "0:a.safetensors"], "--region-lora acts in the --region items: give --region too"),
         (["--region", f"{mask}:a cat", "--region-lora", "style.safetensors"], "give REGIONS:PATH[:SCALE]"),
         (["--region", f"{mask}:a cat", "--region-lora", "1:a.safetensors"], "region 1 is not one of the 1"),
+        (["--region", f"{mask}:a cat", "--region-lora", "0:a.safetensors:0=1,x=2"], "keyframes are FRAME=SCALE"),
+        (["--region", f"{mask}:a cat", "--region-lora", "0:a.safetensors:0=1,9=2"], "keyframe 9 is past the clip's 4"),
     ):  # fmt: skip
         assert message in generate_error(tmp_path, capsys, monkeypatch, *extra)

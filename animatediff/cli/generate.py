@@ -352,7 +352,10 @@ def run_generate(args: argparse.Namespace) -> None:
     )
     for kind, path, scale in loras:
         pipe.add_lora(path, scale, kind=kind)
-    acting = [RegionLora(pipe.add_lora(path, scale), regions, scale) for regions, path, scale in region_loras]
+    acting = [  # keyframed: merged at 1, its text-encoder part reading the prompts at 1, as an entry's default alpha
+        RegionLora(pipe.add_lora(path, 1.0 if isinstance(scale, dict) else scale), regions, scale)
+        for regions, path, scale in region_loras
+    ]
     for path in args.embedding:
         pipe.load_embedding(path)
     pipe.apply_memory_options(memory, device)  # after the LoRAs: sequential offload takes the merged weights

@@ -1,5 +1,6 @@
 """`generate`'s regional prompts (`--region MASK:PROMPT`, repeatable) and the `Region`s they make, and the LoRAs acting
-in some of them (`--region-lora REGIONS:PATH[:SCALE]`), checked before any model loads."""
+in some of them (`--region-lora REGIONS:PATH[:SCALE]`, SCALE a number or FRAME=SCALE keyframes), checked before any
+model loads."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
         metavar="REGIONS:PATH[:SCALE]",
         help="image LoRA acting only where the --region items REGIONS draw (their indices from 0 and background, "
         "comma-separated, e.g. 0,background), at SCALE (1.0 unless given) there and off elsewhere; its text-encoder "
-        "part reads every prompt at SCALE (prompt-travel's lora_map {region, scale}); repeatable",
+        "part reads every prompt at SCALE (prompt-travel's lora_map {region, scale}). SCALE as FRAME=S keyframes, "
+        "e.g. 0=0.2,15=1, eases between them by frame and goes round (the text-encoder part at 1); repeatable",
     )
 
 
@@ -49,8 +51,11 @@ def regions_from_args(args: argparse.Namespace) -> list[Region]:
     return regions
 
 
-def region_lora_specs(args: argparse.Namespace) -> list[tuple[tuple[int | str, ...], str, float]]:
-    """(regions, path, scale) of each --region-lora; a bad one in one line, before any model loads."""
+def region_lora_specs(
+    args: argparse.Namespace,
+) -> list[tuple[tuple[int | str, ...], str, float | dict[int, float]]]:
+    """(regions, path, scale or {frame: scale}) of each --region-lora; a bad one in one line, before any model
+    loads."""
     from animatediff.formats.lora import parse_scaled_path
     from animatediff.pipeline.region_loras import SEQUENTIAL
 
@@ -68,7 +73,27 @@ def region_lora_specs(args: argparse.Namespace) -> list[tuple[tuple[int | str, .
                     f"--region-lora {value!r}: region {region!r} is not one of the {len(args.region)} --region "
                     "items (0, 1, …) or background"
                 )
-        specs.append((regions, *parse_scaled_path(rest)))
+        path, sep, tail = rest.rpartition(":")
+        keyframed = sep and "=" in tail and "/" not in tail and "\\" not in tail
+        specs.append(
+            (regions, path, _keyframes(value, tail, args.frames)) if keyframed else (regions, *parse_scaled_path(rest))
+        )
     if specs and getattr(args, "offload", "none") == "sequential":
         raise InputError(f"--region-lora: {SEQUENTIAL}")
     return specs
+
+
+def _keyframes(value: str, tail: str, num_frames: int) -> dict[int, float]:
+    """--region-lora's "FRAME=SCALE,…" as {frame: scale}, checked as a `RegionLora`'s keyframes on a clip of
+    `num_frames`; one line if not."""
+    from animatediff.pipeline.region_loras import RegionLora
+
+    keyframes = {}
+    for item in tail.split(","):
+        frame, _, scale = item.partition("=")
+        try:
+            keyframes[int(frame)] = float(scale)
+        except ValueError:
+            raise InputError(f"--region-lora {value!r}: keyframes are FRAME=SCALE,…, e.g. 0=0.2,15=1.0") from None
+    RegionLora(value, (), keyframes).frame_scales(num_frames)  # frames from 0 within the clip, numbers
+    return keyframes
