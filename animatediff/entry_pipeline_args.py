@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
 from animatediff.pipeline.control_inputs import load_controlnets
+from animatediff.pipeline.free_u import FreeU
 from animatediff.pipeline.gradual_latent import entry_gradual_latent
 from animatediff.pipeline.hires import HiresFix
 from animatediff.pipeline.ip_adapter import ip_adapter_option
@@ -65,6 +66,7 @@ def entry_pipeline_args(
     return dict(
         num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
         guidance_scale=entry.guidance_scale, guidance_scale_steps=entry.guidance_scale_steps,
+        free_u=None if entry.freeu is None else FreeU(**entry.freeu),
         prompt_interpolation=entry.prompt_interpolation,
         prompt_travel_loop=entry.prompt_travel_loop, clip_skip=entry.clip_skip,
         prompt_weighting=entry.prompt_weighting, long_prompts=entry.long_prompts, prompt_editing=entry.prompt_editing,

@@ -5,7 +5,8 @@
 `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse,
 --closed-loop), `loop` (--loop: looped windows), `free_noise` (--free-noise: FreeNoise's windows of
 `context_length` frames instead), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps,
-{fraction of the steps: scale}), `guidance_scale_steps` (--guidance-scale-steps) and `free_init_iters`
+{fraction of the steps: scale}), `guidance_scale_steps` (--guidance-scale-steps), `freeu` (--freeu: {b1, b2, s1, s2})
+and `free_init_iters`
 (--free-init, FreeInit's default settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
@@ -15,6 +16,7 @@ and `entry_free_init` make those objects for the run.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +78,13 @@ def check_sampling_keys(values: dict, where: str) -> None:
         values["motion_attention_scale"] = check_attention_scale(
             values["motion_attention_scale"], f"{where}: motion_attention_scale"
         )
+    if values.get("freeu") is not None:
+        from animatediff.pipeline.free_u import parse_free_u
+
+        try:
+            values["freeu"] = asdict(parse_free_u(values["freeu"], "freeu"))
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
     for key in ("motion_scale_steps", "motion_attention_scale_steps", "guidance_scale_steps"):
         if values.get(key) is not None:
             values[key] = _motion_scale_steps(values[key], where, key)

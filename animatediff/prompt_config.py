@@ -17,7 +17,8 @@ given), `context_stride`, `context_schedule`, `context_fuse` and `closed_loop` (
 `free_noise` (--free-noise), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps: {fraction of
 the steps: scale}), `motion_attention_scale`, `motion_attention_scale_steps` and `motion_attention_mask`
 (--motion-attention-scale, --motion-attention-scale-steps, --motion-attention-mask), `guidance_scale_steps`
-(--guidance-scale-steps: {fraction of the steps: guidance scale}), `free_init_iters` (--free-init:
+(--guidance-scale-steps: {fraction of the steps: guidance scale}), `freeu` (--freeu: {b1, b2, s1, s2}),
+`free_init_iters` (--free-init:
 FreeInit with its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
 inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing` (--timestep-spacing),
 `tcd_gamma` (--tcd-gamma), and `pag_scale`, `pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale,

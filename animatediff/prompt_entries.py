@@ -82,6 +82,8 @@ class PromptEntry:
     """Classifier-free guidance; unset takes the base's own (its animatediff.json, else 7.5)."""
     guidance_scale_steps: dict[float, float] | None = None
     """{fraction of the steps: guidance scale} (generate's --guidance-scale-steps)."""
+    freeu: dict[str, float] | None = None
+    """FreeU's {b1, b2, s1, s2} (generate's --freeu; "b1=…,b2=…,s1=…,s2=…" too); None: off."""
     W: int | None = None
     H: int | None = None
     L: int | None = None

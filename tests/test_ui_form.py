@@ -62,6 +62,7 @@ def test_a_symlink_swapped_in_after_the_scan_is_refused(models_dir, tmp_path):
         ({"motion_scale_steps": "half:0"}, "motion scale from step 'half:0': expected FRACTION:SCALE"),
         ({"motion_scale_steps": "1.5:0"}, "1.5 is not a fraction of the steps"),
         ({"guidance_scale_steps": "0.5:-1"}, "guidance from step 0.5: -1.0 must be a number ≥ 0"),
+        ({"freeu": "b1=1.3"}, "FreeU 'b1=1.3': give b1, b2, s1 and s2"),
         ({"pag_scale": 30}, "PAG scale: 30.0 is outside 0.0–20.0"),
         ({"hires_scale": 5}, "hires scale: 5.0 is outside 1.0–4.0"),
         ({"gradual_latent": "0.5"}, "gradual latent '0.5': give FRACTION:SCALE pairs"),
@@ -230,6 +231,10 @@ def test_the_text_settings_and_pag_reach_the_run_entry(models_dir, tmp_path):
     (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
     (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
     assert (entry.guidance_scale, entry.guidance_scale_steps) == (6, {0.6: 1.0})
+    s = with_seed(parse({"prompt": PROMPT, "freeu": "b1=1.3, b2=1.4, s1=0.9, s2=0.2"}, catalog))
+    (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
+    (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
+    assert entry.freeu == {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}
     for editing in (False, True):
         s = with_seed(parse({"prompt": PROMPT, "prompt_editing": editing}, catalog))
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))

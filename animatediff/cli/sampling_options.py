@@ -1,5 +1,6 @@
 """`generate`'s sampling options: --scheduler, --steps, --guidance-scale, --timestep-spacing, --tcd-gamma and the
-few-step --preset that sets several of them (`sampling.presets`), resolved into one `Sampling` before loading."""
+few-step --preset that sets several of them (`sampling.presets`), resolved into one `Sampling` before loading; the
+guidance's keyframes by step (--guidance-scale-steps) and FreeU (--freeu)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from animatediff.pipeline.free_u import FreeU
     from animatediff.sampling.presets import Sampling
 
 # sampling.schedulers' names and spacings, and sampling.presets' table, here so that building the parser imports
@@ -53,6 +55,14 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         "unconditional prediction for the last 40%% of the steps (ComfyUI-AnimateDiff-Evolved's custom CFG keyframes)",
     )
     p.add_argument(
+        "--freeu",
+        default=None,
+        metavar="b1=B1,b2=B2,s1=S1,s2=S2",
+        help="FreeU in the UNet's up blocks, as diffusers' enable_freeu (the paper's form, ComfyUI's FreeU node): "
+        "backbone × b1, b2 and skip low frequencies × s1, s2; e.g. b1=1.5,b2=1.6,s1=0.9,s2=0.2 (diffusers' SD1.5 "
+        "values)",
+    )
+    p.add_argument(
         "--scheduler", default=None, help=f"{SCHEDULER_NAMES}; default: the preset's, else ddim (the official one)"
     )
     p.add_argument(
@@ -80,6 +90,13 @@ def guidance_steps_from_args(args: argparse.Namespace) -> dict[float, float] | N
 
     flag = "--guidance-scale-steps"
     return check_guidance_scale_steps(parse_step_keyframes(args.guidance_scale_steps, flag), flag)
+
+
+def free_u_from_args(args: argparse.Namespace) -> FreeU | None:
+    """--freeu as a `FreeU`, checked before loading; None without it."""
+    from animatediff.pipeline.free_u import parse_free_u
+
+    return None if args.freeu is None else parse_free_u(args.freeu, "--freeu")
 
 
 def sampling_from_args(args: argparse.Namespace) -> Sampling:

@@ -1,10 +1,11 @@
 """The animation pipeline and its parts: text (prompt travel), start (noise, FreeNoise, a video), conditions
-(ControlNet, SparseCtrl, IP-Adapter), motion scale, PAG (see docs/architecture.md)."""
+(ControlNet, SparseCtrl, IP-Adapter), motion scale, PAG, FreeU (see docs/architecture.md)."""
 
 from animatediff.pipeline.animation import AnimationPipeline
 from animatediff.pipeline.conditions import Condition, merge_unet_kwargs, unet_predictor
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.free_noise import FreeNoise
+from animatediff.pipeline.free_u import FreeU
 from animatediff.pipeline.ip_adapter import IPAdapter
 from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.prompt_travel import PromptTravel
@@ -18,6 +19,7 @@ __all__ = [
     "Condition",
     "ControlNet",
     "FreeNoise",
+    "FreeU",
     "IPAdapter",
     "PAG",
     "PromptTravel",

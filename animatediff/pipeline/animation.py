@@ -29,6 +29,7 @@ from animatediff.pipeline.conditions import Condition, guidance_halves, unet_pre
 from animatediff.pipeline.controlnet import ControlNet, acting_parts, controlnet_conditions
 from animatediff.pipeline.edited_text import edit_runs
 from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_noise_predictor
+from animatediff.pipeline.free_u import FreeU, free_u_on
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
 from animatediff.pipeline.guidance_steps import check_guidance_scale_steps, check_unguided_runs
 from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call, same_negative_images
@@ -182,6 +183,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         lora_ramps: Sequence[LoraRamp] = (),
         reference: Reference | None = None,
         region_loras: Sequence[RegionLora] = (),
+        free_u: FreeU | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Frames as float32 in [0, 1], shape (videos, frames, height, width, 3); with `output_type` "latent", the
         final latents (videos, c, frames, h, w) undecoded, as diffusers' `output_type="latent"`.
@@ -244,6 +246,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         `lora_ramps`: merged LoRAs whose scale ramps over the steps (`pipeline/lora_ramp.py`), put back after the call.
         `region_loras`: merged LoRAs acting in some regions (`pipeline/region_loras.py`), put back after the call.
         `reference`: reference-only, a picture's look read by the UNet's self-attention (`pipeline/reference.py`).
+        `free_u`: FreeU in the UNet's up blocks for the call (`pipeline/free_u.py`), as diffusers' `enable_freeu`.
         """
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")
@@ -395,7 +398,10 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         # 4. Loop (with a video kept in part, put back after every step).
         kept = kept_weight(regions, keep_background, weights)
         blend = kept_video(video_mask, clean, noise, self.scheduler, timesteps, (height, width), kept) if clip else None
-        with lora_scales_kept(ramped or regional_loras, [*lora_ramps, *region_loras]):  # LoRA scales put back after
+        with (
+            lora_scales_kept(ramped or regional_loras, [*lora_ramps, *region_loras]),  # LoRA scales put back after
+            free_u_on(self.unet, free_u),  # FreeU off again after
+        ):
             if gradual_latent is not None:  # on latents growing to the clip's size
                 noise = start_noise(latents, noise if clip else None, self.scheduler.init_noise_sigma)
                 latents = gradual_denoise(gradual_latent, denoiser, self.scheduler, latents, timesteps, noise,

@@ -4,10 +4,12 @@ frames as the job did."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import yaml
 
+from animatediff.pipeline.free_u import parse_free_u
 from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry, ip_images
 from animatediff.ui.image_prompt import ip_adapter_of
@@ -50,6 +52,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["guidance_scale"] = s.guidance_scale
     if s.guidance_scale_steps:
         entry["guidance_scale_steps"] = guidance_keyframes(s)
+    if s.freeu:
+        entry["freeu"] = asdict(parse_free_u(s.freeu))
     entry["L"] = s.frames
     for key, value in (("W", s.width), ("H", s.height)):
         if value is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from animatediff.errors import InputError
 from animatediff.model_cache import PipelineSpec
+from animatediff.pipeline.free_u import parse_free_u
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS
 from animatediff.prompt_chunks import LONG_PROMPTS
 from animatediff.prompt_weights import WEIGHTINGS
@@ -51,6 +52,8 @@ class Settings:
     """None: the base's own."""
     guidance_scale_steps: str = ""
     """The guidance scale from fractions of the steps on, "0.6:1", as `generate --guidance-scale-steps`."""
+    freeu: str = ""
+    """FreeU's factors, "b1=1.5,b2=1.6,s1=0.9,s2=0.2", as `generate --freeu`; empty: off."""
     seed: int | None = None
     """None: drawn when the request is queued (then recorded here)."""
     output_format: str = "gif"
@@ -180,6 +183,9 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.guidance_scale = number(raw, "guidance_scale", float, None)
     s.guidance_scale_steps = str(raw.get("guidance_scale_steps") or "").strip()
     guidance_keyframes(s)  # checked as generate checks them
+    s.freeu = str(raw.get("freeu") or "").strip()
+    if s.freeu:
+        parse_free_u(s.freeu)
     s.pag_scale = number(raw, "pag_scale", float, None, "PAG scale")
     s.fps = number(raw, "fps", float, s.fps)
     s.strength = number(raw, "strength", float, s.strength)
