@@ -54,6 +54,18 @@ def test_frames_match_diffusers_sdxl_pipeline(sdxl, one_thread, negative_prompt)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
+def test_free_u_matches_diffusers_sdxl_pipeline_enable_freeu(sdxl, one_thread):
+    from animatediff.pipeline import FreeU
+
+    ref = reference(sdxl)
+    ref.enable_freeu(s1=0.9, s2=0.2, b1=1.3, b2=1.4)
+    generator = torch.Generator("cpu").manual_seed(5)
+    expected = ref(**ARGS, num_frames=8, generator=generator, output_type="np").frames
+    got = sdxl(**ARGS, num_frames=8, seed=5, progress=False, free_u=FreeU(b1=1.3, b2=1.4, s1=0.9, s2=0.2))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    assert np.abs(got - sdxl(**ARGS, num_frames=8, seed=5, progress=False)).max() > 1e-3
+
+
 def test_pooled_text_and_size_conditioning_reach_the_unet(sdxl, one_thread):
     plain = sdxl(**ARGS, num_frames=4, seed=1, progress=False)
     given = sdxl(**ARGS, negative_prompt="", num_frames=4, seed=1, progress=False)
