@@ -1,11 +1,12 @@
 """Everything at once: video-to-video + ControlNet + SparseCtrl + IP-Adapter + DreamBooth + LoRA + MotionLoRA +
-context windows in one call runs, and switching any one of them off changes the frames."""
+context windows + guidance keyframed by step + FreeU in one call runs, and switching any one of them off changes the
+frames."""
 
 import numpy as np
 import pytest
 from safetensors.torch import save_file
 
-from animatediff.pipeline import AnimationPipeline, ControlNet, IPAdapter, SparseCtrl
+from animatediff.pipeline import AnimationPipeline, ControlNet, FreeU, IPAdapter, SparseCtrl
 from tests.controlnet_helpers import tiny_controlnet
 from tests.sparse_ctrl_helpers import tiny_sparse_ctrl
 from tests.test_cli_personalized import files  # noqa: F401 - fixture: a DreamBooth file, an image LoRA, a MotionLoRA
@@ -31,6 +32,8 @@ def everything(base_folder, files, tmp_path, one_thread):  # noqa: F811 - the fi
         ip_adapter=IPAdapter(tmp_path / "ip.safetensors", sample_image(), 0.7, encoder),
         context_length=6,
         context_overlap=2,
+        guidance_scale_steps={0.5: 1.0},  # the last steps unguided: the conditional half of every condition
+        free_u=FreeU(1.3, 1.4, 0.9, 0.2),
     )
     plain = AnimationPipeline.from_pretrained(base_folder, files["motion"])  # the same without the DreamBooth
     plain.add_lora(files["lora"], 0.8)
@@ -53,6 +56,8 @@ def test_all_of_it_runs_and_each_part_counts(everything):
         "sparsectrl": {**options, "sparse_ctrls": []},
         "ip_adapter": {**options, "ip_adapter": None},
         "context windows": {k: v for k, v in options.items() if k not in ("context_length", "context_overlap")},
+        "guidance keyframes": {**options, "guidance_scale_steps": None},
+        "FreeU": {**options, "free_u": None},
     }
     for name, fewer in off.items():
         assert np.abs(draw(pipe, **fewer) - full).max() > 1e-3, name
