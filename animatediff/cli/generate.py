@@ -35,12 +35,7 @@ from animatediff.cli.options import HelpFormatter, device_options, quiet_option,
 from animatediff.cli.pag_options import add_pag_args, pag_from_args
 from animatediff.cli.reference_options import add_reference_args, reference_from_args
 from animatediff.cli.region_options import add_region_args, region_lora_specs, regions_from_args
-from animatediff.cli.sampling_options import (
-    add_sampling_args,
-    free_u_from_args,
-    guidance_steps_from_args,
-    sampling_from_args,
-)
+from animatediff.cli.sampling_options import add_sampling_args, guidance_and_free_u_from_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.text_options import add_text_args, check_text_args
 from animatediff.cli.video_options import add_video_args, video_from_args, video_mask_from_args
@@ -306,8 +301,7 @@ def run_generate(args: argparse.Namespace) -> None:
     for output in outputs:
         check_video_path(output, "--output")  # before minutes of loading and sampling
     sampling = sampling_from_args(args)  # preset, scheduler, steps, guidance, spacing: checked before loading
-    guidance_steps = guidance_steps_from_args(args)
-    free_u = free_u_from_args(args)
+    guidance_and_free_u = guidance_and_free_u_from_args(args)  # checked before loading
     args.steps = sampling.steps
     prompt = prompt_argument(args.prompt, args.prompt_map, args.frames)  # a bad --prompt-map fails before loading
     free_noise = free_noise_option(args)  # bad FreeNoise options fail before loading
@@ -371,8 +365,7 @@ def run_generate(args: argparse.Namespace) -> None:
     call = dict(
         num_frames=args.frames, height=args.height, width=args.width, num_inference_steps=args.steps,
         guidance_scale=sampling.guidance_scale,  # None: the base's own
-        guidance_scale_steps=guidance_steps,
-        free_u=free_u,
+        **guidance_and_free_u,
         guidance_rescale=args.guidance_rescale,
         progress=not args.quiet,
         context=context,

@@ -8,7 +8,6 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from animatediff.pipeline.free_u import FreeU
     from animatediff.sampling.presets import Sampling
 
 # sampling.schedulers' names and spacings, and sampling.presets' table, here so that building the parser imports
@@ -81,22 +80,17 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def guidance_steps_from_args(args: argparse.Namespace) -> dict[float, float] | None:
-    """--guidance-scale-steps as {fraction of the steps: scale}, checked before loading; None without it."""
-    if args.guidance_scale_steps is None:
-        return None
+def guidance_and_free_u_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """--guidance-scale-steps ({fraction of the steps: scale}) and --freeu (a `FreeU`) as the pipeline's keywords,
+    None where not given, checked before loading."""
+    from animatediff.pipeline.free_u import parse_free_u
     from animatediff.pipeline.guidance_steps import check_guidance_scale_steps
     from animatediff.pipeline.motion_scale import parse_step_keyframes
 
-    flag = "--guidance-scale-steps"
-    return check_guidance_scale_steps(parse_step_keyframes(args.guidance_scale_steps, flag), flag)
-
-
-def free_u_from_args(args: argparse.Namespace) -> FreeU | None:
-    """--freeu as a `FreeU`, checked before loading; None without it."""
-    from animatediff.pipeline.free_u import parse_free_u
-
-    return None if args.freeu is None else parse_free_u(args.freeu, "--freeu")
+    flag, steps = "--guidance-scale-steps", args.guidance_scale_steps
+    keyframes = None if steps is None else check_guidance_scale_steps(parse_step_keyframes(steps, flag), flag)
+    free_u = None if args.freeu is None else parse_free_u(args.freeu, "--freeu")
+    return {"guidance_scale_steps": keyframes, "free_u": free_u}
 
 
 def sampling_from_args(args: argparse.Namespace) -> Sampling:

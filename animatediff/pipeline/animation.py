@@ -55,7 +55,7 @@ from animatediff.pipeline.regions import (
 from animatediff.pipeline.sdxl import sdxl_conditions
 from animatediff.pipeline.sizes import PipelineSizes
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
-from animatediff.pipeline.start import free_noise_start, noise_start
+from animatediff.pipeline.start import call_start
 from animatediff.pipeline.text import (
     CallText,
     TextConditioning,
@@ -65,8 +65,8 @@ from animatediff.pipeline.text import (
     read_call_text,
 )
 from animatediff.pipeline.video_mask import check_video_mask, kept_video
-from animatediff.pipeline.video_start import VideoInput, VideoLatents, video_clip, video_start
-from animatediff.sampling import Denoiser, denoise, for_model, guided, make_scheduler, sampling_timesteps, windowed
+from animatediff.pipeline.video_start import VideoInput, VideoLatents, video_clip
+from animatediff.sampling import Denoiser, denoise, for_model, guided, make_scheduler, windowed
 from animatediff.sampling.context import ContextSchedule, context_options
 from animatediff.sampling.free_init import FreeInit, free_init_denoise, seeded_generator
 from animatediff.sampling.gradual_latent import GradualLatent, gradual_denoise
@@ -294,24 +294,13 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         regional_loras = self.loras if region_loras else None  # the LoRAs set per region and frame, if any
         check_region_loras(region_loras, regional_loras, lora_ramps, num_frames, self.offload)
 
-        # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn.
-        timesteps = sampling_timesteps(self.scheduler, num_inference_steps, device=self.device)
+        # 1. Start: the timesteps to run, and pure noise (b, 4, f, h/8, w/8) from one CPU randn (`call_start`).
         if generator is None:  # one generator draws the start, then step noise (LCM, TCD, ancestral) and FreeInit's
             generator = seeded_generator(seed)
         shape = (len(unedited.prompts), self.unet.config.in_channels, num_frames, height // f, width // f)
         attention = attention_map(motion_attention_mask, num_frames, shape[-2:])  # None without a mask
-        if clip is not None:  # video-to-video: the video's latents noised to its strength's first timestep
-            generator = generator or seeded_generator(seed)
-            timesteps, latents, clean, noise = video_start(
-                self.vae, self.scheduler, clip, num_inference_steps, shape[0], generator, self.device, self.dtype,
-                decode_chunk_size,
-            )  # fmt: skip
-        elif free_noise is not None:  # FreeNoise's rescheduled noise
-            latents = free_noise_start(
-                self.scheduler, shape, free_noise, seed, generator, self.device, self.dtype, latents
-            )
-        else:
-            latents = noise_start(self.scheduler, shape, seed, generator, self.device, self.dtype, latents)
+        timesteps, latents, clean, noise = call_start(self, shape, num_inference_steps, seed, generator, latents, clip,
+                                                      free_noise, decode_chunk_size)  # fmt: skip
 
         # 2. Text: per prompt, or per frame for prompt travel (SDXL: with its pooled text; no negative prompt is zeros
         # where the base says so); under prompt editing, per set of texts the runs of steps read (`edited_text`).

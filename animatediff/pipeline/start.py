@@ -10,12 +10,37 @@ frames' noise (Qiu et al. 2023, arXiv 2310.15169, Sec. 3.2), drawn as diffusers'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from animatediff.errors import InputError
 from animatediff.pipeline.free_noise import FreeNoise
-from animatediff.sampling import initial_noise
+from animatediff.pipeline.video_start import VideoClip, video_start
+from animatediff.sampling import initial_noise, sampling_timesteps
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.animation import AnimationPipeline
+
+
+def call_start(
+    pipe: AnimationPipeline, shape: tuple[int, ...], num_inference_steps: int, seed: int | None,
+    generator: torch.Generator, latents: torch.Tensor | None, clip: VideoClip | None, free_noise: FreeNoise | None,
+    decode_chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+    """A call's (timesteps, start latents, the video's clean latents, the noise they were noised with): with a
+    video, its latents noised to its strength's first timestep (`video_start`); under FreeNoise, its rescheduled
+    noise; else pure noise from one CPU randn. The last two are None without a video."""
+    if clip is not None:
+        return video_start(pipe.vae, pipe.scheduler, clip, num_inference_steps, shape[0], generator, pipe.device,
+                           pipe.dtype, decode_chunk_size)  # fmt: skip
+    timesteps = sampling_timesteps(pipe.scheduler, num_inference_steps, device=pipe.device)
+    if free_noise is not None:
+        latents = free_noise_start(pipe.scheduler, shape, free_noise, seed, generator, pipe.device, pipe.dtype, latents)
+    else:
+        latents = noise_start(pipe.scheduler, shape, seed, generator, pipe.device, pipe.dtype, latents)
+    return timesteps, latents, None, None
 
 
 def noise_start(
