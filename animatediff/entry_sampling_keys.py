@@ -5,9 +5,9 @@
 `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse,
 --closed-loop), `loop` (--loop: looped windows), `free_noise` (--free-noise: FreeNoise's windows of
 `context_length` frames instead), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps,
-{fraction of the steps: scale}), `guidance_scale_steps` (--guidance-scale-steps), `freeu` (--freeu: {b1, b2, s1, s2})
-and `free_init_iters`
-(--free-init, FreeInit's default settings otherwise).
+{fraction of the steps: scale}), `motion_attention_scale` and `motion_attention_scale_steps`, `guidance_scale_steps`
+(--guidance-scale-steps), `freeu` (--freeu: {b1, b2, s1, s2}) and `free_init_iters` (--free-init, FreeInit's default
+settings otherwise).
 
 `check_sampling_keys` checks them in place while the entry is parsed, before any model loads, with the checks of
 the objects they make (`resolve_sampling`, `requested_windows`, `FreeInit`); `entry_scheduler`, `entry_context`
