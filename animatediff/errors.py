@@ -6,6 +6,8 @@ line and exits 2. Any other exception is a bug, or a failure we did not foresee,
 
 from __future__ import annotations
 
+import math
+
 
 class InputError(ValueError):
     """A value, a name or a file the user gave is not usable; the message says why, in one line."""
@@ -13,3 +15,11 @@ class InputError(ValueError):
 
 class InputNotFound(InputError, FileNotFoundError):
     """A path or hub id the user gave names nothing that exists."""
+
+
+def non_negative(value: object, what: str, hint: str = "") -> float:
+    """`value` as a float where it is a finite number ≥ 0 (not a bool); else the InputError "{what} {value!r} must be
+    a number ≥ 0", with ` ({hint})` after it where given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{what} {value!r} must be a number ≥ 0" + (f" ({hint})" if hint else ""))
+    return float(value)

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from animatediff.errors import InputError
+from animatediff.errors import non_negative
 
 AttentionScale = float | torch.Tensor
 """One multiplier for every key, or a map (f, h, w) of them over a call's frames and latent pixels."""
@@ -23,9 +23,7 @@ AttentionScale = float | torch.Tensor
 
 def check_attention_scale(scale: object, what: str = "motion attention scale") -> float:
     """A number ≥ 0, or one line."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise InputError(f"{what} {scale!r} must be a number ≥ 0 (1: as trained, above: sharper, below: more even)")
-    return float(scale)
+    return non_negative(scale, what, "1: as trained, above: sharper, below: more even")
 
 
 def key_scales(scale: AttentionScale, videos: int, height: int, width: int) -> float | torch.Tensor:

@@ -12,10 +12,9 @@ keep their own scale.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
-from animatediff.errors import InputError
+from animatediff.errors import InputError, non_negative
 from animatediff.models.motion_module import MotionModule
 from animatediff.models.motion_modules import MotionModules
 
@@ -26,9 +25,7 @@ MotionScale = float | Mapping[str, float]
 
 
 def _check_value(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise InputError(f"{name} {value!r} must be a number ≥ 0 (0: no motion, 1: as trained)")
-    return float(value)
+    return non_negative(value, name, "0: no motion, 1: as trained")
 
 
 def motion_scales(scale: MotionScale) -> dict[str, float]:

@@ -35,8 +35,8 @@ def check_motion_attention(
 
 
 def check_attention_scale_steps(keyframes: Mapping[float, float] | None, what: str) -> dict[float, float]:
-    """{fraction of the steps: scale} checked as the motion scale's keyframes are, each scale one number ≥ 0 (`what`
-    names them in the one line for a bad one); {} for None."""
+    """{fraction of the steps: scale} in step order (`step_keyframes`), each scale one number ≥ 0 (`what` names them
+    in the one line for a bad one); {} for None."""
     checked = step_keyframes(keyframes, "motion attention scale steps")
     return {fraction: check_attention_scale(value, f"{what} {fraction}:") for fraction, value in checked.items()}
 

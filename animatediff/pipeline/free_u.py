@@ -9,12 +9,11 @@ diffusers' values for SD1.5: b1=1.5, b2=1.6, s1=0.9, s2=0.2; ComfyUI's defaults:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
-from animatediff.errors import InputError
+from animatediff.errors import InputError, non_negative
 from animatediff.models import AnimationUNet
 
 
@@ -33,9 +32,7 @@ class FreeU:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InputError(f"FreeU {f.name} {value!r} must be a number ≥ 0")
+            non_negative(getattr(self, f.name), f"FreeU {f.name}")
 
 
 def parse_free_u(spec: object, what: str = "FreeU") -> FreeU:

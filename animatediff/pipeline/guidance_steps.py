@@ -10,10 +10,9 @@ whose `guidance_scale` is 1 or less.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
-from animatediff.errors import InputError
+from animatediff.errors import InputError, non_negative
 from animatediff.pipeline.motion_scale import step_keyframes
 
 
@@ -23,10 +22,7 @@ def check_guidance_scale_steps(
     """{fraction of the steps: scale} in step order, each fraction from 0 to 1 and each scale a number ≥ 0 (`what`
     names them in the one line for a bad one); {} for None."""
     checked = step_keyframes(keyframes, f"{what} steps")
-    for fraction, value in checked.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise InputError(f"{what} from step {fraction}: {value!r} must be a number ≥ 0")
-    return {fraction: float(value) for fraction, value in checked.items()}
+    return {fraction: non_negative(value, f"{what} from step {fraction}:") for fraction, value in checked.items()}
 
 
 def check_unguided_runs(scales: list[tuple[int, float]], guiding: bool, split: bool) -> None:

@@ -24,7 +24,6 @@ drops them).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from animatediff.errors import InputError, InputNotFound
+from animatediff.errors import InputError, InputNotFound, non_negative
 from animatediff.formats.ip_adapter import (
     check_ip_adapter,
     default_image_encoder,
@@ -57,9 +56,7 @@ ImageInput = str | os.PathLike | Image.Image
 
 def check_scale(scale: object, name: str = "IP-Adapter scale") -> float:
     """`scale` as a float; an InputError unless it is a finite number ≥ 0."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise InputError(f"{name} {scale!r} must be a number ≥ 0 (0: no image prompt, 1: as trained)")
-    return float(scale)
+    return non_negative(scale, name, "0: no image prompt, 1: as trained")
 
 
 @dataclass(frozen=True)
