@@ -101,7 +101,7 @@ def train(pipe, run: Path, steps: int, batch: int, learning_rate: float) -> None
     unet2d = pipe.unet.unet
     save_file(initial_weights(unet2d, encoder.config.projection_dim), str(run / "ip_adapter.safetensors"))
     state, _ = read_ip_adapter(run / "ip_adapter.safetensors")
-    layers = IPAdapterLayers(unet2d, state)
+    layers = IPAdapterLayers(unet2d, [state])
     scheduler, vae = pipe.scheduler, pipe.vae
     with layers.installed():
         params = [p for p in unet2d.encoder_hid_proj.parameters()]

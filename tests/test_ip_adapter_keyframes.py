@@ -66,7 +66,7 @@ def test_one_keyframe_is_the_plain_image_prompt_and_windows_take_their_frames(ip
     np.testing.assert_allclose(keyed, plain, rtol=0, atol=1e-6)
     # A context window's rows are its own frames', for every video; the negatives are the same for all.
     cond, uncond = torch.arange(6.0).reshape(6, 1, 1), torch.full((1, 1, 1), -1.0)
-    kwargs = ImageEmbeds(cond, uncond).unet_kwargs(torch.zeros(4, 4, 3, 2, 2), None, None, torch.tensor([2, 3, 4]))
+    kwargs = ImageEmbeds([cond], [uncond]).unet_kwargs(torch.zeros(4, 4, 3, 2, 2), None, None, torch.tensor([2, 3, 4]))
     (rows,) = kwargs["added_cond_kwargs"]["image_embeds"]
     assert rows.flatten().tolist() == [-1.0] * 6 + [2.0, 3.0, 4.0] * 2
 

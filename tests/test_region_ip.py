@@ -73,7 +73,7 @@ def test_a_region_everywhere_with_its_images_is_the_call_with_them(ip_folder, on
 
 def test_bad_region_images_are_one_line(make_pipeline):
     pipe = make_pipeline("v2")
-    with pytest.raises(InputError, match="region 0: its image prompt needs the call's IP-Adapter"):
+    with pytest.raises(InputError, match="region 0: its image prompt is drawn with the call's IP-Adapter; give one"):
         pipe(BACKGROUND, regions=[Region(LEFT, np.ones((8, 8)), ip_image=sample_image())], **ARGS)
     keep = Region(None, np.ones((8, 8)), ip_image=sample_image())
     with pytest.raises(InputError, match="a region keeping the video draws nothing to give an image prompt"):

@@ -27,7 +27,7 @@ from animatediff.formats.state_dicts import read_state_dict
 from animatediff.hub import resolve_path
 
 if TYPE_CHECKING:  # imported where used: transformers' image processors print notices as they are imported
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 GROUPS = ("image_proj", "ip_adapter")
 KINDS = ("ip-adapter", "plus", "full", "faceid", "faceid-plus")
@@ -130,24 +130,36 @@ def default_image_encoder(weights: Path) -> Path:
     return weights.parent / "image_encoder"
 
 
-def load_image_encoder(
-    path_or_id: str | os.PathLike, width: int, field: str, dtype: torch.dtype, device: torch.device | str
-) -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
-    """(CLIPVisionModelWithProjection, CLIPImageProcessor) from a local folder or hub id, offline. Its config is
-    checked first: `field` (projection_dim or hidden_size) must be `width`, what the IP-Adapter's projection takes."""
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+def check_image_encoder(
+    path_or_id: str | os.PathLike, width: int, field: str, config: CLIPVisionConfig | None = None
+) -> None:
+    """One line unless the image encoder's `field` (projection_dim or hidden_size) is `width`, what an IP-Adapter's
+    projection takes; its config read from its folder (or hub id, offline) unless given (an encoder loaded
+    already)."""
+    from transformers import CLIPVisionConfig
 
-    path = resolve_path(path_or_id, "image encoder")
-    if not (path / "config.json").is_file():
-        raise InputNotFound(
-            f"image encoder {os.fspath(path_or_id)!r}: no config.json (a CLIPVisionModelWithProjection folder)"
-        )
-    config = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
+    if config is None:
+        path = resolve_path(path_or_id, "image encoder")
+        if not (path / "config.json").is_file():
+            raise InputNotFound(
+                f"image encoder {os.fspath(path_or_id)!r}: no config.json (a CLIPVisionModelWithProjection folder)"
+            )
+        config = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
     if int(getattr(config, field)) != width:
         raise InputError(
             f"image encoder {os.fspath(path_or_id)!r} gives {field} {getattr(config, field)}, the IP-Adapter takes "
             f"{width}: use the image encoder the IP-Adapter was trained with"
         )
+
+
+def load_image_encoder(
+    path_or_id: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
+) -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
+    """(CLIPVisionModelWithProjection, CLIPImageProcessor) from a local folder or hub id, offline (checked first
+    against the IP-Adapter: `check_image_encoder`)."""
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    path = resolve_path(path_or_id, "image encoder")
     encoder = CLIPVisionModelWithProjection.from_pretrained(path, local_files_only=True, dtype=dtype)
     size = int(encoder.config.image_size)
     return encoder.to(device).eval().requires_grad_(False), CLIPImageProcessor(size=size, crop_size=size)

@@ -6,6 +6,10 @@ projected by a small network. diffusers' own loader builds both in a `UNet2DCond
 (`UNet2DConditionLoadersMixin._load_ip_adapter_weights`: `IPAdapterAttnProcessor2_0` on every cross-attention, the
 projection as `encoder_hid_proj`, `encoder_hid_dim_type` "ip_image_proj"), and its `set_ip_adapter_scale` sets s.
 
+Several IP-Adapters at once are diffusers' multi-adapter form: one loader call on the list of their weights, each
+cross-attention's processor then holding one image key and value per adapter, each with its own scale, and the
+projection one per adapter (`MultiIPAdapterImageProjection`), the UNet taking a list of image embeddings.
+
 `IPAdapterLayers` runs that loader once, keeps what it built, and puts the UNet straight back as it was (its own
 processors, among them the inflated UNet's shared-context ones, no projection); `installed()` switches the
 IP-Adapter's processors (on the cross-attentions only) and projection in for a block and the UNet's own back after
@@ -18,7 +22,7 @@ context, as diffusers' `UNetMotionModel` runs IP-Adapter); the image tokens come
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -74,11 +78,12 @@ def _set_projection(unet: UNet2DConditionModel, projection: nn.Module | None) ->
 
 
 class IPAdapterLayers:
-    """An IP-Adapter's attention processors and image projection for one 2-D UNet, built by diffusers' loader."""
+    """One or more IP-Adapters' attention processors and image projections for one 2-D UNet, built by diffusers'
+    loader."""
 
-    def __init__(self, unet: UNet2DConditionModel, state_dict: dict[str, dict[str, torch.Tensor]]) -> None:
-        """`state_dict`: {"image_proj": ..., "ip_adapter": ...} in diffusers' layout (`formats/ip_adapter.py`),
-        checked against `unet` beforehand (`check_ip_adapter`)."""
+    def __init__(self, unet: UNet2DConditionModel, state_dicts: Sequence[dict[str, dict[str, torch.Tensor]]]) -> None:
+        """`state_dicts`: per IP-Adapter, {"image_proj": ..., "ip_adapter": ...} in diffusers' layout
+        (`formats/ip_adapter.py`), each checked against `unet` beforehand (`check_ip_adapter`)."""
         if unet.encoder_hid_proj is not None:
             raise InputError(
                 f"IP-Adapter: this UNet already projects its encoder states (encoder_hid_dim_type "
@@ -91,7 +96,7 @@ class IPAdapterLayers:
         try:
             # diffusers sets every layer's processor: IP-Adapter ones on the cross-attentions, fresh copies elsewhere.
             with _quiet("diffusers.models.modeling_utils"):  # its `.to()` warns about no fp32 modules, needlessly
-                unet._load_ip_adapter_weights([state_dict], low_cpu_mem_usage=False)
+                unet._load_ip_adapter_weights(list(state_dicts), low_cpu_mem_usage=False)
             self._layers = [m for m in layers if isinstance(m.processor, IP_PROCESSORS)]
             self._ip = self._state()
         finally:
@@ -115,14 +120,15 @@ class IPAdapterLayers:
 
     @property
     def projections(self) -> list[nn.Module]:
-        """The image projection of each IP-Adapter (one here), as diffusers' `MultiIPAdapterImageProjection` holds."""
+        """The image projection of each IP-Adapter, as diffusers' `MultiIPAdapterImageProjection` holds them."""
         return list(self._ip.projection.image_projection_layers)
 
     @property
-    def takes_hidden_states(self) -> bool:
-        """True where the projection takes the image encoder's penultimate hidden states (Plus, Full), False where
-        its projected image embedding (the plain IP-Adapter): diffusers' `prepare_ip_adapter_image_embeds` rule."""
-        return not isinstance(self.projections[0], ImageProjection)
+    def takes_hidden_states(self) -> list[bool]:
+        """Per IP-Adapter, True where its projection takes the image encoder's penultimate hidden states (Plus,
+        Full), False where its projected image embedding (the plain IP-Adapter): diffusers'
+        `prepare_ip_adapter_image_embeds` rule."""
+        return [not isinstance(projection, ImageProjection) for projection in self.projections]
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -134,8 +140,9 @@ class IPAdapterLayers:
         finally:
             self._restore(own)
 
-    def set_scale(self, scale: float) -> None:
-        """s, the weight of the image attention (diffusers' `set_ip_adapter_scale`, on the installed processors)."""
+    def set_scale(self, scale: float | list[float]) -> None:
+        """s, the weight of the image attention, one for every IP-Adapter or one per IP-Adapter in a list (diffusers'
+        `set_ip_adapter_scale`, on the installed processors)."""
         from diffusers.loaders import IPAdapterMixin  # here: importing it imports transformers' image processors
 
         with self.installed():

@@ -163,7 +163,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         prompt_interpolation: str = "linear",
         prompt_travel_loop: bool = False,
         free_init: FreeInit | None = None,
-        ip_adapter: IPAdapter | None = None,
+        ip_adapter: IPAdapter | Sequence[IPAdapter] | None = None,
         video: VideoInput | VideoLatents | None = None,
         video_mask: MaskSource | None = None,
         strength: float | None = None,
@@ -217,9 +217,10 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         with `prompt_travel_loop` (as animatediff-cli-prompt-travel's do).
         `free_init`: FreeInit (`sampling/free_init.py`): the loop rerun from re-initialised noise; with it, a seed
         seeds one generator that the start, the steps and the fresh noise draw from in turn, as diffusers' does.
-        `ip_adapter`: IP-Adapter (`pipeline/ip_adapter.py`): an image prompt beside the text, its image embeddings
-        given to every prediction and its attention processors in the UNet during each prediction only; images at
-        keyframes travel as the prompt does (`prompt_interpolation`, `prompt_travel_loop`).
+        `ip_adapter`: IP-Adapter (`pipeline/ip_adapter.py`): an image prompt beside the text, or a list of them at
+        once, their image embeddings given to every prediction and their attention processors in the UNet during
+        each prediction only; images at keyframes travel as the prompt does (`prompt_interpolation`,
+        `prompt_travel_loop`).
         `video`: video-to-video (`pipeline/video_start.py`): frames (f, H, W, 3) in [0, 1] or a path (video file,
         GIF, folder of frames; `io/video_input.py`), `num_frames` of them taken every `video_stride`-th and fitted
         to height × width, encoded (or its clean latents, `VideoLatents`) and noised to the first timestep `strength`

@@ -1,24 +1,26 @@
 """IP-Adapter in the pipeline: an image prompt beside the text (Ye et al. 2023, arXiv 2308.06721).
 
-`pipe(..., ip_adapter=IPAdapter(weights, image, scale=1.0, image_encoder=None))`. For a call, the pipeline
-(`ip_adapter_call`):
+`pipe(..., ip_adapter=IPAdapter(weights, image, scale=1.0, image_encoder=None))`, or a list of them: several image
+prompts at once (diffusers' multi-IP-Adapter form, e.g. one for the style and one for the subject), each with its
+own weights, images, scale and image encoder. For a call, the pipeline (`ip_adapter_call`):
 
 1. reads the weights (`formats/ip_adapter.py`), checks they fit the base (cross-attention width, layers), and has
-   diffusers' loader build the IP-Adapter's attention processors and image projection for the 2-D UNet
-   (`models/ip_adapter.py`), set to `scale` with diffusers' `set_ip_adapter_scale`;
-2. encodes the image(s) with the CLIP image encoder as diffusers' `encode_image` does (`CLIPImageProcessor`, then
-   the projected image embedding for the plain IP-Adapter, the penultimate hidden states for Plus and Full; under
-   guidance the negative is zeros, or the hidden states of a zero image), once per call;
-3. gives the UNet `added_cond_kwargs={"image_embeds": [...]}` at every prediction (`ImageEmbeds`, a `Condition`):
-   one row per folded frame, the same image for every video and frame, negatives for the unconditional half;
-   with images at keyframes ({frame: image}, animatediff-cli-prompt-travel's `ip_adapter_map`), each frame's
-   embedding interpolated between the keyframes' as the call's prompt travel interpolates its text
+   diffusers' loader build the IP-Adapters' attention processors and image projections for the 2-D UNet
+   (`models/ip_adapter.py`), each set to its `scale` with diffusers' `set_ip_adapter_scale`;
+2. encodes each IP-Adapter's image(s) with its CLIP image encoder (loaded once for all that name it) as diffusers'
+   `encode_image` does (`CLIPImageProcessor`, then the projected image embedding for the plain IP-Adapter, the
+   penultimate hidden states for Plus and Full; under guidance the negative is zeros, or the hidden states of a zero
+   image), once per call;
+3. gives the UNet `added_cond_kwargs={"image_embeds": [...]}` at every prediction (`ImageEmbeds`, a `Condition`),
+   one tensor per IP-Adapter: one row per folded frame, the same image for every video and frame, negatives for the
+   unconditional half; with images at keyframes ({frame: image}, animatediff-cli-prompt-travel's `ip_adapter_map`),
+   each frame's embedding interpolated between the keyframes' as the call's prompt travel interpolates its text
    (`prompt_travel.interpolate`: linear, slerp or none, going round with `prompt_travel_loop`);
-4. switches the IP-Adapter's processors into the UNet around each prediction only (`IPAdapterCall.around`), so
+4. switches the IP-Adapters' processors into the UNet around each prediction only (`IPAdapterCall.around`), so
    every call without `ip_adapter` runs the plain UNet, with its shared-context processors, exactly as before.
 
 Under context windows each window's call gets embeddings for its own frames; FreeNoise runs the whole clip at once.
-The pipeline keeps the last IP-Adapter's layers and image encoder loaded for its next call (`release_ip_adapter`
+The pipeline keeps the last IP-Adapters' layers and image encoders loaded for its next call (`release_ip_adapter`
 drops them).
 """
 
@@ -35,6 +37,7 @@ from PIL import Image
 
 from animatediff.errors import InputError, InputNotFound, non_negative
 from animatediff.formats.ip_adapter import (
+    check_image_encoder,
     check_ip_adapter,
     default_image_encoder,
     image_embed_width,
@@ -183,29 +186,32 @@ def open_images(images: Iterable[ImageInput]) -> list[Image.Image]:
 
 
 class ImageEmbeds:
-    """The IP-Adapter's `Condition`: `image_embeds` for every UNet call, with frames folded into the batch."""
+    """The IP-Adapters' `Condition`: `image_embeds` for every UNet call, with frames folded into the batch."""
 
-    def __init__(self, cond: torch.Tensor, uncond: torch.Tensor | None = None) -> None:
-        """`cond` (1, images, …): what the image encoder gave, for every frame; or (clip frames, images, …), one
-        per frame of the whole clip. `uncond` (1, images, …), its negative, for guided calls (x holds the
-        unconditional videos first); None for unguided ones."""
-        self.cond = cond
-        self.uncond = uncond
+    def __init__(self, conds: Sequence[torch.Tensor], unconds: Sequence[torch.Tensor] | None = None) -> None:
+        """`conds`, per IP-Adapter: (1, images, …), what its image encoder gave, for every frame; or (clip frames,
+        images, …), one per frame of the whole clip. `unconds`, per IP-Adapter (1, images, …), their negatives, for
+        guided calls (x holds the unconditional videos first); None for unguided ones."""
+        self.conds = list(conds)
+        self.unconds = None if unconds is None else list(unconds)
 
     def unet_kwargs(
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
     ) -> dict[str, object]:
         videos, num_frames = x.shape[0], x.shape[2]
-        conditional = videos if self.uncond is None else videos // 2
-        # Videos are folded as (b f), frame fastest: each video's rows are its frames'.
-        if self.cond.shape[0] == 1:
-            rows = self.cond.expand(conditional, *self.cond.shape[1:]).repeat_interleave(num_frames, dim=0)
-        else:  # per frame: the rows of this call's frames (a context window's own), for every video
-            rows = self.cond[frames.to(self.cond.device)].repeat(conditional, *[1] * (self.cond.dim() - 1))
-        if self.uncond is not None:
-            negative = self.uncond.expand(videos - conditional, *self.uncond.shape[1:])
-            rows = torch.cat([negative.repeat_interleave(num_frames, dim=0), rows])
-        return {"added_cond_kwargs": {"image_embeds": [rows]}}
+        conditional = videos if self.unconds is None else videos // 2
+        embeds = []
+        for i, cond in enumerate(self.conds):
+            # Videos are folded as (b f), frame fastest: each video's rows are its frames'.
+            if cond.shape[0] == 1:
+                rows = cond.expand(conditional, *cond.shape[1:]).repeat_interleave(num_frames, dim=0)
+            else:  # per frame: the rows of this call's frames (a context window's own), for every video
+                rows = cond[frames.to(cond.device)].repeat(conditional, *[1] * (cond.dim() - 1))
+            if self.unconds is not None:
+                negative = self.unconds[i].expand(videos - conditional, *self.unconds[i].shape[1:])
+                rows = torch.cat([negative.repeat_interleave(num_frames, dim=0), rows])
+            embeds.append(rows)
+        return {"added_cond_kwargs": {"image_embeds": embeds}}
 
 
 @torch.no_grad()
@@ -231,54 +237,67 @@ def encode_images(
 
 @dataclass
 class _Loaded:
-    """What a pipeline keeps between calls for the IP-Adapter it last used."""
+    """What a pipeline keeps between calls for the IP-Adapters it last used."""
 
     key: tuple
     layers: IPAdapterLayers
-    encoder: CLIPVisionModelWithProjection
-    processor: CLIPImageProcessor
+    encoders: list[tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]]
+    """Per IP-Adapter, its image encoder and processor (the same objects for IP-Adapters naming the same)."""
 
 
-def _load(pipe: AnimationPipeline, ip_adapter: IPAdapter) -> _Loaded:
+def _encoder_path(ip_adapter: IPAdapter, weights: Path) -> str | os.PathLike:
+    if ip_adapter.image_encoder is not None:
+        return ip_adapter.image_encoder
+    path = default_image_encoder(weights)
+    if not path.is_dir():
+        raise InputError(
+            f"IP-Adapter {os.fspath(ip_adapter.weights)}: no image encoder; name its CLIPVisionModelWithProjection "
+            f"folder or hub id (image_encoder=, --image-encoder), or put it at {path}"
+        )
+    return path
+
+
+def _load(pipe: AnimationPipeline, adapters: tuple[IPAdapter, ...]) -> _Loaded:
     unet = pipe.unet.unet
-    key = (os.fspath(ip_adapter.weights), os.fspath(ip_adapter.image_encoder or ""), pipe.device, pipe.dtype)
+    named = tuple((os.fspath(a.weights), os.fspath(a.image_encoder or "")) for a in adapters)
+    key = (named, pipe.device, pipe.dtype)
     loaded = vars(pipe).get("_ip_adapter")
     if loaded is not None and loaded.key == key and loaded.layers.unet is unet:
         return loaded
-    vars(pipe).pop("_ip_adapter", None)  # the old one's encoder leaves memory before the next loads
-    state_dict, path = read_ip_adapter(ip_adapter.weights)
-    kind = check_ip_adapter(state_dict, unet, os.fspath(ip_adapter.weights))
-    encoder_path = ip_adapter.image_encoder
-    if encoder_path is None:
-        encoder_path = default_image_encoder(path)
-        if not encoder_path.is_dir():
-            raise InputError(
-                f"IP-Adapter {os.fspath(ip_adapter.weights)}: no image encoder; name its CLIPVisionModelWithProjection "
-                f"folder or hub id (image_encoder=, --image-encoder), or put it at {encoder_path}"
-            )
-    width, field = image_embed_width(state_dict, kind)
-    encoder, processor = load_image_encoder(encoder_path, width, field, pipe.dtype, pipe.device)
-    layers = IPAdapterLayers(unet, state_dict)
-    loaded = _Loaded(key, layers, encoder, processor)
+    vars(pipe).pop("_ip_adapter", None)  # the old ones' encoders leave memory before the next load
+    state_dicts, encoders = [], []
+    opened: dict[str, tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]] = {}
+    for ip_adapter in adapters:
+        state_dict, path = read_ip_adapter(ip_adapter.weights)
+        kind = check_ip_adapter(state_dict, unet, os.fspath(ip_adapter.weights))
+        encoder_path = _encoder_path(ip_adapter, path)
+        width, field = image_embed_width(state_dict, kind)
+        found = opened.get(os.fspath(encoder_path))
+        check_image_encoder(encoder_path, width, field, None if found is None else found[0].config)
+        if found is None:
+            found = opened[os.fspath(encoder_path)] = load_image_encoder(encoder_path, pipe.dtype, pipe.device)
+        state_dicts.append(state_dict)
+        encoders.append(found)
+    loaded = _Loaded(key, IPAdapterLayers(unet, state_dicts), encoders)
     vars(pipe)["_ip_adapter"] = loaded
     return loaded
 
 
 def release_ip_adapter(pipe: AnimationPipeline) -> None:
-    """Drop the IP-Adapter layers and image encoder the pipeline keeps for its next call (the UNet never holds them
-    between calls)."""
+    """Drop the IP-Adapter layers and image encoders the pipeline keeps for its next call (the UNet never holds
+    them between calls)."""
     vars(pipe).pop("_ip_adapter", None)
 
 
 class IPAdapterCall:
-    """One pipeline call's IP-Adapter: its condition, and the processors switched in around each prediction."""
+    """One pipeline call's IP-Adapters: their condition, and the processors switched in around each prediction."""
 
     def __init__(self, layers: IPAdapterLayers | None = None, condition: ImageEmbeds | None = None) -> None:
         self.layers = layers
         self.conditions = () if condition is None else (condition,)
 
     def around(self, predict: Predictor) -> Predictor:
-        """`predict` with the IP-Adapter's processors and projection in the UNet during each call; without an
+        """`predict` with the IP-Adapters' processors and projections in the UNet during each call; without an
         IP-Adapter, `predict` itself."""
         layers = self.layers
         if layers is None:
@@ -298,57 +317,93 @@ class IPAdapterCall:
         if not self.conditions:
             return self
         embeds = self.conditions[0]
-        return IPAdapterCall(self.layers, ImageEmbeds(embeds.uncond if negative else embeds.cond))
+        return IPAdapterCall(self.layers, ImageEmbeds(embeds.unconds if negative else embeds.conds))
 
-    def negative_embeds(self) -> torch.Tensor | None:
-        """The negative images' embeddings under guidance; None without an IP-Adapter or guidance."""
-        return self.conditions[0].uncond if self.conditions else None
+    def negative_embeds(self) -> list[torch.Tensor] | None:
+        """The negative images' embeddings under guidance, per IP-Adapter; None without an IP-Adapter or guidance."""
+        return self.conditions[0].unconds if self.conditions else None
 
 
 def same_negative_images(calls: list[IPAdapterCall | None]) -> bool:
     """Whether every call (None: none of its own) guides from the same negative image embeddings, as the calls of
-    one IP-Adapter do whatever their images (zeros, or the encoder's reading of zeros), unless their numbers of
-    images differ."""
+    the same IP-Adapters do whatever their images (zeros, or the encoder's reading of zeros), unless their numbers
+    of images differ."""
     first, *others = [c.negative_embeds() for c in calls if c is not None]
-    return all(n is first or (n is not None and first is not None and torch.equal(n, first)) for n in others)
+
+    def same(a: list[torch.Tensor] | None, b: list[torch.Tensor] | None) -> bool:
+        if a is None or b is None:
+            return a is b
+        return len(a) == len(b) and all(x is y or torch.equal(x, y) for x, y in zip(a, b))
+
+    return all(same(first, n) for n in others)
 
 
-def check_ip_keyframes(ip_adapter: IPAdapter | None, num_frames: int) -> None:
-    """One line when a keyframe of `ip_adapter` lies past the clip's last frame."""
-    keyframes = None if ip_adapter is None or not isinstance(ip_adapter, IPAdapter) else ip_adapter.keyframes
-    if keyframes and max(keyframes) >= num_frames:
-        raise InputError(
-            f"IP-Adapter keyframe {max(keyframes)} is beyond the clip's last frame, {num_frames - 1} (frames count "
-            "from 0)"
-        )
+def ip_adapters(ip_adapter: object) -> tuple[IPAdapter, ...]:
+    """A call's `ip_adapter` (None, one `IPAdapter` or a sequence of them) as a tuple; one line for anything else."""
+    if ip_adapter is None:
+        return ()
+    adapters = (ip_adapter,) if isinstance(ip_adapter, IPAdapter) else ip_adapter
+    if isinstance(adapters, Sequence) and not isinstance(adapters, str):
+        for one in adapters:
+            if not isinstance(one, IPAdapter):
+                raise InputError(f"ip_adapter must be IPAdapters, got {type(one).__name__}")
+        return tuple(adapters)
+    raise InputError(f"ip_adapter must be an IPAdapter, a list of them, or None; got {type(ip_adapter).__name__}")
+
+
+def check_ip_keyframes(ip_adapter: IPAdapter | Sequence[IPAdapter] | None, num_frames: int) -> None:
+    """One line when a keyframe of an IP-Adapter (`ip_adapters`) lies past the clip's last frame."""
+    for adapter in ip_adapters(ip_adapter):
+        keyframes = adapter.keyframes
+        if keyframes and max(keyframes) >= num_frames:
+            raise InputError(
+                f"IP-Adapter keyframe {max(keyframes)} is beyond the clip's last frame, {num_frames - 1} (frames "
+                "count from 0)"
+            )
+
+
+def _embeds(
+    ip_adapter: IPAdapter,
+    images: list[tuple[int, list[Image.Image]]],
+    encoder: tuple[CLIPVisionModelWithProjection, CLIPImageProcessor],
+    hidden: bool,
+    guided: bool,
+    travel: tuple[int, str, bool],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(cond, uncond) of one IP-Adapter's opened `images` [(frame, images)]: keyframes each encoded on their own,
+    the clip's frames interpolated between them (`travel`: frames, interpolation, loop)."""
+    encoded = {frame: encode_images(*encoder, group, hidden, guided) for frame, group in images}
+    cond, uncond = encoded[images[0][0]]
+    if ip_adapter.keyframes is not None:
+        own = {frame: c[0].float() for frame, (c, _) in encoded.items()}
+        cond = interpolate(own, *travel).to(cond.dtype)
+    return cond, uncond
 
 
 def ip_adapter_call(
     pipe: AnimationPipeline,
-    ip_adapter: IPAdapter | None,
+    ip_adapter: IPAdapter | Sequence[IPAdapter] | None,
     guided: bool,
     num_frames: int = 1,
     interpolation: str = "linear",
     loop: bool = False,
 ) -> IPAdapterCall:
-    """Load (or reuse), check and scale `ip_adapter` for `pipe`'s UNet and encode its image(s); `guided`: the call
-    runs classifier-free guidance (negatives needed). Keyframed images (checked against the clip beforehand,
-    `check_ip_keyframes`): each keyframe's encoded on its own, the clip's `num_frames` frames interpolated between
-    them by `interpolation`, going round with `loop` (`prompt_travel.interpolate`). None: nothing to do."""
-    if ip_adapter is None:
+    """Load (or reuse), check and scale the IP-Adapter(s) (`ip_adapters`) for `pipe`'s UNet and encode their
+    images; `guided`: the call runs classifier-free guidance (negatives needed). Keyframed images (checked against
+    the clip beforehand, `check_ip_keyframes`): each keyframe's encoded on its own, the clip's `num_frames` frames
+    interpolated between them by `interpolation`, going round with `loop` (`prompt_travel.interpolate`). None or an
+    empty list: nothing to do."""
+    adapters = ip_adapters(ip_adapter)
+    if not adapters:
         return IPAdapterCall()
-    if not isinstance(ip_adapter, IPAdapter):
-        raise InputError(f"ip_adapter must be an IPAdapter or None, got {type(ip_adapter).__name__}")
-    groups = list((ip_adapter.keyframes or {0: ip_adapter.images}).items())
-    opened = [(frame, open_images(images)) for frame, images in groups]
-    loaded = _load(pipe, ip_adapter)
-    loaded.layers.set_scale(ip_adapter.scale)
-    hidden = loaded.layers.takes_hidden_states
-    encoded = {
-        frame: encode_images(loaded.encoder, loaded.processor, images, hidden, guided) for frame, images in opened
-    }
-    cond, uncond = encoded[groups[0][0]]
-    if ip_adapter.keyframes is not None:
-        own = {frame: c[0].float() for frame, (c, _) in encoded.items()}
-        cond = interpolate(own, num_frames, interpolation, loop).to(cond.dtype)
-    return IPAdapterCall(loaded.layers, ImageEmbeds(cond, uncond))
+    groups = [list((a.keyframes or {0: a.images}).items()) for a in adapters]
+    opened = [[(frame, open_images(images)) for frame, images in g] for g in groups]  # before any model loads
+    loaded = _load(pipe, adapters)
+    loaded.layers.set_scale([a.scale for a in adapters])
+    travel = (num_frames, interpolation, loop)
+    embeds = [
+        _embeds(a, images, encoder, hidden, guided, travel)
+        for a, images, encoder, hidden in zip(adapters, opened, loaded.encoders, loaded.layers.takes_hidden_states)
+    ]
+    unconds = [u for _, u in embeds] if guided else None
+    return IPAdapterCall(loaded.layers, ImageEmbeds([c for c, _ in embeds], unconds))

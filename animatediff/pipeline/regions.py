@@ -46,7 +46,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.pipeline.ip_adapter import ImageInput, IPAdapter, IPAdapterCall, check_ip_keyframes, ip_adapter_call
+from animatediff.pipeline.ip_adapter import (
+    ImageInput,
+    IPAdapter,
+    IPAdapterCall,
+    check_ip_keyframes,
+    ip_adapter_call,
+    ip_adapters,
+)
 from animatediff.pipeline.ip_keyframes import IMAGE_SUFFIXES, folder_keyframes
 from animatediff.pipeline.prompt_travel import frame_index, keyframes
 from animatediff.pipeline.text import CallText, TextConditioning
@@ -124,18 +131,22 @@ def check_regions(
 
 
 def region_image_prompts(
-    regions: Sequence[Region], ip_adapter: IPAdapter | None, num_frames: int
+    regions: Sequence[Region], ip_adapter: IPAdapter | Sequence[IPAdapter] | None, num_frames: int
 ) -> list[IPAdapter | None]:
     """Each region's own image prompt as an `IPAdapter` (the call's, with the region's images), None for a region
-    without; one line for a region's images without the call's IP-Adapter, or keyframes past the clip."""
+    without; one line for a region's images without the call's one IP-Adapter, or keyframes past the clip."""
     adapters: list[IPAdapter | None] = []
+    call = ip_adapters(ip_adapter)
     for i, region in enumerate(regions):
         if region.ip_image is None:
             adapters.append(None)
             continue
-        if not isinstance(ip_adapter, IPAdapter):
-            raise InputError(f"region {i}: its image prompt needs the call's IP-Adapter (ip_adapter=IPAdapter(...))")
-        adapter = replace(ip_adapter, image=region.ip_image)
+        if len(call) != 1:
+            raise InputError(
+                f"region {i}: its image prompt is drawn with the call's IP-Adapter; give one (ip_adapter="
+                f"IPAdapter(...)), not {len(call)}"
+            )
+        adapter = replace(call[0], image=region.ip_image)
         check_ip_keyframes(adapter, num_frames)
         adapters.append(adapter)
     return adapters
