@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from animatediff.entry_ip_keys import entry_ip_adapters
 from animatediff.entry_sampling_keys import entry_context, entry_free_init, entry_free_noise, entry_scheduler
 from animatediff.pipeline.control_inputs import load_controlnets
 from animatediff.pipeline.free_u import FreeU
 from animatediff.pipeline.gradual_latent import entry_gradual_latent
 from animatediff.pipeline.hires import HiresFix
-from animatediff.pipeline.ip_adapter import ip_adapter_option
-from animatediff.pipeline.ip_keyframes import entry_ip_images
 from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
 from animatediff.pipeline.lora_ramp import entry_lora_ramps
 from animatediff.pipeline.pag import PAG
@@ -61,8 +60,6 @@ def entry_pipeline_args(
     between calls."""
     num_frames, size = entry.L or frames, (entry.H or height, entry.W or width)
     pipe.scheduler = for_model(entry_scheduler(entry, resolve(entry.inference_config)), pipe.noise_settings)
-    images = entry_ip_images(entry.ip_image, num_frames, entry.ip_fixed_ratio, entry.prompt_travel_loop, resolve)
-    ip_adapter = ip_adapter_option(resolve(entry.ip_adapter), images, entry.ip_scale, resolve(entry.image_encoder))
     return dict(
         num_frames=num_frames, height=size[0], width=size[1], num_inference_steps=entry.steps,
         guidance_scale=entry.guidance_scale, guidance_scale_steps=entry.guidance_scale_steps,
@@ -75,7 +72,8 @@ def entry_pipeline_args(
         prompt_2=entry.prompt_2 or None, negative_prompt_2=entry.n_prompt_2 or None,
         video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,
         video_mask=resolve(entry.video_mask) or None,
-        ip_adapter=ip_adapter, context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
+        ip_adapter=entry_ip_adapters(entry, num_frames, resolve),
+        context=entry_context(entry, num_frames), free_init=entry_free_init(entry),
         motion_scale=entry.motion_scale, motion_scale_steps=entry.motion_scale_steps,
         motion_attention_scale=entry.motion_attention_scale,
         motion_attention_scale_steps=entry.motion_attention_scale_steps,

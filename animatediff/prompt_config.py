@@ -45,7 +45,8 @@ SparseCtrl, as the official v3 configs give it: `controlnet_path`, `controlnet_c
 An image prompt (IP-Adapter, `pipeline.ip_adapter`): `ip_adapter` (weights), `ip_image` (a path or a list),
 optional `ip_scale` and `image_encoder`, as `generate`'s --ip-adapter, --ip-image, --ip-scale, --image-encoder;
 `ip_image` as keyframes ({frame: path(s)}, or a folder of images named by their frame) with `ip_fixed_ratio`
-(`pipeline.ip_keyframes`).
+(`pipeline.ip_keyframes`); `ip_adapters`, a list of further image prompts at once, each a mapping of those keys
+(`entry_ip_keys`).
 
 Regional prompts (`pipeline.regions`): `regions`, a list of {mask, prompt or prompt_map, head_prompt, tail_prompt,
 prompt_fixed_ratio, ip_image, ip_fixed_ratio} (or {mask, keep_video: true}, with `keep_background`, keeping the
@@ -78,13 +79,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from animatediff.entry_ip_keys import entry_ip_paths
 from animatediff.entry_pipeline_args import entry_hires, entry_pipeline_args
 from animatediff.errors import InputError, InputNotFound
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache, PipelineSpec
 from animatediff.pipeline.control_inputs import entry_control_inputs
 from animatediff.pipeline.hires import draw
-from animatediff.pipeline.ip_keyframes import entry_image_paths
 from animatediff.pipeline.prompt_travel import PromptTravel
 from animatediff.pipeline.sparse_ctrl_entries import keyframe_frames, read_keyframe_images
 from animatediff.process_share import process_share
@@ -122,8 +123,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
         paths += [("lora_configs", str(c["path"])) for c in entry.lora_configs]
         paths += [("motion_module", m) for m in entry.motion_module] + [("video", entry.video)]
         paths += [("video_mask", entry.video_mask), ("motion_attention_mask", entry.motion_attention_mask)]
-        paths += [("ip_adapter", entry.ip_adapter), ("image_encoder", entry.image_encoder)]
-        paths += [("ip_image", image) for image in entry_image_paths(entry.ip_image)]
+        paths += entry_ip_paths(entry)
         paths += [("regions mask", mask) for mask in entry_mask_paths(entry)]
         paths += [("regions ip_image", image) for image in entry_region_image_paths(entry)]
         paths += [("motion_module_lora_configs", str(c["path"])) for c in entry.motion_module_lora_configs]

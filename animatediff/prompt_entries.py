@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from animatediff.entry_ip_keys import check_ip_keys
 from animatediff.entry_lora_keys import check_lora_keys
 from animatediff.entry_sampling_keys import check_sampling_keys
 from animatediff.entry_text_keys import check_text_keys
@@ -21,8 +22,6 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.gradual_latent import check_gradual_latent_keys
 from animatediff.pipeline.hires import check_hires_keys
-from animatediff.pipeline.ip_adapter import check_entry_keys
-from animatediff.pipeline.ip_keyframes import check_ip_image_keys
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, check_pag_keys
 from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, held_prompt_map, keyframes
@@ -198,15 +197,18 @@ class PromptEntry:
     """IP-Adapter: the image prompt, a path or several seen together; or keyframes, {frame: path(s)} or a folder of
     images named by their frame (`pipeline/ip_keyframes.py`)."""
     ip_fixed_ratio: float = 0.0
-    regions: list[dict] = field(default_factory=list)
-    """Regional prompts, each {mask, prompt or prompt_map, …} drawn where its mask is white (`region_entries`)."""
-    keep_background: bool = False
-    """With regions and a video: the video kept where no region is (prompt-travel's background `is_init_img`)."""
     """IP-Adapter keyframes: the part of each gap the earlier image is held before its embedding travels on."""
     ip_scale: float | None = None
     """IP-Adapter: weight of the image prompt, ≥ 0; unset: 1 (as trained)."""
     image_encoder: str = ""
     """IP-Adapter: its CLIP image encoder folder or hub id; empty: the image_encoder folder beside ip_adapter."""
+    ip_adapters: list[dict] = field(default_factory=list)
+    """Further image prompts drawn at once, each {ip_adapter, ip_image, ip_scale, image_encoder, ip_fixed_ratio}
+    (`entry_ip_keys`)."""
+    regions: list[dict] = field(default_factory=list)
+    """Regional prompts, each {mask, prompt or prompt_map, …} drawn where its mask is white (`region_entries`)."""
+    keep_background: bool = False
+    """With regions and a video: the video kept where no region is (prompt-travel's background `is_init_img`)."""
     controlnet: list[str] = field(default_factory=list)
     """ControlNets, 'MODEL[:SCALE]' each (a diffusers folder, hub id or .pth/.safetensors file); empty for none."""
     control_video: list[str] = field(default_factory=list)
@@ -296,9 +298,8 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     check_video_keys(values, where)  # video-to-video's
     check_hires_keys(values, where)
     check_gradual_latent_keys(values, where)
-    check_ip_image_keys(values, where)  # IP-Adapter keyframes
     check_region_keys(values, where)
-    check_entry_keys(values, where)  # IP-Adapter's
+    check_ip_keys(values, where)  # IP-Adapters'
     check_control_keys(values, where)  # ControlNet's
     check_keyframe_control_keys(values, where)  # keyframe ControlNets (prompt-travel's controlnet_map)
     check_sparse_ctrl_keys(values, where)  # SparseCtrl's (the official controlnet_* keys)

@@ -26,9 +26,12 @@ def files(tmp_path):
     folder = tmp_path / "ip"
     folder.mkdir()
     save_file(tiny_ip_adapter(tiny_unet()), str(folder / "ip.safetensors"))
+    save_file(tiny_ip_adapter(tiny_unet(), "plus", seed=1), str(folder / "ip_plus.safetensors"))
     tiny_image_encoder(folder / "image_encoder")
     sample_image(3).save(tmp_path / "look.png")
-    return {"motion": motion, "weights": folder / "ip.safetensors", "image": tmp_path / "look.png"}
+    sample_image(6).save(tmp_path / "style.png")
+    return {"motion": motion, "weights": folder / "ip.safetensors", "image": tmp_path / "look.png",
+            "plus": folder / "ip_plus.safetensors", "style": tmp_path / "style.png"}  # fmt: skip
 
 
 def generate(base, files, out, *extra: str) -> int:  # noqa: ANN001
@@ -53,9 +56,46 @@ def test_generate_with_an_ip_adapter_draws_what_the_pipeline_draws(tmp_path, bas
     assert np.abs(got - np.load(tmp_path / "plain.npy")).mean() > 1e-2
 
 
+def test_two_ip_adapters_from_the_command_line_draw_what_the_pipeline_draws(tmp_path, base_folder, files, one_thread):
+    """Each --ip-adapter after the first takes the options after it; those before the second are the first's."""
+    first = ["--ip-image", str(files["image"]), "--ip-adapter", str(files["weights"]), "--ip-scale", "0.6"]
+    second = ["--ip-adapter", str(files["plus"]), "--ip-image", str(files["style"]), "--ip-scale", "0.4"]
+    assert generate(base_folder, files, tmp_path / "two.npy", *first, *second) == 0
+    assert generate(base_folder, files, tmp_path / "one.npy", *first) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, files["motion"])
+    adapters = [IPAdapter(files["weights"], files["image"], 0.6), IPAdapter(files["plus"], files["style"], 0.4)]
+    expected = pipe("a fox", "", num_frames=4, num_inference_steps=2, seed=3, progress=False, ip_adapter=adapters)
+    got = np.load(tmp_path / "two.npy")
+    np.testing.assert_array_equal(got, expected[0])
+    assert np.abs(got - np.load(tmp_path / "one.npy")).mean() > 1e-3
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
+        (
+            ["--ip-adapter", "{weights}", "--ip-image", "{image}", "--ip-adapter", "{weights}"],
+            "IP-Adapter 2 of 2 ({weights}): --ip-adapter needs --ip-image",
+        ),
+        (
+            ["--ip-adapter", "{weights}", "--ip-image", "{image}", "--ip-scale", "1", "--ip-scale", "2"],
+            "--ip-scale given twice for one --ip-adapter",
+        ),
+        (
+            [
+                "--ip-adapter",
+                "{weights}",
+                "--ip-image",
+                "{image}",
+                "--ip-adapter",
+                "{weights}",
+                "--ip-image",
+                "0:{image}",
+                "--ip-image",
+                "4:{image}",
+            ],
+            "keyframe 4 is beyond",
+        ),
         (["--ip-image", "{image}"], "--ip-image needs --ip-adapter"),
         (["--ip-scale", "0.5"], "--ip-scale needs --ip-adapter"),
         (["--image-encoder", "x"], "--image-encoder needs --ip-adapter"),
@@ -79,7 +119,7 @@ def test_bad_ip_adapter_options_are_one_line_before_loading(
     values = {"image": files["image"], "weights": files["weights"], "tmp": tmp_path}
     assert generate(base_folder, files, tmp_path / "o.npy", *[e.format(**values) for e in extra]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert message.format(**values) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, base_folder, files, one_thread):
@@ -96,9 +136,57 @@ def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, ba
     np.testing.assert_array_equal(gif_frames(drawn), gif_frames(tmp_path / "generated.gif"))
 
 
+def test_a_run_entry_with_ip_adapters_draws_what_generate_draws(tmp_path, base_folder, files, one_thread):
+    entry = {"motion_module": str(files["motion"]), "prompt": ["a fox"], "seed": 3, "steps": 2, "L": 4}
+    entry |= {"ip_adapter": str(files["weights"]), "ip_image": "look.png", "ip_scale": 0.6}
+    entry["ip_adapters"] = [{"ip_adapter": str(files["plus"]), "ip_image": ["style.png"], "ip_scale": 0.4}]
+    config = tmp_path / "entry.yaml"
+    config.write_text(yaml.safe_dump([entry]))
+    assert (
+        main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == 0
+    )
+    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
+    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", "0.6"]
+    ip_args += ["--ip-adapter", str(files["plus"]), "--ip-image", str(files["style"]), "--ip-scale", "0.4"]
+    assert generate(base_folder, files, tmp_path / "generated.gif", *ip_args) == 0
+    np.testing.assert_array_equal(gif_frames(drawn), gif_frames(tmp_path / "generated.gif"))
+
+
 @pytest.mark.parametrize(
     "keys, message",
     [
+        (
+            {"ip_adapter": "{weights}", "ip_image": "look.png", "ip_adapters": {"ip_adapter": "{weights}"}},
+            "ip_adapters must be a list of",
+        ),
+        (
+            {"ip_adapter": "{weights}", "ip_image": "look.png", "ip_adapters": [{"ip_image": "look.png"}]},
+            "entry 0: ip_adapters[0]: give ip_adapter, the IP-Adapter weights",
+        ),
+        (
+            {
+                "ip_adapter": "{weights}",
+                "ip_image": "look.png",
+                "ip_adapters": [{"ip_adapter": "{weights}", "ip_imag": "look.png"}],
+            },
+            "ip_adapters[0]: unknown key 'ip_imag'; did you mean 'ip_image'?",
+        ),
+        (
+            {"ip_adapter": "{weights}", "ip_image": "look.png", "ip_adapters": [{"ip_adapter": "{weights}"}]},
+            "ip_adapters[0]: ip_adapter needs ip_image",
+        ),
+        (
+            {"ip_adapters": [{"ip_adapter": "{weights}", "ip_image": "look.png"}]},
+            "ip_adapters adds to the entry's own image prompt; give ip_adapter and ip_image",
+        ),
+        (
+            {
+                "ip_adapter": "{weights}",
+                "ip_image": "look.png",
+                "ip_adapters": [{"ip_adapter": "{weights}", "ip_image": "gone.png"}],
+            },
+            "ip_image 'gone.png' not found",
+        ),
         ({"ip_image": "look.png"}, "entry 0: ip_image needs ip_adapter"),
         ({"ip_adapter": "{weights}"}, "entry 0: ip_adapter needs ip_image"),
         ({"ip_adapter": "{weights}", "ip_image": "look.png", "ip_scale": "high"}, "ip_scale 'high' must be a number"),
@@ -110,6 +198,9 @@ def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, ba
 def test_bad_ip_adapter_keys_name_the_problem(tmp_path, base_folder, files, capsys, keys, message):
     entry = {"motion_module": str(files["motion"]), "prompt": ["a fox"]}
     entry |= {k: v.format(weights=files["weights"]) if isinstance(v, str) else v for k, v in keys.items()}
+    for item in entry.get("ip_adapters") or []:
+        if isinstance(item, dict) and "ip_adapter" in item:
+            item["ip_adapter"] = item["ip_adapter"].format(weights=files["weights"])
     config = tmp_path / "entry.yaml"
     config.write_text(yaml.safe_dump([entry]))
     assert main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "runs")]) == 2

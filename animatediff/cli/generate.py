@@ -319,7 +319,7 @@ def run_generate(args: argparse.Namespace) -> None:
     reference = reference_from_args(args)  # the picture read before loading
     check_reference(reference, pag)
     ip_adapter = ip_adapter_from_args(args)  # IP-Adapter files and images checked before loading
-    if args.prompt_travel_loop and isinstance(prompt, str) and not (ip_adapter and ip_adapter.keyframes):
+    if args.prompt_travel_loop and isinstance(prompt, str) and not any(a.keyframes for a in ip_adapter):
         raise InputError("--prompt-travel-loop needs keyframes: --prompt-map, keyframe lines in --prompt, FRAME:IMAGE")
     video, strength = video_from_args(args, free_init)  # the input video is read (and checked) before loading
     video_mask = video_mask_from_args(args, free_init)
