@@ -273,6 +273,18 @@ def test_an_image_prompt_from_an_upload_and_its_run_yaml(served, tmp_path):
     assert call(f"{url}/api/generate", bad) == (400, {"error": "IP-Adapter keyframes: each frame once, from 0 to 7 "
                                                                 "(the image prompt is 0's)"})  # fmt: skip
 
+    # A second image prompt at once, through a second IP-Adapter: it changes the frames, and its run YAML lists it.
+    save_file(tiny_ip_adapter(unet, seed=3), str(folder / "style.safetensors"))
+    studio.refresh()
+    second = looked | {"ip_adapter_2": "ipadapter/style.safetensors", "ip_image_2": later["id"], "ip_scale_2": 0.7}
+    both = wait(url, call(f"{url}/api/generate", second)[1]["id"])
+    assert both["state"] == "done", both["error"]
+    drawn = read_video_input(studio.output_dir / both["file"], 8)
+    assert np.abs(drawn - frames[1]).max() > 0.05
+    text, again = rerun(url, both, tmp_path, 8)
+    assert "ip_adapters:\n" in text and "ip_scale: 0.7" in text
+    np.testing.assert_array_equal(drawn, again)
+
 
 def test_a_loop_with_a_motion_scale_and_free_noise_and_their_run_yaml(served, tmp_path):
     """A seamless loop (generate --loop's windows) at motion scale 1.3, and FreeNoise over 8-frame windows, each

@@ -189,6 +189,13 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     first.wait_for_function("document.querySelector('#ip-keyframes tr').dataset.upload !== ''")
     assert first.evaluate("readForm().ip_keyframes.map((row) => row.frame)") == [5]
     first.locator("#ip-keyframes button").click()
+    first.select_option("#ip_adapter_2", "ipadapter/look.safetensors")  # a second image prompt at once
+    first.fill("#ip_scale_2", "0.4")
+    first.set_input_files("#ip-file-2", str(tmp_path / "first.png"))
+    first.wait_for_function("document.getElementById('ip_image_2').value !== ''")
+    second = first.evaluate("[readForm().ip_adapter_2, readForm().ip_scale_2, readForm().ip_image_2 !== '']")
+    assert second == ["ipadapter/look.safetensors", 0.4, True]
+    first.select_option("#ip_adapter_2", "")
     first.select_option("#ip_adapter", "")
     first.uncheck("#loop")
     first.fill("#motion_scale", "")

@@ -138,6 +138,7 @@ def test_history_stored_with_one_controlnet_loads_as_a_unit(tmp_path):
         ({"ip_adapter": "ipadapter/none.safetensors", "ip_image": "x"}, "ip adapter 'ipadapter/none.safetensors' is"),
         ({"image_encoder": "clip_vision/x"}, "image encoder: choose the IP-Adapter it is for"),
         ({"ip_scale": -1}, "IP-Adapter scale: -1.0 is outside 0.0–4.0"),
+        ({"ip_adapter_2": "ipadapter/x", "ip_image_2": "u"}, "second image prompt: choose the first IP-Adapter too"),
     ],
 )
 def test_bad_image_prompts_are_one_line(models_dir, fields, message):
@@ -150,6 +151,16 @@ def test_an_ip_adapter_without_its_image_is_refused(models_dir):
     (models_dir / "ipadapter" / "look.safetensors").write_bytes(b"weights")
     with pytest.raises(InputError, match="IP-Adapter: upload its image prompt"):
         parse({"prompt": PROMPT, "ip_adapter": "ipadapter/look.safetensors"}, scan(models_dir))
+    first = {"prompt": PROMPT, "ip_adapter": "ipadapter/look.safetensors", "ip_image": "u1"}
+    with pytest.raises(InputError, match="second IP-Adapter: upload its image prompt"):
+        parse(first | {"ip_adapter_2": "ipadapter/look.safetensors"}, scan(models_dir))
+    from animatediff.ui.run_config import run_entry
+
+    catalog = scan(models_dir)
+    assert "ip_adapters" not in run_entry(parse(first | {"ip_image_2": "u2"}, catalog), catalog)  # not chosen: unused
+    with pytest.raises(InputError, match="second IP-Adapter scale: 5.0 is outside 0.0–4.0"):
+        parse(first | {"ip_adapter_2": "ipadapter/look.safetensors", "ip_image_2": "u2", "ip_scale_2": 5},
+              scan(models_dir))  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ LIMITS = {
     "scale": (-4.0, 4.0),
     "frame": (-1, 511),
     "ip_scale": (0.0, 4.0),
+    "ip_scale_2": (0.0, 4.0),
     "start": (0.0, 1.0),
     "end": (0.0, 1.0),
     "motion_scale": (0.0, 4.0),

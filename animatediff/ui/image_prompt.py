@@ -1,5 +1,6 @@
 """The web form's image prompt (IP-Adapter): its model, uploaded image or images at keyframes, scale and image
-encoder, checked field by field and made the pipeline's `IPAdapter`."""
+encoder; and a second image prompt drawn at once (its model, one uploaded image, its scale, the image encoder beside
+its file); checked field by field and made the pipeline's `IPAdapter`s."""
 
 from __future__ import annotations
 
@@ -27,20 +28,40 @@ def parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
     if not s.ip_adapter:
         if s.image_encoder:
             raise InputError("image encoder: choose the IP-Adapter it is for")
+        if raw.get("ip_adapter_2"):
+            raise InputError("second image prompt: choose the first IP-Adapter too (Image prompt)")
         return
     catalog.resolve("ip_adapter", s.ip_adapter)
     if s.image_encoder:
         catalog.resolve("image_encoder", s.image_encoder)
     if not s.ip_image and not s.ip_keyframes:
         raise InputError("IP-Adapter: upload its image prompt")
+    _parse_second(raw, s, catalog)
 
 
-def ip_adapter_of(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> IPAdapter | None:
-    """The image prompt the form asks for (None without an IP-Adapter); `upload` gives an upload's path."""
+def _parse_second(raw: dict, s: Settings, catalog: Catalog) -> None:
+    """The second image prompt: its IP-Adapter, uploaded image and scale."""
+    s.ip_adapter_2 = str(raw.get("ip_adapter_2") or "")
+    s.ip_image_2 = str(raw.get("ip_image_2") or "")
+    s.ip_scale_2 = number(raw, "ip_scale_2", float, 1.0, "second IP-Adapter scale")
+    if not s.ip_adapter_2:  # an upload left from an earlier run is not drawn, as the first's
+        return
+    catalog.resolve("ip_adapter", s.ip_adapter_2)
+    if not s.ip_image_2:
+        raise InputError("second IP-Adapter: upload its image prompt")
+
+
+def ip_adapters_of(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str) -> list[IPAdapter]:
+    """The image prompts the form asks for, the first's then the second's (none without an IP-Adapter); `upload`
+    gives an upload's path."""
     if not s.ip_adapter:
-        return None
+        return []
     from animatediff.pipeline.ip_adapter import IPAdapter
 
     encoder = str(catalog.resolve("image_encoder", s.image_encoder)) if s.image_encoder else None
     images = ip_images(s, upload)
-    return IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), images, s.ip_scale, encoder)
+    adapters = [IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), images, s.ip_scale, encoder)]
+    if s.ip_adapter_2:
+        weights = str(catalog.resolve("ip_adapter", s.ip_adapter_2))
+        adapters.append(IPAdapter(weights, upload(s.ip_image_2), s.ip_scale_2))
+    return adapters

@@ -12,7 +12,7 @@ import yaml
 from animatediff.pipeline.free_u import parse_free_u
 from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry, ip_images
-from animatediff.ui.image_prompt import ip_adapter_of
+from animatediff.ui.image_prompt import ip_adapters_of
 from animatediff.ui.reference_fields import reference_entry
 from animatediff.ui.settings import TAG_FOLDERS, Settings, spec
 from animatediff.ui.step_fractions import gradual_section, guidance_keyframes, motion_scale_keyframes
@@ -119,13 +119,17 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if s.gradual_latent:
         entry["gradual_latent"] = gradual_section(s)
     entry |= control_entry(s, catalog, upload) | reference_entry(s, upload)
-    ip_adapter = ip_adapter_of(s, catalog, upload)
-    if ip_adapter is not None:
+    adapters = ip_adapters_of(s, catalog, upload)
+    if adapters:
         images = ip_images(s, upload)
-        entry |= {"ip_adapter": str(ip_adapter.weights), "ip_image": images if isinstance(images, dict) else [images]}
-        entry["ip_scale"] = ip_adapter.scale
-        if ip_adapter.image_encoder is not None:
-            entry["image_encoder"] = str(ip_adapter.image_encoder)
+        entry |= {"ip_adapter": str(adapters[0].weights), "ip_image": images if isinstance(images, dict) else [images]}
+        entry["ip_scale"] = adapters[0].scale
+        if adapters[0].image_encoder is not None:
+            entry["image_encoder"] = str(adapters[0].image_encoder)
+        entry["ip_adapters"] = [{"ip_adapter": str(a.weights), "ip_image": [str(i) for i in a.images],
+                                 "ip_scale": a.scale} for a in adapters[1:]]  # fmt: skip
+        if not entry["ip_adapters"]:
+            del entry["ip_adapters"]
     return entry
 
 

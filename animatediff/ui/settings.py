@@ -141,6 +141,12 @@ class Settings:
     ip_scale: float = 1.0
     image_encoder: str = ""
     """Empty: the `image_encoder/` folder beside the IP-Adapter's file."""
+    ip_adapter_2: str = ""
+    """A second image prompt drawn at once (e.g. a style beside a subject): its IP-Adapter, with its image encoder
+    beside its file."""
+    ip_image_2: str = ""
+    """The second IP-Adapter's image prompt: an upload's id."""
+    ip_scale_2: float = 1.0
     reference: str = ""
     """Reference-only: an upload's id, the picture (`ui/reference_fields.py`); with its mode and style fidelity."""
     reference_mode: str = "only"
