@@ -128,12 +128,13 @@ def test_a_run_entry_and_a_prompt_travel_ip_adapter_map_draw_the_held_keyframes(
     (entry,), _ = load_prompt_config(tmp_path / "doc.json")
     assert (entry.ip_image, entry.ip_scale, entry.ip_fixed_ratio) == ([str(images)], 0.7, 0.5)
     call = entry_pipeline_args(entry, ours, 8, 16, 16, [])
-    held = call["ip_adapter"].keyframes
+    (ip_adapter,) = call["ip_adapter"]
+    held = ip_adapter.keyframes
     paths = {frame: images / f"{frame:04d}.png" for frame in (0, 4)}
     # 0 held to 2, 4 held to 6, and the last going round: 8 frames, so frame 9's image is not read
     assert {k: [str(p) for p in v] for k, v in held.items()} == {0: [str(paths[0])], 2: [str(paths[0])],
                                                                  4: [str(paths[4])], 6: [str(paths[4])]}  # fmt: skip
-    assert call["ip_adapter"].scale == 0.7 and call["prompt_travel_loop"] is True
+    assert ip_adapter.scale == 0.7 and call["prompt_travel_loop"] is True
 
 
 @pytest.mark.parametrize(
