@@ -198,8 +198,9 @@ class PromptEntry:
     images named by their frame (`pipeline/ip_keyframes.py`)."""
     ip_fixed_ratio: float = 0.0
     """IP-Adapter keyframes: the part of each gap the earlier image is held before its embedding travels on."""
-    ip_scale: float | None = None
-    """IP-Adapter: weight of the image prompt, ≥ 0; unset: 1 (as trained)."""
+    ip_scale: float | dict | None = None
+    """IP-Adapter: weight of the image prompt, ≥ 0, or per UNet block in diffusers' layer-wise form
+    (`pipeline/ip_scales.py`); unset: 1 (as trained)."""
     image_encoder: str = ""
     """IP-Adapter: its CLIP image encoder folder or hub id; empty: the image_encoder folder beside ip_adapter."""
     ip_adapters: list[dict] = field(default_factory=list)

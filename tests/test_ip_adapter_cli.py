@@ -70,6 +70,17 @@ def test_two_ip_adapters_from_the_command_line_draw_what_the_pipeline_draws(tmp_
     assert np.abs(got - np.load(tmp_path / "one.npy")).mean() > 1e-3
 
 
+def test_a_scale_per_block_from_the_command_line(tmp_path, base_folder, files, one_thread):
+    """--ip-scale as YAML in diffusers' layer-wise form draws what the pipeline draws with that mapping."""
+    scale = "{up: {block_1: [0, 1, 0]}}"
+    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", scale]
+    assert generate(base_folder, files, tmp_path / "style.npy", *ip_args) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, files["motion"])
+    ip_adapter = IPAdapter(files["weights"], files["image"], {"up": {"block_1": [0.0, 1.0, 0.0]}})
+    expected = pipe("a fox", "", num_frames=4, num_inference_steps=2, seed=3, progress=False, ip_adapter=ip_adapter)
+    np.testing.assert_array_equal(np.load(tmp_path / "style.npy"), expected[0])
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -95,6 +106,14 @@ def test_two_ip_adapters_from_the_command_line_draw_what_the_pipeline_draws(tmp_
                 "4:{image}",
             ],
             "keyframe 4 is beyond",
+        ),
+        (
+            ["--ip-adapter", "{weights}", "--ip-image", "{image}", "--ip-scale", "high"],
+            "--ip-scale 'high': give a number ≥ 0, or the blocks it acts in",
+        ),
+        (
+            ["--ip-adapter", "{weights}", "--ip-image", "{image}", "--ip-scale", "{{upper: 1}}"],
+            "--ip-scale: unknown part 'upper'; the parts are down, mid and up",
         ),
         (["--ip-image", "{image}"], "--ip-image needs --ip-adapter"),
         (["--ip-scale", "0.5"], "--ip-scale needs --ip-adapter"),
@@ -190,6 +209,10 @@ def test_a_run_entry_with_ip_adapters_draws_what_generate_draws(tmp_path, base_f
         ({"ip_image": "look.png"}, "entry 0: ip_image needs ip_adapter"),
         ({"ip_adapter": "{weights}"}, "entry 0: ip_adapter needs ip_image"),
         ({"ip_adapter": "{weights}", "ip_image": "look.png", "ip_scale": "high"}, "ip_scale 'high' must be a number"),
+        (
+            {"ip_adapter": "{weights}", "ip_image": "look.png", "ip_scale": {"upper": 1}},
+            "ip_scale: unknown part 'upper'; the parts are down, mid and up",
+        ),
         ({"ip_adapter": "{weights}", "ip_image": ["look.png", 3]}, "ip_image must be a path or a list of paths"),
         ({"ip_adapter": "{weights}", "ip_image": "gone.png"}, "ip_image 'gone.png' not found"),
         ({"ip_adaptor": "{weights}"}, "did you mean 'ip_adapter'?"),

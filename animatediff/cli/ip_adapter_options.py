@@ -59,10 +59,10 @@ def add_ip_adapter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ip-scale",
         action=_InOrder,
-        type=float,
         metavar="S",
         help="weight of the image prompt: 0 the text alone, 1 as trained (the default); about 0.5 lets the text "
-        "steer more",
+        "steer more; or per block of the UNet in diffusers' layer-wise form, written as YAML, the blocks not named "
+        "at 0 (InstantStyle), e.g. '{up: {block_1: [0, 1, 0]}}'",
     )
     p.add_argument(
         "--image-encoder",
@@ -77,16 +77,18 @@ def ip_adapter_from_args(args: argparse.Namespace) -> tuple[IPAdapter, ...]:
     """The IPAdapters the options ask for, in order (none without --ip-adapter); files checked and images opened
     now."""
     from animatediff.pipeline.ip_adapter import check_ip_keyframes, ip_adapter_option, open_images
+    from animatediff.pipeline.ip_scales import parse_ip_scale
 
     adapters = []
     groups = option_groups(args.ip_options)
     for i, options in enumerate(groups):
         images = keyframed(options.get("--ip-image", []))
-        values = (options.get("--ip-adapter"), images, options.get("--ip-scale"), options.get("--image-encoder"))
+        weights, scale = options.get("--ip-adapter"), options.get("--ip-scale")
         try:
-            ip_adapter = ip_adapter_option(*values, names=FLAGS)
+            scale = None if scale is None else parse_ip_scale(scale, "--ip-scale")
+            ip_adapter = ip_adapter_option(weights, images, scale, options.get("--image-encoder"), names=FLAGS)
         except InputError as err:
-            raise InputError(f"IP-Adapter {i + 1} of {len(groups)} ({values[0]}): {err}" if i else err) from None
+            raise InputError(f"IP-Adapter {i + 1} of {len(groups)} ({weights}): {err}" if i else err) from None
         if ip_adapter is not None:
             check_ip_keyframes(ip_adapter, args.frames)
             ip_adapter.check_files()

@@ -140,10 +140,14 @@ class IPAdapterLayers:
         finally:
             self._restore(own)
 
-    def set_scale(self, scale: float | list[float]) -> None:
-        """s, the weight of the image attention, one for every IP-Adapter or one per IP-Adapter in a list (diffusers'
-        `set_ip_adapter_scale`, on the installed processors)."""
+    def set_scale(self, scale: float | dict | list[float | dict]) -> None:
+        """s, the weight of the image attention, one for every IP-Adapter or one per IP-Adapter in a list, each a
+        number or per block in diffusers' layer-wise form (`pipeline/ip_scales.py`), on the installed processors
+        (diffusers' `set_ip_adapter_scale`); a block this UNet lacks is a one-line InputError."""
         from diffusers.loaders import IPAdapterMixin  # here: importing it imports transformers' image processors
 
         with self.installed():
-            IPAdapterMixin.set_ip_adapter_scale(SimpleNamespace(unet=self.unet), scale)
+            try:
+                IPAdapterMixin.set_ip_adapter_scale(SimpleNamespace(unet=self.unet), scale)
+            except ValueError as err:  # diffusers' check of the layer-wise form against the UNet's blocks
+                raise InputError(f"IP-Adapter scale per block: {err}") from None

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from animatediff.errors import InputError, InputNotFound, non_negative
+from animatediff.errors import InputError, InputNotFound
 from animatediff.formats.ip_adapter import (
     check_image_encoder,
     check_ip_adapter,
@@ -46,6 +46,7 @@ from animatediff.formats.ip_adapter import (
 )
 from animatediff.hub import check_reference
 from animatediff.models.ip_adapter import IPAdapterLayers
+from animatediff.pipeline.ip_scales import check_ip_scale, check_scale_blocks
 from animatediff.pipeline.prompt_travel import frame_index, interpolate
 from animatediff.sampling import Predictor
 
@@ -55,11 +56,6 @@ if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
 
 ImageInput = str | os.PathLike | Image.Image
-
-
-def check_scale(scale: object, name: str = "IP-Adapter scale") -> float:
-    """`scale` as a float; an InputError unless it is a finite number ≥ 0."""
-    return non_negative(scale, name, "0: no image prompt, 1: as trained")
 
 
 @dataclass(frozen=True)
@@ -73,9 +69,10 @@ class IPAdapter:
     """The image prompt: a file or PIL image; or several, seen together (their tokens joined, as diffusers'
     `ip_adapter_image=[[a, b]]`); or keyframes {frame: image(s)}, as many images at each, whose embeddings the
     frames between interpolate (module docstring)."""
-    scale: float = 1.0
+    scale: float | dict = 1.0
     """s ≥ 0, the weight of the image attention (diffusers' `set_ip_adapter_scale`): 0 the text alone, 1 as
-    trained; around 0.5 leaves the text more say."""
+    trained; around 0.5 leaves the text more say. Or per block of the UNet, {down, mid, up} in diffusers' layer-wise
+    form, the blocks not named at 0 (`pipeline/ip_scales.py`: InstantStyle's style or layout only)."""
     image_encoder: str | os.PathLike | None = None
     """A CLIPVisionModelWithProjection folder or hub id; None: the `image_encoder` folder beside the weights file
     (h94/IP-Adapter's layout)."""
@@ -92,7 +89,7 @@ class IPAdapter:
             object.__setattr__(self, "image", dict(sorted(frames.items())))
         else:
             object.__setattr__(self, "image", _image_list(self.image))
-        object.__setattr__(self, "scale", check_scale(self.scale))
+        object.__setattr__(self, "scale", check_ip_scale(self.scale))
         encoder = self.image_encoder
         if encoder is not None and (not isinstance(encoder, (str, os.PathLike)) or not os.fspath(encoder)):
             raise InputError(f"image encoder must be a folder or hub id, got {encoder!r}")
@@ -133,7 +130,7 @@ def _image_list(image: object) -> tuple[ImageInput, ...]:
 def ip_adapter_option(
     weights: str | os.PathLike | None,
     images: Sequence[ImageInput] | Mapping[int, Sequence[ImageInput]] | None,
-    scale: float | None,
+    scale: float | dict | None,
     image_encoder: str | os.PathLike | None,
     names: tuple[str, str, str, str] = ("ip_adapter", "ip_image", "ip_scale", "image_encoder"),
 ) -> IPAdapter | None:
@@ -147,7 +144,7 @@ def ip_adapter_option(
         return None
     if not images:
         raise InputError(f"{names[0]} needs {names[1]}: the image prompt")
-    scale = 1.0 if scale is None else check_scale(scale, names[2])
+    scale = 1.0 if scale is None else check_ip_scale(scale, names[2])
     if not isinstance(images, Mapping):
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     return IPAdapter(weights, images, scale, image_encoder or None)
@@ -399,6 +396,8 @@ def ip_adapter_call(
     groups = [list((a.keyframes or {0: a.images}).items()) for a in adapters]
     opened = [[(frame, open_images(images)) for frame, images in g] for g in groups]  # before any model loads
     loaded = _load(pipe, adapters)
+    for adapter in adapters:
+        check_scale_blocks(adapter.scale, pipe.unet.unet)
     loaded.layers.set_scale([a.scale for a in adapters])
     travel = (num_frames, interpolation, loop)
     embeds = [
