@@ -141,32 +141,22 @@ def test_bad_ip_adapter_options_are_one_line_before_loading(
     assert message.format(**values) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, base_folder, files, one_thread):
-    entry = {"motion_module": str(files["motion"]), "prompt": ["a fox"], "seed": 3, "steps": 2, "L": 4}
-    entry |= {"ip_adapter": str(files["weights"]), "ip_image": "look.png", "ip_scale": 0.6}  # the image by the config
-    config = tmp_path / "entry.yaml"
-    config.write_text(yaml.safe_dump([entry]))
-    assert (
-        main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == 0
-    )
-    (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
-    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", "0.6"]
-    assert generate(base_folder, files, tmp_path / "generated.gif", *ip_args) == 0
-    np.testing.assert_array_equal(gif_frames(drawn), gif_frames(tmp_path / "generated.gif"))
-
-
-def test_a_run_entry_with_ip_adapters_draws_what_generate_draws(tmp_path, base_folder, files, one_thread):
+@pytest.mark.parametrize("two", [False, True])
+def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, base_folder, files, one_thread, two):
+    """The entry's own IP-Adapter keys (its image found by the config's folder), and with `two` a second image
+    prompt in ip_adapters: the frames generate draws with --ip-adapter given once or twice."""
     entry = {"motion_module": str(files["motion"]), "prompt": ["a fox"], "seed": 3, "steps": 2, "L": 4}
     entry |= {"ip_adapter": str(files["weights"]), "ip_image": "look.png", "ip_scale": 0.6}
-    entry["ip_adapters"] = [{"ip_adapter": str(files["plus"]), "ip_image": ["style.png"], "ip_scale": 0.4}]
+    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", "0.6"]
+    if two:
+        entry["ip_adapters"] = [{"ip_adapter": str(files["plus"]), "ip_image": ["style.png"], "ip_scale": 0.4}]
+        ip_args += ["--ip-adapter", str(files["plus"]), "--ip-image", str(files["style"]), "--ip-scale", "0.4"]
     config = tmp_path / "entry.yaml"
     config.write_text(yaml.safe_dump([entry]))
     assert (
         main(["run", str(config), "--base", str(base_folder), "--output-dir", str(tmp_path / "runs"), "--quiet"]) == 0
     )
     (drawn,) = (tmp_path / "runs").glob("entry-*/sample/0-*.gif")
-    ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", "0.6"]
-    ip_args += ["--ip-adapter", str(files["plus"]), "--ip-image", str(files["style"]), "--ip-scale", "0.4"]
     assert generate(base_folder, files, tmp_path / "generated.gif", *ip_args) == 0
     np.testing.assert_array_equal(gif_frames(drawn), gif_frames(tmp_path / "generated.gif"))
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import AnimateDiffSDXLPipeline
 from safetensors.torch import save_file
 from transformers import CLIPVisionModelWithProjection
 
 from animatediff.pipeline.ip_adapter import IPAdapter
-from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
 from tests.sdxl_tiny import tiny_sdxl_pipeline
 from tests.test_ip_adapter import sample_image, tiny_image_encoder, tiny_ip_adapter
+from tests.test_sdxl_pipeline import reference
 
 ARGS = dict(prompt="a red circle moving left", height=32, width=32, num_frames=6, num_inference_steps=3,
             guidance_scale=7.5)  # fmt: skip
@@ -32,22 +31,11 @@ def sdxl_ip(tmp_path_factory):
 
 
 def _reference(ours, folder, scale):  # noqa: ANN001, ANN202
-    reference = AnimateDiffSDXLPipeline(
-        vae=ours.vae,
-        text_encoder=ours.text_encoder,
-        text_encoder_2=ours.text_encoder_2,
-        tokenizer=ours.tokenizer,
-        tokenizer_2=ours.tokenizer_2,
-        unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
-        motion_adapter=diffusers_adapter(ours.unet.motion_modules),
-        scheduler=ours.scheduler,
-        image_encoder=CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval(),
-        feature_extractor=None,
-    )
-    reference.set_progress_bar_config(disable=True)
-    reference.load_ip_adapter(str(folder), subfolder="", weight_name="sdxl_ip.safetensors", image_encoder_folder=None)
-    reference.set_ip_adapter_scale(scale)
-    return reference
+    encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()
+    pipe = reference(ours, image_encoder=encoder, feature_extractor=None)
+    pipe.load_ip_adapter(str(folder), subfolder="", weight_name="sdxl_ip.safetensors", image_encoder_folder=None)
+    pipe.set_ip_adapter_scale(scale)
+    return pipe
 
 
 @pytest.mark.parametrize("scale", [0.8, STYLE])

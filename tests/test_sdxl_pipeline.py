@@ -26,7 +26,8 @@ def sdxl(tmp_path_factory):
     return tiny_sdxl_pipeline(tmp_path_factory.mktemp("sdxl"))
 
 
-def reference(ours: AnimationPipeline) -> AnimateDiffSDXLPipeline:
+def reference(ours: AnimationPipeline, **parts: object) -> AnimateDiffSDXLPipeline:
+    """diffusers' AnimateDiffSDXLPipeline on our weights; `parts`: more of its components (an image encoder)."""
     pipe = AnimateDiffSDXLPipeline(
         vae=ours.vae,
         text_encoder=ours.text_encoder,
@@ -36,6 +37,7 @@ def reference(ours: AnimationPipeline) -> AnimateDiffSDXLPipeline:
         unet=diffusers_motion_unet(ours.unet.unet, ours.unet.motion_modules),
         motion_adapter=diffusers_adapter(ours.unet.motion_modules),
         scheduler=ours.scheduler,
+        **parts,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
