@@ -38,7 +38,7 @@ def test_frames_equal_diffusers_video_to_video_with_the_kept_part_put_back_after
         caught.append((clean.permute(0, 2, 1, 3, 4), noise.permute(0, 2, 1, 3, 4)))  # diffusers' (b, f, c, h, w)
         return add_noise(clean, noise, t)
 
-    from animatediff.pipeline.regions import fitted_masks
+    from animatediff.pipeline.masks import fitted_masks
 
     drawn = fitted_masks(mask, 4, 16, 16, (8, 8), "video")
 

@@ -36,13 +36,13 @@ from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_ad
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.loading import PipelineLoading
 from animatediff.pipeline.lora_ramp import LoraRamp, check_lora_ramps, lora_scales_kept, ramped_loras
+from animatediff.pipeline.masks import MaskSource
 from animatediff.pipeline.memory import MemoryModes, check_chunk
 from animatediff.pipeline.motion_scale import check_motion_scale_steps, motion_scale_runs, motion_scaled
 from animatediff.pipeline.pag import PAG, check_pag, pag_guidance
 from animatediff.pipeline.reference import Reference, check_reference, reference_call
 from animatediff.pipeline.region_loras import RegionLora, check_region_loras, lora_in_part
 from animatediff.pipeline.regions import (
-    MaskSource,
     Region,
     kept_weight,
     read_regions,

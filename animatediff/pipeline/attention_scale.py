@@ -21,8 +21,8 @@ from PIL import Image
 
 from animatediff.models import AnimationUNet
 from animatediff.models.attention_scale import check_attention_scale
+from animatediff.pipeline.masks import MaskImage, MaskSource, mask_frames
 from animatediff.pipeline.motion_scale import step_keyframes
-from animatediff.pipeline.regions import MaskImage, MaskSource, mask_frames
 from animatediff.sampling import Predictor
 
 

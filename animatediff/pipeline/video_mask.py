@@ -21,7 +21,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from animatediff.errors import InputError
-from animatediff.pipeline.regions import MaskSource, fitted_masks, mask_frames
+from animatediff.pipeline.masks import MaskSource, fitted_masks, mask_frames
 from animatediff.sampling import FreeInit
 from animatediff.sampling.gradual_latent import resized, weights_at
 
