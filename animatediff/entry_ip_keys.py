@@ -1,11 +1,11 @@
 """A run entry's image prompts: its own IP-Adapter keys (`ip_adapter`, `ip_image`, `ip_scale`, `image_encoder`,
-`ip_fixed_ratio`) and `ip_adapters`, a list of further image prompts drawn at once, each a mapping of those same
-keys (as `generate`'s repeated --ip-adapter):
+`ip_fixed_ratio`, `ip_mask`) and `ip_adapters`, a list of further image prompts drawn at once, each a mapping of
+those same keys (as `generate`'s repeated --ip-adapter):
 
     ip_adapter: ip-adapter-plus_sd15.safetensors
     ip_image: subject.png
     ip_adapters:
-      - {ip_adapter: ip-adapter_sd15.safetensors, ip_image: style.png, ip_scale: 0.5}
+      - {ip_adapter: ip-adapter_sd15.safetensors, ip_image: style.png, ip_scale: 0.5, ip_mask: left.png}
 
 Checked in place (`check_ip_keys`), their paths listed (`entry_ip_paths`), and made the pipeline's `IPAdapter`s in
 order, the entry's own first (`entry_ip_adapters`)."""
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from animatediff.pipeline.ip_adapter import IPAdapter
     from animatediff.prompt_entries import PromptEntry
 
-KEYS = ("ip_adapter", "ip_image", "ip_scale", "image_encoder", "ip_fixed_ratio")
+KEYS = ("ip_adapter", "ip_image", "ip_scale", "image_encoder", "ip_fixed_ratio", "ip_mask")
 """One image prompt's keys, the entry's own and each `ip_adapters` item's."""
 
 
@@ -63,7 +63,7 @@ def entry_ip_paths(entry: PromptEntry) -> list[tuple[str, str]]:
     """(key, path) of every file or folder the entry's image prompts name."""
     paths = []
     for item in _image_prompts(entry):
-        paths += [("ip_adapter", item.get("ip_adapter") or ""), ("image_encoder", item.get("image_encoder") or "")]
+        paths += [(key, item.get(key) or "") for key in ("ip_adapter", "image_encoder", "ip_mask")]
         paths += [("ip_image", image) for image in entry_image_paths(item.get("ip_image") or [])]
     return paths
 
@@ -78,8 +78,8 @@ def entry_ip_adapters(
     for item in _image_prompts(entry):
         ratio, loop = item.get("ip_fixed_ratio", 0.0), entry.prompt_travel_loop
         images = entry_ip_images(item.get("ip_image") or [], num_frames, ratio, loop, resolve)
-        weights, encoder = resolve(item.get("ip_adapter") or ""), resolve(item.get("image_encoder") or "")
-        adapter = ip_adapter_option(weights, images, item.get("ip_scale"), encoder)
+        weights, encoder, mask = (resolve(item.get(key) or "") for key in ("ip_adapter", "image_encoder", "ip_mask"))
+        adapter = ip_adapter_option(weights, images, item.get("ip_scale"), encoder, mask)
         if adapter is not None:
             adapters.append(adapter)
     return tuple(adapters)

@@ -203,6 +203,9 @@ class PromptEntry:
     (`pipeline/ip_scales.py`); unset: 1 (as trained)."""
     image_encoder: str = ""
     """IP-Adapter: its CLIP image encoder folder or hub id; empty: the image_encoder folder beside ip_adapter."""
+    ip_mask: str = ""
+    """IP-Adapter: where its image prompt acts (white), a mask image or a folder of masks named by their frame; empty:
+    everywhere."""
     ip_adapters: list[dict] = field(default_factory=list)
     """Further image prompts drawn at once, each {ip_adapter, ip_image, ip_scale, image_encoder, ip_fixed_ratio}
     (`entry_ip_keys`)."""

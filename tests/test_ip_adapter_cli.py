@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from safetensors.torch import save_file
 
 from animatediff.cli import main
@@ -30,8 +31,12 @@ def files(tmp_path):
     tiny_image_encoder(folder / "image_encoder")
     sample_image(3).save(tmp_path / "look.png")
     sample_image(6).save(tmp_path / "style.png")
+    left = np.zeros((64, 64), np.uint8)
+    left[:, :32] = 255
+    Image.fromarray(left).save(tmp_path / "left.png")
     return {"motion": motion, "weights": folder / "ip.safetensors", "image": tmp_path / "look.png",
-            "plus": folder / "ip_plus.safetensors", "style": tmp_path / "style.png"}  # fmt: skip
+            "plus": folder / "ip_plus.safetensors", "style": tmp_path / "style.png",
+            "left": tmp_path / "left.png"}  # fmt: skip
 
 
 def generate(base, files, out, *extra: str) -> int:  # noqa: ANN001
@@ -68,6 +73,25 @@ def test_two_ip_adapters_from_the_command_line_draw_what_the_pipeline_draws(tmp_
     got = np.load(tmp_path / "two.npy")
     np.testing.assert_array_equal(got, expected[0])
     assert np.abs(got - np.load(tmp_path / "one.npy")).mean() > 1e-3
+
+
+def test_a_mask_from_the_command_line_draws_what_the_pipeline_draws(tmp_path, base_folder, files, one_thread):
+    ip_args = [
+        "--ip-adapter",
+        str(files["weights"]),
+        "--ip-image",
+        str(files["image"]),
+        "--ip-mask",
+        str(files["left"]),
+    ]
+    assert generate(base_folder, files, tmp_path / "masked.npy", *ip_args) == 0
+    assert generate(base_folder, files, tmp_path / "whole.npy", *ip_args[:4]) == 0
+    pipe = AnimationPipeline.from_pretrained(base_folder, files["motion"])
+    ip_adapter = IPAdapter(files["weights"], files["image"], mask=files["left"])
+    expected = pipe("a fox", "", num_frames=4, num_inference_steps=2, seed=3, progress=False, ip_adapter=ip_adapter)
+    got = np.load(tmp_path / "masked.npy")
+    np.testing.assert_array_equal(got, expected[0])
+    assert np.abs(got - np.load(tmp_path / "whole.npy")).mean() > 1e-3
 
 
 def test_a_scale_per_block_from_the_command_line(tmp_path, base_folder, files, one_thread):
@@ -115,6 +139,11 @@ def test_a_scale_per_block_from_the_command_line(tmp_path, base_folder, files, o
             ["--ip-adapter", "{weights}", "--ip-image", "{image}", "--ip-scale", "{{upper: 1}}"],
             "--ip-scale: unknown part 'upper'; the parts are down, mid and up",
         ),
+        (["--ip-mask", "{image}"], "--ip-mask needs --ip-adapter"),
+        (
+            ["--ip-adapter", "{weights}", "--ip-image", "{image}", "--ip-mask", "{tmp}/none.png"],
+            "IP-Adapter mask: file not found",
+        ),
         (["--ip-image", "{image}"], "--ip-image needs --ip-adapter"),
         (["--ip-scale", "0.5"], "--ip-scale needs --ip-adapter"),
         (["--image-encoder", "x"], "--image-encoder needs --ip-adapter"),
@@ -144,13 +173,16 @@ def test_bad_ip_adapter_options_are_one_line_before_loading(
 @pytest.mark.parametrize("two", [False, True])
 def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, base_folder, files, one_thread, two):
     """The entry's own IP-Adapter keys (its image found by the config's folder), and with `two` a second image
-    prompt in ip_adapters: the frames generate draws with --ip-adapter given once or twice."""
+    prompt in ip_adapters, masked to the left half: the frames generate draws with --ip-adapter given once or
+    twice."""
     entry = {"motion_module": str(files["motion"]), "prompt": ["a fox"], "seed": 3, "steps": 2, "L": 4}
     entry |= {"ip_adapter": str(files["weights"]), "ip_image": "look.png", "ip_scale": 0.6}
     ip_args = ["--ip-adapter", str(files["weights"]), "--ip-image", str(files["image"]), "--ip-scale", "0.6"]
     if two:
-        entry["ip_adapters"] = [{"ip_adapter": str(files["plus"]), "ip_image": ["style.png"], "ip_scale": 0.4}]
+        second = {"ip_adapter": str(files["plus"]), "ip_image": ["style.png"], "ip_scale": 0.4, "ip_mask": "left.png"}
+        entry["ip_adapters"] = [second]
         ip_args += ["--ip-adapter", str(files["plus"]), "--ip-image", str(files["style"]), "--ip-scale", "0.4"]
+        ip_args += ["--ip-mask", str(files["left"])]
     config = tmp_path / "entry.yaml"
     config.write_text(yaml.safe_dump([entry]))
     assert (
@@ -197,6 +229,8 @@ def test_a_run_entry_with_ip_adapter_keys_draws_what_generate_draws(tmp_path, ba
             "ip_image 'gone.png' not found",
         ),
         ({"ip_image": "look.png"}, "entry 0: ip_image needs ip_adapter"),
+        ({"ip_adapter": "{weights}", "ip_image": "look.png", "ip_mask": "gone.png"}, "ip_mask 'gone.png' not found"),
+        ({"ip_adapter": "{weights}", "ip_image": "look.png", "ip_mask": 3}, "ip_mask must be a path, got 3"),
         ({"ip_adapter": "{weights}"}, "entry 0: ip_adapter needs ip_image"),
         ({"ip_adapter": "{weights}", "ip_image": "look.png", "ip_scale": "high"}, "ip_scale 'high' must be a number"),
         (

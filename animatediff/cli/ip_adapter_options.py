@@ -1,4 +1,5 @@
-"""`generate`'s IP-Adapter options (--ip-adapter, --ip-image, --ip-scale, --image-encoder) and the `IPAdapter`s
+"""`generate`'s IP-Adapter options (--ip-adapter, --ip-image, --ip-scale, --image-encoder, --ip-mask) and the
+`IPAdapter`s
 they make, checked before any model loads: the options go together, the scale is a number ≥ 0, the files exist and
 the images open.
 
@@ -18,7 +19,7 @@ from animatediff.errors import InputError
 if TYPE_CHECKING:
     from animatediff.pipeline.ip_adapter import IPAdapter
 
-FLAGS = ("--ip-adapter", "--ip-image", "--ip-scale", "--image-encoder")
+FLAGS = ("--ip-adapter", "--ip-image", "--ip-scale", "--image-encoder", "--ip-mask")
 KEYFRAME = re.compile(r"(\d+):(.+)")
 """An --ip-image at a keyframe: FRAME:IMAGE."""
 
@@ -44,8 +45,8 @@ def add_ip_adapter_args(p: argparse.ArgumentParser) -> None:
         metavar="WEIGHTS",
         help="IP-Adapter (Ye et al. 2023): an image prompt beside the text; its weights file (.safetensors/.bin in "
         "diffusers' layout, e.g. h94/IP-Adapter's ip-adapter_sd15.safetensors) or hub reference; repeatable: "
-        "several image prompts at once, the --ip-image, --ip-scale and --image-encoder after each (from the second "
-        "on) its own",
+        "several image prompts at once, the --ip-image, --ip-scale, --image-encoder and --ip-mask after each (from "
+        "the second on) its own",
     )
     p.add_argument(
         "--ip-image",
@@ -71,12 +72,19 @@ def add_ip_adapter_args(p: argparse.ArgumentParser) -> None:
         help="the IP-Adapter's CLIP image encoder (CLIPVisionModelWithProjection folder or hub id); default: the "
         "image_encoder folder beside the --ip-adapter file",
     )
+    p.add_argument(
+        "--ip-mask",
+        action=_InOrder,
+        metavar="MASK",
+        help="where the IP-Adapter's image prompt acts (white): a mask image, or a folder of masks named by their "
+        "frame (0000.png, 0016.png: each holds until the next)",
+    )
 
 
 def ip_adapter_from_args(args: argparse.Namespace) -> tuple[IPAdapter, ...]:
     """The IPAdapters the options ask for, in order (none without --ip-adapter); files checked and images opened
     now."""
-    from animatediff.pipeline.ip_adapter import check_ip_keyframes, ip_adapter_option, open_images
+    from animatediff.pipeline.ip_adapter import check_ip_adapters, ip_adapter_option, open_images
     from animatediff.pipeline.ip_scales import parse_ip_scale
 
     adapters = []
@@ -86,11 +94,12 @@ def ip_adapter_from_args(args: argparse.Namespace) -> tuple[IPAdapter, ...]:
         weights, scale = options.get("--ip-adapter"), options.get("--ip-scale")
         try:
             scale = None if scale is None else parse_ip_scale(scale, "--ip-scale")
-            ip_adapter = ip_adapter_option(weights, images, scale, options.get("--image-encoder"), names=FLAGS)
+            encoder, mask = options.get("--image-encoder"), options.get("--ip-mask")
+            ip_adapter = ip_adapter_option(weights, images, scale, encoder, mask, names=FLAGS)
         except InputError as err:
             raise InputError(f"IP-Adapter {i + 1} of {len(groups)} ({weights}): {err}" if i else err) from None
         if ip_adapter is not None:
-            check_ip_keyframes(ip_adapter, args.frames)
+            check_ip_adapters(ip_adapter, args.frames)
             ip_adapter.check_files()
             open_images(ip_adapter.images)  # a file that is no image fails now, not after loading
             adapters.append(ip_adapter)

@@ -32,7 +32,7 @@ from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_no
 from animatediff.pipeline.free_u import FreeU, free_u_on
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
 from animatediff.pipeline.guidance_steps import check_guidance_scale_steps, check_unguided_runs
-from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_keyframes, ip_adapter_call, same_negative_images
+from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_adapters, ip_adapter_call, same_negative_images
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.loading import PipelineLoading
 from animatediff.pipeline.lora_ramp import LoraRamp, check_lora_ramps, lora_scales_kept, ramped_loras
@@ -285,7 +285,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         parts = read_and(prompt_and, raw, read, guiding, bool(regions), prompt_editing)  # [] unless AND
         acting = acting_parts(controlnets, len(regions), bool(parts))  # per ControlNet, the regions it acts in
         lora_acting = acting_parts(region_loras, len(regions), bool(parts), "region LoRA")  # and per region LoRA
-        check_ip_keyframes(ip_adapter, num_frames)
+        check_ip_adapters(ip_adapter, num_frames)
         region_ips = region_image_prompts(regions, ip_adapter, num_frames)  # a region's own image prompt, or None
         spatial = {"conditions": conditions, "FreeInit": free_init}
         f = self.vae_scale_factor
@@ -333,8 +333,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         sparse = sparse_ctrl_conditions(sparse_ctrls, self, timesteps, num_frames, height, width, guiding)
         steered = bool(conditions or controls or sparse or ip_adapter) and guiding  # read the halves
         travel = (num_frames, prompt_interpolation, prompt_travel_loop)
-        ip = ip_adapter_call(self, ip_adapter, guiding, *travel)
-        ips = [ip, *region_ip_calls(self, region_ips, guiding, *travel)]  # a region's own, or None
+        ip = ip_adapter_call(self, ip_adapter, guiding, *travel, (height, width))
+        ips = [ip, *region_ip_calls(self, region_ips, guiding, *travel, (height, width))]  # a region's own, or None
         ref = reference_call(self, reference, height, width, generator, guiding, decode_chunk_size)
         splits = guidance_halves([*controls, *sparse], False) is not None  # each has its guidance's halves
         cfg_runs = motion_scale_runs(guidance_scale, guidance_steps, steps)  # one run unless keyframed by step

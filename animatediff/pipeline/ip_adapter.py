@@ -16,6 +16,12 @@ own weights, images, scale and image encoder. For a call, the pipeline (`ip_adap
    unconditional half; with images at keyframes ({frame: image}, animatediff-cli-prompt-travel's `ip_adapter_map`),
    each frame's embedding interpolated between the keyframes' as the call's prompt travel interpolates its text
    (`prompt_travel.interpolate`: linear, slerp or none, going round with `prompt_travel_loop`);
+With a `mask`, an IP-Adapter's image attention acts only where the mask is white (diffusers' `ip_adapter_masks`,
+ComfyUI's IPAdapter attention mask): a mask image for every frame, or masks per frame (a folder of masks named by
+their frame, {frame: mask}; `pipeline/masks.py`), fitted to the output's size as region masks are; diffusers then
+attends the IP-Adapter's images one by one, each under the mask, and sums them, where without a mask their tokens
+are joined.
+
 4. switches the IP-Adapters' processors into the UNet around each prediction only (`IPAdapterCall.around`), so
    every call without `ip_adapter` runs the plain UNet, with its shared-context processors, exactly as before.
 
@@ -47,6 +53,7 @@ from animatediff.formats.ip_adapter import (
 from animatediff.hub import check_reference
 from animatediff.models.ip_adapter import IPAdapterLayers
 from animatediff.pipeline.ip_scales import check_ip_scale, check_scale_blocks
+from animatediff.pipeline.masks import MaskSource, fitted_masks, mask_frames
 from animatediff.pipeline.prompt_travel import frame_index, interpolate
 from animatediff.sampling import Predictor
 
@@ -76,6 +83,9 @@ class IPAdapter:
     image_encoder: str | os.PathLike | None = None
     """A CLIPVisionModelWithProjection folder or hub id; None: the `image_encoder` folder beside the weights file
     (h94/IP-Adapter's layout)."""
+    mask: MaskSource | None = None
+    """Where the image prompt acts (white): a mask image, an array (H, W) in [0, 1], or masks per frame (a folder
+    of masks named by their frame, {frame: mask}; `pipeline/masks.py`); None: everywhere."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.weights, (str, os.PathLike)) or not os.fspath(self.weights):
@@ -115,6 +125,8 @@ class IPAdapter:
         for image in self.images:
             if not isinstance(image, Image.Image) and not Path(image).expanduser().is_file():
                 raise InputNotFound(f"IP-Adapter image not found: {os.fspath(image)}")
+        if isinstance(self.mask, (str, os.PathLike)) and not Path(self.mask).expanduser().exists():
+            raise InputNotFound(f"IP-Adapter mask: file not found: {os.fspath(self.mask)}")
 
 
 def _image_list(image: object) -> tuple[ImageInput, ...]:
@@ -132,13 +144,14 @@ def ip_adapter_option(
     images: Sequence[ImageInput] | Mapping[int, Sequence[ImageInput]] | None,
     scale: float | dict | None,
     image_encoder: str | os.PathLike | None,
-    names: tuple[str, str, str, str] = ("ip_adapter", "ip_image", "ip_scale", "image_encoder"),
+    mask: MaskSource | None = None,
+    names: tuple[str, ...] = ("ip_adapter", "ip_image", "ip_scale", "image_encoder", "ip_mask"),
 ) -> IPAdapter | None:
     """The IPAdapter of separately given options (command-line flags or config keys, called `names` in messages);
     None when neither weights nor any other option is given; `images` as {frame: images} are keyframes. Options
     without the weights, or weights without an image, are an InputError."""
     if not weights:
-        given = [n for n, v in zip(names[1:], (images, scale, image_encoder)) if v not in (None, "", [], ())]
+        given = [n for n, v in zip(names[1:], (images, scale, image_encoder, mask)) if _given(v)]
         if given:
             raise InputError(f"{given[0]} needs {names[0]}: the IP-Adapter weights it is for")
         return None
@@ -147,19 +160,26 @@ def ip_adapter_option(
     scale = 1.0 if scale is None else check_ip_scale(scale, names[2])
     if not isinstance(images, Mapping):
         images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    return IPAdapter(weights, images, scale, image_encoder or None)
+    return IPAdapter(weights, images, scale, image_encoder or None, mask if _given(mask) else None)
+
+
+def _given(value: object) -> bool:
+    """Whether an option holds something: not None, nor an empty text, list or mapping (an array always does)."""
+    return value is not None and not (isinstance(value, (str, list, tuple, dict)) and not value)
 
 
 def check_entry_keys(values: dict, where: str) -> None:
-    """A prompt-config entry's IP-Adapter keys (ip_adapter, ip_image, ip_scale, image_encoder), checked in place
-    (`ip_image` as a list, after `ip_keyframes.check_ip_image_keys`); an InputError starting with `where` for a wrong
-    type or a key without the others."""
+    """A prompt-config entry's IP-Adapter keys (ip_adapter, ip_image, ip_scale, image_encoder, ip_mask), checked in
+    place (`ip_image` as a list, after `ip_keyframes.check_ip_image_keys`); an InputError starting with `where` for a
+    wrong type or a key without the others."""
     images = values.get("ip_image")
-    for key in ("ip_adapter", "image_encoder"):
+    for key in ("ip_adapter", "image_encoder", "ip_mask"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise InputError(f"{where}: {key} must be a path, got {values[key]!r}")
     try:
-        ip_adapter_option(values.get("ip_adapter"), images, values.get("ip_scale"), values.get("image_encoder"))
+        keys = ("ip_adapter", "ip_scale", "image_encoder", "ip_mask")
+        weights, scale, encoder, mask = (values.get(key) for key in keys)
+        ip_adapter_option(weights, images, scale, encoder, mask)
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
 
@@ -183,14 +203,22 @@ def open_images(images: Iterable[ImageInput]) -> list[Image.Image]:
 
 
 class ImageEmbeds:
-    """The IP-Adapters' `Condition`: `image_embeds` for every UNet call, with frames folded into the batch."""
+    """The IP-Adapters' `Condition`: `image_embeds` for every UNet call, with frames folded into the batch, and
+    their masks (`ip_adapter_masks`) where they have them."""
 
-    def __init__(self, conds: Sequence[torch.Tensor], unconds: Sequence[torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        conds: Sequence[torch.Tensor],
+        unconds: Sequence[torch.Tensor] | None = None,
+        masks: Sequence[torch.Tensor | None] | None = None,
+    ) -> None:
         """`conds`, per IP-Adapter: (1, images, …), what its image encoder gave, for every frame; or (clip frames,
         images, …), one per frame of the whole clip. `unconds`, per IP-Adapter (1, images, …), their negatives, for
-        guided calls (x holds the unconditional videos first); None for unguided ones."""
+        guided calls (x holds the unconditional videos first); None for unguided ones. `masks`, per IP-Adapter:
+        None, or (1 or clip frames, H, W) at the output's size, where its image attention acts."""
         self.conds = list(conds)
         self.unconds = None if unconds is None else list(unconds)
+        self.masks = list(masks) if masks is not None and any(m is not None for m in masks) else None
 
     def unet_kwargs(
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
@@ -208,7 +236,21 @@ class ImageEmbeds:
                 negative = self.unconds[i].expand(videos - conditional, *self.unconds[i].shape[1:])
                 rows = torch.cat([negative.repeat_interleave(num_frames, dim=0), rows])
             embeds.append(rows)
-        return {"added_cond_kwargs": {"image_embeds": embeds}}
+        kwargs: dict[str, object] = {"added_cond_kwargs": {"image_embeds": embeds}}
+        if self.masks is not None:
+            masks = [None if m is None else _mask_rows(m, c.shape[1], videos, frames) for m, c in zip(
+                self.masks, self.conds, strict=True)]  # fmt: skip
+            kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": masks}
+        return kwargs
+
+
+def _mask_rows(mask: torch.Tensor, images: int, videos: int, frames: torch.Tensor) -> torch.Tensor:
+    """One IP-Adapter's mask as diffusers' processors take it, (1 or rows, images, H, W): one mask for the whole
+    batch, or each folded row (every video's frames) its frame's."""
+    if mask.shape[0] == 1:
+        return mask[:, None].expand(1, images, *mask.shape[1:])
+    rows = mask[frames.to(mask.device)].repeat(videos, 1, 1)
+    return rows[:, None].expand(-1, images, *mask.shape[1:])
 
 
 @torch.no_grad()
@@ -314,7 +356,7 @@ class IPAdapterCall:
         if not self.conditions:
             return self
         embeds = self.conditions[0]
-        return IPAdapterCall(self.layers, ImageEmbeds(embeds.unconds if negative else embeds.conds))
+        return IPAdapterCall(self.layers, ImageEmbeds(embeds.unconds if negative else embeds.conds, None, embeds.masks))
 
     def negative_embeds(self) -> list[torch.Tensor] | None:
         """The negative images' embeddings under guidance, per IP-Adapter; None without an IP-Adapter or guidance."""
@@ -348,8 +390,9 @@ def ip_adapters(ip_adapter: object) -> tuple[IPAdapter, ...]:
     raise InputError(f"ip_adapter must be an IPAdapter, a list of them, or None; got {type(ip_adapter).__name__}")
 
 
-def check_ip_keyframes(ip_adapter: IPAdapter | Sequence[IPAdapter] | None, num_frames: int) -> None:
-    """One line when a keyframe of an IP-Adapter (`ip_adapters`) lies past the clip's last frame."""
+def check_ip_adapters(ip_adapter: IPAdapter | Sequence[IPAdapter] | None, num_frames: int) -> None:
+    """One line when a keyframe of an IP-Adapter (`ip_adapters`) lies past the clip's last frame, or its mask is not
+    one (`pipeline/masks.py`)."""
     for adapter in ip_adapters(ip_adapter):
         keyframes = adapter.keyframes
         if keyframes and max(keyframes) >= num_frames:
@@ -357,6 +400,17 @@ def check_ip_keyframes(ip_adapter: IPAdapter | Sequence[IPAdapter] | None, num_f
                 f"IP-Adapter keyframe {max(keyframes)} is beyond the clip's last frame, {num_frames - 1} (frames "
                 "count from 0)"
             )
+        if adapter.mask is not None:
+            mask_frames(adapter.mask, num_frames, "IP-Adapter")
+
+
+def _mask(ip_adapter: IPAdapter, num_frames: int, size: tuple[int, int]) -> torch.Tensor | None:
+    """The IP-Adapter's mask at the output's `size`: (1, H, W) where it is one for every frame, else (frames, H, W);
+    None without a mask."""
+    if ip_adapter.mask is None:
+        return None
+    masks = fitted_masks(ip_adapter.mask, num_frames, *size, size, "IP-Adapter")
+    return masks[:1] if bool((masks == masks[:1]).all()) else masks
 
 
 def _embeds(
@@ -384,12 +438,13 @@ def ip_adapter_call(
     num_frames: int = 1,
     interpolation: str = "linear",
     loop: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> IPAdapterCall:
     """Load (or reuse), check and scale the IP-Adapter(s) (`ip_adapters`) for `pipe`'s UNet and encode their
     images; `guided`: the call runs classifier-free guidance (negatives needed). Keyframed images (checked against
-    the clip beforehand, `check_ip_keyframes`): each keyframe's encoded on its own, the clip's `num_frames` frames
-    interpolated between them by `interpolation`, going round with `loop` (`prompt_travel.interpolate`). None or an
-    empty list: nothing to do."""
+    the clip beforehand, `check_ip_adapters`): each keyframe's encoded on its own, the clip's `num_frames` frames
+    interpolated between them by `interpolation`, going round with `loop` (`prompt_travel.interpolate`). Masks are
+    fitted to `size` (height, width), the output's. None or an empty list: nothing to do."""
     adapters = ip_adapters(ip_adapter)
     if not adapters:
         return IPAdapterCall()
@@ -405,4 +460,7 @@ def ip_adapter_call(
         for a, images, encoder, hidden in zip(adapters, opened, loaded.encoders, loaded.layers.takes_hidden_states)
     ]
     unconds = [u for _, u in embeds] if guided else None
-    return IPAdapterCall(loaded.layers, ImageEmbeds([c for c, _ in embeds], unconds))
+    if size is None and any(a.mask is not None for a in adapters):
+        raise ValueError("an IP-Adapter's mask needs the output's size")
+    masks = [_mask(a, num_frames, size) for a in adapters] if size is not None else None
+    return IPAdapterCall(loaded.layers, ImageEmbeds([c for c, _ in embeds], unconds, masks))

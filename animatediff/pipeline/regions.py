@@ -46,7 +46,7 @@ from animatediff.pipeline.ip_adapter import (
     ImageInput,
     IPAdapter,
     IPAdapterCall,
-    check_ip_keyframes,
+    check_ip_adapters,
     ip_adapter_call,
     ip_adapters,
 )
@@ -139,17 +139,18 @@ def region_image_prompts(
                 f"IPAdapter(...)), not {len(call)}"
             )
         adapter = replace(call[0], image=region.ip_image)
-        check_ip_keyframes(adapter, num_frames)
+        check_ip_adapters(adapter, num_frames)
         adapters.append(adapter)
     return adapters
 
 
 def region_ip_calls(
     pipe: AnimationPipeline, adapters: Sequence[IPAdapter | None], guided: bool, num_frames: int, interpolation: str,
-    loop: bool,
+    loop: bool, size: tuple[int, int],
 ) -> list[IPAdapterCall | None]:  # fmt: skip
     """The regions' own image prompts (`region_image_prompts`) encoded for one call of `pipe`, as the call's is."""
-    return [None if a is None else ip_adapter_call(pipe, a, guided, num_frames, interpolation, loop) for a in adapters]
+    travel = (num_frames, interpolation, loop)
+    return [None if a is None else ip_adapter_call(pipe, a, guided, *travel, size) for a in adapters]
 
 
 def region_weights(
