@@ -196,6 +196,8 @@ def test_generate_download_queue_cancel_history(browser, app, tmp_path):
     second = first.evaluate("[readForm().ip_adapter_2, readForm().ip_scale_2, readForm().ip_image_2 !== '']")
     assert second == ["ipadapter/look.safetensors", 0.4, True]
     first.select_option("#ip_adapter_2", "")
+    first.set_input_files("#ip-mask-file", str(tmp_path / "first.png"))  # the image prompt's mask, an upload
+    first.wait_for_function("readForm().ip_mask !== ''")
     first.select_option("#ip_adapter", "")
     first.uncheck("#loop")
     first.fill("#motion_scale", "")

@@ -308,6 +308,10 @@ def test_a_regions_own_image_prompt_reaches_the_run_entry(models_dir, tmp_path):
     settings = with_seed(parse(fields, catalog))
     entry = parse_entry(run_entry(settings, catalog, lambda upload: f"/uploads/{upload}.png"), "form")
     assert entry.regions[0]["ip_image"] == ["/uploads/face.png"] and "ip_image" not in entry.regions[1]
+    assert entry.ip_mask == ""
+    masked = parse(fields | {"ip_mask": "half"}, catalog)
+    entry = parse_entry(run_entry(with_seed(masked), catalog, lambda upload: f"/uploads/{upload}.png"), "form")
+    assert entry.ip_mask == "/uploads/half.png"  # the image prompt's mask, an upload
     (tmp_path / "settings.json").write_text(json.dumps(settings.as_json()))
     assert read_settings(tmp_path / "settings.json").regions == [("m", "a cat", "face"), ("n", "a dog", "")]
 

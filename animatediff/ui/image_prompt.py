@@ -1,6 +1,6 @@
-"""The web form's image prompt (IP-Adapter): its model, uploaded image or images at keyframes, scale and image
-encoder; and a second image prompt drawn at once (its model, one uploaded image, its scale, the image encoder beside
-its file); checked field by field and made the pipeline's `IPAdapter`s."""
+"""The web form's image prompt (IP-Adapter): its model, uploaded image or images at keyframes, scale, image encoder
+and uploaded mask; and a second image prompt drawn at once (its model, one uploaded image, its scale, the image
+encoder beside its file); checked field by field and made the pipeline's `IPAdapter`s."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 
 
 def parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
-    """An image prompt: the IP-Adapter, its uploaded image, its scale and (optionally) its image encoder."""
+    """An image prompt: the IP-Adapter, its uploaded image, its scale and (optionally) its image encoder and uploaded
+    mask."""
     s.ip_adapter = str(raw.get("ip_adapter") or "")
     s.ip_image = str(raw.get("ip_image") or "")
     s.ip_scale = number(raw, "ip_scale", float, 1.0, "IP-Adapter scale")
     s.image_encoder = str(raw.get("image_encoder") or "")
+    s.ip_mask = str(raw.get("ip_mask") or "")
     if not s.ip_adapter and any(image for _, _, image in s.regions):
         raise InputError("region image prompt: choose the IP-Adapter (Image prompt) it is drawn with")
     if not s.ip_adapter:
@@ -60,7 +62,8 @@ def ip_adapters_of(s: Settings, catalog: Catalog, upload: Callable[[str], str] =
 
     encoder = str(catalog.resolve("image_encoder", s.image_encoder)) if s.image_encoder else None
     images = ip_images(s, upload)
-    adapters = [IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), images, s.ip_scale, encoder)]
+    mask = upload(s.ip_mask) if s.ip_mask else None
+    adapters = [IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), images, s.ip_scale, encoder, mask)]
     if s.ip_adapter_2:
         weights = str(catalog.resolve("ip_adapter", s.ip_adapter_2))
         adapters.append(IPAdapter(weights, upload(s.ip_image_2), s.ip_scale_2))

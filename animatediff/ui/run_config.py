@@ -126,6 +126,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["ip_scale"] = adapters[0].scale
         if adapters[0].image_encoder is not None:
             entry["image_encoder"] = str(adapters[0].image_encoder)
+        if adapters[0].mask is not None:
+            entry["ip_mask"] = str(adapters[0].mask)
         entry["ip_adapters"] = [{"ip_adapter": str(a.weights), "ip_image": [str(i) for i in a.images],
                                  "ip_scale": a.scale} for a in adapters[1:]]  # fmt: skip
         if not entry["ip_adapters"]:

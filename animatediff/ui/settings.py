@@ -139,6 +139,8 @@ class Settings:
     ip_keyframes: list[tuple[int, str]] = field(default_factory=list)
     """IP-Adapter: (frame, an upload's id) of images at keyframes, interpolated between (`ui/controls.py`)."""
     ip_scale: float = 1.0
+    ip_mask: str = ""
+    """IP-Adapter: an upload's id, the mask where its image prompt acts (white); empty: everywhere."""
     image_encoder: str = ""
     """Empty: the `image_encoder/` folder beside the IP-Adapter's file."""
     ip_adapter_2: str = ""
