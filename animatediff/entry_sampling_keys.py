@@ -1,11 +1,11 @@
-"""A prompt-config entry's sampling keys, named after `generate`'s flags: `scheduler` (--scheduler), `preset`
-(--preset: a few-step recipe, `sampling.presets`, setting the scheduler and, unless the entry gives them, `steps` and
-`guidance_scale`), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), `context_length` and
-`context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused), `context_stride`,
-`context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule, --context-fuse,
---closed-loop), `loop` (--loop: looped windows), `free_noise` (--free-noise: FreeNoise's windows of
-`context_length` frames instead), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps,
-{fraction of the steps: scale}), `motion_attention_scale` and `motion_attention_scale_steps`, `guidance_scale_steps`
+"""A prompt-config entry's sampling keys, named after `generate`'s flags: `scheduler` (--scheduler), `preset` (--preset:
+a few-step recipe, `sampling.presets`, setting the scheduler and, unless the entry gives them, `steps` and
+`guidance_scale`), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), `ddim_eta` (--ddim-eta),
+`context_length` and `context_overlap` (--context-length, --context-overlap: static sliding windows, pyramid-fused),
+`context_stride`, `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule,
+--context-fuse, --closed-loop), `loop` (--loop: looped windows), `free_noise` (--free-noise: FreeNoise's windows of
+`context_length` frames instead), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps, {fraction
+of the steps: scale}), `motion_attention_scale` and `motion_attention_scale_steps`, `guidance_scale_steps`
 (--guidance-scale-steps), `freeu` (--freeu: {b1, b2, s1, s2}) and `free_init_iters` (--free-init, FreeInit's default
 settings otherwise).
 
@@ -27,7 +27,7 @@ from animatediff.pipeline.video_start import check_video_options
 from animatediff.sampling.context import requested_windows
 from animatediff.sampling.free_init import FreeInit
 from animatediff.sampling.presets import Sampling, resolve_sampling
-from animatediff.sampling.schedulers import make_scheduler
+from animatediff.sampling.schedulers import make_scheduler, set_ddim_eta
 
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -45,7 +45,7 @@ WINDOW_KEYS = ("context_stride", "context_schedule", "context_fuse")
 def check_sampling_keys(values: dict, where: str) -> None:
     """Check an entry's scheduler, context and FreeInit keys in place (`where` names the entry in errors); an unset
     key (absent or null) takes its default."""
-    keys = ("scheduler", "preset", "timestep_spacing", "tcd_gamma", "context_length", "context_overlap")
+    keys = ("scheduler", "preset", "timestep_spacing", "tcd_gamma", "ddim_eta", "context_length", "context_overlap")
     for key in (*keys, *WINDOW_KEYS, "free_init_iters", "motion_scale"):
         if values.get(key) is None:
             values.pop(key, None)
@@ -128,13 +128,14 @@ def _check_windows(values: dict, where: str) -> None:
 
 
 def _sampling(values: dict, where: str) -> Sampling:
-    """The entry's preset, scheduler, timestep spacing and TCD gamma, resolved (`resolve_sampling`)."""
+    """The entry's preset, scheduler, timestep spacing, TCD gamma and DDIM eta, resolved (`resolve_sampling`)."""
     try:
         return resolve_sampling(
             values.get("preset") or None,
             values.get("scheduler") or None,
             timestep_spacing=values.get("timestep_spacing") or None,
             tcd_gamma=values.get("tcd_gamma"),
+            ddim_eta=values.get("ddim_eta"),
         )
     except InputError as err:
         raise InputError(f"{where}: {err}") from None
@@ -148,21 +149,21 @@ def _free_init(iterations: object, where: str) -> FreeInit:
 
 
 def entry_scheduler(entry: PromptEntry, inference_config: str) -> SchedulerMixin:
-    """The entry's `scheduler` by name, or its `preset`'s, with its `timestep_spacing` and `tcd_gamma`; without
-    either, the DDIM of its official `inference_config` file (its `noise_scheduler_kwargs`), else the official DDIM
-    settings, spaced by `timestep_spacing` when given."""
+    """The entry's `scheduler` by name, or its `preset`'s, with its `timestep_spacing`, `tcd_gamma` and `ddim_eta`;
+    without either, the DDIM of its official `inference_config` file (its `noise_scheduler_kwargs`), else the
+    official DDIM settings, spaced by `timestep_spacing` and at `ddim_eta` when given."""
     from diffusers import DDIMScheduler
 
     if entry.scheduler or entry.preset:
-        return _sampling(
-            {k: getattr(entry, k) for k in ("preset", "scheduler", "timestep_spacing", "tcd_gamma")}, entry.name
-        ).make_scheduler()
+        keys = ("preset", "scheduler", "timestep_spacing", "tcd_gamma", "ddim_eta")
+        return _sampling({k: getattr(entry, k) for k in keys}, entry.name).make_scheduler()
     spacing = {"timestep_spacing": entry.timestep_spacing} if entry.timestep_spacing else {}
     if not inference_config or not Path(inference_config).is_file():
-        return make_scheduler("ddim", **spacing)  # the official inference configs' DDIM settings
-    cfg = yaml.safe_load(Path(inference_config).read_text()) or {}
-    kwargs = cfg.get("noise_scheduler_kwargs")
-    return DDIMScheduler(**kwargs, **spacing) if kwargs else make_scheduler("ddim", **spacing)
+        scheduler = make_scheduler("ddim", **spacing)  # the official inference configs' DDIM settings
+    else:
+        kwargs = (yaml.safe_load(Path(inference_config).read_text()) or {}).get("noise_scheduler_kwargs")
+        scheduler = DDIMScheduler(**kwargs, **spacing) if kwargs else make_scheduler("ddim", **spacing)
+    return scheduler if entry.ddim_eta is None else set_ddim_eta(scheduler, entry.ddim_eta)
 
 
 def entry_context(entry: PromptEntry, num_frames: int) -> ContextSchedule | None:

@@ -9,21 +9,20 @@ random, steps, guidance_scale, optional W, H, L).
 Keys beyond the official ones, named after `generate`'s flags so that an entry can say all a `generate` call says
 (`entry_sampling_keys`): `lora_configs` [{path, alpha}] (--lora: more image LoRAs, alpha 1.0 unless given, merged after
 lora_model_path in order; an item's `ramp` ramps its scale over the steps, `pipeline.lora_ramp`; its `regions` and
-`scale` confine it to regions at a scale keyframed by frame, `pipeline.region_loras`), `scheduler`
-(--scheduler: a `sampling.make_scheduler` name, instead of inference_config's DDIM; not beside an inference_config),
-`context_length` and `context_overlap` (--context-length, --context-overlap: static sliding windows, overlap 4 unless
-given), `context_stride`, `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule,
+`scale` confine it to regions at a scale keyframed by frame, `pipeline.region_loras`), `scheduler` (--scheduler: a
+`sampling.make_scheduler` name, instead of inference_config's DDIM; not beside an inference_config), `context_length`
+and `context_overlap` (--context-length, --context-overlap: static sliding windows, overlap 4 unless given),
+`context_stride`, `context_schedule`, `context_fuse` and `closed_loop` (--context-stride, --context-schedule,
 --context-fuse, --closed-loop), `loop` (--loop: looped windows, of context_length frames or --loop's default),
 `free_noise` (--free-noise), `motion_scale` (--motion-scale), `motion_scale_steps` (--motion-scale-steps: {fraction of
 the steps: scale}), `motion_attention_scale`, `motion_attention_scale_steps` and `motion_attention_mask`
 (--motion-attention-scale, --motion-attention-scale-steps, --motion-attention-mask), `guidance_scale_steps`
 (--guidance-scale-steps: {fraction of the steps: guidance scale}), `freeu` (--freeu: {b1, b2, s1, s2}),
-`free_init_iters` (--free-init:
-FreeInit with its default settings), `preset` (--preset: a few-step recipe, `sampling.presets`, its scheduler instead of
-inference_config's DDIM, its steps and guidance unless the entry gives them), `timestep_spacing` (--timestep-spacing),
-`tcd_gamma` (--tcd-gamma), and `pag_scale`, `pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale,
---pag-layer: perturbed-attention guidance). Bad values fail in one line while the config is read, before any model
-loads.
+`free_init_iters` (--free-init: FreeInit with its default settings), `preset` (--preset: a few-step recipe,
+`sampling.presets`, its scheduler instead of inference_config's DDIM, its steps and guidance unless the entry gives
+them), `timestep_spacing` (--timestep-spacing), `tcd_gamma` (--tcd-gamma), `ddim_eta` (--ddim-eta), and `pag_scale`,
+`pag_adaptive_scale` and `pag_layers` (--pag-scale, --pag-adaptive-scale, --pag-layer: perturbed-attention guidance).
+Bad values fail in one line while the config is read, before any model loads.
 
 Prompt travel, in animatediff-cli-prompt-travel's form (github.com/s9roll7/animatediff-cli-prompt-travel): an entry
 with `prompt_map` {frame: prompt} (and optional `head_prompt` / `tail_prompt` joined to every keyframe's prompt by

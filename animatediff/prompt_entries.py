@@ -76,6 +76,8 @@ class PromptEntry:
     """leading, trailing or linspace, as generate's --timestep-spacing; empty: the preset's, else the scheduler's."""
     tcd_gamma: float | None = None
     """The tcd scheduler's gamma in [0, 1] (generate's --tcd-gamma); unset: the preset's, else 0.3."""
+    ddim_eta: float | None = None
+    """The ddim scheduler's eta in [0, 1] (generate's --ddim-eta); unset: 0, deterministic."""
     steps: int = 25
     guidance_scale: float | None = None
     """Classifier-free guidance; unset takes the base's own (its animatediff.json, else 7.5)."""

@@ -358,3 +358,19 @@ def test_a_loras_regions_make_it_a_region_lora_of_the_run_entry(models_dir):
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             parse(fields | bad, catalog)
+
+
+def test_the_ddim_eta_reaches_the_run_entry_and_other_schedulers_refuse_it(models_dir):
+    from animatediff.entry_sampling_keys import entry_scheduler
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    catalog = scan(models_dir)
+    entry = parse_entry(run_entry(with_seed(parse({"prompt": PROMPT, "ddim_eta": 0.4}, catalog)), catalog), "form")
+    assert entry.ddim_eta == 0.4 and entry_scheduler(entry, "").config.eta == 0.4
+    assert parse_entry(run_entry(with_seed(parse({"prompt": PROMPT}, catalog)), catalog), "form").ddim_eta is None
+    with pytest.raises(InputError, match="a DDIM eta is for the ddim scheduler; this run samples with euler"):
+        parse({"prompt": PROMPT, "ddim_eta": 0.4, "scheduler": "euler"}, catalog)
+    with pytest.raises(InputError, match="DDIM eta: 2.0 is outside 0.0–1.0"):
+        parse({"prompt": PROMPT, "ddim_eta": 2}, catalog)

@@ -78,6 +78,14 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         metavar="G",
         help="the tcd scheduler's stochasticity in [0, 1] (0: deterministic); default: 0.3",
     )
+    p.add_argument(
+        "--ddim-eta",
+        type=float,
+        default=None,
+        metavar="E",
+        help="the ddim scheduler's eta in [0, 1], fresh noise at each step (A1111's Eta for DDIM); default: 0, "
+        "deterministic, as the official code samples",
+    )
 
 
 def guidance_and_free_u_from_args(args: argparse.Namespace) -> dict[str, object]:
@@ -99,5 +107,11 @@ def sampling_from_args(args: argparse.Namespace) -> Sampling:
     from animatediff.sampling.presets import resolve_sampling
 
     return resolve_sampling(
-        args.preset, args.scheduler, args.steps, args.guidance_scale, args.timestep_spacing, args.tcd_gamma
+        args.preset,
+        args.scheduler,
+        args.steps,
+        args.guidance_scale,
+        args.timestep_spacing,
+        args.tcd_gamma,
+        args.ddim_eta,
     )

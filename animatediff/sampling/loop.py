@@ -67,13 +67,13 @@ def sampling_timesteps(
 
 def step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None = None) -> dict:
     """What `scheduler.step` takes beside the prediction, as diffusers' pipelines pass it: `generator`, from which a
-    stochastic scheduler (euler-ancestral, DDPM, SDE-DPM++, LCM, TCD) draws its step noise, and `eta`: 0 for DDIM
-    (deterministic, as the official code samples), TCD's `gamma` from its config (`make_scheduler("tcd")`; 0, as
-    diffusers' pipelines default, for a TCD scheduler made without one)."""
+    stochastic scheduler (euler-ancestral, DDPM, SDE-DPM++, LCM, TCD, DDIM at an eta above 0) draws its step noise,
+    and `eta`: TCD's `gamma` or DDIM's `eta` from its config (`make_scheduler`), else 0 (deterministic DDIM, as the
+    official code samples, and diffusers' pipelines' default)."""
     params = set(inspect.signature(scheduler.step).parameters)
     kwargs: dict = {}
     if "eta" in params:
-        kwargs["eta"] = float(scheduler.config.get("gamma", 0.0))
+        kwargs["eta"] = float(scheduler.config.get("gamma", scheduler.config.get("eta", 0.0)))
     if "generator" in params:
         kwargs["generator"] = generator
     return kwargs

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from animatediff.errors import InputError
 from animatediff.sampling.schedulers import (
     OWN_TIMESTEPS,
+    check_ddim_eta,
     check_tcd_gamma,
     check_timestep_spacing,
     make_scheduler,
@@ -109,6 +110,8 @@ class Sampling:
     """None: ours (AnimateDiff's linear betas)."""
     tcd_gamma: float | None = None
     """None: `schedulers.TCD_GAMMA` (tcd only)."""
+    ddim_eta: float | None = None
+    """None: 0 (ddim only)."""
 
     def scheduler_overrides(self) -> dict:
         """The config `make_scheduler(self.scheduler, **overrides)` takes for these settings."""
@@ -119,6 +122,8 @@ class Sampling:
             overrides["beta_schedule"] = self.beta_schedule
         if self.tcd_gamma is not None:
             overrides["gamma"] = self.tcd_gamma
+        if self.ddim_eta is not None:
+            overrides["eta"] = self.ddim_eta
         return overrides
 
     def make_scheduler(self) -> SchedulerMixin:
@@ -133,6 +138,7 @@ def resolve_sampling(
     guidance_scale: float | None = None,
     timestep_spacing: str | None = None,
     tcd_gamma: float | None = None,
+    ddim_eta: float | None = None,
 ) -> Sampling:
     """The sampling settings of a preset (by name) with each explicitly given value taking over its own; checked,
     so that a bad value is an input error before any model loads.
@@ -151,6 +157,10 @@ def resolve_sampling(
         tcd_gamma = check_tcd_gamma(tcd_gamma)
     elif chosen is not None and name == "tcd":
         tcd_gamma = chosen.tcd_gamma
+    if ddim_eta is not None:
+        if name != "ddim":
+            raise InputError(f"a DDIM eta is for the ddim scheduler; this run samples with {name}")
+        ddim_eta = check_ddim_eta(ddim_eta)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise InputError(f"steps must be a whole number of at least 1, got {steps!r}")
     return Sampling(
@@ -160,6 +170,7 @@ def resolve_sampling(
         timestep_spacing=timestep_spacing,
         beta_schedule=chosen.beta_schedule if chosen else None,
         tcd_gamma=tcd_gamma,
+        ddim_eta=ddim_eta,
     )
 
 

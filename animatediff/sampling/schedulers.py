@@ -8,6 +8,7 @@ Few-step sampling (`presets.py`) picks among them with two more settings: the ti
 `trailing`, `linspace`: how the steps are spread over the 1000 training timesteps; AnimateDiff-Lightning samples
 with `trailing`), and TCD's `gamma` (its stochasticity, the `eta` of diffusers' TCD step; 0.3 as diffusers'
 docs recommend), kept in the scheduler's config so that the loop (`loop.step_kwargs`) passes it to every step.
+DDIM's `eta` (A1111's "Eta for DDIM"; 0, deterministic, as the official code samples) is kept there so too.
 """
 
 from __future__ import annotations
@@ -145,16 +146,36 @@ def check_timestep_spacing(spacing: str, scheduler: str | None = None) -> str:
 
 def check_tcd_gamma(gamma: object) -> float:
     """TCD's gamma as a float in [0, 1] (0: deterministic; 1: a fresh draw at every step), else an input error."""
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
-        raise InputError(f"TCD gamma must be a number in [0, 1], got {gamma!r}")
-    return float(gamma)
+    return _unit(gamma, "TCD gamma")
+
+
+def check_ddim_eta(eta: object) -> float:
+    """DDIM's eta as a float in [0, 1] (0: deterministic, as the official code samples; 1: as much fresh noise at
+    each step as DDPM draws), else an input error."""
+    return _unit(eta, "DDIM eta")
+
+
+def _unit(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InputError(f"{what} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def set_ddim_eta(scheduler: SchedulerMixin, eta: object) -> SchedulerMixin:
+    """`scheduler`, a DDIM one, with its eta (`check_ddim_eta`) kept in its config for the loop; an input error for
+    another scheduler."""
+    if not isinstance(scheduler, DDIMScheduler):
+        raise InputError(f"eta is the ddim scheduler's setting; the {type(scheduler).__name__} has none")
+    scheduler.register_to_config(eta=check_ddim_eta(eta))
+    return scheduler
 
 
 def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
     """A diffusers scheduler by name, on the official AnimateDiff betas; `overrides` change its config.
 
     `timestep_spacing` is checked against `TIMESTEP_SPACINGS` (and refused for lcm and tcd, which ignore it);
-    `gamma`, for tcd only, is TCD's stochasticity (`TCD_GAMMA` unless given), kept in the config for the loop."""
+    `gamma`, for tcd only, is TCD's stochasticity (`TCD_GAMMA` unless given), and `eta`, for ddim only, DDIM's (0
+    unless given), kept in the config for the loop."""
     key = scheduler_key(name)
     cls, extra = SCHEDULERS[key]
     overrides = dict(overrides)
@@ -163,12 +184,17 @@ def make_scheduler(name: str = "ddim", **overrides) -> SchedulerMixin:
     gamma = overrides.pop("gamma", None)
     if gamma is not None and key != "tcd":
         raise InputError(f"gamma is the tcd scheduler's setting; the {key} scheduler has none")
+    eta = overrides.pop("eta", None)
+    if eta is not None and key != "ddim":
+        raise InputError(f"eta is the ddim scheduler's setting; the {key} scheduler has none")
     config = {**OFFICIAL_SCHEDULER_CONFIG, **extra, **overrides}
     if "clip_sample" not in inspect.signature(cls.__init__).parameters:
         config.pop("clip_sample")
     scheduler = cls(**config)
     if key == "tcd":
         scheduler.register_to_config(gamma=TCD_GAMMA if gamma is None else check_tcd_gamma(gamma))
+    if eta is not None:
+        set_ddim_eta(scheduler, eta)
     return scheduler
 
 
@@ -197,7 +223,7 @@ def denoising_target(
 
 def for_model(scheduler: SchedulerMixin, settings: dict) -> SchedulerMixin:
     """`scheduler` with a model's noise settings (`model_noise_settings`): itself when it has them already. Config
-    keys its class does not take (TCD's `gamma`) carry over."""
+    keys its class does not take (TCD's `gamma`, DDIM's `eta`) carry over."""
     if all(scheduler.config.get(k) == v for k, v in settings.items()):
         return scheduler
     accepted = inspect.signature(type(scheduler).__init__).parameters

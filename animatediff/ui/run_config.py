@@ -82,6 +82,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
     if kinds["motion"]:
         entry["motion_module_lora_configs"] = kinds["motion"]
     entry["scheduler"] = s.scheduler
+    if s.ddim_eta is not None:
+        entry["ddim_eta"] = s.ddim_eta
     if s.preset:
         entry["preset"] = s.preset
     for key in ("free_noise", "loop"):

@@ -59,6 +59,8 @@ class Settings:
     output_format: str = "gif"
     fps: float = 8.0
     scheduler: str = "ddim"
+    ddim_eta: float | None = None
+    """The ddim scheduler's eta (fresh noise at each step); None: 0, deterministic."""
     preset: str = ""
     """A few-step recipe (`sampling.presets`): its timestep spacing and betas; the page fills in its scheduler, steps
     and guidance, which the form then sends as given."""
@@ -214,6 +216,7 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.output_format = choice(raw.get("output_format", "gif"), FORMATS, "output format")
     s.scheduler = choice(raw.get("scheduler", "ddim"), list(SCHEDULERS), "scheduler")
     s.preset = choice(raw.get("preset") or "", ["", *preset_names()], "preset")
+    s.ddim_eta = number(raw, "ddim_eta", float, None, "DDIM eta")
     sampling_of(s)  # a preset with this scheduler: checked as generate checks it
     s.prompt_interpolation = choice(raw.get("prompt_interpolation", "linear"), INTERPOLATIONS, "interpolation")
     s.prompt_weighting = choice(raw.get("prompt_weighting") or "none", WEIGHTINGS, "prompt weighting")
@@ -336,9 +339,9 @@ def fitting_embeddings(catalog: Catalog, base: Path) -> tuple[str, ...]:
 
 
 def sampling_of(s: Settings) -> Sampling:
-    """The run's sampling: the preset's, with the form's scheduler, steps and guidance taking over, as `generate
-    --preset P --scheduler S --steps N --guidance-scale G` resolves it."""
-    return resolve_sampling(s.preset or None, s.scheduler, s.steps, s.guidance_scale)
+    """The run's sampling: the preset's, with the form's scheduler, steps, guidance and DDIM eta taking over, as
+    `generate --preset P --scheduler S --steps N --guidance-scale G --ddim-eta E` resolves it."""
+    return resolve_sampling(s.preset or None, s.scheduler, s.steps, s.guidance_scale, ddim_eta=s.ddim_eta)
 
 
 def context_of(s: Settings) -> ContextSchedule | None:
