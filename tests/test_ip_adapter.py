@@ -20,9 +20,10 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.formats.ip_adapter import read_ip_adapter
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline import animation as animation_module
-from animatediff.pipeline import ip_adapter as ip_module
+from animatediff.pipeline import ip_call as ip_module
 from animatediff.pipeline.free_noise import FreeNoise
-from animatediff.pipeline.ip_adapter import ImageEmbeds, IPAdapter, release_ip_adapter
+from animatediff.pipeline.ip_adapter import IPAdapter
+from animatediff.pipeline.ip_call import ImageEmbeds, release_ip_adapter
 from tests.diffusers_reference import diffusers_adapter, diffusers_motion_unet
 
 ARGS = dict(

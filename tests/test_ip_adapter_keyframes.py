@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from animatediff.errors import InputError
-from animatediff.pipeline.ip_adapter import ImageEmbeds, IPAdapter
+from animatediff.pipeline.ip_adapter import IPAdapter
+from animatediff.pipeline.ip_call import ImageEmbeds
 from tests.test_ip_adapter import ARGS, diffusers_reference, ip_folder, sample_image  # noqa: F401
 
 CPU = torch.device("cpu")
@@ -73,7 +74,7 @@ def test_one_keyframe_is_the_plain_image_prompt_and_windows_take_their_frames(ip
 
 def test_keyframes_travel_with_the_prompts_interpolation_and_loop(ip_folder, one_thread, monkeypatch):  # noqa: F811
     """slerp and the keyframes going round reach the image embeddings as they reach the text."""
-    from animatediff.pipeline import ip_adapter as module
+    from animatediff.pipeline import ip_call as module
 
     ours, folder = ip_folder
     seen = []

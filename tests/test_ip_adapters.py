@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from animatediff.errors import InputError
-from animatediff.pipeline import ip_adapter as ip_module
+from animatediff.pipeline import ip_call as ip_module
 from animatediff.pipeline.ip_adapter import IPAdapter, ip_adapters
 from animatediff.pipeline.regions import Region
 from tests.test_ip_adapter import ARGS, diffusers_reference, ip_folder, sample_image, tiny_image_encoder  # noqa: F401

@@ -12,7 +12,8 @@ from diffusers.image_processor import IPAdapterMaskProcessor
 from PIL import Image
 
 from animatediff.errors import InputError, InputNotFound
-from animatediff.pipeline.ip_adapter import ImageEmbeds, IPAdapter
+from animatediff.pipeline.ip_adapter import IPAdapter
+from animatediff.pipeline.ip_call import ImageEmbeds
 from tests.test_ip_adapter import ARGS, diffusers_reference, ip_folder, sample_image  # noqa: F401
 
 LEFT = np.zeros((16, 16))

@@ -32,7 +32,8 @@ from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_no
 from animatediff.pipeline.free_u import FreeU, free_u_on
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
 from animatediff.pipeline.guidance_steps import check_guidance_scale_steps, check_unguided_runs
-from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_adapters, ip_adapter_call, same_negative_images
+from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_adapters
+from animatediff.pipeline.ip_call import ip_adapter_call, same_negative_images
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
 from animatediff.pipeline.loading import PipelineLoading
 from animatediff.pipeline.lora_ramp import LoraRamp, check_lora_ramps, lora_scales_kept, ramped_loras

@@ -2,7 +2,7 @@
 their frame (0000.png, 0016.jpg: animatediff-cli-prompt-travel's `ip_adapter_map` `input_image_dir`), each keyframe
 held for `ip_fixed_ratio` of the gap to the next before the embedding travels on (prompt-travel's
 `prompt_fixed_ratio` of its `ip_adapter_map`), and the last towards the clip's end when the keyframes go round.
-The pipeline interpolates the frames between (`pipeline/ip_adapter.py`)."""
+The pipeline interpolates the frames between (`pipeline/ip_call.py`)."""
 
 from __future__ import annotations
 

@@ -42,14 +42,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from animatediff.errors import InputError
-from animatediff.pipeline.ip_adapter import (
-    ImageInput,
-    IPAdapter,
-    IPAdapterCall,
-    check_ip_adapters,
-    ip_adapter_call,
-    ip_adapters,
-)
+from animatediff.pipeline.ip_adapter import ImageInput, IPAdapter, check_ip_adapters, ip_adapters
+from animatediff.pipeline.ip_call import IPAdapterCall, ip_adapter_call
 from animatediff.pipeline.masks import MaskSource, fitted_masks, mask_frames
 from animatediff.pipeline.prompt_travel import keyframes
 from animatediff.pipeline.text import CallText, TextConditioning
