@@ -21,6 +21,7 @@ image's colour and whose last four the second's, against one image for the whole
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from world_setup import embedded_pipeline, trained_options
 
 from animatediff.formats.ip_adapter import read_ip_adapter
 from animatediff.models.ip_adapter import IP_PROCESSORS, IPAdapterLayers
+from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.ip_adapter import IPAdapter
 from animatediff.text_encoding import encode_prompts
 from animatediff.world.metrics import colour_correct, motion_correct, track
@@ -167,6 +169,37 @@ def measure(pipe, run: Path, seeds: int, sample_steps: int, scale: float) -> Non
             moved += motion_correct(track(frames), "right")
         n = len(clips)
         print(f"| {label} | {first_hits}/{n} | {second_hits}/{n} | {moved}/{n} | {n} |", flush=True)
+
+
+def trained_adapter_options(description: str) -> argparse.ArgumentParser:
+    """A parser for a benchmark drawing with the IP-Adapter this one trains: --run-dir, --seeds, --sample-steps,
+    --threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--run-dir", default="runs/world-ip-adapter", help="world_ip_adapter.py's run folder")
+    parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per colour")
+    parser.add_argument("--sample-steps", type=int, default=25, help="DDIM steps per clip")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return parser
+
+
+def trained_adapter(args: argparse.Namespace) -> tuple[AnimationPipeline, Path]:
+    """(the embedded pipeline, the trained IP-Adapter's weights file) for `trained_adapter_options`' arguments; exits
+    with a line to say so where this benchmark has not trained it yet."""
+    weights = Path(args.run_dir) / "ip_adapter.safetensors"
+    if not weights.is_file():
+        raise SystemExit(f"{weights} not found: run benchmarks/world_ip_adapter.py first")
+    return embedded_pipeline(args.threads, quiet=True), weights
+
+
+def colour_close_ups(seeds: int) -> list[tuple[str, Image.Image, int]]:
+    """(colour, a close-up of a circle of that colour, seed) for every colour of the world and seeds 0 … seeds − 1,
+    the close-ups drawn from a fixed generator."""
+    rng = np.random.default_rng(123)
+    clips = []
+    for colour in BASE_WORLD.colours:
+        close_up = Image.fromarray(still(rng, colour=colour, shape="circle", background="black")[2])
+        clips += [(colour, close_up, seed) for seed in range(seeds)]
+    return clips
 
 
 def main() -> None:

@@ -15,14 +15,12 @@ and one image alone at 1.5.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from world_ip_adapter import still
-from world_setup import embedded_pipeline
+from world_ip_adapter import still, trained_adapter, trained_adapter_options
 
 from animatediff.pipeline.ip_adapter import IPAdapter
 from animatediff.world.metrics import colour_correct, motion_correct, track
@@ -55,18 +53,11 @@ def adapters(weights: Path, images: tuple[Image.Image, Image.Image], scales: tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="runs/world-ip-adapter", help="world_ip_adapter.py's run folder")
-    parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per colour pair")
-    parser.add_argument("--sample-steps", type=int, default=25, help="DDIM steps per clip")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser = trained_adapter_options(__doc__.splitlines()[0])
     parser.add_argument("--rows", choices=("scales", "sums"), default="scales", help="the rows (ROWS or SUMS)")
     args = parser.parse_args()
     rows = ROWS if args.rows == "scales" else SUMS
-    weights = Path(args.run_dir) / "ip_adapter.safetensors"
-    if not weights.is_file():
-        raise SystemExit(f"{weights} not found: run benchmarks/world_ip_adapter.py first")
-    pipe = embedded_pipeline(args.threads, quiet=True)
+    pipe, weights = trained_adapter(args)
     colours = list(BASE_WORLD.colours)
     rng = np.random.default_rng(123)
     clips = []

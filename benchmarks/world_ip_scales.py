@@ -11,18 +11,12 @@ prompt, scale 1 everywhere, and scale 1 in one part only (layer-wise, the rest a
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from world_ip_adapter import still
-from world_setup import embedded_pipeline
+from world_ip_adapter import colour_close_ups, trained_adapter, trained_adapter_options
 
 from animatediff.pipeline.ip_adapter import IPAdapter
 from animatediff.world.metrics import colour_correct, motion_correct, track
-from animatediff.world.scenes import BASE_WORLD
 
 ROWS = {
     "none": None,
@@ -37,21 +31,9 @@ ROWS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="runs/world-ip-adapter", help="world_ip_adapter.py's run folder")
-    parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per colour")
-    parser.add_argument("--sample-steps", type=int, default=25, help="DDIM steps per clip")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    args = parser.parse_args()
-    weights = Path(args.run_dir) / "ip_adapter.safetensors"
-    if not weights.is_file():
-        raise SystemExit(f"{weights} not found: run benchmarks/world_ip_adapter.py first")
-    pipe = embedded_pipeline(args.threads, quiet=True)
-    rng = np.random.default_rng(123)
-    clips = []
-    for colour in BASE_WORLD.colours:
-        close_up = Image.fromarray(still(rng, colour=colour, shape="circle", background="black")[2])
-        clips += [(colour, close_up, seed) for seed in range(args.seeds)]
+    args = trained_adapter_options(__doc__.splitlines()[0]).parse_args()
+    pipe, weights = trained_adapter(args)
+    clips = colour_close_ups(args.seeds)
     n = len(clips)
     print(f"\n## An IP-Adapter's scale per UNet block on the world ({args.sample_steps} DDIM steps, {n} clips a row; "
           "prompts name no colour)\n")  # fmt: skip
