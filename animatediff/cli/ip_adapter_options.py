@@ -1,7 +1,6 @@
 """`generate`'s IP-Adapter options (--ip-adapter, --ip-image, --ip-scale, --image-encoder, --ip-mask) and the
-`IPAdapter`s
-they make, checked before any model loads: the options go together, the scale is a number ≥ 0, the files exist and
-the images open.
+`IPAdapter`s they make, checked before any model loads: the options go together, the scale is a number ≥ 0 (or a
+mapping per UNet block), the files exist and the images open.
 
 --ip-adapter may be given more than once: several image prompts at once. The options after the second --ip-adapter
 (the third, …) are that one's; those before it, the first's."""
@@ -53,9 +52,8 @@ def add_ip_adapter_args(p: argparse.ArgumentParser) -> None:
         action=_InOrder,
         metavar="IMAGE",
         help="the image prompt for the --ip-adapter before it (or the first); repeatable (the images are seen "
-        "together); FRAME:IMAGE puts an image "
-        "at a keyframe, the frames between taking embeddings interpolated as --prompt-interpolation says (and going "
-        "round with --prompt-travel-loop)",
+        "together); FRAME:IMAGE puts an image at a keyframe, the frames between taking embeddings interpolated as "
+        "--prompt-interpolation says (and going round with --prompt-travel-loop)",
     )
     p.add_argument(
         "--ip-scale",

@@ -143,7 +143,8 @@ class IPAdapterLayers:
     def set_scale(self, scale: float | dict | list[float | dict]) -> None:
         """s, the weight of the image attention, one for every IP-Adapter or one per IP-Adapter in a list, each a
         number or per block in diffusers' layer-wise form (`pipeline/ip_scales.py`), on the installed processors
-        (diffusers' `set_ip_adapter_scale`); a block this UNet lacks is a one-line InputError."""
+        (diffusers' `set_ip_adapter_scale`); a block given more or fewer scales than it has transformers is a
+        one-line InputError."""
         from diffusers.loaders import IPAdapterMixin  # here: importing it imports transformers' image processors
 
         with self.installed():

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import yaml
-from diffusers import UNet2DConditionModel
 
 from animatediff.errors import InputError, non_negative
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
 
 PARTS = ("down", "mid", "up")
 HINT = "0: no image prompt, 1: as trained"
