@@ -209,8 +209,8 @@ class PromptEntry:
     """IP-Adapter: where its image prompt acts (white), a mask image or a folder of masks named by their frame; empty:
     everywhere."""
     ip_adapters: list[dict] = field(default_factory=list)
-    """Further image prompts drawn at once, each {ip_adapter, ip_image, ip_scale, image_encoder, ip_fixed_ratio}
-    (`entry_ip_keys`)."""
+    """Further image prompts drawn at once, each {ip_adapter, ip_image, ip_scale, image_encoder, ip_fixed_ratio,
+    ip_mask} (`entry_ip_keys`)."""
     regions: list[dict] = field(default_factory=list)
     """Regional prompts, each {mask, prompt or prompt_map, …} drawn where its mask is white (`region_entries`)."""
     keep_background: bool = False
