@@ -13,7 +13,8 @@
   the same way.
 
 A ControlNet made for another model family (SD2's 1024-wide or SDXL's 2048-wide text, other UNet channels) is an
-`InputError` naming both sides, before anything is denoised.
+`InputError` naming both sides, before anything is denoised. An SDXL base takes SDXL ControlNets (diffusers folders or
+hub ids), their added text/time embeddings given the pooled text and size ids the UNet gets.
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ def check_controlnet(
             f"{name}: a ControlNet for cross-attention dimension {dim} ({_family(dim)}), but the base UNet has "
             f"{expected} ({_family(expected)}); use a ControlNet made for this base (SD1.5: *_sd15_*)"
         )
-    if config.get("addition_embed_type") is not None:
-        raise InputError(f"{name}: an SDXL-style ControlNet (added text/time embeddings); use an SD1.x ControlNet")
+    added, base_added = config.get("addition_embed_type"), unet_config.get("addition_embed_type")
+    if added != base_added:
+        kind = "an SDXL-style ControlNet (added text/time embeddings)" if added else "an SD1.x-style ControlNet"
+        base = "an SDXL base" if base_added else "an SD1.x base"
+        raise InputError(f"{name}: {kind} for {base}; use a ControlNet made for this base")
     for key, what in (("in_channels", "latent channels"), ("block_out_channels", "block channels")):
         value, base = config.get(key), unet_config[key]
         if value is not None and tuple(_tuple(value)) != tuple(_tuple(base)):

@@ -348,8 +348,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             half = guiding and cfg <= 1.0  # unguided in a guided call: the half of the batches it predicts
             if half:  # its images, its controls' residuals
                 own, mine = own.half(negative), guidance_halves(mine, negative)
-            bound = [*mine, *own.conditions]  # with the ControlNets and SparseCtrls bound to the steps
-            sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids
+            sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids, for ControlNets too
+            bound = [*(c.with_sdxl(sizes) if hasattr(c, "with_sdxl") else c for c in mine), *own.conditions]
             predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
             predict = own.around(predict)  # its processors in the UNet around each prediction
             if ref is not None:  # reference-only: first a pass over the noised picture, without the controls

@@ -17,10 +17,14 @@ the middle (`ControlNetModel`'s own), the unconditional half getting none, as di
 A ControlNet whose config pools its conditions globally (shuffle) is always in guess mode, as in diffusers.
 On latents of another size than the clip's (the gradual latent hires fix's smaller ones) the control images are
 resized to them (`sized_control`: bicubic, as animatediff-cli-prompt-travel resizes them).
+
+On an SDXL base an SDXL ControlNet's added text/time embeddings take the pooled text and size ids the UNet takes for
+the same text (`with_sdxl`), as diffusers' `StableDiffusionXLControlNetPipeline` gives them.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,6 +43,7 @@ from animatediff.sampling.context import step_index
 if TYPE_CHECKING:
     from animatediff.pipeline.animation import AnimationPipeline
     from animatediff.pipeline.conditions import Condition
+    from animatediff.pipeline.sdxl import SDXLConditioning
 
 
 @dataclass
@@ -157,6 +162,8 @@ class ControlNetCondition:
         config = getattr(self.model, "config", {})
         self.guess_mode = control.guess_mode or bool(config.get("global_pool_conditions", False))
         self.guided = guided
+        self.sdxl: SDXLConditioning | None = None
+        """SDXL: the pooled text and size ids of the text it is bound to (`with_sdxl`), for its added embeddings."""
         dtype = getattr(self.model, "dtype", torch.float32)
         self.frames = control.frames.to(device=device, dtype=dtype)
         self.step_of = step_index(timesteps)
@@ -165,6 +172,15 @@ class ControlNetCondition:
     def half(self, negative: bool) -> ControlNetCondition | None:
         """This condition for one half of the guidance (`conditions.guidance_half`)."""
         return guidance_half(self, negative)
+
+    def with_sdxl(self, sizes: Sequence[SDXLConditioning]) -> ControlNetCondition:
+        """This condition for one text of an SDXL base: its pooled text and size ids (`sdxl.sdxl_conditions`) given
+        to the ControlNet's added embeddings as the UNet is given them; itself for SD1.x (`sizes` empty)."""
+        if not sizes:
+            return self
+        bound = copy.copy(self)
+        bound.sdxl = sizes[0]
+        return bound
 
     def unet_kwargs(
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
@@ -186,6 +202,7 @@ class ControlNetCondition:
         else:  # per-frame text (prompt travel)
             context = rearrange(text, "b f n d -> (b f) n d")
         cond = sized_control(self.frames[frames.to(self.frames.device)], x, self.factor).repeat(videos, 1, 1, 1)
+        added = None if self.sdxl is None else self.sdxl.unet_kwargs(x, t, text, frames)["added_cond_kwargs"]
         down, mid = self.model(
             sample,
             t,
@@ -193,6 +210,7 @@ class ControlNetCondition:
             controlnet_cond=cond,
             conditioning_scale=self.scale,
             guess_mode=self.guess_mode,
+            added_cond_kwargs=added,
             return_dict=False,
         )
         down, mid = [d.to(x.dtype) for d in down], mid.to(x.dtype)
@@ -255,6 +273,10 @@ def controlnet_conditions(
                     "resize them to the output size (io.video_input.fit_frames)"
                 )
         control.model.to(pipe.device)
+        if isinstance(control, KeyframeControlNet) and (config or {}).get("addition_embed_type") is not None:
+            raise InputError(
+                f"{name}: keyframe ControlNets take SD1.x bases; give an SDXL ControlNet an image per frame"
+            )
         if isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
             conditions.append(
                 KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device, pipe.vae_scale_factor)

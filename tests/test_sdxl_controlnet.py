@@ -1,0 +1,113 @@
+"""A ControlNet on an SDXL base: its added text/time embeddings take the pooled text and size ids the UNet takes.
+
+diffusers has no AnimateDiff SDXL ControlNet pipeline, so the reference is its `StableDiffusionXLControlNetPipeline`
+frame by frame: with motion modules as freshly made (their output projections zero, so they add nothing), our clip
+is a batch of independent SDXL images, each frame its own start noise and control image. Also: guess mode, the
+family checks both ways, and keyframe ControlNets refused on SDXL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+from animatediff.errors import InputError
+from animatediff.formats.controlnet import check_controlnet
+from animatediff.models import MotionModuleConfig, MotionModules
+from animatediff.pipeline import AnimationPipeline
+from animatediff.pipeline.controlnet import ControlNet
+from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
+from tests.sdxl_tiny import SDXL_CHANNELS, tiny_sdxl_folder
+from tests.tiny import tiny_unet
+
+FRAMES, SIZE = 3, 32
+ARGS = dict(prompt="a red circle moving left", height=SIZE, width=SIZE, num_inference_steps=3, guidance_scale=6.0)
+
+
+@pytest.fixture(scope="module")
+def sdxl_still(tmp_path_factory):
+    """Our pipeline over the tiny SDXL with motion modules that add nothing, and a random SDXL ControlNet."""
+    folder = tiny_sdxl_folder(tmp_path_factory.mktemp("sdxl") / "sdxl")
+    motion = MotionModules(MotionModuleConfig(block_out_channels=SDXL_CHANNELS, layers_per_block=2)).eval()
+    pipe = AnimationPipeline.from_pretrained(folder, motion)
+    torch.manual_seed(3)
+    controlnet = ControlNetModel.from_unet(pipe.unet.unet, conditioning_embedding_out_channels=(8, 16)).eval()
+    with torch.no_grad():
+        for name, p in controlnet.named_parameters():
+            if "zero_convs" in name or "mid_block" in name or "controlnet_cond_embedding.conv_out" in name:
+                p.normal_(0, 0.1)  # ControlNetModel zero-initializes these: random, so that it steers
+    return pipe, controlnet
+
+
+def _control_images(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((FRAMES, SIZE, SIZE, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("guess_mode", [False, True])
+def test_an_sdxl_controlnet_matches_diffusers_sdxl_controlnet_pipeline_frame_by_frame(sdxl_still, one_thread,
+                                                                                     guess_mode):  # fmt: skip
+    ours, controlnet = sdxl_still
+    images = _control_images()
+    control = ControlNet(controlnet, images, scale=0.8, guess_mode=guess_mode)
+    got = ours(**ARGS, num_frames=FRAMES, seed=4, progress=False, controlnets=[control])
+    plain = ours(**ARGS, num_frames=FRAMES, seed=4, progress=False)
+    assert np.abs(got - plain).mean() > 1e-3  # the ControlNet steers
+
+    reference = StableDiffusionXLControlNetPipeline(
+        vae=ours.vae, text_encoder=ours.text_encoder, text_encoder_2=ours.text_encoder_2, tokenizer=ours.tokenizer,
+        tokenizer_2=ours.tokenizer_2, unet=ours.unet.unet, controlnet=controlnet, scheduler=ours.scheduler,
+    )  # fmt: skip
+    reference.set_progress_bar_config(disable=True)
+    f = ours.vae_scale_factor
+    noise = torch.randn((1, 4, FRAMES, SIZE // f, SIZE // f), generator=torch.Generator().manual_seed(4))
+    latents = noise[0].permute(1, 0, 2, 3)  # the clip's start noise, a frame per image
+    args = {**ARGS, "prompt": [ARGS["prompt"]] * FRAMES}  # a batch of frames, each with its own control image
+    expected = reference(**args, image=torch.from_numpy(images).permute(0, 3, 1, 2), latents=latents,
+                         controlnet_conditioning_scale=0.8, guess_mode=guess_mode, output_type="np").images  # fmt: skip
+    np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-4)
+
+
+def test_controlnets_of_the_other_family_and_sdxl_keyframes_are_refused(sdxl_still, one_thread):
+    ours, controlnet = sdxl_still
+    sd15 = ControlNetModel.from_unet(tiny_unet(), conditioning_embedding_out_channels=(8, 16)).eval()
+    with pytest.raises(InputError, match="cross-attention dimension 32"):
+        ours(**ARGS, num_frames=FRAMES, progress=False, controlnets=[ControlNet(sd15, _control_images())])
+    base = dict(sd15.config)
+    sdxl_like = {**base, "addition_embed_type": "text_time"}  # the same widths, SDXL's added embeddings
+    with pytest.raises(InputError, match="an SDXL-style ControlNet .* for an SD1.x base; use a ControlNet made for"):
+        check_controlnet(sdxl_like, base)
+    with pytest.raises(InputError, match="an SD1.x-style ControlNet for an SDXL base"):
+        check_controlnet(base, sdxl_like)
+    check_controlnet(dict(controlnet.config), ours.unet.config)  # an SDXL ControlNet for an SDXL base
+    keyed = KeyframeControlNet(controlnet, {0: _control_images()[0]})
+    with pytest.raises(InputError, match="keyframe ControlNets take SD1.x bases; give an SDXL ControlNet an image"):
+        ours(**ARGS, num_frames=FRAMES, progress=False, controlnets=[keyed])
+
+
+def test_generate_takes_an_sdxl_controlnet_folder_on_an_sdxl_base(tmp_path, one_thread):
+    """--controlnet FOLDER --control-frames DIR on an SDXL base draws what the pipeline draws with that ControlNet."""
+    from diffusers import UNet2DConditionModel
+    from PIL import Image
+
+    from animatediff.cli import main
+    from animatediff.formats import save_motion_modules
+    from tests.sdxl_tiny import tiny_sdxl_motion
+
+    base = tiny_sdxl_folder(tmp_path / "sdxl")
+    motion = save_motion_modules(tiny_sdxl_motion(), tmp_path / "mm.safetensors")
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16)).save_pretrained(tmp_path / "cn")
+    (tmp_path / "frames").mkdir()
+    images = (_control_images(1) * 255).astype(np.uint8)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / "frames" / f"{i:04d}.png")
+    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--prompt", "a fox", "--steps", "2"]
+    args += ["--frames", str(FRAMES), "--width", str(SIZE), "--height", str(SIZE), "--seed", "2", "--quiet"]
+    controls = ["--controlnet", str(tmp_path / "cn"), "--control-frames", str(tmp_path / "frames")]
+    assert main([*args, *controls, "--output", str(tmp_path / "o.npy")]) == 0
+    pipe = AnimationPipeline.from_pretrained(base, motion)
+    control = ControlNet(ControlNetModel.from_pretrained(tmp_path / "cn"), images)
+    expected = pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2, seed=2,
+                    progress=False, controlnets=[control])[0]  # fmt: skip
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, rtol=0, atol=1e-5)
