@@ -111,3 +111,21 @@ def test_generate_takes_an_sdxl_controlnet_folder_on_an_sdxl_base(tmp_path, one_
     expected = pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2, seed=2,
                     progress=False, controlnets=[control])[0]  # fmt: skip
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, rtol=0, atol=1e-5)
+
+
+def test_an_sdxl_controlnet_file_in_diffusers_names_loads_exactly(tmp_path):
+    """A single .safetensors in diffusers' key names (sd_control_collection's diffusers_xl_* files) for an SDXL base."""
+    from safetensors.torch import save_file
+
+    from animatediff.formats.controlnet import load_controlnet
+    from tests.sdxl_tiny import tiny_sdxl_unet
+
+    unet = tiny_sdxl_unet()
+    made = ControlNetModel.from_unet(unet)
+    with torch.no_grad():
+        for p in made.parameters():
+            p.normal_(0, 0.1)
+    save_file({k: v.contiguous() for k, v in made.state_dict().items()}, str(tmp_path / "xl.safetensors"))
+    loaded = load_controlnet(tmp_path / "xl.safetensors", unet)
+    assert loaded.config.addition_embed_type == "text_time"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), made.state_dict().values(), strict=True))

@@ -13,8 +13,9 @@
   the same way.
 
 A ControlNet made for another model family (SD2's 1024-wide or SDXL's 2048-wide text, other UNet channels) is an
-`InputError` naming both sides, before anything is denoised. An SDXL base takes SDXL ControlNets (diffusers folders or
-hub ids), their added text/time embeddings given the pooled text and size ids the UNet gets.
+`InputError` naming both sides, before anything is denoised. An SDXL base takes SDXL ControlNets (diffusers folders, hub
+ids, or single files in diffusers' key names), their added text/time embeddings given the pooled text and size ids the
+UNet gets.
 """
 
 from __future__ import annotations
