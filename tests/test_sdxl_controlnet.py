@@ -68,7 +68,7 @@ def test_an_sdxl_controlnet_matches_diffusers_sdxl_controlnet_pipeline_frame_by_
     np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-4)
 
 
-def test_controlnets_of_the_other_family_and_sdxl_keyframes_are_refused(sdxl_still, one_thread):
+def test_controlnets_of_the_other_family_are_refused(sdxl_still, one_thread):
     ours, controlnet = sdxl_still
     sd15 = ControlNetModel.from_unet(tiny_unet(), conditioning_embedding_out_channels=(8, 16)).eval()
     with pytest.raises(InputError, match="cross-attention dimension 32"):
@@ -80,9 +80,20 @@ def test_controlnets_of_the_other_family_and_sdxl_keyframes_are_refused(sdxl_sti
     with pytest.raises(InputError, match="an SD1.x-style ControlNet for an SDXL base"):
         check_controlnet(base, sdxl_like)
     check_controlnet(dict(controlnet.config), ours.unet.config)  # an SDXL ControlNet for an SDXL base
-    keyed = KeyframeControlNet(controlnet, {0: _control_images()[0]})
-    with pytest.raises(InputError, match="keyframe ControlNets take SD1.x bases; give an SDXL ControlNet an image"):
-        ours(**ARGS, num_frames=FRAMES, progress=False, controlnets=[keyed])
+
+
+def test_an_sdxl_keyframe_controlnet_with_an_image_on_every_frame_is_the_plain_controlnet(sdxl_still, one_thread):
+    """Each keyframe's residuals computed on its own frame with its video's pooled text and size ids: with a keyframe
+    on every frame and no spread, the plain ControlNet's frames (which match diffusers'); windows too."""
+    ours, controlnet = sdxl_still
+    images = _control_images(2)
+    plain = ours(**ARGS, num_frames=FRAMES, seed=6, progress=False, controlnets=[ControlNet(controlnet, images, 0.7)])
+    keyed = KeyframeControlNet(controlnet, dict(enumerate(images)), 0.7)
+    got = ours(**ARGS, num_frames=FRAMES, seed=6, progress=False, controlnets=[keyed])
+    np.testing.assert_allclose(got, plain, rtol=0, atol=1e-5)
+    two = ours(**{**ARGS, "prompt": [ARGS["prompt"], "a blue square"]}, num_frames=FRAMES, seed=6, progress=False,
+               controlnets=[keyed])  # fmt: skip
+    np.testing.assert_allclose(two[:1], plain, rtol=0, atol=1e-5)  # the first video's own pooled text, not mixed
 
 
 def test_generate_takes_an_sdxl_controlnet_folder_on_an_sdxl_base(tmp_path, one_thread):

@@ -273,10 +273,6 @@ def controlnet_conditions(
                     "resize them to the output size (io.video_input.fit_frames)"
                 )
         control.model.to(pipe.device)
-        if isinstance(control, KeyframeControlNet) and (config or {}).get("addition_embed_type") is not None:
-            raise InputError(
-                f"{name}: keyframe ControlNets take SD1.x bases; give an SDXL ControlNet an image per frame"
-            )
         if isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
             conditions.append(
                 KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device, pipe.vae_scale_factor)

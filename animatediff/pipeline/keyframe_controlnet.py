@@ -13,10 +13,14 @@ model's own residual scaling only (the negative prompt's half keeps its residual
 Keyframes outside a context window still reach its frames: the condition sees the whole clip's latents before the
 windows are cut (`seeing_clip`), and computes the residuals of the keyframes a window needs, keeping them for the
 next window while it needs them too.
+
+On an SDXL base each keyframe's residuals take its video's pooled text and the size ids (`with_sdxl`), as a
+plain ControlNet's do.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -32,6 +36,7 @@ from animatediff.pipeline.keyframe_control_inputs import spread_numbers
 from animatediff.sampling.context import step_index
 
 if TYPE_CHECKING:
+    from animatediff.pipeline.sdxl import SDXLConditioning
     from animatediff.sampling import Predictor
 
 
@@ -128,6 +133,17 @@ class KeyframeControlNetCondition:
         self.active = active_steps(len(timesteps), control.start, control.end)
         self._clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._residuals: dict[int, tuple[list[torch.Tensor], torch.Tensor]] = {}
+        self.sdxl: SDXLConditioning | None = None
+        """SDXL: the pooled text and size ids of the text it is bound to (`with_sdxl`), for its added embeddings."""
+
+    def with_sdxl(self, sizes: Sequence[SDXLConditioning]) -> KeyframeControlNetCondition:
+        """This condition for one text of an SDXL base (`controlnet.ControlNetCondition.with_sdxl`); itself for
+        SD1.x (`sizes` empty)."""
+        if not sizes:
+            return self
+        bound = copy.copy(self)
+        bound.sdxl = sizes[0]
+        return bound
 
     def seeing_clip(self, predict: Predictor) -> Predictor:
         """`predict`, with the whole clip's latents, timestep and text kept for this condition during each call."""
@@ -159,12 +175,22 @@ class KeyframeControlNetCondition:
             cond = sized_control(self.images[missing], x, self.factor).repeat_interleave(x.shape[0], dim=0)
             down, mid = self.model(
                 sample, t, encoder_hidden_states=context, controlnet_cond=cond, conditioning_scale=self.scale,
-                guess_mode=self.guess_mode, return_dict=False,
+                guess_mode=self.guess_mode, added_cond_kwargs=self._added(x, t, text, frames), return_dict=False,
             )  # fmt: skip
             for i, j in enumerate(missing):
                 own = slice(i * x.shape[0], (i + 1) * x.shape[0])
                 self._residuals[j] = ([d[own].to(x.dtype) for d in down], mid[own].to(x.dtype))
         return [self._residuals[j] for j in needed]
+
+    def _added(
+        self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
+    ) -> dict[str, torch.Tensor] | None:
+        """SDXL's added embeddings for the keyframes' `frames` of the clip x, in the (keyframe, video) order of the
+        ControlNet's batch; None for SD1.x."""
+        if self.sdxl is None:
+            return None
+        added = self.sdxl.unet_kwargs(x[:, :, frames], t, text, frames)["added_cond_kwargs"]  # (video, keyframe)
+        return {k: rearrange(v, "(b k) p -> (k b) p", b=x.shape[0]) for k, v in added.items()}
 
     def unet_kwargs(
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
