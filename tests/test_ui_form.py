@@ -374,3 +374,23 @@ def test_the_ddim_eta_reaches_the_run_entry_and_other_schedulers_refuse_it(model
         parse({"prompt": PROMPT, "ddim_eta": 0.4, "scheduler": "euler"}, catalog)
     with pytest.raises(InputError, match="DDIM eta: 2.0 is outside 0.0–1.0"):
         parse({"prompt": PROMPT, "ddim_eta": 2}, catalog)
+
+
+def test_a_scale_per_block_reaches_the_run_entry(models_dir):
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    (models_dir / "ipadapter").mkdir()
+    (models_dir / "ipadapter" / "look.safetensors").write_bytes(b"weights")
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "ip_adapter": "ipadapter/look.safetensors", "ip_image": "look", "ip_scale": 0.7}
+    blocks = fields | {"ip_scale_blocks": "{up: {block_1: [0, 1, 0]}}"}
+    entry = parse_entry(run_entry(with_seed(parse(blocks, catalog)), catalog), "form")
+    assert entry.ip_scale == {"up": {"block_1": [0.0, 1.0, 0.0]}}  # in place of the Scale field
+    assert parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog), "form").ip_scale == 0.7
+    with pytest.raises(InputError, match="IP-Adapter scale per block: give the blocks"):
+        parse(fields | {"ip_scale_blocks": "0.5"}, catalog)
+    with pytest.raises(InputError, match="IP-Adapter scale per block: unknown part 'upper'"):
+        parse(fields | {"ip_scale_blocks": "{upper: 1}"}, catalog)
+    assert parse({"prompt": PROMPT, "ip_scale_blocks": "{upper: 1}"}, catalog).ip_scale_blocks  # unused: no check

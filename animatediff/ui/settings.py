@@ -141,6 +141,9 @@ class Settings:
     ip_keyframes: list[tuple[int, str]] = field(default_factory=list)
     """IP-Adapter: (frame, an upload's id) of images at keyframes, interpolated between (`ui/controls.py`)."""
     ip_scale: float = 1.0
+    ip_scale_blocks: str = ""
+    """IP-Adapter: its scale per UNet block, diffusers' layer-wise mapping as YAML (`pipeline/ip_scales.py`), in place
+    of `ip_scale`; empty: `ip_scale` everywhere."""
     ip_mask: str = ""
     """IP-Adapter: an upload's id, the mask where its image prompt acts (white); empty: everywhere."""
     image_encoder: str = ""
