@@ -2,7 +2,8 @@
 2023): diffusers `ControlNetModel` folders, hub ids, and the single files people download.
 
 - A diffusers folder (config.json + diffusion_pytorch_model.*), local or a hub id (`lllyasviel/control_v11p_sd15_
-  openpose`), loads with `ControlNetModel.from_pretrained`.
+  openpose`), loads with `ControlNetModel.from_pretrained`; one whose config names a `T2IAdapter` (`TencentARC/
+  t2iadapter_sketch_sd15v2`) with `T2IAdapter.from_pretrained` (`pipeline/t2i_adapter.py`).
 - A single file (`control_v11p_sd15_openpose.pth`, `.safetensors`, or a hub file `owner/repo/file.pth`) holds the
   original layout of github.com/lllyasviel/ControlNet (`cldm/cldm.py`): `control_model.*` (the v1.0 files hold the
   whole SD model beside it; only `control_model.*` is read), or the same names without the prefix. Its config is
@@ -20,13 +21,14 @@ UNet gets.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers import ControlNetModel, T2IAdapter, UNet2DConditionModel
 
 from animatediff.errors import InputError, InputNotFound
 from animatediff.formats.state_dicts import read_state_dict
@@ -178,6 +180,8 @@ def load_controlnet(
     if path.is_dir():
         if (path / "config.json").is_file():
             kwargs = {} if dtype is None else {"torch_dtype": dtype}
+            if _class_name(path / "config.json") == "T2IAdapter":  # checked against the base when a call binds it
+                return T2IAdapter.from_pretrained(path, **kwargs).eval().requires_grad_(False)
             model = ControlNetModel.from_pretrained(path, **kwargs)
             check_controlnet(model.config, unet.config, name)
             return model.eval().requires_grad_(False)
@@ -186,6 +190,14 @@ def load_controlnet(
     if isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     return controlnet_from_state_dict(sd, unet, name, dtype)
+
+
+def _class_name(config: Path) -> str | None:
+    """The `_class_name` a diffusers config file names (None where it names none or is not JSON)."""
+    try:
+        return json.loads(config.read_text()).get("_class_name")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def _only_weights_file(folder: Path) -> Path:

@@ -51,8 +51,8 @@ class ControlNet:
     """One ControlNet and what it steers a clip with (diffusers' argument names in brackets)."""
 
     model: torch.nn.Module
-    """A diffusers `ControlNetModel` for the base (`formats.controlnet.load_controlnet`); it is moved to the
-    pipeline's device when a call binds it."""
+    """A diffusers `ControlNetModel` for the base (`formats.controlnet.load_controlnet`), or a `T2IAdapter`
+    (`pipeline/t2i_adapter.py`); it is moved to the pipeline's device when a call binds it."""
     frames: torch.Tensor | np.ndarray
     """The control images (`conditioning_frames`), one per frame of the whole clip, at the output size: a
     (f, 3, H, W) tensor or a (f, H, W, 3) array, as the pipeline returns frames; floats in [0, 1] or uint8. Kept as
@@ -248,6 +248,7 @@ def controlnet_conditions(
     image per frame; keyframes for a `KeyframeControlNet`) and the output size, each model moved to the pipeline's
     device."""
     from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, KeyframeControlNetCondition
+    from animatediff.pipeline.t2i_adapter import AdapterCondition, check_t2i_adapter, is_t2i_adapter
 
     conditions = []
     for i, control in enumerate(controlnets, start=1):
@@ -258,7 +259,12 @@ def controlnet_conditions(
                 f"{type(control).__name__} (wrap a ControlNetModel with its control frames in a ControlNet)"
             )
         config = getattr(control.model, "config", None)
-        if config is not None:
+        adapter = is_t2i_adapter(control.model)  # a T2I-Adapter, given as ControlNets are (`pipeline/t2i_adapter.py`)
+        if adapter:
+            check_t2i_adapter(config, pipe.unet.config, name, pipe.vae_scale_factor)
+            if isinstance(control, KeyframeControlNet) or control.guess_mode:
+                raise InputError(f"{name}: a T2I-Adapter takes a control image per frame, without guess mode")
+        elif config is not None:
             check_controlnet(config, pipe.unet.config, name, pipe.vae_scale_factor)
         sizes = [control.frames.shape[2:]] if isinstance(control, ControlNet) else [
             image.shape[1:] for image in control.keyframes.values()]  # fmt: skip
@@ -273,7 +279,9 @@ def controlnet_conditions(
                     "resize them to the output size (io.video_input.fit_frames)"
                 )
         control.model.to(pipe.device)
-        if isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
+        if adapter:
+            conditions.append(AdapterCondition(control, timesteps, pipe.device))
+        elif isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
             conditions.append(
                 KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device, pipe.vae_scale_factor)
             )

@@ -1,0 +1,95 @@
+"""T2I-Adapter (Mou et al. 2023, arXiv 2302.08453) on every frame of a clip: a small network that turns a control
+image (sketch, depth, pose, …) into features added inside the UNet's down blocks, lighter than a ControlNet, as a
+pipeline condition (`pipeline/conditions.py`).
+
+It is given as a ControlNet is (`pipeline.controlnet.ControlNet`, `--controlnet`, a run entry's `controlnet`): a
+diffusers `T2IAdapter` (`formats/controlnet.load_controlnet` loads a folder whose config names one) with one control
+image per frame, a scale, and the fraction of the steps it acts in; ComfyUI loads and applies T2I-Adapters the same
+way. Unlike a ControlNet it does not read the latents, the timestep or the text: its features are computed once per
+call, one per frame, scaled by the scale (`adapter_conditioning_scale`), and handed to the UNet as
+`down_intrablock_additional_residuals` at every step it acts in, for every video of the batch and both halves of the
+guidance, as diffusers' `StableDiffusionAdapterPipeline` does (tests/test_t2i_adapter.py). A context window takes
+its own frames' features. An adapter made for one channel (sketch, canny) takes the control images in grey. It has
+no guess mode, and takes no keyframes (`KeyframeControlNet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import torch
+
+from animatediff.errors import InputError
+from animatediff.sampling.context import step_index
+
+if TYPE_CHECKING:
+    from animatediff.pipeline.controlnet import ControlNet
+
+GREY = (0.299, 0.587, 0.114)
+"""ITU-R 601 luma, as PIL's `convert("L")` weighs the channels."""
+
+
+def is_t2i_adapter(model: object) -> bool:
+    """Whether `model` is a diffusers T2I-Adapter (rather than a ControlNet)."""
+    from diffusers import T2IAdapter
+
+    return isinstance(model, T2IAdapter)
+
+
+def check_t2i_adapter(config: Mapping, unet_config: Mapping, name: str, vae_scale_factor: int | None = None) -> None:
+    """One line unless the adapter's features fit the base's UNet: as many levels as its down blocks, each as wide,
+    at the latents' size (its pixel unshuffle the VAE's factor)."""
+    channels, base = list(config.get("channels", [])), list(unet_config["block_out_channels"])
+    if config.get("adapter_type") == "light_adapter":
+        raise InputError(f"{name}: a light T2I-Adapter; use a full T2I-Adapter (diffusers' full_adapter)")
+    if channels and channels[: len(base)] != base[: len(channels)] or len(channels) != len(base):
+        raise InputError(
+            f"{name}: a T2I-Adapter with features of widths {channels}, but the base UNet's blocks are {base}; use an "
+            "adapter made for this base"
+        )
+    factor = config.get("downscale_factor")
+    if vae_scale_factor is not None and factor is not None and factor != vae_scale_factor:
+        raise InputError(
+            f"{name}: a T2I-Adapter for latents {factor}× smaller than its images, but this base's VAE makes them "
+            f"{vae_scale_factor}× smaller"
+        )
+
+
+class AdapterCondition:
+    """A `Condition`: one T2I-Adapter bound to a run (see the module docstring)."""
+
+    def __init__(self, control: ControlNet, timesteps: torch.Tensor, device: torch.device) -> None:
+        """`control`: a `ControlNet` whose model is a `T2IAdapter`; `timesteps`: the run's, by which a call's t gives
+        its step."""
+        model = control.model
+        dtype = getattr(model, "dtype", torch.float32)
+        frames = control.frames.to(device=device, dtype=dtype)
+        if model.config.in_channels == 1:  # sketch, canny: the images in grey
+            frames = torch.einsum("fchw,c->fhw", frames, torch.tensor(GREY, device=device, dtype=dtype))[:, None]
+        with torch.no_grad():
+            self.features = [f * float(control.scale) for f in model(frames)]
+        from animatediff.pipeline.controlnet import active_steps
+
+        self.step_of = step_index(timesteps)
+        self.active = active_steps(len(timesteps), control.start, control.end)
+        self.scale = float(control.scale)
+
+    def half(self, negative: bool) -> AdapterCondition:
+        """This condition for one half of the guidance: the same, as both halves take its features."""
+        return self
+
+    def unet_kwargs(
+        self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor
+    ) -> dict[str, object]:
+        """The features of the clip's `frames` (held by x), for every video of x, folded as the UNet folds them
+        ((b·f), c, h, w); nothing at a step it does not act in."""
+        if self.scale == 0 or not self.active[self.step_of(t)]:
+            return {}
+        videos = x.shape[0]
+        index = frames.to(self.features[0].device)
+        residuals = [f[index].repeat(videos, 1, 1, 1).to(x.dtype) for f in self.features]
+        return {"down_intrablock_additional_residuals": residuals}
+
+
+__all__ = ["AdapterCondition", "check_t2i_adapter", "is_t2i_adapter"]
