@@ -145,13 +145,19 @@ def main() -> None:
     print(f"\n## The world ControlNet ({exported}): control edges of a clip against the text\n")
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames of {SIZE}×{SIZE}, ", end="")
     print(f"{args.sample_steps} DDIM steps, guidance {pipe.guidance_scale:g}, ControlNet scale {args.scale:g}.\n")
-    print("| control | text | ControlNet | moves as the control | moves as the text | s/clip |")
+    against_the_text(pipe, controlnet, args, "ControlNet")
+
+
+def against_the_text(pipe: AnimationPipeline, model: torch.nn.Module, args: argparse.Namespace, what: str) -> None:
+    """The table's rows: the control's edges with the text saying the opposite (with `model`, then the text alone),
+    the same direction, and no direction; `args`' seeds, sample steps and scale."""
+    print(f"| control | text | {what} | moves as the control | moves as the text | s/clip |")
     print("|---|---|---|---|---|---|")
     rows = [
-        ("opposite", lambda m: OPPOSITE[m], controlnet),
+        ("opposite", lambda m: OPPOSITE[m], model),
         ("opposite", lambda m: OPPOSITE[m], None),
-        ("same", lambda m: m, controlnet),
-        ("no", lambda m: None, controlnet),
+        ("same", lambda m: m, model),
+        ("no", lambda m: None, model),
     ]
     for text, text_of, net in rows:
         n, by_control, by_text, seconds = measure(pipe, net, text_of, args.seeds, args.sample_steps, args.scale)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import T2IAdapter
-from world_controlnet import OPPOSITE, measure
+from world_controlnet import against_the_text
 from world_setup import embedded_pipeline, trained_options
 from world_video_to_video import FRAMES, SIZE, STARTS
 
@@ -91,15 +91,7 @@ def main() -> None:
     print(f"\n## The world T2I-Adapter ({run / 'adapter'}): control edges of a clip against the text\n")
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames of {SIZE}×{SIZE}, {args.sample_steps} DDIM "
           f"steps, guidance {pipe.guidance_scale:g}, adapter scale {args.scale:g}.\n")  # fmt: skip
-    print("| control | text | T2I-Adapter | moves as the control | moves as the text | s/clip |")
-    print("|---|---|---|---|---|---|")
-    rows = [("opposite", lambda m: OPPOSITE[m], adapter), ("opposite", lambda m: OPPOSITE[m], None),
-            ("same", lambda m: m, adapter), ("no", lambda m: None, adapter)]  # fmt: skip
-    for text, text_of, net in rows:
-        n, by_control, by_text, seconds = measure(pipe, net, text_of, args.seeds, args.sample_steps, args.scale)
-        used = "yes" if net is not None else "no (text alone)"
-        print(f"| Canny edges of the clip | {text} direction | {used} | {by_control} of {n} | {by_text} of {n} | "
-              f"{seconds:.1f} |", flush=True)  # fmt: skip
+    against_the_text(pipe, adapter, args, "T2I-Adapter")
 
 
 if __name__ == "__main__":
