@@ -120,3 +120,17 @@ def test_generate_takes_a_t2i_adapter_folder_as_a_controlnet(tmp_path, base_fold
     expected = pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2, seed=2,
                     progress=False, controlnets=[control])[0]  # fmt: skip
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, rtol=0, atol=1e-5)
+
+
+def test_a_t2i_adapter_weights_file_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from animatediff.formats.controlnet import load_controlnet
+    from tests.tiny import tiny_unet
+
+    weights = {k: v.contiguous() for k, v in tiny_adapter(2).state_dict().items()}
+    save_file(weights, str(tmp_path / "sketch.safetensors"))
+    save_file({k.replace("adapter.", "", 1): v for k, v in weights.items()}, str(tmp_path / "original.safetensors"))
+    for name in ("sketch", "original"):
+        with pytest.raises(InputError, match="is a T2I-Adapter's weights file: give its diffusers folder"):
+            load_controlnet(tmp_path / f"{name}.safetensors", tiny_unet())

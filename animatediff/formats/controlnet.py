@@ -93,6 +93,8 @@ def strip_prefix(sd: Mapping[str, object]) -> dict[str, torch.Tensor]:
 def file_config(sd: Mapping[str, torch.Tensor], name: str) -> dict:
     """What a single file says about the ControlNet it holds (names without `control_model.`): the text width and
     channels `check_controlnet` compares, and the hint encoder's channels and input channels."""
+    if any(str(k).startswith(("adapter.body.", "body.")) for k in sd):  # diffusers' or TencentARC's own names
+        raise InputError(f"{name} is a T2I-Adapter's weights file: give its diffusers folder (with config.json)")
     diffusers_names = "conv_in.weight" in sd
     cross_key, conv_in_key = DIFFUSERS_KEYS if diffusers_names else LDM_KEYS
     if conv_in_key not in sd:
