@@ -169,7 +169,7 @@ def test_generate_run_and_the_web_app_load_embeddings(tmp_path, monkeypatch, cap
     from animatediff.model_cache import ModelCache
     from animatediff.prompt_config import run_prompt_config
     from animatediff.ui.catalog import scan
-    from animatediff.ui.settings import fitting_embeddings
+    from animatediff.ui.job_models import fitting_embeddings
     from animatediff.world.layout import EMBEDDED
 
     args = ["generate", "--prompt", "a red circle", "--output", str(tmp_path / "a.gif"), "--quiet"]

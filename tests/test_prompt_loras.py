@@ -79,8 +79,9 @@ def test_run_entries_and_the_web_form_find_tagged_loras(tmp_path, models_dir, on
     from animatediff.prompt_config import run_prompt_config
     from animatediff.prompt_entries import load_prompt_config
     from animatediff.ui.catalog import scan
+    from animatediff.ui.job_models import spec
     from animatediff.ui.run_config import run_yaml
-    from animatediff.ui.settings import parse, prompt_of, spec, with_seed
+    from animatediff.ui.settings import parse, prompt_of, with_seed
 
     config = tmp_path / "run.yaml"
     entry = {"prompt": ["a red circle on a blue background <lora:right:0.9>"], "n_prompt": [""], "seed": 1,
@@ -109,7 +110,8 @@ def test_the_web_form_finds_a_tagged_lora_where_its_run_entry_does(models_dir, t
     a file whose link points out of the models folder is refused."""
     from animatediff.prompt_loras import find_lora
     from animatediff.ui.catalog import scan
-    from animatediff.ui.settings import parse, spec, with_seed
+    from animatediff.ui.job_models import spec
+    from animatediff.ui.settings import parse, with_seed
 
     weights = (MOTION_LORAS / "right.safetensors").read_bytes()
     (models_dir / "Lora" / "sub").mkdir()

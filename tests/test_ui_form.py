@@ -260,8 +260,9 @@ def test_the_text_settings_and_pag_reach_the_run_entry(models_dir, tmp_path):
 
 def test_a_vae_from_the_vae_folder_reaches_the_models_and_the_run_entry(models_dir, tmp_path):
     from animatediff.prompt_entries import load_prompt_config
+    from animatediff.ui.job_models import spec
     from animatediff.ui.run_config import run_yaml
-    from animatediff.ui.settings import spec, with_seed
+    from animatediff.ui.settings import with_seed
 
     (models_dir / "VAE").mkdir()
     (models_dir / "VAE" / "vae-ft-mse.safetensors").write_bytes(b"weights")

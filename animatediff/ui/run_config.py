@@ -13,8 +13,9 @@ from animatediff.pipeline.free_u import parse_free_u
 from animatediff.ui.catalog import FOLDERS, Catalog
 from animatediff.ui.controls import control_entry, ip_images
 from animatediff.ui.image_prompt import ip_adapters_of
+from animatediff.ui.job_models import TAG_FOLDERS, spec
 from animatediff.ui.reference_fields import reference_entry
-from animatediff.ui.settings import TAG_FOLDERS, Settings, spec
+from animatediff.ui.settings import Settings
 from animatediff.ui.step_fractions import gradual_section, guidance_keyframes, motion_scale_keyframes
 
 

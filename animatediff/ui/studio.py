@@ -18,9 +18,10 @@ from animatediff.errors import InputError
 from animatediff.io.atomic import write_atomic
 from animatediff.model_cache import ModelCache
 from animatediff.ui.catalog import Catalog, scan
+from animatediff.ui.job_models import spec
 from animatediff.ui.jobs import Job, JobQueue
 from animatediff.ui.run_config import run_entry, run_yaml
-from animatediff.ui.settings import Settings, output_stem, prompt_of, spec
+from animatediff.ui.settings import Settings, output_stem, prompt_of
 
 if TYPE_CHECKING:
     from animatediff.pipeline.memory import MemoryOptions
