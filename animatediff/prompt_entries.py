@@ -17,14 +17,14 @@ import yaml
 from animatediff.entry_ip_keys import check_ip_keys
 from animatediff.entry_lora_keys import check_lora_keys
 from animatediff.entry_sampling_keys import check_sampling_keys
-from animatediff.entry_text_keys import check_text_keys
+from animatediff.entry_text_keys import check_text_keys, check_travel_keys
 from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.gradual_latent import check_gradual_latent_keys
 from animatediff.pipeline.hires import check_hires_keys
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, check_pag_keys
-from animatediff.pipeline.prompt_travel import INTERPOLATIONS, check_fixed_ratio, held_prompt_map, keyframes
+from animatediff.pipeline.prompt_travel import held_prompt_map
 from animatediff.pipeline.reference import check_reference_keys
 from animatediff.pipeline.sparse_ctrl_entries import check_sparse_ctrl_keys
 from animatediff.pipeline.video_start import check_video_keys
@@ -299,7 +299,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
         if target in values and key in ALIASES:
             continue  # the official spelling wins over its alias
         values[target] = value
-    _parse_prompt_travel(values, where)
+    check_travel_keys(values, where)  # prompt travel's
     _check_output_keys(values, where)
     check_video_keys(values, where)  # video-to-video's
     check_hires_keys(values, where)
@@ -340,29 +340,6 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
                 f"{where}: {len(items)} {label} values for {len(entry.prompt)} prompts (give 1 or one each)"
             )
     return entry
-
-
-def _parse_prompt_travel(values: dict, where: str) -> None:
-    """Check an entry's prompt-travel keys in place: prompt_map (instead of prompt), head/tail text, interpolation."""
-    if "prompt_map" in values:
-        if values.get("prompt"):
-            raise InputError(
-                f"{where}: give 'prompt' (one video each) or 'prompt_map' (one travelling video), not both"
-            )
-        values["prompt_map"] = keyframes(values["prompt_map"], f"{where}: prompt_map")
-    for key in ("head_prompt", "tail_prompt"):
-        if not isinstance(values.get(key) or "", str):
-            raise InputError(f"{where}: {key} must be a string, got {values[key]!r}")
-        values[key] = values.get(key) or ""
-    mode = values.get("prompt_interpolation", "linear")
-    if mode not in INTERPOLATIONS:
-        raise InputError(f"{where}: prompt_interpolation {mode!r}: choose one of {', '.join(INTERPOLATIONS)}")
-    if not isinstance(values.get("prompt_travel_loop", False), bool):
-        raise InputError(f"{where}: prompt_travel_loop must be true or false, got {values['prompt_travel_loop']!r}")
-    try:
-        check_fixed_ratio(values.get("prompt_fixed_ratio", 0.0))
-    except InputError as err:
-        raise InputError(f"{where}: {err}") from None
 
 
 def _check_output_keys(values: dict, where: str) -> None:
