@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from animatediff.errors import InputError
+from animatediff.pipeline.controlnet import active_steps
 from animatediff.sampling.context import step_index
 
 if TYPE_CHECKING:
@@ -41,9 +42,7 @@ def check_t2i_adapter(config: Mapping, unet_config: Mapping, name: str, vae_scal
     """One line unless the adapter's features fit the base's UNet: as many levels as its down blocks, each as wide,
     at the latents' size (its pixel unshuffle the VAE's factor)."""
     channels, base = list(config.get("channels", [])), list(unet_config["block_out_channels"])
-    if config.get("adapter_type") == "light_adapter":
-        raise InputError(f"{name}: a light T2I-Adapter; use a full T2I-Adapter (diffusers' full_adapter)")
-    if channels and channels[: len(base)] != base[: len(channels)] or len(channels) != len(base):
+    if channels != base:
         raise InputError(
             f"{name}: a T2I-Adapter with features of widths {channels}, but the base UNet's blocks are {base}; use an "
             "adapter made for this base"
@@ -69,8 +68,6 @@ class AdapterCondition:
             frames = torch.einsum("fchw,c->fhw", frames, torch.tensor(GREY, device=device, dtype=dtype))[:, None]
         with torch.no_grad():
             self.features = [f * float(control.scale) for f in model(frames)]
-        from animatediff.pipeline.controlnet import active_steps
-
         self.step_of = step_index(timesteps)
         self.active = active_steps(len(timesteps), control.start, control.end)
         self.scale = float(control.scale)
