@@ -31,7 +31,7 @@ from diffusers.models.attention_processor import Attention
 from PIL import Image
 from safetensors.torch import save_file
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-from world_setup import embedded_pipeline, trained_options
+from world_setup import embedded_pipeline, frame_training_step, trained_options
 
 from animatediff.formats.ip_adapter import read_ip_adapter
 from animatediff.models.ip_adapter import IP_PROCESSORS, IPAdapterLayers
@@ -104,7 +104,7 @@ def train(pipe, run: Path, steps: int, batch: int, learning_rate: float) -> None
     save_file(initial_weights(unet2d, encoder.config.projection_dim), str(run / "ip_adapter.safetensors"))
     state, _ = read_ip_adapter(run / "ip_adapter.safetensors")
     layers = IPAdapterLayers(unet2d, [state])
-    scheduler, vae = pipe.scheduler, pipe.vae
+    vae = pipe.vae
     with layers.installed():
         params = [p for p in unet2d.encoder_hid_proj.parameters()]
         params += [p for proc in unet2d.attn_processors.values() if isinstance(proc, IP_PROCESSORS)
@@ -126,17 +126,9 @@ def train(pipe, run: Path, steps: int, batch: int, learning_rate: float) -> None
             close_ups = [c for _, _, c in items]
             embeds = encoder(processor(close_ups, return_tensors="pt").pixel_values).image_embeds
         keep = torch.from_numpy(rng.random(batch) > 0.05).float()[:, None]  # the image dropped now and then
-        noise = torch.randn_like(latents)
-        t = torch.from_numpy(rng.integers(0, scheduler.config.num_train_timesteps, batch))
-        noisy = scheduler.add_noise(latents, noise, t)[:, :, None]  # one frame each
         with layers.installed():
-            pred = pipe.unet(noisy, t, text, added_cond_kwargs={"image_embeds": [(embeds * keep)[:, None]]})
-        loss = torch.nn.functional.mse_loss(pred[:, :, 0], noise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 100 == 0 or step == steps - 1:
-            print(f"step {step}: loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+            added = {"image_embeds": [(embeds * keep)[:, None]]}
+            frame_training_step(pipe, latents, text, rng, optimizer, step, steps, start, added_cond_kwargs=added)
     save_file(trained_state(layers), str(run / "ip_adapter.safetensors"))
     for p in params:
         p.requires_grad_(False)

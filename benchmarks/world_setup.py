@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
+import numpy as np
 import torch
 
 from animatediff.pipeline import AnimationPipeline
@@ -53,3 +55,22 @@ def embedded_pipeline(threads: int, quiet: bool = False) -> AnimationPipeline:
         logging.getLogger("animatediff").setLevel(logging.ERROR)
     torch.set_num_threads(threads)
     return AnimationPipeline.from_pretrained(EMBEDDED / "base", EMBEDDED / "motion_module.safetensors")
+
+
+def frame_training_step(
+    pipe: AnimationPipeline, latents: torch.Tensor, text: torch.Tensor, rng: np.random.Generator,
+    optimizer: torch.optim.Optimizer, step: int, steps: int, start: float, **unet_kwargs: object,
+) -> None:  # fmt: skip
+    """One optimizer step of denoising single frames: `latents` (n, c, h, w) noised at random timesteps (drawn from
+    `rng`), the UNet's ε-MSE with `text` and `unet_kwargs` (an adapter's features, image embeddings); the loss
+    printed every 100 steps and at the last, with the seconds since `start`."""
+    noise = torch.randn_like(latents)
+    t = torch.from_numpy(rng.integers(0, pipe.scheduler.config.num_train_timesteps, latents.shape[0]))
+    noisy = pipe.scheduler.add_noise(latents, noise, t)[:, :, None]  # one frame each
+    pred = pipe.unet(noisy, t, text, **unet_kwargs)
+    loss = torch.nn.functional.mse_loss(pred[:, :, 0], noise)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if step % 100 == 0 or step == steps - 1:
+        print(f"step {step}: loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)", flush=True)

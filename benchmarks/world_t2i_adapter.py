@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from diffusers import T2IAdapter
 from world_controlnet import against_the_text
-from world_setup import embedded_pipeline, trained_options
+from world_setup import embedded_pipeline, frame_training_step, trained_options
 from world_video_to_video import FRAMES, SIZE, STARTS
 
 from animatediff.formats.controlnet import load_controlnet
@@ -54,7 +54,7 @@ def train(pipe, run: Path, steps: int, size: int, learning_rate: float) -> None:
     for p in pipe.unet.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=learning_rate)
-    scheduler, vae, rng = pipe.scheduler, pipe.vae, np.random.default_rng(0)
+    vae, rng = pipe.vae, np.random.default_rng(0)
     start = time.perf_counter()
     for step in range(steps):
         frames, captions, edges = batch(rng, size)
@@ -63,17 +63,9 @@ def train(pipe, run: Path, steps: int, size: int, learning_rate: float) -> None:
             pixels = torch.from_numpy(frames).permute(0, 3, 1, 2) * 2 - 1
             latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
             text = encode_prompts(pipe.tokenizer, pipe.text_encoder, captions)
-        noise = torch.randn_like(latents)
-        t = torch.from_numpy(rng.integers(0, scheduler.config.num_train_timesteps, size))
-        noisy = scheduler.add_noise(latents, noise, t)[:, :, None]  # one frame each
         features = list(adapter(torch.from_numpy(edges)))
-        pred = pipe.unet(noisy, t, text, down_intrablock_additional_residuals=features)
-        loss = torch.nn.functional.mse_loss(pred[:, :, 0], noise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 100 == 0 or step == steps - 1:
-            print(f"step {step}: loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+        frame_training_step(pipe, latents, text, rng, optimizer, step, steps, start,
+                            down_intrablock_additional_residuals=features)  # fmt: skip
     adapter.eval().save_pretrained(run / "adapter")
 
 
