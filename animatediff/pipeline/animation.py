@@ -53,7 +53,7 @@ from animatediff.pipeline.regions import (
     regional,
     shares_unconditional,
 )
-from animatediff.pipeline.sdxl import sdxl_conditions
+from animatediff.pipeline.sdxl import sdxl_conditions, with_sdxl
 from animatediff.pipeline.sizes import PipelineSizes
 from animatediff.pipeline.sparse_ctrl import SparseCtrl, sparse_ctrl_conditions
 from animatediff.pipeline.start import call_start
@@ -349,7 +349,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
             if half:  # its images, its controls' residuals
                 own, mine = own.half(negative), guidance_halves(mine, negative)
             sizes = sdxl_conditions(text, height, width)  # SDXL: pooled text and size ids, for ControlNets too
-            bound = [*(c.with_sdxl(sizes) if hasattr(c, "with_sdxl") else c for c in mine), *own.conditions]
+            bound = [*(with_sdxl(c, sizes) for c in mine), *own.conditions]
             predict = unet_predictor(self.unet, [*conditions, *sizes, *bound])
             predict = own.around(predict)  # its processors in the UNet around each prediction
             if ref is not None:  # reference-only: first a pass over the noised picture, without the controls

@@ -19,12 +19,11 @@ On latents of another size than the clip's (the gradual latent hires fix's small
 resized to them (`sized_control`: bicubic, as animatediff-cli-prompt-travel resizes them).
 
 On an SDXL base an SDXL ControlNet's added text/time embeddings take the pooled text and size ids the UNet takes for
-the same text (`with_sdxl`), as diffusers' `StableDiffusionXLControlNetPipeline` gives them.
+the same text (`sdxl.with_sdxl`), as diffusers' `StableDiffusionXLControlNetPipeline` gives them.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -163,7 +162,8 @@ class ControlNetCondition:
         self.guess_mode = control.guess_mode or bool(config.get("global_pool_conditions", False))
         self.guided = guided
         self.sdxl: SDXLConditioning | None = None
-        """SDXL: the pooled text and size ids of the text it is bound to (`with_sdxl`), for its added embeddings."""
+        """SDXL: the pooled text and size ids of the text it is bound to (`sdxl.with_sdxl`), for its added
+        embeddings."""
         dtype = getattr(self.model, "dtype", torch.float32)
         self.frames = control.frames.to(device=device, dtype=dtype)
         self.step_of = step_index(timesteps)
@@ -172,15 +172,6 @@ class ControlNetCondition:
     def half(self, negative: bool) -> ControlNetCondition | None:
         """This condition for one half of the guidance (`conditions.guidance_half`)."""
         return guidance_half(self, negative)
-
-    def with_sdxl(self, sizes: Sequence[SDXLConditioning]) -> ControlNetCondition:
-        """This condition for one text of an SDXL base: its pooled text and size ids (`sdxl.sdxl_conditions`) given
-        to the ControlNet's added embeddings as the UNet is given them; itself for SD1.x (`sizes` empty)."""
-        if not sizes:
-            return self
-        bound = copy.copy(self)
-        bound.sdxl = sizes[0]
-        return bound
 
     def unet_kwargs(
         self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, frames: torch.Tensor

@@ -14,13 +14,12 @@ Keyframes outside a context window still reach its frames: the condition sees th
 windows are cut (`seeing_clip`), and computes the residuals of the keyframes a window needs, keeping them for the
 next window while it needs them too.
 
-On an SDXL base each keyframe's residuals take its video's pooled text and the size ids (`with_sdxl`), as a
+On an SDXL base each keyframe's residuals take its video's pooled text and the size ids (`sdxl.with_sdxl`), as a
 plain ControlNet's do.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -134,16 +133,8 @@ class KeyframeControlNetCondition:
         self._clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._residuals: dict[int, tuple[list[torch.Tensor], torch.Tensor]] = {}
         self.sdxl: SDXLConditioning | None = None
-        """SDXL: the pooled text and size ids of the text it is bound to (`with_sdxl`), for its added embeddings."""
-
-    def with_sdxl(self, sizes: Sequence[SDXLConditioning]) -> KeyframeControlNetCondition:
-        """This condition for one text of an SDXL base (`controlnet.ControlNetCondition.with_sdxl`); itself for
-        SD1.x (`sizes` empty)."""
-        if not sizes:
-            return self
-        bound = copy.copy(self)
-        bound.sdxl = sizes[0]
-        return bound
+        """SDXL: the pooled text and size ids of the text it is bound to (`sdxl.with_sdxl`), for its added
+        embeddings."""
 
     def seeing_clip(self, predict: Predictor) -> Predictor:
         """`predict`, with the whole clip's latents, timestep and text kept for this condition during each call."""

@@ -1,5 +1,6 @@
 """SDXL's extra conditioning: the pooled text and the size conditioning ("time ids": original size, crop corner,
-target size), handed to the UNet's `added_cond_kwargs` as a condition (`pipeline.conditions`).
+target size), handed to the UNet's `added_cond_kwargs` as a condition (`pipeline.conditions`), and to the added
+embeddings of the SDXL ControlNets bound to the same text (`with_sdxl`).
 
 Both are per video (the pooled text per frame under prompt travel) and repeated over the video's frames, as
 diffusers' UNetMotionModel repeats its added embedding; under guidance the unconditional half of the batch gets the
@@ -8,7 +9,10 @@ negative prompts' pooled text and, as diffusers' AnimateDiffSDXLPipeline does by
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from einops import repeat
@@ -52,6 +56,20 @@ class SDXLConditioning:
             pooled = repeat(pooled, "b p -> (b f) p", f=f)
         ids = self.ids.to(x.device, x.dtype).expand(pooled.shape[0], -1)
         return {"added_cond_kwargs": {"text_embeds": pooled.to(x.dtype), "time_ids": ids}}
+
+
+T = TypeVar("T")
+
+
+def with_sdxl(condition: T, sizes: Sequence[SDXLConditioning]) -> T:
+    """`condition` for one text of an SDXL base: where it has an `sdxl` slot (a ControlNet's, keyframe or not, for
+    its added embeddings), a copy holding that text's pooled text and size ids (`sizes`, from `sdxl_conditions`);
+    else, and for SD1.x (`sizes` empty), itself."""
+    if not sizes or not hasattr(condition, "sdxl"):
+        return condition
+    bound = copy.copy(condition)
+    bound.sdxl = sizes[0]
+    return bound
 
 
 def sdxl_conditions(text: TextConditioning, height: int, width: int) -> list[SDXLConditioning]:
