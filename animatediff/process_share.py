@@ -55,10 +55,12 @@ class ProcessShare:
 
 def process_share() -> ProcessShare:
     """This process's share: launched as one of several (WORLD_SIZE > 1 in the environment), through Accelerate's
-    state (which sets up the process group: NCCL on GPUs, gloo on CPUs); else the whole job."""
+    state (which sets up the process group: NCCL on GPUs, gloo on CPUs; without a GPU it is told so, as `torchrun`
+    on CPUs does not tell it and it would otherwise take each process for the whole job); else the whole job."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ProcessShare()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     return ProcessShare(state.process_index, state.num_processes, state.local_process_index)

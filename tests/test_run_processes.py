@@ -35,6 +35,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SHARE = """
+import os, sys
+from animatediff.process_share import process_share
+share = process_share()
+print(os.environ["RANK"], share.index, share.count, share.broadcast(os.environ["RANK"]), file=sys.stderr, flush=True)
+"""
+
+
+def test_each_process_of_two_has_its_share_and_the_main_processs_values():
+    """Under torchrun on CPUs (which does not tell Accelerate it is on CPUs) each process knows it is one of two."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    launch += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "--no-python", sys.executable]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*launch, "-c", SHARE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(line.split() for line in proc.stderr.splitlines() if line[:1] in "01" and len(line.split()) == 4)
+    assert lines == [["0", "0", "2", "0"], ["1", "1", "2", "0"]], proc.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_two_processes_draw_every_video_once_as_one_process_does(tmp_path, one_thread):
     cfg = config(tmp_path)
@@ -46,7 +65,9 @@ def test_two_processes_draw_every_video_once_as_one_process_does(tmp_path, one_t
     proc = subprocess.run([*launch, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    [one], [two] = (list((tmp_path / name).iterdir()) for name in ("one", "two"))  # one run folder each
+    runs = {name: sorted((tmp_path / name).iterdir()) for name in ("one", "two")}
+    assert [len(folders) for folders in runs.values()] == [1, 1], runs  # one run folder each
+    [one], [two] = runs.values()
     names = sorted(p.name for p in (two / "sample").iterdir())
     assert names == sorted(p.name for p in (one / "sample").iterdir())
     assert [n.split("-")[0] for n in names] == ["0", "1", "2", "3"]
