@@ -134,3 +134,19 @@ def test_a_t2i_adapter_weights_file_is_one_line(tmp_path):
     for name in ("sketch", "original"):
         with pytest.raises(InputError, match="is a T2I-Adapter's weights file: give its diffusers folder"):
             load_controlnet(tmp_path / f"{name}.safetensors", tiny_unet())
+
+
+def test_latents_of_another_size_take_features_of_the_images_resized(still, one_thread):
+    """The gradual latent hires fix's smaller latents: the adapter's features of the control images resized to them,
+    as a ControlNet's images are; the clip is drawn."""
+    from animatediff.sampling.gradual_latent import GradualLatent
+
+    ours, adapter = still
+    size = 32
+    images = np.random.default_rng(4).random((FRAMES, size, size, 3)).astype(np.float32)
+    gradual = GradualLatent({0.0: 0.5, 0.5: 1.0}, reverse_steps=1, noise_add_count=1)
+    args = {**ARGS, "height": size, "width": size, "num_inference_steps": 4}
+    frames = ours(**args, num_frames=FRAMES, seed=3, progress=False, controlnets=[ControlNet(adapter, images)],
+                  gradual_latent=gradual)  # fmt: skip
+    plain = ours(**args, num_frames=FRAMES, seed=3, progress=False, gradual_latent=gradual)
+    assert frames.shape == (1, FRAMES, size, size, 3) and np.abs(frames - plain).mean() > 1e-3

@@ -271,7 +271,7 @@ def controlnet_conditions(
                 )
         control.model.to(pipe.device)
         if adapter:
-            conditions.append(AdapterCondition(control, timesteps, pipe.device))
+            conditions.append(AdapterCondition(control, timesteps, pipe.device, pipe.vae_scale_factor))
         elif isinstance(control, KeyframeControlNet):  # control images at some frames, spread to their neighbours
             conditions.append(
                 KeyframeControlNetCondition(control, timesteps, num_frames, pipe.device, pipe.vae_scale_factor)

@@ -4,13 +4,14 @@ pipeline condition (`pipeline/conditions.py`).
 
 It is given as a ControlNet is (`pipeline.controlnet.ControlNet`, `--controlnet`, a run entry's `controlnet`): a
 diffusers `T2IAdapter` (`formats/controlnet.load_controlnet` loads a folder whose config names one) with one control
-image per frame, a scale, and the fraction of the steps it acts in; ComfyUI loads and applies T2I-Adapters the same
-way. Unlike a ControlNet it does not read the latents, the timestep or the text: its features are computed once per
-call, one per frame, scaled by the scale (`adapter_conditioning_scale`), and handed to the UNet as
+image per frame, a scale, and the fraction of the steps it acts in; ComfyUI loads and applies T2I-Adapters the same way.
+Unlike a ControlNet it does not read the latents, the timestep or the text: its features are computed once per call, one
+per frame, scaled by the scale (`adapter_conditioning_scale`), and handed to the UNet as
 `down_intrablock_additional_residuals` at every step it acts in, for every video of the batch and both halves of the
-guidance, as diffusers' `StableDiffusionAdapterPipeline` does (tests/test_t2i_adapter.py). A context window takes
-its own frames' features. An adapter made for one channel (sketch, canny) takes the control images in grey. It has
-no guess mode, and takes no keyframes (`KeyframeControlNet`).
+guidance, as diffusers' `StableDiffusionAdapterPipeline` does (tests/test_t2i_adapter.py). A context window takes its
+own frames' features; latents of another size (the gradual latent hires fix's) their own, of the images resized. An
+adapter made for one channel (sketch, canny) takes the control images in grey. It has no guess mode, and takes no
+keyframes (`KeyframeControlNet`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from animatediff.errors import InputError
-from animatediff.pipeline.controlnet import active_steps
+from animatediff.pipeline.controlnet import active_steps, sized_control
 from animatediff.sampling.context import step_index
 
 if TYPE_CHECKING:
@@ -58,19 +59,32 @@ def check_t2i_adapter(config: Mapping, unet_config: Mapping, name: str, vae_scal
 class AdapterCondition:
     """A `Condition`: one T2I-Adapter bound to a run (see the module docstring)."""
 
-    def __init__(self, control: ControlNet, timesteps: torch.Tensor, device: torch.device) -> None:
+    def __init__(
+        self, control: ControlNet, timesteps: torch.Tensor, device: torch.device, factor: int | None = None
+    ) -> None:
         """`control`: a `ControlNet` whose model is a `T2IAdapter`; `timesteps`: the run's, by which a call's t gives
-        its step."""
-        model = control.model
-        dtype = getattr(model, "dtype", torch.float32)
-        frames = control.frames.to(device=device, dtype=dtype)
-        if model.config.in_channels == 1:  # sketch, canny: the images in grey
-            frames = torch.einsum("fchw,c->fhw", frames, torch.tensor(GREY, device=device, dtype=dtype))[:, None]
-        with torch.no_grad():
-            self.features = [f * float(control.scale) for f in model(frames)]
+        its step; `factor`: the VAE's, pixels per latent, by which the images are resized for latents of another size
+        (the gradual latent hires fix's smaller ones: `controlnet.sized_control`)."""
+        self.model, self.factor = control.model, factor
+        dtype = getattr(self.model, "dtype", torch.float32)
+        self.frames = control.frames.to(device=device, dtype=dtype)
+        if self.model.config.in_channels == 1:  # sketch, canny: the images in grey
+            grey = torch.tensor(GREY, device=device, dtype=dtype)
+            self.frames = torch.einsum("fchw,c->fhw", self.frames, grey)[:, None]
+        self.scale = float(control.scale)
         self.step_of = step_index(timesteps)
         self.active = active_steps(len(timesteps), control.start, control.end)
-        self.scale = float(control.scale)
+        self._features: dict[tuple[int, int], list[torch.Tensor]] = {}
+
+    def features(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        """Every frame's features (frames, c, h, w) per level, scaled, for latents of `latents`' size: computed once
+        per size."""
+        size = tuple(latents.shape[-2:])
+        if size not in self._features:
+            with torch.no_grad():
+                images = sized_control(self.frames, latents, self.factor)
+                self._features[size] = [f * self.scale for f in self.model(images)]
+        return self._features[size]
 
     def half(self, negative: bool) -> AdapterCondition:
         """This condition for one half of the guidance: the same, as both halves take its features."""
@@ -83,9 +97,9 @@ class AdapterCondition:
         ((b·f), c, h, w); nothing at a step it does not act in."""
         if self.scale == 0 or not self.active[self.step_of(t)]:
             return {}
-        videos = x.shape[0]
-        index = frames.to(self.features[0].device)
-        residuals = [f[index].repeat(videos, 1, 1, 1).to(x.dtype) for f in self.features]
+        features = self.features(x)
+        index = frames.to(features[0].device)
+        residuals = [f[index].repeat(x.shape[0], 1, 1, 1).to(x.dtype) for f in features]
         return {"down_intrablock_additional_residuals": residuals}
 
 
