@@ -4,6 +4,7 @@ process). A single process, the usual case, owns every item and touches no distr
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +54,24 @@ class ProcessShare:
             PartialState().wait_for_everyone()
 
 
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def process_share() -> ProcessShare:
     """This process's share: launched as one of several (WORLD_SIZE > 1 in the environment), through Accelerate's
     state (which sets up the process group: NCCL on GPUs, gloo on CPUs; without a GPU it is told so, as `torchrun`
-    on CPUs does not tell it and it would otherwise take each process for the whole job); else the whole job."""
+    on CPUs does not tell it and it would otherwise take each process for the whole job); else the whole job. The
+    process group is taken down as the process exits: left to the interpreter's teardown, gloo's threads abort it."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ProcessShare()
     import torch
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
+    atexit.unregister(_end_process_group)  # once, however many times the share is asked for
+    atexit.register(_end_process_group)
     return ProcessShare(state.process_index, state.num_processes, state.local_process_index)
