@@ -1,5 +1,6 @@
-"""FreeU (`free_u`, diffusers' `enable_freeu`) on the embedded world: off, at diffusers' SD1.5 values and at
-ComfyUI's defaults.
+"""FreeU (`free_u`) on the embedded world: off; in diffusers' form (`enable_freeu`) at diffusers' SD1.5 values and
+at ComfyUI's FreeU_V2 defaults; in ComfyUI's FreeU and FreeU_V2 forms at their defaults. The world's UNet is two
+blocks wide (64, 128): ComfyUI's forms find no backbone of 4 × 64 and touch the 128-wide joins with b2, s2 only.
 
 Counted per row, over clips of the evaluation prompts: clips moving as captioned (`world.metrics.motion_correct`),
 clips of the captioned colour (`colour_correct`), the mean temporal consistency (`consistency`: steady area, colour
@@ -7,7 +8,7 @@ and path), the mean absolute difference of its frames from the same clip (prompt
 object's mean contrast with the background (the distance of the object's mean colour from the median of the frame's
 border).
 
-    python benchmarks/world_free_u.py           # 3 rows × 16 clips: a few minutes on 2 CPU cores
+    python benchmarks/world_free_u.py           # 5 rows × 16 clips: about ten minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ def contrast(frames: np.ndarray) -> float:
 def main() -> None:
     args = clip_options(__doc__.splitlines()[0]).parse_args()
     pipe, prompts, seeds = evaluation_clips(args)
-    rows = {"off": None, "b1=1.5, b2=1.6, s1=0.9, s2=0.2 (diffusers' SD1.5)": FreeU(1.5, 1.6, 0.9, 0.2),
-            "b1=1.3, b2=1.4, s1=0.9, s2=0.2 (ComfyUI's defaults)": FreeU(1.3, 1.4, 0.9, 0.2)}  # fmt: skip
+    rows = {"off": None, "diffusers: 1.5, 1.6, 0.9, 0.2 (diffusers' SD1.5)": FreeU(1.5, 1.6, 0.9, 0.2),
+            "diffusers: 1.3, 1.4, 0.9, 0.2": FreeU(1.3, 1.4, 0.9, 0.2),
+            "comfy: 1.1, 1.2, 0.9, 0.2 (its defaults)": FreeU(1.1, 1.2, 0.9, 0.2, "comfy"),
+            "comfy-v2: 1.3, 1.4, 0.9, 0.2 (its defaults)": FreeU(1.3, 1.4, 0.9, 0.2, "comfy-v2")}  # fmt: skip
     clips = len(prompts) * len(seeds)
     print(f"\n## FreeU on the embedded world ({clips} clips a row: {len(prompts)} prompts × {len(seeds)} seeds, "
           f"{args.frames} frames, {args.steps} DDIM steps)\n")  # fmt: skip
-    print("| FreeU | moves as captioned | captioned colour | consistency | difference from off | contrast |")
+    print(
+        "| FreeU: form, b1, b2, s1, s2 | moves as captioned | captioned colour | consistency | difference from off "
+        "| contrast |"
+    )
     print("|---|---|---|---|---|---|")
     off: dict[tuple[str, int], np.ndarray] = {}
     for label, free_u in rows.items():

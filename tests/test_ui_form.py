@@ -242,10 +242,10 @@ def test_the_text_settings_and_pag_reach_the_run_entry(models_dir, tmp_path):
     (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
     (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
     assert (entry.guidance_scale, entry.guidance_scale_steps) == (6, {0.6: 1.0})
-    s = with_seed(parse({"prompt": PROMPT, "freeu": "b1=1.3, b2=1.4, s1=0.9, s2=0.2"}, catalog))
+    s = with_seed(parse({"prompt": PROMPT, "freeu": "b1=1.3, b2=1.4, s1=0.9, s2=0.2, form=comfy-v2"}, catalog))
     (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))
     (entry,), _ = load_prompt_config(tmp_path / "job.yaml")
-    assert entry.freeu == {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}
+    assert entry.freeu == {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2, "form": "comfy-v2"}
     for editing in (False, True):
         s = with_seed(parse({"prompt": PROMPT, "prompt_editing": editing}, catalog))
         (tmp_path / "job.yaml").write_text(run_yaml(s, catalog))

@@ -56,10 +56,12 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--freeu",
         default=None,
-        metavar="b1=B1,b2=B2,s1=S1,s2=S2",
-        help="FreeU in the UNet's up blocks, as diffusers' enable_freeu (the paper's form, ComfyUI's FreeU node): "
-        "backbone × b1, b2 and skip low frequencies × s1, s2; e.g. b1=1.5,b2=1.6,s1=0.9,s2=0.2 (diffusers' SD1.5 "
-        "values)",
+        metavar="b1=B1,b2=B2,s1=S1,s2=S2[,form=FORM]",
+        help="FreeU in the UNet's up blocks: backbone × b1, b2 and skip low frequencies × s1, s2; e.g. "
+        "b1=1.5,b2=1.6,s1=0.9,s2=0.2 (diffusers' SD1.5 values); a last form=diffusers (the default: diffusers' "
+        "enable_freeu, the first two up blocks), comfy (ComfyUI's FreeU node: the joins whose backbone is 4 or 2 × "
+        "the first block's width) or comfy-v2 (ComfyUI's FreeU_V2: those joins, the backbone scaled by its "
+        "normalised mean)",
     )
     p.add_argument(
         "--scheduler", default=None, help=f"{SCHEDULER_NAMES}; default: the preset's, else ddim (the official one)"

@@ -248,7 +248,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         `lora_ramps`: merged LoRAs whose scale ramps over the steps (`pipeline/lora_ramp.py`), put back after the call.
         `region_loras`: merged LoRAs acting in some regions (`pipeline/region_loras.py`), put back after the call.
         `reference`: reference-only, a picture's look read by the UNet's self-attention (`pipeline/reference.py`).
-        `free_u`: FreeU in the UNet's up blocks for the call (`pipeline/free_u.py`), as diffusers' `enable_freeu`.
+        `free_u`: FreeU in the UNet's up blocks for the call (`pipeline/free_u.py`): diffusers' `enable_freeu`, or
+        ComfyUI's FreeU or FreeU_V2 (`FreeU.form`).
         """
         if output_type not in ("np", "latent"):
             raise InputError(f"output_type {output_type!r}: choose np (frames) or latent")

@@ -53,7 +53,7 @@ class Settings:
     guidance_scale_steps: str = ""
     """The guidance scale from fractions of the steps on, "0.6:1", as `generate --guidance-scale-steps`."""
     freeu: str = ""
-    """FreeU's factors, "b1=1.5,b2=1.6,s1=0.9,s2=0.2", as `generate --freeu`; empty: off."""
+    """FreeU's factors, "b1=1.5,b2=1.6,s1=0.9,s2=0.2[,form=comfy-v2]", as `generate --freeu`; empty: off."""
     seed: int | None = None
     """None: drawn when the request is queued (then recorded here)."""
     output_format: str = "gif"
