@@ -1,7 +1,8 @@
 """T2I-Adapters, given as ControlNets are: diffusers has no AnimateDiff T2I-Adapter pipeline, so the reference is its
 `StableDiffusionAdapterPipeline` frame by frame (motion modules as freshly made add nothing, so our clip is a batch of
 independent images, each frame its own start noise and control image); context windows take their frames' features;
-a folder whose config names a T2IAdapter loads through --controlnet; what does not fit is one line."""
+a folder whose config names a T2IAdapter loads through --controlnet (single files: tests/test_t2i_adapter_files.py);
+what does not fit is one line."""
 
 from __future__ import annotations
 
@@ -120,20 +121,6 @@ def test_generate_takes_a_t2i_adapter_folder_as_a_controlnet(tmp_path, base_fold
     expected = pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2, seed=2,
                     progress=False, controlnets=[control])[0]  # fmt: skip
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, rtol=0, atol=1e-5)
-
-
-def test_a_t2i_adapter_weights_file_is_one_line(tmp_path):
-    from safetensors.torch import save_file
-
-    from animatediff.formats.controlnet import load_controlnet
-    from tests.tiny import tiny_unet
-
-    weights = {k: v.contiguous() for k, v in tiny_adapter(2).state_dict().items()}
-    save_file(weights, str(tmp_path / "sketch.safetensors"))
-    save_file({k.replace("adapter.", "", 1): v for k, v in weights.items()}, str(tmp_path / "original.safetensors"))
-    for name in ("sketch", "original"):
-        with pytest.raises(InputError, match="is a T2I-Adapter's weights file: give its diffusers folder"):
-            load_controlnet(tmp_path / f"{name}.safetensors", tiny_unet())
 
 
 def test_latents_of_another_size_take_features_of_the_images_resized(still, one_thread):

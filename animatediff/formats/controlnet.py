@@ -3,7 +3,8 @@
 
 - A diffusers folder (config.json + diffusion_pytorch_model.*), local or a hub id (`lllyasviel/control_v11p_sd15_
   openpose`), loads with `ControlNetModel.from_pretrained`; one whose config names a `T2IAdapter` (`TencentARC/
-  t2iadapter_sketch_sd15v2`) with `T2IAdapter.from_pretrained` (`pipeline/t2i_adapter.py`).
+  t2iadapter_sketch_sd15v2`) with `T2IAdapter.from_pretrained` (`pipeline/t2i_adapter.py`); a T2I-Adapter's single
+  file (TencentARC's `t2iadapter_*.pth`) through `formats/t2i_adapter.py`.
 - A single file (`control_v11p_sd15_openpose.pth`, `.safetensors`, or a hub file `owner/repo/file.pth`) holds the
   original layout of github.com/lllyasviel/ControlNet (`cldm/cldm.py`): `control_model.*` (the v1.0 files hold the
   whole SD model beside it; only `control_model.*` is read), or the same names without the prefix. Its config is
@@ -32,6 +33,7 @@ from diffusers import ControlNetModel, T2IAdapter, UNet2DConditionModel
 
 from animatediff.errors import InputError, InputNotFound
 from animatediff.formats.state_dicts import read_state_dict
+from animatediff.formats.t2i_adapter import is_t2i_adapter_state_dict, t2i_adapter_from_state_dict
 from animatediff.hub import resolve_path
 
 LDM_PREFIX = "control_model."
@@ -93,8 +95,6 @@ def strip_prefix(sd: Mapping[str, object]) -> dict[str, torch.Tensor]:
 def file_config(sd: Mapping[str, torch.Tensor], name: str) -> dict:
     """What a single file says about the ControlNet it holds (names without `control_model.`): the text width and
     channels `check_controlnet` compares, and the hint encoder's channels and input channels."""
-    if any(str(k).startswith(("adapter.body.", "body.")) for k in sd):  # diffusers' or TencentARC's own names
-        raise InputError(f"{name} is a T2I-Adapter's weights file: give its diffusers folder (with config.json)")
     diffusers_names = "conv_in.weight" in sd
     cross_key, conv_in_key = DIFFUSERS_KEYS if diffusers_names else LDM_KEYS
     if conv_in_key not in sd:
@@ -174,9 +174,10 @@ def controlnet_from_state_dict(
 
 def load_controlnet(
     path_or_id: str | os.PathLike, unet: UNet2DConditionModel, dtype: torch.dtype | None = None
-) -> ControlNetModel:
+) -> ControlNetModel | T2IAdapter:
     """A ControlNet for the base whose 2-D UNet is `unet`: a diffusers folder or hub id, or a single file (local,
-    or `owner/repo/file` on the hub) in the original or diffusers layout. `dtype`: None keeps the weights' own."""
+    or `owner/repo/file` on the hub) in the original or diffusers layout; or a T2I-Adapter, a folder or a single file
+    (`formats/t2i_adapter.py`). `dtype`: None keeps the weights' own."""
     name = os.fspath(path_or_id)
     path = resolve_path(path_or_id, "ControlNet")
     if path.is_dir():
@@ -191,6 +192,8 @@ def load_controlnet(
     sd, _ = read_state_dict(path)
     if isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
+    if is_t2i_adapter_state_dict(sd):  # TencentARC's original layout, or diffusers' names without a config
+        return t2i_adapter_from_state_dict(sd, len(unet.config.block_out_channels), name, dtype)
     return controlnet_from_state_dict(sd, unet, name, dtype)
 
 

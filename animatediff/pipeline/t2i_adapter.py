@@ -3,7 +3,8 @@ image (sketch, depth, pose, …) into features added inside the UNet's down bloc
 pipeline condition (`pipeline/conditions.py`).
 
 It is given as a ControlNet is (`pipeline.controlnet.ControlNet`, `--controlnet`, a run entry's `controlnet`): a
-diffusers `T2IAdapter` (`formats/controlnet.load_controlnet` loads a folder whose config names one) with one control
+diffusers `T2IAdapter` (`formats/controlnet.load_controlnet` loads a folder whose config names one, and
+`formats/t2i_adapter.py` TencentARC's original files) with one control
 image per frame, a scale, and the fraction of the steps it acts in; ComfyUI loads and applies T2I-Adapters the same way.
 Unlike a ControlNet it does not read the latents, the timestep or the text: its features are computed once per call, one
 per frame, scaled by the scale (`adapter_conditioning_scale`), and handed to the UNet as
