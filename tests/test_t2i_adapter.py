@@ -87,7 +87,7 @@ def test_a_grey_adapter_takes_the_images_in_grey_and_what_does_not_fit_is_one_li
     frames = ours(**ARGS, num_frames=FRAMES, seed=2, progress=False, controlnets=[ControlNet(grey, _images(3))])
     assert np.isfinite(frames).all()
     wide = T2IAdapter(channels=[32, 32], num_res_blocks=1, downscale_factor=ours.vae_scale_factor)
-    with pytest.raises(InputError, match=r"widths \[32, 32\], but the base UNet's blocks are \[32, 64\]"):
+    with pytest.raises(InputError, match=r"widths \[32, 32\], but the base UNet takes \[32, 64\]"):
         ours(**ARGS, num_frames=FRAMES, progress=False, controlnets=[ControlNet(wide, _images())])
     coarse = tiny_adapter(ours.vae_scale_factor * 4)
     with pytest.raises(InputError, match="latents 8× smaller than its images, but this base's VAE makes them 2×"):

@@ -12,7 +12,8 @@ per frame, scaled by the scale (`adapter_conditioning_scale`), and handed to the
 guidance, as diffusers' `StableDiffusionAdapterPipeline` does (tests/test_t2i_adapter.py). A context window takes its
 own frames' features; latents of another size (the gradual latent hires fix's) their own, of the images resized. An
 adapter made for one channel (sketch, canny) takes the control images in grey. It has no guess mode, and takes no
-keyframes (`KeyframeControlNet`).
+keyframes (`KeyframeControlNet`). An SDXL base takes SDXL adapters (`full_adapter_xl`, TencentARC/t2i-adapter-*-sdxl-
+1.0), whose last feature joins the middle block, as diffusers' `StableDiffusionXLAdapterPipeline` gives them.
 """
 
 from __future__ import annotations
@@ -40,17 +41,32 @@ def is_t2i_adapter(model: object) -> bool:
     return isinstance(model, T2IAdapter)
 
 
+def feature_widths(config: Mapping) -> list[int]:
+    """The widths of the features an adapter gives, a level each: its channels (diffusers' light adapter repeats its
+    last level)."""
+    channels = list(config.get("channels", []))
+    return channels + channels[-1:] if config.get("adapter_type") == "light_adapter" else channels
+
+
 def check_t2i_adapter(config: Mapping, unet_config: Mapping, name: str, vae_scale_factor: int | None = None) -> None:
-    """One line unless the adapter's features fit the base's UNet: as many levels as its down blocks, each as wide,
-    at the latents' size (its pixel unshuffle the VAE's factor)."""
-    channels, base = list(config.get("channels", [])), list(unet_config["block_out_channels"])
-    if channels != base:
+    """One line unless the adapter's features fit the base's UNet: an SDXL adapter (`full_adapter_xl`) for an SDXL
+    base, another for SD1.x; a feature per down block, each as wide (SDXL's one more, for the middle block, as wide
+    as the last); at the latents' size (its pixel unshuffle the VAE's factor; SDXL's twice it, its first feature
+    joining after the first down block's downsampling)."""
+    xl_adapter = config.get("adapter_type") == "full_adapter_xl"
+    xl_base = unet_config.get("addition_embed_type") == "text_time"
+    if xl_adapter != xl_base:
+        kind, base = ("an SDXL", "an SD1.x") if xl_adapter else ("an SD1.x", "an SDXL")
+        raise InputError(f"{name}: {kind} T2I-Adapter for {base} base; use an adapter made for this base")
+    widths, blocks = feature_widths(config), list(unet_config["block_out_channels"])
+    expected = blocks + blocks[-1:] if xl_base else blocks
+    if widths != expected:
         raise InputError(
-            f"{name}: a T2I-Adapter with features of widths {channels}, but the base UNet's blocks are {base}; use an "
+            f"{name}: a T2I-Adapter with features of widths {widths}, but the base UNet takes {expected}; use an "
             "adapter made for this base"
         )
     factor = config.get("downscale_factor")
-    if vae_scale_factor is not None and factor is not None and factor != vae_scale_factor:
+    if vae_scale_factor is not None and factor is not None and factor != vae_scale_factor * (1 + xl_adapter):
         raise InputError(
             f"{name}: a T2I-Adapter for latents {factor}× smaller than its images, but this base's VAE makes them "
             f"{vae_scale_factor}× smaller"
@@ -104,4 +120,4 @@ class AdapterCondition:
         return {"down_intrablock_additional_residuals": residuals}
 
 
-__all__ = ["AdapterCondition", "check_t2i_adapter", "is_t2i_adapter"]
+__all__ = ["AdapterCondition", "check_t2i_adapter", "feature_widths", "is_t2i_adapter"]
