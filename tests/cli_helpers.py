@@ -37,3 +37,23 @@ def assert_run_drew(runs: Path, expected: np.ndarray, tmp_path: Path) -> None:
     (drawn,) = runs.glob("entry-*/sample/0-*.gif")
     written = save_video(expected, tmp_path / "expected.gif", fps=8)
     np.testing.assert_array_equal(gif_frames(drawn), gif_frames(written))
+
+
+def generate_controlled(base: Path, motion: Path, controlnet: str, images: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """What `generate` draws for "a fox" (2 steps, seed 2) at the images' size with `--controlnet CONTROLNET` over
+    `images` (uint8 frames, written as a folder of PNGs): `pipe("a fox", None, **controlled_call(images))`'s."""
+    (tmp_path / "frames").mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / "frames" / f"{i:04d}.png")
+    frames, height, width = images.shape[:3]
+    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--prompt", "a fox", "--steps", "2"]
+    args += ["--frames", str(frames), "--width", str(width), "--height", str(height), "--seed", "2", "--quiet"]
+    controls = ["--controlnet", controlnet, "--control-frames", str(tmp_path / "frames")]
+    assert main([*args, *controls, "--output", str(tmp_path / "o.npy")]) == 0
+    return np.load(tmp_path / "o.npy")
+
+
+def controlled_call(images: np.ndarray) -> dict:
+    """The pipeline keywords of `generate_controlled`'s clip (its ControlNets apart)."""
+    frames, height, width = images.shape[:3]
+    return dict(num_frames=frames, height=height, width=width, num_inference_steps=2, seed=2, progress=False)

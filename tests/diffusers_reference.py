@@ -76,3 +76,16 @@ def diffusers_pipeline(  # noqa: ANN201
     )
     reference.set_progress_bar_config(disable=True)
     return reference
+
+
+def frames_as_images(reference, vae_scale_factor: int, images, seed: int, **call):  # noqa: ANN001, ANN003, ANN201
+    """What diffusers' image pipeline `reference` (ControlNet, adapter) draws for a clip of `images` as a batch of
+    images: each frame its own start noise (the clip's at `seed`, as our pipeline draws it) and control image, the
+    call's prompts repeated per frame; the reference for a clip whose motion modules add nothing."""
+    reference.set_progress_bar_config(disable=True)
+    frames, height, width = len(images), call["height"], call["width"]
+    shape = (1, 4, frames, height // vae_scale_factor, width // vae_scale_factor)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    batch = {key: [value] * frames if key in ("prompt", "negative_prompt") else value for key, value in call.items()}
+    control = torch.from_numpy(images).permute(0, 3, 1, 2)
+    return reference(**batch, image=control, latents=noise[0].transpose(0, 1), output_type="np").images

@@ -79,3 +79,9 @@ def tiny_sdxl_folder(folder: Path, force_zeros: bool = True) -> Path:
 def _made(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def sdxl_image_parts(pipe: AnimationPipeline) -> dict:
+    """Our SDXL pipeline's parts under the names diffusers' SDXL image pipelines take, its 2-D UNet for theirs."""
+    names = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+    return {**{name: getattr(pipe, name) for name in names}, "unet": pipe.unet.unet}

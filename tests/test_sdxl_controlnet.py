@@ -18,7 +18,8 @@ from animatediff.models import MotionModuleConfig, MotionModules
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
-from tests.sdxl_tiny import SDXL_CHANNELS, tiny_sdxl_folder
+from tests.diffusers_reference import frames_as_images
+from tests.sdxl_tiny import SDXL_CHANNELS, sdxl_image_parts, tiny_sdxl_folder
 from tests.tiny import tiny_unet
 
 FRAMES, SIZE = 3, 32
@@ -54,17 +55,9 @@ def test_an_sdxl_controlnet_matches_diffusers_sdxl_controlnet_pipeline_frame_by_
     plain = ours(**ARGS, num_frames=FRAMES, seed=4, progress=False)
     assert np.abs(got - plain).mean() > 1e-3  # the ControlNet steers
 
-    reference = StableDiffusionXLControlNetPipeline(
-        vae=ours.vae, text_encoder=ours.text_encoder, text_encoder_2=ours.text_encoder_2, tokenizer=ours.tokenizer,
-        tokenizer_2=ours.tokenizer_2, unet=ours.unet.unet, controlnet=controlnet, scheduler=ours.scheduler,
-    )  # fmt: skip
-    reference.set_progress_bar_config(disable=True)
-    f = ours.vae_scale_factor
-    noise = torch.randn((1, 4, FRAMES, SIZE // f, SIZE // f), generator=torch.Generator().manual_seed(4))
-    latents = noise[0].permute(1, 0, 2, 3)  # the clip's start noise, a frame per image
-    args = {**ARGS, "prompt": [ARGS["prompt"]] * FRAMES}  # a batch of frames, each with its own control image
-    expected = reference(**args, image=torch.from_numpy(images).permute(0, 3, 1, 2), latents=latents,
-                         controlnet_conditioning_scale=0.8, guess_mode=guess_mode, output_type="np").images  # fmt: skip
+    reference = StableDiffusionXLControlNetPipeline(**sdxl_image_parts(ours), controlnet=controlnet)
+    expected = frames_as_images(reference, ours.vae_scale_factor, images, 4, **ARGS,
+                                controlnet_conditioning_scale=0.8, guess_mode=guess_mode)  # fmt: skip
     np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-4)
 
 
@@ -99,29 +92,21 @@ def test_an_sdxl_keyframe_controlnet_with_an_image_on_every_frame_is_the_plain_c
 def test_generate_takes_an_sdxl_controlnet_folder_on_an_sdxl_base(tmp_path, one_thread):
     """--controlnet FOLDER --control-frames DIR on an SDXL base draws what the pipeline draws with that ControlNet."""
     from diffusers import UNet2DConditionModel
-    from PIL import Image
 
-    from animatediff.cli import main
     from animatediff.formats import save_motion_modules
+    from tests.cli_helpers import controlled_call, generate_controlled
     from tests.sdxl_tiny import tiny_sdxl_motion
 
     base = tiny_sdxl_folder(tmp_path / "sdxl")
     motion = save_motion_modules(tiny_sdxl_motion(), tmp_path / "mm.safetensors")
     unet = UNet2DConditionModel.from_pretrained(base / "unet")
     ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16)).save_pretrained(tmp_path / "cn")
-    (tmp_path / "frames").mkdir()
     images = (_control_images(1) * 255).astype(np.uint8)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(tmp_path / "frames" / f"{i:04d}.png")
-    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--prompt", "a fox", "--steps", "2"]
-    args += ["--frames", str(FRAMES), "--width", str(SIZE), "--height", str(SIZE), "--seed", "2", "--quiet"]
-    controls = ["--controlnet", str(tmp_path / "cn"), "--control-frames", str(tmp_path / "frames")]
-    assert main([*args, *controls, "--output", str(tmp_path / "o.npy")]) == 0
+    drawn = generate_controlled(base, motion, str(tmp_path / "cn"), images, tmp_path)
     pipe = AnimationPipeline.from_pretrained(base, motion)
     control = ControlNet(ControlNetModel.from_pretrained(tmp_path / "cn"), images)
-    expected = pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2, seed=2,
-                    progress=False, controlnets=[control])[0]  # fmt: skip
-    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, rtol=0, atol=1e-5)
+    expected = pipe("a fox", None, **controlled_call(images), controlnets=[control])[0]
+    np.testing.assert_allclose(drawn, expected, rtol=0, atol=1e-5)
 
 
 def test_an_sdxl_controlnet_file_in_diffusers_names_loads_exactly(tmp_path):

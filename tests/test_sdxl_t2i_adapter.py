@@ -15,7 +15,8 @@ from animatediff.models import MotionModuleConfig, MotionModules
 from animatediff.pipeline import AnimationPipeline
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.t2i_adapter import check_t2i_adapter
-from tests.sdxl_tiny import SDXL_CHANNELS, tiny_sdxl_folder
+from tests.diffusers_reference import frames_as_images
+from tests.sdxl_tiny import SDXL_CHANNELS, sdxl_image_parts, tiny_sdxl_folder
 
 FRAMES, SIZE = 3, 32
 ARGS = dict(prompt="a red circle moving left", height=SIZE, width=SIZE, num_inference_steps=3, guidance_scale=6.0)
@@ -47,17 +48,8 @@ def test_an_sdxl_t2i_adapter_matches_diffusers_sdxl_adapter_pipeline_frame_by_fr
     plain = ours(**ARGS, num_frames=FRAMES, seed=4, progress=False)
     assert np.abs(got - plain).mean() > 1e-3  # the adapter steers
 
-    reference = StableDiffusionXLAdapterPipeline(
-        vae=ours.vae, text_encoder=ours.text_encoder, text_encoder_2=ours.text_encoder_2, tokenizer=ours.tokenizer,
-        tokenizer_2=ours.tokenizer_2, unet=ours.unet.unet, adapter=adapter, scheduler=ours.scheduler,
-    )  # fmt: skip
-    reference.set_progress_bar_config(disable=True)
-    f = ours.vae_scale_factor
-    noise = torch.randn((1, 4, FRAMES, SIZE // f, SIZE // f), generator=torch.Generator().manual_seed(4))
-    latents = noise[0].permute(1, 0, 2, 3)  # the clip's start noise, a frame per image
-    args = {**ARGS, "prompt": [ARGS["prompt"]] * FRAMES}  # a batch of frames, each with its own control image
-    expected = reference(**args, image=torch.from_numpy(images).permute(0, 3, 1, 2), latents=latents,
-                         adapter_conditioning_scale=0.8, output_type="np").images  # fmt: skip
+    reference = StableDiffusionXLAdapterPipeline(**sdxl_image_parts(ours), adapter=adapter)
+    expected = frames_as_images(reference, ours.vae_scale_factor, images, 4, **ARGS, adapter_conditioning_scale=0.8)
     np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-4)
 
 
@@ -77,27 +69,18 @@ def test_adapters_of_the_other_family_are_refused(sdxl_still, one_thread):
 
 
 def test_generate_takes_an_sdxl_t2i_adapter_folder_on_an_sdxl_base(tmp_path, one_thread):
-    from PIL import Image
 
-    from animatediff.cli import main
     from animatediff.formats import save_motion_modules
+    from tests.cli_helpers import controlled_call, generate_controlled
     from tests.sdxl_tiny import tiny_sdxl_motion
 
     base = tiny_sdxl_folder(tmp_path / "sdxl")
     motion = save_motion_modules(tiny_sdxl_motion(), tmp_path / "mm.safetensors")
     pipe = AnimationPipeline.from_pretrained(base, motion)
     xl_adapter(pipe.vae_scale_factor).save_pretrained(tmp_path / "adapter")
-    (tmp_path / "frames").mkdir()
     images = (_control_images(1) * 255).astype(np.uint8)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(tmp_path / "frames" / f"{i:04d}.png")
-    args = ["generate", "--base", str(base), "--motion-module", str(motion), "--prompt", "a fox", "--steps", "2"]
-    args += ["--frames", str(FRAMES), "--width", str(SIZE), "--height", str(SIZE), "--seed", "2", "--quiet"]
-    controls = ["--controlnet", f"{tmp_path / 'adapter'}:0.7", "--control-frames", str(tmp_path / "frames")]
-    assert main([*args, *controls, "--output", str(tmp_path / "o.npy")]) == 0
+    drawn = generate_controlled(base, motion, f"{tmp_path / 'adapter'}:0.7", images, tmp_path)
     control = ControlNet(T2IAdapter.from_pretrained(tmp_path / "adapter"), images, 0.7)
-    expected = pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2, seed=2,
-                    progress=False, controlnets=[control])[0]  # fmt: skip
-    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, rtol=0, atol=1e-5)
-    assert np.abs(expected - pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2,
-                                  seed=2, progress=False)[0]).max() > 1e-3  # fmt: skip
+    expected = pipe("a fox", None, **controlled_call(images), controlnets=[control])[0]
+    np.testing.assert_allclose(drawn, expected, rtol=0, atol=1e-5)
+    assert np.abs(expected - pipe("a fox", None, **controlled_call(images))[0]).max() > 1e-3

@@ -15,6 +15,7 @@ from animatediff.errors import InputError
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet
 from animatediff.pipeline.t2i_adapter import AdapterCondition
+from tests.diffusers_reference import frames_as_images
 
 FRAMES, SIZE = 4, 16
 ARGS = dict(prompt="a red circle moving left", negative_prompt="blurry", height=SIZE, width=SIZE,
@@ -48,12 +49,7 @@ def test_a_t2i_adapter_matches_diffusers_adapter_pipeline_frame_by_frame(still, 
         vae=ours.vae, text_encoder=ours.text_encoder, tokenizer=ours.tokenizer, unet=ours.unet.unet, adapter=adapter,
         scheduler=ours.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
-    reference.set_progress_bar_config(disable=True)
-    f = ours.vae_scale_factor
-    noise = torch.randn((1, 4, FRAMES, SIZE // f, SIZE // f), generator=torch.Generator().manual_seed(4))
-    args = {**ARGS, "prompt": [ARGS["prompt"]] * FRAMES, "negative_prompt": [ARGS["negative_prompt"]] * FRAMES}
-    expected = reference(**args, image=torch.from_numpy(images).permute(0, 3, 1, 2), latents=noise[0].transpose(0, 1),
-                         adapter_conditioning_scale=0.8, output_type="np").images  # fmt: skip
+    expected = frames_as_images(reference, ours.vae_scale_factor, images, 4, **ARGS, adapter_conditioning_scale=0.8)
     np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-4)
 
 
@@ -99,28 +95,20 @@ def test_a_grey_adapter_takes_the_images_in_grey_and_what_does_not_fit_is_one_li
 
 
 def test_generate_takes_a_t2i_adapter_folder_as_a_controlnet(tmp_path, base_folder, one_thread):
-    from PIL import Image
 
-    from animatediff.cli import main
     from animatediff.formats import save_motion_modules
     from animatediff.pipeline import AnimationPipeline
+    from tests.cli_helpers import controlled_call, generate_controlled
     from tests.tiny import tiny_motion
 
     motion = save_motion_modules(tiny_motion("v2"), tmp_path / "mm.safetensors")
     pipe = AnimationPipeline.from_pretrained(base_folder, motion)
     tiny_adapter(pipe.vae_scale_factor).save_pretrained(tmp_path / "sketch")
-    (tmp_path / "frames").mkdir()
     images = (_images(5) * 255).astype(np.uint8)
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(tmp_path / "frames" / f"{i:04d}.png")
-    args = ["generate", "--base", str(base_folder), "--motion-module", str(motion), "--prompt", "a fox", "--steps", "2"]
-    args += ["--frames", str(FRAMES), "--width", str(SIZE), "--height", str(SIZE), "--seed", "2", "--quiet"]
-    controls = ["--controlnet", f"{tmp_path / 'sketch'}:0.6", "--control-frames", str(tmp_path / "frames")]
-    assert main([*args, *controls, "--output", str(tmp_path / "o.npy")]) == 0
+    drawn = generate_controlled(base_folder, motion, f"{tmp_path / 'sketch'}:0.6", images, tmp_path)
     control = ControlNet(T2IAdapter.from_pretrained(tmp_path / "sketch"), images, 0.6)
-    expected = pipe("a fox", None, num_frames=FRAMES, height=SIZE, width=SIZE, num_inference_steps=2, seed=2,
-                    progress=False, controlnets=[control])[0]  # fmt: skip
-    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, rtol=0, atol=1e-5)
+    expected = pipe("a fox", None, **controlled_call(images), controlnets=[control])[0]
+    np.testing.assert_allclose(drawn, expected, rtol=0, atol=1e-5)
 
 
 def test_latents_of_another_size_take_features_of_the_images_resized(still, one_thread):
