@@ -13,6 +13,7 @@ from animatediff.pipeline.control_inputs import load_controlnets
 from animatediff.pipeline.free_u import FreeU
 from animatediff.pipeline.gradual_latent import entry_gradual_latent
 from animatediff.pipeline.hires import HiresFix
+from animatediff.pipeline.image_start import entry_image_start
 from animatediff.pipeline.keyframe_control_inputs import load_keyframe_controlnets
 from animatediff.pipeline.lora_ramp import entry_lora_ramps
 from animatediff.pipeline.pag import PAG
@@ -70,7 +71,8 @@ def entry_pipeline_args(
         prompt_and=entry.prompt_and,
         pag=entry_pag(entry),
         prompt_2=entry.prompt_2 or None, negative_prompt_2=entry.n_prompt_2 or None,
-        video=resolve(entry.video) or None, strength=entry.strength, video_stride=entry.video_stride,
+        video=entry_image_start(entry.init_image, resolve) if entry.init_image else resolve(entry.video) or None,
+        strength=entry.strength, video_stride=entry.video_stride,
         video_mask=resolve(entry.video_mask) or None,
         ip_adapter=entry_ip_adapters(entry, num_frames, resolve),
         context=entry_context(entry, num_frames), free_init=entry_free_init(entry),

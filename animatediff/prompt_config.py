@@ -122,6 +122,7 @@ def _check_local_paths(entries: list[PromptEntry], here: Path, config_name: str)
         paths += [("lora_configs", str(c["path"])) for c in entry.lora_configs]
         paths += [("motion_module", m) for m in entry.motion_module] + [("video", entry.video)]
         paths += [("video_mask", entry.video_mask), ("motion_attention_mask", entry.motion_attention_mask)]
+        paths += [("init_image", p) for p in (entry.init_image or {}).values() if isinstance(p, str)]
         paths += entry_ip_paths(entry)
         paths += [("regions mask", mask) for mask in entry_mask_paths(entry)]
         paths += [("regions ip_image", image) for image in entry_region_image_paths(entry)]
@@ -162,7 +163,7 @@ def run_prompt_config(
     from animatediff.formats.embeddings import check_embedding_file
     from animatediff.io.outputs import check_output_folder
     from animatediff.io.video import check_finite, grid, save_video
-    from animatediff.io.video_input import read_video_input
+    from animatediff.io.video_input import read_image, read_video_input
     from animatediff.prompt_loras import prompt_without_lora_tags, tagged_loras
 
     config = Path(config)
@@ -175,6 +176,10 @@ def run_prompt_config(
     tagged = {id(e): tagged_loras(e.prompts, [_local(d, here) for d in e.lora_dir]) for e in entries}  # <lora:…>
     for entry in (e for e in entries if e.video):  # every input video decodes and is long enough, before loading
         read_video_input(_local(entry.video, here), entry.L or frames, entry.video_stride, ("L", "video_stride"))
+    for entry in (e for e in entries if e.init_image):  # every picture to start from reads, before loading
+        for key in ("first", "last"):
+            if entry.init_image.get(key):
+                read_image(_local(entry.init_image[key], here), f"{config.name} entry {entry.name}: init_image {key}")
     controls = {e.name: entry_control_inputs(e, e.L or frames, lambda p: _local(p, here)) for e in entries}
     for entry in (e for e in entries if e.controlnet_path):  # SparseCtrl keyframes within the clip, images readable
         where = f"{config.name} entry {entry.name}"

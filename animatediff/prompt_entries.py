@@ -22,6 +22,7 @@ from animatediff.errors import InputError, InputNotFound
 from animatediff.pipeline.control_inputs import check_control_keys
 from animatediff.pipeline.gradual_latent import check_gradual_latent_keys
 from animatediff.pipeline.hires import check_hires_keys
+from animatediff.pipeline.image_start import check_image_start_key
 from animatediff.pipeline.keyframe_control_inputs import check_keyframe_control_keys
 from animatediff.pipeline.pag import DEFAULT_LAYERS, check_pag_keys
 from animatediff.pipeline.prompt_travel import held_prompt_map
@@ -179,6 +180,9 @@ class PromptEntry:
     """Video-to-video: take every Nth input frame."""
     video_mask: str = ""
     """Video inpainting: a mask image or folder (white: drawn anew; black: the video kept); empty for none."""
+    init_image: str | dict = ""
+    """A start from a picture (the A1111 extension's img2vid, `pipeline/image_start.py`): its path, or {first, last,
+    latent_power, latent_scale, latent_power_last, latent_scale_last}; empty for none. Read as a mapping."""
     hires_scale: float | None = None
     """Hires fix: the clip drawn again this many times larger (1-4) from its upscaled frames (`pipeline/hires.py`)."""
     hires_strength: float = 0.5
@@ -302,6 +306,7 @@ def parse_entry(raw: dict, where: str, name: str = "") -> PromptEntry:
     check_travel_keys(values, where)  # prompt travel's
     _check_output_keys(values, where)
     check_video_keys(values, where)  # video-to-video's
+    check_image_start_key(values, where)  # a start from a picture
     check_hires_keys(values, where)
     check_gradual_latent_keys(values, where)
     check_region_keys(values, where)

@@ -54,8 +54,8 @@ def test_the_cli_samples_what_the_api_samples(tmp_path, base_folder, one_thread)
         (["--video", "{tmp}/in.gif", "--strength", "1.5"], r"--strength must be in \(0, 1\], got 1.5"),
         (["--video", "{tmp}/in.gif", "--strength", "0.2"], "--strength 0.2 leaves no step of 4 to run"),
         (["--video", "{tmp}/in.gif", "--video-stride", "0"], "--video-stride must be at least 1, got 0"),
-        (["--strength", "0.5"], "--strength needs --video INPUT"),
-        (["--strength", "0.5", "--video-stride", "2"], "--strength, --video-stride need --video INPUT"),
+        (["--strength", "0.5"], "--strength needs --video INPUT or --init-image PICTURE"),
+        (["--strength", "0.5", "--video-stride", "2"], "--video-stride needs --video INPUT"),
         (["--video", "{tmp}/in.gif", "--free-init", "2"], "FreeInit .* strength 0.8 .*; use strength 1"),
     ],
 )  # fmt: skip

@@ -38,7 +38,7 @@ from animatediff.cli.region_options import add_region_args, region_lora_specs, r
 from animatediff.cli.sampling_options import add_sampling_args, guidance_and_free_u_from_args, sampling_from_args
 from animatediff.cli.sparse_ctrl_options import add_sparse_ctrl_args, sparse_ctrl_input_from_args, sparse_ctrls_for
 from animatediff.cli.text_options import add_text_args, check_text_args
-from animatediff.cli.video_options import add_video_args, video_from_args, video_mask_from_args
+from animatediff.cli.video_options import add_image_start_args, add_video_args, video_from_args, video_mask_from_args
 from animatediff.errors import InputError
 
 
@@ -161,6 +161,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     add_reference_args(p)
     add_ip_adapter_args(p)
     add_video_args(p)
+    add_image_start_args(p)
     add_hires_args(p)
     add_gradual_latent_args(p)
     add_region_args(p)

@@ -77,7 +77,7 @@ def read_video_input(
     check_counts(num_frames, stride, options)
     indices = frame_indices(num_frames, stride)
     if isinstance(source, (np.ndarray, torch.Tensor)):
-        frames = _as_frames(source, "video")
+        frames = as_frames(source, "video")
         if len(frames) <= indices[-1]:
             raise too_few_frames("the video", len(frames), num_frames, stride, options)
         return frames[indices]
@@ -123,7 +123,7 @@ def video_frames(
     return fit_frames(read_video_input(source, num_frames, stride, options), height, width)
 
 
-def _as_frames(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+def as_frames(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """Frames (f, H, W, 3) as float32 in [0, 1]: uint8 divided by 255, floats checked."""
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().float().numpy()
@@ -204,7 +204,7 @@ def _read_npy(path: Path, indices: list[int]) -> tuple[np.ndarray | None, int]:
         raise InputError(f"{path}: not a readable .npy array ({err})") from None
     if array.ndim == 4 and indices[-1] >= len(array):
         return None, len(array)
-    return _as_frames(np.asarray(array[indices] if array.ndim == 4 else array), str(path)), len(array)
+    return as_frames(np.asarray(array[indices] if array.ndim == 4 else array), str(path)), len(array)
 
 
 def _read_animation(path: Path, indices: list[int]) -> tuple[np.ndarray | None, int]:

@@ -1,4 +1,4 @@
-"""The animation pipeline and its parts: text (prompt travel), start (noise, FreeNoise, a video), conditions
+"""The animation pipeline and its parts: text (prompt travel), start (noise, FreeNoise, a video, a picture), conditions
 (ControlNet, SparseCtrl, IP-Adapter), motion scale, PAG, FreeU (see docs/architecture.md)."""
 
 from animatediff.pipeline.animation import AnimationPipeline
@@ -6,6 +6,7 @@ from animatediff.pipeline.conditions import Condition, merge_unet_kwargs, unet_p
 from animatediff.pipeline.controlnet import ControlNet
 from animatediff.pipeline.free_noise import FreeNoise
 from animatediff.pipeline.free_u import FreeU
+from animatediff.pipeline.image_start import ImageStart
 from animatediff.pipeline.ip_adapter import IPAdapter
 from animatediff.pipeline.pag import PAG
 from animatediff.pipeline.prompt_travel import PromptTravel
@@ -20,6 +21,7 @@ __all__ = [
     "ControlNet",
     "FreeNoise",
     "FreeU",
+    "ImageStart",
     "IPAdapter",
     "PAG",
     "PromptTravel",

@@ -32,6 +32,7 @@ from animatediff.pipeline.free_noise import FreeNoise, check_free_noise, free_no
 from animatediff.pipeline.free_u import FreeU, free_u_on
 from animatediff.pipeline.gradual_latent import check_gradual_latent, start_noise
 from animatediff.pipeline.guidance_steps import check_guidance_scale_steps, check_unguided_runs
+from animatediff.pipeline.image_start import ImageStart
 from animatediff.pipeline.ip_adapter import IPAdapter, check_ip_adapters
 from animatediff.pipeline.ip_call import ip_adapter_call, same_negative_images
 from animatediff.pipeline.keyframe_controlnet import KeyframeControlNet, seeing_clip
@@ -165,7 +166,7 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         prompt_travel_loop: bool = False,
         free_init: FreeInit | None = None,
         ip_adapter: IPAdapter | Sequence[IPAdapter] | None = None,
-        video: VideoInput | VideoLatents | None = None,
+        video: VideoInput | VideoLatents | ImageStart | None = None,
         video_mask: MaskSource | None = None,
         strength: float | None = None,
         video_stride: int = 1,
@@ -226,7 +227,8 @@ class AnimationPipeline(PipelineSizes, MemoryModes, AddedWeights, PipelineLoadin
         GIF, folder of frames; `io/video_input.py`), `num_frames` of them taken every `video_stride`-th and fitted
         to height × width, encoded (or its clean latents, `VideoLatents`) and noised to the first timestep `strength`
         (in (0, 1]; default 0.8) leaves, as diffusers' AnimateDiffVideoToVideoPipeline does; a seed seeds one
-        generator for the encoding and the steps.
+        generator for the encoding and the steps. An `ImageStart` starts from a picture instead (the A1111
+        extension's img2vid, `pipeline/image_start.py`): its still clip, later frames let go to noise.
         `video_mask`: video inpainting (`pipeline/video_mask.py`), the clip drawn anew only where the mask is white.
         `decode_chunk_size`: frames per VAE call (VAE slicing; None: `self.decode_chunk_size`, 16 unless set).
         `clip_skip`: the text encoder layer the prompts are taken from, counted as the UIs count it (1: the layer the

@@ -37,6 +37,10 @@ def check_video_mask(
     if (mask is not None or regions) and free_init is not None:
         what = "video_mask" if mask is not None else "a region keeping the video"
         raise InputError(f"{what} keeps the video at every step, which FreeInit's re-noised runs would not; use one")
+    from animatediff.pipeline.image_start import ImageStart
+
+    if isinstance(video, ImageStart) and (mask is not None or regions):
+        raise InputError("a start from a picture has no video to keep: video_mask and kept regions need a video")
     if mask is None:
         return
     if video is None:

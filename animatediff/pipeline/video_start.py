@@ -32,6 +32,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from animatediff.errors import InputError
 from animatediff.io.video_input import VideoInput, video_frames
+from animatediff.pipeline.image_start import ImageStart
 from animatediff.sampling import FreeInit, sampling_timesteps
 
 DEFAULT_STRENGTH = 0.8
@@ -56,6 +57,9 @@ class VideoClip:
     """In (0, 1]: the fraction of the steps run, from the timestep the video is noised to."""
     latents: torch.Tensor | None = None
     """The clip's clean latents (1, c, f, h, w), given instead of frames (`VideoLatents`)."""
+    shares: tuple[np.ndarray, np.ndarray] | None = None
+    """A start from pictures (`ImageStart`): each frame's share of the first picture and of the last; `frames` then
+    holds the first picture's still clip and, with a last picture, its still clip after it."""
 
 
 def check_strength(strength: float, num_inference_steps: int | None = None, option: str = "strength") -> float:
@@ -115,6 +119,9 @@ def video_clip(
         if tuple(video.latents.shape[2:3]) != (num_frames,) or video.latents.shape[0] != 1:
             raise InputError(f"video latents {tuple(video.latents.shape)}: expected one video of {num_frames} frames")
         return VideoClip(None, strength, video.latents)
+    if isinstance(video, ImageStart):  # still clips of its pictures, let go to noise by their shares
+        stills = np.repeat(video.pictures(height, width), num_frames, axis=0)
+        return VideoClip(stills, strength, shares=video.shares(num_frames))
     return VideoClip(video_frames(video, num_frames, height, width, video_stride), strength)
 
 
@@ -158,28 +165,46 @@ def video_start(
         clean = encode_video(vae, clip.frames, batch_size, generator, chunk_size, device, dtype)
     else:  # given: (1, c, f, h, w) → diffusers' (b, f, c, h, w)
         clean = clip.latents.to(device, dtype).permute(0, 2, 1, 3, 4).expand(batch_size, -1, -1, -1, -1)
+    if clip.shares is not None:
+        clean = _let_go(clean, clip.shares, generator)
     noise = randn_tensor(clean.shape, generator=generator, device=torch.device(device), dtype=dtype)
     first = timesteps[:1].repeat(batch_size)
     latents = scheduler.add_noise(clean, noise, first).permute(0, 2, 1, 3, 4)
     return timesteps, latents, clean.permute(0, 2, 1, 3, 4), noise.permute(0, 2, 1, 3, 4)
 
 
+def _let_go(
+    stills: torch.Tensor, shares: tuple[np.ndarray, np.ndarray], generator: torch.Generator | None
+) -> torch.Tensor:
+    """An image start's clean clip (b, f, c, h, w) from its pictures' still clips (b, f or 2f, c, h, w): each frame
+    its shares of them, the rest latent noise from `generator`, drawn only where some frame has a rest
+    (`pipeline/image_start.py`)."""
+    f = len(shares[0])
+    first, last = (torch.as_tensor(s, dtype=stills.dtype, device=stills.device)[:, None, None, None] for s in shares)
+    clean = first * stills[:, :f] + (last * stills[:, f:] if stills.shape[1] > f else 0)
+    rest = 1 - first - last
+    if bool((rest > 1e-6).any()):
+        clean = clean + rest * randn_tensor(clean.shape, generator=generator, device=stills.device, dtype=stills.dtype)
+    return clean
+
+
 def check_video_keys(values: dict, where: str) -> None:
     """A prompt-config entry's video-to-video keys (`video`, `strength`, `video_stride`, `video_mask`), checked in
-    place: strength, stride and mask only with a video, paths, and values in range (`where` names the entry in
-    errors)."""
+    place: strength only with a video or a picture to start from (`init_image`), stride and mask only with a video,
+    paths, and values in range (`where` names the entry in errors)."""
     if not values.get("video"):
-        for key in ("strength", "video_stride", "video_mask"):
+        needing = ["video_stride", "video_mask"] + ["strength"] * (not values.get("init_image"))
+        for key in needing:
             if values.get(key) is not None:
                 raise InputError(f"{where}: {key} needs a video to start from (the 'video' key)")
         values.pop("video", None)
-        return
-    for key in ("video", "video_mask"):
-        if not isinstance(values.get(key, ""), str):
-            raise InputError(f"{where}: {key} must be a path, got {values[key]!r}")
-    stride = values.setdefault("video_stride", 1)
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise InputError(f"{where}: video_stride must be an integer of at least 1, got {stride!r}")
+    else:
+        for key in ("video", "video_mask"):
+            if not isinstance(values.get(key, ""), str):
+                raise InputError(f"{where}: {key} must be a path, got {values[key]!r}")
+        stride = values.setdefault("video_stride", 1)
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise InputError(f"{where}: video_stride must be an integer of at least 1, got {stride!r}")
     if values.get("strength") is not None:
         steps = values.get("steps") if isinstance(values.get("steps"), int) else None
         try:
