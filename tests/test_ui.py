@@ -381,3 +381,30 @@ def test_a_reference_picture_from_an_upload_and_its_run_yaml(served, tmp_path):
     for bad, message in (({"reference_mode": "attn"}, "reference mode"), ({"reference_fidelity": 2}, "style fidelity")):
         status, answer = call(f"{url}/api/generate", referenced | bad)
         assert status == 400 and message in answer["error"], answer
+
+
+def test_a_picture_to_start_from_uploaded_and_its_run_yaml(served, tmp_path):
+    """The picture start (the A1111 extension's img2vid) from an uploaded picture (the plain clip's first frame
+    mirrored): the clip's object begins where the picture's is, and the run YAML draws the same frames; a picture
+    beside a video is one line."""
+    from PIL import Image
+
+    from animatediff.io.video_input import read_video_input
+    from animatediff.world.metrics import track
+
+    studio, url = served
+    plain = {"prompt": PROMPT, "frames": 8, "steps": 4, "seed": 5}
+    first_clip = wait(url, call(f"{url}/api/generate", plain)[1]["id"])
+    picture = read_video_input(studio.output_dir / first_clip["file"], 8)[0][:, ::-1]  # mirrored: the object elsewhere
+    Image.fromarray((picture * 255).round().astype(np.uint8)).save(tmp_path / "first.png")
+    _, first = call(f"{url}/api/upload?name=first.png", raw=(tmp_path / "first.png").read_bytes())
+    started = plain | {"init_image": first["id"], "latent_scale": 32, "strength": 0.5}
+    jobs = [first_clip, wait(url, call(f"{url}/api/generate", started)[1]["id"])]
+    assert jobs[1]["state"] == "done", jobs[1]["error"]
+    frames = [read_video_input(studio.output_dir / job["file"], 8) for job in jobs]
+    target = track(picture[None]).x[0]  # the object's centre, across
+    near = [abs(track(clip[:1]).x[0] - target) for clip in frames]
+    assert near[1] < 0.5 * near[0], near
+    np.testing.assert_array_equal(frames[1], rerun(url, jobs[1], tmp_path, 8)[1])
+    error = call(f"{url}/api/generate", started | {"video": first["id"]})[1]["error"]
+    assert error == "picture to start from: give a video or a picture to start from, not both"

@@ -20,6 +20,7 @@ LIMITS = {
     "context_stride": (1, 16),
     "free_init_iters": (1, 8),
     "strength": (0.01, 1.0),
+    "latent_scale": (0.01, 1000.0),
     "scale": (-4.0, 4.0),
     "frame": (-1, 511),
     "ip_scale": (0.0, 4.0),

@@ -114,6 +114,9 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         entry["strength"] = s.strength
         if s.video_mask:
             entry["video_mask"] = upload(s.video_mask)
+    if s.init_image:
+        entry["init_image"] = {"first": upload(s.init_image), "latent_scale": s.latent_scale}
+        entry["strength"] = s.strength
     if s.hires_scale is not None:
         entry["hires_scale"] = s.hires_scale
         entry["hires_strength"] = s.hires_strength

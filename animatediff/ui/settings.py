@@ -122,6 +122,10 @@ class Settings:
     video_mask: str = ""
     """Video inpainting: an upload's id, the mask (white: drawn anew)."""
     strength: float = 0.8
+    init_image: str = ""
+    """A start from a picture (the A1111 extension's img2vid, `generate --init-image`): an upload's id."""
+    latent_scale: float = 32.0
+    """The picture start's latent scale, as `generate --latent-scale`."""
     hires_scale: float | None = None
     """The hires fix's upscale, as `generate --hires-scale`; None: off."""
     hires_strength: float = 0.5
@@ -246,6 +250,10 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
     s.video, s.video_mask = str(raw.get("video") or ""), str(raw.get("video_mask") or "")
     if s.video_mask and not s.video:
         raise InputError("video mask: upload the video it masks")
+    s.init_image = str(raw.get("init_image") or "")
+    s.latent_scale = number(raw, "latent_scale", float, s.latent_scale, "latent scale")
+    if s.init_image and s.video:
+        raise InputError("picture to start from: give a video or a picture to start from, not both")
     parse_controls(raw, s, catalog)  # and the IP-Adapter's keyframe images
     parse_ip_adapter(raw, s, catalog)
     parse_reference(raw, s)
