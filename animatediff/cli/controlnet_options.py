@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from animatediff.pipeline.control_inputs import ControlInput
     from animatediff.pipeline.controlnet import ControlNet
 
-ANNOTATORS = ("canny", "none")  # pipeline.annotators.ANNOTATORS, here so that building the parser imports no torch
+ANNOTATORS = ("canny", "lineart", "color", "none")  # pipeline.annotators.ANNOTATORS, here so that building the parser imports no torch
 FLAGS = {
     "controlnet": "--controlnet",
     "video": "--control-video",
@@ -70,9 +70,10 @@ def add_controlnet_args(p: argparse.ArgumentParser) -> None:
         action="append",
         choices=ANNOTATORS,
         default=[],
-        help="how control images are made of the control video: canny (Canny edges, OpenCV: pip install "
-        "'animatediff[control]'), or none (it holds them already: poses, depth maps, edges made elsewhere); once for "
-        "all ControlNets or once each; default: none. OpenPose and depth annotators are future work",
+        help="how control images are made of the control video (with OpenCV: pip install 'animatediff[control]'): "
+        "canny (Canny edges), lineart (ControlNet's model-free line art, lineart_standard), color (the T2I colour "
+        "adapter's 64× colour grid), or none (it holds them already: poses, depth maps, edges made elsewhere); once "
+        "for all ControlNets or once each; default: none. Annotators that need models (OpenPose, depth) are not here",
     )
     p.add_argument(
         "--control-start",
