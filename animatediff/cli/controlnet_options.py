@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from animatediff.pipeline.control_inputs import ControlInput
     from animatediff.pipeline.controlnet import ControlNet
 
-ANNOTATORS = ("canny", "lineart", "color", "none")  # pipeline.annotators.ANNOTATORS, here so that building the parser imports no torch
+ANNOTATORS = ("canny", "lineart", "color", "none")
+"""`pipeline.annotators.ANNOTATORS`, here so that building the parser imports no torch."""
 FLAGS = {
     "controlnet": "--controlnet",
     "video": "--control-video",
