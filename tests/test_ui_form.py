@@ -313,8 +313,26 @@ def test_a_regions_own_image_prompt_reaches_the_run_entry(models_dir, tmp_path):
     masked = parse(fields | {"ip_mask": "half"}, catalog)
     entry = parse_entry(run_entry(with_seed(masked), catalog, lambda upload: f"/uploads/{upload}.png"), "form")
     assert entry.ip_mask == "/uploads/half.png"  # the image prompt's mask, an upload
+
     (tmp_path / "settings.json").write_text(json.dumps(settings.as_json()))
     assert read_settings(tmp_path / "settings.json").regions == [("m", "a cat", "face"), ("n", "a dog", "")]
+
+
+def test_the_second_image_prompts_mask_reaches_the_run_entry(models_dir):
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    (models_dir / "ipadapter").mkdir()
+    (models_dir / "ipadapter" / "look.safetensors").write_bytes(b"weights")
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "ip_adapter": "ipadapter/look.safetensors", "ip_image": "look"}
+    second = {"ip_adapter_2": "ipadapter/look.safetensors", "ip_image_2": "style", "ip_mask_2": "other"}
+    entry = parse_entry(run_entry(with_seed(parse(fields | second, catalog)), catalog, lambda u: f"/up/{u}.png"), "f")
+    assert entry.ip_adapters[0]["ip_mask"] == "/up/other.png" and entry.ip_adapters[0]["ip_image"] == ["/up/style.png"]
+    assert entry.ip_mask == ""  # the first's mask stays its own
+    unmasked = parse(fields | second | {"ip_mask_2": ""}, catalog)
+    assert "ip_mask" not in run_entry(with_seed(unmasked), catalog)["ip_adapters"][0]
 
 
 def test_the_motion_attention_scale_and_its_mask_reach_the_jobs_run_entry(models_dir):

@@ -48,9 +48,10 @@ def parse_ip_adapter(raw: dict, s: Settings, catalog: Catalog) -> None:
 
 
 def _parse_second(raw: dict, s: Settings, catalog: Catalog) -> None:
-    """The second image prompt: its IP-Adapter, uploaded image and scale."""
+    """The second image prompt: its IP-Adapter, uploaded image, scale and mask."""
     s.ip_adapter_2 = str(raw.get("ip_adapter_2") or "")
     s.ip_image_2 = str(raw.get("ip_image_2") or "")
+    s.ip_mask_2 = str(raw.get("ip_mask_2") or "")
     s.ip_scale_2 = number(raw, "ip_scale_2", float, 1.0, "second IP-Adapter scale")
     if not s.ip_adapter_2:  # an upload left from an earlier run is not drawn, as the first's
         return
@@ -73,5 +74,6 @@ def ip_adapters_of(s: Settings, catalog: Catalog, upload: Callable[[str], str] =
     adapters = [IPAdapter(str(catalog.resolve("ip_adapter", s.ip_adapter)), images, scale, encoder, mask)]
     if s.ip_adapter_2:
         weights = str(catalog.resolve("ip_adapter", s.ip_adapter_2))
-        adapters.append(IPAdapter(weights, upload(s.ip_image_2), s.ip_scale_2))
+        mask_2 = upload(s.ip_mask_2) if s.ip_mask_2 else None
+        adapters.append(IPAdapter(weights, upload(s.ip_image_2), s.ip_scale_2, mask=mask_2))
     return adapters

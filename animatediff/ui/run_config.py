@@ -135,7 +135,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
         if adapters[0].mask is not None:
             entry["ip_mask"] = str(adapters[0].mask)
         entry["ip_adapters"] = [{"ip_adapter": str(a.weights), "ip_image": [str(i) for i in a.images],
-                                 "ip_scale": a.scale} for a in adapters[1:]]  # fmt: skip
+                                 "ip_scale": a.scale} | ({"ip_mask": str(a.mask)} if a.mask is not None else {})
+                                for a in adapters[1:]]  # fmt: skip
         if not entry["ip_adapters"]:
             del entry["ip_adapters"]
     return entry

@@ -158,6 +158,8 @@ class Settings:
     ip_image_2: str = ""
     """The second IP-Adapter's image prompt: an upload's id."""
     ip_scale_2: float = 1.0
+    ip_mask_2: str = ""
+    """The second image prompt's mask: an upload's id (white: where it acts); empty: everywhere."""
     reference: str = ""
     """Reference-only: an upload's id, the picture (`ui/reference_fields.py`); with its mode and style fidelity."""
     reference_mode: str = "only"
