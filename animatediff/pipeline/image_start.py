@@ -18,6 +18,7 @@ generator as the start's noise; so does this.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ Picture = str | os.PathLike | np.ndarray
 """An image file, or an (H, W, 3) array in [0, 1] (or uint8)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageStart:
     """Start a clip from `first` (and end it at `last`), by the module docstring's shares; given as a call's
     `video`, with its `strength`."""
@@ -110,7 +111,7 @@ def check_image_start_key(values: dict, where: str) -> None:
     values["init_image"] = value
 
 
-def entry_image_start(value: dict, resolve: object) -> ImageStart:
+def entry_image_start(value: dict, resolve: Callable[[str], str]) -> ImageStart:
     """The `ImageStart` of a checked `init_image` mapping, its paths through `resolve` (relative to the config)."""
     fields = {ENTRY_KEYS[key]: item for key, item in value.items() if item is not None}
     fields["first"] = resolve(fields["first"])
