@@ -237,3 +237,61 @@ def test_sparse_ctrl_and_controlnet_annotators_do_not_mix(base_folder, tmp_path)
         controlnet_config(base_folder, tmp_path, controlnet={"annotator": "rgb"})
     with pytest.raises(InputError, match="'none' is for a ControlNet, not controlnet.kind 'sparsectrl'"):
         controlnet_config(base_folder, tmp_path, controlnet={"kind": "sparsectrl", "annotator": "none"})
+
+
+def test_t2i_adapter_mode_learns_only_the_adapter_through_the_pipelines_features_and_exports_it(base_folder, tmp_path):
+    """The adapter's features reach the animated UNet as `pipe(..., controlnets=[ControlNet(adapter, ...)])` gives
+    them; only the adapter learns; its export loads as a `--controlnet`; a run resumes exactly."""
+    from diffusers import T2IAdapter
+
+    from animatediff.pipeline.t2i_adapter import AdapterCondition
+    from animatediff.train.t2i_adapter import T2I_ADAPTER_FOLDER
+
+    sections = dict(controlnet={"kind": "t2i_adapter"}, optim={"max_steps": 3, "caption_dropout": 0.0})
+    trainer = Trainer(controlnet_config(base_folder, tmp_path, **sections))
+    assert isinstance(trainer.controlnet, T2IAdapter)
+    assert {id(p) for p in trainer.trainable} == {id(p) for p in trainer.controlnet.parameters()}
+    trainer.controlnet.eval()
+    x, t = torch.randn(2, 4, 4, 8, 8), torch.tensor([500, 500])
+    text = torch.randn(2, 7, trainer.unet.unet.config.cross_attention_dim)
+    control = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        trained = trainer.model(x, t, text, control.expand(2, -1, -1, -1, -1))
+        condition = AdapterCondition(ControlNet(trainer.controlnet, control.permute(0, 2, 3, 1).numpy()), t[:1],
+                                     torch.device("cpu"), 2)  # fmt: skip
+        inference = trainer.unet(x, t[0], text, **condition.unet_kwargs(x, t[0], text, torch.arange(4)))
+        plain = trainer.unet(x, t[0], text)
+    torch.testing.assert_close(trained, inference, rtol=0, atol=1e-5)  # features of 8 frames or of 4, repeated
+    assert (trained - plain).abs().max() > 1e-3  # a fresh adapter steers from the first step
+
+    motion = _weights(trainer.unet.motion_modules)
+    before = _weights(trainer.controlnet)
+    result = trainer.train()
+    after = _weights(trainer.controlnet)
+    assert sum(not torch.equal(before[k], after[k]) for k in before) > len(before) // 2
+    assert all(torch.equal(motion[k], v) for k, v in trainer.unet.motion_modules.state_dict().items())
+    loaded = load_controlnet(result["checkpoint"] / T2I_ADAPTER_FOLDER, trainer.unet.unet)
+    assert isinstance(loaded, T2IAdapter) and all(torch.equal(v, after[k]) for k, v in loaded.state_dict().items())
+
+    resume = dict(optim={"max_steps": 4, "caption_dropout": 0.5}, checkpoint={"every": 2, "resume_from": "latest"})
+    kinds = {"kind": "t2i_adapter"}
+    whole = Trainer(controlnet_config(base_folder, tmp_path, "whole", controlnet=kinds, **resume))
+    whole.train()
+    Trainer(controlnet_config(base_folder, tmp_path, "split", controlnet=kinds, **resume)).train(stop_after=3)
+    resumed = Trainer(controlnet_config(base_folder, tmp_path, "split", controlnet=kinds, **resume))
+    assert resumed.step == 2
+    resumed.train()
+    a, b = _weights(whole.controlnet), _weights(resumed.controlnet)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_t2i_adapter_run_is_refused_a_controlnet_to_start_from_and_the_rgb_annotator(base_folder, tmp_path):
+    from tests.tiny import tiny_unet
+
+    tiny_controlnet(tiny_unet(), stages=(16, 32)).save_pretrained(tmp_path / "cn")
+    with pytest.raises(InputError, match="a ControlNet, not a T2I-Adapter"):
+        Trainer(
+            controlnet_config(base_folder, tmp_path, controlnet={"kind": "t2i_adapter", "init": str(tmp_path / "cn")})
+        )
+    with pytest.raises(InputError, match="controlnet.annotator 'rgb' is for a SparseCtrl encoder"):
+        Trainer(controlnet_config(base_folder, tmp_path, controlnet={"kind": "t2i_adapter", "annotator": "rgb"}))

@@ -185,15 +185,17 @@ class AdapterTrainConfig:
 
 @dataclass
 class ControlNetTrainConfig:
-    """ControlNet mode: train a ControlNet, or a SparseCtrl encoder, that steers the frozen base and motion module."""
+    """ControlNet mode: train a ControlNet, a SparseCtrl encoder or a T2I-Adapter, that steers the frozen base and
+    motion module."""
 
     enabled: bool = False
-    """Train a ControlNet or SparseCtrl encoder (needs `model.init_motion_module`, which stays frozen with the base)
-    instead of the motion module; checkpoints export it where `generate` takes it: a ControlNet as the diffusers
-    folder `controlnet/` (`--controlnet`), a SparseCtrl encoder as `sparsectrl.safetensors` and
-    `sparsectrl_diffusers/` (`--sparsectrl`)."""
+    """Train a ControlNet, SparseCtrl encoder or T2I-Adapter (needs `model.init_motion_module`, which stays frozen
+    with the base) instead of the motion module; checkpoints export it where `generate` takes it: a ControlNet as the
+    diffusers folder `controlnet/` (`--controlnet`), a SparseCtrl encoder as `sparsectrl.safetensors` and
+    `sparsectrl_diffusers/` (`--sparsectrl`), a T2I-Adapter as the diffusers folder `t2i_adapter/` (`--controlnet`)."""
     kind: str = "controlnet"
-    """'controlnet' (a control image on every frame) or 'sparsectrl' (SparseCtrl: a condition on a few frames)."""
+    """'controlnet' (a control image on every frame), 'sparsectrl' (SparseCtrl: a condition on a few frames) or
+    't2i_adapter' (a T2I-Adapter: a control image on every frame, exported as the diffusers folder `t2i_adapter/`)."""
     init: str | None = None
     """Start from this ControlNet or SparseCtrl encoder for the base (a diffusers folder, hub id or single file);
     None: a copy of the base UNet's encoder and middle with zero output convolutions (ControlNet's own start)."""

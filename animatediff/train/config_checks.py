@@ -24,7 +24,7 @@ def check_config(config: TrainConfig) -> None:
         "data.kind": (config.data.kind, DATA_KINDS),
         "optim.loss_weighting": (config.optim.loss_weighting, LOSS_WEIGHTINGS),
         "optim.timestep_bias": (config.optim.timestep_bias, TIMESTEP_BIASES),
-        "controlnet.kind": (config.controlnet.kind, ("controlnet", "sparsectrl")),
+        "controlnet.kind": (config.controlnet.kind, ("controlnet", "sparsectrl", "t2i_adapter")),
         "controlnet.annotator": (config.controlnet.annotator, ("canny", "none", "rgb")),
     }
     if config.model.convert_to_version is not None:
@@ -91,7 +91,7 @@ def check_config(config: TrainConfig) -> None:
         raise InputError("adapter.enabled trains a domain adapter on the plain base; unset model.adapter_lora")
     if config.controlnet.enabled:
         kind, annotator = config.controlnet.kind, config.controlnet.annotator
-        if (kind, annotator) in (("controlnet", "rgb"), ("sparsectrl", "none")):
+        if (kind, annotator) in (("controlnet", "rgb"), ("t2i_adapter", "rgb"), ("sparsectrl", "none")):
             raise InputError(
                 f"controlnet.annotator {annotator!r} is for "
                 f"{'a SparseCtrl encoder' if annotator == 'rgb' else 'a ControlNet'}, not controlnet.kind {kind!r}"

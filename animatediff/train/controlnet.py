@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import ControlNetModel, UNet2DConditionModel
+from diffusers import ControlNetModel, T2IAdapter, UNet2DConditionModel
 from einops import rearrange, repeat
 from torch import nn
 
@@ -30,6 +30,7 @@ from animatediff.models.sparse_ctrl import SparseControlNet
 from animatediff.pipeline.annotators import annotate
 from animatediff.train.config import ControlNetTrainConfig
 from animatediff.train.sparse_ctrl import build_sparse_ctrl, draw_keyframes, export_sparse_ctrl, sparse_condition
+from animatediff.train.t2i_adapter import adapter_features, build_t2i_adapter, export_t2i_adapter
 
 CONTROLNET_FOLDER = "controlnet"
 """Where a checkpoint of a ControlNet run exports the ControlNet (a diffusers folder, `--controlnet` loads it)."""
@@ -58,10 +59,10 @@ def build_controlnet(init: str | None, unet: UNet2DConditionModel, vae_scale_fac
 
 
 class ControlledUNet(nn.Module):
-    """The trained ControlNet (or SparseCtrl encoder) and the frozen animated UNet as one module (what Accelerate
-    prepares): the trained weights are the `controlnet.*` entries of its state dict."""
+    """The trained ControlNet (or SparseCtrl encoder, or T2I-Adapter) and the frozen animated UNet as one module (what
+    Accelerate prepares): the trained weights are the `controlnet.*` entries of its state dict."""
 
-    def __init__(self, controlnet: ControlNetModel | SparseControlNet, unet: AnimationUNet) -> None:
+    def __init__(self, controlnet: ControlNetModel | SparseControlNet | T2IAdapter, unet: AnimationUNet) -> None:
         super().__init__()
         self.controlnet = controlnet
         self.unet = unet
@@ -74,9 +75,12 @@ class ControlledUNet(nn.Module):
         control: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """sample (b, c, f, h, w), timesteps (b,), context (b, tokens, dim); for a ControlNet, control (b, f, 3, H,
-        W) in [0, 1]; for a SparseCtrl encoder, its condition (b, c, f, h, w) and `mask` (b, 1, f, h, w). Returns
-        the UNet's prediction (b, c, f, h, w)."""
+        """sample (b, c, f, h, w), timesteps (b,), context (b, tokens, dim); for a ControlNet or T2I-Adapter,
+        control (b, f, 3, H, W) in [0, 1]; for a SparseCtrl encoder, its condition (b, c, f, h, w) and `mask` (b, 1,
+        f, h, w). Returns the UNet's prediction (b, c, f, h, w)."""
+        if isinstance(self.controlnet, T2IAdapter):
+            features = adapter_features(self.controlnet, control)
+            return self.unet(sample, timesteps, context, down_intrablock_additional_residuals=features)
         if isinstance(self.controlnet, SparseControlNet):
             down, mid = self.controlnet(sample, timesteps, context, control, mask)
         else:
@@ -104,9 +108,12 @@ class ControlledUNet(nn.Module):
 def build_control(
     config: ControlNetTrainConfig, unet: UNet2DConditionModel, vae_scale_factor: int
 ) -> ControlNetModel | SparseControlNet:
-    """What a ControlNet-mode run trains: a ControlNet, or a SparseCtrl encoder (`sparse_ctrl.py`), for `unet`."""
+    """What a ControlNet-mode run trains: a ControlNet, a SparseCtrl encoder (`sparse_ctrl.py`) or a T2I-Adapter
+    (`t2i_adapter.py`), for `unet`."""
     if config.kind == "sparsectrl":
         return build_sparse_ctrl(config.init, unet, vae_scale_factor, latent_condition=config.annotator == "rgb")
+    if config.kind == "t2i_adapter":
+        return build_t2i_adapter(config.init, unet, vae_scale_factor)
     return build_controlnet(config.init, unet, vae_scale_factor)
 
 
@@ -130,13 +137,15 @@ def control_inputs(
 def export_control(
     accelerator,  # noqa: ANN001 - accelerate.Accelerator
     model: nn.Module,
-    live: ControlNetModel | SparseControlNet,
+    live: ControlNetModel | SparseControlNet | T2IAdapter,
     folder: Path,
 ) -> None:
-    """Write what the prepared `model` trained into a checkpoint's `folder` (`export_controlnet`, or
-    `sparse_ctrl.export_sparse_ctrl`)."""
+    """Write what the prepared `model` trained into a checkpoint's `folder` (`export_controlnet`,
+    `sparse_ctrl.export_sparse_ctrl` or `t2i_adapter.export_t2i_adapter`)."""
     if isinstance(live, SparseControlNet):
         export_sparse_ctrl(accelerator, model, live, folder)
+    elif isinstance(live, T2IAdapter):
+        export_t2i_adapter(accelerator, model, live, folder)
     else:
         export_controlnet(accelerator, model, live, folder)
 

@@ -21,7 +21,8 @@ def describe(trainer: Trainer) -> str:
         if c.lora.enabled:
             what = f"MotionLoRA (rank {c.lora.rank}) on the {what}"
         elif c.controlnet.enabled:
-            what = f"{_encoder(c.controlnet.kind)} ({_controlnet_origin(c.controlnet.init)}) over the frozen {what}"
+            origin = _controlnet_origin(c.controlnet.init, c.controlnet.kind)
+            what = f"{_encoder(c.controlnet.kind)} ({origin}) over the frozen {what}"
         elif c.adapter.enabled:
             what = f"a domain adapter (rank {c.adapter.rank}) on the image UNet, one frame per clip"
         return f"training {what}: {where}"
@@ -40,11 +41,13 @@ def describe(trainer: Trainer) -> str:
 
 
 def _encoder(kind: str) -> str:
-    return "a SparseCtrl encoder" if kind == "sparsectrl" else "a ControlNet"
+    return {"sparsectrl": "a SparseCtrl encoder", "t2i_adapter": "a T2I-Adapter"}.get(kind, "a ControlNet")
 
 
-def _controlnet_origin(init: str | None) -> str:
-    return "a copy of the base UNet's encoder" if init is None else f"from {init}"
+def _controlnet_origin(init: str | None, kind: str = "controlnet") -> str:
+    if init is not None:
+        return f"from {init}"
+    return "freshly initialised" if kind == "t2i_adapter" else "a copy of the base UNet's encoder"
 
 
 def step_logs(trainer: Trainer, loss: torch.Tensor) -> dict[str, float]:

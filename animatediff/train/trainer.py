@@ -10,10 +10,11 @@ Randomness: every draw of the step (VAE posterior sample, caption dropout, noise
 generator per process seeded with seed + rank and saved in checkpoints, so a resumed run continues exactly.
 
 In ControlNet mode (`controlnet.enabled`) the motion module is frozen too and a ControlNet learns to steer the
-animated UNet from per-frame control images (`controlnet.py`), or a SparseCtrl encoder from a condition on a few
-frames (`sparse_ctrl.py`). In domain adapter mode (`adapter.enabled`, paper Sec. 4.1) the motion modules are off and
-a LoRA on the image UNet's attention learns from one frame of each clip (`adapter.py`); `model.adapter_lora` merges
-such an adapter into the frozen base for the motion stage.
+animated UNet from per-frame control images (`controlnet.py`), a SparseCtrl encoder from a condition on a few frames
+(`sparse_ctrl.py`), or a T2I-Adapter from per-frame control images (`t2i_adapter.py`). In domain adapter mode
+(`adapter.enabled`, paper Sec. 4.1) the motion modules are off and a LoRA on the image UNet's attention learns from
+one frame of each clip (`adapter.py`); `model.adapter_lora` merges such an adapter into the frozen base for the
+motion stage.
 
 A step whose loss or gradients are not finite is skipped and counted (`nonfinite.py`); too many in a row stop the
 run, and no checkpoint is written of non-finite weights.
@@ -111,7 +112,9 @@ class Trainer:
         self.traits = traits = read_traits(folder, prediction, c.optim.zero_terminal_snr)
         check_zero_snr(traits)
         if c.controlnet.enabled and traits.family == "sdxl":
-            raise InputError("controlnet.enabled: ControlNet and SparseCtrl training take an SD1.x base, not SDXL")
+            raise InputError(
+                "controlnet.enabled: ControlNet, SparseCtrl and T2I-Adapter training take an SD1.x base, not SDXL"
+            )
         self.prediction_type = traits.prediction_type
         set_seed(c.seed)  # the same fresh motion-module weights on every process
         motion, self.motion_origin = init_motion_modules(c.model, read_component_config(folder, "unet"))
