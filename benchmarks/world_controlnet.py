@@ -13,6 +13,11 @@
 
     python benchmarks/world_controlnet.py                    # 2500 steps (about 30 min on 2 cores), then 3 rows
     python benchmarks/world_controlnet.py --steps 0 --seeds 4   # measure the ControlNet already trained
+
+With --kind t2i_adapter the trainer's T2I-Adapter mode learns the same task instead (a fresh full adapter over the
+same frozen base and motion module, on the same clips), measured the same way:
+
+    python benchmarks/world_controlnet.py --kind t2i_adapter --run-dir runs/world-t2i-video --steps 800
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from animatediff.pipeline.controlnet import ControlNet
 from animatediff.train.checkpoints import checkpoints_root, list_checkpoints
 from animatediff.train.config import config_from_dict
 from animatediff.train.controlnet import CONTROLNET_FOLDER
+from animatediff.train.t2i_adapter import T2I_ADAPTER_FOLDER
 from animatediff.train.trainer import train
 from animatediff.world.datasets import WorldVideos
 from animatediff.world.layout import EMBEDDED, MOTION_MODULE
@@ -132,20 +138,24 @@ def main() -> None:
     doc = __doc__.splitlines()[0]
     parser = trained_options(doc, "runs/world-controlnet", 2500, 4, 15, "ControlNet's conditioning scale")
     parser.add_argument("--clips", type=int, default=4000, help="distinct world clips to train on")
+    parser.add_argument("--kind", choices=("controlnet", "t2i_adapter"), default="controlnet", help="what learns")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
+    folder = T2I_ADAPTER_FOLDER if args.kind == "t2i_adapter" else CONTROLNET_FOLDER
     exported = None
     if args.steps:
-        checkpoint = train_on_world(
-            run_dir, args.steps, args.learning_rate, args.clips, 0, {"annotator": "canny"}, caption_dropout=0.5
-        )
-        exported = checkpoint / CONTROLNET_FOLDER
+        section = {"annotator": "canny", "kind": args.kind}
+        checkpoint = train_on_world(run_dir, args.steps, args.learning_rate, args.clips, 0, section, 0.5)
+        exported = checkpoint / folder
+    if exported is None:
+        exported = list_checkpoints(run_dir / "checkpoints")[-1] / folder
     pipe, controlnet, exported = trained_controlnet(run_dir, exported)
-    print(f"\n## The world ControlNet ({exported}): control edges of a clip against the text\n")
+    what = "T2I-Adapter" if args.kind == "t2i_adapter" else "ControlNet"
+    print(f"\n## The world {what} ({exported}): control edges of a clip against the text\n")
     print(f"{len(STARTS)} motions × {args.seeds} seeds, {FRAMES} frames of {SIZE}×{SIZE}, ", end="")
-    print(f"{args.sample_steps} DDIM steps, guidance {pipe.guidance_scale:g}, ControlNet scale {args.scale:g}.\n")
-    against_the_text(pipe, controlnet, args, "ControlNet")
+    print(f"{args.sample_steps} DDIM steps, guidance {pipe.guidance_scale:g}, {what} scale {args.scale:g}.\n")
+    against_the_text(pipe, controlnet, args, what)
 
 
 def against_the_text(pipe: AnimationPipeline, model: torch.nn.Module, args: argparse.Namespace, what: str) -> None:
