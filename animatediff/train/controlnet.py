@@ -29,6 +29,7 @@ from animatediff.models import AnimationUNet
 from animatediff.models.sparse_ctrl import SparseControlNet
 from animatediff.pipeline.annotators import annotate
 from animatediff.train.config import ControlNetTrainConfig
+from animatediff.train.export import export_diffusers_model
 from animatediff.train.sparse_ctrl import build_sparse_ctrl, draw_keyframes, export_sparse_ctrl, sparse_condition
 from animatediff.train.t2i_adapter import adapter_features, build_t2i_adapter, export_t2i_adapter
 
@@ -175,14 +176,7 @@ def control_images(batch: dict, annotator: str) -> torch.Tensor:
 def export_controlnet(accelerator, model: nn.Module, live: ControlNetModel, folder: Path) -> None:  # noqa: ANN001
     """Write the ControlNet of the prepared `model` to `folder/controlnet` (a diffusers folder, safetensors), `live`
     giving its config. Every process calls it (gathering sharded weights is collective); the main process writes."""
-    state = accelerator.get_state_dict(model)
-    if not accelerator.is_main_process:
-        return
-    prefix = "controlnet."
-    weights = {k[len(prefix) :]: v.detach().float().cpu() for k, v in state.items() if k.startswith(prefix)}
-    exported = ControlNetModel.from_config(live.config)
-    exported.load_state_dict(weights, strict=True)
-    exported.save_pretrained(folder / CONTROLNET_FOLDER, safe_serialization=True)  # inside the checkpoint's temp name
+    export_diffusers_model(accelerator, model, live, folder / CONTROLNET_FOLDER, "controlnet.")  # in the temp name
 
 
 __all__ = [

@@ -56,3 +56,14 @@ def gathered_weights(
         for k, v in state.items()
         if k.startswith(prefix) and (keep is None or keep(k))
     }
+
+
+def export_diffusers_model(accelerator, model: nn.Module, live: nn.Module, target: Path, prefix: str) -> None:  # noqa: ANN001
+    """The prepared `model`'s weights under `prefix` written as the diffusers folder `target` (safetensors) of a model
+    of `live`'s class and config (a ControlNet, a T2I-Adapter). Every process calls it; the main process writes."""
+    weights = gathered_weights(accelerator, model, prefix)
+    if weights is None:
+        return
+    exported = type(live).from_config(live.config)
+    exported.load_state_dict(weights, strict=True)
+    exported.save_pretrained(target, safe_serialization=True)

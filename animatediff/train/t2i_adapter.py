@@ -59,14 +59,9 @@ def adapter_features(adapter: T2IAdapter, control: torch.Tensor) -> list[torch.T
 def export_t2i_adapter(accelerator, model: nn.Module, live: T2IAdapter, folder: Path) -> None:  # noqa: ANN001
     """Write the adapter of the prepared `model` to `folder/t2i_adapter` (a diffusers folder, safetensors), `live`
     giving its config. Every process calls it (gathering sharded weights is collective); the main process writes."""
-    state = accelerator.get_state_dict(model)
-    if not accelerator.is_main_process:
-        return
-    prefix = "controlnet."
-    weights = {k[len(prefix) :]: v.detach().float().cpu() for k, v in state.items() if k.startswith(prefix)}
-    exported = T2IAdapter.from_config(live.config)
-    exported.load_state_dict(weights, strict=True)
-    exported.save_pretrained(folder / T2I_ADAPTER_FOLDER, safe_serialization=True)  # inside the checkpoint's temp name
+    from animatediff.train.export import export_diffusers_model
+
+    export_diffusers_model(accelerator, model, live, folder / T2I_ADAPTER_FOLDER, "controlnet.")  # in the temp name
 
 
 __all__ = ["T2I_ADAPTER_FOLDER", "adapter_features", "build_t2i_adapter", "export_t2i_adapter"]
