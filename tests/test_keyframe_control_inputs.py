@@ -70,8 +70,10 @@ def test_a_folder_without_numbered_pngs_gives_no_controlnet(make_pipeline, tmp_p
         ({"model": "cn"}, "images must be a path"),
         ({"model": "cn", "images": "p", "spread": "0.5"}, "spread must be a list of numbers"),
         ({"model": "cn", "images": "p", "loop": "yes"}, "guess_mode and loop must be true or false"),
-        ({"model": "cn", "images": "p", "annotator": "dwpose"}, "annotator 'dwpose': choose one of canny, lineart, "
-         "color, none"),
+        (
+            {"model": "cn", "images": "p", "annotator": "dwpose"},
+            "annotator 'dwpose': choose one of canny, lineart, color, none",
+        ),
         ({"model": "cn", "images": "p", "start": 0.9, "end": 0.5}, "need 0 ≤ start < end ≤ 1"),
         ({"model": "cn", "images": "p", "scales": [1]}, "unknown key 'scales'"),
     ],

@@ -318,6 +318,23 @@ def test_a_regions_own_image_prompt_reaches_the_run_entry(models_dir, tmp_path):
     assert read_settings(tmp_path / "settings.json").regions == [("m", "a cat", "face"), ("n", "a dog", "")]
 
 
+def test_a_picture_to_start_from_and_its_last_frame_reach_the_run_entry(models_dir):
+    from animatediff.prompt_entries import parse_entry
+    from animatediff.ui.run_config import run_entry
+    from animatediff.ui.settings import with_seed
+
+    catalog = scan(models_dir)
+    fields = {"prompt": PROMPT, "init_image": "first", "last_frame": "last", "latent_scale": 8, "strength": 0.6}
+    entry = parse_entry(run_entry(with_seed(parse(fields, catalog)), catalog, lambda u: f"/up/{u}.png"), "form")
+    assert entry.init_image == {"first": "/up/first.png", "latent_scale": 8.0, "last": "/up/last.png",
+                                "latent_scale_last": 8.0}  # fmt: skip
+    assert entry.strength == 0.6 and not entry.video
+    with pytest.raises(InputError, match="last frame: upload the picture to start from too"):
+        parse({"prompt": PROMPT, "last_frame": "last"}, catalog)
+    with pytest.raises(InputError, match="latent scale: 0.0 is outside"):
+        parse({"prompt": PROMPT, "init_image": "first", "latent_scale": 0}, catalog)
+
+
 def test_the_second_image_prompts_mask_reaches_the_run_entry(models_dir):
     from animatediff.prompt_entries import parse_entry
     from animatediff.ui.run_config import run_entry

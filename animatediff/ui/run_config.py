@@ -116,6 +116,8 @@ def run_entry(s: Settings, catalog: Catalog, upload: Callable[[str], str] = str)
             entry["video_mask"] = upload(s.video_mask)
     if s.init_image:
         entry["init_image"] = {"first": upload(s.init_image), "latent_scale": s.latent_scale}
+        if s.last_frame:
+            entry["init_image"] |= {"last": upload(s.last_frame), "latent_scale_last": s.latent_scale}
         entry["strength"] = s.strength
     if s.hires_scale is not None:
         entry["hires_scale"] = s.hires_scale

@@ -125,7 +125,9 @@ class Settings:
     init_image: str = ""
     """A start from a picture (the A1111 extension's img2vid, `generate --init-image`): an upload's id."""
     latent_scale: float = 32.0
-    """The picture start's latent scale, as `generate --latent-scale`."""
+    """The picture start's latent scale, as `generate --latent-scale` (and `--latent-scale-last`)."""
+    last_frame: str = ""
+    """The picture start's last frame, as `generate --last-frame`: an upload's id; empty: none."""
     hires_scale: float | None = None
     """The hires fix's upscale, as `generate --hires-scale`; None: off."""
     hires_strength: float = 0.5
@@ -254,8 +256,11 @@ def parse(raw: dict, catalog: Catalog) -> Settings:
         raise InputError("video mask: upload the video it masks")
     s.init_image = str(raw.get("init_image") or "")
     s.latent_scale = number(raw, "latent_scale", float, s.latent_scale, "latent scale")
+    s.last_frame = str(raw.get("last_frame") or "")
     if s.init_image and s.video:
         raise InputError("picture to start from: give a video or a picture to start from, not both")
+    if s.last_frame and not s.init_image:
+        raise InputError("last frame: upload the picture to start from too")
     parse_controls(raw, s, catalog)  # and the IP-Adapter's keyframe images
     parse_ip_adapter(raw, s, catalog)
     parse_reference(raw, s)
