@@ -1,19 +1,19 @@
 """animatediff-cli-prompt-travel's `controlnet_map` read as `keyframe_controlnets` (`pipeline.keyframe_control_inputs`).
 
-Each section that is switched on (`enable: true`) names a ControlNet by prompt-travel's name (`MODELS`: the SD1.5
-models it downloads) and takes its control images from `input_image_dir/<name>/`, PNGs named by their frame (a
-section whose folder holds none is not used, as prompt-travel skips it). `controlnet_conditioning_scale`,
-`control_guidance_start` / `_end`, `guess_mode`, `control_scale_list` (the spread to neighbouring frames) and the
-map's `is_loop` mean what they mean there. Its preprocessors: `none` and `canny` run here (as the annotators of the
-same name); the others (pose, depth, line art, …) need models of their own, and a section asking for one is refused
-in one line: make the control images beforehand and say `use_preprocessor: false`. Memory and speed settings
-(`max_samples_on_vram`, `max_models_on_vram`, `preprocess_on_gpu`), `save_detectmap` and `no_shrink_list` are
-dropped (the control images are not shrunk here above 512 px, as prompt-travel shrinks pose and a few other
-types). `control_region_list` confines a ControlNet to the region_map's regions it names (and the background): both
-halves of their guided predictions get its residuals, as in prompt-travel (`ControlNet.regions`). prompt-travel then
-blends the regions only every other step; here they are blended at every step, as it blends regions without such a
-list. `animatediff_controlnet` (a local checkpoint of prompt-travel's own) is refused; `input_image_dir` is found as
-the entry's other paths are. The reference-only `controlnet_ref` is not a ControlNet: switched on, it is the entry's
+Each section that is switched on (`enable: true`) names a ControlNet by prompt-travel's name (`MODELS`: the SD1.5 models
+it downloads) and takes its control images from `input_image_dir/<name>/`, PNGs named by their frame (a section whose
+folder holds none is not used, as prompt-travel skips it). `controlnet_conditioning_scale`, `control_guidance_start` /
+`_end`, `guess_mode`, `control_scale_list` (the spread to neighbouring frames) and the map's `is_loop` mean what they
+mean there. Its preprocessors: `none`, `canny` and `lineart_standard` run here (as the annotators `none`, `canny` and
+`lineart`); the others (pose, depth, the learned line art, …) need models of their own, and a section asking for one is
+refused in one line: make the control images beforehand and say `use_preprocessor: false`. Memory and speed settings
+(`max_samples_on_vram`, `max_models_on_vram`, `preprocess_on_gpu`), `save_detectmap` and `no_shrink_list` are dropped
+(the control images are not shrunk here above 512 px, as prompt-travel shrinks pose and a few other types).
+`control_region_list` confines a ControlNet to the region_map's regions it names (and the background): both halves of
+their guided predictions get its residuals, as in prompt-travel (`ControlNet.regions`). prompt-travel then blends the
+regions only every other step; here they are blended at every step, as it blends regions without such a list.
+`animatediff_controlnet` (a local checkpoint of prompt-travel's own) is refused; `input_image_dir` is found as the
+entry's other paths are. The reference-only `controlnet_ref` is not a ControlNet: switched on, it is the entry's
 `reference` (`reference_section`, `pipeline/reference.py`).
 """
 
@@ -49,7 +49,7 @@ PREPROCESSORS = {
     "controlnet_mediapipe_face": "mediapipe_face", "qr_code_monster_v1": "depth_midas",
 }  # fmt: skip
 """The preprocessor prompt-travel runs for each name when a section gives none (the others: none)."""
-RUN_HERE = {"none": "none", "canny": "canny"}
+RUN_HERE = {"none": "none", "canny": "canny", "lineart_standard": "lineart"}
 """Its preprocessors this project runs → the annotator."""
 DROPPED = ("max_samples_on_vram", "max_models_on_vram", "save_detectmap", "preprocess_on_gpu", "no_shrink_list")
 

@@ -97,6 +97,7 @@ def test_a_prompt_travel_document_reads_as_our_entry(assets):  # noqa: F811
         },
         "controlnet_canny": {**ON, "control_guidance_end": 0.5},
         "controlnet_tile": {"enable": False},
+        "controlnet_lineart": {**ON, "preprocessor": {"type": "lineart_standard"}},  # the model-free line art
     }
     config.write_text(json.dumps(document(controlnet_map=controls)))
     (entry,), _ = load_prompt_config(config)
@@ -107,6 +108,9 @@ def test_a_prompt_travel_document_reads_as_our_entry(assets):  # noqa: F811
         {"model": "lllyasviel/control_v11p_sd15_canny", "images": "controlnet_image/test/controlnet_canny",
          "scale": 1.0, "start": 0.0, "end": 0.5, "guess_mode": False, "spread": [], "loop": False,
          "annotator": "canny", "regions": []},
+        {"model": "lllyasviel/control_v11p_sd15_lineart", "images": "controlnet_image/test/controlnet_lineart",
+         "scale": 1.0, "start": 0.0, "end": 1.0, "guess_mode": False, "spread": [], "loop": False,
+         "annotator": "lineart", "regions": []},
     ]  # fmt: skip
 
 
