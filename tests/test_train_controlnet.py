@@ -285,6 +285,30 @@ def test_t2i_adapter_mode_learns_only_the_adapter_through_the_pipelines_features
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_grey_t2i_adapter_goes_on_learning_from_the_edges_in_grey(base_folder, tmp_path):
+    """A released sketch or Canny adapter is made for one channel: fine-tuned from it, the trainer gives it the
+    control images in grey, as the pipeline does."""
+    from diffusers import T2IAdapter
+
+    from animatediff.pipeline.t2i_adapter import AdapterCondition
+
+    torch.manual_seed(1)
+    T2IAdapter(in_channels=1, channels=[32, 64], num_res_blocks=1, downscale_factor=2).save_pretrained(tmp_path / "g")
+    sections = dict(controlnet={"kind": "t2i_adapter", "init": str(tmp_path / "g")}, optim={"max_steps": 1})
+    trainer = Trainer(controlnet_config(base_folder, tmp_path, **sections))
+    assert trainer.controlnet.config.in_channels == 1
+    trainer.controlnet.eval()
+    x, t, text = torch.randn(1, 4, 4, 8, 8), torch.tensor([300]), torch.randn(1, 7, 32)
+    control = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        trained = trainer.model(x, t, text, control[None])
+        condition = AdapterCondition(ControlNet(trainer.controlnet, control.permute(0, 2, 3, 1).numpy()), t,
+                                     torch.device("cpu"), 2)  # fmt: skip
+        inference = trainer.unet(x, t[0], text, **condition.unet_kwargs(x, t[0], text, torch.arange(4)))
+    torch.testing.assert_close(trained, inference, rtol=0, atol=1e-5)
+    assert trainer.train()["step"] == 1
+
+
 def test_a_t2i_adapter_run_is_refused_a_controlnet_to_start_from_and_the_rgb_annotator(base_folder, tmp_path):
     from tests.tiny import tiny_unet
 

@@ -3,7 +3,8 @@
 
 The adapter is diffusers' full `T2IAdapter` for the base: a feature per down block, as wide, its images brought to
 the latents' size by a pixel unshuffle of the VAE's factor (`pipeline/t2i_adapter.check_t2i_adapter`), randomly
-initialised as the paper's (its features add to the UNet from the first step), or a given adapter. Every frame's
+initialised as the paper's (its features add to the UNet from the first step), or a given adapter (one made for one
+channel, as the released sketch and Canny adapters are, takes the control images in grey). Every frame's
 control image goes through it folded into the batch, and its features enter the animated UNet as
 `down_intrablock_additional_residuals`, as the pipeline gives them at inference (`pipeline/t2i_adapter.py`: scale 1,
 the same features for both halves of the guidance); only the adapter learns the denoising loss. Control images come
@@ -43,17 +44,20 @@ def build_t2i_adapter(init: str | None, unet: UNet2DConditionModel, vae_scale_fa
         if not isinstance(model, T2IAdapter):
             raise InputError(f"controlnet.init {init}: a ControlNet, not a T2I-Adapter; give one for controlnet.kind")
     check_t2i_adapter(model.config, unet.config, "controlnet.init", vae_scale_factor)
-    if model.config.in_channels != 3:
-        raise InputError(f"controlnet.init {init}: an adapter for {model.config.in_channels}-channel images; train one "
-                         "for the control images' 3 channels")  # fmt: skip
     return model.float().train().requires_grad_(True)
 
 
 def adapter_features(adapter: T2IAdapter, control: torch.Tensor) -> list[torch.Tensor]:
     """The adapter's features of control images (b, f, 3, H, W) in [0, 1], folded as the UNet folds frames: a
-    ((b·f), c, h, w) tensor per down block."""
+    ((b·f), c, h, w) tensor per down block. An adapter made for one channel (sketch, canny) takes them in grey, as
+    the pipeline gives them (`pipeline.t2i_adapter.GREY`)."""
+    from animatediff.pipeline.t2i_adapter import GREY
+
     dtype = next(adapter.parameters()).dtype
-    return list(adapter(control.flatten(0, 1).to(dtype)))
+    images = control.flatten(0, 1).to(dtype)
+    if adapter.config.in_channels == 1:
+        images = torch.einsum("nchw,c->nhw", images, torch.tensor(GREY, dtype=dtype, device=images.device))[:, None]
+    return list(adapter(images))
 
 
 def export_t2i_adapter(accelerator, model: nn.Module, live: T2IAdapter, folder: Path) -> None:  # noqa: ANN001
