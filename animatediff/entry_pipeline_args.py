@@ -81,8 +81,8 @@ def entry_pipeline_args(
         motion_attention_scale_steps=entry.motion_attention_scale_steps,
         motion_attention_mask=resolve(entry.motion_attention_mask) or None,
         free_noise=entry_free_noise(entry),
-        controlnets=[*load_controlnets(controls, pipe, *size, keep), *load_keyframe_controlnets(
-            entry.keyframe_controlnets, pipe, num_frames, *size, resolve, keep)],
+        controlnets=[*load_controlnets(controls, pipe, *size, keep, resolve(entry.video_mask) or None),
+                     *load_keyframe_controlnets(entry.keyframe_controlnets, pipe, num_frames, *size, resolve, keep)],
         sparse_ctrls=entry_sparse_ctrls(entry, pipe, num_frames, *size, resolve, where, keep),
         regions=entry_regions(entry, num_frames, resolve), keep_background=entry.keep_background,
         gradual_latent=entry_gradual_latent(entry.gradual_latent),

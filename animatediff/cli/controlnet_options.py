@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from animatediff.pipeline.control_inputs import ControlInput
     from animatediff.pipeline.controlnet import ControlNet
 
-ANNOTATORS = ("canny", "lineart", "color", "none")
+ANNOTATORS = ("canny", "lineart", "color", "inpaint", "none")
 """`pipeline.annotators.ANNOTATORS`, here so that building the parser imports no torch."""
 FLAGS = {
     "controlnet": "--controlnet",
@@ -73,7 +73,8 @@ def add_controlnet_args(p: argparse.ArgumentParser) -> None:
         default=[],
         help="how control images are made of the control video (with OpenCV: pip install 'animatediff[control]'): "
         "canny (Canny edges), lineart (ControlNet's model-free line art, lineart_standard), color (the T2I colour "
-        "adapter's 64× colour grid), or none (it holds them already: poses, depth maps, edges made elsewhere); once "
+        "adapter's 64× colour grid), inpaint (the frames blanked where --video-mask is white: ControlNet inpaint's "
+        "condition), or none (it holds them already: poses, depth maps, edges made elsewhere); once "
         "for all ControlNets or once each; default: none. Annotators that need models (OpenPose, depth) are not here",
     )
     p.add_argument(
@@ -154,7 +155,7 @@ def controlnet_inputs_from_args(args: argparse.Namespace) -> list[ControlInput]:
     """The ControlNets the options name, each with its control video read: everything checked before any model
     loads (the options go together, the values are in range, the files exist, OpenCV for canny, the videos decode
     and have --frames frames)."""
-    from animatediff.pipeline.control_inputs import entry_specs, read_control_inputs
+    from animatediff.pipeline.control_inputs import check_inpaint_mask, entry_specs, read_control_inputs
 
     sources = args.control_sources or []
     kinds = {kind for kind, _ in sources}
@@ -164,6 +165,7 @@ def controlnet_inputs_from_args(args: argparse.Namespace) -> list[ControlInput]:
         args.controlnet, videos, folders, args.control_from_video, args.control_start, args.control_end,
         args.guess_mode, names=FLAGS,
     )  # fmt: skip
+    check_inpaint_mask([spec.annotator for spec in specs], args.video_mask, "--control-from-video")
     return read_control_inputs(specs, args.frames)
 
 
@@ -173,4 +175,4 @@ def controlnets_for(inputs: list[ControlInput], pipe: AnimationPipeline, args: a
         return []
     from animatediff.pipeline.control_inputs import load_controlnets
 
-    return load_controlnets(inputs, pipe, args.height, args.width)
+    return load_controlnets(inputs, pipe, args.height, args.width, mask=args.video_mask)

@@ -10,6 +10,9 @@ channels), scaled so that the median of the lines above 8 (of 255) becomes 127 (
 lines on black. `color`: the colour grid of the T2I colour adapter (t2iadapter_color_sd14v1; A1111's
 `t2ia_color_grid`): each frame shrunk 64× (bicubic) and blown back up in blocks (nearest). Both with OpenCV, on the
 frames at the output's size.
+`inpaint`: ControlNet inpaint's condition (control_v11p_sd15_inpaint, as diffusers' examples make it): the frames with
+every pixel where the video mask is white set to -1, the mark the ControlNet was trained to fill; it needs the video
+mask (`annotate(..., mask=)`), and the control video is the video being inpainted.
 `none` passes the frames through: control images made beforehand (pose skeletons, depth maps, edges).
 
 Annotators that need models of their own (OpenPose, depth, the learned line art) are not here: run them elsewhere
@@ -23,7 +26,9 @@ import numpy as np
 from animatediff.errors import InputError
 from animatediff.extras import require
 
-ANNOTATORS = ("canny", "lineart", "color", "none")
+ANNOTATORS = ("canny", "lineart", "color", "inpaint", "none")
+MASKED = -1.0
+"""What ControlNet inpaint's condition holds where the mask is white (its control images are otherwise in [0, 1])."""
 CANNY_THRESHOLDS = (100, 200)
 """ControlNet's Canny annotator's (and diffusers' docs') low and high hysteresis thresholds, on 0-255 gradients."""
 
@@ -32,7 +37,7 @@ def check_annotator(name: str, option: str = "annotator") -> None:
     """A known annotator, with what it needs installed (OpenCV for canny): checked before any model loads."""
     if name not in ANNOTATORS:
         raise InputError(f"{option} {name!r}: choose one of {', '.join(ANNOTATORS)}")
-    if name != "none":
+    if name not in ("none", "inpaint"):
         require("cv2", f"{option} {name} (with OpenCV)")
 
 
@@ -81,11 +86,32 @@ def _pixels(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8))
 
 
-def annotate(frames: np.ndarray, annotator: str) -> np.ndarray:
-    """The control images `annotator` makes of frames (f, H, W, 3) in [0, 1]."""
+def inpaint_condition(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Frames (f, H, W, 3) in [0, 1] with every pixel where `mask` (f, H, W) is white (≥ 0.5) set to `MASKED`."""
+    if mask.shape != frames.shape[:3]:
+        raise InputError(f"inpaint: a mask of {mask.shape} (frames, height, width) for frames of {frames.shape[:3]}")
+    return np.where((mask >= 0.5)[..., None], np.float32(MASKED), frames).astype(np.float32)
+
+
+def annotate(frames: np.ndarray, annotator: str, mask: np.ndarray | None = None) -> np.ndarray:
+    """The control images `annotator` makes of frames (f, H, W, 3) in [0, 1]; `mask` (f, H, W): the video mask, which
+    `inpaint` needs."""
     check_annotator(annotator)
+    if annotator == "inpaint":
+        if mask is None:
+            raise InputError("annotator inpaint blanks the video mask's white area: give the video mask (--video-mask)")
+        return inpaint_condition(frames, mask)
     made = {"canny": canny, "lineart": lineart, "color": colour_grid}
     return made[annotator](frames) if annotator in made else frames
 
 
-__all__ = ["ANNOTATORS", "annotate", "canny", "check_annotator", "colour_grid", "lineart"]
+__all__ = [
+    "ANNOTATORS",
+    "MASKED",
+    "annotate",
+    "canny",
+    "check_annotator",
+    "colour_grid",
+    "inpaint_condition",
+    "lineart",
+]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from animatediff.pipeline.animation import AnimationPipeline
     from animatediff.pipeline.controlnet import ControlNet
+    from animatediff.pipeline.masks import MaskSource
 
     KeepModel = Callable[[Hashable, Callable[[], torch.nn.Module]], torch.nn.Module]
     """`ModelCache.control_model`: the model a key names, loaded by the callable only when not already held."""
@@ -131,18 +132,24 @@ def load_controlnets(
     height: int | None = None,
     width: int | None = None,
     keep: KeepModel | None = None,
+    mask: MaskSource | None = None,
 ) -> list[ControlNet]:
     """The `ControlNet`s of `inputs` for `pipe`'s base at the output size (`height` × `width`, the base's native
-    size unless given): frames fitted, annotated, models loaded in the pipeline's dtype (through `keep`, which
-    hands back a model it already holds for the key, when given)."""
+    size unless given): frames fitted, annotated (`inpaint` with the video `mask`), models loaded in the pipeline's
+    dtype (through `keep`, which hands back a model it already holds for the key, when given)."""
     from animatediff.io.video_input import fit_frames
     from animatediff.pipeline.controlnet import ControlNet
+    from animatediff.pipeline.masks import fitted_masks
 
     height, width = height or pipe.native_size, width or pipe.native_size
     controlnets = []
     for item in inputs:
         spec = item.spec
-        frames = annotate(fit_frames(item.frames, height, width), spec.annotator)
+        frames = fit_frames(item.frames, height, width)
+        masks = None
+        if spec.annotator == "inpaint" and mask is not None:
+            masks = fitted_masks(mask, len(frames), height, width, (height, width), "video mask").numpy()
+        frames = annotate(frames, spec.annotator, masks)
         model = controlnet_model(spec.model, pipe, keep)
         controlnets.append(ControlNet(model, frames, spec.scale, spec.start, spec.end, spec.guess_mode))
     return controlnets
@@ -230,6 +237,12 @@ def _sources(videos: list[str], folders: list[str], count: int, prefix: str, nam
     return sources
 
 
+def check_inpaint_mask(annotators: Sequence[str], mask: object, where: str) -> None:
+    """One line where a ControlNet's annotator is `inpaint` but no video mask is given for it to blank."""
+    if "inpaint" in annotators and not mask:
+        raise InputError(f"{where}: annotator inpaint blanks the video mask's white area; give the video mask too")
+
+
 def check_control_keys(values: dict, where: str) -> None:
     """A `run` entry's ControlNet keys (`ENTRY_KEYS`) checked and made lists in place: a string or number given
     for a list is a list of one; the counts, ranges and annotators as `entry_specs` checks them."""
@@ -251,6 +264,7 @@ def check_control_keys(values: dict, where: str) -> None:
         values["controlnet"], values["control_video"], values["control_frames"], values["control_from_video"],
         values["control_start"], values["control_end"], values["guess_mode"], where,
     )  # fmt: skip
+    check_inpaint_mask(values["control_from_video"], values.get("video_mask"), where)
 
 
 def entry_control_inputs(entry: object, num_frames: int, resolve: Callable[[str], str]) -> list[ControlInput]:

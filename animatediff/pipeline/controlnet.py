@@ -35,6 +35,7 @@ from einops import rearrange
 
 from animatediff.errors import InputError
 from animatediff.formats.controlnet import check_controlnet
+from animatediff.pipeline.annotators import MASKED
 from animatediff.pipeline.conditions import guidance_half
 from animatediff.pipeline.control_inputs import check_control_range
 from animatediff.sampling.context import step_index
@@ -113,7 +114,8 @@ def acting_parts(
 
 def control_frames_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Control images as float32 (f, 3, H, W) in [0, 1]: a tensor is (f, 3, H, W), an array (f, H, W, 3); uint8 is
-    divided by 255, floats must be in [0, 1]."""
+    divided by 255, floats must be in [0, 1], or -1 where ControlNet inpaint's condition marks the masked pixels
+    (`annotators.MASKED`)."""
     if isinstance(frames, np.ndarray):
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise InputError(f"control frames: an array must be (frames, height, width, 3), got {frames.shape}")
@@ -127,9 +129,11 @@ def control_frames_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     if not frames.is_floating_point():
         raise InputError(f"control frames must be uint8 or floats in [0, 1], got {frames.dtype}")
     frames = frames.detach().float()
-    if not torch.isfinite(frames).all() or frames.min() < 0 or frames.max() > 1:
+    values = frames[frames != MASKED]  # but ControlNet inpaint's masked pixels
+    if not torch.isfinite(frames).all() or (values.numel() and (values.min() < 0 or values.max() > 1)):
         raise InputError(
-            f"control frames must be finite and in [0, 1], got values from {frames.min():.3g} to {frames.max():.3g}"
+            f"control frames must be finite and in [0, 1] (or {MASKED:g} where masked for ControlNet inpaint), got "
+            f"values from {values.min():.3g} to {values.max():.3g}"
         )
     return frames
 

@@ -67,8 +67,9 @@ def check_keyframe_control_keys(values: dict, where: str) -> None:
             raise InputError(f"{name}: spread must be a list of numbers, got {spread!r}")
         if not isinstance(item["guess_mode"], bool) or not isinstance(item["loop"], bool):
             raise InputError(f"{name}: guess_mode and loop must be true or false")
-        if item["annotator"] not in ANNOTATORS:
-            raise InputError(f"{name}: annotator {item['annotator']!r}: choose one of {', '.join(ANNOTATORS)}")
+        if item["annotator"] not in ANNOTATORS or item["annotator"] == "inpaint":
+            known = ", ".join(a for a in ANNOTATORS if a != "inpaint")
+            raise InputError(f"{name}: annotator {item['annotator']!r}: choose one of {known}")
         try:
             check_control_range(item["start"], item["end"], item["scale"])
             control_regions(item["regions"])
