@@ -4,6 +4,7 @@ made from the video mask by `generate` and a run entry; what is missing is one l
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from animatediff.errors import InputError
@@ -30,6 +31,17 @@ def test_the_condition_is_the_frames_blanked_where_the_mask_is_white():
     assert control_frames_tensor(got).min() == MASKED  # the mark passes; other negatives do not
     with pytest.raises(InputError, match=r"control frames must be finite and in \[0, 1\] \(or -1 where masked"):
         control_frames_tensor(got * 0.5)
+
+
+def test_resized_for_smaller_latents_the_marks_stay_marks():
+    """The gradual latent hires fix's smaller latents: the picture resized bicubic, the marks nearest."""
+    from animatediff.pipeline.controlnet import sized_control
+
+    frames = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    frames[:, :, :, 8:] = MASKED
+    small = sized_control(frames, torch.zeros(1, 4, 2, 4, 4), 2)  # 8 × 8 images for 4 × 4 latents
+    assert (small[:, :, :, 4:] == MASKED).all() and (small[:, :, :, :4] >= 0).all()
+    assert torch.equal(sized_control(frames, torch.zeros(1, 4, 2, 8, 8), 2), frames)
 
 
 def test_the_marked_condition_matches_diffusers_animatediff_controlnet(make_pipeline, one_thread):

@@ -216,13 +216,19 @@ class ControlNetCondition:
 
 def sized_control(images: torch.Tensor, latents: torch.Tensor, factor: int | None) -> torch.Tensor:
     """Control images (n, 3, H, W) for `latents` (…, h, w): as they are when H × W is h × w times `factor` (or
-    `factor` is None), else resized to that, bicubic in float32."""
+    `factor` is None), else resized to that, bicubic in float32; ControlNet inpaint's marks (`MASKED`) stay marks,
+    resized nearest."""
     if factor is None:
         return images
     size = (latents.shape[-2] * factor, latents.shape[-1] * factor)
     if tuple(images.shape[-2:]) == size:
         return images
-    return F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False).to(images.dtype)
+    resized = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False)
+    marked = images == MASKED
+    if marked.any():
+        marks = F.interpolate(marked.float(), size=size, mode="nearest") > 0.5
+        resized = torch.where(marks, torch.full_like(resized, MASKED), resized.clamp(0, 1))
+    return resized.to(images.dtype)
 
 
 def unconditional_zeros(down: list[torch.Tensor], mid: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
