@@ -82,17 +82,14 @@ def free_u_on(unet: AnimationUNet, free_u: FreeU | None) -> Iterator[None]:
         raise InputError(f"free_u takes a FreeU(b1, b2, s1, s2), got {free_u!r}")
     if free_u.form == "diffusers":
         unet.unet.enable_freeu(s1=free_u.s1, s2=free_u.s2, b1=free_u.b1, b2=free_u.b2)
-        try:
-            yield
-        finally:
-            unet.unet.disable_freeu()
-        return
-    hooks = _hook_skip_joins(unet.unet, free_u)
+        undo = [unet.unet.disable_freeu]
+    else:
+        undo = [hook.remove for hook in _hook_skip_joins(unet.unet, free_u)]
     try:
         yield
     finally:
-        for hook in hooks:
-            hook.remove()
+        for off in undo:
+            off()
 
 
 def _hook_skip_joins(unet: nn.Module, free_u: FreeU) -> list:
